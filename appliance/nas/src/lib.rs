@@ -1,0 +1,32 @@
+//! The NFSv3 file service of Rushes: ONC RPC over TCP, MOUNT, a minimal portmapper and
+//! NFSv3 over local directories, with per-share export rules and real POSIX semantics.
+//!
+//! # Design
+//! nfsserve supplies the RFC 1813 data types and their XDR encoders; the RPC layer,
+//! dispatch and file-system semantics are ours, because nfsserve's own layer passes no
+//! caller identity to the file system, lacks COMMIT and LINK, and its handles do not
+//! survive a restart. Handles wrap the kernel's persistent file handles
+//! (`name_to_handle_at`), authenticated with a keyed hash ([`handle`]). Operations run
+//! on the blocking pool as the caller's squashed identity ([`sys::run_as`]), so the
+//! kernel enforces permissions. Every call's outcome goes through one
+//! [`activity::OpObserver`].
+//!
+//! # Current limitations
+//! NFSv3 over TCP only: no UDP, NLM locking (clients mount with `nolock`), NFSv4 or
+//! RPCSEC_GSS. A share does not cross into file systems mounted below it.
+
+pub mod activity;
+pub mod handle;
+pub mod mount;
+pub mod nfs3;
+pub mod portmap;
+pub mod rpc;
+pub mod server;
+pub mod service;
+pub mod share;
+pub mod sys;
+pub mod xdr;
+
+pub use server::NfsServer;
+pub use service::{Service, ServiceError};
+pub use share::{ExportRule, ServerConfig, ShareConfig};

@@ -1,0 +1,188 @@
+//! The state shared by every connection: shares opened for serving, the handle key, the
+//! write verifier, and the activity observer.
+
+use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::activity::{OpObserver, TracingObserver};
+use crate::handle::HandleKey;
+use crate::share::{validate, ExportRule, ShareConfig, ShareError};
+use crate::sys;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Share(#[from] ShareError),
+    #[error("share {name:?}: cannot open {path}")]
+    OpenShare {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("share {name:?}: {path} does not support persistent file handles; serve a directory on XFS, ext4, btrfs or tmpfs")]
+    NoHandles {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("shares {a:?} and {b:?} hash to the same id; rename one of them")]
+    IdClash { a: String, b: String },
+    #[error("cannot load the file-handle key from {path}")]
+    Key {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Privileges(std::io::Error),
+}
+
+/// A share opened for serving.
+#[derive(Debug)]
+pub struct Share {
+    /// Stable id, derived from the name; also the `fsid` clients see.
+    pub id: u32,
+    pub name: Arc<str>,
+    pub path: PathBuf,
+    pub rules: Vec<ExportRule>,
+    /// The share root, opened for reading: handles are decoded against it
+    /// (`open_by_handle_at` refuses an O_PATH mount descriptor).
+    pub root: OwnedFd,
+    pub root_dev: u64,
+    pub root_ino: u64,
+    /// The NFS handle of the root, as MOUNT returns it.
+    pub root_fh: Vec<u8>,
+}
+
+/// A mount a client announced with MNT (for MOUNT's DUMP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub client: IpAddr,
+    pub path: String,
+}
+
+/// Everything requests need, shared by all connections.
+pub struct Service {
+    pub shares: Vec<Arc<Share>>,
+    pub key: HandleKey,
+    /// Changes every start, so clients resend UNSTABLE writes a crash may have lost.
+    pub write_verifier: [u8; 8],
+    pub observer: Box<dyn OpObserver>,
+    pub mounts: Mutex<Vec<MountEntry>>,
+    /// The TCP port we listen on, for portmap GETPORT.
+    pub port: AtomicU16,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("shares", &self.shares)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stable id of a share name (FNV-1a: deterministic across builds and restarts).
+fn share_id(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+impl Service {
+    /// Open every share and load (or create) the handle key in `state_dir`.
+    pub fn new(shares: &[ShareConfig], state_dir: &std::path::Path) -> Result<Self, ServiceError> {
+        sys::check_privileges().map_err(ServiceError::Privileges)?;
+        validate(shares)?;
+        let key = HandleKey::load_or_create(state_dir).map_err(|source| ServiceError::Key {
+            path: state_dir.join("handle.key"),
+            source,
+        })?;
+        let mut opened: Vec<Arc<Share>> = Vec::new();
+        for cfg in shares {
+            let share = open_share(cfg, &key)?;
+            if let Some(other) = opened.iter().find(|s| s.id == share.id) {
+                return Err(ServiceError::IdClash {
+                    a: other.name.to_string(),
+                    b: cfg.name.clone(),
+                });
+            }
+            opened.push(Arc::new(share));
+        }
+        let mut write_verifier = [0u8; 8];
+        rustix::rand::getrandom(&mut write_verifier, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| ServiceError::Privileges(e.into()))?;
+        Ok(Self {
+            shares: opened,
+            key,
+            write_verifier,
+            observer: Box::new(TracingObserver),
+            mounts: Mutex::new(Vec::new()),
+            port: AtomicU16::new(0),
+        })
+    }
+
+    /// Replace the activity observer.
+    pub fn with_observer(mut self, observer: Box<dyn OpObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    pub fn share_by_id(&self, id: u32) -> Option<&Arc<Share>> {
+        self.shares.iter().find(|s| s.id == id)
+    }
+
+    /// The share a MOUNT path names: `/NAME` (or `NAME`).
+    pub fn share_by_path(&self, path: &str) -> Option<&Arc<Share>> {
+        let name = path.trim_start_matches('/').trim_end_matches('/');
+        self.shares.iter().find(|s| &*s.name == name)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port.load(Ordering::Relaxed)
+    }
+}
+
+fn open_share(cfg: &ShareConfig, key: &HandleKey) -> Result<Share, ServiceError> {
+    let open_err = |source: std::io::Error| ServiceError::OpenShare {
+        name: cfg.name.clone(),
+        path: cfg.path.clone(),
+        source,
+    };
+    let root = rustix::fs::open(
+        &cfg.path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| open_err(e.into()))?;
+    let st = rustix::fs::fstat(&root).map_err(|e| open_err(e.into()))?;
+    let kernel =
+        sys::name_to_handle(root.as_fd(), c"").map_err(|source| ServiceError::NoHandles {
+            name: cfg.name.clone(),
+            path: cfg.path.clone(),
+            source,
+        })?;
+    // Decoding must work too (overlayfs, for one, makes handles it cannot open).
+    sys::open_by_handle(root.as_fd(), &kernel, libc::O_PATH).map_err(|source| {
+        ServiceError::NoHandles {
+            name: cfg.name.clone(),
+            path: cfg.path.clone(),
+            source,
+        }
+    })?;
+    let id = share_id(&cfg.name);
+    Ok(Share {
+        id,
+        name: cfg.name.as_str().into(),
+        path: cfg.path.clone(),
+        rules: cfg.rules.clone(),
+        root_fh: key.encode(id, &kernel),
+        root,
+        root_dev: st.st_dev,
+        root_ino: st.st_ino,
+    })
+}

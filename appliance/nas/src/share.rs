@@ -1,0 +1,282 @@
+//! Shares and their export rules: which clients may reach a share, and as whom.
+//!
+//! The same model is used by host mode (`rushesd host --config`) and, later, by the
+//! appliance's configuration on `RUSHES-CFG`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// A host-mode configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for NFS, MOUNT and portmap on one TCP port (default 127.0.0.1:2049).
+    pub listen: Option<SocketAddr>,
+    /// Where the server keeps its file-handle key (default /var/lib/rushes).
+    pub state_dir: Option<PathBuf>,
+    /// The shares to serve.
+    #[serde(default, rename = "share")]
+    pub shares: Vec<ShareConfig>,
+}
+
+/// One exported directory.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareConfig {
+    /// Export name: clients mount `/NAME`.
+    pub name: String,
+    /// The directory served.
+    pub path: PathBuf,
+    /// Client rules, first match wins. A client matching no rule is refused.
+    #[serde(default = "default_rules", rename = "rule")]
+    pub rules: Vec<ExportRule>,
+}
+
+/// Whether a rule's clients may change the share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Rw,
+    Ro,
+}
+
+/// Which clients a rule covers, and how their identities are mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRule {
+    /// Client networks in CIDR form; the default covers every address.
+    #[serde(default = "everyone")]
+    pub clients: Vec<IpNet>,
+    /// Read-write (default) or read-only.
+    #[serde(default)]
+    pub access: Access,
+    /// Map uid 0 and gid 0 to the anonymous ids (default on).
+    #[serde(default = "yes")]
+    pub root_squash: bool,
+    /// Map every caller to the anonymous ids.
+    #[serde(default)]
+    pub all_squash: bool,
+    /// The uid squashed callers get (default 65534, "nobody").
+    #[serde(default = "nobody")]
+    pub anonuid: u32,
+    /// The gid squashed callers get (default 65534, "nogroup").
+    #[serde(default = "nobody")]
+    pub anongid: u32,
+}
+
+impl Default for ExportRule {
+    fn default() -> Self {
+        Self {
+            clients: everyone(),
+            access: Access::Rw,
+            root_squash: true,
+            all_squash: false,
+            anonuid: nobody(),
+            anongid: nobody(),
+        }
+    }
+}
+
+fn default_rules() -> Vec<ExportRule> {
+    vec![ExportRule::default()]
+}
+
+fn everyone() -> Vec<IpNet> {
+    vec![
+        "0.0.0.0/0".parse().unwrap_or_default(),
+        "::/0".parse().unwrap_or_default(),
+    ]
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn nobody() -> u32 {
+    65534
+}
+
+/// The identity an operation runs as, after squashing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub gids: Vec<u32>,
+}
+
+impl Caller {
+    pub const ROOT: Caller = Caller {
+        uid: 0,
+        gid: 0,
+        gids: Vec::new(),
+    };
+
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.gids.contains(&gid)
+    }
+}
+
+impl ExportRule {
+    pub fn matches(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.clients.iter().any(|net| net.contains(&client))
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.access == Access::Ro
+    }
+
+    /// The identity a caller gets under this rule. `None` means AUTH_NONE (anonymous).
+    pub fn map_caller(&self, presented: Option<(u32, u32, &[u32])>) -> Caller {
+        let anonymous = Caller {
+            uid: self.anonuid,
+            gid: self.anongid,
+            gids: Vec::new(),
+        };
+        let Some((uid, gid, gids)) = presented else {
+            return anonymous;
+        };
+        if self.all_squash {
+            return anonymous;
+        }
+        if !self.root_squash {
+            return Caller {
+                uid,
+                gid,
+                gids: gids.to_vec(),
+            };
+        }
+        let squash_gid = |g: u32| if g == 0 { self.anongid } else { g };
+        Caller {
+            uid: if uid == 0 { self.anonuid } else { uid },
+            gid: squash_gid(gid),
+            gids: gids.iter().map(|g| squash_gid(*g)).collect(),
+        }
+    }
+}
+
+/// The first rule of `rules` that covers `client`.
+pub fn rule_for(rules: &[ExportRule], client: IpAddr) -> Option<&ExportRule> {
+    rules.iter().find(|r| r.matches(client))
+}
+
+/// Why a share definition is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error("share name {0:?} is not usable: use 1-64 letters, digits, '.', '_' or '-', not starting with '.'")]
+    BadName(String),
+    #[error("two shares are named {0:?}: share names must be unique")]
+    DuplicateName(String),
+    #[error("share {name:?} has no export rules, so no client could reach it: add at least one [[share.rule]]")]
+    NoRules { name: String },
+}
+
+/// Check the names and rules of a set of shares.
+pub fn validate(shares: &[ShareConfig]) -> Result<(), ShareError> {
+    let mut seen = std::collections::HashSet::new();
+    for share in shares {
+        let name = &share.name;
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with('.') {
+            return Err(ShareError::BadName(name.clone()));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(ShareError::DuplicateName(name.clone()));
+        }
+        if share.rules.is_empty() {
+            return Err(ShareError::NoRules { name: name.clone() });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn config_defaults_are_rw_root_squash_everyone() {
+        let cfg: ServerConfig = toml::from_str(
+            r#"
+            [[share]]
+            name = "rushes"
+            path = "/srv/rushes"
+            "#,
+        )
+        .unwrap();
+        let rule = &cfg.shares[0].rules[0];
+        assert!(rule.root_squash && !rule.all_squash && !rule.read_only());
+        assert!(rule.matches(ip("192.0.2.7")) && rule.matches(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_mapped_v4_matches() {
+        let cfg: ServerConfig = toml::from_str(
+            r#"
+            [[share]]
+            name = "grade"
+            path = "/srv/grade"
+            [[share.rule]]
+            clients = ["10.1.0.0/16"]
+            access = "rw"
+            root_squash = false
+            [[share.rule]]
+            clients = ["10.0.0.0/8"]
+            access = "ro"
+            "#,
+        )
+        .unwrap();
+        let rules = &cfg.shares[0].rules;
+        assert!(!rule_for(rules, ip("10.1.2.3")).unwrap().read_only());
+        assert!(rule_for(rules, ip("::ffff:10.9.9.9")).unwrap().read_only());
+        assert!(rule_for(rules, ip("192.168.1.1")).is_none());
+    }
+
+    #[test]
+    fn squashing() {
+        let rule = ExportRule::default();
+        let root = rule.map_caller(Some((0, 0, &[0, 5])));
+        assert_eq!(
+            (root.uid, root.gid, root.gids),
+            (65534, 65534, vec![65534, 5])
+        );
+        let user = rule.map_caller(Some((1000, 100, &[])));
+        assert_eq!((user.uid, user.gid), (1000, 100));
+        let all = ExportRule {
+            all_squash: true,
+            anonuid: 2000,
+            anongid: 2001,
+            ..ExportRule::default()
+        };
+        assert_eq!(all.map_caller(Some((1000, 100, &[]))).uid, 2000);
+        assert_eq!(rule.map_caller(None).uid, 65534);
+    }
+
+    #[test]
+    fn bad_names_and_unknown_keys_are_refused() {
+        let share = |name: &str| ShareConfig {
+            name: name.into(),
+            path: "/x".into(),
+            rules: default_rules(),
+        };
+        assert!(validate(&[share("ok-name_1.2")]).is_ok());
+        for bad in ["", "..", ".hidden", "a/b", "x y"] {
+            assert!(validate(&[share(bad)]).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate(&[share("a"), share("a")]).is_err());
+        let typo =
+            toml::from_str::<ServerConfig>("[[share]]\nname='a'\npath='/x'\nroot_sqash=true");
+        assert!(typo.is_err());
+    }
+}
