@@ -1,1 +1,522 @@
-//! Shared helpers for the end-to-end tests and benchmarks.
+//! Helpers for the end-to-end tests and benchmarks: start and kill `rushesd host`, mount
+//! it with a real NFSv3 client as a chosen user, and send hand-made RPC records.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use nfs3_client;
+use nfs3_client::net::Connector;
+use nfs3_client::nfs3_types::nfs3::{self as t, nfs_fh3, Nfs3Result};
+use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::tokio::TokioIo;
+
+/// Path of the `rushesd` binary built by this workspace (`RUSHESD_BIN` overrides).
+pub fn rushesd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUSHESD_BIN") {
+        return p.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    for profile in ["debug", "release"] {
+        let p = target.join(profile).join("rushesd");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("rushesd is not built: run `cargo build -p rushesd` (make test does this)");
+}
+
+/// A `rushesd host` child process.
+pub struct ServerProcess {
+    child: Option<Child>,
+    args: Vec<String>,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Start `rushesd host --listen 127.0.0.1:0 ARGS…` and wait until it serves.
+    pub fn start(args: &[&str]) -> Self {
+        let logdir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self {
+            child: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            log: logdir.path().join("rushesd.log"),
+            _logdir: logdir,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(rushesd_bin())
+            .arg("host")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rushesd");
+        // Copy stderr to the log file and learn the bound address from it.
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = log;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+                self.addr = addr.parse().expect("server address");
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("rushesd exited with {status}:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rushesd did not start:\n{}",
+                self.log_text()
+            );
+        }
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "rushesd ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start again on the same port with the same arguments.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Resident memory of the server process, from /proc.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An AUTH_SYS identity.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub gids: Vec<u32>,
+}
+
+impl User {
+    pub fn new(uid: u32, gid: u32) -> Self {
+        Self {
+            uid,
+            gid,
+            gids: vec![],
+        }
+    }
+
+    pub fn root() -> Self {
+        Self::new(0, 0)
+    }
+
+    pub fn credential(&self) -> opaque_auth<'static> {
+        opaque_auth::auth_unix(&auth_unix {
+            stamp: 1,
+            machinename: Opaque::owned(b"edit-bay".to_vec()),
+            uid: self.uid,
+            gid: self.gid,
+            gids: self.gids.clone(),
+        })
+    }
+}
+
+/// Connects from a chosen local address (127.0.0.2 …) to exercise client rules.
+pub struct FromAddr(pub IpAddr);
+
+impl Connector for FromAddr {
+    type Connection = TokioIo<tokio::net::TcpStream>;
+
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<Self::Connection> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(self.0, 0))?;
+        Ok(TokioIo::new(socket.connect(addr).await?))
+    }
+
+    async fn connect_with_port(
+        &self,
+        addr: SocketAddr,
+        _local_port: u16,
+    ) -> std::io::Result<Self::Connection> {
+        self.connect(addr).await
+    }
+}
+
+pub type NfsStatus = t::nfsstat3;
+type Conn = nfs3_client::Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
+
+/// A mounted share, as one user, with shorthand for the calls tests make.
+pub struct Nfs {
+    pub conn: Conn,
+    pub root: nfs_fh3,
+}
+
+fn ok<T, E: std::fmt::Debug>(
+    r: Result<Nfs3Result<T, E>, nfs3_client::RpcError>,
+) -> Result<T, NfsStatus> {
+    match r.expect("RPC transport failed") {
+        Nfs3Result::Ok(v) => Ok(v),
+        Nfs3Result::Err((status, _)) => Err(status),
+    }
+}
+
+pub fn name(s: &str) -> t::filename3<'static> {
+    t::filename3::from(s.as_bytes().to_vec())
+}
+
+pub fn dirop(dir: &nfs_fh3, n: &str) -> t::diropargs3<'static> {
+    t::diropargs3 {
+        dir: dir.clone(),
+        name: name(n),
+    }
+}
+
+impl Nfs {
+    pub async fn mount(
+        port: u16,
+        export: &str,
+        user: &User,
+    ) -> Result<Self, nfs3_client::ConnectError> {
+        Self::mount_from("127.0.0.1".parse().expect("ip"), port, export, user).await
+    }
+
+    pub async fn mount_from(
+        source: IpAddr,
+        port: u16,
+        export: &str,
+        user: &User,
+    ) -> Result<Self, nfs3_client::ConnectError> {
+        let conn = nfs3_client::Nfs3ConnectionBuilder::new(FromAddr(source), "127.0.0.1", export)
+            .mount_port(port)
+            .nfs3_port(port)
+            .connect_from_privileged_port(false)
+            .credential(user.credential())
+            .mount()
+            .await?;
+        let root = conn.root_nfs_fh3();
+        Ok(Self { conn, root })
+    }
+
+    pub async fn getattr(&mut self, fh: &nfs_fh3) -> Result<t::fattr3, NfsStatus> {
+        ok(self
+            .conn
+            .getattr(&t::GETATTR3args { object: fh.clone() })
+            .await)
+        .map(|r| r.obj_attributes)
+    }
+
+    pub async fn lookup(&mut self, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3, NfsStatus> {
+        ok(self
+            .conn
+            .lookup(&t::LOOKUP3args {
+                what: dirop(dir, n),
+            })
+            .await)
+        .map(|r| r.object)
+    }
+
+    pub async fn create(
+        &mut self,
+        dir: &nfs_fh3,
+        n: &str,
+        mode: u32,
+    ) -> Result<nfs_fh3, NfsStatus> {
+        let how = t::createhow3::GUARDED(t::sattr3 {
+            mode: t::set_mode3::Some(mode),
+            ..Default::default()
+        });
+        let r = ok(self
+            .conn
+            .create(&t::CREATE3args {
+                where_: dirop(dir, n),
+                how,
+            })
+            .await)?;
+        Ok(r.obj.unwrap())
+    }
+
+    pub async fn mkdir(&mut self, dir: &nfs_fh3, n: &str, mode: u32) -> Result<nfs_fh3, NfsStatus> {
+        let attributes = t::sattr3 {
+            mode: t::set_mode3::Some(mode),
+            ..Default::default()
+        };
+        let r = ok(self
+            .conn
+            .mkdir(&t::MKDIR3args {
+                where_: dirop(dir, n),
+                attributes,
+            })
+            .await)?;
+        Ok(r.obj.unwrap())
+    }
+
+    pub async fn write(
+        &mut self,
+        fh: &nfs_fh3,
+        offset: u64,
+        data: &[u8],
+        stable: t::stable_how,
+    ) -> Result<t::WRITE3resok, NfsStatus> {
+        let args = t::WRITE3args {
+            file: fh.clone(),
+            offset,
+            count: data.len() as u32,
+            stable,
+            data: Opaque::borrowed(data),
+        };
+        ok(self.conn.write(&args).await)
+    }
+
+    pub async fn read(
+        &mut self,
+        fh: &nfs_fh3,
+        offset: u64,
+        count: u32,
+    ) -> Result<(Vec<u8>, bool), NfsStatus> {
+        let r = ok(self
+            .conn
+            .read(&t::READ3args {
+                file: fh.clone(),
+                offset,
+                count,
+            })
+            .await)?;
+        Ok((r.data.to_vec(), r.eof))
+    }
+
+    /// Read a whole file in 1 MiB requests.
+    pub async fn read_all(&mut self, fh: &nfs_fh3) -> Result<Vec<u8>, NfsStatus> {
+        let mut data = Vec::new();
+        loop {
+            let (chunk, eof) = self.read(fh, data.len() as u64, 1 << 20).await?;
+            data.extend_from_slice(&chunk);
+            if eof || chunk.is_empty() {
+                return Ok(data);
+            }
+        }
+    }
+
+    pub async fn commit(&mut self, fh: &nfs_fh3) -> Result<[u8; 8], NfsStatus> {
+        ok(self
+            .conn
+            .commit(&t::COMMIT3args {
+                file: fh.clone(),
+                offset: 0,
+                count: 0,
+            })
+            .await)
+        .map(|r| r.verf.0)
+    }
+
+    pub async fn remove(&mut self, dir: &nfs_fh3, n: &str) -> Result<(), NfsStatus> {
+        ok(self
+            .conn
+            .remove(&t::REMOVE3args {
+                object: dirop(dir, n),
+            })
+            .await)
+        .map(|_| ())
+    }
+
+    pub async fn setattr(&mut self, fh: &nfs_fh3, attrs: t::sattr3) -> Result<(), NfsStatus> {
+        let args = t::SETATTR3args {
+            object: fh.clone(),
+            new_attributes: attrs,
+            guard: t::sattrguard3::None,
+        };
+        ok(self.conn.setattr(&args).await).map(|_| ())
+    }
+
+    pub async fn access(&mut self, fh: &nfs_fh3, mask: u32) -> Result<u32, NfsStatus> {
+        ok(self
+            .conn
+            .access(&t::ACCESS3args {
+                object: fh.clone(),
+                access: mask,
+            })
+            .await)
+        .map(|r| r.access)
+    }
+
+    /// List a directory completely with READDIR (or READDIRPLUS), `count` bytes a reply,
+    /// following cookies. Returns (name, fileid) in order.
+    pub async fn list(
+        &mut self,
+        dir: &nfs_fh3,
+        count: u32,
+        plus: bool,
+    ) -> Result<Vec<(String, u64)>, NfsStatus> {
+        let mut out = Vec::new();
+        let (mut cookie, mut verf) = (0, t::cookieverf3::default());
+        loop {
+            let eof = if plus {
+                let args = t::READDIRPLUS3args {
+                    dir: dir.clone(),
+                    cookie,
+                    cookieverf: verf,
+                    dircount: count,
+                    maxcount: count,
+                };
+                let r = ok(self.conn.readdirplus(&args).await)?;
+                verf = r.cookieverf;
+                for e in r.reply.entries.0 {
+                    assert!(e.name_handle.is_some(), "READDIRPLUS entry without handle");
+                    out.push((
+                        String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
+                        e.fileid,
+                    ));
+                    cookie = e.cookie;
+                }
+                r.reply.eof
+            } else {
+                let args = t::READDIR3args {
+                    dir: dir.clone(),
+                    cookie,
+                    cookieverf: verf,
+                    count,
+                };
+                let r = ok(self.conn.readdir(&args).await)?;
+                verf = r.cookieverf;
+                for e in r.reply.entries.0 {
+                    out.push((
+                        String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
+                        e.fileid,
+                    ));
+                    cookie = e.cookie;
+                }
+                r.reply.eof
+            };
+            if eof {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// Build an RPC call record (with record mark) by hand.
+pub fn rpc_record(
+    xid: u32,
+    program: u32,
+    version: u32,
+    procedure: u32,
+    user: Option<&User>,
+    args: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut put = |v: u32| body.extend_from_slice(&v.to_be_bytes());
+    for v in [xid, 0, 2, program, version, procedure] {
+        put(v);
+    }
+    match user {
+        Some(u) => {
+            let mut cred = Vec::new();
+            for v in [1u32, 4] {
+                cred.extend_from_slice(&v.to_be_bytes());
+            }
+            cred.extend_from_slice(b"host");
+            for v in [u.uid, u.gid, 0] {
+                cred.extend_from_slice(&v.to_be_bytes());
+            }
+            body.extend_from_slice(&1u32.to_be_bytes());
+            body.extend_from_slice(&(cred.len() as u32).to_be_bytes());
+            body.extend_from_slice(&cred);
+        }
+        None => body.extend_from_slice(&[0; 8]),
+    }
+    body.extend_from_slice(&[0; 8]); // verifier AUTH_NONE
+    body.extend_from_slice(args);
+    let mut record = ((body.len() as u32) | 0x8000_0000).to_be_bytes().to_vec();
+    record.extend_from_slice(&body);
+    record
+}
+
+/// Read one reply record (without its mark) from a blocking stream.
+pub fn read_reply(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut reply = Vec::new();
+    loop {
+        let mut mark = [0u8; 4];
+        stream.read_exact(&mut mark)?;
+        let mark = u32::from_be_bytes(mark);
+        let at = reply.len();
+        reply.resize(at + (mark & 0x7fff_ffff) as usize, 0);
+        stream.read_exact(&mut reply[at..])?;
+        if mark & 0x8000_0000 != 0 {
+            return Ok(reply);
+        }
+    }
+}
+
+/// The big-endian word at `index` of a reply.
+pub fn word(reply: &[u8], index: usize) -> u32 {
+    u32::from_be_bytes(reply[index * 4..index * 4 + 4].try_into().expect("4 bytes"))
+}

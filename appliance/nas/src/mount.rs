@@ -1,12 +1,17 @@
-//! The MOUNT protocol (RFC 1813 appendix I): hands out share root handles to clients an
-//! export rule admits, and lists the exports.
+//! The MOUNT protocol (RFC 1813 appendix I): hands out the handle of a share (or of a
+//! folder inside it, `/NAME/sub/dir`) to clients an export rule admits, and lists the
+//! exports.
 
 use std::net::IpAddr;
+use std::os::fd::AsFd;
+
+use rustix::fs::{Mode, OFlags};
 
 use crate::activity::OpRecord;
 use crate::rpc::AcceptError;
-use crate::service::{MountEntry, Service};
+use crate::service::{MountEntry, Service, Share};
 use crate::share::rule_for;
+use crate::sys;
 use crate::xdr::{put_bool, put_opaque, put_u32, XdrReader};
 
 pub const PROGRAM: u32 = 100005;
@@ -18,7 +23,9 @@ const MNTPATHLEN: usize = 1024;
 const MNT3_OK: u32 = 0;
 const MNT3ERR_NOENT: u32 = 2;
 const MNT3ERR_ACCES: u32 = 13;
+const MNT3ERR_NOTDIR: u32 = 20;
 const MNT3ERR_NAMETOOLONG: u32 = 63;
+const MNT3ERR_SERVERFAULT: u32 = 10006;
 
 const AUTH_SYS: u32 = 1;
 
@@ -95,8 +102,40 @@ pub fn dispatch(
     Ok(())
 }
 
+/// The handle of `rest` (a `/`-separated path below the share root), walked one
+/// component at a time without following symlinks or climbing out with `..`.
+fn subdir_handle(svc: &Service, share: &Share, rest: &str) -> Result<Vec<u8>, u32> {
+    let mut dir = rustix::fs::openat(
+        &share.root,
+        c".",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|_| MNT3ERR_SERVERFAULT)?;
+    for component in rest.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if component == ".." {
+            return Err(MNT3ERR_ACCES);
+        }
+        dir = rustix::fs::openat(
+            &dir,
+            component,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => MNT3ERR_NOENT,
+            rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP => MNT3ERR_NOTDIR,
+            _ => MNT3ERR_ACCES,
+        })?;
+    }
+    let kernel = sys::name_to_handle(dir.as_fd(), c"").map_err(|_| MNT3ERR_SERVERFAULT)?;
+    Ok(svc.key.encode(share.id, &kernel))
+}
+
 fn mnt(svc: &Service, client: IpAddr, path: &str, out: &mut Vec<u8>, rec: &mut OpRecord) -> u32 {
-    let Some(share) = svc.share_by_path(path) else {
+    let trimmed = path.trim_start_matches('/');
+    let (name, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let Some(share) = svc.share_by_path(name) else {
         tracing::info!(%client, path, "mount refused: no such share");
         put_u32(out, MNT3ERR_NOENT);
         return MNT3ERR_NOENT;
@@ -107,8 +146,21 @@ fn mnt(svc: &Service, client: IpAddr, path: &str, out: &mut Vec<u8>, rec: &mut O
         put_u32(out, MNT3ERR_ACCES);
         return MNT3ERR_ACCES;
     }
+    let fh = if rest.trim_matches('/').is_empty() {
+        share.root_fh.clone()
+    } else {
+        sys::run_as_root().ok();
+        match subdir_handle(svc, share, rest) {
+            Ok(fh) => fh,
+            Err(status) => {
+                tracing::info!(%client, path, status, "mount refused: no such folder in the share");
+                put_u32(out, status);
+                return status;
+            }
+        }
+    };
     put_u32(out, MNT3_OK);
-    put_opaque(out, &share.root_fh);
+    put_opaque(out, &fh);
     put_u32(out, 1);
     put_u32(out, AUTH_SYS);
     if let Ok(mut mounts) = svc.mounts.lock() {

@@ -889,11 +889,7 @@ impl<'a> NfsCall<'a> {
             };
             let res = rustix::fs::unlinkat(&dir.fd, &name, flags);
             dir_wcc = dir.wcc();
-            res.map_err(|e| match e {
-                // unlink(2) of a directory says EISDIR; RFC 1813 wants the same.
-                Errno::PERM if !rmdir => NFS3ERR_ISDIR,
-                e => errno_stat(e),
-            })
+            res.map_err(errno_stat)
         })();
         put(out, &res.err().unwrap_or(NFS3_OK));
         put(out, &dir_wcc);

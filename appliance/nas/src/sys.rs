@@ -185,7 +185,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"x").unwrap();
-        let root = open(dir.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let root = open(
+            dir.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
         let h = name_to_handle(root.as_fd(), c"f").unwrap();
         let fd = open_by_handle(root.as_fd(), &h, libc::O_RDONLY).unwrap();
         assert_eq!(rustix::fs::fstat(&fd).unwrap().st_size, 1);
