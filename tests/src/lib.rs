@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests and benchmarks: start and kill `rushesd host`, mount
 //! it with a real NFSv3 client as a chosen user, and send hand-made RPC records.
 
+pub mod bench;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

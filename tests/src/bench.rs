@@ -1,0 +1,211 @@
+//! A pipelined NFSv3 client for benchmarks: keeps up to `depth` calls in flight on one
+//! TCP connection, which libnfs' `nfs-cp` (one call at a time) cannot.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use nfs3_client::nfs3_types::nfs3::{self as t, nfs_fh3};
+use nfs3_client::nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
+
+use crate::{read_reply, rpc_record, word, User};
+
+/// One connection issuing NFSv3 calls.
+pub struct Pipe {
+    stream: TcpStream,
+    next_xid: u32,
+    user: User,
+}
+
+/// The results part of an accepted, successful RPC reply (after the RPC header).
+fn results(reply: &[u8]) -> anyhow::Result<&[u8]> {
+    anyhow::ensure!(
+        reply.len() >= 24 && word(reply, 1) == 1 && word(reply, 2) == 0,
+        "call was denied"
+    );
+    let verf_len = word(reply, 4) as usize;
+    let at = 20 + verf_len.div_ceil(4) * 4;
+    anyhow::ensure!(reply.len() >= at + 4, "short reply");
+    let accept = u32::from_be_bytes(reply[at..at + 4].try_into()?);
+    anyhow::ensure!(accept == 0, "call not accepted (accept_stat {accept})");
+    Ok(&reply[at + 4..])
+}
+
+fn status(body: &[u8]) -> u32 {
+    body.get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(u32::MAX)
+}
+
+pub fn pack<T: Pack>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    v.pack(&mut out).expect("pack into a Vec");
+    out
+}
+
+impl Pipe {
+    pub fn connect(addr: SocketAddr, user: User) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        Ok(Self {
+            stream,
+            next_xid: 1,
+            user,
+        })
+    }
+
+    fn send(&mut self, procedure: u32, args: &[u8]) -> anyhow::Result<()> {
+        let xid = self.next_xid;
+        self.next_xid = self.next_xid.wrapping_add(1);
+        self.stream.write_all(&rpc_record(
+            xid,
+            100003,
+            3,
+            procedure,
+            Some(&self.user),
+            args,
+        ))?;
+        Ok(())
+    }
+
+    /// Issue `total` calls built by `make(i)`, at most `depth` in flight, and hand each
+    /// reply's results to `check`. Returns the elapsed time.
+    pub fn run(
+        &mut self,
+        total: usize,
+        depth: usize,
+        mut make: impl FnMut(usize) -> (u32, Vec<u8>),
+        mut check: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let (mut issued, mut done) = (0, 0);
+        while done < total {
+            while issued < total && issued - done < depth {
+                let (procedure, args) = make(issued);
+                self.send(procedure, &args)?;
+                issued += 1;
+            }
+            let reply = read_reply(&mut self.stream)?;
+            check(results(&reply)?)?;
+            done += 1;
+        }
+        Ok(started.elapsed())
+    }
+
+    /// One call, waited for; returns its results.
+    pub fn call(&mut self, procedure: u32, args: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.send(procedure, args)?;
+        let reply = read_reply(&mut self.stream)?;
+        Ok(results(&reply)?.to_vec())
+    }
+}
+
+/// Fail unless the NFS status word of `body` is NFS3_OK.
+pub fn expect_ok(body: &[u8]) -> anyhow::Result<()> {
+    let s = status(body);
+    anyhow::ensure!(s == 0, "NFS error {s}");
+    Ok(())
+}
+
+pub fn create_args(dir: &nfs_fh3, name: &str) -> Vec<u8> {
+    pack(&t::CREATE3args {
+        where_: crate::dirop(dir, name),
+        how: t::createhow3::UNCHECKED(t::sattr3 {
+            mode: t::set_mode3::Some(0o644),
+            ..Default::default()
+        }),
+    })
+}
+
+/// The handle CREATE returned.
+pub fn created_handle(body: &[u8]) -> anyhow::Result<nfs_fh3> {
+    let (res, _) = t::Nfs3Result::<t::CREATE3resok, t::CREATE3resfail>::unpack(
+        &mut std::io::Cursor::new(body),
+    )?;
+    match res {
+        t::Nfs3Result::Ok(ok) => match ok.obj {
+            t::post_op_fh3::Some(fh) => Ok(fh),
+            t::post_op_fh3::None => anyhow::bail!("CREATE returned no handle"),
+        },
+        t::Nfs3Result::Err((s, _)) => anyhow::bail!("CREATE failed: {s:?}"),
+    }
+}
+
+pub fn write_args(fh: &nfs_fh3, offset: u64, data: &[u8]) -> Vec<u8> {
+    pack(&t::WRITE3args {
+        file: fh.clone(),
+        offset,
+        count: data.len() as u32,
+        stable: t::stable_how::UNSTABLE,
+        data: Opaque::borrowed(data),
+    })
+}
+
+pub fn read_args(fh: &nfs_fh3, offset: u64, count: u32) -> Vec<u8> {
+    pack(&t::READ3args {
+        file: fh.clone(),
+        offset,
+        count,
+    })
+}
+
+pub fn commit_args(fh: &nfs_fh3) -> Vec<u8> {
+    pack(&t::COMMIT3args {
+        file: fh.clone(),
+        offset: 0,
+        count: 0,
+    })
+}
+
+pub fn lookup_args(dir: &nfs_fh3, name: &str) -> Vec<u8> {
+    pack(&t::LOOKUP3args {
+        what: crate::dirop(dir, name),
+    })
+}
+
+pub fn remove_args(dir: &nfs_fh3, name: &str) -> Vec<u8> {
+    pack(&t::REMOVE3args {
+        object: crate::dirop(dir, name),
+    })
+}
+
+pub fn mkdir_args(dir: &nfs_fh3, name: &str) -> Vec<u8> {
+    pack(&t::MKDIR3args {
+        where_: crate::dirop(dir, name),
+        attributes: t::sattr3 {
+            mode: t::set_mode3::Some(0o755),
+            ..Default::default()
+        },
+    })
+}
+
+/// List `dir` with READDIRPLUS, `maxcount` bytes a reply; returns the number of entries.
+pub fn list_plus(pipe: &mut Pipe, dir: &nfs_fh3, maxcount: u32) -> anyhow::Result<usize> {
+    let (mut cookie, mut verf, mut n) = (0, t::cookieverf3::default(), 0);
+    loop {
+        let args = pack(&t::READDIRPLUS3args {
+            dir: dir.clone(),
+            cookie,
+            cookieverf: verf,
+            dircount: maxcount,
+            maxcount,
+        });
+        let body = pipe.call(17, &args)?;
+        let (res, _) = t::Nfs3Result::<t::READDIRPLUS3resok<'_>, t::READDIRPLUS3resfail>::unpack(
+            &mut std::io::Cursor::new(&body[..]),
+        )?;
+        let ok = match res {
+            t::Nfs3Result::Ok(ok) => ok,
+            t::Nfs3Result::Err((s, _)) => anyhow::bail!("READDIRPLUS failed: {s:?}"),
+        };
+        verf = ok.cookieverf;
+        for e in &ok.reply.entries.0 {
+            cookie = e.cookie;
+            n += 1;
+        }
+        if ok.reply.eof {
+            return Ok(n);
+        }
+    }
+}
