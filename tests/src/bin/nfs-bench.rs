@@ -2,6 +2,8 @@
 //! backing folder, with the same pipelined client, in the same run. Prints a table of
 //! ratios (ours / Ganesha; above 1.0 means rushesd is faster). Runs as root.
 
+#![allow(clippy::print_stdout)] // a command-line report, not a daemon
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
