@@ -33,6 +33,9 @@ pub const PROGRAM: u32 = 100003;
 pub const VERSION: u32 = 3;
 /// Largest READ/WRITE payload, advertised in FSINFO as rtmax/wtmax.
 pub const MAX_IO: u32 = 1 << 20;
+/// READs of at least this many bytes send their data with sendfile(2) from the page
+/// cache to the socket, with no copy through our memory; smaller ones are copied.
+const SENDFILE_MIN: usize = 32 * 1024;
 /// Preferred READDIR reply size advertised in FSINFO.
 const DTPREF: u32 = 64 * 1024;
 
@@ -300,12 +303,23 @@ impl DirOp<'_> {
     }
 }
 
+/// File data that follows a reply's encoded part on the wire (READ's payload), sent by
+/// the connection writer straight from the file.
+#[derive(Debug)]
+pub struct FileTail {
+    pub file: OwnedFd,
+    pub offset: u64,
+    pub len: usize,
+}
+
 /// One NFSv3 call being answered.
 pub struct NfsCall<'a> {
     pub svc: &'a Service,
     pub client: IpAddr,
     pub auth: Option<&'a AuthSys>,
     pub rec: &'a mut OpRecord,
+    /// Set by READ when its data is to be sent from the file after the reply.
+    pub tail: Option<FileTail>,
 }
 
 impl<'a> NfsCall<'a> {
@@ -565,13 +579,31 @@ impl<'a> NfsCall<'a> {
             }
             put(out, &NFS3_OK);
             put(out, &post_op_attr::attributes(obj.fattr(&st)));
+            let size = st.st_size as u64;
+            let available = size.saturating_sub(offset).min(count as u64) as usize;
+            if available >= SENDFILE_MIN {
+                // Count and eof from the size now; should the file shrink before the
+                // writer sends, it pads with zeros so the reply stays well formed.
+                put_u32(out, available as u32);
+                put_bool(out, offset + available as u64 >= size);
+                put_u32(out, available as u32);
+                self.tail = Some(FileTail {
+                    file: fd,
+                    offset,
+                    len: available,
+                });
+                self.rec.bytes = available as u64;
+                return Ok(());
+            }
+            // Small reads: copy into the reply. At most SENDFILE_MIN bytes, so a file
+            // growing meanwhile cannot outrun the buffer; the client asks again.
+            let limit = count.min(SENDFILE_MIN);
             let fields = out.len();
             out.extend_from_slice(&[0; 12]); // count, eof, data length
-                                             // Read straight into the reply buffer: the only copy is the kernel's.
-            out.reserve(count + 3);
+            out.reserve(limit + 3);
             let mut done = 0;
-            while done < count {
-                let want = count - done;
+            while done < limit {
+                let want = limit - done;
                 let spare = &mut out.spare_capacity_mut()[..want];
                 let n = rustix::io::pread(&fd, spare, offset + done as u64)
                     .map_err(errno_stat)?
@@ -691,6 +723,7 @@ impl<'a> NfsCall<'a> {
                 set_mode3::Void => 0o644,
             };
             dir.obj.act()?;
+            let locked = self.svc.dir_locks.lock(&dir.before);
             let made = rustix::fs::mknodat(
                 &dir.fd,
                 &name,
@@ -698,6 +731,7 @@ impl<'a> NfsCall<'a> {
                 Mode::from_raw_mode(mode),
                 0,
             );
+            drop(locked);
             let existed = match made {
                 Ok(()) => false,
                 Err(Errno::EXIST) if how != 1 => true,
@@ -777,7 +811,9 @@ impl<'a> NfsCall<'a> {
                 set_mode3::Void => 0o755,
             };
             dir.obj.act()?;
+            let locked = self.svc.dir_locks.lock(&dir.before);
             let made = rustix::fs::mkdirat(&dir.fd, &name, Mode::from_raw_mode(mode));
+            drop(locked);
             dir_wcc = dir.wcc();
             made.map_err(errno_stat)?;
             let fd = rustix::fs::openat(
@@ -819,7 +855,9 @@ impl<'a> NfsCall<'a> {
             let (dir, name) = self.dir_op(fh, name)?;
             let target = CString::new(target).map_err(|_| NFS3ERR_INVAL)?;
             dir.obj.act()?;
+            let locked = self.svc.dir_locks.lock(&dir.before);
             let made = rustix::fs::symlinkat(&target, &dir.fd, &name);
+            drop(locked);
             dir_wcc = dir.wcc();
             made.map_err(errno_stat)?;
             let fd = rustix::fs::openat(
@@ -881,6 +919,7 @@ impl<'a> NfsCall<'a> {
         let mut dir_wcc = wcc_data::default();
         let res = (|| -> NfsResult<_> {
             let (dir, name) = self.dir_op(fh, name)?;
+            let _locked = self.svc.dir_locks.lock(&dir.before);
             dir.obj.act()?;
             let flags = if rmdir {
                 AtFlags::REMOVEDIR
@@ -909,6 +948,7 @@ impl<'a> NfsCall<'a> {
             if from.obj.share.id != to.obj.share.id {
                 return Err(NFS3ERR_XDEV);
             }
+            let _locked = self.svc.dir_locks.lock_two(&from.before, &to.before);
             from.obj.act()?;
             let res = rustix::fs::renameat(&from.fd, &from_name, &to.fd, &to_name);
             from_wcc = from.wcc();
@@ -934,6 +974,7 @@ impl<'a> NfsCall<'a> {
             if file.share.id != dir.obj.share.id {
                 return Err(NFS3ERR_XDEV);
             }
+            let _locked = self.svc.dir_locks.lock(&dir.before);
             dir.obj.act()?;
             // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc link does not.
             let res = rustix::fs::linkat(

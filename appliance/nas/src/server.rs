@@ -12,12 +12,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::activity::OpRecord;
-use crate::nfs3::{self, NfsCall};
+use crate::nfs3::{self, FileTail, NfsCall};
 use crate::rpc::{self, AcceptError, CallError, Credential, RPC_VERSION};
 use crate::service::Service;
 use crate::{mount, portmap};
@@ -26,6 +26,13 @@ use crate::{mount, portmap};
 pub const MAX_RECORD: usize = nfs3::MAX_IO as usize + 64 * 1024;
 /// Calls one connection may have outstanding before we stop reading from it.
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// An encoded reply (starting with four bytes reserved for the record mark), maybe
+/// followed on the wire by file data.
+struct Reply {
+    encoded: Vec<u8>,
+    tail: Option<FileTail>,
+}
 
 /// A bound listener serving a [`Service`].
 pub struct NfsServer {
@@ -76,7 +83,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, service: Arc<Serv
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, "connection opened");
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<(Vec<u8>, OwnedSemaphorePermit)>(MAX_IN_FLIGHT);
+    let (tx, rx) = mpsc::channel::<(Reply, OwnedSemaphorePermit)>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_replies(wr, rx));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut rd = BufReader::with_capacity(256 * 1024, rd);
@@ -126,9 +133,18 @@ async fn read_record(
                 format!("RPC record larger than {MAX_RECORD} bytes"),
             ));
         }
-        let at = record.len();
-        record.resize(at + len, 0);
-        rd.read_exact(&mut record[at..]).await?;
+        // Read into spare capacity: no zero-filling of a 1 MiB WRITE first.
+        let want = record.len() + len;
+        record.reserve_exact(len);
+        while record.len() < want {
+            let n = (&mut *rd)
+                .take((want - record.len()) as u64)
+                .read_buf(&mut record)
+                .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
         if last {
             return Ok(Some(record));
         }
@@ -137,13 +153,22 @@ async fn read_record(
 
 async fn write_replies(
     wr: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<(Vec<u8>, OwnedSemaphorePermit)>,
+    mut rx: mpsc::Receiver<(Reply, OwnedSemaphorePermit)>,
 ) -> std::io::Result<()> {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     while let Some((mut reply, permit)) = rx.recv().await {
-        let len = (reply.len() - 4) as u32 | 0x8000_0000;
-        reply[..4].copy_from_slice(&len.to_be_bytes());
-        wr.write_all(&reply).await?;
+        let tail_len = reply
+            .tail
+            .as_ref()
+            .map_or(0, |t| t.len + crate::xdr::pad(t.len));
+        let len = (reply.encoded.len() - 4 + tail_len) as u32 | 0x8000_0000;
+        reply.encoded[..4].copy_from_slice(&len.to_be_bytes());
+        wr.write_all(&reply.encoded).await?;
+        if let Some(tail) = reply.tail {
+            wr.flush().await?;
+            send_file(&mut wr, &tail).await?;
+            wr.write_all(&[0u8; 3][..crate::xdr::pad(tail.len)]).await?;
+        }
         drop(permit);
         if rx.is_empty() {
             wr.flush().await?;
@@ -152,14 +177,53 @@ async fn write_replies(
     wr.flush().await
 }
 
+/// Send `tail.len` bytes of the file to the socket with sendfile(2): from the page cache
+/// to the socket without passing through our memory. Zeros stand in for bytes the file
+/// no longer has (truncated since the reply was encoded), keeping the record's length.
+async fn send_file(
+    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    tail: &FileTail,
+) -> std::io::Result<()> {
+    let mut offset = tail.offset;
+    let mut left = tail.len;
+    while left > 0 {
+        let socket: &TcpStream = wr.get_ref().as_ref();
+        socket.writable().await?;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(socket, &tail.file, Some(&mut offset), left)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                let zeros = vec![0u8; left];
+                wr.write_all(&zeros).await?;
+                left = 0;
+            }
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Answer one record; `None` when there is nothing to answer to.
-fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Vec<u8>> {
+fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
+    let (encoded, tail) = answer_call(service, client, record)?;
+    Some(Reply { encoded, tail })
+}
+
+fn answer_call(
+    service: &Service,
+    client: IpAddr,
+    record: &[u8],
+) -> Option<(Vec<u8>, Option<FileTail>)> {
     let started = Instant::now();
     let call = match rpc::parse_call(record) {
         Ok(call) => call,
         Err(CallError::Malformed { xid }) => {
             tracing::debug!(%client, xid, "malformed RPC header");
-            return Some(rpc::reply_accept_error(xid, AcceptError::GarbageArgs));
+            return Some((rpc::reply_accept_error(xid, AcceptError::GarbageArgs), None));
         }
         Err(CallError::Unparseable) => {
             tracing::debug!(%client, "record too short to be an RPC call; ignored");
@@ -167,7 +231,7 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Vec<u8>> {
         }
     };
     if call.rpc_version != RPC_VERSION {
-        return Some(rpc::reply_rpc_mismatch(call.xid));
+        return Some((rpc::reply_rpc_mismatch(call.xid), None));
     }
     let (protocol, op) = match call.program {
         nfs3::PROGRAM => ("nfs3", nfs3::proc_name(call.procedure)),
@@ -182,19 +246,25 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Vec<u8>> {
         Err(e) => {
             rec.latency = started.elapsed();
             service.observer.record(&rec);
-            return Some(rpc::reply_auth_error(call.xid, *e));
+            return Some((rpc::reply_auth_error(call.xid, *e), None));
         }
     };
     let args = &record[call.args_offset..];
     let mut out = rpc::reply_success(call.xid, 256);
+    let mut tail = None;
     let result = match (call.program, call.version) {
-        (nfs3::PROGRAM, nfs3::VERSION) => NfsCall {
-            svc: service,
-            client,
-            auth,
-            rec: &mut rec,
+        (nfs3::PROGRAM, nfs3::VERSION) => {
+            let mut nfs = NfsCall {
+                svc: service,
+                client,
+                auth,
+                rec: &mut rec,
+                tail: None,
+            };
+            let result = nfs.dispatch(call.procedure, args, &mut out);
+            tail = nfs.tail.take();
+            result
         }
-        .dispatch(call.procedure, args, &mut out),
         (nfs3::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 3, high: 3 }),
         (mount::PROGRAM, 1..=3) => mount::dispatch(
             service,
@@ -215,12 +285,12 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Vec<u8>> {
     rec.latency = started.elapsed();
     service.observer.record(&rec);
     match result {
-        Ok(()) => Some(out),
+        Ok(()) => Some((out, tail)),
         Err(e) => {
             if e == AcceptError::GarbageArgs {
                 tracing::debug!(%client, protocol, op, "arguments did not decode: GARBAGE_ARGS");
             }
-            Some(rpc::reply_accept_error(call.xid, e))
+            Some((rpc::reply_accept_error(call.xid, e), None))
         }
     }
 }
