@@ -36,6 +36,11 @@ struct Args {
     /// Entries of the directory listed.
     #[arg(long, default_value_t = 100_000)]
     entries: usize,
+    /// Seconds to wait before each metadata phase. ext4 scans inodes freed in the last
+    /// 30 s when it allocates new ones, so without the pause a server's CREATE rate
+    /// depends on whether the other server removed 10,000 files just before.
+    #[arg(long, default_value_t = 31)]
+    settle: u64,
 }
 
 struct Server {
@@ -207,6 +212,8 @@ fn run_workloads(
         expect_ok(&pipe.call(12, &bench::remove_args(root, &name))?)?;
     }
     // Metadata: create, stat (LOOKUP) and remove `files` files, 8 calls in flight.
+    rustix::fs::sync();
+    std::thread::sleep(Duration::from_secs(args.settle));
     let meta_name = format!("meta-{tag}");
     expect_ok(&pipe.call(9, &bench::mkdir_args(root, &meta_name))?)?;
     let lookup = pipe.call(3, &bench::lookup_args(root, &meta_name))?;

@@ -1,0 +1,578 @@
+//! The machine: kernel file systems, console, udev, network, RUSHES-CFG, signals, the
+//! power button, the watchdog, and the way down.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal as Sig};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::log::Ring;
+use crate::services::{Readiness, ServiceSpec, Supervisor};
+use crate::Action;
+
+/// Where RUSHES-CFG is mounted.
+pub const CFG: &str = "/cfg";
+/// The RAM-backed share served until pools exist.
+const RAM_SHARE: &str = "/run/rushes/share";
+
+/// Write a line to the console (PID 1's stdout and stderr are /dev/console).
+pub fn console(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+fn mount(ring: &mut Ring, source: &str, target: &str, fstype: &str, data: &str) -> bool {
+    let _ = std::fs::create_dir_all(target);
+    let data = std::ffi::CString::new(data).ok().filter(|d| !d.is_empty());
+    match rustix::mount::mount(
+        source,
+        target,
+        fstype,
+        rustix::mount::MountFlags::empty(),
+        data.as_deref(),
+    ) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::BUSY) => true, // already mounted (the kernel mounts devtmpfs itself)
+        Err(e) => {
+            ring.push("init", &format!("cannot mount {fstype} on {target}: {e}"));
+            false
+        }
+    }
+}
+
+/// Kernel file systems, before anything else runs.
+pub fn early(ring: &mut Ring) {
+    mount(ring, "proc", "/proc", "proc", "");
+    mount(ring, "sysfs", "/sys", "sysfs", "");
+    mount(ring, "devtmpfs", "/dev", "devtmpfs", "mode=0755");
+    mount(ring, "devpts", "/dev/pts", "devpts", "gid=5,mode=620");
+    mount(ring, "tmpfs", "/dev/shm", "tmpfs", "mode=1777");
+    mount(ring, "tmpfs", "/run", "tmpfs", "mode=0755");
+    mount(ring, "tmpfs", "/tmp", "tmpfs", "mode=1777");
+    mount(ring, "configfs", "/sys/kernel/config", "configfs", "");
+    if Path::new("/sys/firmware/efi").exists() {
+        mount(
+            ring,
+            "efivarfs",
+            "/sys/firmware/efi/efivars",
+            "efivarfs",
+            "",
+        );
+    }
+    // ctrl-alt-del becomes SIGINT for us instead of an immediate reboot.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+    if let Ok(name) = std::fs::read_to_string("/etc/hostname") {
+        let _ = rustix::system::sethostname(name.trim().as_bytes());
+    }
+    let _ = std::fs::create_dir_all("/run/rushes");
+    ring.push("init", "rushes-init started");
+}
+
+/// Run a command to completion (bounded by `timeout`), logging its output.
+fn run(ring: &mut Ring, argv: &[&str], timeout: Duration) -> bool {
+    let child = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("PATH", "/usr/sbin:/usr/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            ring.push("init", &format!("cannot run {}: {e}", argv.join(" ")));
+            return false;
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut text = String::new();
+                if let Some(mut o) = child.stdout.take() {
+                    let _ = o.read_to_string(&mut text);
+                }
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut text);
+                }
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    ring.push(argv[0], line);
+                }
+                if !status.success() {
+                    ring.push("init", &format!("{} failed: {status}", argv.join(" ")));
+                }
+                return status.success();
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                ring.push("init", &format!("{} timed out", argv.join(" ")));
+                return false;
+            }
+        }
+    }
+}
+
+/// Everything between the kernel file systems and the steady state.
+pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
+    if !pid1 {
+        return;
+    }
+    // udev first: it loads the drivers for what the machine has.
+    let udevd = [
+        "/usr/lib/systemd/systemd-udevd",
+        "/lib/systemd/systemd-udevd",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap_or("/usr/lib/systemd/systemd-udevd");
+    sup.add(ServiceSpec {
+        name: "udevd".into(),
+        argv: vec![udevd.into()],
+        after: vec![],
+        ready: Readiness::Started,
+    });
+    sup.tick(ring);
+    std::thread::sleep(Duration::from_millis(200));
+    run(
+        ring,
+        &["udevadm", "trigger", "--type=subsystems", "--action=add"],
+        Duration::from_secs(30),
+    );
+    run(
+        ring,
+        &["udevadm", "trigger", "--type=devices", "--action=add"],
+        Duration::from_secs(30),
+    );
+    run(
+        ring,
+        &["udevadm", "settle", "--timeout=60"],
+        Duration::from_secs(70),
+    );
+    for module in [
+        "evdev",
+        "button",
+        "ext4",
+        "vfat",
+        "nls_cp437",
+        "nls_iso8859_1",
+    ] {
+        run(ring, &["modprobe", "-q", module], Duration::from_secs(10));
+    }
+
+    mount_cfg(ring);
+    let _ = std::fs::create_dir_all(RAM_SHARE);
+    let _ = rustix::fs::chmod(RAM_SHARE, rustix::fs::Mode::from_raw_mode(0o1777));
+
+    // Network: loopback, then DHCP on every wired NIC.
+    run(
+        ring,
+        &["ip", "link", "set", "lo", "up"],
+        Duration::from_secs(5),
+    );
+    for nic in wired_nics() {
+        sup.add(ServiceSpec {
+            name: format!("dhcp-{nic}"),
+            argv: [
+                "udhcpc",
+                "-f",
+                "-i",
+                &nic,
+                "-s",
+                "/usr/share/rushes/udhcpc.script",
+                "-t",
+                "5",
+                "-T",
+                "2",
+                "-A",
+                "5",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            after: vec![],
+            ready: Readiness::Started,
+        });
+    }
+    sup.add(ServiceSpec {
+        name: "rushesd".into(),
+        argv: [
+            "/usr/sbin/rushesd",
+            "host",
+            "--listen",
+            "0.0.0.0:2049",
+            "--state-dir",
+            "/cfg/state",
+            &format!("scratch={RAM_SHARE}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        after: vec!["udevd".into()],
+        ready: Readiness::TcpPort(2049),
+    });
+}
+
+fn wired_nics() -> Vec<String> {
+    let mut nics: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("device").exists() && !e.path().join("wireless").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    nics.sort();
+    nics
+}
+
+/// The addresses DHCP gave us (from the lease files our udhcpc hook writes).
+pub fn addresses() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/run/rushes")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("lease-"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|s| s.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if out.is_empty() {
+        out.push("no address yet".into());
+    }
+    out
+}
+
+fn find_device(names: &[&str], wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(p) = names.iter().find(|p| Path::new(p).exists()) {
+            return Some(p.to_string());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Mount RUSHES-CFG on /cfg, making its file system if the partition is blank.
+fn mount_cfg(ring: &mut Ring) {
+    let device = find_device(
+        &[
+            "/dev/disk/by-label/RUSHES-CFG",
+            "/dev/disk/by-partlabel/RUSHES-CFG",
+        ],
+        Duration::from_secs(15),
+    );
+    let Some(device) = device else {
+        ring.push(
+            "init",
+            "RUSHES-CFG not found: settings will not survive a reboot (RAM only)",
+        );
+        mount(ring, "tmpfs", CFG, "tmpfs", "mode=0755");
+        return;
+    };
+    if !mount(ring, &device, CFG, "ext4", "") {
+        ring.push(
+            "init",
+            &format!("RUSHES-CFG on {device} has no usable file system: creating one"),
+        );
+        if run(
+            ring,
+            &["mkfs.ext4", "-q", "-F", "-L", "RUSHES-CFG", &device],
+            Duration::from_secs(60),
+        ) {
+            mount(ring, &device, CFG, "ext4", "");
+        } else {
+            mount(ring, "tmpfs", CFG, "tmpfs", "mode=0755");
+        }
+    }
+    let _ = std::fs::create_dir_all(format!("{CFG}/logs"));
+    let _ = std::fs::create_dir_all(format!("{CFG}/state"));
+    ring.push("init", &format!("RUSHES-CFG mounted from {device}"));
+}
+
+/// Signals init handles, through a signalfd.
+pub enum Signal {
+    Child,
+    Terminate,
+    CtrlAltDel,
+}
+
+pub struct Signals {
+    fd: Option<SignalFd>,
+}
+
+impl Signals {
+    pub fn new(ring: &mut Ring) -> Self {
+        let mut set = SigSet::empty();
+        for s in [
+            Sig::SIGCHLD,
+            Sig::SIGTERM,
+            Sig::SIGINT,
+            Sig::SIGPWR,
+            Sig::SIGHUP,
+        ] {
+            set.add(s);
+        }
+        if let Err(e) = set.thread_block() {
+            ring.push("init", &format!("cannot block signals: {e}"));
+        }
+        let fd = match SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                ring.push("init", &format!("cannot create a signalfd: {e}"));
+                None
+            }
+        };
+        Self { fd }
+    }
+
+    pub fn fd(&self) -> Option<RawFd> {
+        self.fd.as_ref().map(|f| f.as_fd().as_raw_fd())
+    }
+
+    pub fn read(&mut self, ring: &mut Ring) -> Option<Signal> {
+        let info = self.fd.as_mut()?.read_signal().ok()??;
+        match Sig::try_from(info.ssi_signo as i32) {
+            Ok(Sig::SIGCHLD) => Some(Signal::Child),
+            Ok(Sig::SIGINT) => {
+                ring.push("init", "ctrl-alt-del: rebooting");
+                Some(Signal::CtrlAltDel)
+            }
+            Ok(Sig::SIGTERM) | Ok(Sig::SIGPWR) => {
+                ring.push("init", "asked to power off");
+                Some(Signal::Terminate)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// ACPI power buttons (QEMU's `system_powerdown`, a server's front button).
+pub struct PowerButtons {
+    devices: Vec<std::fs::File>,
+}
+
+impl PowerButtons {
+    pub fn open(ring: &mut Ring) -> Self {
+        let mut devices = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/sys/class/input") {
+            for e in rd.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with("event") {
+                    continue;
+                }
+                let label =
+                    std::fs::read_to_string(e.path().join("device/name")).unwrap_or_default();
+                if label.contains("Power Button") {
+                    match std::fs::File::open(format!("/dev/input/{name}")) {
+                        Ok(f) => {
+                            let _ = rustix::fs::fcntl_setfl(&f, rustix::fs::OFlags::NONBLOCK);
+                            devices.push(f);
+                        }
+                        Err(e) => {
+                            ring.push("init", &format!("cannot open power button {name}: {e}"))
+                        }
+                    }
+                }
+            }
+        }
+        Self { devices }
+    }
+
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.devices.iter().map(|f| f.as_raw_fd()).collect()
+    }
+
+    /// Whether a KEY_POWER press is among the pending input events.
+    pub fn pressed(&mut self, _ring: &mut Ring) -> bool {
+        const EVENT: usize = 24; // struct input_event on 64-bit: timeval, type, code, value
+        const EV_KEY: u16 = 1;
+        const KEY_POWER: u16 = 116;
+        let mut pressed = false;
+        for dev in &mut self.devices {
+            let mut buf = [0u8; EVENT * 16];
+            while let Ok(n) = dev.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                for ev in buf[..n].chunks_exact(EVENT) {
+                    let kind = u16::from_ne_bytes([ev[16], ev[17]]);
+                    let code = u16::from_ne_bytes([ev[18], ev[19]]);
+                    let value = i32::from_ne_bytes([ev[20], ev[21], ev[22], ev[23]]);
+                    if kind == EV_KEY && code == KEY_POWER && value == 1 {
+                        pressed = true;
+                    }
+                }
+            }
+        }
+        pressed
+    }
+}
+
+/// /dev/watchdog, when the machine has one: petted every tick, closed cleanly at the end.
+pub struct Watchdog {
+    dev: Option<std::fs::File>,
+}
+
+impl Watchdog {
+    pub fn open(ring: &mut Ring) -> Self {
+        let dev = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/watchdog")
+            .ok();
+        if dev.is_some() {
+            ring.push("init", "hardware watchdog armed");
+        }
+        Self { dev }
+    }
+
+    pub fn pet(&mut self) {
+        if let Some(d) = self.dev.as_mut() {
+            let _ = d.write_all(b"\0");
+        }
+    }
+
+    /// The magic close: disarm, so a clean shutdown is not taken for a hang.
+    pub fn disarm(&mut self) {
+        if let Some(mut d) = self.dev.take() {
+            let _ = d.write_all(b"V");
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+/// What `wait` found ready.
+pub struct Ready {
+    pub signal: bool,
+    pub power_button: bool,
+    pub outputs: Vec<RawFd>,
+}
+
+/// poll(2) over init's descriptors.
+pub fn wait(
+    signal: Option<RawFd>,
+    buttons: Vec<RawFd>,
+    outputs: &[RawFd],
+    timeout: Duration,
+) -> Ready {
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let push = |fds: &mut Vec<libc::pollfd>, fd: RawFd| {
+        fds.push(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+    };
+    if let Some(fd) = signal {
+        push(&mut fds, fd);
+    }
+    for fd in &buttons {
+        push(&mut fds, *fd);
+    }
+    for fd in outputs {
+        push(&mut fds, *fd);
+    }
+    // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structures that
+    // lives across the call; the kernel only writes their `revents`.
+    let n = unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as i32,
+        )
+    };
+    let mut ready = Ready {
+        signal: false,
+        power_button: false,
+        outputs: Vec::new(),
+    };
+    if n <= 0 {
+        return ready;
+    }
+    for p in fds.iter().filter(|p| p.revents != 0) {
+        if Some(p.fd) == signal {
+            ready.signal = true;
+        } else if buttons.contains(&p.fd) {
+            ready.power_button = true;
+        } else {
+            ready.outputs.push(p.fd);
+        }
+    }
+    ready
+}
+
+/// Save the log ring to RUSHES-CFG, keeping the last ten boots' logs.
+fn save_logs(ring: &Ring) {
+    let dir = Path::new(CFG).join("logs");
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    logs.sort();
+    while logs.len() >= 10 {
+        let _ = std::fs::remove_file(logs.remove(0));
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let text: String = ring.lines().map(|l| format!("{l}\n")).collect();
+    let path = dir.join(format!("boot-{stamp}.log"));
+    if let Ok(mut f) = std::fs::File::create(&path) {
+        let _ = f.write_all(text.as_bytes());
+        let _ = f.sync_all();
+    }
+}
+
+/// Stop everything, save the logs, sync, unmount and power off or reboot.
+pub fn shutdown(sup: &mut Supervisor, ring: &mut Ring, action: Action, pid1: bool) {
+    ring.push("init", &format!("shutting down ({action:?})"));
+    sup.stop_all(ring);
+    if !pid1 {
+        return;
+    }
+    save_logs(ring);
+    rustix::fs::sync();
+    for target in [CFG, "/run/rushes/esp"] {
+        if let Err(e) = rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {
+            if e != rustix::io::Errno::INVAL {
+                ring.push(
+                    "init",
+                    &format!("cannot unmount {target}: {e}; remounting read-only"),
+                );
+                let _ = rustix::mount::mount_remount(target, rustix::mount::MountFlags::RDONLY, "");
+            }
+        }
+    }
+    rustix::fs::sync();
+    console(&format!(
+        "rushes: {} now",
+        if action == Action::Reboot {
+            "rebooting"
+        } else {
+            "powering off"
+        }
+    ));
+    let how = match action {
+        Action::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+        Action::PowerOff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+    };
+    let Err(e) = nix::sys::reboot::reboot(how);
+    ring.push("init", &format!("reboot(2) failed: {e}"));
+}
+
+/// Keep descriptors referenced so they are not closed early (signalfd owns its fd).
+#[allow(dead_code)]
+fn _owned(_: OwnedFd) {}

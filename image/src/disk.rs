@@ -1,0 +1,156 @@
+//! The disk image: a GPT with an EFI system partition (systemd-boot and the A/B slots)
+//! and the RUSHES-CFG partition, written straight into a file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const MIB: u64 = 1 << 20;
+pub const ESP_MIB: u64 = 400;
+pub const CFG_MIB: u64 = 64;
+
+/// The kernel command line of a slot.
+pub fn cmdline(slot: char) -> String {
+    format!("console=tty0 console=ttyS0,115200 panic=10 rushes.slot={slot}")
+}
+
+/// Build the ESP as a FAT32 image file.
+pub fn esp(
+    path: &Path,
+    bootloader: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    version: &str,
+) -> Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.set_len(ESP_MIB * MIB)?;
+    let mut label = *b"RUSHES-BOOT";
+    label.make_ascii_uppercase();
+    fatfs::format_volume(
+        &file,
+        fatfs::FormatVolumeOptions::new()
+            .fat_type(fatfs::FatType::Fat32)
+            .volume_label(label),
+    )?;
+    let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new())?;
+    let root = fs.root_dir();
+    let put = |dir: &fatfs::Dir<'_, &File>, name: &str, data: &[u8]| -> Result<()> {
+        let mut f = dir.create_file(name)?;
+        f.truncate()?;
+        f.write_all(data)?;
+        Ok(())
+    };
+    root.create_dir("EFI")?;
+    let efi_boot = root.create_dir("EFI/BOOT")?;
+    put(&efi_boot, "BOOTX64.EFI", &std::fs::read(bootloader)?)?;
+    root.create_dir("loader")?;
+    let loader = root.create_dir("loader/entries")?;
+    // Entries sort by their sort-key; an entry whose tries ran out (+0-3) is sorted last,
+    // so a slot that cannot come up falls back to the other by itself.
+    put(
+        &root.open_dir("loader")?,
+        "loader.conf",
+        b"timeout 0\nconsole-mode keep\neditor no\n",
+    )?;
+    root.create_dir("rushes")?;
+    let kernel_bytes = std::fs::read(kernel)?;
+    let initrd_bytes = std::fs::read(initrd)?;
+    for slot in ['a', 'b'] {
+        let dir = root.create_dir(&format!("rushes/{slot}"))?;
+        put(&dir, "vmlinuz", &kernel_bytes)?;
+        put(&dir, "initrd.zst", &initrd_bytes)?;
+        let entry = format!(
+            "title Rushes (slot {upper})\nversion {version}\nsort-key rushes-{slot}\nlinux /rushes/{slot}/vmlinuz\ninitrd /rushes/{slot}/initrd.zst\noptions {}\n",
+            cmdline(slot),
+            upper = slot.to_ascii_uppercase(),
+        );
+        put(&loader, &format!("rushes-{slot}+3.conf"), entry.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Build RUSHES-CFG as an ext4 image (journalled: a power cut leaves it consistent).
+pub fn cfg(path: &Path, seed: &Path) -> Result<()> {
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let status = Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-L",
+            "RUSHES-CFG",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+        ])
+        .arg(seed)
+        .arg(path)
+        .arg(format!("{CFG_MIB}M"))
+        .status()
+        .context("cannot run mke2fs (Debian package e2fsprogs)")?;
+    if !status.success() {
+        bail!("mke2fs failed");
+    }
+    Ok(())
+}
+
+/// Write the GPT disk `image` holding the ESP and RUSHES-CFG images.
+pub fn assemble(image: &Path, esp_img: &Path, cfg_img: &Path) -> Result<()> {
+    let total = MIB + ESP_MIB * MIB + CFG_MIB * MIB + MIB;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(image)?;
+    file.set_len(total)?;
+    let mbr =
+        gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(total / 512 - 1).unwrap_or(u32::MAX));
+    mbr.overwrite_lba0(&mut file)?;
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(file, None)?;
+    let esp_id = disk.add_partition(
+        "RUSHES-BOOT",
+        ESP_MIB * MIB,
+        gpt::partition_types::EFI,
+        0,
+        Some(2048),
+    )?;
+    let cfg_id = disk.add_partition(
+        "RUSHES-CFG",
+        CFG_MIB * MIB,
+        gpt::partition_types::LINUX_FS,
+        0,
+        Some(2048),
+    )?;
+    let parts = disk.partitions().clone();
+    let mut file = disk.write()?;
+    for (id, img) in [(esp_id, esp_img), (cfg_id, cfg_img)] {
+        let first = parts.get(&id).context("partition missing")?.first_lba;
+        file.seek(SeekFrom::Start(first * 512))?;
+        let mut src = File::open(img)?;
+        let mut buf = vec![0u8; 4 * MIB as usize];
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])?;
+        }
+    }
+    file.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! `mkimage` builds `out/rushes.img`, the bootable Rushes image, from Debian packages:
+//! no root, no loop devices, no network beyond the Debian mirror.
+//!
+//! Steps: resolve and download packages with apt (cached), unpack them with dpkg-deb,
+//! keep only the kernel modules and firmware an appliance needs, add our binaries, pack
+//! the root file system as a zstd cpio initramfs, and write a GPT disk with an EFI system
+//! partition (systemd-boot, slots A and B with boot counting) and RUSHES-CFG.
+
+mod apt;
+mod cpio;
+mod disk;
+mod rootfs;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::Deserialize;
+
+/// `image/manifest.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub mirror: String,
+    pub security_mirror: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    pub kernel: String,
+    pub packages: Vec<String>,
+    pub boot_packages: Vec<String>,
+    pub firmware_packages: Vec<String>,
+    pub firmware_keep: Vec<String>,
+    pub modules_keep: Vec<String>,
+    pub trim: Vec<String>,
+    pub busybox_applets: Vec<String>,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "mkimage",
+    about = "Build the bootable Rushes disk image (out/rushes.img)"
+)]
+struct Args {
+    /// The image manifest.
+    #[arg(long, default_value = "image/manifest.toml")]
+    manifest: PathBuf,
+    /// Files copied into the root file system as they are.
+    #[arg(long, default_value = "image/overlay")]
+    overlay: PathBuf,
+    /// Folder holding the release builds of rushes-init and rushesd.
+    #[arg(long, default_value = "target/release")]
+    bins: PathBuf,
+    /// Download cache (packages and apt lists), kept between builds.
+    #[arg(long, default_value = "/var/cache/rushes-mkimage")]
+    cache: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+struct Progress {
+    step: usize,
+    total: usize,
+    started: Instant,
+}
+
+impl Progress {
+    fn next(&mut self, what: &str) {
+        self.step += 1;
+        eprintln!(
+            "[{}/{}] {what} ({:.0?} so far)",
+            self.step,
+            self.total,
+            self.started.elapsed()
+        );
+    }
+}
+
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let manifest: Manifest = toml::from_str(
+        &std::fs::read_to_string(&args.manifest)
+            .with_context(|| format!("cannot read {}", args.manifest.display()))?,
+    )
+    .with_context(|| format!("{} is not a valid manifest", args.manifest.display()))?;
+    let mut p = Progress {
+        step: 0,
+        total: 9,
+        started: Instant::now(),
+    };
+    let build = args.out.join("build");
+    let root = build.join("rootfs");
+    let boot = build.join("boot");
+    std::fs::create_dir_all(&build)?;
+
+    p.next("refreshing package lists");
+    let apt = apt::Apt::new(&args.cache, &manifest)?;
+    apt.update()?;
+
+    p.next("resolving and downloading packages");
+    let kernel = apt.newest_matching(&manifest.kernel)?;
+    let mut wanted = manifest.packages.clone();
+    wanted.push(kernel.clone());
+    wanted.extend(manifest.firmware_packages.iter().cloned());
+    let packages = apt.fetch(&wanted)?;
+    let boot_packages = apt.fetch(&manifest.boot_packages)?;
+    eprintln!("      {} packages, kernel {kernel}", packages.len());
+
+    p.next("unpacking");
+    rootfs::skeleton(&root)?;
+    for pkg in &packages {
+        apt::unpack(&pkg.deb, &root)?;
+    }
+    if boot.exists() {
+        std::fs::remove_dir_all(&boot)?;
+    }
+    std::fs::create_dir_all(&boot)?;
+    for pkg in &boot_packages {
+        apt::unpack(&pkg.deb, &boot)?;
+    }
+
+    p.next("trimming kernel modules and firmware");
+    let vmlinuz = build.join("vmlinuz");
+    let kversion = rootfs::take_kernel(&root, &vmlinuz)?;
+    let (kept, dropped) = rootfs::trim_modules(&root, &kversion, &manifest.modules_keep)?;
+    let fw_removed = rootfs::trim_firmware(&root, &manifest.firmware_keep)?;
+    rootfs::trim(&root, &manifest.trim)?;
+    eprintln!(
+        "      modules: kept {kept}, dropped {dropped}; firmware: dropped {}",
+        mib(fw_removed)
+    );
+
+    p.next("adding rushes-init, rushesd and the overlay");
+    rootfs::copy_tree(&args.overlay, &root)?;
+    rootfs::finish(&root, &args.bins, &manifest)?;
+
+    p.next("packing the initramfs (cpio, zstd)");
+    let initrd = build.join("initrd.zst");
+    {
+        let file = std::fs::File::create(&initrd)?;
+        let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), 9)?;
+        cpio::write_tree(&root, &mut enc)?;
+        enc.finish()?.flush()?;
+    }
+
+    p.next("writing the EFI system partition");
+    let bootloader = boot.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+    let esp = build.join("esp.img");
+    disk::esp(&esp, &bootloader, &vmlinuz, &initrd, &kversion)?;
+
+    p.next("writing RUSHES-CFG");
+    let seed = build.join("cfg-seed");
+    if seed.exists() {
+        std::fs::remove_dir_all(&seed)?;
+    }
+    std::fs::create_dir_all(seed.join("logs"))?;
+    std::fs::write(
+        seed.join("README.txt"),
+        "Rushes configuration and logs. Written by the appliance; keep it.\n",
+    )?;
+    let cfg = build.join("cfg.img");
+    disk::cfg(&cfg, &seed)?;
+
+    p.next("writing the GPT disk image");
+    let image = args.out.join("rushes.img");
+    disk::assemble(&image, &esp, &cfg)?;
+    let copies = [("vmlinuz", &vmlinuz), ("initrd.zst", &initrd)];
+    for (name, src) in copies {
+        std::fs::copy(src, args.out.join(name))?;
+    }
+
+    // The report: what went in, and what takes the space.
+    let mut report = String::new();
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    report.push_str(&format!(
+        "image      {}  {}\n",
+        image.display(),
+        mib(size(&image))
+    ));
+    report.push_str(&format!("kernel     {kversion}  {}\n", mib(size(&vmlinuz))));
+    report.push_str(&format!("initramfs  zstd cpio  {}\n", mib(size(&initrd))));
+    report.push_str("root file system, biggest parts (uncompressed):\n");
+    for (dir, bytes) in rootfs::space_report(&root) {
+        report.push_str(&format!("  {:<28} {}\n", dir.display(), mib(bytes)));
+    }
+    report.push_str("packages:\n");
+    for pkg in packages.iter().chain(&boot_packages) {
+        report.push_str(&format!("  {} {}\n", pkg.name, pkg.version));
+    }
+    std::fs::write(args.out.join("rushes.manifest.txt"), &report)?;
+    eprint!("{report}");
+    eprintln!("done in {:.0?}: {}", p.started.elapsed(), image.display());
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Assembling the root file system: unpack packages, keep only the kernel modules and
+//! firmware an appliance needs, trim documentation, add our binaries and overlay.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::Manifest;
+
+/// Create the merged-/usr skeleton Debian bookworm expects (no maintainer script runs
+/// to make it).
+pub fn skeleton(root: &Path) -> Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root)?;
+    }
+    for d in [
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "cfg",
+        "mnt",
+        "root",
+        "var/tmp",
+        "var/lib",
+    ] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join(link))?;
+    }
+    Ok(())
+}
+
+/// Move the kernel image out of /boot; returns (path, version).
+pub fn take_kernel(root: &Path, dest: &Path) -> Result<String> {
+    let boot = root.join("boot");
+    let vmlinuz = std::fs::read_dir(&boot)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("the kernel package has no /boot/vmlinuz-*")?;
+    let version = vmlinuz
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_start_matches("vmlinuz-")
+                .to_string()
+        })
+        .unwrap_or_default();
+    std::fs::copy(&vmlinuz, dest)?;
+    std::fs::remove_dir_all(&boot)?;
+    Ok(version)
+}
+
+fn depmod(root: &Path, version: &str) -> Result<()> {
+    let status = Command::new("depmod")
+        .arg("-b")
+        .arg(root)
+        .arg(version)
+        .status()
+        .context("cannot run depmod (Debian package kmod)")?;
+    if !status.success() {
+        bail!("depmod failed");
+    }
+    Ok(())
+}
+
+/// Keep the modules `keep` names and everything they depend on; returns (kept, dropped).
+pub fn trim_modules(root: &Path, version: &str, keep: &[String]) -> Result<(usize, usize)> {
+    depmod(root, version)?;
+    let dir = root.join("usr/lib/modules").join(version);
+    let deps_text = std::fs::read_to_string(dir.join("modules.dep"))?;
+    let mut deps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in deps_text.lines() {
+        if let Some((module, rest)) = line.split_once(':') {
+            deps.insert(module, rest.split_whitespace().collect());
+        }
+    }
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    let mut queue: Vec<&str> = deps
+        .keys()
+        .copied()
+        .filter(|m| {
+            keep.iter().any(|k| {
+                m.strip_prefix("kernel/")
+                    .is_some_and(|p| p.starts_with(k.as_str()))
+            })
+        })
+        .collect();
+    while let Some(m) = queue.pop() {
+        if wanted.insert(m) {
+            queue.extend(deps.get(m).into_iter().flatten().copied());
+        }
+    }
+    let mut dropped = 0;
+    for module in deps.keys() {
+        if !wanted.contains(module) {
+            std::fs::remove_file(dir.join(module))?;
+            dropped += 1;
+        }
+    }
+    depmod(root, version)?;
+    Ok((wanted.len(), dropped))
+}
+
+/// Keep only firmware files whose path (under /lib/firmware) starts with a kept prefix.
+pub fn trim_firmware(root: &Path, keep: &[String]) -> Result<u64> {
+    let fw = root.join("usr/lib/firmware");
+    let mut removed = 0;
+    if !fw.exists() {
+        return Ok(0);
+    }
+    let mut stack = vec![fw.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = path.strip_prefix(&fw)?.to_string_lossy().into_owned();
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else if !keep.iter().any(|k| rel.starts_with(k.as_str())) {
+                removed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+pub fn trim(root: &Path, paths: &[String]) -> Result<()> {
+    for p in paths {
+        let path = root.join(p);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy `overlay` into `root`, keeping modes.
+pub fn copy_tree(overlay: &Path, root: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(overlay)? {
+        let entry = entry?;
+        let to = root.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&to)?;
+            copy_tree(&entry.path(), &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Our binaries, /init, busybox applets and run-time links.
+pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
+    for bin in ["rushes-init", "rushesd"] {
+        let from = bins.join(bin);
+        std::fs::copy(&from, root.join("usr/sbin").join(bin)).with_context(|| {
+            format!(
+                "cannot copy {} (build it first: cargo build --release)",
+                from.display()
+            )
+        })?;
+    }
+    std::os::unix::fs::symlink("usr/sbin/rushes-init", root.join("init"))?;
+    for applet in &manifest.busybox_applets {
+        let link = root.join("usr/bin").join(applet);
+        if !link.exists() && !root.join("usr/sbin").join(applet).exists() {
+            std::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    let resolv = root.join("etc/resolv.conf");
+    if resolv.exists() {
+        std::fs::remove_file(&resolv)?;
+    }
+    std::os::unix::fs::symlink("/run/resolv.conf", resolv)?;
+    Ok(())
+}
+
+/// Sizes of the biggest folders, for the build report.
+pub fn space_report(root: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for rel in [
+        "usr/lib/modules",
+        "usr/lib/firmware",
+        "usr/lib/x86_64-linux-gnu",
+        "usr/lib/systemd",
+        "usr/lib/udev",
+        "usr/sbin",
+        "usr/bin",
+        "usr/share",
+    ] {
+        out.push((PathBuf::from(rel), du(&root.join(rel))));
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.1));
+    out
+}
+
+fn du(path: &Path) -> u64 {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if md.is_dir() {
+        std::fs::read_dir(path)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| du(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        md.len()
+    }
+}
