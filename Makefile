@@ -1,7 +1,11 @@
 # Rushes: build, test, run and benchmark.
 #
-#   make run     serve a demo folder over NFSv3 on 127.0.0.1:2049 (host mode, for now)
-#   make test    everything CI runs: format and lint checks, unit and end-to-end tests
+#   make run     build the image and boot it in QEMU (UEFI, USB stick, NVMe and SATA
+#                disks), serial console on this terminal, NFS on 127.0.0.1:2049
+#   make test    everything CI runs: lint, unit tests, end-to-end tests on the host and
+#                in QEMU guests booting the real image
+#   make image   build out/rushes.img (packages cached in $(RUSHES_CACHE))
+#   make host    serve a demo folder over NFSv3 on 127.0.0.1:2049 without the image
 #   make bench   rushesd against NFS-Ganesha on the same folder, same client, same run
 #   make deps    install what the targets above need (Debian 12, as root or with sudo)
 
@@ -9,10 +13,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Debian packages the build, the tests and the benchmark use.
-APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs
+# Debian packages the build, the image, the tests and the benchmark use.
+APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind \
+	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf
 
-.PHONY: all deps build test lint run bench clean
+# Downloaded Debian packages for the image live outside the checkout.
+RUSHES_CACHE ?= /var/cache/rushes-mkimage
+
+.PHONY: all deps build test lint run host image bench clean
 
 all: build
 
@@ -33,12 +41,23 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests start target/debug/rushesd, so the binaries are built first.
-test: deps lint build
+# The end-to-end tests start target/debug/rushesd and boot out/rushes.img, so both are
+# built first.
+test: deps lint build image
 	$(CARGO) nextest run --workspace --no-fail-fast
 
+image: deps
+	$(CARGO) build --release -p rushes-init -p rushesd -p rushes-mkimage
+	$(SUDO) mkdir -p $(RUSHES_CACHE)
+	target/release/mkimage --cache $(RUSHES_CACHE)
+
+run: image
+	@echo "==> booting out/rushes.img (QEMU, UEFI). Quit with Ctrl-A X."
+	@echo "    NFS: mount -t nfs -o vers=3,proto=tcp,port=2049,mountport=2049,nolock 127.0.0.1:/scratch /mnt"
+	image/qemu-run.sh
+
 DEMO := out/demo
-run: deps build
+host: deps build
 	@mkdir -p $(DEMO) out/state
 	@[ -e $(DEMO)/README.txt ] || echo "Rushes demo share: files you copy here are served over NFSv3." > $(DEMO)/README.txt
 	@chmod 0777 $(DEMO)

@@ -32,7 +32,7 @@ for i in 0 1; do
 done
 console=(-nographic -serial mon:stdio)
 if [ "$mode" = test ]; then
-    console=(-display none -monitor none)
+    console=(-display none -monitor none)   # the caller adds -serial and -qmp
 fi
 exec qemu-system-x86_64 \
     -machine q35 -m 2048 -smp 2 \
@@ -45,5 +45,6 @@ exec qemu-system-x86_64 \
     "${disks[@]}" \
     -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:2049" \
     -device virtio-net-pci,netdev=net0 \
+    -device i6300esb -action watchdog=reset \
     "${console[@]}" \
     "$@"

@@ -109,7 +109,12 @@ impl Apt {
             .lines()
             .filter_map(|l| l.strip_prefix("Inst "))
             .filter_map(|l| l.split_whitespace().next())
-            .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            // `*` stands for a version: no flavour like `-rt` or `-cloud` inside it.
+            .filter(|n| {
+                n.strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(suffix))
+                    .is_some_and(|middle| !middle.contains('-'))
+            })
             .collect();
         names.sort_by(|a, b| version_cmp(a, b));
         names.last().map(|n| n.to_string()).with_context(|| {

@@ -2,6 +2,7 @@
 //! it with a real NFSv3 client as a chosen user, and send hand-made RPC records.
 
 pub mod bench;
+pub mod vm;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -12,6 +12,7 @@
 mod boot;
 mod log;
 mod services;
+mod settings;
 mod system;
 
 use std::time::{Duration, Instant};

@@ -107,6 +107,7 @@ impl Supervisor {
             .stderr(Stdio::from(stderr))
             .env("PATH", "/usr/sbin:/usr/bin")
             .process_group(0);
+        crate::system::clean_signals(&mut cmd);
         let svc = &mut self.services[i];
         match cmd.spawn() {
             Ok(child) => {

@@ -19,6 +19,22 @@ pub const CFG: &str = "/cfg";
 /// The RAM-backed share served until pools exist.
 const RAM_SHARE: &str = "/run/rushes/share";
 
+/// Children must not inherit init's blocked signals (SIGTERM, SIGCHLD …, which init
+/// takes through a signalfd), or they could never be stopped.
+pub fn clean_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; it only calls pthread_sigmask,
+    // which is async-signal-safe, and touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            SigSet::empty()
+                .thread_set_mask()
+                .map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
 /// Write a line to the console (PID 1's stdout and stderr are /dev/console).
 pub fn console(line: &str) {
     let mut err = std::io::stderr().lock();
@@ -53,7 +69,6 @@ pub fn early(ring: &mut Ring) {
     mount(ring, "tmpfs", "/dev/shm", "tmpfs", "mode=1777");
     mount(ring, "tmpfs", "/run", "tmpfs", "mode=0755");
     mount(ring, "tmpfs", "/tmp", "tmpfs", "mode=1777");
-    mount(ring, "configfs", "/sys/kernel/config", "configfs", "");
     if Path::new("/sys/firmware/efi").exists() {
         mount(
             ring,
@@ -74,13 +89,14 @@ pub fn early(ring: &mut Ring) {
 
 /// Run a command to completion (bounded by `timeout`), logging its output.
 fn run(ring: &mut Ring, argv: &[&str], timeout: Duration) -> bool {
-    let child = Command::new(argv[0])
-        .args(&argv[1..])
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
         .env("PATH", "/usr/sbin:/usr/bin")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
+        .stderr(std::process::Stdio::piped());
+    clean_signals(&mut cmd);
+    let child = cmd.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -169,13 +185,44 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
     let _ = std::fs::create_dir_all(RAM_SHARE);
     let _ = rustix::fs::chmod(RAM_SHARE, rustix::fs::Mode::from_raw_mode(0o1777));
 
-    // Network: loopback, then DHCP on every wired NIC.
+    let settings = crate::settings::load(ring);
+    if let Some(name) = settings.hostname.as_deref() {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if valid && rustix::system::sethostname(name.as_bytes()).is_ok() {
+            ring.push("init", &format!("host name {name}"));
+        } else {
+            ring.push(
+                "init",
+                &format!("host name {name:?} is not valid: keeping the default"),
+            );
+        }
+    }
+
+    // Network: loopback, then each wired NIC, static when the settings give an address,
+    // DHCP otherwise.
     run(
         ring,
         &["ip", "link", "set", "lo", "up"],
         Duration::from_secs(5),
     );
     for nic in wired_nics() {
+        let net = settings.network(&nic).cloned();
+        if let Some(mtu) = net.as_ref().and_then(|n| n.mtu) {
+            let mtu = mtu.to_string();
+            run(
+                ring,
+                &["ip", "link", "set", "dev", &nic, "mtu", &mtu],
+                Duration::from_secs(5),
+            );
+        }
+        if let Some((net, address)) = net.and_then(|n| n.address.clone().map(|a| (n, a))) {
+            static_address(ring, &nic, &address, &net);
+            continue;
+        }
         sup.add(ServiceSpec {
             name: format!("dhcp-{nic}"),
             argv: [
@@ -191,6 +238,25 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
                 "2",
                 "-A",
                 "5",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            after: vec![],
+            ready: Readiness::Started,
+        });
+    }
+    // A maintenance shell on the second serial port, only when RUSHES-CFG carries the
+    // `debug-shell` flag (service engineers and the end-to-end tests set it).
+    if Path::new(CFG).join("debug-shell").exists() && Path::new("/dev/ttyS1").exists() {
+        ring.push("init", "debug-shell flag found: root shell on ttyS1");
+        sup.add(ServiceSpec {
+            name: "debug-shell".into(),
+            argv: [
+                "/usr/bin/setsid",
+                "/bin/sh",
+                "-c",
+                "cat /dev/ttyS1 | /bin/sh >/dev/ttyS1 2>&1",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -216,6 +282,42 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         after: vec!["udevd".into()],
         ready: Readiness::TcpPort(2049),
     });
+}
+
+/// Configure `nic` from the settings instead of DHCP.
+fn static_address(ring: &mut Ring, nic: &str, address: &str, net: &crate::settings::Network) {
+    run(
+        ring,
+        &["ip", "link", "set", "dev", nic, "up"],
+        Duration::from_secs(5),
+    );
+    if !run(
+        ring,
+        &["ip", "addr", "replace", address, "dev", nic],
+        Duration::from_secs(5),
+    ) {
+        let file = crate::settings::FILE;
+        ring.push(
+            "init",
+            &format!("{nic}: address {address} could not be set; check {file}"),
+        );
+        return;
+    }
+    if let Some(gw) = net.gateway.as_deref() {
+        let argv = ["ip", "route", "replace", "default", "via", gw, "dev", nic];
+        run(ring, &argv, Duration::from_secs(5));
+    }
+    if !net.dns.is_empty() {
+        let text: String = net
+            .dns
+            .iter()
+            .map(|d| format!("nameserver {d}\n"))
+            .collect();
+        let _ = std::fs::write("/run/resolv.conf", text);
+    }
+    let lease = format!("{nic} {address} (static)\n");
+    let _ = std::fs::write(format!("/run/rushes/lease-{nic}"), lease);
+    ring.push("init", &format!("{nic}: static address {address}"));
 }
 
 fn wired_nics() -> Vec<String> {

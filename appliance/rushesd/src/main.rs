@@ -121,6 +121,7 @@ fn host(
     let state_dir = state_dir
         .or(cfg.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/rushes"));
+    unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
     rustix::process::umask(rustix::fs::Mode::empty());
     let service = Service::new(&cfg.shares, &state_dir)?;
@@ -146,6 +147,19 @@ fn host(
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A parent may leave SIGTERM and SIGINT blocked (PID 1 takes them through a signalfd,
+/// and the mask is inherited): a blocked SIGTERM would never stop us. Called before the
+/// runtime starts its threads, which inherit the mask.
+fn unblock_shutdown_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if let Err(e) = set.thread_unblock() {
+        tracing::warn!(error = %e, "cannot unblock SIGTERM/SIGINT");
+    }
 }
 
 async fn shutdown_signal() {

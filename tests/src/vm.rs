@@ -1,0 +1,280 @@
+//! Booting `out/rushes.img` in QEMU exactly as `make run` does (image/qemu-run.sh), with
+//! the serial console captured to a file, a QMP socket for the "buttons", and the second
+//! serial port as a socket for the maintenance shell.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The image the tests boot (`RUSHES_IMAGE` overrides `out/rushes.img`).
+pub fn image_path() -> PathBuf {
+    let p = std::env::var_os("RUSHES_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("out/rushes.img"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `make image` (make test does this)",
+        p.display()
+    );
+    p
+}
+
+/// A sparse copy of the image that a test may change and boot.
+pub fn copy_image(dir: &Path) -> Result<PathBuf> {
+    let to = dir.join("rushes.img");
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(image_path())
+        .arg(&to)
+        .status()?;
+    anyhow::ensure!(status.success(), "cannot copy the image");
+    Ok(to)
+}
+
+/// Byte range (offset, length) of the partition named `name` in a GPT image.
+pub fn partition(image: &Path, name: &str) -> Result<(u64, u64)> {
+    let disk = gpt::GptConfig::new().writable(false).open(image)?;
+    for part in disk.partitions().values() {
+        if part.name == name {
+            return Ok((
+                part.first_lba * 512,
+                (part.last_lba - part.first_lba + 1) * 512,
+            ));
+        }
+    }
+    bail!("no partition {name} in {}", image.display())
+}
+
+/// Copy a partition out of the image into its own file.
+pub fn extract(image: &Path, name: &str, to: &Path) -> Result<()> {
+    let (offset, len) = partition(image, name)?;
+    let mut src = std::fs::File::open(image)?;
+    std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(offset))?;
+    let mut dst = std::fs::File::create(to)?;
+    std::io::copy(&mut src.take(len), &mut dst)?;
+    Ok(())
+}
+
+/// Write a partition file back into the image.
+pub fn put_back(image: &Path, name: &str, from: &Path) -> Result<()> {
+    let (offset, len) = partition(image, name)?;
+    let data = std::fs::read(from)?;
+    anyhow::ensure!(data.len() as u64 == len, "partition size changed");
+    let mut dst = std::fs::OpenOptions::new().write(true).open(image)?;
+    std::io::Seek::seek(&mut dst, std::io::SeekFrom::Start(offset))?;
+    dst.write_all(&data)?;
+    dst.sync_all()?;
+    Ok(())
+}
+
+/// Run debugfs (e2fsprogs) on RUSHES-CFG of `image`: `write` opens it read-write.
+pub fn debugfs(image: &Path, request: &str, write: bool) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("cfg.img");
+    extract(image, "RUSHES-CFG", &cfg)?;
+    let mut cmd = Command::new("debugfs");
+    if write {
+        cmd.arg("-w");
+    }
+    let out = cmd
+        .arg("-R")
+        .arg(request)
+        .arg(&cfg)
+        .output()
+        .context("debugfs (e2fsprogs)")?;
+    if write {
+        put_back(image, "RUSHES-CFG", &cfg)?;
+    }
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// `e2fsck -fn` on RUSHES-CFG: Ok when the file system is clean.
+pub fn fsck_cfg(image: &Path) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("cfg.img");
+    extract(image, "RUSHES-CFG", &cfg)?;
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&cfg)
+        .output()
+        .context("e2fsck (e2fsprogs)")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "RUSHES-CFG is not clean:\n{text}");
+    Ok(text)
+}
+
+/// A running guest.
+pub struct Vm {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub started: Instant,
+}
+
+impl Vm {
+    /// Boot `image` with its VM state (EFI variables, data disks) under `dir`.
+    pub fn boot(image: &Path, dir: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(repo().join("image/qemu-run.sh"))
+            .env("RUSHES_IMAGE", image)
+            .env("RUSHES_VM_DIR", dir.join("vm"))
+            .env("RUSHES_NFS_PORT", port.to_string())
+            .env("RUSHES_VM_MODE", "test")
+            .arg("-serial")
+            .arg(format!("file:{}", dir.join("console.log").display()))
+            .arg("-serial")
+            .arg(format!(
+                "unix:{},server,nowait",
+                dir.join("shell.sock").display()
+            ))
+            .arg("-qmp")
+            .arg(format!(
+                "unix:{},server,nowait",
+                dir.join("qmp.sock").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("qemu.log"))?)
+            .stderr(std::fs::File::create(dir.join("qemu.err"))?)
+            .spawn()
+            .context("cannot start image/qemu-run.sh")?;
+        Ok(Self {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            port,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.join("console.log")).unwrap_or_default())
+            .into_owned()
+    }
+
+    /// Wait until `needle` appears in the console after byte `from`; returns the offset
+    /// just past it.
+    pub fn wait_for(&mut self, needle: &str, from: usize, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.console();
+            if let Some(pos) = text.get(from..).and_then(|t| t.find(needle)) {
+                return Ok(from + pos + needle.len());
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                bail!(
+                    "QEMU exited ({status}) before {needle:?}; console:\n{}",
+                    tail(&text)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no {needle:?} on the console within {timeout:?}; console:\n{}",
+                    tail(&text)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Send one QMP command (JSON) and return its answer line.
+    pub fn qmp(&self, command: &str) -> Result<String> {
+        let mut s = UnixStream::connect(self.dir.join("qmp.sock"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = std::io::BufReader::new(s.try_clone()?);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line)?; // greeting
+        s.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line)?;
+        s.write_all(command.as_bytes())?;
+        s.write_all(b"\n")?;
+        loop {
+            line.clear();
+            std::io::BufRead::read_line(&mut reader, &mut line)?;
+            if line.contains("\"return\"") || line.contains("\"error\"") {
+                return Ok(line);
+            }
+        }
+    }
+
+    /// Run `command` in the maintenance shell on ttyS1 and return what it printed.
+    pub fn shell(&self, command: &str, timeout: Duration) -> Result<String> {
+        let mut s = UnixStream::connect(self.dir.join("shell.sock"))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let marker = format!(
+            "__done_{}__",
+            Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())
+        );
+        s.write_all(format!("{command}; echo {marker}\n").as_bytes())?;
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => bail!("shell closed"),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            let text = String::from_utf8_lossy(&out);
+            // The echo of our own command contains the marker once; the output a second time.
+            if text.matches(&marker).count() >= 2
+                || (text.matches(&marker).count() == 1 && !text.contains(&format!("echo {marker}")))
+            {
+                return Ok(text.into_owned());
+            }
+            if Instant::now() > deadline {
+                bail!("shell command {command:?} did not finish: {text}");
+            }
+        }
+    }
+
+    /// Wait for QEMU to exit by itself (the guest powered off).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().context("not running")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the guest did not power off within {timeout:?}; console:\n{}",
+                    tail(&self.console())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}

@@ -1,0 +1,192 @@
+//! The bootable image, booted in QEMU (UEFI, USB stick, TCG) exactly as `make run` does.
+//! One guest walks through the appliance's life: boot to ready, serve NFS to the host,
+//! survive `kill -9` of rushesd, keep RUSHES-CFG across a reboot, power off cleanly on
+//! the ACPI button. A second guest checks that a broken slot falls back to the other.
+
+use std::time::{Duration, Instant};
+
+use rushes_tests::nfs3_client::nfs3_types::nfs3::{nfsstat3, stable_how};
+use rushes_tests::vm::{copy_image, debugfs, fsck_cfg, Vm};
+use rushes_tests::{Nfs, User};
+
+/// Under TCG a boot takes about half a minute here; CI machines may be slower.
+const BOOT: Duration = Duration::from_secs(600);
+
+async fn nfs_roundtrip(port: u16, name: &str, payload: &[u8]) {
+    let user = User::new(1000, 1000);
+    let mut c = Nfs::mount(port, "/scratch", &user)
+        .await
+        .expect("mount the RAM share through the forwarded port");
+    let root = c.root.clone();
+    let fh = match c.create(&root, name, 0o644).await {
+        Ok(fh) => fh,
+        Err(nfsstat3::NFS3ERR_EXIST) => c.lookup(&root, name).await.expect("lookup"),
+        Err(e) => panic!("create {name}: {e:?}"),
+    };
+    for (i, chunk) in payload.chunks(1 << 20).enumerate() {
+        c.write(&fh, (i as u64) << 20, chunk, stable_how::FILE_SYNC)
+            .await
+            .expect("write");
+    }
+    assert!(
+        c.read_all(&fh).await.expect("read") == payload,
+        "{name} read back different bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off() {
+    let work = tempfile::tempdir().unwrap();
+    let image = copy_image(work.path()).unwrap();
+    // The maintenance shell on ttyS1 lets the test act inside the guest.
+    let flag = work.path().join("flag");
+    std::fs::write(&flag, b"").unwrap();
+    debugfs(
+        &image,
+        &format!("write {} debug-shell", flag.display()),
+        true,
+    )
+    .unwrap();
+
+    let mut vm = Vm::boot(&image, work.path()).unwrap();
+    let kernel_at = vm
+        .wait_for("Linux version", 0, BOOT)
+        .map(|_| Instant::now());
+    let ready = vm.wait_for("rushes: ready", 0, BOOT).unwrap();
+    let boot_time = vm.started.elapsed();
+    let kernel_to_ready = kernel_at.map(|t| t.elapsed()).unwrap_or_default();
+    eprintln!("boot to ready: {boot_time:.1?} (kernel to ready {kernel_to_ready:.1?}), under TCG");
+    vm.wait_for("blessed: slot is good", ready, Duration::from_secs(60))
+        .expect("a healthy boot blesses its entry");
+    assert!(
+        vm.console().contains("hardware watchdog armed"),
+        "the i6300esb watchdog was not picked up"
+    );
+
+    // A file written over NFS from the host reads back identical.
+    let payload: Vec<u8> = (0..3 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    nfs_roundtrip(vm.port, "from-host.bin", &payload).await;
+
+    let rss = vm
+        .shell(
+            "grep VmRSS /proc/$(pidof rushesd)/status",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    eprintln!(
+        "rushesd at idle: {}",
+        rss.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("?")
+    );
+
+    // kill -9 of rushesd: init restarts it and the share serves again.
+    vm.shell("kill -9 $(pidof rushesd)", Duration::from_secs(30))
+        .unwrap();
+    let killed = vm
+        .wait_for(
+            "rushesd was killed by SIGKILL",
+            ready,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    vm.wait_for("rushesd is ready", killed, Duration::from_secs(120))
+        .unwrap();
+    nfs_roundtrip(vm.port, "after-restart.bin", &payload[..1 << 20]).await;
+
+    // Settings changed before a reboot (ctrl-alt-del) are there, and applied, after it:
+    // a host name and a static address instead of DHCP.
+    let settings = r#"printf 'hostname = "edit-bay-nas"\n[[network]]\ninterface = "*"\naddress = "10.0.2.15/24"\ngateway = "10.0.2.2"\n' > /cfg/rushes.toml"#;
+    vm.shell(settings, Duration::from_secs(30)).unwrap();
+    // Something written to RUSHES-CFG before a reboot (ctrl-alt-del) is there after it.
+    vm.shell(
+        "echo keep-me-42 > /cfg/marker && sync",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let before = vm.console().len();
+    vm.qmp(r#"{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"ctrl"},{"type":"qcode","data":"alt"},{"type":"qcode","data":"delete"}]}}"#)
+        .unwrap();
+    let again = vm
+        .wait_for("rushes: rebooting now", before, Duration::from_secs(120))
+        .unwrap();
+    vm.wait_for("rushes: ready", again, BOOT).unwrap();
+    let marker = vm
+        .shell("cat /cfg/marker", Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        marker.contains("keep-me-42"),
+        "RUSHES-CFG lost a file across the reboot: {marker}"
+    );
+    let after_reboot = vm.console()[again..].to_string();
+    assert!(
+        after_reboot.contains("static address 10.0.2.15/24"),
+        "static address not applied"
+    );
+    assert!(
+        !after_reboot.contains("started dhcp-"),
+        "DHCP ran although an address was configured"
+    );
+    let hostname = vm
+        .shell("cat /proc/sys/kernel/hostname", Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        hostname.contains("edit-bay-nas"),
+        "host name not applied: {hostname}"
+    );
+    nfs_roundtrip(vm.port, "static.bin", &payload[..1 << 16]).await;
+
+    // The ACPI power button: services stop, logs are saved, the machine powers off and
+    // RUSHES-CFG is consistent.
+    vm.qmp(r#"{"execute":"system_powerdown"}"#).unwrap();
+    let status = vm.wait_exit(Duration::from_secs(180)).unwrap();
+    assert!(status.success(), "QEMU ended with {status}");
+    let console = vm.console();
+    assert!(
+        console.contains("power button pressed") && console.contains("rushes: powering off now")
+    );
+    assert!(
+        !console.contains("did not stop in 10 s"),
+        "a service ignored SIGTERM:\n{console}"
+    );
+    fsck_cfg(&image).unwrap();
+    let logs = debugfs(&image, "ls -l /logs", false).unwrap();
+    assert!(
+        logs.contains("boot-"),
+        "the supervisor's log was not saved to RUSHES-CFG: {logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_with_a_broken_initramfs_falls_back_to_the_other() {
+    let work = tempfile::tempdir().unwrap();
+    let image = copy_image(work.path()).unwrap();
+    // Break slot A's initramfs on the ESP.
+    let esp = work.path().join("esp.img");
+    rushes_tests::vm::extract(&image, "RUSHES-BOOT", &esp).unwrap();
+    {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&esp)
+            .unwrap();
+        let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).unwrap();
+        let mut initrd = fs.root_dir().create_file("rushes/a/initrd.zst").unwrap();
+        initrd.truncate().unwrap();
+        std::io::Write::write_all(&mut initrd, b"this is not an initramfs").unwrap();
+    }
+    rushes_tests::vm::put_back(&image, "RUSHES-BOOT", &esp).unwrap();
+
+    let mut vm = Vm::boot(&image, work.path()).unwrap();
+    let ready = vm.wait_for("rushes: ready (slot b)", 0, BOOT * 2).unwrap();
+    eprintln!(
+        "fell back to slot B after {:.1?} under TCG",
+        vm.started.elapsed()
+    );
+    assert!(
+        vm.console()[..ready].contains("Kernel panic"),
+        "slot A should have failed first"
+    );
+    vm.wait_for("blessed", ready, Duration::from_secs(60))
+        .unwrap();
+}
