@@ -24,13 +24,17 @@ RUSHES_CACHE ?= /var/cache/rushes-mkimage
 
 all: build
 
+# Two passes: installing Debian's QEMU removes a newer qemu-utils that breaks it (some
+# machines come with a backport), and the second pass installs the matching one.
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
+	@for pass in 1 2; do \
+		missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+		[ -z "$$missing" ] && break; \
 		echo "==> installing Debian packages: $$missing"; \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+		[ $$pass = 1 ] && $(SUDO) apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	done
+	@command -v qemu-img >/dev/null || { echo "qemu-img is missing after installing qemu-utils"; exit 1; }
 	@command -v cargo >/dev/null || { echo "Rust is missing: install it with rustup (https://rustup.rs)"; exit 1; }
 	@$(CARGO) nextest --version >/dev/null 2>&1 || { echo "==> installing cargo-nextest"; $(CARGO) install --locked cargo-nextest; }
 
