@@ -1,7 +1,8 @@
 //! The bootable image, booted in QEMU (UEFI, USB stick, TCG) exactly as `make run` does.
 //! One guest walks through the appliance's life: boot to ready, serve NFS to the host,
 //! survive `kill -9` of rushesd, keep RUSHES-CFG across a reboot, power off cleanly on
-//! the ACPI button. A second guest checks that a broken slot falls back to the other.
+//! the ACPI button. A second guest checks that a broken slot falls back to the other,
+//! and that a blank RUSHES-CFG is formatted on first boot.
 
 use std::time::{Duration, Instant};
 
@@ -158,7 +159,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_slot_with_a_broken_initramfs_falls_back_to_the_other() {
+async fn a_broken_slot_falls_back_to_the_other_and_a_blank_cfg_is_formatted() {
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
     // Break slot A's initramfs on the ESP.
@@ -176,6 +177,12 @@ async fn a_slot_with_a_broken_initramfs_falls_back_to_the_other() {
         std::io::Write::write_all(&mut initrd, b"this is not an initramfs").unwrap();
     }
     rushes_tests::vm::put_back(&image, "RUSHES-BOOT", &esp).unwrap();
+    // And blank RUSHES-CFG, as on a stick whose partition was never formatted.
+    let cfg = work.path().join("cfg.img");
+    rushes_tests::vm::extract(&image, "RUSHES-CFG", &cfg).unwrap();
+    let size = std::fs::metadata(&cfg).unwrap().len();
+    std::fs::write(&cfg, vec![0u8; size as usize]).unwrap();
+    rushes_tests::vm::put_back(&image, "RUSHES-CFG", &cfg).unwrap();
 
     let mut vm = Vm::boot(&image, work.path()).unwrap();
     let ready = vm.wait_for("rushes: ready (slot b)", 0, BOOT * 2).unwrap();
@@ -189,4 +196,12 @@ async fn a_slot_with_a_broken_initramfs_falls_back_to_the_other() {
     );
     vm.wait_for("blessed", ready, Duration::from_secs(60))
         .unwrap();
+    let console = vm.console();
+    assert!(
+        console.contains("has no usable file system: creating one")
+            && console.contains("RUSHES-CFG mounted"),
+        "a blank RUSHES-CFG must be formatted on first boot"
+    );
+    drop(vm);
+    fsck_cfg(&image).unwrap();
 }
