@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 const MIB: u64 = 1 << 20;
-pub const ESP_MIB: u64 = 400;
+pub const ESP_MIB: u64 = 256;
 pub const CFG_MIB: u64 = 64;
 
 /// The kernel command line of a slot.

@@ -144,11 +144,38 @@ pub fn trim_firmware(root: &Path, keep: &[String]) -> Result<u64> {
     Ok(removed)
 }
 
+/// Remove files and folders; a trailing `*` matches every name with that prefix.
 pub fn trim(root: &Path, paths: &[String]) -> Result<()> {
     for p in paths {
-        let path = root.join(p);
-        if path.exists() {
-            std::fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))?;
+        let targets: Vec<PathBuf> = match p.strip_suffix('*') {
+            Some(prefix) => {
+                let full = root.join(prefix);
+                let dir = full.parent().unwrap_or(root).to_path_buf();
+                let start = full
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .filter(|e| e.file_name().to_string_lossy().starts_with(&start))
+                            .map(|e| e.path())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            None => vec![root.join(p)],
+        };
+        for path in targets {
+            let Ok(md) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let removed = if md.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("remove {}", path.display()))?;
         }
     }
     Ok(())
@@ -173,12 +200,15 @@ pub fn copy_tree(overlay: &Path, root: &Path) -> Result<()> {
 pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
     for bin in ["rushes-init", "rushesd"] {
         let from = bins.join(bin);
-        std::fs::copy(&from, root.join("usr/sbin").join(bin)).with_context(|| {
+        let to = root.join("usr/sbin").join(bin);
+        std::fs::copy(&from, &to).with_context(|| {
             format!(
                 "cannot copy {} (build it first: cargo build --release)",
                 from.display()
             )
         })?;
+        // The release builds keep line tables for backtraces; the image does not need them.
+        let _ = Command::new("strip").arg("--strip-debug").arg(&to).status();
     }
     std::os::unix::fs::symlink("usr/sbin/rushes-init", root.join("init"))?;
     for applet in &manifest.busybox_applets {
