@@ -132,6 +132,17 @@ pub fn created_handle(body: &[u8]) -> anyhow::Result<nfs_fh3> {
     }
 }
 
+/// The handle LOOKUP returned.
+pub fn looked_up_handle(body: &[u8]) -> anyhow::Result<nfs_fh3> {
+    let (res, _) = t::Nfs3Result::<t::LOOKUP3resok, t::LOOKUP3resfail>::unpack(
+        &mut std::io::Cursor::new(body),
+    )?;
+    match res {
+        t::Nfs3Result::Ok(ok) => Ok(ok.object),
+        t::Nfs3Result::Err((s, _)) => anyhow::bail!("LOOKUP failed: {s:?}"),
+    }
+}
+
 pub fn write_args(fh: &nfs_fh3, offset: u64, data: &[u8]) -> Vec<u8> {
     pack(&t::WRITE3args {
         file: fh.clone(),

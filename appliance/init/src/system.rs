@@ -2,7 +2,7 @@
 //! power button, the watchdog, and the way down.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -674,7 +674,3 @@ pub fn shutdown(sup: &mut Supervisor, ring: &mut Ring, action: Action, pid1: boo
     let Err(e) = nix::sys::reboot::reboot(how);
     ring.push("init", &format!("reboot(2) failed: {e}"));
 }
-
-/// Keep descriptors referenced so they are not closed early (signalfd owns its fd).
-#[allow(dead_code)]
-fn _owned(_: OwnedFd) {}

@@ -216,17 +216,7 @@ fn run_workloads(
     std::thread::sleep(Duration::from_secs(args.settle));
     let meta_name = format!("meta-{tag}");
     expect_ok(&pipe.call(9, &bench::mkdir_args(root, &meta_name))?)?;
-    let lookup = pipe.call(3, &bench::lookup_args(root, &meta_name))?;
-    let meta = {
-        use rushes_tests::nfs3_client::nfs3_types::{nfs3 as t, xdr_codec::Unpack};
-        let (res, _) = t::Nfs3Result::<t::LOOKUP3resok, t::LOOKUP3resfail>::unpack(
-            &mut std::io::Cursor::new(&lookup[..]),
-        )?;
-        match res {
-            t::Nfs3Result::Ok(ok) => ok.object,
-            t::Nfs3Result::Err((e, _)) => bail!("LOOKUP {meta_name}: {e:?}"),
-        }
-    };
+    let meta = bench::looked_up_handle(&pipe.call(3, &bench::lookup_args(root, &meta_name))?)?;
     let n = args.files;
     let names: Vec<String> = (0..n).map(|i| format!("f{i:06}")).collect();
     let t_create = pipe.run(
@@ -252,17 +242,7 @@ fn run_workloads(
     }
     row += 3;
     // Listing a big directory, READDIRPLUS, 64 KiB replies.
-    let lookup = pipe.call(3, &bench::lookup_args(root, "list"))?;
-    let list = {
-        use rushes_tests::nfs3_client::nfs3_types::{nfs3 as t, xdr_codec::Unpack};
-        let (res, _) = t::Nfs3Result::<t::LOOKUP3resok, t::LOOKUP3resfail>::unpack(
-            &mut std::io::Cursor::new(&lookup[..]),
-        )?;
-        match res {
-            t::Nfs3Result::Ok(ok) => ok.object,
-            t::Nfs3Result::Err((e, _)) => bail!("LOOKUP list: {e:?}"),
-        }
-    };
+    let list = bench::looked_up_handle(&pipe.call(3, &bench::lookup_args(root, "list"))?)?;
     let started = Instant::now();
     let listed = bench::list_plus(&mut pipe, &list, 64 * 1024)?;
     let elapsed = started.elapsed();
