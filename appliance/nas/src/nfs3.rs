@@ -125,8 +125,8 @@ fn nfstime(sec: i64, nsec: u64) -> nfstime3 {
     }
 }
 
-fn to_fattr(fsid: u32, st: &Stat) -> fattr3 {
-    let ftype = match FileType::from_raw_mode(st.st_mode) {
+fn ftype(mode: u32) -> ftype3 {
+    match FileType::from_raw_mode(mode) {
         FileType::Directory => ftype3::NF3DIR,
         FileType::Symlink => ftype3::NF3LNK,
         FileType::BlockDevice => ftype3::NF3BLK,
@@ -134,9 +134,35 @@ fn to_fattr(fsid: u32, st: &Stat) -> fattr3 {
         FileType::Fifo => ftype3::NF3FIFO,
         FileType::Socket => ftype3::NF3SOCK,
         _ => ftype3::NF3REG,
-    };
+    }
+}
+
+fn statx_fattr(fsid: u32, s: &rustix::fs::Statx) -> fattr3 {
+    let mode = u32::from(s.stx_mode);
+    let time = |t: &rustix::fs::StatxTimestamp| nfstime(t.tv_sec, u64::from(t.tv_nsec));
     fattr3 {
-        ftype,
+        ftype: ftype(mode),
+        mode: mode & 0o7777,
+        nlink: s.stx_nlink,
+        uid: s.stx_uid,
+        gid: s.stx_gid,
+        size: s.stx_size,
+        used: s.stx_blocks * 512,
+        rdev: specdata3 {
+            specdata1: s.stx_rdev_major,
+            specdata2: s.stx_rdev_minor,
+        },
+        fsid: u64::from(fsid),
+        fileid: s.stx_ino,
+        atime: time(&s.stx_atime),
+        mtime: time(&s.stx_mtime),
+        ctime: time(&s.stx_ctime),
+    }
+}
+
+fn to_fattr(fsid: u32, st: &Stat) -> fattr3 {
+    fattr3 {
+        ftype: ftype(st.st_mode),
         mode: st.st_mode & 0o7777,
         nlink: st.st_nlink as u32,
         uid: st.st_uid,
@@ -272,17 +298,39 @@ impl Obj<'_> {
         dir: BorrowedFd<'_>,
         dir_st: &Stat,
         name: &CStr,
-    ) -> NfsResult<(Vec<u8>, Stat)> {
+    ) -> NfsResult<(Vec<u8>, fattr3)> {
         if name == c".." && self.is_share_root(dir_st) {
-            return Ok((self.share.root_fh.clone(), *dir_st));
+            return Ok((self.share.root_fh.clone(), self.fattr(dir_st)));
         }
-        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_stat)?;
-        if st.st_dev != self.share.root_dev {
+        let wanted = rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME;
+        let identity = |s: &rustix::fs::Statx| {
+            (s.stx_mask & rustix::fs::StatxFlags::BTIME.bits() != 0).then_some((
+                s.stx_ino,
+                s.stx_btime.tv_sec,
+                s.stx_btime.tv_nsec,
+            ))
+        };
+        let st =
+            rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, wanted).map_err(errno_stat)?;
+        if rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor) != self.share.root_dev {
             tracing::warn!(share = %self.share.name, name = ?name, "a share does not cross into other mounted file systems");
             return Err(NFS3ERR_ACCES);
         }
+        let attr = statx_fattr(self.share.id, &st);
+        let id = identity(&st);
+        if let Some(fh) = id.and_then(|id| self.share.handles.get(id)) {
+            return Ok((fh, attr));
+        }
         let kernel = sys::name_to_handle(dir, name).map_err(io_stat)?;
-        Ok((key.encode(self.share.id, &kernel), st))
+        let fh = key.encode(self.share.id, &kernel);
+        if let Some(id) = id {
+            // Cache only if the name still names the inode we stat-ed.
+            let again = rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, wanted).ok();
+            if again.as_ref().and_then(identity) == Some(id) {
+                self.share.handles.insert(id, fh.clone());
+            }
+        }
+        Ok((fh, attr))
     }
 }
 
@@ -471,8 +519,7 @@ impl<'a> NfsCall<'a> {
             }
             let name = entry_name(name)?;
             obj.act()?;
-            let (child_fh, st) = obj.child(&self.svc.key, dfd.as_fd(), &dst, &name)?;
-            Ok((child_fh, obj.fattr(&st)))
+            obj.child(&self.svc.key, dfd.as_fd(), &dst, &name)
         })();
         match res {
             Ok((child_fh, attr)) => {
@@ -1072,8 +1119,8 @@ impl<'a> NfsCall<'a> {
                 put_u64(&mut entry_buf, entry.next_entry_cookie());
                 if plus {
                     match obj.child(&self.svc.key, dfd.as_fd(), &dst, name) {
-                        Ok((child_fh, st)) => {
-                            put(&mut entry_buf, &post_op_attr::attributes(obj.fattr(&st)));
+                        Ok((child_fh, attr)) => {
+                            put(&mut entry_buf, &post_op_attr::attributes(attr));
                             put_bool(&mut entry_buf, true);
                             put_opaque(&mut entry_buf, &child_fh);
                         }

@@ -42,6 +42,36 @@ pub enum ServiceError {
     Privileges(std::io::Error),
 }
 
+/// NFS handles of a share's files, keyed by inode number and birth time.
+///
+/// Listing a folder with READDIRPLUS needs each entry's handle, and `name_to_handle_at`
+/// plus the MAC cost as much again as the `statx` that gives its attributes. A reused
+/// inode number comes with a new birth time, so a cached handle can never name another
+/// file; entries are only cached after a second `statx` confirmed the name still
+/// pointed at the same inode.
+#[derive(Debug, Default)]
+pub struct HandleCache {
+    map: Mutex<std::collections::HashMap<(u64, i64, u32), Vec<u8>>>,
+}
+
+impl HandleCache {
+    /// Beyond this many entries (roughly 25 MiB) the cache starts over.
+    const CAPACITY: usize = 262_144;
+
+    pub fn get(&self, key: (u64, i64, u32)) -> Option<Vec<u8>> {
+        self.map.lock().ok()?.get(&key).cloned()
+    }
+
+    pub fn insert(&self, key: (u64, i64, u32), fh: Vec<u8>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.insert(key, fh);
+        }
+    }
+}
+
 /// A share opened for serving.
 #[derive(Debug)]
 pub struct Share {
@@ -57,6 +87,7 @@ pub struct Share {
     pub root_ino: u64,
     /// The NFS handle of the root, as MOUNT returns it.
     pub root_fh: Vec<u8>,
+    pub handles: HandleCache,
 }
 
 /// A mount a client announced with MNT (for MOUNT's DUMP).
@@ -241,5 +272,6 @@ fn open_share(cfg: &ShareConfig, key: &HandleKey) -> Result<Share, ServiceError>
         root,
         root_dev: st.st_dev,
         root_ino: st.st_ino,
+        handles: HandleCache::default(),
     })
 }
