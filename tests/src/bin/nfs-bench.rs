@@ -25,7 +25,7 @@ struct Args {
     #[arg(long, default_value = "target/release/rushesd")]
     rushesd: PathBuf,
     /// Runs of every workload on each server; the table shows medians.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Size of the sequential file, MiB.
     #[arg(long, default_value_t = 1024)]
@@ -345,12 +345,19 @@ async fn main() -> Result<()> {
             .unwrap_or(0),
         kernel.trim()
     );
-    println!("| workload | NFS-Ganesha | rushesd | ratio (ours/Ganesha) |");
-    println!("|---|---:|---:|---:|");
+    println!("| workload | NFS-Ganesha | rushesd | ratio (ours/Ganesha) | ratio range |");
+    println!("|---|---:|---:|---:|---:|");
     for row in &rows {
         let (g, r) = (median(&row.values[0]), median(&row.values[1]));
+        // The worst and best ratio any pairing of runs could show: the noise band.
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let (lo, hi) = (
+            min(&row.values[1]) / max(&row.values[0]),
+            max(&row.values[1]) / min(&row.values[0]),
+        );
         println!(
-            "| {} | {} | {} | {:.2}x |",
+            "| {} | {} | {} | {:.2}x | {lo:.2}-{hi:.2}x |",
             row.label,
             fmt(g, row.unit),
             fmt(r, row.unit),
