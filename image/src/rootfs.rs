@@ -141,7 +141,22 @@ pub fn trim_firmware(root: &Path, keep: &[String]) -> Result<u64> {
             }
         }
     }
+    remove_empty_dirs(&fw);
     Ok(removed)
+}
+
+/// Remove folders left empty under `dir` (not `dir` itself).
+fn remove_empty_dirs(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in rd.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_dirs(&path);
+            let _ = std::fs::remove_dir(&path); // fails, harmlessly, unless empty
+        }
+    }
 }
 
 /// Remove files and folders; a trailing `*` matches every name with that prefix.
