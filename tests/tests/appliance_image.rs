@@ -202,6 +202,9 @@ async fn a_broken_slot_falls_back_to_the_other_and_a_blank_cfg_is_formatted() {
             && console.contains("RUSHES-CFG mounted"),
         "a blank RUSHES-CFG must be formatted on first boot"
     );
-    drop(vm);
+    // Power off properly (the power button) before checking it: killing QEMU would be a
+    // power cut, after which ext4 is consistent only once its journal is replayed.
+    vm.qmp(r#"{"execute":"system_powerdown"}"#).unwrap();
+    vm.wait_exit(Duration::from_secs(180)).unwrap();
     fsck_cfg(&image).unwrap();
 }
