@@ -81,6 +81,54 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         rss.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("?")
     );
 
+    // The inventory sees QEMU's disks with their serials and sizes, and marks the stick.
+    let out = vm
+        .shell("rushesd inventory --json", Duration::from_secs(60))
+        .unwrap();
+    let json =
+        &out[out.find("\n[").expect("JSON in the inventory output") + 1..=out.rfind(']').unwrap()];
+    let disks: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    let with = |transport: &str| -> Vec<&serde_json::Value> {
+        disks
+            .iter()
+            .filter(|d| d["transport"] == transport)
+            .collect()
+    };
+    let serials = |v: &[&serde_json::Value]| {
+        let mut s: Vec<String> = v
+            .iter()
+            .map(|d| d["serial"].as_str().unwrap_or("").to_string())
+            .collect();
+        s.sort();
+        s
+    };
+    let (nvme, sata, usb) = (with("nvme"), with("sata"), with("usb"));
+    assert_eq!(
+        serials(&nvme),
+        ["RUSHESNVME0", "RUSHESNVME1", "RUSHESNVME2", "RUSHESNVME3"],
+        "{json}"
+    );
+    assert!(
+        nvme.iter()
+            .all(|d| d["size_bytes"] == 8u64 << 30 && d["boot"] == false),
+        "{json}"
+    );
+    assert_eq!(serials(&sata), ["RUSHESSATA0", "RUSHESSATA1"], "{json}");
+    assert!(
+        sata.iter()
+            .all(|d| d["size_bytes"] == 16u64 << 30 && d["boot"] == false),
+        "{json}"
+    );
+    assert_eq!(usb.len(), 1, "{json}");
+    assert!(
+        usb[0]["boot"] == true
+            && usb[0]["contents"]
+                .as_array()
+                .unwrap()
+                .contains(&"gpt".into()),
+        "{json}"
+    );
+
     // kill -9 of rushesd: init restarts it and the share serves again.
     vm.shell("kill -9 $(pidof rushesd)", Duration::from_secs(30))
         .unwrap();

@@ -1,5 +1,6 @@
-//! `rushesd`, the Rushes appliance daemon. Today it has one mode, `host`, which serves
-//! directories of any Linux machine over NFSv3 for development, tests and benchmarks.
+//! `rushesd`, the Rushes appliance daemon. `host` serves directories of any Linux machine
+//! over NFSv3 (development, tests, benchmarks, and the appliance's RAM share until pools
+//! exist); `inventory` lists the machine's disks.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List the machine's disks: transport, size, model, serial, what is on them, and
+    /// which one is the boot stick (never usable for a pool).
+    Inventory {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve local directories over NFSv3 (MOUNT, NFS and portmap on one TCP port).
     ///
     /// Each DIR is exported as /NAME, NAME being the folder's name unless given as
@@ -62,6 +70,7 @@ fn main() -> std::process::ExitCode {
 
 fn try_main() -> Result<()> {
     match Cli::parse().command {
+        Command::Inventory { json } => inventory(json),
         Command::Host {
             listen,
             config,
@@ -69,6 +78,53 @@ fn try_main() -> Result<()> {
             dirs,
         } => host(listen, config.as_deref(), state_dir, &dirs),
     }
+}
+
+fn inventory(json: bool) -> Result<()> {
+    use std::io::Write;
+    let disks = rushes_storage::inventory::scan(&Default::default());
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &disks)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<10} {:<9} {:>10}  {:<24} {:<20} contents",
+        "disk", "transport", "size", "model", "serial"
+    )?;
+    for d in &disks {
+        let transport = serde_json::to_value(&d.transport)?
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let contents: Vec<String> = d
+            .contents
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut what = contents.join(",");
+        if d.boot {
+            what.push_str(" (boot stick: not for pools)");
+        }
+        writeln!(
+            out,
+            "{:<10} {:<9} {:>8.1} GB  {:<24} {:<20} {}",
+            d.name,
+            transport,
+            d.size_bytes as f64 / 1e9,
+            d.model,
+            d.serial,
+            what
+        )?;
+    }
+    Ok(())
 }
 
 /// `DIR` or `NAME=DIR` from the command line.

@@ -1,0 +1,311 @@
+//! Every block device the machine has, from sysfs and udev's database: model, serial,
+//! size, sector sizes, transport, partitions, and what is on it (found by reading
+//! superblock magics). The boot stick is marked so it can never join a pool.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// How a disk is attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    Nvme,
+    NvmeTcp,
+    NvmeRdma,
+    Sata,
+    Sas,
+    Usb,
+    Virtio,
+    Other,
+}
+
+/// What a superblock or label says is on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signature {
+    Gpt,
+    Mbr,
+    MdRaid,
+    Xfs,
+    Ext4,
+    Btrfs,
+    Lvm,
+    Vfat,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Disk {
+    /// Kernel name, e.g. `nvme0n1`.
+    pub name: String,
+    pub model: String,
+    pub serial: String,
+    pub wwn: Option<String>,
+    pub size_bytes: u64,
+    pub logical_sector: u32,
+    pub physical_sector: u32,
+    pub rotational: bool,
+    pub transport: Transport,
+    pub partitions: Vec<String>,
+    /// Signatures on the whole disk and on its partitions.
+    pub contents: Vec<Signature>,
+    /// Holds RUSHES-BOOT or RUSHES-CFG: the stick the appliance booted from.
+    pub boot: bool,
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// udev's properties of a block device (`/run/udev/data/bMAJ:MIN`, lines `E:KEY=VALUE`).
+fn udev_props(udev: &Path, dev: &str) -> Vec<(String, String)> {
+    let Some(text) = read(&udev.join(format!("b{dev}"))) else {
+        return vec![];
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix("E:"))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn prop<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    props
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn transport(sys_block: &Path, name: &str, sys_class_nvme: &Path) -> Transport {
+    if name.starts_with("vd") {
+        return Transport::Virtio;
+    }
+    if let Some(ctrl) = name
+        .strip_prefix("nvme")
+        .and_then(|rest| rest.split('n').next())
+    {
+        return match read(&sys_class_nvme.join(format!("nvme{ctrl}/transport"))).as_deref() {
+            Some("tcp") => Transport::NvmeTcp,
+            Some("rdma") => Transport::NvmeRdma,
+            _ => Transport::Nvme,
+        };
+    }
+    let device = std::fs::canonicalize(sys_block.join(name).join("device")).unwrap_or_default();
+    let path = device.to_string_lossy();
+    if path.contains("/usb") {
+        Transport::Usb
+    } else if path.contains("/ata") {
+        Transport::Sata
+    } else if path.contains("/end_device-") || path.contains("/sas") {
+        Transport::Sas
+    } else {
+        Transport::Other
+    }
+}
+
+/// Read superblock magics from a device (or image file).
+pub fn signatures(dev: &Path) -> Vec<Signature> {
+    let Ok(mut f) = std::fs::File::open(dev) else {
+        return vec![];
+    };
+    let mut head = vec![0u8; 72 * 1024];
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    head.truncate(got);
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    let mut found = Vec::new();
+    if at(512, b"EFI PART") {
+        found.push(Signature::Gpt);
+    } else if at(510, &[0x55, 0xaa]) && !at(54, b"FAT") && !at(82, b"FAT32") {
+        found.push(Signature::Mbr);
+    }
+    // md: v1.1 superblock at 0, v1.2 at 4 KiB (magic a92b4efc, little-endian).
+    if at(0, &[0xfc, 0x4e, 0x2b, 0xa9]) || at(4096, &[0xfc, 0x4e, 0x2b, 0xa9]) {
+        found.push(Signature::MdRaid);
+    }
+    if at(0, b"XFSB") {
+        found.push(Signature::Xfs);
+    }
+    if at(1080, &[0x53, 0xef]) {
+        found.push(Signature::Ext4);
+    }
+    if at(65600, b"_BHRfS_M") {
+        found.push(Signature::Btrfs);
+    }
+    if (0..4).any(|s| at(s * 512, b"LABELONE")) {
+        found.push(Signature::Lvm);
+    }
+    if at(54, b"FAT") || at(82, b"FAT32") {
+        found.push(Signature::Vfat);
+    }
+    let _ = f.seek(SeekFrom::Start(0));
+    found
+}
+
+/// Where the inventory reads from: `/sys`, `/dev`, `/run/udev/data` (overridable for tests).
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub udev: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Self {
+            sys: "/sys".into(),
+            dev: "/dev".into(),
+            udev: "/run/udev/data".into(),
+        }
+    }
+}
+
+/// Names that are not disks: memory, loop and compressed-swap devices, md and dm.
+fn is_disk(name: &str) -> bool {
+    !["loop", "ram", "zram", "md", "dm-", "sr", "nbd"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Scan every block device.
+pub fn scan(roots: &Roots) -> Vec<Disk> {
+    let sys_block = roots.sys.join("block");
+    let sys_nvme = roots.sys.join("class/nvme");
+    let mut names: Vec<String> = std::fs::read_dir(&sys_block)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.retain(|n| is_disk(n));
+    names.sort();
+    let mut disks = Vec::new();
+    for name in names {
+        let base = sys_block.join(&name);
+        let dev = read(&base.join("dev")).unwrap_or_default();
+        let props = udev_props(&roots.udev, &dev);
+        let mut partitions: Vec<String> = std::fs::read_dir(&base)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("partition").exists())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        partitions.sort();
+        let mut contents = signatures(&roots.dev.join(&name));
+        let mut boot = false;
+        for part in &partitions {
+            contents.extend(signatures(&roots.dev.join(part)));
+            let part_dev = read(&base.join(part).join("dev")).unwrap_or_default();
+            let pprops = udev_props(&roots.udev, &part_dev);
+            let labels = [
+                prop(&pprops, "ID_PART_ENTRY_NAME"),
+                prop(&pprops, "ID_FS_LABEL"),
+            ];
+            if labels
+                .iter()
+                .flatten()
+                .any(|l| *l == "RUSHES-CFG" || *l == "RUSHES-BOOT")
+            {
+                boot = true;
+            }
+        }
+        contents.dedup();
+        let model = prop(&props, "ID_MODEL")
+            .map(|m| m.replace('_', " "))
+            .or_else(|| read(&base.join("device/model")))
+            .unwrap_or_default();
+        let serial = prop(&props, "ID_SERIAL_SHORT")
+            .map(str::to_string)
+            .or_else(|| read(&base.join("device/serial")))
+            .unwrap_or_default();
+        let num = |p: &str| {
+            read(&base.join(p))
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        disks.push(Disk {
+            transport: transport(&sys_block, &name, &sys_nvme),
+            model,
+            serial,
+            wwn: prop(&props, "ID_WWN").map(str::to_string),
+            size_bytes: num("size") * 512,
+            logical_sector: num("queue/logical_block_size") as u32,
+            physical_sector: num("queue/physical_block_size") as u32,
+            rotational: num("queue/rotational") == 1,
+            partitions,
+            contents,
+            boot,
+            name,
+        });
+    }
+    disks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn signatures_are_found_by_their_magics() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk");
+        let mut data = vec![0u8; 80 * 1024];
+        data[512..520].copy_from_slice(b"EFI PART");
+        data[4096..4100].copy_from_slice(&[0xfc, 0x4e, 0x2b, 0xa9]);
+        std::fs::write(&img, &data).unwrap();
+        assert_eq!(signatures(&img), vec![Signature::Gpt, Signature::MdRaid]);
+        let mut xfs = vec![0u8; 8192];
+        xfs[..4].copy_from_slice(b"XFSB");
+        std::fs::write(&img, &xfs).unwrap();
+        assert_eq!(signatures(&img), vec![Signature::Xfs]);
+        std::fs::write(&img, vec![0u8; 8192]).unwrap();
+        assert!(signatures(&img).is_empty());
+    }
+
+    #[test]
+    fn scan_reads_sysfs_and_udev() {
+        let root = tempfile::tempdir().unwrap();
+        let roots = Roots {
+            sys: root.path().join("sys"),
+            dev: root.path().join("dev"),
+            udev: root.path().join("udev"),
+        };
+        let nvme = roots.sys.join("block/nvme0n1");
+        write(&nvme.join("dev"), "259:0");
+        write(&nvme.join("size"), "16777216");
+        write(&nvme.join("queue/logical_block_size"), "512");
+        write(&nvme.join("queue/physical_block_size"), "4096");
+        write(&nvme.join("queue/rotational"), "0");
+        write(&nvme.join("device/serial"), "S1234");
+        write(&nvme.join("device/model"), "Fast Disk");
+        write(&roots.sys.join("class/nvme/nvme0/transport"), "tcp");
+        write(&roots.sys.join("block/loop0/dev"), "7:0");
+        let disks = scan(&roots);
+        assert_eq!(disks.len(), 1, "loop devices are not disks");
+        let d = &disks[0];
+        assert_eq!(
+            (d.size_bytes, d.transport.clone(), d.serial.as_str()),
+            (8 << 30, Transport::NvmeTcp, "S1234")
+        );
+        assert_eq!(
+            (d.logical_sector, d.physical_sector, d.rotational, d.boot),
+            (512, 4096, false, false)
+        );
+    }
+}
