@@ -1112,35 +1112,36 @@ impl<'a> NfsCall<'a> {
                 };
                 let name_len = name.to_bytes().len();
                 let entry_dir_bytes = 8 + 4 + name_len + pad(name_len) + 8;
-                let mut entry_buf = Vec::with_capacity(entry_dir_bytes + 200);
-                put_bool(&mut entry_buf, true);
-                put_u64(&mut entry_buf, fileid);
-                put_opaque(&mut entry_buf, name.to_bytes());
-                put_u64(&mut entry_buf, entry.next_entry_cookie());
+                // Encode in place; an entry that does not fit is rolled back.
+                let entry_start = out.len();
+                put_bool(out, true);
+                put_u64(out, fileid);
+                put_opaque(out, name.to_bytes());
+                put_u64(out, entry.next_entry_cookie());
                 if plus {
                     match obj.child(&self.svc.key, dfd.as_fd(), &dst, name) {
                         Ok((child_fh, attr)) => {
-                            put(&mut entry_buf, &post_op_attr::attributes(attr));
-                            put_bool(&mut entry_buf, true);
-                            put_opaque(&mut entry_buf, &child_fh);
+                            put(out, &post_op_attr::attributes(attr));
+                            put_bool(out, true);
+                            put_opaque(out, &child_fh);
                         }
                         Err(_) => {
-                            put(&mut entry_buf, &post_op_attr::Void);
-                            put_bool(&mut entry_buf, false);
+                            put(out, &post_op_attr::Void);
+                            put_bool(out, false);
                         }
                     }
                 }
                 // 8 bytes stay free for the list terminator and eof.
-                let fits = out.len() - start + entry_buf.len() + 8 <= limit
-                    && dir_bytes + entry_dir_bytes <= dir_limit;
+                let fits =
+                    out.len() - start + 8 <= limit && dir_bytes + entry_dir_bytes <= dir_limit;
                 if !fits {
+                    out.truncate(entry_start);
                     if entries == 0 {
                         return Err(NFS3ERR_TOOSMALL);
                     }
                     eof = false;
                     break;
                 }
-                out.extend_from_slice(&entry_buf);
                 dir_bytes += entry_dir_bytes;
                 entries += 1;
             }

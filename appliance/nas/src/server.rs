@@ -209,21 +209,18 @@ async fn send_file(
 
 /// Answer one record; `None` when there is nothing to answer to.
 fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
-    let (encoded, tail) = answer_call(service, client, record)?;
-    Some(Reply { encoded, tail })
-}
-
-fn answer_call(
-    service: &Service,
-    client: IpAddr,
-    record: &[u8],
-) -> Option<(Vec<u8>, Option<FileTail>)> {
+    let encoded = |encoded: Vec<u8>| {
+        Some(Reply {
+            encoded,
+            tail: None,
+        })
+    };
     let started = Instant::now();
     let call = match rpc::parse_call(record) {
         Ok(call) => call,
         Err(CallError::Malformed { xid }) => {
             tracing::debug!(%client, xid, "malformed RPC header");
-            return Some((rpc::reply_accept_error(xid, AcceptError::GarbageArgs), None));
+            return encoded(rpc::reply_accept_error(xid, AcceptError::GarbageArgs));
         }
         Err(CallError::Unparseable) => {
             tracing::debug!(%client, "record too short to be an RPC call; ignored");
@@ -231,7 +228,7 @@ fn answer_call(
         }
     };
     if call.rpc_version != RPC_VERSION {
-        return Some((rpc::reply_rpc_mismatch(call.xid), None));
+        return encoded(rpc::reply_rpc_mismatch(call.xid));
     }
     let (protocol, op) = match call.program {
         nfs3::PROGRAM => ("nfs3", nfs3::proc_name(call.procedure)),
@@ -246,7 +243,7 @@ fn answer_call(
         Err(e) => {
             rec.latency = started.elapsed();
             service.observer.record(&rec);
-            return Some((rpc::reply_auth_error(call.xid, *e), None));
+            return encoded(rpc::reply_auth_error(call.xid, *e));
         }
     };
     let args = &record[call.args_offset..];
@@ -285,12 +282,12 @@ fn answer_call(
     rec.latency = started.elapsed();
     service.observer.record(&rec);
     match result {
-        Ok(()) => Some((out, tail)),
+        Ok(()) => Some(Reply { encoded: out, tail }),
         Err(e) => {
             if e == AcceptError::GarbageArgs {
                 tracing::debug!(%client, protocol, op, "arguments did not decode: GARBAGE_ARGS");
             }
-            Some((rpc::reply_accept_error(call.xid, e), None))
+            encoded(rpc::reply_accept_error(call.xid, e))
         }
     }
 }
