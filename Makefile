@@ -51,13 +51,14 @@ test: deps lint build image
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps
-	$(CARGO) build --release -p rushes-init -p rushesd -p rushes-mkimage
+	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-mkimage
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
 	target/release/mkimage --cache $(RUSHES_CACHE)
 
 run: image
 	@echo "==> booting out/rushes.img (QEMU, UEFI). Quit with Ctrl-A X."
 	@echo "    NFS: mount -t nfs -o vers=3,proto=tcp,port=2049,mountport=2049,nolock 127.0.0.1:/scratch /mnt"
+	@echo "    QEMU monitor (Ctrl-A C): device_del nvme1 pulls a disk; see README, Disks, pools and shares"
 	image/qemu-run.sh
 
 DEMO := out/demo

@@ -7,12 +7,16 @@
 #   RUSHES_VM_DIR     where the VM's disks and EFI variables live (default out/vm)
 #   RUSHES_NFS_PORT   host port forwarded to the guest's 2049 (default 2049)
 #   RUSHES_VM_MODE    interactive (serial console on this terminal) or test
+#   RUSHES_NVME_SIZE  size of each NVMe disk when first created (default 8G)
+#   RUSHES_HOTPLUG_PORTS  empty PCIe slots for hot-adding NVMe disks (default 2: hotplug0, hotplug1)
 #   extra arguments are passed to QEMU as they are.
 set -euo pipefail
 image=${RUSHES_IMAGE:-out/rushes.img}
 dir=${RUSHES_VM_DIR:-out/vm}
 port=${RUSHES_NFS_PORT:-2049}
 mode=${RUSHES_VM_MODE:-interactive}
+nvme_size=${RUSHES_NVME_SIZE:-8G}
+hotplug_ports=${RUSHES_HOTPLUG_PORTS:-2}
 code=/usr/share/OVMF/OVMF_CODE_4M.fd
 vars_template=/usr/share/OVMF/OVMF_VARS_4M.fd
 [ -e "$code" ] || { echo "OVMF is missing: make deps installs it (Debian package ovmf)" >&2; exit 1; }
@@ -20,10 +24,16 @@ vars_template=/usr/share/OVMF/OVMF_VARS_4M.fd
 mkdir -p "$dir"
 [ -e "$dir/OVMF_VARS.fd" ] || cp "$vars_template" "$dir/OVMF_VARS.fd"
 disks=()
+# Each NVMe disk sits in a PCIe slot of its own, as in a server's U.2 bays, so it can be
+# pulled (QMP device_del nvmeN) and disks can be added to the empty slots (hotplugN).
 for i in 0 1 2 3; do
-    [ -e "$dir/nvme$i.qcow2" ] || qemu-img create -q -f qcow2 "$dir/nvme$i.qcow2" 8G
-    disks+=(-drive "if=none,id=nvme$i,format=qcow2,file=$dir/nvme$i.qcow2"
-            -device "nvme,serial=RUSHESNVME$i,drive=nvme$i")
+    [ -e "$dir/nvme$i.qcow2" ] || qemu-img create -q -f qcow2 "$dir/nvme$i.qcow2" "$nvme_size"
+    disks+=(-device "pcie-root-port,id=slot$i,bus=pcie.0,chassis=$((i + 1))"
+            -drive "if=none,id=nvmedrive$i,format=qcow2,file=$dir/nvme$i.qcow2"
+            -device "nvme,id=nvme$i,serial=RUSHESNVME$i,drive=nvmedrive$i,bus=slot$i")
+done
+for ((i = 0; i < hotplug_ports; i++)); do
+    disks+=(-device "pcie-root-port,id=hotplug$i,bus=pcie.0,chassis=$((i + 11))")
 done
 for i in 0 1; do
     [ -e "$dir/sata$i.qcow2" ] || qemu-img create -q -f qcow2 "$dir/sata$i.qcow2" 16G

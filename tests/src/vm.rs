@@ -100,6 +100,20 @@ pub fn debugfs(image: &Path, request: &str, write: bool) -> Result<String> {
     ))
 }
 
+/// Plant the `debug-shell` flag on RUSHES-CFG: the guest then runs a root shell on
+/// ttyS1, which [`Vm::shell`] and [`Vm::run`] use to act inside it.
+pub fn enable_debug_shell(image: &Path) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let flag = dir.path().join("flag");
+    std::fs::write(&flag, b"")?;
+    debugfs(
+        image,
+        &format!("write {} debug-shell", flag.display()),
+        true,
+    )?;
+    Ok(())
+}
+
 /// `e2fsck -fn` on RUSHES-CFG: Ok when the file system is clean.
 pub fn fsck_cfg(image: &Path) -> Result<String> {
     let dir = tempfile::tempdir()?;
@@ -130,6 +144,11 @@ pub struct Vm {
 impl Vm {
     /// Boot `image` with its VM state (EFI variables, data disks) under `dir`.
     pub fn boot(image: &Path, dir: &Path) -> Result<Self> {
+        Self::boot_with(image, dir, &[])
+    }
+
+    /// Boot with extra image/qemu-run.sh settings (`RUSHES_NVME_SIZE` …).
+    pub fn boot_with(image: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -138,6 +157,7 @@ impl Vm {
             .env("RUSHES_VM_DIR", dir.join("vm"))
             .env("RUSHES_NFS_PORT", port.to_string())
             .env("RUSHES_VM_MODE", "test")
+            .envs(env.iter().copied())
             .arg("-serial")
             .arg(format!("file:{}", dir.join("console.log").display()))
             .arg("-serial")
@@ -243,6 +263,62 @@ impl Vm {
                 bail!("shell command {command:?} did not finish: {text}");
             }
         }
+    }
+
+    /// Run `command` in the maintenance shell; returns what it printed (stdout and
+    /// stderr, without the shell's echo) and its exit status.
+    pub fn run(&self, command: &str, timeout: Duration) -> Result<(String, i32)> {
+        // The markers are computed by the shell, so the echoed command line never
+        // contains them.
+        let text = self.shell(
+            &format!("{{ {command} ; }} >/tmp/run.out 2>&1; r=$?; echo __out$((6*7))__; cat /tmp/run.out; echo __rc$((6*7))__=$r"),
+            timeout,
+        )?;
+        let start = text
+            .find("__out42__")
+            .with_context(|| format!("no output marker for {command:?}: {text}"))?
+            + "__out42__".len();
+        let end = text[start..]
+            .find("__rc42__=")
+            .with_context(|| format!("no status marker for {command:?}: {text}"))?
+            + start;
+        let rc: String = text[end + "__rc42__=".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        let out = text[start..end].replace('\r', "").trim().to_string();
+        Ok((out, rc.parse().unwrap_or(-1)))
+    }
+
+    /// Add an empty NVMe disk of `size` with `serial` to the free PCIe slot `port`
+    /// (`hotplug0` …), as if it were slid into a bay: QMP blockdev-add and device_add.
+    pub fn hot_add_nvme(&self, id: &str, serial: &str, size: &str, port: &str) -> Result<()> {
+        let file = self.dir.join(format!("{id}.qcow2"));
+        let status = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&file)
+            .arg(size)
+            .status()?;
+        anyhow::ensure!(status.success(), "qemu-img create failed");
+        let answer = self.qmp(&format!(
+            r#"{{"execute":"blockdev-add","arguments":{{"driver":"qcow2","node-name":"{id}drive","file":{{"driver":"file","filename":"{}"}}}}}}"#,
+            file.display()
+        ))?;
+        anyhow::ensure!(answer.contains("\"return\""), "blockdev-add: {answer}");
+        let answer = self.qmp(&format!(
+            r#"{{"execute":"device_add","arguments":{{"driver":"nvme","id":"{id}","serial":"{serial}","drive":"{id}drive","bus":"{port}"}}}}"#
+        ))?;
+        anyhow::ensure!(answer.contains("\"return\""), "device_add: {answer}");
+        Ok(())
+    }
+
+    /// Pull a device out of the running guest (QMP device_del).
+    pub fn pull(&self, id: &str) -> Result<()> {
+        let answer = self.qmp(&format!(
+            r#"{{"execute":"device_del","arguments":{{"id":"{id}"}}}}"#
+        ))?;
+        anyhow::ensure!(answer.contains("\"return\""), "device_del: {answer}");
+        Ok(())
     }
 
     /// Wait for QEMU to exit by itself (the guest powered off).

@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rushes_tests::nfs3_client::nfs3_types::nfs3::{nfsstat3, stable_how};
-use rushes_tests::vm::{copy_image, debugfs, fsck_cfg, Vm};
+use rushes_tests::vm::{copy_image, debugfs, enable_debug_shell, fsck_cfg, Vm};
 use rushes_tests::{Nfs, User};
 
 /// Under TCG a boot takes about half a minute here; CI machines may be slower.
@@ -18,17 +17,7 @@ async fn nfs_roundtrip(port: u16, name: &str, payload: &[u8]) {
     let mut c = Nfs::mount(port, "/scratch", &user)
         .await
         .expect("mount the RAM share through the forwarded port");
-    let root = c.root.clone();
-    let fh = match c.create(&root, name, 0o644).await {
-        Ok(fh) => fh,
-        Err(nfsstat3::NFS3ERR_EXIST) => c.lookup(&root, name).await.expect("lookup"),
-        Err(e) => panic!("create {name}: {e:?}"),
-    };
-    for (i, chunk) in payload.chunks(1 << 20).enumerate() {
-        c.write(&fh, (i as u64) << 20, chunk, stable_how::FILE_SYNC)
-            .await
-            .expect("write");
-    }
+    let fh = c.put_file(name, payload).await.expect("write over NFS");
     assert!(
         c.read_all(&fh).await.expect("read") == payload,
         "{name} read back different bytes"
@@ -40,14 +29,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
     // The maintenance shell on ttyS1 lets the test act inside the guest.
-    let flag = work.path().join("flag");
-    std::fs::write(&flag, b"").unwrap();
-    debugfs(
-        &image,
-        &format!("write {} debug-shell", flag.display()),
-        true,
-    )
-    .unwrap();
+    enable_debug_shell(&image).unwrap();
 
     let mut vm = Vm::boot(&image, work.path()).unwrap();
     let kernel_at = vm

@@ -27,6 +27,11 @@ pub struct Settings {
     pub hostname: Option<String>,
     #[serde(default, rename = "network")]
     pub networks: Vec<Network>,
+    /// Pools and shares are rushesd's, which also writes this file.
+    #[serde(default, rename = "pool")]
+    _pools: Vec<toml::Value>,
+    #[serde(default, rename = "share")]
+    _shares: Vec<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,5 +102,14 @@ mod tests {
         assert_eq!(s.network("eth1").unwrap().mtu, Some(9000));
         assert!(s.network("eth0").unwrap().address.is_none());
         assert!(toml::from_str::<Settings>("hostnme = \"typo\"").is_err());
+        let with_pools =
+            "hostname = \"nas\"\n[[pool]]\nname = \"media\"\n[[share]]\nname = \"x\"\n";
+        assert_eq!(
+            toml::from_str::<Settings>(with_pools)
+                .unwrap()
+                .hostname
+                .as_deref(),
+            Some("nas")
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::Action;
 
 /// Where RUSHES-CFG is mounted.
 pub const CFG: &str = "/cfg";
-/// The RAM-backed share served until pools exist.
+/// The RAM-backed share `/scratch`, for trying the box; its files vanish at power-off.
 const RAM_SHARE: &str = "/run/rushes/share";
 
 /// Children must not inherit init's blocked signals (SIGTERM, SIGCHLD …, which init
@@ -269,11 +269,7 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         name: "rushesd".into(),
         argv: [
             "/usr/sbin/rushesd",
-            "host",
-            "--listen",
-            "0.0.0.0:2049",
-            "--state-dir",
-            "/cfg/state",
+            "appliance",
             &format!("scratch={RAM_SHARE}"),
         ]
         .iter()

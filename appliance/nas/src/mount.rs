@@ -84,7 +84,7 @@ pub fn dispatch(
             }
         }
         5 => {
-            for share in &svc.shares {
+            for share in &svc.shares() {
                 put_bool(out, true);
                 put_opaque(out, format!("/{}", share.name).as_bytes());
                 for rule in &share.rules {
@@ -150,7 +150,7 @@ fn mnt(svc: &Service, client: IpAddr, path: &str, out: &mut Vec<u8>, rec: &mut O
         share.root_fh.clone()
     } else {
         sys::run_as_root().ok();
-        match subdir_handle(svc, share, rest) {
+        match subdir_handle(svc, &share, rest) {
             Ok(fh) => fh,
             Err(status) => {
                 tracing::info!(%client, path, status, "mount refused: no such folder in the share");

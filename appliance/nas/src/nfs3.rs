@@ -25,7 +25,7 @@ use crate::activity::OpRecord;
 use crate::handle::HandleKey;
 use crate::rpc::{AcceptError, AuthSys};
 use crate::service::{Service, Share};
-use crate::share::{rule_for, Caller};
+use crate::share::{rule_for, Caller, MapCaller};
 use crate::sys::{self, KernelHandle};
 use crate::xdr::{pad, put, put_bool, put_opaque, put_u32, put_u64, Garbage, XdrReader};
 
@@ -243,14 +243,14 @@ fn entry_name(name: &[u8]) -> NfsResult<CString> {
 }
 
 /// A file handle argument resolved to its share and the identity the call runs as.
-struct Obj<'s> {
-    share: &'s Arc<Share>,
+struct Obj {
+    share: Arc<Share>,
     caller: Caller,
     read_only: bool,
     kernel: KernelHandle,
 }
 
-impl Obj<'_> {
+impl Obj {
     /// Open the object as root with `flags` (O_PATH, O_RDONLY, O_WRONLY …).
     fn open(&self, flags: i32) -> NfsResult<OwnedFd> {
         sys::run_as_root().map_err(|_| NFS3ERR_SERVERFAULT)?;
@@ -336,13 +336,13 @@ impl Obj<'_> {
 
 /// The directory half of a call that changes a directory: its descriptor and its
 /// attributes before the change (for wcc_data).
-struct DirOp<'s> {
-    obj: Obj<'s>,
+struct DirOp {
+    obj: Obj,
     fd: OwnedFd,
     before: Stat,
 }
 
-impl DirOp<'_> {
+impl DirOp {
     fn wcc(&self) -> wcc_data {
         wcc_data {
             before: pre_op_attr::attributes(to_wcc_attr(&self.before)),
@@ -420,7 +420,7 @@ impl<'a> NfsCall<'a> {
         Ok(())
     }
 
-    fn resolve(&mut self, fh: &[u8]) -> NfsResult<Obj<'a>> {
+    fn resolve(&mut self, fh: &[u8]) -> NfsResult<Obj> {
         let decoded = self.svc.key.decode(fh).ok_or(NFS3ERR_BADHANDLE)?;
         let share = self.svc.share_by_id(decoded.share).ok_or(NFS3ERR_STALE)?;
         self.rec.share = Some(share.name.clone());
@@ -429,17 +429,18 @@ impl<'a> NfsCall<'a> {
             return Err(NFS3ERR_ACCES);
         };
         let caller = rule.map_caller(self.auth.map(|a| (a.uid, a.gid, a.gids.as_slice())));
+        let read_only = rule.read_only();
         self.rec.uid = Some(caller.uid);
         Ok(Obj {
             share,
             caller,
-            read_only: rule.read_only(),
+            read_only,
             kernel: decoded.kernel,
         })
     }
 
     /// Resolve a directory handle for a call that will change it.
-    fn dir_op(&mut self, fh: &[u8], name: &[u8]) -> NfsResult<(DirOp<'a>, CString)> {
+    fn dir_op(&mut self, fh: &[u8], name: &[u8]) -> NfsResult<(DirOp, CString)> {
         self.rec.name = Some(String::from_utf8_lossy(name).into_owned());
         let obj = self.resolve(fh)?;
         let fd = obj.open(libc::O_PATH)?;
@@ -1283,7 +1284,7 @@ impl<'a> NfsCall<'a> {
 /// kernel's call, made as the caller. `check_size` is false right after creating the
 /// file, whose creator may always set its size.
 fn apply_sattr(
-    obj: &Obj<'_>,
+    obj: &Obj,
     fd: BorrowedFd<'_>,
     st: &Stat,
     attr: &sattr3,

@@ -41,15 +41,14 @@ pub struct NfsServer {
 }
 
 impl NfsServer {
-    pub async fn bind(addr: SocketAddr, service: Service) -> std::io::Result<Self> {
+    /// Listen on `addr`; the service may be shared with whoever adds and removes shares.
+    pub async fn bind(addr: SocketAddr, service: impl Into<Arc<Service>>) -> std::io::Result<Self> {
+        let service = service.into();
         let listener = TcpListener::bind(addr).await?;
         service
             .port
             .store(listener.local_addr()?.port(), Ordering::Relaxed);
-        Ok(Self {
-            listener,
-            service: Arc::new(service),
-        })
+        Ok(Self { listener, service })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -154,7 +154,8 @@ impl DirLocks {
 
 /// Everything requests need, shared by all connections.
 pub struct Service {
-    pub shares: Vec<Arc<Share>>,
+    /// Shares served now; the management API adds and removes them while serving.
+    shares: RwLock<Vec<Arc<Share>>>,
     pub key: HandleKey,
     /// Changes every start, so clients resend UNSTABLE writes a crash may have lost.
     pub write_verifier: [u8; 8],
@@ -204,7 +205,7 @@ impl Service {
         rustix::rand::getrandom(&mut write_verifier, rustix::rand::GetRandomFlags::empty())
             .map_err(|e| ServiceError::Privileges(e.into()))?;
         Ok(Self {
-            shares: opened,
+            shares: RwLock::new(opened),
             key,
             write_verifier,
             observer: Box::new(TracingObserver),
@@ -220,14 +221,62 @@ impl Service {
         self
     }
 
-    pub fn share_by_id(&self, id: u32) -> Option<&Arc<Share>> {
-        self.shares.iter().find(|s| s.id == id)
+    fn read_shares(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Share>>> {
+        self.shares
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shares served now.
+    pub fn shares(&self) -> Vec<Arc<Share>> {
+        self.read_shares().clone()
+    }
+
+    pub fn share_by_id(&self, id: u32) -> Option<Arc<Share>> {
+        self.read_shares().iter().find(|s| s.id == id).cloned()
     }
 
     /// The share a MOUNT path names: `/NAME` (or `NAME`).
-    pub fn share_by_path(&self, path: &str) -> Option<&Arc<Share>> {
+    pub fn share_by_path(&self, path: &str) -> Option<Arc<Share>> {
         let name = path.trim_start_matches('/').trim_end_matches('/');
-        self.shares.iter().find(|s| &*s.name == name)
+        self.read_shares()
+            .iter()
+            .find(|s| &*s.name == name)
+            .cloned()
+    }
+
+    /// Serve `cfg` from now on, replacing a share of the same name (new rules take
+    /// effect on the next call; handles clients hold stay valid).
+    pub fn put_share(&self, cfg: &ShareConfig) -> Result<(), ServiceError> {
+        validate(std::slice::from_ref(cfg))?;
+        let share = Arc::new(open_share(cfg, &self.key)?);
+        let mut shares = self
+            .shares
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(other) = shares
+            .iter()
+            .find(|s| s.id == share.id && s.name != share.name)
+        {
+            return Err(ServiceError::IdClash {
+                a: other.name.to_string(),
+                b: cfg.name.clone(),
+            });
+        }
+        shares.retain(|s| s.name != share.name);
+        shares.push(share);
+        Ok(())
+    }
+
+    /// Stop serving the share called `name`; its handles go stale. False if unknown.
+    pub fn remove_share(&self, name: &str) -> bool {
+        let mut shares = self
+            .shares
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = shares.len();
+        shares.retain(|s| &*s.name != name);
+        shares.len() != before
     }
 
     pub fn port(&self) -> u16 {

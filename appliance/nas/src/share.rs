@@ -6,7 +6,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// A host-mode configuration file.
@@ -35,69 +34,12 @@ pub struct ShareConfig {
     pub rules: Vec<ExportRule>,
 }
 
-/// Whether a rule's clients may change the share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    #[default]
-    Rw,
-    Ro,
-}
-
-/// Which clients a rule covers, and how their identities are mapped.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportRule {
-    /// Client networks in CIDR form; the default covers every address.
-    #[serde(default = "everyone")]
-    pub clients: Vec<IpNet>,
-    /// Read-write (default) or read-only.
-    #[serde(default)]
-    pub access: Access,
-    /// Map uid 0 and gid 0 to the anonymous ids (default on).
-    #[serde(default = "yes")]
-    pub root_squash: bool,
-    /// Map every caller to the anonymous ids.
-    #[serde(default)]
-    pub all_squash: bool,
-    /// The uid squashed callers get (default 65534, "nobody").
-    #[serde(default = "nobody")]
-    pub anonuid: u32,
-    /// The gid squashed callers get (default 65534, "nogroup").
-    #[serde(default = "nobody")]
-    pub anongid: u32,
-}
-
-impl Default for ExportRule {
-    fn default() -> Self {
-        Self {
-            clients: everyone(),
-            access: Access::Rw,
-            root_squash: true,
-            all_squash: false,
-            anonuid: nobody(),
-            anongid: nobody(),
-        }
-    }
-}
+/// Export rules are part of the management API's vocabulary, so the config file, the
+/// API and the NFS service share one definition.
+pub use rushes_api::{Access, ExportRule};
 
 fn default_rules() -> Vec<ExportRule> {
     vec![ExportRule::default()]
-}
-
-fn everyone() -> Vec<IpNet> {
-    vec![
-        "0.0.0.0/0".parse().unwrap_or_default(),
-        "::/0".parse().unwrap_or_default(),
-    ]
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn nobody() -> u32 {
-    65534
 }
 
 /// The identity an operation runs as, after squashing.
@@ -121,18 +63,14 @@ impl Caller {
     }
 }
 
-impl ExportRule {
-    pub fn matches(&self, client: IpAddr) -> bool {
-        let client = client.to_canonical();
-        self.clients.iter().any(|net| net.contains(&client))
-    }
-
-    pub fn read_only(&self) -> bool {
-        self.access == Access::Ro
-    }
-
+/// How a rule maps the identity a client presents.
+pub trait MapCaller {
     /// The identity a caller gets under this rule. `None` means AUTH_NONE (anonymous).
-    pub fn map_caller(&self, presented: Option<(u32, u32, &[u32])>) -> Caller {
+    fn map_caller(&self, presented: Option<(u32, u32, &[u32])>) -> Caller;
+}
+
+impl MapCaller for ExportRule {
+    fn map_caller(&self, presented: Option<(u32, u32, &[u32])>) -> Caller {
         let anonymous = Caller {
             uid: self.anonuid,
             gid: self.anongid,

@@ -1,12 +1,22 @@
-//! `rushesd`, the Rushes appliance daemon. `host` serves directories of any Linux machine
-//! over NFSv3 (development, tests, benchmarks, and the appliance's RAM share until pools
-//! exist); `inventory` lists the machine's disks.
+//! `rushesd`, the Rushes appliance daemon: serves shares over NFSv3 and manages disks,
+//! pools and shares through the management API. `appliance` is how rushes-init runs it;
+//! `host` serves directories of any Linux machine (development, tests, benchmarks);
+//! `inventory` lists the machine's disks.
+
+mod api;
+mod config;
+mod hotplug;
+mod manager;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use config::ConfigStore;
+use manager::{Manager, Paths};
 use rushes_nas::{NfsServer, ServerConfig, Service, ShareConfig};
 
 #[derive(Parser)]
@@ -24,6 +34,27 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Run as the appliance: assemble and mount the pools listed in the config on
+    /// RUSHES-CFG, serve their shares over NFS, and take management requests on the API
+    /// socket. Extra [NAME=]DIR arguments are served too (the RAM share).
+    Appliance {
+        #[arg(long, default_value = "0.0.0.0:2049", value_name = "ADDR:PORT")]
+        listen: SocketAddr,
+        /// The management API's Unix socket.
+        #[arg(long, default_value = rushes_api::DEFAULT_SOCKET, value_name = "PATH")]
+        api: PathBuf,
+        /// Pools and shares (and init's network settings), kept with a previous generation.
+        #[arg(long, default_value = "/cfg/rushes.toml", value_name = "FILE")]
+        config: PathBuf,
+        /// The file-handle key and scrub records.
+        #[arg(long, default_value = "/cfg/state", value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Pools are mounted at DIR/NAME.
+        #[arg(long, default_value = "/pools", value_name = "DIR")]
+        pools_dir: PathBuf,
+        #[arg(value_name = "[NAME=]DIR")]
+        dirs: Vec<String>,
     },
     /// Serve local directories over NFSv3 (MOUNT, NFS and portmap on one TCP port).
     ///
@@ -44,10 +75,23 @@ enum Command {
         /// [default: /var/lib/rushes, or `state_dir` from --config].
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// Also take management requests on this Unix socket; pools and shares are then
+        /// kept in STATE_DIR/rushes.toml and pools mounted under STATE_DIR/pools.
+        #[arg(long, value_name = "PATH")]
+        api: Option<PathBuf>,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
     },
+}
+
+/// What `serve` runs.
+struct ServeOptions {
+    listen: SocketAddr,
+    state_dir: PathBuf,
+    shares: Vec<ShareConfig>,
+    /// The API socket, the config file and the pools folder.
+    management: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,8 +119,22 @@ fn try_main() -> Result<()> {
             listen,
             config,
             state_dir,
+            api,
             dirs,
-        } => host(listen, config.as_deref(), state_dir, &dirs),
+        } => host(listen, config.as_deref(), state_dir, api, &dirs),
+        Command::Appliance {
+            listen,
+            api,
+            config,
+            state_dir,
+            pools_dir,
+            dirs,
+        } => serve(ServeOptions {
+            listen,
+            state_dir,
+            shares: dirs.iter().map(|d| share_arg(d)).collect::<Result<_>>()?,
+            management: Some((api, config, pools_dir)),
+        }),
     }
 }
 
@@ -95,20 +153,8 @@ fn inventory(json: bool) -> Result<()> {
         "disk", "transport", "size", "model", "serial"
     )?;
     for d in &disks {
-        let transport = serde_json::to_value(&d.transport)?
-            .as_str()
-            .unwrap_or("?")
-            .to_string();
-        let contents: Vec<String> = d
-            .contents
-            .iter()
-            .map(|c| {
-                serde_json::to_value(c)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            })
-            .collect();
+        let transport = d.transport.as_str();
+        let contents: Vec<&str> = d.contents.iter().map(|c| c.as_str()).collect();
         let mut what = contents.join(",");
         if d.boot {
             what.push_str(" (boot stick: not for pools)");
@@ -154,6 +200,7 @@ fn host(
     listen: Option<SocketAddr>,
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
+    api: Option<PathBuf>,
     dirs: &[String],
 ) -> Result<()> {
     let mut cfg = match config {
@@ -168,8 +215,8 @@ fn host(
     for dir in dirs {
         cfg.shares.push(share_arg(dir)?);
     }
-    if cfg.shares.is_empty() {
-        bail!("nothing to serve: give at least one DIR or a --config with [[share]] entries (see rushesd host --help)");
+    if cfg.shares.is_empty() && api.is_none() {
+        bail!("nothing to serve: give at least one DIR, a --config with [[share]] entries, or --api (see rushesd host --help)");
     }
     let listen = listen
         .or(cfg.listen)
@@ -177,10 +224,50 @@ fn host(
     let state_dir = state_dir
         .or(cfg.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/rushes"));
+    let management = api.map(|socket| {
+        (
+            socket,
+            state_dir.join("rushes.toml"),
+            state_dir.join("pools"),
+        )
+    });
+    serve(ServeOptions {
+        listen,
+        state_dir,
+        shares: cfg.shares,
+        management,
+    })
+}
+
+fn serve(opts: ServeOptions) -> Result<()> {
+    let ServeOptions {
+        listen,
+        state_dir,
+        shares,
+        management,
+    } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
     rustix::process::umask(rustix::fs::Mode::empty());
-    let service = Service::new(&cfg.shares, &state_dir)?;
+    let service = Arc::new(Service::new(&shares, &state_dir)?);
+    let manager = management.map(|(socket, config, pools_dir)| {
+        let mgr = Manager::start(
+            Paths {
+                sys: "/sys".into(),
+                pools_dir,
+                state_dir: state_dir.clone(),
+            },
+            ConfigStore::new(config),
+            Arc::clone(&service),
+            shares.iter().map(|s| s.name.clone()).collect(),
+        );
+        hotplug::watch(Arc::clone(&mgr));
+        let monitor = Arc::clone(&mgr);
+        let _ = std::thread::Builder::new()
+            .name("monitor".into())
+            .spawn(move || monitor.monitor());
+        (socket, mgr)
+    });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -193,11 +280,20 @@ fn host(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = server.local_addr()?;
-        for share in &cfg.shares {
+        for share in &shares {
             tracing::info!(share = %share.name, path = %share.path.display(), "exported as /{}", share.name);
         }
         tracing::info!(%addr, "serving NFSv3, MOUNT and portmap");
-        server.run(shutdown_signal()).await;
+        match manager {
+            Some((socket, mgr)) => {
+                tokio::select! {
+                    _ = server.run(shutdown_signal()) => {}
+                    r = api::serve(&socket, mgr) => r?,
+                }
+                let _ = std::fs::remove_file(&socket);
+            }
+            None => server.run(shutdown_signal()).await,
+        }
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -1,3 +1,64 @@
-//! Disks and pools of the Rushes appliance. Today: the block-device inventory.
+//! Disks and pools of the Rushes appliance: what block devices the machine has
+//! ([`inventory`]), and the md RAID arrays ([`md`]) with XFS on them ([`xfs`]) that
+//! pools are made of. Everything here acts on real devices through Debian's mdadm and
+//! xfsprogs and the kernel's sysfs; the policy (which disks, what to do when one fails)
+//! is rushesd's.
 
+pub mod health;
 pub mod inventory;
+pub mod md;
+pub mod wipe;
+pub mod xfs;
+
+use std::process::Command;
+
+/// Why a storage command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    pub fn io(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
+        StorageError::Io {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Run a tool and return its standard output; its error output becomes the error.
+pub(crate) fn run(cmd: &mut Command) -> Result<String, StorageError> {
+    let what = format!("{cmd:?}").replace('"', "");
+    tracing::info!(command = %what, "running");
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| StorageError::io(format!("cannot run {what}"), e))?;
+    if !out.status.success() {
+        let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if detail.is_empty() {
+            detail = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        if detail.is_empty() {
+            detail = format!("exit status {}", out.status);
+        }
+        return Err(StorageError::Command { what, detail });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// Write a fake sysfs or device file, creating its folders.
+    pub fn write(path: &std::path::Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}

@@ -1,0 +1,223 @@
+//! A blocking client for the management API on its Unix socket: one HTTP/1.1 request per
+//! connection, JSON in and out. Small on purpose: the console and `rushesctl` need
+//! nothing more, and it keeps them free of an async runtime.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach rushesd at {path}: {source} (is rushesd running? rushes-init starts it at boot)")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("talking to rushesd failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("rushesd sent an answer this client does not understand: {0}")]
+    Protocol(String),
+    /// The API refused or failed the request; `status` is the HTTP status.
+    #[error("{}{}", .error.message, .error.hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    Api { status: u16, error: ApiError },
+}
+
+impl ClientError {
+    /// The API's error code (`disk-in-use` …), when the API answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(&error.code),
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP answer: status and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(socket: impl AsRef<Path>) -> Self {
+        Self {
+            socket: socket.as_ref().to_path_buf(),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Send one request; `body` is sent as JSON when given. Any status is returned.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, ClientError> {
+        let mut stream =
+            UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
+                path: self.socket.clone(),
+                source,
+            })?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        let body = body.unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: rushesd\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        parse_response(&raw)
+    }
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let resp = self.raw(method, path, body.as_deref())?;
+        if !(200..300).contains(&resp.status) {
+            let error = serde_json::from_slice::<crate::ErrorBody>(&resp.body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| ApiError {
+                    code: "failed".into(),
+                    message: format!(
+                        "rushesd answered {}: {}",
+                        resp.status,
+                        String::from_utf8_lossy(&resp.body)
+                    ),
+                    hint: None,
+                });
+            return Err(ClientError::Api {
+                status: resp.status,
+                error,
+            });
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call("GET", path, None)
+    }
+
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.call("PUT", path, Some(body))
+    }
+
+    pub fn delete<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.call("DELETE", path, Some(body))
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Split a whole HTTP/1.1 answer (the server closed the connection after it).
+fn parse_response(raw: &[u8]) -> Result<Response, ClientError> {
+    let bad = |what: &str| ClientError::Protocol(what.to_string());
+    let end = find(raw, b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("headers are not text"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| bad(status_line))?;
+    let mut chunked = false;
+    let mut length = None;
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+        if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+            chunked = true;
+        } else if k == "content-length" {
+            length = v.parse::<usize>().ok();
+        }
+    }
+    let mut body = raw[end + 4..].to_vec();
+    if chunked {
+        body = dechunk(&body).ok_or_else(|| bad("broken chunked body"))?;
+    } else if let Some(n) = length {
+        if body.len() < n {
+            return Err(bad("the answer was cut short"));
+        }
+        body.truncate(n);
+    }
+    Ok(Response { status, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = find(data, b"\r\n")?;
+        let size = std::str::from_utf8(&data[..eol]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_with_length_or_chunks_are_read_whole() {
+        let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (201, &b"{}"[..]));
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.body, b"[1,2]");
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}").is_err());
+        assert!(parse_response(b"garbage").is_err());
+    }
+}

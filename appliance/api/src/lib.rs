@@ -1,0 +1,459 @@
+//! The management API of Rushes as data: what a disk, pool, share, job and alert look
+//! like on the wire (JSON under `/v1` on `/run/rushes/api.sock`), the rules of RAID
+//! levels a client needs to show capacity before confirming, and a blocking client.
+//!
+//! rushesd serves these types; `rushesctl` and the console are clients of them and of
+//! nothing else.
+
+pub mod client;
+mod raid;
+
+pub use client::{Client, ClientError};
+pub use raid::RaidLevel;
+
+use serde::{Deserialize, Serialize};
+
+/// Where rushesd listens for management requests.
+pub const DEFAULT_SOCKET: &str = "/run/rushes/api.sock";
+
+/// How a disk is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    Nvme,
+    NvmeTcp,
+    NvmeRdma,
+    Sata,
+    Sas,
+    Usb,
+    Virtio,
+    Other,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Nvme => "nvme",
+            Transport::NvmeTcp => "nvme-tcp",
+            Transport::NvmeRdma => "nvme-rdma",
+            Transport::Sata => "sata",
+            Transport::Sas => "sas",
+            Transport::Usb => "usb",
+            Transport::Virtio => "virtio",
+            Transport::Other => "other",
+        }
+    }
+}
+
+/// What a superblock or label says is on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signature {
+    Gpt,
+    Mbr,
+    MdRaid,
+    Xfs,
+    Ext4,
+    Btrfs,
+    Lvm,
+    Vfat,
+    Zfs,
+}
+
+impl Signature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signature::Gpt => "gpt",
+            Signature::Mbr => "mbr",
+            Signature::MdRaid => "md-raid",
+            Signature::Xfs => "xfs",
+            Signature::Ext4 => "ext4",
+            Signature::Btrfs => "btrfs",
+            Signature::Lvm => "lvm",
+            Signature::Vfat => "vfat",
+            Signature::Zfs => "zfs",
+        }
+    }
+}
+
+/// A block device the appliance sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Kernel name, e.g. `nvme0n1`.
+    pub name: String,
+    pub model: String,
+    pub serial: String,
+    pub wwn: Option<String>,
+    pub size_bytes: u64,
+    pub logical_sector: u32,
+    pub physical_sector: u32,
+    pub rotational: bool,
+    pub transport: Transport,
+    pub partitions: Vec<String>,
+    /// Signatures on the whole disk and on its partitions.
+    pub contents: Vec<Signature>,
+    /// The UUID of the md array this disk is a member of, from its superblock.
+    #[serde(default)]
+    pub md_uuid: Option<String>,
+    /// Holds RUSHES-BOOT or RUSHES-CFG: the stick the appliance booted from.
+    pub boot: bool,
+    /// What uses the disk now (`pool media`, `mounted`, `md127`), if anything.
+    #[serde(default)]
+    pub in_use_by: Option<String>,
+    /// The drive's own health report (NVMe SMART log), where it gives one.
+    #[serde(default)]
+    pub health: Option<DiskHealth>,
+}
+
+/// A drive's health as it reports it (NVMe SMART / Health Information log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskHealth {
+    /// NVMe critical-warning bits: 0 means none.
+    pub critical_warning: u8,
+    pub temperature_c: Option<i32>,
+    pub available_spare_pct: u8,
+    pub spare_threshold_pct: u8,
+    /// Estimated share of the drive's rated endurance used (may exceed 100).
+    pub percent_used: u8,
+    pub media_errors: u64,
+    pub power_on_hours: u64,
+}
+
+impl DiskHealth {
+    /// What is wrong, in words, if anything.
+    pub fn problem(&self) -> Option<String> {
+        let mut why = Vec::new();
+        let w = self.critical_warning;
+        if w & 0x01 != 0 {
+            why.push("spare capacity below its threshold".to_string());
+        }
+        if w & 0x02 != 0 {
+            why.push("temperature out of range".to_string());
+        }
+        if w & 0x04 != 0 {
+            why.push("reliability degraded by media errors".to_string());
+        }
+        if w & 0x08 != 0 {
+            why.push("media switched to read-only".to_string());
+        }
+        if w & 0x10 != 0 {
+            why.push("volatile-memory backup failed".to_string());
+        }
+        if self.percent_used >= 90 {
+            why.push(format!(
+                "{}% of its rated endurance used",
+                self.percent_used
+            ));
+        }
+        if self.media_errors > 0 {
+            why.push(format!("{} media errors", self.media_errors));
+        }
+        (!why.is_empty()).then(|| why.join(", "))
+    }
+}
+
+impl Disk {
+    /// Empty, unused and not the boot stick: a pool may take it without a wipe.
+    pub fn is_blank(&self) -> bool {
+        self.contents.is_empty() && self.in_use_by.is_none() && !self.boot
+    }
+}
+
+/// Speed class of a pool, after the disks under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolClass {
+    /// Solid-state (NVMe, SSD): for the media being cut now.
+    #[default]
+    Fast,
+    /// Spinning disks: for the bulk of a facility's footage.
+    Capacity,
+}
+
+/// The state of a pool as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolState {
+    /// Every member present and in sync.
+    Online,
+    /// Serving, with less redundancy than configured.
+    Degraded,
+    /// Not serving: too many members missing, or the file system does not mount.
+    Failed,
+    /// Configured, but its disks were not found.
+    Missing,
+}
+
+/// A member disk's role in its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberState {
+    InSync,
+    /// Being written back into the array (rebuild or reshape).
+    Rebuilding,
+    Spare,
+    Faulty,
+    /// Configured as a member, but no such disk is present.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// Kernel name when present.
+    pub disk: Option<String>,
+    pub serial: String,
+    pub state: MemberState,
+}
+
+/// md's background work on a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    /// `resync`, `recover`, `reshape`, `check` or `repair`.
+    pub action: String,
+    /// 0.0 to 1.0.
+    pub fraction: f64,
+    /// Current speed in bytes per second, when md reports it.
+    pub bytes_per_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    pub level: RaidLevel,
+    pub class: PoolClass,
+    pub state: PoolState,
+    /// Plain words on what is wrong, when the state is not online.
+    pub problem: Option<String>,
+    /// Where the pool's file system is mounted (`/pools/NAME`).
+    pub mountpoint: String,
+    /// The md device (`/dev/md127`), when assembled.
+    pub device: Option<String>,
+    pub size_bytes: u64,
+    pub used_bytes: u64,
+    pub members: Vec<Member>,
+    pub sync: Option<SyncProgress>,
+    /// When md's last scrub (`check`) finished, seconds since the epoch.
+    pub last_scrub: Option<u64>,
+    /// Mismatches the last scrub found.
+    pub scrub_mismatches: Option<u64>,
+}
+
+/// Whether a rule's clients may change a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Rw,
+    Ro,
+}
+
+/// Which clients may reach a share, and as whom: the same for the API, the config file
+/// and the NFS service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRule {
+    /// Client networks in CIDR form; the default covers every address.
+    #[serde(default = "everyone")]
+    pub clients: Vec<ipnet::IpNet>,
+    /// Read-write (default) or read-only.
+    #[serde(default)]
+    pub access: Access,
+    /// Map uid 0 and gid 0 to the anonymous ids (default on).
+    #[serde(default = "yes")]
+    pub root_squash: bool,
+    /// Map every caller to the anonymous ids.
+    #[serde(default)]
+    pub all_squash: bool,
+    /// The uid squashed callers get (default 65534, "nobody").
+    #[serde(default = "nobody")]
+    pub anonuid: u32,
+    /// The gid squashed callers get (default 65534, "nogroup").
+    #[serde(default = "nobody")]
+    pub anongid: u32,
+}
+
+impl ExportRule {
+    /// Whether the rule covers `client` (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn matches(&self, client: std::net::IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.clients.iter().any(|net| net.contains(&client))
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.access == Access::Ro
+    }
+}
+
+fn everyone() -> Vec<ipnet::IpNet> {
+    vec![
+        "0.0.0.0/0".parse().expect("valid"),
+        "::/0".parse().expect("valid"),
+    ]
+}
+fn yes() -> bool {
+    true
+}
+fn nobody() -> u32 {
+    65534
+}
+
+impl Default for ExportRule {
+    fn default() -> Self {
+        Self {
+            clients: everyone(),
+            access: Access::Rw,
+            root_squash: true,
+            all_squash: false,
+            anonuid: nobody(),
+            anongid: nobody(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    pub name: String,
+    pub pool: String,
+    /// The folder served.
+    pub path: String,
+    pub rules: Vec<ExportRule>,
+    /// Serving now (its pool is mounted).
+    pub online: bool,
+}
+
+/// A request to create a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePool {
+    pub name: String,
+    pub level: RaidLevel,
+    /// Disks by kernel name (`nvme0n1`) or serial.
+    pub disks: Vec<String>,
+    /// Default: `fast` unless a disk is rotational.
+    #[serde(default)]
+    pub class: Option<PoolClass>,
+    /// Disks (name or serial) whose current contents the admin agreed to erase.
+    #[serde(default)]
+    pub wipe: Vec<String>,
+}
+
+/// Add disks to a pool and grow it onto them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowPool {
+    pub disks: Vec<String>,
+    #[serde(default)]
+    pub wipe: Vec<String>,
+}
+
+/// Put a new disk in place of a failed or missing member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceDisk {
+    /// The new disk, by name or serial.
+    pub disk: String,
+    /// The member to replace, by serial or name; default: the failed or missing one.
+    #[serde(default)]
+    pub old: Option<String>,
+    #[serde(default)]
+    pub wipe: bool,
+}
+
+/// Destroy a pool: `confirm` must repeat its name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestroyPool {
+    pub confirm: String,
+}
+
+/// A request to create a share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShare {
+    pub name: String,
+    pub pool: String,
+    /// Default: one rule, every client read-write with root squashed.
+    #[serde(default)]
+    pub rules: Option<Vec<ExportRule>>,
+}
+
+/// Change a share's export rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateShare {
+    pub rules: Vec<ExportRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// Long work (create, grow, replace, scrub) that a client can watch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    /// `create-pool`, `grow-pool`, `replace-disk`, `scrub`.
+    pub kind: String,
+    pub pool: String,
+    pub state: JobState,
+    /// What it is doing now, in words.
+    pub step: String,
+    /// 0.0 to 1.0 of the current step, when known.
+    pub fraction: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Seconds since the epoch.
+    pub started: u64,
+    pub finished: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// Something the admin should know or do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Stable while the condition lasts (`pool-degraded:media`).
+    pub id: String,
+    pub severity: Severity,
+    pub message: String,
+    /// What to do about it.
+    pub action: String,
+    /// Seconds since the epoch.
+    pub since: u64,
+}
+
+/// The appliance at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub hostname: String,
+    pub uptime_secs: u64,
+}
+
+/// Every error the API returns has this body, with an HTTP status to match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Machine-readable: `bad-request`, `not-found`, `disk-is-boot`, `disk-in-use`,
+    /// `disk-has-data`, `too-few-disks`, `bad-name`, `busy`, `exists`, `failed`.
+    pub code: String,
+    /// What went wrong, in words.
+    pub message: String,
+    /// What to do about it.
+    #[serde(default)]
+    pub hint: Option<String>,
+}

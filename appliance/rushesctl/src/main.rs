@@ -1,0 +1,774 @@
+//! `rushesctl`: the appliance's disks, pools, shares, jobs and alerts from a shell, through
+//! the management API only. Human tables by default, `--json` for scripts.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use rushes_api as api;
+use rushes_api::{Client, ClientError, JobState, RaidLevel};
+
+#[derive(Parser)]
+#[command(
+    name = "rushesctl",
+    version,
+    about = "Manage a Rushes appliance: disks, pools, shares, jobs and alerts",
+    after_help = "Examples:\n  rushesctl disks\n  rushesctl pool create media --level raid5 nvme0n1 nvme1n1 nvme2n1 nvme3n1 --wait\n  rushesctl share create projects --pool media\n  rushesctl pool replace media nvme4n1 --wait\n  rushesctl alerts"
+)]
+struct Cli {
+    /// The management API socket.
+    #[arg(long, global = true, env = "RUSHES_API", default_value = api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Version, host name and uptime.
+    Status,
+    /// Every disk: transport, size, serial, what is on it, what uses it.
+    Disks,
+    /// Every pool with its state and capacity.
+    Pools,
+    /// Create, show, grow, repair, scrub or destroy a pool.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Every share.
+    Shares,
+    /// Create, show, change or delete a share.
+    #[command(subcommand)]
+    Share(ShareCmd),
+    /// Recent jobs, or watch one: `rushesctl jobs watch ID`.
+    Jobs {
+        #[command(subcommand)]
+        watch: Option<JobsCmd>,
+    },
+    /// What needs the admin's attention, most severe first.
+    Alerts,
+}
+
+#[derive(Subcommand)]
+enum JobsCmd {
+    /// Follow a job until it ends.
+    Watch { id: u64 },
+}
+
+#[derive(Args)]
+struct Wait {
+    /// Follow the job until it ends, with its progress.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Subcommand)]
+enum PoolCmd {
+    /// Make a pool (md RAID + XFS) of whole disks.
+    #[command(
+        after_help = "Levels: single (1 disk), raid0 (2+), raid1 (2+), raid5 (3+), raid6 (4+), raid10 (2+).\nDisks are named as `rushesctl disks` shows them, by kernel name or serial.\nA disk with data on it is refused unless named with --wipe."
+    )]
+    Create {
+        name: String,
+        #[arg(long, value_parser = parse_level)]
+        level: RaidLevel,
+        #[arg(required = true)]
+        disks: Vec<String>,
+        /// fast (SSD/NVMe) or capacity (HDD); default from the disks.
+        #[arg(long, value_parser = parse_class)]
+        class: Option<api::PoolClass>,
+        /// Erase this disk's contents (repeat for each disk).
+        #[arg(long, value_name = "DISK")]
+        wipe: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// A pool's state, members and background work.
+    Show { name: String },
+    /// Add disks and reshape onto them; the file system grows when it is done.
+    Grow {
+        name: String,
+        #[arg(required = true)]
+        disks: Vec<String>,
+        #[arg(long, value_name = "DISK")]
+        wipe: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Rebuild onto DISK in place of the failed or missing member (or --old).
+    Replace {
+        name: String,
+        disk: String,
+        /// The member to replace, by serial or name.
+        #[arg(long)]
+        old: Option<String>,
+        /// Erase DISK's contents.
+        #[arg(long)]
+        wipe: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Check every stripe now (md check).
+    Scrub {
+        name: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Destroy a pool and its data; its shares must be deleted first.
+    Destroy {
+        name: String,
+        /// Repeat the pool's name.
+        #[arg(long, required = true)]
+        confirm: String,
+    },
+}
+
+#[derive(Args)]
+struct RuleArgs {
+    /// Client networks allowed (CIDR, comma-separated); default every client.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    clients: Vec<ipnet::IpNet>,
+    /// Clients may read but not change.
+    #[arg(long)]
+    read_only: bool,
+    /// Trust the clients' root (default: root is squashed to nobody).
+    #[arg(long)]
+    no_root_squash: bool,
+    /// Every client user becomes the anonymous user.
+    #[arg(long)]
+    all_squash: bool,
+}
+
+impl RuleArgs {
+    fn rule(&self) -> api::ExportRule {
+        let mut rule = api::ExportRule::default();
+        if !self.clients.is_empty() {
+            rule.clients = self.clients.clone();
+        }
+        rule.access = if self.read_only {
+            api::Access::Ro
+        } else {
+            api::Access::Rw
+        };
+        rule.root_squash = !self.no_root_squash;
+        rule.all_squash = self.all_squash;
+        rule
+    }
+}
+
+#[derive(Subcommand)]
+enum ShareCmd {
+    /// Make a folder on a pool and export it over NFS at once.
+    Create {
+        name: String,
+        #[arg(long)]
+        pool: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    Show {
+        name: String,
+    },
+    /// Replace a share's export rule.
+    SetRule {
+        name: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// Stop serving a share; its files stay on the pool.
+    Delete {
+        name: String,
+    },
+}
+
+fn parse_level(s: &str) -> Result<RaidLevel, String> {
+    RaidLevel::parse(s).ok_or_else(|| "use single, raid0, raid1, raid5, raid6 or raid10".into())
+}
+
+fn parse_class(s: &str) -> Result<api::PoolClass, String> {
+    match s {
+        "fast" => Ok(api::PoolClass::Fast),
+        "capacity" => Ok(api::PoolClass::Capacity),
+        _ => Err("use fast or capacity".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let client = Client::new(&cli.socket);
+    match run(&cli, &client) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rushesctl: {e}");
+            match e {
+                ClientError::Api { .. } => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+type Res = Result<ExitCode, ClientError>;
+
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+}
+
+fn json<T: serde::Serialize>(v: &T) {
+    out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ));
+}
+
+/// Left-aligned columns, as wide as their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            width[i] = width[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut s = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        s.push_str(&line(row.clone()));
+    }
+    s
+}
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1_000_000_000_000 {
+        format!("{:.1} TB", bytes as f64 / 1e12)
+    } else {
+        format!("{:.1} GB", bytes as f64 / 1e9)
+    }
+}
+
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn run(cli: &Cli, c: &Client) -> Res {
+    match &cli.command {
+        Cmd::Status => {
+            let s: api::Status = c.get("/v1/status")?;
+            if cli.json {
+                json(&s);
+            } else {
+                out(&format!(
+                    "{} running Rushes {}, up {} s\n",
+                    s.hostname, s.version, s.uptime_secs
+                ));
+            }
+        }
+        Cmd::Disks => {
+            let disks: Vec<api::Disk> = c.get("/v1/disks")?;
+            if cli.json {
+                json(&disks);
+            } else {
+                let rows: Vec<Vec<String>> = disks
+                    .iter()
+                    .map(|d| {
+                        let contents: Vec<&str> = d.contents.iter().map(|s| s.as_str()).collect();
+                        let state = if d.boot {
+                            "boot stick (never for pools)".to_string()
+                        } else if let Some(u) = &d.in_use_by {
+                            format!("in use: {u}")
+                        } else if contents.is_empty() {
+                            "free".to_string()
+                        } else {
+                            "has data (needs --wipe)".to_string()
+                        };
+                        let health = match &d.health {
+                            None => "-".to_string(),
+                            Some(h) => {
+                                let temp = h
+                                    .temperature_c
+                                    .map(|t| format!("{t}°C "))
+                                    .unwrap_or_default();
+                                format!("{temp}{}", h.problem().unwrap_or_else(|| "ok".into()))
+                            }
+                        };
+                        vec![
+                            d.name.clone(),
+                            d.transport.as_str().into(),
+                            size(d.size_bytes),
+                            d.model.clone(),
+                            d.serial.clone(),
+                            contents.join(","),
+                            health,
+                            state,
+                        ]
+                    })
+                    .collect();
+                out(&table(
+                    &[
+                        "DISK",
+                        "TRANSPORT",
+                        "SIZE",
+                        "MODEL",
+                        "SERIAL",
+                        "CONTENTS",
+                        "STATE",
+                    ],
+                    &rows,
+                ));
+            }
+        }
+        Cmd::Pools => {
+            let pools: Vec<api::Pool> = c.get("/v1/pools")?;
+            if cli.json {
+                json(&pools);
+            } else if pools.is_empty() {
+                out("no pools yet: rushesctl pool create NAME --level raid5 DISK... (see rushesctl disks)\n");
+            } else {
+                let rows: Vec<Vec<String>> = pools
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.name.clone(),
+                            p.level.to_string(),
+                            word(&p.class),
+                            word(&p.state),
+                            size(p.size_bytes),
+                            size(p.used_bytes),
+                            p.members.len().to_string(),
+                            p.sync
+                                .as_ref()
+                                .map(|s| format!("{} {:.0}%", s.action, s.fraction * 100.0))
+                                .or_else(|| p.problem.clone())
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                out(&table(
+                    &[
+                        "POOL", "LEVEL", "CLASS", "STATE", "SIZE", "USED", "DISKS", "NOTE",
+                    ],
+                    &rows,
+                ));
+            }
+        }
+        Cmd::Pool(cmd) => return pool(cli, c, cmd),
+        Cmd::Shares => {
+            let shares: Vec<api::Share> = c.get("/v1/shares")?;
+            if cli.json {
+                json(&shares);
+            } else if shares.is_empty() {
+                out("no shares yet: rushesctl share create NAME --pool POOL\n");
+            } else {
+                let rows: Vec<Vec<String>> = shares.iter().map(share_row).collect();
+                out(&table(
+                    &["SHARE", "POOL", "STATE", "PATH", "CLIENTS"],
+                    &rows,
+                ));
+            }
+        }
+        Cmd::Share(cmd) => return share(cli, c, cmd),
+        Cmd::Jobs {
+            watch: Some(JobsCmd::Watch { id }),
+        } => return watch(cli, c, *id),
+        Cmd::Jobs { watch: None } => {
+            let jobs: Vec<api::Job> = c.get("/v1/jobs")?;
+            if cli.json {
+                json(&jobs);
+            } else {
+                let rows: Vec<Vec<String>> = jobs
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.id.to_string(),
+                            j.kind.clone(),
+                            j.pool.clone(),
+                            word(&j.state),
+                            j.error.clone().unwrap_or_else(|| j.step.clone()),
+                        ]
+                    })
+                    .collect();
+                out(&table(&["JOB", "KIND", "POOL", "STATE", "STEP"], &rows));
+            }
+        }
+        Cmd::Alerts => {
+            let alerts: Vec<api::Alert> = c.get("/v1/alerts")?;
+            if cli.json {
+                json(&alerts);
+            } else if alerts.is_empty() {
+                out("no alerts: everything is healthy\n");
+            } else {
+                for a in &alerts {
+                    out(&format!(
+                        "{:<8}  {}\n          next: {}\n",
+                        word(&a.severity).to_uppercase(),
+                        a.message,
+                        a.action
+                    ));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn share_row(s: &api::Share) -> Vec<String> {
+    let clients: Vec<String> = s
+        .rules
+        .iter()
+        .map(|r| {
+            let nets: Vec<String> = r.clients.iter().map(|n| n.to_string()).collect();
+            format!("{} {}", nets.join(","), word(&r.access))
+        })
+        .collect();
+    vec![
+        s.name.clone(),
+        s.pool.clone(),
+        if s.online { "serving" } else { "offline" }.into(),
+        s.path.clone(),
+        clients.join("; "),
+    ]
+}
+
+fn started(cli: &Cli, c: &Client, job: api::Job, wait: bool) -> Res {
+    if cli.json && !wait {
+        json(&job);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !wait {
+        out(&format!(
+            "started job {} ({}); follow it with: rushesctl jobs watch {}\n",
+            job.id, job.kind, job.id
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    watch(cli, c, job.id)
+}
+
+/// Follow a job: a redrawn progress line on a terminal, one line per step otherwise.
+fn watch(cli: &Cli, c: &Client, id: u64) -> Res {
+    let tty = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    loop {
+        let job: api::Job = c.get(&format!("/v1/jobs/{id}"))?;
+        let line = match job.fraction {
+            Some(f) if job.state == JobState::Running => {
+                let filled = (f.clamp(0.0, 1.0) * 30.0) as usize;
+                format!(
+                    "[{}{}] {}",
+                    "#".repeat(filled),
+                    ".".repeat(30 - filled),
+                    job.step
+                )
+            }
+            _ => job.step.clone(),
+        };
+        if line != last {
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else if job.state == JobState::Running {
+                // Step changes, and progress in 10% steps, so logs stay readable.
+                let coarse = |s: &str| s.split(" (").next().unwrap_or(s).to_string();
+                let tenth = job.fraction.map(|f| (f * 10.0) as u32);
+                let prev_tenth = last.split('|').nth(1).and_then(|t| t.parse::<u32>().ok());
+                if coarse(&job.step) != coarse(last.split('|').next().unwrap_or(""))
+                    || tenth != prev_tenth
+                {
+                    eprintln!("job {id}: {}", job.step);
+                }
+            }
+            last = if tty {
+                line
+            } else {
+                format!(
+                    "{}|{}",
+                    job.step,
+                    job.fraction.map(|f| (f * 10.0) as u32).unwrap_or(99)
+                )
+            };
+        }
+        if job.state != JobState::Running {
+            if tty {
+                eprintln!();
+            }
+            if cli.json {
+                json(&job);
+            }
+            return match job.state {
+                JobState::Done => {
+                    if !cli.json {
+                        out(&format!("job {id} ({} of {}) done\n", job.kind, job.pool));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => {
+                    eprintln!(
+                        "rushesctl: job {id} ({} of {}) failed: {}",
+                        job.kind,
+                        job.pool,
+                        job.error.unwrap_or_default()
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            };
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn pool(cli: &Cli, c: &Client, cmd: &PoolCmd) -> Res {
+    match cmd {
+        PoolCmd::Create {
+            name,
+            level,
+            disks,
+            class,
+            wipe,
+            wait,
+        } => {
+            let job: api::Job = c.post(
+                "/v1/pools",
+                &api::CreatePool {
+                    name: name.clone(),
+                    level: *level,
+                    disks: disks.clone(),
+                    class: *class,
+                    wipe: wipe.clone(),
+                },
+            )?;
+            started(cli, c, job, wait.wait)
+        }
+        PoolCmd::Show { name } => {
+            let p: api::Pool = c.get(&format!("/v1/pools/{name}"))?;
+            if cli.json {
+                json(&p);
+            } else {
+                let mut s = format!(
+                    "pool {}: {} {}, {}\n  size {} ({} used), mounted at {}{}\n",
+                    p.name,
+                    p.level,
+                    word(&p.class),
+                    word(&p.state),
+                    size(p.size_bytes),
+                    size(p.used_bytes),
+                    p.mountpoint,
+                    p.device
+                        .as_deref()
+                        .map(|d| format!(" from {d}"))
+                        .unwrap_or_default()
+                );
+                if let Some(problem) = &p.problem {
+                    s.push_str(&format!("  problem: {problem}\n"));
+                }
+                if let Some(sync) = &p.sync {
+                    s.push_str(&format!(
+                        "  md is running {}: {:.1}%\n",
+                        sync.action,
+                        sync.fraction * 100.0
+                    ));
+                }
+                let rows: Vec<Vec<String>> = p
+                    .members
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.disk.clone().unwrap_or_else(|| "-".into()),
+                            m.serial.clone(),
+                            word(&m.state),
+                        ]
+                    })
+                    .collect();
+                s.push_str(&table(&["DISK", "SERIAL", "STATE"], &rows));
+                out(&s);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PoolCmd::Grow {
+            name,
+            disks,
+            wipe,
+            wait,
+        } => {
+            let job: api::Job = c.post(
+                &format!("/v1/pools/{name}/grow"),
+                &api::GrowPool {
+                    disks: disks.clone(),
+                    wipe: wipe.clone(),
+                },
+            )?;
+            started(cli, c, job, wait.wait)
+        }
+        PoolCmd::Replace {
+            name,
+            disk,
+            old,
+            wipe,
+            wait,
+        } => {
+            let job: api::Job = c.post(
+                &format!("/v1/pools/{name}/replace"),
+                &api::ReplaceDisk {
+                    disk: disk.clone(),
+                    old: old.clone(),
+                    wipe: *wipe,
+                },
+            )?;
+            started(cli, c, job, wait.wait)
+        }
+        PoolCmd::Scrub { name, wait } => {
+            let job: api::Job =
+                c.post(&format!("/v1/pools/{name}/scrub"), &serde_json::json!({}))?;
+            started(cli, c, job, wait.wait)
+        }
+        PoolCmd::Destroy { name, confirm } => {
+            let resp = c.raw(
+                "DELETE",
+                &format!("/v1/pools/{name}"),
+                Some(
+                    &serde_json::to_vec(&api::DestroyPool {
+                        confirm: confirm.clone(),
+                    })
+                    .unwrap_or_default(),
+                ),
+            )?;
+            if resp.status != 204 {
+                return Err(api_error(resp));
+            }
+            out(&format!("pool {name} destroyed\n"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn api_error(resp: api::client::Response) -> ClientError {
+    match serde_json::from_slice::<api::ErrorBody>(&resp.body) {
+        Ok(body) => ClientError::Api {
+            status: resp.status,
+            error: body.error,
+        },
+        Err(_) => ClientError::Protocol(format!(
+            "status {}: {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        )),
+    }
+}
+
+fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
+    let show = |s: &api::Share| {
+        if cli.json {
+            json(s);
+        } else {
+            out(&table(
+                &["SHARE", "POOL", "STATE", "PATH", "CLIENTS"],
+                &[share_row(s)],
+            ));
+        }
+    };
+    match cmd {
+        ShareCmd::Create { name, pool, rule } => {
+            let s: api::Share = c.post(
+                "/v1/shares",
+                &api::CreateShare {
+                    name: name.clone(),
+                    pool: pool.clone(),
+                    rules: Some(vec![rule.rule()]),
+                },
+            )?;
+            show(&s);
+            if !cli.json {
+                out(&format!(
+                    "clients mount it with: mount -t nfs -o vers=3,proto=tcp,nolock ADDRESS:/{} /mnt\n",
+                    s.name
+                ));
+            }
+        }
+        ShareCmd::Show { name } => show(&c.get(&format!("/v1/shares/{name}"))?),
+        ShareCmd::SetRule { name, rule } => show(&c.put(
+            &format!("/v1/shares/{name}"),
+            &api::UpdateShare {
+                rules: vec![rule.rule()],
+            },
+        )?),
+        ShareCmd::Delete { name } => {
+            let resp = c.raw("DELETE", &format!("/v1/shares/{name}"), None)?;
+            if resp.status != 204 {
+                return Err(api_error(resp));
+            }
+            out(&format!(
+                "share {name} deleted; its files stay on the pool\n"
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_on_the_widest_cell() {
+        let t = table(
+            &["A", "BB"],
+            &[
+                vec!["long".into(), "x".into()],
+                vec!["s".into(), "y".into()],
+            ],
+        );
+        assert_eq!(t, "A     BB\nlong  x\ns     y\n");
+    }
+
+    #[test]
+    fn the_cli_parses_what_the_help_shows() {
+        let cli = Cli::try_parse_from([
+            "rushesctl",
+            "pool",
+            "create",
+            "media",
+            "--level",
+            "raid5",
+            "nvme0n1",
+            "nvme1n1",
+            "nvme2n1",
+            "--wipe",
+            "nvme1n1",
+            "--wait",
+        ])
+        .unwrap();
+        let Cmd::Pool(PoolCmd::Create {
+            level,
+            disks,
+            wipe,
+            wait,
+            ..
+        }) = cli.command
+        else {
+            panic!("not a pool create")
+        };
+        assert_eq!(
+            (level, disks.len(), wipe.len(), wait.wait),
+            (RaidLevel::Raid5, 3, 1, true)
+        );
+        assert!(
+            Cli::try_parse_from(["rushesctl", "pool", "create", "m", "--level", "raid7", "a"])
+                .is_err()
+        );
+    }
+}

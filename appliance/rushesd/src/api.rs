@@ -1,0 +1,247 @@
+//! The management API: HTTP + JSON on a Unix socket, versioned under `/v1`, described by
+//! the OpenAPI document it serves at `/v1/openapi.json`. Long operations answer
+//! `202 Accepted` with a job to watch at `/v1/jobs/{id}`; every error has the body
+//! `{"error": {"code", "message", "hint"}}`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Path as UrlPath, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rushes_api as api;
+use serde::de::DeserializeOwned;
+
+use crate::manager::{ApiErr, Manager};
+
+/// The OpenAPI 3 description of every route below.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = api::ErrorBody {
+            error: api::ApiError {
+                code: self.code.into(),
+                message: self.message,
+                hint: self.hint,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A JSON body whose rejection (malformed JSON, wrong fields, wrong content type) comes
+/// back in the API's error shape.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiErr;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(ApiErr::bad_request(format!(
+                "the request body is not valid: {}",
+                rejection.body_text()
+            ))
+            .hint("see /v1/openapi.json for the fields each request takes")),
+        }
+    }
+}
+
+type Mgr = State<Arc<Manager>>;
+
+/// Run blocking manager work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiErr> + Send + 'static,
+) -> Result<T, ApiErr> {
+    tokio::task::spawn_blocking(move || {
+        // The blocking pool is shared with NFS calls, which leave a thread acting as the
+        // last caller's user; management work is root's.
+        rushes_nas::sys::run_as_root()
+            .map_err(|e| ApiErr::failed(format!("cannot act as root: {e}")))?;
+        f()
+    })
+    .await
+    .map_err(|e| ApiErr::failed(format!("internal error: {e}")))?
+}
+
+fn accepted(job: api::Job) -> Response {
+    (StatusCode::ACCEPTED, Json(job)).into_response()
+}
+
+pub fn router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/v1/status", get(|State(m): Mgr| async move { Json(m.status()) }))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        )
+        .route(
+            "/v1/disks",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.disks())).await.map(Json) }),
+        )
+        .route(
+            "/v1/pools",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.pools())).await.map(Json) }).post(
+                |State(m): Mgr, Body(req): Body<api::CreatePool>| async move {
+                    blocking(move || m.create_pool(req)).await.map(accepted)
+                },
+            ),
+        )
+        .route(
+            "/v1/pools/{name}",
+            get(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
+                blocking(move || m.pool(&name)).await.map(Json)
+            })
+            .delete(
+                |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::DestroyPool>| async move {
+                    blocking(move || m.destroy_pool(&name, req))
+                        .await
+                        .map(|()| StatusCode::NO_CONTENT)
+                },
+            ),
+        )
+        .route(
+            "/v1/pools/{name}/grow",
+            post(
+                |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::GrowPool>| async move {
+                    blocking(move || m.grow_pool(&name, req)).await.map(accepted)
+                },
+            ),
+        )
+        .route(
+            "/v1/pools/{name}/replace",
+            post(
+                |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::ReplaceDisk>| async move {
+                    blocking(move || m.replace_disk(&name, req)).await.map(accepted)
+                },
+            ),
+        )
+        .route(
+            "/v1/pools/{name}/scrub",
+            post(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
+                blocking(move || m.scrub_pool(&name)).await.map(accepted)
+            }),
+        )
+        .route(
+            "/v1/shares",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.shares())).await.map(Json) }).post(
+                |State(m): Mgr, Body(req): Body<api::CreateShare>| async move {
+                    blocking(move || m.create_share(req))
+                        .await
+                        .map(|s| (StatusCode::CREATED, Json(s)))
+                },
+            ),
+        )
+        .route(
+            "/v1/shares/{name}",
+            get(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
+                blocking(move || m.share(&name)).await.map(Json)
+            })
+            .put(
+                |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::UpdateShare>| async move {
+                    blocking(move || m.update_share(&name, req)).await.map(Json)
+                },
+            )
+            .delete(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
+                blocking(move || m.delete_share(&name))
+                    .await
+                    .map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route("/v1/jobs", get(|State(m): Mgr| async move { Json(m.jobs()) }))
+        .route(
+            "/v1/jobs/{id}",
+            get(|State(m): Mgr, UrlPath(id): UrlPath<String>| async move {
+                let id: u64 = id
+                    .parse()
+                    .map_err(|_| ApiErr::bad_request(format!("job id {id:?} is not a number")))?;
+                m.job(id)
+                    .map(Json)
+                    .ok_or_else(|| ApiErr::not_found(format!("there is no job {id}")).hint("`rushesctl jobs` lists them"))
+            }),
+        )
+        .route(
+            "/v1/alerts",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.alerts())).await.map(Json) }),
+        )
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiErr::not_found(format!("no such API path: {uri}")).hint("the API lives under /v1; see /v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiErr::new(405, "method-not-allowed", "this path does not take that method")
+                .hint("see /v1/openapi.json")
+        })
+        .with_state(manager)
+}
+
+/// Serve the API on `socket` until the future is dropped. The socket is made afresh and
+/// is reachable by root only.
+pub async fn serve(socket: &Path, manager: Arc<Manager>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!(socket = %socket.display(), "management API listening");
+    axum::serve(listener, router(manager))
+        .await
+        .context("the management API stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (method, path) the router answers, as the OpenAPI document names them.
+    const ROUTES: &[(&str, &str)] = &[
+        ("get", "/v1/status"),
+        ("get", "/v1/openapi.json"),
+        ("get", "/v1/disks"),
+        ("get", "/v1/pools"),
+        ("post", "/v1/pools"),
+        ("get", "/v1/pools/{name}"),
+        ("delete", "/v1/pools/{name}"),
+        ("post", "/v1/pools/{name}/grow"),
+        ("post", "/v1/pools/{name}/replace"),
+        ("post", "/v1/pools/{name}/scrub"),
+        ("get", "/v1/shares"),
+        ("post", "/v1/shares"),
+        ("get", "/v1/shares/{name}"),
+        ("put", "/v1/shares/{name}"),
+        ("delete", "/v1/shares/{name}"),
+        ("get", "/v1/jobs"),
+        ("get", "/v1/jobs/{id}"),
+        ("get", "/v1/alerts"),
+    ];
+
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        let paths = doc["paths"].as_object().expect("paths");
+        for (method, path) in ROUTES {
+            assert!(
+                paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} is missing from openapi.json"
+            );
+        }
+        let documented: usize = paths
+            .values()
+            .map(|p| p.as_object().map_or(0, |o| o.len()))
+            .sum();
+        assert_eq!(
+            documented,
+            ROUTES.len(),
+            "openapi.json documents routes the server lacks"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The appliance's configuration on RUSHES-CFG (`/cfg/rushes.toml`): pools and shares,
+//! beside init's host name and network tables, which are kept as they are.
+//!
+//! Every change is written to a temporary file, fsync'ed and renamed over the old one,
+//! whose last good generation is kept as `rushes.toml.prev`. A file that does not parse
+//! falls back to that generation, and the fallback is reported, never hidden.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rushes_api::{PoolClass, RaidLevel};
+use rushes_nas::ExportRule;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    pub level: RaidLevel,
+    pub class: PoolClass,
+    /// The md array UUID, as mdadm writes it.
+    pub uuid: String,
+    /// Serials of the member disks, for the admin's eyes and for spotting a missing one.
+    pub members: Vec<String>,
+    /// Days between scheduled scrubs; 0 turns them off.
+    #[serde(default = "monthly")]
+    pub scrub_days: u32,
+}
+
+fn monthly() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareEntry {
+    pub name: String,
+    pub pool: String,
+    #[serde(default = "default_rules", rename = "rule")]
+    pub rules: Vec<ExportRule>,
+}
+
+fn default_rules() -> Vec<ExportRule> {
+    vec![ExportRule::default()]
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplianceConfig {
+    pub pools: Vec<PoolConfig>,
+    pub shares: Vec<ShareEntry>,
+    /// Everything else in the file (host name, network): init's, kept unchanged.
+    pub other: toml::Table,
+}
+
+impl ApplianceConfig {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let take = |table: &mut toml::Table, key: &str| {
+            table
+                .remove(key)
+                .unwrap_or_else(|| toml::Value::Array(vec![]))
+        };
+        let pools = take(&mut table, "pool")
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[[pool]]: {e}"))?;
+        let shares = take(&mut table, "share")
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[[share]]: {e}"))?;
+        Ok(Self {
+            pools,
+            shares,
+            other: table,
+        })
+    }
+
+    pub fn to_toml(&self) -> Result<String, String> {
+        let mut table = self.other.clone();
+        if !self.pools.is_empty() {
+            table.insert("pool".into(), value(&self.pools)?);
+        }
+        if !self.shares.is_empty() {
+            table.insert("share".into(), value(&self.shares)?);
+        }
+        toml::to_string(&table).map_err(|e| e.to_string())
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
+
+fn value<T: Serialize>(v: &T) -> Result<toml::Value, String> {
+    toml::Value::try_from(v).map_err(|e| e.to_string())
+}
+
+/// The config file and its previous generation.
+#[derive(Debug, Clone)]
+pub struct ConfigStore {
+    pub path: PathBuf,
+}
+
+/// What loading found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: ApplianceConfig,
+    /// Set when the file was damaged and something older is in use.
+    pub problem: Option<String>,
+}
+
+fn read(path: &Path) -> Result<Option<ApplianceConfig>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => ApplianceConfig::parse(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl ConfigStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn previous(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".prev");
+        p.into()
+    }
+
+    pub fn load(&self) -> Loaded {
+        let damage = match read(&self.path) {
+            Ok(Some(config)) => {
+                return Loaded {
+                    config,
+                    problem: None,
+                }
+            }
+            Ok(None) => {
+                return Loaded {
+                    config: ApplianceConfig::default(),
+                    problem: None,
+                }
+            }
+            Err(e) => e,
+        };
+        let prev = self.previous();
+        match read(&prev) {
+            Ok(Some(config)) => Loaded {
+                config,
+                problem: Some(format!(
+                    "{} is damaged ({damage}); running from the previous generation {}",
+                    self.path.display(),
+                    prev.display()
+                )),
+            },
+            _ => Loaded {
+                config: ApplianceConfig::default(),
+                problem: Some(format!(
+                    "{} is damaged ({damage}) and no previous generation is usable; no pools or shares are configured",
+                    self.path.display()
+                )),
+            },
+        }
+    }
+
+    /// Write `config` atomically; a current file that parses becomes the previous
+    /// generation (a damaged one is left aside as `.bad`, so it never replaces a good
+    /// `.prev`).
+    pub fn save(&self, config: &ApplianceConfig) -> std::io::Result<()> {
+        let text = config
+            .to_toml()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = self.path.with_extension("toml.new");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+        }
+        match read(&self.path) {
+            Ok(Some(_)) => {
+                let prev = self.previous();
+                let prev_tmp = self.path.with_extension("toml.prev.new");
+                std::fs::copy(&self.path, &prev_tmp)?;
+                std::fs::File::open(&prev_tmp)?.sync_all()?;
+                std::fs::rename(&prev_tmp, prev)?;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                std::fs::rename(&self.path, self.path.with_extension("toml.bad"))?;
+            }
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ApplianceConfig {
+        let mut c = ApplianceConfig::parse(
+            "hostname = \"bay-nas\"\n[[network]]\ninterface = \"*\"\nmtu = 9000\n",
+        )
+        .unwrap();
+        c.pools.push(PoolConfig {
+            name: "media".into(),
+            level: RaidLevel::Raid5,
+            class: PoolClass::Fast,
+            uuid: "a:b:c:d".into(),
+            members: vec!["S1".into(), "S2".into(), "S3".into()],
+            scrub_days: 30,
+        });
+        c.shares.push(ShareEntry {
+            name: "projects".into(),
+            pool: "media".into(),
+            rules: default_rules(),
+        });
+        c
+    }
+
+    #[test]
+    fn init_settings_survive_a_round_trip() {
+        let c = sample();
+        let text = c.to_toml().unwrap();
+        let back = ApplianceConfig::parse(&text).unwrap();
+        assert_eq!(back, c);
+        assert!(text.contains("hostname = \"bay-nas\""), "{text}");
+        assert!(text.contains("mtu = 9000"), "{text}");
+    }
+
+    #[test]
+    fn saves_keep_the_previous_generation_and_damage_falls_back_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ConfigStore::new(dir.path().join("rushes.toml"));
+        assert_eq!(store.load().config, ApplianceConfig::default());
+        let first = sample();
+        store.save(&first).unwrap();
+        let mut second = first.clone();
+        second.shares.clear();
+        store.save(&second).unwrap();
+        assert_eq!(store.load().config, second);
+        assert_eq!(read(&store.previous()).unwrap().unwrap(), first);
+
+        // A torn or hand-broken file: the previous generation is used, and said so.
+        std::fs::write(&store.path, "[[pool]]\nname = \"media\"\nlevel = ").unwrap();
+        let loaded = store.load();
+        assert_eq!(loaded.config, first);
+        assert!(loaded.problem.unwrap().contains("previous generation"));
+
+        // Saving over the damaged file keeps the good previous generation.
+        store.save(&second).unwrap();
+        assert_eq!(read(&store.previous()).unwrap().unwrap(), first);
+        assert!(dir.path().join("rushes.toml.bad").exists());
+    }
+
+    #[test]
+    fn unknown_pool_fields_are_refused() {
+        let e = ApplianceConfig::parse(
+            "[[pool]]\nname = \"m\"\nlevel = \"raid5\"\nclass = \"fast\"\nuuid = \"x\"\nmembers = []\ncolour = 1\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

@@ -1,0 +1,184 @@
+//! The management API of a real rushesd (host mode, `--api`), through the same client
+//! `rushesctl` uses: answers in JSON, refuses bad requests with errors an admin can act
+//! on, and reports a damaged config instead of starting empty. Pools themselves need md
+//! and run in the guest tests (pools_guest.rs).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rushes_api::{Alert, Client, Disk, Job, Severity, Share, Status};
+use rushes_tests::ServerProcess;
+
+fn start(state: &Path, share_dir: &Path) -> (ServerProcess, Client) {
+    let sock = state.join("api.sock");
+    let server = ServerProcess::start(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--api",
+        sock.to_str().unwrap(),
+        &format!("demo={}", share_dir.display()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no API socket:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, Client::new(sock))
+}
+
+/// (status, error code, message) of a raw request.
+fn refused(c: &Client, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let resp = c.raw(method, path, Some(body.as_bytes())).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_else(|e| {
+        panic!(
+            "{method} {path}: error body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&resp.body)
+        )
+    });
+    let err = &v["error"];
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    (
+        resp.status,
+        err["code"].as_str().unwrap_or_default().to_string(),
+        err["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn the_api_answers_in_json_and_refuses_bad_requests_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let share_dir = dir.path().join("demo");
+    std::fs::create_dir(&share_dir).unwrap();
+    let (_server, c) = start(dir.path(), &share_dir);
+
+    let status: Status = c.get("/v1/status").unwrap();
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    let _disks: Vec<Disk> = c.get("/v1/disks").unwrap();
+    assert!(c.get::<Vec<Job>>("/v1/jobs").unwrap().is_empty());
+    assert!(c.get::<Vec<Share>>("/v1/shares").unwrap().is_empty());
+    assert!(c.get::<Vec<Alert>>("/v1/alerts").unwrap().is_empty());
+    let doc: serde_json::Value = c.get("/v1/openapi.json").unwrap();
+    assert!(doc["paths"]["/v1/pools"]["post"].is_object());
+
+    // Malformed and mistyped requests.
+    let (st, code, msg) = refused(&c, "POST", "/v1/pools", r#"{"name": "#);
+    assert_eq!((st, code.as_str()), (400, "bad-request"), "{msg}");
+    let (st, _, msg) = refused(
+        &c,
+        "POST",
+        "/v1/pools",
+        r#"{"name":"m","level":"raid5","disks":["a","b","c"],"colour":1}"#,
+    );
+    assert!(st == 400 && msg.contains("colour"), "{st} {msg}");
+    let (st, _, msg) = refused(
+        &c,
+        "POST",
+        "/v1/pools",
+        r#"{"name":"m","level":"raid9","disks":["a"]}"#,
+    );
+    assert!(st == 400 && msg.contains("raid9"), "{st} {msg}");
+    let (st, code, _) = refused(&c, "GET", "/v2/pools", "");
+    assert_eq!((st, code.as_str()), (404, "not-found"));
+    let (st, code, _) = refused(&c, "PATCH", "/v1/pools", "{}");
+    assert_eq!((st, code.as_str()), (405, "method-not-allowed"));
+    let (st, code, _) = refused(&c, "GET", "/v1/jobs/abc", "");
+    assert_eq!((st, code.as_str()), (400, "bad-request"));
+
+    // Requests that are well formed but cannot be done.
+    let (st, code, msg) = refused(
+        &c,
+        "POST",
+        "/v1/pools",
+        r#"{"name":"media","level":"raid5","disks":["nvme0n1"]}"#,
+    );
+    assert_eq!((st, code.as_str()), (400, "too-few-disks"), "{msg}");
+    assert!(msg.contains("at least 3"), "{msg}");
+    let (st, code, _) = refused(
+        &c,
+        "POST",
+        "/v1/pools",
+        r#"{"name":"Media/../x","level":"raid1","disks":["a","b"]}"#,
+    );
+    assert_eq!((st, code.as_str()), (400, "bad-name"));
+    let (st, code, msg) = refused(
+        &c,
+        "POST",
+        "/v1/pools",
+        r#"{"name":"media","level":"raid1","disks":["no-such-disk","x"]}"#,
+    );
+    assert_eq!((st, code.as_str()), (400, "unknown-disk"), "{msg}");
+    let (st, code, _) = refused(
+        &c,
+        "POST",
+        "/v1/shares",
+        r#"{"name":"../../etc","pool":"media"}"#,
+    );
+    assert_eq!((st, code.as_str()), (400, "bad-name"));
+    let (st, code, _) = refused(
+        &c,
+        "POST",
+        "/v1/shares",
+        r#"{"name":"demo","pool":"media"}"#,
+    );
+    assert_eq!((st, code.as_str()), (409, "exists"));
+    let (st, code, _) = refused(
+        &c,
+        "POST",
+        "/v1/shares",
+        r#"{"name":"projects","pool":"media"}"#,
+    );
+    assert_eq!((st, code.as_str()), (404, "not-found"));
+    let (st, code, _) = refused(&c, "DELETE", "/v1/pools/media", r#"{"confirm":"media"}"#);
+    assert_eq!((st, code.as_str()), (404, "not-found"));
+
+    // The typed client turns an API error into words with the hint.
+    let err = c
+        .post::<_, Job>(
+            "/v1/pools",
+            &serde_json::json!({"name":"m","level":"raid6","disks":["a","b"]}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), Some("too-few-disks"));
+    assert!(err.to_string().contains("hint:"), "{err}");
+}
+
+#[test]
+fn a_damaged_config_falls_back_to_the_previous_generation_with_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let share_dir = dir.path().join("demo");
+    std::fs::create_dir(&share_dir).unwrap();
+    let torn = "[[pool]]\nname = \"media\"\nlevel = ";
+    std::fs::write(dir.path().join("rushes.toml"), torn).unwrap();
+    std::fs::write(
+        dir.path().join("rushes.toml.prev"),
+        "hostname = \"bay-nas\"\n",
+    )
+    .unwrap();
+    let (server, c) = start(dir.path(), &share_dir);
+
+    let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a.id == "config-fallback")
+        .unwrap_or_else(|| panic!("no config alert: {alerts:?}\n{}", server.log_text()));
+    assert_eq!(alert.severity, Severity::Warning);
+    assert!(
+        alert.message.contains("previous generation"),
+        "{}",
+        alert.message
+    );
+    // Nothing was overwritten: the damaged file is still there to be looked at.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("rushes.toml")).unwrap(),
+        torn
+    );
+    // And the shares given on the command line are served regardless.
+    assert!(server.log_text().contains("exported as /demo"));
+}

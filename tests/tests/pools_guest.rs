@@ -1,0 +1,358 @@
+//! Pools in the booted image (QEMU, TCG), driven through `rushesctl` in the guest and NFS
+//! from the host: a RAID-5 over four NVMe disks with a share on it survives a reboot with
+//! its files intact, keeps serving with a disk pulled, rebuilds onto a hot-added disk,
+//! grows onto another while serving, and refuses what it must refuse.
+
+use std::time::{Duration, Instant};
+
+use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
+use rushes_tests::{Nfs, User};
+use serde_json::Value;
+
+/// Under TCG a boot takes about half a minute here; CI machines may be slower.
+const BOOT: Duration = Duration::from_secs(600);
+/// md resync, rebuild and reshape of 1 GiB disks take well under two minutes under TCG.
+const MD_WORK: Duration = Duration::from_secs(900);
+const SHORT: Duration = Duration::from_secs(120);
+
+fn payload(seed: u32, len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+/// `rushesctl ARGS` in the guest; panics unless it exits with `want`.
+fn ctl(vm: &Vm, args: &str, want: i32, timeout: Duration) -> String {
+    let (out, rc) = vm
+        .run(&format!("rushesctl {args}"), timeout)
+        .unwrap_or_else(|e| panic!("rushesctl {args}: {e}"));
+    assert_eq!(rc, want, "rushesctl {args} exited {rc}:\n{out}");
+    out
+}
+
+fn ctl_json(vm: &Vm, args: &str) -> Value {
+    let out = ctl(vm, &format!("--json {args}"), 0, SHORT);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("rushesctl --json {args}: {e}\n{out}"))
+}
+
+fn pool_state(vm: &Vm) -> Value {
+    ctl_json(vm, "pool show media")
+}
+
+/// Poll until `check` holds for `rushesctl --json ARGS`.
+fn wait_json(
+    vm: &Vm,
+    args: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = ctl_json(vm, args);
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {timeout:?}: {v:#}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+async fn write_file(port: u16, name: &str, data: &[u8]) {
+    let user = User::new(1000, 1000);
+    let mut c = Nfs::mount(port, "/projects", &user)
+        .await
+        .expect("mount /projects");
+    c.put_file(name, data)
+        .await
+        .unwrap_or_else(|e| panic!("write {name}: {e:?}"));
+}
+
+async fn read_file(port: u16, name: &str) -> Vec<u8> {
+    let user = User::new(1000, 1000);
+    let mut c = Nfs::mount(port, "/projects", &user)
+        .await
+        .expect("mount /projects");
+    let root = c.root.clone();
+    let fh = c
+        .lookup(&root, name)
+        .await
+        .unwrap_or_else(|e| panic!("lookup {name}: {e:?}"));
+    c.read_all(&fh)
+        .await
+        .unwrap_or_else(|e| panic!("read {name}: {e:?}"))
+}
+
+fn sha256(data: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("data");
+    std::fs::write(&f, data).unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&f)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
+    let work = tempfile::tempdir().unwrap();
+    let image = copy_image(work.path()).unwrap();
+    enable_debug_shell(&image).unwrap();
+    let began = Instant::now();
+    let mut vm = Vm::boot_with(&image, work.path(), &[("RUSHES_NVME_SIZE", "1G")]).unwrap();
+    let ready = vm.wait_for("rushes: ready", 0, BOOT).unwrap();
+
+    // The inventory through the API: sizes, transports, serials, and the stick protected.
+    let disks = ctl_json(&vm, "disks");
+    let disks = disks.as_array().unwrap();
+    let by_serial = |s: &str| {
+        disks
+            .iter()
+            .find(|d| d["serial"] == s)
+            .unwrap_or_else(|| panic!("no disk {s}: {disks:#?}"))
+    };
+    for i in 0..4 {
+        let d = by_serial(&format!("RUSHESNVME{i}"));
+        assert_eq!(
+            (d["transport"].as_str(), d["size_bytes"].as_u64()),
+            (Some("nvme"), Some(1 << 30))
+        );
+        // The drive's own health log (QEMU reports a healthy drive at 50 °C).
+        assert!(
+            d["health"]["temperature_c"].is_i64(),
+            "no NVMe health log: {d}"
+        );
+        assert_eq!(d["health"]["critical_warning"], 0, "{d}");
+    }
+    for i in 0..2 {
+        let d = by_serial(&format!("RUSHESSATA{i}"));
+        assert_eq!(
+            (d["transport"].as_str(), d["size_bytes"].as_u64()),
+            (Some("sata"), Some(16 << 30))
+        );
+    }
+    let stick = disks
+        .iter()
+        .find(|d| d["boot"] == true)
+        .expect("the boot stick is marked");
+    assert_eq!(stick["transport"], "usb");
+    let stick = stick["name"].as_str().unwrap().to_string();
+
+    // Refusals, each with a reason an admin can act on.
+    let out = ctl(
+        &vm,
+        &format!("pool create bad --level raid1 {stick} sda"),
+        1,
+        SHORT,
+    );
+    assert!(out.contains("boot stick"), "{out}");
+    let out = ctl(
+        &vm,
+        "pool create bad --level raid5 nvme0n1 nvme1n1",
+        1,
+        SHORT,
+    );
+    assert!(out.contains("needs at least 3 disks"), "{out}");
+
+    // RAID-5 over the four NVMe disks. The pool is usable while md's first sync runs.
+    let out = ctl(
+        &vm,
+        "pool create media --level raid5 RUSHESNVME0 RUSHESNVME1 RUSHESNVME2 RUSHESNVME3",
+        0,
+        SHORT,
+    );
+    assert!(out.contains("started job"), "{out}");
+    let created = Instant::now();
+    wait_json(&vm, "pools", SHORT, "the new pool mounted", |v| {
+        v[0]["size_bytes"].as_u64().unwrap_or(0) > 2 << 30
+    });
+    let out = ctl(&vm, "pool create other --level raid1 nvme0n1 sda", 1, SHORT);
+    assert!(out.contains("in use by pool media"), "{out}");
+    let out = ctl(&vm, "share create ../escape --pool media", 1, SHORT);
+    assert!(out.contains("not usable"), "{out}");
+    let out = ctl(&vm, "share create projects --pool media", 0, SHORT);
+    assert!(out.contains("serving"), "{out}");
+
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("reel-{i}.mov"), payload(i, 6 << 20)))
+        .collect();
+    for (name, data) in &files {
+        write_file(vm.port, name, data).await;
+    }
+    let jobs = ctl_json(&vm, "jobs");
+    let create_job = jobs[0]["id"].as_u64().unwrap();
+    ctl(&vm, &format!("jobs watch {create_job}"), 0, MD_WORK);
+    eprintln!(
+        "RAID-5 of 4 x 1 GiB created and synced in {:.0?} under TCG",
+        created.elapsed()
+    );
+    assert_eq!(pool_state(&vm)["state"], "online");
+
+    // Reboot: the pool is assembled from RUSHES-CFG and the files are intact.
+    let before = vm.console().len();
+    vm.qmp(r#"{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"ctrl"},{"type":"qcode","data":"alt"},{"type":"qcode","data":"delete"}]}}"#)
+        .unwrap();
+    let again = vm.wait_for("rushes: rebooting now", before, SHORT).unwrap();
+    vm.wait_for("rushes: ready", again, BOOT).unwrap();
+    assert_eq!(pool_state(&vm)["state"], "online");
+    for (name, data) in &files {
+        assert!(
+            read_file(vm.port, name).await == *data,
+            "{name} changed across the reboot"
+        );
+        let (sum, _) = vm
+            .run(&format!("sha256sum /pools/media/projects/{name}"), SHORT)
+            .unwrap();
+        assert!(sum.starts_with(&sha256(data)), "{name} on the pool: {sum}");
+    }
+
+    // Pull a member: the pool goes degraded with an alert and keeps serving.
+    vm.pull("nvme1").unwrap();
+    let alerts = wait_json(&vm, "alerts", SHORT, "a degraded alert", |v| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "pool-degraded:media")
+    });
+    let alert = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "pool-degraded:media")
+        .unwrap();
+    assert_eq!(alert["severity"], "critical");
+    assert!(
+        alert["action"]
+            .as_str()
+            .unwrap()
+            .contains("rushesctl pool replace media"),
+        "{alert}"
+    );
+    let pool = pool_state(&vm);
+    assert_eq!(pool["state"], "degraded");
+    assert!(
+        pool["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["serial"] == "RUSHESNVME1" && m["state"] == "missing"),
+        "{pool:#}"
+    );
+    assert!(
+        read_file(vm.port, "reel-0.mov").await == files[0].1,
+        "read while degraded"
+    );
+    let degraded_write = payload(7, 3 << 20);
+    write_file(vm.port, "while-degraded.mov", &degraded_write).await;
+
+    // A new disk in a free slot replaces it; the rebuild completes and the alert clears.
+    vm.hot_add_nvme("nvme4", "RUSHESNVME4", "1G", "hotplug0")
+        .unwrap();
+    wait_json(&vm, "disks", SHORT, "the hot-added disk", |v| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["serial"] == "RUSHESNVME4")
+    });
+    let rebuild = Instant::now();
+    ctl(&vm, "pool replace media RUSHESNVME4 --wait", 0, MD_WORK);
+    eprintln!(
+        "rebuild onto a 1 GiB disk: {:.0?} under TCG",
+        rebuild.elapsed()
+    );
+    let pool = pool_state(&vm);
+    assert_eq!(pool["state"], "online", "{pool:#}");
+    assert!(
+        !ctl_json(&vm, "alerts")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "pool-degraded:media"),
+        "the degraded alert did not clear"
+    );
+
+    // Grow by one disk while serving: reads and writes go on during the reshape.
+    let size_before = pool["size_bytes"].as_u64().unwrap();
+    vm.hot_add_nvme("nvme5", "RUSHESNVME5", "1G", "hotplug1")
+        .unwrap();
+    wait_json(&vm, "disks", SHORT, "the second hot-added disk", |v| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["serial"] == "RUSHESNVME5")
+    });
+    let grow = Instant::now();
+    let job = ctl_json(&vm, "pool grow media RUSHESNVME5");
+    let during = payload(9, 4 << 20);
+    write_file(vm.port, "during-reshape.mov", &during).await;
+    assert!(
+        read_file(vm.port, "reel-1.mov").await == files[1].1,
+        "read during the reshape"
+    );
+    ctl(&vm, &format!("jobs watch {}", job["id"]), 0, MD_WORK);
+    eprintln!(
+        "reshape 4 -> 5 disks and xfs_growfs: {:.0?} under TCG",
+        grow.elapsed()
+    );
+    let pool = pool_state(&vm);
+    assert_eq!(pool["members"].as_array().unwrap().len(), 5, "{pool:#}");
+    assert!(
+        pool["size_bytes"].as_u64().unwrap() > size_before + (800 << 20),
+        "the file system did not grow: {size_before} -> {}",
+        pool["size_bytes"]
+    );
+    for (name, data) in [
+        ("while-degraded.mov", &degraded_write),
+        ("during-reshape.mov", &during),
+    ] {
+        assert!(
+            read_file(vm.port, name).await == *data,
+            "{name} after the grow"
+        );
+    }
+    for (name, data) in &files {
+        assert!(
+            read_file(vm.port, name).await == *data,
+            "{name} after the grow"
+        );
+    }
+
+    // A scrub on demand finds nothing wrong.
+    ctl(&vm, "pool scrub media --wait", 0, MD_WORK);
+    assert_eq!(pool_state(&vm)["scrub_mismatches"], 0);
+
+    // Destroying needs the name repeated and the shares gone; the disks are free after.
+    let out = ctl(&vm, "pool destroy media --confirm medai", 1, SHORT);
+    assert!(out.contains("confirm"), "{out}");
+    let out = ctl(&vm, "pool destroy media --confirm media", 1, SHORT);
+    assert!(out.contains("still has shares: projects"), "{out}");
+    ctl(&vm, "share delete projects", 0, SHORT);
+    ctl(&vm, "pool destroy media --confirm media", 0, SHORT);
+    let disks = ctl_json(&vm, "disks");
+    let nvme: Vec<&Value> = disks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["transport"] == "nvme")
+        .collect();
+    assert!(
+        nvme.len() == 5
+            && nvme
+                .iter()
+                .all(|d| d["in_use_by"].is_null() && d["contents"].as_array().unwrap().is_empty()),
+        "disks not freed: {nvme:#?}"
+    );
+
+    vm.qmp(r#"{"execute":"system_powerdown"}"#).unwrap();
+    vm.wait_exit(SHORT * 2).unwrap();
+    let _ = ready;
+    eprintln!("pools guest: {:.0?} in all under TCG", began.elapsed());
+}
