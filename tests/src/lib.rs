@@ -22,16 +22,21 @@ pub fn rushesd_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("RUSHESD_BIN") {
         return p.into();
     }
+    workspace_bin("rushesd")
+}
+
+/// Path of a binary this workspace builds (debug build preferred).
+pub fn workspace_bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     for profile in ["debug", "release"] {
-        let p = target.join(profile).join("rushesd");
+        let p = target.join(profile).join(name);
         if p.exists() {
             return p;
         }
     }
-    panic!("rushesd is not built: run `cargo build -p rushesd` (make test does this)");
+    panic!("{name} is not built: run `cargo build --workspace --bins` (make test does this)");
 }
 
 /// A `rushesd host` child process.

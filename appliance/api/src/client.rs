@@ -59,6 +59,12 @@ impl Client {
         }
     }
 
+    /// How long one request may take before it fails (default two minutes).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }
@@ -82,8 +88,14 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: rushesd\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        // The server may answer (404, 405) and close before reading the whole request;
+        // its answer is still there to read.
+        match stream.write_all(&request) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw)?;
         parse_response(&raw)

@@ -1,0 +1,141 @@
+//! `rushes-console`: the appliance's own screens, on the VGA console and the serial line,
+//! driven by keyboard alone. It is a client of the management API and of nothing else.
+
+mod screens;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use rushes_api::Client;
+use tuirealm::application::{Application, PollStrategy};
+use tuirealm::command::{Cmd, CmdResult};
+use tuirealm::component::{AppComponent, Component};
+use tuirealm::event::{Event, Key, KeyEvent, NoUserEvent};
+use tuirealm::listener::EventListenerCfg;
+use tuirealm::props::{AttrValue, Attribute, QueryResult};
+use tuirealm::ratatui::layout::Rect;
+use tuirealm::ratatui::Frame;
+use tuirealm::state::State;
+use tuirealm::terminal::{CrosstermTerminalAdapter, TerminalAdapter};
+
+use screens::{Screen, Snapshot};
+
+#[derive(Parser)]
+#[command(
+    name = "rushes-console",
+    version,
+    about = "The Rushes appliance console (keyboard only)"
+)]
+struct Cli {
+    /// The management API socket.
+    #[arg(long, env = "RUSHES_API", default_value = rushes_api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Seconds between refreshes of what the screens show.
+    #[arg(long, default_value_t = 2)]
+    refresh: u64,
+}
+
+#[derive(Debug, PartialEq)]
+enum Msg {
+    Redraw,
+}
+
+#[derive(Debug, Eq, PartialEq, Clone, Hash)]
+enum Id {
+    Console,
+}
+
+/// The one component: the current screen over a snapshot of the appliance.
+struct Console {
+    client: Client,
+    screen: Screen,
+    snapshot: Snapshot,
+}
+
+impl Console {
+    fn refresh(&mut self) {
+        self.snapshot = Snapshot::fetch(&self.client);
+    }
+}
+
+impl Component for Console {
+    fn view(&mut self, frame: &mut Frame<'_>, area: Rect) {
+        screens::draw(frame, area, self.screen, &self.snapshot);
+    }
+
+    fn query<'a>(&'a self, _attr: Attribute) -> Option<QueryResult<'a>> {
+        None
+    }
+
+    fn attr(&mut self, _attr: Attribute, _value: AttrValue) {}
+
+    fn state(&self) -> State {
+        State::None
+    }
+
+    fn perform(&mut self, cmd: Cmd) -> CmdResult {
+        CmdResult::Invalid(cmd)
+    }
+}
+
+impl AppComponent<Msg, NoUserEvent> for Console {
+    fn on(&mut self, ev: &Event<NoUserEvent>) -> Option<Msg> {
+        match ev {
+            Event::Tick => self.refresh(),
+            Event::WindowResize(..) => {}
+            Event::Keyboard(KeyEvent { code: Key::Esc, .. }) => self.screen = Screen::Dashboard,
+            Event::Keyboard(KeyEvent {
+                code: Key::Char(c), ..
+            }) => match Screen::for_key(*c) {
+                Some(screen) => {
+                    self.screen = screen;
+                    self.refresh();
+                }
+                None => return None,
+            },
+            _ => return None,
+        }
+        Some(Msg::Redraw)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let client = Client::new(&cli.socket).with_timeout(Duration::from_secs(5));
+    let listener = EventListenerCfg::default()
+        .crossterm_input_listener(Duration::from_millis(20), 8)
+        .tick_interval(Duration::from_secs(cli.refresh.max(1)));
+    let mut app: Application<Id, Msg, NoUserEvent> = Application::init(listener);
+    let mut console = Console {
+        snapshot: Snapshot::fetch(&client),
+        client,
+        screen: Screen::Dashboard,
+    };
+    console.refresh();
+    app.mount(Id::Console, Box::new(console), Vec::new())
+        .context("cannot start the console")?;
+    app.active(&Id::Console)
+        .context("cannot focus the console")?;
+
+    let mut terminal = CrosstermTerminalAdapter::new().context("no terminal")?;
+    terminal
+        .enable_raw_mode()
+        .context("cannot put the terminal in raw mode")?;
+    terminal
+        .enter_alternate_screen()
+        .context("cannot switch screens")?;
+    let mut redraw = true;
+    loop {
+        if redraw {
+            terminal
+                .draw(|f| app.view(&Id::Console, f, f.area()))
+                .context("cannot draw")?;
+        }
+        redraw = match app.tick(PollStrategy::UpTo(8, Duration::from_millis(200))) {
+            Ok(msgs) => !msgs.is_empty(),
+            Err(e) => anyhow::bail!("console event loop failed: {e}"),
+        };
+    }
+}
