@@ -182,3 +182,99 @@ fn a_damaged_config_falls_back_to_the_previous_generation_with_an_alert() {
     // And the shares given on the command line are served regardless.
     assert!(server.log_text().contains("exported as /demo"));
 }
+
+#[test]
+fn settings_the_admin_password_logs_and_power_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let share_dir = dir.path().join("demo");
+    std::fs::create_dir(&share_dir).unwrap();
+    std::fs::write(
+        dir.path().join("log.txt"),
+        "1 init: started udevd\n2 rushesd: serving NFS\n3 init: rushesd is ready\n",
+    )
+    .unwrap();
+    let (_server, c) = start(dir.path(), &share_dir);
+    let config = dir.path().join("rushes.toml");
+
+    // First boot: no admin password yet.
+    let setup: rushes_api::Setup = c.get("/v1/setup").unwrap();
+    assert!(!setup.configured);
+    let (st, code, _) = refused(&c, "PUT", "/v1/admin/password", r#"{"new":"short"}"#);
+    assert_eq!((st, code.as_str()), (400, "weak-password"));
+    let resp = c
+        .raw(
+            "PUT",
+            "/v1/admin/password",
+            Some(br#"{"new":"correct horse"}"#),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 204);
+    assert!(c.get::<rushes_api::Setup>("/v1/setup").unwrap().configured);
+    let stored = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        stored.contains("$argon2id$") && !stored.contains("correct horse"),
+        "{stored}"
+    );
+
+    // The lock: a wrong password is refused, the right one accepted.
+    let (st, code, _) = refused(&c, "POST", "/v1/admin/login", r#"{"password":"guess"}"#);
+    assert_eq!((st, code.as_str()), (403, "wrong-password"));
+    let resp = c
+        .raw(
+            "POST",
+            "/v1/admin/login",
+            Some(br#"{"password":"correct horse"}"#),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 204);
+    // Changing it needs the current one.
+    let (st, code, _) = refused(&c, "PUT", "/v1/admin/password", r#"{"new":"another one"}"#);
+    assert_eq!((st, code.as_str()), (403, "wrong-password"));
+
+    // Settings are checked, stored beside the rest, and read back.
+    let (st, code, _) = refused(&c, "PUT", "/v1/settings", r#"{"hostname":"bay 1"}"#);
+    assert_eq!((st, code.as_str()), (400, "bad-setting"));
+    let (_, _, msg) = refused(
+        &c,
+        "PUT",
+        "/v1/settings",
+        r#"{"network":[{"interface":"*","address":"10.0.0.5"}]}"#,
+    );
+    assert!(msg.contains("prefix length"), "{msg}");
+    let wanted: rushes_api::Settings = serde_json::from_str(
+        r#"{"hostname":"edit-bay-nas","network":[{"interface":"*","address":"10.0.0.5/24","gateway":"10.0.0.1","mtu":9000}],"timezone":"Europe/London","ntp":["pool.ntp.org"]}"#,
+    )
+    .unwrap();
+    let got: rushes_api::Settings = c.put("/v1/settings", &wanted).unwrap();
+    assert_eq!(got, wanted);
+    assert_eq!(
+        c.get::<rushes_api::Settings>("/v1/settings").unwrap(),
+        wanted
+    );
+    let stored = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        stored.contains("hostname = \"edit-bay-nas\"") && stored.contains("$argon2id$"),
+        "settings and password must both be kept: {stored}"
+    );
+    // Host mode leaves this machine's name alone.
+    assert_ne!(
+        rustix::system::uname().nodename().to_string_lossy(),
+        "edit-bay-nas"
+    );
+
+    let nics: Vec<rushes_api::Nic> = c.get("/v1/network").unwrap();
+    assert!(nics.iter().all(|n| !n.name.is_empty() && n.name != "lo"));
+    let logs: rushes_api::Logs = c.get("/v1/logs?contains=RUSHESD&lines=1").unwrap();
+    assert_eq!(logs.lines, ["3 init: rushesd is ready"]);
+
+    // Power acts only on the appliance.
+    let (st, code, _) = refused(
+        &c,
+        "POST",
+        "/v1/power",
+        r#"{"action":"reboot","confirm":true}"#,
+    );
+    assert_eq!((st, code.as_str()), (409, "not-appliance"));
+    let (st, code, _) = refused(&c, "POST", "/v1/power", r#"{"action":"reboot"}"#);
+    assert_eq!((st, code.as_str()), (400, "not-confirmed"));
+}

@@ -457,3 +457,91 @@ pub struct ApiError {
     #[serde(default)]
     pub hint: Option<String>,
 }
+
+/// How one NIC gets its address; the same fields as `[[network]]` in rushes.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSetting {
+    /// A NIC name, or `*` for every wired NIC without an entry of its own.
+    pub interface: String,
+    /// `10.10.0.5/24`; none means DHCP.
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// 9000 for jumbo frames; none keeps the NIC's default.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// The box's own settings. Host name applies at once; network, time zone and NTP at the
+/// next start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub network: Vec<NetworkSetting>,
+    /// IANA name, e.g. `Europe/London`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub ntp: Vec<String>,
+}
+
+/// A network interface as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nic {
+    pub name: String,
+    pub mac: String,
+    pub link_up: bool,
+    /// Mbit/s, when the link is up and the driver says.
+    pub speed_mbps: Option<u32>,
+    pub mtu: u32,
+    /// `10.0.2.15/24` …
+    pub addresses: Vec<String>,
+}
+
+/// Whether the first-boot setup has been done (an admin password exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setup {
+    pub configured: bool,
+    pub hostname: String,
+    /// Addresses clients can mount from.
+    pub addresses: Vec<String>,
+}
+
+/// Set the admin password; `current` is required once one is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    #[serde(default)]
+    pub current: Option<String>,
+    pub new: String,
+}
+
+/// Check the admin password (the console's lock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub password: String,
+}
+
+/// Reboot or power off; `confirm` must be true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Power {
+    /// `reboot` or `poweroff`.
+    pub action: String,
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// Recent lines of the supervisor's log, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logs {
+    pub lines: Vec<String>,
+}

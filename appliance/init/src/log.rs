@@ -4,9 +4,14 @@
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Where the ring is mirrored for rushesd's `/v1/logs` (tmpfs; gone at power-off).
+pub const LOG_FILE: &str = "/run/rushes/log.txt";
+
 pub struct Ring {
     lines: VecDeque<String>,
     capacity: usize,
+    /// The mirror file and how many bytes it holds.
+    file: Option<(std::fs::File, u64)>,
 }
 
 impl Ring {
@@ -14,6 +19,7 @@ impl Ring {
         Self {
             lines: VecDeque::with_capacity(capacity),
             capacity,
+            file: None,
         }
     }
 
@@ -29,6 +35,33 @@ impl Ring {
             self.lines.pop_front();
         }
         self.lines.push_back(entry);
+        self.mirror();
+    }
+
+    /// Append the newest line to the mirror file; past 1 MiB, rewrite it from the ring.
+    fn mirror(&mut self) {
+        use std::io::Write;
+        let Some(last) = self.lines.back() else {
+            return;
+        };
+        if self.file.as_ref().is_none_or(|(_, len)| *len > 1 << 20) {
+            let Ok(mut f) = std::fs::File::create(LOG_FILE) else {
+                return; // /run not mounted yet: the next line tries again
+            };
+            let mut len = 0;
+            for l in &self.lines {
+                if writeln!(f, "{l}").is_ok() {
+                    len += l.len() as u64 + 1;
+                }
+            }
+            self.file = Some((f, len));
+            return;
+        }
+        if let Some((f, len)) = self.file.as_mut() {
+            if writeln!(f, "{last}").is_ok() {
+                *len += last.len() as u64 + 1;
+            }
+        }
     }
 
     pub fn lines(&self) -> impl Iterator<Item = &String> {

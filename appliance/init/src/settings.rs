@@ -27,7 +27,14 @@ pub struct Settings {
     pub hostname: Option<String>,
     #[serde(default, rename = "network")]
     pub networks: Vec<Network>,
-    /// Pools and shares are rushesd's, which also writes this file.
+    /// Kept for the console; not applied by init yet.
+    #[serde(default, rename = "timezone")]
+    _timezone: Option<String>,
+    #[serde(default, rename = "ntp")]
+    _ntp: Vec<String>,
+    /// Pools, shares and the admin password are rushesd's, which also writes this file.
+    #[serde(default, rename = "admin")]
+    _admin: Option<toml::Value>,
     #[serde(default, rename = "pool")]
     _pools: Vec<toml::Value>,
     #[serde(default, rename = "share")]

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Path as UrlPath, Request, State};
+use axum::extract::{FromRequest, Path as UrlPath, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -53,6 +53,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 type Mgr = State<Arc<Manager>>;
+
+/// `/v1/logs?contains=TEXT&lines=N`.
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    contains: Option<String>,
+    lines: Option<usize>,
+}
 
 /// Run blocking manager work off the async threads.
 async fn blocking<T: Send + 'static>(
@@ -169,6 +176,50 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/alerts",
             get(|State(m): Mgr| async move { blocking(move || Ok(m.alerts())).await.map(Json) }),
         )
+        .route(
+            "/v1/settings",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.settings())).await.map(Json) }).put(
+                |State(m): Mgr, Body(req): Body<api::Settings>| async move {
+                    blocking(move || m.put_settings(req)).await.map(Json)
+                },
+            ),
+        )
+        .route(
+            "/v1/network",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.nics())).await.map(Json) }),
+        )
+        .route(
+            "/v1/setup",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.setup())).await.map(Json) }),
+        )
+        .route(
+            "/v1/admin/password",
+            axum::routing::put(|State(m): Mgr, Body(req): Body<api::SetPassword>| async move {
+                blocking(move || m.set_password(req))
+                    .await
+                    .map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/admin/login",
+            post(|State(m): Mgr, Body(req): Body<api::Login>| async move {
+                blocking(move || m.login(req)).await.map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/logs",
+            get(|State(m): Mgr, Query(q): Query<LogQuery>| async move {
+                blocking(move || Ok(m.logs(q.contains.as_deref(), q.lines.unwrap_or(500))))
+                    .await
+                    .map(Json)
+            }),
+        )
+        .route(
+            "/v1/power",
+            post(|State(m): Mgr, Body(req): Body<api::Power>| async move {
+                blocking(move || m.power(req)).await.map(|()| StatusCode::ACCEPTED)
+            }),
+        )
         .fallback(|uri: axum::http::Uri| async move {
             ApiErr::not_found(format!("no such API path: {uri}")).hint("the API lives under /v1; see /v1/openapi.json")
         })
@@ -221,6 +272,14 @@ mod tests {
         ("get", "/v1/jobs"),
         ("get", "/v1/jobs/{id}"),
         ("get", "/v1/alerts"),
+        ("get", "/v1/settings"),
+        ("put", "/v1/settings"),
+        ("get", "/v1/network"),
+        ("get", "/v1/setup"),
+        ("put", "/v1/admin/password"),
+        ("post", "/v1/admin/login"),
+        ("get", "/v1/logs"),
+        ("post", "/v1/power"),
     ];
 
     #[test]

@@ -7,6 +7,7 @@ mod api;
 mod config;
 mod hotplug;
 mod manager;
+mod settings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,10 @@ struct ServeOptions {
     shares: Vec<ShareConfig>,
     /// The API socket, the config file and the pools folder.
     management: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// The supervisor's log that the API shows.
+    log_file: PathBuf,
+    /// Acting on this machine (host name, power): only as the appliance.
+    appliance: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -134,6 +139,8 @@ fn try_main() -> Result<()> {
             state_dir,
             shares: dirs.iter().map(|d| share_arg(d)).collect::<Result<_>>()?,
             management: Some((api, config, pools_dir)),
+            log_file: PathBuf::from("/run/rushes/log.txt"),
+            appliance: true,
         }),
     }
 }
@@ -224,6 +231,7 @@ fn host(
     let state_dir = state_dir
         .or(cfg.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/rushes"));
+    let state_dir_for_log = state_dir.clone();
     let management = api.map(|socket| {
         (
             socket,
@@ -236,6 +244,8 @@ fn host(
         state_dir,
         shares: cfg.shares,
         management,
+        log_file: state_dir_log(&state_dir_for_log),
+        appliance: false,
     })
 }
 
@@ -245,6 +255,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
         state_dir,
         shares,
         management,
+        log_file,
+        appliance,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -256,6 +268,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
                 sys: "/sys".into(),
                 pools_dir,
                 state_dir: state_dir.clone(),
+                log_file: log_file.clone(),
+                appliance,
             },
             ConfigStore::new(config),
             Arc::clone(&service),
@@ -299,6 +313,11 @@ fn serve(opts: ServeOptions) -> Result<()> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Host mode reads a supervisor log from the state folder, if one is put there.
+fn state_dir_log(state_dir: &Path) -> PathBuf {
+    state_dir.join("log.txt")
 }
 
 /// A parent may leave SIGTERM and SIGINT blocked (PID 1 takes them through a signalfd,

@@ -59,6 +59,11 @@ pub struct Paths {
     pub pools_dir: PathBuf,
     /// Scrub records live here.
     pub state_dir: PathBuf,
+    /// The supervisor's log file that rushes-init keeps (`/run/rushes/log.txt`).
+    pub log_file: PathBuf,
+    /// Running as the appliance (PID 1 is rushes-init): the host name, reboot and power
+    /// off act on this machine. Off in host mode.
+    pub appliance: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -68,8 +73,8 @@ struct ScrubRecord {
 }
 
 #[derive(Default)]
-struct State {
-    config: ApplianceConfig,
+pub(crate) struct State {
+    pub(crate) config: ApplianceConfig,
     config_problem: Option<String>,
     disks: Vec<Disk>,
     disks_scanned: Option<Instant>,
@@ -85,7 +90,7 @@ struct State {
 }
 
 pub struct Manager {
-    paths: Paths,
+    pub(crate) paths: Paths,
     store: ConfigStore,
     nas: Arc<Service>,
     /// Share names served outside the config (host mode's folders, the RAM share).
@@ -175,7 +180,7 @@ impl Manager {
         mgr
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -494,7 +499,10 @@ impl Manager {
         }
     }
 
-    fn save_config(&self, change: impl FnOnce(&mut ApplianceConfig)) -> Result<(), String> {
+    pub(crate) fn save_config(
+        &self,
+        change: impl FnOnce(&mut ApplianceConfig),
+    ) -> Result<(), String> {
         let mut st = self.lock();
         let mut next = st.config.clone();
         change(&mut next);
