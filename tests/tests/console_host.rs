@@ -105,15 +105,17 @@ impl Drop for Console {
     }
 }
 
-#[test]
-fn the_console_shows_each_screen_and_says_when_rushesd_is_gone() {
-    let dir = tempfile::tempdir().unwrap();
-    let share = dir.path().join("demo");
+const ENTER: &str = "\r";
+const TAB: &str = "\t";
+const BACKSPACE: &str = "\x7f";
+
+fn start_rushesd(dir: &std::path::Path) -> (ServerProcess, std::path::PathBuf) {
+    let share = dir.join("demo");
     std::fs::create_dir(&share).unwrap();
-    let sock = dir.path().join("api.sock");
-    let mut server = ServerProcess::start(&[
+    let sock = dir.join("api.sock");
+    let server = ServerProcess::start(&[
         "--state-dir",
-        dir.path().to_str().unwrap(),
+        dir.to_str().unwrap(),
         "--api",
         sock.to_str().unwrap(),
         &format!("demo={}", share.display()),
@@ -121,37 +123,151 @@ fn the_console_shows_each_screen_and_says_when_rushesd_is_gone() {
     while !sock.exists() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    (server, sock)
+}
+
+#[test]
+fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("log.txt"),
+        "1 init: started udevd\n2 init: rushesd is ready\n",
+    )
+    .unwrap();
+    let (mut server, sock) = start_rushesd(dir.path());
     let mut console = Console::start(&sock);
 
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    let dash = console.wait_for(&["Dashboard", "no pools yet", "everything is healthy", &host]);
-    for key in ["D Dashboard", "K Disks", "P Pools", "S Shares", "A Alerts"] {
+    // The wizard, from a blank config.
+    console.wait_for(&[
+        "First-boot setup",
+        "Welcome to Rushes",
+        "Press Enter to begin",
+    ]);
+    console.capture("wizard-welcome");
+    console.key(ENTER);
+    console.wait_for(&["Step 1 of 4", "> Host name", "[rushes_]"]);
+    console.key(&BACKSPACE.repeat(6));
+    console.key("edit-bay-nas");
+    console.wait_for(&["[edit-bay-nas_]"]);
+    console.key(ENTER);
+    console.wait_for(&["Step 2 of 4", "Network interfaces", "DHCP (the default)"]);
+    console.capture("wizard-network");
+    console.key("s");
+    console.wait_for(&["Static address", "Address (CIDR)", "MTU (9000 = jumbo)"]);
+    console.key("\x1b");
+    console.wait_for(&["DHCP (the default)"]);
+    console.key(ENTER);
+    console.wait_for(&["Step 3 of 4", "> Admin password"]);
+    console.key("short");
+    console.key(TAB);
+    console.key("short");
+    console.key(ENTER);
+    console.wait_for(&["at least 8 characters"]);
+    console.key(&BACKSPACE.repeat(5));
+    console.key("correct horsE");
+    console.key(TAB);
+    console.key(&BACKSPACE.repeat(5));
+    console.key("correct horse");
+    console.key(ENTER);
+    console.wait_for(&["the two passwords differ"]);
+    console.key(TAB);
+    console.key(BACKSPACE);
+    console.key("e");
+    console.key(ENTER);
+    console.wait_for(&["Step 4 of 4", "[UTC", "pool.ntp.org"]);
+    console.key(ENTER);
+    let done = console.wait_for(&[
+        "Setup is saved",
+        "Reach this box at:",
+        "Linux:",
+        "macOS:",
+        "Windows:",
+    ]);
+    assert!(done.contains("mount -t nfs"), "{done}");
+    console.capture("wizard-done");
+    let stored = std::fs::read_to_string(dir.path().join("rushes.toml")).unwrap();
+    assert!(
+        stored.contains("hostname = \"edit-bay-nas\"")
+            && stored.contains("$argon2id$")
+            && !stored.contains("correct horse"),
+        "{stored}"
+    );
+    console.key(ENTER);
+
+    // The menu screens.
+    let dash = console.wait_for(&["Dashboard", "no pools yet", "everything is healthy"]);
+    for key in [
+        "D Dashboard",
+        "K Disks",
+        "P Pools",
+        "S Shares",
+        "N Network",
+        "L Logs",
+        "O Power",
+        "A Alerts",
+        "X Lock",
+    ] {
         assert!(dash.contains(key), "the menu lacks {key:?}:\n{dash}");
     }
     assert!(dash.lines().count() <= 25 && dash.lines().all(|l| l.chars().count() <= 80));
     console.capture("dashboard");
-
     console.key("k");
-    console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "STATE"]);
+    console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "Space pick"]);
     console.capture("disks");
+    console.key("c");
+    console.wait_for(&["Pick disks first"]);
     console.key("p");
     console.wait_for(&["Pools", "POOL", "LEVEL"]);
     console.key("s");
-    console.wait_for(&["Shares", "SHARE", "CLIENTS"]);
-    console.key("a");
-    console.wait_for(&["No alerts: everything is healthy."]);
+    console.wait_for(&["Shares", "SHARE", "C create a share"]);
+    console.key("c");
+    console.wait_for(&["Create a share", "(no pool yet)"]);
+    console.key("projects");
+    console.key(ENTER);
+    console.wait_for(&["There is no pool yet"]);
+    console.key("n");
+    console.wait_for(&[
+        "Interfaces",
+        "host name  edit-bay-nas",
+        "DHCP on every wired NIC",
+        "UTC",
+    ]);
+    console.capture("network");
+    console.key("l");
+    console.wait_for(&["rushesd is ready", "started udevd"]);
+    console.key("/");
+    console.key("udevd");
+    console.key(ENTER);
+    let filtered = console.wait_for(&["lines with \"udevd\""]);
+    assert!(!filtered.contains("rushesd is ready"), "{filtered}");
     console.key("\x1b");
+    console.key("o");
+    console.wait_for(&["R  restart the appliance", "O  power it off"]);
+    console.key("r");
+    console.wait_for(&["Really reboot the appliance?"]);
+    console.key("y");
+    console.wait_for(&["host mode"]);
+
+    // The lock: a wrong password is refused, the right one opens the menu again.
+    console.key("x");
+    console.wait_for(&["Locked", "This console is locked", "Reach this box at"]);
+    console.capture("locked");
+    console.key(ENTER);
+    console.key("guess");
+    console.key(ENTER);
+    console.wait_for(&["Wrong password."]);
+    console.key("correct horse");
+    console.key(ENTER);
     console.wait_for(&["Dashboard", "no pools yet"]);
+
+    // A console started on a set-up box starts locked.
+    drop(console);
+    let console = Console::start(&sock);
+    let locked = console.wait_for(&["This console is locked"]);
+    assert!(!locked.contains("$argon2"), "{locked}");
 
     // rushesd gone: the console says so, in words, and keeps running.
     server.kill9();
     console.wait_for(&["does not answer", "cannot reach rushesd"]);
     console.capture("rushesd-gone");
-    assert!(
-        console.child.try_wait().unwrap().is_none(),
-        "the console exited"
-    );
 }

@@ -1,6 +1,8 @@
 //! `rushes-console`: the appliance's own screens, on the VGA console and the serial line,
 //! driven by keyboard alone. It is a client of the management API and of nothing else.
 
+mod app;
+mod form;
 mod screens;
 
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use tuirealm::ratatui::Frame;
 use tuirealm::state::State;
 use tuirealm::terminal::{CrosstermTerminalAdapter, TerminalAdapter};
 
-use screens::{Screen, Snapshot};
+use app::{App, Input};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +37,9 @@ struct Cli {
     /// Seconds between refreshes of what the screens show.
     #[arg(long, default_value_t = 2)]
     refresh: u64,
+    /// Lock the console after this many seconds without a key.
+    #[arg(long, default_value_t = 600)]
+    lock_after: u64,
 }
 
 #[derive(Debug, PartialEq)]
@@ -47,22 +52,14 @@ enum Id {
     Console,
 }
 
-/// The one component: the current screen over a snapshot of the appliance.
+/// The one component: tui-realm hands it events, it hands them to the [`App`].
 struct Console {
-    client: Client,
-    screen: Screen,
-    snapshot: Snapshot,
-}
-
-impl Console {
-    fn refresh(&mut self) {
-        self.snapshot = Snapshot::fetch(&self.client);
-    }
+    app: App,
 }
 
 impl Component for Console {
     fn view(&mut self, frame: &mut Frame<'_>, area: Rect) {
-        screens::draw(frame, area, self.screen, &self.snapshot);
+        screens::draw(frame, area, &self.app);
     }
 
     fn query<'a>(&'a self, _attr: Attribute) -> Option<QueryResult<'a>> {
@@ -82,21 +79,27 @@ impl Component for Console {
 
 impl AppComponent<Msg, NoUserEvent> for Console {
     fn on(&mut self, ev: &Event<NoUserEvent>) -> Option<Msg> {
-        match ev {
-            Event::Tick => self.refresh(),
-            Event::WindowResize(..) => {}
-            Event::Keyboard(KeyEvent { code: Key::Esc, .. }) => self.screen = Screen::Dashboard,
-            Event::Keyboard(KeyEvent {
-                code: Key::Char(c), ..
-            }) => match Screen::for_key(*c) {
-                Some(screen) => {
-                    self.screen = screen;
-                    self.refresh();
-                }
-                None => return None,
+        let input = match ev {
+            Event::Tick => {
+                self.app.tick();
+                return Some(Msg::Redraw);
+            }
+            Event::WindowResize(..) => return Some(Msg::Redraw),
+            Event::Keyboard(KeyEvent { code, .. }) => match code {
+                Key::Char(c) => Input::Char(*c),
+                Key::Enter => Input::Enter,
+                Key::Esc => Input::Esc,
+                Key::Tab => Input::Tab,
+                Key::Backspace => Input::Backspace,
+                Key::Up => Input::Up,
+                Key::Down => Input::Down,
+                Key::Left => Input::Left,
+                Key::Right => Input::Right,
+                _ => return None,
             },
             _ => return None,
-        }
+        };
+        self.app.key(input);
         Some(Msg::Redraw)
     }
 }
@@ -107,16 +110,15 @@ fn main() -> anyhow::Result<()> {
     let listener = EventListenerCfg::default()
         .crossterm_input_listener(Duration::from_millis(20), 8)
         .tick_interval(Duration::from_secs(cli.refresh.max(1)));
-    let mut app: Application<Id, Msg, NoUserEvent> = Application::init(listener);
-    let mut console = Console {
-        snapshot: Snapshot::fetch(&client),
-        client,
-        screen: Screen::Dashboard,
+    let mut realm: Application<Id, Msg, NoUserEvent> = Application::init(listener);
+    let console = Console {
+        app: App::new(client, Duration::from_secs(cli.lock_after)),
     };
-    console.refresh();
-    app.mount(Id::Console, Box::new(console), Vec::new())
+    realm
+        .mount(Id::Console, Box::new(console), Vec::new())
         .context("cannot start the console")?;
-    app.active(&Id::Console)
+    realm
+        .active(&Id::Console)
         .context("cannot focus the console")?;
 
     let mut terminal = CrosstermTerminalAdapter::new().context("no terminal")?;
@@ -130,10 +132,10 @@ fn main() -> anyhow::Result<()> {
     loop {
         if redraw {
             terminal
-                .draw(|f| app.view(&Id::Console, f, f.area()))
+                .draw(|f| realm.view(&Id::Console, f, f.area()))
                 .context("cannot draw")?;
         }
-        redraw = match app.tick(PollStrategy::UpTo(8, Duration::from_millis(200))) {
+        redraw = match realm.tick(PollStrategy::UpTo(8, Duration::from_millis(200))) {
             Ok(msgs) => !msgs.is_empty(),
             Err(e) => anyhow::bail!("console event loop failed: {e}"),
         };

@@ -9,21 +9,30 @@ use tuirealm::ratatui::text::Line;
 use tuirealm::ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
 use tuirealm::ratatui::Frame;
 
+use crate::app::{App, Form, Mode, Step};
+use crate::form::Field;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     Dashboard,
     Disks,
     Pools,
     Shares,
+    Network,
+    Logs,
+    Power,
     Alerts,
 }
 
 /// The menu: a key, and the screen it opens.
-pub const MENU: [(char, Screen, &str); 5] = [
+pub const MENU: [(char, Screen, &str); 8] = [
     ('d', Screen::Dashboard, "Dashboard"),
     ('k', Screen::Disks, "Disks"),
     ('p', Screen::Pools, "Pools"),
     ('s', Screen::Shares, "Shares"),
+    ('n', Screen::Network, "Network"),
+    ('l', Screen::Logs, "Logs"),
+    ('o', Screen::Power, "Power"),
     ('a', Screen::Alerts, "Alerts"),
 ];
 
@@ -51,15 +60,29 @@ pub struct Snapshot {
     pub shares: Vec<api::Share>,
     pub alerts: Vec<api::Alert>,
     pub jobs: Vec<api::Job>,
+    pub setup: Option<api::Setup>,
+    pub nics: Vec<api::Nic>,
+    pub settings: Option<api::Settings>,
+    pub logs: Vec<String>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
 }
 
 impl Snapshot {
-    pub fn fetch(c: &Client) -> Snapshot {
+    pub fn fetch(c: &Client, log_filter: Option<&str>) -> Snapshot {
         let mut s = Snapshot::default();
         let result = (|| -> Result<(), api::ClientError> {
             s.status = Some(c.get("/v1/status")?);
+            s.setup = Some(c.get("/v1/setup")?);
+            s.nics = c.get("/v1/network")?;
+            s.settings = Some(c.get("/v1/settings")?);
+            let query: String = log_filter
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
+                .collect();
+            let logs: api::Logs = c.get(&format!("/v1/logs?lines=200&contains={query}"))?;
+            s.logs = logs.lines;
             s.pools = c.get("/v1/pools")?;
             s.disks = c.get("/v1/disks")?;
             s.shares = c.get("/v1/shares")?;
@@ -110,10 +133,13 @@ fn severity_word(s: Severity) -> &'static str {
     }
 }
 
-pub fn draw(f: &mut Frame<'_>, area: Rect, screen: Screen, snap: &Snapshot) {
-    let [top, body, bottom] = Layout::vertical([
+/// The title bar, the body for the current mode, the message line and the key bar.
+pub fn draw(f: &mut Frame<'_>, area: Rect, app: &App) {
+    let snap = &app.snap;
+    let [top, body, msg, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
+        Constraint::Length(2),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -132,23 +158,41 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, screen: Screen, snap: &Snapshot) {
         (n, 0) => format!("{n} alert(s)"),
         (n, c) => format!("{n} alert(s), {c} CRITICAL"),
     };
+    let (title, keys) = match &app.mode {
+        Mode::Wizard { .. } => (
+            "First-boot setup",
+            "Tab next field  Enter continue".to_string(),
+        ),
+        Mode::Locked { .. } => ("Locked", "Enter unlock".to_string()),
+        Mode::Menu { screen, form } => (
+            screen.title(),
+            match form {
+                Some(_) => "Enter confirm  Esc cancel  Left/Right choose  Tab toggle".to_string(),
+                None => {
+                    let keys: Vec<String> = MENU
+                        .iter()
+                        .map(|(k, _, t)| format!("{} {t}", k.to_ascii_uppercase()))
+                        .collect();
+                    format!("{} X Lock", keys.join(" "))
+                }
+            },
+        ),
+    };
     f.render_widget(
-        Paragraph::new(format!(" {host} · {} · {alerts}", screen.title()))
+        Paragraph::new(format!(" {host} · {title} · {alerts}"))
             .style(Style::default().add_modifier(Modifier::REVERSED)),
         top,
     );
-    let keys: Vec<String> = MENU
-        .iter()
-        .map(|(k, _, t)| format!("{} {t}", k.to_ascii_uppercase()))
-        .collect();
     f.render_widget(
-        Paragraph::new(format!(" {}  Esc back", keys.join("  ")))
-            .style(Style::default().add_modifier(Modifier::REVERSED)),
+        Paragraph::new(format!(" {keys}")).style(Style::default().add_modifier(Modifier::REVERSED)),
         bottom,
     );
+    if let Some(m) = &app.message {
+        f.render_widget(Paragraph::new(m.as_str()).wrap(Wrap { trim: false }), msg);
+    }
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(format!(" {} ", screen.title()));
+        .title(format!(" {title} "));
     let inner = block.inner(body);
     f.render_widget(block, body);
     if let Some(err) = &snap.error {
@@ -166,13 +210,354 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, screen: Screen, snap: &Snapshot) {
         );
         return;
     }
-    match screen {
-        Screen::Dashboard => dashboard(f, inner, snap),
-        Screen::Disks => disks(f, inner, snap),
-        Screen::Pools => pools(f, inner, snap),
-        Screen::Shares => shares(f, inner, snap),
-        Screen::Alerts => alerts_screen(f, inner, snap),
+    match &app.mode {
+        Mode::Wizard {
+            step,
+            fields,
+            focus,
+            dhcp,
+        } => wizard(f, inner, app, *step, fields, *focus, *dhcp),
+        Mode::Locked { password } => locked(f, inner, app, password.as_ref()),
+        Mode::Menu { screen, form } => {
+            match screen {
+                Screen::Dashboard => dashboard(f, inner, snap),
+                Screen::Disks => disks(f, inner, app),
+                Screen::Pools => pools(f, inner, snap),
+                Screen::Shares => shares(f, inner, snap),
+                Screen::Network => network(f, inner, snap),
+                Screen::Logs => logs(f, inner, app),
+                Screen::Power => power(f, inner),
+                Screen::Alerts => alerts_screen(f, inner, snap),
+            }
+            if let Some(form) = form {
+                form_box(f, inner, app, form);
+            }
+        }
     }
+}
+
+fn mount_lines(addr: &str) -> Vec<Line<'static>> {
+    vec![
+        Line::from("Mount a share (here /projects) from the edit suites:"),
+        Line::from(format!(
+            "  Linux:   mount -t nfs -o vers=3,nolock {addr}:/projects /mnt"
+        )),
+        Line::from(format!(
+            "  macOS:   mount_nfs -o vers=3,resvport,nolocks {addr}:/projects /mnt"
+        )),
+        Line::from(format!(
+            "  Windows: mount -o nolock \\\\{addr}\\projects Z:"
+        )),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn wizard(
+    f: &mut Frame<'_>,
+    area: Rect,
+    app: &App,
+    step: Step,
+    fields: &[Field],
+    focus: usize,
+    dhcp: bool,
+) {
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    let n = match step {
+        Step::Welcome => 0,
+        Step::Name => 1,
+        Step::Network => 2,
+        Step::Password => 3,
+        Step::Time => 4,
+        Step::Done => 5,
+    };
+    if step != Step::Welcome && step != Step::Done {
+        lines.push(Line::from(format!("Step {n} of 4")));
+        lines.push(Line::from(""));
+    }
+    match step {
+        Step::Welcome => {
+            lines.push(Line::from("Welcome to Rushes."));
+            lines.push(Line::from(""));
+            lines.push(Line::from(
+                "This box has not been set up yet. Four short steps: its name, its",
+            ));
+            lines.push(Line::from(
+                "network, an admin password, and the time. Press Enter to begin.",
+            ));
+        }
+        Step::Name => lines.push(Line::from("What should this box be called on the network?")),
+        Step::Network => {
+            lines.push(Line::from("Network interfaces:"));
+            for nic in &app.snap.nics {
+                lines.push(Line::from(format!("  {}", nic_line(nic))));
+            }
+            lines.push(Line::from(""));
+            if dhcp {
+                lines.push(Line::from("Addresses come from DHCP (the default)."));
+                lines.push(Line::from(
+                    "Press S for a static address, or Enter to keep DHCP.",
+                ));
+            } else {
+                lines.push(Line::from(
+                    "Static address for every wired NIC (Esc: back to DHCP):",
+                ));
+            }
+        }
+        Step::Password => lines.push(Line::from(
+            "The admin password locks this console (8 characters or more).",
+        )),
+        Step::Time => lines.push(Line::from(
+            "Time zone (e.g. Europe/London) and an NTP server:",
+        )),
+        Step::Done => {
+            let addr = app.address();
+            lines.push(Line::from(
+                "Setup is saved. The network settings apply at the next start.",
+            ));
+            lines.push(Line::from(""));
+            lines.push(Line::from(format!("Reach this box at: {addr}")));
+            lines.push(Line::from(""));
+            lines.extend(mount_lines(&addr));
+            lines.push(Line::from(""));
+            lines.push(Line::from(
+                "Next: create a pool on the Disks screen (K), then a share (S).",
+            ));
+            lines.push(Line::from("Press Enter for the dashboard."));
+        }
+    }
+    if !fields.is_empty() {
+        lines.push(Line::from(""));
+        for (i, field) in fields.iter().enumerate() {
+            lines.push(Line::from(field.shown(i == focus)));
+        }
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+fn nic_line(n: &api::Nic) -> String {
+    let link = if n.link_up {
+        match n.speed_mbps {
+            Some(s) if s >= 1000 => format!("link up {} Gb/s", s / 1000),
+            Some(s) => format!("link up {s} Mb/s"),
+            None => "link up".into(),
+        }
+    } else {
+        "NO LINK".into()
+    };
+    let addrs: Vec<&str> = n
+        .addresses
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("fe80"))
+        .collect();
+    let line = format!(
+        "{:<10} {:<17} {:<16} mtu {:<5} {}",
+        n.name,
+        n.mac,
+        link,
+        n.mtu,
+        addrs.join(" ")
+    );
+    // One line per NIC on an 80-column screen.
+    line.chars().take(74).collect()
+}
+
+fn locked(f: &mut Frame<'_>, area: Rect, app: &App, password: Option<&Field>) {
+    let snap = &app.snap;
+    let mut lines = vec![
+        Line::from(format!("Reach this box at: {}", app.address())),
+        Line::from(""),
+    ];
+    if snap.pools.is_empty() {
+        lines.push(Line::from("No pools yet."));
+    }
+    for p in &snap.pools {
+        lines.push(Line::from(format!(
+            "Pool {:<12} {:<9} {} used of {}",
+            p.name,
+            state_word(p.state),
+            size(p.used_bytes),
+            size(p.size_bytes)
+        )));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(match snap.alerts.len() {
+        0 => "No alerts: everything is healthy.".to_string(),
+        n => format!("! {n} alert(s): unlock to see them."),
+    }));
+    lines.push(Line::from(""));
+    match password {
+        None => lines.push(Line::from("This console is locked. Press Enter to unlock.")),
+        Some(field) => lines.push(Line::from(field.shown(true))),
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+fn network(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
+    let mut lines =
+        vec![Line::from("Interfaces").style(Style::default().add_modifier(Modifier::BOLD))];
+    for nic in &snap.nics {
+        lines.push(Line::from(format!("  {}", nic_line(nic))));
+    }
+    lines.push(Line::from(""));
+    lines.push(
+        Line::from("Settings (applied at boot)")
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    );
+    if let Some(s) = &snap.settings {
+        lines.push(Line::from(format!(
+            "  host name  {}",
+            s.hostname.as_deref().unwrap_or("(default)")
+        )));
+        if s.network.is_empty() {
+            lines.push(Line::from("  addresses  DHCP on every wired NIC"));
+        }
+        for n in &s.network {
+            lines.push(Line::from(format!(
+                "  {:<9}  {} gateway {} dns {} mtu {}",
+                n.interface,
+                n.address.as_deref().unwrap_or("DHCP"),
+                n.gateway.as_deref().unwrap_or("-"),
+                if n.dns.is_empty() {
+                    "-".to_string()
+                } else {
+                    n.dns.join(",")
+                },
+                n.mtu
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "default".into())
+            )));
+        }
+        lines.push(Line::from(format!(
+            "  time zone  {}   NTP {}",
+            s.timezone.as_deref().unwrap_or("UTC"),
+            if s.ntp.is_empty() {
+                "-".to_string()
+            } else {
+                s.ntp.join(",")
+            }
+        )));
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+fn logs(f: &mut Frame<'_>, area: Rect, app: &App) {
+    let height = area.height as usize;
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    if !app.log_filter.is_empty() {
+        lines.push(Line::from(format!(
+            "lines with {:?} (Esc clears, / changes)",
+            app.log_filter
+        )));
+    } else {
+        lines.push(Line::from("newest at the bottom; / filters"));
+    }
+    let skip = app.snap.logs.len().saturating_sub(height.saturating_sub(1));
+    for l in &app.snap.logs[skip..] {
+        let w = area.width as usize;
+        lines.push(Line::from(l.chars().take(w).collect::<String>()));
+    }
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+fn power(f: &mut Frame<'_>, area: Rect) {
+    let lines = vec![
+        Line::from("R  restart the appliance"),
+        Line::from("O  power it off"),
+        Line::from(""),
+        Line::from("Either asks again before it acts. Clients lose their mounts until the box"),
+        Line::from("is back; data already written is safe on the pools."),
+    ];
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    let title = match form {
+        Form::Pool { name, level, erase } => {
+            let picked: Vec<&api::Disk> = app
+                .snap
+                .disks
+                .iter()
+                .filter(|d| app.picked.contains(&d.name))
+                .collect();
+            let smallest = picked.iter().map(|d| d.size_bytes).min().unwrap_or(0);
+            let n = picked.len();
+            lines.push(Line::from(name.shown(true)));
+            lines.push(Line::from(format!(
+                "  Level  < {} >  (Left/Right)",
+                level.as_str()
+            )));
+            lines.push(Line::from(format!("  Disks  {}", app.picked.join(" "))));
+            if n < level.min_disks() || n > level.max_disks() {
+                lines.push(Line::from(format!(
+                    "  ! {} needs {} to {} disks; {n} picked",
+                    level.as_str(),
+                    level.min_disks(),
+                    level.max_disks()
+                )));
+            } else {
+                lines.push(Line::from(format!(
+                    "  Usable {}, survives {} disk failure(s)",
+                    size(level.usable_bytes(n, smallest)),
+                    level.fault_tolerance(n)
+                )));
+            }
+            let with_data: Vec<&str> = picked
+                .iter()
+                .filter(|d| !d.contents.is_empty())
+                .map(|d| d.name.as_str())
+                .collect();
+            if !with_data.is_empty() {
+                lines.push(Line::from(format!(
+                    "  {} hold data. Erase them: [{}] (Tab)",
+                    with_data.join(" "),
+                    if *erase { "YES" } else { "no" }
+                )));
+            }
+            "Create a pool"
+        }
+        Form::Share { name, pool } => {
+            lines.push(Line::from(name.shown(true)));
+            let pool = app
+                .snap
+                .pools
+                .get(*pool)
+                .map(|p| p.name.as_str())
+                .unwrap_or("(no pool yet)");
+            lines.push(Line::from(format!("  Pool   < {pool} >  (Left/Right)")));
+            lines.push(Line::from(
+                "  Every client may mount it read-write; root is squashed.",
+            ));
+            "Create a share"
+        }
+        Form::Filter(field) => {
+            lines.push(Line::from(field.shown(true)));
+            "Filter the log"
+        }
+        Form::Confirm(action) => {
+            lines.push(Line::from(format!(
+                "Really {action} the appliance? Y yes, any other key no"
+            )));
+            "Confirm"
+        }
+    };
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let rect = Rect {
+        x: area.x + 2,
+        y: area.y + area.height.saturating_sub(h),
+        width: area.width.saturating_sub(4),
+        height: h,
+    };
+    f.render_widget(tuirealm::ratatui::widgets::Clear, rect);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" {title} ")),
+        ),
+        rect,
+    );
 }
 
 fn dashboard(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
@@ -243,11 +628,13 @@ fn table<'a>(header: &'a [&'a str], rows: Vec<Vec<String>>, widths: &'a [u16]) -
     .header(Row::new(header.to_vec()).style(Style::default().add_modifier(Modifier::BOLD)))
 }
 
-fn disks(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
-    let rows = snap
+fn disks(f: &mut Frame<'_>, area: Rect, app: &App) {
+    let rows = app
+        .snap
         .disks
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
             let state = if d.boot {
                 "boot stick".to_string()
             } else if let Some(u) = &d.in_use_by {
@@ -257,8 +644,14 @@ fn disks(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
             } else {
                 "has data".into()
             };
+            let mark = match (i == app.cursor, app.picked.contains(&d.name)) {
+                (true, true) => ">[x]",
+                (true, false) => ">[ ]",
+                (false, true) => " [x]",
+                (false, false) => " [ ]",
+            };
             vec![
-                d.name.clone(),
+                format!("{mark} {}", d.name),
                 d.transport.as_str().into(),
                 size(d.size_bytes),
                 d.serial.clone(),
@@ -266,13 +659,18 @@ fn disks(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
             ]
         })
         .collect();
+    let [list, help] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
     f.render_widget(
         table(
-            &["DISK", "BUS", "SIZE", "SERIAL", "STATE"],
+            &["    DISK", "BUS", "SIZE", "SERIAL", "STATE"],
             rows,
-            &[9, 9, 9, 20, 28],
+            &[14, 9, 9, 18, 24],
         ),
-        area,
+        list,
+    );
+    f.render_widget(
+        Paragraph::new("Up/Down move  Space pick  C create a pool of the picked disks"),
+        help,
     );
 }
 
@@ -321,6 +719,8 @@ fn serde_word(state: &api::MemberState) -> String {
 }
 
 fn shares(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
+    let [area, help] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+    f.render_widget(Paragraph::new("C create a share"), help);
     let rows = snap
         .shares
         .iter()
