@@ -51,7 +51,7 @@ test: deps lint build image
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps
-	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-mkimage
+	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-mkimage
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
 	target/release/mkimage --cache $(RUSHES_CACHE)
 

@@ -139,6 +139,9 @@ pub struct Vm {
     pub dir: PathBuf,
     pub port: u16,
     pub started: Instant,
+    /// The serial console (ttyS0): keys go in here.
+    serial: UnixStream,
+    screen: std::sync::Arc<std::sync::Mutex<vt100::Parser>>,
 }
 
 impl Vm {
@@ -159,7 +162,10 @@ impl Vm {
             .env("RUSHES_VM_MODE", "test")
             .envs(env.iter().copied())
             .arg("-serial")
-            .arg(format!("file:{}", dir.join("console.log").display()))
+            .arg(format!(
+                "unix:{},server=on,wait=on",
+                dir.join("console.sock").display()
+            ))
             .arg("-serial")
             .arg(format!(
                 "unix:{},server,nowait",
@@ -175,12 +181,74 @@ impl Vm {
             .stderr(std::fs::File::create(dir.join("qemu.err"))?)
             .spawn()
             .context("cannot start image/qemu-run.sh")?;
+        // QEMU waits for this connection before it starts the guest, so nothing the
+        // serial console prints is lost. Everything is kept in console.log and fed to a
+        // VT100 screen for the console's screens.
+        let sock = dir.join("console.sock");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match UnixStream::connect(&sock) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e).context("QEMU did not open the serial console socket")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(vt100::Parser::new(25, 80, 0)));
+        let (mut reader, parser) = (stream.try_clone()?, std::sync::Arc::clone(&screen));
+        let mut log = std::fs::File::create(dir.join("console.log"))?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = log.write_all(&buf[..n]);
+                if let Ok(mut p) = parser.lock() {
+                    p.process(&buf[..n]);
+                }
+            }
+        });
         Ok(Self {
             child: Some(child),
             dir: dir.to_path_buf(),
             port,
             started: Instant::now(),
+            serial: stream,
+            screen,
         })
+    }
+
+    /// What the serial console's screen shows now (80×25, as a VT100 would).
+    pub fn screen(&self) -> String {
+        self.screen
+            .lock()
+            .map(|p| p.screen().contents())
+            .unwrap_or_default()
+    }
+
+    /// Type on the serial console.
+    pub fn type_keys(&mut self, keys: &str) -> Result<()> {
+        self.serial.write_all(keys.as_bytes())?;
+        Ok(())
+    }
+
+    /// Wait until every needle is on the serial console's screen at once.
+    pub fn wait_screen(&self, needles: &[&str], timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.screen();
+            if needles.iter().all(|n| text.contains(n)) {
+                return Ok(text);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{needles:?} not on the serial console within {timeout:?}; it shows:\n{text}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn console(&self) -> String {

@@ -14,6 +14,9 @@ const BOOT: Duration = Duration::from_secs(600);
 /// md resync, rebuild and reshape of 1 GiB disks take well under two minutes under TCG.
 const MD_WORK: Duration = Duration::from_secs(900);
 const SHORT: Duration = Duration::from_secs(120);
+const ENTER: &str = "\r";
+const DOWN: &str = "\x1b[B";
+const LEFT: &str = "\x1b[D";
 
 fn payload(seed: u32, len: usize) -> Vec<u8> {
     (0..len as u32)
@@ -110,6 +113,33 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let mut vm = Vm::boot_with(&image, work.path(), &[("RUSHES_NVME_SIZE", "1G")]).unwrap();
     let ready = vm.wait_for("rushes: ready", 0, BOOT).unwrap();
 
+    // The serial console's first-boot wizard, on a blank RUSHES-CFG.
+    vm.wait_screen(&["Welcome to Rushes", "Press Enter to begin"], BOOT)
+        .unwrap();
+    vm.type_keys(ENTER).unwrap();
+    vm.wait_screen(&["Step 1 of 4", "[rushes_]"], SHORT)
+        .unwrap();
+    vm.type_keys(&"\x7f".repeat(6)).unwrap();
+    vm.type_keys("bay-nas").unwrap();
+    vm.type_keys(ENTER).unwrap();
+    let network = vm
+        .wait_screen(&["Step 2 of 4", "DHCP (the default)", "link up"], SHORT)
+        .unwrap();
+    assert!(network.contains("10.0.2.15/24"), "{network}");
+    vm.type_keys(ENTER).unwrap();
+    vm.wait_screen(&["Step 3 of 4"], SHORT).unwrap();
+    vm.type_keys("cutting-room\tcutting-room\r").unwrap();
+    vm.wait_screen(&["Step 4 of 4"], SHORT).unwrap();
+    vm.type_keys(ENTER).unwrap();
+    vm.wait_screen(
+        &["Setup is saved", "Reach this box at: 10.0.2.15", "Windows:"],
+        SHORT,
+    )
+    .unwrap();
+    vm.type_keys(ENTER).unwrap();
+    vm.wait_screen(&["Dashboard", "no pools yet"], SHORT)
+        .unwrap();
+
     // The inventory through the API: sizes, transports, serials, and the stick protected.
     let disks = ctl_json(&vm, "disks");
     let disks = disks.as_array().unwrap();
@@ -162,14 +192,28 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     assert!(out.contains("needs at least 3 disks"), "{out}");
 
-    // RAID-5 over the four NVMe disks. The pool is usable while md's first sync runs.
-    let out = ctl(
-        &vm,
-        "pool create media --level raid5 RUSHESNVME0 RUSHESNVME1 RUSHESNVME2 RUSHESNVME3",
-        0,
-        SHORT,
-    );
-    assert!(out.contains("started job"), "{out}");
+    // RAID-5 over the four NVMe disks, made on the serial console's Disks screen. The
+    // pool is usable while md's first sync runs.
+    vm.type_keys("k").unwrap();
+    vm.wait_screen(&["Space pick", "nvme0n1", "nvme3n1"], SHORT)
+        .unwrap();
+    for i in 0..4 {
+        if i > 0 {
+            vm.type_keys(DOWN).unwrap();
+        }
+        vm.type_keys(" ").unwrap();
+        vm.wait_screen(&[&format!("[x] nvme{i}n1")], SHORT).unwrap();
+    }
+    vm.type_keys("c").unwrap();
+    vm.wait_screen(&["Create a pool", "< raid6 >"], SHORT)
+        .unwrap();
+    vm.type_keys(LEFT).unwrap();
+    let form = vm
+        .wait_screen(&["< raid5 >", "survives 1 disk failure(s)"], SHORT)
+        .unwrap();
+    assert!(form.contains("Usable 3.2 GB"), "{form}");
+    vm.type_keys(ENTER).unwrap();
+    vm.wait_screen(&["Creating pool media"], SHORT).unwrap();
     let created = Instant::now();
     wait_json(&vm, "pools", SHORT, "the new pool mounted", |v| {
         v[0]["size_bytes"].as_u64().unwrap_or(0) > 2 << 30
@@ -178,8 +222,16 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     assert!(out.contains("in use by pool media"), "{out}");
     let out = ctl(&vm, "share create ../escape --pool media", 1, SHORT);
     assert!(out.contains("not usable"), "{out}");
-    let out = ctl(&vm, "share create projects --pool media", 0, SHORT);
-    assert!(out.contains("serving"), "{out}");
+    // The share, from the console's Shares screen.
+    vm.type_keys("s").unwrap();
+    vm.wait_screen(&["C create a share"], SHORT).unwrap();
+    vm.type_keys("c").unwrap();
+    vm.wait_screen(&["Create a share", "< media >"], SHORT)
+        .unwrap();
+    vm.type_keys("projects").unwrap();
+    vm.type_keys(ENTER).unwrap();
+    vm.wait_screen(&["Share projects is served", "mount -t nfs"], SHORT)
+        .unwrap();
 
     let files: Vec<(String, Vec<u8>)> = (0..3)
         .map(|i| (format!("reel-{i}.mov"), payload(i, 6 << 20)))
@@ -202,6 +254,15 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         .unwrap();
     let again = vm.wait_for("rushes: rebooting now", before, SHORT).unwrap();
     vm.wait_for("rushes: ready", again, BOOT).unwrap();
+    // Set up once, the console now starts locked; the admin password opens it.
+    vm.wait_screen(&["This console is locked", "Reach this box at"], SHORT)
+        .unwrap();
+    vm.type_keys(ENTER).unwrap();
+    vm.type_keys("not-it\r").unwrap();
+    vm.wait_screen(&["Wrong password."], SHORT).unwrap();
+    vm.type_keys("cutting-room\r").unwrap();
+    vm.wait_screen(&["Dashboard", "media", "online"], SHORT)
+        .unwrap();
     assert_eq!(pool_state(&vm)["state"], "online");
     for (name, data) in &files {
         assert!(
@@ -236,6 +297,9 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
             .contains("rushesctl pool replace media"),
         "{alert}"
     );
+    vm.type_keys("d").unwrap();
+    vm.wait_screen(&["DEGRADED", "! CRITICAL pool media is degraded"], SHORT)
+        .unwrap();
     let pool = pool_state(&vm);
     assert_eq!(pool["state"], "degraded");
     assert!(

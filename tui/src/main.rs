@@ -40,11 +40,16 @@ struct Cli {
     /// Lock the console after this many seconds without a key.
     #[arg(long, default_value_t = 600)]
     lock_after: u64,
+    /// Running on a serial line: assume 80×25 when the line reports no size, and repaint
+    /// the whole screen on every refresh (the kernel may write to the line too).
+    #[arg(long)]
+    serial: bool,
 }
 
 #[derive(Debug, PartialEq)]
 enum Msg {
     Redraw,
+    Refreshed,
 }
 
 #[derive(Debug, Eq, PartialEq, Clone, Hash)]
@@ -82,7 +87,7 @@ impl AppComponent<Msg, NoUserEvent> for Console {
         let input = match ev {
             Event::Tick => {
                 self.app.tick();
-                return Some(Msg::Redraw);
+                return Some(Msg::Refreshed);
             }
             Event::WindowResize(..) => return Some(Msg::Redraw),
             Event::Keyboard(KeyEvent { code, .. }) => match code {
@@ -104,8 +109,42 @@ impl AppComponent<Msg, NoUserEvent> for Console {
     }
 }
 
+/// A serial line starts with no size: give it the VT100's 80×25.
+fn default_serial_size() {
+    let stdin = std::io::stdin();
+    match rustix::termios::tcgetwinsize(&stdin) {
+        Ok(ws) if ws.ws_row > 0 && ws.ws_col > 0 => {}
+        _ => {
+            let ws = rustix::termios::Winsize {
+                ws_row: 25,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let _ = rustix::termios::tcsetwinsize(&stdin, ws);
+        }
+    }
+}
+
+/// Clear the screen and make the next draw paint every cell: log lines may have landed
+/// on a serial screen. (ratatui's own `clear` asks the terminal for the cursor position,
+/// which a plain serial line may never answer.)
+fn repaint_all(terminal: &mut CrosstermTerminalAdapter) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(b"\x1b[2J");
+    let _ = out.flush();
+    drop(out);
+    // Two swaps leave both buffers blank, so the next frame is drawn whole.
+    terminal.raw_mut().swap_buffers();
+    terminal.raw_mut().swap_buffers();
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.serial {
+        default_serial_size();
+    }
     let client = Client::new(&cli.socket).with_timeout(Duration::from_secs(5));
     let listener = EventListenerCfg::default()
         .crossterm_input_listener(Duration::from_millis(20), 8)
@@ -136,7 +175,12 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot draw")?;
         }
         redraw = match realm.tick(PollStrategy::UpTo(8, Duration::from_millis(200))) {
-            Ok(msgs) => !msgs.is_empty(),
+            Ok(msgs) => {
+                if cli.serial && msgs.contains(&Msg::Refreshed) {
+                    repaint_all(&mut terminal);
+                }
+                !msgs.is_empty()
+            }
             Err(e) => anyhow::bail!("console event loop failed: {e}"),
         };
     }

@@ -12,6 +12,8 @@ pub struct Ring {
     capacity: usize,
     /// The mirror file and how many bytes it holds.
     file: Option<(std::fs::File, u64)>,
+    /// Echo the services' lines to the console too (init's own lines always are).
+    echo_services: bool,
 }
 
 impl Ring {
@@ -20,6 +22,7 @@ impl Ring {
             lines: VecDeque::with_capacity(capacity),
             capacity,
             file: None,
+            echo_services: true,
         }
     }
 
@@ -30,7 +33,9 @@ impl Ring {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let entry = format!("{secs} {source}: {line}");
-        crate::system::console(&entry);
+        if self.echo_services || source == "init" {
+            crate::system::console(&entry);
+        }
         if self.lines.len() == self.capacity {
             self.lines.pop_front();
         }
@@ -61,6 +66,16 @@ impl Ring {
             if writeln!(f, "{last}").is_ok() {
                 *len += last.len() as u64 + 1;
             }
+        }
+    }
+
+    /// A console program now owns the serial line: from here on only init's own lines
+    /// are echoed there (and the kernel's errors), so its screen stays readable. The
+    /// rest stays in the ring, the log file and the console's Logs screen.
+    pub fn quiet_services(&mut self) {
+        if self.echo_services {
+            self.echo_services = false;
+            let _ = std::fs::write("/proc/sys/kernel/printk", "3 4 1 7");
         }
     }
 

@@ -30,6 +30,9 @@ pub struct ServiceSpec {
     /// Services that must be ready before this one starts.
     pub after: Vec<String>,
     pub ready: Readiness,
+    /// Run on this terminal (`/dev/tty1`, `/dev/ttyS0`) as its controlling tty, with
+    /// `TERM` set, instead of with its output captured into the log ring.
+    pub tty: Option<(&'static str, &'static str)>,
 }
 
 struct Service {
@@ -101,13 +104,27 @@ impl Supervisor {
             }
         };
         let mut cmd = Command::new(&spec.argv[0]);
-        cmd.args(&spec.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(write_end))
-            .stderr(Stdio::from(stderr))
-            .env("PATH", "/usr/sbin:/usr/bin")
-            .process_group(0);
-        crate::system::clean_signals(&mut cmd);
+        cmd.args(&spec.argv[1..]).env("PATH", "/usr/sbin:/usr/bin");
+        match spec.tty {
+            Some((tty, term)) => {
+                let open = || std::fs::OpenOptions::new().read(true).write(true).open(tty);
+                let (Ok(a), Ok(b), Ok(c)) = (open(), open(), open()) else {
+                    ring.push("init", &format!("{}: cannot open {tty}", spec.name));
+                    return;
+                };
+                cmd.stdin(a).stdout(b).stderr(c).env("TERM", term);
+                crate::system::own_terminal(&mut cmd);
+                // Nothing to capture: the pipe's write end is dropped with `cmd`.
+                drop((write_end, stderr));
+            }
+            None => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::from(write_end))
+                    .stderr(Stdio::from(stderr))
+                    .process_group(0);
+                crate::system::clean_signals(&mut cmd);
+            }
+        }
         let svc = &mut self.services[i];
         match cmd.spawn() {
             Ok(child) => {
@@ -121,6 +138,9 @@ impl Supervisor {
                     "init",
                     &format!("started {} (pid {})", spec.name, child.id()),
                 );
+                if spec.tty.is_some_and(|(tty, _)| tty == "/dev/ttyS0") {
+                    ring.quiet_services();
+                }
             }
             Err(e) => {
                 svc.failures += 1;

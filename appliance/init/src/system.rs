@@ -35,6 +35,24 @@ pub fn clean_signals(cmd: &mut Command) {
     }
 }
 
+/// Like [`clean_signals`], and make the child a session leader whose controlling
+/// terminal is its standard input (a console on tty1 or ttyS0, as getty would).
+pub fn own_terminal(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; pthread_sigmask, setsid and the
+    // TIOCSCTTY ioctl are async-signal-safe and touch no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            SigSet::empty()
+                .thread_set_mask()
+                .map_err(std::io::Error::from)?;
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(std::io::stdin())?;
+            Ok(())
+        });
+    }
+}
+
 /// Write a line to the console (PID 1's stdout and stderr are /dev/console).
 pub fn console(line: &str) {
     let mut err = std::io::stderr().lock();
@@ -152,6 +170,7 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         argv: vec![udevd.into()],
         after: vec![],
         ready: Readiness::Started,
+        tty: None,
     });
     sup.tick(ring);
     std::thread::sleep(Duration::from_millis(200));
@@ -244,6 +263,7 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
             .collect(),
             after: vec![],
             ready: Readiness::Started,
+            tty: None,
         });
     }
     // A maintenance shell on the second serial port, only when RUSHES-CFG carries the
@@ -252,17 +272,15 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         ring.push("init", "debug-shell flag found: root shell on ttyS1");
         sup.add(ServiceSpec {
             name: "debug-shell".into(),
-            argv: [
-                "/usr/bin/setsid",
-                "/bin/sh",
-                "-c",
-                "cat /dev/ttyS1 | /bin/sh >/dev/ttyS1 2>&1",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            // Commands come through a pipe so that ash does not turn interactive; the
+            // line itself is the shell's terminal, owned by it alone.
+            argv: ["/bin/sh", "-c", "cat | /bin/sh"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             after: vec![],
             ready: Readiness::Started,
+            tty: Some(("/dev/ttyS1", "vt100")),
         });
     }
     sup.add(ServiceSpec {
@@ -277,7 +295,26 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         .collect(),
         after: vec!["udevd".into()],
         ready: Readiness::TcpPort(2049),
+        tty: None,
     });
+    // The console on the screen and on the serial line, once rushesd answers.
+    for (tty, term) in [("/dev/tty1", "linux"), ("/dev/ttyS0", "vt100")] {
+        if !Path::new(tty).exists() {
+            continue;
+        }
+        let serial = tty.contains("ttyS");
+        let mut argv = vec!["/usr/sbin/rushes-console".to_string()];
+        if serial {
+            argv.push("--serial".into());
+        }
+        sup.add(ServiceSpec {
+            name: format!("console-{}", tty.trim_start_matches("/dev/")),
+            argv,
+            after: vec!["rushesd".into()],
+            ready: Readiness::Started,
+            tty: Some((tty, term)),
+        });
+    }
 }
 
 /// Configure `nic` from the settings instead of DHCP.
