@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rushes_tests::{workspace_bin, ServerProcess};
+use rushes_tests::{workspace_bin, Nfs, ServerProcess, User};
 
 /// The console running in a pty, and the screen it has drawn so far.
 struct Console {
@@ -112,6 +112,7 @@ const BACKSPACE: &str = "\x7f";
 fn start_rushesd(dir: &std::path::Path) -> (ServerProcess, std::path::PathBuf) {
     let share = dir.join("demo");
     std::fs::create_dir(&share).unwrap();
+    std::fs::set_permissions(&share, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let sock = dir.join("api.sock");
     let server = ServerProcess::start(&[
         "--state-dir",
@@ -194,8 +195,26 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     );
     console.key(ENTER);
 
-    // The menu screens.
-    let dash = console.wait_for(&["Dashboard", "no pools yet", "everything is healthy"]);
+    // The menu screens. An NFS client writing shows up on the dashboard.
+    let port = server.port();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let mut nfs = Nfs::mount(port, "/demo", &User::new(1000, 1000))
+                .await
+                .expect("mount /demo");
+            nfs.put_file("reel.mov", &vec![7u8; 4 << 20])
+                .await
+                .expect("write over NFS");
+        });
+    let dash = console.wait_for(&[
+        "Dashboard",
+        "no pools yet",
+        "everything is healthy",
+        "client 127.0.0.1",
+        "written    4.2 MB",
+        "] peak ",
+    ]);
     for key in [
         "D Dashboard",
         "K Disks",

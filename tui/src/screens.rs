@@ -64,6 +64,7 @@ pub struct Snapshot {
     pub nics: Vec<api::Nic>,
     pub settings: Option<api::Settings>,
     pub logs: Vec<String>,
+    pub activity: Option<api::Activity>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
 }
@@ -74,6 +75,7 @@ impl Snapshot {
         let result = (|| -> Result<(), api::ClientError> {
             s.status = Some(c.get("/v1/status")?);
             s.setup = Some(c.get("/v1/setup")?);
+            s.activity = Some(c.get("/v1/activity")?);
             s.nics = c.get("/v1/network")?;
             s.settings = Some(c.get("/v1/settings")?);
             let query: String = log_filter
@@ -590,6 +592,10 @@ fn dashboard(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
             )));
         }
     }
+    if let Some(act) = &snap.activity {
+        lines.push(Line::from(""));
+        lines.extend(traffic(act));
+    }
     lines.push(Line::from(""));
     lines.push(Line::from("Alerts").style(Style::default().add_modifier(Modifier::BOLD)));
     if snap.alerts.is_empty() {
@@ -618,6 +624,90 @@ fn dashboard(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
         }
     }
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+/// Bytes in the unit that reads best: kB, MB, GB or TB.
+fn amount(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => size(b),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.0} kB", b as f64 / 1e3),
+    }
+}
+
+fn rate(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        format!("{:.1} MB/s", bytes as f64 / 1e6)
+    } else {
+        format!("{:.0} kB/s", bytes as f64 / 1e3)
+    }
+}
+
+/// One character per second, in plain ASCII so a VGA font or a serial terminal shows it.
+pub fn sparkline(values: &[u64]) -> String {
+    const LEVELS: &[u8] = b" .:-=+*#%@";
+    let max = values.iter().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|&v| {
+            if max == 0 || v == 0 {
+                ' '
+            } else {
+                let i = 1 + (v * (LEVELS.len() as u64 - 2)).div_ceil(max) as usize;
+                LEVELS[i.min(LEVELS.len() - 1)] as char
+            }
+        })
+        .collect()
+}
+
+/// The dashboard's traffic lines: rates now, the last minute, and the clients.
+fn traffic(act: &api::Activity) -> Vec<Line<'static>> {
+    // The current second is still filling: show the one before it.
+    let last = act
+        .seconds
+        .iter()
+        .rev()
+        .nth(1)
+        .copied()
+        .unwrap_or(api::Throughput {
+            at: 0,
+            read_bytes: 0,
+            write_bytes: 0,
+            ops: 0,
+        });
+    let per_second: Vec<u64> = act
+        .seconds
+        .iter()
+        .map(|s| s.read_bytes + s.write_bytes)
+        .collect();
+    let peak = per_second.iter().copied().max().unwrap_or(0);
+    let mut lines = vec![
+        Line::from(format!(
+            "Traffic  read {}  write {}  {} ops/s",
+            rate(last.read_bytes),
+            rate(last.write_bytes),
+            last.ops
+        ))
+        .style(Style::default().add_modifier(Modifier::BOLD)),
+        Line::from(format!(
+            "  [{}] peak {}",
+            sparkline(&per_second),
+            rate(peak)
+        )),
+    ];
+    if act.clients.is_empty() {
+        lines.push(Line::from("  no clients in the last five minutes"));
+    }
+    for c in act.clients.iter().take(4) {
+        lines.push(Line::from(format!(
+            "  client {:<16} {:>9} ops  read {:>9}  written {:>9}",
+            c.address,
+            c.ops,
+            amount(c.read_bytes),
+            amount(c.write_bytes)
+        )));
+    }
+    lines
 }
 
 fn table<'a>(header: &'a [&'a str], rows: Vec<Vec<String>>, widths: &'a [u16]) -> Table<'a> {
@@ -772,6 +862,7 @@ mod tests {
     #[test]
     fn bars_and_keys() {
         assert_eq!(bar(0.5, 10), "[#####.....]  50%");
+        assert_eq!(sparkline(&[0, 1, 8, 4]), " :@+");
         assert_eq!(Screen::for_key('K'), Some(Screen::Disks));
         assert_eq!(Screen::for_key('z'), None);
     }

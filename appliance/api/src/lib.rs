@@ -545,3 +545,32 @@ pub struct Power {
 pub struct Logs {
     pub lines: Vec<String>,
 }
+
+/// Traffic in one second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Seconds since the epoch.
+    pub at: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub ops: u64,
+}
+
+/// A client seen lately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientActivity {
+    pub address: String,
+    pub last_seen: u64,
+    pub ops: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}
+
+/// Live NFS traffic: the last minute second by second, and who is connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Oldest first.
+    pub seconds: Vec<Throughput>,
+    /// Clients seen in the last five minutes, busiest first.
+    pub clients: Vec<ClientActivity>,
+}

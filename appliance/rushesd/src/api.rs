@@ -172,6 +172,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
                     .ok_or_else(|| ApiErr::not_found(format!("there is no job {id}")).hint("`rushesctl jobs` lists them"))
             }),
         )
+        .route("/v1/activity", get(|State(m): Mgr| async move { Json(m.activity()) }))
         .route(
             "/v1/alerts",
             get(|State(m): Mgr| async move { blocking(move || Ok(m.alerts())).await.map(Json) }),
@@ -280,6 +281,7 @@ mod tests {
         ("post", "/v1/admin/login"),
         ("get", "/v1/logs"),
         ("post", "/v1/power"),
+        ("get", "/v1/activity"),
     ];
 
     #[test]

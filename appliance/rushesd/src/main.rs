@@ -261,7 +261,12 @@ fn serve(opts: ServeOptions) -> Result<()> {
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
     rustix::process::umask(rustix::fs::Mode::empty());
-    let service = Arc::new(Service::new(&shares, &state_dir)?);
+    let live = Arc::new(rushes_nas::activity::LiveCounters::default());
+    let observer = rushes_nas::activity::Tee(vec![
+        Arc::new(rushes_nas::activity::TracingObserver),
+        Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
+    ]);
+    let service = Arc::new(Service::new(&shares, &state_dir)?.with_observer(Box::new(observer)));
     let manager = management.map(|(socket, config, pools_dir)| {
         let mgr = Manager::start(
             Paths {
@@ -274,6 +279,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             ConfigStore::new(config),
             Arc::clone(&service),
             shares.iter().map(|s| s.name.clone()).collect(),
+            Arc::clone(&live),
         );
         hotplug::watch(Arc::clone(&mgr));
         let monitor = Arc::clone(&mgr);

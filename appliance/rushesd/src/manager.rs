@@ -100,6 +100,8 @@ pub struct Manager {
     ops: Mutex<()>,
     wake: (Mutex<bool>, Condvar),
     started: Instant,
+    /// Live NFS traffic for the dashboard.
+    live: Arc<rushes_nas::activity::LiveCounters>,
 }
 
 pub fn now() -> u64 {
@@ -148,6 +150,7 @@ impl Manager {
         store: ConfigStore,
         nas: Arc<Service>,
         reserved: Vec<String>,
+        live: Arc<rushes_nas::activity::LiveCounters>,
     ) -> Arc<Self> {
         let loaded = store.load();
         if let Some(problem) = &loaded.problem {
@@ -173,6 +176,7 @@ impl Manager {
             ops: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
             started: Instant::now(),
+            live,
         });
         mgr.bring_up_pools();
         mgr.serve_shares();
@@ -1419,6 +1423,35 @@ impl Manager {
         }
         for id in old.keys().filter(|id| !st.alerts.contains_key(*id)) {
             tracing::info!(alert = %id, "alert cleared");
+        }
+    }
+
+    /// The last minute of NFS traffic and the clients seen in the last five minutes.
+    pub fn activity(&self) -> api::Activity {
+        api::Activity {
+            seconds: self
+                .live
+                .seconds(60)
+                .into_iter()
+                .map(|s| api::Throughput {
+                    at: s.at,
+                    read_bytes: s.read_bytes,
+                    write_bytes: s.write_bytes,
+                    ops: s.ops,
+                })
+                .collect(),
+            clients: self
+                .live
+                .clients(300)
+                .into_iter()
+                .map(|(ip, c)| api::ClientActivity {
+                    address: ip.to_canonical().to_string(),
+                    last_seen: c.last_seen,
+                    ops: c.ops,
+                    read_bytes: c.read_bytes,
+                    write_bytes: c.write_bytes,
+                })
+                .collect(),
         }
     }
 
