@@ -373,6 +373,23 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "the file system did not grow: {size_before} -> {}",
         pool["size_bytes"]
     );
+    // Narrow the share to QEMU's user network from the Shares screen; the host's
+    // requests arrive from 10.0.2.2, so they are still served.
+    vm.type_keys("s").unwrap();
+    vm.wait_screen(&["E edit its clients", ">projects"], SHORT)
+        .unwrap();
+    vm.type_keys("e").unwrap();
+    vm.wait_screen(&["Who may mount this share", "0.0.0.0/0,::/0"], SHORT)
+        .unwrap();
+    vm.type_keys(&"\x7f".repeat(20)).unwrap();
+    vm.type_keys("10.0.2.0/24\r").unwrap();
+    vm.wait_screen(&["now follows the new rule", "10.0.2.0/24 rw"], SHORT)
+        .unwrap();
+    let share = ctl_json(&vm, "share show projects");
+    assert_eq!(
+        share["rules"][0]["clients"],
+        serde_json::json!(["10.0.2.0/24"])
+    );
     for (name, data) in [
         ("while-degraded.mov", &degraded_write),
         ("during-reshape.mov", &during),
@@ -389,8 +406,21 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         );
     }
 
-    // A scrub on demand finds nothing wrong.
-    ctl(&vm, "pool scrub media --wait", 0, MD_WORK);
+    // A scrub on demand, from the Pools screen, finds nothing wrong.
+    vm.type_keys("p").unwrap();
+    vm.wait_screen(&["U scrub now", ">media"], SHORT).unwrap();
+    vm.type_keys("u").unwrap();
+    vm.wait_screen(&["Scrub of pool media started"], SHORT)
+        .unwrap();
+    let scrub = ctl_json(&vm, "jobs");
+    let scrub = scrub
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "scrub")
+        .expect("a scrub job")["id"]
+        .clone();
+    ctl(&vm, &format!("jobs watch {scrub}"), 0, MD_WORK);
     assert_eq!(pool_state(&vm)["scrub_mismatches"], 0);
 
     // Destroying needs the name repeated and the shares gone; the disks are free after.

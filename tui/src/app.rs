@@ -35,6 +35,15 @@ pub enum Form {
     Filter(Field),
     /// Waiting for Y to reboot or power off.
     Confirm(&'static str),
+    /// Grow (`grow`) or repair (`replace`) the selected pool onto a free disk
+    /// (`disk` indexes the free disks).
+    PoolDisk {
+        action: &'static str,
+        disk: usize,
+        erase: bool,
+    },
+    /// Change the selected share's rule: client networks and read-only.
+    Rule { clients: Field, read_only: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +72,8 @@ pub struct App {
     /// Disks picked on the Disks screen, and the cursor there.
     pub picked: Vec<String>,
     pub cursor: usize,
+    /// The selected row on the Pools and Shares screens.
+    pub row: usize,
     pub log_filter: String,
     /// What the wizard has gathered so far.
     pending: api::Settings,
@@ -89,6 +100,7 @@ fn wizard_fields(step: Step, dhcp: bool) -> Vec<Field> {
     match step {
         Step::Name => vec![Field::new("Host name", "rushes")],
         Step::Network if !dhcp => vec![
+            Field::new("Interface (* = all)", "*"),
             Field::new("Address (CIDR)", ""),
             Field::new("Gateway", ""),
             Field::new("DNS server", ""),
@@ -112,6 +124,7 @@ impl App {
             message: None,
             picked: vec![],
             cursor: 0,
+            row: 0,
             log_filter: String::new(),
             pending: api::Settings::default(),
             pending_password: String::new(),
@@ -253,17 +266,17 @@ impl App {
                 self.pending.network = if dhcp {
                     vec![]
                 } else {
-                    if v(0).is_empty() {
+                    if v(1).is_empty() {
                         return Err(
                             "give an address such as 10.10.0.5/24, or press Esc for DHCP".into(),
                         );
                     }
                     vec![api::NetworkSetting {
-                        interface: "*".into(),
-                        address: Some(v(0)),
-                        gateway: (!v(1).is_empty()).then(|| v(1)),
-                        dns: if v(2).is_empty() { vec![] } else { vec![v(2)] },
-                        mtu: v(3).parse().ok(),
+                        interface: if v(0).is_empty() { "*".into() } else { v(0) },
+                        address: Some(v(1)),
+                        gateway: (!v(2).is_empty()).then(|| v(2)),
+                        dns: if v(3).is_empty() { vec![] } else { vec![v(3)] },
+                        mtu: v(4).parse().ok(),
                     }]
                 };
                 Ok(Step::Password)
@@ -391,7 +404,107 @@ impl App {
                 let step = if k == Input::Right { 1 } else { all.len() - 1 };
                 *level = all[(i + step) % all.len()];
             }
-            (Form::Pool { erase, .. }, Input::Tab) => *erase = !*erase,
+            (Form::Pool { erase, .. } | Form::PoolDisk { erase, .. }, Input::Tab) => {
+                *erase = !*erase
+            }
+            (Form::Rule { read_only, .. }, Input::Tab) => *read_only = !*read_only,
+            (Form::PoolDisk { disk, .. }, Input::Left | Input::Right) => {
+                let n = self.free_disks().len().max(1);
+                *disk = (*disk + if k == Input::Right { 1 } else { n - 1 }) % n;
+            }
+            (Form::Rule { clients, .. }, Input::Char(c)) => {
+                clients.edit(c);
+            }
+            (Form::Rule { clients, .. }, Input::Backspace) => {
+                clients.edit('\u{8}');
+            }
+            (Form::Rule { clients, read_only }, Input::Enter) => {
+                let Some(share) = self.snap.shares.get(self.row).cloned() else {
+                    return close(self);
+                };
+                let nets: Result<Vec<_>, _> = clients
+                    .value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| c.parse::<ipnet::IpNet>())
+                    .collect();
+                match nets {
+                    Ok(nets) if !nets.is_empty() => {
+                        let mut rule = share.rules.first().cloned().unwrap_or_default();
+                        rule.clients = nets;
+                        rule.access = if *read_only {
+                            api::Access::Ro
+                        } else {
+                            api::Access::Rw
+                        };
+                        let req = api::UpdateShare { rules: vec![rule] };
+                        match self
+                            .client
+                            .put::<_, api::Share>(&format!("/v1/shares/{}", share.name), &req)
+                        {
+                            Ok(s) => {
+                                self.message =
+                                    Some(format!("Share {} now follows the new rule.", s.name));
+                                self.refresh();
+                                return close(self);
+                            }
+                            Err(e) => self.message = Some(format!("! {e}")),
+                        }
+                    }
+                    _ => {
+                        self.message = Some(
+                            "! Give client networks as CIDR, e.g. 10.10.0.0/16, 192.168.1.20/32"
+                                .into(),
+                        )
+                    }
+                }
+            }
+            (
+                Form::PoolDisk {
+                    action,
+                    disk,
+                    erase,
+                },
+                Input::Enter,
+            ) => {
+                let (Some(pool), Some(d)) = (
+                    self.snap.pools.get(self.row).cloned(),
+                    self.free_disks().get(*disk).cloned(),
+                ) else {
+                    self.message =
+                        Some("! No free disk: connect one, it appears on the Disks screen.".into());
+                    return close(self);
+                };
+                let action = *action;
+                let r = if action == "grow" {
+                    let req = api::GrowPool {
+                        disks: vec![d.name.clone()],
+                        wipe: if *erase { vec![d.name.clone()] } else { vec![] },
+                    };
+                    self.client
+                        .post::<_, api::Job>(&format!("/v1/pools/{}/grow", pool.name), &req)
+                } else {
+                    let req = api::ReplaceDisk {
+                        disk: d.name.clone(),
+                        old: None,
+                        wipe: *erase,
+                    };
+                    self.client
+                        .post::<_, api::Job>(&format!("/v1/pools/{}/replace", pool.name), &req)
+                };
+                match r {
+                    Ok(job) => {
+                        self.message = Some(format!(
+                            "{action} of pool {} started (job {}).",
+                            pool.name, job.id
+                        ));
+                        self.refresh();
+                        return close(self);
+                    }
+                    Err(e) => self.message = Some(format!("! {e}")),
+                }
+            }
             (Form::Share { pool, .. }, Input::Left | Input::Right) => {
                 let n = self.snap.pools.len().max(1);
                 *pool = (*pool + if k == Input::Right { 1 } else { n - 1 }) % n;
@@ -522,6 +635,59 @@ impl App {
                     );
                 }
             }
+            (Screen::Pools | Screen::Shares, Input::Up) => self.row = self.row.saturating_sub(1),
+            (Screen::Pools, Input::Down) => {
+                self.row = (self.row + 1).min(self.snap.pools.len().saturating_sub(1))
+            }
+            (Screen::Shares, Input::Down) => {
+                self.row = (self.row + 1).min(self.snap.shares.len().saturating_sub(1))
+            }
+            (Screen::Pools, Input::Char('u' | 'U')) => {
+                if let Some(pool) = self.snap.pools.get(self.row).cloned() {
+                    let r = self.client.post::<_, api::Job>(
+                        &format!("/v1/pools/{}/scrub", pool.name),
+                        &serde_json::json!({}),
+                    );
+                    self.say(
+                        r.map(|j| format!("Scrub of pool {} started (job {}).", pool.name, j.id)),
+                    );
+                    self.refresh();
+                }
+            }
+            (Screen::Pools, Input::Char(c @ ('g' | 'G' | 'r' | 'R'))) => {
+                if self.snap.pools.get(self.row).is_none() {
+                    self.message = Some("! No pool yet: create one on the Disks screen.".into());
+                } else {
+                    let action = if c.eq_ignore_ascii_case(&'g') {
+                        "grow"
+                    } else {
+                        "replace"
+                    };
+                    open(
+                        self,
+                        Form::PoolDisk {
+                            action,
+                            disk: 0,
+                            erase: false,
+                        },
+                    );
+                }
+            }
+            (Screen::Shares, Input::Char('e' | 'E')) => {
+                if let Some(share) = self.snap.shares.get(self.row) {
+                    let rule = share.rules.first().cloned().unwrap_or_default();
+                    let nets: Vec<String> = rule.clients.iter().map(|c| c.to_string()).collect();
+                    open(
+                        self,
+                        Form::Rule {
+                            clients: Field::new("Clients (CIDR, comma)", &nets.join(",")),
+                            read_only: rule.read_only(),
+                        },
+                    );
+                } else {
+                    self.message = Some("! No share yet: press C to create one.".into());
+                }
+            }
             (Screen::Shares, Input::Char('c' | 'C')) => open(
                 self,
                 Form::Share {
@@ -546,6 +712,16 @@ impl App {
             }
             _ => {}
         }
+    }
+
+    /// Disks a pool could take now: not the stick, not in use.
+    pub fn free_disks(&self) -> Vec<api::Disk> {
+        self.snap
+            .disks
+            .iter()
+            .filter(|d| !d.boot && d.in_use_by.is_none())
+            .cloned()
+            .collect()
     }
 
     /// The first address clients can use.

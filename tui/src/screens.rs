@@ -224,8 +224,8 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &App) {
             match screen {
                 Screen::Dashboard => dashboard(f, inner, snap),
                 Screen::Disks => disks(f, inner, app),
-                Screen::Pools => pools(f, inner, snap),
-                Screen::Shares => shares(f, inner, snap),
+                Screen::Pools => pools(f, inner, app),
+                Screen::Shares => shares(f, inner, app),
                 Screen::Network => network(f, inner, snap),
                 Screen::Logs => logs(f, inner, app),
                 Screen::Power => power(f, inner),
@@ -301,7 +301,7 @@ fn wizard(
                 ));
             } else {
                 lines.push(Line::from(
-                    "Static address for every wired NIC (Esc: back to DHCP):",
+                    "Static address for one NIC, or * for every wired NIC (Esc: back to DHCP):",
                 ));
             }
         }
@@ -473,6 +473,10 @@ fn power(f: &mut Frame<'_>, area: Rect) {
     f.render_widget(Paragraph::new(lines), area);
 }
 
+fn titled(pool: &str, what: &str) -> String {
+    format!("{what} {pool}")
+}
+
 fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
     let mut lines: Vec<Line<'_>> = Vec::new();
     let title = match form {
@@ -517,7 +521,7 @@ fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
                     if *erase { "YES" } else { "no" }
                 )));
             }
-            "Create a pool"
+            "Create a pool".to_string()
         }
         Form::Share { name, pool } => {
             lines.push(Line::from(name.shown(true)));
@@ -531,17 +535,69 @@ fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
             lines.push(Line::from(
                 "  Every client may mount it read-write; root is squashed.",
             ));
-            "Create a share"
+            "Create a share".to_string()
         }
         Form::Filter(field) => {
             lines.push(Line::from(field.shown(true)));
-            "Filter the log"
+            "Filter the log".to_string()
+        }
+        Form::PoolDisk {
+            action,
+            disk,
+            erase,
+        } => {
+            let pool = app
+                .snap
+                .pools
+                .get(app.row)
+                .map(|p| p.name.as_str())
+                .unwrap_or("?");
+            let free = app.free_disks();
+            match free.get(*disk) {
+                Some(d) => {
+                    lines.push(Line::from(format!(
+                        "  Disk  < {} {} {} >  (Left/Right)",
+                        d.name,
+                        d.serial,
+                        size(d.size_bytes)
+                    )));
+                    if !d.contents.is_empty() {
+                        lines.push(Line::from(format!(
+                            "  It holds data. Erase it: [{}] (Tab)",
+                            if *erase { "YES" } else { "no" }
+                        )));
+                    }
+                }
+                None => lines.push(Line::from("  ! No free disk: connect one first.")),
+            }
+            lines.push(Line::from(if *action == "grow" {
+                "  The pool reshapes onto it while serving; its size grows at the end."
+            } else {
+                "  md rebuilds onto it while the pool serves."
+            }));
+            if *action == "grow" {
+                titled(pool, "Grow pool")
+            } else {
+                titled(pool, "Replace a disk in pool")
+            }
+        }
+        Form::Rule { clients, read_only } => {
+            lines.push(Line::from(clients.shown(true)));
+            lines.push(Line::from(format!(
+                "  Access  [{}]  (Tab: read-write or read-only)",
+                if *read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            )));
+            "Who may mount this share".to_string()
         }
         Form::Confirm(action) => {
             lines.push(Line::from(format!(
                 "Really {action} the appliance? Y yes, any other key no"
             )));
-            "Confirm"
+            "Confirm".to_string()
         }
     };
     let h = (lines.len() as u16 + 2).min(area.height);
@@ -764,11 +820,23 @@ fn disks(f: &mut Frame<'_>, area: Rect, app: &App) {
     );
 }
 
-fn pools(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
+fn pools(f: &mut Frame<'_>, area: Rect, app: &App) {
+    let snap = &app.snap;
+    let running: Vec<&api::Job> = snap
+        .jobs
+        .iter()
+        .filter(|j| j.state == api::JobState::Running)
+        .collect();
+    let [list, jobs, help] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(running.len().min(4) as u16),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     let mut rows = Vec::new();
-    for p in &snap.pools {
+    for (i, p) in snap.pools.iter().enumerate() {
         rows.push(vec![
-            p.name.clone(),
+            format!("{}{}", if i == app.row { ">" } else { " " }, p.name),
             p.level.as_str().into(),
             state_word(p.state).into(),
             size(p.size_bytes),
@@ -789,11 +857,30 @@ fn pools(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
     }
     f.render_widget(
         table(
-            &["POOL", "LEVEL", "STATE", "SIZE", "USED", "NOTE"],
+            &[" POOL", "LEVEL", "STATE", "SIZE", "USED", "NOTE"],
             rows,
-            &[12, 9, 10, 12, 9, 24],
+            &[13, 9, 10, 12, 9, 24],
         ),
-        area,
+        list,
+    );
+    let job_lines: Vec<Line<'_>> = running
+        .iter()
+        .take(4)
+        .map(|j| {
+            Line::from(format!(
+                "job {} {} {}: {} {}",
+                j.id,
+                j.kind,
+                j.pool,
+                bar(j.fraction.unwrap_or(0.0), 16),
+                j.step.split(" (").next().unwrap_or(&j.step)
+            ))
+        })
+        .collect();
+    f.render_widget(Paragraph::new(job_lines), jobs);
+    f.render_widget(
+        Paragraph::new("Up/Down choose  G grow  R replace a failed disk  U scrub now"),
+        help,
     );
 }
 
@@ -808,31 +895,43 @@ fn serde_word(state: &api::MemberState) -> String {
     .into()
 }
 
-fn shares(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
+fn shares(f: &mut Frame<'_>, area: Rect, app: &App) {
     let [area, help] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
-    f.render_widget(Paragraph::new("C create a share"), help);
-    let rows = snap
+    f.render_widget(
+        Paragraph::new("Up/Down choose  C create a share  E edit its clients"),
+        help,
+    );
+    let rows = app
+        .snap
         .shares
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let clients: Vec<String> = s
                 .rules
                 .iter()
-                .flat_map(|r| r.clients.iter().map(|c| c.to_string()))
+                .map(|r| {
+                    let nets: Vec<String> = r.clients.iter().map(|c| c.to_string()).collect();
+                    format!(
+                        "{} {}",
+                        nets.join(","),
+                        if r.read_only() { "ro" } else { "rw" }
+                    )
+                })
                 .collect();
             vec![
-                s.name.clone(),
+                format!("{}{}", if i == app.row { ">" } else { " " }, s.name),
                 s.pool.clone(),
                 if s.online { "serving" } else { "OFFLINE" }.into(),
-                clients.join(","),
+                clients.join("; "),
             ]
         })
         .collect();
     f.render_widget(
         table(
-            &["SHARE", "POOL", "STATE", "CLIENTS"],
+            &[" SHARE", "POOL", "STATE", "CLIENTS"],
             rows,
-            &[16, 12, 9, 38],
+            &[17, 12, 9, 38],
         ),
         area,
     );
