@@ -267,6 +267,28 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key("y");
     console.wait_for(&["host mode"]);
 
+    // The network, changed later from the Network screen.
+    console.key("n");
+    console.wait_for(&["E to change"]);
+    console.key("e");
+    console.wait_for(&["DHCP (the default)"]);
+    console.key("s");
+    console.wait_for(&["Interface (* = all)", "Address (CIDR)"]);
+    console.key(TAB);
+    console.key("10.9.0.5/24");
+    console.key(TAB);
+    console.key("10.9.0.1");
+    console.key(TAB);
+    console.key(TAB);
+    console.key(&BACKSPACE.repeat(4));
+    console.key("9000");
+    console.key(ENTER);
+    console.wait_for(&[
+        "Network settings saved",
+        "10.9.0.5/24 gateway 10.9.0.1",
+        "mtu 9000",
+    ]);
+
     // The lock: a wrong password is refused, the right one opens the menu again.
     console.key("x");
     console.wait_for(&["Locked", "This console is locked", "Reach this box at"]);
@@ -281,9 +303,26 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
 
     // A console started on a set-up box starts locked.
     drop(console);
-    let console = Console::start(&sock);
+    let mut console = Console::start(&sock);
     let locked = console.wait_for(&["This console is locked"]);
     assert!(!locked.contains("$argon2"), "{locked}");
+
+    // Reset to the defaults from the Power screen: back to the wizard, nothing kept.
+    console.key(ENTER);
+    console.key("correct horse");
+    console.key(ENTER);
+    console.wait_for(&["Dashboard"]);
+    console.key("o");
+    console.wait_for(&["F  reset the settings"]);
+    console.key("f");
+    console.wait_for(&["Really reset every setting to the defaults?"]);
+    console.key("y");
+    console.wait_for(&["Welcome to Rushes"]);
+    let stored = std::fs::read_to_string(dir.path().join("rushes.toml")).unwrap();
+    assert!(
+        !stored.contains("argon2") && !stored.contains("edit-bay-nas"),
+        "{stored}"
+    );
 
     // rushesd gone: the console says so, in words, and keeps running.
     server.kill9();

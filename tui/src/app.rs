@@ -78,6 +78,8 @@ pub struct App {
     /// What the wizard has gathered so far.
     pending: api::Settings,
     pending_password: String,
+    /// The wizard's network step was opened from the Network screen.
+    editing_network: bool,
     last_key: Instant,
     lock_after: Duration,
 }
@@ -128,6 +130,7 @@ impl App {
             log_filter: String::new(),
             pending: api::Settings::default(),
             pending_password: String::new(),
+            editing_network: false,
             last_key: Instant::now(),
             lock_after,
         };
@@ -225,6 +228,30 @@ impl App {
                 fields[focus].edit('\u{8}');
             }
             (_, Input::Enter) => match self.wizard_next(step, &fields, dhcp) {
+                Ok(_) if self.editing_network => {
+                    // Changed from the Network screen: save just that, and go back there.
+                    let mut settings = self.snap.settings.clone().unwrap_or_default();
+                    settings.network = self.pending.network.clone();
+                    match self
+                        .client
+                        .put::<_, api::Settings>("/v1/settings", &settings)
+                    {
+                        Ok(_) => {
+                            self.editing_network = false;
+                            self.message = Some(
+                                "Network settings saved; they apply at the next start (Power, R)."
+                                    .into(),
+                            );
+                            self.refresh();
+                            self.mode = Mode::Menu {
+                                screen: Screen::Network,
+                                form: None,
+                            };
+                            return;
+                        }
+                        Err(e) => self.message = Some(format!("! {e}")),
+                    }
+                }
                 Ok(next) => {
                     if step == Step::Time {
                         self.refresh();
@@ -233,6 +260,14 @@ impl App {
                 }
                 Err(why) => self.message = Some(format!("! {why}")),
             },
+            (Step::Network, Input::Esc) if self.editing_network && dhcp => {
+                self.editing_network = false;
+                self.mode = Mode::Menu {
+                    screen: Screen::Network,
+                    form: None,
+                };
+                return;
+            }
             _ => {}
         }
         if step == Step::Network && fields.is_empty() && !dhcp {
@@ -379,6 +414,25 @@ impl App {
                 if matches!(form, Form::Filter(_)) {
                     self.log_filter.clear();
                     self.refresh();
+                }
+                return close(self);
+            }
+            (Form::Confirm("reset"), Input::Char('y' | 'Y')) => {
+                let body = serde_json::to_vec(&api::Reset { confirm: true }).unwrap_or_default();
+                match self.client.raw("POST", "/v1/reset", Some(&body)) {
+                    Ok(r) if r.status == 202 || r.status == 204 => {
+                        self.refresh();
+                        self.message = Some("Settings are back to the defaults.".into());
+                        self.mode = Mode::Wizard {
+                            step: Step::Welcome,
+                            fields: vec![],
+                            focus: 0,
+                            dhcp: true,
+                        };
+                        return;
+                    }
+                    Ok(r) => self.message = Some(format!("! {}", error_text(&r))),
+                    Err(e) => self.message = Some(format!("! {e}")),
                 }
                 return close(self);
             }
@@ -695,6 +749,17 @@ impl App {
                     pool: 0,
                 },
             ),
+            (Screen::Network, Input::Char('e' | 'E')) => {
+                self.editing_network = true;
+                self.message = None;
+                self.mode = Mode::Wizard {
+                    step: Step::Network,
+                    fields: vec![],
+                    focus: 0,
+                    dhcp: true,
+                };
+            }
+            (Screen::Power, Input::Char('f' | 'F')) => open(self, Form::Confirm("reset")),
             (Screen::Logs, Input::Char('/')) => {
                 open(self, Form::Filter(Field::new("Show lines with", "")))
             }

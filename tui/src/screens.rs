@@ -403,7 +403,7 @@ fn network(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
     }
     lines.push(Line::from(""));
     lines.push(
-        Line::from("Settings (applied at boot)")
+        Line::from("Settings (applied at boot; E to change)")
             .style(Style::default().add_modifier(Modifier::BOLD)),
     );
     if let Some(s) = &snap.settings {
@@ -466,6 +466,8 @@ fn power(f: &mut Frame<'_>, area: Rect) {
     let lines = vec![
         Line::from("R  restart the appliance"),
         Line::from("O  power it off"),
+        Line::from("F  reset the settings to the defaults: host name, network, password,"),
+        Line::from("   pools and shares are forgotten (the pools' data stays on their disks)"),
         Line::from(""),
         Line::from("Either asks again before it acts. Clients lose their mounts until the box"),
         Line::from("is back; data already written is safe on the pools."),
@@ -594,9 +596,11 @@ fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
             "Who may mount this share".to_string()
         }
         Form::Confirm(action) => {
-            lines.push(Line::from(format!(
-                "Really {action} the appliance? Y yes, any other key no"
-            )));
+            lines.push(Line::from(if *action == "reset" {
+                "Really reset every setting to the defaults? Y yes, any other key no".to_string()
+            } else {
+                format!("Really {action} the appliance? Y yes, any other key no")
+            }));
             "Confirm".to_string()
         }
     };

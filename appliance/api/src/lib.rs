@@ -574,3 +574,12 @@ pub struct Activity {
     /// Clients seen in the last five minutes, busiest first.
     pub clients: Vec<ClientActivity>,
 }
+
+/// Put every setting back to the defaults (`confirm` must be true): host name, network,
+/// admin password, pools and shares are forgotten; the pools' data stays on their disks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reset {
+    #[serde(default)]
+    pub confirm: bool,
+}

@@ -172,6 +172,18 @@ pub fn router(manager: Arc<Manager>) -> Router {
                     .ok_or_else(|| ApiErr::not_found(format!("there is no job {id}")).hint("`rushesctl jobs` lists them"))
             }),
         )
+        .route(
+            "/v1/reset",
+            post(|State(m): Mgr, Body(req): Body<api::Reset>| async move {
+                blocking(move || m.reset(req)).await.map(|rebooting| {
+                    if rebooting {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                })
+            }),
+        )
         .route("/v1/activity", get(|State(m): Mgr| async move { Json(m.activity()) }))
         .route(
             "/v1/alerts",
@@ -282,6 +294,7 @@ mod tests {
         ("get", "/v1/logs"),
         ("post", "/v1/power"),
         ("get", "/v1/activity"),
+        ("post", "/v1/reset"),
     ];
 
     #[test]

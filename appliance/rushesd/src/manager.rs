@@ -1426,6 +1426,11 @@ impl Manager {
         }
     }
 
+    /// Stop serving a share (a reset forgets them all).
+    pub(crate) fn nas_remove_share(&self, name: &str) {
+        self.nas.remove_share(name);
+    }
+
     /// The last minute of NFS traffic and the clients seen in the last five minutes.
     pub fn activity(&self) -> api::Activity {
         api::Activity {

@@ -258,6 +258,51 @@ impl Manager {
         api::Logs { lines: picked }
     }
 
+    /// Forget every setting; on the appliance, restart into the first-boot wizard.
+    /// Answers whether a restart is under way.
+    pub fn reset(&self, req: api::Reset) -> ApiResult<bool> {
+        if !req.confirm {
+            return Err(ApiErr::new(
+                400,
+                "not-confirmed",
+                "a reset needs confirm: true",
+            ));
+        }
+        if let Some(job) = self
+            .jobs()
+            .into_iter()
+            .find(|j| j.state == api::JobState::Running)
+        {
+            return Err(ApiErr::new(
+                409,
+                "busy",
+                format!("job {} ({} of {}) is running", job.id, job.kind, job.pool),
+            )
+            .hint("wait for it to finish, then reset"));
+        }
+        let shares: Vec<String> = self
+            .lock()
+            .config
+            .shares
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        self.save_config(|c| *c = crate::config::ApplianceConfig::default())
+            .map_err(ApiErr::failed)?;
+        for share in shares {
+            self.nas_remove_share(&share);
+        }
+        tracing::warn!("settings reset to the defaults through the API");
+        if self.paths.appliance {
+            self.power(api::Power {
+                action: "reboot".into(),
+                confirm: true,
+            })?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     pub fn power(&self, req: api::Power) -> ApiResult<()> {
         let signal = match req.action.as_str() {
             "reboot" => rustix::process::Signal::INT,
