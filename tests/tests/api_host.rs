@@ -278,3 +278,85 @@ fn settings_the_admin_password_logs_and_power_through_the_api() {
     let (st, code, _) = refused(&c, "POST", "/v1/power", r#"{"action":"reboot"}"#);
     assert_eq!((st, code.as_str()), (400, "not-confirmed"));
 }
+
+/// chronyd serving its own clock on a loopback port, without touching this machine's.
+struct Chrony {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Chrony {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.path().join("chrony.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbindaddress 127.0.0.1\ncmdport 0\nlocal stratum 8\nallow 127.0.0.1\npidfile {}\n",
+                dir.path().join("chronyd.pid").display()
+            ),
+        )
+        .unwrap();
+        // -x: never adjust this machine's clock; -d: stay in the foreground.
+        let child = std::process::Command::new("chronyd")
+            .args(["-d", "-x", "-u", "root", "-f"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("chronyd.log")).unwrap())
+            .spawn()
+            .expect("chronyd (Debian package chrony; make deps installs it)");
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Chrony {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_clock_is_checked_against_a_real_ntp_server() {
+    let chrony = Chrony::start();
+    let dir = tempfile::tempdir().unwrap();
+    let share_dir = dir.path().join("demo");
+    std::fs::create_dir(&share_dir).unwrap();
+    let (_server, c) = start(dir.path(), &share_dir);
+
+    // A server that does not answer first, then chronyd: the next one is used.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let settings = rushes_api::Settings {
+        ntp: vec![
+            silent.local_addr().unwrap().to_string(),
+            format!("127.0.0.1:{}", chrony.port),
+        ],
+        ..Default::default()
+    };
+    let _: rushes_api::Settings = c.put("/v1/settings", &settings).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let clock = loop {
+        let clock: rushes_api::Clock = c.get("/v1/time").unwrap();
+        if clock.synced.is_some() {
+            break clock;
+        }
+        assert!(Instant::now() < deadline, "no NTP result: {clock:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let synced = clock.synced.unwrap();
+    assert_eq!(synced.server, format!("127.0.0.1:{}", chrony.port));
+    // Same machine, same clock: the offset is tiny, and host mode never steps it.
+    assert!(synced.offset_ms.abs() < 500.0, "{synced:?}");
+    assert!(synced.delay_ms >= 0.0 && !synced.stepped, "{synced:?}");
+    assert_eq!(clock.ntp, settings.ntp);
+}

@@ -250,6 +250,7 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "host name  edit-bay-nas",
         "DHCP on every wired NIC",
         "UTC",
+        "clock      ",
     ]);
     console.capture("network");
     console.key("l");

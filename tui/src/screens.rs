@@ -65,6 +65,7 @@ pub struct Snapshot {
     pub settings: Option<api::Settings>,
     pub logs: Vec<String>,
     pub activity: Option<api::Activity>,
+    pub clock: Option<api::Clock>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
 }
@@ -76,6 +77,7 @@ impl Snapshot {
             s.status = Some(c.get("/v1/status")?);
             s.setup = Some(c.get("/v1/setup")?);
             s.activity = Some(c.get("/v1/activity")?);
+            s.clock = Some(c.get("/v1/time")?);
             s.nics = c.get("/v1/network")?;
             s.settings = Some(c.get("/v1/settings")?);
             let query: String = log_filter
@@ -439,6 +441,21 @@ fn network(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
                 s.ntp.join(",")
             }
         )));
+        if let Some(clock) = &snap.clock {
+            lines.push(Line::from(match (&clock.synced, &clock.error) {
+                (Some(sync), _) => format!(
+                    "  clock      synced with {} (offset {:.1} ms{})",
+                    sync.server,
+                    sync.offset_ms,
+                    if sync.stepped { ", stepped" } else { "" }
+                ),
+                (None, Some(e)) => format!("  clock      ! not synced: {e}"),
+                (None, None) if clock.ntp.is_empty() => {
+                    "  clock      no NTP server set".to_string()
+                }
+                (None, None) => "  clock      asking the NTP servers".to_string(),
+            }));
+        }
     }
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }

@@ -583,3 +583,27 @@ pub struct Reset {
     #[serde(default)]
     pub confirm: bool,
 }
+
+/// The last successful NTP exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockSync {
+    pub server: String,
+    /// Server time minus ours before any correction, milliseconds.
+    pub offset_ms: f64,
+    pub delay_ms: f64,
+    /// Seconds since the epoch.
+    pub at: u64,
+    /// Whether the clock was stepped to the server's time.
+    pub stepped: bool,
+}
+
+/// The clock and its NTP servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Seconds since the epoch, now.
+    pub now: u64,
+    pub ntp: Vec<String>,
+    pub synced: Option<ClockSync>,
+    /// Why the last attempt failed, when it did.
+    pub error: Option<String>,
+}

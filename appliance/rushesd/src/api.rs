@@ -184,6 +184,10 @@ pub fn router(manager: Arc<Manager>) -> Router {
                 })
             }),
         )
+        .route(
+            "/v1/time",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.clock())).await.map(Json) }),
+        )
         .route("/v1/activity", get(|State(m): Mgr| async move { Json(m.activity()) }))
         .route(
             "/v1/alerts",
@@ -295,6 +299,7 @@ mod tests {
         ("post", "/v1/power"),
         ("get", "/v1/activity"),
         ("post", "/v1/reset"),
+        ("get", "/v1/time"),
     ];
 
     #[test]

@@ -4,6 +4,7 @@
 //! `inventory` lists the machine's disks.
 
 mod api;
+mod clock;
 mod config;
 mod hotplug;
 mod manager;
@@ -282,6 +283,10 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&live),
         );
         hotplug::watch(Arc::clone(&mgr));
+        let timekeeper = Arc::clone(&mgr);
+        let _ = std::thread::Builder::new()
+            .name("ntp".into())
+            .spawn(move || timekeeper.keep_time());
         let monitor = Arc::clone(&mgr);
         let _ = std::thread::Builder::new()
             .name("monitor".into())

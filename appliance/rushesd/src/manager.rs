@@ -75,6 +75,8 @@ struct ScrubRecord {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) config: ApplianceConfig,
+    /// The last NTP result, and the last error.
+    pub(crate) clock: (Option<api::ClockSync>, Option<String>),
     config_problem: Option<String>,
     disks: Vec<Disk>,
     disks_scanned: Option<Instant>,

@@ -118,6 +118,75 @@ pub fn nics(sys: &Path) -> Vec<api::Nic> {
 }
 
 impl Manager {
+    /// Keep the clock with the configured NTP servers, forever: at once when the list
+    /// changes, every ten minutes after a success, every 30 s after a failure.
+    pub fn keep_time(&self) {
+        let mut last_list: Vec<String> = Vec::new();
+        let mut next = std::time::Instant::now();
+        loop {
+            let list = self.settings().ntp;
+            if list.is_empty() {
+                last_list.clear();
+                std::thread::sleep(Duration::from_secs(5));
+                continue;
+            }
+            if list != last_list || std::time::Instant::now() >= next {
+                last_list = list.clone();
+                let mut errors = Vec::new();
+                let mut done = None;
+                for server in &list {
+                    match crate::clock::query(server, Duration::from_secs(3)) {
+                        Ok((offset, delay)) => {
+                            done = Some((server.clone(), offset, delay));
+                            break;
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+                match done {
+                    Some((server, offset, delay)) => {
+                        let stepped = self.paths.appliance && offset.abs() > 0.128;
+                        if stepped {
+                            if let Err(e) = crate::clock::step(offset) {
+                                tracing::warn!(error = %e, "cannot set the clock");
+                            } else {
+                                tracing::info!(%server, offset_s = offset, "clock stepped to NTP time");
+                            }
+                        }
+                        self.lock().clock = (
+                            Some(api::ClockSync {
+                                server,
+                                offset_ms: offset * 1000.0,
+                                delay_ms: delay * 1000.0,
+                                at: crate::manager::now(),
+                                stepped,
+                            }),
+                            None,
+                        );
+                        next = std::time::Instant::now() + Duration::from_secs(600);
+                    }
+                    None => {
+                        let why = errors.join("; ");
+                        tracing::debug!(error = %why, "NTP failed");
+                        self.lock().clock.1 = Some(why);
+                        next = std::time::Instant::now() + Duration::from_secs(30);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    pub fn clock(&self) -> api::Clock {
+        let (synced, error) = self.lock().clock.clone();
+        api::Clock {
+            now: crate::manager::now(),
+            ntp: self.settings().ntp,
+            synced,
+            error,
+        }
+    }
+
     pub fn settings(&self) -> api::Settings {
         let other = self.lock().config.other.clone();
         let mut t = other.clone();
