@@ -241,6 +241,8 @@ fn settings_the_admin_password_logs_and_power_through_the_api() {
         r#"{"network":[{"interface":"*","address":"10.0.0.5"}]}"#,
     );
     assert!(msg.contains("prefix length"), "{msg}");
+    let (st, _, msg) = refused(&c, "PUT", "/v1/settings", r#"{"timezone":"Mars/Olympus"}"#);
+    assert!(st == 400 && msg.contains("time zone"), "{st} {msg}");
     let wanted: rushes_api::Settings = serde_json::from_str(
         r#"{"hostname":"edit-bay-nas","network":[{"interface":"*","address":"10.0.0.5/24","gateway":"10.0.0.1","mtu":9000}],"timezone":"Europe/London","ntp":["pool.ntp.org"]}"#,
     )

@@ -176,6 +176,12 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key("e");
     console.key(ENTER);
     console.wait_for(&["Step 4 of 4", "[UTC", "pool.ntp.org"]);
+    console.key(&BACKSPACE.repeat(3));
+    console.key("Mars/Olympus");
+    console.key(ENTER);
+    console.wait_for(&["is not a known time zone"]);
+    console.key(&BACKSPACE.repeat(12));
+    console.key("Asia/Tokyo");
     console.key(ENTER);
     let done = console.wait_for(&[
         "Setup is saved",
@@ -249,7 +255,9 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "Interfaces",
         "host name  edit-bay-nas",
         "DHCP on every wired NIC",
-        "UTC",
+        "time zone  Asia/Tokyo",
+        "local time ",
+        " JST",
         "clock      ",
     ]);
     console.capture("network");

@@ -441,6 +441,17 @@ fn network(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
                 s.ntp.join(",")
             }
         )));
+        if let Some(zone) = s.timezone.as_deref() {
+            lines.push(Line::from(match jiff::tz::TimeZone::get(zone) {
+                Ok(tz) => format!(
+                    "  local time {}",
+                    jiff::Timestamp::now()
+                        .to_zoned(tz)
+                        .strftime("%Y-%m-%d %H:%M %Z")
+                ),
+                Err(_) => format!("  local time ! {zone} is not in this console's zone data"),
+            }));
+        }
         if let Some(clock) = &snap.clock {
             lines.push(Line::from(match (&clock.synced, &clock.error) {
                 (Some(sync), _) => format!(

@@ -27,9 +27,9 @@ pub struct Settings {
     pub hostname: Option<String>,
     #[serde(default, rename = "network")]
     pub networks: Vec<Network>,
-    /// Kept for the console; not applied by init yet.
-    #[serde(default, rename = "timezone")]
-    _timezone: Option<String>,
+    /// IANA zone name; /etc/localtime points at it.
+    #[serde(default)]
+    pub timezone: Option<String>,
     #[serde(default, rename = "ntp")]
     _ntp: Vec<String>,
     /// Pools, shares and the admin password are rushesd's, which also writes this file.

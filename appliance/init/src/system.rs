@@ -221,6 +221,23 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         }
     }
 
+    if let Some(zone) = settings.timezone.as_deref() {
+        let file = Path::new("/usr/share/zoneinfo").join(zone);
+        let plain = !zone.contains("..") && !zone.starts_with('/');
+        if plain && file.is_file() {
+            let _ = std::fs::remove_file("/etc/localtime");
+            match std::os::unix::fs::symlink(&file, "/etc/localtime") {
+                Ok(()) => ring.push("init", &format!("time zone {zone}")),
+                Err(e) => ring.push("init", &format!("cannot set time zone {zone}: {e}")),
+            }
+        } else {
+            ring.push(
+                "init",
+                &format!("time zone {zone:?} is unknown: keeping UTC"),
+            );
+        }
+    }
+
     // Network: loopback, then each wired NIC, static when the settings give an address,
     // DHCP otherwise.
     run(

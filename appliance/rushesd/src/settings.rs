@@ -208,6 +208,18 @@ impl Manager {
         for n in &new.network {
             check_network(n)?;
         }
+        if let Some(zone) = &new.timezone {
+            let db = Path::new("/usr/share/zoneinfo");
+            let known = !zone.contains("..") && !zone.starts_with('/') && db.join(zone).is_file();
+            if db.is_dir() && !known {
+                return Err(ApiErr::new(
+                    400,
+                    "bad-setting",
+                    format!("{zone:?} is not a known time zone"),
+                )
+                .hint("use a name such as Europe/London, America/Los_Angeles or UTC"));
+            }
+        }
         let value = toml::Table::try_from(&new).map_err(|e| ApiErr::failed(e.to_string()))?;
         self.save_config(|c| {
             for key in ["hostname", "network", "timezone", "ntp"] {
