@@ -125,9 +125,8 @@ impl LogPage {
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_are_1024_bytes_with_addresses_where_the_spec_puts_them() {
-        let e = LogEntry {
+    fn bay_entry() -> LogEntry {
+        LogEntry {
             trtype: TRTYPE_TCP,
             adrfam: 1,
             subtype: SUBTYPE_NVME,
@@ -138,7 +137,12 @@ mod tests {
             trsvcid: "4420".into(),
             subnqn: "nqn.2026-11.io.rushes:bay1".into(),
             traddr: "10.0.0.9".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn entries_are_1024_bytes_with_addresses_where_the_spec_puts_them() {
+        let e = bay_entry();
         let b = e.encode();
         assert_eq!(&b[..10], &[3, 1, 2, 0, 1, 0, 0xff, 0xff, 32, 0]);
         assert_eq!(&b[32..36], b"4420");
@@ -153,18 +157,7 @@ mod tests {
         let mut page = vec![0u8; 1024 * 3];
         page[0..8].copy_from_slice(&7u64.to_le_bytes());
         page[8..16].copy_from_slice(&2u64.to_le_bytes());
-        let nvme = LogEntry {
-            trtype: TRTYPE_TCP,
-            adrfam: 1,
-            subtype: SUBTYPE_NVME,
-            treq: 0,
-            portid: 1,
-            cntlid: 0xffff,
-            asqsz: 32,
-            trsvcid: "4420".into(),
-            subnqn: "nqn.2026-11.io.rushes:bay1".into(),
-            traddr: "10.0.0.9".into(),
-        };
+        let nvme = bay_entry();
         let referral = LogEntry {
             subtype: SUBTYPE_REFERRAL,
             trsvcid: "8009".into(),

@@ -137,38 +137,62 @@ pub struct ICReq {
 
 impl ICReq {
     pub fn encode(&self) -> [u8; 128] {
-        let mut b = [0u8; 128];
-        CommonHeader {
-            pdu_type: PduType::ICReq,
-            flags: 0,
-            hlen: 128,
-            pdo: 0,
-            plen: 128,
-        }
-        .encode(&mut b);
-        b[8..10].copy_from_slice(&self.pfv.to_le_bytes());
-        b[10] = self.hpda;
-        b[11] = u8::from(self.header_digest) | (u8::from(self.data_digest) << 1);
-        b[12..16].copy_from_slice(&self.maxr2t.to_le_bytes());
-        b
+        ic_encode(
+            PduType::ICReq,
+            self.pfv,
+            self.hpda,
+            (self.header_digest, self.data_digest),
+            self.maxr2t,
+        )
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, PduError> {
-        let h = CommonHeader::decode(b)?;
-        if h.pdu_type != PduType::ICReq {
-            return Err(PduError::UnknownType(h.pdu_type as u8));
-        }
-        if b.len() < 128 {
-            return Err(PduError::Short(128 - b.len()));
-        }
+        let (pfv, hpda, (header_digest, data_digest), maxr2t) = ic_decode(b, PduType::ICReq)?;
         Ok(Self {
-            pfv: u16::from_le_bytes([b[8], b[9]]),
-            hpda: b[10],
-            header_digest: b[11] & 1 != 0,
-            data_digest: b[11] & 2 != 0,
-            maxr2t: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+            pfv,
+            hpda,
+            header_digest,
+            data_digest,
+            maxr2t,
         })
     }
+}
+
+/// ICReq and ICResp share one layout: PFV (8-9), alignment (10), DGST (11: header
+/// digest bit 0, data digest bit 1), a 32-bit limit (12-15), reserved to 127.
+fn ic_encode(ty: PduType, pfv: u16, align: u8, digests: (bool, bool), limit: u32) -> [u8; 128] {
+    let mut b = [0u8; 128];
+    CommonHeader {
+        pdu_type: ty,
+        flags: 0,
+        hlen: 128,
+        pdo: 0,
+        plen: 128,
+    }
+    .encode(&mut b);
+    b[8..10].copy_from_slice(&pfv.to_le_bytes());
+    b[10] = align;
+    b[11] = u8::from(digests.0) | (u8::from(digests.1) << 1);
+    b[12..16].copy_from_slice(&limit.to_le_bytes());
+    b
+}
+
+type IcFields = (u16, u8, (bool, bool), u32);
+
+fn ic_decode(b: &[u8], ty: PduType) -> Result<IcFields, PduError> {
+    let h = CommonHeader::decode(b)?;
+    if h.pdu_type != ty {
+        return Err(PduError::UnknownType(h.pdu_type as u8));
+    }
+    if b.len() < 128 {
+        return Err(PduError::Short(128 - b.len()));
+    }
+    Ok((
+        u16::from_le_bytes([b[8], b[9]]),
+        b[10],
+        (b[11] & 1 != 0, b[11] & 2 != 0),
+        u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+    ))
 }
 
 /// ICResp: the controller's answer.
@@ -185,36 +209,23 @@ pub struct ICResp {
 
 impl ICResp {
     pub fn encode(&self) -> [u8; 128] {
-        let mut b = [0u8; 128];
-        CommonHeader {
-            pdu_type: PduType::ICResp,
-            flags: 0,
-            hlen: 128,
-            pdo: 0,
-            plen: 128,
-        }
-        .encode(&mut b);
-        b[8..10].copy_from_slice(&self.pfv.to_le_bytes());
-        b[10] = self.cpda;
-        b[11] = u8::from(self.header_digest) | (u8::from(self.data_digest) << 1);
-        b[12..16].copy_from_slice(&self.maxh2cdata.to_le_bytes());
-        b
+        ic_encode(
+            PduType::ICResp,
+            self.pfv,
+            self.cpda,
+            (self.header_digest, self.data_digest),
+            self.maxh2cdata,
+        )
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, PduError> {
-        let h = CommonHeader::decode(b)?;
-        if h.pdu_type != PduType::ICResp {
-            return Err(PduError::UnknownType(h.pdu_type as u8));
-        }
-        if b.len() < 128 {
-            return Err(PduError::Short(128 - b.len()));
-        }
+        let (pfv, cpda, (header_digest, data_digest), maxh2cdata) = ic_decode(b, PduType::ICResp)?;
         Ok(Self {
-            pfv: u16::from_le_bytes([b[8], b[9]]),
-            cpda: b[10],
-            header_digest: b[11] & 1 != 0,
-            data_digest: b[11] & 2 != 0,
-            maxh2cdata: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+            pfv,
+            cpda,
+            header_digest,
+            data_digest,
+            maxh2cdata,
         })
     }
 }
