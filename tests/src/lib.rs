@@ -49,6 +49,35 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Start `rushesd host` with its management API on `STATE/api.sock`, its state in
+    /// STATE and `STATE/demo` (writable by everyone) served as /demo; returns the API
+    /// socket once it exists.
+    pub fn start_with_api(state: &Path) -> (Self, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let share = state.join("demo");
+        std::fs::create_dir_all(&share).expect("share folder");
+        std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777))
+            .expect("share folder mode");
+        let sock = state.join("api.sock");
+        let server = Self::start(&[
+            "--state-dir",
+            state.to_str().expect("utf-8 path"),
+            "--api",
+            sock.to_str().expect("utf-8 path"),
+            &format!("demo={}", share.display()),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no API socket:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (server, sock)
+    }
+
     /// Start `rushesd host --listen 127.0.0.1:0 ARGS…` and wait until it serves.
     pub fn start(args: &[&str]) -> Self {
         let logdir = tempfile::tempdir().expect("tempdir");

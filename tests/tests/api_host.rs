@@ -9,24 +9,8 @@ use std::time::{Duration, Instant};
 use rushes_api::{Alert, Client, Disk, Job, Severity, Share, Status};
 use rushes_tests::ServerProcess;
 
-fn start(state: &Path, share_dir: &Path) -> (ServerProcess, Client) {
-    let sock = state.join("api.sock");
-    let server = ServerProcess::start(&[
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--api",
-        sock.to_str().unwrap(),
-        &format!("demo={}", share_dir.display()),
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no API socket:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn start(state: &Path) -> (ServerProcess, Client) {
+    let (server, sock) = ServerProcess::start_with_api(state);
     (server, Client::new(sock))
 }
 
@@ -54,9 +38,7 @@ fn refused(c: &Client, method: &str, path: &str, body: &str) -> (u16, String, St
 #[test]
 fn the_api_answers_in_json_and_refuses_bad_requests_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let share_dir = dir.path().join("demo");
-    std::fs::create_dir(&share_dir).unwrap();
-    let (_server, c) = start(dir.path(), &share_dir);
+    let (_server, c) = start(dir.path());
 
     let status: Status = c.get("/v1/status").unwrap();
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
@@ -152,8 +134,6 @@ fn the_api_answers_in_json_and_refuses_bad_requests_clearly() {
 #[test]
 fn a_damaged_config_falls_back_to_the_previous_generation_with_an_alert() {
     let dir = tempfile::tempdir().unwrap();
-    let share_dir = dir.path().join("demo");
-    std::fs::create_dir(&share_dir).unwrap();
     let torn = "[[pool]]\nname = \"media\"\nlevel = ";
     std::fs::write(dir.path().join("rushes.toml"), torn).unwrap();
     std::fs::write(
@@ -161,7 +141,7 @@ fn a_damaged_config_falls_back_to_the_previous_generation_with_an_alert() {
         "hostname = \"bay-nas\"\n",
     )
     .unwrap();
-    let (server, c) = start(dir.path(), &share_dir);
+    let (server, c) = start(dir.path());
 
     let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
     let alert = alerts
@@ -186,14 +166,12 @@ fn a_damaged_config_falls_back_to_the_previous_generation_with_an_alert() {
 #[test]
 fn settings_the_admin_password_logs_and_power_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let share_dir = dir.path().join("demo");
-    std::fs::create_dir(&share_dir).unwrap();
     std::fs::write(
         dir.path().join("log.txt"),
         "1 init: started udevd\n2 rushesd: serving NFS\n3 init: rushesd is ready\n",
     )
     .unwrap();
-    let (_server, c) = start(dir.path(), &share_dir);
+    let (_server, c) = start(dir.path());
     let config = dir.path().join("rushes.toml");
 
     // First boot: no admin password yet.
@@ -332,9 +310,7 @@ impl Drop for Chrony {
 fn the_clock_is_checked_against_a_real_ntp_server() {
     let chrony = Chrony::start();
     let dir = tempfile::tempdir().unwrap();
-    let share_dir = dir.path().join("demo");
-    std::fs::create_dir(&share_dir).unwrap();
-    let (_server, c) = start(dir.path(), &share_dir);
+    let (_server, c) = start(dir.path());
 
     // A server that does not answer first, then chronyd: the next one is used.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -109,24 +109,6 @@ const ENTER: &str = "\r";
 const TAB: &str = "\t";
 const BACKSPACE: &str = "\x7f";
 
-fn start_rushesd(dir: &std::path::Path) -> (ServerProcess, std::path::PathBuf) {
-    let share = dir.join("demo");
-    std::fs::create_dir(&share).unwrap();
-    std::fs::set_permissions(&share, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let sock = dir.join("api.sock");
-    let server = ServerProcess::start(&[
-        "--state-dir",
-        dir.to_str().unwrap(),
-        "--api",
-        sock.to_str().unwrap(),
-        &format!("demo={}", share.display()),
-    ]);
-    while !sock.exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (server, sock)
-}
-
 #[test]
 fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,7 +117,7 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "1 init: started udevd\n2 init: rushesd is ready\n",
     )
     .unwrap();
-    let (mut server, sock) = start_rushesd(dir.path());
+    let (mut server, sock) = ServerProcess::start_with_api(dir.path());
     let mut console = Console::start(&sock);
 
     // The wizard, from a blank config.

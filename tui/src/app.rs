@@ -147,7 +147,14 @@ impl App {
     }
 
     pub fn refresh(&mut self) {
-        let filter = (!self.log_filter.is_empty()).then_some(self.log_filter.as_str());
+        let on_logs = matches!(
+            self.mode,
+            Mode::Menu {
+                screen: Screen::Logs,
+                ..
+            }
+        );
+        let filter = on_logs.then_some(self.log_filter.as_str());
         self.snap = Snapshot::fetch(&self.client, filter);
     }
 
@@ -336,17 +343,9 @@ impl App {
                     current: None,
                     new: self.pending_password.clone(),
                 };
-                let resp = self
-                    .client
-                    .raw(
-                        "PUT",
-                        "/v1/admin/password",
-                        Some(&serde_json::to_vec(&pw).unwrap_or_default()),
-                    )
+                self.client
+                    .send("PUT", "/v1/admin/password", Some(&pw))
                     .map_err(|e| e.to_string())?;
-                if resp.status != 204 {
-                    return Err(error_text(&resp));
-                }
                 Ok(Step::Done)
             }
             Step::Welcome | Step::Done => Ok(step),
@@ -369,12 +368,11 @@ impl App {
                 return;
             }
             Input::Enter => {
-                let body = serde_json::to_vec(&api::Login {
+                let login = api::Login {
                     password: field.value.clone(),
-                })
-                .unwrap_or_default();
-                match self.client.raw("POST", "/v1/admin/login", Some(&body)) {
-                    Ok(r) if r.status == 204 => {
+                };
+                match self.client.send("POST", "/v1/admin/login", Some(&login)) {
+                    Ok(()) => {
                         self.message = None;
                         self.mode = Mode::Menu {
                             screen: Screen::Dashboard,
@@ -382,8 +380,9 @@ impl App {
                         };
                         return;
                     }
-                    Ok(r) if r.status == 403 => self.message = Some("! Wrong password.".into()),
-                    Ok(r) => self.message = Some(format!("! {}", error_text(&r))),
+                    Err(api::ClientError::Api { status: 403, .. }) => {
+                        self.message = Some("! Wrong password.".into())
+                    }
                     Err(e) => self.message = Some(format!("! {e}")),
                 }
                 field.value.clear();
@@ -418,9 +417,11 @@ impl App {
                 return close(self);
             }
             (Form::Confirm("reset"), Input::Char('y' | 'Y')) => {
-                let body = serde_json::to_vec(&api::Reset { confirm: true }).unwrap_or_default();
-                match self.client.raw("POST", "/v1/reset", Some(&body)) {
-                    Ok(r) if r.status == 202 || r.status == 204 => {
+                match self
+                    .client
+                    .send("POST", "/v1/reset", Some(&api::Reset { confirm: true }))
+                {
+                    Ok(()) => {
                         self.refresh();
                         self.message = Some("Settings are back to the defaults.".into());
                         self.mode = Mode::Wizard {
@@ -431,22 +432,18 @@ impl App {
                         };
                         return;
                     }
-                    Ok(r) => self.message = Some(format!("! {}", error_text(&r))),
                     Err(e) => self.message = Some(format!("! {e}")),
                 }
                 return close(self);
             }
             (Form::Confirm(action), Input::Char('y' | 'Y')) => {
                 let action = *action;
-                let body = serde_json::to_vec(&api::Power {
+                let power = api::Power {
                     action: action.into(),
                     confirm: true,
-                })
-                .unwrap_or_default();
-                let r = self.client.raw("POST", "/v1/power", Some(&body));
-                self.message = Some(match r {
-                    Ok(r) if r.status == 202 => format!("The appliance is going to {action} now."),
-                    Ok(r) => format!("! {}", error_text(&r)),
+                };
+                self.message = Some(match self.client.send("POST", "/v1/power", Some(&power)) {
+                    Ok(()) => format!("The appliance is going to {action} now."),
                     Err(e) => format!("! {e}"),
                 });
                 return close(self);
@@ -798,13 +795,4 @@ impl App {
             .map(|a| a.split('/').next().unwrap_or(a).to_string())
             .unwrap_or_else(|| "ADDRESS".into())
     }
-}
-
-fn error_text(r: &api::client::Response) -> String {
-    serde_json::from_slice::<api::ErrorBody>(&r.body)
-        .map(|b| match b.error.hint {
-            Some(h) => format!("{} ({h})", b.error.message),
-            None => b.error.message,
-        })
-        .unwrap_or_else(|_| format!("rushesd answered {}", r.status))
 }

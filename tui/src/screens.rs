@@ -71,6 +71,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Read everything the screens show; the log only when `log_filter` is given (the
+    /// Logs screen is open), since it is the one large answer.
     pub fn fetch(c: &Client, log_filter: Option<&str>) -> Snapshot {
         let mut s = Snapshot::default();
         let result = (|| -> Result<(), api::ClientError> {
@@ -80,13 +82,14 @@ impl Snapshot {
             s.clock = Some(c.get("/v1/time")?);
             s.nics = c.get("/v1/network")?;
             s.settings = Some(c.get("/v1/settings")?);
-            let query: String = log_filter
-                .unwrap_or_default()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
-                .collect();
-            let logs: api::Logs = c.get(&format!("/v1/logs?lines=200&contains={query}"))?;
-            s.logs = logs.lines;
+            if let Some(filter) = log_filter {
+                let query: String = filter
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
+                    .collect();
+                let logs: api::Logs = c.get(&format!("/v1/logs?lines=200&contains={query}"))?;
+                s.logs = logs.lines;
+            }
             s.pools = c.get("/v1/pools")?;
             s.disks = c.get("/v1/disks")?;
             s.shares = c.get("/v1/shares")?;

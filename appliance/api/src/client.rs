@@ -65,10 +65,6 @@ impl Client {
         self
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// Send one request; `body` is sent as JSON when given. Any status is returned.
     pub fn raw(
         &self,
@@ -101,30 +97,41 @@ impl Client {
         parse_response(&raw)
     }
 
+    /// The answer of a request that succeeded, or the API's error in its words.
+    fn checked(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, ClientError> {
+        let resp = self.raw(method, path, body)?;
+        if (200..300).contains(&resp.status) {
+            return Ok(resp);
+        }
+        let error = serde_json::from_slice::<crate::ErrorBody>(&resp.body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| ApiError {
+                code: "failed".into(),
+                message: format!(
+                    "rushesd answered {}: {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                ),
+                hint: None,
+            });
+        Err(ClientError::Api {
+            status: resp.status,
+            error,
+        })
+    }
+
     fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<&[u8]>,
     ) -> Result<T, ClientError> {
-        let resp = self.raw(method, path, body.as_deref())?;
-        if !(200..300).contains(&resp.status) {
-            let error = serde_json::from_slice::<crate::ErrorBody>(&resp.body)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| ApiError {
-                    code: "failed".into(),
-                    message: format!(
-                        "rushesd answered {}: {}",
-                        resp.status,
-                        String::from_utf8_lossy(&resp.body)
-                    ),
-                    hint: None,
-                });
-            return Err(ClientError::Api {
-                status: resp.status,
-                error,
-            });
-        }
+        let resp = self.checked(method, path, body)?;
         serde_json::from_slice(&resp.body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
@@ -137,8 +144,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.call("POST", path, Some(body))
+        self.call("POST", path, Some(&json(body)?))
     }
 
     pub fn put<B: Serialize, T: DeserializeOwned>(
@@ -146,18 +152,24 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.call("PUT", path, Some(body))
+        self.call("PUT", path, Some(&json(body)?))
     }
 
-    pub fn delete<B: Serialize, T: DeserializeOwned>(
+    /// A request whose answer carries no body (204 No Content, 202 Accepted): success,
+    /// or the API's error.
+    pub fn send<B: Serialize>(
         &self,
+        method: &str,
         path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.call("DELETE", path, Some(body))
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        let body = body.map(json).transpose()?;
+        self.checked(method, path, body.as_deref()).map(|_| ())
     }
+}
+
+fn json<B: Serialize>(body: &B) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

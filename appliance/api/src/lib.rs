@@ -152,13 +152,6 @@ impl DiskHealth {
     }
 }
 
-impl Disk {
-    /// Empty, unused and not the boot stick: a pool may take it without a wipe.
-    pub fn is_blank(&self) -> bool {
-        self.contents.is_empty() && self.in_use_by.is_none() && !self.boot
-    }
-}
-
 /// Speed class of a pool, after the disks under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

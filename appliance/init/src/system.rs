@@ -26,13 +26,15 @@ pub fn clean_signals(cmd: &mut Command) {
     // SAFETY: runs in the forked child before exec; it only calls pthread_sigmask,
     // which is async-signal-safe, and touches no memory shared with the parent.
     unsafe {
-        cmd.pre_exec(|| {
-            SigSet::empty()
-                .thread_set_mask()
-                .map_err(std::io::Error::from)?;
-            Ok(())
-        });
+        cmd.pre_exec(unblock_all_signals);
     }
+}
+
+/// Clear the signal mask a child inherited from PID 1.
+fn unblock_all_signals() -> std::io::Result<()> {
+    SigSet::empty()
+        .thread_set_mask()
+        .map_err(std::io::Error::from)
 }
 
 /// Like [`clean_signals`], and make the child a session leader whose controlling
@@ -43,9 +45,7 @@ pub fn own_terminal(cmd: &mut Command) {
     // TIOCSCTTY ioctl are async-signal-safe and touch no memory shared with the parent.
     unsafe {
         cmd.pre_exec(|| {
-            SigSet::empty()
-                .thread_set_mask()
-                .map_err(std::io::Error::from)?;
+            unblock_all_signals()?;
             rustix::process::setsid()?;
             rustix::process::ioctl_tiocsctty(std::io::stdin())?;
             Ok(())

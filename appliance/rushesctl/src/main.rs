@@ -637,36 +637,16 @@ fn pool(cli: &Cli, c: &Client, cmd: &PoolCmd) -> Res {
             started(cli, c, job, wait.wait)
         }
         PoolCmd::Destroy { name, confirm } => {
-            let resp = c.raw(
+            c.send(
                 "DELETE",
                 &format!("/v1/pools/{name}"),
-                Some(
-                    &serde_json::to_vec(&api::DestroyPool {
-                        confirm: confirm.clone(),
-                    })
-                    .unwrap_or_default(),
-                ),
+                Some(&api::DestroyPool {
+                    confirm: confirm.clone(),
+                }),
             )?;
-            if resp.status != 204 {
-                return Err(api_error(resp));
-            }
             out(&format!("pool {name} destroyed\n"));
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-fn api_error(resp: api::client::Response) -> ClientError {
-    match serde_json::from_slice::<api::ErrorBody>(&resp.body) {
-        Ok(body) => ClientError::Api {
-            status: resp.status,
-            error: body.error,
-        },
-        Err(_) => ClientError::Protocol(format!(
-            "status {}: {}",
-            resp.status,
-            String::from_utf8_lossy(&resp.body)
-        )),
     }
 }
 
@@ -707,10 +687,7 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
             },
         )?),
         ShareCmd::Delete { name } => {
-            let resp = c.raw("DELETE", &format!("/v1/shares/{name}"), None)?;
-            if resp.status != 204 {
-                return Err(api_error(resp));
-            }
+            c.send::<()>("DELETE", &format!("/v1/shares/{name}"), None)?;
             out(&format!(
                 "share {name} deleted; its files stay on the pool\n"
             ));

@@ -232,7 +232,8 @@ fn host(
     let state_dir = state_dir
         .or(cfg.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/rushes"));
-    let state_dir_for_log = state_dir.clone();
+    // Host mode reads a supervisor log from the state folder, if one is put there.
+    let log_file = state_dir.join("log.txt");
     let management = api.map(|socket| {
         (
             socket,
@@ -245,7 +246,7 @@ fn host(
         state_dir,
         shares: cfg.shares,
         management,
-        log_file: state_dir_log(&state_dir_for_log),
+        log_file,
         appliance: false,
     })
 }
@@ -324,11 +325,6 @@ fn serve(opts: ServeOptions) -> Result<()> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Host mode reads a supervisor log from the state folder, if one is put there.
-fn state_dir_log(state_dir: &Path) -> PathBuf {
-    state_dir.join("log.txt")
 }
 
 /// A parent may leave SIGTERM and SIGINT blocked (PID 1 takes them through a signalfd,

@@ -211,15 +211,17 @@ impl Manager {
     pub fn monitor(self: &Arc<Self>) {
         let (flag, cv) = &self.wake;
         loop {
-            {
+            let poked = {
                 let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
                 let (mut guard, _) = cv
                     .wait_timeout_while(guard, Duration::from_secs(2), |poked| !*poked)
                     .unwrap_or_else(|p| p.into_inner());
-                *guard = false;
+                std::mem::replace(&mut *guard, false)
+            };
+            if poked {
+                // Let udev write its data about a new device before reading it.
+                std::thread::sleep(Duration::from_millis(300));
             }
-            // Let udev write its data about a new device before reading it.
-            std::thread::sleep(Duration::from_millis(300));
             self.tick();
             self.scheduled_scrubs();
         }
@@ -277,9 +279,10 @@ impl Manager {
         st.disks_dirty = false;
     }
 
-    /// The inventory, with what uses each disk named in the admin's terms.
+    /// The inventory, with what uses each disk named in the admin's terms. It is the
+    /// monitor's copy, rescanned on every block uevent, at least every 30 s, and by
+    /// whatever changes disks; reading it does no I/O (the console asks every 2 s).
     pub fn disks(&self) -> Vec<Disk> {
-        self.rescan();
         let st = self.lock();
         let md_pools: HashMap<String, String> = st
             .config
@@ -319,6 +322,8 @@ impl Manager {
     /// Resolve disks named by kernel name or serial, refusing the boot stick, disks in
     /// use, and disks with data the admin did not agree to wipe.
     fn pick_disks(&self, wanted: &[String], wipe: &[String]) -> ApiResult<Vec<Disk>> {
+        // About to act on them: look at the disks as they are now.
+        self.rescan();
         let disks = self.disks();
         let mut picked: Vec<Disk> = Vec::new();
         for want in wanted {
@@ -440,9 +445,8 @@ impl Manager {
                 let result = rushes_nas::sys::run_as_root()
                     .map_err(|e| format!("cannot act as root: {e}"))
                     .and_then(|()| work(&me));
+                me.release(id);
                 let mut st = me.lock();
-                st.claimed.retain(|_, j| *j != id);
-                st.disks_dirty = true;
                 if let Some(job) = st.jobs.iter_mut().find(|j| j.id == id) {
                     job.finished = Some(now());
                     match result {
@@ -937,7 +941,7 @@ impl Manager {
         let _ = std::fs::remove_dir(&dir);
         self.lock().pool_problems.remove(name);
         tracing::info!(pool = name, "pool destroyed");
-        self.poke();
+        self.rescan();
         Ok(())
     }
 

@@ -188,8 +188,7 @@ impl Manager {
     }
 
     pub fn settings(&self) -> api::Settings {
-        let other = self.lock().config.other.clone();
-        let mut t = other.clone();
+        let mut t = self.lock().config.other.clone();
         t.remove(ADMIN);
         t.try_into().unwrap_or_default()
     }

@@ -37,11 +37,8 @@ fn transport(sys_block: &Path, name: &str, sys_class_nvme: &Path) -> Transport {
     if name.starts_with("vd") {
         return Transport::Virtio;
     }
-    if let Some(ctrl) = name
-        .strip_prefix("nvme")
-        .and_then(|rest| rest.split('n').next())
-    {
-        return match read(&sys_class_nvme.join(format!("nvme{ctrl}/transport"))).as_deref() {
+    if let Some(ctrl) = nvme_controller(name) {
+        return match read(&sys_class_nvme.join(ctrl).join("transport")).as_deref() {
             Some("tcp") => Transport::NvmeTcp,
             Some("rdma") => Transport::NvmeRdma,
             _ => Transport::Nvme,
