@@ -51,7 +51,7 @@ test: deps lint build image
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps
-	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-mkimage
+	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
 	target/release/mkimage --cache $(RUSHES_CACHE)
 
@@ -71,9 +71,10 @@ host: deps build
 	@echo "    libnfs: nfs-ls 'nfs://127.0.0.1/demo?nfsport=2049&mountport=2049'"
 	$(SUDO) target/debug/rushesd host --listen 127.0.0.1:2049 --state-dir out/state demo=$(DEMO)
 
-bench: deps
+bench: deps image
 	$(CARGO) build --release --workspace --bins
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh
+	target/release/card-bench
 
 clean:
 	$(CARGO) clean

@@ -1,6 +1,9 @@
 //! The discovery log page (log identifier 0x70): a 1024-byte header with the generation
 //! counter and the number of records, then one 1024-byte entry per subsystem or referral.
 
+/// The well-known NQN of every discovery controller.
+pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
+
 /// Subsystem types in a log entry.
 pub const SUBTYPE_REFERRAL: u8 = 1;
 pub const SUBTYPE_NVME: u8 = 2;

@@ -1,9 +1,20 @@
 //! The firmware of the Rushes offload card: the engine that runs on the card (or, on a
 //! host without one, as an emulated card) and speaks NVMe/TCP to external SSD bays.
 //!
-//! Today: the NVMe/TCP PDU codec ([`pdu`]) and the discovery log page ([`discovery`]),
-//! with their byte layouts pinned by tests. The initiator, the card's management
-//! interface and the bundle format follow.
+//! - the NVMe/TCP wire format: PDUs ([`pdu`]), commands ([`command`]) and the
+//!   discovery log page ([`discovery`]), with their byte layouts pinned by tests;
+//! - the initiator that speaks it to bays ([`initiator`]);
+//! - how a card presents namespaces to the host: ublk devices ([`export`]);
+//! - how rushesd drives a card: the [`card::OffloadCard`] trait over JSON-RPC, and the
+//!   emulated card that answers it ([`emulated`]);
+//! - the firmware bundle and its A/B slots ([`bundle`]).
 
+pub mod bundle;
+pub mod capture;
+pub mod card;
+pub mod command;
 pub mod discovery;
+pub mod emulated;
+pub mod export;
+pub mod initiator;
 pub mod pdu;

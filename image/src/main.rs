@@ -49,7 +49,7 @@ struct Args {
     /// Files copied into the root file system as they are.
     #[arg(long, default_value = "image/overlay")]
     overlay: PathBuf,
-    /// Folder holding the release builds of rushes-init, rushesd, rushesctl and rushes-console.
+    /// Folder holding the release builds of rushes-init, rushesd, rushesctl, rushes-console and rushes-card.
     #[arg(long, default_value = "target/release")]
     bins: PathBuf,
     /// Download cache (packages and apt lists), kept between builds.
@@ -136,7 +136,7 @@ fn main() -> Result<()> {
         mib(fw_removed)
     );
 
-    p.next("adding rushes-init, rushesd, rushesctl, rushes-console and the overlay");
+    p.next("adding rushes-init, rushesd, rushesctl, rushes-console, rushes-card and the overlay");
     rootfs::copy_tree(&args.overlay, &root)?;
     rootfs::finish(&root, &args.bins, &manifest)?;
 

@@ -213,7 +213,13 @@ pub fn copy_tree(overlay: &Path, root: &Path) -> Result<()> {
 
 /// Our binaries, /init, busybox applets and run-time links.
 pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
-    for bin in ["rushes-init", "rushesd", "rushesctl", "rushes-console"] {
+    for bin in [
+        "rushes-init",
+        "rushesd",
+        "rushesctl",
+        "rushes-console",
+        "rushes-card",
+    ] {
         let from = bins.join(bin);
         let to = root.join("usr/sbin").join(bin);
         std::fs::copy(&from, &to).with_context(|| {

@@ -1,7 +1,9 @@
 //! Helpers for the end-to-end tests and benchmarks: start and kill `rushesd host`, mount
 //! it with a real NFSv3 client as a chosen user, and send hand-made RPC records.
 
+pub mod bays;
 pub mod bench;
+pub mod guest;
 pub mod vm;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -358,6 +358,28 @@ impl Vm {
         Ok((out, rc.parse().unwrap_or(-1)))
     }
 
+    /// Write `text` to `path` in the guest (through base64, so any byte survives the
+    /// line-based shell), e.g. a script to run with `sh path`.
+    pub fn put_file(&self, path: &str, text: &[u8]) -> Result<()> {
+        let encoded = base64(text);
+        let (out, rc) = self.run(&format!("rm -f {path}.b64"), Duration::from_secs(30))?;
+        anyhow::ensure!(rc == 0, "cannot prepare {path}: {out}");
+        for chunk in encoded.as_bytes().chunks(768) {
+            let chunk = std::str::from_utf8(chunk).expect("base64 is ASCII");
+            let (out, rc) = self.run(
+                &format!("echo {chunk} >> {path}.b64"),
+                Duration::from_secs(30),
+            )?;
+            anyhow::ensure!(rc == 0, "cannot write {path}: {out}");
+        }
+        let (out, rc) = self.run(
+            &format!("base64 -d {path}.b64 > {path} && rm {path}.b64"),
+            Duration::from_secs(30),
+        )?;
+        anyhow::ensure!(rc == 0, "cannot decode {path}: {out}");
+        Ok(())
+    }
+
     /// Add an empty NVMe disk of `size` with `serial` to the free PCIe slot `port`
     /// (`hotplug0` …), as if it were slid into a bay: QMP blockdev-add and device_add.
     pub fn hot_add_nvme(&self, id: &str, serial: &str, size: &str, port: &str) -> Result<()> {
@@ -421,4 +443,44 @@ impl Drop for Vm {
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Standard base64 (RFC 4648) with padding.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(plain.as_bytes()), coded);
+        }
+    }
 }

@@ -5,88 +5,30 @@
 
 use std::time::{Duration, Instant};
 
+use rushes_tests::guest::{
+    ctl, ctl_json, payload, read_share_file, wait_json, write_share_file, SHORT,
+};
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
-use rushes_tests::{Nfs, User};
 use serde_json::Value;
 
 /// Under TCG a boot takes about half a minute here; CI machines may be slower.
 const BOOT: Duration = Duration::from_secs(600);
 /// md resync, rebuild and reshape of 1 GiB disks take well under two minutes under TCG.
 const MD_WORK: Duration = Duration::from_secs(900);
-const SHORT: Duration = Duration::from_secs(120);
 const ENTER: &str = "\r";
 const DOWN: &str = "\x1b[B";
 const LEFT: &str = "\x1b[D";
-
-fn payload(seed: u32, len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8)
-        .collect()
-}
-
-/// `rushesctl ARGS` in the guest; panics unless it exits with `want`.
-fn ctl(vm: &Vm, args: &str, want: i32, timeout: Duration) -> String {
-    let (out, rc) = vm
-        .run(&format!("rushesctl {args}"), timeout)
-        .unwrap_or_else(|e| panic!("rushesctl {args}: {e}"));
-    assert_eq!(rc, want, "rushesctl {args} exited {rc}:\n{out}");
-    out
-}
-
-fn ctl_json(vm: &Vm, args: &str) -> Value {
-    let out = ctl(vm, &format!("--json {args}"), 0, SHORT);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("rushesctl --json {args}: {e}\n{out}"))
-}
 
 fn pool_state(vm: &Vm) -> Value {
     ctl_json(vm, "pool show media")
 }
 
-/// Poll until `check` holds for `rushesctl --json ARGS`.
-fn wait_json(
-    vm: &Vm,
-    args: &str,
-    timeout: Duration,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = ctl_json(vm, args);
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within {timeout:?}: {v:#}"
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
 async fn write_file(port: u16, name: &str, data: &[u8]) {
-    let user = User::new(1000, 1000);
-    let mut c = Nfs::mount(port, "/projects", &user)
-        .await
-        .expect("mount /projects");
-    c.put_file(name, data)
-        .await
-        .unwrap_or_else(|e| panic!("write {name}: {e:?}"));
+    write_share_file(port, "/projects", name, data).await
 }
 
 async fn read_file(port: u16, name: &str) -> Vec<u8> {
-    let user = User::new(1000, 1000);
-    let mut c = Nfs::mount(port, "/projects", &user)
-        .await
-        .expect("mount /projects");
-    let root = c.root.clone();
-    let fh = c
-        .lookup(&root, name)
-        .await
-        .unwrap_or_else(|e| panic!("lookup {name}: {e:?}"));
-    c.read_all(&fh)
-        .await
-        .unwrap_or_else(|e| panic!("read {name}: {e:?}"))
+    read_share_file(port, "/projects", name).await
 }
 
 fn sha256(data: &[u8]) -> String {

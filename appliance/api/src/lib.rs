@@ -6,9 +6,11 @@
 //! nothing else.
 
 pub mod client;
+mod fabrics;
 mod raid;
 
 pub use client::{Client, ClientError};
+pub use fabrics::*;
 pub use raid::RaidLevel;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,8 @@ pub enum Transport {
     Sas,
     Usb,
     Virtio,
+    /// A bay's namespace presented by the offload card (a ublk device).
+    Card,
     Other,
 }
 
@@ -40,6 +44,7 @@ impl Transport {
             Transport::Sas => "sas",
             Transport::Usb => "usb",
             Transport::Virtio => "virtio",
+            Transport::Card => "card",
             Transport::Other => "other",
         }
     }

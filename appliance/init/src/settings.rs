@@ -32,13 +32,19 @@ pub struct Settings {
     pub timezone: Option<String>,
     #[serde(default, rename = "ntp")]
     _ntp: Vec<String>,
-    /// Pools, shares and the admin password are rushesd's, which also writes this file.
+    /// Pools, shares, fabrics and the admin password are rushesd's, which also writes this file.
     #[serde(default, rename = "admin")]
     _admin: Option<toml::Value>,
     #[serde(default, rename = "pool")]
     _pools: Vec<toml::Value>,
     #[serde(default, rename = "share")]
     _shares: Vec<toml::Value>,
+    #[serde(default, rename = "fabric")]
+    _fabrics: Vec<toml::Value>,
+    #[serde(default, rename = "discovery")]
+    _discovery: Vec<toml::Value>,
+    #[serde(default, rename = "card")]
+    _card: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,8 +14,8 @@ use rushes_api::{Client, ClientError, JobState, RaidLevel};
 #[command(
     name = "rushesctl",
     version,
-    about = "Manage a Rushes appliance: disks, pools, shares, jobs and alerts",
-    after_help = "Examples:\n  rushesctl disks\n  rushesctl pool create media --level raid5 nvme0n1 nvme1n1 nvme2n1 nvme3n1 --wait\n  rushesctl share create projects --pool media\n  rushesctl pool replace media nvme4n1 --wait\n  rushesctl alerts"
+    about = "Manage a Rushes appliance: disks, pools, shares, NVMe-oF bays, jobs and alerts",
+    after_help = "Examples:\n  rushesctl disks\n  rushesctl pool create media --level raid5 nvme0n1 nvme1n1 nvme2n1 nvme3n1 --wait\n  rushesctl share create projects --pool media\n  rushesctl pool replace media nvme4n1 --wait\n  rushesctl alerts\n  rushesctl fabric discover 10.0.0.9\n  rushesctl fabric connect nqn.2026-11.com.example:bay1 --address 10.0.0.9:4420"
 )]
 struct Cli {
     /// The management API socket.
@@ -51,6 +51,93 @@ enum Cmd {
     },
     /// What needs the admin's attention, most severe first.
     Alerts,
+    /// NVMe-oF bays: this host's NQN and every subsystem with its paths and disks.
+    Fabrics,
+    /// Discover, connect or disconnect NVMe-oF subsystems (NVMe/TCP, NVMe/RoCE).
+    #[command(subcommand)]
+    Fabric(FabricCmd),
+    /// The offload card: its state, firmware and the bays it carries. Without a
+    /// subcommand, shows the card.
+    Card {
+        #[command(subcommand)]
+        command: Option<CardCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CardCmd {
+    /// Run the emulated card (`emulated`) or none (`off`).
+    Mode { mode: String },
+    /// Attach a bay through the card; its namespaces appear as disks (`ublkbN`).
+    Attach {
+        nqn: String,
+        /// `10.0.0.9` (port 4420) or `10.0.0.9:4421`.
+        #[arg(long)]
+        address: String,
+    },
+    /// Detach a bay from the card.
+    Detach { nqn: String },
+    /// Manage the card's firmware: `stage FILE`, then `activate`; `rollback` returns to
+    /// the other slot.
+    #[command(subcommand)]
+    Firmware(FirmwareCmd),
+}
+
+#[derive(Subcommand)]
+enum FirmwareCmd {
+    /// Check a bundle (hash, model, host version) and write it to the spare slot.
+    Stage { path: String },
+    /// Run the staged slot.
+    Activate,
+    /// Run the other slot again.
+    Rollback,
+}
+
+#[derive(Subcommand)]
+enum FabricCmd {
+    /// List the subsystems a bay's discovery controller offers, following referrals to
+    /// chained bays. Without an address, ask every bay asked before.
+    Discover {
+        /// `10.0.0.9` (ports 8009, then 4420) or `10.0.0.9:8009`.
+        address: Option<String>,
+        /// NVMe/RoCE instead of NVMe/TCP.
+        #[arg(long)]
+        rdma: bool,
+        /// Also ask every discovery controller that announces itself over mDNS
+        /// (`_nvme-disc._tcp`).
+        #[arg(long)]
+        mdns: bool,
+    },
+    /// Connect a subsystem; its namespaces become disks. Connect it again at a second
+    /// address for a second path (native multipath).
+    Connect {
+        nqn: String,
+        /// Where it is: `10.0.0.9` (port 4420) or `10.0.0.9:4421`.
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        rdma: bool,
+    },
+    /// Disconnect a subsystem (every path, or only the one at --address) and forget it.
+    Disconnect {
+        nqn: String,
+        #[arg(long)]
+        address: Option<String>,
+    },
+}
+
+/// `10.0.0.9:4421` → (`10.0.0.9`, Some(`4421`)); `[fe80::1]:4420` too.
+fn host_port(address: &str) -> (String, Option<String>) {
+    if let Some((host, port)) = address
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+    {
+        return (host.to_string(), port.strip_prefix(':').map(str::to_string));
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host.to_string(), Some(port.to_string())),
+        _ => (address.to_string(), None),
+    }
 }
 
 #[derive(Subcommand)]
@@ -230,7 +317,15 @@ fn json<T: serde::Serialize>(v: &T) {
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
+        debug_assert_eq!(
+            row.len(),
+            header.len(),
+            "a row of {header:?} has another width"
+        );
         for (i, cell) in row.iter().enumerate() {
+            if i >= width.len() {
+                width.push(0);
+            }
             width[i] = width[i].max(cell.chars().count());
         }
     }
@@ -328,6 +423,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                         "MODEL",
                         "SERIAL",
                         "CONTENTS",
+                        "HEALTH",
                         "STATE",
                     ],
                     &rows,
@@ -384,6 +480,47 @@ fn run(cli: &Cli, c: &Client) -> Res {
             }
         }
         Cmd::Share(cmd) => return share(cli, c, cmd),
+        Cmd::Fabric(cmd) => return fabric(cli, c, cmd),
+        Cmd::Card { command } => return card(cli, c, command.as_ref()),
+        Cmd::Fabrics => {
+            let f: api::Fabrics = c.get("/v1/fabrics")?;
+            if cli.json {
+                json(&f);
+            } else {
+                out(&format!("host NQN: {}\n", f.hostnqn));
+                if !f.available {
+                    out("this kernel has no NVMe-oF initiator\n");
+                }
+                if !f.discovery.is_empty() {
+                    out(&format!("discovery: {}\n", f.discovery.join(", ")));
+                }
+                let mut rows = Vec::new();
+                for s in &f.subsystems {
+                    for (i, p) in s.paths.iter().enumerate() {
+                        rows.push(vec![
+                            if i == 0 { s.nqn.clone() } else { String::new() },
+                            format!("{} {}:{}", p.transport, p.traddr, p.trsvcid),
+                            p.controller.clone().unwrap_or_else(|| "-".into()),
+                            p.state.clone(),
+                            if p.saved { "yes" } else { "no" }.into(),
+                            if i == 0 {
+                                s.namespaces.join(" ")
+                            } else {
+                                String::new()
+                            },
+                        ]);
+                    }
+                }
+                if rows.is_empty() {
+                    out("no subsystems; find some with: rushesctl fabric discover ADDRESS\n");
+                } else {
+                    out(&table(
+                        &["SUBSYSTEM", "PATH", "CONTROLLER", "STATE", "SAVED", "DISKS"],
+                        &rows,
+                    ));
+                }
+            }
+        }
         Cmd::Jobs {
             watch: Some(JobsCmd::Watch { id }),
         } => return watch(cli, c, *id),
@@ -648,6 +785,238 @@ fn pool(cli: &Cli, c: &Client, cmd: &PoolCmd) -> Res {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn show_card(cli: &Cli, s: &api::CardStatus) {
+    if cli.json {
+        json(s);
+        return;
+    }
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    out(&format!(
+        "card: {} ({}){}\n",
+        s.state,
+        s.mode,
+        s.problem
+            .as_ref()
+            .map(|p| format!(": {p}"))
+            .unwrap_or_default()
+    ));
+    if s.model.is_some() {
+        out(&format!(
+            "model {}  serial {}  firmware {} (slot {})  fabric {}\n",
+            opt(&s.model),
+            opt(&s.serial),
+            opt(&s.firmware_version),
+            opt(&s.active_slot),
+            s.fabric
+        ));
+        let slots: Vec<String> = s
+            .slots
+            .iter()
+            .map(|x| format!("{}: {}", x.slot, opt(&x.version)))
+            .collect();
+        out(&format!(
+            "slots {}{}  errors {}  in flight {}\n",
+            slots.join(", "),
+            s.staged_slot
+                .as_ref()
+                .map(|x| format!("  (staged: {x})"))
+                .unwrap_or_default(),
+            s.errors,
+            s.queue_depth
+        ));
+        for p in &s.ports {
+            out(&format!(
+                "port {} {}{}\n",
+                p.name,
+                p.link,
+                p.speed_mbps
+                    .map(|m| format!(" {m} Mb/s"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let rows: Vec<Vec<String>> = s
+        .namespaces
+        .iter()
+        .map(|n| {
+            vec![
+                n.device.clone(),
+                n.nqn.clone(),
+                n.nsid.to_string(),
+                size(n.size_bytes),
+                format!("{}/{}", n.read_ops, n.write_ops),
+                n.errors.to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out(&table(
+            &[
+                "DEVICE",
+                "SUBSYSTEM",
+                "NSID",
+                "SIZE",
+                "READS/WRITES",
+                "ERRORS",
+            ],
+            &rows,
+        ));
+    }
+}
+
+fn card(cli: &Cli, c: &Client, cmd: Option<&CardCmd>) -> Res {
+    match cmd {
+        None => show_card(cli, &c.get("/v1/card")?),
+        Some(CardCmd::Mode { mode }) => show_card(
+            cli,
+            &c.put("/v1/card", &api::CardMode { mode: mode.clone() })?,
+        ),
+        Some(CardCmd::Attach { nqn, address }) => {
+            let (traddr, port) = host_port(address);
+            let ns: Vec<api::CardNamespace> = c.post(
+                "/v1/card/attach",
+                &api::FabricPath {
+                    nqn: nqn.clone(),
+                    transport: "tcp".into(),
+                    traddr,
+                    trsvcid: port.unwrap_or_else(|| "4420".into()),
+                },
+            )?;
+            if cli.json {
+                json(&ns);
+            } else {
+                let devices: Vec<&str> = ns.iter().map(|n| n.device.as_str()).collect();
+                out(&format!(
+                    "{nqn} attached through the card: {}\n",
+                    devices.join(" ")
+                ));
+            }
+        }
+        Some(CardCmd::Detach { nqn }) => {
+            c.send(
+                "POST",
+                "/v1/card/detach",
+                Some(&api::CardDetach { nqn: nqn.clone() }),
+            )?;
+            out(&format!("{nqn} detached from the card\n"));
+        }
+        Some(CardCmd::Firmware(f)) => {
+            let s: api::CardStatus = match f {
+                FirmwareCmd::Stage { path } => c.post(
+                    "/v1/card/firmware/stage",
+                    &api::FirmwareStage { path: path.clone() },
+                )?,
+                FirmwareCmd::Activate => {
+                    c.post("/v1/card/firmware/activate", &serde_json::json!({}))?
+                }
+                FirmwareCmd::Rollback => {
+                    c.post("/v1/card/firmware/rollback", &serde_json::json!({}))?
+                }
+            };
+            show_card(cli, &s);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fabric(cli: &Cli, c: &Client, cmd: &FabricCmd) -> Res {
+    let transport = |rdma: bool| if rdma { "rdma" } else { "tcp" }.to_string();
+    match cmd {
+        FabricCmd::Discover {
+            address,
+            rdma,
+            mdns,
+        } => {
+            let r: api::DiscoveryResult = c.post(
+                "/v1/fabrics/discover",
+                &api::Discover {
+                    address: address.clone(),
+                    transport: transport(*rdma),
+                    mdns: *mdns,
+                },
+            )?;
+            if cli.json {
+                json(&r);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows: Vec<Vec<String>> = r
+                .subsystems
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.path.nqn.clone(),
+                        format!("{} {}:{}", s.path.transport, s.path.traddr, s.path.trsvcid),
+                        s.via.clone(),
+                        if s.connected { "connected" } else { "-" }.into(),
+                    ]
+                })
+                .collect();
+            out(&table(
+                &["SUBSYSTEM", "ADDRESS", "LISTED BY", "STATE"],
+                &rows,
+            ));
+            out(&format!(
+                "{} subsystem(s) from {} discovery controller(s): {}\n",
+                r.subsystems.len(),
+                r.visited.len(),
+                r.visited.join(", ")
+            ));
+            for p in &r.problems {
+                out(&format!("could not read: {p}\n"));
+            }
+            if r.subsystems.iter().any(|s| !s.connected) {
+                out("connect one with: rushesctl fabric connect NQN --address ADDRESS:PORT\n");
+            }
+        }
+        FabricCmd::Connect { nqn, address, rdma } => {
+            let (traddr, port) = host_port(address);
+            let s: api::FabricSubsystem = c.post(
+                "/v1/fabrics/connect",
+                &api::FabricPath {
+                    nqn: nqn.clone(),
+                    transport: transport(*rdma),
+                    traddr,
+                    trsvcid: port.unwrap_or_else(|| "4420".into()),
+                },
+            )?;
+            if cli.json {
+                json(&s);
+            } else {
+                out(&format!(
+                    "{} connected over {} path(s); disks: {}\n",
+                    s.nqn,
+                    s.paths.iter().filter(|p| p.state == "live").count(),
+                    if s.namespaces.is_empty() {
+                        "none yet".to_string()
+                    } else {
+                        s.namespaces.join(" ")
+                    }
+                ));
+            }
+        }
+        FabricCmd::Disconnect { nqn, address } => {
+            let (traddr, trsvcid) = match address {
+                Some(a) => {
+                    let (h, p) = host_port(a);
+                    (Some(h), p)
+                }
+                None => (None, None),
+            };
+            c.send(
+                "POST",
+                "/v1/fabrics/disconnect",
+                Some(&api::Disconnect {
+                    nqn: nqn.clone(),
+                    traddr,
+                    trsvcid,
+                }),
+            )?;
+            out(&format!("{nqn} disconnected\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {

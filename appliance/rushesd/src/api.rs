@@ -237,6 +237,70 @@ pub fn router(manager: Arc<Manager>) -> Router {
                 blocking(move || m.power(req)).await.map(|()| StatusCode::ACCEPTED)
             }),
         )
+        .route(
+            "/v1/fabrics",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.fabrics())).await.map(Json) }),
+        )
+        .route(
+            "/v1/fabrics/discover",
+            post(|State(m): Mgr, Body(req): Body<api::Discover>| async move {
+                blocking(move || m.discover(req)).await.map(Json)
+            }),
+        )
+        .route(
+            "/v1/fabrics/connect",
+            post(|State(m): Mgr, Body(req): Body<api::FabricPath>| async move {
+                blocking(move || m.connect_fabric(req))
+                    .await
+                    .map(|s| (StatusCode::CREATED, Json(s)))
+            }),
+        )
+        .route(
+            "/v1/fabrics/disconnect",
+            post(|State(m): Mgr, Body(req): Body<api::Disconnect>| async move {
+                blocking(move || m.disconnect_fabric(req))
+                    .await
+                    .map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/card",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.card_status())).await.map(Json) }).put(
+                |State(m): Mgr, Body(req): Body<api::CardMode>| async move {
+                    blocking(move || m.set_card_mode(&req.mode)).await.map(Json)
+                },
+            ),
+        )
+        .route(
+            "/v1/card/attach",
+            post(|State(m): Mgr, Body(req): Body<api::FabricPath>| async move {
+                blocking(move || m.card_attach(req))
+                    .await
+                    .map(|s| (StatusCode::CREATED, Json(s)))
+            }),
+        )
+        .route(
+            "/v1/card/detach",
+            post(|State(m): Mgr, Body(req): Body<api::CardDetach>| async move {
+                blocking(move || m.card_detach(req))
+                    .await
+                    .map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/card/firmware/stage",
+            post(|State(m): Mgr, Body(req): Body<api::FirmwareStage>| async move {
+                blocking(move || m.card_stage(req)).await.map(Json)
+            }),
+        )
+        .route(
+            "/v1/card/firmware/activate",
+            post(|State(m): Mgr| async move { blocking(move || m.card_activate()).await.map(Json) }),
+        )
+        .route(
+            "/v1/card/firmware/rollback",
+            post(|State(m): Mgr| async move { blocking(move || m.card_rollback()).await.map(Json) }),
+        )
         .fallback(|uri: axum::http::Uri| async move {
             ApiErr::not_found(format!("no such API path: {uri}")).hint("the API lives under /v1; see /v1/openapi.json")
         })
@@ -300,6 +364,17 @@ mod tests {
         ("get", "/v1/activity"),
         ("post", "/v1/reset"),
         ("get", "/v1/time"),
+        ("get", "/v1/fabrics"),
+        ("post", "/v1/fabrics/discover"),
+        ("post", "/v1/fabrics/connect"),
+        ("post", "/v1/fabrics/disconnect"),
+        ("get", "/v1/card"),
+        ("put", "/v1/card"),
+        ("post", "/v1/card/attach"),
+        ("post", "/v1/card/detach"),
+        ("post", "/v1/card/firmware/stage"),
+        ("post", "/v1/card/firmware/activate"),
+        ("post", "/v1/card/firmware/rollback"),
     ];
 
     #[test]

@@ -44,10 +44,48 @@ fn default_rules() -> Vec<ExportRule> {
     vec![ExportRule::default()]
 }
 
+/// `[card]`: how the offload card is run and which bays go through it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSettings {
+    /// `off`, or `emulated`: the card's engine runs as a host process.
+    #[serde(default = "card_off")]
+    pub mode: String,
+    /// `tcp` or `rdma`.
+    #[serde(default = "card_tcp")]
+    pub fabric: String,
+    #[serde(default, rename = "bay")]
+    pub bays: Vec<rushes_api::FabricPath>,
+}
+
+fn card_off() -> String {
+    "off".into()
+}
+
+fn card_tcp() -> String {
+    "tcp".into()
+}
+
+impl Default for CardSettings {
+    fn default() -> Self {
+        Self {
+            mode: card_off(),
+            fabric: card_tcp(),
+            bays: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApplianceConfig {
     pub pools: Vec<PoolConfig>,
     pub shares: Vec<ShareEntry>,
+    /// Paths to NVMe-oF subsystems, connected at boot before pools are assembled.
+    pub fabrics: Vec<rushes_api::FabricPath>,
+    /// Discovery controllers the admin asked before.
+    pub discovery: Vec<rushes_api::Discover>,
+    /// The offload card: its mode, fabric, and the bays that go through it.
+    pub card: CardSettings,
     /// Everything else in the file (host name, network): init's, kept unchanged.
     pub other: toml::Table,
 }
@@ -66,9 +104,24 @@ impl ApplianceConfig {
         let shares = take(&mut table, "share")
             .try_into()
             .map_err(|e: toml::de::Error| format!("[[share]]: {e}"))?;
+        let fabrics = take(&mut table, "fabric")
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[[fabric]]: {e}"))?;
+        let discovery = take(&mut table, "discovery")
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[[discovery]]: {e}"))?;
+        let card = match table.remove("card") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("[card]: {e}"))?,
+            None => CardSettings::default(),
+        };
         Ok(Self {
             pools,
             shares,
+            fabrics,
+            discovery,
+            card,
             other: table,
         })
     }
@@ -80,6 +133,15 @@ impl ApplianceConfig {
         }
         if !self.shares.is_empty() {
             table.insert("share".into(), value(&self.shares)?);
+        }
+        if !self.fabrics.is_empty() {
+            table.insert("fabric".into(), value(&self.fabrics)?);
+        }
+        if !self.discovery.is_empty() {
+            table.insert("discovery".into(), value(&self.discovery)?);
+        }
+        if self.card != CardSettings::default() {
+            table.insert("card".into(), value(&self.card)?);
         }
         toml::to_string(&table).map_err(|e| e.to_string())
     }

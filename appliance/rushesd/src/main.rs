@@ -4,8 +4,10 @@
 //! `inventory` lists the machine's disks.
 
 mod api;
+mod card;
 mod clock;
 mod config;
+mod fabrics;
 mod hotplug;
 mod manager;
 mod settings;

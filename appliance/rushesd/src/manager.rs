@@ -89,6 +89,10 @@ pub(crate) struct State {
     /// Why a pool could not be assembled or mounted.
     pool_problems: HashMap<String, String>,
     scrubs: HashMap<String, ScrubRecord>,
+    /// Saved fabrics paths are being connected again on a thread of their own.
+    pub(crate) fabric_retry_running: bool,
+    pub(crate) fabric_retry_at: Option<Instant>,
+    pub(crate) card: crate::card::CardRuntime,
 }
 
 pub struct Manager {
@@ -180,6 +184,8 @@ impl Manager {
             started: Instant::now(),
             live,
         });
+        mgr.restore_fabrics();
+        mgr.start_card();
         mgr.bring_up_pools();
         mgr.serve_shares();
         mgr.tick();
@@ -223,6 +229,8 @@ impl Manager {
                 std::thread::sleep(Duration::from_millis(300));
             }
             self.tick();
+            self.keep_fabrics();
+            self.keep_card();
             self.scheduled_scrubs();
         }
     }
@@ -263,7 +271,7 @@ impl Manager {
         self.refresh_alerts();
     }
 
-    fn rescan(&self) {
+    pub(crate) fn rescan(&self) {
         let disks = inventory::scan(&inventory::Roots {
             sys: self.paths.sys.clone(),
             ..Default::default()
@@ -1409,6 +1417,8 @@ impl Manager {
                     .into(),
             ));
         }
+        fresh.extend(self.fabric_alerts());
+        fresh.extend(self.card_alerts());
         let mut st = self.lock();
         let old = std::mem::take(&mut st.alerts);
         for (id, severity, message, action) in fresh {

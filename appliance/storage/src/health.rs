@@ -1,34 +1,9 @@
 //! NVMe health: the SMART / Health Information log page (log 0x02), read with an admin
 //! passthrough command on the controller's character device.
 
-use std::os::fd::AsFd;
 use std::path::Path;
 
 pub use rushes_api::DiskHealth;
-
-/// `struct nvme_admin_cmd` of `<linux/nvme_ioctl.h>` (72 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct AdminCmd {
-    opcode: u8,
-    flags: u8,
-    rsvd1: u16,
-    nsid: u32,
-    cdw2: u32,
-    cdw3: u32,
-    metadata: u64,
-    addr: u64,
-    metadata_len: u32,
-    data_len: u32,
-    cdw10: u32,
-    cdw11: u32,
-    cdw12: u32,
-    cdw13: u32,
-    cdw14: u32,
-    cdw15: u32,
-    timeout_ms: u32,
-    result: u32,
-}
 
 /// Decode the 512-byte SMART / Health Information log (NVMe base spec, Get Log Page 02h).
 pub fn parse_smart_log(log: &[u8; 512]) -> DiskHealth {
@@ -52,42 +27,14 @@ pub fn parse_smart_log(log: &[u8; 512]) -> DiskHealth {
 /// Read the health log of controller `ctrl` (`/dev/nvme0`). `None` when the device is
 /// not NVMe, not local, or refuses the command.
 pub fn nvme_health(ctrl: &Path) -> Option<DiskHealth> {
-    let file = std::fs::File::open(ctrl).ok()?;
     let mut log = [0u8; 512];
-    let mut cmd = AdminCmd {
-        opcode: 0x02, // Get Log Page
-        nsid: 0xffff_ffff,
-        addr: log.as_mut_ptr() as u64,
-        data_len: log.len() as u32,
-        // Number of dwords minus one in bits 31:16, log identifier 02h in bits 7:0.
-        cdw10: ((log.len() as u32 / 4 - 1) << 16) | 0x02,
-        timeout_ms: 5000,
-        ..Default::default()
-    };
-    // NVME_IOCTL_ADMIN_CMD = _IOWR('N', 0x41, struct nvme_admin_cmd).
-    const NVME_IOCTL_ADMIN_CMD: rustix::ioctl::Opcode =
-        rustix::ioctl::opcode::read_write::<AdminCmd>(b'N', 0x41);
-    // SAFETY: `cmd` is a correctly laid out nvme_admin_cmd whose `addr`/`data_len`
-    // describe `log`, a live 512-byte buffer the kernel writes at most `data_len` bytes
-    // of; both outlive the call.
-    let result = unsafe {
-        rustix::ioctl::ioctl(
-            file.as_fd(),
-            rustix::ioctl::Updater::<NVME_IOCTL_ADMIN_CMD, AdminCmd>::new(&mut cmd),
-        )
-    };
-    result.ok()?;
+    crate::nvme::get_log_page(ctrl, 0x02, 0xffff_ffff, 0, &mut log).ok()?;
     Some(parse_smart_log(&log))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_admin_command_has_the_kernel_layout() {
-        assert_eq!(std::mem::size_of::<AdminCmd>(), 72);
-    }
 
     #[test]
     fn a_smart_log_decodes() {

@@ -37,7 +37,10 @@ fn transport(sys_block: &Path, name: &str, sys_class_nvme: &Path) -> Transport {
     if name.starts_with("vd") {
         return Transport::Virtio;
     }
-    if let Some(ctrl) = nvme_controller(name) {
+    if name.starts_with("ublkb") {
+        return Transport::Card;
+    }
+    if let Some(ctrl) = crate::nvme::controllers_of(sys_block, name).first() {
         return match read(&sys_class_nvme.join(ctrl).join("transport")).as_deref() {
             Some("tcp") => Transport::NvmeTcp,
             Some("rdma") => Transport::NvmeRdma,
@@ -177,13 +180,6 @@ fn mounted_devices(mountinfo: &Path) -> HashSet<String> {
         .collect()
 }
 
-/// `nvme0` for `nvme0n1` (local and fabrics namespaces alike).
-fn nvme_controller(name: &str) -> Option<String> {
-    let rest = name.strip_prefix("nvme")?;
-    let ctrl = rest.split('n').next()?;
-    (!ctrl.is_empty() && ctrl.bytes().all(|b| b.is_ascii_digit())).then(|| format!("nvme{ctrl}"))
-}
-
 /// Names that are not disks: memory, loop and compressed-swap devices, md and dm.
 fn is_disk(name: &str) -> bool {
     !["loop", "ram", "zram", "md", "dm-", "sr", "nbd"]
@@ -202,7 +198,7 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
                 .collect()
         })
         .unwrap_or_default();
-    names.retain(|n| is_disk(n));
+    names.retain(|n| is_disk(n) && !crate::nvme::is_path_device(n));
     let mounted = mounted_devices(&roots.proc_mountinfo);
     names.sort();
     let mut disks = Vec::new();
@@ -293,7 +289,8 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
             md_uuid,
             boot,
             in_use_by: (!users.is_empty()).then(|| users.join(",")),
-            health: nvme_controller(&name)
+            health: crate::nvme::controllers_of(&sys_block, &name)
+                .first()
                 .and_then(|ctrl| crate::health::nvme_health(&roots.dev.join(ctrl))),
             name,
         });

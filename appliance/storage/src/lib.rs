@@ -4,9 +4,11 @@
 //! xfsprogs and the kernel's sysfs; the policy (which disks, what to do when one fails)
 //! is rushesd's.
 
+pub mod fabrics;
 pub mod health;
 pub mod inventory;
 pub mod md;
+pub mod nvme;
 pub mod wipe;
 pub mod xfs;
 

@@ -47,7 +47,55 @@ pub fn create(name: &str, level: RaidLevel, devices: &[PathBuf]) -> Result<(), S
         .arg(format!("--name={name}"))
         .args(level_args(level, devices.len()))
         .args(devices))?;
+    wait_for_node(name);
     Ok(())
+}
+
+/// udev makes `/dev/md/NAME` a moment after mdadm returns; on a busy machine it can
+/// lag for many seconds. Wait briefly, then make the link ourselves (the same one udev
+/// makes) from the array whose name mdadm reports as NAME.
+fn wait_for_node(name: &str) {
+    let path = device_path(name);
+    let begun = std::time::Instant::now();
+    while !path.exists() && begun.elapsed() < std::time::Duration::from_secs(3) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if path.exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let kernel = e.file_name().to_string_lossy().into_owned();
+        if !kernel.starts_with("md") {
+            continue;
+        }
+        let Ok(out) = run(Command::new("mdadm")
+            .args(["--detail", "--export"])
+            .arg(format!("/dev/{kernel}")))
+        else {
+            continue;
+        };
+        let named = out.lines().any(|l| {
+            l.strip_prefix("MD_DEVNAME=") == Some(name)
+                || l.strip_prefix("MD_NAME=")
+                    .is_some_and(|n| n.rsplit(':').next() == Some(name))
+        });
+        if named {
+            let _ = std::fs::create_dir_all("/dev/md");
+            match std::os::unix::fs::symlink(format!("../{kernel}"), &path) {
+                Ok(()) => {
+                    tracing::info!(array = name, %kernel, "udev was slow: linked /dev/md/{name} ourselves")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    tracing::warn!(array = name, error = %e, "cannot link the array's device")
+                }
+            }
+            return;
+        }
+    }
 }
 
 /// Assemble an array from the devices given, degraded if some members are missing.
@@ -58,6 +106,7 @@ pub fn assemble(name: &str, uuid: &str, devices: &[PathBuf]) -> Result<(), Stora
         .args(["--run", "--uuid"])
         .arg(uuid)
         .args(devices))?;
+    wait_for_node(name);
     Ok(())
 }
 

@@ -1,0 +1,600 @@
+//! The offload card through the API: rushesd runs the emulated card (the card's engine
+//! as a child process), finds it by its socket, configures it from `[card]` in
+//! rushes.toml, attaches the saved bays through it, checks its firmware bundles, and
+//! when the card fails, moves its bays to the kernel's NVMe/TCP path with an alert.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rushes_api::{self as api, Severity};
+use rushes_firmware::card::{self, OffloadCard, RpcCard};
+use rushes_storage::fabrics;
+
+use crate::fabrics::{check_field, check_transport, target};
+use crate::manager::{ApiErr, ApiResult, Manager};
+
+/// How often a failed card is started again before its bays move to the kernel path.
+const RESTARTS: u32 = 3;
+
+/// The card process and what became of it.
+#[derive(Default)]
+pub(crate) struct CardRuntime {
+    child: Option<Child>,
+    state: String,
+    problem: Option<String>,
+    restarts: u32,
+    started: Option<Instant>,
+    /// The card's bays run on the kernel's initiator because the card failed.
+    fallback: bool,
+    busy: bool,
+    /// Health queries in a row the card did not answer.
+    silent: u32,
+}
+
+/// The card's view of a namespace, in the API's terms.
+fn namespace_view(n: card::AttachedNamespace) -> api::CardNamespace {
+    api::CardNamespace {
+        nqn: n.subnqn,
+        traddr: n.traddr,
+        trsvcid: n.trsvcid,
+        nsid: n.nsid,
+        device: n.device,
+        size_bytes: n.size_bytes,
+        read_ops: n.read_ops,
+        write_ops: n.write_ops,
+        read_bytes: n.read_bytes,
+        write_bytes: n.write_bytes,
+        errors: n.errors,
+    }
+}
+
+fn card_error(e: card::CardError) -> ApiErr {
+    match e {
+        card::CardError::Refused { message, .. } => ApiErr::new(409, "card-refused", message),
+        other => ApiErr::new(503, "card-unreachable", other.to_string())
+            .hint("see `rushesctl card` and the alerts"),
+    }
+}
+
+impl Manager {
+    fn card_socket(&self) -> PathBuf {
+        self.paths
+            .log_file
+            .parent()
+            .map(|d| d.join("card.sock"))
+            .unwrap_or_else(|| card::DEFAULT_SOCKET.into())
+    }
+
+    fn card(&self) -> RpcCard {
+        let mut c = RpcCard::new(self.card_socket());
+        c.timeout = Duration::from_secs(30);
+        c
+    }
+
+    /// The engine binary: beside rushesd, else on PATH.
+    fn card_binary() -> PathBuf {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("rushes-card")))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| "rushes-card".into())
+    }
+
+    /// Start the card if `[card]` asks for it, configure it, and attach the saved bays.
+    /// A card that does not come up hands its bays to the kernel path.
+    pub(crate) fn start_card(&self) {
+        let settings = self.lock().config.card.clone();
+        if settings.mode != "emulated" {
+            let mut st = self.lock();
+            st.card.state = "off".into();
+            return;
+        }
+        self.lock().card.problem = None;
+        if let Err(e) = self.fabric_host_identity() {
+            self.card_failed(format!("no host identity for the card: {}", e.message));
+            return;
+        }
+        let _ = Command::new("modprobe").args(["-q", "ublk_drv"]).status();
+        let _ = Command::new("modprobe").args(["-q", "nvme-tcp"]).status();
+        let socket = self.card_socket();
+        let mut probe = self.card();
+        probe.timeout = Duration::from_secs(2);
+        let adopted = probe.info().is_ok();
+        if adopted {
+            // A card that outlived a restart of rushesd keeps its bays and devices.
+            tracing::info!(socket = %socket.display(), "found a running card");
+        } else {
+            let _ = std::fs::remove_file(&socket);
+            self.spawn_card(&socket);
+            if self.lock().card.state == "failed" {
+                return;
+            }
+        }
+        let card = self.card();
+        let begun = Instant::now();
+        let info = loop {
+            match card.info() {
+                Ok(info) => break info,
+                Err(e) if begun.elapsed() > Duration::from_secs(15) => {
+                    self.card_failed(format!("the card did not answer: {e}"));
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        self.lock().card.started = Some(Instant::now());
+        self.configure_card(&card, &info, &settings);
+    }
+
+    fn spawn_card(&self, socket: &std::path::Path) {
+        let child = Command::new(Self::card_binary())
+            .arg("--host-file")
+            .arg(self.paths.state_dir.join("fabrics-host"))
+            .arg("serve")
+            .arg("--socket")
+            .arg(socket)
+            .arg("--state")
+            .arg(self.paths.state_dir.join("card"))
+            .stdin(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                self.card_failed(format!("cannot start the card's engine: {e}"));
+                return;
+            }
+        };
+        let mut st = self.lock();
+        st.card.child = Some(child);
+        st.card.state = "starting".into();
+    }
+
+    fn configure_card(
+        &self,
+        card: &RpcCard,
+        info: &card::CardInfo,
+        settings: &crate::config::CardSettings,
+    ) {
+        tracing::info!(model = %info.model, serial = %info.serial, firmware = %info.firmware_version, "card up");
+        if let Err(e) = card.configure(&card::CardConfig {
+            fabric: settings.fabric.clone(),
+        }) {
+            self.card_failed(format!("the card refused its configuration: {e}"));
+            return;
+        }
+        for bay in &settings.bays {
+            let attach = card::Attach {
+                traddr: bay.traddr.clone(),
+                trsvcid: bay.trsvcid.clone(),
+                subnqn: bay.nqn.clone(),
+                digests: false,
+            };
+            let already = card
+                .stats()
+                .is_ok_and(|ns| ns.iter().any(|n| n.subnqn == bay.nqn));
+            if already {
+                continue;
+            }
+            match card.attach(&attach) {
+                Ok(ns) => {
+                    tracing::info!(nqn = %bay.nqn, namespaces = ns.len(), "bay attached through the card")
+                }
+                Err(e) => {
+                    tracing::warn!(nqn = %bay.nqn, error = %e, "the card cannot attach a saved bay: it goes through the kernel instead");
+                    self.kernel_fallback(bay);
+                    let mut st = self.lock();
+                    st.card.problem = Some(format!(
+                        "{}: {e}; it runs on the kernel's NVMe/TCP path",
+                        bay.nqn
+                    ));
+                }
+            }
+        }
+        {
+            let mut st = self.lock();
+            st.card.state = if st.card.problem.is_some() {
+                "degraded"
+            } else {
+                "ok"
+            }
+            .into();
+            st.card.fallback = false;
+        }
+        // The ublk devices appear a moment after the attach answers.
+        std::thread::sleep(Duration::from_millis(500));
+        self.rescan();
+    }
+
+    fn fabric_host_identity(&self) -> ApiResult<fabrics::HostIdentity> {
+        fabrics::HostIdentity::load_or_create(&self.paths.state_dir.join("fabrics-host"))
+            .map_err(|e| ApiErr::failed(e.to_string()))
+    }
+
+    /// The card is gone for good: say so, and connect its bays with the kernel's
+    /// initiator so their disks come back.
+    fn card_failed(&self, why: String) {
+        tracing::error!(problem = %why, "offload card failed: its bays move to the kernel's NVMe/TCP path");
+        let bays = {
+            let mut st = self.lock();
+            st.card.state = "failed".into();
+            st.card.problem = Some(why);
+            st.card.fallback = true;
+            if let Some(mut c) = st.card.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            st.config.card.bays.clone()
+        };
+        for bay in bays {
+            self.kernel_fallback(&bay);
+        }
+        self.poke();
+    }
+
+    /// Connect `bay` with the kernel's initiator, because the card cannot carry it.
+    fn kernel_fallback(&self, bay: &api::FabricPath) {
+        let kernel = rushes_storage::fabrics::Kernel::default();
+        if !kernel.available() {
+            return;
+        }
+        let Ok(host) = self.fabric_host_identity() else {
+            return;
+        };
+        let t = target(bay);
+        if kernel.find(&t).is_some() {
+            return;
+        }
+        match kernel.connect(&t, &host, fabrics::Timeouts::default()) {
+            Ok(ctrl) => {
+                tracing::warn!(nqn = %t.nqn, controller = %ctrl, "bay connected through the kernel instead of the card")
+            }
+            Err(e) => {
+                tracing::error!(nqn = %t.nqn, error = %e, "the bay is unreachable by the kernel path too")
+            }
+        }
+    }
+
+    /// From the monitor: notice a card process that ended, start it again (up to three
+    /// times), then give its bays to the kernel.
+    pub(crate) fn keep_card(self: &Arc<Self>) {
+        let exited = {
+            let mut st = self.lock();
+            if st.card.busy || st.card.fallback {
+                return;
+            }
+            match st.card.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => {
+                    st.card.child = None;
+                    Some(status.to_string())
+                }
+                _ => None,
+            }
+        };
+        let status = match exited {
+            Some(status) => status,
+            None => {
+                self.refresh_card_health();
+                let st = self.lock();
+                if st.card.state == "failed" && st.card.child.is_none() {
+                    st.card.problem.clone().unwrap_or_default()
+                } else {
+                    return;
+                }
+            }
+        };
+        let again = {
+            let mut st = self.lock();
+            st.card.restarts += 1;
+            st.card.state = "failed".into();
+            st.card.problem = Some(format!("the card's engine stopped ({status})"));
+            st.card.busy = true;
+            st.card.restarts <= RESTARTS
+        };
+        tracing::error!(%status, "the offload card stopped");
+        let me = Arc::clone(self);
+        std::thread::spawn(move || {
+            let _ = rushes_nas::sys::run_as_root();
+            if again {
+                std::thread::sleep(Duration::from_secs(2));
+                me.start_card();
+            } else {
+                me.card_failed(format!(
+                    "the card's engine stopped {RESTARTS} times; last: {status}"
+                ));
+            }
+            me.lock().card.busy = false;
+            me.poke();
+        });
+    }
+
+    /// The card's own view of its health (a bay it lost), for the alerts.
+    fn refresh_card_health(&self) {
+        let running = {
+            let st = self.lock();
+            matches!(st.card.state.as_str(), "ok" | "degraded")
+        };
+        if !running {
+            return;
+        }
+        let mut card = self.card();
+        card.timeout = Duration::from_secs(2);
+        let health = card.health();
+        if let Err(card::CardError::Unreachable { detail, .. }) = &health {
+            // A card rushesd adopted has no child to wait for: a dead socket is how
+            // it shows it stopped.
+            let mut st = self.lock();
+            st.card.silent += 1;
+            if st.card.silent >= 3 && st.card.child.is_none() {
+                st.card.silent = 0;
+                st.card.state = "failed".into();
+                st.card.problem = Some(format!("the card stopped answering: {detail}"));
+            }
+            return;
+        }
+        if let Ok(h) = health {
+            let mut st = self.lock();
+            st.card.silent = 0;
+            if h.state == "ok" {
+                st.card.state = "ok".into();
+                st.card.problem = None;
+            } else {
+                st.card.state = "degraded".into();
+                st.card.problem = h.problems.first().cloned();
+            }
+        }
+    }
+
+    pub(crate) fn stop_card(&self) {
+        if let Some(mut c) = self.lock().card.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn card_status(&self) -> api::CardStatus {
+        let (settings, state, problem) = {
+            let st = self.lock();
+            (
+                st.config.card.clone(),
+                st.card.state.clone(),
+                st.card.problem.clone(),
+            )
+        };
+        let mut status = api::CardStatus {
+            mode: settings.mode.clone(),
+            state: if state.is_empty() {
+                "off".into()
+            } else {
+                state
+            },
+            problem,
+            fabric: settings.fabric.clone(),
+            bays: settings.bays.clone(),
+            ..Default::default()
+        };
+        if settings.mode == "off" || status.state == "failed" {
+            return status;
+        }
+        let mut card = self.card();
+        card.timeout = Duration::from_secs(3);
+        if let Ok(info) = card.info() {
+            status.model = Some(info.model);
+            status.serial = Some(info.serial);
+            status.firmware_version = Some(info.firmware_version);
+            status.active_slot = Some(info.active_slot);
+            status.fabric = info.fabric;
+            status.ports = info
+                .ports
+                .into_iter()
+                .map(|p| api::CardPort {
+                    name: p.name,
+                    link: p.link,
+                    speed_mbps: p.speed_mbps,
+                })
+                .collect();
+        }
+        if let Ok(h) = card.health() {
+            status.temperature_c = h.temperature_c;
+            status.errors = h.errors;
+            status.queue_depth = h.queue_depth;
+            if h.state != "ok" {
+                status.state = h.state;
+                status.problem = h.problems.first().cloned().or(status.problem);
+            }
+        }
+        if let Ok(fw) = card.firmware() {
+            status.staged_slot = fw.staged;
+            status.slots = fw
+                .slots
+                .into_iter()
+                .map(|s| api::CardSlot {
+                    slot: s.slot,
+                    version: s.version,
+                })
+                .collect();
+        }
+        if let Ok(ns) = card.stats() {
+            status.namespaces = ns.into_iter().map(namespace_view).collect();
+        }
+        status
+    }
+
+    /// Turn the emulated card on or off (saved in `[card]`).
+    pub fn set_card_mode(&self, mode: &str) -> ApiResult<api::CardStatus> {
+        if mode != "off" && mode != "emulated" {
+            return Err(
+                ApiErr::bad_request(format!("card mode {mode:?} is not known"))
+                    .hint("use emulated or off"),
+            );
+        }
+        let current = self.lock().config.card.mode.clone();
+        if current != mode {
+            if mode == "off" && !self.lock().config.card.bays.is_empty() {
+                return Err(
+                    ApiErr::new(409, "in-use", "bays are attached through the card")
+                        .hint("detach them first: rushesctl card detach NQN"),
+                );
+            }
+            let m = mode.to_string();
+            self.save_config(|c| c.card.mode = m)
+                .map_err(ApiErr::failed)?;
+            if mode == "off" {
+                self.stop_card();
+                self.lock().card = Default::default();
+            } else {
+                self.start_card();
+            }
+        }
+        Ok(self.card_status())
+    }
+
+    fn running_card(&self) -> ApiResult<RpcCard> {
+        let st = self.lock();
+        if st.config.card.mode != "emulated" {
+            return Err(ApiErr::new(409, "no-card", "no offload card is in use")
+                .hint("turn the emulated card on: rushesctl card mode emulated"));
+        }
+        if st.card.fallback {
+            return Err(ApiErr::new(
+                503,
+                "card-failed",
+                format!(
+                    "the card failed: {}",
+                    st.card.problem.clone().unwrap_or_default()
+                ),
+            )
+            .hint("its bays run on the kernel's NVMe/TCP path; restart the appliance to try the card again"));
+        }
+        drop(st);
+        Ok(self.card())
+    }
+
+    /// Attach a bay through the card and save it.
+    pub fn card_attach(&self, req: api::FabricPath) -> ApiResult<Vec<api::CardNamespace>> {
+        check_transport(&req.transport)?;
+        check_field("NQN", &req.nqn)?;
+        check_field("address", &req.traddr)?;
+        check_field("port", &req.trsvcid)?;
+        if self
+            .fabrics()
+            .subsystems
+            .iter()
+            .any(|s| s.nqn == req.nqn && !s.paths.is_empty())
+        {
+            return Err(ApiErr::new(
+                409,
+                "connected",
+                format!("{} is connected through the kernel's initiator", req.nqn),
+            )
+            .hint("one host path per bay: disconnect it first (rushesctl fabric disconnect), or leave it there"));
+        }
+        let card = self.running_card()?;
+        let attached = card
+            .attach(&card::Attach {
+                traddr: req.traddr.clone(),
+                trsvcid: req.trsvcid.clone(),
+                subnqn: req.nqn.clone(),
+                digests: false,
+            })
+            .map_err(card_error)?;
+        let saved = self.lock().config.card.bays.contains(&req);
+        if !saved {
+            let bay = req.clone();
+            self.save_config(|c| c.card.bays.push(bay))
+                .map_err(ApiErr::failed)?;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        self.rescan();
+        Ok(attached.into_iter().map(namespace_view).collect())
+    }
+
+    pub fn card_detach(&self, req: api::CardDetach) -> ApiResult<()> {
+        let status = self.card_status();
+        let devices: Vec<String> = status
+            .namespaces
+            .iter()
+            .filter(|n| n.nqn == req.nqn)
+            .map(|n| n.device.trim_start_matches("/dev/").to_string())
+            .collect();
+        let users = self.users_of(&devices);
+        if !users.is_empty() {
+            return Err(ApiErr::new(
+                409,
+                "in-use",
+                format!("{} is in use: {}", req.nqn, users.join(", ")),
+            )
+            .hint("destroy the pool on it first"));
+        }
+        let card = self.running_card()?;
+        card.detach(&req.nqn).map_err(card_error)?;
+        let nqn = req.nqn.clone();
+        self.save_config(|c| c.card.bays.retain(|b| b.nqn != nqn))
+            .map_err(ApiErr::failed)?;
+        self.rescan();
+        Ok(())
+    }
+
+    /// Check a bundle here first (hash, model, host version), then stage it.
+    pub fn card_stage(&self, req: api::FirmwareStage) -> ApiResult<api::CardStatus> {
+        let card = self.running_card()?;
+        let info = card.info().map_err(card_error)?;
+        let host_version = env!("CARGO_PKG_VERSION");
+        rushes_firmware::bundle::verify(std::path::Path::new(&req.path), &info.model, host_version)
+            .map_err(|e| {
+                ApiErr::new(400, "bad-bundle", format!("{}: {e}", req.path))
+                    .hint("get the bundle made for this card again; nothing was changed")
+            })?;
+        card.stage_firmware(&card::Stage {
+            path: req.path.clone(),
+            host_version: host_version.into(),
+        })
+        .map_err(card_error)?;
+        Ok(self.card_status())
+    }
+
+    pub fn card_activate(&self) -> ApiResult<api::CardStatus> {
+        self.running_card()?
+            .activate_firmware()
+            .map_err(card_error)?;
+        Ok(self.card_status())
+    }
+
+    pub fn card_rollback(&self) -> ApiResult<api::CardStatus> {
+        self.running_card()?
+            .rollback_firmware()
+            .map_err(card_error)?;
+        Ok(self.card_status())
+    }
+
+    pub(crate) fn card_alerts(&self) -> Vec<(String, Severity, String, String)> {
+        let st = self.lock();
+        match st.card.state.as_str() {
+            "failed" => vec![(
+                "card-failed".into(),
+                Severity::Critical,
+                format!(
+                    "the offload card failed: {}{}",
+                    st.card.problem.clone().unwrap_or_default(),
+                    if st.card.fallback {
+                        "; its bays now run on the kernel's NVMe/TCP path"
+                    } else {
+                        "; starting it again"
+                    }
+                ),
+                "pools on its bays may need `rushesctl pool replace` for members that moved; check the card's log in the Logs screen".into(),
+            )],
+            "degraded" => vec![(
+                "card-degraded".into(),
+                Severity::Warning,
+                format!(
+                    "the offload card reports: {}",
+                    st.card.problem.clone().unwrap_or_default()
+                ),
+                "check the bay it names: power and network".into(),
+            )],
+            _ => vec![],
+        }
+    }
+}

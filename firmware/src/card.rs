@@ -1,0 +1,257 @@
+//! How rushesd drives an offload card: the [`OffloadCard`] trait, the JSON-RPC 2.0
+//! messages behind it (the way BlueField SNAP and SPDK-based cards are driven: one JSON
+//! object per line on a socket), and [`RpcCard`], the client for a card that answers on
+//! a Unix socket (the emulated card; a real card's driver exposes the same methods).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the emulated card listens.
+pub const DEFAULT_SOCKET: &str = "/run/rushes/card.sock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    pub name: String,
+    /// `up` or `down`.
+    pub link: String,
+    /// Link speed in Mb/s, when known.
+    pub speed_mbps: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardInfo {
+    pub model: String,
+    pub serial: String,
+    pub firmware_version: String,
+    /// The firmware slot running: `A` or `B`.
+    pub active_slot: String,
+    pub ports: Vec<Port>,
+    /// `tcp` or `rdma`.
+    pub fabric: String,
+    /// A host process standing in for the card.
+    pub emulated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardHealth {
+    /// `ok`, or `degraded` with the problems listed.
+    pub state: String,
+    pub temperature_c: Option<i32>,
+    /// I/O errors since the card started.
+    pub errors: u64,
+    /// Commands in flight now.
+    pub queue_depth: u64,
+    pub attached: usize,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attach {
+    pub traddr: String,
+    pub trsvcid: String,
+    pub subnqn: String,
+    /// Negotiate CRC32C header and data digests.
+    #[serde(default)]
+    pub digests: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedNamespace {
+    pub subnqn: String,
+    pub traddr: String,
+    pub trsvcid: String,
+    pub nsid: u32,
+    /// The block device the host sees (`/dev/ublkb0`).
+    pub device: String,
+    pub size_bytes: u64,
+    pub read_ops: u64,
+    pub write_ops: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detach {
+    pub subnqn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardConfig {
+    /// `tcp` or `rdma`.
+    pub fabric: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirmwareSlot {
+    /// `A` or `B`.
+    pub slot: String,
+    /// The version in the slot, if it holds one.
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirmwareState {
+    pub active: String,
+    /// The slot to run at the next activation, if one was staged.
+    pub staged: Option<String>,
+    pub slots: Vec<FirmwareSlot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// A firmware bundle the card can read.
+    pub path: String,
+    /// The host software's version, for the bundle's minimum.
+    pub host_version: String,
+}
+
+/// Why a card call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CardError {
+    #[error("the card does not answer on {socket}: {detail}")]
+    Unreachable { socket: String, detail: String },
+    #[error("the card refused {method}: {message}")]
+    Refused { method: String, message: String },
+    #[error("the card's answer to {method} is not understood: {detail}")]
+    Protocol { method: String, detail: String },
+}
+
+/// What rushesd needs from any offload card.
+pub trait OffloadCard {
+    fn info(&self) -> Result<CardInfo, CardError>;
+    fn health(&self) -> Result<CardHealth, CardError>;
+    fn stats(&self) -> Result<Vec<AttachedNamespace>, CardError>;
+    fn configure(&self, config: &CardConfig) -> Result<(), CardError>;
+    fn attach(&self, bay: &Attach) -> Result<Vec<AttachedNamespace>, CardError>;
+    fn detach(&self, subnqn: &str) -> Result<(), CardError>;
+    fn firmware(&self) -> Result<FirmwareState, CardError>;
+    fn stage_firmware(&self, stage: &Stage) -> Result<FirmwareState, CardError>;
+    fn activate_firmware(&self) -> Result<FirmwareState, CardError>;
+    fn rollback_firmware(&self) -> Result<FirmwareState, CardError>;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub jsonrpc: String,
+    pub id: u64,
+    pub method: String,
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub jsonrpc: String,
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+/// A card that answers JSON-RPC on a Unix socket.
+#[derive(Debug, Clone)]
+pub struct RpcCard {
+    pub socket: PathBuf,
+    pub timeout: Duration,
+}
+
+impl RpcCard {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    pub fn call<P: Serialize, R: for<'de> Deserialize<'de>>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, CardError> {
+        let unreachable = |e: std::io::Error| CardError::Unreachable {
+            socket: self.socket.display().to_string(),
+            detail: e.to_string(),
+        };
+        let protocol = |detail: String| CardError::Protocol {
+            method: method.into(),
+            detail,
+        };
+        let mut stream = UnixStream::connect(&self.socket).map_err(unreachable)?;
+        stream.set_read_timeout(Some(self.timeout)).ok();
+        let req = Request {
+            jsonrpc: "2.0".into(),
+            id: 1,
+            method: method.into(),
+            params: serde_json::to_value(params).map_err(|e| protocol(e.to_string()))?,
+        };
+        let mut line = serde_json::to_vec(&req).map_err(|e| protocol(e.to_string()))?;
+        line.push(b'\n');
+        stream.write_all(&line).map_err(unreachable)?;
+        let mut answer = String::new();
+        BufReader::new(stream)
+            .read_line(&mut answer)
+            .map_err(unreachable)?;
+        let resp: Response =
+            serde_json::from_str(&answer).map_err(|e| protocol(format!("{e}: {answer:?}")))?;
+        if let Some(err) = resp.error {
+            return Err(CardError::Refused {
+                method: method.into(),
+                message: err.message,
+            });
+        }
+        serde_json::from_value(resp.result.unwrap_or(serde_json::Value::Null))
+            .map_err(|e| protocol(e.to_string()))
+    }
+}
+
+impl OffloadCard for RpcCard {
+    fn info(&self) -> Result<CardInfo, CardError> {
+        self.call("card_get_info", &serde_json::json!({}))
+    }
+    fn health(&self) -> Result<CardHealth, CardError> {
+        self.call("card_get_health", &serde_json::json!({}))
+    }
+    fn stats(&self) -> Result<Vec<AttachedNamespace>, CardError> {
+        self.call("card_get_stats", &serde_json::json!({}))
+    }
+    fn configure(&self, config: &CardConfig) -> Result<(), CardError> {
+        self.call::<_, serde_json::Value>("card_set_config", config)
+            .map(|_| ())
+    }
+    fn attach(&self, bay: &Attach) -> Result<Vec<AttachedNamespace>, CardError> {
+        self.call("bay_attach", bay)
+    }
+    fn detach(&self, subnqn: &str) -> Result<(), CardError> {
+        self.call::<_, serde_json::Value>(
+            "bay_detach",
+            &Detach {
+                subnqn: subnqn.into(),
+            },
+        )
+        .map(|_| ())
+    }
+    fn firmware(&self) -> Result<FirmwareState, CardError> {
+        self.call("firmware_get", &serde_json::json!({}))
+    }
+    fn stage_firmware(&self, stage: &Stage) -> Result<FirmwareState, CardError> {
+        self.call("firmware_stage", stage)
+    }
+    fn activate_firmware(&self) -> Result<FirmwareState, CardError> {
+        self.call("firmware_activate", &serde_json::json!({}))
+    }
+    fn rollback_firmware(&self) -> Result<FirmwareState, CardError> {
+        self.call("firmware_rollback", &serde_json::json!({}))
+    }
+}

@@ -1,0 +1,94 @@
+//! Driving a booted image from a test: `rushesctl` in the guest (as text or JSON, with
+//! the exit status checked), polling until the API shows a state, shell commands, and
+//! test data.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::vm::Vm;
+use crate::{Nfs, User};
+
+/// How long one management command may take under TCG.
+pub const SHORT: Duration = Duration::from_secs(120);
+
+/// Bytes that differ with `seed`, for files written and read back.
+pub fn payload(seed: u32, len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+/// Run a shell command in the guest; panics unless it exits 0.
+pub fn sh(vm: &Vm, command: &str) -> String {
+    let (out, rc) = vm
+        .run(command, Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+    assert_eq!(rc, 0, "{command} exited {rc}:\n{out}");
+    out
+}
+
+/// `rushesctl ARGS` in the guest; panics unless it exits with `want`.
+pub fn ctl(vm: &Vm, args: &str, want: i32, timeout: Duration) -> String {
+    let (out, rc) = vm
+        .run(&format!("rushesctl {args}"), timeout)
+        .unwrap_or_else(|e| panic!("rushesctl {args}: {e}"));
+    assert_eq!(rc, want, "rushesctl {args} exited {rc}:\n{out}");
+    out
+}
+
+/// `rushesctl --json ARGS`, parsed.
+pub fn ctl_json(vm: &Vm, args: &str) -> Value {
+    let out = ctl(vm, &format!("--json {args}"), 0, SHORT);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("rushesctl --json {args}: {e}\n{out}"))
+}
+
+/// Poll until `check` holds for `rushesctl --json ARGS`.
+pub fn wait_json(
+    vm: &Vm,
+    args: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = ctl_json(vm, args);
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {timeout:?}: {v:#}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Write `data` to `name` in share `export` (`/projects`) over NFS from the host, as
+/// user 1000.
+pub async fn write_share_file(port: u16, export: &str, name: &str, data: &[u8]) {
+    let user = User::new(1000, 1000);
+    let mut c = Nfs::mount(port, export, &user)
+        .await
+        .unwrap_or_else(|e| panic!("mount {export}: {e:?}"));
+    c.put_file(name, data)
+        .await
+        .unwrap_or_else(|e| panic!("write {name}: {e:?}"));
+}
+
+/// Read `name` back from share `export` over NFS.
+pub async fn read_share_file(port: u16, export: &str, name: &str) -> Vec<u8> {
+    let user = User::new(1000, 1000);
+    let mut c = Nfs::mount(port, export, &user)
+        .await
+        .unwrap_or_else(|e| panic!("mount {export}: {e:?}"));
+    let root = c.root.clone();
+    let fh = c
+        .lookup(&root, name)
+        .await
+        .unwrap_or_else(|e| panic!("lookup {name}: {e:?}"));
+    c.read_all(&fh)
+        .await
+        .unwrap_or_else(|e| panic!("read {name}: {e:?}"))
+}
