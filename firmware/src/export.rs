@@ -108,7 +108,9 @@ pub fn export(
     queues: u16,
     depth: u16,
 ) -> Result<Export, String> {
-    let io_bytes = controller.max_transfer.min(512 << 10) as u32;
+    // Whole 1 MiB requests (the card's largest transfer): a sequential stream is not
+    // split in two on its way to the bay.
+    let io_bytes = controller.max_transfer.min(1 << 20) as u32;
     let stats = Arc::new(IoStats::default());
     let size_bytes = ns.id.blocks * u64::from(ns.id.block_size);
     type Ready = Result<Arc<libublk::ctrl::UblkCtrl>, String>;
@@ -260,6 +262,8 @@ async fn io_task(
     q.submit_io_prep_cmd(tag, BufDesc::Slice(buf.as_slice()), 0, Some(&buf))
         .await?;
     let (tx, rx) = smol::channel::bounded::<Completion>(1);
+    // Lent to the initiator for each read and handed back with the data.
+    let mut spare: Vec<u8> = Vec::new();
     let block = controller
         .namespaces
         .iter()
@@ -283,7 +287,7 @@ async fn io_task(
                 let data = if write {
                     Data::Out(buf.as_slice()[..bytes].to_vec())
                 } else {
-                    Data::In(bytes)
+                    Data::InBuf(std::mem::take(&mut spare), bytes)
                 };
                 stats.in_flight.fetch_add(1, Ordering::Relaxed);
                 let (tx, bell) = (tx.clone(), Arc::clone(bell));
@@ -304,6 +308,7 @@ async fn io_task(
                             stats.write_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                         } else {
                             buf.as_mut_slice()[..bytes].copy_from_slice(&data[..bytes]);
+                            spare = data;
                             stats.read_ops.fetch_add(1, Ordering::Relaxed);
                             stats.read_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                         }

@@ -46,6 +46,9 @@ pub enum Data {
     None,
     /// The controller sends this many bytes.
     In(usize),
+    /// The same, into a buffer the caller lends (and gets back with the completion), so
+    /// a busy queue does not allocate and zero a buffer per read.
+    InBuf(Vec<u8>, usize),
     /// We send these bytes.
     Out(Vec<u8>),
 }
@@ -211,6 +214,10 @@ impl Queue {
         let (buf, capsule_data) = match data {
             Data::None => (Vec::new(), Vec::new()),
             Data::In(len) => (vec![0u8; len], Vec::new()),
+            Data::InBuf(mut buf, len) => {
+                buf.resize(len, 0);
+                (buf, Vec::new())
+            }
             Data::Out(bytes) => {
                 let in_capsule = bytes.len() <= self.in_capsule_max || sqe.0[39] == 0x01;
                 if in_capsule {
@@ -316,6 +323,9 @@ fn receive_one(shared: &Shared, stream: &mut TcpStream) -> Result<()> {
     if h.plen > 16 << 20 {
         return Err(InitiatorError::Protocol(format!("PDU of {} bytes", h.plen)));
     }
+    if h.pdu_type == PduType::C2HData {
+        return receive_c2h(shared, stream, h, &ch);
+    }
     let mut pdu = vec![0u8; h.plen as usize];
     pdu[..8].copy_from_slice(&ch);
     stream
@@ -335,45 +345,6 @@ fn receive_one(shared: &Shared, stream: &mut TcpStream) -> Result<()> {
                 .map_err(|e| InitiatorError::Protocol(e.to_string()))?;
             let cqe = Cqe::decode(&cqe);
             complete(shared, cqe.cid, Ok(cqe));
-        }
-        PduType::C2HData => {
-            let d =
-                DataHeader::decode(&pdu).map_err(|e| InitiatorError::Protocol(e.to_string()))?;
-            let start = usize::from(d.pdo);
-            let len = d.length as usize;
-            if start + len > pdu.len() {
-                return Err(InitiatorError::Protocol(
-                    "C2HData longer than its PDU".into(),
-                ));
-            }
-            let data = &pdu[start..start + len];
-            if h.flags & flags::DDGSTF != 0 {
-                let at = start + len;
-                let want = u32::from_le_bytes(pdu[at..at + 4].try_into().expect("4 bytes"));
-                if pdu::digest(data) != want {
-                    return Err(InitiatorError::Protocol("data digest mismatch".into()));
-                }
-            }
-            {
-                let mut pending = lock(&shared.pending);
-                let p = pending.get_mut(&d.cccid).ok_or_else(|| {
-                    InitiatorError::Protocol(format!("data for unknown command {}", d.cccid))
-                })?;
-                let off = d.offset as usize;
-                if off + len > p.buf.len() {
-                    return Err(InitiatorError::Protocol("C2HData past the buffer".into()));
-                }
-                p.buf[off..off + len].copy_from_slice(data);
-            }
-            if d.flags & flags::LAST_PDU != 0 && d.flags & flags::SUCCESS != 0 {
-                let cqe = Cqe {
-                    result: 0,
-                    sqhd: 0,
-                    cid: d.cccid,
-                    status: 0,
-                };
-                complete(shared, d.cccid, Ok(cqe));
-            }
         }
         PduType::R2T => {
             let d =
@@ -402,6 +373,89 @@ fn receive_one(shared: &Shared, stream: &mut TcpStream) -> Result<()> {
                 "unexpected PDU {other:?}"
             )))
         }
+    }
+    Ok(())
+}
+
+/// C2HData, read straight into the command's buffer: the header (and its digest)
+/// first, then the data into place, then the data digest. No copy of the data through
+/// a PDU buffer: it is the bulk of every read.
+fn receive_c2h(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    h: CommonHeader,
+    ch: &[u8; 8],
+) -> Result<()> {
+    let protocol = |m: &str| InitiatorError::Protocol(m.into());
+    let hlen = usize::from(h.hlen);
+    let hd = if h.flags & flags::HDGSTF != 0 { 4 } else { 0 };
+    let mut head = vec![0u8; hlen + hd];
+    head[..8].copy_from_slice(ch);
+    stream
+        .read_exact(&mut head[8..])
+        .map_err(io_err("reading a PDU"))?;
+    if hd > 0 {
+        let want = u32::from_le_bytes(head[hlen..hlen + 4].try_into().expect("4 bytes"));
+        if pdu::digest(&head[..hlen]) != want {
+            return Err(protocol("header digest mismatch"));
+        }
+    }
+    let d = DataHeader::decode(&head).map_err(|e| InitiatorError::Protocol(e.to_string()))?;
+    let (pdo, len, off) = (usize::from(d.pdo), d.length as usize, d.offset as usize);
+    let dd = if h.flags & flags::DDGSTF != 0 { 4 } else { 0 };
+    if pdo < hlen + hd || pdo + len + dd != h.plen as usize {
+        return Err(protocol("C2HData whose lengths do not add up"));
+    }
+    let mut pad = vec![0u8; pdo - hlen - hd];
+    stream
+        .read_exact(&mut pad)
+        .map_err(io_err("reading a PDU"))?;
+    // The buffer leaves the table while the socket fills it, so submitters never wait
+    // on the network; only this thread completes commands, so it cannot vanish.
+    let mut buf = {
+        let mut pending = lock(&shared.pending);
+        let p = pending
+            .get_mut(&d.cccid)
+            .ok_or_else(|| protocol("data for an unknown command"))?;
+        std::mem::take(&mut p.buf)
+    };
+    let filled = (|| {
+        if off + len > buf.len() {
+            return Err(protocol("C2HData past the buffer"));
+        }
+        stream
+            .read_exact(&mut buf[off..off + len])
+            .map_err(io_err("reading a PDU"))?;
+        let mut digest_bytes = [0u8; 4];
+        if dd > 0 {
+            stream
+                .read_exact(&mut digest_bytes)
+                .map_err(io_err("reading a PDU"))?;
+            if pdu::digest(&buf[off..off + len]) != u32::from_le_bytes(digest_bytes) {
+                return Err(protocol("data digest mismatch"));
+            }
+        }
+        if shared.capture.is_some() {
+            let mut whole = head.clone();
+            whole.extend_from_slice(&pad);
+            whole.extend_from_slice(&buf[off..off + len]);
+            whole.extend_from_slice(&digest_bytes[..dd]);
+            record(&shared.capture, false, &whole);
+        }
+        Ok(())
+    })();
+    if let Some(p) = lock(&shared.pending).get_mut(&d.cccid) {
+        p.buf = buf;
+    }
+    filled?;
+    if d.flags & flags::LAST_PDU != 0 && d.flags & flags::SUCCESS != 0 {
+        let cqe = Cqe {
+            result: 0,
+            sqhd: 0,
+            cid: d.cccid,
+            status: 0,
+        };
+        complete(shared, d.cccid, Ok(cqe));
     }
     Ok(())
 }
@@ -632,7 +686,7 @@ impl Data {
     fn duplicate(&self) -> Data {
         match self {
             Data::None => Data::None,
-            Data::In(n) => Data::In(*n),
+            Data::In(n) | Data::InBuf(_, n) => Data::In(*n),
             Data::Out(v) => Data::Out(v.clone()),
         }
     }

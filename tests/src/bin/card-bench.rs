@@ -45,7 +45,7 @@ const WORKLOADS: [Workload; 2] = [
 
 fn json(vm: &Vm, command: &str) -> Result<Value> {
     let out = sh(vm, command);
-    let start = out.find('{').context("no JSON in the answer")?;
+    let start = out.find(['{', '[']).context("no JSON in the answer")?;
     serde_json::from_str(&out[start..]).with_context(|| format!("{command}: {out}"))
 }
 
