@@ -152,6 +152,16 @@ impl Vm {
 
     /// Boot with extra image/qemu-run.sh settings (`RUSHES_NVME_SIZE` …).
     pub fn boot_with(image: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        Self::boot_with_devices(image, dir, env, &[])
+    }
+
+    /// Boot with extra settings and extra QEMU arguments (`-device pci-testdev` …).
+    pub fn boot_with_devices(
+        image: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+        qemu_args: &[&str],
+    ) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -176,6 +186,7 @@ impl Vm {
                 "unix:{},server,nowait",
                 dir.join("qmp.sock").display()
             ))
+            .args(qemu_args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.join("qemu.log"))?)
             .stderr(std::fs::File::create(dir.join("qemu.err"))?)

@@ -68,7 +68,14 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
     enable_debug_shell(&image).unwrap();
-    let mut vm = Vm::boot_with(&image, work.path(), &[("RUSHES_NVME_SIZE", "1G")]).unwrap();
+    // QEMU's PCI test device (1b36:0005) stands in for a card's PCI function.
+    let mut vm = Vm::boot_with_devices(
+        &image,
+        work.path(),
+        &[("RUSHES_NVME_SIZE", "1G")],
+        &["-device", "pci-testdev"],
+    )
+    .unwrap();
     vm.wait_for("rushes: ready", 0, BOOT).unwrap();
 
     // The host identity is made once and kept on RUSHES-CFG.
@@ -408,8 +415,13 @@ fn fio(vm: &Vm, device: &str, args: &str) -> String {
 async fn emulated_card(vm: &Vm) {
     let card = ctl_json(vm, "card");
     assert_eq!(card["mode"], "off", "{card:#}");
-    let card = ctl_json(vm, "card mode emulated");
+    let card = ctl_json(vm, "card mode emulated --pci-id 1b36:0005");
     assert_eq!(card["state"], "ok", "{card:#}");
+    let pci = card["pci"].as_array().unwrap();
+    assert!(
+        pci.len() == 1 && pci[0].as_str().unwrap().ends_with(" 1b36:0005"),
+        "the card's PCI function is found by its IDs: {card:#}"
+    );
     assert_eq!(card["model"], "Rushes emulated K200-LP", "{card:#}");
     let attached = ctl_json(vm, &format!("card attach {BAY1} --address 127.0.0.1:4420"));
     let devices: Vec<String> = attached

@@ -155,6 +155,9 @@ pub struct CardStatus {
     pub temperature_c: Option<i32>,
     pub errors: u64,
     pub queue_depth: u64,
+    /// PCI functions found with the card's IDs (`0000:03:00.0 1fb3:0001`).
+    #[serde(default)]
+    pub pci: Vec<String>,
     /// Bays saved to go through the card.
     pub bays: Vec<FabricPath>,
     pub namespaces: Vec<CardNamespace>,
@@ -179,4 +182,8 @@ pub struct FirmwareStage {
 #[serde(deny_unknown_fields)]
 pub struct CardMode {
     pub mode: String,
+    /// PCI IDs (`vvvv:dddd`, hex) of the offload card to look for; left out, the saved
+    /// ones stay.
+    #[serde(default)]
+    pub pci_ids: Option<Vec<String>>,
 }

@@ -67,7 +67,13 @@ enum Cmd {
 #[derive(Subcommand)]
 enum CardCmd {
     /// Run the emulated card (`emulated`) or none (`off`).
-    Mode { mode: String },
+    Mode {
+        mode: String,
+        /// PCI IDs (`vendor:device`, hex) that mean the card is in this box; repeat
+        /// for several.
+        #[arg(long = "pci-id")]
+        pci_ids: Vec<String>,
+    },
     /// Attach a bay through the card; its namespaces appear as disks (`ublkbN`).
     Attach {
         nqn: String,
@@ -802,6 +808,9 @@ fn show_card(cli: &Cli, s: &api::CardStatus) {
             .map(|p| format!(": {p}"))
             .unwrap_or_default()
     ));
+    for p in &s.pci {
+        out(&format!("PCI: {p}\n"));
+    }
     if s.model.is_some() {
         out(&format!(
             "model {}  serial {}  firmware {} (slot {})  fabric {}\n",
@@ -869,9 +878,15 @@ fn show_card(cli: &Cli, s: &api::CardStatus) {
 fn card(cli: &Cli, c: &Client, cmd: Option<&CardCmd>) -> Res {
     match cmd {
         None => show_card(cli, &c.get("/v1/card")?),
-        Some(CardCmd::Mode { mode }) => show_card(
+        Some(CardCmd::Mode { mode, pci_ids }) => show_card(
             cli,
-            &c.put("/v1/card", &api::CardMode { mode: mode.clone() })?,
+            &c.put(
+                "/v1/card",
+                &api::CardMode {
+                    mode: mode.clone(),
+                    pci_ids: (!pci_ids.is_empty()).then(|| pci_ids.clone()),
+                },
+            )?,
         ),
         Some(CardCmd::Attach { nqn, address }) => {
             let (traddr, port) = host_port(address);

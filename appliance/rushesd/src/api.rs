@@ -267,7 +267,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/card",
             get(|State(m): Mgr| async move { blocking(move || Ok(m.card_status())).await.map(Json) }).put(
                 |State(m): Mgr, Body(req): Body<api::CardMode>| async move {
-                    blocking(move || m.set_card_mode(&req.mode)).await.map(Json)
+                    blocking(move || m.set_card_mode(req)).await.map(Json)
                 },
             ),
         )

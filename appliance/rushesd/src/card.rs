@@ -33,6 +33,50 @@ pub(crate) struct CardRuntime {
     silent: u32,
 }
 
+/// `1FB3:0001` → (0x1fb3, 0x0001).
+fn parse_pci_id(id: &str) -> Option<(u16, u16)> {
+    let (v, d) = id.trim().split_once(':')?;
+    Some((
+        u16::from_str_radix(v, 16).ok()?,
+        u16::from_str_radix(d, 16).ok()?,
+    ))
+}
+
+/// PCI functions under `sys` whose vendor and device IDs are in `ids`:
+/// `0000:03:00.0 1fb3:0001`.
+pub(crate) fn pci_functions(sys: &std::path::Path, ids: &[String]) -> Vec<String> {
+    let wanted: Vec<(u16, u16)> = ids.iter().filter_map(|i| parse_pci_id(i)).collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let dir = sys.join("bus/pci/devices");
+    let read_id = |slot: &std::path::Path, file: &str| {
+        std::fs::read_to_string(slot.join(file))
+            .ok()
+            .and_then(|t| u16::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
+    };
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let path = e.path();
+                    let id = (read_id(&path, "vendor")?, read_id(&path, "device")?);
+                    wanted.contains(&id).then(|| {
+                        format!(
+                            "{} {:04x}:{:04x}",
+                            e.file_name().to_string_lossy(),
+                            id.0,
+                            id.1
+                        )
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
 /// The card's view of a namespace, in the API's terms.
 fn namespace_view(n: card::AttachedNamespace) -> api::CardNamespace {
     api::CardNamespace {
@@ -363,6 +407,7 @@ impl Manager {
             )
         };
         let mut status = api::CardStatus {
+            pci: pci_functions(&self.paths.sys, &settings.pci_ids),
             mode: settings.mode.clone(),
             state: if state.is_empty() {
                 "off".into()
@@ -422,7 +467,18 @@ impl Manager {
     }
 
     /// Turn the emulated card on or off (saved in `[card]`).
-    pub fn set_card_mode(&self, mode: &str) -> ApiResult<api::CardStatus> {
+    pub fn set_card_mode(&self, req: api::CardMode) -> ApiResult<api::CardStatus> {
+        if let Some(ids) = req.pci_ids {
+            for id in &ids {
+                if parse_pci_id(id).is_none() {
+                    return Err(ApiErr::bad_request(format!("{id:?} is not a PCI ID"))
+                        .hint("write it as vendor:device in hex, e.g. 1fb3:0001"));
+                }
+            }
+            self.save_config(|c| c.card.pci_ids = ids)
+                .map_err(ApiErr::failed)?;
+        }
+        let mode = req.mode.as_str();
         if mode != "off" && mode != "emulated" {
             return Err(
                 ApiErr::bad_request(format!("card mode {mode:?} is not known"))
@@ -596,5 +652,30 @@ impl Manager {
             )],
             _ => vec![],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_is_found_by_its_pci_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = |slot: &str, vendor: &str, device: &str| {
+            let d = dir.path().join("bus/pci/devices").join(slot);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("vendor"), format!("{vendor}\n")).unwrap();
+            std::fs::write(d.join("device"), format!("{device}\n")).unwrap();
+        };
+        dev("0000:00:01.0", "0x8086", "0x29c0");
+        dev("0000:03:00.0", "0x1b36", "0x0005");
+        assert_eq!(
+            pci_functions(dir.path(), &["1B36:0005".into()]),
+            ["0000:03:00.0 1b36:0005"]
+        );
+        assert!(pci_functions(dir.path(), &[]).is_empty());
+        assert!(pci_functions(dir.path(), &["8086:0001".into()]).is_empty());
+        assert_eq!(parse_pci_id("nope"), None);
     }
 }

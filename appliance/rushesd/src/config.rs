@@ -56,6 +56,10 @@ pub struct CardSettings {
     pub fabric: String,
     #[serde(default, rename = "bay")]
     pub bays: Vec<rushes_api::FabricPath>,
+    /// PCI IDs (`vvvv:dddd`) that mean "the offload card is in this box". None are
+    /// built in: the K200-LP's IDs are not known to us.
+    #[serde(default)]
+    pub pci_ids: Vec<String>,
 }
 
 fn card_off() -> String {
@@ -72,6 +76,7 @@ impl Default for CardSettings {
             mode: card_off(),
             fabric: card_tcp(),
             bays: Vec::new(),
+            pci_ids: Vec::new(),
         }
     }
 }
