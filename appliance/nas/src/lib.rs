@@ -20,6 +20,7 @@ pub mod handle;
 pub mod mount;
 pub mod nfs3;
 pub mod portmap;
+pub mod rollup;
 pub mod rpc;
 pub mod server;
 pub mod service;

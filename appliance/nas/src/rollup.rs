@@ -1,0 +1,312 @@
+//! Rollups of the activity stream: operations, bytes, errors and a latency histogram
+//! (p50, p99) per client, user, share and operation, over the last second, minute and
+//! hour. Every record counts: nothing is sampled.
+//!
+//! Records land in per-second buckets kept for a minute and in per-minute buckets kept
+//! for an hour (so the hour window moves a minute at a time). A bucket holds one histogram per key, so memory grows with
+//! the number of distinct (client, user, share, operation) keys, not with the rate.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+
+use crate::activity::{OpObserver, OpRecord};
+
+/// Who did what where: the finest grain the rollups keep.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub client: IpAddr,
+    pub uid: Option<u32>,
+    pub share: Option<Arc<str>>,
+    pub op: &'static str,
+}
+
+/// What a report groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Client,
+    User,
+    Share,
+    Op,
+}
+
+/// The window a report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl Window {
+    fn seconds(self) -> u64 {
+        match self {
+            Window::Second => 1,
+            Window::Minute => 60,
+            Window::Hour => 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    ops: u64,
+    bytes: u64,
+    errors: u64,
+    /// Latency in microseconds.
+    latency: Histogram<u64>,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        Self {
+            ops: 0,
+            bytes: 0,
+            errors: 0,
+            // 1 µs to 10 min at 2 significant digits: a few KiB per bucket.
+            latency: Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid bounds"),
+        }
+    }
+
+    fn add(&mut self, other: &Bucket) {
+        self.ops += other.ops;
+        self.bytes += other.bytes;
+        self.errors += other.errors;
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+    }
+}
+
+/// One line of a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The group: a client address, `uid 1000`, a share name or an operation.
+    pub group: String,
+    pub ops: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub ops_per_s: f64,
+    pub bytes_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+type Slots = HashMap<Key, Bucket>;
+
+#[derive(Default)]
+struct State {
+    /// (second, buckets), newest last, at most 60.
+    seconds: VecDeque<(u64, Slots)>,
+    /// (minute, buckets), newest last, at most 60.
+    minutes: VecDeque<(u64, Slots)>,
+}
+
+/// The rollups, fed as an [`OpObserver`].
+#[derive(Default)]
+pub struct Rollups {
+    state: Mutex<State>,
+}
+
+fn slot(ring: &mut VecDeque<(u64, Slots)>, at: u64, keep: usize) -> &mut Slots {
+    if ring.back().is_none_or(|(t, _)| *t < at) {
+        ring.push_back((at, HashMap::new()));
+        while ring.len() > keep {
+            ring.pop_front();
+        }
+    }
+    // A record from a clock that stepped back lands in the newest bucket.
+    &mut ring.back_mut().expect("just pushed").1
+}
+
+impl Rollups {
+    /// Count one operation that ended at `now` (seconds since the epoch).
+    pub fn add(&self, key: Key, bytes: u64, error: bool, latency_us: u64, now: u64) {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *guard;
+        for (ring, at) in [(&mut st.seconds, now), (&mut st.minutes, now / 60)] {
+            let b = slot(ring, at, 60)
+                .entry(key.clone())
+                .or_insert_with(Bucket::new);
+            b.ops += 1;
+            b.bytes += bytes;
+            b.errors += u64::from(error);
+            b.latency.saturating_record(latency_us.max(1));
+        }
+    }
+
+    /// The report for `window` ending at `now`, grouped by `by`, busiest (by bytes,
+    /// then operations) first.
+    pub fn report(&self, window: Window, by: GroupBy, now: u64) -> Vec<Row> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let span = window.seconds();
+        let buckets: Vec<&Slots> = match window {
+            Window::Hour => st
+                .minutes
+                .iter()
+                .filter(|(m, _)| m * 60 + 60 > now.saturating_sub(span) && *m <= now / 60)
+                .map(|(_, s)| s)
+                .collect(),
+            _ => st
+                .seconds
+                .iter()
+                .filter(|(s, _)| *s + span > now && *s <= now)
+                .map(|(_, s)| s)
+                .collect(),
+        };
+        let mut groups: HashMap<String, Bucket> = HashMap::new();
+        for slots in buckets {
+            for (key, b) in slots {
+                let group = match by {
+                    GroupBy::Client => key.client.to_string(),
+                    GroupBy::User => key
+                        .uid
+                        .map_or_else(|| "unknown user".to_string(), |u| format!("uid {u}")),
+                    GroupBy::Share => key.share.as_deref().unwrap_or("-").to_string(),
+                    GroupBy::Op => key.op.to_string(),
+                };
+                groups.entry(group).or_insert_with(Bucket::new).add(b);
+            }
+        }
+        let mut rows: Vec<Row> = groups
+            .into_iter()
+            .map(|(group, b)| Row {
+                group,
+                ops: b.ops,
+                bytes: b.bytes,
+                errors: b.errors,
+                ops_per_s: b.ops as f64 / span as f64,
+                bytes_per_s: b.bytes as f64 / span as f64,
+                p50_us: b.latency.value_at_quantile(0.5),
+                p99_us: b.latency.value_at_quantile(0.99),
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.bytes
+                .cmp(&a.bytes)
+                .then(b.ops.cmp(&a.ops))
+                .then(a.group.cmp(&b.group))
+        });
+        rows
+    }
+}
+
+impl OpObserver for Rollups {
+    fn record(&self, op: &OpRecord) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.add(
+            Key {
+                client: op.client,
+                uid: op.uid,
+                share: op.share.clone(),
+                op: op.op,
+            },
+            op.bytes,
+            op.status.is_none_or(|s| s != 0),
+            op.latency.as_micros().min(u128::from(u64::MAX)) as u64,
+            now,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(client: &str, uid: u32, share: &str, op: &'static str) -> Key {
+        Key {
+            client: client.parse().unwrap(),
+            uid: Some(uid),
+            share: Some(share.into()),
+            op,
+        }
+    }
+
+    #[test]
+    fn reports_group_sum_and_rank_by_bytes() {
+        let r = Rollups::default();
+        let t = 1_000_000;
+        for i in 0..100 {
+            r.add(
+                key("10.0.0.1", 1000, "projects", "READ"),
+                1 << 20,
+                false,
+                100 + i,
+                t,
+            );
+        }
+        r.add(
+            key("10.0.0.2", 1001, "projects", "WRITE"),
+            4096,
+            false,
+            50,
+            t,
+        );
+        r.add(key("10.0.0.2", 1001, "archive", "LOOKUP"), 0, true, 20, t);
+        let by_client = r.report(Window::Second, GroupBy::Client, t);
+        assert_eq!(by_client[0].group, "10.0.0.1");
+        assert_eq!((by_client[0].ops, by_client[0].bytes), (100, 100 << 20));
+        assert_eq!((by_client[1].ops, by_client[1].errors), (2, 1));
+        // Latencies 100..199 µs: the median near 150, the 99th near 199 (2 digits).
+        assert!((145..=155).contains(&by_client[0].p50_us), "{by_client:?}");
+        assert!((195..=200).contains(&by_client[0].p99_us), "{by_client:?}");
+        let by_share = r.report(Window::Second, GroupBy::Share, t);
+        assert_eq!(by_share.len(), 2);
+        assert_eq!(by_share[0].group, "projects");
+        let by_user = r.report(Window::Second, GroupBy::User, t);
+        assert_eq!(by_user[1].group, "uid 1001");
+    }
+
+    #[test]
+    fn windows_keep_what_is_inside_them_and_drop_the_rest() {
+        let r = Rollups::default();
+        let t = 1_000_000 - 1_000_000 % 60; // on a minute boundary
+        r.add(key("10.0.0.1", 1, "s", "READ"), 10, false, 5, t);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 20, false, 5, t + 30);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 40, false, 5, t + 90);
+        let sum = |w, now| {
+            r.report(w, GroupBy::Op, now)
+                .first()
+                .map_or(0, |row: &Row| row.bytes)
+        };
+        assert_eq!(sum(Window::Second, t + 90), 40);
+        assert_eq!(
+            sum(Window::Second, t + 91),
+            0,
+            "a second later, it left the 1 s window"
+        );
+        assert_eq!(sum(Window::Minute, t + 90), 40, "t+30 is 60 s old");
+        assert_eq!(sum(Window::Minute, t + 60), 20);
+        assert_eq!(sum(Window::Hour, t + 90), 70);
+        // The hour is counted in whole minutes: the first minute leaves it once all of
+        // that minute is more than an hour old.
+        assert_eq!(sum(Window::Hour, t + 3600 + 59), 70);
+        assert_eq!(
+            sum(Window::Hour, t + 3600 + 60),
+            40,
+            "the first minute has aged out"
+        );
+        let rate = r.report(Window::Minute, GroupBy::Op, t + 60)[0].bytes_per_s;
+        assert!((rate - 20.0 / 60.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn records_from_the_observer_count_errors_by_status() {
+        let r = Rollups::default();
+        let mut op = OpRecord::new("10.0.0.3".parse().unwrap(), "nfs3", "REMOVE");
+        op.status = Some(2);
+        r.record(&op);
+        op.status = Some(0);
+        r.record(&op);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let rows = r.report(Window::Minute, GroupBy::Client, now);
+        assert_eq!((rows[0].ops, rows[0].errors), (2, 1));
+    }
+}
