@@ -76,6 +76,7 @@ host: deps build
 bench: deps image
 	$(CARGO) build --release --workspace --bins
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh
+	target/release/rollup-bench
 	target/release/card-bench
 
 clean:
