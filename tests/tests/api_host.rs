@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rushes_api::{Alert, Client, Disk, Job, Severity, Share, Status};
+use rushes_tests::guest::write_share_file;
 use rushes_tests::ServerProcess;
 
 fn start(state: &Path) -> (ServerProcess, Client) {
@@ -337,4 +338,46 @@ fn the_clock_is_checked_against_a_real_ntp_server() {
     assert!(synced.offset_ms.abs() < 500.0, "{synced:?}");
     assert!(synced.delay_ms >= 0.0 && !synced.stepped, "{synced:?}");
     assert_eq!(clock.ntp, settings.ntp);
+}
+
+#[test]
+fn nfs_activity_is_rolled_up_per_client_user_and_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, c) = start(dir.path());
+    let port = server.port();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(write_share_file(
+            port,
+            "/demo",
+            "take1.mov",
+            &vec![5u8; 3 << 20],
+        ));
+    let report: rushes_api::ActivityReport = c
+        .get("/v1/activity/report?window=minute&by=client")
+        .unwrap();
+    assert!(!report.sampled, "every operation is counted");
+    let me = report
+        .rows
+        .iter()
+        .find(|r| r.group == "127.0.0.1")
+        .unwrap_or_else(|| panic!("no row for the client: {report:?}"));
+    assert!(me.bytes >= 3 << 20, "{me:?}");
+    assert!(me.p99_us >= me.p50_us && me.p50_us > 0, "{me:?}");
+    let by_op: rushes_api::ActivityReport =
+        c.get("/v1/activity/report?window=minute&by=op").unwrap();
+    let write = by_op.rows.iter().find(|r| r.group == "WRITE").unwrap();
+    assert_eq!(write.bytes, 3 << 20, "{by_op:?}");
+    assert_eq!(
+        by_op.rows[0].group, "WRITE",
+        "the busiest by bytes comes first"
+    );
+    let by_user: rushes_api::ActivityReport =
+        c.get("/v1/activity/report?window=hour&by=user").unwrap();
+    assert!(
+        by_user.rows.iter().any(|r| r.group == "uid 1000"),
+        "{by_user:?}"
+    );
+    let (status, code, _) = refused(&c, "GET", "/v1/activity/report?window=week", "");
+    assert_eq!((status, code.as_str()), (400, "bad-request"));
 }

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rushes_tests::{workspace_bin, Nfs, ServerProcess, User};
+use rushes_tests::guest::write_share_file;
+use rushes_tests::{workspace_bin, ServerProcess};
 
 /// The console running in a pty, and the screen it has drawn so far.
 struct Console {
@@ -187,14 +188,12 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     let port = server.port();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(async move {
-            let mut nfs = Nfs::mount(port, "/demo", &User::new(1000, 1000))
-                .await
-                .expect("mount /demo");
-            nfs.put_file("reel.mov", &vec![7u8; 4 << 20])
-                .await
-                .expect("write over NFS");
-        });
+        .block_on(write_share_file(
+            port,
+            "/demo",
+            "reel.mov",
+            &vec![7u8; 4 << 20],
+        ));
     let dash = console.wait_for(&[
         "Dashboard",
         "no pools yet",

@@ -573,6 +573,34 @@ pub struct Activity {
     pub clients: Vec<ClientActivity>,
 }
 
+/// One group of an activity report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityRow {
+    /// A client address, `uid 1000`, a share name or an operation.
+    pub group: String,
+    pub ops: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub ops_per_s: f64,
+    pub bytes_per_s: f64,
+    /// Latency percentiles, microseconds.
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+/// Activity over a window, grouped one way, busiest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityReport {
+    /// `second`, `minute` or `hour`.
+    pub window: String,
+    /// `client`, `user`, `share` or `op`.
+    pub by: String,
+    /// Whether the figures come from a sample of the operations (never, so far: every
+    /// operation is counted).
+    pub sampled: bool,
+    pub rows: Vec<ActivityRow>,
+}
+
 /// Put every setting back to the defaults (`confirm` must be true): host name, network,
 /// admin password, pools and shares are forgotten; the pools' data stays on their disks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

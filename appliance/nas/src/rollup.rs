@@ -79,19 +79,8 @@ impl Bucket {
     }
 }
 
-/// One line of a report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// The group: a client address, `uid 1000`, a share name or an operation.
-    pub group: String,
-    pub ops: u64,
-    pub bytes: u64,
-    pub errors: u64,
-    pub ops_per_s: f64,
-    pub bytes_per_s: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-}
+/// One line of a report: the API's own type.
+pub use rushes_api::ActivityRow as Row;
 
 type Slots = HashMap<Key, Bucket>;
 

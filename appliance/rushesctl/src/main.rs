@@ -51,6 +51,14 @@ enum Cmd {
     },
     /// What needs the admin's attention, most severe first.
     Alerts,
+    /// Who did what over NFS: operations, bytes, rates and latency over the last
+    /// second, minute or hour, per client, user, share or operation, busiest first.
+    Activity {
+        #[arg(long, default_value = "minute", value_parser = ["second", "minute", "hour"])]
+        window: String,
+        #[arg(long, default_value = "client", value_parser = ["client", "user", "share", "op"])]
+        by: String,
+    },
     /// NVMe-oF bays: this host's NQN and every subsystem with its paths and disks.
     Fabrics,
     /// Discover, connect or disconnect NVMe-oF subsystems (NVMe/TCP, NVMe/RoCE).
@@ -487,6 +495,45 @@ fn run(cli: &Cli, c: &Client) -> Res {
         }
         Cmd::Share(cmd) => return share(cli, c, cmd),
         Cmd::Fabric(cmd) => return fabric(cli, c, cmd),
+        Cmd::Activity { window, by } => {
+            let r: api::ActivityReport =
+                c.get(&format!("/v1/activity/report?window={window}&by={by}"))?;
+            if cli.json {
+                json(&r);
+            } else {
+                let rows: Vec<Vec<String>> = r
+                    .rows
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.group.clone(),
+                            a.ops.to_string(),
+                            format!("{:.1}", a.ops_per_s),
+                            format!("{:.2}", a.bytes_per_s / 1e6),
+                            format!("{:.2}", a.p50_us as f64 / 1000.0),
+                            format!("{:.2}", a.p99_us as f64 / 1000.0),
+                            a.errors.to_string(),
+                        ]
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    out(&format!("no NFS activity in the last {window}\n"));
+                } else {
+                    out(&table(
+                        &[
+                            &by.to_uppercase(),
+                            "OPS",
+                            "OPS/S",
+                            "MB/S",
+                            "P50 MS",
+                            "P99 MS",
+                            "ERRORS",
+                        ],
+                        &rows,
+                    ));
+                }
+            }
+        }
         Cmd::Card { command } => return card(cli, c, command.as_ref()),
         Cmd::Fabrics => {
             let f: api::Fabrics = c.get("/v1/fabrics")?;

@@ -54,6 +54,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
 type Mgr = State<Arc<Manager>>;
 
+/// `/v1/activity/report?window=minute&by=client`.
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    window: Option<String>,
+    by: Option<String>,
+}
+
 /// `/v1/logs?contains=TEXT&lines=N`.
 #[derive(serde::Deserialize)]
 struct LogQuery {
@@ -189,6 +196,16 @@ pub fn router(manager: Arc<Manager>) -> Router {
             get(|State(m): Mgr| async move { blocking(move || Ok(m.clock())).await.map(Json) }),
         )
         .route("/v1/activity", get(|State(m): Mgr| async move { Json(m.activity()) }))
+        .route(
+            "/v1/activity/report",
+            get(|State(m): Mgr, Query(q): Query<ReportQuery>| async move {
+                m.activity_report(
+                    q.window.as_deref().unwrap_or("minute"),
+                    q.by.as_deref().unwrap_or("client"),
+                )
+                .map(Json)
+            }),
+        )
         .route(
             "/v1/alerts",
             get(|State(m): Mgr| async move { blocking(move || Ok(m.alerts())).await.map(Json) }),
@@ -362,6 +379,7 @@ mod tests {
         ("get", "/v1/logs"),
         ("post", "/v1/power"),
         ("get", "/v1/activity"),
+        ("get", "/v1/activity/report"),
         ("post", "/v1/reset"),
         ("get", "/v1/time"),
         ("get", "/v1/fabrics"),

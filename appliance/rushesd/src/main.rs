@@ -266,9 +266,11 @@ fn serve(opts: ServeOptions) -> Result<()> {
     // Clients send the mode they want, already filtered by their own umask.
     rustix::process::umask(rustix::fs::Mode::empty());
     let live = Arc::new(rushes_nas::activity::LiveCounters::default());
+    let rollups = Arc::new(rushes_nas::rollup::Rollups::default());
     let observer = rushes_nas::activity::Tee(vec![
         Arc::new(rushes_nas::activity::TracingObserver),
         Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
+        Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
     ]);
     let service = Arc::new(Service::new(&shares, &state_dir)?.with_observer(Box::new(observer)));
     let manager = management.map(|(socket, config, pools_dir)| {
@@ -284,6 +286,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&service),
             shares.iter().map(|s| s.name.clone()).collect(),
             Arc::clone(&live),
+            Arc::clone(&rollups),
         );
         hotplug::watch(Arc::clone(&mgr));
         let timekeeper = Arc::clone(&mgr);

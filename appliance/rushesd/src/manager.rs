@@ -108,6 +108,8 @@ pub struct Manager {
     started: Instant,
     /// Live NFS traffic for the dashboard.
     live: Arc<rushes_nas::activity::LiveCounters>,
+    /// Every NFS operation, rolled up per client, user, share and operation.
+    rollups: Arc<rushes_nas::rollup::Rollups>,
 }
 
 pub fn now() -> u64 {
@@ -157,6 +159,7 @@ impl Manager {
         nas: Arc<Service>,
         reserved: Vec<String>,
         live: Arc<rushes_nas::activity::LiveCounters>,
+        rollups: Arc<rushes_nas::rollup::Rollups>,
     ) -> Arc<Self> {
         let loaded = store.load();
         if let Some(problem) = &loaded.problem {
@@ -183,6 +186,7 @@ impl Manager {
             wake: (Mutex::new(false), Condvar::new()),
             started: Instant::now(),
             live,
+            rollups,
         });
         mgr.restore_fabrics();
         mgr.start_card();
@@ -1474,6 +1478,42 @@ impl Manager {
                 })
                 .collect(),
         }
+    }
+
+    /// Activity over `window` (`second`, `minute`, `hour`) grouped `by` `client`,
+    /// `user`, `share` or `op`.
+    pub fn activity_report(&self, window: &str, by: &str) -> ApiResult<api::ActivityReport> {
+        use rushes_nas::rollup::{GroupBy, Window};
+        let w = match window {
+            "second" => Window::Second,
+            "minute" => Window::Minute,
+            "hour" => Window::Hour,
+            other => {
+                return Err(
+                    ApiErr::bad_request(format!("window {other:?} is not known"))
+                        .hint("use second, minute or hour"),
+                )
+            }
+        };
+        let g = match by {
+            "client" => GroupBy::Client,
+            "user" => GroupBy::User,
+            "share" => GroupBy::Share,
+            "op" => GroupBy::Op,
+            other => {
+                return Err(
+                    ApiErr::bad_request(format!("grouping {other:?} is not known"))
+                        .hint("use client, user, share or op"),
+                )
+            }
+        };
+        let rows = self.rollups.report(w, g, now());
+        Ok(api::ActivityReport {
+            window: window.into(),
+            by: by.into(),
+            sampled: false,
+            rows,
+        })
     }
 
     pub fn status(&self) -> api::Status {
