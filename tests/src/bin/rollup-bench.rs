@@ -18,6 +18,9 @@ struct Args {
     /// Records in all.
     #[arg(long, default_value_t = 2_000_000)]
     records: u64,
+    /// Feeding threads; by default one per core.
+    #[arg(long)]
+    threads: Option<u64>,
 }
 
 const OPS: [&str; 8] = [
@@ -33,7 +36,9 @@ const OPS: [&str; 8] = [
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) as u64);
     let rollups = Arc::new(Rollups::default());
     let shares: Vec<Arc<str>> = ["projects", "archive", "renders", "scratch"]
         .iter()
