@@ -191,16 +191,15 @@ impl Kernel {
         self.dev.join("nvme-fabrics")
     }
 
-    /// Whether the kernel can do fabrics at all (the module loaded, or loadable).
+    /// Whether the kernel can do fabrics at all (the module loaded, or loadable). Only
+    /// nvme-tcp is loaded here: the kernel loads nvme-rdma itself on the first RDMA
+    /// connect, so a box without RDMA never carries the InfiniBand stack.
     pub fn available(&self) -> bool {
         if !self.fabrics_dev().exists() {
-            for module in ["nvme-tcp", "nvme-rdma"] {
-                let _ = std::process::Command::new("modprobe")
-                    .arg("-q")
-                    .arg(module)
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
+            let _ = std::process::Command::new("modprobe")
+                .args(["-q", "nvme-tcp"])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
         self.fabrics_dev().exists()
     }
