@@ -92,3 +92,10 @@ pub async fn read_share_file(port: u16, export: &str, name: &str) -> Vec<u8> {
         .await
         .unwrap_or_else(|e| panic!("read {name}: {e:?}"))
 }
+
+/// [`write_share_file`] from a test that has no runtime of its own.
+pub fn write_share_file_blocking(port: u16, export: &str, name: &str, data: &[u8]) {
+    tokio::runtime::Runtime::new()
+        .expect("a tokio runtime")
+        .block_on(write_share_file(port, export, name, data));
+}

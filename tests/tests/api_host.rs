@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rushes_api::{Alert, Client, Disk, Job, Severity, Share, Status};
-use rushes_tests::guest::write_share_file;
+use rushes_tests::guest::write_share_file_blocking;
 use rushes_tests::ServerProcess;
 
 fn start(state: &Path) -> (ServerProcess, Client) {
@@ -345,14 +345,7 @@ fn nfs_activity_is_rolled_up_per_client_user_and_operation() {
     let dir = tempfile::tempdir().unwrap();
     let (server, c) = start(dir.path());
     let port = server.port();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(write_share_file(
-            port,
-            "/demo",
-            "take1.mov",
-            &vec![5u8; 3 << 20],
-        ));
+    write_share_file_blocking(port, "/demo", "take1.mov", &vec![5u8; 3 << 20]);
     let report: rushes_api::ActivityReport = c
         .get("/v1/activity/report?window=minute&by=client")
         .unwrap();

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rushes_tests::guest::write_share_file;
+use rushes_tests::guest::write_share_file_blocking;
 use rushes_tests::{workspace_bin, ServerProcess};
 
 /// The console running in a pty, and the screen it has drawn so far.
@@ -186,14 +186,7 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
 
     // The menu screens. An NFS client writing shows up on the dashboard.
     let port = server.port();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(write_share_file(
-            port,
-            "/demo",
-            "reel.mov",
-            &vec![7u8; 4 << 20],
-        ));
+    write_share_file_blocking(port, "/demo", "reel.mov", &vec![7u8; 4 << 20]);
     let dash = console.wait_for(&[
         "Dashboard",
         "no pools yet",

@@ -136,7 +136,7 @@ impl Manager {
             return;
         }
         self.lock().card.problem = None;
-        if let Err(e) = self.fabric_host_identity() {
+        if let Err(e) = self.fabric_host() {
             self.card_failed(format!("no host identity for the card: {}", e.message));
             return;
         }
@@ -251,11 +251,6 @@ impl Manager {
         self.rescan();
     }
 
-    fn fabric_host_identity(&self) -> ApiResult<fabrics::HostIdentity> {
-        fabrics::HostIdentity::load_or_create(&self.paths.state_dir.join("fabrics-host"))
-            .map_err(|e| ApiErr::failed(e.to_string()))
-    }
-
     /// The card is gone for good: say so, and connect its bays with the kernel's
     /// initiator so their disks come back.
     fn card_failed(&self, why: String) {
@@ -283,7 +278,7 @@ impl Manager {
         if !kernel.available() {
             return;
         }
-        let Ok(host) = self.fabric_host_identity() else {
+        let Ok(host) = self.fabric_host() else {
             return;
         };
         let t = target(bay);

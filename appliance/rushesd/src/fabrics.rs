@@ -130,7 +130,7 @@ impl Manager {
         }
     }
 
-    fn fabric_host(&self) -> ApiResult<HostIdentity> {
+    pub(crate) fn fabric_host(&self) -> ApiResult<HostIdentity> {
         HostIdentity::load_or_create(&self.paths.state_dir.join("fabrics-host")).map_err(|e| {
             ApiErr::failed(e.to_string()).hint("check that RUSHES-CFG is mounted and writable")
         })
@@ -458,10 +458,13 @@ impl Manager {
         let dir = self.paths.sys.join("class/nvme").join(ctrl);
         let begun = Instant::now();
         while begun.elapsed() < limit {
+            // A namespace shows under its controller as `nvme4n1` (or, under
+            // multipath, as the path device `nvme4c4n1`).
             let has_ns = std::fs::read_dir(&dir).is_ok_and(|rd| {
                 rd.filter_map(|e| e.ok()).any(|e| {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    n.starts_with("nvme") && n.contains('n') && n[4..].contains('n')
+                    n.strip_prefix("nvme")
+                        .is_some_and(|rest| rest.contains('n'))
                 })
             });
             if has_ns {
