@@ -583,9 +583,10 @@ pub struct ActivityRow {
     pub errors: u64,
     pub ops_per_s: f64,
     pub bytes_per_s: f64,
-    /// Latency percentiles, microseconds.
-    pub p50_us: u64,
-    pub p99_us: u64,
+    /// Latency percentiles, microseconds; `null` when nothing in the group was timed
+    /// (SMB operations come from Samba's audit, which carries no timing).
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
 }
 
 /// Activity over a window, grouped one way, busiest first.

@@ -16,20 +16,32 @@ pub struct OpRecord {
     pub client: IpAddr,
     /// The uid the operation ran as, after squashing (`None` before it was known).
     pub uid: Option<u32>,
-    /// "nfs3", "mount3" or "portmap".
+    /// User name, when the protocol names one (SMB does; NFS's AUTH_SYS gives a uid).
+    pub user: Option<Arc<str>>,
+    /// "nfs3", "mount3", "portmap" or "smb".
     pub protocol: &'static str,
-    /// Procedure name, e.g. "WRITE".
+    /// Operation name in capitals, e.g. "WRITE" (NFS procedures; SMB's are mapped onto
+    /// the same words: OPEN, CREATE, READ, WRITE, RENAME, DELETE, MKDIR, …).
     pub op: &'static str,
     pub share: Option<Arc<str>>,
     /// The object operated on (file id), when the call named one.
     pub fileid: Option<u64>,
     /// The name in the directory for LOOKUP, CREATE, REMOVE, RENAME (source), …
     pub name: Option<String>,
+    /// The path inside the share, when it is known (SMB always; NFS for operations that
+    /// change the namespace or move data).
+    pub path: Option<String>,
+    /// RENAME's new path inside the share.
+    pub to: Option<String>,
     /// Payload bytes read or written.
     pub bytes: u64,
-    /// nfsstat3 / mountstat3 of the reply, or `None` when the RPC layer answered an error.
+    /// nfsstat3 / mountstat3 of the reply (0 is success; SMB failures are 1), or `None`
+    /// when the RPC layer answered an error.
     pub status: Option<u32>,
-    pub latency: Duration,
+    /// Why it failed, in words, when the protocol says (SMB's audit does).
+    pub reason: Option<String>,
+    /// Time to answer; `None` when the source cannot measure it (SMB's audit).
+    pub latency: Option<Duration>,
 }
 
 impl OpRecord {
@@ -37,14 +49,18 @@ impl OpRecord {
         Self {
             client,
             uid: None,
+            user: None,
             protocol,
             op,
             share: None,
             fileid: None,
             name: None,
+            path: None,
+            to: None,
             bytes: 0,
             status: None,
-            latency: Duration::ZERO,
+            reason: None,
+            latency: None,
         }
     }
 }
@@ -71,8 +87,15 @@ impl OpObserver for TracingObserver {
             name = op.name.as_deref(),
             bytes = op.bytes,
             status = op.status,
-            latency_us = op.latency.as_micros() as u64,
+            path = op.path.as_deref(),
+            latency_us = op.latency.map(|l| l.as_micros() as u64),
         );
+    }
+}
+
+impl<T: OpObserver + ?Sized> OpObserver for Arc<T> {
+    fn record(&self, op: &OpRecord) {
+        (**self).record(op)
     }
 }
 

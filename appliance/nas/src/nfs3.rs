@@ -242,6 +242,21 @@ fn entry_name(name: &[u8]) -> NfsResult<CString> {
     CString::new(name).map_err(|_| NFS3ERR_ACCES)
 }
 
+/// Where `fd` is inside `share`, as the kernel names it now, with `name` appended: the
+/// activity record's path. `None` when the kernel's path is not under the share.
+fn share_path(share: &Share, fd: BorrowedFd<'_>, name: Option<&[u8]>) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
+    let inside = link.strip_prefix(&share.path).ok()?;
+    let mut path = format!("/{}", inside.to_string_lossy());
+    if let Some(name) = name {
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(&String::from_utf8_lossy(name));
+    }
+    Some(path)
+}
+
 /// A file handle argument resolved to its share and the identity the call runs as.
 struct Obj {
     share: Arc<Share>,
@@ -449,6 +464,7 @@ impl<'a> NfsCall<'a> {
         if !is_dir(&before) {
             return Err(NFS3ERR_NOTDIR);
         }
+        self.rec.path = share_path(&obj.share, fd.as_fd(), Some(name));
         obj.writable()?;
         let name = entry_name(name)?;
         Ok((DirOp { obj, fd, before }, name))
@@ -487,6 +503,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_PATH)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
+            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             obj.writable()?;
             if let Some(ctime) = guard {
@@ -617,6 +634,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_RDONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
+            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {}
                 FileType::Directory => return Err(NFS3ERR_ISDIR),
@@ -696,6 +714,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_WRONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
+            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                 return Err(NFS3ERR_INVAL);
@@ -991,7 +1010,9 @@ impl<'a> NfsCall<'a> {
         let (mut from_wcc, mut to_wcc) = (wcc_data::default(), wcc_data::default());
         let res = (|| -> NfsResult<_> {
             let (from, from_name) = self.dir_op(from_fh, from_name)?;
+            let from_path = self.rec.path.take();
             let (to, to_name) = self.dir_op(to_fh, to_name)?;
+            self.rec.to = std::mem::replace(&mut self.rec.path, from_path);
             self.rec.name = Some(String::from_utf8_lossy(from_name.as_bytes()).into_owned());
             if from.obj.share.id != to.obj.share.id {
                 return Err(NFS3ERR_XDEV);
@@ -1265,6 +1286,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_RDONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
+            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             rustix::fs::fsync(&fd).map_err(errno_stat)?;
             wcc.after = obj.post_op(fd.as_fd());

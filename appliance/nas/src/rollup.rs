@@ -24,6 +24,7 @@ pub struct Key {
     pub client: IpAddr,
     pub uid: Option<u32>,
     pub share: Option<Arc<str>>,
+    pub protocol: &'static str,
     pub op: &'static str,
 }
 
@@ -34,6 +35,7 @@ pub enum GroupBy {
     User,
     Share,
     Op,
+    Protocol,
 }
 
 /// The window a report covers.
@@ -70,15 +72,17 @@ enum Group {
     User(Option<u32>),
     Share(Option<Arc<str>>),
     Op(&'static str),
+    Protocol(&'static str),
 }
 
 impl Group {
-    fn of(key: &Key) -> [Group; 4] {
+    fn of(key: &Key) -> [Group; 5] {
         [
             Group::Client(key.client),
             Group::User(key.uid),
             Group::Share(key.share.clone()),
             Group::Op(key.op),
+            Group::Protocol(key.protocol),
         ]
     }
 
@@ -88,6 +92,7 @@ impl Group {
             Group::User(_) => GroupBy::User,
             Group::Share(_) => GroupBy::Share,
             Group::Op(_) => GroupBy::Op,
+            Group::Protocol(_) => GroupBy::Protocol,
         }
     }
 
@@ -99,6 +104,7 @@ impl Group {
             }
             Group::Share(s) => s.as_deref().unwrap_or("-").to_string(),
             Group::Op(op) => op.to_string(),
+            Group::Protocol(p) => p.to_string(),
         }
     }
 }
@@ -155,7 +161,8 @@ fn slot(ring: &mut VecDeque<(u64, Slots)>, at: u64, keep: usize) -> &mut Slots {
 
 impl Rollups {
     /// Count one operation that ended at `now` (seconds since the epoch).
-    pub fn add(&self, key: Key, bytes: u64, error: bool, latency_us: u64, now: u64) {
+    /// `latency_us` is `None` when the source could not time the operation.
+    pub fn add(&self, key: Key, bytes: u64, error: bool, latency_us: Option<u64>, now: u64) {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let groups = Group::of(&key);
@@ -169,7 +176,9 @@ impl Rollups {
                 b.ops += 1;
                 b.bytes += bytes;
                 b.errors += u64::from(error);
-                b.latency.saturating_record(latency_us.max(1));
+                if let Some(us) = latency_us {
+                    b.latency.saturating_record(us.max(1));
+                }
             }
         }
     }
@@ -208,8 +217,8 @@ impl Rollups {
                 errors: b.errors,
                 ops_per_s: b.ops as f64 / span as f64,
                 bytes_per_s: b.bytes as f64 / span as f64,
-                p50_us: b.latency.value_at_quantile(0.5),
-                p99_us: b.latency.value_at_quantile(0.99),
+                p50_us: (!b.latency.is_empty()).then(|| b.latency.value_at_quantile(0.5)),
+                p99_us: (!b.latency.is_empty()).then(|| b.latency.value_at_quantile(0.99)),
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -233,11 +242,13 @@ impl OpObserver for Rollups {
                 client: op.client,
                 uid: op.uid,
                 share: op.share.clone(),
+                protocol: op.protocol,
                 op: op.op,
             },
             op.bytes,
             op.status.is_none_or(|s| s != 0),
-            op.latency.as_micros().min(u128::from(u64::MAX)) as u64,
+            op.latency
+                .map(|l| l.as_micros().min(u128::from(u64::MAX)) as u64),
             now,
         );
     }
@@ -252,6 +263,7 @@ mod tests {
             client: client.parse().unwrap(),
             uid: Some(uid),
             share: Some(share.into()),
+            protocol: "nfs3",
             op,
         }
     }
@@ -265,7 +277,7 @@ mod tests {
                 key("10.0.0.1", 1000, "projects", "READ"),
                 1 << 20,
                 false,
-                100 + i,
+                Some(100 + i),
                 t,
             );
         }
@@ -273,31 +285,36 @@ mod tests {
             key("10.0.0.2", 1001, "projects", "WRITE"),
             4096,
             false,
-            50,
+            Some(50),
             t,
         );
-        r.add(key("10.0.0.2", 1001, "archive", "LOOKUP"), 0, true, 20, t);
+        r.add(key("10.0.0.2", 1001, "archive", "LOOKUP"), 0, true, Some(20), t);
         let by_client = r.report(Window::Second, GroupBy::Client, t);
         assert_eq!(by_client[0].group, "10.0.0.1");
         assert_eq!((by_client[0].ops, by_client[0].bytes), (100, 100 << 20));
         assert_eq!((by_client[1].ops, by_client[1].errors), (2, 1));
         // Latencies 100..199 µs: the median near 150, the 99th near 199 (2 digits).
-        assert!((145..=155).contains(&by_client[0].p50_us), "{by_client:?}");
-        assert!((195..=200).contains(&by_client[0].p99_us), "{by_client:?}");
+        assert!((145..=155).contains(&by_client[0].p50_us.unwrap()), "{by_client:?}");
+        assert!((195..=200).contains(&by_client[0].p99_us.unwrap()), "{by_client:?}");
         let by_share = r.report(Window::Second, GroupBy::Share, t);
         assert_eq!(by_share.len(), 2);
         assert_eq!(by_share[0].group, "projects");
         let by_user = r.report(Window::Second, GroupBy::User, t);
         assert_eq!(by_user[1].group, "uid 1001");
+        // An untimed record (SMB's audit) counts, but leaves the percentiles alone.
+        r.add(key("10.0.0.9", 1002, "projects", "RENAME"), 0, false, None, t);
+        let smb = r.report(Window::Second, GroupBy::Client, t);
+        let row = smb.iter().find(|r| r.group == "10.0.0.9").unwrap();
+        assert_eq!((row.ops, row.p50_us, row.p99_us), (1, None, None));
     }
 
     #[test]
     fn windows_keep_what_is_inside_them_and_drop_the_rest() {
         let r = Rollups::default();
         let t = 1_000_000 - 1_000_000 % 60; // on a minute boundary
-        r.add(key("10.0.0.1", 1, "s", "READ"), 10, false, 5, t);
-        r.add(key("10.0.0.1", 1, "s", "READ"), 20, false, 5, t + 30);
-        r.add(key("10.0.0.1", 1, "s", "READ"), 40, false, 5, t + 90);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 10, false, Some(5), t);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 20, false, Some(5), t + 30);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 40, false, Some(5), t + 90);
         let sum = |w, now| {
             r.report(w, GroupBy::Op, now)
                 .first()

@@ -240,7 +240,7 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
         Ok(Credential::Sys(sys)) => Some(sys),
         Ok(Credential::None) => None,
         Err(e) => {
-            rec.latency = started.elapsed();
+            rec.latency = Some(started.elapsed());
             service.observer.record(&rec);
             return encoded(rpc::reply_auth_error(call.xid, *e));
         }
@@ -278,7 +278,7 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
         (portmap::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 2, high: 2 }),
         _ => Err(AcceptError::ProgUnavail),
     };
-    rec.latency = started.elapsed();
+    rec.latency = Some(started.elapsed());
     service.observer.record(&rec);
     match result {
         Ok(()) => Some(Reply { encoded: out, tail }),

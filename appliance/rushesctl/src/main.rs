@@ -510,8 +510,8 @@ fn run(cli: &Cli, c: &Client) -> Res {
                             a.ops.to_string(),
                             format!("{:.1}", a.ops_per_s),
                             format!("{:.2}", a.bytes_per_s / 1e6),
-                            format!("{:.2}", a.p50_us as f64 / 1000.0),
-                            format!("{:.2}", a.p99_us as f64 / 1000.0),
+                            a.p50_us.map_or("-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0)),
+                            a.p99_us.map_or("-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0)),
                             a.errors.to_string(),
                         ]
                     })

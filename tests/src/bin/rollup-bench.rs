@@ -57,10 +57,11 @@ fn main() -> Result<()> {
                         client: std::net::IpAddr::from([10, 0, 0, (x % 50) as u8]),
                         uid: Some(1000 + (x / 50 % 20) as u32),
                         share: Some(Arc::clone(&shares[(x / 1000 % 4) as usize])),
+                        protocol: if x % 3 == 0 { "smb" } else { "nfs3" },
                         op: OPS[(x / 4000 % 8) as usize],
                     };
                     // Spread over 10 seconds of record time.
-                    rollups.add(key, x % 65536, x % 97 == 0, 50 + x % 5000, now + i * 10 / n);
+                    rollups.add(key, x % 65536, x % 97 == 0, Some(50 + x % 5000), now + i * 10 / n);
                 }
             })
         })
