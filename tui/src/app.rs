@@ -609,13 +609,16 @@ impl App {
                     name: name.value.trim().into(),
                     pool: p.name.clone(),
                     rules: None,
+                    smb: None,
+                    time_machine: false,
+                    users: vec![],
                 };
                 match self.client.post::<_, api::Share>("/v1/shares", &req) {
                     Ok(s) => {
                         let addr = self.address();
                         self.say(Ok(format!(
-                            "Share {} is served. Linux: mount -t nfs -o vers=3,nolock {addr}:/{} /mnt",
-                            s.name, s.name
+                            "Share {0} is served. Mac: smb://{addr}/{0}  Linux: mount -t nfs -o vers=3,nolock {addr}:/{0} /mnt",
+                            s.name
                         )));
                         self.refresh();
                         return close(self);

@@ -317,6 +317,15 @@ pub struct Share {
     pub rules: Vec<ExportRule>,
     /// Serving now (its pool is mounted).
     pub online: bool,
+    /// Served over SMB too, as `\\HOST\NAME`.
+    #[serde(default)]
+    pub smb: bool,
+    /// Offered to Macs as a Time Machine destination.
+    #[serde(default)]
+    pub time_machine: bool,
+    /// Accounts allowed over SMB; empty means every account.
+    #[serde(default)]
+    pub users: Vec<String>,
 }
 
 /// A request to create a pool.
@@ -373,6 +382,48 @@ pub struct CreateShare {
     /// Default: one rule, every client read-write with root squashed.
     #[serde(default)]
     pub rules: Option<Vec<ExportRule>>,
+    /// Serve it over SMB too (default yes).
+    #[serde(default)]
+    pub smb: Option<bool>,
+    /// Offer it to Macs as a Time Machine destination (SMB).
+    #[serde(default)]
+    pub time_machine: bool,
+    /// Accounts allowed over SMB; empty means every account.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+/// An account: one uid and gid on both protocols. NFS clients send the uid (AUTH_SYS);
+/// SMB clients log in with the name and password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Has an SMB password (can log in over SMB).
+    pub smb_password: bool,
+}
+
+/// A request to add an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    pub password: String,
+    /// Default: the next free uid from 1000. Give the uid the edit suites already use
+    /// over NFS, so files keep one owner on both protocols.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Default: 100 (`users`).
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+/// A new SMB password for an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPassword {
+    pub password: String,
 }
 
 /// Change a share's export rules.

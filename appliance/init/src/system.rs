@@ -314,6 +314,26 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         ready: Readiness::TcpPort(2049),
         tty: None,
     });
+    // SMB: Samba's smbd, on the smb.conf rushesd writes from the shares before it
+    // answers on 2049 (and tells smbd to reload when the shares change).
+    if Path::new("/usr/sbin/smbd").exists() {
+        sup.add(ServiceSpec {
+            name: "smbd".into(),
+            argv: [
+                "/usr/sbin/smbd",
+                "--foreground",
+                "--no-process-group",
+                "--debug-stdout",
+                "--configfile=/run/rushes/smb.conf",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            after: vec!["rushesd".into()],
+            ready: Readiness::TcpPort(445),
+            tty: None,
+        });
+    }
     // The console on the screen and on the serial line, once rushesd answers.
     for (tty, term) in [("/dev/tty1", "linux"), ("/dev/ttyS0", "vt100")] {
         if !Path::new(tty).exists() {

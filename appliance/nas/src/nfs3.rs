@@ -245,7 +245,11 @@ fn entry_name(name: &[u8]) -> NfsResult<CString> {
 /// Where `fd` is inside `share`, as the kernel names it now, with `name` appended: the
 /// activity record's path. `None` when the kernel's path is not under the share.
 fn share_path(share: &Share, fd: BorrowedFd<'_>, name: Option<&[u8]>) -> Option<String> {
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
+    let link = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .ok()?;
     let inside = link.strip_prefix(&share.path).ok()?;
     let mut path = format!("/{}", inside.to_string_lossy());
     if let Some(name) = name {

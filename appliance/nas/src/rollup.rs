@@ -288,21 +288,39 @@ mod tests {
             Some(50),
             t,
         );
-        r.add(key("10.0.0.2", 1001, "archive", "LOOKUP"), 0, true, Some(20), t);
+        r.add(
+            key("10.0.0.2", 1001, "archive", "LOOKUP"),
+            0,
+            true,
+            Some(20),
+            t,
+        );
         let by_client = r.report(Window::Second, GroupBy::Client, t);
         assert_eq!(by_client[0].group, "10.0.0.1");
         assert_eq!((by_client[0].ops, by_client[0].bytes), (100, 100 << 20));
         assert_eq!((by_client[1].ops, by_client[1].errors), (2, 1));
         // Latencies 100..199 µs: the median near 150, the 99th near 199 (2 digits).
-        assert!((145..=155).contains(&by_client[0].p50_us.unwrap()), "{by_client:?}");
-        assert!((195..=200).contains(&by_client[0].p99_us.unwrap()), "{by_client:?}");
+        assert!(
+            (145..=155).contains(&by_client[0].p50_us.unwrap()),
+            "{by_client:?}"
+        );
+        assert!(
+            (195..=200).contains(&by_client[0].p99_us.unwrap()),
+            "{by_client:?}"
+        );
         let by_share = r.report(Window::Second, GroupBy::Share, t);
         assert_eq!(by_share.len(), 2);
         assert_eq!(by_share[0].group, "projects");
         let by_user = r.report(Window::Second, GroupBy::User, t);
         assert_eq!(by_user[1].group, "uid 1001");
         // An untimed record (SMB's audit) counts, but leaves the percentiles alone.
-        r.add(key("10.0.0.9", 1002, "projects", "RENAME"), 0, false, None, t);
+        r.add(
+            key("10.0.0.9", 1002, "projects", "RENAME"),
+            0,
+            false,
+            None,
+            t,
+        );
         let smb = r.report(Window::Second, GroupBy::Client, t);
         let row = smb.iter().find(|r| r.group == "10.0.0.9").unwrap();
         assert_eq!((row.ops, row.p50_us, row.p99_us), (1, None, None));

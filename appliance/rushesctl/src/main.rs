@@ -44,6 +44,12 @@ enum Cmd {
     /// Create, show, change or delete a share.
     #[command(subcommand)]
     Share(ShareCmd),
+    /// Every account: name, uid and gid (the same on NFS and SMB), and whether it has
+    /// an SMB password.
+    Users,
+    /// Add or remove an account, or set its SMB password.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Recent jobs, or watch one: `rushesctl jobs watch ID`.
     Jobs {
         #[command(subcommand)]
@@ -262,14 +268,52 @@ impl RuleArgs {
 }
 
 #[derive(Subcommand)]
+enum UserCmd {
+    /// Add an account. The password is read from standard input (one line), so it
+    /// stays out of the shell's history and the process list.
+    Add {
+        name: String,
+        /// The uid the edit suites already use over NFS [default: next free from 1000].
+        #[arg(long)]
+        uid: Option<u32>,
+        /// [default: 100, `users`]
+        #[arg(long)]
+        gid: Option<u32>,
+    },
+    /// Set an account's SMB password, read from standard input.
+    Passwd { name: String },
+    /// Remove an account; its files keep their uid.
+    Remove { name: String },
+}
+
+/// One line from standard input, without its line break.
+fn password_from_stdin() -> Result<String, std::io::Error> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+#[derive(Subcommand)]
 enum ShareCmd {
-    /// Make a folder on a pool and export it over NFS at once.
+    /// Make a folder on a pool and serve it over NFS and SMB at once.
     Create {
         name: String,
         #[arg(long)]
         pool: String,
         #[command(flatten)]
         rule: RuleArgs,
+        /// NFS only: do not serve it over SMB.
+        #[arg(long)]
+        no_smb: bool,
+        /// Offer it to Macs as a Time Machine destination.
+        #[arg(long)]
+        time_machine: bool,
+        /// Accounts allowed over SMB, comma-separated [default: every account].
+        #[arg(long, value_delimiter = ',')]
+        users: Vec<String>,
     },
     Show {
         name: String,
@@ -488,12 +532,70 @@ fn run(cli: &Cli, c: &Client) -> Res {
             } else {
                 let rows: Vec<Vec<String>> = shares.iter().map(share_row).collect();
                 out(&table(
-                    &["SHARE", "POOL", "STATE", "PATH", "CLIENTS"],
+                    &["SHARE", "POOL", "STATE", "PROTOCOLS", "PATH", "CLIENTS"],
                     &rows,
                 ));
             }
         }
         Cmd::Share(cmd) => return share(cli, c, cmd),
+        Cmd::Users => {
+            let users: Vec<api::User> = c.get("/v1/users")?;
+            if cli.json {
+                json(&users);
+            } else if users.is_empty() {
+                out("no accounts yet: rushesctl user add NAME\n");
+            } else {
+                let rows: Vec<Vec<String>> = users
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.name.clone(),
+                            u.uid.to_string(),
+                            u.gid.to_string(),
+                            if u.smb_password { "yes" } else { "no" }.into(),
+                        ]
+                    })
+                    .collect();
+                out(&table(&["USER", "UID", "GID", "SMB PASSWORD"], &rows));
+            }
+        }
+        Cmd::User(cmd) => match cmd {
+            UserCmd::Add { name, uid, gid } => {
+                let password = password_from_stdin()?;
+                let u: api::User = c.post(
+                    "/v1/users",
+                    &api::CreateUser {
+                        name: name.clone(),
+                        password,
+                        uid: *uid,
+                        gid: *gid,
+                    },
+                )?;
+                if cli.json {
+                    json(&u);
+                } else {
+                    out(&format!(
+                        "account {} added: uid {}, gid {}, on NFS and SMB\n",
+                        u.name, u.uid, u.gid
+                    ));
+                }
+            }
+            UserCmd::Passwd { name } => {
+                let password = password_from_stdin()?;
+                c.send(
+                    "PUT",
+                    &format!("/v1/users/{name}/password"),
+                    Some(&api::UserPassword { password }),
+                )?;
+                out(&format!("password of {name} changed\n"));
+            }
+            UserCmd::Remove { name } => {
+                c.send::<()>("DELETE", &format!("/v1/users/{name}"), None)?;
+                out(&format!(
+                    "account {name} removed; its files keep uid and gid\n"
+                ));
+            }
+        },
         Cmd::Fabric(cmd) => return fabric(cli, c, cmd),
         Cmd::Activity { window, by } => {
             let r: api::ActivityReport =
@@ -510,8 +612,10 @@ fn run(cli: &Cli, c: &Client) -> Res {
                             a.ops.to_string(),
                             format!("{:.1}", a.ops_per_s),
                             format!("{:.2}", a.bytes_per_s / 1e6),
-                            a.p50_us.map_or("-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0)),
-                            a.p99_us.map_or("-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0)),
+                            a.p50_us
+                                .map_or("-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0)),
+                            a.p99_us
+                                .map_or("-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0)),
                             a.errors.to_string(),
                         ]
                     })
@@ -631,6 +735,11 @@ fn share_row(s: &api::Share) -> Vec<String> {
         s.name.clone(),
         s.pool.clone(),
         if s.online { "serving" } else { "offline" }.into(),
+        match (s.smb, s.time_machine) {
+            (false, _) => "NFS".into(),
+            (true, false) => "NFS+SMB".into(),
+            (true, true) => "NFS+SMB (Time Machine)".into(),
+        },
         s.path.clone(),
         clients.join("; "),
     ]
@@ -1087,19 +1196,29 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
             json(s);
         } else {
             out(&table(
-                &["SHARE", "POOL", "STATE", "PATH", "CLIENTS"],
+                &["SHARE", "POOL", "STATE", "PROTOCOLS", "PATH", "CLIENTS"],
                 &[share_row(s)],
             ));
         }
     };
     match cmd {
-        ShareCmd::Create { name, pool, rule } => {
+        ShareCmd::Create {
+            name,
+            pool,
+            rule,
+            no_smb,
+            time_machine,
+            users,
+        } => {
             let s: api::Share = c.post(
                 "/v1/shares",
                 &api::CreateShare {
                     name: name.clone(),
                     pool: pool.clone(),
                     rules: Some(vec![rule.rule()]),
+                    smb: Some(!no_smb),
+                    time_machine: *time_machine,
+                    users: users.clone(),
                 },
             )?;
             show(&s);
@@ -1108,6 +1227,12 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
                     "clients mount it with: mount -t nfs -o vers=3,proto=tcp,nolock ADDRESS:/{} /mnt\n",
                     s.name
                 ));
+                if s.smb {
+                    out(&format!(
+                        "or over SMB: smb://ADDRESS/{0} (Finder), \\\\ADDRESS\\{0} (Windows)\n",
+                        s.name
+                    ));
+                }
             }
         }
         ShareCmd::Show { name } => show(&c.get(&format!("/v1/shares/{name}"))?),

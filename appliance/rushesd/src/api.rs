@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{FromRequest, Path as UrlPath, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use rushes_api as api;
 use serde::de::DeserializeOwned;
@@ -163,6 +163,32 @@ pub fn router(manager: Arc<Manager>) -> Router {
             )
             .delete(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
                 blocking(move || m.delete_share(&name))
+                    .await
+                    .map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/users",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.users())).await.map(Json) }).post(
+                |State(m): Mgr, Body(req): Body<api::CreateUser>| async move {
+                    blocking(move || m.create_user(req))
+                        .await
+                        .map(|u| (StatusCode::CREATED, Json(u)))
+                },
+            ),
+        )
+        .route(
+            "/v1/users/{name}",
+            delete(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
+                blocking(move || m.delete_user(&name))
+                    .await
+                    .map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/v1/users/{name}/password",
+            put(|State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::UserPassword>| async move {
+                blocking(move || m.set_user_password(&name, req))
                     .await
                     .map(|()| StatusCode::NO_CONTENT)
             }),
@@ -367,6 +393,10 @@ mod tests {
         ("get", "/v1/shares/{name}"),
         ("put", "/v1/shares/{name}"),
         ("delete", "/v1/shares/{name}"),
+        ("get", "/v1/users"),
+        ("post", "/v1/users"),
+        ("delete", "/v1/users/{name}"),
+        ("put", "/v1/users/{name}/password"),
         ("get", "/v1/jobs"),
         ("get", "/v1/jobs/{id}"),
         ("get", "/v1/alerts"),

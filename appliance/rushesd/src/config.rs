@@ -38,6 +38,33 @@ pub struct ShareEntry {
     pub pool: String,
     #[serde(default = "default_rules", rename = "rule")]
     pub rules: Vec<ExportRule>,
+    /// Served over SMB too (default yes).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub smb: bool,
+    /// Offered to Macs as a Time Machine destination.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub time_machine: bool,
+    /// The accounts that may use the share over SMB; empty means every account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// `[[user]]`: an account, the same uid and gid over NFS and SMB. Its SMB password is
+/// kept (as Samba's NT hash) in Samba's passdb on RUSHES-CFG, never here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 fn default_rules() -> Vec<ExportRule> {
@@ -85,6 +112,7 @@ impl Default for CardSettings {
 pub struct ApplianceConfig {
     pub pools: Vec<PoolConfig>,
     pub shares: Vec<ShareEntry>,
+    pub users: Vec<UserEntry>,
     /// Paths to NVMe-oF subsystems, connected at boot before pools are assembled.
     pub fabrics: Vec<rushes_api::FabricPath>,
     /// Discovery controllers the admin asked before.
@@ -109,6 +137,9 @@ impl ApplianceConfig {
         let shares = take(&mut table, "share")
             .try_into()
             .map_err(|e: toml::de::Error| format!("[[share]]: {e}"))?;
+        let users = take(&mut table, "user")
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[[user]]: {e}"))?;
         let fabrics = take(&mut table, "fabric")
             .try_into()
             .map_err(|e: toml::de::Error| format!("[[fabric]]: {e}"))?;
@@ -124,6 +155,7 @@ impl ApplianceConfig {
         Ok(Self {
             pools,
             shares,
+            users,
             fabrics,
             discovery,
             card,
@@ -138,6 +170,9 @@ impl ApplianceConfig {
         }
         if !self.shares.is_empty() {
             table.insert("share".into(), value(&self.shares)?);
+        }
+        if !self.users.is_empty() {
+            table.insert("user".into(), value(&self.users)?);
         }
         if !self.fabrics.is_empty() {
             table.insert("fabric".into(), value(&self.fabrics)?);
@@ -284,6 +319,14 @@ mod tests {
             name: "projects".into(),
             pool: "media".into(),
             rules: default_rules(),
+            smb: true,
+            time_machine: true,
+            users: vec!["editor".into()],
+        });
+        c.users.push(UserEntry {
+            name: "editor".into(),
+            uid: 1000,
+            gid: 100,
         });
         c
     }

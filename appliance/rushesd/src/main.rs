@@ -11,6 +11,8 @@ mod fabrics;
 mod hotplug;
 mod manager;
 mod settings;
+mod smb;
+mod smb_audit;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -267,12 +269,21 @@ fn serve(opts: ServeOptions) -> Result<()> {
     rustix::process::umask(rustix::fs::Mode::empty());
     let live = Arc::new(rushes_nas::activity::LiveCounters::default());
     let rollups = Arc::new(rushes_nas::rollup::Rollups::default());
-    let observer = rushes_nas::activity::Tee(vec![
-        Arc::new(rushes_nas::activity::TracingObserver),
-        Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
-        Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
-    ]);
-    let service = Arc::new(Service::new(&shares, &state_dir)?.with_observer(Box::new(observer)));
+    let observer: Arc<dyn rushes_nas::activity::OpObserver> =
+        Arc::new(rushes_nas::activity::Tee(vec![
+            Arc::new(rushes_nas::activity::TracingObserver),
+            Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
+            Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
+        ]));
+    let service =
+        Arc::new(Service::new(&shares, &state_dir)?.with_observer(Box::new(Arc::clone(&observer))));
+    // The appliance serves SMB too (rushes-init runs smbd on the config made here).
+    let samba = appliance.then(|| smb::Samba {
+        conf: PathBuf::from("/run/rushes/smb.conf"),
+        private: state_dir.join("samba"),
+        run: PathBuf::from("/run/samba"),
+        etc: PathBuf::from("/etc"),
+    });
     let manager = management.map(|(socket, config, pools_dir)| {
         let mgr = Manager::start(
             Paths {
@@ -287,7 +298,15 @@ fn serve(opts: ServeOptions) -> Result<()> {
             shares.iter().map(|s| s.name.clone()).collect(),
             Arc::clone(&live),
             Arc::clone(&rollups),
+            samba.clone(),
         );
+        if samba.is_some() {
+            let directory = Arc::clone(&mgr.smb_directory);
+            let observer = Arc::clone(&observer);
+            let _ = std::thread::Builder::new()
+                .name("smb-audit".into())
+                .spawn(move || smb_audit::run(Path::new("/dev/log"), directory, observer));
+        }
         hotplug::watch(Arc::clone(&mgr));
         let timekeeper = Arc::clone(&mgr);
         let _ = std::thread::Builder::new()

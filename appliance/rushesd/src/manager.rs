@@ -110,6 +110,12 @@ pub struct Manager {
     live: Arc<rushes_nas::activity::LiveCounters>,
     /// Every NFS operation, rolled up per client, user, share and operation.
     rollups: Arc<rushes_nas::rollup::Rollups>,
+    /// Samba's files (the appliance only; `rushesd host` serves no SMB).
+    pub(crate) samba: Option<crate::smb::Samba>,
+    /// Shares and accounts, for the SMB audit reader.
+    pub(crate) smb_directory: Arc<std::sync::RwLock<crate::smb_audit::Directory>>,
+    /// The mDNS responder and what it announces.
+    pub(crate) mdns: Mutex<Option<(mdns_sd::ServiceDaemon, crate::smb::Announced)>>,
 }
 
 pub fn now() -> u64 {
@@ -160,6 +166,7 @@ impl Manager {
         reserved: Vec<String>,
         live: Arc<rushes_nas::activity::LiveCounters>,
         rollups: Arc<rushes_nas::rollup::Rollups>,
+        samba: Option<crate::smb::Samba>,
     ) -> Arc<Self> {
         let loaded = store.load();
         if let Some(problem) = &loaded.problem {
@@ -187,11 +194,15 @@ impl Manager {
             started: Instant::now(),
             live,
             rollups,
+            samba,
+            smb_directory: Arc::default(),
+            mdns: Mutex::new(None),
         });
         mgr.restore_fabrics();
         mgr.start_card();
         mgr.bring_up_pools();
         mgr.serve_shares();
+        mgr.apply_smb();
         mgr.tick();
         mgr
     }
@@ -273,6 +284,7 @@ impl Manager {
             }
         }
         self.refresh_alerts();
+        self.apply_smb();
     }
 
     pub(crate) fn rescan(&self) {
@@ -1186,6 +1198,9 @@ impl Manager {
             path: cfg.path.display().to_string(),
             rules: entry.rules.clone(),
             online: self.nas.share_by_path(&entry.name).is_some(),
+            smb: entry.smb,
+            time_machine: entry.time_machine,
+            users: entry.users.clone(),
         }
     }
 
@@ -1217,10 +1232,14 @@ impl Manager {
             Some(rules) => rules.clone(),
             None => vec![Default::default()],
         };
+        self.check_share_users(&req.users)?;
         let entry = ShareEntry {
             name: req.name.clone(),
             pool: req.pool.clone(),
             rules,
+            smb: req.smb.unwrap_or(true),
+            time_machine: req.time_machine,
+            users: req.users.clone(),
         };
         let cfg = self.share_config(&entry);
         rushes_nas::share::validate(std::slice::from_ref(&cfg)).map_err(|e| {
@@ -1277,7 +1296,8 @@ impl Manager {
             self.nas.remove_share(&entry.name);
             return Err(ApiErr::failed(e));
         }
-        tracing::info!(share = %entry.name, path = %cfg.path.display(), "share created, exported as /{}", entry.name);
+        self.apply_smb();
+        tracing::info!(share = %entry.name, path = %cfg.path.display(), smb = entry.smb, "share created, exported as /{}", entry.name);
         Ok(self.share_view(&entry))
     }
 
@@ -1307,6 +1327,7 @@ impl Manager {
         self.save_config(|c| c.shares.retain(|s| s.name != name))
             .map_err(ApiErr::failed)?;
         self.nas.remove_share(name);
+        self.apply_smb();
         tracing::info!(share = name, "share deleted (its files stay on the pool)");
         Ok(())
     }

@@ -61,7 +61,13 @@ fn main() -> Result<()> {
                         op: OPS[(x / 4000 % 8) as usize],
                     };
                     // Spread over 10 seconds of record time.
-                    rollups.add(key, x % 65536, x % 97 == 0, Some(50 + x % 5000), now + i * 10 / n);
+                    rollups.add(
+                        key,
+                        x % 65536,
+                        x % 97 == 0,
+                        Some(50 + x % 5000),
+                        now + i * 10 / n,
+                    );
                 }
             })
         })

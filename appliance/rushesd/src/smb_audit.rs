@@ -1,0 +1,499 @@
+//! SMB activity: Samba's full_audit lines, read from the system log socket, become the
+//! same activity records NFS makes; the bytes each SMB client moves are read from its
+//! TCP connections' counters (full_audit names every read and write but not its size).
+//!
+//! rushesd owns `/dev/log`. Lines from other programs (mdadm, udhcpc, …) go to our log.
+//! Senders block when the socket's queue is full, so audit lines wait rather than get
+//! dropped.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rushes_nas::activity::{OpObserver, OpRecord};
+
+/// What the reader needs to know to turn audit lines into records: each SMB share's
+/// folder (audit paths are absolute) and each account's uid.
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub shares: HashMap<String, (Arc<str>, PathBuf)>,
+    pub uids: HashMap<String, u32>,
+}
+
+/// One parsed full_audit line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditLine {
+    pub client: IpAddr,
+    pub user: String,
+    pub share: String,
+    pub op: &'static str,
+    pub ok: bool,
+    pub reason: Option<String>,
+    /// Absolute paths as Samba logged them.
+    pub path: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The syslog message's tag and text: `<PRI>Mmm dd hh:mm:ss TAG[PID]: TEXT`.
+pub fn split_syslog(datagram: &str) -> Option<(&str, &str)> {
+    let rest = datagram.strip_prefix('<')?;
+    let rest = &rest[rest.find('>')? + 1..];
+    // The timestamp is 15 characters and a space.
+    let rest = rest.get(16..).unwrap_or(rest);
+    let colon = rest.find(": ")?;
+    let tag = rest[..colon].split('[').next().unwrap_or("");
+    Some((tag, rest[colon + 2..].trim_end_matches(['\n', '\0'])))
+}
+
+/// Parse `CLIENT|USER|SHARE|OP|RESULT|ARGS…`. Paths are absolute, so a `|` inside one
+/// is told apart from a separator by the `/` that follows a separator.
+pub fn parse_audit(text: &str) -> Option<AuditLine> {
+    let mut f = text.splitn(6, '|');
+    let client: IpAddr = f.next()?.trim().parse().ok()?;
+    let user = f.next()?.to_string();
+    let share = f.next()?.to_string();
+    let vfs_op = f.next()?;
+    let result = f.next()?;
+    let args = f.next().unwrap_or("");
+    let (ok, reason) = match result {
+        "ok" => (true, None),
+        r => (
+            false,
+            Some(
+                r.trim_start_matches("fail")
+                    .trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .to_string(),
+            ),
+        ),
+    };
+    let absolute = |s: &str| s.starts_with('/').then(|| s.to_string());
+    let (op, path, to) = match vfs_op {
+        "connect" => ("CONNECT", None, None),
+        "disconnect" => ("DISCONNECT", None, None),
+        "create_file" => {
+            // ACCESS_MASK|file or dir|DISPOSITION|PATH
+            let mut a = args.splitn(4, '|');
+            let _mask = a.next();
+            let kind = a.next().unwrap_or("");
+            let disposition = a.next().unwrap_or("");
+            let path = a.next().and_then(absolute);
+            let op = match (kind, disposition) {
+                ("dir", "create") => "MKDIR",
+                ("dir", _) => "OPENDIR",
+                (_, "open") => "OPEN",
+                _ => "CREATE",
+            };
+            (op, path, None)
+        }
+        "renameat" => match args.find("|/") {
+            Some(i) => ("RENAME", absolute(&args[..i]), absolute(&args[i + 1..])),
+            None => ("RENAME", absolute(args), None),
+        },
+        "unlinkat" => ("DELETE", absolute(args), None),
+        "mkdirat" => ("MKDIR", absolute(args), None),
+        "pread" | "pread_recv" => ("READ", absolute(args), None),
+        "pwrite" | "pwrite_recv" => ("WRITE", absolute(args), None),
+        _ => return None,
+    };
+    Some(AuditLine {
+        client: client.to_canonical(),
+        user,
+        share,
+        op,
+        ok,
+        reason,
+        path,
+        to,
+    })
+}
+
+/// `path` relative to the share's folder, as `/DIR/FILE`.
+fn inside(root: &Path, path: &str) -> String {
+    match Path::new(path).strip_prefix(root) {
+        Ok(rel) => format!("/{}", rel.display()),
+        Err(_) => path.to_string(),
+    }
+}
+
+impl AuditLine {
+    fn record(&self, dir: &Directory) -> OpRecord {
+        let mut rec = OpRecord::new(self.client, "smb", self.op);
+        rec.user = Some(self.user.as_str().into());
+        rec.uid = dir.uids.get(&self.user).copied();
+        let share = dir.shares.get(&self.share);
+        rec.share = Some(
+            share
+                .map(|(name, _)| Arc::clone(name))
+                .unwrap_or_else(|| self.share.as_str().into()),
+        );
+        let fix = |p: &Option<String>| {
+            p.as_deref().map(|p| match share {
+                Some((_, root)) => inside(root, p),
+                None => p.to_string(),
+            })
+        };
+        rec.path = fix(&self.path);
+        rec.to = fix(&self.to);
+        rec.status = Some(if self.ok { 0 } else { 1 });
+        rec.reason = self.reason.clone();
+        rec
+    }
+}
+
+/// Reads and writes wait here until the next look at the connections' byte counters.
+#[derive(Default)]
+struct Pending {
+    reads: Vec<OpRecord>,
+    writes: Vec<OpRecord>,
+    /// Bytes counted on the wire that no read or write has claimed yet, and how many
+    /// ticks they have waited.
+    unclaimed_in: u64,
+    unclaimed_out: u64,
+    age: u32,
+}
+
+/// Give `bytes` to `records`, evenly, and send them on.
+fn share_out(records: Vec<OpRecord>, bytes: u64, observer: &dyn OpObserver) {
+    let n = records.len() as u64;
+    for (i, mut rec) in records.into_iter().enumerate() {
+        rec.bytes = bytes / n + u64::from((i as u64) < bytes % n);
+        observer.record(&rec);
+    }
+}
+
+/// Listen on `socket` (normally `/dev/log`) until the process ends.
+pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn OpObserver>) {
+    // The receiver's queue length is fixed when the socket is made: raise the default
+    // (10 datagrams) first, so a busy smbd waits less.
+    let _ = std::fs::write("/proc/sys/net/unix/max_dgram_qlen", "1024");
+    let _ = std::fs::remove_file(socket);
+    let sock = match UnixDatagram::bind(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(socket = %socket.display(), error = %e, "cannot listen for the system log: no SMB activity");
+            return;
+        }
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(250)));
+    let mut pending: HashMap<IpAddr, Pending> = HashMap::new();
+    let mut wire = WireCounters::default();
+    let mut last_tick = Instant::now();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                handle(&text, &directory, &mut pending, &*observer);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "system log socket");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            let moved = wire.sample();
+            settle(&mut pending, moved, &*observer);
+        }
+    }
+}
+
+fn handle(
+    text: &str,
+    directory: &RwLock<Directory>,
+    pending: &mut HashMap<IpAddr, Pending>,
+    observer: &dyn OpObserver,
+) {
+    let Some((tag, message)) = split_syslog(text) else {
+        return;
+    };
+    if tag != "smbd_audit" {
+        tracing::info!(target: "syslog", program = tag, "{message}");
+        return;
+    }
+    let Some(line) = parse_audit(message) else {
+        tracing::debug!(line = message, "audit line not understood");
+        return;
+    };
+    let rec = line.record(&directory.read().unwrap_or_else(|p| p.into_inner()));
+    match (rec.op, line.ok) {
+        ("READ", true) => pending.entry(line.client).or_default().reads.push(rec),
+        ("WRITE", true) => pending.entry(line.client).or_default().writes.push(rec),
+        _ => observer.record(&rec),
+    }
+}
+
+/// Hand the bytes each client moved since the last tick to its reads and writes.
+fn settle(
+    pending: &mut HashMap<IpAddr, Pending>,
+    moved: HashMap<IpAddr, (u64, u64)>,
+    observer: &dyn OpObserver,
+) {
+    for (client, (received, sent)) in moved {
+        let p = pending.entry(client).or_default();
+        p.unclaimed_in += received;
+        p.unclaimed_out += sent;
+    }
+    pending.retain(|_, p| {
+        if !p.writes.is_empty() {
+            share_out(std::mem::take(&mut p.writes), p.unclaimed_in, observer);
+            p.unclaimed_in = 0;
+        }
+        if !p.reads.is_empty() {
+            share_out(std::mem::take(&mut p.reads), p.unclaimed_out, observer);
+            p.unclaimed_out = 0;
+        }
+        // Bytes no read or write claims within a few seconds were protocol traffic
+        // (listings, metadata): let them go.
+        p.age += 1;
+        if p.age > 3 {
+            p.age = 0;
+            p.unclaimed_in = 0;
+            p.unclaimed_out = 0;
+        }
+        p.unclaimed_in + p.unclaimed_out > 0
+    });
+}
+
+/// Per-connection byte counters of the SMB port, from the kernel's socket diagnostics.
+#[derive(Default)]
+struct WireCounters {
+    /// (client address and port) → (bytes received, bytes acknowledged by the client).
+    last: HashMap<(IpAddr, u16), (u64, u64)>,
+}
+
+impl WireCounters {
+    /// Bytes in and out per client since the last call.
+    fn sample(&mut self) -> HashMap<IpAddr, (u64, u64)> {
+        let now = match tcp_connections(445) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read TCP counters");
+                return HashMap::new();
+            }
+        };
+        let mut moved: HashMap<IpAddr, (u64, u64)> = HashMap::new();
+        for (peer, counters) in &now {
+            let before = self.last.get(peer).copied().unwrap_or((0, 0));
+            let m = moved.entry(peer.0).or_default();
+            m.0 += counters.0.saturating_sub(before.0);
+            m.1 += counters.1.saturating_sub(before.1);
+        }
+        self.last = now;
+        moved
+    }
+}
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const IPPROTO_TCP: u8 = 6;
+
+/// Every TCP connection to local port `port`: (peer address, peer port) → (bytes
+/// received, bytes acknowledged by the peer), from NETLINK_SOCK_DIAG with TCP_INFO.
+pub fn tcp_connections(port: u16) -> std::io::Result<HashMap<(IpAddr, u16), (u64, u64)>> {
+    use rustix::net::{netlink, AddressFamily, SocketType};
+    let fd = rustix::net::socket(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        Some(netlink::SOCK_DIAG),
+    )?;
+    let mut found = HashMap::new();
+    for family in [AF_INET, AF_INET6] {
+        // nlmsghdr (16) + inet_diag_req_v2 (56).
+        let mut req = Vec::with_capacity(72);
+        req.extend_from_slice(&72u32.to_ne_bytes());
+        req.extend_from_slice(&20u16.to_ne_bytes()); // SOCK_DIAG_BY_FAMILY
+        req.extend_from_slice(&(0x1u16 | 0x300).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
+        req.extend_from_slice(&1u32.to_ne_bytes()); // seq
+        req.extend_from_slice(&0u32.to_ne_bytes()); // pid
+        req.push(family);
+        req.push(IPPROTO_TCP);
+        req.push(1 << (2 - 1)); // idiag_ext: INET_DIAG_INFO
+        req.push(0);
+        req.extend_from_slice(&(1u32 << 1).to_ne_bytes()); // TCP_ESTABLISHED
+        req.resize(72, 0);
+        rustix::io::write(&fd, &req)?;
+        let mut buf = vec![0u8; 65536];
+        'dump: loop {
+            let n = rustix::io::read(&fd, &mut buf)?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
+                if len < 16 || off + len > n {
+                    break;
+                }
+                match kind {
+                    3 => break 'dump, // NLMSG_DONE
+                    2 => {
+                        return Err(std::io::Error::other("sock_diag refused the request"));
+                    }
+                    _ => {
+                        if let Some((peer, counters)) =
+                            parse_diag(&buf[off + 16..off + len], family, port)
+                        {
+                            found.insert(peer, counters);
+                        }
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// One inet_diag_msg and its attributes: the peer and TCP_INFO's byte counters, if the
+/// socket's local port is `port`.
+fn parse_diag(msg: &[u8], family: u8, port: u16) -> Option<((IpAddr, u16), (u64, u64))> {
+    if msg.len() < 72 {
+        return None;
+    }
+    // inet_diag_sockid at 4: sport, dport (big-endian), src[16], dst[16].
+    let sport = u16::from_be_bytes([msg[4], msg[5]]);
+    if sport != port {
+        return None;
+    }
+    let dport = u16::from_be_bytes([msg[6], msg[7]]);
+    let dst = &msg[24..40];
+    let peer: IpAddr = if family == AF_INET {
+        IpAddr::from([dst[0], dst[1], dst[2], dst[3]])
+    } else {
+        IpAddr::from(<[u8; 16]>::try_from(dst).ok()?)
+    }
+    .to_canonical();
+    let mut off = 72;
+    while off + 4 <= msg.len() {
+        let len = u16::from_ne_bytes([msg[off], msg[off + 1]]) as usize;
+        let kind = u16::from_ne_bytes([msg[off + 2], msg[off + 3]]);
+        if len < 4 || off + len > msg.len() {
+            break;
+        }
+        // INET_DIAG_INFO: struct tcp_info; tcpi_bytes_acked at 120, tcpi_bytes_received
+        // at 128.
+        if kind == 2 && len >= 4 + 136 {
+            let info = &msg[off + 4..off + len];
+            let acked = u64::from_ne_bytes(info[120..128].try_into().ok()?);
+            let received = u64::from_ne_bytes(info[128..136].try_into().ok()?);
+            return Some(((peer, dport), (received, acked)));
+        }
+        off += (len + 3) & !3;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<OpRecord>>);
+    impl OpObserver for Seen {
+        fn record(&self, op: &OpRecord) {
+            self.0.lock().unwrap().push(op.clone());
+        }
+    }
+
+    #[test]
+    fn syslog_datagrams_split_into_tag_and_text() {
+        let (tag, text) = split_syslog(
+            "<173>Nov 26 13:31:53 smbd_audit: 127.0.0.1|editor|media|connect|ok|media",
+        )
+        .unwrap();
+        assert_eq!(tag, "smbd_audit");
+        assert_eq!(text, "127.0.0.1|editor|media|connect|ok|media");
+        let (tag, _) = split_syslog("<30>Nov  6 01:02:03 udhcpc[88]: lease obtained\n").unwrap();
+        assert_eq!(tag, "udhcpc");
+    }
+
+    #[test]
+    fn audit_lines_become_operations_with_paths_and_results() {
+        let l = parse_audit(
+            "10.1.2.3|editor|media|create_file|ok|0x12019f|file|overwrite_if|/pools/fast/media/a|b.mov",
+        )
+        .unwrap();
+        assert_eq!((l.op, l.ok), ("CREATE", true));
+        assert_eq!(l.path.as_deref(), Some("/pools/fast/media/a|b.mov"));
+        let l = parse_audit(
+            "10.1.2.3|editor|media|renameat|ok|/pools/fast/media/x|y.mov|/pools/fast/media/z.mov",
+        )
+        .unwrap();
+        assert_eq!(l.op, "RENAME");
+        assert_eq!(l.path.as_deref(), Some("/pools/fast/media/x|y.mov"));
+        assert_eq!(l.to.as_deref(), Some("/pools/fast/media/z.mov"));
+        let l = parse_audit(
+            "::ffff:10.1.2.3|intern|media|create_file|fail (Permission denied)|0x100|file|open|/pools/fast/media/a",
+        )
+        .unwrap();
+        assert_eq!(l.client.to_string(), "10.1.2.3");
+        assert_eq!((l.op, l.ok), ("OPEN", false));
+        assert_eq!(l.reason.as_deref(), Some("Permission denied"));
+        assert_eq!(
+            parse_audit("10.1.2.3|e|m|create_file|ok|0x1|dir|create|/p/m/new")
+                .unwrap()
+                .op,
+            "MKDIR"
+        );
+        assert!(parse_audit("garbage").is_none());
+        assert!(parse_audit("10.1.2.3|e|m|fsync|ok|/x").is_none());
+    }
+
+    #[test]
+    fn wire_bytes_go_to_the_reads_and_writes_of_their_client() {
+        let mut dir = Directory::default();
+        dir.shares.insert(
+            "media".into(),
+            ("media".into(), PathBuf::from("/pools/fast/media")),
+        );
+        dir.uids.insert("editor".into(), 1000);
+        let dir = RwLock::new(dir);
+        let seen = Seen::default();
+        let mut pending = HashMap::new();
+        for _ in 0..3 {
+            handle(
+                "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.5|editor|media|pwrite_recv|ok|/pools/fast/media/clip.mov",
+                &dir,
+                &mut pending,
+                &seen,
+            );
+        }
+        handle(
+            "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.5|editor|media|unlinkat|ok|/pools/fast/media/old.mov",
+            &dir,
+            &mut pending,
+            &seen,
+        );
+        assert_eq!(seen.0.lock().unwrap().len(), 1, "the delete goes at once");
+        let client: IpAddr = "10.0.0.5".parse().unwrap();
+        settle(
+            &mut pending,
+            HashMap::from([(client, (3_000_001, 500))]),
+            &seen,
+        );
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(seen.len(), 4);
+        let writes: Vec<&OpRecord> = seen.iter().filter(|r| r.op == "WRITE").collect();
+        assert_eq!(writes.iter().map(|r| r.bytes).sum::<u64>(), 3_000_001);
+        assert!(writes.iter().all(|r| r.path.as_deref() == Some("/clip.mov")
+            && r.uid == Some(1000)
+            && r.protocol == "smb"
+            && r.latency.is_none()));
+        assert_eq!(seen[0].path.as_deref(), Some("/old.mov"));
+    }
+}
