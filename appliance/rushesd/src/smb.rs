@@ -70,6 +70,8 @@ pub fn render(samba: &Samba, shares: &[SmbShare]) -> String {
         format!("lock directory = {run}"),
         format!("pid directory = {run}"),
         format!("ncalrpc dir = {run}/ncalrpc"),
+        // Debian's image keeps no code pages; SMB2 and later speak UTF-16 anyway.
+        "dos charset = ASCII".into(),
         "logging = stdout".into(),
         "log level = 1".into(),
         "load printers = no".into(),
@@ -405,19 +407,16 @@ impl Manager {
                 gid: req.gid.unwrap_or(DEFAULT_GID),
             }
         };
-        let mut users = self.lock().config.users.clone();
-        users.push(entry.clone());
-        samba
-            .write_accounts(&users)
-            .map_err(|e| ApiErr::failed(format!("cannot write /etc/passwd: {e}")))?;
-        // Samba needs a config to read before it can store a password.
-        self.apply_smb();
-        if let Err(e) = samba.set_password(&entry.name, &req.password) {
-            return Err(ApiErr::failed(e));
-        }
+        // The account goes into the config first, so every later `apply_smb` (the
+        // monitor's too) keeps it in /etc/passwd, where smbpasswd looks for it.
         self.save_config(|c| c.users.push(entry.clone()))
             .map_err(ApiErr::failed)?;
         self.apply_smb();
+        if let Err(e) = samba.set_password(&entry.name, &req.password) {
+            let _ = self.save_config(|c| c.users.retain(|u| u.name != entry.name));
+            self.apply_smb();
+            return Err(ApiErr::failed(e));
+        }
         tracing::info!(user = %entry.name, uid = entry.uid, gid = entry.gid, "account added");
         Ok(api::User {
             name: entry.name,

@@ -190,7 +190,13 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
         match sock.recv(&mut buf) {
             Ok(n) => {
                 let text = String::from_utf8_lossy(&buf[..n]);
-                handle(&text, &directory, &mut pending, &*observer);
+                let op = handle(&text, &directory, &mut pending, &*observer);
+                // A client leaving a share may close its connection right after: read
+                // its counters while they are still there.
+                if op == Some("DISCONNECT") {
+                    let moved = wire.sample();
+                    settle(&mut pending, moved, &*observer, false);
+                }
             }
             Err(e)
                 if matches!(
@@ -205,34 +211,35 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             let moved = wire.sample();
-            settle(&mut pending, moved, &*observer);
+            settle(&mut pending, moved, &*observer, true);
         }
     }
 }
 
+/// Take one datagram; returns the SMB operation it recorded, if any.
 fn handle(
     text: &str,
     directory: &RwLock<Directory>,
     pending: &mut HashMap<IpAddr, Pending>,
     observer: &dyn OpObserver,
-) {
-    let Some((tag, message)) = split_syslog(text) else {
-        return;
-    };
+) -> Option<&'static str> {
+    let (tag, message) = split_syslog(text)?;
     if tag != "smbd_audit" {
         tracing::info!(target: "syslog", program = tag, "{message}");
-        return;
+        return None;
     }
     let Some(line) = parse_audit(message) else {
         tracing::debug!(line = message, "audit line not understood");
-        return;
+        return None;
     };
     let rec = line.record(&directory.read().unwrap_or_else(|p| p.into_inner()));
-    match (rec.op, line.ok) {
+    let op = rec.op;
+    match (op, line.ok) {
         ("READ", true) => pending.entry(line.client).or_default().reads.push(rec),
         ("WRITE", true) => pending.entry(line.client).or_default().writes.push(rec),
         _ => observer.record(&rec),
     }
+    Some(op)
 }
 
 /// Hand the bytes each client moved since the last tick to its reads and writes.
@@ -240,6 +247,7 @@ fn settle(
     pending: &mut HashMap<IpAddr, Pending>,
     moved: HashMap<IpAddr, (u64, u64)>,
     observer: &dyn OpObserver,
+    tick: bool,
 ) {
     for (client, (received, sent)) in moved {
         let p = pending.entry(client).or_default();
@@ -257,7 +265,7 @@ fn settle(
         }
         // Bytes no read or write claims within a few seconds were protocol traffic
         // (listings, metadata): let them go.
-        p.age += 1;
+        p.age += u32::from(tick);
         if p.age > 3 {
             p.age = 0;
             p.unclaimed_in = 0;
@@ -299,6 +307,7 @@ impl WireCounters {
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
+const TCP_LISTEN: u32 = 10;
 
 /// Every TCP connection to local port `port`: (peer address, peer port) → (bytes
 /// received, bytes acknowledged by the peer), from NETLINK_SOCK_DIAG with TCP_INFO.
@@ -322,7 +331,9 @@ pub fn tcp_connections(port: u16) -> std::io::Result<HashMap<(IpAddr, u16), (u64
         req.push(IPPROTO_TCP);
         req.push(1 << (2 - 1)); // idiag_ext: INET_DIAG_INFO
         req.push(0);
-        req.extend_from_slice(&(1u32 << 1).to_ne_bytes()); // TCP_ESTABLISHED
+        // Every state: a connection the client already closed (CLOSE_WAIT, LAST_ACK)
+        // still has its counters.
+        req.extend_from_slice(&(u32::MAX & !(1 << TCP_LISTEN)).to_ne_bytes());
         req.resize(72, 0);
         rustix::io::write(&fd, &req)?;
         let mut buf = vec![0u8; 65536];
@@ -411,6 +422,27 @@ mod tests {
     }
 
     #[test]
+    fn tcp_counters_show_the_bytes_of_each_connection_to_a_port() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(&[7u8; 100_000]).unwrap();
+        let mut got = vec![0u8; 100_000];
+        server.read_exact(&mut got).unwrap();
+        server.write_all(&[9u8; 5_000]).unwrap();
+        let mut back = vec![0u8; 5_000];
+        client.read_exact(&mut back).unwrap();
+        let conns = tcp_connections(port).unwrap();
+        let peer = client.local_addr().unwrap();
+        let (received, acked) = conns[&(peer.ip(), peer.port())];
+        assert_eq!(received, 100_000, "{conns:?}");
+        assert_eq!(acked, 5_000, "{conns:?}");
+        assert_eq!(conns.len(), 1, "only the connection to {port}: {conns:?}");
+    }
+
+    #[test]
     fn syslog_datagrams_split_into_tag_and_text() {
         let (tag, text) = split_syslog(
             "<173>Nov 26 13:31:53 smbd_audit: 127.0.0.1|editor|media|connect|ok|media",
@@ -485,6 +517,7 @@ mod tests {
             &mut pending,
             HashMap::from([(client, (3_000_001, 500))]),
             &seen,
+            true,
         );
         let seen = seen.0.lock().unwrap();
         assert_eq!(seen.len(), 4);
