@@ -374,3 +374,152 @@ fn nfs_activity_is_rolled_up_per_client_user_and_operation() {
     let (status, code, _) = refused(&c, "GET", "/v1/activity/report?window=week", "");
     assert_eq!((status, code.as_str()), (400, "bad-request"));
 }
+
+/// GET `path` from a plain HTTP server on 127.0.0.1:`port`; the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the first sample line of `metrics` that starts with `series`.
+fn sample(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+}
+
+#[test]
+fn nfs_operations_reach_the_top_lists_the_audit_log_and_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("demo");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::set_permissions(&share, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sock = dir.path().join("api.sock");
+    let server = ServerProcess::start(&[
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+        "--api",
+        sock.to_str().unwrap(),
+        "--metrics",
+        &format!("127.0.0.1:{metrics_port}"),
+        &format!("demo={}", share.display()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = Client::new(sock);
+    let port = server.port();
+    write_share_file_blocking(port, "/demo", "reel1.mov", &vec![1u8; 2 << 20]);
+    write_share_file_blocking(port, "/demo", "notes.txt", b"scene 4");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let user = rushes_tests::User::new(1000, 1000);
+        let mut nfs = rushes_tests::Nfs::mount(port, "/demo", &user)
+            .await
+            .unwrap();
+        let root = nfs.root.clone();
+        nfs.remove(&root, "notes.txt").await.unwrap();
+    });
+
+    // Top files by bytes: the film first, with all of its bytes.
+    let top: rushes_api::ActivityTop = c
+        .get("/v1/activity/top?window=minute&by=file&sort=bytes")
+        .unwrap();
+    assert_eq!(top.rows[0].group, "demo/reel1.mov", "{top:?}");
+    assert_eq!(top.rows[0].bytes, 2 << 20, "{top:?}");
+    let dirs: rushes_api::ActivityTop = c.get("/v1/activity/top?by=dir&sort=ops").unwrap();
+    assert_eq!(dirs.rows[0].group, "demo/", "{dirs:?}");
+
+    // The audit log: who created and wrote the film, and who deleted the notes.
+    let wait_audit = |query: &str, n: usize| -> Vec<rushes_api::AuditRecord> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<rushes_api::AuditRecord> = c.get(&format!("/v1/audit?{query}")).unwrap();
+            if found.len() >= n || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let film = wait_audit("path=reel1", 2);
+    let ops: Vec<&str> = film.iter().map(|r| r.op.as_str()).collect();
+    assert_eq!(
+        ops,
+        ["WRITE", "CREATE"],
+        "newest first, one WRITE: {film:?}"
+    );
+    assert!(
+        film.iter().all(|r| r.user == "uid 1000"
+            && r.client == "127.0.0.1"
+            && r.protocol == "nfs3"
+            && r.share == "demo"
+            && r.path == "/reel1.mov"
+            && r.result == "ok"
+            && r.latency_us.is_some()),
+        "{film:?}"
+    );
+    let removed = wait_audit("op=remove", 1);
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0].path, "/notes.txt");
+    let nothing: Vec<rushes_api::AuditRecord> = c.get("/v1/audit?user=intern").unwrap();
+    assert!(nothing.is_empty(), "{nothing:?}");
+    let csv = c
+        .get_text("/v1/audit/export?format=csv&path=reel1")
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time_ms,client,user,protocol,share,op,path,to,bytes,latency_us,result"
+    );
+    assert!(
+        lines[1].contains(",CREATE,/reel1.mov,"),
+        "oldest first: {csv}"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    let jsonl = c
+        .get_text("/v1/audit/export?format=jsonl&op=remove")
+        .unwrap();
+    let back: rushes_api::AuditRecord = serde_json::from_str(jsonl.trim()).unwrap();
+    assert_eq!(back.path, "/notes.txt");
+    let status: rushes_api::AuditStatus = c.get("/v1/audit/status").unwrap();
+    assert_eq!(
+        status.pool, None,
+        "no pool in host mode: records wait in memory"
+    );
+    assert!(status.waiting >= 4, "{status:?}");
+
+    // Prometheus sees the same traffic.
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(
+        sample(
+            &metrics,
+            "rushes_bytes_total{protocol=\"nfs3\",op=\"WRITE\"}"
+        ) >= 2 << 20,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "rushes_operations_total{protocol=\"nfs3\",op=\"REMOVE\"}"
+        ) >= 1
+    );
+    assert!(sample(&metrics, "rushes_client_bytes_total{client=\"127.0.0.1\"}") >= 2 << 20);
+    assert!(metrics.contains("# TYPE rushes_operations_total counter"));
+}

@@ -139,6 +139,12 @@ impl Client {
         self.call("GET", path, None)
     }
 
+    /// A GET whose answer is text (CSV, JSON lines), not a JSON document.
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let resp = self.checked("GET", path, None)?;
+        String::from_utf8(resp.body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

@@ -653,6 +653,67 @@ pub struct ActivityReport {
     pub rows: Vec<ActivityRow>,
 }
 
+/// The busiest files, folders, clients or users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityTop {
+    /// `minute` or `hour`.
+    pub window: String,
+    /// `file`, `dir`, `client` or `user`. Files and folders read `SHARE/PATH`.
+    pub by: String,
+    /// `bytes` or `ops`.
+    pub sort: String,
+    pub rows: Vec<ActivityRow>,
+    /// Operations on files past the per-minute tracking limit (50,000 files a minute),
+    /// which no file row includes. Zero unless the box is that busy.
+    pub untracked_ops: u64,
+    pub untracked_bytes: u64,
+}
+
+/// One line of the audit log: who did what to which file, when, from where, over which
+/// protocol, and how it went. The same record for NFS and SMB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Milliseconds since the epoch.
+    pub time_ms: u64,
+    pub client: String,
+    /// The account name when known, else `uid N`.
+    pub user: String,
+    /// `nfs3` or `smb`.
+    pub protocol: String,
+    pub share: String,
+    /// OPEN, CREATE, READ, WRITE, RENAME, DELETE, MKDIR, SETATTR, … (NFS procedures
+    /// keep their names: REMOVE, RMDIR).
+    pub op: String,
+    /// Inside the share, from its root: `/reel1/a001.mov`.
+    pub path: String,
+    /// RENAME's new path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub bytes: u64,
+    /// `null` for SMB (its audit has no timing).
+    pub latency_us: Option<u64>,
+    /// `ok`, or the error.
+    pub result: String,
+}
+
+/// Where the audit log is kept and how much of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditStatus {
+    /// The pool it is written to; `null` while no pool is mounted (records wait in
+    /// memory, up to a limit, and the alert says so).
+    pub pool: Option<String>,
+    pub files: usize,
+    pub bytes: u64,
+    /// The oldest record kept, milliseconds since the epoch.
+    pub oldest_ms: Option<u64>,
+    pub max_bytes: u64,
+    pub max_days: u32,
+    /// Records waiting for a pool.
+    pub waiting: usize,
+    /// Records dropped because no pool came in time (the memory limit).
+    pub dropped: u64,
+}
+
 /// Put every setting back to the defaults (`confirm` must be true): host name, network,
 /// admin password, pools and shares are forgotten; the pools' data stays on their disks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

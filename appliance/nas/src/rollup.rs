@@ -140,6 +140,54 @@ struct State {
     seconds: VecDeque<(u64, Slots)>,
     /// (minute, buckets), newest last, at most 60.
     minutes: VecDeque<(u64, Slots)>,
+    /// (minute, per share, per path: counts), newest last, at most 60.
+    paths: VecDeque<(u64, PathSlots)>,
+    /// Since start, per (protocol, operation) and per client: for Prometheus.
+    totals: Totals,
+}
+
+/// Counters since rushesd started, never reset: what Prometheus scrapes.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// (protocol, operation) → (operations, bytes, errors).
+    pub ops: HashMap<(&'static str, &'static str), (u64, u64, u64)>,
+    /// client → (operations, bytes).
+    pub clients: HashMap<IpAddr, (u64, u64)>,
+}
+
+/// Operations and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub ops: u64,
+    pub bytes: u64,
+}
+
+/// One minute of per-file counts. A minute tracks at most [`MAX_PATHS`] files; the
+/// operations on files past that are counted in `untracked`.
+#[derive(Default)]
+struct PathSlots {
+    shares: HashMap<Arc<str>, HashMap<String, Counts>>,
+    tracked: usize,
+    untracked: Counts,
+}
+
+/// Files tracked per minute for the top lists.
+pub const MAX_PATHS: usize = 50_000;
+
+/// What a top list ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopBy {
+    File,
+    Dir,
+}
+
+/// A top list: the busiest files or folders, and what could not be told apart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Top {
+    /// `SHARE/PATH` and its counts, busiest first.
+    pub rows: Vec<(String, Counts)>,
+    /// Operations on files beyond the per-minute limit, not in `rows`.
+    pub untracked: Counts,
 }
 
 /// The rollups, fed as an [`OpObserver`].
@@ -165,6 +213,13 @@ impl Rollups {
     pub fn add(&self, key: Key, bytes: u64, error: bool, latency_us: Option<u64>, now: u64) {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
+        let t = st.totals.ops.entry((key.protocol, key.op)).or_default();
+        t.0 += 1;
+        t.1 += bytes;
+        t.2 += u64::from(error);
+        let c = st.totals.clients.entry(key.client).or_default();
+        c.0 += 1;
+        c.1 += bytes;
         let groups = Group::of(&key);
         for (ring, at) in [(&mut st.seconds, now), (&mut st.minutes, now / 60)] {
             let slots = slot(ring, at, 60);
@@ -181,6 +236,85 @@ impl Rollups {
                 }
             }
         }
+    }
+
+    /// The counters since start.
+    pub fn totals(&self) -> Totals {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .totals
+            .clone()
+    }
+
+    /// Count one operation on `path` in `share`.
+    pub fn add_path(&self, share: &Arc<str>, path: &str, bytes: u64, now: u64) {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let minute = now / 60;
+        let ring = &mut guard.paths;
+        if ring.back().is_none_or(|(t, _)| *t < minute) {
+            ring.push_back((minute, PathSlots::default()));
+            while ring.len() > 60 {
+                ring.pop_front();
+            }
+        }
+        let slots = &mut ring.back_mut().expect("just pushed").1;
+        let files = match slots.shares.get_mut(share) {
+            Some(f) => f,
+            None => slots.shares.entry(Arc::clone(share)).or_default(),
+        };
+        let counts = match files.get_mut(path) {
+            Some(c) => c,
+            None if slots.tracked < MAX_PATHS => {
+                slots.tracked += 1;
+                files.entry(path.to_string()).or_default()
+            }
+            None => &mut slots.untracked,
+        };
+        counts.ops += 1;
+        counts.bytes += bytes;
+    }
+
+    /// The busiest files (or folders) over the last minute or hour, by bytes or by
+    /// operations, at most `limit`.
+    pub fn top(&self, window: Window, by: TopBy, by_ops: bool, limit: usize, now: u64) -> Top {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let span = window.seconds().max(60);
+        let mut sums: HashMap<String, Counts> = HashMap::new();
+        let mut untracked = Counts::default();
+        for (_, slots) in st
+            .paths
+            .iter()
+            .filter(|(m, _)| m * 60 + 60 > now.saturating_sub(span) && *m <= now / 60)
+        {
+            untracked.ops += slots.untracked.ops;
+            untracked.bytes += slots.untracked.bytes;
+            for (share, files) in &slots.shares {
+                for (path, c) in files {
+                    let key = match by {
+                        TopBy::File => format!("{share}{path}"),
+                        TopBy::Dir => {
+                            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                            format!("{share}{dir}/")
+                        }
+                    };
+                    let e = sums.entry(key).or_default();
+                    e.ops += c.ops;
+                    e.bytes += c.bytes;
+                }
+            }
+        }
+        let mut rows: Vec<(String, Counts)> = sums.into_iter().collect();
+        rows.sort_by(|a, b| {
+            let (x, y) = if by_ops {
+                ((b.1.ops, b.1.bytes), (a.1.ops, a.1.bytes))
+            } else {
+                ((b.1.bytes, b.1.ops), (a.1.bytes, a.1.ops))
+            };
+            x.cmp(&y).then(a.0.cmp(&b.0))
+        });
+        rows.truncate(limit);
+        Top { rows, untracked }
     }
 
     /// The report for `window` ending at `now`, grouped by `by`, busiest (by bytes,
@@ -251,6 +385,9 @@ impl OpObserver for Rollups {
                 .map(|l| l.as_micros().min(u128::from(u64::MAX)) as u64),
             now,
         );
+        if let (Some(share), Some(path)) = (&op.share, &op.path) {
+            self.add_path(share, path, op.bytes, now);
+        }
     }
 }
 
@@ -324,6 +461,60 @@ mod tests {
         let smb = r.report(Window::Second, GroupBy::Client, t);
         let row = smb.iter().find(|r| r.group == "10.0.0.9").unwrap();
         assert_eq!((row.ops, row.p50_us, row.p99_us), (1, None, None));
+    }
+
+    #[test]
+    fn top_files_and_folders_rank_by_bytes_or_operations() {
+        let r = Rollups::default();
+        let t = 1_000_000 - 1_000_000 % 60;
+        let projects: Arc<str> = "projects".into();
+        for _ in 0..3 {
+            r.add_path(&projects, "/reel1/a.mov", 1 << 20, t);
+        }
+        for _ in 0..10 {
+            r.add_path(&projects, "/reel1/b.xml", 100, t + 1);
+        }
+        r.add_path(&projects, "/reel2/c.mov", 5 << 20, t + 61);
+        let by_bytes = r.top(Window::Hour, TopBy::File, false, 10, t + 90);
+        let names: Vec<&str> = by_bytes.rows.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "projects/reel2/c.mov",
+                "projects/reel1/a.mov",
+                "projects/reel1/b.xml"
+            ]
+        );
+        let by_ops = r.top(Window::Hour, TopBy::File, true, 1, t + 90);
+        assert_eq!(by_ops.rows[0].0, "projects/reel1/b.xml");
+        assert_eq!(
+            by_ops.rows[0].1,
+            Counts {
+                ops: 10,
+                bytes: 1000
+            }
+        );
+        let dirs = r.top(Window::Hour, TopBy::Dir, false, 10, t + 90);
+        assert_eq!(dirs.rows[0].0, "projects/reel2/");
+        assert_eq!(dirs.rows[1].1.ops, 13);
+        let minute = r.top(Window::Minute, TopBy::File, false, 10, t + 125);
+        assert_eq!(
+            minute.rows.len(),
+            1,
+            "only the second minute is within 60 s"
+        );
+    }
+
+    #[test]
+    fn past_the_file_limit_operations_are_counted_as_untracked() {
+        let r = Rollups::default();
+        let share: Arc<str> = "s".into();
+        for i in 0..MAX_PATHS + 10 {
+            r.add_path(&share, &format!("/f{i}"), 1, 60);
+        }
+        let top = r.top(Window::Minute, TopBy::File, false, 5, 60);
+        assert_eq!(top.untracked, Counts { ops: 10, bytes: 10 });
+        assert_eq!(top.rows.len(), 5);
     }
 
     #[test]

@@ -62,8 +62,50 @@ enum Cmd {
     Activity {
         #[arg(long, default_value = "minute", value_parser = ["second", "minute", "hour"])]
         window: String,
-        #[arg(long, default_value = "client", value_parser = ["client", "user", "share", "op"])]
+        #[arg(long, default_value = "client", value_parser = ["client", "user", "share", "op", "protocol"])]
         by: String,
+    },
+    /// The busiest files, folders, clients or users over the last minute or hour.
+    Top {
+        #[arg(long, default_value = "file", value_parser = ["file", "dir", "client", "user"])]
+        by: String,
+        #[arg(long, default_value = "bytes", value_parser = ["bytes", "ops"])]
+        sort: String,
+        #[arg(long, default_value = "minute", value_parser = ["minute", "hour"])]
+        window: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Search the audit log: who opened, created, changed, renamed or deleted what,
+    /// when and from where, over NFS and SMB. Newest first.
+    Audit {
+        /// Part of the path (or of a rename's new path).
+        #[arg(long)]
+        path: Option<String>,
+        /// Account name, or `uid N`.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        /// OPEN, CREATE, WRITE, RENAME, DELETE, … (any case).
+        #[arg(long)]
+        op: Option<String>,
+        #[arg(long, value_parser = ["nfs3", "smb"])]
+        protocol: Option<String>,
+        /// How far back: `30m`, `2h`, `7d`, or seconds since the epoch.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print every match, oldest first, as CSV or JSON lines (for a spreadsheet or
+        /// a SIEM) instead of a table.
+        #[arg(long, value_parser = ["csv", "jsonl"])]
+        export: Option<String>,
+        /// Where the log is kept and how big it is, instead of a search.
+        #[arg(long)]
+        status: bool,
     },
     /// NVMe-oF bays: this host's NQN and every subsystem with its paths and disks.
     Fabrics,
@@ -265,6 +307,65 @@ impl RuleArgs {
         rule.all_squash = self.all_squash;
         rule
     }
+}
+
+/// `2h` ago, `30m` ago, `7d` ago, or seconds since the epoch as they are.
+fn when(text: &str) -> Result<u64, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (num, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = num.parse().map_err(|_| {
+        format!("{text:?} is not a time: use 30m, 2h, 7d or seconds since the epoch")
+    })?;
+    let scale = match unit {
+        "" => return Ok(n),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    Ok(now.saturating_sub(n * scale))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC).
+fn clock_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
+/// Percent-encode a query value.
+fn encode(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Subcommand)]
@@ -538,6 +639,139 @@ fn run(cli: &Cli, c: &Client) -> Res {
             }
         }
         Cmd::Share(cmd) => return share(cli, c, cmd),
+        Cmd::Top {
+            by,
+            sort,
+            window,
+            limit,
+        } => {
+            let t: api::ActivityTop = c.get(&format!(
+                "/v1/activity/top?window={window}&by={by}&sort={sort}&limit={limit}"
+            ))?;
+            if cli.json {
+                json(&t);
+            } else if t.rows.is_empty() {
+                out(&format!("nothing in the last {window}\n"));
+            } else {
+                let rows: Vec<Vec<String>> = t
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.group.clone(),
+                            r.ops.to_string(),
+                            format!("{:.1}", r.bytes as f64 / 1e6),
+                            format!("{:.2}", r.bytes_per_s / 1e6),
+                        ]
+                    })
+                    .collect();
+                out(&table(&[&by.to_uppercase(), "OPS", "MB", "MB/S"], &rows));
+                if t.untracked_ops > 0 {
+                    out(&format!(
+                        "{} operations ({:.1} MB) on files past the tracking limit are not listed\n",
+                        t.untracked_ops,
+                        t.untracked_bytes as f64 / 1e6
+                    ));
+                }
+            }
+        }
+        Cmd::Audit {
+            path,
+            user,
+            client,
+            op,
+            protocol,
+            since,
+            until,
+            limit,
+            export,
+            status,
+        } => {
+            if *status {
+                let s: api::AuditStatus = c.get("/v1/audit/status")?;
+                if cli.json {
+                    json(&s);
+                } else {
+                    out(&format!(
+                        "audit log on pool {}: {} day files, {:.1} MB (keeps {:.0} MB, {} days){}\n",
+                        s.pool.as_deref().unwrap_or("(none mounted: records wait in memory)"),
+                        s.files,
+                        s.bytes as f64 / 1e6,
+                        s.max_bytes as f64 / 1e6,
+                        s.max_days,
+                        if s.dropped > 0 {
+                            format!("; {} records dropped while no pool was mounted", s.dropped)
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut q = Vec::new();
+            for (k, v) in [
+                ("path", path),
+                ("user", user),
+                ("client", client),
+                ("op", op),
+                ("protocol", protocol),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", encode(v)));
+                }
+            }
+            for (k, v) in [("since", since), ("until", until)] {
+                if let Some(v) = v {
+                    let secs = when(v)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                    q.push(format!("{k}={secs}"));
+                }
+            }
+            if let Some(format) = export {
+                q.push(format!("format={format}"));
+                let text = c.get_text(&format!("/v1/audit/export?{}", q.join("&")))?;
+                out(&text);
+                return Ok(ExitCode::SUCCESS);
+            }
+            q.push(format!("limit={limit}"));
+            let records: Vec<api::AuditRecord> = c.get(&format!("/v1/audit?{}", q.join("&")))?;
+            if cli.json {
+                json(&records);
+            } else if records.is_empty() {
+                out("no matching records\n");
+            } else {
+                let rows: Vec<Vec<String>> = records
+                    .iter()
+                    .map(|r| {
+                        let what = match &r.to {
+                            Some(to) => format!("{} -> {to}", r.path),
+                            None => r.path.clone(),
+                        };
+                        vec![
+                            clock_time(r.time_ms / 1000),
+                            r.client.clone(),
+                            r.user.clone(),
+                            r.protocol.clone(),
+                            r.op.clone(),
+                            format!("{}:{what}", r.share),
+                            r.result.clone(),
+                        ]
+                    })
+                    .collect();
+                out(&table(
+                    &[
+                        "TIME (UTC)",
+                        "CLIENT",
+                        "USER",
+                        "PROTO",
+                        "OP",
+                        "SHARE:PATH",
+                        "RESULT",
+                    ],
+                    &rows,
+                ));
+            }
+        }
         Cmd::Users => {
             let users: Vec<api::User> = c.get("/v1/users")?;
             if cli.json {

@@ -61,6 +61,45 @@ struct ReportQuery {
     by: Option<String>,
 }
 
+/// `/v1/activity/top?window=hour&by=file&sort=bytes&limit=20`.
+#[derive(serde::Deserialize)]
+struct TopQuery {
+    window: Option<String>,
+    by: Option<String>,
+    sort: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `/v1/audit?path=&user=&client=&op=&protocol=&since=&until=&limit=` and, for the
+/// export, `format=csv|jsonl`.
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    path: Option<String>,
+    user: Option<String>,
+    client: Option<String>,
+    op: Option<String>,
+    protocol: Option<String>,
+    since: Option<u64>,
+    until: Option<u64>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+impl AuditQuery {
+    fn query(&self, default_limit: usize) -> crate::audit::Query {
+        crate::audit::Query {
+            path: self.path.clone(),
+            user: self.user.clone(),
+            client: self.client.clone(),
+            op: self.op.clone(),
+            protocol: self.protocol.clone(),
+            since: self.since,
+            until: self.until,
+            limit: self.limit.unwrap_or(default_limit),
+        }
+    }
+}
+
 /// `/v1/logs?contains=TEXT&lines=N`.
 #[derive(serde::Deserialize)]
 struct LogQuery {
@@ -230,6 +269,52 @@ pub fn router(manager: Arc<Manager>) -> Router {
                     q.by.as_deref().unwrap_or("client"),
                 )
                 .map(Json)
+            }),
+        )
+        .route(
+            "/v1/activity/top",
+            get(|State(m): Mgr, Query(q): Query<TopQuery>| async move {
+                m.activity_top(
+                    q.window.as_deref().unwrap_or("minute"),
+                    q.by.as_deref().unwrap_or("file"),
+                    q.sort.as_deref().unwrap_or("bytes"),
+                    q.limit.unwrap_or(20),
+                )
+                .map(Json)
+            }),
+        )
+        .route(
+            "/v1/audit",
+            get(|State(m): Mgr, Query(q): Query<AuditQuery>| async move {
+                blocking(move || Ok(m.audit.search(&q.query(1000)))).await.map(Json)
+            }),
+        )
+        .route(
+            "/v1/audit/status",
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.audit.status())).await.map(Json) }),
+        )
+        .route(
+            "/v1/audit/export",
+            get(|State(m): Mgr, Query(q): Query<AuditQuery>| async move {
+                let format = q.format.clone().unwrap_or_else(|| "csv".into());
+                if format != "csv" && format != "jsonl" {
+                    return Err(ApiErr::bad_request(format!("format {format:?} is not known"))
+                        .hint("use csv or jsonl"));
+                }
+                let mut records = blocking(move || Ok(m.audit.search(&q.query(1_000_000)))).await?;
+                // Exports read oldest first, like a log.
+                records.reverse();
+                let (kind, body) = if format == "csv" {
+                    ("text/csv", crate::audit::to_csv(&records))
+                } else {
+                    let mut out = String::new();
+                    for r in &records {
+                        out.push_str(&serde_json::to_string(r).unwrap_or_default());
+                        out.push('\n');
+                    }
+                    ("application/x-ndjson", out)
+                };
+                Ok(([(axum::http::header::CONTENT_TYPE, kind)], body).into_response())
             }),
         )
         .route(
@@ -410,6 +495,10 @@ mod tests {
         ("post", "/v1/power"),
         ("get", "/v1/activity"),
         ("get", "/v1/activity/report"),
+        ("get", "/v1/activity/top"),
+        ("get", "/v1/audit"),
+        ("get", "/v1/audit/status"),
+        ("get", "/v1/audit/export"),
         ("post", "/v1/reset"),
         ("get", "/v1/time"),
         ("get", "/v1/fabrics"),

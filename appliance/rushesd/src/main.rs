@@ -4,12 +4,14 @@
 //! `inventory` lists the machine's disks.
 
 mod api;
+mod audit;
 mod card;
 mod clock;
 mod config;
 mod fabrics;
 mod hotplug;
 mod manager;
+mod metrics;
 mod settings;
 mod smb;
 mod smb_audit;
@@ -59,6 +61,9 @@ enum Command {
         /// Pools are mounted at DIR/NAME.
         #[arg(long, default_value = "/pools", value_name = "DIR")]
         pools_dir: PathBuf,
+        /// Prometheus metrics at http://ADDR:PORT/metrics.
+        #[arg(long, default_value = "0.0.0.0:9100", value_name = "ADDR:PORT")]
+        metrics: SocketAddr,
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
     },
@@ -85,6 +90,9 @@ enum Command {
         /// kept in STATE_DIR/rushes.toml and pools mounted under STATE_DIR/pools.
         #[arg(long, value_name = "PATH")]
         api: Option<PathBuf>,
+        /// Also serve Prometheus metrics at http://ADDR:PORT/metrics (needs --api).
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<SocketAddr>,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -102,6 +110,8 @@ struct ServeOptions {
     log_file: PathBuf,
     /// Acting on this machine (host name, power): only as the appliance.
     appliance: bool,
+    /// Where Prometheus scrapes (with management only).
+    metrics: Option<SocketAddr>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -130,14 +140,16 @@ fn try_main() -> Result<()> {
             config,
             state_dir,
             api,
+            metrics,
             dirs,
-        } => host(listen, config.as_deref(), state_dir, api, &dirs),
+        } => host(listen, config.as_deref(), state_dir, api, metrics, &dirs),
         Command::Appliance {
             listen,
             api,
             config,
             state_dir,
             pools_dir,
+            metrics,
             dirs,
         } => serve(ServeOptions {
             listen,
@@ -146,6 +158,7 @@ fn try_main() -> Result<()> {
             management: Some((api, config, pools_dir)),
             log_file: PathBuf::from("/run/rushes/log.txt"),
             appliance: true,
+            metrics: Some(metrics),
         }),
     }
 }
@@ -213,6 +226,7 @@ fn host(
     config: Option<&Path>,
     state_dir: Option<PathBuf>,
     api: Option<PathBuf>,
+    metrics: Option<SocketAddr>,
     dirs: &[String],
 ) -> Result<()> {
     let mut cfg = match config {
@@ -252,6 +266,7 @@ fn host(
         management,
         log_file,
         appliance: false,
+        metrics,
     })
 }
 
@@ -263,17 +278,21 @@ fn serve(opts: ServeOptions) -> Result<()> {
         management,
         log_file,
         appliance,
+        metrics,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
     rustix::process::umask(rustix::fs::Mode::empty());
     let live = Arc::new(rushes_nas::activity::LiveCounters::default());
     let rollups = Arc::new(rushes_nas::rollup::Rollups::default());
+    let directory: Arc<std::sync::RwLock<smb_audit::Directory>> = Arc::default();
+    let audit = audit::AuditLog::start(Arc::clone(&directory), audit::MAX_BYTES, audit::MAX_DAYS);
     let observer: Arc<dyn rushes_nas::activity::OpObserver> =
         Arc::new(rushes_nas::activity::Tee(vec![
             Arc::new(rushes_nas::activity::TracingObserver),
             Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
             Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
+            Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
         ]));
     let service =
         Arc::new(Service::new(&shares, &state_dir)?.with_observer(Box::new(Arc::clone(&observer))));
@@ -296,12 +315,16 @@ fn serve(opts: ServeOptions) -> Result<()> {
             ConfigStore::new(config),
             Arc::clone(&service),
             shares.iter().map(|s| s.name.clone()).collect(),
-            Arc::clone(&live),
-            Arc::clone(&rollups),
+            manager::Streams {
+                live: Arc::clone(&live),
+                rollups: Arc::clone(&rollups),
+                audit: Arc::clone(&audit),
+                directory: Arc::clone(&directory),
+            },
             samba.clone(),
         );
         if samba.is_some() {
-            let directory = Arc::clone(&mgr.smb_directory);
+            let directory = Arc::clone(&directory);
             let observer = Arc::clone(&observer);
             let _ = std::thread::Builder::new()
                 .name("smb-audit".into())
@@ -336,9 +359,25 @@ fn serve(opts: ServeOptions) -> Result<()> {
         tracing::info!(%addr, "serving NFSv3, MOUNT and portmap");
         match manager {
             Some((socket, mgr)) => {
+                let scrape = {
+                    let mgr = Arc::clone(&mgr);
+                    async move {
+                        match metrics {
+                            // A port someone else holds costs the metrics, not the NAS.
+                            Some(addr) => {
+                                if let Err(e) = metrics::serve(addr, mgr).await {
+                                    tracing::error!("{e:#}");
+                                }
+                                std::future::pending::<()>().await
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    }
+                };
                 tokio::select! {
                     _ = server.run(shutdown_signal()) => {}
                     r = api::serve(&socket, mgr) => r?,
+                    _ = scrape => {}
                 }
                 let _ = std::fs::remove_file(&socket);
             }

@@ -95,6 +95,15 @@ pub(crate) struct State {
     pub(crate) card: crate::card::CardRuntime,
 }
 
+/// Where the activity stream goes, made before the NFS service so it can feed them.
+pub struct Streams {
+    pub live: Arc<rushes_nas::activity::LiveCounters>,
+    pub rollups: Arc<rushes_nas::rollup::Rollups>,
+    pub audit: Arc<crate::audit::AuditLog>,
+    /// Shares and accounts, for naming users and paths in SMB and audit records.
+    pub directory: Arc<std::sync::RwLock<crate::smb_audit::Directory>>,
+}
+
 pub struct Manager {
     pub(crate) paths: Paths,
     store: ConfigStore,
@@ -108,8 +117,10 @@ pub struct Manager {
     started: Instant,
     /// Live NFS traffic for the dashboard.
     live: Arc<rushes_nas::activity::LiveCounters>,
-    /// Every NFS operation, rolled up per client, user, share and operation.
-    rollups: Arc<rushes_nas::rollup::Rollups>,
+    /// Every NFS and SMB operation, rolled up per client, user, share and operation.
+    pub(crate) rollups: Arc<rushes_nas::rollup::Rollups>,
+    /// Who opened, changed, renamed or deleted what.
+    pub(crate) audit: Arc<crate::audit::AuditLog>,
     /// Samba's files (the appliance only; `rushesd host` serves no SMB).
     pub(crate) samba: Option<crate::smb::Samba>,
     /// Shares and accounts, for the SMB audit reader.
@@ -164,10 +175,15 @@ impl Manager {
         store: ConfigStore,
         nas: Arc<Service>,
         reserved: Vec<String>,
-        live: Arc<rushes_nas::activity::LiveCounters>,
-        rollups: Arc<rushes_nas::rollup::Rollups>,
+        streams: Streams,
         samba: Option<crate::smb::Samba>,
     ) -> Arc<Self> {
+        let Streams {
+            live,
+            rollups,
+            audit,
+            directory,
+        } = streams;
         let loaded = store.load();
         if let Some(problem) = &loaded.problem {
             tracing::error!(%problem, "configuration");
@@ -194,8 +210,9 @@ impl Manager {
             started: Instant::now(),
             live,
             rollups,
+            audit,
             samba,
-            smb_directory: Arc::default(),
+            smb_directory: directory,
             mdns: Mutex::new(None),
         });
         mgr.restore_fabrics();
@@ -285,6 +302,17 @@ impl Manager {
         }
         self.refresh_alerts();
         self.apply_smb();
+        self.place_audit_log();
+    }
+
+    /// The audit log goes on the first pool of the config that is mounted.
+    fn place_audit_log(&self) {
+        let pools = self.lock().config.pools.clone();
+        let place = pools.iter().find_map(|p| {
+            let dir = self.mountpoint(&p.name);
+            xfs::is_mounted(&dir).then(|| (p.name.clone(), dir.join(".rushes-audit")))
+        });
+        self.audit.set_place(place);
     }
 
     pub(crate) fn rescan(&self) {
@@ -1521,19 +1549,126 @@ impl Manager {
             "user" => GroupBy::User,
             "share" => GroupBy::Share,
             "op" => GroupBy::Op,
+            "protocol" => GroupBy::Protocol,
             other => {
                 return Err(
                     ApiErr::bad_request(format!("grouping {other:?} is not known"))
-                        .hint("use client, user, share or op"),
+                        .hint("use client, user, share, op or protocol"),
                 )
             }
         };
-        let rows = self.rollups.report(w, g, now());
+        let mut rows = self.rollups.report(w, g, now());
+        if g == GroupBy::User {
+            self.name_users(&mut rows);
+        }
         Ok(api::ActivityReport {
             window: window.into(),
             by: by.into(),
             sampled: false,
             rows,
+        })
+    }
+
+    /// `uid 1000` becomes `editor (uid 1000)` for accounts the box knows.
+    fn name_users(&self, rows: &mut [api::ActivityRow]) {
+        let users = self.lock().config.users.clone();
+        for row in rows {
+            let uid = row
+                .group
+                .strip_prefix("uid ")
+                .and_then(|u| u.parse::<u32>().ok());
+            if let Some(u) = uid.and_then(|uid| users.iter().find(|u| u.uid == uid)) {
+                row.group = format!("{} (uid {})", u.name, u.uid);
+            }
+        }
+    }
+
+    /// The busiest files, folders, clients or users over the last minute or hour, by
+    /// bytes or by operations.
+    pub fn activity_top(
+        &self,
+        window: &str,
+        by: &str,
+        sort: &str,
+        limit: usize,
+    ) -> ApiResult<api::ActivityTop> {
+        use rushes_nas::rollup::{GroupBy, TopBy, Window};
+        let (w, span) = match window {
+            "minute" => (Window::Minute, 60.0),
+            "hour" => (Window::Hour, 3600.0),
+            other => {
+                return Err(
+                    ApiErr::bad_request(format!("window {other:?} is not known"))
+                        .hint("top lists cover a minute or an hour"),
+                )
+            }
+        };
+        let by_ops = match sort {
+            "bytes" => false,
+            "ops" => true,
+            other => {
+                return Err(ApiErr::bad_request(format!("sort {other:?} is not known"))
+                    .hint("use bytes or ops"))
+            }
+        };
+        let limit = limit.clamp(1, 1000);
+        let (mut rows, untracked) = match by {
+            "file" | "dir" => {
+                let t = self.rollups.top(
+                    w,
+                    if by == "file" {
+                        TopBy::File
+                    } else {
+                        TopBy::Dir
+                    },
+                    by_ops,
+                    limit,
+                    now(),
+                );
+                let rows = t
+                    .rows
+                    .into_iter()
+                    .map(|(group, c)| api::ActivityRow {
+                        group,
+                        ops: c.ops,
+                        bytes: c.bytes,
+                        errors: 0,
+                        ops_per_s: c.ops as f64 / span,
+                        bytes_per_s: c.bytes as f64 / span,
+                        p50_us: None,
+                        p99_us: None,
+                    })
+                    .collect();
+                (rows, t.untracked)
+            }
+            "client" | "user" => {
+                let g = if by == "client" {
+                    GroupBy::Client
+                } else {
+                    GroupBy::User
+                };
+                let mut rows = self.rollups.report(w, g, now());
+                if by_ops {
+                    rows.sort_by(|a, b| b.ops.cmp(&a.ops).then(b.bytes.cmp(&a.bytes)));
+                }
+                rows.truncate(limit);
+                (rows, Default::default())
+            }
+            other => {
+                return Err(ApiErr::bad_request(format!("top {other:?} is not known"))
+                    .hint("use file, dir, client or user"))
+            }
+        };
+        if by == "user" {
+            self.name_users(&mut rows);
+        }
+        Ok(api::ActivityTop {
+            window: window.into(),
+            by: by.into(),
+            sort: sort.into(),
+            rows,
+            untracked_ops: untracked.ops,
+            untracked_bytes: untracked.bytes,
         })
     }
 

@@ -333,7 +333,7 @@ pub fn tcp_connections(port: u16) -> std::io::Result<HashMap<(IpAddr, u16), (u64
         req.push(0);
         // Every state: a connection the client already closed (CLOSE_WAIT, LAST_ACK)
         // still has its counters.
-        req.extend_from_slice(&(u32::MAX & !(1 << TCP_LISTEN)).to_ne_bytes());
+        req.extend_from_slice(&(!(1u32 << TCP_LISTEN)).to_ne_bytes());
         req.resize(72, 0);
         rustix::io::write(&fd, &req)?;
         let mut buf = vec![0u8; 65536];

@@ -1,0 +1,602 @@
+//! The audit log: who opened, created, changed, renamed or deleted what, when, from
+//! where, over NFS and SMB. Kept as JSON lines on a pool (`.rushes-audit/` at the pool's
+//! root, one file per UTC day), trimmed by size and age, searched and exported (CSV,
+//! JSON lines) through the API.
+//!
+//! Reads and writes are logged once per file, client and minute (the rollups count
+//! every one); everything else that names a file is logged each time. Records reach a
+//! writer thread through a channel, so the NFS workers never wait for the disk.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rushes_api::{AuditRecord, AuditStatus};
+use rushes_nas::activity::{OpObserver, OpRecord};
+
+use crate::smb_audit::Directory;
+
+/// Defaults: a gigabyte, a quarter.
+pub const MAX_BYTES: u64 = 1 << 30;
+pub const MAX_DAYS: u32 = 90;
+/// Records kept in memory while no pool is mounted.
+const MAX_WAITING: usize = 100_000;
+/// A file's reads (or writes) by one client are logged once in this many seconds.
+const IO_EVERY_S: u64 = 60;
+
+/// What a search keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Part of the path (or of RENAME's new path).
+    pub path: Option<String>,
+    /// Account name, or `uid N`.
+    pub user: Option<String>,
+    pub client: Option<String>,
+    /// Operation, any case.
+    pub op: Option<String>,
+    pub protocol: Option<String>,
+    /// Seconds since the epoch, inclusive.
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    /// Newest first, at most this many.
+    pub limit: usize,
+}
+
+impl Query {
+    fn keeps(&self, r: &AuditRecord) -> bool {
+        let t = r.time_ms / 1000;
+        self.path
+            .as_deref()
+            .is_none_or(|p| r.path.contains(p) || r.to.as_deref().is_some_and(|to| to.contains(p)))
+            && self.user.as_deref().is_none_or(|u| r.user == u)
+            && self.client.as_deref().is_none_or(|c| r.client == c)
+            && self
+                .op
+                .as_deref()
+                .is_none_or(|o| r.op.eq_ignore_ascii_case(o))
+            && self.protocol.as_deref().is_none_or(|p| r.protocol == p)
+            && self.since.is_none_or(|s| t >= s)
+            && self.until.is_none_or(|u| t <= u)
+    }
+}
+
+struct Shared {
+    /// (pool, folder) the log goes to.
+    place: RwLock<Option<(String, PathBuf)>>,
+    directory: Arc<RwLock<Directory>>,
+    max_bytes: u64,
+    max_days: u32,
+    waiting: Mutex<VecDeque<AuditRecord>>,
+    dropped: AtomicU64,
+}
+
+/// The audit log, fed as an [`OpObserver`].
+pub struct AuditLog {
+    tx: mpsc::Sender<OpRecord>,
+    shared: Arc<Shared>,
+}
+
+/// Operations that name a file and belong in the log.
+fn audited(op: &str) -> bool {
+    matches!(
+        op,
+        "OPEN"
+            | "CREATE"
+            | "MKDIR"
+            | "RENAME"
+            | "DELETE"
+            | "REMOVE"
+            | "RMDIR"
+            | "SETATTR"
+            | "SYMLINK"
+            | "LINK"
+            | "MKNOD"
+            | "READ"
+            | "WRITE"
+    )
+}
+
+impl OpObserver for AuditLog {
+    fn record(&self, op: &OpRecord) {
+        if op.path.is_some() && audited(op.op) {
+            let _ = self.tx.send(op.clone());
+        }
+    }
+}
+
+impl AuditLog {
+    /// Start the writer thread.
+    pub fn start(directory: Arc<RwLock<Directory>>, max_bytes: u64, max_days: u32) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            place: RwLock::new(None),
+            directory,
+            max_bytes,
+            max_days,
+            waiting: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+        });
+        let writer = Arc::clone(&shared);
+        let _ = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || write_loop(&writer, rx));
+        Arc::new(Self { tx, shared })
+    }
+
+    /// Write to `folder` on `pool` from now on (`None`: no pool is mounted).
+    pub fn set_place(&self, place: Option<(String, PathBuf)>) {
+        let mut cur = self.shared.place.write().unwrap_or_else(|p| p.into_inner());
+        if *cur != place {
+            match &place {
+                Some((pool, dir)) => {
+                    tracing::info!(pool = %pool, folder = %dir.display(), "audit log kept here")
+                }
+                None => tracing::warn!("no pool is mounted: audit records wait in memory"),
+            }
+            *cur = place;
+        }
+    }
+
+    pub fn status(&self) -> AuditStatus {
+        let place = self
+            .shared
+            .place
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let files = place
+            .as_ref()
+            .map(|(_, d)| day_files(d))
+            .unwrap_or_default();
+        let oldest_ms = files.first().and_then(|(p, _)| {
+            let f = std::fs::File::open(p).ok()?;
+            let line = std::io::BufReader::new(f).lines().next()?.ok()?;
+            serde_json::from_str::<AuditRecord>(&line)
+                .ok()
+                .map(|r| r.time_ms)
+        });
+        AuditStatus {
+            pool: place.map(|(p, _)| p),
+            files: files.len(),
+            bytes: files.iter().map(|(_, len)| len).sum(),
+            oldest_ms,
+            max_bytes: self.shared.max_bytes,
+            max_days: self.shared.max_days,
+            waiting: self.shared.waiting.lock().map(|w| w.len()).unwrap_or(0),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records matching `q`, newest first, from the files and from memory.
+    pub fn search(&self, q: &Query) -> Vec<AuditRecord> {
+        let limit = q.limit.max(1);
+        let mut found: Vec<AuditRecord> = Vec::new();
+        {
+            let waiting = self
+                .shared
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            found.extend(
+                waiting
+                    .iter()
+                    .rev()
+                    .filter(|r| q.keeps(r))
+                    .take(limit)
+                    .cloned(),
+            );
+        }
+        let place = self
+            .shared
+            .place
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some((_, dir)) = place else {
+            return found;
+        };
+        for (file, _) in day_files(&dir).into_iter().rev() {
+            if found.len() >= limit {
+                break;
+            }
+            // The file's day: skip days wholly outside the window.
+            let day_start = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(parse_day)
+                .unwrap_or(0);
+            if q.until.is_some_and(|u| day_start > u)
+                || q.since.is_some_and(|s| day_start + 86_400 <= s)
+            {
+                continue;
+            }
+            let Ok(f) = std::fs::File::open(&file) else {
+                continue;
+            };
+            let mut newest: VecDeque<AuditRecord> = VecDeque::new();
+            for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+                let Ok(r) = serde_json::from_str::<AuditRecord>(&line) else {
+                    continue;
+                };
+                if q.keeps(&r) {
+                    newest.push_back(r);
+                    if newest.len() > limit - found.len() {
+                        newest.pop_front();
+                    }
+                }
+            }
+            found.extend(newest.into_iter().rev());
+        }
+        found.truncate(limit);
+        found
+    }
+}
+
+/// `.jsonl` files of `dir`, oldest first, with their sizes.
+fn day_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `YYYY-MM-DD` for a time in seconds since the epoch (UTC).
+pub fn day_name(secs: u64) -> String {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The first second of day `YYYY-MM-DD`.
+fn parse_day(name: &str) -> Option<u64> {
+    let mut it = name.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
+    let days = days_from_civil(y, m, d);
+    (days >= 0).then_some(days as u64 * 86_400)
+}
+
+// Howard Hinnant's calendar algorithms (public domain), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The log's line for an activity record.
+fn to_audit(op: &OpRecord, time_ms: u64, directory: &Directory) -> AuditRecord {
+    let user = match (&op.user, op.uid) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(uid)) => directory
+            .uids
+            .iter()
+            .find(|(_, u)| **u == uid)
+            .map(|(name, _)| name.clone())
+            .unwrap_or_else(|| format!("uid {uid}")),
+        (None, None) => "unknown".into(),
+    };
+    let result = match (op.status, &op.reason) {
+        (Some(0), _) => "ok".to_string(),
+        (_, Some(reason)) => reason.clone(),
+        (Some(code), None) => format!("error {code}"),
+        (None, None) => "refused".into(),
+    };
+    AuditRecord {
+        time_ms,
+        client: op.client.to_canonical().to_string(),
+        user,
+        protocol: op.protocol.to_string(),
+        share: op.share.as_deref().unwrap_or("-").to_string(),
+        op: op.op.to_string(),
+        path: op.path.clone().unwrap_or_default(),
+        to: op.to.clone(),
+        bytes: op.bytes,
+        latency_us: op.latency.map(|l| l.as_micros() as u64),
+        result,
+    }
+}
+
+type IoKey = (IpAddr, &'static str, &'static str, Option<Arc<str>>, String);
+
+fn write_loop(shared: &Shared, rx: mpsc::Receiver<OpRecord>) {
+    let mut last_io: HashMap<IoKey, u64> = HashMap::new();
+    let mut last_trim: Option<Instant> = None;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(r) => Some(r),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let batch: Vec<OpRecord> = first.into_iter().chain(rx.try_iter()).collect();
+        let t = now_ms();
+        let mut lines = Vec::new();
+        {
+            let directory = shared.directory.read().unwrap_or_else(|p| p.into_inner());
+            for op in &batch {
+                if matches!(op.op, "READ" | "WRITE") && op.status == Some(0) {
+                    let key = (
+                        op.client,
+                        op.protocol,
+                        op.op,
+                        op.share.clone(),
+                        op.path.clone().unwrap_or_default(),
+                    );
+                    let secs = t / 1000;
+                    if last_io.get(&key).is_some_and(|at| secs < at + IO_EVERY_S) {
+                        continue;
+                    }
+                    last_io.insert(key, secs);
+                }
+                lines.push(to_audit(op, t, &directory));
+            }
+        }
+        if last_io.len() > 100_000 {
+            let cutoff = t / 1000 - IO_EVERY_S;
+            last_io.retain(|_, at| *at >= cutoff);
+        }
+        let place = shared
+            .place
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut waiting = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.extend(lines);
+        let Some((_, dir)) = place else {
+            while waiting.len() > MAX_WAITING {
+                waiting.pop_front();
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        };
+        if waiting.is_empty() {
+            continue;
+        }
+        match append(&dir, &waiting) {
+            Ok(()) => waiting.clear(),
+            Err(e) => {
+                tracing::error!(folder = %dir.display(), error = %e, "cannot write the audit log; records wait in memory");
+                while waiting.len() > MAX_WAITING {
+                    waiting.pop_front();
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        drop(waiting);
+        if last_trim.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
+            last_trim = Some(Instant::now());
+            trim(&dir, shared.max_bytes, shared.max_days, t / 1000);
+        }
+    }
+}
+
+/// Append records to their days' files. The file is opened and closed each time: an
+/// open file would keep the pool from being unmounted.
+fn append(dir: &Path, records: &VecDeque<AuditRecord>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut by_day: Vec<(String, Vec<u8>)> = Vec::new();
+    for r in records {
+        let day = day_name(r.time_ms / 1000);
+        if by_day.last().is_none_or(|(d, _)| *d != day) {
+            by_day.push((day.clone(), Vec::new()));
+        }
+        let buf = &mut by_day.last_mut().expect("pushed").1;
+        serde_json::to_writer(&mut *buf, r).map_err(std::io::Error::other)?;
+        buf.push(b'\n');
+    }
+    for (day, buf) in by_day {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{day}.jsonl")))?;
+        f.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// Delete whole days, oldest first, while the log is over `max_bytes` or a day is older
+/// than `max_days`. Today's file is never deleted.
+pub fn trim(dir: &Path, max_bytes: u64, max_days: u32, now: u64) {
+    let files = day_files(dir);
+    let mut total: u64 = files.iter().map(|(_, l)| l).sum();
+    let today = day_name(now);
+    for (file, len) in files {
+        let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if name >= today.as_str() {
+            break;
+        }
+        let old = parse_day(name).is_some_and(|d| d + u64::from(max_days) * 86_400 < now);
+        if total <= max_bytes && !old {
+            break;
+        }
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                total -= len;
+                tracing::info!(file = %file.display(), bytes = len, "old audit log removed");
+            }
+            Err(e) => tracing::warn!(file = %file.display(), error = %e, "cannot remove"),
+        }
+    }
+}
+
+/// The records as CSV, with a header line.
+pub fn to_csv(records: &[AuditRecord]) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut out =
+        String::from("time_ms,client,user,protocol,share,op,path,to,bytes,latency_us,result\n");
+    for r in records {
+        let cols = [
+            r.time_ms.to_string(),
+            field(&r.client),
+            field(&r.user),
+            field(&r.protocol),
+            field(&r.share),
+            field(&r.op),
+            field(&r.path),
+            field(r.to.as_deref().unwrap_or("")),
+            r.bytes.to_string(),
+            r.latency_us.map(|l| l.to_string()).unwrap_or_default(),
+            field(&r.result),
+        ];
+        out.push_str(&cols.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(kind: &'static str, path: &str) -> OpRecord {
+        let mut r = OpRecord::new("10.0.0.4".parse().unwrap(), "nfs3", kind);
+        r.uid = Some(1000);
+        r.share = Some("projects".into());
+        r.path = Some(path.into());
+        r.status = Some(0);
+        r.latency = Some(Duration::from_micros(250));
+        r
+    }
+
+    fn wait_for(log: &AuditLog, q: &Query, n: usize) -> Vec<AuditRecord> {
+        for _ in 0..100 {
+            let found = log.search(q);
+            if found.len() >= n {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        log.search(q)
+    }
+
+    #[test]
+    fn records_land_on_the_pool_and_searches_find_them_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut names = Directory::default();
+        names.uids.insert("editor".into(), 1000);
+        let log = AuditLog::start(Arc::new(RwLock::new(names)), MAX_BYTES, MAX_DAYS);
+        log.record(&op("CREATE", "/reel1/a001.mov"));
+        for _ in 0..50 {
+            log.record(&op("WRITE", "/reel1/a001.mov"));
+        }
+        let mut rename = op("RENAME", "/reel1/a001.mov");
+        rename.to = Some("/reel1/final.mov".into());
+        log.record(&rename);
+        log.record(&op("GETATTR", "/reel1/final.mov")); // not audited
+        let mut no_path = op("REMOVE", "/x");
+        no_path.path = None;
+        log.record(&no_path); // names nothing
+        let all = Query {
+            limit: 100,
+            ..Default::default()
+        };
+        // No pool yet: records wait in memory and searches still see them.
+        let found = wait_for(&log, &all, 3);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(log.status().waiting, 3);
+        log.set_place(Some(("media".into(), dir.path().join(".rushes-audit"))));
+        log.record(&op("DELETE", "/reel2/b.mov"));
+        let found = wait_for(&log, &all, 4);
+        assert_eq!(log.status().waiting, 0, "written out once a pool is there");
+        let ops: Vec<&str> = found.iter().map(|r| r.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            ["DELETE", "RENAME", "WRITE", "CREATE"],
+            "one WRITE a minute"
+        );
+        assert_eq!(found[1].user, "editor", "uid 1000 is the editor account");
+        assert_eq!(found[1].to.as_deref(), Some("/reel1/final.mov"));
+        let renamed = log.search(&Query {
+            path: Some("final.mov".into()),
+            op: Some("rename".into()),
+            limit: 10,
+            ..Default::default()
+        });
+        assert_eq!(renamed.len(), 1);
+        let none = log.search(&Query {
+            user: Some("intern".into()),
+            limit: 10,
+            ..Default::default()
+        });
+        assert!(none.is_empty());
+        let status = log.status();
+        assert_eq!((status.files, status.pool.as_deref()), (1, Some("media")));
+        let csv = to_csv(&found);
+        assert!(csv.starts_with("time_ms,client,user,"));
+        assert_eq!(csv.lines().count(), 5);
+        assert!(csv.contains(",editor,nfs3,projects,RENAME,/reel1/a001.mov,/reel1/final.mov,"));
+    }
+
+    #[test]
+    fn old_and_oversized_days_are_trimmed_but_never_today() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = parse_day("2026-11-26").unwrap() + 3600;
+        for (day, size) in [
+            ("2026-07-01", 10),
+            ("2026-11-20", 400),
+            ("2026-11-25", 400),
+            ("2026-11-26", 900),
+        ] {
+            std::fs::write(dir.path().join(format!("{day}.jsonl")), vec![b'x'; size]).unwrap();
+        }
+        trim(dir.path(), 1000, 90, now);
+        let left: Vec<String> = day_files(dir.path())
+            .iter()
+            .map(|(p, _)| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            ["2026-11-26"],
+            "over 1000 bytes until only today is left"
+        );
+        std::fs::write(dir.path().join("2026-11-25.jsonl"), b"x").unwrap();
+        std::fs::write(dir.path().join("2026-07-01.jsonl"), b"x").unwrap();
+        trim(dir.path(), 1 << 20, 90, now);
+        assert_eq!(day_files(dir.path()).len(), 2, "July is past 90 days");
+    }
+
+    #[test]
+    fn days_are_named_in_utc() {
+        assert_eq!(day_name(0), "1970-01-01");
+        assert_eq!(day_name(1_795_700_000), "2026-11-26");
+        assert_eq!(parse_day("2026-11-26"), Some(1_795_651_200));
+        assert_eq!(day_name(parse_day("2024-02-29").unwrap()), "2024-02-29");
+    }
+}
