@@ -145,17 +145,23 @@ impl AuditLine {
     }
 }
 
-/// Reads and writes wait here until the next look at the connections' byte counters.
+/// Reads and writes wait here for the bytes their client moves on the wire.
 #[derive(Default)]
 struct Pending {
     reads: Vec<OpRecord>,
     writes: Vec<OpRecord>,
-    /// Bytes counted on the wire that no read or write has claimed yet, and how many
-    /// ticks they have waited.
+    /// Bytes counted on the wire that no read or write has been given yet.
     unclaimed_in: u64,
     unclaimed_out: u64,
-    age: u32,
+    /// Bytes counted in the last tick: a transfer is over when a tick counts none.
+    last_in: u64,
+    last_out: u64,
+    /// Ticks the waiting records (or, with none, the unclaimed bytes) have waited.
+    waited: u32,
 }
+
+/// Ticks after which waiting records go on with what was counted so far.
+const MAX_WAIT_TICKS: u32 = 5;
 
 /// Give `bytes` to `records`, evenly, and send them on.
 fn share_out(records: Vec<OpRecord>, bytes: u64, observer: &dyn OpObserver) {
@@ -183,20 +189,14 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
     let _ = sock.set_read_timeout(Some(Duration::from_millis(250)));
     let mut pending: HashMap<IpAddr, Pending> = HashMap::new();
-    let mut wire = WireCounters::default();
+    let mut wire = WireCounters::new(445);
     let mut last_tick = Instant::now();
     let mut buf = vec![0u8; 8192];
     loop {
         match sock.recv(&mut buf) {
             Ok(n) => {
                 let text = String::from_utf8_lossy(&buf[..n]);
-                let op = handle(&text, &directory, &mut pending, &*observer);
-                // A client leaving a share may close its connection right after: read
-                // its counters while they are still there.
-                if op == Some("DISCONNECT") {
-                    let moved = wire.sample();
-                    settle(&mut pending, moved, &*observer, false);
-                }
+                handle(&text, &directory, &mut pending, &*observer);
             }
             Err(e)
                 if matches!(
@@ -211,7 +211,7 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             let moved = wire.sample();
-            settle(&mut pending, moved, &*observer, true);
+            settle(&mut pending, moved, &*observer);
         }
     }
 }
@@ -242,65 +242,143 @@ fn handle(
     Some(op)
 }
 
-/// Hand the bytes each client moved since the last tick to its reads and writes.
+/// Once a second: add the bytes each client moved, and send on the reads and writes
+/// whose transfer is over (a tick that counted no more bytes in their direction), or
+/// that waited long enough (a long transfer: later reads and writes take the rest).
 fn settle(
     pending: &mut HashMap<IpAddr, Pending>,
     moved: HashMap<IpAddr, (u64, u64)>,
     observer: &dyn OpObserver,
-    tick: bool,
 ) {
+    for p in pending.values_mut() {
+        p.last_in = 0;
+        p.last_out = 0;
+    }
     for (client, (received, sent)) in moved {
         let p = pending.entry(client).or_default();
         p.unclaimed_in += received;
         p.unclaimed_out += sent;
+        p.last_in = received;
+        p.last_out = sent;
     }
     pending.retain(|_, p| {
-        if !p.writes.is_empty() {
+        p.waited += 1;
+        let overdue = p.waited >= MAX_WAIT_TICKS;
+        if !p.writes.is_empty() && ((p.last_in == 0 && p.unclaimed_in > 0) || overdue) {
             share_out(std::mem::take(&mut p.writes), p.unclaimed_in, observer);
             p.unclaimed_in = 0;
         }
-        if !p.reads.is_empty() {
+        if !p.reads.is_empty() && ((p.last_out == 0 && p.unclaimed_out > 0) || overdue) {
             share_out(std::mem::take(&mut p.reads), p.unclaimed_out, observer);
             p.unclaimed_out = 0;
         }
-        // Bytes no read or write claims within a few seconds were protocol traffic
-        // (listings, metadata): let them go.
-        p.age += u32::from(tick);
-        if p.age > 3 {
-            p.age = 0;
-            p.unclaimed_in = 0;
-            p.unclaimed_out = 0;
+        if p.reads.is_empty() && p.writes.is_empty() {
+            // Bytes no read or write claims were protocol traffic (listings, metadata).
+            if overdue {
+                p.unclaimed_in = 0;
+                p.unclaimed_out = 0;
+            }
+            if p.unclaimed_in + p.unclaimed_out == 0 {
+                p.waited = 0;
+            }
         }
-        p.unclaimed_in + p.unclaimed_out > 0
+        overdue.then(|| p.waited = 0);
+        !(p.reads.is_empty() && p.writes.is_empty() && p.unclaimed_in + p.unclaimed_out == 0)
     });
 }
 
 /// Per-connection byte counters of the SMB port, from the kernel's socket diagnostics.
+/// One connection's counters: (peer address, peer port), (bytes received, bytes
+/// acknowledged by the peer).
+type Counted = ((IpAddr, u16), (u64, u64));
+
+/// A connection closed between two looks is reported by the kernel as it goes (the
+/// socket-destroy multicast group), with its final counters.
 #[derive(Default)]
 struct WireCounters {
     /// (client address and port) → (bytes received, bytes acknowledged by the client).
     last: HashMap<(IpAddr, u16), (u64, u64)>,
+    /// Final counters of connections closed since the last look.
+    closed: Arc<std::sync::Mutex<Vec<Counted>>>,
 }
 
 impl WireCounters {
+    fn new(port: u16) -> Self {
+        let w = Self::default();
+        let closed = Arc::clone(&w.closed);
+        let _ = std::thread::Builder::new()
+            .name("smb-closed".into())
+            .spawn(move || {
+                if let Err(e) = watch_closed(port, &closed) {
+                    tracing::warn!(error = %e, "cannot follow closed SMB connections: bytes of very short sessions are not counted");
+                }
+            });
+        w
+    }
+
     /// Bytes in and out per client since the last call.
     fn sample(&mut self) -> HashMap<IpAddr, (u64, u64)> {
         let now = match tcp_connections(445) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read TCP counters");
-                return HashMap::new();
+                HashMap::new()
             }
         };
         let mut moved: HashMap<IpAddr, (u64, u64)> = HashMap::new();
-        for (peer, counters) in &now {
-            let before = self.last.get(peer).copied().unwrap_or((0, 0));
+        let mut add = |peer: &(IpAddr, u16), counters: (u64, u64), before: (u64, u64)| {
             let m = moved.entry(peer.0).or_default();
             m.0 += counters.0.saturating_sub(before.0);
             m.1 += counters.1.saturating_sub(before.1);
+        };
+        let closed = std::mem::take(&mut *self.closed.lock().unwrap_or_else(|p| p.into_inner()));
+        for (peer, counters) in closed {
+            if now.contains_key(&peer) {
+                continue; // the port was reused already: the live one counts
+            }
+            let before = self.last.remove(&peer).unwrap_or((0, 0));
+            add(&peer, counters, before);
+        }
+        for (peer, counters) in &now {
+            add(
+                peer,
+                *counters,
+                self.last.get(peer).copied().unwrap_or((0, 0)),
+            );
         }
         self.last = now;
         moved
+    }
+}
+
+/// Listen to the kernel's TCP socket-destroy notifications (IPv4 and IPv6) and keep the
+/// final counters of connections to `port`.
+fn watch_closed(port: u16, closed: &std::sync::Mutex<Vec<Counted>>) -> std::io::Result<()> {
+    use rustix::net::{netlink, AddressFamily, SocketType};
+    let fd = rustix::net::socket(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        Some(netlink::SOCK_DIAG),
+    )?;
+    // SKNLGRP_INET_TCP_DESTROY is group 1, SKNLGRP_INET6_TCP_DESTROY group 3.
+    rustix::net::bind(&fd, &netlink::SocketAddrNetlink::new(0, 1 | (1 << 2)))?;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = rustix::io::read(&fd, &mut buf)?;
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            if len < 16 || off + len > n {
+                break;
+            }
+            let msg = &buf[off + 16..off + len];
+            if let Some(family) = msg.first().copied() {
+                if let Some(found) = parse_diag(msg, family, port) {
+                    closed.lock().unwrap_or_else(|p| p.into_inner()).push(found);
+                }
+            }
+            off += (len + 3) & !3;
+        }
     }
 }
 
@@ -443,6 +521,62 @@ mod tests {
     }
 
     #[test]
+    fn reads_without_measured_bytes_go_on_after_a_while_and_stray_bytes_are_dropped() {
+        let seen = Seen::default();
+        let mut pending = HashMap::new();
+        let dir = RwLock::new(Directory::default());
+        handle(
+            "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.6|e|m|pread_recv|ok|/x/a",
+            &dir,
+            &mut pending,
+            &seen,
+        );
+        for _ in 0..MAX_WAIT_TICKS {
+            settle(&mut pending, HashMap::new(), &seen);
+        }
+        assert_eq!(seen.0.lock().unwrap()[0].bytes, 0);
+        assert!(pending.is_empty());
+        let client: IpAddr = "10.0.0.7".parse().unwrap();
+        settle(&mut pending, HashMap::from([(client, (100, 100))]), &seen);
+        for _ in 0..MAX_WAIT_TICKS {
+            settle(&mut pending, HashMap::new(), &seen);
+        }
+        assert!(pending.is_empty(), "listing traffic is not kept forever");
+    }
+
+    #[test]
+    fn closed_connections_report_their_final_counters() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let watcher = Arc::clone(&closed);
+        std::thread::spawn(move || watch_closed(port, &watcher));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(&[1u8; 70_000]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let peer = client.local_addr().unwrap();
+        drop(client);
+        drop(server);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let got = closed.lock().unwrap().clone();
+            if let Some((_, counters)) = got.iter().find(|(p, _)| *p == (peer.ip(), peer.port())) {
+                // A FIN counts as one byte of sequence space.
+                assert!((70_000..=70_001).contains(&counters.0), "{got:?}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no destroy notice: {got:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    #[test]
     fn syslog_datagrams_split_into_tag_and_text() {
         let (tag, text) = split_syslog(
             "<173>Nov 26 13:31:53 smbd_audit: 127.0.0.1|editor|media|connect|ok|media",
@@ -515,10 +649,21 @@ mod tests {
         let client: IpAddr = "10.0.0.5".parse().unwrap();
         settle(
             &mut pending,
-            HashMap::from([(client, (3_000_001, 500))]),
+            HashMap::from([(client, (2_000_000, 500))]),
             &seen,
-            true,
         );
+        assert_eq!(
+            seen.0.lock().unwrap().len(),
+            1,
+            "the transfer is still going"
+        );
+        settle(
+            &mut pending,
+            HashMap::from([(client, (1_000_001, 0))]),
+            &seen,
+        );
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
+        settle(&mut pending, HashMap::new(), &seen);
         let seen = seen.0.lock().unwrap();
         assert_eq!(seen.len(), 4);
         let writes: Vec<&OpRecord> = seen.iter().filter(|r| r.op == "WRITE").collect();
