@@ -19,6 +19,22 @@ pub fn payload(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The SHA-256 of `data` in hex, as the guest's `sha256sum` prints it.
+pub fn sha256(data: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("data");
+    std::fs::write(&f, data).expect("write");
+    let out = std::process::Command::new("sha256sum")
+        .arg(&f)
+        .output()
+        .expect("sha256sum (coreutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Run a shell command in the guest; panics unless it exits 0.
 pub fn sh(vm: &Vm, command: &str) -> String {
     let (out, rc) = vm

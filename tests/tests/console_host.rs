@@ -196,20 +196,43 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "] peak ",
     ]);
     for key in [
-        "D Dashboard",
+        "D Dash",
         "K Disks",
         "P Pools",
         "S Shares",
-        "N Network",
+        "N Net",
         "L Logs",
         "O Power",
         "A Alerts",
+        "T Activity",
         "X Lock",
     ] {
         assert!(dash.contains(key), "the menu lacks {key:?}:\n{dash}");
     }
     assert!(dash.lines().count() <= 25 && dash.lines().all(|l| l.chars().count() <= 80));
     console.capture("dashboard");
+    // The Activity screen: the client's minute as a sparkline, the film at the top of
+    // the files, and the audit log's record of it, searched by path.
+    console.key("t");
+    let act = console.wait_for(&[
+        "Clients, last minute",
+        "127.0.0.1",
+        "Top files, last minute",
+        "demo/reel.mov",
+        "uid 1000",
+        "nfs3",
+        "CREATE  demo:/reel.mov",
+    ]);
+    assert!(act.lines().all(|l| l.chars().count() <= 80), "{act}");
+    console.capture("activity");
+    console.key("/");
+    console.key("nothing-like-this");
+    console.key(ENTER);
+    console.wait_for(&["paths with \"nothing-like-this\"", "no records"]);
+    console.key("/");
+    console.key("reel");
+    console.key(ENTER);
+    console.wait_for(&["paths with \"reel\"", "WRITE   demo:/reel.mov"]);
     console.key("k");
     console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "Space pick"]);
     console.capture("disks");

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use rushes_tests::guest::{
-    ctl, ctl_json, payload, read_share_file, wait_json, write_share_file, SHORT,
+    ctl, ctl_json, payload, read_share_file, sha256, wait_json, write_share_file, SHORT,
 };
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
 use serde_json::Value;
@@ -29,21 +29,6 @@ async fn write_file(port: u16, name: &str, data: &[u8]) {
 
 async fn read_file(port: u16, name: &str) -> Vec<u8> {
     read_share_file(port, "/projects", name).await
-}
-
-fn sha256(data: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("data");
-    std::fs::write(&f, data).unwrap();
-    let out = std::process::Command::new("sha256sum")
-        .arg(&f)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

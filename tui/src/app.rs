@@ -75,6 +75,8 @@ pub struct App {
     /// The selected row on the Pools and Shares screens.
     pub row: usize,
     pub log_filter: String,
+    /// The Activity screen's audit search (a path fragment).
+    pub audit_filter: String,
     /// What the wizard has gathered so far.
     pending: api::Settings,
     pending_password: String,
@@ -128,6 +130,7 @@ impl App {
             cursor: 0,
             row: 0,
             log_filter: String::new(),
+            audit_filter: String::new(),
             pending: api::Settings::default(),
             pending_password: String::new(),
             editing_network: false,
@@ -154,8 +157,16 @@ impl App {
                 ..
             }
         );
+        let on_activity = matches!(
+            self.mode,
+            Mode::Menu {
+                screen: Screen::Activity,
+                ..
+            }
+        );
         let filter = on_logs.then_some(self.log_filter.as_str());
-        self.snap = Snapshot::fetch(&self.client, filter);
+        let audit = on_activity.then_some(self.audit_filter.as_str());
+        self.snap = Snapshot::fetch(&self.client, filter, audit);
     }
 
     /// Called on every tick: lock after the idle time.
@@ -411,7 +422,11 @@ impl App {
         match (&mut form, k) {
             (_, Input::Esc) => {
                 if matches!(form, Form::Filter(_)) {
-                    self.log_filter.clear();
+                    if screen == Screen::Activity {
+                        self.audit_filter.clear();
+                    } else {
+                        self.log_filter.clear();
+                    }
                     self.refresh();
                 }
                 return close(self);
@@ -573,7 +588,11 @@ impl App {
                 name.edit('\u{8}');
             }
             (Form::Filter(f), Input::Enter) => {
-                self.log_filter = f.value.clone();
+                if screen == Screen::Activity {
+                    self.audit_filter = f.value.clone();
+                } else {
+                    self.log_filter = f.value.clone();
+                }
                 self.refresh();
                 return close(self);
             }
@@ -763,6 +782,10 @@ impl App {
             (Screen::Logs, Input::Char('/')) => {
                 open(self, Form::Filter(Field::new("Show lines with", "")))
             }
+            (Screen::Activity, Input::Char('/')) => open(
+                self,
+                Form::Filter(Field::new("Audit records whose path has", "")),
+            ),
             (Screen::Power, Input::Char('r' | 'R')) => open(self, Form::Confirm("reboot")),
             (Screen::Power, Input::Char('o' | 'O')) => open(self, Form::Confirm("poweroff")),
             (_, Input::Char(c)) => {

@@ -22,10 +22,11 @@ pub enum Screen {
     Logs,
     Power,
     Alerts,
+    Activity,
 }
 
 /// The menu: a key, and the screen it opens.
-pub const MENU: [(char, Screen, &str); 8] = [
+pub const MENU: [(char, Screen, &str); 9] = [
     ('d', Screen::Dashboard, "Dashboard"),
     ('k', Screen::Disks, "Disks"),
     ('p', Screen::Pools, "Pools"),
@@ -34,6 +35,7 @@ pub const MENU: [(char, Screen, &str); 8] = [
     ('l', Screen::Logs, "Logs"),
     ('o', Screen::Power, "Power"),
     ('a', Screen::Alerts, "Alerts"),
+    ('t', Screen::Activity, "Activity"),
 ];
 
 impl Screen {
@@ -66,6 +68,13 @@ pub struct Snapshot {
     pub logs: Vec<String>,
     pub activity: Option<api::Activity>,
     pub clock: Option<api::Clock>,
+    /// The Activity screen's: bytes per second per client, top files and users,
+    /// latency per protocol, and the newest audit records matching its search.
+    pub series: Vec<api::ActivitySeries>,
+    pub top_files: Option<api::ActivityTop>,
+    pub top_users: Option<api::ActivityTop>,
+    pub protocols: Option<api::ActivityReport>,
+    pub audit: Vec<api::AuditRecord>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
 }
@@ -73,7 +82,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Read everything the screens show; the log only when `log_filter` is given (the
     /// Logs screen is open), since it is the one large answer.
-    pub fn fetch(c: &Client, log_filter: Option<&str>) -> Snapshot {
+    /// The activity figures only when `audit_filter` is given (the Activity screen is
+    /// open): a path fragment the audit search keeps, empty for every record.
+    pub fn fetch(c: &Client, log_filter: Option<&str>, audit_filter: Option<&str>) -> Snapshot {
         let mut s = Snapshot::default();
         let result = (|| -> Result<(), api::ClientError> {
             s.status = Some(c.get("/v1/status")?);
@@ -89,6 +100,23 @@ impl Snapshot {
                     .collect();
                 let logs: api::Logs = c.get(&format!("/v1/logs?lines=200&contains={query}"))?;
                 s.logs = logs.lines;
+            }
+            if let Some(filter) = audit_filter {
+                s.series = c.get("/v1/activity/series?by=client")?;
+                s.top_files = Some(c.get("/v1/activity/top?window=minute&by=file&limit=5")?);
+                s.top_users = Some(c.get("/v1/activity/top?window=minute&by=user&limit=5")?);
+                s.protocols = Some(c.get("/v1/activity/report?window=minute&by=protocol")?);
+                let path: String = filter
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-_./".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                s.audit = c.get(&format!("/v1/audit?limit=8&path={path}"))?;
             }
             s.pools = c.get("/v1/pools")?;
             s.disks = c.get("/v1/disks")?;
@@ -176,9 +204,17 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &App) {
             match form {
                 Some(_) => "Enter confirm  Esc cancel  Left/Right choose  Tab toggle".to_string(),
                 None => {
+                    // Short names, so every key fits an 80-column line.
                     let keys: Vec<String> = MENU
                         .iter()
-                        .map(|(k, _, t)| format!("{} {t}", k.to_ascii_uppercase()))
+                        .map(|(k, _, t)| {
+                            let short = match *t {
+                                "Dashboard" => "Dash",
+                                "Network" => "Net",
+                                other => other,
+                            };
+                            format!("{} {short}", k.to_ascii_uppercase())
+                        })
                         .collect();
                     format!("{} X Lock", keys.join(" "))
                 }
@@ -235,6 +271,7 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &App) {
                 Screen::Logs => logs(f, inner, app),
                 Screen::Power => power(f, inner),
                 Screen::Alerts => alerts_screen(f, inner, snap),
+                Screen::Activity => activity(f, inner, app),
             }
             if let Some(form) = form {
                 form_box(f, inner, app, form);
@@ -715,6 +752,138 @@ fn dashboard(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
         }
     }
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+/// Two seconds a character, so a minute fits an 80-column line.
+fn halved(values: &[u64]) -> Vec<u64> {
+    values.chunks(2).map(|c| c.iter().sum()).collect()
+}
+
+fn bold(text: String) -> Line<'static> {
+    Line::from(text).style(Style::default().add_modifier(Modifier::BOLD))
+}
+
+/// Who is moving data now, the busiest files and accounts, latency per protocol, and
+/// the audit log's newest matches.
+fn activity(f: &mut Frame<'_>, area: Rect, app: &App) {
+    let snap = &app.snap;
+    let mut lines = vec![bold(
+        "Clients, last minute (2 s a mark), now and peak".into(),
+    )];
+    if snap.series.is_empty() {
+        lines.push(Line::from(
+            "  nobody has read or written in the last minute",
+        ));
+    }
+    for s in snap.series.iter().take(5) {
+        let now = s.bytes_per_second.iter().rev().nth(1).copied().unwrap_or(0);
+        let peak = s.bytes_per_second.iter().copied().max().unwrap_or(0);
+        lines.push(Line::from(format!(
+            "  {:<15} [{}] {:>9} (peak {:>9})",
+            s.group.chars().take(15).collect::<String>(),
+            sparkline(&halved(&s.bytes_per_second)),
+            rate(now),
+            rate(peak)
+        )));
+    }
+    if let Some(p) = &snap.protocols {
+        let parts: Vec<String> = p
+            .rows
+            .iter()
+            .map(|r| {
+                let ms =
+                    |us: Option<u64>| us.map_or("-".into(), |u| format!("{:.2}", u as f64 / 1e3));
+                format!(
+                    "{} {:.1} ops/s {} p50 {} ms p99 {} ms{}",
+                    r.group,
+                    r.ops_per_s,
+                    rate(r.bytes_per_s as u64),
+                    ms(r.p50_us),
+                    ms(r.p99_us),
+                    if r.errors > 0 {
+                        format!(" {} errors", r.errors)
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .collect();
+        lines.push(Line::from(""));
+        lines.push(bold("Latency, last minute".into()));
+        if parts.is_empty() {
+            lines.push(Line::from("  no operations"));
+        }
+        for part in parts {
+            lines.push(Line::from(format!("  {part}")));
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(bold(format!(
+        "{:<44}{}",
+        "Top files, last minute", "Top users"
+    )));
+    let files = snap
+        .top_files
+        .as_ref()
+        .map(|t| t.rows.as_slice())
+        .unwrap_or(&[]);
+    let users = snap
+        .top_users
+        .as_ref()
+        .map(|t| t.rows.as_slice())
+        .unwrap_or(&[]);
+    for i in 0..files.len().max(users.len()).max(1) {
+        let cell = |rows: &[api::ActivityRow], width: usize| match rows.get(i) {
+            Some(r) => {
+                let name: String = r.group.chars().take(width - 12).collect();
+                format!("{name:<w$} {:>10}", amount(r.bytes), w = width - 12)
+            }
+            None if i == 0 => "(none)".to_string(),
+            None => String::new(),
+        };
+        lines.push(Line::from(format!(
+            "  {:<42}{}",
+            cell(files, 42),
+            cell(users, 34)
+        )));
+    }
+    lines.push(Line::from(""));
+    lines.push(bold(if app.audit_filter.is_empty() {
+        "Audit log, newest first (/ searches by path)".to_string()
+    } else {
+        format!(
+            "Audit log: paths with {:?} (/ changes, Esc clears)",
+            app.audit_filter
+        )
+    }));
+    if snap.audit.is_empty() {
+        lines.push(Line::from("  no records"));
+    }
+    for r in &snap.audit {
+        let secs = r.time_ms / 1000 % 86_400;
+        let what = match &r.to {
+            Some(to) => format!("{} -> {to}", r.path),
+            None => r.path.clone(),
+        };
+        lines.push(Line::from(format!(
+            "  {:02}:{:02}:{:02} {:<15} {:<10} {:<4} {:<7} {}:{} {}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            r.client,
+            r.user.chars().take(10).collect::<String>(),
+            r.protocol,
+            r.op,
+            r.share,
+            what,
+            if r.result == "ok" {
+                ""
+            } else {
+                r.result.as_str()
+            }
+        )));
+    }
+    f.render_widget(Paragraph::new(lines), area);
 }
 
 /// Bytes in the unit that reads best: kB, MB, GB or TB.

@@ -653,6 +653,13 @@ pub struct ActivityReport {
     pub rows: Vec<ActivityRow>,
 }
 
+/// Bytes per second over the last minute, oldest first, for one client (or user, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivitySeries {
+    pub group: String,
+    pub bytes_per_second: Vec<u64>,
+}
+
 /// The busiest files, folders, clients or users.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivityTop {

@@ -238,6 +238,35 @@ impl Rollups {
         }
     }
 
+    /// Bytes per second over the last `seconds` (at most 60) ending at `now`, oldest
+    /// first, for each value of `by`: the busiest (by bytes) first.
+    pub fn series(&self, by: GroupBy, seconds: u64, now: u64) -> Vec<(String, Vec<u64>)> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let seconds = seconds.clamp(1, 60);
+        let first = now + 1 - seconds;
+        let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+        for (at, slots) in st
+            .seconds
+            .iter()
+            .filter(|(at, _)| *at >= first && *at <= now)
+        {
+            for (g, b) in slots.iter().filter(|(g, _)| g.by() == by) {
+                let v = out
+                    .entry(g.label())
+                    .or_insert_with(|| vec![0; seconds as usize]);
+                v[(at - first) as usize] += b.bytes;
+            }
+        }
+        let mut out: Vec<(String, Vec<u64>)> = out.into_iter().collect();
+        out.sort_by(|a, b| {
+            b.1.iter()
+                .sum::<u64>()
+                .cmp(&a.1.iter().sum::<u64>())
+                .then(a.0.cmp(&b.0))
+        });
+        out
+    }
+
     /// The counters since start.
     pub fn totals(&self) -> Totals {
         self.state
@@ -461,6 +490,24 @@ mod tests {
         let smb = r.report(Window::Second, GroupBy::Client, t);
         let row = smb.iter().find(|r| r.group == "10.0.0.9").unwrap();
         assert_eq!((row.ops, row.p50_us, row.p99_us), (1, None, None));
+    }
+
+    #[test]
+    fn series_give_each_client_its_bytes_per_second() {
+        let r = Rollups::default();
+        let t = 1_000_000;
+        r.add(key("10.0.0.2", 1, "s", "WRITE"), 10, false, None, t - 9);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 100, false, None, t - 2);
+        r.add(key("10.0.0.2", 1, "s", "WRITE"), 10, false, None, t - 1);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 50, false, None, t);
+        let s = r.series(GroupBy::Client, 3, t);
+        assert_eq!(
+            s,
+            vec![
+                ("10.0.0.1".to_string(), vec![100, 0, 50]),
+                ("10.0.0.2".to_string(), vec![0, 10, 0]),
+            ]
+        );
     }
 
     #[test]

@@ -272,6 +272,12 @@ pub fn router(manager: Arc<Manager>) -> Router {
             }),
         )
         .route(
+            "/v1/activity/series",
+            get(|State(m): Mgr, Query(q): Query<ReportQuery>| async move {
+                m.activity_series(q.by.as_deref().unwrap_or("client")).map(Json)
+            }),
+        )
+        .route(
             "/v1/activity/top",
             get(|State(m): Mgr, Query(q): Query<TopQuery>| async move {
                 m.activity_top(
@@ -496,6 +502,7 @@ mod tests {
         ("get", "/v1/activity"),
         ("get", "/v1/activity/report"),
         ("get", "/v1/activity/top"),
+        ("get", "/v1/activity/series"),
         ("get", "/v1/audit"),
         ("get", "/v1/audit/status"),
         ("get", "/v1/audit/export"),

@@ -1569,6 +1569,47 @@ impl Manager {
         })
     }
 
+    /// Bytes per second over the last minute per client (or user, share, operation,
+    /// protocol), busiest first: the console's sparklines.
+    pub fn activity_series(&self, by: &str) -> ApiResult<Vec<api::ActivitySeries>> {
+        use rushes_nas::rollup::GroupBy;
+        let g = match by {
+            "client" => GroupBy::Client,
+            "user" => GroupBy::User,
+            "share" => GroupBy::Share,
+            "op" => GroupBy::Op,
+            "protocol" => GroupBy::Protocol,
+            other => {
+                return Err(
+                    ApiErr::bad_request(format!("grouping {other:?} is not known"))
+                        .hint("use client, user, share, op or protocol"),
+                )
+            }
+        };
+        let names = self.lock().config.users.clone();
+        Ok(self
+            .rollups
+            .series(g, 60, now())
+            .into_iter()
+            .map(|(group, bytes_per_second)| {
+                let group = match group
+                    .strip_prefix("uid ")
+                    .and_then(|u| u.parse::<u32>().ok())
+                {
+                    Some(uid) => names
+                        .iter()
+                        .find(|u| u.uid == uid)
+                        .map_or(group.clone(), |u| format!("{} (uid {uid})", u.name)),
+                    None => group,
+                };
+                api::ActivitySeries {
+                    group,
+                    bytes_per_second,
+                }
+            })
+            .collect())
+    }
+
     /// `uid 1000` becomes `editor (uid 1000)` for accounts the box knows.
     fn name_users(&self, rows: &mut [api::ActivityRow]) {
         let users = self.lock().config.users.clone();

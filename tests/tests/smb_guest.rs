@@ -1,0 +1,323 @@
+//! SMB in the booted image (QEMU, TCG): Samba's own client (`smbclient`) and the guest
+//! kernel's CIFS client against the appliance, NFS from the host on the same share, and
+//! the activity stream, top lists, audit log and Prometheus metrics both protocols feed.
+
+use std::time::{Duration, Instant};
+
+use rushes_tests::guest::{ctl, ctl_json, read_share_file, sh, sha256, write_share_file, SHORT};
+use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
+use serde_json::Value;
+
+const BOOT: Duration = Duration::from_secs(600);
+const EDITOR_PW: &str = "cut-list-42";
+const INTERN_PW: &str = "coffee-run";
+
+/// `smbclient //127.0.0.1/SHARE -U USER%PASSWORD -c COMMANDS` in the guest: (output, rc).
+fn smbclient(vm: &Vm, share: &str, user: &str, password: &str, commands: &str) -> (String, i32) {
+    vm.run(
+        &format!(
+            "cd /tmp && smbclient //127.0.0.1/{share} -U {user}%{password} -c '{commands}' 2>&1"
+        ),
+        SHORT,
+    )
+    .unwrap()
+}
+
+/// Poll `rushesctl --json ARGS` until `check` finds what it wants.
+fn wait_for_json(vm: &Vm, args: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = ctl_json(vm, args);
+        if check(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} not seen: {v:#}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn row<'a>(report: &'a Value, group: &str) -> Option<&'a Value> {
+    report["rows"]
+        .as_array()?
+        .iter()
+        .find(|r| r["group"] == group)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
+    let work = tempfile::tempdir().unwrap();
+    let image = copy_image(work.path()).unwrap();
+    enable_debug_shell(&image).unwrap();
+    let mut vm = Vm::boot_with(&image, work.path(), &[("RUSHES_NVME_SIZE", "1G")]).unwrap();
+    vm.wait_for("rushes: ready", 0, BOOT).unwrap();
+    vm.wait_for("smbd is ready", 0, SHORT).unwrap();
+    let port = vm.port;
+
+    // A pool, two accounts (the editor with the uid the suites use over NFS), a share
+    // only the editor may use over SMB, and a Time Machine share for everyone.
+    ctl(
+        &vm,
+        "pool create media --level single nvme0n1 --wait",
+        0,
+        SHORT,
+    );
+    let added = sh(
+        &vm,
+        &format!("echo '{EDITOR_PW}' | rushesctl user add editor --uid 1000"),
+    );
+    assert!(added.contains("uid 1000, gid 100"), "{added}");
+    sh(
+        &vm,
+        &format!("echo '{INTERN_PW}' | rushesctl user add intern"),
+    );
+    let users = ctl_json(&vm, "users");
+    assert_eq!(users[0]["name"], "editor", "{users}");
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["smb_password"] == true),
+        "{users}"
+    );
+    let (refused, rc) = vm
+        .run("echo x | rushesctl user add Bad:Name", SHORT)
+        .unwrap();
+    assert_eq!(rc, 1, "{refused}");
+    assert!(refused.contains("not usable"), "{refused}");
+    ctl(
+        &vm,
+        "share create projects --pool media --users editor",
+        0,
+        SHORT,
+    );
+    ctl(
+        &vm,
+        "share create backup --pool media --time-machine",
+        0,
+        SHORT,
+    );
+    let shares = ctl(&vm, "shares", 0, SHORT);
+    assert!(shares.contains("NFS+SMB (Time Machine)"), "{shares}");
+    let conf = sh(&vm, "cat /run/rushes/smb.conf");
+    assert!(conf.contains("server min protocol = SMB2_10"), "{conf}");
+    assert!(conf.contains("valid users = editor"), "{conf}");
+    assert!(conf.contains("fruit:time machine = yes"), "{conf}");
+
+    // smbclient writes a clip and renames it; NFS from the host reads the same bytes.
+    sh(&vm, "head -c 3000000 /dev/urandom > /tmp/clip.mov");
+    let guest_sum = sh(&vm, "sha256sum /tmp/clip.mov");
+    let (out, rc) = smbclient(
+        &vm,
+        "projects",
+        "editor",
+        EDITOR_PW,
+        "put clip.mov clip.mov; rename clip.mov final.mov; ls",
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("final.mov"), "{out}");
+    let over_nfs = read_share_file(port, "/projects", "final.mov").await;
+    assert_eq!(over_nfs.len(), 3_000_000);
+    assert!(guest_sum.starts_with(&sha256(&over_nfs)), "{guest_sum}");
+    let owner = sh(&vm, "stat -c '%u %g %a' /pools/media/projects/final.mov");
+    assert_eq!(
+        owner.trim(),
+        "1000 100 664",
+        "the editor's uid on disk, as NFS sees it"
+    );
+
+    // NFS writes, SMB reads at once.
+    write_share_file(port, "/projects", "from-nfs.txt", b"shot list: 1A 1B 2A\n").await;
+    let (out, rc) = smbclient(
+        &vm,
+        "projects",
+        "editor",
+        EDITOR_PW,
+        "get from-nfs.txt /tmp/from-nfs.txt",
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(
+        sh(&vm, "cat /tmp/from-nfs.txt").trim_end(),
+        "shot list: 1A 1B 2A"
+    );
+
+    // The guest kernel's CIFS client, SMB 3.1.1: it lists both files and writes one that
+    // NFS reads back.
+    let mount = format!(
+        "mkdir -p /mnt/cifs && mount -t cifs //127.0.0.1/projects /mnt/cifs -o username=editor,password={EDITOR_PW},vers=3.1.1"
+    );
+    sh(&vm, &mount);
+    let listing = sh(&vm, "ls /mnt/cifs");
+    assert!(
+        listing.contains("final.mov") && listing.contains("from-nfs.txt"),
+        "{listing}"
+    );
+    sh(
+        &vm,
+        "head -c 2000000 /dev/urandom > /mnt/cifs/grade.dpx && sync",
+    );
+    let cifs_sum = sh(&vm, "sha256sum /mnt/cifs/grade.dpx");
+    sh(&vm, "umount /mnt/cifs");
+    let grade = read_share_file(port, "/projects", "grade.dpx").await;
+    assert!(cifs_sum.starts_with(&sha256(&grade)), "{cifs_sum}");
+
+    // macOS named streams: Finder's AFP_AfpInfo (type and creator) and another stream
+    // are kept and read back in a new session.
+    sh(
+        &vm,
+        r"{ printf 'AFP\000\000\000\001\000\000\000\000\000\200\000\000\000MooVTVOD'; head -c 36 /dev/zero; } > /tmp/afpinfo",
+    );
+    sh(&vm, "echo 'scene 12 take 3' > /tmp/notes");
+    let (out, rc) = smbclient(
+        &vm,
+        "projects",
+        "editor",
+        EDITOR_PW,
+        "put afpinfo final.mov:AFP_AfpInfo; put notes final.mov:notes",
+    );
+    assert_eq!(rc, 0, "{out}");
+    let (out, rc) = smbclient(
+        &vm,
+        "projects",
+        "editor",
+        EDITOR_PW,
+        "allinfo final.mov; get final.mov:AFP_AfpInfo afpinfo.back; get final.mov:notes notes.back",
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("AFP_AfpInfo:$DATA], 60 bytes"), "{out}");
+    assert_eq!(
+        sh(
+            &vm,
+            "sha256sum < /tmp/afpinfo; sha256sum < /tmp/afpinfo.back"
+        )
+        .lines()
+        .collect::<std::collections::HashSet<_>>()
+        .len(),
+        1,
+        "AFP_AfpInfo came back changed"
+    );
+    assert_eq!(sh(&vm, "cat /tmp/notes.back").trim_end(), "scene 12 take 3");
+
+    // Refusals: an account the share does not list, and a wrong password. The intern
+    // can use the share open to every account.
+    let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
+    assert_ne!(rc, 0);
+    assert!(out.contains("NT_STATUS_ACCESS_DENIED"), "{out}");
+    let (out, rc) = smbclient(&vm, "projects", "editor", "wrong", "ls");
+    assert_ne!(rc, 0);
+    assert!(out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
+    let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");
+    assert_eq!(rc, 0, "{out}");
+
+    // One activity stream: both protocols, the editor by name, the bytes of each.
+    let by_protocol = wait_for_json(
+        &vm,
+        "activity --window minute --by protocol",
+        "SMB and NFS traffic",
+        |v| row(v, "smb").is_some() && row(v, "nfs3").is_some(),
+    );
+    let smb = row(&by_protocol, "smb").unwrap();
+    assert!(
+        smb["bytes"].as_u64().unwrap() >= 5_000_000,
+        "{by_protocol:#}"
+    );
+    assert!(
+        smb["p50_us"].is_null(),
+        "SMB's audit carries no timing: {smb}"
+    );
+    let top = wait_for_json(
+        &vm,
+        "top --by file --window minute",
+        "the clip's bytes",
+        |v| row(v, "projects/clip.mov").is_some_and(|r| r["bytes"].as_u64() >= Some(3_000_000)),
+    );
+    let clip = row(&top, "projects/clip.mov").unwrap()["bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        clip < 3_300_000,
+        "wire bytes are the clip plus SMB's headers: {top:#}"
+    );
+    let by_user = ctl_json(&vm, "activity --window minute --by user");
+    assert!(row(&by_user, "editor (uid 1000)").is_some(), "{by_user:#}");
+    let by_client = ctl_json(&vm, "activity --window minute --by client");
+    assert!(
+        row(&by_client, "127.0.0.1").is_some(),
+        "SMB inside the guest: {by_client:#}"
+    );
+    assert!(
+        row(&by_client, "10.0.2.2").is_some(),
+        "NFS from the host: {by_client:#}"
+    );
+
+    // The audit log, kept on the pool: the SMB rename, by whom and from where, and the
+    // file NFS created, under the same account name.
+    let renames = ctl_json(&vm, "audit --op rename --protocol smb --path clip.mov");
+    let rename = &renames[0];
+    assert_eq!(
+        (
+            rename["user"].as_str(),
+            rename["client"].as_str(),
+            rename["path"].as_str(),
+            rename["to"].as_str(),
+            rename["result"].as_str()
+        ),
+        (
+            Some("editor"),
+            Some("127.0.0.1"),
+            Some("/clip.mov"),
+            Some("/final.mov"),
+            Some("ok")
+        ),
+        "{renames:#}"
+    );
+    let created = wait_for_json(
+        &vm,
+        "audit --path from-nfs.txt --op create",
+        "NFS CREATE",
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    );
+    assert_eq!(created[0]["protocol"], "nfs3");
+    assert_eq!(
+        created[0]["user"], "editor",
+        "uid 1000 is the editor: {created:#}"
+    );
+    let csv = ctl(&vm, "audit --op rename --export csv", 0, SHORT);
+    assert!(
+        csv.starts_with("time_ms,client,user,protocol,share,op,path,to,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",editor,smb,projects,RENAME,/clip.mov,/final.mov,"),
+        "{csv}"
+    );
+    let status = ctl_json(&vm, "audit --status");
+    assert_eq!(status["pool"], "media", "{status}");
+    let on_pool = sh(&vm, "cat /pools/media/.rushes-audit/*.jsonl");
+    assert!(on_pool.contains("\"op\":\"RENAME\""), "{on_pool}");
+
+    // Prometheus sees both protocols.
+    let metrics = sh(&vm, "busybox wget -qO- http://127.0.0.1:9100/metrics");
+    assert!(
+        metrics.contains("rushes_bytes_total{protocol=\"smb\",op=\"WRITE\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rushes_bytes_total{protocol=\"nfs3\",op=\"READ\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rushes_pool_online{pool=\"media\"} 1"),
+        "{metrics}"
+    );
+
+    // A deleted share is gone from SMB at once (smbd reloads).
+    ctl(&vm, "share delete backup", 0, SHORT);
+    let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");
+    assert_ne!(rc, 0);
+    assert!(out.contains("NT_STATUS_BAD_NETWORK_NAME"), "{out}");
+    // And an account removed cannot log in.
+    ctl(&vm, "user remove intern", 0, SHORT);
+    let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
+    assert_ne!(rc, 0, "{out}");
+}
