@@ -244,7 +244,15 @@ fn entry_name(name: &[u8]) -> NfsResult<CString> {
 
 /// Where `fd` is inside `share`, as the kernel names it now, with `name` appended: the
 /// activity record's path. `None` when the kernel's path is not under the share.
-fn share_path(share: &Share, fd: BorrowedFd<'_>, name: Option<&[u8]>) -> Option<String> {
+fn share_path(
+    svc: &Service,
+    share: &Share,
+    fd: BorrowedFd<'_>,
+    name: Option<&[u8]>,
+) -> Option<String> {
+    if !svc.record_paths {
+        return None;
+    }
     let link = std::fs::read_link(format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&fd)
@@ -468,7 +476,7 @@ impl<'a> NfsCall<'a> {
         if !is_dir(&before) {
             return Err(NFS3ERR_NOTDIR);
         }
-        self.rec.path = share_path(&obj.share, fd.as_fd(), Some(name));
+        self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), Some(name));
         obj.writable()?;
         let name = entry_name(name)?;
         Ok((DirOp { obj, fd, before }, name))
@@ -507,7 +515,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_PATH)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
+            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             obj.writable()?;
             if let Some(ctime) = guard {
@@ -638,7 +646,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_RDONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
+            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {}
                 FileType::Directory => return Err(NFS3ERR_ISDIR),
@@ -718,7 +726,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_WRONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
+            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                 return Err(NFS3ERR_INVAL);
@@ -1290,7 +1298,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_RDONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(&obj.share, fd.as_fd(), None);
+            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             rustix::fs::fsync(&fd).map_err(errno_stat)?;
             wcc.after = obj.post_op(fd.as_fd());

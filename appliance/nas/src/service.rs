@@ -160,6 +160,9 @@ pub struct Service {
     /// Changes every start, so clients resend UNSTABLE writes a crash may have lost.
     pub write_verifier: [u8; 8],
     pub observer: Box<dyn OpObserver>,
+    /// Name the file each record is about (one `readlink` of `/proc/self/fd` per data or
+    /// namespace operation): on with a real observer, off with the tracing default.
+    pub record_paths: bool,
     pub mounts: Mutex<Vec<MountEntry>>,
     /// The TCP port we listen on, for portmap GETPORT.
     pub port: AtomicU16,
@@ -209,6 +212,7 @@ impl Service {
             key,
             write_verifier,
             observer: Box::new(TracingObserver),
+            record_paths: false,
             mounts: Mutex::new(Vec::new()),
             port: AtomicU16::new(0),
             dir_locks: DirLocks::new(),
@@ -218,6 +222,7 @@ impl Service {
     /// Replace the activity observer.
     pub fn with_observer(mut self, observer: Box<dyn OpObserver>) -> Self {
         self.observer = observer;
+        self.record_paths = true;
         self
     }
 

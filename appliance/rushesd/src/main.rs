@@ -93,6 +93,10 @@ enum Command {
         /// Also serve Prometheus metrics at http://ADDR:PORT/metrics (needs --api).
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<SocketAddr>,
+        /// Record no activity (no rollups, top lists or audit log): the benchmark's
+        /// baseline for what recording costs.
+        #[arg(long)]
+        no_activity: bool,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -112,6 +116,8 @@ struct ServeOptions {
     appliance: bool,
     /// Where Prometheus scrapes (with management only).
     metrics: Option<SocketAddr>,
+    /// Feed the activity stream (rollups, top lists, audit log).
+    activity: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -141,8 +147,19 @@ fn try_main() -> Result<()> {
             state_dir,
             api,
             metrics,
+            no_activity,
             dirs,
-        } => host(listen, config.as_deref(), state_dir, api, metrics, &dirs),
+        } => host(
+            HostOptions {
+                listen,
+                config,
+                state_dir,
+                api,
+                metrics,
+                activity: !no_activity,
+            },
+            &dirs,
+        ),
         Command::Appliance {
             listen,
             api,
@@ -159,6 +176,7 @@ fn try_main() -> Result<()> {
             log_file: PathBuf::from("/run/rushes/log.txt"),
             appliance: true,
             metrics: Some(metrics),
+            activity: true,
         }),
     }
 }
@@ -221,15 +239,26 @@ fn share_arg(arg: &str) -> Result<ShareConfig> {
     })
 }
 
-fn host(
+/// `rushesd host`'s options.
+struct HostOptions {
     listen: Option<SocketAddr>,
-    config: Option<&Path>,
+    config: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     api: Option<PathBuf>,
     metrics: Option<SocketAddr>,
-    dirs: &[String],
-) -> Result<()> {
-    let mut cfg = match config {
+    activity: bool,
+}
+
+fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
+    let HostOptions {
+        listen,
+        config,
+        state_dir,
+        api,
+        metrics,
+        activity,
+    } = opts;
+    let mut cfg = match config.as_deref() {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config {}", path.display()))?;
@@ -267,6 +296,7 @@ fn host(
         log_file,
         appliance: false,
         metrics,
+        activity,
     })
 }
 
@@ -279,6 +309,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         log_file,
         appliance,
         metrics,
+        activity,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -294,8 +325,13 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
             Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
         ]));
-    let service =
-        Arc::new(Service::new(&shares, &state_dir)?.with_observer(Box::new(Arc::clone(&observer))));
+    let service = Service::new(&shares, &state_dir)?;
+    let service = Arc::new(if activity {
+        service.with_observer(Box::new(Arc::clone(&observer)))
+    } else {
+        tracing::warn!("activity recording is off (--no-activity)");
+        service
+    });
     // The appliance serves SMB too (rushes-init runs smbd on the config made here).
     let samba = appliance.then(|| smb::Samba {
         conf: PathBuf::from("/run/rushes/smb.conf"),

@@ -1,6 +1,8 @@
-//! `nfs-bench`: rushesd against NFS-Ganesha 4.3 (VFS FSAL, NFSv3, no NLM) on the same
-//! backing folder, with the same pipelined client, in the same run. Prints a table of
-//! ratios (ours / Ganesha; above 1.0 means rushesd is faster). Runs as root.
+//! `nfs-bench`: rushesd against a peer on the same backing folder, with the same
+//! pipelined client, in the same run: NFS-Ganesha 4.3 (VFS FSAL, NFSv3, no NLM), or
+//! rushesd itself with activity recording off (`--peer unrecorded`: what recording
+//! costs). Prints a table of ratios (ours / peer; above 1.0 means ours is faster). Runs
+//! as root.
 
 #![allow(clippy::print_stdout)] // a command-line report, not a daemon
 
@@ -16,8 +18,11 @@ use rushes_tests::nfs3_client::nfs3_types::nfs3::nfs_fh3;
 use rushes_tests::{Nfs, User};
 
 #[derive(Parser)]
-#[command(about = "Benchmark rushesd host against NFS-Ganesha on the same folder")]
+#[command(about = "Benchmark rushesd host against a peer on the same folder")]
 struct Args {
+    /// `ganesha`, or `unrecorded`: rushesd with activity recording off.
+    #[arg(long, default_value = "ganesha", value_parser = ["ganesha", "unrecorded"])]
+    peer: String,
     /// Backing folder (on a real disk; it is emptied first).
     #[arg(long, default_value = "/var/tmp/rushes-bench")]
     dir: PathBuf,
@@ -129,8 +134,15 @@ fn start_ganesha(dir: &Path, export: &Path) -> Result<Server> {
     })
 }
 
-fn start_rushesd(bin: &Path, dir: &Path, export: &Path) -> Result<Server> {
-    let conf = dir.join("rushesd.toml");
+fn start_rushesd(
+    bin: &Path,
+    dir: &Path,
+    export: &Path,
+    port: u16,
+    extra: &[&str],
+    name: &'static str,
+) -> Result<Server> {
+    let conf = dir.join(format!("rushesd-{port}.toml"));
     std::fs::write(
         &conf,
         format!(
@@ -139,19 +151,21 @@ fn start_rushesd(bin: &Path, dir: &Path, export: &Path) -> Result<Server> {
         ),
     )?;
     let child = Command::new(bin)
-        .args(["host", "--listen", "127.0.0.1:23049", "--config"])
+        .args(["host", "--listen", &format!("127.0.0.1:{port}"), "--config"])
         .arg(&conf)
+        .args(extra)
         .arg("--state-dir")
-        .arg(dir.join("state"))
+        .arg(dir.join(format!("state-{port}")))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {} (make bench builds it)", bin.display()))?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     Ok(Server {
-        name: "rushesd",
+        name,
         child,
-        nfs: "127.0.0.1:23049".parse()?,
-        mount: "127.0.0.1:23049".parse()?,
+        nfs: addr,
+        mount: addr,
         export: "/bench".into(),
     })
 }
@@ -167,7 +181,7 @@ enum Unit {
 struct Row {
     label: String,
     unit: Unit,
-    /// Per server (Ganesha, rushesd): one value per run.
+    /// Per server (the peer, rushesd): one value per run.
     values: [Vec<f64>; 2],
 }
 
@@ -290,9 +304,21 @@ async fn main() -> Result<()> {
         std::fs::File::create(list.join(format!("frame_{i:07}.dpx")))?;
     }
     // Both servers export the same folder; each run works on names of its own.
-    let ganesha = start_ganesha(&args.dir, &export)?;
-    let rushesd = start_rushesd(&args.rushesd, &args.dir, &export)?;
-    let servers = [ganesha, rushesd];
+    let peer = if args.peer == "ganesha" {
+        start_ganesha(&args.dir, &export)?
+    } else {
+        start_rushesd(
+            &args.rushesd,
+            &args.dir,
+            &export,
+            24049,
+            &["--no-activity"],
+            "rushesd-unrecorded",
+        )?
+    };
+    let rushesd = start_rushesd(&args.rushesd, &args.dir, &export, 23049, &[], "rushesd")?;
+    let peer_name = peer.name;
+    let servers = [peer, rushesd];
     let mut roots = Vec::new();
     for server in &servers {
         roots.push(wait_mount(server).await?.root);
@@ -335,8 +361,13 @@ async fn main() -> Result<()> {
     }
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let against = if args.peer == "ganesha" {
+        "NFS-Ganesha 4.3 (VFS FSAL)"
+    } else {
+        "rushesd with activity recording off (--no-activity)"
+    };
     println!(
-        "\nrushesd vs NFS-Ganesha 4.3 (VFS FSAL), NFSv3 over TCP on loopback, backing folder {} \
+        "\nrushesd (activity recorded) vs {against}, NFSv3 over TCP on loopback, backing folder {} \
          ({} runs, medians; {} CPUs, kernel {})\n",
         export.display(),
         args.runs,
@@ -345,7 +376,7 @@ async fn main() -> Result<()> {
             .unwrap_or(0),
         kernel.trim()
     );
-    println!("| workload | NFS-Ganesha | rushesd | ratio (ours/Ganesha) | ratio range |");
+    println!("| workload | {peer_name} | rushesd | ratio (ours/peer) | ratio range |");
     println!("|---|---:|---:|---:|---:|");
     for row in &rows {
         let (g, r) = (median(&row.values[0]), median(&row.values[1]));
@@ -364,7 +395,7 @@ async fn main() -> Result<()> {
             r / g
         );
     }
-    println!("\nper run (Ganesha | rushesd):");
+    println!("\nper run ({peer_name} | rushesd):");
     for row in &rows {
         let show = |v: &[f64]| {
             v.iter()
