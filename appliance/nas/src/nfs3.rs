@@ -269,6 +269,30 @@ fn share_path(
     Some(path)
 }
 
+/// [`share_path`] for a READ, through the service's cache of files read lately.
+fn read_path(svc: &Service, share: &Share, fd: BorrowedFd<'_>, st: &Stat) -> Option<String> {
+    if !svc.record_paths {
+        return None;
+    }
+    let key = (share.id, st.st_ino);
+    let seen = (st.st_ctime, st.st_ctime_nsec as i64);
+    {
+        let cache = svc.read_paths.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, path)) = cache.get(&key) {
+            if *at == seen {
+                return Some(path.clone());
+            }
+        }
+    }
+    let path = share_path(svc, share, fd, None)?;
+    let mut cache = svc.read_paths.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= 65_536 {
+        cache.clear();
+    }
+    cache.insert(key, (seen, path.clone()));
+    Some(path)
+}
+
 /// A file handle argument resolved to its share and the identity the call runs as.
 struct Obj {
     share: Arc<Share>,
@@ -646,7 +670,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_RDONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
+            self.rec.path = read_path(self.svc, &obj.share, fd.as_fd(), &st);
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {}
                 FileType::Directory => return Err(NFS3ERR_ISDIR),

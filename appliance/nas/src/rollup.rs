@@ -220,20 +220,26 @@ impl Rollups {
         let c = st.totals.clients.entry(key.client).or_default();
         c.0 += 1;
         c.1 += bytes;
-        let groups = Group::of(&key);
-        for (ring, at) in [(&mut st.seconds, now), (&mut st.minutes, now / 60)] {
-            let slots = slot(ring, at, 60);
-            for g in &groups {
-                let b = match slots.get_mut(g) {
-                    Some(b) => b,
-                    None => slots.entry(g.clone()).or_insert_with(Bucket::new),
-                };
-                b.ops += 1;
-                b.bytes += bytes;
-                b.errors += u64::from(error);
-                if let Some(us) = latency_us {
-                    b.latency.saturating_record(us.max(1));
-                }
+        // Only the current second is touched per record; a second is added into its
+        // minute once, when the next second begins.
+        if st.seconds.back().is_some_and(|(t, _)| *t < now) {
+            let (at, done) = st.seconds.back().expect("checked");
+            let minute = slot(&mut st.minutes, at / 60, 60);
+            for (g, b) in done {
+                minute.entry(g.clone()).or_insert_with(Bucket::new).add(b);
+            }
+        }
+        let slots = slot(&mut st.seconds, now, 60);
+        for g in Group::of(&key) {
+            let b = match slots.get_mut(&g) {
+                Some(b) => b,
+                None => slots.entry(g).or_insert_with(Bucket::new),
+            };
+            b.ops += 1;
+            b.bytes += bytes;
+            b.errors += u64::from(error);
+            if let Some(us) = latency_us {
+                b.latency.saturating_record(us.max(1));
             }
         }
     }
@@ -352,11 +358,18 @@ impl Rollups {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let span = window.seconds();
         let buckets: Vec<&Slots> = match window {
+            // Whole minutes, and the newest second, which is not in its minute yet.
             Window::Hour => st
                 .minutes
                 .iter()
                 .filter(|(m, _)| m * 60 + 60 > now.saturating_sub(span) && *m <= now / 60)
                 .map(|(_, s)| s)
+                .chain(
+                    st.seconds
+                        .back()
+                        .filter(|(t, _)| *t + span > now && *t <= now)
+                        .map(|(_, s)| s),
+                )
                 .collect(),
             _ => st
                 .seconds

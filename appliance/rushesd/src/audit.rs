@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -79,6 +78,10 @@ struct Shared {
 pub struct AuditLog {
     tx: mpsc::Sender<OpRecord>,
     shared: Arc<Shared>,
+    /// When each (client, protocol, operation, share, file) last had a read or write
+    /// logged, by a hash of those: most reads and writes stop here, on the NFS worker,
+    /// without a copy or a trip to the writer thread.
+    recent_io: Mutex<HashMap<u64, u64>>,
 }
 
 /// Operations that name a file and belong in the log.
@@ -103,9 +106,27 @@ fn audited(op: &str) -> bool {
 
 impl OpObserver for AuditLog {
     fn record(&self, op: &OpRecord) {
-        if op.path.is_some() && audited(op.op) {
-            let _ = self.tx.send(op.clone());
+        let Some(path) = &op.path else { return };
+        if !audited(op.op) {
+            return;
         }
+        if matches!(op.op, "READ" | "WRITE") && op.status == Some(0) {
+            use std::hash::{Hash, Hasher};
+            // A fixed-key hasher, so every worker thread makes the same key.
+            let mut h = std::hash::DefaultHasher::new();
+            (op.client, op.protocol, op.op, op.share.as_deref(), path).hash(&mut h);
+            let key = h.finish();
+            let secs = now_ms() / 1000;
+            let mut recent = self.recent_io.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.get(&key).is_some_and(|at| secs < at + IO_EVERY_S) {
+                return;
+            }
+            if recent.len() > 100_000 {
+                recent.retain(|_, at| secs < *at + IO_EVERY_S);
+            }
+            recent.insert(key, secs);
+        }
+        let _ = self.tx.send(op.clone());
     }
 }
 
@@ -125,7 +146,11 @@ impl AuditLog {
         let _ = std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || write_loop(&writer, rx));
-        Arc::new(Self { tx, shared })
+        Arc::new(Self {
+            tx,
+            shared,
+            recent_io: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Write to `folder` on `pool` from now on (`None`: no pool is mounted).
@@ -328,44 +353,26 @@ fn to_audit(op: &OpRecord, time_ms: u64, directory: &Directory) -> AuditRecord {
     }
 }
 
-type IoKey = (IpAddr, &'static str, &'static str, Option<Arc<str>>, String);
+/// How often the writer takes what has arrived. Sleeping rather than waiting on the
+/// channel means a busy server does not wake this thread for every record.
+const WRITE_EVERY: Duration = Duration::from_millis(250);
 
 fn write_loop(shared: &Shared, rx: mpsc::Receiver<OpRecord>) {
-    let mut last_io: HashMap<IoKey, u64> = HashMap::new();
     let mut last_trim: Option<Instant> = None;
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(r) => Some(r),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        let batch: Vec<OpRecord> = first.into_iter().chain(rx.try_iter()).collect();
-        let t = now_ms();
-        let mut lines = Vec::new();
-        {
-            let directory = shared.directory.read().unwrap_or_else(|p| p.into_inner());
-            for op in &batch {
-                if matches!(op.op, "READ" | "WRITE") && op.status == Some(0) {
-                    let key = (
-                        op.client,
-                        op.protocol,
-                        op.op,
-                        op.share.clone(),
-                        op.path.clone().unwrap_or_default(),
-                    );
-                    let secs = t / 1000;
-                    if last_io.get(&key).is_some_and(|at| secs < at + IO_EVERY_S) {
-                        continue;
-                    }
-                    last_io.insert(key, secs);
-                }
-                lines.push(to_audit(op, t, &directory));
+        std::thread::sleep(WRITE_EVERY);
+        let batch: Vec<OpRecord> = rx.try_iter().collect();
+        if batch.is_empty() {
+            match rx.try_recv() {
+                Err(mpsc::TryRecvError::Disconnected) => return,
+                _ => continue,
             }
         }
-        if last_io.len() > 100_000 {
-            let cutoff = t / 1000 - IO_EVERY_S;
-            last_io.retain(|_, at| *at >= cutoff);
-        }
+        let t = now_ms();
+        let lines: Vec<AuditRecord> = {
+            let directory = shared.directory.read().unwrap_or_else(|p| p.into_inner());
+            batch.iter().map(|op| to_audit(op, t, &directory)).collect()
+        };
         let place = shared
             .place
             .read()
