@@ -19,6 +19,7 @@ pub mod activity;
 pub mod handle;
 pub mod mount;
 pub mod nfs3;
+pub mod paths;
 pub mod portmap;
 pub mod rollup;
 pub mod rpc;

@@ -242,55 +242,11 @@ fn entry_name(name: &[u8]) -> NfsResult<CString> {
     CString::new(name).map_err(|_| NFS3ERR_ACCES)
 }
 
-/// Where `fd` is inside `share`, as the kernel names it now, with `name` appended: the
-/// activity record's path. `None` when the kernel's path is not under the share.
-fn share_path(
-    svc: &Service,
-    share: &Share,
-    fd: BorrowedFd<'_>,
-    name: Option<&[u8]>,
-) -> Option<String> {
-    if !svc.record_paths {
-        return None;
-    }
-    let link = std::fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&fd)
-    ))
-    .ok()?;
-    let inside = link.strip_prefix(&share.path).ok()?;
-    let mut path = format!("/{}", inside.to_string_lossy());
-    if let Some(name) = name {
-        if !path.ends_with('/') {
-            path.push('/');
-        }
-        path.push_str(&String::from_utf8_lossy(name));
-    }
-    Some(path)
-}
-
-/// [`share_path`] for a READ, through the service's cache of files read lately.
-fn read_path(svc: &Service, share: &Share, fd: BorrowedFd<'_>, st: &Stat) -> Option<String> {
-    if !svc.record_paths {
-        return None;
-    }
-    let key = (share.id, st.st_ino);
-    let seen = (st.st_ctime, st.st_ctime_nsec as i64);
-    {
-        let cache = svc.read_paths.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, path)) = cache.get(&key) {
-            if *at == seen {
-                return Some(path.clone());
-            }
-        }
-    }
-    let path = share_path(svc, share, fd, None)?;
-    let mut cache = svc.read_paths.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= 65_536 {
-        cache.clear();
-    }
-    cache.insert(key, (seen, path.clone()));
-    Some(path)
+/// Where `fd` is inside `share` now (for activity records), when recording.
+fn share_path(svc: &Service, share: &Share, fd: BorrowedFd<'_>) -> Option<String> {
+    svc.record_paths
+        .then(|| svc.paths.of(&share.path, fd))
+        .flatten()
 }
 
 /// A file handle argument resolved to its share and the identity the call runs as.
@@ -500,7 +456,14 @@ impl<'a> NfsCall<'a> {
         if !is_dir(&before) {
             return Err(NFS3ERR_NOTDIR);
         }
-        self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), Some(name));
+        if self.svc.record_paths {
+            self.rec.path = self.svc.paths.in_dir(
+                (obj.share.id, &obj.share.path),
+                fd.as_fd(),
+                before.st_ino,
+                name,
+            );
+        }
         obj.writable()?;
         let name = entry_name(name)?;
         Ok((DirOp { obj, fd, before }, name))
@@ -539,7 +502,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_PATH)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
+            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             obj.writable()?;
             if let Some(ctime) = guard {
@@ -670,7 +633,12 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_RDONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = read_path(self.svc, &obj.share, fd.as_fd(), &st);
+            if self.svc.record_paths {
+                self.rec.path =
+                    self.svc
+                        .paths
+                        .of_file((obj.share.id, &obj.share.path), fd.as_fd(), &st);
+            }
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {}
                 FileType::Directory => return Err(NFS3ERR_ISDIR),
@@ -750,7 +718,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_WRONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
+            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                 return Err(NFS3ERR_INVAL);
@@ -1030,6 +998,9 @@ impl<'a> NfsCall<'a> {
                 AtFlags::empty()
             };
             let res = rustix::fs::unlinkat(&dir.fd, &name, flags);
+            if rmdir && res.is_ok() {
+                self.svc.paths.moved();
+            }
             dir_wcc = dir.wcc();
             res.map_err(errno_stat)
         })();
@@ -1056,6 +1027,9 @@ impl<'a> NfsCall<'a> {
             let _locked = self.svc.dir_locks.lock_two(&from.before, &to.before);
             from.obj.act()?;
             let res = rustix::fs::renameat(&from.fd, &from_name, &to.fd, &to_name);
+            if res.is_ok() {
+                self.svc.paths.moved();
+            }
             from_wcc = from.wcc();
             to_wcc = to.wcc();
             res.map_err(errno_stat)
@@ -1322,7 +1296,7 @@ impl<'a> NfsCall<'a> {
             let fd = obj.open(libc::O_RDONLY)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
-            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd(), None);
+            self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             rustix::fs::fsync(&fd).map_err(errno_stat)?;
             wcc.after = obj.post_op(fd.as_fd());

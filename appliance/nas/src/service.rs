@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -153,9 +152,6 @@ impl DirLocks {
     }
 }
 
-/// A file's path inside its share and the ctime (seconds, nanoseconds) it had then.
-pub type SeenPath = ((i64, i64), String);
-
 /// Everything requests need, shared by all connections.
 pub struct Service {
     /// Shares served now; the management API adds and removes them while serving.
@@ -167,10 +163,8 @@ pub struct Service {
     /// Name the file each record is about (one `readlink` of `/proc/self/fd` per data or
     /// namespace operation): on with a real observer, off with the tracing default.
     pub record_paths: bool,
-    /// Paths of files read lately, by (share id, inode), with the ctime they were seen
-    /// at: a rename, a new link or a reused inode changes the ctime, so the entry is
-    /// not trusted after one. Spares READs the `readlink`.
-    pub read_paths: Mutex<HashMap<(u32, u64), SeenPath>>,
+    /// Names files for activity records, with its caches.
+    pub paths: crate::paths::PathNames,
     pub mounts: Mutex<Vec<MountEntry>>,
     /// The TCP port we listen on, for portmap GETPORT.
     pub port: AtomicU16,
@@ -221,7 +215,7 @@ impl Service {
             write_verifier,
             observer: Box::new(TracingObserver),
             record_paths: false,
-            read_paths: Mutex::new(HashMap::new()),
+            paths: Default::default(),
             mounts: Mutex::new(Vec::new()),
             port: AtomicU16::new(0),
             dir_locks: DirLocks::new(),
