@@ -44,6 +44,13 @@ pub enum Form {
     },
     /// Change the selected share's rule: client networks and read-only.
     Rule { clients: Field, read_only: bool },
+    /// Add an account, or set the password of one that exists (`on_password`: which
+    /// field has the focus).
+    Account {
+        name: Field,
+        password: Field,
+        on_password: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -474,6 +481,75 @@ impl App {
                 *erase = !*erase
             }
             (Form::Rule { read_only, .. }, Input::Tab) => *read_only = !*read_only,
+            (Form::Account { on_password, .. }, Input::Tab) => *on_password = !*on_password,
+            (
+                Form::Account {
+                    name,
+                    password,
+                    on_password,
+                },
+                Input::Char(c),
+            ) => {
+                if *on_password {
+                    password.edit(c);
+                } else {
+                    name.edit(c);
+                }
+            }
+            (
+                Form::Account {
+                    name,
+                    password,
+                    on_password,
+                },
+                Input::Backspace,
+            ) => {
+                if *on_password {
+                    password.edit('\u{8}');
+                } else {
+                    name.edit('\u{8}');
+                }
+            }
+            (Form::Account { name, password, .. }, Input::Enter) => {
+                let name = name.value.trim().to_string();
+                let exists = self.snap.users.iter().any(|u| u.name == name);
+                let result = if exists {
+                    self.client
+                        .send(
+                            "PUT",
+                            &format!("/v1/users/{name}/password"),
+                            Some(&api::UserPassword {
+                                password: password.value.clone(),
+                            }),
+                        )
+                        .map(|()| format!("The SMB password of {name} is changed."))
+                } else {
+                    self.client
+                        .post::<_, api::User>(
+                            "/v1/users",
+                            &api::CreateUser {
+                                name: name.clone(),
+                                password: password.value.clone(),
+                                uid: None,
+                                gid: None,
+                            },
+                        )
+                        .map(|u| {
+                            format!(
+                                "Account {} added: uid {}, gid {}, the same over NFS and SMB.",
+                                u.name, u.uid, u.gid
+                            )
+                        })
+                };
+                match result {
+                    Ok(m) => {
+                        self.say(Ok(m));
+                        self.refresh();
+                        return close(self);
+                    }
+                    Err(e) => self.message = Some(format!("! {e}")),
+                }
+            }
             (Form::PoolDisk { disk, .. }, Input::Left | Input::Right) => {
                 let n = self.free_disks().len().max(1);
                 *disk = (*disk + if k == Input::Right { 1 } else { n - 1 }) % n;
@@ -761,6 +837,14 @@ impl App {
                     self.message = Some("! No share yet: press C to create one.".into());
                 }
             }
+            (Screen::Shares, Input::Char('u' | 'U')) => open(
+                self,
+                Form::Account {
+                    name: Field::new("Account name", ""),
+                    password: Field::secret("SMB password"),
+                    on_password: false,
+                },
+            ),
             (Screen::Shares, Input::Char('c' | 'C')) => open(
                 self,
                 Form::Share {

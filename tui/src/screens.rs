@@ -60,6 +60,7 @@ pub struct Snapshot {
     pub pools: Vec<api::Pool>,
     pub disks: Vec<api::Disk>,
     pub shares: Vec<api::Share>,
+    pub users: Vec<api::User>,
     pub alerts: Vec<api::Alert>,
     pub jobs: Vec<api::Job>,
     pub setup: Option<api::Setup>,
@@ -121,6 +122,7 @@ impl Snapshot {
             s.pools = c.get("/v1/pools")?;
             s.disks = c.get("/v1/disks")?;
             s.shares = c.get("/v1/shares")?;
+            s.users = c.get("/v1/users")?;
             s.alerts = c.get("/v1/alerts")?;
             s.jobs = c.get("/v1/jobs")?;
             Ok(())
@@ -651,6 +653,19 @@ fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
                 titled(pool, "Replace a disk in pool")
             }
         }
+        Form::Account {
+            name,
+            password,
+            on_password,
+        } => {
+            lines.push(Line::from(name.shown(!on_password)));
+            lines.push(Line::from(password.shown(*on_password)));
+            lines.push(Line::from(
+                "  Tab: next field. A new name adds an account (next free uid);",
+            ));
+            lines.push(Line::from("  an existing one gets the new password."));
+            "Account for SMB (the same uid over NFS)".to_string()
+        }
         Form::Rule { clients, read_only } => {
             lines.push(Line::from(clients.shown(true)));
             lines.push(Line::from(format!(
@@ -1100,11 +1115,35 @@ fn serde_word(state: &api::MemberState) -> String {
 }
 
 fn shares(f: &mut Frame<'_>, area: Rect, app: &App) {
-    let [area, help] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+    let accounts_height = (app.snap.users.len().min(5) + 2) as u16;
+    let [area, accounts, help] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(accounts_height),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     f.render_widget(
-        Paragraph::new("Up/Down choose  C create a share  E edit its clients"),
+        Paragraph::new("Up/Down choose  C create a share  E edit its clients  U account"),
         help,
     );
+    let mut lines = vec![bold("Accounts (NFS uid = SMB login)".into())];
+    if app.snap.users.is_empty() {
+        lines.push(Line::from("  none yet: U adds one for SMB logins"));
+    }
+    for u in app.snap.users.iter().take(5) {
+        lines.push(Line::from(format!(
+            "  {:<16} uid {:<6} gid {:<6} {}",
+            u.name,
+            u.uid,
+            u.gid,
+            if u.smb_password {
+                "SMB password set"
+            } else {
+                "no SMB password"
+            }
+        )));
+    }
+    f.render_widget(Paragraph::new(lines), accounts);
     let rows = app
         .snap
         .shares
