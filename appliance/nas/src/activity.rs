@@ -133,7 +133,7 @@ pub struct ClientTotals {
 #[derive(Default)]
 struct Live {
     seconds: VecDeque<Second>,
-    clients: HashMap<IpAddr, ClientTotals>,
+    clients: HashMap<IpAddr, ClientTotals, crate::rollup::Fast>,
 }
 
 /// Live throughput per second (the last minute) and per client, for the dashboard.
