@@ -6,7 +6,9 @@
 #                in QEMU guests booting the real image
 #   make image   build out/rushes.img (packages cached in $(RUSHES_CACHE))
 #   make host    serve a demo folder over NFSv3 on 127.0.0.1:2049 without the image
-#   make bench   rushesd against NFS-Ganesha on the same folder, same client, same run
+#   make bench   rushesd against NFS-Ganesha on the same folder, same client, same run;
+#                what activity recording costs (rushesd with it on against off); the
+#                rollups' intake; the offload card against the kernel's initiator
 #   make deps    install what the targets above need (Debian 12, as root or with sudo)
 
 SHELL := /bin/bash
@@ -76,6 +78,8 @@ host: deps build
 bench: deps image
 	$(CARGO) build --release --workspace --bins
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh
+	$(SUDO) target/release/nfs-bench --peer unrecorded --rushesd target/release/rushesd \
+		--size-mib 512 --entries 50000
 	target/release/rollup-bench
 	target/release/card-bench
 
