@@ -57,8 +57,9 @@ enum Cmd {
     },
     /// What needs the admin's attention, most severe first.
     Alerts,
-    /// Who did what over NFS: operations, bytes, rates and latency over the last
-    /// second, minute or hour, per client, user, share or operation, busiest first.
+    /// Who did what over NFS and SMB: operations, bytes, rates and latency over the
+    /// last second, minute or hour, per client, user, share, operation or protocol,
+    /// busiest first.
     Activity {
         #[arg(long, default_value = "minute", value_parser = ["second", "minute", "hour"])]
         window: String,
@@ -855,7 +856,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                     })
                     .collect();
                 if rows.is_empty() {
-                    out(&format!("no NFS activity in the last {window}\n"));
+                    out(&format!("no NFS or SMB activity in the last {window}\n"));
                 } else {
                     out(&table(
                         &[
