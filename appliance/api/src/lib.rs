@@ -5,6 +5,7 @@
 //! rushesd serves these types; `rushesctl` and the console are clients of them and of
 //! nothing else.
 
+pub mod calendar;
 pub mod client;
 mod fabrics;
 mod raid;

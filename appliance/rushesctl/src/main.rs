@@ -334,28 +334,6 @@ fn when(text: &str) -> Result<u64, String> {
     Ok(now.saturating_sub(n * scale))
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC).
-fn clock_time(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let t = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
-}
-
 /// Percent-encode a query value.
 fn encode(v: &str) -> String {
     let mut out = String::new();
@@ -749,7 +727,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                             None => r.path.clone(),
                         };
                         vec![
-                            clock_time(r.time_ms / 1000),
+                            rushes_api::calendar::utc_time(r.time_ms / 1000),
                             r.client.clone(),
                             r.user.clone(),
                             r.protocol.clone(),

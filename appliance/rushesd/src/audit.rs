@@ -74,6 +74,13 @@ struct Shared {
     dropped: AtomicU64,
 }
 
+impl Shared {
+    /// Where the log goes now.
+    fn place(&self) -> Option<(String, PathBuf)> {
+        self.place.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// The audit log, fed as an [`OpObserver`].
 pub struct AuditLog {
     tx: mpsc::Sender<OpRecord>,
@@ -168,12 +175,7 @@ impl AuditLog {
     }
 
     pub fn status(&self) -> AuditStatus {
-        let place = self
-            .shared
-            .place
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let place = self.shared.place();
         let files = place
             .as_ref()
             .map(|(_, d)| day_files(d))
@@ -216,12 +218,7 @@ impl AuditLog {
                     .cloned(),
             );
         }
-        let place = self
-            .shared
-            .place
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let place = self.shared.place();
         let Some((_, dir)) = place else {
             return found;
         };
@@ -277,7 +274,7 @@ fn day_files(dir: &Path) -> Vec<(PathBuf, u64)> {
 
 /// `YYYY-MM-DD` for a time in seconds since the epoch (UTC).
 pub fn day_name(secs: u64) -> String {
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let (y, m, d) = rushes_api::calendar::utc_date(secs);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
@@ -289,20 +286,8 @@ fn parse_day(name: &str) -> Option<u64> {
     (days >= 0).then_some(days as u64 * 86_400)
 }
 
-// Howard Hinnant's calendar algorithms (public domain), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
+// Howard Hinnant's days-from-civil (public domain), the inverse of
+// `rushes_api::calendar::utc_date`.
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -373,11 +358,7 @@ fn write_loop(shared: &Shared, rx: mpsc::Receiver<OpRecord>) {
             let directory = shared.directory.read().unwrap_or_else(|p| p.into_inner());
             batch.iter().map(|op| to_audit(op, t, &directory)).collect()
         };
-        let place = shared
-            .place
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let place = shared.place();
         let mut waiting = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
         waiting.extend(lines);
         let Some((_, dir)) = place else {

@@ -104,6 +104,24 @@ pub struct Streams {
     pub directory: Arc<std::sync::RwLock<crate::smb_audit::Directory>>,
 }
 
+/// `client`, `user`, `share`, `op` or `protocol`, as the activity reports take it.
+fn group_by(by: &str) -> ApiResult<rushes_nas::rollup::GroupBy> {
+    use rushes_nas::rollup::GroupBy;
+    Ok(match by {
+        "client" => GroupBy::Client,
+        "user" => GroupBy::User,
+        "share" => GroupBy::Share,
+        "op" => GroupBy::Op,
+        "protocol" => GroupBy::Protocol,
+        other => {
+            return Err(
+                ApiErr::bad_request(format!("grouping {other:?} is not known"))
+                    .hint("use client, user, share, op or protocol"),
+            )
+        }
+    })
+}
+
 pub struct Manager {
     pub(crate) paths: Paths,
     store: ConfigStore,
@@ -1533,6 +1551,7 @@ impl Manager {
     /// `user`, `share` or `op`.
     pub fn activity_report(&self, window: &str, by: &str) -> ApiResult<api::ActivityReport> {
         use rushes_nas::rollup::{GroupBy, Window};
+        let g = group_by(by)?;
         let w = match window {
             "second" => Window::Second,
             "minute" => Window::Minute,
@@ -1544,22 +1563,9 @@ impl Manager {
                 )
             }
         };
-        let g = match by {
-            "client" => GroupBy::Client,
-            "user" => GroupBy::User,
-            "share" => GroupBy::Share,
-            "op" => GroupBy::Op,
-            "protocol" => GroupBy::Protocol,
-            other => {
-                return Err(
-                    ApiErr::bad_request(format!("grouping {other:?} is not known"))
-                        .hint("use client, user, share, op or protocol"),
-                )
-            }
-        };
         let mut rows = self.rollups.report(w, g, now());
         if g == GroupBy::User {
-            self.name_users(&mut rows);
+            self.name_users(rows.iter_mut().map(|r| &mut r.group));
         }
         Ok(api::ActivityReport {
             window: window.into(),
@@ -1572,54 +1578,31 @@ impl Manager {
     /// Bytes per second over the last minute per client (or user, share, operation,
     /// protocol), busiest first: the console's sparklines.
     pub fn activity_series(&self, by: &str) -> ApiResult<Vec<api::ActivitySeries>> {
-        use rushes_nas::rollup::GroupBy;
-        let g = match by {
-            "client" => GroupBy::Client,
-            "user" => GroupBy::User,
-            "share" => GroupBy::Share,
-            "op" => GroupBy::Op,
-            "protocol" => GroupBy::Protocol,
-            other => {
-                return Err(
-                    ApiErr::bad_request(format!("grouping {other:?} is not known"))
-                        .hint("use client, user, share, op or protocol"),
-                )
-            }
-        };
-        let names = self.lock().config.users.clone();
-        Ok(self
+        let g = group_by(by)?;
+        let mut series: Vec<api::ActivitySeries> = self
             .rollups
             .series(g, 60, now())
             .into_iter()
-            .map(|(group, bytes_per_second)| {
-                let group = match group
-                    .strip_prefix("uid ")
-                    .and_then(|u| u.parse::<u32>().ok())
-                {
-                    Some(uid) => names
-                        .iter()
-                        .find(|u| u.uid == uid)
-                        .map_or(group.clone(), |u| format!("{} (uid {uid})", u.name)),
-                    None => group,
-                };
-                api::ActivitySeries {
-                    group,
-                    bytes_per_second,
-                }
+            .map(|(group, bytes_per_second)| api::ActivitySeries {
+                group,
+                bytes_per_second,
             })
-            .collect())
+            .collect();
+        if g == rushes_nas::rollup::GroupBy::User {
+            self.name_users(series.iter_mut().map(|s| &mut s.group));
+        }
+        Ok(series)
     }
 
     /// `uid 1000` becomes `editor (uid 1000)` for accounts the box knows.
-    fn name_users(&self, rows: &mut [api::ActivityRow]) {
+    fn name_users<'a>(&self, labels: impl Iterator<Item = &'a mut String>) {
         let users = self.lock().config.users.clone();
-        for row in rows {
-            let uid = row
-                .group
+        for label in labels {
+            let uid = label
                 .strip_prefix("uid ")
                 .and_then(|u| u.parse::<u32>().ok());
             if let Some(u) = uid.and_then(|uid| users.iter().find(|u| u.uid == uid)) {
-                row.group = format!("{} (uid {})", u.name, u.uid);
+                *label = format!("{} (uid {})", u.name, u.uid);
             }
         }
     }
@@ -1633,7 +1616,7 @@ impl Manager {
         sort: &str,
         limit: usize,
     ) -> ApiResult<api::ActivityTop> {
-        use rushes_nas::rollup::{GroupBy, TopBy, Window};
+        use rushes_nas::rollup::{TopBy, Window};
         let (w, span) = match window {
             "minute" => (Window::Minute, 60.0),
             "hour" => (Window::Hour, 3600.0),
@@ -1683,12 +1666,7 @@ impl Manager {
                 (rows, t.untracked)
             }
             "client" | "user" => {
-                let g = if by == "client" {
-                    GroupBy::Client
-                } else {
-                    GroupBy::User
-                };
-                let mut rows = self.rollups.report(w, g, now());
+                let mut rows = self.rollups.report(w, group_by(by)?, now());
                 if by_ops {
                     rows.sort_by(|a, b| b.ops.cmp(&a.ops).then(b.bytes.cmp(&a.bytes)));
                 }
@@ -1701,7 +1679,7 @@ impl Manager {
             }
         };
         if by == "user" {
-            self.name_users(&mut rows);
+            self.name_users(rows.iter_mut().map(|r| &mut r.group));
         }
         Ok(api::ActivityTop {
             window: window.into(),

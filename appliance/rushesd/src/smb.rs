@@ -571,7 +571,12 @@ impl Manager {
     }
 }
 
+/// Write `text` to `path` through a rename, unless it holds that already (the monitor
+/// calls this every tick).
 fn replace(path: &Path, text: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
     let tmp = path.with_extension("rushes-tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)

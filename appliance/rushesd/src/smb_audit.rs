@@ -216,30 +216,31 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
     }
 }
 
-/// Take one datagram; returns the SMB operation it recorded, if any.
+/// Take one datagram: an audit line becomes a record (reads and writes wait for their
+/// bytes); any other program's line goes to our log.
 fn handle(
     text: &str,
     directory: &RwLock<Directory>,
     pending: &mut HashMap<IpAddr, Pending>,
     observer: &dyn OpObserver,
-) -> Option<&'static str> {
-    let (tag, message) = split_syslog(text)?;
+) {
+    let Some((tag, message)) = split_syslog(text) else {
+        return;
+    };
     if tag != "smbd_audit" {
         tracing::info!(target: "syslog", program = tag, "{message}");
-        return None;
+        return;
     }
     let Some(line) = parse_audit(message) else {
         tracing::debug!(line = message, "audit line not understood");
-        return None;
+        return;
     };
     let rec = line.record(&directory.read().unwrap_or_else(|p| p.into_inner()));
-    let op = rec.op;
-    match (op, line.ok) {
+    match (rec.op, line.ok) {
         ("READ", true) => pending.entry(line.client).or_default().reads.push(rec),
         ("WRITE", true) => pending.entry(line.client).or_default().writes.push(rec),
         _ => observer.record(&rec),
     }
-    Some(op)
 }
 
 /// Once a second: add the bytes each client moved, and send on the reads and writes
