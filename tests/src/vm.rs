@@ -317,11 +317,11 @@ impl Vm {
     pub fn shell(&self, command: &str, timeout: Duration) -> Result<String> {
         let mut s = UnixStream::connect(self.dir.join("shell.sock"))?;
         s.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let marker = format!(
-            "__done_{}__",
-            Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())
-        );
-        s.write_all(format!("{command}; echo {marker}\n").as_bytes())?;
+        let id = Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id());
+        let marker = format!("__done_{id}__");
+        // The quotes keep the marker out of the shell's echo of the command line, which
+        // the line editor may also break anywhere to wrap it: only the output has it.
+        s.write_all(format!("{command}; echo __done_\"{id}\"__\n").as_bytes())?;
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
@@ -332,10 +332,7 @@ impl Vm {
                 Err(_) => {}
             }
             let text = String::from_utf8_lossy(&out);
-            // The echo of our own command contains the marker once; the output a second time.
-            if text.matches(&marker).count() >= 2
-                || (text.matches(&marker).count() == 1 && !text.contains(&format!("echo {marker}")))
-            {
+            if text.contains(&marker) {
                 return Ok(text.into_owned());
             }
             if Instant::now() > deadline {

@@ -36,6 +36,11 @@ fn wait_for_json(vm: &Vm, args: &str, what: &str, check: impl Fn(&Value) -> bool
     }
 }
 
+/// The first instance of `service` that `rushesctl find` heard.
+fn announced<'a>(heard: &'a Value, service: &str) -> Option<&'a Value> {
+    heard.as_array()?.iter().find(|f| f["service"] == service)
+}
+
 fn row<'a>(report: &'a Value, group: &str) -> Option<&'a Value> {
     report["rows"]
         .as_array()?
@@ -103,6 +108,37 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     assert!(conf.contains("server min protocol = SMB2_10"), "{conf}");
     assert!(conf.contains("valid users = editor"), "{conf}");
     assert!(conf.contains("fruit:time machine = yes"), "{conf}");
+
+    // What a Mac's Finder hears over mDNS: the SMB server, the Time Machine share and an
+    // NFS export per share, all with the guest's address.
+    let heard = wait_for_json(
+        &vm,
+        "find --listen 3",
+        "the appliance's mDNS announcements",
+        |v| announced(v, "_adisk._tcp").is_some() && announced(v, "_nfs._tcp").is_some(),
+    );
+    let smb = announced(&heard, "_smb._tcp").unwrap_or_else(|| panic!("{heard:#}"));
+    assert_eq!(smb["port"], 445, "{heard:#}");
+    assert!(
+        smb["addresses"].as_array().is_some_and(|a| !a.is_empty()),
+        "{heard:#}"
+    );
+    let adisk = announced(&heard, "_adisk._tcp").unwrap();
+    assert_eq!(adisk["txt"]["dk0"], "adVN=backup,adVF=0x82", "{heard:#}");
+    let nfs: Vec<&Value> = heard
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["service"] == "_nfs._tcp")
+        .collect();
+    assert!(
+        nfs.iter()
+            .any(|f| f["txt"]["path"] == "/projects" && f["port"] == 2049)
+            && nfs.iter().any(|f| f["txt"]["path"] == "/backup"),
+        "{heard:#}"
+    );
+    let device = announced(&heard, "_device-info._tcp").unwrap();
+    assert_eq!(device["txt"]["model"], "RackMac", "{heard:#}");
 
     // smbclient writes a clip and renames it; NFS from the host reads the same bytes.
     sh(&vm, "head -c 3000000 /dev/urandom > /tmp/clip.mov");
@@ -222,9 +258,11 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         smb["bytes"].as_u64().unwrap() >= 5_000_000,
         "{by_protocol:#}"
     );
+    // Latency from smbd's profile: each client's mean per SMB2 command.
+    let (p50, p99) = (smb["p50_us"].as_u64(), smb["p99_us"].as_u64());
     assert!(
-        smb["p50_us"].is_null(),
-        "SMB's audit carries no timing: {smb}"
+        p50.is_some_and(|p| p > 0) && p99 >= p50,
+        "SMB operations carry their latency: {smb}"
     );
     let top = wait_for_json(
         &vm,
@@ -271,6 +309,10 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
             Some("ok")
         ),
         "{renames:#}"
+    );
+    assert!(
+        rename["latency_us"].as_u64().is_some_and(|l| l > 0),
+        "the rename's SET_INFO latency: {rename}"
     );
     let created = wait_for_json(
         &vm,

@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use rushes_api as api;
 use rushes_api::{Client, ClientError, JobState, RaidLevel};
 
+mod find;
+
 #[derive(Parser)]
 #[command(
     name = "rushesctl",
@@ -107,6 +109,14 @@ enum Cmd {
         /// Where the log is kept and how big it is, instead of a search.
         #[arg(long)]
         status: bool,
+    },
+    /// Find Rushes appliances on this network as Macs do: listen for their mDNS
+    /// announcements (SMB, Time Machine, NFS) and print each service with its address.
+    /// Needs no API socket.
+    Find {
+        /// Seconds to listen.
+        #[arg(long, default_value_t = 3)]
+        listen: u64,
     },
     /// NVMe-oF bays: this host's NQN and every subsystem with its paths and disks.
     Fabrics,
@@ -852,6 +862,43 @@ fn run(cli: &Cli, c: &Client) -> Res {
             }
         }
         Cmd::Card { command } => return card(cli, c, command.as_ref()),
+        Cmd::Find { listen } => {
+            let found = match find::browse(Duration::from_secs(*listen)) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("rushesctl: cannot listen for mDNS announcements: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            if cli.json {
+                json(&found);
+            } else if found.is_empty() {
+                out(&format!(
+                    "nothing announced itself within {listen} s: is the appliance on this network segment (mDNS does not cross routers)?\n"
+                ));
+            } else {
+                let rows: Vec<Vec<String>> = found
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            f.service.clone(),
+                            f.name.clone(),
+                            f.port.to_string(),
+                            f.txt
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            f.addresses.join(" "),
+                        ]
+                    })
+                    .collect();
+                out(&table(
+                    &["SERVICE", "NAME", "PORT", "TXT", "ADDRESSES"],
+                    &rows,
+                ));
+            }
+        }
         Cmd::Fabrics => {
             let f: api::Fabrics = c.get("/v1/fabrics")?;
             if cli.json {

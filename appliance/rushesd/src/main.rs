@@ -15,6 +15,7 @@ mod metrics;
 mod settings;
 mod smb;
 mod smb_audit;
+mod smb_profile;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -359,12 +360,12 @@ fn serve(opts: ServeOptions) -> Result<()> {
             },
             samba.clone(),
         );
-        if samba.is_some() {
+        if let Some(samba) = samba.clone() {
             let directory = Arc::clone(&directory);
             let observer = Arc::clone(&observer);
             let _ = std::thread::Builder::new()
                 .name("smb-audit".into())
-                .spawn(move || smb_audit::run(Path::new("/dev/log"), directory, observer));
+                .spawn(move || smb_audit::run(Path::new("/dev/log"), samba, directory, observer));
         }
         hotplug::watch(Arc::clone(&mgr));
         let timekeeper = Arc::clone(&mgr);

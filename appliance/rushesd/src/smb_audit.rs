@@ -1,6 +1,7 @@
 //! SMB activity: Samba's full_audit lines, read from the system log socket, become the
 //! same activity records NFS makes; the bytes each SMB client moves are read from its
-//! TCP connections' counters (full_audit names every read and write but not its size).
+//! TCP connections' counters (full_audit names every read and write but not its size),
+//! and latencies from Samba's profile (`smb_profile`).
 //!
 //! rushesd owns `/dev/log`. Lines from other programs (mdadm, udhcpc, …) go to our log.
 //! Senders block when the socket's queue is full, so audit lines wait rather than get
@@ -14,6 +15,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rushes_nas::activity::{OpObserver, OpRecord};
+
+use crate::smb_profile::{Command, Profile};
 
 /// What the reader needs to know to turn audit lines into records: each SMB share's
 /// folder (audit paths are absolute) and each account's uid.
@@ -29,6 +32,8 @@ pub struct AuditLine {
     pub client: IpAddr,
     pub user: String,
     pub share: String,
+    /// The smbd process serving this client.
+    pub pid: Option<u32>,
     pub op: &'static str,
     pub ok: bool,
     pub reason: Option<String>,
@@ -37,24 +42,39 @@ pub struct AuditLine {
     pub to: Option<String>,
 }
 
-/// The syslog message's tag and text: `<PRI>Mmm dd hh:mm:ss TAG[PID]: TEXT`.
-pub fn split_syslog(datagram: &str) -> Option<(&str, &str)> {
+/// One syslog message: `<PRI>Mmm dd hh:mm:ss TAG[PID]: TEXT`.
+#[derive(Debug, PartialEq)]
+pub struct SyslogLine<'a> {
+    pub tag: &'a str,
+    pub pid: Option<u32>,
+    pub text: &'a str,
+}
+
+pub fn split_syslog(datagram: &str) -> Option<SyslogLine<'_>> {
     let rest = datagram.strip_prefix('<')?;
     let rest = &rest[rest.find('>')? + 1..];
     // The timestamp is 15 characters and a space.
     let rest = rest.get(16..).unwrap_or(rest);
     let colon = rest.find(": ")?;
-    let tag = rest[..colon].split('[').next().unwrap_or("");
-    Some((tag, rest[colon + 2..].trim_end_matches(['\n', '\0'])))
+    let (tag, pid) = match rest[..colon].split_once('[') {
+        Some((tag, pid)) => (tag, pid.trim_end_matches(']').parse().ok()),
+        None => (&rest[..colon], None),
+    };
+    Some(SyslogLine {
+        tag,
+        pid,
+        text: rest[colon + 2..].trim_end_matches(['\n', '\0']),
+    })
 }
 
-/// Parse `CLIENT|USER|SHARE|OP|RESULT|ARGS…`. Paths are absolute, so a `|` inside one
-/// is told apart from a separator by the `/` that follows a separator.
+/// Parse `CLIENT|USER|SHARE|PID|OP|RESULT|ARGS…`. Paths are absolute, so a `|` inside
+/// one is told apart from a separator by the `/` that follows a separator.
 pub fn parse_audit(text: &str) -> Option<AuditLine> {
-    let mut f = text.splitn(6, '|');
+    let mut f = text.splitn(7, '|');
     let client: IpAddr = f.next()?.trim().parse().ok()?;
     let user = f.next()?.to_string();
     let share = f.next()?.to_string();
+    let pid = f.next()?.parse().ok();
     let vfs_op = f.next()?;
     let result = f.next()?;
     let args = f.next().unwrap_or("");
@@ -104,6 +124,7 @@ pub fn parse_audit(text: &str) -> Option<AuditLine> {
         client: client.to_canonical(),
         user,
         share,
+        pid,
         op,
         ok,
         reason,
@@ -145,9 +166,12 @@ impl AuditLine {
     }
 }
 
-/// Reads and writes wait here for the bytes their client moves on the wire.
+/// Records wait here: reads and writes for the bytes their client moves on the wire,
+/// all of them for smbd's profile to show their latency.
 #[derive(Default)]
 struct Pending {
+    /// Records other than reads and writes, and the ticks they waited.
+    others: Vec<(OpRecord, u32)>,
     reads: Vec<OpRecord>,
     writes: Vec<OpRecord>,
     /// Bytes counted on the wire that no read or write has been given yet.
@@ -162,18 +186,43 @@ struct Pending {
 
 /// Ticks after which waiting records go on with what was counted so far.
 const MAX_WAIT_TICKS: u32 = 5;
+/// Ticks a record waits for its latency: smbd stores its profile about once a second
+/// after a command, so the second tick after the audit line has it.
+const LATENCY_TICKS: u32 = 2;
+
+/// An SMB client's latest mean latency for the SMB2 command that does `op`.
+type Latency<'a> = &'a dyn Fn(IpAddr, &str) -> Option<Duration>;
+
+/// Send `rec` on with its latency.
+fn send(mut rec: OpRecord, latency: Latency<'_>, observer: &dyn OpObserver) {
+    rec.latency = latency(rec.client, rec.op);
+    observer.record(&rec);
+}
 
 /// Give `bytes` to `records`, evenly, and send them on.
-fn share_out(records: Vec<OpRecord>, bytes: u64, observer: &dyn OpObserver) {
+fn share_out(records: Vec<OpRecord>, bytes: u64, latency: Latency<'_>, observer: &dyn OpObserver) {
     let n = records.len() as u64;
     for (i, mut rec) in records.into_iter().enumerate() {
         rec.bytes = bytes / n + u64::from((i as u64) < bytes % n);
-        observer.record(&rec);
+        send(rec, latency, observer);
     }
 }
 
+/// What the reader keeps between datagrams.
+#[derive(Default)]
+struct Reader {
+    pending: HashMap<IpAddr, Pending>,
+    /// smbd process → its client, from the audit lines' syslog headers.
+    owners: HashMap<u32, IpAddr>,
+}
+
 /// Listen on `socket` (normally `/dev/log`) until the process ends.
-pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn OpObserver>) {
+pub fn run(
+    socket: &Path,
+    samba: crate::smb::Samba,
+    directory: Arc<RwLock<Directory>>,
+    observer: Arc<dyn OpObserver>,
+) {
     // The receiver's queue length is fixed when the socket is made: raise the default
     // (10 datagrams) first, so a busy smbd waits less.
     let _ = std::fs::write("/proc/sys/net/unix/max_dgram_qlen", "1024");
@@ -188,7 +237,8 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
     let _ = sock.set_read_timeout(Some(Duration::from_millis(250)));
-    let mut pending: HashMap<IpAddr, Pending> = HashMap::new();
+    let mut reader = Reader::default();
+    let mut profile = Profile::new(samba.conf.clone(), samba.run.clone());
     let mut wire = WireCounters::new(445);
     let mut last_tick = Instant::now();
     let mut buf = vec![0u8; 8192];
@@ -196,7 +246,7 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
         match sock.recv(&mut buf) {
             Ok(n) => {
                 let text = String::from_utf8_lossy(&buf[..n]);
-                handle(&text, &directory, &mut pending, &*observer);
+                handle(&text, &directory, &mut reader);
             }
             Err(e)
                 if matches!(
@@ -210,36 +260,39 @@ pub fn run(socket: &Path, directory: Arc<RwLock<Directory>>, observer: Arc<dyn O
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
+            profile.sample(&mut reader.owners);
             let moved = wire.sample();
-            settle(&mut pending, moved, &*observer);
+            let latency = |client: IpAddr, op: &str| {
+                Command::for_op(op).and_then(|c| profile.latency(client, c))
+            };
+            settle(&mut reader.pending, moved, &latency, &*observer);
         }
     }
 }
 
-/// Take one datagram: an audit line becomes a record (reads and writes wait for their
-/// bytes); any other program's line goes to our log.
-fn handle(
-    text: &str,
-    directory: &RwLock<Directory>,
-    pending: &mut HashMap<IpAddr, Pending>,
-    observer: &dyn OpObserver,
-) {
-    let Some((tag, message)) = split_syslog(text) else {
+/// Take one datagram: an audit line becomes a record that waits (reads and writes for
+/// their bytes, all for their latency); any other program's line goes to our log.
+fn handle(text: &str, directory: &RwLock<Directory>, reader: &mut Reader) {
+    let Some(syslog) = split_syslog(text) else {
         return;
     };
-    if tag != "smbd_audit" {
-        tracing::info!(target: "syslog", program = tag, "{message}");
+    if syslog.tag != "smbd_audit" {
+        tracing::info!(target: "syslog", program = syslog.tag, pid = syslog.pid, "{}", syslog.text);
         return;
     }
-    let Some(line) = parse_audit(message) else {
-        tracing::debug!(line = message, "audit line not understood");
+    let Some(line) = parse_audit(syslog.text) else {
+        tracing::debug!(line = syslog.text, "audit line not understood");
         return;
     };
+    if let Some(pid) = line.pid {
+        reader.owners.insert(pid, line.client);
+    }
     let rec = line.record(&directory.read().unwrap_or_else(|p| p.into_inner()));
+    let pending = reader.pending.entry(line.client).or_default();
     match (rec.op, line.ok) {
-        ("READ", true) => pending.entry(line.client).or_default().reads.push(rec),
-        ("WRITE", true) => pending.entry(line.client).or_default().writes.push(rec),
-        _ => observer.record(&rec),
+        ("READ", true) => pending.reads.push(rec),
+        ("WRITE", true) => pending.writes.push(rec),
+        _ => pending.others.push((rec, 0)),
     }
 }
 
@@ -249,6 +302,7 @@ fn handle(
 fn settle(
     pending: &mut HashMap<IpAddr, Pending>,
     moved: HashMap<IpAddr, (u64, u64)>,
+    latency: Latency<'_>,
     observer: &dyn OpObserver,
 ) {
     for p in pending.values_mut() {
@@ -263,14 +317,31 @@ fn settle(
         p.last_out = sent;
     }
     pending.retain(|_, p| {
+        for (rec, waited) in std::mem::take(&mut p.others) {
+            if waited + 1 >= LATENCY_TICKS {
+                send(rec, latency, observer);
+            } else {
+                p.others.push((rec, waited + 1));
+            }
+        }
         p.waited += 1;
         let overdue = p.waited >= MAX_WAIT_TICKS;
         if !p.writes.is_empty() && ((p.last_in == 0 && p.unclaimed_in > 0) || overdue) {
-            share_out(std::mem::take(&mut p.writes), p.unclaimed_in, observer);
+            share_out(
+                std::mem::take(&mut p.writes),
+                p.unclaimed_in,
+                latency,
+                observer,
+            );
             p.unclaimed_in = 0;
         }
         if !p.reads.is_empty() && ((p.last_out == 0 && p.unclaimed_out > 0) || overdue) {
-            share_out(std::mem::take(&mut p.reads), p.unclaimed_out, observer);
+            share_out(
+                std::mem::take(&mut p.reads),
+                p.unclaimed_out,
+                latency,
+                observer,
+            );
             p.unclaimed_out = 0;
         }
         if p.reads.is_empty() && p.writes.is_empty() {
@@ -284,7 +355,10 @@ fn settle(
             }
         }
         overdue.then(|| p.waited = 0);
-        !(p.reads.is_empty() && p.writes.is_empty() && p.unclaimed_in + p.unclaimed_out == 0)
+        !(p.reads.is_empty()
+            && p.writes.is_empty()
+            && p.others.is_empty()
+            && p.unclaimed_in + p.unclaimed_out == 0)
     });
 }
 
@@ -492,6 +566,11 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// No latency known.
+    fn none(_: IpAddr, _: &str) -> Option<Duration> {
+        None
+    }
+
     #[derive(Default)]
     struct Seen(Mutex<Vec<OpRecord>>);
     impl OpObserver for Seen {
@@ -524,23 +603,23 @@ mod tests {
     #[test]
     fn reads_without_measured_bytes_go_on_after_a_while_and_stray_bytes_are_dropped() {
         let seen = Seen::default();
-        let mut pending = HashMap::new();
+        let mut reader = Reader::default();
         let dir = RwLock::new(Directory::default());
         handle(
-            "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.6|e|m|pread_recv|ok|/x/a",
+            "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.6|e|m|4242|pread_recv|ok|/x/a",
             &dir,
-            &mut pending,
-            &seen,
+            &mut reader,
         );
+        let pending = &mut reader.pending;
         for _ in 0..MAX_WAIT_TICKS {
-            settle(&mut pending, HashMap::new(), &seen);
+            settle(pending, HashMap::new(), &none, &seen);
         }
         assert_eq!(seen.0.lock().unwrap()[0].bytes, 0);
         assert!(pending.is_empty());
         let client: IpAddr = "10.0.0.7".parse().unwrap();
-        settle(&mut pending, HashMap::from([(client, (100, 100))]), &seen);
+        settle(pending, HashMap::from([(client, (100, 100))]), &none, &seen);
         for _ in 0..MAX_WAIT_TICKS {
-            settle(&mut pending, HashMap::new(), &seen);
+            settle(pending, HashMap::new(), &none, &seen);
         }
         assert!(pending.is_empty(), "listing traffic is not kept forever");
     }
@@ -579,46 +658,48 @@ mod tests {
 
     #[test]
     fn syslog_datagrams_split_into_tag_and_text() {
-        let (tag, text) = split_syslog(
-            "<173>Nov 26 13:31:53 smbd_audit: 127.0.0.1|editor|media|connect|ok|media",
+        let line = split_syslog(
+            "<173>Nov 26 13:31:53 smbd_audit: 127.0.0.1|editor|media|4242|connect|ok|media",
         )
         .unwrap();
-        assert_eq!(tag, "smbd_audit");
-        assert_eq!(text, "127.0.0.1|editor|media|connect|ok|media");
-        let (tag, _) = split_syslog("<30>Nov  6 01:02:03 udhcpc[88]: lease obtained\n").unwrap();
-        assert_eq!(tag, "udhcpc");
+        assert_eq!(line.tag, "smbd_audit");
+        assert_eq!(line.pid, None);
+        assert_eq!(line.text, "127.0.0.1|editor|media|4242|connect|ok|media");
+        let line = split_syslog("<30>Nov  6 01:02:03 udhcpc[88]: lease obtained\n").unwrap();
+        assert_eq!((line.tag, line.pid), ("udhcpc", Some(88)));
+        assert_eq!(line.text, "lease obtained");
     }
 
     #[test]
     fn audit_lines_become_operations_with_paths_and_results() {
         let l = parse_audit(
-            "10.1.2.3|editor|media|create_file|ok|0x12019f|file|overwrite_if|/pools/fast/media/a|b.mov",
+            "10.1.2.3|editor|media|4242|create_file|ok|0x12019f|file|overwrite_if|/pools/fast/media/a|b.mov",
         )
         .unwrap();
-        assert_eq!((l.op, l.ok), ("CREATE", true));
+        assert_eq!((l.op, l.ok, l.pid), ("CREATE", true, Some(4242)));
         assert_eq!(l.path.as_deref(), Some("/pools/fast/media/a|b.mov"));
         let l = parse_audit(
-            "10.1.2.3|editor|media|renameat|ok|/pools/fast/media/x|y.mov|/pools/fast/media/z.mov",
+            "10.1.2.3|editor|media|4242|renameat|ok|/pools/fast/media/x|y.mov|/pools/fast/media/z.mov",
         )
         .unwrap();
         assert_eq!(l.op, "RENAME");
         assert_eq!(l.path.as_deref(), Some("/pools/fast/media/x|y.mov"));
         assert_eq!(l.to.as_deref(), Some("/pools/fast/media/z.mov"));
         let l = parse_audit(
-            "::ffff:10.1.2.3|intern|media|create_file|fail (Permission denied)|0x100|file|open|/pools/fast/media/a",
+            "::ffff:10.1.2.3|intern|media|4242|create_file|fail (Permission denied)|0x100|file|open|/pools/fast/media/a",
         )
         .unwrap();
         assert_eq!(l.client.to_string(), "10.1.2.3");
         assert_eq!((l.op, l.ok), ("OPEN", false));
         assert_eq!(l.reason.as_deref(), Some("Permission denied"));
         assert_eq!(
-            parse_audit("10.1.2.3|e|m|create_file|ok|0x1|dir|create|/p/m/new")
+            parse_audit("10.1.2.3|e|m|4242|create_file|ok|0x1|dir|create|/p/m/new")
                 .unwrap()
                 .op,
             "MKDIR"
         );
         assert!(parse_audit("garbage").is_none());
-        assert!(parse_audit("10.1.2.3|e|m|fsync|ok|/x").is_none());
+        assert!(parse_audit("10.1.2.3|e|m|4242|fsync|ok|/x").is_none());
     }
 
     #[test]
@@ -631,40 +712,47 @@ mod tests {
         dir.uids.insert("editor".into(), 1000);
         let dir = RwLock::new(dir);
         let seen = Seen::default();
-        let mut pending = HashMap::new();
+        let mut reader = Reader::default();
         for _ in 0..3 {
             handle(
-                "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.5|editor|media|pwrite_recv|ok|/pools/fast/media/clip.mov",
+                "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.5|editor|media|4242|pwrite_recv|ok|/pools/fast/media/clip.mov",
                 &dir,
-                &mut pending,
-                &seen,
+                &mut reader,
             );
         }
         handle(
-            "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.5|editor|media|unlinkat|ok|/pools/fast/media/old.mov",
+            "<173>Nov 26 13:31:53 smbd_audit: 10.0.0.5|editor|media|4242|unlinkat|ok|/pools/fast/media/old.mov",
             &dir,
-            &mut pending,
-            &seen,
+            &mut reader,
         );
-        assert_eq!(seen.0.lock().unwrap().len(), 1, "the delete goes at once");
         let client: IpAddr = "10.0.0.5".parse().unwrap();
+        assert_eq!(reader.owners[&4242], client, "smbd's pid names its client");
+        // smbd's profile: this client's writes took 7 ms on average, its closes 2 ms.
+        let latency = |c: IpAddr, op: &str| {
+            (c == client).then(|| match op {
+                "WRITE" => Duration::from_millis(7),
+                _ => Duration::from_millis(2),
+            })
+        };
+        let pending = &mut reader.pending;
         settle(
-            &mut pending,
+            pending,
             HashMap::from([(client, (2_000_000, 500))]),
+            &latency,
             &seen,
         );
-        assert_eq!(
-            seen.0.lock().unwrap().len(),
-            1,
-            "the transfer is still going"
+        assert!(
+            seen.0.lock().unwrap().is_empty(),
+            "the transfer is still going, and the delete waits for its latency"
         );
         settle(
-            &mut pending,
+            pending,
             HashMap::from([(client, (1_000_001, 0))]),
+            &latency,
             &seen,
         );
-        assert_eq!(seen.0.lock().unwrap().len(), 1);
-        settle(&mut pending, HashMap::new(), &seen);
+        assert_eq!(seen.0.lock().unwrap().len(), 1, "the delete");
+        settle(pending, HashMap::new(), &latency, &seen);
         let seen = seen.0.lock().unwrap();
         assert_eq!(seen.len(), 4);
         let writes: Vec<&OpRecord> = seen.iter().filter(|r| r.op == "WRITE").collect();
@@ -672,7 +760,11 @@ mod tests {
         assert!(writes.iter().all(|r| r.path.as_deref() == Some("/clip.mov")
             && r.uid == Some(1000)
             && r.protocol == "smb"
-            && r.latency.is_none()));
+            && r.latency == Some(Duration::from_millis(7))));
         assert_eq!(seen[0].path.as_deref(), Some("/old.mov"));
+        assert_eq!(seen[0].latency, Some(Duration::from_millis(2)));
+        assert!(pending
+            .values()
+            .all(|p| p.others.is_empty() && p.writes.is_empty()));
     }
 }
