@@ -153,7 +153,12 @@ pub struct Profile {
     ended: HashMap<u32, (IpAddr, u32)>,
     latest: HashMap<(IpAddr, Command), (Duration, Instant)>,
     warned: bool,
+    /// When to ask `smbstatus` again after it failed (it is slow: not every tick).
+    retry_at: Option<Instant>,
 }
+
+/// How long to wait before asking `smbstatus` for the layout again.
+const RETRY: Duration = Duration::from_secs(60);
 
 impl Profile {
     /// `conf` is smb.conf (for `smbstatus`); `run` is Samba's lock directory, with the
@@ -168,11 +173,13 @@ impl Profile {
             ended: HashMap::new(),
             latest: HashMap::new(),
             warned: false,
+            retry_at: None,
         }
     }
 
     fn layout(&mut self) -> Option<Layout> {
-        if self.layout.is_none() {
+        if self.layout.is_none() && self.retry_at.is_none_or(|at| Instant::now() >= at) {
+            self.retry_at = Some(Instant::now() + RETRY);
             let learnt = std::process::Command::new("smbstatus")
                 .arg(format!("--configfile={}", self.conf.display()))
                 .arg("--profile")

@@ -29,13 +29,14 @@ struct Args {
     /// The rushesd binary.
     #[arg(long, default_value = "target/release/rushesd")]
     rushesd: PathBuf,
-    /// Runs of every workload on each server; the table shows medians.
+    /// Repetitions of every workload, the two servers taking turns at each; the table
+    /// shows medians. The sequential file and the files created are split among them.
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Size of the sequential file, MiB.
     #[arg(long, default_value_t = 1024)]
     size_mib: usize,
-    /// Files created, stat-ed and removed.
+    /// Files created, stat-ed and removed (over all repetitions).
     #[arg(long, default_value_t = 10_000)]
     files: usize,
     /// Entries of the directory listed.
@@ -46,6 +47,11 @@ struct Args {
     /// depends on whether the other server removed 10,000 files just before.
     #[arg(long, default_value_t = 31)]
     settle: u64,
+    /// With `--peer unrecorded`: run rushesd with recording off in both places. The
+    /// ratios then show the bench's own bias between its two server slots (the same
+    /// server in both), to set beside the real comparison.
+    #[arg(long)]
+    calibrate: bool,
 }
 
 struct Server {
@@ -183,91 +189,199 @@ struct Row {
     unit: Unit,
     /// Per server (the peer, rushesd): one value per run.
     values: [Vec<f64>; 2],
+    /// Per server: the server's CPU time per unit of work (per MB, operation or entry),
+    /// in microseconds, one value per run. Steadier than throughput on a shared
+    /// machine, and it is what recording adds.
+    cpu: [Vec<f64>; 2],
+}
+
+/// Each thread's CPU time so far, in nanoseconds (`/proc/PID/task/TID/schedstat`).
+fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Run `work` and measure the server's CPU time (seconds, user and system) during it.
+/// Counted per thread, so threads that start meanwhile count in full; one that ends
+/// meanwhile (tokio's idle blocking threads, after 10 s) is missed.
+fn measured<T>(server: &Server, work: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let before = thread_cpu(server.child.id());
+    let out = work()?;
+    let spent: u64 = thread_cpu(server.child.id())
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Ok((out, spent as f64 / 1e9))
 }
 
 fn per_second(n: f64, elapsed: Duration) -> f64 {
     n / elapsed.as_secs_f64()
 }
 
+/// Who goes first in repetition `rep`: alternating, so neither server always meets a
+/// warmer or cooler machine.
+fn order(rep: usize) -> [usize; 2] {
+    if rep % 2 == 0 {
+        [0, 1]
+    } else {
+        [1, 0]
+    }
+}
+
+/// Every workload, the two servers taking turns at each repetition of each one, so
+/// that each pair of figures was measured within a second of each other: the noise of
+/// a shared machine drifts over minutes, and a pair shares it.
 fn run_workloads(
     args: &Args,
-    server: &Server,
-    root: &nfs_fh3,
-    tag: &str,
+    servers: &[Server; 2],
+    roots: &[nfs_fh3],
     rows: &mut [Row],
-    s: usize,
 ) -> Result<()> {
-    let mut pipe = Pipe::connect(server.nfs, User::root())?;
+    let mut pipes = [
+        Pipe::connect(servers[0].nfs, User::root())?,
+        Pipe::connect(servers[1].nfs, User::root())?,
+    ];
+    let reps = args.runs;
     let chunk = vec![0x5au8; 1 << 20];
-    let bytes = (args.size_mib << 20) as f64;
+    // Each repetition writes its own part of the file; each reads the whole file.
+    let part_mib = (args.size_mib / reps).max(1);
+    let file_mib = part_mib * reps;
     let mut row = 0;
-    // Sequential write then read, 1 MiB requests, 1 and 8 in flight.
     for depth in [1, 8] {
-        let name = format!("seq-{tag}-qd{depth}");
-        let fh = bench::created_handle(&pipe.call(8, &bench::create_args(root, &name))?)?;
-        let write = pipe.run(
-            args.size_mib,
-            depth,
-            |i| (7, bench::write_args(&fh, (i as u64) << 20, &chunk)),
-            expect_ok,
-        )?;
-        let commit_started = Instant::now();
-        expect_ok(&pipe.call(21, &bench::commit_args(&fh))?)?;
-        let elapsed = write + commit_started.elapsed();
-        rows[row].values[s].push(per_second(bytes / 1e6, elapsed));
-        let read = pipe.run(
-            args.size_mib,
-            depth,
-            |i| (6, bench::read_args(&fh, (i as u64) << 20, 1 << 20)),
-            expect_ok,
-        )?;
-        rows[row + 1].values[s].push(per_second(bytes / 1e6, read));
+        let mut files = Vec::new();
+        for s in 0..2 {
+            let name = format!("seq-{}-qd{depth}", servers[s].name);
+            files.push(bench::created_handle(
+                &pipes[s].call(8, &bench::create_args(&roots[s], &name))?,
+            )?);
+        }
+        for rep in 0..reps {
+            for s in order(rep) {
+                let fh = &files[s];
+                let pipe = &mut pipes[s];
+                let first = rep * part_mib;
+                let (elapsed, cpu) = measured(&servers[s], || {
+                    let write = pipe.run(
+                        part_mib,
+                        depth,
+                        |i| {
+                            let at = ((first + i) as u64) << 20;
+                            (7, bench::write_args(fh, at, &chunk))
+                        },
+                        expect_ok,
+                    )?;
+                    let commit_started = Instant::now();
+                    expect_ok(&pipe.call(21, &bench::commit_args(fh))?)?;
+                    Ok(write + commit_started.elapsed())
+                })?;
+                let mb = (part_mib << 20) as f64 / 1e6;
+                rows[row].values[s].push(per_second(mb, elapsed));
+                rows[row].cpu[s].push(cpu * 1e6 / mb);
+            }
+        }
+        for rep in 0..reps {
+            for s in order(rep) {
+                let fh = &files[s];
+                let pipe = &mut pipes[s];
+                let (elapsed, cpu) = measured(&servers[s], || {
+                    pipe.run(
+                        file_mib,
+                        depth,
+                        |i| (6, bench::read_args(fh, (i as u64) << 20, 1 << 20)),
+                        expect_ok,
+                    )
+                })?;
+                let mb = (file_mib << 20) as f64 / 1e6;
+                rows[row + 1].values[s].push(per_second(mb, elapsed));
+                rows[row + 1].cpu[s].push(cpu * 1e6 / mb);
+            }
+        }
+        for s in 0..2 {
+            let name = format!("seq-{}-qd{depth}", servers[s].name);
+            expect_ok(&pipes[s].call(12, &bench::remove_args(&roots[s], &name))?)?;
+        }
         row += 2;
-        expect_ok(&pipe.call(12, &bench::remove_args(root, &name))?)?;
     }
-    // Metadata: create, stat (LOOKUP) and remove `files` files, 8 calls in flight.
+    // Metadata, 8 calls in flight: each repetition creates (and later removes) its own
+    // share of the files; each looks up all of them.
     rustix::fs::sync();
     std::thread::sleep(Duration::from_secs(args.settle));
-    let meta_name = format!("meta-{tag}");
-    expect_ok(&pipe.call(9, &bench::mkdir_args(root, &meta_name))?)?;
-    let meta = bench::looked_up_handle(&pipe.call(3, &bench::lookup_args(root, &meta_name))?)?;
-    let n = args.files;
-    let names: Vec<String> = (0..n).map(|i| format!("f{i:06}")).collect();
-    let t_create = pipe.run(
-        n,
-        8,
-        |i| (8, bench::create_args(&meta, &names[i])),
-        expect_ok,
-    )?;
-    let t_stat = pipe.run(
-        n,
-        8,
-        |i| (3, bench::lookup_args(&meta, &names[i])),
-        expect_ok,
-    )?;
-    let t_remove = pipe.run(
-        n,
-        8,
-        |i| (12, bench::remove_args(&meta, &names[i])),
-        expect_ok,
-    )?;
-    for (k, t) in [t_create, t_stat, t_remove].into_iter().enumerate() {
-        rows[row + k].values[s].push(per_second(n as f64, t));
+    let mut metas = Vec::new();
+    for s in 0..2 {
+        let name = format!("meta-{}", servers[s].name);
+        expect_ok(&pipes[s].call(9, &bench::mkdir_args(&roots[s], &name))?)?;
+        metas.push(bench::looked_up_handle(
+            &pipes[s].call(3, &bench::lookup_args(&roots[s], &name))?,
+        )?);
+    }
+    let per_rep = (args.files / reps).max(1);
+    let names: Vec<String> = (0..per_rep * reps).map(|i| format!("f{i:06}")).collect();
+    let part = |rep: usize| &names[rep * per_rep..(rep + 1) * per_rep];
+    for (k, procedure) in [(0, 8u32), (1, 3), (2, 12)] {
+        for rep in 0..reps {
+            for s in order(rep) {
+                let meta = &metas[s];
+                let pipe = &mut pipes[s];
+                let these = if procedure == 3 {
+                    &names[..]
+                } else {
+                    part(rep)
+                };
+                let (elapsed, cpu) = measured(&servers[s], || {
+                    pipe.run(
+                        these.len(),
+                        8,
+                        |i| {
+                            let args = match procedure {
+                                8 => bench::create_args(meta, &these[i]),
+                                3 => bench::lookup_args(meta, &these[i]),
+                                _ => bench::remove_args(meta, &these[i]),
+                            };
+                            (procedure, args)
+                        },
+                        expect_ok,
+                    )
+                })?;
+                rows[row + k].values[s].push(per_second(these.len() as f64, elapsed));
+                rows[row + k].cpu[s].push(cpu * 1e6 / these.len() as f64);
+            }
+        }
     }
     row += 3;
     // Listing a big directory, READDIRPLUS, 64 KiB replies.
-    let list = bench::looked_up_handle(&pipe.call(3, &bench::lookup_args(root, "list"))?)?;
-    let started = Instant::now();
-    let listed = bench::list_plus(&mut pipe, &list, 64 * 1024)?;
-    let elapsed = started.elapsed();
-    if listed != args.entries + 2 {
-        bail!(
-            "{} listed {listed} entries, expected {}",
-            server.name,
-            args.entries + 2
-        );
+    let mut lists = Vec::new();
+    for s in 0..2 {
+        lists.push(bench::looked_up_handle(
+            &pipes[s].call(3, &bench::lookup_args(&roots[s], "list"))?,
+        )?);
     }
-    rows[row].values[s].push(per_second(listed as f64, elapsed));
+    for rep in 0..reps {
+        for s in order(rep) {
+            let started = Instant::now();
+            let (listed, cpu) = measured(&servers[s], || {
+                bench::list_plus(&mut pipes[s], &lists[s], 64 * 1024)
+            })?;
+            let elapsed = started.elapsed();
+            if listed != args.entries + 2 {
+                bail!(
+                    "{} listed {listed} entries, expected {}",
+                    servers[s].name,
+                    args.entries + 2
+                );
+            }
+            rows[row].values[s].push(per_second(listed as f64, elapsed));
+            rows[row].cpu[s].push(cpu * 1e6 / listed as f64);
+        }
+    }
     Ok(())
 }
 
@@ -316,7 +430,16 @@ async fn main() -> Result<()> {
             "rushesd-unrecorded",
         )?
     };
-    let rushesd = start_rushesd(&args.rushesd, &args.dir, &export, 23049, &[], "rushesd")?;
+    anyhow::ensure!(
+        !args.calibrate || args.peer == "unrecorded",
+        "--calibrate needs --peer unrecorded"
+    );
+    let ours: &[&str] = if args.calibrate {
+        &["--no-activity"]
+    } else {
+        &[]
+    };
+    let rushesd = start_rushesd(&args.rushesd, &args.dir, &export, 23049, ours, "rushesd")?;
     let peer_name = peer.name;
     let servers = [peer, rushesd];
     let mut roots = Vec::new();
@@ -324,41 +447,47 @@ async fn main() -> Result<()> {
         roots.push(wait_mount(server).await?.root);
     }
 
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let part_mib = (args.size_mib / args.runs).max(1);
+    let per_rep = (args.files / args.runs).max(1);
     let mut rows: Vec<Row> = Vec::new();
     for depth in [1, 8] {
-        for op in ["write", "read"] {
+        for what in [
+            format!("write {part_mib} MiB"),
+            format!("read {} MiB", part_mib * args.runs),
+        ] {
             rows.push(Row {
-                label: format!(
-                    "sequential {op} {} MiB, 1 MiB requests, {depth} in flight",
-                    args.size_mib
-                ),
+                label: format!("sequential {what}, 1 MiB requests, {depth} in flight"),
                 unit: Unit::MBps,
                 values: [vec![], vec![]],
+                cpu: [vec![], vec![]],
             });
         }
     }
-    for op in ["create", "stat (LOOKUP)", "remove"] {
+    for (op, n) in [
+        ("create", per_rep),
+        ("stat (LOOKUP)", per_rep * args.runs),
+        ("remove", per_rep),
+    ] {
         rows.push(Row {
-            label: format!("{op} {} files, 8 in flight", args.files),
+            label: format!("{op} {n} files, 8 in flight"),
             unit: Unit::OpsPerSec,
             values: [vec![], vec![]],
+            cpu: [vec![], vec![]],
         });
     }
     rows.push(Row {
         label: format!("list a {}-entry folder (READDIRPLUS)", args.entries),
         unit: Unit::EntriesPerSec,
         values: [vec![], vec![]],
+        cpu: [vec![], vec![]],
     });
 
-    for run in 0..args.runs {
-        // Alternate who goes first, so neither always meets a warmer or cooler machine.
-        let order: [usize; 2] = if run % 2 == 0 { [0, 1] } else { [1, 0] };
-        for s in order {
-            let tag = format!("{}-{run}", servers[s].name);
-            eprintln!("run {}/{}: {}", run + 1, args.runs, servers[s].name);
-            run_workloads(&args, &servers[s], &roots[s], &tag, &mut rows, s)?;
-        }
-    }
+    eprintln!(
+        "{} repetitions of each workload, the servers taking turns",
+        args.runs
+    );
+    run_workloads(&args, &servers, &roots, &mut rows)?;
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let against = if args.peer == "ganesha" {
@@ -366,9 +495,14 @@ async fn main() -> Result<()> {
     } else {
         "rushesd with activity recording off (--no-activity)"
     };
+    let ours = if args.calibrate {
+        "CALIBRATION: rushesd with recording off in the second slot too (ratios are the bench's own bias)"
+    } else {
+        "rushesd (activity recorded)"
+    };
     println!(
-        "\nrushesd (activity recorded) vs {against}, NFSv3 over TCP on loopback, backing folder {} \
-         ({} runs, medians; {} CPUs, kernel {})\n",
+        "\n{ours} vs {against}, NFSv3 over TCP on loopback, backing folder {} \
+         ({} repetitions, the servers taking turns; medians; {} CPUs, kernel {})\n",
         export.display(),
         args.runs,
         std::thread::available_parallelism()
@@ -376,26 +510,63 @@ async fn main() -> Result<()> {
             .unwrap_or(0),
         kernel.trim()
     );
-    println!("| workload | {peer_name} | rushesd | ratio (ours/peer) | ratio range |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| workload | {peer_name} | rushesd | ratio (ours/peer) | ratio range | paired ratio, median (range) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    // Each run's ratio: the two servers ran back to back, so they met the same machine.
+    let paired = |v: &[Vec<f64>; 2]| -> Vec<f64> {
+        v[1].iter()
+            .zip(&v[0])
+            .map(|(ours, peer)| ours / peer)
+            .collect()
+    };
     for row in &rows {
         let (g, r) = (median(&row.values[0]), median(&row.values[1]));
         // The worst and best ratio any pairing of runs could show: the noise band.
-        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
         let (lo, hi) = (
             min(&row.values[1]) / max(&row.values[0]),
             max(&row.values[1]) / min(&row.values[0]),
         );
+        let p = paired(&row.values);
         println!(
-            "| {} | {} | {} | {:.2}x | {lo:.2}-{hi:.2}x |",
+            "| {} | {} | {} | {:.2}x | {lo:.2}-{hi:.2}x | {:.2}x ({:.2}-{:.2}x) |",
             row.label,
             fmt(g, row.unit),
             fmt(r, row.unit),
-            r / g
+            r / g,
+            median(&p),
+            min(&p),
+            max(&p)
         );
     }
-    println!("\nper run ({peer_name} | rushesd):");
+    println!(
+        "\nserver CPU time per unit of work (user + system, all threads; above 1.0 means rushesd spends more):\n"
+    );
+    println!(
+        "| workload | {peer_name} | rushesd | ratio (ours/peer) | paired ratio, median (range) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for row in &rows {
+        let per = match row.unit {
+            Unit::MBps => "µs/MB",
+            Unit::OpsPerSec => "µs/op",
+            Unit::EntriesPerSec => "µs/entry",
+        };
+        let (g, r) = (median(&row.cpu[0]), median(&row.cpu[1]));
+        let p = paired(&row.cpu);
+        println!(
+            "| {} | {g:.1} {per} | {r:.1} {per} | {:.2}x | {:.2}x ({:.2}-{:.2}x) |",
+            row.label,
+            r / g,
+            median(&p),
+            min(&p),
+            max(&p)
+        );
+    }
+    println!("\nper repetition ({peer_name} | rushesd):");
     for row in &rows {
         let show = |v: &[f64]| {
             v.iter()
