@@ -238,7 +238,7 @@ pub fn run(
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
     let _ = sock.set_read_timeout(Some(Duration::from_millis(250)));
     let mut reader = Reader::default();
-    let mut profile = Profile::new(samba.conf.clone(), samba.run.clone());
+    let mut profile = Profile::new(&samba);
     let mut wire = WireCounters::new(445);
     let mut last_tick = Instant::now();
     let mut buf = vec![0u8; 8192];

@@ -50,7 +50,7 @@ impl Command {
 }
 
 /// Where each command's count and time sit in a process's record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Layout {
     /// Values per record, the leading magic included.
     values: usize,
@@ -152,8 +152,8 @@ pub struct Profile {
     /// its own record when it reaps them, and the ticks they waited.
     ended: HashMap<u32, (IpAddr, u32)>,
     latest: HashMap<(IpAddr, Command), (Duration, Instant)>,
-    warned: bool,
     /// When to ask `smbstatus` again after it failed (it is slow: not every tick).
+    /// `None` until the first try.
     retry_at: Option<Instant>,
 }
 
@@ -161,24 +161,24 @@ pub struct Profile {
 const RETRY: Duration = Duration::from_secs(60);
 
 impl Profile {
-    /// `conf` is smb.conf (for `smbstatus`); `run` is Samba's lock directory, with the
-    /// profile in `cache/` and `smbd.pid`.
-    pub fn new(conf: PathBuf, run: PathBuf) -> Profile {
+    /// Samba's smb.conf (for `smbstatus`), and its lock directory with the profile in
+    /// `cache/` and `smbd.pid`.
+    pub fn new(samba: &crate::smb::Samba) -> Profile {
         Profile {
-            conf,
-            tdb: run.join("cache/smbprofile.tdb"),
-            parent_pid: run.join("smbd.pid"),
+            conf: samba.conf.clone(),
+            tdb: samba.run.join("cache/smbprofile.tdb"),
+            parent_pid: samba.run.join("smbd.pid"),
             layout: None,
             last: HashMap::new(),
             ended: HashMap::new(),
             latest: HashMap::new(),
-            warned: false,
             retry_at: None,
         }
     }
 
     fn layout(&mut self) -> Option<Layout> {
         if self.layout.is_none() && self.retry_at.is_none_or(|at| Instant::now() >= at) {
+            let first_try = self.retry_at.is_none();
             self.retry_at = Some(Instant::now() + RETRY);
             let learnt = std::process::Command::new("smbstatus")
                 .arg(format!("--configfile={}", self.conf.display()))
@@ -188,14 +188,13 @@ impl Profile {
                 .and_then(|o| Layout::learn(&String::from_utf8_lossy(&o.stdout)));
             match learnt {
                 Ok(l) => self.layout = Some(l),
-                Err(e) if !self.warned => {
-                    self.warned = true;
+                Err(e) if first_try => {
                     tracing::warn!(error = %e, "cannot read Samba's profile: SMB records carry no latency");
                 }
                 Err(_) => {}
             }
         }
-        self.layout.clone()
+        self.layout
     }
 
     /// Look at the profile once (call about once a second). `owners` maps smbd process
@@ -250,9 +249,8 @@ impl Profile {
                             gained = minus(&gained, seen);
                         }
                     }
-                    let clients: Vec<IpAddr> = self.ended.values().map(|(c, _)| *c).collect();
-                    for client in clients {
-                        add(client, &gained);
+                    for (client, _) in self.ended.values() {
+                        add(*client, &gained);
                     }
                     for pid in std::mem::take(&mut self.ended).into_keys() {
                         self.last.remove(&pid);
@@ -352,7 +350,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("cache")).unwrap();
         std::fs::write(dir.path().join("smbd.pid"), "1\n").unwrap();
-        let mut profile = Profile::new(dir.path().join("smb.conf"), dir.path().to_path_buf());
+        let mut profile = Profile::new(&crate::smb::Samba {
+            conf: dir.path().join("smb.conf"),
+            private: dir.path().join("private"),
+            run: dir.path().to_path_buf(),
+            etc: dir.path().join("etc"),
+        });
         profile.layout = Some(Layout::learn(SMBSTATUS).unwrap());
         // Values in the test layout: [magic, connect, disconnect, tcon ×3, create ×3,
         // close ×2, read count, read time, read in, read out, write count, write time, …].

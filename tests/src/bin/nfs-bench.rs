@@ -187,11 +187,12 @@ enum Unit {
 struct Row {
     label: String,
     unit: Unit,
-    /// Per server (the peer, rushesd): one value per run.
+    /// Per server (the peer, rushesd): units (MB, operations, entries) per second,
+    /// one value per repetition.
     values: [Vec<f64>; 2],
-    /// Per server: the server's CPU time per unit of work (per MB, operation or entry),
-    /// in microseconds, one value per run. Steadier than throughput on a shared
-    /// machine, and it is what recording adds.
+    /// Per server: the server's CPU time per unit of work, in microseconds, one value
+    /// per repetition. Steadier than throughput on a shared machine, and it is what
+    /// recording adds.
     cpu: [Vec<f64>; 2],
 }
 
@@ -210,21 +211,27 @@ fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, u64> {
         .collect()
 }
 
-/// Run `work` and measure the server's CPU time (seconds, user and system) during it.
-/// Counted per thread, so threads that start meanwhile count in full; one that ends
-/// meanwhile (tokio's idle blocking threads, after 10 s) is missed.
-fn measured<T>(server: &Server, work: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+/// One repetition of a workload on server `s`: `work` returns how many units it did;
+/// their rate and the server's CPU time per unit (user and system, counted per thread,
+/// so threads that start meanwhile count in full, while one that ends meanwhile, like
+/// tokio's idle blocking threads after 10 s, is missed) go into `row`.
+fn repetition(
+    row: &mut Row,
+    s: usize,
+    server: &Server,
+    work: impl FnOnce() -> Result<f64>,
+) -> Result<()> {
     let before = thread_cpu(server.child.id());
-    let out = work()?;
-    let spent: u64 = thread_cpu(server.child.id())
+    let started = Instant::now();
+    let units = work()?;
+    let elapsed = started.elapsed();
+    let cpu_ns: u64 = thread_cpu(server.child.id())
         .iter()
         .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum();
-    Ok((out, spent as f64 / 1e9))
-}
-
-fn per_second(n: f64, elapsed: Duration) -> f64 {
-    n / elapsed.as_secs_f64()
+    row.values[s].push(units / elapsed.as_secs_f64());
+    row.cpu[s].push(cpu_ns as f64 / 1e3 / units);
+    Ok(())
 }
 
 /// Who goes first in repetition `rep`: alternating, so neither server always meets a
@@ -269,8 +276,8 @@ fn run_workloads(
                 let fh = &files[s];
                 let pipe = &mut pipes[s];
                 let first = rep * part_mib;
-                let (elapsed, cpu) = measured(&servers[s], || {
-                    let write = pipe.run(
+                repetition(&mut rows[row], s, &servers[s], || {
+                    pipe.run(
                         part_mib,
                         depth,
                         |i| {
@@ -279,30 +286,24 @@ fn run_workloads(
                         },
                         expect_ok,
                     )?;
-                    let commit_started = Instant::now();
                     expect_ok(&pipe.call(21, &bench::commit_args(fh))?)?;
-                    Ok(write + commit_started.elapsed())
+                    Ok((part_mib << 20) as f64 / 1e6)
                 })?;
-                let mb = (part_mib << 20) as f64 / 1e6;
-                rows[row].values[s].push(per_second(mb, elapsed));
-                rows[row].cpu[s].push(cpu * 1e6 / mb);
             }
         }
         for rep in 0..reps {
             for s in order(rep) {
                 let fh = &files[s];
                 let pipe = &mut pipes[s];
-                let (elapsed, cpu) = measured(&servers[s], || {
+                repetition(&mut rows[row + 1], s, &servers[s], || {
                     pipe.run(
                         file_mib,
                         depth,
                         |i| (6, bench::read_args(fh, (i as u64) << 20, 1 << 20)),
                         expect_ok,
-                    )
+                    )?;
+                    Ok((file_mib << 20) as f64 / 1e6)
                 })?;
-                let mb = (file_mib << 20) as f64 / 1e6;
-                rows[row + 1].values[s].push(per_second(mb, elapsed));
-                rows[row + 1].cpu[s].push(cpu * 1e6 / mb);
             }
         }
         for s in 0..2 {
@@ -344,7 +345,7 @@ fn run_workloads(
                 } else {
                     part(s, rep)
                 };
-                let (elapsed, cpu) = measured(&servers[s], || {
+                repetition(&mut rows[row + k], s, &servers[s], || {
                     pipe.run(
                         these.len(),
                         8,
@@ -357,10 +358,9 @@ fn run_workloads(
                             (procedure, args)
                         },
                         expect_ok,
-                    )
+                    )?;
+                    Ok(these.len() as f64)
                 })?;
-                rows[row + k].values[s].push(per_second(these.len() as f64, elapsed));
-                rows[row + k].cpu[s].push(cpu * 1e6 / these.len() as f64);
             }
         }
     }
@@ -374,20 +374,17 @@ fn run_workloads(
     }
     for rep in 0..reps {
         for s in order(rep) {
-            let started = Instant::now();
-            let (listed, cpu) = measured(&servers[s], || {
-                bench::list_plus(&mut pipes[s], &lists[s], 64 * 1024)
+            repetition(&mut rows[row], s, &servers[s], || {
+                let listed = bench::list_plus(&mut pipes[s], &lists[s], 64 * 1024)?;
+                if listed != args.entries + 2 {
+                    bail!(
+                        "{} listed {listed} entries, expected {}",
+                        servers[s].name,
+                        args.entries + 2
+                    );
+                }
+                Ok(listed as f64)
             })?;
-            let elapsed = started.elapsed();
-            if listed != args.entries + 2 {
-                bail!(
-                    "{} listed {listed} entries, expected {}",
-                    servers[s].name,
-                    args.entries + 2
-                );
-            }
-            rows[row].values[s].push(per_second(listed as f64, elapsed));
-            rows[row].cpu[s].push(cpu * 1e6 / listed as f64);
         }
     }
     Ok(())
