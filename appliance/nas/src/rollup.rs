@@ -233,6 +233,69 @@ pub struct Top {
     pub untracked: Counts,
 }
 
+impl State {
+    /// Count one operation that ended at `now` (seconds since the epoch).
+    fn add(&mut self, key: &Key, bytes: u64, error: bool, latency_us: Option<u64>, now: u64) {
+        let st = self;
+        let t = st.totals.ops.entry((key.protocol, key.op)).or_default();
+        t.0 += 1;
+        t.1 += bytes;
+        t.2 += u64::from(error);
+        let c = st.totals.clients.entry(key.client).or_default();
+        c.0 += 1;
+        c.1 += bytes;
+        // Only the current second is touched per record; a second is added into its
+        // minute once, when the next second begins.
+        if st.seconds.back().is_some_and(|(t, _)| *t < now) {
+            let (at, done) = st.seconds.back().expect("checked");
+            let minute = slot(&mut st.minutes, at / 60, 60);
+            for (g, b) in done {
+                minute.entry(g.clone()).or_insert_with(Bucket::new).add(b);
+            }
+        }
+        let slots = slot(&mut st.seconds, now, 60);
+        for g in Group::of(key) {
+            let b = match slots.get_mut(&g) {
+                Some(b) => b,
+                None => slots.entry(g).or_insert_with(Bucket::new),
+            };
+            b.ops += 1;
+            b.bytes += bytes;
+            b.errors += u64::from(error);
+            if let Some(us) = latency_us {
+                b.latency.saturating_record(us.max(1));
+            }
+        }
+    }
+
+    /// Count one operation on `path` in `share`.
+    fn add_path(&mut self, share: &Arc<str>, path: &str, bytes: u64, now: u64) {
+        let minute = now / 60;
+        let ring = &mut self.paths;
+        if ring.back().is_none_or(|(t, _)| *t < minute) {
+            ring.push_back((minute, PathSlots::default()));
+            while ring.len() > 60 {
+                ring.pop_front();
+            }
+        }
+        let slots = &mut ring.back_mut().expect("just pushed").1;
+        let files = match slots.shares.get_mut(share) {
+            Some(f) => f,
+            None => slots.shares.entry(Arc::clone(share)).or_default(),
+        };
+        let counts = match files.get_mut(path) {
+            Some(c) => c,
+            None if slots.tracked < MAX_PATHS => {
+                slots.tracked += 1;
+                files.entry(path.to_string()).or_default()
+            }
+            None => &mut slots.untracked,
+        };
+        counts.ops += 1;
+        counts.bytes += bytes;
+    }
+}
+
 /// The rollups, fed as an [`OpObserver`].
 #[derive(Default)]
 pub struct Rollups {
@@ -255,36 +318,7 @@ impl Rollups {
     /// `latency_us` is `None` when the source could not time the operation.
     pub fn add(&self, key: Key, bytes: u64, error: bool, latency_us: Option<u64>, now: u64) {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let st = &mut *guard;
-        let t = st.totals.ops.entry((key.protocol, key.op)).or_default();
-        t.0 += 1;
-        t.1 += bytes;
-        t.2 += u64::from(error);
-        let c = st.totals.clients.entry(key.client).or_default();
-        c.0 += 1;
-        c.1 += bytes;
-        // Only the current second is touched per record; a second is added into its
-        // minute once, when the next second begins.
-        if st.seconds.back().is_some_and(|(t, _)| *t < now) {
-            let (at, done) = st.seconds.back().expect("checked");
-            let minute = slot(&mut st.minutes, at / 60, 60);
-            for (g, b) in done {
-                minute.entry(g.clone()).or_insert_with(Bucket::new).add(b);
-            }
-        }
-        let slots = slot(&mut st.seconds, now, 60);
-        for g in Group::of(&key) {
-            let b = match slots.get_mut(&g) {
-                Some(b) => b,
-                None => slots.entry(g).or_insert_with(Bucket::new),
-            };
-            b.ops += 1;
-            b.bytes += bytes;
-            b.errors += u64::from(error);
-            if let Some(us) = latency_us {
-                b.latency.saturating_record(us.max(1));
-            }
-        }
+        guard.add(&key, bytes, error, latency_us, now);
     }
 
     /// Bytes per second over the last `seconds` (at most 60) ending at `now`, oldest
@@ -328,29 +362,7 @@ impl Rollups {
     /// Count one operation on `path` in `share`.
     pub fn add_path(&self, share: &Arc<str>, path: &str, bytes: u64, now: u64) {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let minute = now / 60;
-        let ring = &mut guard.paths;
-        if ring.back().is_none_or(|(t, _)| *t < minute) {
-            ring.push_back((minute, PathSlots::default()));
-            while ring.len() > 60 {
-                ring.pop_front();
-            }
-        }
-        let slots = &mut ring.back_mut().expect("just pushed").1;
-        let files = match slots.shares.get_mut(share) {
-            Some(f) => f,
-            None => slots.shares.entry(Arc::clone(share)).or_default(),
-        };
-        let counts = match files.get_mut(path) {
-            Some(c) => c,
-            None if slots.tracked < MAX_PATHS => {
-                slots.tracked += 1;
-                files.entry(path.to_string()).or_default()
-            }
-            None => &mut slots.untracked,
-        };
-        counts.ops += 1;
-        counts.bytes += bytes;
+        guard.add_path(share, path, bytes, now);
     }
 
     /// The busiest files (or folders) over the last minute or hour, by bytes or by
@@ -452,26 +464,33 @@ impl Rollups {
 
 impl OpObserver for Rollups {
     fn record(&self, op: &OpRecord) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.add(
-            Key {
+        self.record_batch(std::slice::from_ref(op));
+    }
+
+    fn record_batch(&self, ops: &[OpRecord]) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for op in ops {
+            let now = op.time_ms() / 1000;
+            let key = Key {
                 client: op.client,
                 uid: op.uid,
                 share: op.share.clone(),
                 protocol: op.protocol,
                 op: op.op,
-            },
-            op.bytes,
-            op.status.is_none_or(|s| s != 0),
-            op.latency
-                .map(|l| l.as_micros().min(u128::from(u64::MAX)) as u64),
-            now,
-        );
-        if let (Some(share), Some(path)) = (&op.share, &op.path) {
-            self.add_path(share, path, op.bytes, now);
+            };
+            let latency_us = op
+                .latency
+                .map(|l| l.as_micros().min(u128::from(u64::MAX)) as u64);
+            st.add(
+                &key,
+                op.bytes,
+                op.status.is_none_or(|s| s != 0),
+                latency_us,
+                now,
+            );
+            if let (Some(share), Some(path)) = (&op.share, &op.path) {
+                st.add_path(share, path, op.bytes, now);
+            }
         }
     }
 }

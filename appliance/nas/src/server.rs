@@ -241,7 +241,7 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
         Ok(Credential::None) => None,
         Err(e) => {
             rec.latency = Some(started.elapsed());
-            service.observer.record(&rec);
+            service.observer.record_owned(rec);
             return encoded(rpc::reply_auth_error(call.xid, *e));
         }
     };
@@ -279,7 +279,7 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
         _ => Err(AcceptError::ProgUnavail),
     };
     rec.latency = Some(started.elapsed());
-    service.observer.record(&rec);
+    service.observer.record_owned(rec);
     match result {
         Ok(()) => Some(Reply { encoded: out, tail }),
         Err(e) => {

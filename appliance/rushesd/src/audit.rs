@@ -4,8 +4,10 @@
 //! JSON lines) through the API.
 //!
 //! Reads and writes are logged once per file, client and minute (the rollups count
-//! every one); everything else that names a file is logged each time. Records reach a
-//! writer thread through a channel, so the NFS workers never wait for the disk.
+//! every one); everything else that names a file is logged each time. The activity
+//! recorder's thread turns each batch of records straight into JSON lines (no copy of
+//! the record, no owned strings) and hands them to a writer thread, so neither the NFS
+//! workers nor the recorder wait for the disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -64,13 +66,70 @@ impl Query {
     }
 }
 
+/// JSON lines of one UTC day, oldest first.
+struct Lines {
+    /// Days since the epoch.
+    day: u64,
+    count: usize,
+    bytes: Vec<u8>,
+}
+
+impl Lines {
+    /// Forget the oldest `n` lines.
+    fn drop_oldest(&mut self, n: usize) {
+        let cut = self
+            .bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(n.saturating_sub(1))
+            .map_or(self.bytes.len(), |(i, _)| i + 1);
+        self.bytes.drain(..cut);
+        self.count -= n.min(self.count);
+    }
+
+    /// The records, newest first.
+    fn newest_first(&self) -> impl Iterator<Item = AuditRecord> + '_ {
+        self.bytes
+            .split(|b| *b == b'\n')
+            .rev()
+            .filter_map(|line| serde_json::from_slice(line).ok())
+    }
+}
+
+/// Lines not yet written: while no pool is mounted, or the pool refuses them.
+#[derive(Default)]
+struct Waiting {
+    runs: VecDeque<Lines>,
+    count: usize,
+}
+
+impl Waiting {
+    /// Keep at most `max` lines; returns how many were dropped.
+    fn cap(&mut self, max: usize) -> u64 {
+        let mut dropped = 0;
+        while self.count > max {
+            let Some(oldest) = self.runs.front_mut() else {
+                break;
+            };
+            let n = (self.count - max).min(oldest.count);
+            oldest.drop_oldest(n);
+            self.count -= n;
+            dropped += n as u64;
+            if oldest.count == 0 {
+                self.runs.pop_front();
+            }
+        }
+        dropped
+    }
+}
+
 struct Shared {
     /// (pool, folder) the log goes to.
     place: RwLock<Option<(String, PathBuf)>>,
-    directory: Arc<RwLock<Directory>>,
     max_bytes: u64,
     max_days: u32,
-    waiting: Mutex<VecDeque<AuditRecord>>,
+    waiting: Mutex<Waiting>,
     dropped: AtomicU64,
 }
 
@@ -83,12 +142,15 @@ impl Shared {
 
 /// The audit log, fed as an [`OpObserver`].
 pub struct AuditLog {
-    tx: mpsc::Sender<OpRecord>,
+    tx: mpsc::Sender<Lines>,
     shared: Arc<Shared>,
+    /// Shares and accounts, for naming users.
+    directory: Arc<RwLock<Directory>>,
     /// When each (client, protocol, operation, share, file) last had a read or write
-    /// logged, by a hash of those: most reads and writes stop here, on the NFS worker,
-    /// without a copy or a trip to the writer thread.
+    /// logged, by a hash of those: most reads and writes stop here.
     recent_io: Mutex<HashMap<u64, u64>>,
+    /// The folder used while no pool is mounted (host mode's `--audit-dir`).
+    fallback: Mutex<Option<PathBuf>>,
 }
 
 /// Operations that name a file and belong in the log.
@@ -113,27 +175,146 @@ fn audited(op: &str) -> bool {
 
 impl OpObserver for AuditLog {
     fn record(&self, op: &OpRecord) {
-        let Some(path) = &op.path else { return };
-        if !audited(op.op) {
-            return;
-        }
-        if matches!(op.op, "READ" | "WRITE") && op.status == Some(0) {
-            use std::hash::{Hash, Hasher};
-            // A fixed-key hasher, so every worker thread makes the same key.
-            let mut h = std::hash::DefaultHasher::new();
-            (op.client, op.protocol, op.op, op.share.as_deref(), path).hash(&mut h);
-            let key = h.finish();
-            let secs = now_ms() / 1000;
-            let mut recent = self.recent_io.lock().unwrap_or_else(|p| p.into_inner());
-            if recent.get(&key).is_some_and(|at| secs < at + IO_EVERY_S) {
-                return;
+        self.record_batch(std::slice::from_ref(op));
+    }
+
+    fn record_batch(&self, ops: &[OpRecord]) {
+        let directory = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent_io.lock().unwrap_or_else(|p| p.into_inner());
+        let mut run: Option<Lines> = None;
+        for op in ops {
+            let Some(path) = &op.path else { continue };
+            if !audited(op.op) {
+                continue;
             }
-            if recent.len() > 100_000 {
-                recent.retain(|_, at| secs < *at + IO_EVERY_S);
+            let time_ms = op.time_ms();
+            if matches!(op.op, "READ" | "WRITE") && op.status == Some(0) {
+                use std::hash::{Hash, Hasher};
+                // A fixed-key hasher: keys stay the same for the process's life.
+                let mut h = std::hash::DefaultHasher::new();
+                (op.client, op.protocol, op.op, op.share.as_deref(), path).hash(&mut h);
+                let key = h.finish();
+                let secs = time_ms / 1000;
+                if recent.get(&key).is_some_and(|at| secs < at + IO_EVERY_S) {
+                    continue;
+                }
+                if recent.len() > 100_000 {
+                    recent.retain(|_, at| secs < *at + IO_EVERY_S);
+                }
+                recent.insert(key, secs);
             }
-            recent.insert(key, secs);
+            let day = time_ms / 1000 / 86_400;
+            if run.as_ref().is_some_and(|r| r.day != day) {
+                let _ = self.tx.send(run.take().expect("checked"));
+            }
+            let lines = run.get_or_insert_with(|| Lines {
+                day,
+                count: 0,
+                bytes: Vec::new(),
+            });
+            let line = Line::of(op, path, time_ms, &directory);
+            if serde_json::to_writer(&mut lines.bytes, &line).is_ok() {
+                lines.bytes.push(b'\n');
+                lines.count += 1;
+            }
         }
-        let _ = self.tx.send(op.clone());
+        if let Some(lines) = run {
+            let _ = self.tx.send(lines);
+        }
+    }
+}
+
+/// An audit line borrowed from its record: the same JSON as [`AuditRecord`], written
+/// without building its strings.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    time_ms: u64,
+    #[serde(serialize_with = "display")]
+    client: std::net::IpAddr,
+    #[serde(serialize_with = "display")]
+    user: UserName<'a>,
+    protocol: &'a str,
+    share: &'a str,
+    op: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    bytes: u64,
+    latency_us: Option<u64>,
+    #[serde(serialize_with = "display")]
+    result: Outcome<'a>,
+}
+
+impl<'a> Line<'a> {
+    fn of(op: &'a OpRecord, path: &'a str, time_ms: u64, directory: &'a Directory) -> Self {
+        let user = match (&op.user, op.uid) {
+            (Some(name), _) => UserName::Named(name),
+            (None, Some(uid)) => directory
+                .uids
+                .iter()
+                .find(|(_, u)| **u == uid)
+                .map_or(UserName::Uid(uid), |(name, _)| UserName::Named(name)),
+            (None, None) => UserName::Unknown,
+        };
+        let result = match (op.status, &op.reason) {
+            (Some(0), _) => Outcome::Ok,
+            (_, Some(reason)) => Outcome::Said(reason),
+            (Some(code), None) => Outcome::Code(code),
+            (None, None) => Outcome::Refused,
+        };
+        Line {
+            time_ms,
+            client: op.client.to_canonical(),
+            user,
+            protocol: op.protocol,
+            share: op.share.as_deref().unwrap_or("-"),
+            op: op.op,
+            path,
+            to: op.to.as_deref(),
+            bytes: op.bytes,
+            latency_us: op.latency.map(|l| l.as_micros() as u64),
+            result,
+        }
+    }
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The account name when known, else `uid N`.
+enum UserName<'a> {
+    Named(&'a str),
+    Uid(u32),
+    Unknown,
+}
+
+impl std::fmt::Display for UserName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserName::Named(name) => f.write_str(name),
+            UserName::Uid(uid) => write!(f, "uid {uid}"),
+            UserName::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// `ok`, or what went wrong.
+enum Outcome<'a> {
+    Ok,
+    Said(&'a str),
+    Code(u32),
+    Refused,
+}
+
+impl std::fmt::Display for Outcome<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Said(reason) => f.write_str(reason),
+            Outcome::Code(code) => write!(f, "error {code}"),
+            Outcome::Refused => f.write_str("refused"),
+        }
     }
 }
 
@@ -143,10 +324,9 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             place: RwLock::new(None),
-            directory,
             max_bytes,
             max_days,
-            waiting: Mutex::new(VecDeque::new()),
+            waiting: Mutex::default(),
             dropped: AtomicU64::new(0),
         });
         let writer = Arc::clone(&shared);
@@ -156,12 +336,27 @@ impl AuditLog {
         Arc::new(Self {
             tx,
             shared,
+            directory,
             recent_io: Mutex::new(HashMap::new()),
+            fallback: Mutex::new(None),
         })
     }
 
-    /// Write to `folder` on `pool` from now on (`None`: no pool is mounted).
+    /// Keep the log in `dir` while no pool is mounted.
+    pub fn set_fallback(&self, dir: Option<PathBuf>) {
+        *self.fallback.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+        self.set_place(None);
+    }
+
+    /// Write to `folder` on `pool` from now on (`None`: no pool is mounted, so the
+    /// fallback folder if there is one, else memory).
     pub fn set_place(&self, place: Option<(String, PathBuf)>) {
+        let place = place.or_else(|| {
+            let fallback = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
+            fallback
+                .as_ref()
+                .map(|dir| (dir.display().to_string(), dir.clone()))
+        });
         let mut cur = self.shared.place.write().unwrap_or_else(|p| p.into_inner());
         if *cur != place {
             match &place {
@@ -194,7 +389,7 @@ impl AuditLog {
             oldest_ms,
             max_bytes: self.shared.max_bytes,
             max_days: self.shared.max_days,
-            waiting: self.shared.waiting.lock().map(|w| w.len()).unwrap_or(0),
+            waiting: self.shared.waiting.lock().map(|w| w.count).unwrap_or(0),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
         }
     }
@@ -211,11 +406,12 @@ impl AuditLog {
                 .unwrap_or_else(|p| p.into_inner());
             found.extend(
                 waiting
+                    .runs
                     .iter()
                     .rev()
+                    .flat_map(Lines::newest_first)
                     .filter(|r| q.keeps(r))
-                    .take(limit)
-                    .cloned(),
+                    .take(limit),
             );
         }
         let place = self.shared.place();
@@ -305,110 +501,73 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The log's line for an activity record.
-fn to_audit(op: &OpRecord, time_ms: u64, directory: &Directory) -> AuditRecord {
-    let user = match (&op.user, op.uid) {
-        (Some(name), _) => name.to_string(),
-        (None, Some(uid)) => directory
-            .uids
-            .iter()
-            .find(|(_, u)| **u == uid)
-            .map(|(name, _)| name.clone())
-            .unwrap_or_else(|| format!("uid {uid}")),
-        (None, None) => "unknown".into(),
-    };
-    let result = match (op.status, &op.reason) {
-        (Some(0), _) => "ok".to_string(),
-        (_, Some(reason)) => reason.clone(),
-        (Some(code), None) => format!("error {code}"),
-        (None, None) => "refused".into(),
-    };
-    AuditRecord {
-        time_ms,
-        client: op.client.to_canonical().to_string(),
-        user,
-        protocol: op.protocol.to_string(),
-        share: op.share.as_deref().unwrap_or("-").to_string(),
-        op: op.op.to_string(),
-        path: op.path.clone().unwrap_or_default(),
-        to: op.to.clone(),
-        bytes: op.bytes,
-        latency_us: op.latency.map(|l| l.as_micros() as u64),
-        result,
-    }
-}
-
 /// How often the writer takes what has arrived. Sleeping rather than waiting on the
-/// channel means a busy server does not wake this thread for every record.
+/// channel means a busy server does not wake this thread for every batch.
 const WRITE_EVERY: Duration = Duration::from_millis(250);
 
-fn write_loop(shared: &Shared, rx: mpsc::Receiver<OpRecord>) {
+fn write_loop(shared: &Shared, rx: mpsc::Receiver<Lines>) {
     let mut last_trim: Option<Instant> = None;
     loop {
         std::thread::sleep(WRITE_EVERY);
-        let batch: Vec<OpRecord> = rx.try_iter().collect();
+        let batch: Vec<Lines> = rx.try_iter().collect();
         if batch.is_empty() {
             match rx.try_recv() {
                 Err(mpsc::TryRecvError::Disconnected) => return,
                 _ => continue,
             }
         }
-        let t = now_ms();
-        let lines: Vec<AuditRecord> = {
-            let directory = shared.directory.read().unwrap_or_else(|p| p.into_inner());
-            batch.iter().map(|op| to_audit(op, t, &directory)).collect()
-        };
         let place = shared.place();
         let mut waiting = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        waiting.extend(lines);
+        waiting.count += batch.iter().map(|l| l.count).sum::<usize>();
+        waiting.runs.extend(batch);
         let Some((_, dir)) = place else {
-            while waiting.len() > MAX_WAITING {
-                waiting.pop_front();
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            let dropped = waiting.cap(MAX_WAITING);
+            shared.dropped.fetch_add(dropped, Ordering::Relaxed);
             continue;
         };
-        if waiting.is_empty() {
-            continue;
-        }
-        match append(&dir, &waiting) {
-            Ok(()) => waiting.clear(),
+        match append(&dir, &mut waiting) {
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!(folder = %dir.display(), error = %e, "cannot write the audit log; records wait in memory");
-                while waiting.len() > MAX_WAITING {
-                    waiting.pop_front();
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                let dropped = waiting.cap(MAX_WAITING);
+                shared.dropped.fetch_add(dropped, Ordering::Relaxed);
             }
         }
         drop(waiting);
         if last_trim.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
             last_trim = Some(Instant::now());
-            trim(&dir, shared.max_bytes, shared.max_days, t / 1000);
+            trim(&dir, shared.max_bytes, shared.max_days, now_ms() / 1000);
         }
     }
 }
 
-/// Append records to their days' files. The file is opened and closed each time: an
-/// open file would keep the pool from being unmounted.
-fn append(dir: &Path, records: &VecDeque<AuditRecord>) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut by_day: Vec<(String, Vec<u8>)> = Vec::new();
-    for r in records {
-        let day = day_name(r.time_ms / 1000);
-        if by_day.last().is_none_or(|(d, _)| *d != day) {
-            by_day.push((day.clone(), Vec::new()));
-        }
-        let buf = &mut by_day.last_mut().expect("pushed").1;
-        serde_json::to_writer(&mut *buf, r).map_err(std::io::Error::other)?;
-        buf.push(b'\n');
-    }
-    for (day, buf) in by_day {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("{day}.jsonl")))?;
-        f.write_all(&buf)?;
+/// Append the waiting lines to their days' files, each run leaving `waiting` once it
+/// is written (so a failure part way writes none twice). A file is opened and closed
+/// each time: an open file would keep the pool from being unmounted.
+fn append(dir: &Path, waiting: &mut Waiting) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // rushesd runs with umask 0 (NFS clients send the modes they want), so the log's
+    // modes are given: only root may change it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)?;
+    let mut open: Option<(u64, std::fs::File)> = None;
+    while let Some(run) = waiting.runs.front() {
+        let file = match &mut open {
+            Some((day, f)) if *day == run.day => f,
+            _ => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o640)
+                    .open(dir.join(format!("{}.jsonl", day_name(run.day * 86_400))))?;
+                &mut open.insert((run.day, f)).1
+            }
+        };
+        file.write_all(&run.bytes)?;
+        waiting.count -= run.count;
+        waiting.runs.pop_front();
     }
     Ok(())
 }
@@ -550,6 +709,108 @@ mod tests {
         assert!(csv.starts_with("time_ms,client,user,"));
         assert_eq!(csv.lines().count(), 5);
         assert!(csv.contains(",editor,nfs3,projects,RENAME,/reel1/a001.mov,/reel1/final.mov,"));
+    }
+
+    #[test]
+    fn lines_read_back_as_audit_records() {
+        let mut names = Directory::default();
+        names.uids.insert("editor".into(), 1000);
+        let mut smb = OpRecord::new("::ffff:10.0.0.9".parse().unwrap(), "smb", "DELETE");
+        smb.uid = Some(1234);
+        smb.share = Some("projects".into());
+        smb.status = Some(1);
+        smb.reason = Some("NT_STATUS_ACCESS_DENIED".into());
+        smb.time_ms = 1_795_700_000_123;
+        let line = serde_json::to_string(&Line::of(&smb, "/a \"b\".mov", smb.time_ms, &names));
+        let back: AuditRecord = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_eq!(
+            back,
+            AuditRecord {
+                time_ms: 1_795_700_000_123,
+                client: "10.0.0.9".into(),
+                user: "uid 1234".into(),
+                protocol: "smb".into(),
+                share: "projects".into(),
+                op: "DELETE".into(),
+                path: "/a \"b\".mov".into(),
+                to: None,
+                bytes: 0,
+                latency_us: None,
+                result: "NT_STATUS_ACCESS_DENIED".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn waiting_lines_past_the_limit_are_dropped_oldest_first_and_counted() {
+        let mut waiting = Waiting::default();
+        let nobody = Directory::default();
+        for day in [20_000, 20_001] {
+            let mut run = Lines {
+                day,
+                count: 0,
+                bytes: Vec::new(),
+            };
+            for i in 0..4 {
+                let r = op("CREATE", &format!("/d{day}/f{i}"));
+                let line = Line::of(&r, r.path.as_deref().unwrap(), day * 86_400_000, &nobody);
+                serde_json::to_writer(&mut run.bytes, &line).unwrap();
+                run.bytes.push(b'\n');
+                run.count += 1;
+            }
+            waiting.count += run.count;
+            waiting.runs.push_back(run);
+        }
+        assert_eq!(waiting.cap(5), 3);
+        let left: Vec<String> = waiting
+            .runs
+            .iter()
+            .rev()
+            .flat_map(Lines::newest_first)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "/d20001/f3",
+                "/d20001/f2",
+                "/d20001/f1",
+                "/d20001/f0",
+                "/d20000/f3"
+            ]
+        );
+        assert_eq!(waiting.cap(3), 2, "a whole run, then part of the next");
+        assert_eq!((waiting.count, waiting.runs.len()), (3, 1));
+        let dir = tempfile::tempdir().unwrap();
+        append(dir.path(), &mut waiting).unwrap();
+        assert_eq!((waiting.count, waiting.runs.len()), (0, 0));
+        let file = dir
+            .path()
+            .join(format!("{}.jsonl", day_name(20_001 * 86_400)));
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn the_log_is_not_writable_by_others_under_rushesds_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        // rushesd's umask (no other test here depends on the umask).
+        rustix::process::umask(rustix::fs::Mode::empty());
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join(".rushes-audit");
+        let mut waiting = Waiting::default();
+        waiting.runs.push_back(Lines {
+            day: 20_000,
+            count: 1,
+            bytes: b"{}\n".to_vec(),
+        });
+        waiting.count = 1;
+        append(&folder, &mut waiting).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&folder), 0o750);
+        assert_eq!(
+            mode(&folder.join(format!("{}.jsonl", day_name(20_000 * 86_400)))),
+            0o640
+        );
     }
 
     #[test]

@@ -98,6 +98,11 @@ enum Command {
         /// baseline for what recording costs.
         #[arg(long)]
         no_activity: bool,
+        /// Keep the audit log in DIR while no pool is mounted (the appliance keeps it on
+        /// its first pool). Without it, host mode keeps the newest 100,000 records in
+        /// memory only.
+        #[arg(long, value_name = "DIR")]
+        audit_dir: Option<PathBuf>,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -119,6 +124,8 @@ struct ServeOptions {
     metrics: Option<SocketAddr>,
     /// Feed the activity stream (rollups, top lists, audit log).
     activity: bool,
+    /// The audit log's folder while no pool is mounted.
+    audit_dir: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -149,6 +156,7 @@ fn try_main() -> Result<()> {
             api,
             metrics,
             no_activity,
+            audit_dir,
             dirs,
         } => host(
             HostOptions {
@@ -158,6 +166,7 @@ fn try_main() -> Result<()> {
                 api,
                 metrics,
                 activity: !no_activity,
+                audit_dir,
             },
             &dirs,
         ),
@@ -178,6 +187,7 @@ fn try_main() -> Result<()> {
             appliance: true,
             metrics: Some(metrics),
             activity: true,
+            audit_dir: None,
         }),
     }
 }
@@ -248,6 +258,7 @@ struct HostOptions {
     api: Option<PathBuf>,
     metrics: Option<SocketAddr>,
     activity: bool,
+    audit_dir: Option<PathBuf>,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -258,6 +269,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         api,
         metrics,
         activity,
+        audit_dir,
     } = opts;
     let mut cfg = match config.as_deref() {
         Some(path) => {
@@ -298,6 +310,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         appliance: false,
         metrics,
         activity,
+        audit_dir,
     })
 }
 
@@ -311,6 +324,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         appliance,
         metrics,
         activity,
+        audit_dir,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -319,13 +333,15 @@ fn serve(opts: ServeOptions) -> Result<()> {
     let rollups = Arc::new(rushes_nas::rollup::Rollups::default());
     let directory: Arc<std::sync::RwLock<smb_audit::Directory>> = Arc::default();
     let audit = audit::AuditLog::start(Arc::clone(&directory), audit::MAX_BYTES, audit::MAX_DAYS);
-    let observer: Arc<dyn rushes_nas::activity::OpObserver> =
-        Arc::new(rushes_nas::activity::Tee(vec![
+    audit.set_fallback(audit_dir);
+    let recorder =
+        rushes_nas::activity::Recorder::start(Arc::new(rushes_nas::activity::Tee(vec![
             Arc::new(rushes_nas::activity::TracingObserver),
             Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
             Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
             Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
-        ]));
+        ])));
+    let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
     let service = Service::new(&shares, &state_dir)?;
     let service = Arc::new(if activity {
         service.with_observer(Box::new(Arc::clone(&observer)))
@@ -353,6 +369,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&service),
             shares.iter().map(|s| s.name.clone()).collect(),
             manager::Streams {
+                recorder: Arc::clone(&recorder),
                 live: Arc::clone(&live),
                 rollups: Arc::clone(&rollups),
                 audit: Arc::clone(&audit),

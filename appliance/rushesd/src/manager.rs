@@ -97,6 +97,8 @@ pub(crate) struct State {
 
 /// Where the activity stream goes, made before the NFS service so it can feed them.
 pub struct Streams {
+    /// Queues records for the others: settled before they are read.
+    pub recorder: Arc<rushes_nas::activity::Recorder>,
     pub live: Arc<rushes_nas::activity::LiveCounters>,
     pub rollups: Arc<rushes_nas::rollup::Rollups>,
     pub audit: Arc<crate::audit::AuditLog>,
@@ -133,10 +135,13 @@ pub struct Manager {
     ops: Mutex<()>,
     wake: (Mutex<bool>, Condvar),
     started: Instant,
-    /// Live NFS traffic for the dashboard.
+    /// Hands records to `live`, `rollups` and `audit`.
+    recorder: Arc<rushes_nas::activity::Recorder>,
+    /// Live NFS traffic for the dashboard: read through [`Manager::live`].
     live: Arc<rushes_nas::activity::LiveCounters>,
-    /// Every NFS and SMB operation, rolled up per client, user, share and operation.
-    pub(crate) rollups: Arc<rushes_nas::rollup::Rollups>,
+    /// Every NFS and SMB operation, rolled up per client, user, share and operation:
+    /// read through [`Manager::rollups`].
+    rollups: Arc<rushes_nas::rollup::Rollups>,
     /// Who opened, changed, renamed or deleted what.
     pub(crate) audit: Arc<crate::audit::AuditLog>,
     /// Samba's files (the appliance only; `rushesd host` serves no SMB).
@@ -197,6 +202,7 @@ impl Manager {
         samba: Option<crate::smb::Samba>,
     ) -> Arc<Self> {
         let Streams {
+            recorder,
             live,
             rollups,
             audit,
@@ -226,6 +232,7 @@ impl Manager {
             ops: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
             started: Instant::now(),
+            recorder,
             live,
             rollups,
             audit,
@@ -240,6 +247,18 @@ impl Manager {
         mgr.apply_smb();
         mgr.tick();
         mgr
+    }
+
+    /// The live counters, with every record answered so far counted.
+    fn live(&self) -> &rushes_nas::activity::LiveCounters {
+        self.recorder.settle();
+        &self.live
+    }
+
+    /// The rollups, with every record answered so far counted.
+    pub(crate) fn rollups(&self) -> &rushes_nas::rollup::Rollups {
+        self.recorder.settle();
+        &self.rollups
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -1522,7 +1541,7 @@ impl Manager {
     pub fn activity(&self) -> api::Activity {
         api::Activity {
             seconds: self
-                .live
+                .live()
                 .seconds(60)
                 .into_iter()
                 .map(|s| api::Throughput {
@@ -1533,7 +1552,7 @@ impl Manager {
                 })
                 .collect(),
             clients: self
-                .live
+                .live()
                 .clients(300)
                 .into_iter()
                 .map(|(ip, c)| api::ClientActivity {
@@ -1563,7 +1582,7 @@ impl Manager {
                 )
             }
         };
-        let mut rows = self.rollups.report(w, g, now());
+        let mut rows = self.rollups().report(w, g, now());
         if g == GroupBy::User {
             self.name_users(rows.iter_mut().map(|r| &mut r.group));
         }
@@ -1580,7 +1599,7 @@ impl Manager {
     pub fn activity_series(&self, by: &str) -> ApiResult<Vec<api::ActivitySeries>> {
         let g = group_by(by)?;
         let mut series: Vec<api::ActivitySeries> = self
-            .rollups
+            .rollups()
             .series(g, 60, now())
             .into_iter()
             .map(|(group, bytes_per_second)| api::ActivitySeries {
@@ -1638,7 +1657,7 @@ impl Manager {
         let limit = limit.clamp(1, 1000);
         let (mut rows, untracked) = match by {
             "file" | "dir" => {
-                let t = self.rollups.top(
+                let t = self.rollups().top(
                     w,
                     if by == "file" {
                         TopBy::File
@@ -1666,7 +1685,7 @@ impl Manager {
                 (rows, t.untracked)
             }
             "client" | "user" => {
-                let mut rows = self.rollups.report(w, group_by(by)?, now());
+                let mut rows = self.rollups().report(w, group_by(by)?, now());
                 if by_ops {
                     rows.sort_by(|a, b| b.ops.cmp(&a.ops).then(b.bytes.cmp(&a.bytes)));
                 }

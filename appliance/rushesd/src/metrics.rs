@@ -25,7 +25,7 @@ fn label(v: &str) -> String {
 /// The text exposition format (version 0.0.4).
 pub fn render(m: &Manager) -> String {
     let mut out = String::new();
-    let totals = m.rollups.totals();
+    let totals = m.rollups().totals();
     let mut ops: Vec<_> = totals.ops.into_iter().collect();
     ops.sort();
     let families: [(&str, &str, Pick); 3] = [

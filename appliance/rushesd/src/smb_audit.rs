@@ -196,7 +196,7 @@ type Latency<'a> = &'a dyn Fn(IpAddr, &str) -> Option<Duration>;
 /// Send `rec` on with its latency.
 fn send(mut rec: OpRecord, latency: Latency<'_>, observer: &dyn OpObserver) {
     rec.latency = latency(rec.client, rec.op);
-    observer.record(&rec);
+    observer.record_owned(rec);
 }
 
 /// Give `bytes` to `records`, evenly, and send them on.

@@ -162,6 +162,9 @@ fn start_rushesd(
         .args(extra)
         .arg("--state-dir")
         .arg(dir.join(format!("state-{port}")))
+        // On the bench's disk, as the appliance keeps it on the pool it serves.
+        .arg("--audit-dir")
+        .arg(dir.join(format!("audit-{port}")))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .spawn()
@@ -194,10 +197,25 @@ struct Row {
     /// per repetition. Steadier than throughput on a shared machine, and it is what
     /// recording adds.
     cpu: [Vec<f64>; 2],
+    /// Per server: the part of `cpu` spent in rushesd's activity threads.
+    recording_cpu: [Vec<f64>; 2],
 }
 
-/// Each thread's CPU time so far, in nanoseconds (`/proc/PID/task/TID/schedstat`).
-fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, u64> {
+impl Row {
+    fn new(label: String, unit: Unit) -> Self {
+        Self {
+            label,
+            unit,
+            values: Default::default(),
+            cpu: Default::default(),
+            recording_cpu: Default::default(),
+        }
+    }
+}
+
+/// Each thread's CPU time so far, in nanoseconds (`/proc/PID/task/TID/schedstat`), and
+/// whether it is one of rushesd's activity threads (the recorder and the audit writer).
+fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (u64, bool)> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Default::default();
     };
@@ -206,10 +224,21 @@ fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, u64> {
         .filter_map(|t| {
             let tid = t.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
-            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let recording = matches!(comm.trim(), "recorder" | "audit");
+            Some((
+                tid,
+                (stat.split_whitespace().next()?.parse().ok()?, recording),
+            ))
         })
         .collect()
 }
+
+/// How long a server is left alone after each repetition before its CPU time is read:
+/// longer than rushesd's activity threads wait between rounds (the audit writer's is
+/// 250 ms), so the recording a repetition caused is charged to it, and none of it
+/// runs during the other server's turn.
+const DRAIN: Duration = Duration::from_millis(300);
 
 /// One repetition of a workload on server `s`: `work` returns how many units it did;
 /// their rate and the server's CPU time per unit (user and system, counted per thread,
@@ -225,12 +254,18 @@ fn repetition(
     let started = Instant::now();
     let units = work()?;
     let elapsed = started.elapsed();
-    let cpu_ns: u64 = thread_cpu(server.child.id())
-        .iter()
-        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
-        .sum();
+    std::thread::sleep(DRAIN);
+    let (mut cpu_ns, mut recording_ns) = (0, 0);
+    for (tid, (ns, recording)) in thread_cpu(server.child.id()) {
+        let spent = ns.saturating_sub(before.get(&tid).map_or(0, |b| b.0));
+        cpu_ns += spent;
+        if recording {
+            recording_ns += spent;
+        }
+    }
     row.values[s].push(units / elapsed.as_secs_f64());
     row.cpu[s].push(cpu_ns as f64 / 1e3 / units);
+    row.recording_cpu[s].push(recording_ns as f64 / 1e3 / units);
     Ok(())
 }
 
@@ -461,12 +496,10 @@ async fn main() -> Result<()> {
             format!("write {part_mib} MiB"),
             format!("read {} MiB", part_mib * args.runs),
         ] {
-            rows.push(Row {
-                label: format!("sequential {what}, 1 MiB requests, {depth} in flight"),
-                unit: Unit::MBps,
-                values: [vec![], vec![]],
-                cpu: [vec![], vec![]],
-            });
+            rows.push(Row::new(
+                format!("sequential {what}, 1 MiB requests, {depth} in flight"),
+                Unit::MBps,
+            ));
         }
     }
     for (op, n) in [
@@ -474,19 +507,15 @@ async fn main() -> Result<()> {
         ("stat (LOOKUP)", per_rep * args.runs),
         ("remove", per_rep),
     ] {
-        rows.push(Row {
-            label: format!("{op} {n} files, 8 in flight"),
-            unit: Unit::OpsPerSec,
-            values: [vec![], vec![]],
-            cpu: [vec![], vec![]],
-        });
+        rows.push(Row::new(
+            format!("{op} {n} files, 8 in flight"),
+            Unit::OpsPerSec,
+        ));
     }
-    rows.push(Row {
-        label: format!("list a {}-entry folder (READDIRPLUS)", args.entries),
-        unit: Unit::EntriesPerSec,
-        values: [vec![], vec![]],
-        cpu: [vec![], vec![]],
-    });
+    rows.push(Row::new(
+        format!("list a {}-entry folder (READDIRPLUS)", args.entries),
+        Unit::EntriesPerSec,
+    ));
 
     eprintln!(
         "{} repetitions of each workload, the servers taking turns",
@@ -548,12 +577,13 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "\nserver CPU time per unit of work (user + system, all threads; above 1.0 means rushesd spends more):\n"
+        "\nserver CPU time per unit of work (user + system, all threads, including {} ms after each repetition; above 1.0 means rushesd spends more):\n",
+        DRAIN.as_millis()
     );
     println!(
-        "| workload | {peer_name} | rushesd | ratio (ours/peer) | paired ratio, median (range) |"
+        "| workload | {peer_name} | rushesd | ratio (ours/peer) | paired ratio, median (range) | rushesd's activity threads |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     for row in &rows {
         let per = match row.unit {
             Unit::MBps => "µs/MB",
@@ -563,12 +593,13 @@ async fn main() -> Result<()> {
         let (g, r) = (median(&row.cpu[0]), median(&row.cpu[1]));
         let p = paired(&row.cpu);
         println!(
-            "| {} | {g:.1} {per} | {r:.1} {per} | {:.2}x | {:.2}x ({:.2}-{:.2}x) |",
+            "| {} | {g:.1} {per} | {r:.1} {per} | {:.2}x | {:.2}x ({:.2}-{:.2}x) | {:.2} {per} |",
             row.label,
             r / g,
             median(&p),
             min(&p),
-            max(&p)
+            max(&p),
+            median(&row.recording_cpu[1]),
         );
     }
     println!("\nper repetition ({peer_name} | rushesd):");
