@@ -120,6 +120,10 @@ fn the_api_answers_in_json_and_refuses_bad_requests_clearly() {
     assert_eq!((st, code.as_str()), (404, "not-found"));
     let (st, code, _) = refused(&c, "DELETE", "/v1/pools/media", r#"{"confirm":"media"}"#);
     assert_eq!((st, code.as_str()), (404, "not-found"));
+    let (st, code, _) = refused(&c, "PUT", "/v1/shares/projects", r#"{"smb":false}"#);
+    assert_eq!((st, code.as_str()), (404, "not-found"));
+    let (st, _, msg) = refused(&c, "PUT", "/v1/shares/demo", r#"{"time_machin":true}"#);
+    assert_eq!(st, 400, "a misspelt option is refused, not ignored: {msg}");
 
     // The typed client turns an API error into words with the hint.
     let err = c

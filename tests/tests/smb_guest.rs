@@ -354,6 +354,17 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "{metrics}"
     );
 
+    // A share's SMB options change after it is made: the projects share opens to every
+    // account, and the backup share stops being a Time Machine destination.
+    ctl(&vm, "share set-smb projects --all-users", 0, SHORT);
+    let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
+    assert_eq!(rc, 0, "{out}");
+    ctl(&vm, "share set-smb backup --time-machine off", 0, SHORT);
+    let shares = ctl(&vm, "shares", 0, SHORT);
+    assert!(!shares.contains("Time Machine"), "{shares}");
+    let conf = sh(&vm, "cat /run/rushes/smb.conf");
+    assert!(!conf.contains("time machine = yes"), "{conf}");
+
     // A deleted share is gone from SMB at once (smbd reloads).
     ctl(&vm, "share delete backup", 0, SHORT);
     let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");

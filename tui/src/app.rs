@@ -580,7 +580,10 @@ impl App {
                         } else {
                             api::Access::Rw
                         };
-                        let req = api::UpdateShare { rules: vec![rule] };
+                        let req = api::UpdateShare {
+                            rules: Some(vec![rule]),
+                            ..Default::default()
+                        };
                         match self
                             .client
                             .put::<_, api::Share>(&format!("/v1/shares/{}", share.name), &req)

@@ -427,11 +427,22 @@ pub struct UserPassword {
     pub password: String,
 }
 
-/// Change a share's export rules.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Change a share: each field given replaces what the share has; the others stay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateShare {
-    pub rules: Vec<ExportRule>,
+    /// NFS export rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<ExportRule>>,
+    /// Served over SMB too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smb: Option<bool>,
+    /// Offered to Macs as a Time Machine destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_machine: Option<bool>,
+    /// Accounts allowed over SMB; empty means every account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rustix::fs::Stat;
@@ -19,12 +19,15 @@ const MAX_ENTRIES: usize = 65_536;
 /// A cached path: when it was read (or the file's ctime, for files), and the path.
 type Seen<K> = Mutex<HashMap<(u32, u64), (K, String)>>;
 
+/// Directory paths: read by every namespace operation, so readers share the lock.
+type SeenDirs = RwLock<HashMap<(u32, u64), ((u64, Instant), String), crate::rollup::Fast>>;
+
 pub struct PathNames {
     /// `/proc/self/fd`, opened once: each lookup is then one `readlinkat` of a number,
     /// not a walk through `/proc/self`.
     proc_fd: Option<OwnedFd>,
     /// Directories by (share id, inode): (rename generation, read at).
-    dirs: Seen<(u64, Instant)>,
+    dirs: SeenDirs,
     /// Files being read by (share id, inode): their ctime (seconds, nanoseconds). A
     /// rename, a link or a reused inode changes it.
     files: Seen<(i64, i64)>,
@@ -41,7 +44,7 @@ impl Default for PathNames {
                 rustix::fs::Mode::empty(),
             )
             .ok(),
-            dirs: Mutex::default(),
+            dirs: RwLock::default(),
             files: Mutex::default(),
             generation: AtomicU64::new(0),
         }
@@ -73,28 +76,32 @@ impl PathNames {
     ) -> Option<String> {
         let generation = self.generation.load(Ordering::Relaxed);
         let key = (share.0, ino);
-        let cached = {
-            let dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-            dirs.get(&key)
-                .filter(|((g, at), _)| *g == generation && at.elapsed() < DIR_TTL)
-                .map(|(_, p)| p.clone())
-        };
-        let mut path = match cached {
-            Some(p) => p,
-            None => {
-                let p = self.of(share.1, dir)?;
-                let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-                if dirs.len() >= MAX_ENTRIES {
-                    dirs.clear();
-                }
-                dirs.insert(key, ((generation, Instant::now()), p.clone()));
-                p
+        let name = String::from_utf8_lossy(name);
+        let joined = |dir: &str| {
+            let mut path = String::with_capacity(dir.len() + 1 + name.len());
+            path.push_str(dir);
+            if !path.ends_with('/') {
+                path.push('/');
             }
+            path.push_str(&name);
+            path
         };
-        if !path.ends_with('/') {
-            path.push('/');
+        {
+            let dirs = self.dirs.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, p)) = dirs
+                .get(&key)
+                .filter(|((g, at), _)| *g == generation && at.elapsed() < DIR_TTL)
+            {
+                return Some(joined(p));
+            }
         }
-        path.push_str(&String::from_utf8_lossy(name));
+        let p = self.of(share.1, dir)?;
+        let path = joined(&p);
+        let mut dirs = self.dirs.write().unwrap_or_else(|p| p.into_inner());
+        if dirs.len() >= MAX_ENTRIES {
+            dirs.clear();
+        }
+        dirs.insert(key, ((generation, Instant::now()), p));
         Some(path)
     }
 

@@ -183,8 +183,10 @@ struct State {
     seconds: VecDeque<(u64, Slots)>,
     /// (minute, buckets), newest last, at most 60.
     minutes: VecDeque<(u64, Slots)>,
-    /// (minute, per share, per path: counts), newest last, at most 60.
+    /// (minute, per share and path: counts), newest last, at most 60.
     paths: VecDeque<(u64, PathSlots)>,
+    /// Keys the per-file tables: clients choose file names, so the hash is secret.
+    path_key: std::hash::RandomState,
     /// Since start, per (protocol, operation) and per client: for Prometheus.
     totals: Totals,
 }
@@ -207,12 +209,101 @@ pub struct Counts {
 
 /// One minute of per-file counts. A minute tracks at most [`MAX_PATHS`] files; the
 /// operations on files past that are counted in `untracked`.
+///
+/// Compact, since every file created or removed adds one: an entry is 32 bytes in one
+/// table, keyed by a keyed hash of (share, path), and the paths' bytes follow each other
+/// in one string, so a new file costs no allocation of its own and the table stays
+/// small enough to stay in cache.
 #[derive(Default)]
 struct PathSlots {
-    shares: HashMap<Arc<str>, HashMap<String, Counts>>,
-    tracked: usize,
+    files: HashMap<u64, PathEntry, PreHashed>,
+    /// The paths' bytes, one after another.
+    names: String,
+    /// Shares named by the entries.
+    shares: Vec<Arc<str>>,
     untracked: Counts,
 }
+
+/// One file's counts, and where its share and path are.
+struct PathEntry {
+    counts: Counts,
+    share: u32,
+    at: u32,
+    len: u32,
+}
+
+impl PathSlots {
+    fn path(&self, e: &PathEntry) -> &str {
+        &self.names[e.at as usize..(e.at + e.len) as usize]
+    }
+
+    /// The counts of `path` in `share` (hashed as `hash`), made if there is room.
+    fn counts(&mut self, hash: u64, share: &Arc<str>, path: &str) -> &mut Counts {
+        use std::collections::hash_map::Entry;
+        let Self {
+            files,
+            names,
+            shares,
+            untracked,
+        } = self;
+        let full = files.len() >= MAX_PATHS || names.len() + path.len() > u32::MAX as usize;
+        match files.entry(hash) {
+            Entry::Occupied(e) => {
+                let e = e.into_mut();
+                // Two files with one hash (2^-64, and the key is secret): the second is
+                // counted as untracked rather than merged into the first.
+                let same = names[e.at as usize..(e.at + e.len) as usize] == *path
+                    && *shares[e.share as usize] == **share;
+                if same {
+                    &mut e.counts
+                } else {
+                    untracked
+                }
+            }
+            Entry::Vacant(_) if full => untracked,
+            Entry::Vacant(v) => {
+                let share = match shares.iter().position(|s| s == share) {
+                    Some(i) => i,
+                    None => {
+                        shares.push(Arc::clone(share));
+                        shares.len() - 1
+                    }
+                };
+                let at = names.len() as u32;
+                names.push_str(path);
+                &mut v
+                    .insert(PathEntry {
+                        counts: Counts::default(),
+                        share: share as u32,
+                        at,
+                        len: path.len() as u32,
+                    })
+                    .counts
+            }
+        }
+    }
+}
+
+/// For keys that are hashes already.
+#[derive(Default, Clone, Copy)]
+struct PreHashedHasher(u64);
+
+impl std::hash::Hasher for PreHashedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this; anything else is folded in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PreHashed = std::hash::BuildHasherDefault<PreHashedHasher>;
 
 /// Files tracked per minute for the top lists.
 pub const MAX_PATHS: usize = 50_000;
@@ -279,18 +370,8 @@ impl State {
             }
         }
         let slots = &mut ring.back_mut().expect("just pushed").1;
-        let files = match slots.shares.get_mut(share) {
-            Some(f) => f,
-            None => slots.shares.entry(Arc::clone(share)).or_default(),
-        };
-        let counts = match files.get_mut(path) {
-            Some(c) => c,
-            None if slots.tracked < MAX_PATHS => {
-                slots.tracked += 1;
-                files.entry(path.to_string()).or_default()
-            }
-            None => &mut slots.untracked,
-        };
+        let hash = std::hash::BuildHasher::hash_one(&self.path_key, (&**share, path));
+        let counts = slots.counts(hash, share, path);
         counts.ops += 1;
         counts.bytes += bytes;
     }
@@ -379,8 +460,9 @@ impl Rollups {
         {
             untracked.ops += slots.untracked.ops;
             untracked.bytes += slots.untracked.bytes;
-            for (share, files) in &slots.shares {
-                for (path, c) in files {
+            for e in slots.files.values() {
+                let (share, path, c) = (&slots.shares[e.share as usize], slots.path(e), &e.counts);
+                {
                     let key = match by {
                         TopBy::File => format!("{share}{path}"),
                         TopBy::Dir => {
@@ -637,6 +719,22 @@ mod tests {
         let top = r.top(Window::Minute, TopBy::File, false, 5, 60);
         assert_eq!(top.untracked, Counts { ops: 10, bytes: 10 });
         assert_eq!(top.rows.len(), 5);
+    }
+
+    #[test]
+    fn files_sharing_a_hash_are_not_merged() {
+        let mut slots = PathSlots::default();
+        let (projects, archive): (Arc<str>, Arc<str>) = ("projects".into(), "archive".into());
+        slots.counts(42, &projects, "/reel1/a.mov").ops += 1;
+        slots.counts(42, &projects, "/reel1/a.mov").ops += 1;
+        slots.counts(42, &projects, "/reel1/b.mov").ops += 1;
+        slots.counts(42, &archive, "/reel1/a.mov").ops += 1;
+        slots.counts(7, &archive, "/reel1/a.mov").ops += 1;
+        let e = &slots.files[&42];
+        assert_eq!((slots.path(e), e.counts.ops), ("/reel1/a.mov", 2));
+        assert_eq!(slots.untracked.ops, 2, "the other file and the other share");
+        assert_eq!(slots.shares.len(), 2, "each share kept once");
+        assert_eq!(slots.path(&slots.files[&7]), "/reel1/a.mov");
     }
 
     #[test]

@@ -414,10 +414,40 @@ enum ShareCmd {
         #[command(flatten)]
         rule: RuleArgs,
     },
+    /// Change how a share is served over SMB; options left out stay as they are.
+    #[command(group(
+        clap::ArgGroup::new("change")
+            .required(true)
+            .multiple(true)
+            .args(["smb", "time_machine", "users", "all_users"])
+    ))]
+    SetSmb {
+        name: String,
+        /// Serve it over SMB (on) or NFS only (off).
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        smb: Option<bool>,
+        /// Offer it to Macs as a Time Machine destination.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        time_machine: Option<bool>,
+        /// Accounts allowed over SMB, comma-separated.
+        #[arg(long, value_delimiter = ',', conflicts_with = "all_users")]
+        users: Option<Vec<String>>,
+        /// Let every account in over SMB.
+        #[arg(long)]
+        all_users: bool,
+    },
     /// Stop serving a share; its files stay on the pool.
     Delete {
         name: String,
     },
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => Err("use on or off".into()),
+    }
 }
 
 fn parse_level(s: &str) -> Result<RaidLevel, String> {
@@ -1499,9 +1529,32 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
         ShareCmd::SetRule { name, rule } => show(&c.put(
             &format!("/v1/shares/{name}"),
             &api::UpdateShare {
-                rules: vec![rule.rule()],
+                rules: Some(vec![rule.rule()]),
+                ..Default::default()
             },
         )?),
+        ShareCmd::SetSmb {
+            name,
+            smb,
+            time_machine,
+            users,
+            all_users,
+        } => {
+            let users = if *all_users {
+                Some(Vec::new())
+            } else {
+                users.clone()
+            };
+            show(&c.put(
+                &format!("/v1/shares/{name}"),
+                &api::UpdateShare {
+                    smb: *smb,
+                    time_machine: *time_machine,
+                    users,
+                    ..Default::default()
+                },
+            )?)
+        }
         ShareCmd::Delete { name } => {
             c.send::<()>("DELETE", &format!("/v1/shares/{name}"), None)?;
             out(&format!(

@@ -1366,9 +1366,22 @@ impl Manager {
         Ok(self.share_view(&entry))
     }
 
+    /// Change a share's export rules or SMB options; what the request leaves out stays.
     pub fn update_share(&self, name: &str, req: api::UpdateShare) -> ApiResult<api::Share> {
         let mut entry = self.share_entry(name)?;
-        entry.rules = req.rules.clone();
+        if let Some(users) = &req.users {
+            self.check_share_users(users)?;
+            entry.users = users.clone();
+        }
+        if let Some(rules) = req.rules {
+            entry.rules = rules;
+        }
+        if let Some(smb) = req.smb {
+            entry.smb = smb;
+        }
+        if let Some(time_machine) = req.time_machine {
+            entry.time_machine = time_machine;
+        }
         let cfg = self.share_config(&entry);
         rushes_nas::share::validate(std::slice::from_ref(&cfg))
             .map_err(|e| ApiErr::bad_request(e.to_string()))?;
@@ -1383,6 +1396,8 @@ impl Manager {
             }
         })
         .map_err(ApiErr::failed)?;
+        self.apply_smb();
+        tracing::info!(share = name, smb = entry.smb, time_machine = entry.time_machine, users = ?entry.users, "share changed");
         Ok(self.share_view(&entry))
     }
 
