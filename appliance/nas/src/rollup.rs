@@ -324,17 +324,41 @@ pub struct Top {
     pub untracked: Counts,
 }
 
+/// Operations of one key in one second, counted together: a batch of records from one
+/// client doing one thing costs one look-up per group, not one per record.
+#[derive(Default)]
+struct Tally {
+    ops: u64,
+    bytes: u64,
+    errors: u64,
+    latencies_us: Vec<u64>,
+}
+
+impl Tally {
+    fn push(&mut self, bytes: u64, error: bool, latency_us: Option<u64>) {
+        self.ops += 1;
+        self.bytes += bytes;
+        self.errors += u64::from(error);
+        self.latencies_us.extend(latency_us);
+    }
+
+    fn clear(&mut self) {
+        (self.ops, self.bytes, self.errors) = (0, 0, 0);
+        self.latencies_us.clear();
+    }
+}
+
 impl State {
-    /// Count one operation that ended at `now` (seconds since the epoch).
-    fn add(&mut self, key: &Key, bytes: u64, error: bool, latency_us: Option<u64>, now: u64) {
+    /// Count operations of `key` that ended at `now` (seconds since the epoch).
+    fn add(&mut self, key: &Key, tally: &Tally, now: u64) {
         let st = self;
         let t = st.totals.ops.entry((key.protocol, key.op)).or_default();
-        t.0 += 1;
-        t.1 += bytes;
-        t.2 += u64::from(error);
+        t.0 += tally.ops;
+        t.1 += tally.bytes;
+        t.2 += tally.errors;
         let c = st.totals.clients.entry(key.client).or_default();
-        c.0 += 1;
-        c.1 += bytes;
+        c.0 += tally.ops;
+        c.1 += tally.bytes;
         // Only the current second is touched per record; a second is added into its
         // minute once, when the next second begins.
         if st.seconds.back().is_some_and(|(t, _)| *t < now) {
@@ -350,11 +374,11 @@ impl State {
                 Some(b) => b,
                 None => slots.entry(g).or_insert_with(Bucket::new),
             };
-            b.ops += 1;
-            b.bytes += bytes;
-            b.errors += u64::from(error);
-            if let Some(us) = latency_us {
-                b.latency.saturating_record(us.max(1));
+            b.ops += tally.ops;
+            b.bytes += tally.bytes;
+            b.errors += tally.errors;
+            for us in &tally.latencies_us {
+                b.latency.saturating_record((*us).max(1));
             }
         }
     }
@@ -398,8 +422,10 @@ impl Rollups {
     /// Count one operation that ended at `now` (seconds since the epoch).
     /// `latency_us` is `None` when the source could not time the operation.
     pub fn add(&self, key: Key, bytes: u64, error: bool, latency_us: Option<u64>, now: u64) {
+        let mut tally = Tally::default();
+        tally.push(bytes, error, latency_us);
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        guard.add(&key, bytes, error, latency_us, now);
+        guard.add(&key, &tally, now);
     }
 
     /// Bytes per second over the last `seconds` (at most 60) ending at `now`, oldest
@@ -551,28 +577,45 @@ impl OpObserver for Rollups {
 
     fn record_batch(&self, ops: &[OpRecord]) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Records in a row with the same key and second are counted as one tally.
+        let mut run: Option<(Key, u64)> = None;
+        let mut tally = Tally::default();
         for op in ops {
             let now = op.time_ms() / 1000;
-            let key = Key {
-                client: op.client,
-                uid: op.uid,
-                share: op.share.clone(),
-                protocol: op.protocol,
-                op: op.op,
-            };
-            let latency_us = op
-                .latency
-                .map(|l| l.as_micros().min(u128::from(u64::MAX)) as u64);
-            st.add(
-                &key,
+            let same = run.as_ref().is_some_and(|(k, at)| {
+                *at == now
+                    && k.client == op.client
+                    && k.uid == op.uid
+                    && k.op == op.op
+                    && k.protocol == op.protocol
+                    && k.share == op.share
+            });
+            if !same {
+                if let Some((key, at)) = run.take() {
+                    st.add(&key, &tally, at);
+                }
+                tally.clear();
+                let key = Key {
+                    client: op.client,
+                    uid: op.uid,
+                    share: op.share.clone(),
+                    protocol: op.protocol,
+                    op: op.op,
+                };
+                run = Some((key, now));
+            }
+            tally.push(
                 op.bytes,
                 op.status.is_none_or(|s| s != 0),
-                latency_us,
-                now,
+                op.latency
+                    .map(|l| l.as_micros().min(u128::from(u64::MAX)) as u64),
             );
             if let (Some(share), Some(path)) = (&op.share, &op.path) {
                 st.add_path(share, path, op.bytes, now);
             }
+        }
+        if let Some((key, at)) = run {
+            st.add(&key, &tally, at);
         }
     }
 }
@@ -719,6 +762,48 @@ mod tests {
         let top = r.top(Window::Minute, TopBy::File, false, 5, 60);
         assert_eq!(top.untracked, Counts { ops: 10, bytes: 10 });
         assert_eq!(top.rows.len(), 5);
+    }
+
+    #[test]
+    fn a_batch_counts_as_its_records_one_by_one() {
+        let t = 1_000_000u64;
+        let mut batch = Vec::new();
+        for i in 0..200u64 {
+            // Runs of one key, interleaved clients, a second boundary, errors.
+            let client = if i % 7 < 4 { "10.0.0.1" } else { "10.0.0.2" };
+            let mut op = OpRecord::new(
+                client.parse().unwrap(),
+                "nfs3",
+                ["READ", "LOOKUP"][(i / 50) as usize % 2],
+            );
+            op.uid = Some(1000 + (i % 3 == 0) as u32);
+            op.share = Some("projects".into());
+            op.bytes = i * 10;
+            op.status = Some((i % 11 == 0) as u32);
+            op.latency = Some(std::time::Duration::from_micros(10 + i));
+            op.time_ms = (t + i / 120) * 1000;
+            batch.push(op);
+        }
+        let batched = Rollups::default();
+        batched.record_batch(&batch);
+        let single = Rollups::default();
+        for op in &batch {
+            single.record(op);
+        }
+        for by in [
+            GroupBy::Client,
+            GroupBy::User,
+            GroupBy::Share,
+            GroupBy::Op,
+            GroupBy::Protocol,
+        ] {
+            for w in [Window::Second, Window::Minute] {
+                let (a, b) = (batched.report(w, by, t + 1), single.report(w, by, t + 1));
+                assert_eq!(a, b, "{by:?} {w:?}");
+                assert!(!a.is_empty());
+            }
+        }
+        assert_eq!(batched.totals().ops, single.totals().ops);
     }
 
     #[test]
