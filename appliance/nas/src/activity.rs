@@ -27,7 +27,9 @@ pub struct OpRecord {
     pub share: Option<Arc<str>>,
     /// The object operated on (file id), when the call named one.
     pub fileid: Option<u64>,
-    /// The name in the directory for LOOKUP, CREATE, REMOVE, RENAME (source), …
+    /// The name in the directory for LOOKUP, CREATE, REMOVE, RENAME (source), …: NFS
+    /// fills it only while `rushes::activity` debug events are on, since nothing else
+    /// reads it (the path names the file).
     pub name: Option<String>,
     /// The path inside the share, when it is known (SMB always; NFS for operations that
     /// change the namespace or move data).

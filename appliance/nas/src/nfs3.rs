@@ -242,6 +242,14 @@ fn entry_name(name: &[u8]) -> NfsResult<CString> {
     CString::new(name).map_err(|_| NFS3ERR_ACCES)
 }
 
+/// The name a call gave, for its record, when anything reads it: only the `tracing`
+/// events do (the rollups and the audit log use the path), so most calls keep it
+/// unallocated.
+fn record_name(name: &[u8]) -> Option<String> {
+    tracing::enabled!(target: "rushes::activity", tracing::Level::DEBUG)
+        .then(|| String::from_utf8_lossy(name).into_owned())
+}
+
 /// Where `fd` is inside `share` now (for activity records), when recording.
 fn share_path(svc: &Service, share: &Share, fd: BorrowedFd<'_>) -> Option<String> {
     svc.record_paths
@@ -448,7 +456,7 @@ impl<'a> NfsCall<'a> {
 
     /// Resolve a directory handle for a call that will change it.
     fn dir_op(&mut self, fh: &[u8], name: &[u8]) -> NfsResult<(DirOp, CString)> {
-        self.rec.name = Some(String::from_utf8_lossy(name).into_owned());
+        self.rec.name = record_name(name);
         let obj = self.resolve(fh)?;
         let fd = obj.open(libc::O_PATH)?;
         let before = rustix::fs::fstat(&fd).map_err(errno_stat)?;
@@ -523,7 +531,7 @@ impl<'a> NfsCall<'a> {
     fn lookup(&mut self, r: &mut XdrReader<'_>, out: &mut Vec<u8>) -> Result<(), Garbage> {
         let fh = r.opaque(NFS3_FHSIZE as usize)?;
         let name = r.opaque(4096)?;
-        self.rec.name = Some(String::from_utf8_lossy(name).into_owned());
+        self.rec.name = record_name(name);
         let mut dir_attr = post_op_attr::Void;
         let res = (|| -> NfsResult<_> {
             let obj = self.resolve(fh)?;
@@ -1020,7 +1028,7 @@ impl<'a> NfsCall<'a> {
             let from_path = self.rec.path.take();
             let (to, to_name) = self.dir_op(to_fh, to_name)?;
             self.rec.to = std::mem::replace(&mut self.rec.path, from_path);
-            self.rec.name = Some(String::from_utf8_lossy(from_name.as_bytes()).into_owned());
+            self.rec.name = record_name(from_name.as_bytes());
             if from.obj.share.id != to.obj.share.id {
                 return Err(NFS3ERR_XDEV);
             }
