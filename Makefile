@@ -79,9 +79,9 @@ bench: deps image
 	$(CARGO) build --release --workspace --bins
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh
 	$(SUDO) target/release/nfs-bench --peer unrecorded --rushesd target/release/rushesd \
-		--runs 9 --size-mib 512 --entries 50000 --files 90000
+		--runs 18 --size-mib 512 --entries 50000 --files 90000
 	$(SUDO) target/release/nfs-bench --peer unrecorded --calibrate --rushesd target/release/rushesd \
-		--runs 9 --size-mib 512 --entries 50000 --files 90000
+		--runs 18 --size-mib 512 --entries 50000 --files 90000
 	target/release/rollup-bench
 	target/release/card-bench
 
