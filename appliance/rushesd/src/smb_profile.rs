@@ -177,6 +177,11 @@ impl Profile {
     }
 
     fn layout(&mut self) -> Option<Layout> {
+        // smbstatus has nothing to show until smbd has made its profile: asking before
+        // then (rushesd starts before smbd) would fail and wait a minute to ask again.
+        if self.layout.is_none() && !self.tdb.exists() {
+            return None;
+        }
         if self.layout.is_none() && self.retry_at.is_none_or(|at| Instant::now() >= at) {
             let first_try = self.retry_at.is_none();
             self.retry_at = Some(Instant::now() + RETRY);
@@ -343,6 +348,22 @@ mod tests {
         assert_eq!(c[0], (1, 9)); // tcon
         assert_eq!(c[3], (2, 3000)); // read
         assert_eq!(c[5], (1, 5)); // setinfo
+    }
+
+    #[test]
+    fn smbstatus_is_not_asked_before_smbd_has_made_its_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut profile = Profile::new(&crate::smb::Samba {
+            conf: dir.path().join("smb.conf"),
+            private: dir.path().join("private"),
+            run: dir.path().to_path_buf(),
+            etc: dir.path().join("etc"),
+        });
+        profile.sample(&mut HashMap::new());
+        assert!(
+            profile.retry_at.is_none(),
+            "asked before smbd made its profile, so the next try would wait a minute"
+        );
     }
 
     #[test]
