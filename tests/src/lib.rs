@@ -69,7 +69,9 @@ impl ServerProcess {
             &format!("demo={}", share.display()),
         ]);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !sock.exists() {
+        // Until it answers, not until the file is there: the file appears when the
+        // socket is bound, a moment before rushesd listens on it.
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "no API socket:\n{}",

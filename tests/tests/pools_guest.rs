@@ -142,7 +142,9 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     vm.type_keys(ENTER).unwrap();
     vm.wait_screen(&["Creating pool media"], SHORT).unwrap();
     let created = Instant::now();
-    wait_json(&vm, "pools", SHORT, "the new pool mounted", |v| {
+    // md's create and mkfs.xfs under TCG, with the other guests on the same two cores:
+    // minutes rather than seconds.
+    wait_json(&vm, "pools", 3 * SHORT, "the new pool mounted", |v| {
         v[0]["size_bytes"].as_u64().unwrap_or(0) > 2 << 30
     });
     let out = ctl(&vm, "pool create other --level raid1 nvme0n1 sda", 1, SHORT);
