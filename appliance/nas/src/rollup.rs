@@ -232,9 +232,16 @@ struct PathEntry {
     len: u32,
 }
 
+impl PathEntry {
+    /// Its path, in its minute's `names`.
+    fn path_in<'a>(&self, names: &'a str) -> &'a str {
+        &names[self.at as usize..(self.at + self.len) as usize]
+    }
+}
+
 impl PathSlots {
     fn path(&self, e: &PathEntry) -> &str {
-        &self.names[e.at as usize..(e.at + e.len) as usize]
+        e.path_in(&self.names)
     }
 
     /// The counts of `path` in `share` (hashed as `hash`), made if there is room.
@@ -252,8 +259,7 @@ impl PathSlots {
                 let e = e.into_mut();
                 // Two files with one hash (2^-64, and the key is secret): the second is
                 // counted as untracked rather than merged into the first.
-                let same = names[e.at as usize..(e.at + e.len) as usize] == *path
-                    && *shares[e.share as usize] == **share;
+                let same = e.path_in(names) == path && *shares[e.share as usize] == **share;
                 if same {
                     &mut e.counts
                 } else {
@@ -351,24 +357,23 @@ impl Tally {
 impl State {
     /// Count operations of `key` that ended at `now` (seconds since the epoch).
     fn add(&mut self, key: &Key, tally: &Tally, now: u64) {
-        let st = self;
-        let t = st.totals.ops.entry((key.protocol, key.op)).or_default();
+        let t = self.totals.ops.entry((key.protocol, key.op)).or_default();
         t.0 += tally.ops;
         t.1 += tally.bytes;
         t.2 += tally.errors;
-        let c = st.totals.clients.entry(key.client).or_default();
+        let c = self.totals.clients.entry(key.client).or_default();
         c.0 += tally.ops;
         c.1 += tally.bytes;
         // Only the current second is touched per record; a second is added into its
         // minute once, when the next second begins.
-        if st.seconds.back().is_some_and(|(t, _)| *t < now) {
-            let (at, done) = st.seconds.back().expect("checked");
-            let minute = slot(&mut st.minutes, at / 60, 60);
+        if self.seconds.back().is_some_and(|(t, _)| *t < now) {
+            let (at, done) = self.seconds.back().expect("checked");
+            let minute = slot(&mut self.minutes, at / 60, 60);
             for (g, b) in done {
                 minute.entry(g.clone()).or_insert_with(Bucket::new).add(b);
             }
         }
-        let slots = slot(&mut st.seconds, now, 60);
+        let slots = slot(&mut self.seconds, now, 60);
         for g in Group::of(key) {
             let b = match slots.get_mut(&g) {
                 Some(b) => b,
