@@ -17,7 +17,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the build, the image, the tests and the benchmark use.
 # libclang-dev: libublk's bindings are generated with bindgen at build time.
-APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind \
+# rpcbind (rpcinfo) and nfs-common (showmount) are clients the tests ask the portmapper with.
+APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony \
 	libclang-dev
 
@@ -61,7 +62,7 @@ image: deps
 
 run: image
 	@echo "==> booting out/rushes.img (QEMU, UEFI). Quit with Ctrl-A X."
-	@echo "    NFS: mount -t nfs -o vers=3,proto=tcp,port=2049,mountport=2049,nolock 127.0.0.1:/scratch /mnt"
+	@echo "    NFS: mount -t nfs 127.0.0.1:/scratch /mnt (portmapper forwarded from 127.0.0.1:111 when run as root)"
 	@echo "    QEMU monitor (Ctrl-A C): device_del nvme1 pulls a disk; see README, Disks, pools and shares"
 	image/qemu-run.sh
 
@@ -71,8 +72,8 @@ host: deps build
 	@[ -e $(DEMO)/README.txt ] || echo "Rushes demo share: files you copy here are served over NFSv3." > $(DEMO)/README.txt
 	@chmod 0777 $(DEMO)
 	@echo "==> serving $(DEMO) as /demo on 127.0.0.1:2049 (Ctrl-C to stop)"
-	@echo "    Linux:  mount -t nfs -o vers=3,proto=tcp,port=2049,mountport=2049,nolock 127.0.0.1:/demo /mnt"
-	@echo "    libnfs: nfs-ls 'nfs://127.0.0.1/demo?nfsport=2049&mountport=2049'"
+	@echo "    Linux:  mount -t nfs 127.0.0.1:/demo /mnt   (locking on; the portmapper is on 127.0.0.1:111)"
+	@echo "    libnfs: nfs-ls nfs://127.0.0.1/demo"
 	$(SUDO) target/debug/rushesd host --listen 127.0.0.1:2049 --state-dir out/state demo=$(DEMO)
 
 bench: deps image

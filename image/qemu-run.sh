@@ -5,7 +5,10 @@
 #
 #   RUSHES_IMAGE      disk image to boot            (default out/rushes.img)
 #   RUSHES_VM_DIR     where the VM's disks and EFI variables live (default out/vm)
-#   RUSHES_NFS_PORT   host port forwarded to the guest's 2049 (default 2049)
+#   RUSHES_NFS_PORT   host port forwarded to the guest's 2049, TCP and UDP (default 2049)
+#   RUSHES_PORTMAP_PORT  host port forwarded to the guest's portmapper, 111, TCP and UDP
+#                     (default 111 when run as root, so clients mount with no options;
+#                     empty: not forwarded)
 #   RUSHES_VM_MODE    interactive (serial console on this terminal) or test
 #   RUSHES_NVME_SIZE  size of each NVMe disk when first created (default 8G)
 #   RUSHES_HOTPLUG_PORTS  empty PCIe slots for hot-adding NVMe disks (default 2: hotplug0, hotplug1)
@@ -14,6 +17,12 @@ set -euo pipefail
 image=${RUSHES_IMAGE:-out/rushes.img}
 dir=${RUSHES_VM_DIR:-out/vm}
 port=${RUSHES_NFS_PORT:-2049}
+if [ "$(id -u)" = 0 ]; then pm_default=111; else pm_default=; fi
+pm_port=${RUSHES_PORTMAP_PORT-$pm_default}
+forwards="hostfwd=tcp:127.0.0.1:$port-:2049,hostfwd=udp:127.0.0.1:$port-:2049"
+if [ -n "$pm_port" ]; then
+    forwards="$forwards,hostfwd=tcp:127.0.0.1:$pm_port-:111,hostfwd=udp:127.0.0.1:$pm_port-:111"
+fi
 mode=${RUSHES_VM_MODE:-interactive}
 nvme_size=${RUSHES_NVME_SIZE:-8G}
 hotplug_ports=${RUSHES_HOTPLUG_PORTS:-2}
@@ -53,7 +62,7 @@ exec qemu-system-x86_64 \
     -device usb-storage,bus=xhci.0,drive=stick,bootindex=0 \
     -device ahci,id=ahci \
     "${disks[@]}" \
-    -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:2049" \
+    -netdev "user,id=net0,$forwards" \
     -device virtio-net-pci,netdev=net0 \
     -device i6300esb -action watchdog=reset \
     "${console[@]}" \

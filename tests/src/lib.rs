@@ -45,7 +45,10 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 pub struct ServerProcess {
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     pub addr: SocketAddr,
+    /// The portmapper's own address, when it has one.
+    pub portmap: Option<SocketAddr>,
     pub log: PathBuf,
     _logdir: tempfile::TempDir,
 }
@@ -82,13 +85,28 @@ impl ServerProcess {
         (server, sock)
     }
 
-    /// Start `rushesd host --listen 127.0.0.1:0 ARGS…` and wait until it serves.
+    /// Start `rushesd host --listen 127.0.0.1:0 ARGS…` and wait until it serves. Its
+    /// portmapper gets a free port of its own unless ARGS place it.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_at("127.0.0.1:0".parse().expect("addr"), args, &[])
+    }
+
+    /// Start `rushesd host --listen ADDR ARGS…` with extra environment variables.
+    pub fn start_at(addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Self {
         let logdir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a == "--portmap") {
+            args.extend(["--portmap".to_string(), format!("{}:0", addr.ip())]);
+        }
         let mut server = Self {
             child: None,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            addr: "127.0.0.1:0".parse().expect("addr"),
+            args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            addr,
+            portmap: None,
             log: logdir.path().join("rushesd.log"),
             _logdir: logdir,
         };
@@ -111,8 +129,12 @@ impl ServerProcess {
             .arg("--listen")
             .arg(self.addr.to_string())
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUSHES_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -125,16 +147,23 @@ impl ServerProcess {
             let mut log = log;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                if let Some(addr) = line.split("portmap=").nth(1) {
+                    let _ = tx.send((true, addr.trim().to_string()));
+                }
+                if let Some(addr) = line.split(" addr=").nth(1) {
+                    let _ = tx.send((false, addr.trim().to_string()));
                 }
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                self.addr = addr.parse().expect("server address");
-                break;
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok((true, addr)) => self.portmap = Some(addr.parse().expect("portmap address")),
+                Ok((false, addr)) => {
+                    self.addr = addr.parse().expect("server address");
+                    break;
+                }
+                Err(_) => {}
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("rushesd exited with {status}:\n{}", self.log_text());

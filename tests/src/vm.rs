@@ -169,6 +169,8 @@ impl Vm {
             .env("RUSHES_IMAGE", image)
             .env("RUSHES_VM_DIR", dir.join("vm"))
             .env("RUSHES_NFS_PORT", port.to_string())
+            // Tests run side by side: none takes the host's port 111.
+            .env("RUSHES_PORTMAP_PORT", "")
             .env("RUSHES_VM_MODE", "test")
             .envs(env.iter().copied())
             .arg("-serial")

@@ -715,7 +715,7 @@ impl App {
                     Ok(s) => {
                         let addr = self.address();
                         self.say(Ok(format!(
-                            "Share {0} is served. Mac: smb://{addr}/{0}  Linux: mount -t nfs -o vers=3,nolock {addr}:/{0} /mnt",
+                            "Share {0} is served. Mac: smb://{addr}/{0}  Linux: mount -t nfs {addr}:/{0} /mnt",
                             s.name
                         )));
                         self.refresh();

@@ -284,16 +284,12 @@ pub fn draw(f: &mut Frame<'_>, area: Rect, app: &App) {
 
 fn mount_lines(addr: &str) -> Vec<Line<'static>> {
     vec![
-        Line::from("Mount a share (here /projects) from the edit suites:"),
+        Line::from("Mount a share (here /projects) from the edit suites, locking on:"),
+        Line::from(format!("  Linux:   mount -t nfs {addr}:/projects /mnt")),
         Line::from(format!(
-            "  Linux:   mount -t nfs -o vers=3,nolock {addr}:/projects /mnt"
+            "  macOS:   Finder, Go > Connect to Server: nfs://{addr}/projects"
         )),
-        Line::from(format!(
-            "  macOS:   mount_nfs -o vers=3,resvport,nolocks {addr}:/projects /mnt"
-        )),
-        Line::from(format!(
-            "  Windows: mount -o nolock \\\\{addr}\\projects Z:"
-        )),
+        Line::from(format!("  Windows: mount \\\\{addr}\\projects Z:")),
     ]
 }
 

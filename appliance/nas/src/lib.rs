@@ -1,5 +1,6 @@
-//! The NFSv3 file service of Rushes: ONC RPC over TCP, MOUNT, a minimal portmapper and
-//! NFSv3 over local directories, with per-share export rules and real POSIX semantics.
+//! The NFSv3 file service of Rushes: ONC RPC over TCP and UDP, the portmapper, MOUNT,
+//! NFSv3, and NLM locking with its status monitor, over local directories, with
+//! per-share export rules and real POSIX semantics.
 //!
 //! # Design
 //! nfsserve supplies the RFC 1813 data types and their XDR encoders; the RPC layer,
@@ -12,15 +13,20 @@
 //! [`activity::OpObserver`].
 //!
 //! # Current limitations
-//! NFSv3 over TCP only: no UDP, NLM locking (clients mount with `nolock`), NFSv4 or
-//! RPCSEC_GSS. A share does not cross into file systems mounted below it.
+//! NFSv3 over TCP only (MOUNT, NLM and NSM over UDP too); no NFSv4 or RPCSEC_GSS. A share does not cross into file systems mounted below it.
 
 pub mod activity;
+pub mod callback;
+pub mod drc;
 pub mod handle;
+pub mod locks;
 pub mod mount;
 pub mod nfs3;
+pub mod nlm;
+pub mod nsm;
 pub mod paths;
 pub mod portmap;
+pub mod programs;
 pub mod rollup;
 pub mod rpc;
 pub mod server;

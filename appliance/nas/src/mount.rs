@@ -14,7 +14,7 @@ use crate::share::rule_for;
 use crate::sys;
 use crate::xdr::{put_bool, put_opaque, put_u32, XdrReader};
 
-pub const PROGRAM: u32 = 100005;
+pub use crate::programs::MOUNT as PROGRAM;
 /// MNT is answered for version 3; the other procedures for versions 1 to 3, whose
 /// encodings are identical (`showmount` asks with version 1).
 pub const VERSION: u32 = 3;

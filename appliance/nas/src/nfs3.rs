@@ -29,8 +29,7 @@ use crate::share::{rule_for, Caller, MapCaller};
 use crate::sys::{self, KernelHandle};
 use crate::xdr::{pad, put, put_bool, put_opaque, put_u32, put_u64, Garbage, XdrReader};
 
-pub const PROGRAM: u32 = 100003;
-pub const VERSION: u32 = 3;
+pub use crate::programs::{NFS as PROGRAM, NFS_V3 as VERSION};
 /// Largest READ/WRITE payload, advertised in FSINFO as rtmax/wtmax.
 pub const MAX_IO: u32 = 1 << 20;
 /// READs of at least this many bytes send their data with sendfile(2) from the page

@@ -18,6 +18,21 @@ const MAX_AUTH_BODY: usize = 400;
 /// RFC 5531: the AUTH_SYS group list holds at most 16 supplementary groups.
 const MAX_AUTH_SYS_GIDS: usize = 16;
 
+/// The transport a call came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// Where a call came from and which of our addresses it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub peer: std::net::SocketAddr,
+    pub local: std::net::SocketAddr,
+    pub transport: Transport,
+}
+
 /// `accept_stat` values other than SUCCESS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptError {

@@ -1,10 +1,16 @@
-//! The TCP front end: ONC RPC record marking, limits, and dispatch to the programs.
+//! The front ends: ONC RPC over TCP (record marking) and UDP (one call a datagram),
+//! limits, the duplicate request cache, and dispatch to the programs.
 //!
-//! Each connection has a reader task, a writer task and up to [`MAX_IN_FLIGHT`] calls
+//! Each TCP connection has a reader task, a writer task and up to [`MAX_IN_FLIGHT`] calls
 //! being answered on the blocking pool. When that many are outstanding the reader stops
 //! reading, so a client flooding requests is slowed by TCP itself instead of growing our
 //! memory. A record larger than [`MAX_RECORD`] closes the connection: no legal call is
-//! that big (a 1 MiB WRITE plus headers is far smaller).
+//! that big (a 1 MiB WRITE plus headers is far smaller). UDP carries the portmapper,
+//! MOUNT, NLM and NSM (not NFS); past [`MAX_IN_FLIGHT`] datagrams being answered, more
+//! are dropped, and the client sends them again.
+//!
+//! Every listener answers every program, so the portmapper's port (111) and the NFS port
+//! (2049) serve alike; the portmapper tells clients to use the NFS port.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -13,14 +19,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::activity::OpRecord;
+use crate::drc::{CallKey, Lookup};
 use crate::nfs3::{self, FileTail, NfsCall};
-use crate::rpc::{self, AcceptError, CallError, Credential, RPC_VERSION};
+use crate::rpc::{self, AcceptError, CallError, Credential, Origin, Transport, RPC_VERSION};
 use crate::service::Service;
-use crate::{mount, portmap};
+use crate::{mount, nlm, nsm, portmap};
 
 /// Largest RPC record accepted: a maximal WRITE (1 MiB) plus generous header room.
 pub const MAX_RECORD: usize = nfs3::MAX_IO as usize + 64 * 1024;
@@ -34,53 +41,173 @@ struct Reply {
     tail: Option<FileTail>,
 }
 
-/// A bound listener serving a [`Service`].
+/// Bound listeners serving a [`Service`].
 pub struct NfsServer {
     listener: TcpListener,
+    udp: UdpSocket,
+    /// The portmapper's own TCP and UDP sockets (port 111), if it has them.
+    portmap: Option<(TcpListener, UdpSocket)>,
     service: Arc<Service>,
 }
 
+/// A UDP socket on the same port as `tcp` (on an ephemeral TCP port, that UDP port may be
+/// taken: try a few other ephemeral ports for both).
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let tcp = TcpListener::bind(addr).await?;
+        let bound = tcp.local_addr()?;
+        match UdpSocket::bind(bound).await {
+            Ok(udp) => return Ok((tcp, udp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
+}
+
 impl NfsServer {
-    /// Listen on `addr`; the service may be shared with whoever adds and removes shares.
+    /// Listen on `addr` (TCP and UDP); the service may be shared with whoever adds and
+    /// removes shares.
     pub async fn bind(addr: SocketAddr, service: impl Into<Arc<Service>>) -> std::io::Result<Self> {
         let service = service.into();
-        let listener = TcpListener::bind(addr).await?;
+        let (listener, udp) = bind_pair(addr).await?;
         service
             .port
             .store(listener.local_addr()?.port(), Ordering::Relaxed);
-        Ok(Self { listener, service })
+        Ok(Self {
+            listener,
+            udp,
+            portmap: None,
+            service,
+        })
+    }
+
+    /// Also answer on `addr` (TCP and UDP), the portmapper's port: 111 for clients that
+    /// are not told the ports.
+    /// On failure the server is handed back, still serving on its own port.
+    pub async fn with_portmap(mut self, addr: SocketAddr) -> Result<Self, (Self, std::io::Error)> {
+        let (tcp, udp) = match bind_pair(addr).await {
+            Ok(pair) => pair,
+            Err(e) => return Err((self, e)),
+        };
+        let port = tcp.local_addr().map_or(addr.port(), |a| a.port());
+        self.service.portmap_port.store(port, Ordering::Relaxed);
+        self.portmap = Some((tcp, udp));
+        Ok(self)
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Accept and serve connections until `shutdown` completes.
+    /// The portmapper's address, if it listens on a port of its own.
+    pub fn portmap_addr(&self) -> Option<SocketAddr> {
+        self.portmap.as_ref().and_then(|(t, _)| t.local_addr().ok())
+    }
+
+    /// Accept and serve connections and datagrams until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let service = self.service.clone();
-                        tokio::spawn(async move { serve_connection(stream, peer, service).await });
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: wait a little rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                },
+        self.service.announce_restart();
+        let Self {
+            listener,
+            udp,
+            portmap,
+            service,
+        } = self;
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(accept_loop(listener, Arc::clone(&service)));
+        tasks.spawn(serve_udp(udp, Arc::clone(&service)));
+        if let Some((tcp, udp)) = portmap {
+            tasks.spawn(accept_loop(tcp, Arc::clone(&service)));
+            tasks.spawn(serve_udp(udp, Arc::clone(&service)));
+        }
+        shutdown.await;
+        tasks.abort_all();
+        tracing::info!("stopped accepting connections");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, service: Arc<Service>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let service = service.clone();
+                tokio::spawn(async move { serve_connection(stream, peer, service).await });
+            }
+            Err(e) => {
+                // EMFILE and friends: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
-        tracing::info!("stopped accepting connections");
+    }
+}
+
+/// The largest datagram read: UDP carries no NFS, so no call comes near it.
+const MAX_DATAGRAM: usize = 65_536;
+
+async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
+    let socket = Arc::new(socket);
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many UDP calls in flight; datagram dropped");
+            continue;
+        };
+        let record = buf[..n].to_vec();
+        let (service, socket) = (service.clone(), socket.clone());
+        tokio::task::spawn_blocking(move || {
+            let origin = Origin {
+                peer,
+                local: answering_address(local, peer),
+                transport: Transport::Udp,
+            };
+            if let Some(reply) = answer(&service, &origin, &record) {
+                // No file data follows a UDP reply: READ is not served over UDP.
+                let _ = socket.try_send_to(&reply.encoded[4..], peer);
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// The address a datagram from `peer` reached, when the socket is bound to every
+/// address: the one the kernel would answer from.
+fn answering_address(bound: SocketAddr, peer: SocketAddr) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let probe = std::net::UdpSocket::bind(SocketAddr::new(bound.ip(), 0))
+        .and_then(|s| s.connect(peer).and_then(|()| s.local_addr()));
+    match probe {
+        Ok(a) => SocketAddr::new(a.ip(), bound.port()),
+        Err(_) => bound,
     }
 }
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, service: Arc<Service>) {
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, "connection opened");
+    let origin = Origin {
+        peer,
+        local: stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        transport: Transport::Tcp,
+    };
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<(Reply, OwnedSemaphorePermit)>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_replies(wr, rx));
@@ -101,7 +228,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, service: Arc<Serv
         let service = service.clone();
         let tx = tx.clone();
         tokio::task::spawn_blocking(move || {
-            if let Some(reply) = answer(&service, peer.ip(), &record) {
+            if let Some(reply) = answer(&service, &origin, &record) {
                 let _ = tx.blocking_send((reply, permit));
             }
         });
@@ -206,8 +333,62 @@ async fn send_file(
     Ok(())
 }
 
-/// Answer one record; `None` when there is nothing to answer to.
-fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
+/// Calls whose replies the duplicate request cache keeps: those that change something
+/// and would answer differently, or act twice, if carried out again.
+fn non_idempotent(program: u32, procedure: u32) -> bool {
+    match program {
+        // SETATTR, WRITE, CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK.
+        nfs3::PROGRAM => matches!(procedure, 2 | 7..=15),
+        // LOCK, CANCEL, UNLOCK, SHARE, UNSHARE, NM_LOCK.
+        nlm::PROGRAM => matches!(procedure, 2..=4 | 20..=22),
+        _ => false,
+    }
+}
+
+/// Answer one record; `None` when there is nothing to answer (or nothing yet: a
+/// retransmission of a call still being answered).
+fn answer(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
+    let call = match rpc::parse_call(record) {
+        Ok(call)
+            if call.rpc_version == RPC_VERSION && non_idempotent(call.program, call.procedure) =>
+        {
+            call
+        }
+        _ => return answer_once(service, origin, record),
+    };
+    let key = CallKey::new(
+        origin.peer.ip(),
+        call.xid,
+        call.program,
+        call.version,
+        call.procedure,
+        &record[call.args_offset..],
+    );
+    match service.replies.begin(key) {
+        Lookup::New => {}
+        Lookup::InProgress => {
+            tracing::debug!(client = %origin.peer, xid = call.xid, "retransmission of a call being answered; dropped");
+            return None;
+        }
+        Lookup::Replay(encoded) => {
+            tracing::debug!(client = %origin.peer, xid = call.xid, "retransmission answered from the reply cache");
+            return Some(Reply {
+                encoded,
+                tail: None,
+            });
+        }
+    }
+    let reply = answer_once(service, origin, record);
+    let keep = reply
+        .as_ref()
+        .filter(|r| r.tail.is_none())
+        .map(|r| r.encoded.as_slice());
+    service.replies.finish(key, keep);
+    reply
+}
+
+fn answer_once(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
+    let client = origin.peer.ip();
     let encoded = |encoded: Vec<u8>| {
         Some(Reply {
             encoded,
@@ -232,7 +413,9 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
     let (protocol, op) = match call.program {
         nfs3::PROGRAM => ("nfs3", nfs3::proc_name(call.procedure)),
         mount::PROGRAM => ("mount3", mount::proc_name(call.procedure)),
-        portmap::PROGRAM => ("portmap", portmap::proc_name(call.procedure)),
+        portmap::PROGRAM => ("portmap", portmap::proc_name(call.version, call.procedure)),
+        nlm::PROGRAM => ("nlm", nlm::proc_name(call.procedure)),
+        nsm::PROGRAM => ("nsm", nsm::proc_name(call.procedure)),
         _ => ("rpc", "UNKNOWN"),
     };
     let mut rec = OpRecord::new(client, protocol, op);
@@ -249,6 +432,8 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
     let mut out = rpc::reply_success(call.xid, 256);
     let mut tail = None;
     let result = match (call.program, call.version) {
+        // NFS is not offered over UDP (the portmapper says so).
+        (nfs3::PROGRAM, _) if origin.transport == Transport::Udp => Err(AcceptError::ProgUnavail),
         (nfs3::PROGRAM, nfs3::VERSION) => {
             let mut nfs = NfsCall {
                 svc: service,
@@ -262,7 +447,7 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
             result
         }
         (nfs3::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 3, high: 3 }),
-        (mount::PROGRAM, 1..=3) => mount::dispatch(
+        (mount::PROGRAM, 1 | 3) => mount::dispatch(
             service,
             client,
             call.version,
@@ -272,10 +457,50 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
             &mut rec,
         ),
         (mount::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 1, high: 3 }),
-        (portmap::PROGRAM, portmap::VERSION) => {
-            portmap::dispatch(service.port(), call.procedure, args, &mut out)
+        (portmap::PROGRAM, 2..=4) => portmap::dispatch(
+            &service.endpoints(origin.local.is_ipv6() && !is_v4_mapped(origin.local.ip())),
+            origin.local.ip(),
+            call.version,
+            call.procedure,
+            args,
+            &mut out,
+        ),
+        (portmap::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 2, high: 4 }),
+        (nlm::PROGRAM, 1 | 3 | 4) => nlm::dispatch(
+            &service.nlm,
+            &|fh: &[u8], exclusive: bool, rec: &mut OpRecord| {
+                service.open_for_lock(client, fh, exclusive, rec)
+            },
+            origin,
+            call.version,
+            call.procedure,
+            args,
+            &mut out,
+            &mut rec,
+        ),
+        (nlm::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 1, high: 4 }),
+        (nsm::PROGRAM, nsm::VERSION) => {
+            match nsm::dispatch(
+                &service.nlm.monitor,
+                origin.peer,
+                call.procedure,
+                args,
+                &mut out,
+            ) {
+                Ok(Some(rebooted)) => {
+                    let freed = service
+                        .nlm
+                        .locks
+                        .free_client(Some(&rebooted.name), Some(client));
+                    service.nlm.monitor.forget(client);
+                    tracing::info!(%client, freed, "locks of the rebooted client released");
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            }
         }
-        (portmap::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 2, high: 2 }),
+        (nsm::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 1, high: 1 }),
         _ => Err(AcceptError::ProgUnavail),
     };
     rec.latency = Some(started.elapsed());
@@ -289,4 +514,8 @@ fn answer(service: &Service, client: IpAddr, record: &[u8]) -> Option<Reply> {
             encoded(rpc::reply_accept_error(call.xid, e))
         }
     }
+}
+
+fn is_v4_mapped(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
 }

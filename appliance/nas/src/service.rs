@@ -10,7 +10,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use rustix::fs::{Mode, OFlags};
 
 use crate::activity::{OpObserver, TracingObserver};
+use crate::drc::ReplyCache;
 use crate::handle::HandleKey;
+use crate::locks::Stat;
+use crate::nlm::Nlm;
+use crate::nsm::{Monitor, Peer};
+use crate::share::rule_for;
 use crate::share::{validate, ExportRule, ShareConfig, ShareError};
 use crate::sys;
 
@@ -166,10 +171,22 @@ pub struct Service {
     /// Names files for activity records, with its caches.
     pub paths: crate::paths::PathNames,
     pub mounts: Mutex<Vec<MountEntry>>,
-    /// The TCP port we listen on, for portmap GETPORT.
+    /// The port NFS (TCP) and MOUNT, NLM and NSM (TCP and UDP) listen on.
     pub port: AtomicU16,
+    /// The portmapper's own port (111), 0 when it answers only on `port`.
+    pub portmap_port: AtomicU16,
     pub dir_locks: DirLocks,
+    /// Replies to non-idempotent calls, for retransmissions.
+    pub replies: ReplyCache,
+    /// NLM locks, their callbacks and the status monitor.
+    pub nlm: Nlm,
+    /// Clients that held locks before this start, told once we listen.
+    restart_notice: Mutex<Vec<Peer>>,
 }
+
+/// The grace period after a restart in which only reclaimed locks are granted (macOS'
+/// lock manager waits 45 s too).
+pub const GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(45);
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -206,6 +223,15 @@ impl Service {
             }
             opened.push(Arc::new(share));
         }
+        let (monitor, before) = match Monitor::open(&state_dir.join("nsm")) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %state_dir.join("nsm").display(), "cannot keep the NLM status monitor's state; clients will not reclaim their locks after a restart");
+                (Monitor::in_memory(), Vec::new())
+            }
+        };
+        // Without clients to reclaim there is nothing to wait for.
+        let grace = (!before.is_empty()).then_some(GRACE_PERIOD);
         let mut write_verifier = [0u8; 8];
         rustix::rand::getrandom(&mut write_verifier, rustix::rand::GetRandomFlags::empty())
             .map_err(|e| ServiceError::Privileges(e.into()))?;
@@ -218,7 +244,11 @@ impl Service {
             paths: Default::default(),
             mounts: Mutex::new(Vec::new()),
             port: AtomicU16::new(0),
+            portmap_port: AtomicU16::new(0),
             dir_locks: DirLocks::new(),
+            replies: ReplyCache::default(),
+            nlm: Nlm::new(monitor, grace),
+            restart_notice: Mutex::new(before),
         })
     }
 
@@ -289,6 +319,79 @@ impl Service {
 
     pub fn port(&self) -> u16 {
         self.port.load(Ordering::Relaxed)
+    }
+
+    /// The file an NLM lock is on, opened as root for `client` (its export rule
+    /// applied), or why not.
+    pub fn open_for_lock(
+        &self,
+        client: IpAddr,
+        fh: &[u8],
+        exclusive: bool,
+        rec: &mut crate::activity::OpRecord,
+    ) -> Result<OwnedFd, Stat> {
+        let svc = self;
+        let decoded = svc.key.decode(fh).ok_or(Stat::StaleFh)?;
+        let share = svc.share_by_id(decoded.share).ok_or(Stat::StaleFh)?;
+        rec.share = Some(share.name.clone());
+        let rule = rule_for(&share.rules, client).ok_or(Stat::Denied)?;
+        if exclusive && rule.read_only() {
+            return Err(Stat::Rofs);
+        }
+        sys::run_as_root().map_err(|_| Stat::Failed)?;
+        let open = |flags| {
+            sys::open_by_handle(
+                std::os::fd::AsFd::as_fd(&share.root),
+                &decoded.kernel,
+                flags | libc::O_NOFOLLOW,
+            )
+        };
+        let fd = open(libc::O_RDWR)
+            .or_else(|_| open(libc::O_RDONLY))
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ESTALE | libc::ENOENT) => Stat::StaleFh,
+                Some(libc::EISDIR) => Stat::Denied,
+                _ => Stat::Failed,
+            })?;
+        let st = rustix::fs::fstat(&fd).map_err(|_| Stat::Failed)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(Stat::Denied);
+        }
+        Ok(fd)
+    }
+
+    /// What the portmapper describes.
+    pub fn endpoints(&self, v6: bool) -> crate::portmap::Endpoints {
+        crate::portmap::Endpoints {
+            nfs_port: self.port(),
+            portmap_port: self.portmap_port.load(Ordering::Relaxed),
+            v6,
+        }
+    }
+
+    /// Shorten (or lengthen) the grace period after a restart; a no-op when there is
+    /// none (no client held locks before).
+    pub fn with_grace_period(self, grace: std::time::Duration) -> Self {
+        self.nlm.locks.set_grace(grace);
+        self
+    }
+
+    /// Tell the clients that held locks before this start to reclaim them. Called once
+    /// the listeners are bound, so the reclaims find us.
+    pub fn announce_restart(&self) {
+        let peers = std::mem::take(
+            &mut *self
+                .restart_notice
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if !peers.is_empty() {
+            tracing::info!(
+                clients = peers.len(),
+                "restarted: telling NLM clients to reclaim their locks"
+            );
+        }
+        self.nlm.monitor.notify_all(peers);
     }
 }
 

@@ -220,3 +220,71 @@ mod tests {
         assert_eq!(denied, rustix::io::Errno::ACCESS);
     }
 }
+
+/// What an open file description lock asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    Read,
+    Write,
+    Unlock,
+}
+
+impl LockKind {
+    fn flock(self, start: i64, len: i64) -> libc::flock {
+        let l_type = match self {
+            LockKind::Read => libc::F_RDLCK,
+            LockKind::Write => libc::F_WRLCK,
+            LockKind::Unlock => libc::F_UNLCK,
+        };
+        // SAFETY: `flock` is plain old data; all-zero is a valid value (l_pid must be 0
+        // for OFD locks).
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = l_type as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = start;
+        fl.l_len = len;
+        fl
+    }
+}
+
+/// Take (or release) an open file description lock without waiting: `Ok(false)` when
+/// another description holds a conflicting one.
+pub fn ofd_lock(fd: BorrowedFd<'_>, kind: LockKind, start: i64, len: i64) -> io::Result<bool> {
+    let fl = kind.flock(start, len);
+    match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The first lock of another description that conflicts with `kind` over the range:
+/// (exclusive, start, length), or None.
+pub fn ofd_conflict(
+    fd: BorrowedFd<'_>,
+    kind: LockKind,
+    start: i64,
+    len: i64,
+) -> io::Result<Option<(bool, i64, i64)>> {
+    let mut fl = kind.flock(start, len);
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut fl))?;
+    if fl.l_type == libc::F_UNLCK as libc::c_short {
+        return Ok(None);
+    }
+    Ok(Some((
+        fl.l_type == libc::F_WRLCK as libc::c_short,
+        fl.l_start,
+        fl.l_len,
+    )))
+}
+
+/// A new open file description of the file `fd` is open on, with the same access.
+pub fn reopen(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let access = flags & rustix::fs::OFlags::RWMODE;
+    Ok(rustix::fs::open(
+        proc_path(fd),
+        access | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
+}

@@ -1514,7 +1514,7 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
             show(&s);
             if !cli.json {
                 out(&format!(
-                    "clients mount it with: mount -t nfs -o vers=3,proto=tcp,nolock ADDRESS:/{} /mnt\n",
+                    "clients mount it with: mount -t nfs ADDRESS:/{0} /mnt (macOS Finder: nfs://ADDRESS/{0})\n",
                     s.name
                 ));
                 if s.smb {

@@ -65,14 +65,21 @@ enum Command {
         /// Prometheus metrics at http://ADDR:PORT/metrics.
         #[arg(long, default_value = "0.0.0.0:9100", value_name = "ADDR:PORT")]
         metrics: SocketAddr,
+        /// The portmapper (TCP and UDP), where clients ask for the NFS, MOUNT and lock
+        /// manager ports.
+        #[arg(long, default_value = "0.0.0.0:111", value_name = "ADDR:PORT")]
+        portmap: SocketAddr,
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
     },
-    /// Serve local directories over NFSv3 (MOUNT, NFS and portmap on one TCP port).
+    /// Serve local directories over NFSv3, with MOUNT, NLM locking and its status monitor
+    /// on the same port (TCP and UDP) and the portmapper on port 111.
     ///
     /// Each DIR is exported as /NAME, NAME being the folder's name unless given as
     /// NAME=DIR. Without --config every client may mount, read-write, with root squashed.
-    /// Clients mount with: mount -t nfs -o vers=3,proto=tcp,port=PORT,mountport=PORT,nolock HOST:/NAME /mnt
+    /// Clients mount with: mount -t nfs HOST:/NAME /mnt (locking on). Without the
+    /// portmapper on 111 (not root, or --portmap elsewhere) they must be told the port:
+    /// mount -t nfs -o vers=3,port=PORT,mountport=PORT HOST:/NAME /mnt
     #[command(
         after_help = "Example config (--config shares.toml):\n\n  listen = \"0.0.0.0:2049\"\n  state_dir = \"/var/lib/rushes\"\n\n  [[share]]\n  name = \"projects\"\n  path = \"/srv/projects\"\n  [[share.rule]]\n  clients = [\"10.10.0.0/16\"]   # CIDR networks; first matching rule wins\n  access = \"rw\"                 # or \"ro\"\n  root_squash = true            # default\n  all_squash = false\n  anonuid = 65534\n  anongid = 65534"
     )]
@@ -103,6 +110,14 @@ enum Command {
         /// memory only.
         #[arg(long, value_name = "DIR")]
         audit_dir: Option<PathBuf>,
+        /// Where the portmapper listens (TCP and UDP) [default: port 111 of the --listen
+        /// address when run as root; otherwise only on the NFS port].
+        #[arg(long, value_name = "ADDR:PORT")]
+        portmap: Option<SocketAddr>,
+        /// How long, after a restart, only locks that clients reclaim are granted (when
+        /// clients held locks before it).
+        #[arg(long, value_name = "SECONDS", default_value_t = rushes_nas::service::GRACE_PERIOD.as_secs())]
+        grace_period: u64,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -126,6 +141,10 @@ struct ServeOptions {
     activity: bool,
     /// The audit log's folder while no pool is mounted.
     audit_dir: Option<PathBuf>,
+    /// The portmapper's own address (111), if any.
+    portmap: Option<SocketAddr>,
+    /// The NLM grace period after a restart.
+    grace_period: std::time::Duration,
 }
 
 fn main() -> std::process::ExitCode {
@@ -157,6 +176,8 @@ fn try_main() -> Result<()> {
             metrics,
             no_activity,
             audit_dir,
+            portmap,
+            grace_period,
             dirs,
         } => host(
             HostOptions {
@@ -167,6 +188,8 @@ fn try_main() -> Result<()> {
                 metrics,
                 activity: !no_activity,
                 audit_dir,
+                portmap,
+                grace_period: std::time::Duration::from_secs(grace_period),
             },
             &dirs,
         ),
@@ -177,6 +200,7 @@ fn try_main() -> Result<()> {
             state_dir,
             pools_dir,
             metrics,
+            portmap,
             dirs,
         } => serve(ServeOptions {
             listen,
@@ -188,6 +212,8 @@ fn try_main() -> Result<()> {
             metrics: Some(metrics),
             activity: true,
             audit_dir: None,
+            portmap: Some(portmap),
+            grace_period: rushes_nas::service::GRACE_PERIOD,
         }),
     }
 }
@@ -259,6 +285,8 @@ struct HostOptions {
     metrics: Option<SocketAddr>,
     activity: bool,
     audit_dir: Option<PathBuf>,
+    portmap: Option<SocketAddr>,
+    grace_period: std::time::Duration,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -270,6 +298,8 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         metrics,
         activity,
         audit_dir,
+        portmap,
+        grace_period,
     } = opts;
     let mut cfg = match config.as_deref() {
         Some(path) => {
@@ -289,6 +319,12 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
     let listen = listen
         .or(cfg.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2049)));
+    // Port 111 needs root; an unprivileged run answers portmap calls on the NFS port.
+    let portmap = portmap.or_else(|| {
+        rustix::process::geteuid()
+            .is_root()
+            .then(|| SocketAddr::new(listen.ip(), 111))
+    });
     let state_dir = state_dir
         .or(cfg.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/rushes"));
@@ -311,6 +347,8 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         metrics,
         activity,
         audit_dir,
+        portmap,
+        grace_period,
     })
 }
 
@@ -325,6 +363,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
         metrics,
         activity,
         audit_dir,
+        portmap,
+        grace_period,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -342,7 +382,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
         ])));
     let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
-    let service = Service::new(&shares, &state_dir)?;
+    let service = Service::new(&shares, &state_dir)?.with_grace_period(grace_period);
     let service = Arc::new(if activity {
         service.with_observer(Box::new(Arc::clone(&observer)))
     } else {
@@ -403,14 +443,26 @@ fn serve(opts: ServeOptions) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = NfsServer::bind(listen, service)
+        let mut server = NfsServer::bind(listen, service)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_context(|| format!("cannot listen on {listen} (TCP and UDP)"))?;
+        if let Some(pm) = portmap {
+            server = match server.with_portmap(pm).await {
+                Ok(server) => server,
+                Err((server, e)) => {
+                    tracing::warn!(wanted = %pm, error = %e, "the portmapper cannot listen (is rpcbind running?); clients must be given port= and mountport=");
+                    server
+                }
+            };
+        }
         let addr = server.local_addr()?;
+        if let Some(pm) = server.portmap_addr() {
+            tracing::info!(portmap = %pm, "portmapper listening (TCP and UDP)");
+        }
         for share in &shares {
             tracing::info!(share = %share.name, path = %share.path.display(), "exported as /{}", share.name);
         }
-        tracing::info!(%addr, "serving NFSv3, MOUNT and portmap");
+        tracing::info!(%addr, "serving NFSv3 (TCP), and MOUNT, NLM, NSM and portmap (TCP and UDP)");
         match manager {
             Some((socket, mgr)) => {
                 let scrape = {

@@ -1,0 +1,768 @@
+//! Byte-range locks for NLM clients, held as real kernel locks on the shared files.
+//!
+//! Each lock owner (a client address, its process id `svid` and owner handle `oh`) gets
+//! one open file description of each file it locks, and its locks are open file
+//! description locks (`F_OFD_SETLK`) on it. So the kernel decides every conflict: NFS
+//! owners against each other and against Samba (which takes OFD locks for SMB byte-range
+//! locks) and local programs, and one owner's locks merge and split as POSIX says.
+//! Closing the description drops the owner's locks, which is how FREE_ALL and a client's
+//! reboot are carried out.
+//!
+//! Blocking requests wait in a queue that is retried whenever a lock is released here,
+//! and once a second for releases elsewhere (Samba, local programs); a granted request
+//! is announced to the client by a callback on a worker thread ([`crate::nlm`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, LockKind};
+
+/// NLM's result codes (`nlm4_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Granted = 0,
+    Denied = 1,
+    DeniedNoLocks = 2,
+    Blocked = 3,
+    DeniedGrace = 4,
+    Deadlock = 5,
+    Rofs = 6,
+    StaleFh = 7,
+    Fbig = 8,
+    Failed = 9,
+}
+
+impl Stat {
+    /// The code on the wire: NLM v1 and v3 know only 0 to 4.
+    pub fn code(self, version: u32) -> u32 {
+        if version == 4 {
+            return self as u32;
+        }
+        match self {
+            Stat::Deadlock => Stat::Denied as u32,
+            Stat::Rofs | Stat::StaleFh | Stat::Fbig | Stat::Failed => Stat::DeniedNoLocks as u32,
+            other => other as u32,
+        }
+    }
+}
+
+/// Who holds a lock: one process on one client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub client: IpAddr,
+    pub svid: i32,
+    pub oh: Vec<u8>,
+}
+
+/// A byte range: `len` 0 reaches to the end of the file, and any length past what the
+/// kernel's signed offsets hold does too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl Range {
+    fn end(self) -> u64 {
+        if self.len == 0 {
+            u64::MAX
+        } else {
+            self.start.saturating_add(self.len)
+        }
+    }
+
+    fn overlaps(self, other: Range) -> bool {
+        self.start < other.end() && other.start < self.end()
+    }
+
+    /// The range as `struct flock` wants it, or None when it starts beyond what a
+    /// signed 64-bit offset holds (NLM4_FBIG).
+    fn kernel(self) -> Option<(i64, i64)> {
+        let start = i64::try_from(self.start).ok()?;
+        let len = match i64::try_from(self.len) {
+            Ok(len) if start.checked_add(len).is_some() => len,
+            _ => 0,
+        };
+        Some((start, len))
+    }
+}
+
+/// The holder of a conflicting lock, for TEST's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub exclusive: bool,
+    pub svid: i32,
+    pub oh: Vec<u8>,
+    pub range: Range,
+}
+
+/// One lock request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub owner: Owner,
+    pub caller_name: String,
+    pub fh: Vec<u8>,
+    pub range: Range,
+    pub exclusive: bool,
+}
+
+/// A blocked request that was granted later: the client is told by a callback.
+#[derive(Debug)]
+pub struct Granted<T> {
+    pub request: Request,
+    pub notice: T,
+}
+
+/// An open description of a file for one owner, with the ranges it holds there.
+#[derive(Debug)]
+struct Held {
+    fd: OwnedFd,
+    caller_name: String,
+    ranges: Vec<(Range, bool)>,
+}
+
+impl Held {
+    /// Record `range` as held (replacing what it overlaps, as the kernel does).
+    fn add(&mut self, range: Range, exclusive: bool) {
+        self.remove(range);
+        self.ranges.push((range, exclusive));
+    }
+
+    /// Forget `range`, splitting ranges it cuts through.
+    fn remove(&mut self, cut: Range) {
+        let mut kept = Vec::with_capacity(self.ranges.len() + 1);
+        for &(r, excl) in &self.ranges {
+            if !r.overlaps(cut) {
+                kept.push((r, excl));
+                continue;
+            }
+            if r.start < cut.start {
+                kept.push((
+                    Range {
+                        start: r.start,
+                        len: cut.start - r.start,
+                    },
+                    excl,
+                ));
+            }
+            if cut.end() < r.end() {
+                let len = if r.len == 0 { 0 } else { r.end() - cut.end() };
+                kept.push((
+                    Range {
+                        start: cut.end(),
+                        len,
+                    },
+                    excl,
+                ));
+            }
+        }
+        self.ranges = kept;
+    }
+}
+
+/// A DOS share reservation (NLM SHARE): the access a client opened with and the access
+/// it denies others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reservation {
+    client: IpAddr,
+    caller_name: String,
+    oh: Vec<u8>,
+    access: u32,
+    deny: u32,
+}
+
+struct Waiting<T> {
+    request: Request,
+    /// The owner's own description, opened when the request came, used if it holds
+    /// none of this file when the request is granted.
+    fd: OwnedFd,
+    notice: T,
+    since: Instant,
+}
+
+struct Table<T> {
+    held: HashMap<(Owner, Vec<u8>), Held>,
+    waiting: VecDeque<Waiting<T>>,
+    shares: HashMap<Vec<u8>, Vec<Reservation>>,
+}
+
+/// Blocked requests are given up after this long unqueued by CANCEL (the client
+/// re-sends a blocked LOCK every 30 s, which queues it again).
+const WAIT_LIMIT: Duration = Duration::from_secs(600);
+/// At most this many requests wait at once; more are answered DENIED_NOLOCKS.
+const MAX_WAITING: usize = 4096;
+/// At most this many descriptions are held open for locks at once.
+const MAX_HELD: usize = 65_536;
+
+/// The lock table. `T` is what a granted blocked request carries back to whoever tells
+/// the client (the callback's details).
+pub struct LockManager<T> {
+    table: Mutex<Table<T>>,
+    changed: Condvar,
+    grace_until: Mutex<Option<Instant>>,
+    started: Instant,
+}
+
+impl<T: Send + 'static> LockManager<T> {
+    /// A lock manager whose blocked requests, once granted, go to `granted`.
+    pub fn start(
+        grace: Option<Duration>,
+        granted: impl Fn(Granted<T>) + Send + 'static,
+    ) -> Arc<Self> {
+        let manager = Arc::new(Self {
+            table: Mutex::new(Table {
+                held: HashMap::new(),
+                waiting: VecDeque::new(),
+                shares: HashMap::new(),
+            }),
+            changed: Condvar::new(),
+            grace_until: Mutex::new(grace.map(|g| Instant::now() + g)),
+            started: Instant::now(),
+        });
+        let weak = Arc::downgrade(&manager);
+        let _ = std::thread::Builder::new()
+            .name("nlm-waiting".into())
+            .spawn(move || retry_waiting(weak, granted));
+        manager
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table<T>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make a grace period in progress end `grace` after it began.
+    pub fn set_grace(&self, grace: Duration) {
+        let mut until = self.grace_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = until.as_mut() {
+            *t = self.started + grace;
+        }
+    }
+
+    /// In the grace period after a restart, only reclaims are granted.
+    pub fn in_grace(&self) -> bool {
+        let mut until = self.grace_until.lock().unwrap_or_else(|p| p.into_inner());
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                tracing::info!("NLM grace period over: new locks are granted");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// TEST: would `req` be granted? The holder of a conflicting lock if not (svid 0 and
+    /// an empty owner for a holder that is not an NLM client: Samba, a local program).
+    pub fn test(
+        &self,
+        req: &Request,
+        open: impl FnOnce() -> Result<OwnedFd, Stat>,
+    ) -> Result<Option<Holder>, Stat> {
+        let (start, len) = req.range.kernel().ok_or(Stat::Fbig)?;
+        let kind = if req.exclusive {
+            LockKind::Write
+        } else {
+            LockKind::Read
+        };
+        let table = self.table();
+        let key = (req.owner.clone(), req.fh.clone());
+        let fresh;
+        let fd = match table.held.get(&key) {
+            Some(h) => h.fd.as_fd(),
+            None => {
+                fresh = open()?;
+                fresh.as_fd()
+            }
+        };
+        let Some((exclusive, kstart, klen)) =
+            sys::ofd_conflict(fd, kind, start, len).map_err(|_| Stat::Failed)?
+        else {
+            return Ok(None);
+        };
+        let range = Range {
+            start: kstart as u64,
+            len: klen as u64,
+        };
+        let holder = table
+            .held
+            .iter()
+            .filter(|((owner, fh), _)| *fh == req.fh && *owner != req.owner)
+            .find(|(_, held)| {
+                held.ranges
+                    .iter()
+                    .any(|(r, x)| r.overlaps(range) && *x == exclusive)
+            })
+            .map(|((owner, _), _)| (owner.svid, owner.oh.clone()));
+        let (svid, oh) = holder.unwrap_or((0, Vec::new()));
+        Ok(Some(Holder {
+            exclusive,
+            svid,
+            oh,
+            range,
+        }))
+    }
+
+    /// LOCK: take `req` now, or queue it (`block`) to be granted when it can be.
+    pub fn lock(
+        &self,
+        req: Request,
+        block: Option<T>,
+        open: impl FnOnce() -> Result<OwnedFd, Stat>,
+    ) -> Stat {
+        let Some((start, len)) = req.range.kernel() else {
+            return Stat::Fbig;
+        };
+        let kind = if req.exclusive {
+            LockKind::Write
+        } else {
+            LockKind::Read
+        };
+        let mut table = self.table();
+        let key = (req.owner.clone(), req.fh.clone());
+        if !table.held.contains_key(&key) {
+            if table.held.len() >= MAX_HELD {
+                return Stat::DeniedNoLocks;
+            }
+            let fd = match open() {
+                Ok(fd) => fd,
+                Err(stat) => return stat,
+            };
+            match sys::ofd_lock(fd.as_fd(), kind, start, len) {
+                Ok(true) => {
+                    let mut held = Held {
+                        fd,
+                        caller_name: req.caller_name.clone(),
+                        ranges: Vec::new(),
+                    };
+                    held.add(req.range, req.exclusive);
+                    table.held.insert(key, held);
+                    Stat::Granted
+                }
+                Ok(false) => Self::wait(&mut table, req, fd, block),
+                Err(e) => lock_error(e),
+            }
+        } else {
+            let held = table.held.get_mut(&key).expect("checked above");
+            match sys::ofd_lock(held.fd.as_fd(), kind, start, len) {
+                Ok(true) => {
+                    held.add(req.range, req.exclusive);
+                    Stat::Granted
+                }
+                Ok(false) => match block {
+                    Some(notice) => match sys::reopen(held.fd.as_fd()) {
+                        Ok(fd) => Self::wait(&mut table, req, fd, Some(notice)),
+                        Err(_) => Stat::DeniedNoLocks,
+                    },
+                    None => Stat::Denied,
+                },
+                Err(e) => lock_error(e),
+            }
+        }
+    }
+
+    fn wait(table: &mut Table<T>, req: Request, fd: OwnedFd, block: Option<T>) -> Stat {
+        let Some(notice) = block else {
+            return Stat::Denied;
+        };
+        let same = |w: &Waiting<T>| {
+            w.request.owner == req.owner
+                && w.request.fh == req.fh
+                && w.request.range == req.range
+                && w.request.exclusive == req.exclusive
+        };
+        if let Some(w) = table.waiting.iter_mut().find(|w| same(w)) {
+            // A re-sent blocked request: it keeps its place; the newest notice counts.
+            w.notice = notice;
+            w.since = Instant::now();
+            return Stat::Blocked;
+        }
+        if table.waiting.len() >= MAX_WAITING {
+            return Stat::DeniedNoLocks;
+        }
+        table.waiting.push_back(Waiting {
+            request: req,
+            fd,
+            notice,
+            since: Instant::now(),
+        });
+        Stat::Blocked
+    }
+
+    /// CANCEL: forget a blocked request. Granted even if it was not waiting.
+    pub fn cancel(&self, req: &Request) -> Stat {
+        let mut table = self.table();
+        table.waiting.retain(|w| {
+            !(w.request.owner == req.owner
+                && w.request.fh == req.fh
+                && w.request.range == req.range
+                && w.request.exclusive == req.exclusive)
+        });
+        Stat::Granted
+    }
+
+    /// UNLOCK: release `range` of `owner`'s locks on `fh`. Granted even if none was held.
+    pub fn unlock(&self, owner: &Owner, fh: &[u8], range: Range) -> Stat {
+        let Some((start, len)) = range.kernel() else {
+            return Stat::Fbig;
+        };
+        let mut table = self.table();
+        let key = (owner.clone(), fh.to_vec());
+        let Some(held) = table.held.get_mut(&key) else {
+            return Stat::Granted;
+        };
+        if let Err(e) = sys::ofd_lock(held.fd.as_fd(), LockKind::Unlock, start, len) {
+            tracing::warn!(error = %e, "cannot release an NLM lock");
+            return Stat::Failed;
+        }
+        held.remove(range);
+        if held.ranges.is_empty() {
+            table.held.remove(&key);
+        }
+        drop(table);
+        self.changed.notify_all();
+        Stat::Granted
+    }
+
+    /// Drop every lock, waiting request and share reservation of a client: it rebooted
+    /// (SM_NOTIFY) or said so itself (FREE_ALL). `name` is its caller_name, `ip` its
+    /// address; either matches.
+    pub fn free_client(&self, name: Option<&str>, ip: Option<IpAddr>) -> usize {
+        let matches = |client: IpAddr, caller: &str| Some(client) == ip || Some(caller) == name;
+        let mut table = self.table();
+        let before = table.held.len();
+        table
+            .held
+            .retain(|(owner, _), held| !matches(owner.client, &held.caller_name));
+        let freed = before - table.held.len();
+        table
+            .waiting
+            .retain(|w| !matches(w.request.owner.client, &w.request.caller_name));
+        for list in table.shares.values_mut() {
+            list.retain(|r| !matches(r.client, &r.caller_name));
+        }
+        table.shares.retain(|_, list| !list.is_empty());
+        drop(table);
+        self.changed.notify_all();
+        freed
+    }
+
+    /// SHARE: reserve `access` (1 read, 2 write, 3 both) on `fh`, denying others `deny`.
+    pub fn share(
+        &self,
+        client: IpAddr,
+        caller_name: &str,
+        oh: &[u8],
+        fh: &[u8],
+        access: u32,
+        deny: u32,
+    ) -> Stat {
+        let mut table = self.table();
+        let list = table.shares.entry(fh.to_vec()).or_default();
+        let mine = |r: &Reservation| r.client == client && r.oh == oh;
+        let clash = list
+            .iter()
+            .filter(|r| !mine(r))
+            .any(|r| access & r.deny != 0 || deny & r.access != 0);
+        if clash {
+            return Stat::Denied;
+        }
+        list.retain(|r| !mine(r));
+        list.push(Reservation {
+            client,
+            caller_name: caller_name.to_string(),
+            oh: oh.to_vec(),
+            access,
+            deny,
+        });
+        Stat::Granted
+    }
+
+    /// UNSHARE: drop a client's reservation on `fh`.
+    pub fn unshare(&self, client: IpAddr, oh: &[u8], fh: &[u8]) -> Stat {
+        let mut table = self.table();
+        if let Some(list) = table.shares.get_mut(fh) {
+            list.retain(|r| !(r.client == client && r.oh == oh));
+            if list.is_empty() {
+                table.shares.remove(fh);
+            }
+        }
+        Stat::Granted
+    }
+
+    /// Locks held now (owner and file pairs), and requests waiting.
+    pub fn counts(&self) -> (usize, usize) {
+        let table = self.table();
+        (table.held.len(), table.waiting.len())
+    }
+}
+
+fn lock_error(e: std::io::Error) -> Stat {
+    match e.raw_os_error() {
+        Some(libc::EDEADLK) => Stat::Deadlock,
+        Some(libc::ENOLCK) => Stat::DeniedNoLocks,
+        Some(libc::EBADF) => Stat::Rofs,
+        _ => {
+            tracing::warn!(error = %e, "NLM lock failed");
+            Stat::Failed
+        }
+    }
+}
+
+/// The waiting queue's thread: whenever locks were released (and once a second, for
+/// releases by Samba or local programs), grant what now can be, in arrival order.
+fn retry_waiting<T: Send + 'static>(manager: Weak<LockManager<T>>, granted: impl Fn(Granted<T>)) {
+    loop {
+        let Some(m) = manager.upgrade() else { return };
+        let mut out = Vec::new();
+        {
+            let table = m.table();
+            let (mut table, _) = m
+                .changed
+                .wait_timeout(table, Duration::from_secs(1))
+                .unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let mut i = 0;
+            while i < table.waiting.len() {
+                let w = &table.waiting[i];
+                if now.duration_since(w.since) > WAIT_LIMIT {
+                    table.waiting.remove(i);
+                    continue;
+                }
+                let req = &w.request;
+                let Some((start, len)) = req.range.kernel() else {
+                    table.waiting.remove(i);
+                    continue;
+                };
+                let kind = if req.exclusive {
+                    LockKind::Write
+                } else {
+                    LockKind::Read
+                };
+                let key = (req.owner.clone(), req.fh.clone());
+                let fd = table.held.get(&key).map_or(w.fd.as_fd(), |h| h.fd.as_fd());
+                if !matches!(sys::ofd_lock(fd, kind, start, len), Ok(true)) {
+                    i += 1;
+                    continue;
+                }
+                let w = table.waiting.remove(i).expect("index in range");
+                let Table { held, .. } = &mut *table;
+                let entry = held.entry(key).or_insert_with(|| Held {
+                    fd: w.fd,
+                    caller_name: w.request.caller_name.clone(),
+                    ranges: Vec::new(),
+                });
+                entry.add(w.request.range, w.request.exclusive);
+                out.push(Granted {
+                    request: w.request,
+                    notice: w.notice,
+                });
+            }
+        }
+        drop(m);
+        for g in out {
+            granted(g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(start: u64, len: u64) -> Range {
+        Range { start, len }
+    }
+
+    #[test]
+    fn ranges_split_and_merge_like_posix() {
+        let mut h = Held {
+            fd: rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::RDONLY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap(),
+            caller_name: String::new(),
+            ranges: Vec::new(),
+        };
+        h.add(r(0, 0), true);
+        h.remove(r(10, 10));
+        assert_eq!(h.ranges, vec![(r(0, 10), true), (r(20, 0), true)]);
+        h.add(r(5, 20), false);
+        h.remove(r(0, 5));
+        let mut got = h.ranges.clone();
+        got.sort_by_key(|(x, _)| x.start);
+        assert_eq!(got, vec![(r(5, 20), false), (r(25, 0), true)]);
+        h.remove(r(0, 0));
+        assert!(h.ranges.is_empty());
+    }
+
+    #[test]
+    fn kernel_ranges_clamp_to_signed_offsets() {
+        assert_eq!(r(0, 0).kernel(), Some((0, 0)));
+        assert_eq!(r(10, u64::MAX).kernel(), Some((10, 0)));
+        assert_eq!(r(i64::MAX as u64 - 1, 5).kernel(), Some((i64::MAX - 1, 0)));
+        assert_eq!(r(1 << 63, 1).kernel(), None);
+        assert!(r(0, 10).overlaps(r(9, 1)) && !r(0, 10).overlaps(r(10, 0)));
+    }
+
+    #[test]
+    fn old_versions_get_codes_they_know() {
+        assert_eq!(Stat::StaleFh.code(4), 7);
+        assert_eq!(Stat::StaleFh.code(1), 2);
+        assert_eq!(Stat::Deadlock.code(3), 1);
+        assert_eq!(Stat::DeniedGrace.code(1), 4);
+    }
+
+    fn owner(svid: i32) -> Owner {
+        Owner {
+            client: "10.0.0.5".parse().unwrap(),
+            svid,
+            oh: vec![svid as u8],
+        }
+    }
+
+    fn req(svid: i32, range: Range, exclusive: bool, fh: &[u8]) -> Request {
+        Request {
+            owner: owner(svid),
+            caller_name: "suite-3".into(),
+            fh: fh.to_vec(),
+            range,
+            exclusive,
+        }
+    }
+
+    #[test]
+    fn owners_conflict_through_the_kernel_and_waiters_are_granted_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin.avb");
+        std::fs::write(&path, b"bin").unwrap();
+        let open = || -> Result<OwnedFd, Stat> {
+            rustix::fs::open(&path, rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty())
+                .map_err(|_| Stat::StaleFh)
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let m = LockManager::start(None, move |g: Granted<u32>| {
+            tx.send((g.request.owner.svid, g.notice)).unwrap()
+        });
+        assert_eq!(
+            m.lock(req(1, r(0, 100), true, b"f"), None, open),
+            Stat::Granted
+        );
+        // Same owner: upgrades and overlaps are its own business.
+        assert_eq!(
+            m.lock(req(1, r(50, 100), false, b"f"), None, open),
+            Stat::Granted
+        );
+        // Another owner conflicts, and TEST names the holder.
+        assert_eq!(
+            m.lock(req(2, r(10, 1), false, b"f"), None, open),
+            Stat::Denied
+        );
+        let holder = m.test(&req(2, r(0, 0), true, b"f"), open).unwrap().unwrap();
+        assert_eq!(holder.svid, 1);
+        // A local program's lock (another description) conflicts too, and TEST names
+        // no NLM owner for it.
+        let local = open().unwrap();
+        assert!(sys::ofd_lock(local.as_fd(), LockKind::Write, 200, 10).unwrap());
+        assert_eq!(
+            m.lock(req(3, r(205, 1), false, b"f"), None, open),
+            Stat::Denied
+        );
+        let holder = m
+            .test(&req(3, r(205, 1), false, b"f"), open)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (holder.svid, holder.oh.len(), holder.range),
+            (0, 0, r(200, 10))
+        );
+        drop(local);
+        assert_eq!(
+            m.lock(req(3, r(205, 1), false, b"f"), None, open),
+            Stat::Granted
+        );
+        // Blocked requests are granted once the holder lets go.
+        assert_eq!(
+            m.lock(req(2, r(10, 1), true, b"f"), Some(7), open),
+            Stat::Blocked
+        );
+        assert_eq!(
+            m.lock(req(2, r(10, 1), true, b"f"), Some(8), open),
+            Stat::Blocked,
+            "re-sent: same place"
+        );
+        assert_eq!(m.counts().1, 1);
+        assert_eq!(m.unlock(&owner(1), b"f", r(0, 0)), Stat::Granted);
+        let (svid, notice) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((svid, notice), (2, 8));
+        assert_eq!(
+            m.test(&req(1, r(10, 1), false, b"f"), open)
+                .unwrap()
+                .unwrap()
+                .svid,
+            2
+        );
+        // A client that rebooted loses everything.
+        assert_eq!(m.free_client(None, Some("10.0.0.5".parse().unwrap())), 2);
+        assert_eq!(m.counts(), (0, 0));
+        assert_eq!(m.test(&req(1, r(0, 0), true, b"f"), open).unwrap(), None);
+    }
+
+    #[test]
+    fn cancel_takes_a_request_out_of_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let open = || -> Result<OwnedFd, Stat> {
+            rustix::fs::open(&path, rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty())
+                .map_err(|_| Stat::StaleFh)
+        };
+        let m = LockManager::start(None, |_: Granted<()>| panic!("nothing is granted"));
+        assert_eq!(
+            m.lock(req(1, r(0, 0), true, b"f"), None, open),
+            Stat::Granted
+        );
+        assert_eq!(
+            m.lock(req(2, r(0, 0), true, b"f"), Some(()), open),
+            Stat::Blocked
+        );
+        assert_eq!(m.cancel(&req(2, r(0, 0), true, b"f")), Stat::Granted);
+        assert_eq!(m.counts(), (1, 0));
+        assert_eq!(m.unlock(&owner(1), b"f", r(0, 0)), Stat::Granted);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn share_reservations_deny_what_others_opened() {
+        let m = LockManager::start(None, |_: Granted<()>| {});
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(m.share(a, "a", b"o", b"f", 3, 2), Stat::Granted);
+        assert_eq!(
+            m.share(b, "b", b"o", b"f", 2, 0),
+            Stat::Denied,
+            "a denies writers"
+        );
+        assert_eq!(
+            m.share(b, "b", b"o", b"f", 1, 1),
+            Stat::Denied,
+            "b would deny a's reads"
+        );
+        assert_eq!(m.share(b, "b", b"o", b"f", 1, 0), Stat::Granted);
+        assert_eq!(m.unshare(a, b"o", b"f"), Stat::Granted);
+        assert_eq!(m.share(b, "b", b"p", b"f", 2, 0), Stat::Granted);
+    }
+
+    #[test]
+    fn grace_period_ends() {
+        let m = LockManager::start(Some(Duration::from_millis(50)), |_: Granted<()>| {});
+        assert!(m.in_grace());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!m.in_grace());
+    }
+}
