@@ -4,7 +4,8 @@
 #                disks), serial console on this terminal, NFS on 127.0.0.1:2049
 #   make test    everything CI runs: lint, unit tests, end-to-end tests on the host and
 #                in QEMU guests booting the real image
-#   make image   build out/rushes.img (packages cached in $(RUSHES_CACHE))
+#   make image   build out/rushes.img (packages cached in $(RUSHES_CACHE)), and the test
+#                client guest out/client/ (a Linux NFS client, never shipped)
 #   make host    serve a demo folder over NFSv3 on 127.0.0.1:2049 without the image
 #   make bench   rushesd against NFS-Ganesha on the same folder, same client, same run;
 #                what activity recording costs (rushesd with it on against off); the
@@ -59,6 +60,8 @@ image: deps
 	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
 	target/release/mkimage --cache $(RUSHES_CACHE)
+	target/release/mkimage --client --manifest image/client.toml --overlay image/client-overlay \
+		--cache $(RUSHES_CACHE)
 
 run: image
 	@echo "==> booting out/rushes.img (QEMU, UEFI). Quit with Ctrl-A X."

@@ -58,6 +58,10 @@ struct Args {
     /// Output folder.
     #[arg(long, default_value = "out")]
     out: PathBuf,
+    /// Build the test client guest instead (a kernel and an initramfs in OUT/client, from
+    /// image/client.toml and image/client-overlay): a Linux NFS client for the tests.
+    #[arg(long)]
+    client: bool,
 }
 
 struct Progress {
@@ -91,10 +95,12 @@ fn main() -> Result<()> {
     .with_context(|| format!("{} is not a valid manifest", args.manifest.display()))?;
     let mut p = Progress {
         step: 0,
-        total: 9,
+        total: if args.client { 6 } else { 9 },
         started: Instant::now(),
     };
-    let build = args.out.join("build");
+    let build = args
+        .out
+        .join(if args.client { "build-client" } else { "build" });
     let root = build.join("rootfs");
     let boot = build.join("boot");
     std::fs::create_dir_all(&build)?;
@@ -136,9 +142,17 @@ fn main() -> Result<()> {
         mib(fw_removed)
     );
 
-    p.next("adding rushes-init, rushesd, rushesctl, rushes-console, rushes-card and the overlay");
-    rootfs::copy_tree(&args.overlay, &root)?;
-    rootfs::finish(&root, &args.bins, &manifest)?;
+    if args.client {
+        p.next("adding the overlay");
+        rootfs::copy_tree(&args.overlay, &root)?;
+        rootfs::link_applets(&root, &manifest)?;
+    } else {
+        p.next(
+            "adding rushes-init, rushesd, rushesctl, rushes-console, rushes-card and the overlay",
+        );
+        rootfs::copy_tree(&args.overlay, &root)?;
+        rootfs::finish(&root, &args.bins, &manifest)?;
+    }
 
     p.next("packing the initramfs (cpio, zstd)");
     let initrd = build.join("initrd.zst");
@@ -147,6 +161,21 @@ fn main() -> Result<()> {
         let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), 9)?;
         cpio::write_tree(&root, &mut enc)?;
         enc.finish()?.flush()?;
+    }
+
+    if args.client {
+        let dir = args.out.join("client");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(&vmlinuz, dir.join("vmlinuz"))?;
+        std::fs::copy(&initrd, dir.join("initrd.zst"))?;
+        let size = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
+        eprintln!(
+            "done in {:.0?}: {} (kernel {kversion}, initramfs {})",
+            p.started.elapsed(),
+            dir.display(),
+            mib(size)
+        );
+        return Ok(());
     }
 
     p.next("writing the EFI system partition");

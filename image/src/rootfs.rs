@@ -232,17 +232,23 @@ pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
         let _ = Command::new("strip").arg("--strip-debug").arg(&to).status();
     }
     std::os::unix::fs::symlink("usr/sbin/rushes-init", root.join("init"))?;
+    link_applets(root, manifest)?;
+    let resolv = root.join("etc/resolv.conf");
+    if resolv.exists() {
+        std::fs::remove_file(&resolv)?;
+    }
+    std::os::unix::fs::symlink("/run/resolv.conf", resolv)?;
+    Ok(())
+}
+
+/// Busybox applets for the commands no package provides.
+pub fn link_applets(root: &Path, manifest: &Manifest) -> Result<()> {
     for applet in &manifest.busybox_applets {
         let link = root.join("usr/bin").join(applet);
         if !link.exists() && !root.join("usr/sbin").join(applet).exists() {
             std::os::unix::fs::symlink("busybox", &link)?;
         }
     }
-    let resolv = root.join("etc/resolv.conf");
-    if resolv.exists() {
-        std::fs::remove_file(&resolv)?;
-    }
-    std::os::unix::fs::symlink("/run/resolv.conf", resolv)?;
     Ok(())
 }
 

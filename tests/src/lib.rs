@@ -3,6 +3,7 @@
 
 pub mod bays;
 pub mod bench;
+pub mod client;
 pub mod guest;
 pub mod vm;
 
@@ -46,6 +47,8 @@ pub struct ServerProcess {
     child: Option<Child>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run through this command (`ip netns exec NAME`).
+    prefix: Vec<String>,
     pub addr: SocketAddr,
     /// The portmapper's own address, when it has one.
     pub portmap: Option<SocketAddr>,
@@ -93,6 +96,16 @@ impl ServerProcess {
 
     /// Start `rushesd host --listen ADDR ARGS…` with extra environment variables.
     pub fn start_at(addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with_prefix(&[], addr, args, env)
+    }
+
+    /// Start `PREFIX… rushesd host --listen ADDR ARGS…` (e.g. in a network namespace).
+    pub fn start_with_prefix(
+        prefix: &[String],
+        addr: SocketAddr,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let logdir = tempfile::tempdir().expect("tempdir");
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--portmap") {
@@ -105,6 +118,7 @@ impl ServerProcess {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            prefix: prefix.to_vec(),
             addr,
             portmap: None,
             log: logdir.path().join("rushesd.log"),
@@ -124,7 +138,15 @@ impl ServerProcess {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut child = Command::new(rushesd_bin())
+        let mut command = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(rushesd_bin());
+                c
+            }
+            None => Command::new(rushesd_bin()),
+        };
+        let mut child = command
             .arg("host")
             .arg("--listen")
             .arg(self.addr.to_string())
@@ -604,4 +626,21 @@ pub fn read_reply(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 /// The big-endian word at `index` of a reply.
 pub fn word(reply: &[u8], index: usize) -> u32 {
     u32::from_be_bytes(reply[index * 4..index * 4 + 4].try_into().expect("4 bytes"))
+}
+
+/// Whether a local program can take a write lock on the whole of `path` now (with an
+/// open file description lock, as Samba does): false while an NFS client holds one
+/// through the server.
+pub fn local_lock_free(path: &Path) -> bool {
+    use std::os::fd::AsFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open the locked file");
+    // SAFETY: `flock` is plain old data; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)).is_ok()
 }

@@ -7,12 +7,10 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rushes_tests::{read_reply, rpc_record, word, Nfs, ServerProcess, User};
+use rushes_tests::{local_lock_free, read_reply, rpc_record, word, Nfs, ServerProcess, User};
 
 const NLM: u32 = 100021;
 const NSM: u32 = 100024;
@@ -297,22 +295,6 @@ fn unlock_args(fh: &[u8], svid: u32) -> Vec<u8> {
 fn nlm_stat(reply: &[u8]) -> u32 {
     assert_eq!(accept_stat(reply), 0);
     word(reply, 6 + 1 + 2)
-}
-
-/// Whether a local program can take a write lock on the whole file now.
-fn local_lock_free(path: &Path) -> bool {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    // SAFETY: plain old data, all-zero is valid.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    let free = nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)).is_ok();
-    drop(f);
-    free
 }
 
 fn wait_for(

@@ -752,17 +752,6 @@ async fn link_symlink_rename_setattr_and_mknod() {
         NFS3ERR_PERM
     );
 
-    // MKNOD is not for media shares.
-    let mk = c
-        .conn
-        .mknod(&t::MKNOD3args {
-            where_: rushes_tests::dirop(&root, "fifo"),
-            what: t::mknoddata3::NF3FIFO(Default::default()),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(mk, t::Nfs3Result::Err((NFS3ERR_NOTSUPP, _))));
-
     // RMDIR of a non-empty folder.
     let rm = c
         .conn
@@ -993,4 +982,243 @@ fn host_mode_command_line_errors_are_clear() {
     assert!(
         help.contains("--config") && help.contains("root_squash") && help.contains("mount -t nfs")
     );
+}
+
+/// MKNOD through `c`: the new node's handle, or the status.
+async fn mknod(
+    c: &mut Nfs,
+    dir: &t::nfs_fh3,
+    name: &str,
+    what: t::mknoddata3,
+) -> Result<t::nfs_fh3, t::nfsstat3> {
+    match c
+        .conn
+        .mknod(&t::MKNOD3args {
+            where_: rushes_tests::dirop(dir, name),
+            what,
+        })
+        .await
+        .unwrap()
+    {
+        t::Nfs3Result::Ok(ok) => match ok.obj {
+            t::Nfs3Option::Some(fh) => Ok(fh),
+            t::Nfs3Option::None => panic!("MKNOD gave no handle"),
+        },
+        t::Nfs3Result::Err((status, _)) => Err(status),
+    }
+}
+
+fn mode(m: u32) -> t::sattr3 {
+    t::sattr3 {
+        mode: t::set_mode3::Some(m),
+        ..Default::default()
+    }
+}
+
+fn device(major: u32, minor: u32) -> t::devicedata3 {
+    t::devicedata3 {
+        dev_attributes: mode(0o600),
+        spec: t::specdata3 {
+            specdata1: major,
+            specdata2: minor,
+        },
+    }
+}
+
+#[tokio::test]
+async fn fifos_and_sockets_are_made_devices_only_where_allowed_and_never_opened() {
+    use std::os::unix::fs::FileTypeExt;
+    let media = share_dir(0o777);
+    let lab = share_dir(0o777);
+    let state = state_dir();
+    let (mut server, _cfg) = serve_config(
+        &format!(
+            "[[share]]\nname = \"media\"\npath = \"{}\"\n[[share.rule]]\nroot_squash = false\n\n\
+             [[share]]\nname = \"lab\"\npath = \"{}\"\nallow_devices = true\n[[share.rule]]\nroot_squash = false\n",
+            media.path().display(),
+            lab.path().display()
+        ),
+        state.path(),
+    );
+    let mut c = Nfs::mount(server.port(), "/media", &alice()).await.unwrap();
+    let root = c.root.clone();
+
+    // A FIFO and a socket, with the mode asked for and the caller as owner.
+    let fifo = mknod(
+        &mut c,
+        &root,
+        "render.pipe",
+        t::mknoddata3::NF3FIFO(mode(0o640)),
+    )
+    .await
+    .unwrap();
+    let sock = mknod(
+        &mut c,
+        &root,
+        "agent.sock",
+        t::mknoddata3::NF3SOCK(mode(0o600)),
+    )
+    .await
+    .unwrap();
+    let md = std::fs::symlink_metadata(media.path().join("render.pipe")).unwrap();
+    assert!(md.file_type().is_fifo());
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o640, ALICE, ALICE)
+    );
+    assert!(std::fs::symlink_metadata(media.path().join("agent.sock"))
+        .unwrap()
+        .file_type()
+        .is_socket());
+    assert_eq!(c.getattr(&fifo).await.unwrap().type_, t::ftype3::NF3FIFO);
+    assert_eq!(c.getattr(&sock).await.unwrap().type_, t::ftype3::NF3SOCK);
+    let looked = c.lookup(&root, "render.pipe").await.unwrap();
+    assert_eq!(looked, fifo, "LOOKUP gives the same handle");
+    let listed = c.list(&root, 8192, true).await.unwrap();
+    assert!(listed.iter().any(|(n, _)| n == "agent.sock"));
+    // A second MKNOD of the same name: EXIST.
+    assert_eq!(
+        mknod(
+            &mut c,
+            &root,
+            "render.pipe",
+            t::mknoddata3::NF3FIFO(mode(0o640))
+        )
+        .await
+        .unwrap_err(),
+        NFS3ERR_EXIST
+    );
+
+    // The server never opens a special file for data: READ, WRITE and COMMIT of the FIFO
+    // answer INVAL at once (opening it would wait for a writer).
+    assert_eq!(c.read(&fifo, 0, 10).await.unwrap_err(), NFS3ERR_INVAL);
+    assert_eq!(
+        c.write(&fifo, 0, b"x", stable_how::FILE_SYNC)
+            .await
+            .unwrap_err(),
+        NFS3ERR_INVAL
+    );
+    assert_eq!(c.commit(&fifo).await.unwrap_err(), NFS3ERR_INVAL);
+
+    // chmod, link, rename and remove work on them as on a file.
+    c.setattr(&fifo, mode(0o600)).await.unwrap();
+    assert_eq!(c.getattr(&fifo).await.unwrap().mode & 0o7777, 0o600);
+    let linked = c
+        .conn
+        .link(&t::LINK3args {
+            file: fifo.clone(),
+            link: rushes_tests::dirop(&root, "pipe.link"),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(linked, t::Nfs3Result::Ok(_)));
+    assert_eq!(
+        std::fs::symlink_metadata(media.path().join("render.pipe"))
+            .unwrap()
+            .nlink(),
+        2
+    );
+    let renamed = c
+        .conn
+        .rename(&t::RENAME3args {
+            from: rushes_tests::dirop(&root, "agent.sock"),
+            to: rushes_tests::dirop(&root, "agent-2.sock"),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(renamed, t::Nfs3Result::Ok(_)));
+    c.remove(&root, "pipe.link").await.unwrap();
+
+    // Device nodes: not on a share that does not allow them, even for root; on one that
+    // does, for an unsquashed root only; and never opened either.
+    assert_eq!(
+        mknod(&mut c, &root, "null", t::mknoddata3::NF3CHR(device(1, 3)))
+            .await
+            .unwrap_err(),
+        NFS3ERR_NOTSUPP
+    );
+    let mut root_media = Nfs::mount(server.port(), "/media", &User::root())
+        .await
+        .unwrap();
+    let r = root_media.root.clone();
+    assert_eq!(
+        mknod(
+            &mut root_media,
+            &r,
+            "sda",
+            t::mknoddata3::NF3BLK(device(8, 0))
+        )
+        .await
+        .unwrap_err(),
+        NFS3ERR_NOTSUPP
+    );
+    let mut lab_alice = Nfs::mount(server.port(), "/lab", &alice()).await.unwrap();
+    let lr = lab_alice.root.clone();
+    assert_eq!(
+        mknod(
+            &mut lab_alice,
+            &lr,
+            "null",
+            t::mknoddata3::NF3CHR(device(1, 3))
+        )
+        .await
+        .unwrap_err(),
+        NFS3ERR_PERM
+    );
+    let mut lab_root = Nfs::mount(server.port(), "/lab", &User::root())
+        .await
+        .unwrap();
+    let lr = lab_root.root.clone();
+    let null = mknod(
+        &mut lab_root,
+        &lr,
+        "null",
+        t::mknoddata3::NF3CHR(device(1, 3)),
+    )
+    .await
+    .unwrap();
+    let md = std::fs::symlink_metadata(lab.path().join("null")).unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), rustix::fs::makedev(1, 3));
+    let attr = lab_root.getattr(&null).await.unwrap();
+    assert_eq!(
+        (attr.type_, attr.rdev.specdata1, attr.rdev.specdata2),
+        (t::ftype3::NF3CHR, 1, 3)
+    );
+    assert_eq!(
+        lab_root.read(&null, 0, 10).await.unwrap_err(),
+        NFS3ERR_INVAL
+    );
+
+    // A type MKNOD does not make (NF3REG) is BADTYPE; an unknown one is GARBAGE_ARGS.
+    let mut args = (root.data.len() as u32).to_be_bytes().to_vec();
+    args.extend_from_slice(&root.data.to_vec());
+    args.resize(4 + root.data.len().div_ceil(4) * 4, 0);
+    args.extend_from_slice(&4u32.to_be_bytes());
+    args.extend_from_slice(b"regf");
+    let mut reg = args.clone();
+    reg.extend_from_slice(&1u32.to_be_bytes());
+    let reply = exchange(
+        server.port(),
+        &rpc_record(40, 100003, 3, 11, Some(&alice()), &reg),
+    )
+    .unwrap();
+    assert_eq!(
+        (word(&reply, 5), word(&reply, 6)),
+        (0, 10007),
+        "NFS3ERR_BADTYPE"
+    );
+    let mut odd = args;
+    odd.extend_from_slice(&99u32.to_be_bytes());
+    let reply = exchange(
+        server.port(),
+        &rpc_record(41, 100003, 3, 11, Some(&alice()), &odd),
+    )
+    .unwrap();
+    assert_eq!(word(&reply, 5), 4, "GARBAGE_ARGS");
+
+    // Their handles survive a restart.
+    server.restart();
+    let mut c = Nfs::mount(server.port(), "/media", &alice()).await.unwrap();
+    assert_eq!(c.getattr(&fifo).await.unwrap().type_, t::ftype3::NF3FIFO);
 }

@@ -710,6 +710,7 @@ impl App {
                     smb: None,
                     time_machine: false,
                     users: vec![],
+                    allow_devices: false,
                 };
                 match self.client.post::<_, api::Share>("/v1/shares", &req) {
                     Ok(s) => {

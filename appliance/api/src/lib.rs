@@ -327,6 +327,10 @@ pub struct Share {
     /// Accounts allowed over SMB; empty means every account.
     #[serde(default)]
     pub users: Vec<String>,
+    /// NFS clients may make character and block device nodes (as an unsquashed root
+    /// only). FIFOs and sockets are always allowed.
+    #[serde(default)]
+    pub allow_devices: bool,
 }
 
 /// A request to create a pool.
@@ -392,6 +396,9 @@ pub struct CreateShare {
     /// Accounts allowed over SMB; empty means every account.
     #[serde(default)]
     pub users: Vec<String>,
+    /// Let NFS clients make device nodes (default no).
+    #[serde(default)]
+    pub allow_devices: bool,
 }
 
 /// An account: one uid and gid on both protocols. NFS clients send the uid (AUTH_SYS);
@@ -443,6 +450,9 @@ pub struct UpdateShare {
     /// Accounts allowed over SMB; empty means every account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<String>>,
+    /// NFS clients may make device nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_devices: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -276,6 +276,22 @@ impl Obj {
         .map_err(io_stat)
     }
 
+    /// Open the object for its data with `flags`, refusing special files before they
+    /// are opened: opening a FIFO would block, and opening a device node would reach
+    /// the device, so no client can get at the box's own disks through one. Directories
+    /// pass only when `dirs` (COMMIT).
+    fn open_data(&self, flags: i32, dirs: bool) -> NfsResult<OwnedFd> {
+        let path = self.open(libc::O_PATH)?;
+        let st = rustix::fs::fstat(&path).map_err(errno_stat)?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Directory if dirs => {}
+            FileType::Directory => return Err(NFS3ERR_ISDIR),
+            _ => return Err(NFS3ERR_INVAL),
+        }
+        self.open(flags)
+    }
+
     /// Switch this thread to the caller's identity for a kernel-checked operation.
     fn act(&self) -> NfsResult<()> {
         sys::run_as(&self.caller).map_err(|_| NFS3ERR_SERVERFAULT)
@@ -637,7 +653,7 @@ impl<'a> NfsCall<'a> {
         let start = out.len();
         let res = (|| -> NfsResult<_> {
             let obj = self.resolve(fh)?;
-            let fd = obj.open(libc::O_RDONLY)?;
+            let fd = obj.open_data(libc::O_RDONLY, false)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
             if self.svc.record_paths {
@@ -722,7 +738,7 @@ impl<'a> NfsCall<'a> {
         let res = (|| -> NfsResult<_> {
             let obj = self.resolve(fh)?;
             obj.writable()?;
-            let fd = obj.open(libc::O_WRONLY)?;
+            let fd = obj.open_data(libc::O_WRONLY, false)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
             self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
@@ -769,7 +785,33 @@ impl<'a> NfsCall<'a> {
         Ok(())
     }
 
-    /// Encode the reply of CREATE, MKDIR and SYMLINK.
+    /// The handle and attributes of `name`, just made in `dir` with its mode, once the
+    /// rest of `attr` (owner, times; never a size: only files have one) is applied.
+    fn made(&mut self, dir: &DirOp, name: &CStr, attr: &sattr3) -> NfsResult<(Vec<u8>, fattr3)> {
+        let fd = rustix::fs::openat(
+            &dir.fd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno_stat)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
+        self.rec.fileid = Some(st.st_ino);
+        let rest = sattr3 {
+            mode: set_mode3::Void,
+            size: set_size3::Void,
+            ..*attr
+        };
+        apply_sattr(&dir.obj, fd.as_fd(), &st, &rest, false)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
+        let kernel = sys::name_to_handle(fd.as_fd(), c"").map_err(io_stat)?;
+        Ok((
+            self.svc.key.encode(dir.obj.share.id, &kernel),
+            dir.obj.fattr(&st),
+        ))
+    }
+
+    /// Encode the reply of CREATE, MKDIR, SYMLINK and MKNOD.
     fn put_created(out: &mut Vec<u8>, res: NfsResult<(Vec<u8>, fattr3)>, dir_wcc: &wcc_data) {
         match res {
             Ok((fh, attr)) => {
@@ -894,30 +936,7 @@ impl<'a> NfsCall<'a> {
             drop(locked);
             dir_wcc = dir.wcc();
             made.map_err(errno_stat)?;
-            let fd = rustix::fs::openat(
-                &dir.fd,
-                &name,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno_stat)?;
-            let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
-            apply_sattr(
-                &dir.obj,
-                fd.as_fd(),
-                &st,
-                &sattr3 {
-                    mode: set_mode3::Void,
-                    ..attr
-                },
-                false,
-            )?;
-            let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
-            let kernel = sys::name_to_handle(fd.as_fd(), c"").map_err(io_stat)?;
-            Ok((
-                self.svc.key.encode(dir.obj.share.id, &kernel),
-                dir.obj.fattr(&st),
-            ))
+            self.made(&dir, &name, &attr)
         })();
         Self::put_created(out, res, &dir_wcc);
         Ok(())
@@ -938,51 +957,53 @@ impl<'a> NfsCall<'a> {
             drop(locked);
             dir_wcc = dir.wcc();
             made.map_err(errno_stat)?;
-            let fd = rustix::fs::openat(
-                &dir.fd,
-                &name,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno_stat)?;
-            let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             // Symlink permissions mean nothing on Linux; owner and times may be set.
-            apply_sattr(
-                &dir.obj,
-                fd.as_fd(),
-                &st,
-                &sattr3 {
-                    mode: set_mode3::Void,
-                    size: set_size3::Void,
-                    ..attr
-                },
-                false,
-            )?;
-            let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
-            let kernel = sys::name_to_handle(fd.as_fd(), c"").map_err(io_stat)?;
-            Ok((
-                self.svc.key.encode(dir.obj.share.id, &kernel),
-                dir.obj.fattr(&st),
-            ))
+            self.made(&dir, &name, &attr)
         })();
         Self::put_created(out, res, &dir_wcc);
         Ok(())
     }
 
-    /// Device nodes, sockets and FIFOs do not belong on a media share.
+    /// FIFOs and sockets on every writable share; character and block devices only
+    /// where the share allows them, and then only for an unsquashed root.
     fn mknod(&mut self, r: &mut XdrReader<'_>, out: &mut Vec<u8>) -> Result<(), Garbage> {
         let fh = r.opaque(NFS3_FHSIZE as usize)?;
         let name = r.opaque(4096)?;
-        let mut dir_wcc = wcc_data::default();
-        let status = match self.dir_op(fh, name) {
-            Ok((dir, _)) => {
-                dir_wcc = dir.wcc();
-                NFS3ERR_NOTSUPP
+        let (kind, attr, rdev) = match read_mknod_what(r)? {
+            Ok(what) => what,
+            Err(status) => {
+                // An unknown or unmakeable type (REG, DIR, LNK have their own calls).
+                put(out, &status);
+                put(out, &wcc_data::default());
+                return Ok(());
             }
-            Err(e) => e,
         };
-        put(out, &status);
-        put(out, &dir_wcc);
+        let mut dir_wcc = wcc_data::default();
+        let res = (|| -> NfsResult<_> {
+            let (dir, name) = self.dir_op(fh, name)?;
+            dir_wcc = dir.wcc();
+            dir.obj.writable()?;
+            if matches!(kind, FileType::CharacterDevice | FileType::BlockDevice) {
+                if !dir.obj.share.allow_devices {
+                    return Err(NFS3ERR_NOTSUPP);
+                }
+                if dir.obj.caller.uid != 0 {
+                    return Err(NFS3ERR_PERM);
+                }
+            }
+            let mode = match attr.mode {
+                set_mode3::mode(m) => m & 0o7777,
+                set_mode3::Void => 0o644,
+            };
+            dir.obj.act()?;
+            let locked = self.svc.dir_locks.lock(&dir.before);
+            let made = rustix::fs::mknodat(&dir.fd, &name, kind, Mode::from_raw_mode(mode), rdev);
+            drop(locked);
+            dir_wcc = dir.wcc();
+            made.map_err(errno_stat)?;
+            self.made(&dir, &name, &attr)
+        })();
+        Self::put_created(out, res, &dir_wcc);
         Ok(())
     }
 
@@ -1300,7 +1321,7 @@ impl<'a> NfsCall<'a> {
         let mut wcc = wcc_data::default();
         let res = (|| -> NfsResult<_> {
             let obj = self.resolve(fh)?;
-            let fd = obj.open(libc::O_RDONLY)?;
+            let fd = obj.open_data(libc::O_RDONLY, true)?;
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             self.rec.fileid = Some(st.st_ino);
             self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
@@ -1416,6 +1437,34 @@ fn apply_sattr(
 }
 
 /// Mark `new_len` bytes of `out` as initialised after `pread` filled its spare capacity.
+/// MKNOD's `mknoddata3`: the type to make, its attributes and device number; an error
+/// status (BADTYPE) for a type MKNOD does not make.
+#[allow(clippy::type_complexity)]
+fn read_mknod_what(
+    r: &mut XdrReader<'_>,
+) -> Result<Result<(FileType, sattr3, u64), nfsstat3>, Garbage> {
+    const NF3BLK: u32 = 3;
+    const NF3CHR: u32 = 4;
+    const NF3SOCK: u32 = 6;
+    const NF3FIFO: u32 = 7;
+    Ok(Ok(match r.u32()? {
+        kind @ (NF3CHR | NF3BLK) => {
+            let attr: sattr3 = r.fixed_type()?;
+            let (major, minor) = (r.u32()?, r.u32()?);
+            let kind = if kind == NF3CHR {
+                FileType::CharacterDevice
+            } else {
+                FileType::BlockDevice
+            };
+            (kind, attr, rustix::fs::makedev(major, minor))
+        }
+        NF3SOCK => (FileType::Socket, r.fixed_type()?, 0),
+        NF3FIFO => (FileType::Fifo, r.fixed_type()?, 0),
+        1..=7 => return Ok(Err(NFS3ERR_BADTYPE)),
+        _ => return Err(Garbage),
+    }))
+}
+
 fn extend_initialised(out: &mut Vec<u8>, new_len: usize) {
     debug_assert!(new_len <= out.capacity());
     // SAFETY: the caller passes a length whose bytes beyond the current length were just

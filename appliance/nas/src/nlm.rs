@@ -242,7 +242,7 @@ fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
                 Err(_) => false,
             };
             if wanted {
-                tracing::debug!(%client, svid = g.request.owner.svid, "blocked NLM lock granted and taken");
+                tracing::info!(%client, svid = g.request.owner.svid, "blocked NLM lock granted by callback and taken");
                 return;
             }
             // The client no longer waits for it, or cannot be reached: a lock nobody
@@ -378,8 +378,13 @@ pub fn dispatch(
                         caller_name: req.caller_name.clone(),
                     });
                 }
-                nlm.locks
-                    .lock(req, notice, || open_file(&lock.fh, exclusive, rec))
+                let stat = nlm
+                    .locks
+                    .lock(req, notice, || open_file(&lock.fh, exclusive, rec));
+                if reclaim && stat == Stat::Granted {
+                    tracing::info!(%client, svid = lock.svid, "NLM lock reclaimed after a restart");
+                }
+                stat
             };
             put_res(&mut body, version, &cookie, stat);
             Some(stat)

@@ -93,6 +93,8 @@ pub struct Share {
     /// The NFS handle of the root, as MOUNT returns it.
     pub root_fh: Vec<u8>,
     pub handles: HandleCache,
+    /// MKNOD may make device nodes here.
+    pub allow_devices: bool,
 }
 
 /// A mount a client announced with MNT (for MOUNT's DUMP).
@@ -433,5 +435,6 @@ fn open_share(cfg: &ShareConfig, key: &HandleKey) -> Result<Share, ServiceError>
         root_dev: st.st_dev,
         root_ino: st.st_ino,
         handles: HandleCache::default(),
+        allow_devices: cfg.allow_devices,
     })
 }

@@ -32,6 +32,10 @@ pub struct ShareConfig {
     /// Client rules, first match wins. A client matching no rule is refused.
     #[serde(default = "default_rules", rename = "rule")]
     pub rules: Vec<ExportRule>,
+    /// Whether clients may make character and block device nodes (as an unsquashed
+    /// root only). Off by default: a media share has no use for them.
+    #[serde(default)]
+    pub allow_devices: bool,
 }
 
 /// Export rules are part of the management API's vocabulary, so the config file, the
@@ -207,6 +211,7 @@ mod tests {
             name: name.into(),
             path: "/x".into(),
             rules: default_rules(),
+            allow_devices: false,
         };
         assert!(validate(&[share("ok-name_1.2")]).is_ok());
         for bad in ["", "..", ".hidden", "a/b", "x y"] {

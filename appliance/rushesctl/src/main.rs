@@ -404,6 +404,10 @@ enum ShareCmd {
         /// Accounts allowed over SMB, comma-separated [default: every account].
         #[arg(long, value_delimiter = ',')]
         users: Vec<String>,
+        /// Let NFS clients make character and block device nodes (root, unsquashed,
+        /// only). FIFOs and sockets are always allowed.
+        #[arg(long)]
+        allow_devices: bool,
     },
     Show {
         name: String,
@@ -435,6 +439,13 @@ enum ShareCmd {
         /// Let every account in over SMB.
         #[arg(long)]
         all_users: bool,
+    },
+    /// Change what NFS clients may make on a share.
+    SetNfs {
+        name: String,
+        /// Device nodes (MKNOD of character and block devices, by root only).
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        allow_devices: bool,
     },
     /// Stop serving a share; its files stay on the pool.
     Delete {
@@ -1499,6 +1510,7 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
             no_smb,
             time_machine,
             users,
+            allow_devices,
         } => {
             let s: api::Share = c.post(
                 "/v1/shares",
@@ -1509,6 +1521,7 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
                     smb: Some(!no_smb),
                     time_machine: *time_machine,
                     users: users.clone(),
+                    allow_devices: *allow_devices,
                 },
             )?;
             show(&s);
@@ -1555,6 +1568,16 @@ fn share(cli: &Cli, c: &Client, cmd: &ShareCmd) -> Res {
                 },
             )?)
         }
+        ShareCmd::SetNfs {
+            name,
+            allow_devices,
+        } => show(&c.put(
+            &format!("/v1/shares/{name}"),
+            &api::UpdateShare {
+                allow_devices: Some(*allow_devices),
+                ..Default::default()
+            },
+        )?),
         ShareCmd::Delete { name } => {
             c.send::<()>("DELETE", &format!("/v1/shares/{name}"), None)?;
             out(&format!(

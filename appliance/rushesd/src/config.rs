@@ -47,6 +47,9 @@ pub struct ShareEntry {
     /// The accounts that may use the share over SMB; empty means every account.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
+    /// NFS clients may make device nodes (an unsquashed root only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_devices: bool,
 }
 
 fn yes() -> bool {
@@ -322,6 +325,7 @@ mod tests {
             smb: true,
             time_machine: true,
             users: vec!["editor".into()],
+            allow_devices: false,
         });
         c.users.push(UserEntry {
             name: "editor".into(),

@@ -273,6 +273,7 @@ fn share_arg(arg: &str) -> Result<ShareConfig> {
         name,
         path: dir,
         rules: vec![Default::default()],
+        allow_devices: false,
     })
 }
 

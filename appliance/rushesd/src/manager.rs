@@ -1235,6 +1235,7 @@ impl Manager {
             name: entry.name.clone(),
             path: self.mountpoint(&entry.pool).join(&entry.name),
             rules: entry.rules.clone(),
+            allow_devices: entry.allow_devices,
         }
     }
 
@@ -1266,6 +1267,7 @@ impl Manager {
             smb: entry.smb,
             time_machine: entry.time_machine,
             users: entry.users.clone(),
+            allow_devices: entry.allow_devices,
         }
     }
 
@@ -1305,6 +1307,7 @@ impl Manager {
             smb: req.smb.unwrap_or(true),
             time_machine: req.time_machine,
             users: req.users.clone(),
+            allow_devices: req.allow_devices,
         };
         let cfg = self.share_config(&entry);
         rushes_nas::share::validate(std::slice::from_ref(&cfg)).map_err(|e| {
@@ -1381,6 +1384,9 @@ impl Manager {
         }
         if let Some(time_machine) = req.time_machine {
             entry.time_machine = time_machine;
+        }
+        if let Some(allow) = req.allow_devices {
+            entry.allow_devices = allow;
         }
         let cfg = self.share_config(&entry);
         rushes_nas::share::validate(std::slice::from_ref(&cfg))
