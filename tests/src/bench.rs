@@ -15,6 +15,8 @@ pub struct Pipe {
     stream: TcpStream,
     next_xid: u32,
     user: User,
+    program: u32,
+    version: u32,
 }
 
 /// The results part of an accepted, successful RPC reply (after the RPC header).
@@ -52,21 +54,46 @@ impl Pipe {
             stream,
             next_xid: 1,
             user,
+            program: 100003,
+            version: 3,
         })
+    }
+
+    /// Call `program` `version` instead of NFSv3 (NLM v4 is 100021, 4).
+    pub fn for_program(mut self, program: u32, version: u32) -> Self {
+        self.program = program;
+        self.version = version;
+        self
     }
 
     fn send(&mut self, procedure: u32, args: &[u8]) -> anyhow::Result<()> {
         let xid = self.next_xid;
         self.next_xid = self.next_xid.wrapping_add(1);
+        self.send_xid(xid, procedure, args)
+    }
+
+    fn send_xid(&mut self, xid: u32, procedure: u32, args: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(&rpc_record(
             xid,
-            100003,
-            3,
+            self.program,
+            self.version,
             procedure,
             Some(&self.user),
             args,
         ))?;
         Ok(())
+    }
+
+    /// One call sent twice with the same xid, as a client retransmits it after a lost
+    /// reply; returns both replies' results.
+    pub fn call_twice(&mut self, procedure: u32, args: &[u8]) -> anyhow::Result<[Vec<u8>; 2]> {
+        let xid = self.next_xid;
+        self.next_xid = self.next_xid.wrapping_add(1);
+        self.send_xid(xid, procedure, args)?;
+        let first = results(&read_reply(&mut self.stream)?)?.to_vec();
+        self.send_xid(xid, procedure, args)?;
+        let second = results(&read_reply(&mut self.stream)?)?.to_vec();
+        Ok([first, second])
     }
 
     /// Issue `total` calls built by `make(i)`, at most `depth` in flight, and hand each

@@ -5,6 +5,7 @@ pub mod bays;
 pub mod bench;
 pub mod client;
 pub mod guest;
+pub mod rawrpc;
 pub mod vm;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -628,10 +629,10 @@ pub fn word(reply: &[u8], index: usize) -> u32 {
     u32::from_be_bytes(reply[index * 4..index * 4 + 4].try_into().expect("4 bytes"))
 }
 
-/// Whether a local program can take a write lock on the whole of `path` now (with an
-/// open file description lock, as Samba does): false while an NFS client holds one
-/// through the server.
-pub fn local_lock_free(path: &Path) -> bool {
+/// A write lock on the whole of `path`, taken as a local program (or Samba) takes it:
+/// an open file description lock, held while the file returned is open. None when
+/// someone else (an NFS client through the server, say) holds a conflicting one.
+pub fn local_lock(path: &Path) -> Option<std::fs::File> {
     use std::os::fd::AsFd;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -642,5 +643,13 @@ pub fn local_lock_free(path: &Path) -> bool {
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)).is_ok()
+    nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&fl))
+        .is_ok()
+        .then_some(f)
+}
+
+/// Whether a local program can lock the whole of `path` now: false while an NFS client
+/// holds a lock on it through the server.
+pub fn local_lock_free(path: &Path) -> bool {
+    local_lock(path).is_some()
 }

@@ -243,8 +243,10 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key("s");
     console.wait_for(&["Shares", "SHARE", "C create a share"]);
     console.key("c");
-    console.wait_for(&["Create a share", "(no pool yet)"]);
+    console.wait_for(&["Create a share", "(no pool yet)", "Device nodes  [refused"]);
     console.key("projects");
+    console.key(TAB);
+    console.wait_for(&["Device nodes  [allowed, for an unsquashed root"]);
     console.key(ENTER);
     console.wait_for(&["There is no pool yet"]);
     // Accounts: the form takes a name and a masked password; a host-mode rushesd runs

@@ -5,12 +5,14 @@
 //! reclaim after a restart and a client's reboot notice. The second client is played by
 //! hand-made RPC from 127.0.0.2, with a portmapper, lock manager and statd of its own.
 
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rushes_tests::{local_lock_free, read_reply, rpc_record, word, Nfs, ServerProcess, User};
+use rushes_tests::rawrpc::{
+    accept_stat, lock_args, nlm_stat, opaque, tcp_call, test_args, udp_call, unlock_args, words,
+};
+use rushes_tests::{local_lock_free, word, Nfs, ServerProcess, User};
 
 const NLM: u32 = 100021;
 const NSM: u32 = 100024;
@@ -24,57 +26,6 @@ fn share_dir() -> tempfile::TempDir {
 
 fn alice() -> User {
     User::new(1000, 1000)
-}
-
-fn words(v: &[u32]) -> Vec<u8> {
-    v.iter().flat_map(|w| w.to_be_bytes()).collect()
-}
-
-fn opaque(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(data);
-    out.resize(out.len() + (4 - data.len() % 4) % 4, 0);
-}
-
-/// One call over UDP from `from`; the reply (without a record mark).
-fn udp_call(
-    from: &UdpSocket,
-    to: SocketAddr,
-    xid: u32,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    args: &[u8],
-) -> Vec<u8> {
-    let record = rpc_record(xid, prog, vers, proc_, Some(&User::root()), args);
-    from.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    from.send_to(&record[4..], to).unwrap();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let (n, _) = from.recv_from(&mut buf).expect("an answer over UDP");
-        if word(&buf[..n], 0) == xid {
-            return buf[..n].to_vec();
-        }
-    }
-}
-
-/// One call over a new TCP connection; the reply.
-fn tcp_call(to: SocketAddr, xid: u32, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
-    let mut s = std::net::TcpStream::connect(to).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&rpc_record(xid, prog, vers, proc_, Some(&alice()), args))
-        .unwrap();
-    read_reply(&mut s).unwrap()
-}
-
-/// accept_stat of a reply (0 SUCCESS, 1 PROG_UNAVAIL, 2 PROG_MISMATCH …); results at word 6.
-fn accept_stat(reply: &[u8]) -> u32 {
-    assert_eq!(
-        (word(reply, 1), word(reply, 2)),
-        (1, 0),
-        "an accepted reply"
-    );
-    word(reply, 5)
 }
 
 fn getport(from: &UdpSocket, portmap: SocketAddr, prog: u32, vers: u32, proto: u32) -> u32 {
@@ -255,46 +206,6 @@ fn fake_service(
         }
     });
     rx
-}
-
-/// nlm4_lock for `fh`, owner `svid`, the whole file.
-fn nlm4_lock(fh: &[u8], svid: u32) -> Vec<u8> {
-    let mut a = Vec::new();
-    opaque(&mut a, b"suite-3");
-    opaque(&mut a, fh);
-    opaque(&mut a, format!("{svid}@suite-3").as_bytes());
-    a.extend_from_slice(&words(&[svid, 0, 0, 0, 0]));
-    a
-}
-
-fn lock_args(fh: &[u8], svid: u32, block: bool, reclaim: bool) -> Vec<u8> {
-    let mut a = Vec::new();
-    opaque(&mut a, b"cookie");
-    a.extend_from_slice(&words(&[u32::from(block), 1]));
-    a.extend_from_slice(&nlm4_lock(fh, svid));
-    a.extend_from_slice(&words(&[u32::from(reclaim), 3]));
-    a
-}
-
-fn test_args(fh: &[u8], svid: u32) -> Vec<u8> {
-    let mut a = Vec::new();
-    opaque(&mut a, b"cookie");
-    a.extend_from_slice(&words(&[1]));
-    a.extend_from_slice(&nlm4_lock(fh, svid));
-    a
-}
-
-fn unlock_args(fh: &[u8], svid: u32) -> Vec<u8> {
-    let mut a = Vec::new();
-    opaque(&mut a, b"cookie");
-    a.extend_from_slice(&nlm4_lock(fh, svid));
-    a
-}
-
-/// The nlm4_stat of an NLM reply whose cookie is "cookie".
-fn nlm_stat(reply: &[u8]) -> u32 {
-    assert_eq!(accept_stat(reply), 0);
-    word(reply, 6 + 1 + 2)
 }
 
 fn wait_for(

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use rushes_tests::client::{ClientVm, TestNet};
-use rushes_tests::{local_lock_free, ServerProcess};
+use rushes_tests::{local_lock, local_lock_free, ServerProcess};
 
 fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -15,6 +15,19 @@ fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> 
         std::thread::sleep(Duration::from_millis(200));
     }
     started.elapsed()
+}
+
+/// Wait (a minute at most) until the server's log has `needle`; fail with the log.
+fn wait_for_log(server: &ServerProcess, needle: &str, what: &str) {
+    let started = Instant::now();
+    while !server.log_text().contains(needle) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: not in the server's log within a minute:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -54,7 +67,8 @@ fn a_linux_client_mounts_with_no_options_makes_special_files_and_its_locks_are_r
             "--config",
             config.path().to_str().unwrap(),
         ],
-        &[],
+        // The lock manager's debug lines say when a request waits.
+        &[("RUST_LOG", "info,rushes_nas::nlm=debug")],
     );
     let work = tempfile::tempdir().unwrap();
     let mut vm = ClientVm::boot(&net, "suite-3", work.path()).expect("the client guest boots");
@@ -133,32 +147,41 @@ fn a_linux_client_mounts_with_no_options_makes_special_files_and_its_locks_are_r
     let (_, rc) = vm
         .run("flock -n /mnt/a/bin.avb true", Duration::from_secs(120))
         .unwrap();
-    assert_ne!(
-        rc, 0,
+    assert_eq!(
+        rc, 1,
         "a second locker must be refused while the first holds it"
     );
 
-    // A process that waits for it gets it once the holder lets go: the box calls the
-    // client's lock manager back (GRANTED), well before the client's own 30 s re-poll.
+    // A process that waits for a lock someone else on the box holds (a local program, as
+    // Samba would hold it) gets it once that holder lets go: the box calls the client's
+    // lock manager back (GRANTED), well before the client's own 30 s re-poll. (Two
+    // processes of one client wait for each other in the client's own kernel.)
+    vm.sh("kill $(cat /tmp/holder)");
+    eventually(
+        "the editor's lock released",
+        Duration::from_secs(60),
+        || local_lock_free(&file),
+    );
+    let local = local_lock(&file).expect("a local lock");
     vm.sh("flock -o /mnt/a/bin.avb sh -c 'echo got > /tmp/waiter; sleep 600' >/dev/null 2>&1 & echo $! > /tmp/waiting");
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_log(
+        &server,
+        "waits for its holder",
+        "the waiter's request queued on the box",
+    );
     assert!(
         vm.sh("cat /tmp/waiter 2>/dev/null || echo none")
             .contains("none"),
         "the waiter must wait"
     );
-    vm.sh("kill $(cat /tmp/holder)");
+    drop(local);
     let waited = eventually("the waiter's lock", Duration::from_secs(120), || {
         vm.run("cat /tmp/waiter", Duration::from_secs(60))
             .map(|(out, _)| out.contains("got"))
             .unwrap_or(false)
     });
-    assert!(
-        server.log_text().contains("granted by callback"),
-        "the grant came by callback:\n{}",
-        server.log_text()
-    );
-    eprintln!("blocked lock granted {waited:?} after the holder let go");
+    wait_for_log(&server, "granted by callback", "the grant by callback");
+    eprintln!("blocked lock granted {waited:?} after the local holder let go");
     assert!(!local_lock_free(&file), "the waiter holds it on the box");
 
     // rushesd restarts: the client is told (SM_NOTIFY to its statd) and its lock manager
@@ -168,11 +191,8 @@ fn a_linux_client_mounts_with_no_options_makes_special_files_and_its_locks_are_r
         !local_lock_free(&file)
     });
     eprintln!("lock reclaimed {reclaimed:?} after the restart");
-    let log = server.log_text();
-    assert!(
-        log.contains("reclaim their locks") && log.contains("NLM lock reclaimed"),
-        "{log}"
-    );
+    wait_for_log(&server, "reclaim their locks", "the restart's SM_NOTIFY");
+    wait_for_log(&server, "NLM lock reclaimed", "the reclaim");
     // The share still works through the same mount, and the special files' handles
     // and types survived the restart (seen through a new mount too).
     vm.sh("echo cut-2 >> /mnt/a/bin.avb && cat /mnt/a/bin.avb | grep -q cut-2");

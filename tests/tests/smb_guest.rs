@@ -48,6 +48,87 @@ fn row<'a>(report: &'a Value, group: &str) -> Option<&'a Value> {
         .find(|r| r["group"] == group)
 }
 
+/// An NLM lock over NFS against an SMB byte-range lock on `from-nfs.txt`.
+async fn nfs_and_smb_locks_conflict(vm: &Vm, port: u16) {
+    use rushes_tests::rawrpc::{lock_args, nlm_stat, test_args, udp_call, unlock_args};
+    let user = rushes_tests::User::new(1000, 1000);
+    let mut c = rushes_tests::Nfs::mount(port, "/projects", &user)
+        .await
+        .unwrap();
+    let root = c.root.clone();
+    let fh = c.lookup(&root, "from-nfs.txt").await.unwrap().data.to_vec();
+    let nfs: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let me = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sh(vm, &format!(
+        "mkdir -p /mnt/lk && mount -t cifs //127.0.0.1/projects /mnt/lk -o username=editor,password={EDITOR_PW},vers=3.1.1,nolease,cache=none"
+    ));
+    assert_eq!(
+        nlm_stat(&udp_call(
+            &me,
+            nfs,
+            71,
+            100021,
+            4,
+            2,
+            &lock_args(&fh, 7, false, false)
+        )),
+        0
+    );
+    let (out, rc) = vm.run("flock -n /mnt/lk/from-nfs.txt true", SHORT).unwrap();
+    // The CIFS client reports Samba's LOCK_NOT_GRANTED as EACCES, which flock(1) calls
+    // "Permission denied"; the same command succeeds once NFS lets go, so it was the lock.
+    assert!(
+        rc != 0 && out.contains("Permission denied") && !out.contains("cannot open"),
+        "flock must fail to lock over SMB while NFS holds the file ({rc}): {out}"
+    );
+    assert_eq!(
+        nlm_stat(&udp_call(&me, nfs, 72, 100021, 4, 4, &unlock_args(&fh, 7))),
+        0
+    );
+    sh(vm, "flock -n /mnt/lk/from-nfs.txt true");
+    // SMB holds it now: NLM is denied, and TEST names no NLM owner.
+    sh(vm, "flock -n /mnt/lk/from-nfs.txt sleep 120 >/dev/null 2>&1 & echo $! > /tmp/smb-holder; sleep 2");
+    assert_eq!(
+        nlm_stat(&udp_call(
+            &me,
+            nfs,
+            73,
+            100021,
+            4,
+            2,
+            &lock_args(&fh, 7, false, false)
+        )),
+        1,
+        "DENIED"
+    );
+    let test = udp_call(&me, nfs, 74, 100021, 4, 1, &test_args(&fh, 7));
+    assert_eq!(
+        (nlm_stat(&test), rushes_tests::word(&test, 11)),
+        (1, 0),
+        "held by a non-NLM owner"
+    );
+    sh(
+        vm,
+        "kill $(cat /tmp/smb-holder); kill $(pidof sleep) 2>/dev/null; sleep 1; umount /mnt/lk",
+    );
+    assert_eq!(
+        nlm_stat(&udp_call(
+            &me,
+            nfs,
+            75,
+            100021,
+            4,
+            2,
+            &lock_args(&fh, 7, false, false)
+        )),
+        0
+    );
+    assert_eq!(
+        nlm_stat(&udp_call(&me, nfs, 76, 100021, 4, 4, &unlock_args(&fh, 7))),
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let work = tempfile::tempdir().unwrap();
@@ -176,6 +257,11 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         sh(&vm, "cat /tmp/from-nfs.txt").trim_end(),
         "shot list: 1A 1B 2A"
     );
+
+    // Byte-range locks are one: an NFS client's NLM lock (from the host, over UDP) keeps
+    // an SMB client (the guest kernel's CIFS client, no lease so that its locks reach
+    // Samba) out, and the other way round.
+    nfs_and_smb_locks_conflict(&vm, port).await;
 
     // The guest kernel's CIFS client, SMB 3.1.1: it lists both files and writes one that
     // NFS reads back.
@@ -318,11 +404,18 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         &vm,
         "audit --path from-nfs.txt --op create",
         "NFS CREATE",
-        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|r| r["protocol"] == "nfs3"))
+        },
     );
-    assert_eq!(created[0]["protocol"], "nfs3");
+    // The SMB client opened it too (to lock it), which the audit calls a create.
+    let created = created
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["protocol"] == "nfs3"))
+        .expect("the NFS CREATE");
     assert_eq!(
-        created[0]["user"], "editor",
+        created["user"], "editor",
         "uid 1000 is the editor: {created:#}"
     );
     let csv = ctl(&vm, "audit --op rename --export csv", 0, SHORT);

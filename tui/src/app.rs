@@ -30,7 +30,12 @@ pub enum Form {
         erase: bool,
     },
     /// Create a share on a pool (`pool` indexes the snapshot's pools).
-    Share { name: Field, pool: usize },
+    /// `devices`: NFS clients may make device nodes (root only).
+    Share {
+        name: Field,
+        pool: usize,
+        devices: bool,
+    },
     /// The Logs screen's filter.
     Filter(Field),
     /// Waiting for Y to reboot or power off.
@@ -481,6 +486,7 @@ impl App {
                 *erase = !*erase
             }
             (Form::Rule { read_only, .. }, Input::Tab) => *read_only = !*read_only,
+            (Form::Share { devices, .. }, Input::Tab) => *devices = !*devices,
             (Form::Account { on_password, .. }, Input::Tab) => *on_password = !*on_password,
             (
                 Form::Account {
@@ -697,7 +703,14 @@ impl App {
                     Err(e) => self.message = Some(format!("! {e}")),
                 }
             }
-            (Form::Share { name, pool }, Input::Enter) => {
+            (
+                Form::Share {
+                    name,
+                    pool,
+                    devices,
+                },
+                Input::Enter,
+            ) => {
                 let Some(p) = self.snap.pools.get(*pool) else {
                     self.message =
                         Some("! There is no pool yet: create one on the Disks screen.".into());
@@ -710,7 +723,7 @@ impl App {
                     smb: None,
                     time_machine: false,
                     users: vec![],
-                    allow_devices: false,
+                    allow_devices: *devices,
                 };
                 match self.client.post::<_, api::Share>("/v1/shares", &req) {
                     Ok(s) => {
@@ -854,6 +867,7 @@ impl App {
                 Form::Share {
                     name: Field::new("Share name", ""),
                     pool: 0,
+                    devices: false,
                 },
             ),
             (Screen::Network, Input::Char('e' | 'E')) => {

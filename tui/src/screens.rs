@@ -591,7 +591,11 @@ fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
             }
             "Create a pool".to_string()
         }
-        Form::Share { name, pool } => {
+        Form::Share {
+            name,
+            pool,
+            devices,
+        } => {
             lines.push(Line::from(name.shown(true)));
             let pool = app
                 .snap
@@ -600,6 +604,14 @@ fn form_box(f: &mut Frame<'_>, area: Rect, app: &App, form: &Form) {
                 .map(|p| p.name.as_str())
                 .unwrap_or("(no pool yet)");
             lines.push(Line::from(format!("  Pool   < {pool} >  (Left/Right)")));
+            lines.push(Line::from(format!(
+                "  Device nodes  [{}]  (Tab)",
+                if *devices {
+                    "allowed, for an unsquashed root over NFS"
+                } else {
+                    "refused (FIFOs and sockets are fine)"
+                }
+            )));
             lines.push(Line::from(
                 "  Every client may mount it read-write; root is squashed.",
             ));

@@ -381,6 +381,9 @@ pub fn dispatch(
                 let stat = nlm
                     .locks
                     .lock(req, notice, || open_file(&lock.fh, exclusive, rec));
+                if stat == Stat::Blocked {
+                    tracing::debug!(%client, svid = lock.svid, "NLM lock request waits for its holder");
+                }
                 if reclaim && stat == Stat::Granted {
                     tracing::info!(%client, svid = lock.svid, "NLM lock reclaimed after a restart");
                 }

@@ -67,6 +67,9 @@ impl Caller {
     }
 }
 
+/// The uid (-2) that Windows' Client for NFS sends for an unmapped user.
+pub const UNMAPPED: u32 = u32::MAX - 1;
+
 /// How a rule maps the identity a client presents.
 pub trait MapCaller {
     /// The identity a caller gets under this rule. `None` means AUTH_NONE (anonymous).
@@ -83,7 +86,9 @@ impl MapCaller for ExportRule {
         let Some((uid, gid, gids)) = presented else {
             return anonymous;
         };
-        if self.all_squash {
+        // Windows' Client for NFS sends uid -2 for a user it has no mapping for; that
+        // user gets the rule's anonymous identity, as over AUTH_NONE.
+        if self.all_squash || uid == UNMAPPED {
             return anonymous;
         }
         if !self.root_squash {
@@ -203,6 +208,15 @@ mod tests {
         };
         assert_eq!(all.map_caller(Some((1000, 100, &[]))).uid, 2000);
         assert_eq!(rule.map_caller(None).uid, 65534);
+        let anon = ExportRule {
+            anonuid: 3000,
+            anongid: 3001,
+            root_squash: false,
+            ..ExportRule::default()
+        };
+        let windows = anon.map_caller(Some((UNMAPPED, UNMAPPED, &[])));
+        assert_eq!((windows.uid, windows.gid), (3000, 3001));
+        assert_eq!(anon.map_caller(None).gid, 3001);
     }
 
     #[test]

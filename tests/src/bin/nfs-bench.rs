@@ -1,5 +1,5 @@
 //! `nfs-bench`: rushesd against a peer on the same backing folder, with the same
-//! pipelined client, in the same run: NFS-Ganesha 4.3 (VFS FSAL, NFSv3, no NLM), or
+//! pipelined client, in the same run: NFS-Ganesha 4.3 (VFS FSAL, NFSv3, with NLM), or
 //! rushesd itself with activity recording off (`--peer unrecorded`: what recording
 //! costs). Prints a table of ratios (ours / peer; above 1.0 means ours is faster). Runs
 //! as root.
@@ -58,6 +58,8 @@ struct Server {
     name: &'static str,
     child: Child,
     nfs: SocketAddr,
+    /// The lock manager (NLM v4 over TCP).
+    nlm: SocketAddr,
     mount: SocketAddr,
     export: String,
 }
@@ -108,11 +110,23 @@ fn start_ganesha(dir: &Path, export: &Path) -> Result<Server> {
             .status()
             .context("Ganesha needs rpcbind (Debian package rpcbind)")?;
     }
+    // Ganesha's lock manager asks the local rpc.statd to monitor each client.
+    if !Command::new("pgrep")
+        .arg("-x")
+        .arg("rpc.statd")
+        .status()?
+        .success()
+    {
+        Command::new("rpc.statd")
+            .arg("--no-notify")
+            .status()
+            .context("Ganesha's NLM needs rpc.statd (Debian package nfs-common)")?;
+    }
     let conf = dir.join("ganesha.conf");
     std::fs::write(
         &conf,
         format!(
-            "NFS_CORE_PARAM {{ Protocols = 3; NFS_Port = 22049; MNT_Port = 22048; Enable_NLM = false; \
+            "NFS_CORE_PARAM {{ Protocols = 3; NFS_Port = 22049; MNT_Port = 22048; NLM_Port = 22047; Enable_NLM = true; \
              Enable_RQUOTA = false; Bind_addr = 127.0.0.1; }}\n\
              NFSV4 {{ Graceless = true; }}\n\
              EXPORT {{ Export_Id = 1; Path = {0}; Pseudo = /bench; Access_Type = RW; Squash = No_Root_Squash; \
@@ -135,6 +149,7 @@ fn start_ganesha(dir: &Path, export: &Path) -> Result<Server> {
         name: "NFS-Ganesha",
         child,
         nfs: "127.0.0.1:22049".parse()?,
+        nlm: "127.0.0.1:22047".parse()?,
         mount: "127.0.0.1:22048".parse()?,
         export: export.display().to_string(),
     })
@@ -162,6 +177,8 @@ fn start_rushesd(
         .args(extra)
         .arg("--state-dir")
         .arg(dir.join(format!("state-{port}")))
+        // Port 111 belongs to the rpcbind Ganesha registers with.
+        .args(["--portmap", "127.0.0.1:0"])
         // On the bench's disk, as the appliance keeps it on the pool it serves.
         .arg("--audit-dir")
         .arg(dir.join(format!("audit-{port}")))
@@ -174,6 +191,7 @@ fn start_rushesd(
         name,
         child,
         nfs: addr,
+        nlm: addr,
         mount: addr,
         export: "/bench".into(),
     })
@@ -422,8 +440,88 @@ fn run_workloads(
             })?;
         }
     }
+    row += 1;
+    // Locking: LOCK and UNLOCK of one file, one call at a time, as an application that
+    // locks its project file around each save.
+    let mut locked = Vec::new();
+    let mut lockers = Vec::new();
+    for s in 0..2 {
+        let name = format!("lock-{}", servers[s].name);
+        locked.push(bench::created_handle(
+            &pipes[s].call(8, &bench::create_args(&roots[s], &name))?,
+        )?);
+        lockers.push(Pipe::connect(servers[s].nlm, User::root())?.for_program(100021, 4));
+    }
+    let nlm_granted = |body: &[u8]| -> Result<()> {
+        // nlm4_res: the cookie ("cookie", 4 + 8 bytes), then the status.
+        let stat = body
+            .get(12..16)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        anyhow::ensure!(stat == Some(0), "NLM status {stat:?}");
+        Ok(())
+    };
+    for rep in 0..reps {
+        for s in order(rep) {
+            let fh = locked[s].data.to_vec();
+            let pipe = &mut lockers[s];
+            repetition(&mut rows[row], s, &servers[s], || {
+                pipe.run(
+                    LOCK_PAIRS * 2,
+                    1,
+                    |i| {
+                        if i % 2 == 0 {
+                            (2, rushes_tests::rawrpc::lock_args(&fh, 1, false, false))
+                        } else {
+                            (4, rushes_tests::rawrpc::unlock_args(&fh, 1))
+                        }
+                    },
+                    nlm_granted,
+                )?;
+                Ok(LOCK_PAIRS as f64)
+            })?;
+        }
+    }
+    row += 1;
+    // Retransmissions: every CREATE and REMOVE is sent again with its xid, as a client
+    // does after a reconnect; the second answer must be the first one (a REMOVE carried
+    // out twice would answer NOENT).
+    let mut repeated_noent = [0usize; 2];
+    for rep in 0..reps {
+        for s in order(rep) {
+            let meta = &metas[s];
+            let pipe = &mut pipes[s];
+            let noent = &mut repeated_noent[s];
+            repetition(&mut rows[row], s, &servers[s], || {
+                for i in 0..RETRANSMITTED {
+                    let name = format!("r{s}-{rep}-{i}");
+                    for answer in pipe.call_twice(8, &bench::create_args(meta, &name))? {
+                        expect_ok(&answer)?;
+                    }
+                    let [first, again] = pipe.call_twice(12, &bench::remove_args(meta, &name))?;
+                    expect_ok(&first)?;
+                    if expect_ok(&again).is_err() {
+                        *noent += 1;
+                    }
+                }
+                Ok(RETRANSMITTED as f64)
+            })?;
+        }
+    }
+    for s in 0..2 {
+        eprintln!(
+            "{}: {} of {} retransmitted REMOVEs were carried out again (NOENT)",
+            servers[s].name,
+            repeated_noent[s],
+            RETRANSMITTED * reps
+        );
+    }
     Ok(())
 }
+
+/// LOCK + UNLOCK pairs in each repetition.
+const LOCK_PAIRS: usize = 2000;
+/// Files created and removed, each call twice, in each repetition.
+const RETRANSMITTED: usize = 500;
 
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
@@ -515,6 +613,14 @@ async fn main() -> Result<()> {
     rows.push(Row::new(
         format!("list a {}-entry folder (READDIRPLUS)", args.entries),
         Unit::EntriesPerSec,
+    ));
+    rows.push(Row::new(
+        format!("NLM LOCK + UNLOCK pairs ({LOCK_PAIRS}), 1 in flight"),
+        Unit::OpsPerSec,
+    ));
+    rows.push(Row::new(
+        format!("CREATE + REMOVE, each sent twice with one xid ({RETRANSMITTED} files)"),
+        Unit::OpsPerSec,
     ));
 
     eprintln!(
