@@ -84,15 +84,21 @@ impl Pipe {
         Ok(())
     }
 
-    /// One call sent twice with the same xid, as a client retransmits it after a lost
-    /// reply; returns both replies' results.
-    pub fn call_twice(&mut self, procedure: u32, args: &[u8]) -> anyhow::Result<[Vec<u8>; 2]> {
+    /// One call sent twice with the same xid, the second time on `again` (another
+    /// connection from this client), as a client retransmits a call whose reply was lost
+    /// once it has reconnected; returns both replies' results.
+    pub fn call_twice(
+        &mut self,
+        again: &mut Pipe,
+        procedure: u32,
+        args: &[u8],
+    ) -> anyhow::Result<[Vec<u8>; 2]> {
         let xid = self.next_xid;
         self.next_xid = self.next_xid.wrapping_add(1);
         self.send_xid(xid, procedure, args)?;
         let first = results(&read_reply(&mut self.stream)?)?.to_vec();
-        self.send_xid(xid, procedure, args)?;
-        let second = results(&read_reply(&mut self.stream)?)?.to_vec();
+        again.send_xid(xid, procedure, args)?;
+        let second = results(&read_reply(&mut again.stream)?)?.to_vec();
         Ok([first, second])
     }
 
