@@ -78,7 +78,12 @@ fn portmapper_mount_over_udp_and_version_answers_are_what_clients_expect() {
     );
     let port = server.port();
     let pm: SocketAddr = format!("{ip}:111").parse().unwrap();
-    assert_eq!(server.portmap, Some(pm), "{}", server.log_text());
+    assert_eq!(
+        server.portmap,
+        Some(pm),
+        "the portmapper must have port 111 (is rpcbind running on this machine? stop it):\n{}",
+        server.log_text()
+    );
     let me = UdpSocket::bind("127.0.0.1:0").unwrap();
 
     // PMAP GETPORT over UDP: exactly what is served.

@@ -52,6 +52,39 @@ struct Args {
     /// server in both), to set beside the real comparison.
     #[arg(long)]
     calibrate: bool,
+    /// Also time single requests with this client command (tests/bench/latency.py under
+    /// a Python with nfs-rs): it gets `--target NAME=URL` for the peer, then rushesd.
+    #[arg(long, value_name = "COMMAND")]
+    latency_client: Option<String>,
+    /// Only the single-request latencies (with --latency-client).
+    #[arg(long, requires = "latency_client")]
+    latency_only: bool,
+}
+
+/// Run the latency client against both servers, the peer first; its table goes to
+/// stdout.
+fn run_latency_client(command: &str, args: &Args, servers: &[Server; 2]) -> Result<()> {
+    let mut words = command.split_whitespace();
+    let program = words.next().context("--latency-client is empty")?;
+    let mut cmd = Command::new(program);
+    cmd.args(words);
+    for server in servers {
+        cmd.arg("--target").arg(format!(
+            "{}=nfs://{}{}?nfsport={}&mountport={}&uid=0&gid=0",
+            server.name,
+            server.nfs.ip(),
+            server.export,
+            server.nfs.port(),
+            server.mount.port()
+        ));
+    }
+    cmd.arg("--entries").arg(args.entries.to_string());
+    eprintln!("timing single requests with {command}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run the latency client {program}"))?;
+    anyhow::ensure!(status.success(), "the latency client failed ({status})");
+    Ok(())
 }
 
 struct Server {
@@ -62,12 +95,18 @@ struct Server {
     nlm: SocketAddr,
     mount: SocketAddr,
     export: String,
+    /// Daemons started for this server (rpcbind, rpc.statd), stopped with it: left
+    /// running, rpcbind would hold port 111 that rushesd's portmapper wants.
+    started: Vec<&'static str>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for daemon in &self.started {
+            let _ = Command::new("pkill").arg("-x").arg(daemon).status();
+        }
     }
 }
 
@@ -96,33 +135,40 @@ async fn wait_mount(server: &Server) -> Result<Nfs> {
     }
 }
 
-fn start_ganesha(dir: &Path, export: &Path) -> Result<Server> {
-    if Command::new("pgrep")
+/// Start `daemon ARGS` unless one runs already; true if this started it.
+fn ensure_running(daemon: &str, args: &[&str], why: &str) -> Result<bool> {
+    let running = Command::new("pgrep")
         .arg("-x")
-        .arg("rpcbind")
+        .arg(daemon)
         .stdout(Stdio::null())
         .status()?
-        .success()
-    {
-        // already running
-    } else {
-        Command::new("rpcbind")
-            .arg("-w")
+        .success();
+    if !running {
+        let status = Command::new(daemon)
+            .args(args)
             .status()
-            .context("Ganesha needs rpcbind (Debian package rpcbind)")?;
+            .context(why.to_string())?;
+        anyhow::ensure!(status.success(), "{daemon} did not start");
+    }
+    Ok(!running)
+}
+
+fn start_ganesha(dir: &Path, export: &Path) -> Result<Server> {
+    let mut started = Vec::new();
+    if ensure_running(
+        "rpcbind",
+        &["-w"],
+        "Ganesha needs rpcbind (Debian package rpcbind)",
+    )? {
+        started.push("rpcbind");
     }
     // Ganesha's lock manager asks the local rpc.statd to monitor each client.
-    if !Command::new("pgrep")
-        .arg("-x")
-        .arg("rpc.statd")
-        .stdout(Stdio::null())
-        .status()?
-        .success()
-    {
-        Command::new("rpc.statd")
-            .arg("--no-notify")
-            .status()
-            .context("Ganesha's NLM needs rpc.statd (Debian package nfs-common)")?;
+    if ensure_running(
+        "rpc.statd",
+        &["--no-notify"],
+        "Ganesha's NLM needs rpc.statd (Debian package nfs-common)",
+    )? {
+        started.push("rpc.statd");
     }
     let conf = dir.join("ganesha.conf");
     std::fs::write(
@@ -153,6 +199,7 @@ fn start_ganesha(dir: &Path, export: &Path) -> Result<Server> {
         nfs: "127.0.0.1:22049".parse()?,
         nlm: "127.0.0.1:22047".parse()?,
         mount: "127.0.0.1:22048".parse()?,
+        started,
         export: export.display().to_string(),
     })
 }
@@ -195,6 +242,7 @@ fn start_rushesd(
         nfs: addr,
         nlm: addr,
         mount: addr,
+        started: Vec::new(),
         export: "/bench".into(),
     })
 }
@@ -635,6 +683,12 @@ async fn main() -> Result<()> {
         "{} repetitions of each workload, the servers taking turns",
         args.runs
     );
+    if let Some(client) = &args.latency_client {
+        run_latency_client(client, &args, &servers)?;
+        if args.latency_only {
+            return Ok(());
+        }
+    }
     run_workloads(&args, &servers, &roots, &mut rows)?;
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
