@@ -9,7 +9,7 @@ faster). Operations, as nfs-rs sends them:
 
   stat         Client.stat of a file (LOOKUP of the name, and GETATTR)
   access       Client.access (ACCESS)
-  create       Client.touch of a new name (CREATE)
+  create       Client.touch of a new name (what nfs-rs sends: CREATE)
   remove       Client.unlink (REMOVE)
   list         Client.listdir of a folder of --entries names (READDIRPLUS pages)
   read 1 MiB   File.read_at (READ)
@@ -19,6 +19,7 @@ nfs-rs has no call that sends NULL alone, so NULL is not timed.
 """
 
 import argparse
+import importlib.metadata
 import os
 import sys
 import time
@@ -33,9 +34,9 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-def timed(samples, op, fn, *args):
+def timed(samples, op, fn, *args, **kwargs):
     start = time.perf_counter_ns()
-    result = fn(*args)
+    result = fn(*args, **kwargs)
     samples.setdefault(op, []).append((time.perf_counter_ns() - start) / 1000.0)
     return result
 
@@ -44,7 +45,7 @@ def one_round(client, tag, rnd, n, samples):
     """One round of every operation on one server; names are the round's own."""
     names = [f"lat-{tag}-{rnd}-{i:05d}" for i in range(n)]
     for name in names:
-        timed(samples, "create", client.touch, name, exist_ok=False)
+        timed(samples, "create", client.touch, name)
     for name in names:
         timed(samples, "stat", client.stat, name)
     for name in names:
@@ -84,7 +85,7 @@ def main():
     for c in clients:
         c.close()
     peer, ours = targets[0][0], targets[-1][0]
-    print(f"\nOne request in flight, nfs-rs {nfs_rs.version()} (Python) as the client, "
+    print(f"\nOne request in flight, nfs-rs {importlib.metadata.version('nfs-rs')} (Python) as the client, "
           f"{args.rounds} rounds taking turns, {args.calls} calls of each small operation "
           f"per round; list = a {args.entries}-entry folder\n")
     print(f"| operation | {peer} p50 | {peer} p99 | {ours} p50 | {ours} p99 | "

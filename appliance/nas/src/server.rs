@@ -348,13 +348,15 @@ fn non_idempotent(program: u32, procedure: u32) -> bool {
 /// Answer one record; `None` when there is nothing to answer (or nothing yet: a
 /// retransmission of a call still being answered).
 fn answer(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
-    let call = match rpc::parse_call(record) {
+    let started = Instant::now();
+    let parsed = rpc::parse_call(record);
+    let call = match &parsed {
         Ok(call)
             if call.rpc_version == RPC_VERSION && non_idempotent(call.program, call.procedure) =>
         {
             call
         }
-        _ => return answer_once(service, origin, record),
+        _ => return answer_once(service, origin, record, parsed, started),
     };
     let key = CallKey::new(
         origin.peer.ip(),
@@ -378,7 +380,7 @@ fn answer(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
             });
         }
     }
-    let reply = answer_once(service, origin, record);
+    let reply = answer_once(service, origin, record, parsed, started);
     let keep = reply
         .as_ref()
         .filter(|r| r.tail.is_none())
@@ -387,7 +389,14 @@ fn answer(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
     reply
 }
 
-fn answer_once(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
+/// Answer one call, parsed already (the duplicate request cache looked at its header).
+fn answer_once(
+    service: &Service,
+    origin: &Origin,
+    record: &[u8],
+    parsed: Result<rpc::CallHeader, CallError>,
+    started: Instant,
+) -> Option<Reply> {
     let client = origin.peer.ip();
     let encoded = |encoded: Vec<u8>| {
         Some(Reply {
@@ -395,8 +404,7 @@ fn answer_once(service: &Service, origin: &Origin, record: &[u8]) -> Option<Repl
             tail: None,
         })
     };
-    let started = Instant::now();
-    let call = match rpc::parse_call(record) {
+    let call = match parsed {
         Ok(call) => call,
         Err(CallError::Malformed { xid }) => {
             tracing::debug!(%client, xid, "malformed RPC header");
