@@ -1528,4 +1528,48 @@ mod tests {
         ));
         assert!(same(entry_name(b"a\0b").unwrap_err(), NFS3ERR_ACCES));
     }
+
+    fn words(v: &[u32]) -> Vec<u8> {
+        v.iter().flat_map(|w| w.to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn mknod_what_decodes_each_type_and_refuses_the_rest() {
+        // NF3FIFO with mode 0640 set, nothing else.
+        let fifo = words(&[7, 1, 0o640, 0, 0, 0, 0, 0]);
+        let (kind, attr, rdev) = read_mknod_what(&mut XdrReader::new(&fifo))
+            .unwrap()
+            .unwrap();
+        assert_eq!((kind, rdev), (FileType::Fifo, 0));
+        assert!(matches!(attr.mode, set_mode3::mode(0o640)));
+        let sock = words(&[6, 0, 0, 0, 0, 0, 0]);
+        let (kind, ..) = read_mknod_what(&mut XdrReader::new(&sock))
+            .unwrap()
+            .unwrap();
+        assert_eq!(kind, FileType::Socket);
+        // NF3CHR 1:3 and NF3BLK 8:0 carry their device numbers.
+        let chr = words(&[4, 0, 0, 0, 0, 0, 0, 1, 3]);
+        let (kind, _, rdev) = read_mknod_what(&mut XdrReader::new(&chr)).unwrap().unwrap();
+        assert_eq!(
+            (kind, rdev),
+            (FileType::CharacterDevice, rustix::fs::makedev(1, 3))
+        );
+        let blk = words(&[3, 0, 0, 0, 0, 0, 0, 8, 0]);
+        let (kind, _, rdev) = read_mknod_what(&mut XdrReader::new(&blk)).unwrap().unwrap();
+        assert_eq!(
+            (kind, rdev),
+            (FileType::BlockDevice, rustix::fs::makedev(8, 0))
+        );
+        // REG, DIR and LNK have calls of their own: BADTYPE. Anything else is garbage,
+        // and so is a device without its numbers.
+        for t in [1, 2, 5] {
+            let status = read_mknod_what(&mut XdrReader::new(&words(&[t])))
+                .unwrap()
+                .unwrap_err();
+            assert!(same(status, NFS3ERR_BADTYPE));
+        }
+        assert!(read_mknod_what(&mut XdrReader::new(&words(&[99]))).is_err());
+        assert!(read_mknod_what(&mut XdrReader::new(&words(&[4, 0, 0, 0, 0, 0, 0, 1]))).is_err());
+        assert!(read_mknod_what(&mut XdrReader::new(&[])).is_err());
+    }
 }
