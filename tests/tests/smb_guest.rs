@@ -279,6 +279,27 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "head -c 2000000 /dev/urandom > /mnt/cifs/grade.dpx && sync",
     );
     let cifs_sum = sh(&vm, "sha256sum /mnt/cifs/grade.dpx");
+    // A FIFO on the share (as an NFS client's mkfifo makes it): Samba lists it as an
+    // empty file, refuses to write into it, and it stays a FIFO.
+    sh(
+        &vm,
+        "mkfifo /pools/media/projects/render.pipe && chown 1000:100 /pools/media/projects/render.pipe",
+    );
+    let (out, rc) = smbclient(
+        &vm,
+        "projects",
+        "editor",
+        EDITOR_PW,
+        "ls render.pipe; put /tmp/from-nfs.txt render.pipe",
+    );
+    assert!(
+        out.contains("render.pipe") && out.contains("NT_STATUS_ACCESS_DENIED"),
+        "({rc}) {out}"
+    );
+    assert_eq!(
+        sh(&vm, "stat -c %F /pools/media/projects/render.pipe").trim(),
+        "fifo"
+    );
     sh(&vm, "umount /mnt/cifs");
     let grade = read_share_file(port, "/projects", "grade.dpx").await;
     assert!(cifs_sum.starts_with(&sha256(&grade)), "{cifs_sum}");
