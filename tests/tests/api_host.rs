@@ -440,6 +440,17 @@ fn nfs_operations_reach_the_top_lists_the_audit_log_and_prometheus() {
             .unwrap();
         let root = nfs.root.clone();
         nfs.remove(&root, "notes.txt").await.unwrap();
+        // A FIFO, made by MKNOD, is audited as what it is.
+        use rushes_tests::nfs3_client::nfs3_types::nfs3 as t;
+        let made = nfs
+            .conn
+            .mknod(&t::MKNOD3args {
+                where_: rushes_tests::dirop(&root, "render.pipe"),
+                what: t::mknoddata3::NF3FIFO(Default::default()),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(made, t::Nfs3Result::Ok(_)));
     });
 
     // Top files by bytes: the film first, with all of its bytes.
@@ -478,6 +489,14 @@ fn nfs_operations_reach_the_top_lists_the_audit_log_and_prometheus() {
             && r.result == "ok"
             && r.latency_us.is_some()),
         "{film:?}"
+    );
+    let fifo = wait_audit("path=render.pipe", 1);
+    assert!(
+        fifo.len() == 1
+            && fifo[0].op == "MKNOD"
+            && fifo[0].user == "uid 1000"
+            && fifo[0].path == "/render.pipe",
+        "{fifo:?}"
     );
     let removed = wait_audit("op=remove", 1);
     assert_eq!(removed.len(), 1, "{removed:?}");
