@@ -7,7 +7,7 @@ use rushes_api as api;
 use rushes_api::{Client, RaidLevel};
 
 use crate::form::Field;
-use crate::screens::{Screen, Snapshot};
+use crate::snapshot::{Screen, Snapshot};
 
 /// Steps of the first-boot wizard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 mod app;
 mod form;
 mod screens;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::time::Duration;
