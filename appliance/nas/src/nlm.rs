@@ -362,19 +362,20 @@ pub fn dispatch(
                 Stat::DeniedGrace
             } else {
                 let req = request(origin, &lock, exclusive);
+                let server = origin.local_ip();
                 let notice = (block && base == 2).then(|| Notice {
                     version,
                     cookie: cookie.clone(),
                     exclusive,
                     lock: lock.clone(),
-                    server: origin.local.ip(),
+                    server,
                 });
                 if base == 2 {
                     // Monitored before the lock is granted, so a restart just after it
                     // still tells the client to reclaim.
                     nlm.monitor.monitor(Peer {
                         client,
-                        server: origin.local.ip(),
+                        server,
                         caller_name: req.caller_name.clone(),
                     });
                 }

@@ -33,6 +33,21 @@ pub struct Origin {
     pub transport: Transport,
 }
 
+impl Origin {
+    /// The address the call reached. A UDP socket bound to every address does not say
+    /// which one, so it is found, when asked for (the portmapper's addresses, the name a
+    /// locking client knows us by), as the one the kernel would answer from.
+    pub fn local_ip(&self) -> std::net::IpAddr {
+        if !self.local.ip().is_unspecified() {
+            return self.local.ip();
+        }
+        let any = std::net::SocketAddr::new(self.local.ip(), 0);
+        std::net::UdpSocket::bind(any)
+            .and_then(|s| s.connect(self.peer).and_then(|()| s.local_addr()))
+            .map_or(self.local.ip(), |a| a.ip())
+    }
+}
+
 /// `accept_stat` values other than SUCCESS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptError {

@@ -172,7 +172,7 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
         tokio::task::spawn_blocking(move || {
             let origin = Origin {
                 peer,
-                local: answering_address(local, peer),
+                local,
                 transport: Transport::Udp,
             };
             if let Some(reply) = answer(&service, &origin, &record) {
@@ -181,20 +181,6 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
             }
             drop(permit);
         });
-    }
-}
-
-/// The address a datagram from `peer` reached, when the socket is bound to every
-/// address: the one the kernel would answer from.
-fn answering_address(bound: SocketAddr, peer: SocketAddr) -> SocketAddr {
-    if !bound.ip().is_unspecified() {
-        return bound;
-    }
-    let probe = std::net::UdpSocket::bind(SocketAddr::new(bound.ip(), 0))
-        .and_then(|s| s.connect(peer).and_then(|()| s.local_addr()));
-    match probe {
-        Ok(a) => SocketAddr::new(a.ip(), bound.port()),
-        Err(_) => bound,
     }
 }
 
@@ -467,7 +453,7 @@ fn answer_once(
         (mount::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 1, high: 3 }),
         (portmap::PROGRAM, 2..=4) => portmap::dispatch(
             &service.endpoints(origin.local.is_ipv6() && !is_v4_mapped(origin.local.ip())),
-            origin.local.ip(),
+            origin.local_ip(),
             call.version,
             call.procedure,
             args,
