@@ -20,9 +20,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build, the image, the tests and the benchmark use.
 # libclang-dev: libublk's bindings are generated with bindgen at build time.
 # rpcbind (rpcinfo) and nfs-common (showmount) are clients the tests ask the portmapper with;
-# python3-venv holds the bench's single-request client (PyPI nfs-rs).
+# iperf3 measures the loopback limit beside the single-stream read.
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
-	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony python3-venv \
+	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
 	libclang-dev
 
 # Downloaded Debian packages for the image live outside the checkout.
@@ -81,18 +81,10 @@ host: deps build
 	@echo "    libnfs: nfs-ls nfs://127.0.0.1/demo"
 	$(SUDO) target/debug/rushesd host --listen 127.0.0.1:2049 --state-dir out/state demo=$(DEMO)
 
-# The single-request latency client (PyPI nfs-rs: an NFS client that is not ours) lives
-# in a virtualenv outside the checkout.
-BENCH_VENV ?= /var/cache/rushes-bench-venv
-NFS_RS_VERSION := 0.8.7
-
 bench: deps image
 	$(CARGO) build --release --workspace --bins
-	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
-	@$(BENCH_VENV)/bin/python -c 'import nfs_rs' 2>/dev/null || \
-		$(BENCH_VENV)/bin/pip install -q nfs-rs==$(NFS_RS_VERSION)
 	$(SUDO) target/release/nfs-bench --rushesd target/release/rushesd --entries 5000 \
-		--latency-only --latency-client "$(BENCH_VENV)/bin/python tests/bench/latency.py"
+		--latency-only --latency-client target/release/nfs-latency
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh
 	$(SUDO) target/release/nfs-bench --peer unrecorded --rushesd target/release/rushesd \
 		--runs 18 --size-mib 512 --entries 50000 --files 90000

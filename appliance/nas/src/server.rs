@@ -1,9 +1,11 @@
 //! The front ends: ONC RPC over TCP (record marking) and UDP (one call a datagram),
 //! limits, the duplicate request cache, and dispatch to the programs.
 //!
-//! Each TCP connection has a reader task, a writer task and up to [`MAX_IN_FLIGHT`] calls
-//! being answered on the blocking pool. When that many are outstanding the reader stops
-//! reading, so a client flooding requests is slowed by TCP itself instead of growing our
+//! Each TCP connection has a thread of its own that reads its calls and answers those
+//! that come alone itself (one request in flight: no hand-off between threads); calls
+//! that come while others are outstanding go to the blocking pool, up to
+//! [`MAX_IN_FLIGHT`] at once. When that many are outstanding the thread stops reading,
+//! so a client flooding requests is slowed by TCP itself instead of growing our
 //! memory. A record larger than [`MAX_RECORD`] closes the connection: no legal call is
 //! that big (a 1 MiB WRITE plus headers is far smaller). UDP carries the portmapper,
 //! MOUNT, NLM and NSM (not NFS); past [`MAX_IN_FLIGHT`] datagrams being answered, more
@@ -14,13 +16,17 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use std::io::{BufRead, Read, Write};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
 
 use crate::activity::OpRecord;
 use crate::drc::{CallKey, Lookup};
@@ -48,7 +54,13 @@ pub struct NfsServer {
     /// The portmapper's own TCP and UDP sockets (port 111), if it has them.
     portmap: Option<(TcpListener, UdpSocket)>,
     service: Arc<Service>,
+    poll_window: Duration,
 }
+
+/// How long a connection whose client sends its calls one at a time, each soon after
+/// the last reply, polls for the next call before its thread sleeps (see
+/// [`NfsServer::with_poll_window`]).
+pub const POLL_WINDOW: Duration = Duration::from_micros(100);
 
 /// A UDP socket on the same port as `tcp` (on an ephemeral TCP port, that UDP port may be
 /// taken: try a few other ephemeral ports for both).
@@ -80,7 +92,16 @@ impl NfsServer {
             udp,
             portmap: None,
             service,
+            poll_window: POLL_WINDOW,
         })
+    }
+
+    /// Poll for a chaining client's next call this long before sleeping (zero: never
+    /// poll). Polling spends up to that much CPU per call to save the wake-up of a
+    /// sleeping thread, which is most of a small call's round trip.
+    pub fn with_poll_window(mut self, window: Duration) -> Self {
+        self.poll_window = window;
+        self
     }
 
     /// Also answer on `addr` (TCP and UDP), the portmapper's port: 111 for clients that
@@ -114,12 +135,13 @@ impl NfsServer {
             udp,
             portmap,
             service,
+            poll_window,
         } = self;
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(accept_loop(listener, Arc::clone(&service)));
+        tasks.spawn(accept_loop(listener, Arc::clone(&service), poll_window));
         tasks.spawn(serve_udp(udp, Arc::clone(&service)));
         if let Some((tcp, udp)) = portmap {
-            tasks.spawn(accept_loop(tcp, Arc::clone(&service)));
+            tasks.spawn(accept_loop(tcp, Arc::clone(&service), poll_window));
             tasks.spawn(serve_udp(udp, Arc::clone(&service)));
         }
         shutdown.await;
@@ -128,12 +150,28 @@ impl NfsServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, service: Arc<Service>) {
+async fn accept_loop(listener: TcpListener, service: Arc<Service>, poll_window: Duration) {
+    let pool = Handle::current();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let service = service.clone();
-                tokio::spawn(async move { serve_connection(stream, peer, service).await });
+                let stream = match stream.into_std().and_then(|s| {
+                    s.set_nonblocking(false)?;
+                    Ok(s)
+                }) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "cannot take the connection; closed");
+                        continue;
+                    }
+                };
+                let (service, pool) = (service.clone(), pool.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("nfs-conn".into())
+                    .spawn(move || serve_connection(stream, peer, service, pool, poll_window));
+                if let Err(e) = spawned {
+                    tracing::warn!(%peer, error = %e, "no thread for the connection; closed");
+                }
             }
             Err(e) => {
                 // EMFILE and friends: wait a little rather than spin.
@@ -184,8 +222,26 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, service: Arc<Service>) {
+/// A client that reads none of its replies for this long is disconnected, so that it
+/// cannot hold the threads answering it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serve one TCP connection on a thread of its own, with blocking I/O.
+///
+/// The short path: a call that arrives alone (nothing else of this connection being
+/// answered, no further call already received) is answered on this thread and its reply
+/// written from here, so one request in flight costs no hand-off between threads. Calls
+/// that arrive while others are outstanding (a pipelining client) go to the blocking
+/// pool, up to [`MAX_IN_FLIGHT`] at once; whoever finishes a reply writes it.
+fn serve_connection(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    service: Arc<Service>,
+    pool: Handle,
+    poll_window: Duration,
+) {
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     tracing::debug!(%peer, "connection opened");
     let origin = Origin {
         peer,
@@ -194,13 +250,26 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, service: Arc<Serv
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
         transport: Transport::Tcp,
     };
-    let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<(Reply, OwnedSemaphorePermit)>(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(write_replies(wr, rx));
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let writer = match stream.try_clone() {
+        Ok(socket) => Arc::new(ReplyWriter {
+            socket: Mutex::new(socket),
+        }),
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot set up the connection; closing it");
+            return;
+        }
+    };
+    let in_flight = Arc::new(InFlight::default());
+    let mut rd = std::io::BufReader::with_capacity(256 * 1024, stream);
+    // The client is answering in a chain (its next call came soon after our last reply):
+    // then poll for the next call a little while before sleeping.
+    let mut chained = false;
+    let mut replied_at: Option<Instant> = None;
     loop {
-        let record = match read_record(&mut rd).await {
+        if chained && rd.buffer().is_empty() {
+            poll_for_call(rd.get_ref(), poll_window);
+        }
+        let record = match read_record(&mut rd) {
             Ok(Some(record)) => record,
             Ok(None) => break,
             Err(e) => {
@@ -208,35 +277,145 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, service: Arc<Serv
                 break;
             }
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let service = service.clone();
-        let tx = tx.clone();
-        tokio::task::spawn_blocking(move || {
+        chained = replied_at.is_some_and(|at| at.elapsed() < 2 * poll_window);
+        replied_at = None;
+        let alone = in_flight.is_idle()
+            && rd.buffer().is_empty()
+            && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
+        if alone {
             if let Some(reply) = answer(&service, &origin, &record) {
-                let _ = tx.blocking_send((reply, permit));
+                if let Err(e) = writer.send(reply) {
+                    tracing::debug!(%peer, error = %e, "reply not sent; closing connection");
+                    break;
+                }
             }
+            replied_at = Some(Instant::now());
+            continue;
+        }
+        in_flight.acquire();
+        let (service, writer, in_flight) = (service.clone(), writer.clone(), in_flight.clone());
+        pool.spawn_blocking(move || {
+            if let Some(reply) = answer(&service, &origin, &record) {
+                if let Err(e) = writer.send(reply) {
+                    tracing::debug!(%peer, error = %e, "reply not sent; closing connection");
+                    writer.close();
+                }
+            }
+            in_flight.release();
         });
     }
-    drop(tx);
-    let _ = writer.await;
     tracing::debug!(%peer, "connection closed");
 }
 
+/// Connection threads polling for their next call right now.
+static POLLERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Wait up to `window` for a call to arrive on `socket`, spinning instead of sleeping:
+/// waking a sleeping thread (and its idle core) costs far more than answering a GETATTR.
+/// At most half the cores poll at once; the others sleep at once.
+fn poll_for_call(socket: &std::net::TcpStream, window: Duration) {
+    if window.is_zero() {
+        return;
+    }
+    let most = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+    if POLLERS.fetch_add(1, Ordering::Relaxed) >= most {
+        POLLERS.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let until = Instant::now() + window;
+    while rustix::io::ioctl_fionread(socket).unwrap_or(1) == 0 && Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    POLLERS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Calls of one connection being answered on the pool, at most [`MAX_IN_FLIGHT`].
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl InFlight {
+    fn is_idle(&self) -> bool {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) == 0
+    }
+
+    /// Take a slot, waiting while all are taken: the connection is not read meanwhile,
+    /// so a flooding client is slowed by TCP itself.
+    fn acquire(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *count >= MAX_IN_FLIGHT {
+            count = self.freed.wait(count).unwrap_or_else(|e| e.into_inner());
+        }
+        *count += 1;
+    }
+
+    fn release(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *count -= 1;
+        self.freed.notify_one();
+    }
+}
+
+/// The sending side of a connection: one reply at a time, each whole.
+struct ReplyWriter {
+    socket: Mutex<std::net::TcpStream>,
+}
+
+impl ReplyWriter {
+    fn send(&self, mut reply: Reply) -> std::io::Result<()> {
+        let tail_len = reply
+            .tail
+            .as_ref()
+            .map_or(0, |t| t.len + crate::xdr::pad(t.len));
+        let len = (reply.encoded.len() - 4 + tail_len) as u32 | 0x8000_0000;
+        reply.encoded[..4].copy_from_slice(&len.to_be_bytes());
+        let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        match reply.tail {
+            None => socket.write_all(&reply.encoded),
+            Some(tail) => {
+                // The header waits for the data (MSG_MORE): one segment, not two.
+                send_more(&socket, &reply.encoded)?;
+                send_file(&mut socket, &tail)?;
+                socket.write_all(&[0u8; 3][..crate::xdr::pad(tail.len)])
+            }
+        }
+    }
+
+    /// Shut the connection down (a reply could not be sent whole: the stream is no
+    /// longer in step).
+    fn close(&self) {
+        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Write all of `bytes`, telling the kernel that more follows.
+fn send_more(socket: &std::net::TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::net::send(socket, bytes, rustix::net::SendFlags::MORE) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Read one record (all its fragments). `Ok(None)` at a clean end of stream.
-async fn read_record(
-    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> std::io::Result<Option<Vec<u8>>> {
+fn read_record(rd: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
     let mut record = Vec::new();
     loop {
-        let mark = match rd.read_u32().await {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && record.is_empty() => {
-                return Ok(None)
+        let mut mark = [0u8; 4];
+        if let Err(e) = rd.read_exact(&mut mark) {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof && record.is_empty() {
+                return Ok(None);
             }
-            Err(e) => return Err(e),
-        };
+            return Err(e);
+        }
+        let mark = u32::from_be_bytes(mark);
         let last = mark & 0x8000_0000 != 0;
         let len = (mark & 0x7fff_ffff) as usize;
         if record.len() + len > MAX_RECORD {
@@ -245,17 +424,11 @@ async fn read_record(
                 format!("RPC record larger than {MAX_RECORD} bytes"),
             ));
         }
-        // Read into spare capacity: no zero-filling of a 1 MiB WRITE first.
-        let want = record.len() + len;
+        // Reserve only what was announced (bounded above), then take it as it comes.
         record.reserve_exact(len);
-        while record.len() < want {
-            let n = (&mut *rd)
-                .take((want - record.len()) as u64)
-                .read_buf(&mut record)
-                .await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
+        let got = rd.take(len as u64).read_to_end(&mut record)?;
+        if got < len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         if last {
             return Ok(Some(record));
@@ -263,57 +436,22 @@ async fn read_record(
     }
 }
 
-async fn write_replies(
-    wr: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<(Reply, OwnedSemaphorePermit)>,
-) -> std::io::Result<()> {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some((mut reply, permit)) = rx.recv().await {
-        let tail_len = reply
-            .tail
-            .as_ref()
-            .map_or(0, |t| t.len + crate::xdr::pad(t.len));
-        let len = (reply.encoded.len() - 4 + tail_len) as u32 | 0x8000_0000;
-        reply.encoded[..4].copy_from_slice(&len.to_be_bytes());
-        wr.write_all(&reply.encoded).await?;
-        if let Some(tail) = reply.tail {
-            wr.flush().await?;
-            send_file(&mut wr, &tail).await?;
-            wr.write_all(&[0u8; 3][..crate::xdr::pad(tail.len)]).await?;
-        }
-        drop(permit);
-        if rx.is_empty() {
-            wr.flush().await?;
-        }
-    }
-    wr.flush().await
-}
-
 /// Send `tail.len` bytes of the file to the socket with sendfile(2): from the page cache
 /// to the socket without passing through our memory. Zeros stand in for bytes the file
 /// no longer has (truncated since the reply was encoded), keeping the record's length.
-async fn send_file(
-    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    tail: &FileTail,
-) -> std::io::Result<()> {
+fn send_file(socket: &mut std::net::TcpStream, tail: &FileTail) -> std::io::Result<()> {
     let mut offset = tail.offset;
     let mut left = tail.len;
     while left > 0 {
-        let socket: &TcpStream = wr.get_ref().as_ref();
-        socket.writable().await?;
-        let sent = socket.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(socket, &tail.file, Some(&mut offset), left)
-                .map_err(std::io::Error::from)
-        });
-        match sent {
+        match rustix::fs::sendfile(&*socket, &tail.file, Some(&mut offset), left) {
             Ok(0) => {
                 let zeros = vec![0u8; left];
-                wr.write_all(&zeros).await?;
+                socket.write_all(&zeros)?;
                 left = 0;
             }
             Ok(n) => left -= n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

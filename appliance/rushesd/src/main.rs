@@ -118,6 +118,11 @@ enum Command {
         /// clients held locks before it).
         #[arg(long, value_name = "SECONDS", default_value_t = rushes_nas::service::GRACE_PERIOD.as_secs())]
         grace_period: u64,
+        /// How long a connection whose client sends one call at a time polls for its
+        /// next call before sleeping (0: never). Up to that much CPU per call, for a
+        /// shorter round trip.
+        #[arg(long, value_name = "MICROSECONDS", default_value_t = rushes_nas::server::POLL_WINDOW.as_micros() as u64)]
+        poll_window_us: u64,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -145,6 +150,8 @@ struct ServeOptions {
     portmap: Option<SocketAddr>,
     /// The NLM grace period after a restart.
     grace_period: std::time::Duration,
+    /// How long a chaining client's connection polls for its next call.
+    poll_window: std::time::Duration,
 }
 
 fn main() -> std::process::ExitCode {
@@ -178,6 +185,7 @@ fn try_main() -> Result<()> {
             audit_dir,
             portmap,
             grace_period,
+            poll_window_us,
             dirs,
         } => host(
             HostOptions {
@@ -190,6 +198,7 @@ fn try_main() -> Result<()> {
                 audit_dir,
                 portmap,
                 grace_period: std::time::Duration::from_secs(grace_period),
+                poll_window: std::time::Duration::from_micros(poll_window_us),
             },
             &dirs,
         ),
@@ -214,6 +223,7 @@ fn try_main() -> Result<()> {
             audit_dir: None,
             portmap: Some(portmap),
             grace_period: rushes_nas::service::GRACE_PERIOD,
+            poll_window: rushes_nas::server::POLL_WINDOW,
         }),
     }
 }
@@ -288,6 +298,7 @@ struct HostOptions {
     audit_dir: Option<PathBuf>,
     portmap: Option<SocketAddr>,
     grace_period: std::time::Duration,
+    poll_window: std::time::Duration,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -301,6 +312,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         audit_dir,
         portmap,
         grace_period,
+        poll_window,
     } = opts;
     let mut cfg = match config.as_deref() {
         Some(path) => {
@@ -350,6 +362,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         audit_dir,
         portmap,
         grace_period,
+        poll_window,
     })
 }
 
@@ -366,6 +379,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         audit_dir,
         portmap,
         grace_period,
+        poll_window,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -446,7 +460,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
     runtime.block_on(async {
         let mut server = NfsServer::bind(listen, service)
             .await
-            .with_context(|| format!("cannot listen on {listen} (TCP and UDP)"))?;
+            .with_context(|| format!("cannot listen on {listen} (TCP and UDP)"))?
+            .with_poll_window(poll_window);
         if let Some(pm) = portmap {
             server = match server.with_portmap(pm).await {
                 Ok(server) => server,

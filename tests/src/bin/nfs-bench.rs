@@ -52,8 +52,8 @@ struct Args {
     /// server in both), to set beside the real comparison.
     #[arg(long)]
     calibrate: bool,
-    /// Also time single requests with this client command (tests/bench/latency.py under
-    /// a Python with nfs-rs): it gets `--target NAME=URL` for the peer, then rushesd.
+    /// Also time single requests with this client command (target/release/nfs-latency,
+    /// over crates.io's nfs-rs): it gets `--target NAME=URL` for the peer, then rushesd.
     #[arg(long, value_name = "COMMAND")]
     latency_client: Option<String>,
     /// Only the single-request latencies (with --latency-client).

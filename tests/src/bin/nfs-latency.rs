@@ -1,0 +1,332 @@
+//! `nfs-latency`: the time of single NFSv3 requests, exactly one in flight, from a client
+//! that is not ours (crates.io's nfs-rs, its own RPC and XDR code), against two servers
+//! taking turns at every round. Prints p50 and p99 per operation and the ratio of the
+//! peer's time to ours (above 1.0: ours answers faster), then one stream of 1 MiB READs,
+//! one at a time, beside what `iperf3` moves over loopback in the same run.
+//!
+//! nfs-bench starts the servers and passes `--target NAME=URL`, the peer first.
+
+#![allow(clippy::print_stdout)] // a command-line report
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use futures::TryStreamExt;
+use nfs_rs::Mount;
+
+const MIB: usize = 1 << 20;
+/// The client's version, pinned in tests/Cargo.toml.
+const NFS_RS_VERSION: &str = "0.11.1";
+
+#[derive(Parser)]
+#[command(about = "Per-request NFSv3 latency, one request in flight, against two servers")]
+struct Args {
+    /// NAME=nfs://HOST/EXPORT?nfsport=..&mountport=..; the first is the peer, the last
+    /// is rushesd.
+    #[arg(long, required = true)]
+    target: Vec<String>,
+    /// Rounds; the servers take turns at each, in alternating order.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Calls of each small operation per round and server.
+    #[arg(long, default_value_t = 500)]
+    calls: usize,
+    /// Entries of the folder `list` in each export (made by nfs-bench).
+    #[arg(long, default_value_t = 5000)]
+    entries: usize,
+    /// Size of the file read as one stream, MiB.
+    #[arg(long, default_value_t = 256)]
+    stream_mib: usize,
+    /// Skip the iperf3 loopback reference.
+    #[arg(long)]
+    no_iperf: bool,
+}
+
+/// Operations timed, in the order printed.
+const OPS: [&str; 11] = [
+    "NULL",
+    "GETATTR",
+    "LOOKUP",
+    "ACCESS",
+    "CREATE",
+    "REMOVE",
+    "READDIRPLUS (whole folder)",
+    "READ 1 MiB",
+    "WRITE 1 MiB (unstable)",
+    "COMMIT 1 MiB",
+    "READ 1 MiB, one stream",
+];
+
+#[derive(Default)]
+struct Samples {
+    /// Microseconds, per operation index of [`OPS`].
+    by_op: Vec<Vec<f64>>,
+    /// Bytes and seconds of the one-stream reads.
+    stream: (u64, f64),
+}
+
+impl Samples {
+    fn new() -> Self {
+        Self {
+            by_op: vec![Vec::new(); OPS.len()],
+            stream: (0, 0.0),
+        }
+    }
+}
+
+fn op(name: &str) -> usize {
+    OPS.iter()
+        .position(|o| *o == name)
+        .expect("known operation")
+}
+
+/// Time one awaited call into `samples`.
+async fn timed<T>(
+    samples: &mut Samples,
+    name: &str,
+    call: impl std::future::Future<Output = nfs_rs::Result<T>>,
+) -> Result<T> {
+    let started = Instant::now();
+    let out = call.await.with_context(|| format!("{name} failed"))?;
+    samples.by_op[op(name)].push(started.elapsed().as_secs_f64() * 1e6);
+    Ok(out)
+}
+
+/// One round of every operation on one server; the names are the round's own.
+async fn one_round(
+    mount: &dyn Mount,
+    tag: &str,
+    round: usize,
+    args: &Args,
+    samples: &mut Samples,
+) -> Result<()> {
+    let root = mount.getfh().await;
+    for _ in 0..args.calls {
+        timed(samples, "NULL", mount.null()).await?;
+    }
+    let names: Vec<String> = (0..args.calls)
+        .map(|i| format!("lat-{tag}-{round}-{i:05}"))
+        .collect();
+    let mut handles = Vec::with_capacity(names.len());
+    for name in &names {
+        let made = timed(
+            samples,
+            "CREATE",
+            mount.create(root.clone(), name, Some(0o644)),
+        )
+        .await?;
+        handles.push(made.fh);
+    }
+    for fh in &handles {
+        timed(samples, "GETATTR", mount.getattr(fh.clone())).await?;
+    }
+    for name in &names {
+        timed(samples, "LOOKUP", mount.lookup(root.clone(), name)).await?;
+    }
+    for fh in &handles {
+        timed(samples, "ACCESS", mount.access(fh.clone(), 0x1f)).await?;
+    }
+    for name in &names {
+        timed(samples, "REMOVE", mount.remove(root.clone(), name)).await?;
+    }
+    let list = mount
+        .lookup(root.clone(), "list")
+        .await
+        .context("the folder `list` is missing from the export")?
+        .fh;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut seen = 0usize;
+        let mut stream = mount.readdirplus(list.clone()).await;
+        while stream.try_next().await?.is_some() {
+            seen += 1;
+        }
+        samples.by_op[op("READDIRPLUS (whole folder)")].push(started.elapsed().as_secs_f64() * 1e6);
+        if seen < args.entries {
+            bail!(
+                "listing `list` gave {seen} entries, expected {}",
+                args.entries
+            );
+        }
+    }
+    let data = Bytes::from((0..MIB).map(|i| i as u8).collect::<Vec<u8>>());
+    let big = format!("lat-{tag}-{round}-big");
+    let file = mount.create(root.clone(), &big, Some(0o644)).await?.fh;
+    let writes = (args.calls / 25).max(4);
+    for i in 0..writes {
+        let offset = (i * MIB) as u64;
+        timed(
+            samples,
+            "WRITE 1 MiB (unstable)",
+            mount.write(file.clone(), offset, data.clone()),
+        )
+        .await?;
+        timed(
+            samples,
+            "COMMIT 1 MiB",
+            mount.commit(file.clone(), offset, MIB as u32),
+        )
+        .await?;
+    }
+    for i in 0..writes {
+        let got = timed(
+            samples,
+            "READ 1 MiB",
+            mount.read(file.clone(), (i * MIB) as u64, MIB as u32),
+        )
+        .await?;
+        if got.len() != MIB || got[..16] != data[..16] {
+            bail!("READ of {big} at {i} MiB gave other bytes than written");
+        }
+    }
+    mount.remove(root.clone(), &big).await?;
+    // One stream: a file of --stream-mib read front to back, 1 MiB at a time.
+    let stream = format!("lat-{tag}-{round}-stream");
+    let file = mount.create(root.clone(), &stream, Some(0o644)).await?.fh;
+    for i in 0..args.stream_mib {
+        mount
+            .write(file.clone(), (i * MIB) as u64, data.clone())
+            .await?;
+    }
+    mount.commit(file.clone(), 0, 0).await?;
+    let started = Instant::now();
+    let mut moved = 0u64;
+    for i in 0..args.stream_mib {
+        let got = timed(
+            samples,
+            "READ 1 MiB, one stream",
+            mount.read(file.clone(), (i * MIB) as u64, MIB as u32),
+        )
+        .await?;
+        moved += got.len() as u64;
+    }
+    samples.stream.0 += moved;
+    samples.stream.1 += started.elapsed().as_secs_f64();
+    mount.remove(root, &stream).await?;
+    Ok(())
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut ordered = values.to_vec();
+    ordered.sort_by(f64::total_cmp);
+    ordered[((ordered.len() as f64 * p) as usize).min(ordered.len() - 1)]
+}
+
+/// What one TCP stream moves over loopback, bytes a second (iperf3, 3 s).
+fn iperf3_loopback() -> Result<f64> {
+    let port = "15201";
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-B", "127.0.0.1", "-p", port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start iperf3 (apt install iperf3)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", port, "-t", "3", "-J"])
+        .output()
+        .context("cannot run iperf3")?;
+    let _ = server.wait();
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("iperf3 printed no JSON report")?;
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|bits| bits / 8.0)
+        .context("iperf3's report has no received rate")
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let targets: Vec<(String, String)> = args
+        .target
+        .iter()
+        .map(|t| {
+            t.split_once('=')
+                .map(|(n, u)| (n.to_string(), u.to_string()))
+                .with_context(|| format!("--target {t}: expected NAME=URL"))
+        })
+        .collect::<Result<_>>()?;
+    if targets.len() < 2 {
+        bail!("give two --target: the peer, then rushesd");
+    }
+    // One thread, one call awaited at a time: exactly one request in flight.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::new()).collect();
+    runtime.block_on(async {
+        let mut mounts = Vec::new();
+        for (name, url) in &targets {
+            let mount = nfs_rs::parse_url_and_mount(url)
+                .await
+                .with_context(|| format!("cannot mount {name} at {url}"))?;
+            mounts.push(mount);
+        }
+        for round in 0..args.rounds {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..targets.len()).collect()
+            } else {
+                (0..targets.len()).rev().collect()
+            };
+            for s in order {
+                one_round(&*mounts[s], &targets[s].0, round, &args, &mut samples[s]).await?;
+            }
+        }
+        for mount in &mounts {
+            let _ = mount.umount().await;
+        }
+        anyhow::Ok(())
+    })?;
+    let (peer, ours) = (&targets[0].0, &targets[targets.len() - 1].0);
+    let (a, b) = (&samples[0], &samples[samples.len() - 1]);
+    println!(
+        "\nOne request in flight, crates.io nfs-rs {} as the client (one thread), {} rounds \
+         taking turns, {} calls of each small operation per round; READDIRPLUS lists a \
+         {}-entry folder\n",
+        NFS_RS_VERSION, args.rounds, args.calls, args.entries
+    );
+    println!(
+        "| operation | {peer} p50 | {peer} p99 | {ours} p50 | {ours} p99 | ratio p50 ({peer}/{ours}) | ratio p99 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (i, name) in OPS.iter().enumerate() {
+        let (x, y) = (&a.by_op[i], &b.by_op[i]);
+        let row = [
+            percentile(x, 0.5),
+            percentile(x, 0.99),
+            percentile(y, 0.5),
+            percentile(y, 0.99),
+        ];
+        println!(
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs | {:.2}x | {:.2}x |",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[0] / row[2],
+            row[1] / row[3]
+        );
+    }
+    let rate = |s: &Samples| s.stream.0 as f64 / s.stream.1;
+    let (peer_rate, our_rate) = (rate(a), rate(b));
+    print!(
+        "\nOne stream of 1 MiB READs, one at a time: {peer} {:.0} MB/s, {ours} {:.0} MB/s ({:.2}x)",
+        peer_rate / 1e6,
+        our_rate / 1e6,
+        our_rate / peer_rate
+    );
+    if args.no_iperf {
+        println!();
+    } else {
+        let loopback = iperf3_loopback()?;
+        println!(
+            "; iperf3 over loopback {:.0} MB/s: {ours} reaches {:.0} %",
+            loopback / 1e6,
+            100.0 * our_rate / loopback
+        );
+    }
+    Ok(())
+}
