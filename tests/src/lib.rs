@@ -516,6 +516,42 @@ impl Nfs {
         .map(|r| r.access)
     }
 
+    /// List a directory completely with READDIRPLUS, `count` bytes a reply: each name
+    /// with the attributes the reply carried (None when it carried none).
+    pub async fn list_attrs(
+        &mut self,
+        dir: &nfs_fh3,
+        count: u32,
+    ) -> Result<Vec<(String, Option<t::fattr3>)>, NfsStatus> {
+        let mut out = Vec::new();
+        let (mut cookie, mut verf) = (0, t::cookieverf3::default());
+        loop {
+            let args = t::READDIRPLUS3args {
+                dir: dir.clone(),
+                cookie,
+                cookieverf: verf,
+                dircount: count,
+                maxcount: count,
+            };
+            let r = ok(self.conn.readdirplus(&args).await)?;
+            verf = r.cookieverf;
+            for e in r.reply.entries.0 {
+                let attr = match e.name_attributes {
+                    t::Nfs3Option::Some(a) => Some(a),
+                    t::Nfs3Option::None => None,
+                };
+                out.push((
+                    String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
+                    attr,
+                ));
+                cookie = e.cookie;
+            }
+            if r.reply.eof {
+                return Ok(out);
+            }
+        }
+    }
+
     /// List a directory completely with READDIR (or READDIRPLUS), `count` bytes a reply,
     /// following cookies. Returns (name, fileid) in order.
     pub async fn list(

@@ -1222,3 +1222,169 @@ async fn fifos_and_sockets_are_made_devices_only_where_allowed_and_never_opened(
     let mut c = Nfs::mount(server.port(), "/media", &alice()).await.unwrap();
     assert_eq!(c.getattr(&fifo).await.unwrap().type_, t::ftype3::NF3FIFO);
 }
+
+/// What READDIRPLUS said about an entry, beside what the file system says now.
+fn listed_matches_disk(path: &Path, attr: &t::fattr3) -> Result<(), String> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let disk = (
+        md.ino(),
+        md.size(),
+        md.mode() & 0o7777,
+        md.nlink() as u32,
+        md.uid(),
+        md.gid(),
+        (md.atime() as u32, md.atime_nsec() as u32),
+        (md.mtime() as u32, md.mtime_nsec() as u32),
+        (md.ctime() as u32, md.ctime_nsec() as u32),
+    );
+    let listed = (
+        attr.fileid,
+        attr.size,
+        attr.mode,
+        attr.nlink,
+        attr.uid,
+        attr.gid,
+        (attr.atime.seconds, attr.atime.nseconds),
+        (attr.mtime.seconds, attr.mtime.nseconds),
+        (attr.ctime.seconds, attr.ctime.nseconds),
+    );
+    if disk == listed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: listed (ino, size, mode, nlink, uid, gid, atime, mtime, ctime) {listed:?}, on disk {disk:?}",
+            path.display()
+        ))
+    }
+}
+
+/// READDIRPLUS answers repeated listings from an attribute cache. Whatever changes a file
+/// on the server's own disk, behind NFS's back (a write, chmod, chown, a hard link made
+/// and removed, a rename, times set, a truncate, a read moving the access time, a file
+/// replaced under the same name), shows in the very next listing.
+#[tokio::test]
+async fn a_listing_shows_changes_made_behind_the_servers_back_at_once() {
+    let dir = share_dir(0o777);
+    let folder = dir.path().join("bin");
+    std::fs::create_dir(&folder).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            folder.join(format!("clip{i:02}.mov")),
+            data(100 + i, i as u8),
+        )
+        .unwrap();
+    }
+    let state = state_dir();
+    let server = serve(dir.path(), state.path());
+    let mut c = Nfs::mount(server.port(), "/share", &User::new(0, 0))
+        .await
+        .unwrap();
+    let root = c.root.clone();
+    let bin = c.lookup(&root, "bin").await.unwrap();
+    let check = |listing: &[(String, Option<t::fattr3>)], when: &str| {
+        let mut names: Vec<&str> = Vec::new();
+        for (name, attr) in listing {
+            if name == "." || name == ".." {
+                continue;
+            }
+            let attr = attr
+                .as_ref()
+                .unwrap_or_else(|| panic!("{when}: {name} listed without attributes"));
+            if let Err(e) = listed_matches_disk(&folder.join(name), attr) {
+                panic!("{when}: {e}");
+            }
+            names.push(name);
+        }
+        let mut on_disk: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        names.sort();
+        assert_eq!(names, on_disk, "{when}: the listing's names");
+    };
+    // Twice: the second answers from what the first looked at.
+    for pass in ["first listing", "second listing"] {
+        let listing = c.list_attrs(&bin, 65536).await.unwrap();
+        check(&listing, pass);
+    }
+    let f = |i: usize| folder.join(format!("clip{i:02}.mov"));
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let changes: Vec<(&str, Change<'_>)> = vec![
+        (
+            "a write",
+            Box::new(move || std::fs::write(f(0), data(5000, 9)).unwrap()),
+        ),
+        (
+            "a chmod",
+            Box::new(move || {
+                std::fs::set_permissions(f(1), std::fs::Permissions::from_mode(0o600)).unwrap()
+            }),
+        ),
+        (
+            "a chown",
+            Box::new(move || std::os::unix::fs::chown(f(2), Some(4321), Some(4322)).unwrap()),
+        ),
+        (
+            "a hard link",
+            Box::new(move || std::fs::hard_link(f(3), f(3).with_extension("link")).unwrap()),
+        ),
+        (
+            "the link removed",
+            Box::new(move || std::fs::remove_file(f(3).with_extension("link")).unwrap()),
+        ),
+        (
+            "a rename",
+            Box::new(move || std::fs::rename(f(4), f(4).with_extension("old")).unwrap()),
+        ),
+        (
+            "times set",
+            Box::new(move || {
+                let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+                std::fs::File::options()
+                    .write(true)
+                    .open(f(5))
+                    .unwrap()
+                    .set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
+                    .unwrap();
+            }),
+        ),
+        (
+            "a read moving the access time",
+            Box::new(move || {
+                std::fs::read(f(5)).unwrap();
+            }),
+        ),
+        (
+            "a truncate",
+            Box::new(move || {
+                std::fs::File::options()
+                    .write(true)
+                    .open(f(6))
+                    .unwrap()
+                    .set_len(3)
+                    .unwrap()
+            }),
+        ),
+        (
+            "a file replaced under its name",
+            Box::new(move || {
+                std::fs::remove_file(f(7)).unwrap();
+                std::fs::write(f(7), b"new").unwrap();
+            }),
+        ),
+        (
+            "a new file",
+            Box::new(move || std::fs::write(f(30), b"late").unwrap()),
+        ),
+        (
+            "a file removed",
+            Box::new(move || std::fs::remove_file(f(8)).unwrap()),
+        ),
+    ];
+    for (what, change) in changes {
+        change();
+        let listing = c.list_attrs(&bin, 65536).await.unwrap();
+        check(&listing, &format!("after {what}"));
+    }
+}

@@ -8,14 +8,17 @@
 //! caller identity to the file system, lacks COMMIT and LINK, and its handles do not
 //! survive a restart. Handles wrap the kernel's persistent file handles
 //! (`name_to_handle_at`), authenticated with a keyed hash ([`handle`]). Operations run
-//! on the blocking pool as the caller's squashed identity ([`sys::run_as`]), so the
-//! kernel enforces permissions. Every call's outcome goes through one
+//! as the caller's squashed identity ([`sys::run_as`]), on the connection's own thread
+//! when a call comes alone and on the blocking pool otherwise, so the kernel enforces
+//! permissions. Attributes already read are kept, true by fanotify, for READDIRPLUS
+//! ([`attrs`]). Every call's outcome goes through one
 //! [`activity::OpObserver`].
 //!
 //! # Current limitations
 //! NFSv3 over TCP only (MOUNT, NLM and NSM over UDP too); no NFSv4 or RPCSEC_GSS. A share does not cross into file systems mounted below it.
 
 pub mod activity;
+pub mod attrs;
 pub mod callback;
 pub mod drc;
 pub mod handle;

@@ -1156,6 +1156,14 @@ impl<'a> NfsCall<'a> {
             put(out, &NFS3_OK);
             put(out, &dir_attr);
             out.extend_from_slice(&expected);
+            // Entries' attributes may come from the cache when the caller could stat
+            // them (search permission on the folder) and the cache has caught up.
+            let cache = &self.svc.attrs;
+            let seen = (plus
+                && obj.share.attrs_watched
+                && rustix::fs::accessat(&dfd, c".", rustix::fs::Access::EXEC_OK, AtFlags::EACCESS)
+                    .is_ok())
+            .then(|| cache.catch_up());
             let mut buf = Vec::with_capacity(32 * 1024);
             let mut raw = rustix::fs::RawDir::new(&dfd, buf.spare_capacity_mut());
             let mut dir_bytes = 0;
@@ -1179,15 +1187,38 @@ impl<'a> NfsCall<'a> {
                 put_opaque(out, name.to_bytes());
                 put_u64(out, entry.next_entry_cookie());
                 if plus {
-                    match obj.child(&self.svc.key, dfd.as_fd(), &dst, name) {
-                        Ok((child_fh, attr)) => {
-                            put(out, &post_op_attr::attributes(attr));
-                            put_bool(out, true);
-                            put_opaque(out, &child_fh);
-                        }
-                        Err(_) => {
-                            put(out, &post_op_attr::Void);
-                            put_bool(out, false);
+                    let plain = name != c"." && name != c"..";
+                    let hit = seen
+                        .filter(|_| plain)
+                        .and_then(|_| cache.get(obj.share.id, entry.ino()));
+                    if let Some(hit) = hit {
+                        put(out, &post_op_attr::attributes(hit.attr));
+                        put_bool(out, true);
+                        put_opaque(out, &hit.fh);
+                    } else {
+                        match obj.child(&self.svc.key, dfd.as_fd(), &dst, name) {
+                            Ok((child_fh, attr)) => {
+                                put(out, &post_op_attr::attributes(attr));
+                                put_bool(out, true);
+                                put_opaque(out, &child_fh);
+                                // The name still named this inode when it was looked at.
+                                if let Some(seen) =
+                                    seen.filter(|_| plain && attr.fileid == entry.ino())
+                                {
+                                    if let Some(decoded) = self.svc.key.decode(&child_fh) {
+                                        cache.fill(
+                                            seen,
+                                            obj.share.id,
+                                            &decoded.kernel,
+                                            crate::attrs::Cached { attr, fh: child_fh },
+                                        );
+                                    }
+                                }
+                            }
+                            Err(_) => {
+                                put(out, &post_op_attr::Void);
+                                put_bool(out, false);
+                            }
                         }
                     }
                 }

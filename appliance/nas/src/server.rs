@@ -324,7 +324,7 @@ fn poll_for_call(socket: &std::net::TcpStream, window: Duration) {
     }
     let until = Instant::now() + window;
     while rustix::io::ioctl_fionread(socket).unwrap_or(1) == 0 && Instant::now() < until {
-        std::hint::spin_loop();
+        std::thread::yield_now();
     }
     POLLERS.fetch_sub(1, Ordering::Relaxed);
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rustix::fs::{Mode, OFlags};
 
 use crate::activity::{OpObserver, TracingObserver};
+use crate::attrs::AttrCache;
 use crate::drc::ReplyCache;
 use crate::handle::HandleKey;
 use crate::locks::Stat;
@@ -95,6 +96,8 @@ pub struct Share {
     pub handles: HandleCache,
     /// MKNOD may make device nodes here.
     pub allow_devices: bool,
+    /// The file system is watched, so [`Service::attrs`] may answer for this share.
+    pub attrs_watched: bool,
 }
 
 /// A mount a client announced with MNT (for MOUNT's DUMP).
@@ -184,6 +187,8 @@ pub struct Service {
     pub nlm: Nlm,
     /// Clients that held locks before this start, told once we listen.
     restart_notice: Mutex<Vec<Peer>>,
+    /// Attributes already read, kept true by fanotify.
+    pub attrs: Arc<AttrCache>,
 }
 
 /// The grace period after a restart in which only reclaimed locks are granted (macOS'
@@ -214,9 +219,14 @@ impl Service {
             path: state_dir.join("handle.key"),
             source,
         })?;
+        let attrs = Arc::new(AttrCache::new());
+        let follower = Arc::clone(&attrs);
+        let _ = std::thread::Builder::new()
+            .name("nfs-attrs".into())
+            .spawn(move || follower.follow());
         let mut opened: Vec<Arc<Share>> = Vec::new();
         for cfg in shares {
-            let share = open_share(cfg, &key)?;
+            let share = open_share(cfg, &key, &attrs)?;
             if let Some(other) = opened.iter().find(|s| s.id == share.id) {
                 return Err(ServiceError::IdClash {
                     a: other.name.to_string(),
@@ -251,6 +261,7 @@ impl Service {
             replies: ReplyCache::default(),
             nlm: Nlm::new(monitor, grace),
             restart_notice: Mutex::new(before),
+            attrs,
         })
     }
 
@@ -289,7 +300,7 @@ impl Service {
     /// effect on the next call; handles clients hold stay valid).
     pub fn put_share(&self, cfg: &ShareConfig) -> Result<(), ServiceError> {
         validate(std::slice::from_ref(cfg))?;
-        let share = Arc::new(open_share(cfg, &self.key)?);
+        let share = Arc::new(open_share(cfg, &self.key, &self.attrs)?);
         let mut shares = self
             .shares
             .write()
@@ -397,7 +408,11 @@ impl Service {
     }
 }
 
-fn open_share(cfg: &ShareConfig, key: &HandleKey) -> Result<Share, ServiceError> {
+fn open_share(
+    cfg: &ShareConfig,
+    key: &HandleKey,
+    attrs: &AttrCache,
+) -> Result<Share, ServiceError> {
     let open_err = |source: std::io::Error| ServiceError::OpenShare {
         name: cfg.name.clone(),
         path: cfg.path.clone(),
@@ -425,6 +440,7 @@ fn open_share(cfg: &ShareConfig, key: &HandleKey) -> Result<Share, ServiceError>
         }
     })?;
     let id = share_id(&cfg.name);
+    let attrs_watched = attrs.watch(root.as_fd());
     Ok(Share {
         id,
         name: cfg.name.as_str().into(),
@@ -436,5 +452,6 @@ fn open_share(cfg: &ShareConfig, key: &HandleKey) -> Result<Share, ServiceError>
         root_ino: st.st_ino,
         handles: HandleCache::default(),
         allow_devices: cfg.allow_devices,
+        attrs_watched,
     })
 }

@@ -106,7 +106,10 @@ pub fn proc_path(fd: BorrowedFd<'_>) -> String {
 }
 
 thread_local! {
-    /// The file-system identity this thread currently runs as; `None` means root.
+    /// The file-system identity this thread currently runs as; `None`: not known yet. A
+    /// new thread inherits the identity of the thread that made it, which may have been
+    /// acting as a caller (a connection thread starting a pool thread), so its first
+    /// switch always sets every id.
     static THREAD_CALLER: RefCell<Option<Caller>> = const { RefCell::new(None) };
 }
 
@@ -119,7 +122,7 @@ pub fn run_as(caller: &Caller) -> io::Result<()> {
         let mut current = current.borrow_mut();
         let same = match current.as_ref() {
             Some(c) => c == caller,
-            None => *caller == Caller::ROOT,
+            None => false,
         };
         if same {
             return Ok(());
@@ -145,11 +148,7 @@ pub fn run_as(caller: &Caller) -> io::Result<()> {
                 "cannot switch file-system uid: rushesd must run as root",
             ));
         }
-        *current = if *caller == Caller::ROOT {
-            None
-        } else {
-            Some(caller.clone())
-        };
+        *current = Some(caller.clone());
         Ok(())
     })
 }
@@ -218,6 +217,33 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(denied, rustix::io::Errno::ACCESS);
+    }
+
+    /// A thread made by a thread that acts as a user starts as that user (Linux copies
+    /// the credentials); switching it to root must still take effect.
+    #[test]
+    fn a_thread_started_while_acting_as_a_user_can_become_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"x").unwrap();
+        rustix::fs::chmod(&secret, Mode::from_raw_mode(0o600)).unwrap();
+        let opened = std::thread::spawn(move || {
+            run_as(&Caller {
+                uid: 4242,
+                gid: 4242,
+                gids: vec![],
+            })
+            .unwrap();
+            std::thread::spawn(move || {
+                run_as_root().unwrap();
+                open(&secret, OFlags::RDONLY, Mode::empty()).map(drop)
+            })
+            .join()
+            .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(opened, Ok(()), "the inner thread kept the user's identity");
     }
 }
 

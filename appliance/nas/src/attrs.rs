@@ -1,0 +1,483 @@
+//! Attributes of files already looked at, kept true by fanotify: READDIRPLUS and GETATTR
+//! answer from here instead of asking the file system again.
+//!
+//! Every share's file system carries a fanotify mark that reports, with the object's
+//! kernel handle, each change to a file or folder made by anyone (NFS, Samba, a local
+//! process): data written or read (the access time), attributes, links, names made,
+//! removed or moved. The kernel queues that report before the changing call returns.
+//! So the rule that keeps the cache true is: read the whole queue, forgetting the objects
+//! named there, before answering from the cache. A change that finished before a call
+//! arrived is then always seen; one still running is concurrent with the call either way.
+//!
+//! An entry is filled after a `statx`; if a report about that object was read between
+//! that `statx` and the filling, the entry is not kept (it may predate the change
+//! reported). Without fanotify (not root, a file system that cannot report handles),
+//! nothing is cached.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+
+use nfsserve::nfs::fattr3;
+
+use crate::sys::KernelHandle;
+
+/// What is cached about one object of one share.
+#[derive(Clone)]
+pub struct Cached {
+    pub attr: fattr3,
+    /// The NFS handle clients get for it.
+    pub fh: Vec<u8>,
+}
+
+/// A point in the report stream: an entry filled from a `statx` made after
+/// `Generation` g is only kept if its object was not reported after g.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Generation(u64);
+
+type KernelKey = (i32, Vec<u8>);
+
+#[derive(Default)]
+struct State {
+    /// (share id, inode number) → what was cached.
+    by_ino: HashMap<(u32, u64), (Cached, KernelKey)>,
+    /// Kernel handle → the entries it names (one per share that reached it).
+    by_handle: HashMap<KernelKey, Vec<(u32, u64)>>,
+    /// Reads of the report queue so far.
+    generation: u64,
+    /// The read at which each recently reported object was last reported, oldest first
+    /// in `order`; what falls off the end is summed up by `forgotten_upto`.
+    reported: HashMap<KernelKey, u64>,
+    order: VecDeque<(KernelKey, u64)>,
+    /// Fills from before this read cannot be checked any more and are refused.
+    forgotten_upto: u64,
+}
+
+impl State {
+    /// Reports remembered for checking fills.
+    const REPORTED: usize = 65_536;
+
+    fn forget_all(&mut self) {
+        self.by_ino.clear();
+        self.by_handle.clear();
+        self.reported.clear();
+        self.order.clear();
+        self.forgotten_upto = self.generation;
+    }
+
+    fn changed(&mut self, key: KernelKey) {
+        if let Some(owners) = self.by_handle.remove(&key) {
+            for owner in owners {
+                self.by_ino.remove(&owner);
+            }
+        }
+        let generation = self.generation;
+        self.reported.insert(key.clone(), generation);
+        self.order.push_back((key, generation));
+        while self.order.len() > Self::REPORTED {
+            let Some((old, at)) = self.order.pop_front() else {
+                break;
+            };
+            self.forgotten_upto = self.forgotten_upto.max(at);
+            if self.reported.get(&old) == Some(&at) {
+                self.reported.remove(&old);
+            }
+        }
+    }
+
+    /// Whether a `statx` of `key` made at read `seen` may still be true.
+    fn current(&self, key: &KernelKey, seen: u64) -> bool {
+        seen >= self.forgotten_upto && self.reported.get(key).is_none_or(|at| *at <= seen)
+    }
+}
+
+/// See the module's documentation.
+pub struct AttrCache {
+    notify: Option<OwnedFd>,
+    state: Mutex<State>,
+}
+
+/// Changes reported: everything that changes what GETATTR returns for a file or a folder.
+const MASK: u64 = libc::FAN_ACCESS
+    | libc::FAN_MODIFY
+    | libc::FAN_ATTRIB
+    | libc::FAN_CREATE
+    | libc::FAN_DELETE
+    | libc::FAN_MOVED_FROM
+    | libc::FAN_MOVED_TO
+    | libc::FAN_DELETE_SELF
+    | libc::FAN_MOVE_SELF
+    | libc::FAN_ONDIR;
+
+impl AttrCache {
+    /// Beyond this many entries (some 70 MiB) the cache starts over.
+    const CAPACITY: usize = 262_144;
+
+    /// A cache with its fanotify listener, or one that caches nothing when fanotify
+    /// cannot be had (the reason is logged).
+    pub fn new() -> Self {
+        let flags =
+            libc::FAN_CLASS_NOTIF | libc::FAN_REPORT_FID | libc::FAN_NONBLOCK | libc::FAN_CLOEXEC;
+        // SAFETY: fanotify_init takes two flag words and returns a new descriptor or -1.
+        let fd = unsafe { libc::fanotify_init(flags, libc::O_RDONLY as libc::c_uint) };
+        let notify = if fd < 0 {
+            tracing::info!(error = %std::io::Error::last_os_error(), "no fanotify: file attributes are read from the file system every time");
+            None
+        } else {
+            // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        Self {
+            notify,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// A cache that never keeps anything (tests of the uncached path, and tools).
+    pub fn disabled() -> Self {
+        Self {
+            notify: None,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Watch the whole file system `root` is on. Until this succeeds for a share, the
+    /// share must not use the cache: `false` when it failed (logged).
+    pub fn watch(&self, root: BorrowedFd<'_>) -> bool {
+        let Some(notify) = &self.notify else {
+            return false;
+        };
+        // SAFETY: both descriptors are open; an empty path names `root` itself
+        // (AT_EMPTY_PATH is implied for fanotify_mark with a NULL path).
+        let rc = unsafe {
+            libc::fanotify_mark(
+                notify.as_raw_fd(),
+                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                MASK,
+                root.as_raw_fd(),
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            tracing::info!(error = %std::io::Error::last_os_error(), "cannot watch a share's file system: its attributes are read every time");
+            return false;
+        }
+        true
+    }
+
+    /// Read every report queued so far and forget what they name. Call before answering
+    /// from the cache.
+    pub fn catch_up(&self) -> Generation {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(notify) = &self.notify {
+            drain(notify.as_fd(), &mut state);
+        }
+        Generation(state.generation)
+    }
+
+    /// Where the report stream is now, without reading it (before a `statx` whose
+    /// result will be offered to [`AttrCache::fill`]).
+    pub fn generation(&self) -> Generation {
+        Generation(
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .generation,
+        )
+    }
+
+    pub fn get(&self, share: u32, ino: u64) -> Option<Cached> {
+        self.notify.as_ref()?;
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.by_ino.get(&(share, ino)).map(|(c, _)| c.clone())
+    }
+
+    /// The entry a kernel handle names in `share`.
+    pub fn get_by_handle(&self, share: u32, kernel: &KernelHandle) -> Option<Cached> {
+        self.notify.as_ref()?;
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (kernel.handle_type, kernel.bytes.clone());
+        let ino = state
+            .by_handle
+            .get(&key)?
+            .iter()
+            .find(|(s, _)| *s == share)?
+            .1;
+        state.by_ino.get(&(share, ino)).map(|(c, _)| c.clone())
+    }
+
+    /// Keep what a `statx` made at `seen` found, unless the object was reported since.
+    pub fn fill(&self, seen: Generation, share: u32, kernel: &KernelHandle, cached: Cached) {
+        if self.notify.is_none() {
+            return;
+        }
+        let key = (kernel.handle_type, kernel.bytes.clone());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.current(&key, seen.0) {
+            return;
+        }
+        if state.by_ino.len() >= Self::CAPACITY {
+            state.by_ino.clear();
+            state.by_handle.clear();
+        }
+        let ino = cached.attr.fileid;
+        let owners = state.by_handle.entry(key.clone()).or_default();
+        if !owners.contains(&(share, ino)) {
+            owners.push((share, ino));
+        }
+        state.by_ino.insert((share, ino), (cached, key));
+    }
+
+    /// Forget everything.
+    pub fn clear(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.generation += 1;
+        state.forget_all();
+    }
+
+    /// Keep reading reports as they come, so the queue never overflows while nobody
+    /// lists (runs until the process ends).
+    pub fn follow(self: std::sync::Arc<Self>) {
+        let Some(notify) = &self.notify else {
+            return;
+        };
+        let fd = notify.as_fd();
+        loop {
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            if rustix::event::poll(&mut fds, None).is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            self.catch_up();
+        }
+    }
+}
+
+impl Default for AttrCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Read reports until none is left, forgetting the objects they name.
+fn drain(notify: BorrowedFd<'_>, state: &mut State) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match rustix::io::read(notify, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        state.generation += 1;
+        for report in Reports::new(&buf[..n]) {
+            match report {
+                Report::Overflow => state.forget_all(),
+                Report::Changed(key) => state.changed(key),
+            }
+        }
+    }
+}
+
+/// One fanotify report, as far as the cache cares.
+#[derive(Debug, PartialEq, Eq)]
+enum Report {
+    /// Reports were lost: nothing cached can be trusted.
+    Overflow,
+    /// The object with this kernel handle changed.
+    Changed(KernelKey),
+}
+
+/// The reports in a buffer read from a `FAN_REPORT_FID` descriptor. Lengths come from
+/// the kernel, but are checked against the buffer all the same: a bad record ends the
+/// walk (and what it would have named is treated as an overflow).
+struct Reports<'a> {
+    buf: &'a [u8],
+    pending: Vec<Report>,
+}
+
+impl<'a> Reports<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// `struct fanotify_event_metadata`: event_len u32, vers u8, reserved u8,
+/// metadata_len u16, mask u64, fd i32, pid i32.
+const METADATA_LEN: usize = 24;
+/// `struct fanotify_event_info_header` (type u8, pad u8, len u16) and `fsid` (8 bytes),
+/// then `struct file_handle` (handle_bytes u32, handle_type i32, f_handle).
+const FID_HEADER: usize = 4 + 8 + 8;
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    usize::from(u16::from_ne_bytes([b[at], b[at + 1]]))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl Iterator for Reports<'_> {
+    type Item = Report;
+
+    fn next(&mut self) -> Option<Report> {
+        if let Some(r) = self.pending.pop() {
+            return Some(r);
+        }
+        if self.buf.len() < METADATA_LEN {
+            return None;
+        }
+        let event_len = u32_at(self.buf, 0) as usize;
+        let metadata_len = u16_at(self.buf, 6);
+        if event_len < METADATA_LEN || event_len > self.buf.len() || metadata_len > event_len {
+            self.buf = &[];
+            return Some(Report::Overflow);
+        }
+        let mask = u64::from_ne_bytes(self.buf[8..16].try_into().unwrap_or([0; 8]));
+        let (event, rest) = self.buf.split_at(event_len);
+        self.buf = rest;
+        if mask & libc::FAN_Q_OVERFLOW != 0 {
+            return Some(Report::Overflow);
+        }
+        let mut info = &event[metadata_len.max(METADATA_LEN)..];
+        while info.len() >= 4 {
+            let len = u16_at(info, 2);
+            if len < 4 || len > info.len() {
+                return Some(Report::Overflow);
+            }
+            let record = &info[..len];
+            info = &info[len..];
+            // FAN_EVENT_INFO_TYPE_FID (1), DFID_NAME (2), DFID (3): a handle follows.
+            if !(1..=3).contains(&record[0]) || record.len() < FID_HEADER {
+                continue;
+            }
+            let bytes = u32_at(record, 12) as usize;
+            let handle_type = u32_at(record, 16) as i32;
+            let Some(handle) = record.get(FID_HEADER..FID_HEADER + bytes) else {
+                return Some(Report::Overflow);
+            };
+            self.pending
+                .push(Report::Changed((handle_type, handle.to_vec())));
+        }
+        // An event without a handle (none expected) tells nothing to forget.
+        self.pending.pop().or_else(|| self.next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(mask: u64, handles: &[(i32, &[u8])]) -> Vec<u8> {
+        let mut infos = Vec::new();
+        for (t, h) in handles {
+            let len = FID_HEADER + h.len();
+            let padded = len.div_ceil(4) * 4;
+            infos.push(1u8);
+            infos.push(0);
+            infos.extend_from_slice(&(padded as u16).to_ne_bytes());
+            infos.extend_from_slice(&[0; 8]);
+            infos.extend_from_slice(&(h.len() as u32).to_ne_bytes());
+            infos.extend_from_slice(&t.to_ne_bytes());
+            infos.extend_from_slice(h);
+            infos.resize(infos.len() + padded - len, 0);
+        }
+        let mut e = Vec::new();
+        e.extend_from_slice(&((METADATA_LEN + infos.len()) as u32).to_ne_bytes());
+        e.push(3);
+        e.push(0);
+        e.extend_from_slice(&(METADATA_LEN as u16).to_ne_bytes());
+        e.extend_from_slice(&mask.to_ne_bytes());
+        e.extend_from_slice(&(-1i32).to_ne_bytes());
+        e.extend_from_slice(&0i32.to_ne_bytes());
+        e.extend_from_slice(&infos);
+        e
+    }
+
+    #[test]
+    fn reports_name_the_handles_and_overflow() {
+        let mut buf = event(libc::FAN_MODIFY, &[(1, &[1, 2, 3, 4, 5, 6, 7, 8])]);
+        buf.extend(event(libc::FAN_Q_OVERFLOW, &[]));
+        buf.extend(event(libc::FAN_CREATE, &[(0x81, &[9; 12])]));
+        let got: Vec<Report> = Reports::new(&buf).collect();
+        assert_eq!(
+            got,
+            vec![
+                Report::Changed((1, vec![1, 2, 3, 4, 5, 6, 7, 8])),
+                Report::Overflow,
+                Report::Changed((0x81, vec![9; 12])),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_reports_end_the_walk_as_an_overflow() {
+        let good = event(libc::FAN_MODIFY, &[(1, &[7; 8])]);
+        // event_len beyond the buffer
+        let mut long = good.clone();
+        long[..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert_eq!(
+            Reports::new(&long).collect::<Vec<_>>(),
+            vec![Report::Overflow]
+        );
+        // an info record longer than its event
+        let mut bad_info = good.clone();
+        bad_info[METADATA_LEN + 2..METADATA_LEN + 4].copy_from_slice(&500u16.to_ne_bytes());
+        assert_eq!(
+            Reports::new(&bad_info).collect::<Vec<_>>(),
+            vec![Report::Overflow]
+        );
+        // a handle longer than its record
+        let mut bad_handle = good.clone();
+        bad_handle[METADATA_LEN + 12..METADATA_LEN + 16].copy_from_slice(&64u32.to_ne_bytes());
+        assert_eq!(
+            Reports::new(&bad_handle).collect::<Vec<_>>(),
+            vec![Report::Overflow]
+        );
+        // a truncated buffer yields nothing more
+        assert_eq!(Reports::new(&good[..10]).count(), 0);
+    }
+
+    /// A file changed behind the cache's back is forgotten once the reports are read.
+    #[test]
+    fn a_change_by_another_process_is_seen_before_the_next_answer() {
+        let cache = AttrCache::new();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let root = rustix::fs::open(
+            dir.path(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        assert!(
+            cache.watch(root.as_fd()),
+            "fanotify is needed (run as root)"
+        );
+        let kernel = crate::sys::name_to_handle(root.as_fd(), c"f").unwrap();
+        let seen = cache.catch_up();
+        let attr = fattr3 {
+            fileid: 42,
+            ..Default::default()
+        };
+        cache.fill(seen, 7, &kernel, Cached { attr, fh: vec![1] });
+        cache.catch_up();
+        assert!(cache.get(7, 42).is_some());
+        assert!(cache.get_by_handle(7, &kernel).is_some());
+        std::fs::write(dir.path().join("f"), b"changed").unwrap();
+        cache.catch_up();
+        assert!(cache.get(7, 42).is_none(), "the write was not noticed");
+        // A fill from before a report is refused.
+        let stale = cache.generation();
+        std::fs::write(dir.path().join("f"), b"again").unwrap();
+        cache.catch_up();
+        cache.fill(stale, 7, &kernel, Cached { attr, fh: vec![1] });
+        assert!(
+            cache.get(7, 42).is_none(),
+            "a fill older than a report was kept"
+        );
+    }
+}
