@@ -516,13 +516,13 @@ impl Nfs {
         .map(|r| r.access)
     }
 
-    /// List a directory completely with READDIRPLUS, `count` bytes a reply: each name
-    /// with the attributes the reply carried (None when it carried none).
-    pub async fn list_attrs(
+    /// List a directory completely with READDIRPLUS, `count` bytes a reply, following
+    /// cookies: every entry as the replies gave it.
+    pub async fn list_plus(
         &mut self,
         dir: &nfs_fh3,
         count: u32,
-    ) -> Result<Vec<(String, Option<t::fattr3>)>, NfsStatus> {
+    ) -> Result<Vec<PlusEntry>, NfsStatus> {
         let mut out = Vec::new();
         let (mut cookie, mut verf) = (0, t::cookieverf3::default());
         loop {
@@ -536,14 +536,15 @@ impl Nfs {
             let r = ok(self.conn.readdirplus(&args).await)?;
             verf = r.cookieverf;
             for e in r.reply.entries.0 {
-                let attr = match e.name_attributes {
-                    t::Nfs3Option::Some(a) => Some(a),
-                    t::Nfs3Option::None => None,
-                };
-                out.push((
-                    String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
-                    attr,
-                ));
+                out.push(PlusEntry {
+                    name: String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
+                    fileid: e.fileid,
+                    attr: match e.name_attributes {
+                        t::Nfs3Option::Some(a) => Some(a),
+                        t::Nfs3Option::None => None,
+                    },
+                    has_handle: e.name_handle.is_some(),
+                });
                 cookie = e.cookie;
             }
             if r.reply.eof {
@@ -560,51 +561,47 @@ impl Nfs {
         count: u32,
         plus: bool,
     ) -> Result<Vec<(String, u64)>, NfsStatus> {
+        if plus {
+            let entries = self.list_plus(dir, count).await?;
+            return Ok(entries
+                .into_iter()
+                .map(|e| {
+                    assert!(e.has_handle, "READDIRPLUS entry without handle");
+                    (e.name, e.fileid)
+                })
+                .collect());
+        }
         let mut out = Vec::new();
         let (mut cookie, mut verf) = (0, t::cookieverf3::default());
         loop {
-            let eof = if plus {
-                let args = t::READDIRPLUS3args {
-                    dir: dir.clone(),
-                    cookie,
-                    cookieverf: verf,
-                    dircount: count,
-                    maxcount: count,
-                };
-                let r = ok(self.conn.readdirplus(&args).await)?;
-                verf = r.cookieverf;
-                for e in r.reply.entries.0 {
-                    assert!(e.name_handle.is_some(), "READDIRPLUS entry without handle");
-                    out.push((
-                        String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
-                        e.fileid,
-                    ));
-                    cookie = e.cookie;
-                }
-                r.reply.eof
-            } else {
-                let args = t::READDIR3args {
-                    dir: dir.clone(),
-                    cookie,
-                    cookieverf: verf,
-                    count,
-                };
-                let r = ok(self.conn.readdir(&args).await)?;
-                verf = r.cookieverf;
-                for e in r.reply.entries.0 {
-                    out.push((
-                        String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
-                        e.fileid,
-                    ));
-                    cookie = e.cookie;
-                }
-                r.reply.eof
+            let args = t::READDIR3args {
+                dir: dir.clone(),
+                cookie,
+                cookieverf: verf,
+                count,
             };
-            if eof {
+            let r = ok(self.conn.readdir(&args).await)?;
+            verf = r.cookieverf;
+            for e in r.reply.entries.0 {
+                out.push((
+                    String::from_utf8_lossy(&e.name.0.to_vec()).into_owned(),
+                    e.fileid,
+                ));
+                cookie = e.cookie;
+            }
+            if r.reply.eof {
                 return Ok(out);
             }
         }
     }
+}
+
+/// One READDIRPLUS entry.
+pub struct PlusEntry {
+    pub name: String,
+    pub fileid: u64,
+    pub attr: Option<t::fattr3>,
+    pub has_handle: bool,
 }
 
 /// Build an RPC call record (with record mark) by hand.

@@ -1281,9 +1281,9 @@ async fn a_listing_shows_changes_made_behind_the_servers_back_at_once() {
         .unwrap();
     let root = c.root.clone();
     let bin = c.lookup(&root, "bin").await.unwrap();
-    let check = |listing: &[(String, Option<t::fattr3>)], when: &str| {
+    let check = |listing: &[rushes_tests::PlusEntry], when: &str| {
         let mut names: Vec<&str> = Vec::new();
-        for (name, attr) in listing {
+        for rushes_tests::PlusEntry { name, attr, .. } in listing {
             if name == "." || name == ".." {
                 continue;
             }
@@ -1305,7 +1305,7 @@ async fn a_listing_shows_changes_made_behind_the_servers_back_at_once() {
     };
     // Twice: the second answers from what the first looked at.
     for pass in ["first listing", "second listing"] {
-        let listing = c.list_attrs(&bin, 65536).await.unwrap();
+        let listing = c.list_plus(&bin, 65536).await.unwrap();
         check(&listing, pass);
     }
     let f = |i: usize| folder.join(format!("clip{i:02}.mov"));
@@ -1384,7 +1384,7 @@ async fn a_listing_shows_changes_made_behind_the_servers_back_at_once() {
     ];
     for (what, change) in changes {
         change();
-        let listing = c.list_attrs(&bin, 65536).await.unwrap();
+        let listing = c.list_plus(&bin, 65536).await.unwrap();
         check(&listing, &format!("after {what}"));
     }
 }
