@@ -84,6 +84,19 @@ pub struct ClientVm {
     pub dir: PathBuf,
 }
 
+/// A QEMU netdev `id`: one end of an Ethernet link carried in UDP datagrams between two
+/// guests on loopback (each side names its own port and the other's).
+pub fn link_netdev(id: &str, local_port: u16, peer_port: u16) -> String {
+    format!("socket,id={id},udp=127.0.0.1:{peer_port},localaddr=127.0.0.1:{local_port}")
+}
+
+/// Two free UDP ports on loopback, for the two ends of a [`link_netdev`] link.
+pub fn link_ports() -> std::io::Result<(u16, u16)> {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let b = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+}
+
 /// The client guest's kernel and initramfs (`RUSHES_CLIENT_DIR` overrides `out/client`).
 pub fn client_files() -> (PathBuf, PathBuf) {
     let dir = std::env::var_os("RUSHES_CLIENT_DIR")
@@ -102,21 +115,39 @@ impl ClientVm {
     /// Boot the client guest on `net`'s tap, named `hostname`; returns once its shell
     /// answers.
     pub fn boot(net: &TestNet, hostname: &str, dir: &Path) -> Result<Self> {
-        let (kernel, initrd) = client_files();
-        let sock = dir.join("client-console.sock");
-        let append = format!(
-            "console=ttyS0 loglevel=3 panic=-1 rushes.ip={}/30 rushes.name={hostname}",
-            net.client_ip
-        );
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &net.name, "qemu-system-x86_64"])
-            .args(["-machine", "q35", "-m", "768", "-smp", "1", "-no-reboot"])
+            .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]);
+        Self::start(cmd, &format!("{}/30", net.client_ip), hostname, dir)
+    }
+
+    /// Boot the client guest on a point-to-point Ethernet link to another QEMU guest: a
+    /// UDP tunnel from `local_port` to `peer_port` on loopback (the other guest's NIC
+    /// has them the other way round). `ip` is the client's address with its prefix.
+    pub fn boot_linked(
+        local_port: u16,
+        peer_port: u16,
+        ip: &str,
+        hostname: &str,
+        dir: &Path,
+    ) -> Result<Self> {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-netdev", &link_netdev("n0", local_port, peer_port)]);
+        Self::start(cmd, ip, hostname, dir)
+    }
+
+    /// Start `cmd` (QEMU, its NIC's netdev `n0` given) as the client guest.
+    fn start(mut cmd: Command, ip: &str, hostname: &str, dir: &Path) -> Result<Self> {
+        let (kernel, initrd) = client_files();
+        let sock = dir.join("client-console.sock");
+        let append =
+            format!("console=ttyS0 loglevel=3 panic=-1 rushes.ip={ip} rushes.name={hostname}");
+        cmd.args(["-machine", "q35", "-m", "768", "-smp", "1", "-no-reboot"])
             .arg("-kernel")
             .arg(&kernel)
             .arg("-initrd")
             .arg(&initrd)
             .args(["-append", &append])
-            .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .args(["-display", "none", "-monitor", "none"])
             .arg("-serial")

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use rushes_tests::client::{link_netdev, link_ports, ClientVm};
 use rushes_tests::guest::{ctl, ctl_json, read_share_file, sh, sha256, write_share_file, SHORT};
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
 use serde_json::Value;
@@ -11,6 +12,8 @@ use serde_json::Value;
 const BOOT: Duration = Duration::from_secs(600);
 const EDITOR_PW: &str = "cut-list-42";
 const INTERN_PW: &str = "coffee-run";
+/// The appliance's NIC on the link to the client guest.
+const LAN_MAC: &str = "52:54:00:52:55:01";
 
 /// `smbclient //127.0.0.1/SHARE -U USER%PASSWORD -c COMMANDS` in the guest: (output, rc).
 fn smbclient(vm: &Vm, share: &str, user: &str, password: &str, commands: &str) -> (String, i32) {
@@ -134,7 +137,21 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
     enable_debug_shell(&image).unwrap();
-    let mut vm = Vm::boot_with(&image, work.path(), &[("RUSHES_NVME_SIZE", "1G")]).unwrap();
+    // A second NIC on an Ethernet link of its own, for the Linux client guest at the end.
+    let (box_port, client_port) = link_ports().unwrap();
+    let lan = link_netdev("lan", box_port, client_port);
+    let mut vm = Vm::boot_with_devices(
+        &image,
+        work.path(),
+        &[("RUSHES_NVME_SIZE", "1G")],
+        &[
+            "-netdev",
+            &lan,
+            "-device",
+            &format!("virtio-net-pci,netdev=lan,mac={LAN_MAC}"),
+        ],
+    )
+    .unwrap();
     vm.wait_for("rushes: ready", 0, BOOT).unwrap();
     vm.wait_for("smbd is ready", 0, SHORT).unwrap();
     let port = vm.port;
@@ -488,4 +505,63 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     ctl(&vm, "user remove intern", 0, SHORT);
     let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
     assert_ne!(rc, 0, "{out}");
+
+    linux_client_mounts_the_appliance(&vm, &client_port, &box_port, work.path());
+}
+
+/// A real Linux NFS client (the client guest: the kernel's client, nfs-common's
+/// mount.nfs, showmount and rpc.statd) against the appliance, on an Ethernet link of
+/// their own: showmount and plain mounts with no options, locking on, and its lock is a
+/// kernel lock on the appliance that Samba's clients run into.
+fn linux_client_mounts_the_appliance(
+    vm: &Vm,
+    client_port: &u16,
+    box_port: &u16,
+    work: &std::path::Path,
+) {
+    // No DHCP on the link: the appliance's NIC gets its address by hand.
+    let nic = sh(
+        vm,
+        &format!("ip -o link | grep -i {LAN_MAC} | cut -d: -f2 | tr -d ' '"),
+    );
+    let nic = nic.trim();
+    assert!(!nic.is_empty(), "the appliance has no NIC with {LAN_MAC}");
+    sh(
+        vm,
+        &format!("ip addr add 169.254.79.1/24 dev {nic} && ip link set {nic} up"),
+    );
+    let mut client =
+        ClientVm::boot_linked(*client_port, *box_port, "169.254.79.2/24", "suite-7", work)
+            .expect("the client guest boots");
+    let started = Instant::now();
+    let shown = client.sh("showmount -e 169.254.79.1");
+    assert!(shown.contains("/projects"), "{shown}");
+    client.sh("mount -t nfs -o vers=3 169.254.79.1:/projects /mnt/b && umount /mnt/b");
+    client.sh("mount -t nfs 169.254.79.1:/projects /mnt/a");
+    let took = started.elapsed();
+    let mounts = client.sh("grep /mnt/a /proc/mounts");
+    assert!(
+        mounts.contains("vers=3") && !mounts.contains("nolock"),
+        "{mounts}"
+    );
+    eprintln!("against the appliance: showmount, mount -o vers=3 + umount, plain mount: {took:?} under TCG");
+    // The file NFS from the host wrote earlier is there.
+    let listed = client.sh("ls /mnt/a");
+    assert!(listed.contains("from-nfs.txt"), "{listed}");
+    // An app locks a file (flock over NFS is an NLM lock on the whole file, exclusive,
+    // so on a file the squashed root may write): Samba's client in the appliance is kept
+    // out until the client lets go.
+    sh(vm, "chmod 666 /pools/media/projects/from-nfs.txt");
+    client.sh("flock -n -o /mnt/a/from-nfs.txt sleep 600 >/dev/null 2>&1 & echo $! > /tmp/holder; sleep 3");
+    sh(vm, &format!(
+        "mkdir -p /mnt/lk && mount -t cifs //127.0.0.1/projects /mnt/lk -o username=editor,password={EDITOR_PW},vers=3.1.1,nolease,cache=none"
+    ));
+    let (out, rc) = vm.run("flock -n /mnt/lk/from-nfs.txt true", SHORT).unwrap();
+    assert!(
+        rc != 0 && out.contains("Permission denied"),
+        "SMB must not lock what the Linux client holds ({rc}): {out}"
+    );
+    client.sh("kill $(cat /tmp/holder); sleep 2");
+    sh(vm, "flock -n /mnt/lk/from-nfs.txt true && umount /mnt/lk");
+    client.sh("umount /mnt/a");
 }

@@ -235,25 +235,23 @@ impl AttrCache {
         state.forget_all();
     }
 
-    /// Keep reading reports as they come, so the queue never overflows while nobody
-    /// lists (runs until the process ends).
+    /// Read the reports every [`FOLLOW_EVERY`], so the queue does not overflow while
+    /// nobody lists (runs until the process ends). Not on every report: a stream of
+    /// reads would wake this thread once per READ, and the kernel merges repeated
+    /// reports about one object while they wait.
     pub fn follow(self: std::sync::Arc<Self>) {
-        let Some(notify) = &self.notify else {
+        if self.notify.is_none() {
             return;
-        };
-        let fd = notify.as_fd();
+        }
         loop {
-            let mut fds = [rustix::event::PollFd::new(
-                &fd,
-                rustix::event::PollFlags::IN,
-            )];
-            if rustix::event::poll(&mut fds, None).is_err() {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            std::thread::sleep(FOLLOW_EVERY);
             self.catch_up();
         }
     }
 }
+
+/// How often reports are read when no listing reads them first.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Default for AttrCache {
     fn default() -> Self {
