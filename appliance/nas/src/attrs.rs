@@ -22,12 +22,33 @@ use nfsserve::nfs::fattr3;
 
 use crate::sys::KernelHandle;
 
-/// What is cached about one object of one share.
+/// What is cached about one object of one share: its attributes and the NFS handle
+/// clients get for it, kept inline so a lookup touches one place in memory.
 #[derive(Clone)]
 pub struct Cached {
     pub attr: fattr3,
-    /// The NFS handle clients get for it.
-    pub fh: Vec<u8>,
+    fh: [u8; Self::MAX_FH],
+    fh_len: u8,
+}
+
+impl Cached {
+    /// NFSv3 handles are at most 64 bytes.
+    const MAX_FH: usize = 64;
+
+    /// None when `fh` is longer than an NFSv3 handle may be.
+    pub fn new(attr: fattr3, fh: &[u8]) -> Option<Self> {
+        let mut inline = [0u8; Self::MAX_FH];
+        inline.get_mut(..fh.len())?.copy_from_slice(fh);
+        Some(Self {
+            attr,
+            fh: inline,
+            fh_len: fh.len() as u8,
+        })
+    }
+
+    pub fn fh(&self) -> &[u8] {
+        &self.fh[..usize::from(self.fh_len)]
+    }
 }
 
 /// A point in the report stream: an entry filled from a `statx` made after
@@ -40,7 +61,7 @@ type KernelKey = (i32, Vec<u8>);
 #[derive(Default)]
 struct State {
     /// (share id, inode number) → what was cached.
-    by_ino: HashMap<(u32, u64), (Cached, KernelKey)>,
+    by_ino: Entries,
     /// Kernel handle → the entries it names (one per share that reached it).
     by_handle: HashMap<KernelKey, Vec<(u32, u64)>>,
     /// Reads of the report queue so far.
@@ -51,6 +72,84 @@ struct State {
     order: VecDeque<(KernelKey, u64)>,
     /// Fills from before this read cannot be checked any more and are refused.
     forgotten_upto: u64,
+}
+
+/// The cached entries: an index into a slab whose slots are filled in the order a
+/// folder is first listed, so listing it again walks memory in order (see
+/// [`Entries::get_after`]) instead of probing the index at random for each entry.
+#[derive(Default)]
+struct Entries {
+    index: HashMap<(u32, u64), u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+struct Slot {
+    /// The entry this slot holds, or `None` when it is free.
+    owner: Option<(u32, u64)>,
+    cached: Cached,
+}
+
+impl Entries {
+    fn get(&self, owner: &(u32, u64)) -> Option<(u32, &Cached)> {
+        let i = *self.index.get(owner)?;
+        Some((i, &self.slots.get(i as usize)?.cached))
+    }
+
+    /// Like [`Entries::get`], trying first the slot after `previous` (the last hit of
+    /// the same listing). A slot is the entry of the owner it names, as long as it
+    /// names one.
+    fn get_after(&self, previous: Option<u32>, owner: &(u32, u64)) -> Option<(u32, &Cached)> {
+        if let Some(next) = previous.and_then(|p| p.checked_add(1)) {
+            if let Some(slot) = self.slots.get(next as usize) {
+                if slot.owner.as_ref() == Some(owner) {
+                    return Some((next, &slot.cached));
+                }
+            }
+        }
+        self.get(owner)
+    }
+
+    fn insert(&mut self, owner: (u32, u64), cached: Cached) {
+        let slot = Slot {
+            owner: Some(owner),
+            cached,
+        };
+        if let Some(&i) = self.index.get(&owner) {
+            self.slots[i as usize] = slot;
+            return;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(owner, i);
+    }
+
+    fn remove(&mut self, owner: &(u32, u64)) {
+        if let Some(i) = self.index.remove(owner) {
+            if let Some(slot) = self.slots.get_mut(i as usize) {
+                slot.owner = None;
+            }
+            self.free.push(i);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.slots.clear();
+        self.free.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
 }
 
 impl State {
@@ -187,9 +286,24 @@ impl AttrCache {
     }
 
     pub fn get(&self, share: u32, ino: u64) -> Option<Cached> {
+        self.with(share, ino, &mut None, Cached::clone)
+    }
+
+    /// Hand what is cached about `ino` of `share` to `use_it` (without copying it out).
+    /// `cursor` carries where the last entry of the same listing was found (start with
+    /// `None`): the next is most often right after it.
+    pub fn with<R>(
+        &self,
+        share: u32,
+        ino: u64,
+        cursor: &mut Option<u32>,
+        use_it: impl FnOnce(&Cached) -> R,
+    ) -> Option<R> {
         self.notify.as_ref()?;
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.by_ino.get(&(share, ino)).map(|(c, _)| c.clone())
+        let (at, cached) = state.by_ino.get_after(*cursor, &(share, ino))?;
+        *cursor = Some(at);
+        Some(use_it(cached))
     }
 
     /// The entry a kernel handle names in `share`.
@@ -203,7 +317,7 @@ impl AttrCache {
             .iter()
             .find(|(s, _)| *s == share)?
             .1;
-        state.by_ino.get(&(share, ino)).map(|(c, _)| c.clone())
+        state.by_ino.get(&(share, ino)).map(|(_, c)| c.clone())
     }
 
     /// Keep what a `statx` made at `seen` found, unless the object was reported since.
@@ -221,11 +335,11 @@ impl AttrCache {
             state.by_handle.clear();
         }
         let ino = cached.attr.fileid;
-        let owners = state.by_handle.entry(key.clone()).or_default();
+        let owners = state.by_handle.entry(key).or_default();
         if !owners.contains(&(share, ino)) {
             owners.push((share, ino));
         }
-        state.by_ino.insert((share, ino), (cached, key));
+        state.by_ino.insert((share, ino), cached);
     }
 
     /// Forget everything.
@@ -439,6 +553,36 @@ mod tests {
         assert_eq!(Reports::new(&good[..10]).count(), 0);
     }
 
+    #[test]
+    fn the_slot_after_the_last_hit_is_used_only_for_its_own_entry() {
+        let entry = |ino: u64| {
+            Cached::new(
+                fattr3 {
+                    fileid: ino,
+                    ..Default::default()
+                },
+                &[ino as u8],
+            )
+            .unwrap()
+        };
+        let mut entries = Entries::default();
+        for ino in [10, 11, 12] {
+            entries.insert((1, ino), entry(ino));
+        }
+        let (at, first) = entries.get_after(None, &(1, 10)).unwrap();
+        assert_eq!(first.attr.fileid, 10);
+        assert_eq!(entries.get_after(Some(at), &(1, 11)).unwrap().1.fh(), &[11]);
+        // 11 goes and 13 takes its slot: the slot after 10 now answers for 13 only.
+        entries.remove(&(1, 11));
+        assert!(entries.get_after(Some(at), &(1, 11)).is_none());
+        entries.insert((1, 13), entry(13));
+        assert!(entries.get_after(Some(at), &(1, 11)).is_none());
+        assert_eq!(entries.get_after(Some(at), &(1, 13)).unwrap().1.fh(), &[13]);
+        // Another share's entry with the same inode number is another entry.
+        assert!(entries.get_after(Some(at), &(2, 13)).is_none());
+        assert!(entries.get_after(Some(u32::MAX), &(1, 12)).is_some());
+    }
+
     /// A file changed behind the cache's back is forgotten once the reports are read.
     #[test]
     fn a_change_by_another_process_is_seen_before_the_next_answer() {
@@ -461,7 +605,7 @@ mod tests {
             fileid: 42,
             ..Default::default()
         };
-        cache.fill(seen, 7, &kernel, Cached { attr, fh: vec![1] });
+        cache.fill(seen, 7, &kernel, Cached::new(attr, &[1]).unwrap());
         cache.catch_up();
         assert!(cache.get(7, 42).is_some());
         assert!(cache.get_by_handle(7, &kernel).is_some());
@@ -472,7 +616,7 @@ mod tests {
         let stale = cache.generation();
         std::fs::write(dir.path().join("f"), b"again").unwrap();
         cache.catch_up();
-        cache.fill(stale, 7, &kernel, Cached { attr, fh: vec![1] });
+        cache.fill(stale, 7, &kernel, Cached::new(attr, &[1]).unwrap());
         assert!(
             cache.get(7, 42).is_none(),
             "a fill older than a report was kept"

@@ -1164,6 +1164,7 @@ impl<'a> NfsCall<'a> {
                 && rustix::fs::accessat(&dfd, c".", rustix::fs::Access::EXEC_OK, AtFlags::EACCESS)
                     .is_ok())
             .then(|| cache.catch_up());
+            let mut cursor = None;
             let mut buf = Vec::with_capacity(32 * 1024);
             let mut raw = rustix::fs::RawDir::new(&dfd, buf.spare_capacity_mut());
             let mut dir_bytes = 0;
@@ -1188,14 +1189,14 @@ impl<'a> NfsCall<'a> {
                 put_u64(out, entry.next_entry_cookie());
                 if plus {
                     let plain = name != c"." && name != c"..";
-                    let hit = seen
-                        .filter(|_| plain)
-                        .and_then(|_| cache.get(obj.share.id, entry.ino()));
-                    if let Some(hit) = hit {
-                        put(out, &post_op_attr::attributes(hit.attr));
-                        put_bool(out, true);
-                        put_opaque(out, &hit.fh);
-                    } else {
+                    let hit = seen.filter(|_| plain).and_then(|_| {
+                        cache.with(obj.share.id, entry.ino(), &mut cursor, |hit| {
+                            put(out, &post_op_attr::attributes(hit.attr));
+                            put_bool(out, true);
+                            put_opaque(out, hit.fh());
+                        })
+                    });
+                    if hit.is_none() {
                         match obj.child(&self.svc.key, dfd.as_fd(), &dst, name) {
                             Ok((child_fh, attr)) => {
                                 put(out, &post_op_attr::attributes(attr));
@@ -1205,13 +1206,10 @@ impl<'a> NfsCall<'a> {
                                 if let Some(seen) =
                                     seen.filter(|_| plain && attr.fileid == entry.ino())
                                 {
-                                    if let Some(decoded) = self.svc.key.decode(&child_fh) {
-                                        cache.fill(
-                                            seen,
-                                            obj.share.id,
-                                            &decoded.kernel,
-                                            crate::attrs::Cached { attr, fh: child_fh },
-                                        );
+                                    let decoded = self.svc.key.decode(&child_fh);
+                                    let cached = crate::attrs::Cached::new(attr, &child_fh);
+                                    if let (Some(decoded), Some(cached)) = (decoded, cached) {
+                                        cache.fill(seen, obj.share.id, &decoded.kernel, cached);
                                     }
                                 }
                             }
