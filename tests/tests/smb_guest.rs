@@ -506,7 +506,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
     assert_ne!(rc, 0, "{out}");
 
-    linux_client_mounts_the_appliance(&vm, &client_port, &box_port, work.path());
+    linux_client_mounts_the_appliance(&vm, client_port, box_port, work.path());
 }
 
 /// A real Linux NFS client (the client guest: the kernel's client, nfs-common's
@@ -515,8 +515,8 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
 /// kernel lock on the appliance that Samba's clients run into.
 fn linux_client_mounts_the_appliance(
     vm: &Vm,
-    client_port: &u16,
-    box_port: &u16,
+    client_port: u16,
+    box_port: u16,
     work: &std::path::Path,
 ) {
     // No DHCP on the link: the appliance's NIC gets its address by hand.
@@ -531,7 +531,7 @@ fn linux_client_mounts_the_appliance(
         &format!("ip addr add 169.254.79.1/24 dev {nic} && ip link set {nic} up"),
     );
     let mut client =
-        ClientVm::boot_linked(*client_port, *box_port, "169.254.79.2/24", "suite-7", work)
+        ClientVm::boot_linked(client_port, box_port, "169.254.79.2/24", "suite-7", work)
             .expect("the client guest boots");
     let started = Instant::now();
     let shown = client.sh("showmount -e 169.254.79.1");

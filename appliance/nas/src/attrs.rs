@@ -232,14 +232,6 @@ impl AttrCache {
         }
     }
 
-    /// A cache that never keeps anything (tests of the uncached path, and tools).
-    pub fn disabled() -> Self {
-        Self {
-            notify: None,
-            state: Mutex::new(State::default()),
-        }
-    }
-
     /// Watch the whole file system `root` is on. Until this succeeds for a share, the
     /// share must not use the cache: `false` when it failed (logged).
     pub fn watch(&self, root: BorrowedFd<'_>) -> bool {
@@ -274,21 +266,6 @@ impl AttrCache {
         Generation(state.generation)
     }
 
-    /// Where the report stream is now, without reading it (before a `statx` whose
-    /// result will be offered to [`AttrCache::fill`]).
-    pub fn generation(&self) -> Generation {
-        Generation(
-            self.state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .generation,
-        )
-    }
-
-    pub fn get(&self, share: u32, ino: u64) -> Option<Cached> {
-        self.with(share, ino, &mut None, Cached::clone)
-    }
-
     /// Hand what is cached about `ino` of `share` to `use_it` (without copying it out).
     /// `cursor` carries where the last entry of the same listing was found (start with
     /// `None`): the next is most often right after it.
@@ -304,20 +281,6 @@ impl AttrCache {
         let (at, cached) = state.by_ino.get_after(*cursor, &(share, ino))?;
         *cursor = Some(at);
         Some(use_it(cached))
-    }
-
-    /// The entry a kernel handle names in `share`.
-    pub fn get_by_handle(&self, share: u32, kernel: &KernelHandle) -> Option<Cached> {
-        self.notify.as_ref()?;
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (kernel.handle_type, kernel.bytes.clone());
-        let ino = state
-            .by_handle
-            .get(&key)?
-            .iter()
-            .find(|(s, _)| *s == share)?
-            .1;
-        state.by_ino.get(&(share, ino)).map(|(_, c)| c.clone())
     }
 
     /// Keep what a `statx` made at `seen` found, unless the object was reported since.
@@ -340,13 +303,6 @@ impl AttrCache {
             owners.push((share, ino));
         }
         state.by_ino.insert((share, ino), cached);
-    }
-
-    /// Forget everything.
-    pub fn clear(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.generation += 1;
-        state.forget_all();
     }
 
     /// Read the reports every [`FOLLOW_EVERY`], so the queue does not overflow while
@@ -382,12 +338,10 @@ fn drain(notify: BorrowedFd<'_>, state: &mut State) {
             Ok(n) => n,
         };
         state.generation += 1;
-        for report in Reports::new(&buf[..n]) {
-            match report {
-                Report::Overflow => state.forget_all(),
-                Report::Changed(key) => state.changed(key),
-            }
-        }
+        each_report(&buf[..n], |report| match report {
+            Report::Overflow => state.forget_all(),
+            Report::Changed(key) => state.changed(key),
+        });
     }
 }
 
@@ -398,23 +352,6 @@ enum Report {
     Overflow,
     /// The object with this kernel handle changed.
     Changed(KernelKey),
-}
-
-/// The reports in a buffer read from a `FAN_REPORT_FID` descriptor. Lengths come from
-/// the kernel, but are checked against the buffer all the same: a bad record ends the
-/// walk (and what it would have named is treated as an overflow).
-struct Reports<'a> {
-    buf: &'a [u8],
-    pending: Vec<Report>,
-}
-
-impl<'a> Reports<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self {
-            buf,
-            pending: Vec::new(),
-        }
-    }
 }
 
 /// `struct fanotify_event_metadata`: event_len u32, vers u8, reserved u8,
@@ -432,36 +369,31 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-impl Iterator for Reports<'_> {
-    type Item = Report;
-
-    fn next(&mut self) -> Option<Report> {
-        if let Some(r) = self.pending.pop() {
-            return Some(r);
+/// Hand each report in `buf` (read from a `FAN_REPORT_FID` descriptor) to `report`.
+/// Lengths come from the kernel but are checked against the buffer all the same: a bad
+/// record ends the walk as an overflow (what it would have named is unknown).
+fn each_report(mut buf: &[u8], mut report: impl FnMut(Report)) {
+    while buf.len() >= METADATA_LEN {
+        let event_len = u32_at(buf, 0) as usize;
+        let metadata_len = u16_at(buf, 6).max(METADATA_LEN);
+        if event_len < METADATA_LEN || event_len > buf.len() || metadata_len > event_len {
+            return report(Report::Overflow);
         }
-        if self.buf.len() < METADATA_LEN {
-            return None;
-        }
-        let event_len = u32_at(self.buf, 0) as usize;
-        let metadata_len = u16_at(self.buf, 6);
-        if event_len < METADATA_LEN || event_len > self.buf.len() || metadata_len > event_len {
-            self.buf = &[];
-            return Some(Report::Overflow);
-        }
-        let mask = u64::from_ne_bytes(self.buf[8..16].try_into().unwrap_or([0; 8]));
-        let (event, rest) = self.buf.split_at(event_len);
-        self.buf = rest;
+        let mask = u64::from_ne_bytes(buf[8..16].try_into().unwrap_or([0; 8]));
+        let (event, rest) = buf.split_at(event_len);
+        buf = rest;
         if mask & libc::FAN_Q_OVERFLOW != 0 {
-            return Some(Report::Overflow);
+            report(Report::Overflow);
+            continue;
         }
-        let mut info = &event[metadata_len.max(METADATA_LEN)..];
+        let mut info = &event[metadata_len..];
         while info.len() >= 4 {
             let len = u16_at(info, 2);
             if len < 4 || len > info.len() {
-                return Some(Report::Overflow);
+                return report(Report::Overflow);
             }
-            let record = &info[..len];
-            info = &info[len..];
+            let (record, more) = info.split_at(len);
+            info = more;
             // FAN_EVENT_INFO_TYPE_FID (1), DFID_NAME (2), DFID (3): a handle follows.
             if !(1..=3).contains(&record[0]) || record.len() < FID_HEADER {
                 continue;
@@ -469,13 +401,10 @@ impl Iterator for Reports<'_> {
             let bytes = u32_at(record, 12) as usize;
             let handle_type = u32_at(record, 16) as i32;
             let Some(handle) = record.get(FID_HEADER..FID_HEADER + bytes) else {
-                return Some(Report::Overflow);
+                return report(Report::Overflow);
             };
-            self.pending
-                .push(Report::Changed((handle_type, handle.to_vec())));
+            report(Report::Changed((handle_type, handle.to_vec())));
         }
-        // An event without a handle (none expected) tells nothing to forget.
-        self.pending.pop().or_else(|| self.next())
     }
 }
 
@@ -509,12 +438,18 @@ mod tests {
         e
     }
 
+    fn reports(buf: &[u8]) -> Vec<Report> {
+        let mut got = Vec::new();
+        each_report(buf, |r| got.push(r));
+        got
+    }
+
     #[test]
     fn reports_name_the_handles_and_overflow() {
         let mut buf = event(libc::FAN_MODIFY, &[(1, &[1, 2, 3, 4, 5, 6, 7, 8])]);
         buf.extend(event(libc::FAN_Q_OVERFLOW, &[]));
         buf.extend(event(libc::FAN_CREATE, &[(0x81, &[9; 12])]));
-        let got: Vec<Report> = Reports::new(&buf).collect();
+        let got = reports(&buf);
         assert_eq!(
             got,
             vec![
@@ -531,26 +466,17 @@ mod tests {
         // event_len beyond the buffer
         let mut long = good.clone();
         long[..4].copy_from_slice(&1000u32.to_ne_bytes());
-        assert_eq!(
-            Reports::new(&long).collect::<Vec<_>>(),
-            vec![Report::Overflow]
-        );
+        assert_eq!(reports(&long), vec![Report::Overflow]);
         // an info record longer than its event
         let mut bad_info = good.clone();
         bad_info[METADATA_LEN + 2..METADATA_LEN + 4].copy_from_slice(&500u16.to_ne_bytes());
-        assert_eq!(
-            Reports::new(&bad_info).collect::<Vec<_>>(),
-            vec![Report::Overflow]
-        );
+        assert_eq!(reports(&bad_info), vec![Report::Overflow]);
         // a handle longer than its record
         let mut bad_handle = good.clone();
         bad_handle[METADATA_LEN + 12..METADATA_LEN + 16].copy_from_slice(&64u32.to_ne_bytes());
-        assert_eq!(
-            Reports::new(&bad_handle).collect::<Vec<_>>(),
-            vec![Report::Overflow]
-        );
+        assert_eq!(reports(&bad_handle), vec![Report::Overflow]);
         // a truncated buffer yields nothing more
-        assert_eq!(Reports::new(&good[..10]).count(), 0);
+        assert!(reports(&good[..10]).is_empty());
     }
 
     #[test]
@@ -583,6 +509,10 @@ mod tests {
         assert!(entries.get_after(Some(u32::MAX), &(1, 12)).is_some());
     }
 
+    fn cached(cache: &AttrCache, share: u32, ino: u64) -> bool {
+        cache.with(share, ino, &mut None, |_| ()).is_some()
+    }
+
     /// A file changed behind the cache's back is forgotten once the reports are read.
     #[test]
     fn a_change_by_another_process_is_seen_before_the_next_answer() {
@@ -607,18 +537,19 @@ mod tests {
         };
         cache.fill(seen, 7, &kernel, Cached::new(attr, &[1]).unwrap());
         cache.catch_up();
-        assert!(cache.get(7, 42).is_some());
-        assert!(cache.get_by_handle(7, &kernel).is_some());
+        assert!(cached(&cache, 7, 42));
+        let key = (kernel.handle_type, kernel.bytes.clone());
+        assert!(cache.state.lock().unwrap().by_handle[&key].contains(&(7, 42)));
         std::fs::write(dir.path().join("f"), b"changed").unwrap();
         cache.catch_up();
-        assert!(cache.get(7, 42).is_none(), "the write was not noticed");
+        assert!(!cached(&cache, 7, 42), "the write was not noticed");
         // A fill from before a report is refused.
-        let stale = cache.generation();
+        let stale = cache.catch_up();
         std::fs::write(dir.path().join("f"), b"again").unwrap();
         cache.catch_up();
         cache.fill(stale, 7, &kernel, Cached::new(attr, &[1]).unwrap());
         assert!(
-            cache.get(7, 42).is_none(),
+            !cached(&cache, 7, 42),
             "a fill older than a report was kept"
         );
     }

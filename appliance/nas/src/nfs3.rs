@@ -364,6 +364,50 @@ impl Obj {
     }
 }
 
+/// A READDIRPLUS entry's attributes and handle: from the attribute cache when `seen`
+/// (the cache's catch-up for this call) allows it, else looked up in `dir` and offered to
+/// the cache. `cursor` is where the listing's last cache hit was.
+fn put_entry_plus(
+    svc: &Service,
+    obj: &Obj,
+    (dir, dir_st): (BorrowedFd<'_>, &Stat),
+    entry: &rustix::fs::RawDirEntry<'_>,
+    seen: Option<crate::attrs::Generation>,
+    cursor: &mut Option<u32>,
+    out: &mut Vec<u8>,
+) {
+    let name = entry.file_name();
+    // `.` and `..` are the folder's own and its parent's: not cached.
+    let seen = seen.filter(|_| name != c"." && name != c"..");
+    let hit = seen.and_then(|_| {
+        svc.attrs.with(obj.share.id, entry.ino(), cursor, |hit| {
+            put(out, &post_op_attr::attributes(hit.attr));
+            put_bool(out, true);
+            put_opaque(out, hit.fh());
+        })
+    });
+    if hit.is_some() {
+        return;
+    }
+    let Ok((fh, attr)) = obj.child(&svc.key, dir, dir_st, name) else {
+        put(out, &post_op_attr::Void);
+        put_bool(out, false);
+        return;
+    };
+    put(out, &post_op_attr::attributes(attr));
+    put_bool(out, true);
+    put_opaque(out, &fh);
+    // Only if the name still named this inode when it was looked at.
+    let Some(seen) = seen.filter(|_| attr.fileid == entry.ino()) else {
+        return;
+    };
+    if let (Some(decoded), Some(cached)) =
+        (svc.key.decode(&fh), crate::attrs::Cached::new(attr, &fh))
+    {
+        svc.attrs.fill(seen, obj.share.id, &decoded.kernel, cached);
+    }
+}
+
 /// The directory half of a call that changes a directory: its descriptor and its
 /// attributes before the change (for wcc_data).
 struct DirOp {
@@ -1158,12 +1202,11 @@ impl<'a> NfsCall<'a> {
             out.extend_from_slice(&expected);
             // Entries' attributes may come from the cache when the caller could stat
             // them (search permission on the folder) and the cache has caught up.
-            let cache = &self.svc.attrs;
             let seen = (plus
                 && obj.share.attrs_watched
                 && rustix::fs::accessat(&dfd, c".", rustix::fs::Access::EXEC_OK, AtFlags::EACCESS)
                     .is_ok())
-            .then(|| cache.catch_up());
+            .then(|| self.svc.attrs.catch_up());
             let mut cursor = None;
             let mut buf = Vec::with_capacity(32 * 1024);
             let mut raw = rustix::fs::RawDir::new(&dfd, buf.spare_capacity_mut());
@@ -1188,37 +1231,15 @@ impl<'a> NfsCall<'a> {
                 put_opaque(out, name.to_bytes());
                 put_u64(out, entry.next_entry_cookie());
                 if plus {
-                    let plain = name != c"." && name != c"..";
-                    let hit = seen.filter(|_| plain).and_then(|_| {
-                        cache.with(obj.share.id, entry.ino(), &mut cursor, |hit| {
-                            put(out, &post_op_attr::attributes(hit.attr));
-                            put_bool(out, true);
-                            put_opaque(out, hit.fh());
-                        })
-                    });
-                    if hit.is_none() {
-                        match obj.child(&self.svc.key, dfd.as_fd(), &dst, name) {
-                            Ok((child_fh, attr)) => {
-                                put(out, &post_op_attr::attributes(attr));
-                                put_bool(out, true);
-                                put_opaque(out, &child_fh);
-                                // The name still named this inode when it was looked at.
-                                if let Some(seen) =
-                                    seen.filter(|_| plain && attr.fileid == entry.ino())
-                                {
-                                    let decoded = self.svc.key.decode(&child_fh);
-                                    let cached = crate::attrs::Cached::new(attr, &child_fh);
-                                    if let (Some(decoded), Some(cached)) = (decoded, cached) {
-                                        cache.fill(seen, obj.share.id, &decoded.kernel, cached);
-                                    }
-                                }
-                            }
-                            Err(_) => {
-                                put(out, &post_op_attr::Void);
-                                put_bool(out, false);
-                            }
-                        }
-                    }
+                    put_entry_plus(
+                        self.svc,
+                        &obj,
+                        (dfd.as_fd(), &dst),
+                        &entry,
+                        seen,
+                        &mut cursor,
+                        out,
+                    );
                 }
                 // 8 bytes stay free for the list terminator and eof.
                 let fits =

@@ -277,8 +277,9 @@ fn serve_connection(
                 break;
             }
         };
-        chained = replied_at.is_some_and(|at| at.elapsed() < 2 * poll_window);
-        replied_at = None;
+        chained = replied_at
+            .take()
+            .is_some_and(|at| at.elapsed() < 2 * poll_window);
         let alone = in_flight.is_idle()
             && rd.buffer().is_empty()
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
@@ -317,7 +318,9 @@ fn poll_for_call(socket: &std::net::TcpStream, window: Duration) {
     if window.is_zero() {
         return;
     }
-    let most = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+    static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let most = *MOST
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)));
     if POLLERS.fetch_add(1, Ordering::Relaxed) >= most {
         POLLERS.fetch_sub(1, Ordering::Relaxed);
         return;

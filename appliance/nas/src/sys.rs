@@ -120,11 +120,7 @@ thread_local! {
 pub fn run_as(caller: &Caller) -> io::Result<()> {
     THREAD_CALLER.with(|current| {
         let mut current = current.borrow_mut();
-        let same = match current.as_ref() {
-            Some(c) => c == caller,
-            None => false,
-        };
-        if same {
+        if current.as_ref() == Some(caller) {
             return Ok(());
         }
         let gids: Vec<rustix::process::Gid> = caller

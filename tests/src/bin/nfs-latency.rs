@@ -60,7 +60,6 @@ const OPS: [&str; 11] = [
     "READ 1 MiB, one stream",
 ];
 
-#[derive(Default)]
 struct Samples {
     /// Microseconds, per operation index of [`OPS`].
     by_op: Vec<Vec<f64>>,
