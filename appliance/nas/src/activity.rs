@@ -255,7 +255,7 @@ pub struct ClientTotals {
 #[derive(Default)]
 struct Live {
     seconds: VecDeque<Second>,
-    clients: HashMap<IpAddr, ClientTotals, crate::rollup::Fast>,
+    clients: HashMap<IpAddr, ClientTotals, crate::fasthash::Fast>,
 }
 
 /// Live throughput per second (the last minute) and per client, for the dashboard.

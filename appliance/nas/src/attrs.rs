@@ -79,7 +79,7 @@ struct State {
 /// [`Entries::get_after`]) instead of probing the index at random for each entry.
 #[derive(Default)]
 struct Entries {
-    index: HashMap<(u32, u64), u32>,
+    index: HashMap<(u32, u64), u32, crate::fasthash::Fast>,
     slots: Vec<Slot>,
     free: Vec<u32>,
 }

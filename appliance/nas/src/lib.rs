@@ -21,6 +21,7 @@ pub mod activity;
 pub mod attrs;
 pub mod callback;
 pub mod drc;
+pub mod fasthash;
 pub mod handle;
 pub mod locks;
 pub mod mount;

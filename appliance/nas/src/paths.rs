@@ -20,7 +20,7 @@ const MAX_ENTRIES: usize = 65_536;
 type Seen<K> = Mutex<HashMap<(u32, u64), (K, String)>>;
 
 /// Directory paths: read by every namespace operation, so readers share the lock.
-type SeenDirs = RwLock<HashMap<(u32, u64), ((u64, Instant), String), crate::rollup::Fast>>;
+type SeenDirs = RwLock<HashMap<(u32, u64), ((u64, Instant), String), crate::fasthash::Fast>>;
 
 pub struct PathNames {
     /// `/proc/self/fd`, opened once: each lookup is then one `readlinkat` of a number,
