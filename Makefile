@@ -52,6 +52,8 @@ build:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# No import circles between the files of any crate (tests/tests/layout.rs).
+	$(CARGO) nextest run -p rushes-tests --test layout
 
 # The end-to-end tests start target/debug/rushesd and boot out/rushes.img, so both are
 # built first.

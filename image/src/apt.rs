@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::Manifest;
+use crate::manifest::Manifest;
 
 /// apt configured to use only files under `root`.
 pub struct Apt {

@@ -9,6 +9,7 @@
 mod apt;
 mod cpio;
 mod disk;
+mod manifest;
 mod rootfs;
 
 use std::io::Write;
@@ -17,25 +18,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use serde::Deserialize;
 
-/// `image/manifest.toml`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub mirror: String,
-    pub security_mirror: String,
-    pub suite: String,
-    pub components: Vec<String>,
-    pub kernel: String,
-    pub packages: Vec<String>,
-    pub boot_packages: Vec<String>,
-    pub firmware_packages: Vec<String>,
-    pub firmware_keep: Vec<String>,
-    pub modules_keep: Vec<String>,
-    pub trim: Vec<String>,
-    pub busybox_applets: Vec<String>,
-}
+use manifest::Manifest;
 
 #[derive(Parser)]
 #[command(

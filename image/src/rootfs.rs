@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::Manifest;
+use crate::manifest::Manifest;
 
 /// Create the merged-/usr skeleton Debian bookworm expects (no maintainer script runs
 /// to make it).

@@ -638,18 +638,18 @@ fn dashboard(f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
             a.message
         )));
     }
-    let running: Vec<&api::Job> = snap
-        .jobs
-        .iter()
-        .filter(|j| j.state == api::JobState::Running)
-        .collect();
+    let running: Vec<&api::Job> = snap.jobs.iter().filter(|j| j.state.is_active()).collect();
     if !running.is_empty() {
         lines.push(Line::from(""));
         lines.push(Line::from("Running jobs").style(Style::default().add_modifier(Modifier::BOLD)));
         for j in running {
             lines.push(Line::from(format!(
-                "  {} {} {}: {}",
-                j.id, j.kind, j.pool, j.step
+                "  {} {} {} {} {}",
+                j.id,
+                j.kind,
+                j.target,
+                bar(j.fraction.unwrap_or(0.0), 16),
+                j.step
             )));
         }
     }
@@ -928,11 +928,7 @@ fn disks(f: &mut Frame<'_>, area: Rect, app: &App) {
 
 fn pools(f: &mut Frame<'_>, area: Rect, app: &App) {
     let snap = &app.snap;
-    let running: Vec<&api::Job> = snap
-        .jobs
-        .iter()
-        .filter(|j| j.state == api::JobState::Running)
-        .collect();
+    let running: Vec<&api::Job> = snap.jobs.iter().filter(|j| j.state.is_active()).collect();
     let [list, jobs, help] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Length(running.len().min(4) as u16),
@@ -977,7 +973,7 @@ fn pools(f: &mut Frame<'_>, area: Rect, app: &App) {
                 "job {} {} {}: {} {}",
                 j.id,
                 j.kind,
-                j.pool,
+                j.target,
                 bar(j.fraction.unwrap_or(0.0), 16),
                 j.step.split(" (").next().unwrap_or(&j.step)
             ))

@@ -458,25 +458,125 @@ pub struct UpdateShare {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Waiting for its turn (or, after a restart, for its owner to take it up again).
+    Queued,
     Running,
-    Done,
+    Paused,
+    /// Ended with an error: see `error`.
     Failed,
+    Cancelled,
+    Done,
 }
 
-/// Long work (create, grow, replace, scrub) that a client can watch.
+impl JobState {
+    /// Queued, running or paused: not ended.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            JobState::Queued | JobState::Running | JobState::Paused
+        )
+    }
+}
+
+/// What kind of thing a job works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Pool,
+    Share,
+    /// A set of paths (moves, copies, recalls).
+    Paths,
+    Disk,
+    Bay,
+    Card,
+    /// An object store or another site.
+    Store,
+    /// The appliance as a whole.
+    Appliance,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Pool => "pool",
+            TargetKind::Share => "share",
+            TargetKind::Paths => "paths",
+            TargetKind::Disk => "disk",
+            TargetKind::Bay => "bay",
+            TargetKind::Card => "card",
+            TargetKind::Store => "store",
+            TargetKind::Appliance => "appliance",
+        }
+    }
+}
+
+/// What a job works on: `pool media`, `card`, `paths /media/day1/*`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobTarget {
+    pub kind: TargetKind,
+    /// Empty for targets that are one of a kind (the card, the appliance).
+    #[serde(default)]
+    pub name: String,
+}
+
+impl JobTarget {
+    pub fn pool(name: &str) -> Self {
+        Self {
+            kind: TargetKind::Pool,
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for JobTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name.is_empty() {
+            f.write_str(self.kind.as_str())
+        } else {
+            write!(f, "{} {}", self.kind.as_str(), self.name)
+        }
+    }
+}
+
+/// How far a job's current step is, in the step's own units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    /// `bytes`, `files`, `disks` …
+    pub unit: String,
+    /// Units per second, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Seconds left at that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_secs: Option<u64>,
+}
+
+/// Long work (pool create, grow, replace, scrub, and the coming moves and copies) that
+/// a client can watch, and cancel where the work allows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: u64,
-    /// `create-pool`, `grow-pool`, `replace-disk`, `scrub`.
+    /// `create-pool`, `grow-pool`, `replace-disk`, `scrub` …
     pub kind: String,
-    pub pool: String,
+    pub target: JobTarget,
     pub state: JobState,
     /// What it is doing now, in words.
     pub step: String,
+    /// The current step's progress, when it is counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     /// 0.0 to 1.0 of the current step, when known.
     pub fraction: Option<f64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// `POST /v1/jobs/{id}/cancel` can stop it.
+    #[serde(default)]
+    pub cancellable: bool,
+    /// Taken up again after a restart of rushesd.
+    #[serde(default)]
+    pub resumed: bool,
     /// Seconds since the epoch.
     pub started: u64,
     pub finished: Option<u64>,
@@ -501,6 +601,25 @@ pub struct Alert {
     pub action: String,
     /// Seconds since the epoch.
     pub since: u64,
+    /// The subsystem that raised it (`pools`, `fabrics`, `card` …).
+    #[serde(default)]
+    pub source: String,
+    /// An event rather than a condition (a damaged file set aside): it stays until the
+    /// admin dismisses it (`POST /v1/alerts/{id}/dismiss`).
+    #[serde(default)]
+    pub dismissable: bool,
+}
+
+/// An alert's life, kept in the history after it cleared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub id: String,
+    pub severity: Severity,
+    pub message: String,
+    pub source: String,
+    /// Seconds since the epoch.
+    pub raised: u64,
+    pub cleared: Option<u64>,
 }
 
 /// The appliance at a glance.

@@ -34,7 +34,7 @@ impl Ring {
             .unwrap_or(0);
         let entry = format!("{secs} {source}: {line}");
         if self.echo_services || source == "init" {
-            crate::system::console(&entry);
+            crate::console::console(&entry);
         }
         if self.lines.len() == self.capacity {
             self.lines.pop_front();

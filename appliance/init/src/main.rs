@@ -10,6 +10,9 @@
 //! that belongs in rushesd.
 
 mod boot;
+mod child;
+mod console;
+mod events;
 mod log;
 mod services;
 mod settings;
@@ -17,6 +20,7 @@ mod system;
 
 use std::time::{Duration, Instant};
 
+use crate::events::Action;
 use crate::log::Ring;
 use crate::services::Supervisor;
 
@@ -49,27 +53,20 @@ fn main() {
     }
 }
 
-/// What ends the main loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    PowerOff,
-    Reboot,
-}
-
 fn run(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) -> Action {
     if !sup.started {
         system::boot_sequence(sup, ring, pid1);
         sup.started = true;
     }
-    let mut signals = system::Signals::new(ring);
-    let mut power_button = system::PowerButtons::open(ring);
-    let mut watchdog = system::Watchdog::open(ring);
+    let mut signals = events::Signals::new(ring);
+    let mut power_button = events::PowerButtons::open(ring);
+    let mut watchdog = events::Watchdog::open(ring);
     let mut last_tick = Instant::now();
     let mut announced = false;
     loop {
         let fds = sup.output_fds();
         let timeout = Duration::from_millis(500);
-        let ready = system::wait(signals.fd(), power_button.fds(), &fds, timeout);
+        let ready = events::wait(signals.fd(), power_button.fds(), &fds, timeout);
         for fd in ready.outputs {
             sup.drain_output(fd, ring);
         }
@@ -79,9 +76,9 @@ fn run(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) -> Action {
         }
         if ready.signal {
             match signals.read(ring) {
-                Some(system::Signal::Child) => sup.reap(ring),
-                Some(system::Signal::Terminate) => return Action::PowerOff,
-                Some(system::Signal::CtrlAltDel) => return Action::Reboot,
+                Some(events::Signal::Child) => sup.reap(ring),
+                Some(events::Signal::Terminate) => return Action::PowerOff,
+                Some(events::Signal::CtrlAltDel) => return Action::Reboot,
                 None => {}
             }
         }
@@ -97,7 +94,7 @@ fn run(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) -> Action {
                 let line =
                     format!("rushes: ready (slot {slot}) serving NFS on {address} port 2049");
                 ring.push("init", &line);
-                system::console(&line);
+                console::console(&line);
                 if pid1 {
                     boot::bless(ring);
                 }

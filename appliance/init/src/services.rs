@@ -113,7 +113,7 @@ impl Supervisor {
                     return;
                 };
                 cmd.stdin(a).stdout(b).stderr(c).env("TERM", term);
-                crate::system::own_terminal(&mut cmd);
+                crate::child::own_terminal(&mut cmd);
                 // Nothing to capture: the pipe's write end is dropped with `cmd`.
                 drop((write_end, stderr));
             }
@@ -122,7 +122,7 @@ impl Supervisor {
                     .stdout(Stdio::from(write_end))
                     .stderr(Stdio::from(stderr))
                     .process_group(0);
-                crate::system::clean_signals(&mut cmd);
+                crate::child::clean_signals(&mut cmd);
             }
         }
         let svc = &mut self.services[i];

@@ -24,6 +24,9 @@ pub const PREVIOUS: &str = "/cfg/rushes.toml.prev";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// rushes.toml's layout version, which rushesd writes and migrates.
+    #[serde(default, rename = "schema")]
+    _schema: Option<i64>,
     pub hostname: Option<String>,
     #[serde(default, rename = "network")]
     pub networks: Vec<Network>,
@@ -39,6 +42,8 @@ pub struct Settings {
     _pools: Vec<toml::Value>,
     #[serde(default, rename = "share")]
     _shares: Vec<toml::Value>,
+    #[serde(default, rename = "user")]
+    _users: Vec<toml::Value>,
     #[serde(default, rename = "fabric")]
     _fabrics: Vec<toml::Value>,
     #[serde(default, rename = "discovery")]
@@ -115,8 +120,7 @@ mod tests {
         assert_eq!(s.network("eth1").unwrap().mtu, Some(9000));
         assert!(s.network("eth0").unwrap().address.is_none());
         assert!(toml::from_str::<Settings>("hostnme = \"typo\"").is_err());
-        let with_pools =
-            "hostname = \"nas\"\n[[pool]]\nname = \"media\"\n[[share]]\nname = \"x\"\n";
+        let with_pools = "schema = 2\nhostname = \"nas\"\n[[pool]]\nname = \"media\"\n[[share]]\nname = \"x\"\n[[user]]\nname = \"editor\"\n";
         assert_eq!(
             toml::from_str::<Settings>(with_pools)
                 .unwrap()

@@ -52,13 +52,18 @@ enum Cmd {
     /// Add or remove an account, or set its SMB password.
     #[command(subcommand)]
     User(UserCmd),
-    /// Recent jobs, or watch one: `rushesctl jobs watch ID`.
+    /// Recent jobs with their progress; `rushesctl jobs watch ID` follows one,
+    /// `rushesctl jobs cancel ID` stops one that can be stopped (a scrub).
     Jobs {
         #[command(subcommand)]
         watch: Option<JobsCmd>,
     },
-    /// What needs the admin's attention, most severe first.
-    Alerts,
+    /// What needs the admin's attention, most severe first; `alerts history` lists
+    /// raised and cleared ones, `alerts dismiss ID` takes away an event once seen.
+    Alerts {
+        #[command(subcommand)]
+        cmd: Option<AlertsCmd>,
+    },
     /// Who did what over NFS and SMB: operations, bytes, rates and latency over the
     /// last second, minute or hour, per client, user, share, operation or protocol,
     /// busiest first.
@@ -217,6 +222,16 @@ fn host_port(address: &str) -> (String, Option<String>) {
 enum JobsCmd {
     /// Follow a job until it ends.
     Watch { id: u64 },
+    /// Ask a job to stop at its next safe point (scrubs can; layout changes cannot).
+    Cancel { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum AlertsCmd {
+    /// Alerts raised and cleared, newest first.
+    History,
+    /// Take away an event alert (a damaged state file set aside) once it is seen.
+    Dismiss { id: String },
 }
 
 #[derive(Args)]
@@ -982,6 +997,19 @@ fn run(cli: &Cli, c: &Client) -> Res {
         Cmd::Jobs {
             watch: Some(JobsCmd::Watch { id }),
         } => return watch(cli, c, *id),
+        Cmd::Jobs {
+            watch: Some(JobsCmd::Cancel { id }),
+        } => {
+            let job: api::Job = c.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))?;
+            if cli.json {
+                json(&job);
+            } else {
+                out(&format!(
+                    "job {id} ({} of {}) is stopping; follow it with: rushesctl jobs watch {id}\n",
+                    job.kind, job.target
+                ));
+            }
+        }
         Cmd::Jobs { watch: None } => {
             let jobs: Vec<api::Job> = c.get("/v1/jobs")?;
             if cli.json {
@@ -993,16 +1021,53 @@ fn run(cli: &Cli, c: &Client) -> Res {
                         vec![
                             j.id.to_string(),
                             j.kind.clone(),
-                            j.pool.clone(),
+                            j.target.to_string(),
                             word(&j.state),
+                            progress_words(j),
                             j.error.clone().unwrap_or_else(|| j.step.clone()),
                         ]
                     })
                     .collect();
-                out(&table(&["JOB", "KIND", "POOL", "STATE", "STEP"], &rows));
+                out(&table(
+                    &["JOB", "KIND", "TARGET", "STATE", "PROGRESS", "STEP"],
+                    &rows,
+                ));
             }
         }
-        Cmd::Alerts => {
+        Cmd::Alerts {
+            cmd: Some(AlertsCmd::History),
+        } => {
+            let history: Vec<api::AlertRecord> = c.get("/v1/alerts/history")?;
+            if cli.json {
+                json(&history);
+            } else {
+                let rows: Vec<Vec<String>> = history
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            rushes_api::calendar::utc_time(r.raised),
+                            r.cleared
+                                .map(rushes_api::calendar::utc_time)
+                                .unwrap_or_else(|| "open".into()),
+                            word(&r.severity),
+                            r.source.clone(),
+                            r.message.clone(),
+                        ]
+                    })
+                    .collect();
+                out(&table(
+                    &["RAISED", "CLEARED", "SEVERITY", "SOURCE", "MESSAGE"],
+                    &rows,
+                ));
+            }
+        }
+        Cmd::Alerts {
+            cmd: Some(AlertsCmd::Dismiss { id }),
+        } => {
+            c.send("POST", &format!("/v1/alerts/{id}/dismiss"), None::<&()>)?;
+            out(&format!("alert {id} dismissed\n"));
+        }
+        Cmd::Alerts { cmd: None } => {
             let alerts: Vec<api::Alert> = c.get("/v1/alerts")?;
             if cli.json {
                 json(&alerts);
@@ -1044,6 +1109,40 @@ fn share_row(s: &api::Share) -> Vec<String> {
         s.path.clone(),
         clients.join("; "),
     ]
+}
+
+/// `41% of 8.0 GB, 120 MB/s, 2 min left`, or empty when the step is not counted.
+fn progress_words(j: &api::Job) -> String {
+    let Some(p) = &j.progress else {
+        return String::new();
+    };
+    let amount = |n: f64| {
+        if p.unit == "bytes" {
+            format!("{:.1} GB", n / 1e9)
+        } else {
+            format!("{n:.0} {}", p.unit)
+        }
+    };
+    let mut words = format!(
+        "{:.0}% of {}",
+        j.fraction.unwrap_or(0.0) * 100.0,
+        amount(p.total as f64)
+    );
+    if let Some(rate) = p.rate {
+        if p.unit == "bytes" {
+            words.push_str(&format!(", {:.0} MB/s", rate / 1e6));
+        } else {
+            words.push_str(&format!(", {rate:.0} {}/s", p.unit));
+        }
+    }
+    if let Some(eta) = p.eta_secs {
+        words.push_str(&match eta {
+            0..=90 => format!(", {eta} s left"),
+            91..=5400 => format!(", {} min left", eta.div_ceil(60)),
+            _ => format!(", {:.1} h left", eta as f64 / 3600.0),
+        });
+    }
+    words
 }
 
 fn started(cli: &Cli, c: &Client, job: api::Job, wait: bool) -> Res {
@@ -1103,7 +1202,7 @@ fn watch(cli: &Cli, c: &Client, id: u64) -> Res {
                 )
             };
         }
-        if job.state != JobState::Running {
+        if !job.state.is_active() {
             if tty {
                 eprintln!();
             }
@@ -1113,15 +1212,16 @@ fn watch(cli: &Cli, c: &Client, id: u64) -> Res {
             return match job.state {
                 JobState::Done => {
                     if !cli.json {
-                        out(&format!("job {id} ({} of {}) done\n", job.kind, job.pool));
+                        out(&format!("job {id} ({} of {}) done\n", job.kind, job.target));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 _ => {
                     eprintln!(
-                        "rushesctl: job {id} ({} of {}) failed: {}",
+                        "rushesctl: job {id} ({} of {}) {}: {}",
                         job.kind,
-                        job.pool,
+                        job.target,
+                        word(&job.state),
                         job.error.unwrap_or_default()
                     );
                     Ok(ExitCode::from(1))

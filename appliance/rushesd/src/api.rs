@@ -14,7 +14,8 @@ use axum::{Json, Router};
 use rushes_api as api;
 use serde::de::DeserializeOwned;
 
-use crate::manager::{ApiErr, Manager};
+use crate::daemon::Daemon;
+use crate::error::ApiErr;
 
 /// The OpenAPI 3 description of every route below.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -52,7 +53,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-type Mgr = State<Arc<Manager>>;
+type Mgr = State<Arc<Daemon>>;
 
 /// `/v1/activity/report?window=minute&by=client`.
 #[derive(serde::Deserialize)]
@@ -126,33 +127,33 @@ fn accepted(job: api::Job) -> Response {
     (StatusCode::ACCEPTED, Json(job)).into_response()
 }
 
-pub fn router(manager: Arc<Manager>) -> Router {
+pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
-        .route("/v1/status", get(|State(m): Mgr| async move { Json(m.status()) }))
+        .route("/v1/status", get(|State(m): Mgr| async move { Json(m.system.status()) }))
         .route(
             "/v1/openapi.json",
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         )
         .route(
             "/v1/disks",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.disks())).await.map(Json) }),
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.pools.disks())).await.map(Json) }),
         )
         .route(
             "/v1/pools",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.pools())).await.map(Json) }).post(
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.pools.pools())).await.map(Json) }).post(
                 |State(m): Mgr, Body(req): Body<api::CreatePool>| async move {
-                    blocking(move || m.create_pool(req)).await.map(accepted)
+                    blocking(move || m.pools.create_pool(req)).await.map(accepted)
                 },
             ),
         )
         .route(
             "/v1/pools/{name}",
             get(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
-                blocking(move || m.pool(&name)).await.map(Json)
+                blocking(move || m.pools.pool(&name)).await.map(Json)
             })
             .delete(
                 |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::DestroyPool>| async move {
-                    blocking(move || m.destroy_pool(&name, req))
+                    blocking(move || m.pools.destroy_pool(&name, req))
                         .await
                         .map(|()| StatusCode::NO_CONTENT)
                 },
@@ -162,7 +163,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/pools/{name}/grow",
             post(
                 |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::GrowPool>| async move {
-                    blocking(move || m.grow_pool(&name, req)).await.map(accepted)
+                    blocking(move || m.pools.grow_pool(&name, req)).await.map(accepted)
                 },
             ),
         )
@@ -170,21 +171,21 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/pools/{name}/replace",
             post(
                 |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::ReplaceDisk>| async move {
-                    blocking(move || m.replace_disk(&name, req)).await.map(accepted)
+                    blocking(move || m.pools.replace_disk(&name, req)).await.map(accepted)
                 },
             ),
         )
         .route(
             "/v1/pools/{name}/scrub",
             post(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
-                blocking(move || m.scrub_pool(&name)).await.map(accepted)
+                blocking(move || m.pools.scrub_pool(&name)).await.map(accepted)
             }),
         )
         .route(
             "/v1/shares",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.shares())).await.map(Json) }).post(
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.shares.shares())).await.map(Json) }).post(
                 |State(m): Mgr, Body(req): Body<api::CreateShare>| async move {
-                    blocking(move || m.create_share(req))
+                    blocking(move || m.shares.create_share(req))
                         .await
                         .map(|s| (StatusCode::CREATED, Json(s)))
                 },
@@ -193,24 +194,24 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/shares/{name}",
             get(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
-                blocking(move || m.share(&name)).await.map(Json)
+                blocking(move || m.shares.share(&name)).await.map(Json)
             })
             .put(
                 |State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::UpdateShare>| async move {
-                    blocking(move || m.update_share(&name, req)).await.map(Json)
+                    blocking(move || m.shares.update_share(&name, req)).await.map(Json)
                 },
             )
             .delete(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
-                blocking(move || m.delete_share(&name))
+                blocking(move || m.shares.delete_share(&name))
                     .await
                     .map(|()| StatusCode::NO_CONTENT)
             }),
         )
         .route(
             "/v1/users",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.users())).await.map(Json) }).post(
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.smb.users())).await.map(Json) }).post(
                 |State(m): Mgr, Body(req): Body<api::CreateUser>| async move {
-                    blocking(move || m.create_user(req))
+                    blocking(move || m.smb.create_user(req))
                         .await
                         .map(|u| (StatusCode::CREATED, Json(u)))
                 },
@@ -219,7 +220,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/users/{name}",
             delete(|State(m): Mgr, UrlPath(name): UrlPath<String>| async move {
-                blocking(move || m.delete_user(&name))
+                blocking(move || m.smb.delete_user(&name))
                     .await
                     .map(|()| StatusCode::NO_CONTENT)
             }),
@@ -227,27 +228,36 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/users/{name}/password",
             put(|State(m): Mgr, UrlPath(name): UrlPath<String>, Body(req): Body<api::UserPassword>| async move {
-                blocking(move || m.set_user_password(&name, req))
+                blocking(move || m.smb.set_user_password(&name, req))
                     .await
                     .map(|()| StatusCode::NO_CONTENT)
             }),
         )
-        .route("/v1/jobs", get(|State(m): Mgr| async move { Json(m.jobs()) }))
+        .route("/v1/jobs", get(|State(m): Mgr| async move { Json(m.core.jobs.list()) }))
         .route(
             "/v1/jobs/{id}",
             get(|State(m): Mgr, UrlPath(id): UrlPath<String>| async move {
                 let id: u64 = id
                     .parse()
                     .map_err(|_| ApiErr::bad_request(format!("job id {id:?} is not a number")))?;
-                m.job(id)
+                m.core.jobs.get(id)
                     .map(Json)
                     .ok_or_else(|| ApiErr::not_found(format!("there is no job {id}")).hint("`rushesctl jobs` lists them"))
             }),
         )
         .route(
+            "/v1/jobs/{id}/cancel",
+            post(|State(m): Mgr, UrlPath(id): UrlPath<String>| async move {
+                let id: u64 = id
+                    .parse()
+                    .map_err(|_| ApiErr::bad_request(format!("job id {id:?} is not a number")))?;
+                m.core.jobs.cancel(id).map(accepted)
+            }),
+        )
+        .route(
             "/v1/reset",
             post(|State(m): Mgr, Body(req): Body<api::Reset>| async move {
-                blocking(move || m.reset(req)).await.map(|rebooting| {
+                blocking(move || m.system.reset(req)).await.map(|rebooting| {
                     if rebooting {
                         StatusCode::ACCEPTED
                     } else {
@@ -258,13 +268,13 @@ pub fn router(manager: Arc<Manager>) -> Router {
         )
         .route(
             "/v1/time",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.clock())).await.map(Json) }),
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.system.clock())).await.map(Json) }),
         )
-        .route("/v1/activity", get(|State(m): Mgr| async move { Json(m.activity()) }))
+        .route("/v1/activity", get(|State(m): Mgr| async move { Json(m.activity.activity()) }))
         .route(
             "/v1/activity/report",
             get(|State(m): Mgr, Query(q): Query<ReportQuery>| async move {
-                m.activity_report(
+                m.activity.activity_report(
                     q.window.as_deref().unwrap_or("minute"),
                     q.by.as_deref().unwrap_or("client"),
                 )
@@ -274,13 +284,13 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/activity/series",
             get(|State(m): Mgr, Query(q): Query<ReportQuery>| async move {
-                m.activity_series(q.by.as_deref().unwrap_or("client")).map(Json)
+                m.activity.activity_series(q.by.as_deref().unwrap_or("client")).map(Json)
             }),
         )
         .route(
             "/v1/activity/top",
             get(|State(m): Mgr, Query(q): Query<TopQuery>| async move {
-                m.activity_top(
+                m.activity.activity_top(
                     q.window.as_deref().unwrap_or("minute"),
                     q.by.as_deref().unwrap_or("file"),
                     q.sort.as_deref().unwrap_or("bytes"),
@@ -292,12 +302,12 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/audit",
             get(|State(m): Mgr, Query(q): Query<AuditQuery>| async move {
-                blocking(move || Ok(m.audit.search(&q.query(1000)))).await.map(Json)
+                blocking(move || Ok(m.activity.audit().search(&q.query(1000)))).await.map(Json)
             }),
         )
         .route(
             "/v1/audit/status",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.audit.status())).await.map(Json) }),
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.activity.audit().status())).await.map(Json) }),
         )
         .route(
             "/v1/audit/export",
@@ -307,7 +317,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
                     return Err(ApiErr::bad_request(format!("format {format:?} is not known"))
                         .hint("use csv or jsonl"));
                 }
-                let mut records = blocking(move || Ok(m.audit.search(&q.query(1_000_000)))).await?;
+                let mut records = blocking(move || Ok(m.activity.audit().search(&q.query(1_000_000)))).await?;
                 // Exports read oldest first, like a log.
                 records.reverse();
                 let (kind, body) = if format == "csv" {
@@ -328,25 +338,35 @@ pub fn router(manager: Arc<Manager>) -> Router {
             get(|State(m): Mgr| async move { blocking(move || Ok(m.alerts())).await.map(Json) }),
         )
         .route(
+            "/v1/alerts/history",
+            get(|State(m): Mgr| async move { Json(m.core.alerts.history()) }),
+        )
+        .route(
+            "/v1/alerts/{id}/dismiss",
+            post(|State(m): Mgr, UrlPath(id): UrlPath<String>| async move {
+                m.core.alerts.dismiss(&id).map(|()| StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
             "/v1/settings",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.settings())).await.map(Json) }).put(
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.system.settings())).await.map(Json) }).put(
                 |State(m): Mgr, Body(req): Body<api::Settings>| async move {
-                    blocking(move || m.put_settings(req)).await.map(Json)
+                    blocking(move || m.system.put_settings(req)).await.map(Json)
                 },
             ),
         )
         .route(
             "/v1/network",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.nics())).await.map(Json) }),
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.system.nics())).await.map(Json) }),
         )
         .route(
             "/v1/setup",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.setup())).await.map(Json) }),
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.system.setup())).await.map(Json) }),
         )
         .route(
             "/v1/admin/password",
             axum::routing::put(|State(m): Mgr, Body(req): Body<api::SetPassword>| async move {
-                blocking(move || m.set_password(req))
+                blocking(move || m.system.set_password(req))
                     .await
                     .map(|()| StatusCode::NO_CONTENT)
             }),
@@ -354,13 +374,13 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/admin/login",
             post(|State(m): Mgr, Body(req): Body<api::Login>| async move {
-                blocking(move || m.login(req)).await.map(|()| StatusCode::NO_CONTENT)
+                blocking(move || m.system.login(req)).await.map(|()| StatusCode::NO_CONTENT)
             }),
         )
         .route(
             "/v1/logs",
             get(|State(m): Mgr, Query(q): Query<LogQuery>| async move {
-                blocking(move || Ok(m.logs(q.contains.as_deref(), q.lines.unwrap_or(500))))
+                blocking(move || Ok(m.system.logs(q.contains.as_deref(), q.lines.unwrap_or(500))))
                     .await
                     .map(Json)
             }),
@@ -368,23 +388,23 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/power",
             post(|State(m): Mgr, Body(req): Body<api::Power>| async move {
-                blocking(move || m.power(req)).await.map(|()| StatusCode::ACCEPTED)
+                blocking(move || m.system.power(req)).await.map(|()| StatusCode::ACCEPTED)
             }),
         )
         .route(
             "/v1/fabrics",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.fabrics())).await.map(Json) }),
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.fabrics.fabrics())).await.map(Json) }),
         )
         .route(
             "/v1/fabrics/discover",
             post(|State(m): Mgr, Body(req): Body<api::Discover>| async move {
-                blocking(move || m.discover(req)).await.map(Json)
+                blocking(move || m.fabrics.discover(req)).await.map(Json)
             }),
         )
         .route(
             "/v1/fabrics/connect",
             post(|State(m): Mgr, Body(req): Body<api::FabricPath>| async move {
-                blocking(move || m.connect_fabric(req))
+                blocking(move || m.fabrics.connect_fabric(req))
                     .await
                     .map(|s| (StatusCode::CREATED, Json(s)))
             }),
@@ -392,23 +412,23 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/fabrics/disconnect",
             post(|State(m): Mgr, Body(req): Body<api::Disconnect>| async move {
-                blocking(move || m.disconnect_fabric(req))
+                blocking(move || m.fabrics.disconnect_fabric(req))
                     .await
                     .map(|()| StatusCode::NO_CONTENT)
             }),
         )
         .route(
             "/v1/card",
-            get(|State(m): Mgr| async move { blocking(move || Ok(m.card_status())).await.map(Json) }).put(
+            get(|State(m): Mgr| async move { blocking(move || Ok(m.card.card_status())).await.map(Json) }).put(
                 |State(m): Mgr, Body(req): Body<api::CardMode>| async move {
-                    blocking(move || m.set_card_mode(req)).await.map(Json)
+                    blocking(move || m.card.set_card_mode(req)).await.map(Json)
                 },
             ),
         )
         .route(
             "/v1/card/attach",
             post(|State(m): Mgr, Body(req): Body<api::FabricPath>| async move {
-                blocking(move || m.card_attach(req))
+                blocking(move || m.card.card_attach(req))
                     .await
                     .map(|s| (StatusCode::CREATED, Json(s)))
             }),
@@ -416,7 +436,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/card/detach",
             post(|State(m): Mgr, Body(req): Body<api::CardDetach>| async move {
-                blocking(move || m.card_detach(req))
+                blocking(move || m.card.card_detach(req))
                     .await
                     .map(|()| StatusCode::NO_CONTENT)
             }),
@@ -424,16 +444,16 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route(
             "/v1/card/firmware/stage",
             post(|State(m): Mgr, Body(req): Body<api::FirmwareStage>| async move {
-                blocking(move || m.card_stage(req)).await.map(Json)
+                blocking(move || m.card.card_stage(req)).await.map(Json)
             }),
         )
         .route(
             "/v1/card/firmware/activate",
-            post(|State(m): Mgr| async move { blocking(move || m.card_activate()).await.map(Json) }),
+            post(|State(m): Mgr| async move { blocking(move || m.card.card_activate()).await.map(Json) }),
         )
         .route(
             "/v1/card/firmware/rollback",
-            post(|State(m): Mgr| async move { blocking(move || m.card_rollback()).await.map(Json) }),
+            post(|State(m): Mgr| async move { blocking(move || m.card.card_rollback()).await.map(Json) }),
         )
         .fallback(|uri: axum::http::Uri| async move {
             ApiErr::not_found(format!("no such API path: {uri}")).hint("the API lives under /v1; see /v1/openapi.json")
@@ -442,12 +462,12 @@ pub fn router(manager: Arc<Manager>) -> Router {
             ApiErr::new(405, "method-not-allowed", "this path does not take that method")
                 .hint("see /v1/openapi.json")
         })
-        .with_state(manager)
+        .with_state(daemon)
 }
 
 /// Serve the API on `socket` until the future is dropped. The socket is made afresh and
 /// is reachable by root only.
-pub async fn serve(socket: &Path, manager: Arc<Manager>) -> anyhow::Result<()> {
+pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = socket.parent() {
@@ -458,7 +478,7 @@ pub async fn serve(socket: &Path, manager: Arc<Manager>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), "management API listening");
-    axum::serve(listener, router(manager))
+    axum::serve(listener, router(daemon))
         .await
         .context("the management API stopped")
 }
@@ -490,7 +510,10 @@ mod tests {
         ("put", "/v1/users/{name}/password"),
         ("get", "/v1/jobs"),
         ("get", "/v1/jobs/{id}"),
+        ("post", "/v1/jobs/{id}/cancel"),
         ("get", "/v1/alerts"),
+        ("get", "/v1/alerts/history"),
+        ("post", "/v1/alerts/{id}/dismiss"),
         ("get", "/v1/settings"),
         ("put", "/v1/settings"),
         ("get", "/v1/network"),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rushes_api::{AuditRecord, AuditStatus};
 use rushes_nas::activity::{OpObserver, OpRecord};
 
-use crate::smb_audit::Directory;
+use crate::directory::Directory;
 
 /// Defaults: a gigabyte, a quarter.
 pub const MAX_BYTES: u64 = 1 << 30;

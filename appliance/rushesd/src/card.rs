@@ -5,22 +5,24 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rushes_api::{self as api, Severity};
 use rushes_firmware::card::{self, OffloadCard, RpcCard};
 use rushes_storage::fabrics;
 
-use crate::fabrics::{check_field, check_transport, target};
-use crate::manager::{ApiErr, ApiResult, Manager};
+use crate::alerts::Raise;
+use crate::core::Core;
+use crate::error::{ApiErr, ApiResult};
+use crate::fabrics::{check_field, check_transport, host_identity, target};
 
 /// How often a failed card is started again before its bays move to the kernel path.
 const RESTARTS: u32 = 3;
 
 /// The card process and what became of it.
 #[derive(Default)]
-pub(crate) struct CardRuntime {
+struct CardRuntime {
     child: Option<Child>,
     state: String,
     problem: Option<String>,
@@ -102,9 +104,35 @@ fn card_error(e: card::CardError) -> ApiErr {
     }
 }
 
-impl Manager {
+pub struct Card {
+    core: Arc<Core>,
+    rt: Mutex<CardRuntime>,
+}
+
+impl Card {
+    /// Start the card if `[card]` asks for it (see [`Card::start_card`]).
+    pub fn start(core: Arc<Core>) -> Arc<Self> {
+        let card = Arc::new(Self {
+            core,
+            rt: Mutex::default(),
+        });
+        card.start_card();
+        card
+    }
+
+    /// From the monitor: keep the card running, and publish its alerts.
+    pub fn tick(self: &Arc<Self>) {
+        self.keep_card();
+        self.publish_alerts();
+    }
+
+    fn rt(&self) -> MutexGuard<'_, CardRuntime> {
+        self.rt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn card_socket(&self) -> PathBuf {
-        self.paths
+        self.core
+            .paths
             .log_file
             .parent()
             .map(|d| d.join("card.sock"))
@@ -128,15 +156,15 @@ impl Manager {
 
     /// Start the card if `[card]` asks for it, configure it, and attach the saved bays.
     /// A card that does not come up hands its bays to the kernel path.
-    pub(crate) fn start_card(&self) {
-        let settings = self.lock().config.card.clone();
+    fn start_card(&self) {
+        let settings = self.core.with_config(|c| c.card.clone());
         if settings.mode != "emulated" {
-            let mut st = self.lock();
-            st.card.state = "off".into();
+            let mut st = self.rt();
+            st.state = "off".into();
             return;
         }
-        self.lock().card.problem = None;
-        if let Err(e) = self.fabric_host() {
+        self.rt().problem = None;
+        if let Err(e) = host_identity(&self.core.paths.state_dir) {
             self.card_failed(format!("no host identity for the card: {}", e.message));
             return;
         }
@@ -152,7 +180,7 @@ impl Manager {
         } else {
             let _ = std::fs::remove_file(&socket);
             self.spawn_card(&socket);
-            if self.lock().card.state == "failed" {
+            if self.rt().state == "failed" {
                 return;
             }
         }
@@ -168,19 +196,19 @@ impl Manager {
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         };
-        self.lock().card.started = Some(Instant::now());
+        self.rt().started = Some(Instant::now());
         self.configure_card(&card, &info, &settings);
     }
 
     fn spawn_card(&self, socket: &std::path::Path) {
         let child = Command::new(Self::card_binary())
             .arg("--host-file")
-            .arg(self.paths.state_dir.join("fabrics-host"))
+            .arg(self.core.paths.state_dir.join("fabrics-host"))
             .arg("serve")
             .arg("--socket")
             .arg(socket)
             .arg("--state")
-            .arg(self.paths.state_dir.join("card"))
+            .arg(self.core.paths.state_dir.join("card"))
             .stdin(Stdio::null())
             .spawn();
         let child = match child {
@@ -190,9 +218,9 @@ impl Manager {
                 return;
             }
         };
-        let mut st = self.lock();
-        st.card.child = Some(child);
-        st.card.state = "starting".into();
+        let mut st = self.rt();
+        st.child = Some(child);
+        st.state = "starting".into();
     }
 
     fn configure_card(
@@ -228,8 +256,8 @@ impl Manager {
                 Err(e) => {
                     tracing::warn!(nqn = %bay.nqn, error = %e, "the card cannot attach a saved bay: it goes through the kernel instead");
                     self.kernel_fallback(bay);
-                    let mut st = self.lock();
-                    st.card.problem = Some(format!(
+                    let mut st = self.rt();
+                    st.problem = Some(format!(
                         "{}: {e}; it runs on the kernel's NVMe/TCP path",
                         bay.nqn
                     ));
@@ -237,39 +265,39 @@ impl Manager {
             }
         }
         {
-            let mut st = self.lock();
-            st.card.state = if st.card.problem.is_some() {
+            let mut st = self.rt();
+            st.state = if st.problem.is_some() {
                 "degraded"
             } else {
                 "ok"
             }
             .into();
-            st.card.fallback = false;
+            st.fallback = false;
         }
         // The ublk devices appear a moment after the attach answers.
         std::thread::sleep(Duration::from_millis(500));
-        self.rescan();
+        self.core.inventory.rescan();
     }
 
     /// The card is gone for good: say so, and connect its bays with the kernel's
     /// initiator so their disks come back.
     fn card_failed(&self, why: String) {
         tracing::error!(problem = %why, "offload card failed: its bays move to the kernel's NVMe/TCP path");
-        let bays = {
-            let mut st = self.lock();
-            st.card.state = "failed".into();
-            st.card.problem = Some(why);
-            st.card.fallback = true;
-            if let Some(mut c) = st.card.child.take() {
+        let bays = self.core.with_config(|c| c.card.bays.clone());
+        {
+            let mut st = self.rt();
+            st.state = "failed".into();
+            st.problem = Some(why);
+            st.fallback = true;
+            if let Some(mut c) = st.child.take() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            st.config.card.bays.clone()
-        };
+        }
         for bay in bays {
             self.kernel_fallback(&bay);
         }
-        self.poke();
+        self.core.poke();
     }
 
     /// Connect `bay` with the kernel's initiator, because the card cannot carry it.
@@ -278,7 +306,7 @@ impl Manager {
         if !kernel.available() {
             return;
         }
-        let Ok(host) = self.fabric_host() else {
+        let Ok(host) = host_identity(&self.core.paths.state_dir) else {
             return;
         };
         let t = target(bay);
@@ -297,15 +325,15 @@ impl Manager {
 
     /// From the monitor: notice a card process that ended, start it again (up to three
     /// times), then give its bays to the kernel.
-    pub(crate) fn keep_card(self: &Arc<Self>) {
+    fn keep_card(self: &Arc<Self>) {
         let exited = {
-            let mut st = self.lock();
-            if st.card.busy || st.card.fallback {
+            let mut st = self.rt();
+            if st.busy || st.fallback {
                 return;
             }
-            match st.card.child.as_mut().map(|c| c.try_wait()) {
+            match st.child.as_mut().map(|c| c.try_wait()) {
                 Some(Ok(Some(status))) => {
-                    st.card.child = None;
+                    st.child = None;
                     Some(status.to_string())
                 }
                 _ => None,
@@ -315,21 +343,21 @@ impl Manager {
             Some(status) => status,
             None => {
                 self.refresh_card_health();
-                let st = self.lock();
-                if st.card.state == "failed" && st.card.child.is_none() {
-                    st.card.problem.clone().unwrap_or_default()
+                let st = self.rt();
+                if st.state == "failed" && st.child.is_none() {
+                    st.problem.clone().unwrap_or_default()
                 } else {
                     return;
                 }
             }
         };
         let again = {
-            let mut st = self.lock();
-            st.card.restarts += 1;
-            st.card.state = "failed".into();
-            st.card.problem = Some(format!("the card's engine stopped ({status})"));
-            st.card.busy = true;
-            st.card.restarts <= RESTARTS
+            let mut st = self.rt();
+            st.restarts += 1;
+            st.state = "failed".into();
+            st.problem = Some(format!("the card's engine stopped ({status})"));
+            st.busy = true;
+            st.restarts <= RESTARTS
         };
         tracing::error!(%status, "the offload card stopped");
         let me = Arc::clone(self);
@@ -343,16 +371,16 @@ impl Manager {
                     "the card's engine stopped {RESTARTS} times; last: {status}"
                 ));
             }
-            me.lock().card.busy = false;
-            me.poke();
+            me.rt().busy = false;
+            me.core.poke();
         });
     }
 
     /// The card's own view of its health (a bay it lost), for the alerts.
     fn refresh_card_health(&self) {
         let running = {
-            let st = self.lock();
-            matches!(st.card.state.as_str(), "ok" | "degraded")
+            let st = self.rt();
+            matches!(st.state.as_str(), "ok" | "degraded")
         };
         if !running {
             return;
@@ -363,46 +391,43 @@ impl Manager {
         if let Err(card::CardError::Unreachable { detail, .. }) = &health {
             // A card rushesd adopted has no child to wait for: a dead socket is how
             // it shows it stopped.
-            let mut st = self.lock();
-            st.card.silent += 1;
-            if st.card.silent >= 3 && st.card.child.is_none() {
-                st.card.silent = 0;
-                st.card.state = "failed".into();
-                st.card.problem = Some(format!("the card stopped answering: {detail}"));
+            let mut st = self.rt();
+            st.silent += 1;
+            if st.silent >= 3 && st.child.is_none() {
+                st.silent = 0;
+                st.state = "failed".into();
+                st.problem = Some(format!("the card stopped answering: {detail}"));
             }
             return;
         }
         if let Ok(h) = health {
-            let mut st = self.lock();
-            st.card.silent = 0;
+            let mut st = self.rt();
+            st.silent = 0;
             if h.state == "ok" {
-                st.card.state = "ok".into();
-                st.card.problem = None;
+                st.state = "ok".into();
+                st.problem = None;
             } else {
-                st.card.state = "degraded".into();
-                st.card.problem = h.problems.first().cloned();
+                st.state = "degraded".into();
+                st.problem = h.problems.first().cloned();
             }
         }
     }
 
-    pub(crate) fn stop_card(&self) {
-        if let Some(mut c) = self.lock().card.child.take() {
+    fn stop_card(&self) {
+        if let Some(mut c) = self.rt().child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     pub fn card_status(&self) -> api::CardStatus {
-        let (settings, state, problem) = {
-            let st = self.lock();
-            (
-                st.config.card.clone(),
-                st.card.state.clone(),
-                st.card.problem.clone(),
-            )
+        let settings = self.core.with_config(|c| c.card.clone());
+        let (state, problem) = {
+            let st = self.rt();
+            (st.state.clone(), st.problem.clone())
         };
         let mut status = api::CardStatus {
-            pci: pci_functions(&self.paths.sys, &settings.pci_ids),
+            pci: pci_functions(&self.core.paths.sys, &settings.pci_ids),
             mode: settings.mode.clone(),
             state: if state.is_empty() {
                 "off".into()
@@ -470,7 +495,8 @@ impl Manager {
                         .hint("write it as vendor:device in hex, e.g. 1fb3:0001"));
                 }
             }
-            self.save_config(|c| c.card.pci_ids = ids)
+            self.core
+                .save_config(|c| c.card.pci_ids = ids)
                 .map_err(ApiErr::failed)?;
         }
         let mode = req.mode.as_str();
@@ -480,20 +506,21 @@ impl Manager {
                     .hint("use emulated or off"),
             );
         }
-        let current = self.lock().config.card.mode.clone();
+        let current = self.core.with_config(|c| c.card.mode.clone());
         if current != mode {
-            if mode == "off" && !self.lock().config.card.bays.is_empty() {
+            if mode == "off" && !self.core.with_config(|c| c.card.bays.is_empty()) {
                 return Err(
                     ApiErr::new(409, "in-use", "bays are attached through the card")
                         .hint("detach them first: rushesctl card detach NQN"),
                 );
             }
             let m = mode.to_string();
-            self.save_config(|c| c.card.mode = m)
+            self.core
+                .save_config(|c| c.card.mode = m)
                 .map_err(ApiErr::failed)?;
             if mode == "off" {
                 self.stop_card();
-                self.lock().card = Default::default();
+                *self.rt() = Default::default();
             } else {
                 self.start_card();
             }
@@ -502,18 +529,19 @@ impl Manager {
     }
 
     fn running_card(&self) -> ApiResult<RpcCard> {
-        let st = self.lock();
-        if st.config.card.mode != "emulated" {
+        let mode = self.core.with_config(|c| c.card.mode.clone());
+        let st = self.rt();
+        if mode != "emulated" {
             return Err(ApiErr::new(409, "no-card", "no offload card is in use")
                 .hint("turn the emulated card on: rushesctl card mode emulated"));
         }
-        if st.card.fallback {
+        if st.fallback {
             return Err(ApiErr::new(
                 503,
                 "card-failed",
                 format!(
                     "the card failed: {}",
-                    st.card.problem.clone().unwrap_or_default()
+                    st.problem.clone().unwrap_or_default()
                 ),
             )
             .hint("its bays run on the kernel's NVMe/TCP path; restart the appliance to try the card again"));
@@ -528,12 +556,14 @@ impl Manager {
         check_field("NQN", &req.nqn)?;
         check_field("address", &req.traddr)?;
         check_field("port", &req.trsvcid)?;
-        if self
-            .fabrics()
-            .subsystems
-            .iter()
-            .any(|s| s.nqn == req.nqn && !s.paths.is_empty())
-        {
+        let kernel = fabrics::Kernel {
+            sys: self.core.paths.sys.clone(),
+            ..Default::default()
+        };
+        let saved = self
+            .core
+            .with_config(|c| c.fabrics.iter().any(|p| p.nqn == req.nqn));
+        if saved || kernel.controllers().iter().any(|c| c.subsysnqn == req.nqn) {
             return Err(ApiErr::new(
                 409,
                 "connected",
@@ -550,14 +580,15 @@ impl Manager {
                 digests: false,
             })
             .map_err(card_error)?;
-        let saved = self.lock().config.card.bays.contains(&req);
+        let saved = self.core.with_config(|c| c.card.bays.contains(&req));
         if !saved {
             let bay = req.clone();
-            self.save_config(|c| c.card.bays.push(bay))
+            self.core
+                .save_config(|c| c.card.bays.push(bay))
                 .map_err(ApiErr::failed)?;
         }
         std::thread::sleep(Duration::from_millis(500));
-        self.rescan();
+        self.core.inventory.rescan();
         Ok(attached.into_iter().map(namespace_view).collect())
     }
 
@@ -569,7 +600,7 @@ impl Manager {
             .filter(|n| n.nqn == req.nqn)
             .map(|n| n.device.trim_start_matches("/dev/").to_string())
             .collect();
-        let users = self.users_of(&devices);
+        let users = self.core.users_of(&devices);
         if !users.is_empty() {
             return Err(ApiErr::new(
                 409,
@@ -581,9 +612,10 @@ impl Manager {
         let card = self.running_card()?;
         card.detach(&req.nqn).map_err(card_error)?;
         let nqn = req.nqn.clone();
-        self.save_config(|c| c.card.bays.retain(|b| b.nqn != nqn))
+        self.core
+            .save_config(|c| c.card.bays.retain(|b| b.nqn != nqn))
             .map_err(ApiErr::failed)?;
-        self.rescan();
+        self.core.inventory.rescan();
         Ok(())
     }
 
@@ -619,34 +651,64 @@ impl Manager {
         Ok(self.card_status())
     }
 
-    pub(crate) fn card_alerts(&self) -> Vec<(String, Severity, String, String)> {
-        let st = self.lock();
-        match st.card.state.as_str() {
-            "failed" => vec![(
-                "card-failed".into(),
+    /// The card's alerts: failed (its bays moved to the kernel path) or degraded.
+    pub fn publish_alerts(&self) {
+        let st = self.rt();
+        let alerts = match st.state.as_str() {
+            "failed" => vec![Raise::new(
+                "card-failed",
                 Severity::Critical,
                 format!(
                     "the offload card failed: {}{}",
-                    st.card.problem.clone().unwrap_or_default(),
-                    if st.card.fallback {
+                    st.problem.clone().unwrap_or_default(),
+                    if st.fallback {
                         "; its bays now run on the kernel's NVMe/TCP path"
                     } else {
                         "; starting it again"
                     }
                 ),
-                "pools on its bays may need `rushesctl pool replace` for members that moved; check the card's log in the Logs screen".into(),
+                "pools on its bays may need `rushesctl pool replace` for members that moved; check the card's log in the Logs screen",
             )],
-            "degraded" => vec![(
-                "card-degraded".into(),
+            "degraded" => vec![Raise::new(
+                "card-degraded",
                 Severity::Warning,
                 format!(
                     "the offload card reports: {}",
-                    st.card.problem.clone().unwrap_or_default()
+                    st.problem.clone().unwrap_or_default()
                 ),
-                "check the bay it names: power and network".into(),
+                "check the bay it names: power and network",
             )],
             _ => vec![],
+        };
+        let running = matches!(st.state.as_str(), "ok" | "degraded");
+        drop(st);
+        let mut alerts = alerts;
+        if running {
+            alerts.extend(self.firmware_alert());
         }
+        self.core.alerts.publish("card", alerts);
+    }
+
+    /// The card runs other firmware than its active slot holds (a failed activation,
+    /// or a slot rewritten under it).
+    fn firmware_alert(&self) -> Option<Raise> {
+        let mut card = self.card();
+        card.timeout = Duration::from_secs(1);
+        let info = card.info().ok()?;
+        let fw = card.firmware().ok()?;
+        let slot = fw.slots.iter().find(|s| s.slot == info.active_slot)?;
+        let held = slot.version.as_deref()?;
+        (held != info.firmware_version).then(|| {
+            Raise::new(
+                "card-firmware-mismatch",
+                Severity::Warning,
+                format!(
+                    "the offload card runs firmware {} but its active slot {} holds {}",
+                    info.firmware_version, info.active_slot, held
+                ),
+                "activate the slot again (rushesctl card firmware activate) or roll back; the card keeps serving meanwhile",
+            )
+        })
     }
 }
 

@@ -126,9 +126,40 @@ pub struct ApplianceConfig {
     pub other: toml::Table,
 }
 
+/// The layout of rushes.toml this rushesd reads and writes, kept in its `schema` key.
+/// Version 1 is the layout from before the key was written.
+pub const SCHEMA: i64 = 2;
+
+/// Bring a file of an older layout up to [`SCHEMA`], one version at a time; a file of
+/// a newer layout (written by a newer release) is refused, not misread.
+fn migrate(table: &mut toml::Table) -> Result<(), String> {
+    let version = match table.remove("schema") {
+        None => 1,
+        Some(toml::Value::Integer(n)) => n,
+        Some(other) => return Err(format!("schema = {other} is not a version number")),
+    };
+    if version > SCHEMA {
+        return Err(format!(
+            "it has layout version {version}, written by a newer Rushes; this one reads up to {SCHEMA}"
+        ));
+    }
+    if version < 1 {
+        return Err(format!("layout version {version} never existed"));
+    }
+    if version < 2 {
+        from_1_to_2(table);
+    }
+    Ok(())
+}
+
+/// Version 2 changed nothing but writing the version itself: a version 1 file reads
+/// as it is. The next change of layout adds its step beside this one.
+fn from_1_to_2(_table: &mut toml::Table) {}
+
 impl ApplianceConfig {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        migrate(&mut table)?;
         let take = |table: &mut toml::Table, key: &str| {
             table
                 .remove(key)
@@ -167,7 +198,10 @@ impl ApplianceConfig {
     }
 
     pub fn to_toml(&self) -> Result<String, String> {
-        let mut table = self.other.clone();
+        // The version first, where an admin reading the file sees it.
+        let mut table = toml::Table::new();
+        table.insert("schema".into(), toml::Value::Integer(SCHEMA));
+        table.extend(self.other.clone());
         if !self.pools.is_empty() {
             table.insert("pool".into(), value(&self.pools)?);
         }
@@ -368,6 +402,38 @@ mod tests {
         store.save(&second).unwrap();
         assert_eq!(read(&store.previous()).unwrap().unwrap(), first);
         assert!(dir.path().join("rushes.toml.bad").exists());
+    }
+
+    #[test]
+    fn a_file_of_the_previous_layout_loads_and_is_saved_in_this_one() {
+        // A rushes.toml as version 1 wrote it: no schema key.
+        let v1 = "hostname = \"nas\"\n\n[[pool]]\nname = \"media\"\nlevel = \"raid5\"\nclass = \"capacity\"\nuuid = \"u\"\nmembers = [\"S1\", \"S2\", \"S3\"]\nscrub_days = 30\n\n[[share]]\nname = \"projects\"\npool = \"media\"\n";
+        let config = ApplianceConfig::parse(v1).unwrap();
+        assert_eq!(config.pools[0].name, "media");
+        assert_eq!(config.shares[0].pool, "media");
+        assert_eq!(
+            config.other.get("hostname").and_then(|v| v.as_str()),
+            Some("nas")
+        );
+        assert!(!config.other.contains_key("schema"));
+        let saved = config.to_toml().unwrap();
+        assert!(saved.starts_with("schema = 2\n"), "{saved}");
+        assert_eq!(ApplianceConfig::parse(&saved).unwrap(), config);
+    }
+
+    #[test]
+    fn a_file_of_a_newer_layout_is_refused_and_the_previous_generation_used() {
+        let err = ApplianceConfig::parse("schema = 3\nhostname = \"nas\"\n").unwrap_err();
+        assert!(err.contains("newer"), "{err}");
+        assert!(ApplianceConfig::parse("schema = \"two\"\n").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let store = ConfigStore::new(dir.path().join("rushes.toml"));
+        store.save(&sample()).unwrap();
+        store.save(&sample()).unwrap();
+        std::fs::write(&store.path, "schema = 3\n").unwrap();
+        let loaded = store.load();
+        assert_eq!(loaded.config, sample());
+        assert!(loaded.problem.unwrap().contains("newer"));
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //! the kernel gave up on answers.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rushes_api::{self as api, Severity};
 use rushes_storage::fabrics::{self, HostIdentity, Kernel, Target};
 
-use crate::manager::{ApiErr, ApiResult, Manager};
+use crate::alerts::Raise;
+use crate::core::Core;
+use crate::error::{ApiErr, ApiResult};
 
 /// How long to listen for mDNS announcements of discovery controllers.
 const MDNS_LISTEN: Duration = Duration::from_secs(4);
@@ -122,18 +126,57 @@ fn split_address(address: &str) -> (String, Option<String>) {
     }
 }
 
-impl Manager {
+/// The appliance's NVMe-oF host identity (hostnqn, hostid), made once and kept in the
+/// state folder: bays grant access by it.
+pub fn host_identity(state_dir: &Path) -> ApiResult<HostIdentity> {
+    HostIdentity::load_or_create(&state_dir.join("fabrics-host")).map_err(|e| {
+        ApiErr::failed(e.to_string()).hint("check that RUSHES-CFG is mounted and writable")
+    })
+}
+
+/// Saved paths being connected again, on a thread of their own.
+#[derive(Default)]
+struct Retry {
+    running: bool,
+    at: Option<Instant>,
+}
+
+pub struct Fabrics {
+    core: Arc<Core>,
+    retry: Mutex<Retry>,
+}
+
+impl Fabrics {
+    /// Connect the saved paths (before pools are assembled, so a pool on a bay finds
+    /// its disks).
+    pub fn start(core: Arc<Core>) -> Arc<Self> {
+        let fabrics = Arc::new(Self {
+            core,
+            retry: Mutex::default(),
+        });
+        fabrics.restore_fabrics();
+        fabrics
+    }
+
+    /// From the monitor: reconnect what dropped, and publish the paths' alerts.
+    pub fn tick(self: &Arc<Self>) {
+        self.keep_fabrics();
+        self.publish_alerts();
+    }
+
+    fn retry(&self) -> MutexGuard<'_, Retry> {
+        self.retry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn kernel(&self) -> Kernel {
         Kernel {
-            sys: self.paths.sys.clone(),
+            sys: self.core.paths.sys.clone(),
             ..Default::default()
         }
     }
 
-    pub(crate) fn fabric_host(&self) -> ApiResult<HostIdentity> {
-        HostIdentity::load_or_create(&self.paths.state_dir.join("fabrics-host")).map_err(|e| {
-            ApiErr::failed(e.to_string()).hint("check that RUSHES-CFG is mounted and writable")
-        })
+    fn fabric_host(&self) -> ApiResult<HostIdentity> {
+        host_identity(&self.core.paths.state_dir)
     }
 
     fn fabrics_available(&self) -> ApiResult<Kernel> {
@@ -155,10 +198,9 @@ impl Manager {
     pub fn fabrics(&self) -> api::Fabrics {
         let kernel = self.kernel();
         let available = kernel.dev.join("nvme-fabrics").exists();
-        let (saved, discovery) = {
-            let st = self.lock();
-            (st.config.fabrics.clone(), st.config.discovery.clone())
-        };
+        let (saved, discovery) = self
+            .core
+            .with_config(|c| (c.fabrics.clone(), c.discovery.clone()));
         let controllers = kernel.controllers();
         let mut subsystems: BTreeMap<String, api::FabricSubsystem> = BTreeMap::new();
         let entry = |subs: &mut BTreeMap<String, api::FabricSubsystem>, nqn: &str| {
@@ -208,8 +250,8 @@ impl Manager {
                 });
             }
         }
-        let sys_block = self.paths.sys.join("block");
-        for disk in self.disks() {
+        let sys_block = self.core.paths.sys.join("block");
+        for disk in self.core.disks() {
             let ctrls = rushes_storage::nvme::controllers_of(&sys_block, &disk.name);
             for sub in subsystems.values_mut() {
                 if sub
@@ -245,7 +287,7 @@ impl Manager {
                 mdns: false,
             }],
             None if req.mdns => Vec::new(),
-            None => self.lock().config.discovery.clone(),
+            None => self.core.with_config(|c| c.discovery.clone()),
         };
         if req.mdns {
             for (addr, port, transport) in announced(MDNS_LISTEN) {
@@ -305,12 +347,14 @@ impl Manager {
                 });
             }
             if !found.visited.is_empty() {
-                let remembered = self.lock().config.discovery.iter().any(|d| {
-                    d.address.as_deref() == Some(&address) && d.transport == ask.transport
+                let remembered = self.core.with_config(|c| {
+                    c.discovery.iter().any(|d| {
+                        d.address.as_deref() == Some(&address) && d.transport == ask.transport
+                    })
                 });
                 if !remembered {
                     let ask = ask.clone();
-                    if let Err(e) = self.save_config(|c| c.discovery.push(ask)) {
+                    if let Err(e) = self.core.save_config(|c| c.discovery.push(ask)) {
                         tracing::warn!(error = %e, "cannot remember the discovery address");
                     }
                 }
@@ -364,14 +408,15 @@ impl Manager {
             tracing::info!(nqn = %t.nqn, address = %t.address(), controller = %ctrl, "connected");
             self.wait_for_namespaces(&ctrl, Duration::from_secs(10));
         }
-        let saved = self.lock().config.fabrics.contains(&req);
+        let saved = self.core.with_config(|c| c.fabrics.contains(&req));
         if !saved {
             let path = req.clone();
-            self.save_config(|c| c.fabrics.push(path))
+            self.core
+                .save_config(|c| c.fabrics.push(path))
                 .map_err(ApiErr::failed)?;
         }
-        self.poke();
-        self.rescan();
+        self.core.poke();
+        self.core.inventory.rescan();
         self.fabrics()
             .subsystems
             .into_iter()
@@ -405,7 +450,7 @@ impl Manager {
         }
         let live_left = staying.iter().any(|p| p.state == "live");
         if !live_left {
-            let users = self.users_of(&view.namespaces);
+            let users = self.core.users_of(&view.namespaces);
             if !users.is_empty() {
                 return Err(ApiErr::new(
                     409,
@@ -432,30 +477,22 @@ impl Manager {
             .map(|p| (p.traddr.clone(), p.trsvcid.clone()))
             .collect();
         let nqn = req.nqn.clone();
-        self.save_config(|c| {
-            c.fabrics.retain(|f| {
-                !(f.nqn == nqn && gone.contains(&(f.traddr.clone(), f.trsvcid.clone())))
+        self.core
+            .save_config(|c| {
+                c.fabrics.retain(|f| {
+                    !(f.nqn == nqn && gone.contains(&(f.traddr.clone(), f.trsvcid.clone())))
+                })
             })
-        })
-        .map_err(ApiErr::failed)?;
-        self.poke();
-        self.rescan();
+            .map_err(ApiErr::failed)?;
+        self.core.poke();
+        self.core.inventory.rescan();
         Ok(())
-    }
-
-    /// `nvme4n1 (pool media)` for each of `disks` that something uses.
-    pub(crate) fn users_of(&self, disks: &[String]) -> Vec<String> {
-        self.disks()
-            .into_iter()
-            .filter(|d| disks.contains(&d.name))
-            .filter_map(|d| d.in_use_by.map(|u| format!("{} ({u})", d.name)))
-            .collect()
     }
 
     /// Wait until controller `ctrl` shows a namespace (the kernel scans them just after
     /// connecting) or `limit` passes: a subsystem may have none.
     fn wait_for_namespaces(&self, ctrl: &str, limit: Duration) {
-        let dir = self.paths.sys.join("class/nvme").join(ctrl);
+        let dir = self.core.paths.sys.join("class/nvme").join(ctrl);
         let begun = Instant::now();
         while begun.elapsed() < limit {
             // A namespace shows under its controller as `nvme4n1` (or, under
@@ -478,8 +515,8 @@ impl Manager {
 
     /// Connect every saved path that has no controller. At boot this runs before pools
     /// are assembled, so a pool on a bay finds its disks.
-    pub(crate) fn restore_fabrics(&self) {
-        let saved = self.lock().config.fabrics.clone();
+    fn restore_fabrics(&self) {
+        let saved = self.core.with_config(|c| c.fabrics.clone());
         // Loads the initiator's modules, so the API reports fabrics as available.
         let kernel = self.kernel();
         let available = kernel.available();
@@ -512,22 +549,20 @@ impl Manager {
                 }
             }
         }
-        self.rescan();
+        self.core.inventory.rescan();
     }
 
     /// From the monitor: saved paths the kernel gave up on (or that never came up) are
     /// tried again every 15 s, on a thread of their own so a dead bay never stalls
     /// the monitor.
-    pub(crate) fn keep_fabrics(self: &std::sync::Arc<Self>) {
+    fn keep_fabrics(self: &Arc<Self>) {
+        let none_saved = self.core.with_config(|c| c.fabrics.is_empty());
         let due = {
-            let mut st = self.lock();
-            if st.config.fabrics.is_empty()
-                || st.fabric_retry_running
-                || st.fabric_retry_at.is_some_and(|t| t.elapsed() < RETRY)
-            {
+            let mut retry = self.retry();
+            if none_saved || retry.running || retry.at.is_some_and(|t| t.elapsed() < RETRY) {
                 false
             } else {
-                st.fabric_retry_at = Some(Instant::now());
+                retry.at = Some(Instant::now());
                 true
             }
         };
@@ -536,31 +571,31 @@ impl Manager {
         }
         let kernel = self.kernel();
         let controllers = kernel.controllers();
-        let missing = self
-            .lock()
-            .config
-            .fabrics
-            .iter()
-            .any(|p| kernel_match(&controllers, p).is_none());
+        let missing = self.core.with_config(|c| {
+            c.fabrics
+                .iter()
+                .any(|p| kernel_match(&controllers, p).is_none())
+        });
         if !missing {
             return;
         }
-        self.lock().fabric_retry_running = true;
-        let me = self.clone();
+        self.retry().running = true;
+        let me = Arc::clone(self);
         std::thread::spawn(move || {
             let _ = rushes_nas::sys::run_as_root();
             me.restore_fabrics();
-            me.lock().fabric_retry_running = false;
-            me.poke();
+            me.retry().running = false;
+            me.core.poke();
         });
     }
 
     /// Alerts for saved paths that are down: critical when no path to the subsystem is
     /// live (its namespaces are gone or frozen), a warning when another path carries it.
-    pub(crate) fn fabric_alerts(&self) -> Vec<(String, Severity, String, String)> {
+    pub fn publish_alerts(&self) {
         let mut out = Vec::new();
-        if self.lock().config.fabrics.is_empty() {
-            return out;
+        if self.core.with_config(|c| c.fabrics.is_empty()) {
+            self.core.alerts.publish("fabrics", out);
+            return;
         }
         for sub in self.fabrics().subsystems {
             let live = sub.paths.iter().filter(|p| p.state == "live").count();
@@ -576,18 +611,18 @@ impl Manager {
                         format!("{live} other path(s) carry it meanwhile"),
                     )
                 };
-                out.push((
+                out.push(Raise::new(
                     format!("fabric-path:{}@{}:{}", sub.nqn, p.traddr, p.trsvcid),
                     severity,
                     format!(
                         "NVMe-oF path to {} at {} {}:{} is {}; {effect}",
                         sub.nqn, p.transport, p.traddr, p.trsvcid, p.state
                     ),
-                    "check the bay's power and its network link; the path comes back by itself when the bay answers".into(),
+                    "check the bay's power and its network link; the path comes back by itself when the bay answers",
                 ));
             }
         }
-        out
+        self.core.alerts.publish("fabrics", out);
     }
 }
 

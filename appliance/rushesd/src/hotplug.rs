@@ -1,4 +1,4 @@
-//! Disk hot-plug: the kernel's uevents (netlink) for block devices wake the manager's
+//! Disk hot-plug: the kernel's uevents (netlink) for block devices wake the daemon's
 //! monitor, which rescans the inventory and takes pulled disks out of their arrays.
 
 use std::os::fd::AsRawFd;
@@ -8,7 +8,7 @@ use nix::sys::socket::{
     bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
-use crate::manager::Manager;
+use crate::core::Core;
 
 /// Whether a uevent message (`ACTION@DEVPATH\0KEY=VALUE\0…`) is about a block device.
 fn is_block_event(msg: &[u8]) -> bool {
@@ -18,7 +18,7 @@ fn is_block_event(msg: &[u8]) -> bool {
 
 /// Listen for uevents on a thread of its own; without netlink (a container) the
 /// monitor's periodic rescan still notices changes, only later.
-pub fn watch(manager: Arc<Manager>) {
+pub fn watch(core: Arc<Core>) {
     let spawned = std::thread::Builder::new()
         .name("hotplug".into())
         .spawn(move || {
@@ -45,12 +45,12 @@ pub fn watch(manager: Arc<Manager>) {
                     Ok(n) if is_block_event(&buf[..n]) => {
                         let head = buf[..n].split(|&b| b == 0).next().unwrap_or_default();
                         tracing::info!(event = %String::from_utf8_lossy(head), "block device event");
-                        manager.poke();
+                        core.poke();
                     }
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::ENOBUFS) => {
                         // Lost events: look anyway.
-                        manager.poke();
+                        core.poke();
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "uevent socket failed; relying on the periodic rescan");

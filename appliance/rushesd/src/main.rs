@@ -3,16 +3,26 @@
 //! `host` serves directories of any Linux machine (development, tests, benchmarks);
 //! `inventory` lists the machine's disks.
 
+mod activity;
+mod alerts;
 mod api;
 mod audit;
 mod card;
 mod clock;
 mod config;
+mod core;
+mod daemon;
+mod directory;
+mod epoch;
+mod error;
 mod fabrics;
 mod hotplug;
-mod manager;
+mod jobs;
 mod metrics;
+mod pools;
+mod samba;
 mod settings;
+mod shares;
 mod smb;
 mod smb_audit;
 mod smb_profile;
@@ -24,8 +34,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use crate::core::{Core, Paths};
 use config::ConfigStore;
-use manager::{Manager, Paths};
 use rushes_nas::{NfsServer, ServerConfig, Service, ShareConfig};
 
 #[derive(Parser)]
@@ -386,7 +396,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
     rustix::process::umask(rustix::fs::Mode::empty());
     let live = Arc::new(rushes_nas::activity::LiveCounters::default());
     let rollups = Arc::new(rushes_nas::rollup::Rollups::default());
-    let directory: Arc<std::sync::RwLock<smb_audit::Directory>> = Arc::default();
+    let directory: Arc<std::sync::RwLock<directory::Directory>> = Arc::default();
     let audit = audit::AuditLog::start(Arc::clone(&directory), audit::MAX_BYTES, audit::MAX_DAYS);
     audit.set_fallback(audit_dir);
     let recorder =
@@ -405,14 +415,16 @@ fn serve(opts: ServeOptions) -> Result<()> {
         service
     });
     // The appliance serves SMB too (rushes-init runs smbd on the config made here).
-    let samba = appliance.then(|| smb::Samba {
+    let samba = appliance.then(|| samba::Samba {
         conf: PathBuf::from("/run/rushes/smb.conf"),
         private: state_dir.join("samba"),
         run: PathBuf::from("/run/samba"),
         etc: PathBuf::from("/etc"),
     });
-    let manager = management.map(|(socket, config, pools_dir)| {
-        let mgr = Manager::start(
+    let daemon = management.map(|(socket, config, pools_dir)| {
+        // The core first, then each subsystem on it, in the order a boot needs: bays
+        // before the pools on them, pools before their shares, shares before SMB.
+        let core = Core::open(
             Paths {
                 sys: "/sys".into(),
                 pools_dir,
@@ -421,17 +433,44 @@ fn serve(opts: ServeOptions) -> Result<()> {
                 appliance,
             },
             ConfigStore::new(config),
+        );
+        let fabrics = fabrics::Fabrics::start(Arc::clone(&core));
+        let card = card::Card::start(Arc::clone(&core));
+        let pools = pools::Pools::start(Arc::clone(&core));
+        let shares = shares::Shares::start(
+            Arc::clone(&core),
             Arc::clone(&service),
             shares.iter().map(|s| s.name.clone()).collect(),
-            manager::Streams {
+        );
+        let smb = smb::Smb::start(
+            Arc::clone(&core),
+            Arc::clone(&shares),
+            samba.clone(),
+            Arc::clone(&directory),
+        );
+        let system = settings::System::new(Arc::clone(&core));
+        let activity = activity::Activity::new(
+            Arc::clone(&core),
+            activity::Streams {
                 recorder: Arc::clone(&recorder),
                 live: Arc::clone(&live),
                 rollups: Arc::clone(&rollups),
                 audit: Arc::clone(&audit),
-                directory: Arc::clone(&directory),
             },
-            samba.clone(),
         );
+        // Every job kind has had its chance to be taken up again.
+        core.jobs.give_up_the_rest();
+        let daemon = Arc::new(daemon::Daemon {
+            core: Arc::clone(&core),
+            pools,
+            shares,
+            fabrics,
+            card,
+            smb,
+            system: Arc::clone(&system),
+            activity,
+        });
+        daemon.tick();
         if let Some(samba) = samba.clone() {
             let directory = Arc::clone(&directory);
             let observer = Arc::clone(&observer);
@@ -439,16 +478,15 @@ fn serve(opts: ServeOptions) -> Result<()> {
                 .name("smb-audit".into())
                 .spawn(move || smb_audit::run(Path::new("/dev/log"), samba, directory, observer));
         }
-        hotplug::watch(Arc::clone(&mgr));
-        let timekeeper = Arc::clone(&mgr);
+        hotplug::watch(Arc::clone(&core));
         let _ = std::thread::Builder::new()
             .name("ntp".into())
-            .spawn(move || timekeeper.keep_time());
-        let monitor = Arc::clone(&mgr);
+            .spawn(move || system.keep_time());
+        let monitor = Arc::clone(&daemon);
         let _ = std::thread::Builder::new()
             .name("monitor".into())
             .spawn(move || monitor.monitor());
-        (socket, mgr)
+        (socket, daemon)
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -479,15 +517,15 @@ fn serve(opts: ServeOptions) -> Result<()> {
             tracing::info!(share = %share.name, path = %share.path.display(), "exported as /{}", share.name);
         }
         tracing::info!(%addr, "serving NFSv3 (TCP), and MOUNT, NLM, NSM and portmap (TCP and UDP)");
-        match manager {
-            Some((socket, mgr)) => {
+        match daemon {
+            Some((socket, daemon)) => {
                 let scrape = {
-                    let mgr = Arc::clone(&mgr);
+                    let daemon = Arc::clone(&daemon);
                     async move {
                         match metrics {
                             // A port someone else holds costs the metrics, not the NAS.
                             Some(addr) => {
-                                if let Err(e) = metrics::serve(addr, mgr).await {
+                                if let Err(e) = metrics::serve(addr, daemon).await {
                                     tracing::error!("{e:#}");
                                 }
                                 std::future::pending::<()>().await
@@ -498,7 +536,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
                 };
                 tokio::select! {
                     _ = server.run(shutdown_signal()) => {}
-                    r = api::serve(&socket, mgr) => r?,
+                    r = api::serve(&socket, daemon) => r?,
                     _ = scrape => {}
                 }
                 let _ = std::fs::remove_file(&socket);

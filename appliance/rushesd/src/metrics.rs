@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 
-use crate::manager::Manager;
+use crate::daemon::Daemon;
 
 /// Picks one counter out of (operations, bytes, errors).
 type Pick = fn(&(u64, u64, u64)) -> u64;
@@ -22,10 +22,18 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn severity_word(s: rushes_api::Severity) -> &'static str {
+    match s {
+        rushes_api::Severity::Critical => "critical",
+        rushes_api::Severity::Warning => "warning",
+        rushes_api::Severity::Info => "info",
+    }
+}
+
 /// The text exposition format (version 0.0.4).
-pub fn render(m: &Manager) -> String {
+pub fn render(m: &Daemon) -> String {
     let mut out = String::new();
-    let totals = m.rollups().totals();
+    let totals = m.activity.rollups().totals();
     let mut ops: Vec<_> = totals.ops.into_iter().collect();
     ops.sort();
     let families: [(&str, &str, Pick); 3] = [
@@ -81,7 +89,7 @@ pub fn render(m: &Manager) -> String {
             ip.to_canonical()
         );
     }
-    let pools = m.pools();
+    let pools = m.pools.pools();
     let gauges: [(&str, &str); 3] = [
         ("rushes_pool_size_bytes", "Usable capacity of each pool."),
         ("rushes_pool_used_bytes", "Space used on each pool."),
@@ -114,7 +122,21 @@ pub fn render(m: &Manager) -> String {
         let n = alerts.iter().filter(|a| a.severity == sev).count();
         let _ = writeln!(out, "rushes_alerts{{severity=\"{word}\"}} {n}");
     }
-    let audit = m.audit.status();
+    let _ = writeln!(
+        out,
+        "# HELP rushes_alert_raised_seconds Each open alert, by id, source and severity: when it was raised (seconds since the epoch).\n# TYPE rushes_alert_raised_seconds gauge"
+    );
+    for a in &alerts {
+        let _ = writeln!(
+            out,
+            "rushes_alert_raised_seconds{{id=\"{}\",source=\"{}\",severity=\"{}\"}} {}",
+            label(&a.id),
+            label(&a.source),
+            severity_word(a.severity),
+            a.since
+        );
+    }
+    let audit = m.activity.audit().status();
     let _ = writeln!(
         out,
         "# HELP rushes_audit_log_bytes Size of the audit log on its pool.\n# TYPE rushes_audit_log_bytes gauge\nrushes_audit_log_bytes {}",
@@ -129,12 +151,12 @@ pub fn render(m: &Manager) -> String {
 }
 
 /// Serve `/metrics` on `addr` until the future is dropped.
-pub async fn serve(addr: SocketAddr, manager: Arc<Manager>) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     use anyhow::Context;
     let app = Router::new()
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Manager>>| async move {
+            get(|State(m): State<Arc<Daemon>>| async move {
                 let body = tokio::task::spawn_blocking(move || {
                     let _ = rushes_nas::sys::run_as_root();
                     render(&m)
@@ -150,7 +172,7 @@ pub async fn serve(addr: SocketAddr, manager: Arc<Manager>) -> anyhow::Result<()
                 )
             }),
         )
-        .with_state(manager);
+        .with_state(daemon);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for Prometheus on {addr}"))?;

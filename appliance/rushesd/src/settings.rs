@@ -2,13 +2,16 @@
 //! (argon2, in rushes.toml), the NICs' live state, the supervisor's log, and power.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rushes_api as api;
 
-use crate::manager::{ApiErr, ApiResult, Manager};
+use crate::core::{Core, Event};
+use crate::epoch::now;
+use crate::error::{ApiErr, ApiResult};
 
 /// Keys of rushes.toml this module writes (beside init's hostname and network).
 const ADMIN: &str = "admin";
@@ -117,7 +120,28 @@ pub fn nics(sys: &Path) -> Vec<api::Nic> {
     out
 }
 
-impl Manager {
+/// The last NTP result, and the last error.
+type ClockState = (Option<api::ClockSync>, Option<String>);
+
+/// The appliance as a whole: host name, network and time settings, the clock, the admin
+/// password, the supervisor's log, reset and power.
+pub struct System {
+    core: Arc<Core>,
+    clock: Mutex<ClockState>,
+}
+
+impl System {
+    pub fn new(core: Arc<Core>) -> Arc<Self> {
+        Arc::new(Self {
+            core,
+            clock: Mutex::default(),
+        })
+    }
+
+    fn clock_state(&self) -> MutexGuard<'_, ClockState> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Keep the clock with the configured NTP servers, forever: at once when the list
     /// changes, every ten minutes after a success, every 30 s after a failure.
     pub fn keep_time(&self) {
@@ -145,7 +169,7 @@ impl Manager {
                 }
                 match done {
                     Some((server, offset, delay)) => {
-                        let stepped = self.paths.appliance && offset.abs() > 0.128;
+                        let stepped = self.core.paths.appliance && offset.abs() > 0.128;
                         if stepped {
                             if let Err(e) = crate::clock::step(offset) {
                                 tracing::warn!(error = %e, "cannot set the clock");
@@ -153,12 +177,12 @@ impl Manager {
                                 tracing::info!(%server, offset_s = offset, "clock stepped to NTP time");
                             }
                         }
-                        self.lock().clock = (
+                        *self.clock_state() = (
                             Some(api::ClockSync {
                                 server,
                                 offset_ms: offset * 1000.0,
                                 delay_ms: delay * 1000.0,
-                                at: crate::manager::now(),
+                                at: now(),
                                 stepped,
                             }),
                             None,
@@ -168,7 +192,7 @@ impl Manager {
                     None => {
                         let why = errors.join("; ");
                         tracing::debug!(error = %why, "NTP failed");
-                        self.lock().clock.1 = Some(why);
+                        self.clock_state().1 = Some(why);
                         next = std::time::Instant::now() + Duration::from_secs(30);
                     }
                 }
@@ -178,9 +202,9 @@ impl Manager {
     }
 
     pub fn clock(&self) -> api::Clock {
-        let (synced, error) = self.lock().clock.clone();
+        let (synced, error) = self.clock_state().clone();
         api::Clock {
-            now: crate::manager::now(),
+            now: now(),
             ntp: self.settings().ntp,
             synced,
             error,
@@ -188,7 +212,7 @@ impl Manager {
     }
 
     pub fn settings(&self) -> api::Settings {
-        let mut t = self.lock().config.other.clone();
+        let mut t = self.core.with_config(|c| c.other.clone());
         t.remove(ADMIN);
         t.try_into().unwrap_or_default()
     }
@@ -220,14 +244,15 @@ impl Manager {
             }
         }
         let value = toml::Table::try_from(&new).map_err(|e| ApiErr::failed(e.to_string()))?;
-        self.save_config(|c| {
-            for key in ["hostname", "network", "timezone", "ntp"] {
-                c.other.remove(key);
-            }
-            c.other.extend(value);
-        })
-        .map_err(ApiErr::failed)?;
-        if let (Some(h), true) = (&new.hostname, self.paths.appliance) {
+        self.core
+            .save_config(|c| {
+                for key in ["hostname", "network", "timezone", "ntp"] {
+                    c.other.remove(key);
+                }
+                c.other.extend(value);
+            })
+            .map_err(ApiErr::failed)?;
+        if let (Some(h), true) = (&new.hostname, self.core.paths.appliance) {
             if let Err(e) = rustix::system::sethostname(h.as_bytes()) {
                 tracing::warn!(error = %e, "cannot set the host name now; it applies at the next start");
             }
@@ -237,20 +262,20 @@ impl Manager {
     }
 
     fn password_hash(&self) -> Option<String> {
-        self.lock()
-            .config
-            .other
-            .get(ADMIN)
-            .and_then(|a| a.get("password"))
-            .and_then(|p| p.as_str())
-            .map(str::to_string)
+        self.core.with_config(|c| {
+            c.other
+                .get(ADMIN)
+                .and_then(|a| a.get("password"))
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        })
     }
 
     pub fn setup(&self) -> api::Setup {
         api::Setup {
             configured: self.password_hash().is_some(),
             hostname: self.status().hostname,
-            addresses: nics(&self.paths.sys)
+            addresses: nics(&self.core.paths.sys)
                 .into_iter()
                 .flat_map(|n| n.addresses)
                 .filter(|a| !a.starts_with("fe80"))
@@ -297,12 +322,13 @@ impl Manager {
             .hash_password(req.new.as_bytes(), &salt)
             .map_err(|e| ApiErr::failed(format!("cannot hash the password: {e}")))?
             .to_string();
-        self.save_config(|c| {
-            let mut admin = toml::Table::new();
-            admin.insert("password".into(), toml::Value::String(hash));
-            c.other.insert(ADMIN.into(), toml::Value::Table(admin));
-        })
-        .map_err(ApiErr::failed)?;
+        self.core
+            .save_config(|c| {
+                let mut admin = toml::Table::new();
+                admin.insert("password".into(), toml::Value::String(hash));
+                c.other.insert(ADMIN.into(), toml::Value::Table(admin));
+            })
+            .map_err(ApiErr::failed)?;
         tracing::info!("admin password set");
         Ok(())
     }
@@ -322,12 +348,12 @@ impl Manager {
     }
 
     pub fn nics(&self) -> Vec<api::Nic> {
-        nics(&self.paths.sys)
+        nics(&self.core.paths.sys)
     }
 
     /// The last `lines` lines of the supervisor's log that contain `filter`.
     pub fn logs(&self, filter: Option<&str>, lines: usize) -> api::Logs {
-        let text = std::fs::read_to_string(&self.paths.log_file).unwrap_or_default();
+        let text = std::fs::read_to_string(&self.core.paths.log_file).unwrap_or_default();
         let mut picked: Vec<String> = text
             .lines()
             .filter(|l| filter.is_none_or(|f| l.to_lowercase().contains(&f.to_lowercase())))
@@ -348,32 +374,20 @@ impl Manager {
                 "a reset needs confirm: true",
             ));
         }
-        if let Some(job) = self
-            .jobs()
-            .into_iter()
-            .find(|j| j.state == api::JobState::Running)
-        {
+        if let Some(job) = self.core.jobs.any_active() {
             return Err(ApiErr::new(
                 409,
                 "busy",
-                format!("job {} ({} of {}) is running", job.id, job.kind, job.pool),
+                format!("job {} ({} of {}) is running", job.id, job.kind, job.target),
             )
             .hint("wait for it to finish, then reset"));
         }
-        let shares: Vec<String> = self
-            .lock()
-            .config
-            .shares
-            .iter()
-            .map(|s| s.name.clone())
-            .collect();
-        self.save_config(|c| *c = crate::config::ApplianceConfig::default())
+        self.core
+            .save_config(|c| *c = crate::config::ApplianceConfig::default())
             .map_err(ApiErr::failed)?;
-        for share in shares {
-            self.nas_remove_share(&share);
-        }
+        self.core.emit(Event::Reset);
         tracing::warn!("settings reset to the defaults through the API");
-        if self.paths.appliance {
+        if self.core.paths.appliance {
             self.power(api::Power {
                 action: "reboot".into(),
                 confirm: true,
@@ -381,6 +395,17 @@ impl Manager {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    pub fn status(&self) -> api::Status {
+        api::Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            hostname: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            uptime_secs: self.core.started.elapsed().as_secs(),
+        }
     }
 
     pub fn power(&self, req: api::Power) -> ApiResult<()> {
@@ -401,7 +426,7 @@ impl Manager {
                 format!("{} needs confirm: true", req.action),
             ));
         }
-        if !self.paths.appliance {
+        if !self.core.paths.appliance {
             return Err(ApiErr::new(
                 409,
                 "not-appliance",

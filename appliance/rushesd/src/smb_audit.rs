@@ -10,21 +10,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rushes_nas::activity::{OpObserver, OpRecord};
 
+use crate::directory::Directory;
 use crate::smb_profile::{Command, Profile};
-
-/// What the reader needs to know to turn audit lines into records: each SMB share's
-/// folder (audit paths are absolute) and each account's uid.
-#[derive(Debug, Default)]
-pub struct Directory {
-    pub shares: HashMap<String, (Arc<str>, PathBuf)>,
-    pub uids: HashMap<String, u32>,
-}
 
 /// One parsed full_audit line.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,7 +212,7 @@ struct Reader {
 /// Listen on `socket` (normally `/dev/log`) until the process ends.
 pub fn run(
     socket: &Path,
-    samba: crate::smb::Samba,
+    samba: crate::samba::Samba,
     directory: Arc<RwLock<Directory>>,
     observer: Arc<dyn OpObserver>,
 ) {
@@ -564,6 +557,7 @@ fn parse_diag(msg: &[u8], family: u8, port: u16) -> Option<((IpAddr, u16), (u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::sync::Mutex;
 
     /// No latency known.

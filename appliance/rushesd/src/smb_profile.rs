@@ -163,7 +163,7 @@ const RETRY: Duration = Duration::from_secs(60);
 impl Profile {
     /// Samba's smb.conf (for `smbstatus`), and its lock directory with the profile in
     /// `cache/` and `smbd.pid`.
-    pub fn new(samba: &crate::smb::Samba) -> Profile {
+    pub fn new(samba: &crate::samba::Samba) -> Profile {
         Profile {
             conf: samba.conf.clone(),
             tdb: samba.run.join("cache/smbprofile.tdb"),
@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn smbstatus_is_not_asked_before_smbd_has_made_its_profile() {
         let dir = tempfile::tempdir().unwrap();
-        let mut profile = Profile::new(&crate::smb::Samba {
+        let mut profile = Profile::new(&crate::samba::Samba {
             conf: dir.path().join("smb.conf"),
             private: dir.path().join("private"),
             run: dir.path().to_path_buf(),
@@ -371,7 +371,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("cache")).unwrap();
         std::fs::write(dir.path().join("smbd.pid"), "1\n").unwrap();
-        let mut profile = Profile::new(&crate::smb::Samba {
+        let mut profile = Profile::new(&crate::samba::Samba {
             conf: dir.path().join("smb.conf"),
             private: dir.path().join("private"),
             run: dir.path().to_path_buf(),

@@ -174,6 +174,13 @@ pub fn start_check(kernel: &str) -> Result<(), StorageError> {
     std::fs::write(&path, "check").map_err(|e| StorageError::io(format!("cannot write {path}"), e))
 }
 
+/// Stop the array's running check or resync (`idle` in `sync_action`); md goes back to
+/// it by itself only for a resync it needs.
+pub fn stop_sync(kernel: &str) -> Result<(), StorageError> {
+    let path = format!("/sys/block/{kernel}/md/sync_action");
+    std::fs::write(&path, "idle").map_err(|e| StorageError::io(format!("cannot write {path}"), e))
+}
+
 /// A member as md sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberStatus {
