@@ -1,12 +1,13 @@
 //! Pools in the booted image (QEMU, TCG), driven through `rushesctl` in the guest and NFS
 //! from the host: a RAID-5 over four NVMe disks with a share on it survives a reboot with
 //! its files intact, keeps serving with a disk pulled, rebuilds onto a hot-added disk,
-//! grows onto another while serving, and refuses what it must refuse.
+//! grows onto another while serving, scrubs (a scrub outlives a crash of rushesd and is
+//! cancelled), and refuses what it must refuse.
 
 use std::time::{Duration, Instant};
 
 use rushes_tests::guest::{
-    ctl, ctl_json, payload, read_share_file, sha256, wait_json, write_share_file, SHORT,
+    ctl, ctl_json, payload, read_share_file, sh, sha256, wait_json, write_share_file, SHORT,
 };
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
 use serde_json::Value;
@@ -351,6 +352,80 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         .clone();
     ctl(&vm, &format!("jobs watch {scrub}"), 0, MD_WORK);
     assert_eq!(pool_state(&vm)["scrub_mismatches"], 0);
+
+    // A second scrub, slowed by md's speed limit so that it outlasts a crash of
+    // rushesd: the jobs service kept it, the restarted daemon takes it up again (md
+    // carried on meanwhile), and cancel stops md's check.
+    let md = pool_state(&vm)["device"]
+        .as_str()
+        .expect("the pool's md device")
+        .trim_start_matches("/dev/")
+        .to_string();
+    sh(
+        &vm,
+        &format!("echo 2000 > /sys/block/{md}/md/sync_speed_max"),
+    );
+    let job = ctl_json(&vm, "pool scrub media");
+    let id = job["id"].as_u64().unwrap();
+    assert_eq!(
+        job["target"],
+        serde_json::json!({"kind": "pool", "name": "media"})
+    );
+    assert_eq!(job["cancellable"], true, "{job:#}");
+    let of_job = |v: &Value| {
+        v.as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["id"] == id))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let counted = wait_json(&vm, "jobs", SHORT, "the scrub's progress", |v| {
+        of_job(v)["progress"]["unit"] == "bytes"
+    });
+    assert!(of_job(&counted)["progress"]["total"].as_u64().unwrap() > 0);
+    sh(&vm, "kill -9 $(pidof rushesd)");
+    let deadline = Instant::now() + SHORT;
+    let taken_up = loop {
+        // rushesd is down until init starts it again: rushesctl fails meanwhile.
+        if let Ok((out, 0)) = vm.run("rushesctl --json jobs", SHORT) {
+            let jobs: Value = serde_json::from_str(&out).unwrap();
+            let j = of_job(&jobs);
+            if j["resumed"] == true && j["state"] == "running" {
+                break j;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scrub was not taken up after the restart"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(
+        sh(&vm, &format!("cat /sys/block/{md}/md/sync_action")).trim(),
+        "check",
+        "md went on checking while rushesd was down: {taken_up:#}"
+    );
+    let out = ctl(&vm, &format!("jobs cancel {id}"), 0, SHORT);
+    assert!(out.contains("stopping"), "{out}");
+    let ended = wait_json(&vm, "jobs", SHORT, "the scrub cancelled", |v| {
+        of_job(v)["state"] == "cancelled"
+    });
+    assert!(
+        of_job(&ended)["error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped"),
+        "{ended:#}"
+    );
+    assert_eq!(
+        sh(&vm, &format!("cat /sys/block/{md}/md/sync_action")).trim(),
+        "idle"
+    );
+    let out = ctl(&vm, &format!("jobs cancel {id}"), 1, SHORT);
+    assert!(out.contains("ended already"), "{out}");
+    sh(
+        &vm,
+        &format!("echo system > /sys/block/{md}/md/sync_speed_max"),
+    );
 
     // Destroying needs the name repeated and the shares gone; the disks are free after.
     let out = ctl(&vm, "pool destroy media --confirm medai", 1, SHORT);
