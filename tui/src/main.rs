@@ -3,8 +3,11 @@
 
 mod app;
 mod form;
+mod screen;
 mod screens;
+mod search;
 mod snapshot;
+mod widgets;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +26,8 @@ use tuirealm::ratatui::Frame;
 use tuirealm::state::State;
 use tuirealm::terminal::{CrosstermTerminalAdapter, TerminalAdapter};
 
-use app::{App, Input};
+use app::App;
+use screen::Input;
 
 #[derive(Parser)]
 #[command(
@@ -65,7 +69,7 @@ struct Console {
 
 impl Component for Console {
     fn view(&mut self, frame: &mut Frame<'_>, area: Rect) {
-        screens::draw(frame, area, &self.app);
+        self.app.draw(frame, area);
     }
 
     fn query<'a>(&'a self, _attr: Attribute) -> Option<QueryResult<'a>> {

@@ -1,49 +1,7 @@
-//! What the console knows: its screens (and the menu keys that open them) and one
-//! snapshot of the API that every screen is drawn from.
+//! One snapshot of the API that every screen is drawn from.
 
 use rushes_api as api;
 use rushes_api::Client;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    Dashboard,
-    Disks,
-    Pools,
-    Shares,
-    Network,
-    Logs,
-    Power,
-    Alerts,
-    Activity,
-}
-
-/// The menu: a key, and the screen it opens.
-pub const MENU: [(char, Screen, &str); 9] = [
-    ('d', Screen::Dashboard, "Dashboard"),
-    ('k', Screen::Disks, "Disks"),
-    ('p', Screen::Pools, "Pools"),
-    ('s', Screen::Shares, "Shares"),
-    ('n', Screen::Network, "Network"),
-    ('l', Screen::Logs, "Logs"),
-    ('o', Screen::Power, "Power"),
-    ('a', Screen::Alerts, "Alerts"),
-    ('t', Screen::Activity, "Activity"),
-];
-
-impl Screen {
-    pub fn for_key(c: char) -> Option<Screen> {
-        MENU.iter()
-            .find(|(k, ..)| *k == c.to_ascii_lowercase())
-            .map(|(_, s, _)| *s)
-    }
-
-    pub fn title(self) -> &'static str {
-        MENU.iter()
-            .find(|(_, s, _)| *s == self)
-            .map(|(.., t)| *t)
-            .unwrap_or("")
-    }
-}
 
 /// Everything the screens show, fetched together.
 #[derive(Debug, Default)]
@@ -73,6 +31,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Disks a pool could take now: not the stick, not in use.
+    pub fn free_disks(&self) -> Vec<api::Disk> {
+        self.disks
+            .iter()
+            .filter(|d| !d.boot && d.in_use_by.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// The first address clients can use.
+    pub fn address(&self) -> String {
+        self.setup
+            .as_ref()
+            .and_then(|s| s.addresses.first())
+            .map(|a| a.split('/').next().unwrap_or(a).to_string())
+            .unwrap_or_else(|| "ADDRESS".into())
+    }
+
     /// Read everything the screens show; the log only when `log_filter` is given (the
     /// Logs screen is open), since it is the one large answer.
     /// The activity figures only when `audit_filter` is given (the Activity screen is

@@ -1,0 +1,172 @@
+//! Who is moving data now, the busiest files and accounts, latency per protocol, and
+//! the audit log's newest matches, searched by path on `/`.
+
+use rushes_api as api;
+use tuirealm::ratatui::layout::Rect;
+use tuirealm::ratatui::text::Line;
+use tuirealm::ratatui::widgets::Paragraph;
+use tuirealm::ratatui::Frame;
+
+use crate::screen::{Ctx, Fetch, Go, Input, Screen};
+use crate::search::{self, Search};
+use crate::snapshot::Snapshot;
+use crate::widgets::{amount, bold, halved, rate, sparkline};
+
+pub struct Activity {
+    /// Audit records shown have its text in their path.
+    search: Search,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            search: Search::new("Audit records whose path has"),
+        }
+    }
+}
+
+impl Screen for Activity {
+    type Msg = search::Msg;
+
+    fn message(&self, key: Input) -> Option<search::Msg> {
+        self.search.message(key)
+    }
+
+    fn update(&mut self, msg: search::Msg, ctx: &mut Ctx<'_>) -> Option<Go> {
+        self.search.update(msg, ctx);
+        None
+    }
+
+    fn form_open(&self) -> bool {
+        self.search.is_open()
+    }
+
+    fn fetch(&self) -> Fetch {
+        Fetch {
+            audit_filter: Some(self.search.text.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn view(&self, f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
+        let mut lines = vec![bold(
+            "Clients, last minute (2 s a mark), now and peak".into(),
+        )];
+        if snap.series.is_empty() {
+            lines.push(Line::from(
+                "  nobody has read or written in the last minute",
+            ));
+        }
+        for s in snap.series.iter().take(5) {
+            let now = s.bytes_per_second.iter().rev().nth(1).copied().unwrap_or(0);
+            let peak = s.bytes_per_second.iter().copied().max().unwrap_or(0);
+            lines.push(Line::from(format!(
+                "  {:<15} [{}] {:>9} (peak {:>9})",
+                s.group.chars().take(15).collect::<String>(),
+                sparkline(&halved(&s.bytes_per_second)),
+                rate(now),
+                rate(peak)
+            )));
+        }
+        if let Some(p) = &snap.protocols {
+            let parts: Vec<String> = p
+                .rows
+                .iter()
+                .map(|r| {
+                    let ms = |us: Option<u64>| {
+                        us.map_or("-".into(), |u| format!("{:.2}", u as f64 / 1e3))
+                    };
+                    format!(
+                        "{} {:.1} ops/s {} p50 {} ms p99 {} ms{}",
+                        r.group,
+                        r.ops_per_s,
+                        rate(r.bytes_per_s as u64),
+                        ms(r.p50_us),
+                        ms(r.p99_us),
+                        if r.errors > 0 {
+                            format!(" {} errors", r.errors)
+                        } else {
+                            String::new()
+                        }
+                    )
+                })
+                .collect();
+            lines.push(Line::from(""));
+            lines.push(bold("Latency, last minute".into()));
+            if parts.is_empty() {
+                lines.push(Line::from("  no operations"));
+            }
+            for part in parts {
+                lines.push(Line::from(format!("  {part}")));
+            }
+        }
+        lines.push(Line::from(""));
+        lines.push(bold(format!(
+            "{:<44}{}",
+            "Top files, last minute", "Top users"
+        )));
+        let files = snap
+            .top_files
+            .as_ref()
+            .map(|t| t.rows.as_slice())
+            .unwrap_or(&[]);
+        let users = snap
+            .top_users
+            .as_ref()
+            .map(|t| t.rows.as_slice())
+            .unwrap_or(&[]);
+        for i in 0..files.len().max(users.len()).max(1) {
+            let cell = |rows: &[api::ActivityRow], width: usize| match rows.get(i) {
+                Some(r) => {
+                    let name: String = r.group.chars().take(width - 12).collect();
+                    format!("{name:<w$} {:>10}", amount(r.bytes), w = width - 12)
+                }
+                None if i == 0 => "(none)".to_string(),
+                None => String::new(),
+            };
+            lines.push(Line::from(format!(
+                "  {:<42}{}",
+                cell(files, 42),
+                cell(users, 34)
+            )));
+        }
+        lines.push(Line::from(""));
+        lines.push(bold(if self.search.text.is_empty() {
+            "Audit log, newest first (/ searches by path)".to_string()
+        } else {
+            format!(
+                "Audit log: paths with {:?} (/ changes, Esc clears)",
+                self.search.text
+            )
+        }));
+        if snap.audit.is_empty() {
+            lines.push(Line::from("  no records"));
+        }
+        for r in &snap.audit {
+            let secs = r.time_ms / 1000 % 86_400;
+            let what = match &r.to {
+                Some(to) => format!("{} -> {to}", r.path),
+                None => r.path.clone(),
+            };
+            lines.push(Line::from(format!(
+                "  {:02}:{:02}:{:02} {:<15} {:<10} {:<4} {:<7} {}:{} {}",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60,
+                r.client,
+                r.user.chars().take(10).collect::<String>(),
+                r.protocol,
+                r.op,
+                r.share,
+                what,
+                if r.result == "ok" {
+                    ""
+                } else {
+                    r.result.as_str()
+                }
+            )));
+        }
+        f.render_widget(Paragraph::new(lines), area);
+        self.search.view(f, area);
+    }
+}
