@@ -532,6 +532,37 @@ async fn emulated_card(vm: &Vm) {
     );
     let back = ctl_json(vm, "card firmware rollback");
     assert_eq!(back["active_slot"], "A", "{back:#}");
+    // Each firmware step is a job of the card's, refusals failed with their reason.
+    let jobs = ctl_json(vm, "jobs");
+    let firmware: Vec<(String, String, String)> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["target"]["kind"] == "card")
+        .map(|j| {
+            (
+                j["kind"].as_str().unwrap_or_default().to_string(),
+                j["state"].as_str().unwrap_or_default().to_string(),
+                j["error"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let kinds: Vec<(&str, &str)> = firmware
+        .iter()
+        .map(|(k, s, _)| (k.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("firmware-stage", "failed"),
+            ("firmware-stage", "failed"),
+            ("firmware-stage", "done"),
+            ("firmware-activate", "done"),
+            ("firmware-rollback", "done"),
+        ],
+        "{jobs:#}"
+    );
+    assert!(firmware[0].2.contains("SHA-256"), "{jobs:#}");
 
     // The card's engine dies: an alert, then rushesd starts it again and it carries
     // the bay once more.

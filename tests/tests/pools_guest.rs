@@ -404,6 +404,13 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "check",
         "md went on checking while rushesd was down: {taken_up:#}"
     );
+    // The console's dashboard lists it among the running jobs, with a progress bar.
+    vm.type_keys("d").unwrap();
+    vm.wait_screen(
+        &["Running jobs", &format!("{id} scrub pool media [")],
+        SHORT,
+    )
+    .unwrap();
     let out = ctl(&vm, &format!("jobs cancel {id}"), 0, SHORT);
     assert!(out.contains("stopping"), "{out}");
     let ended = wait_json(&vm, "jobs", SHORT, "the scrub cancelled", |v| {

@@ -620,35 +620,76 @@ impl Card {
     }
 
     /// Check a bundle here first (hash, model, host version), then stage it.
+    /// Run a firmware step as a job of its own (kept in the jobs' record with its
+    /// outcome); the API answers when it ends, with the card's status or the refusal.
+    fn firmware_job(
+        &self,
+        kind: &str,
+        step: &str,
+        f: impl FnOnce() -> ApiResult<()>,
+    ) -> ApiResult<api::CardStatus> {
+        let target = api::JobTarget {
+            kind: api::TargetKind::Card,
+            name: String::new(),
+        };
+        let work = self.core.jobs.create(kind, target, false);
+        let mut refused = None;
+        let result = self.core.jobs.run_here(work, |w| {
+            w.step(step);
+            f().map_err(|e| {
+                let message = e.message.clone();
+                refused = Some(e);
+                message
+            })
+        });
+        match (result, refused) {
+            (Ok(()), _) => Ok(self.card_status()),
+            (Err(_), Some(e)) => Err(e),
+            (Err(message), None) => Err(ApiErr::failed(message)),
+        }
+    }
+
     pub fn card_stage(&self, req: api::FirmwareStage) -> ApiResult<api::CardStatus> {
         let card = self.running_card()?;
-        let info = card.info().map_err(card_error)?;
-        let host_version = env!("CARGO_PKG_VERSION");
-        rushes_firmware::bundle::verify(std::path::Path::new(&req.path), &info.model, host_version)
-            .map_err(|e| {
-                ApiErr::new(400, "bad-bundle", format!("{}: {e}", req.path))
-                    .hint("get the bundle made for this card again; nothing was changed")
-            })?;
-        card.stage_firmware(&card::Stage {
-            path: req.path.clone(),
-            host_version: host_version.into(),
-        })
-        .map_err(card_error)?;
-        Ok(self.card_status())
+        self.firmware_job(
+            "firmware-stage",
+            "checking the bundle and writing it to the spare slot",
+            || {
+                let info = card.info().map_err(card_error)?;
+                let host_version = env!("CARGO_PKG_VERSION");
+                rushes_firmware::bundle::verify(
+                    std::path::Path::new(&req.path),
+                    &info.model,
+                    host_version,
+                )
+                .map_err(|e| {
+                    ApiErr::new(400, "bad-bundle", format!("{}: {e}", req.path))
+                        .hint("get the bundle made for this card again; nothing was changed")
+                })?;
+                card.stage_firmware(&card::Stage {
+                    path: req.path.clone(),
+                    host_version: host_version.into(),
+                })
+                .map_err(card_error)?;
+                Ok(())
+            },
+        )
     }
 
     pub fn card_activate(&self) -> ApiResult<api::CardStatus> {
-        self.running_card()?
-            .activate_firmware()
-            .map_err(card_error)?;
-        Ok(self.card_status())
+        let card = self.running_card()?;
+        self.firmware_job("firmware-activate", "activating the staged slot", || {
+            card.activate_firmware().map_err(card_error).map(drop)
+        })
     }
 
     pub fn card_rollback(&self) -> ApiResult<api::CardStatus> {
-        self.running_card()?
-            .rollback_firmware()
-            .map_err(card_error)?;
-        Ok(self.card_status())
+        let card = self.running_card()?;
+        self.firmware_job(
+            "firmware-rollback",
+            "going back to the previous slot",
+            || card.rollback_firmware().map_err(card_error).map(drop),
+        )
     }
 
     /// The card's alerts: failed (its bays moved to the kernel path) or degraded.

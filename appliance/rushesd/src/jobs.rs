@@ -124,12 +124,14 @@ impl Work {
     }
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
+/// A panicking job's error, with the panic's text.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
+        .unwrap_or_else(|| "no message".into());
+    format!("the job stopped on an internal error: {text}; the daemon goes on (please report it with `rushesctl logs`)")
 }
 
 impl Jobs {
@@ -299,18 +301,26 @@ impl Jobs {
                         .map_err(|e| format!("cannot act as root: {e}"))?;
                     f(&work)
                 }));
-                let result = result.unwrap_or_else(|panic| {
-                    Err(format!(
-                        "the job stopped on an internal error: {}; the daemon goes on (please report it with `rushesctl logs`)",
-                        panic_text(&*panic)
-                    ))
-                });
+                let result = result.unwrap_or_else(|panic| Err(panicked(&*panic)));
                 jobs.finish(id, result, work.cancelled());
             });
         if let Err(e) = spawned {
             self.finish(id, Err(format!("cannot start a thread: {e}")), false);
         }
         self.get(id).expect("the job was just made")
+    }
+
+    /// Run short work as job `work` on this thread, so the caller answers when it ends;
+    /// the job is kept, and a panic handled, as with [`Jobs::run`].
+    pub fn run_here(
+        &self,
+        work: Work,
+        f: impl FnOnce(&Work) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let result = catch_unwind(AssertUnwindSafe(|| f(&work)))
+            .unwrap_or_else(|panic| Err(panicked(&*panic)));
+        self.finish(work.id, result.clone(), work.cancelled());
+        result
     }
 
     fn finish(&self, id: u64, result: Result<(), String>, cancelled: bool) {
@@ -530,6 +540,28 @@ mod tests {
         assert_eq!(job.state, JobState::Failed);
         let error = job.error.unwrap();
         assert!(error.contains("the index is upside down"), "{error}");
+    }
+
+    #[test]
+    fn short_work_runs_as_a_job_on_the_callers_thread() {
+        let jobs = Jobs::open(None, &Alerts::open(None));
+        let ok = jobs.create("firmware-stage", JobTarget::pool("x"), false);
+        let ok_id = ok.id();
+        assert_eq!(
+            jobs.run_here(ok, |w| {
+                w.step("writing slot B");
+                Ok(())
+            }),
+            Ok(())
+        );
+        assert_eq!(jobs.get(ok_id).unwrap().state, JobState::Done);
+        let bad = jobs.create("firmware-stage", JobTarget::pool("x"), false);
+        let bad_id = bad.id();
+        let e = jobs.run_here(bad, |_| Err("the bundle is for another card".into()));
+        assert_eq!(e.unwrap_err(), "the bundle is for another card");
+        let job = jobs.get(bad_id).unwrap();
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(job.error.as_deref(), Some("the bundle is for another card"));
     }
 
     #[test]
