@@ -70,9 +70,14 @@ pub trait Screen {
     /// What a key can mean on this screen.
     type Msg;
     /// What `key` means here now, or `None` for the router's keys (menu letters, Esc,
-    /// X). With a form open, every key is the screen's.
-    fn message(&self, key: Input) -> Option<Self::Msg>;
-    fn update(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_>) -> Option<Go>;
+    /// X). With a form open, every key is the screen's. A screen that only shows takes
+    /// none.
+    fn message(&self, _key: Input) -> Option<Self::Msg> {
+        None
+    }
+    fn update(&mut self, _msg: Self::Msg, _ctx: &mut Ctx<'_>) -> Option<Go> {
+        None
+    }
     fn view(&self, f: &mut Frame<'_>, area: Rect, snap: &Snapshot);
     /// A form is open over the screen (the key bar shows the form's keys).
     fn form_open(&self) -> bool {

@@ -33,6 +33,8 @@ struct CardRuntime {
     busy: bool,
     /// Health queries in a row the card did not answer.
     silent: u32,
+    /// The running firmware differs from its active slot's, as the monitor last looked.
+    firmware_mismatch: Option<Raise>,
 }
 
 /// `1FB3:0001` → (0x1fb3, 0x0001).
@@ -120,9 +122,13 @@ impl Card {
         card
     }
 
-    /// From the monitor: keep the card running, and publish its alerts.
+    /// From the monitor: keep the card running, look at its firmware, and publish its
+    /// alerts. The card is asked here only, never for an API or metrics request.
     pub fn tick(self: &Arc<Self>) {
         self.keep_card();
+        let running = matches!(self.rt().state.as_str(), "ok" | "degraded");
+        let mismatch = if running { self.firmware_alert() } else { None };
+        self.rt().firmware_mismatch = mismatch;
         self.publish_alerts();
     }
 
@@ -692,10 +698,11 @@ impl Card {
         )
     }
 
-    /// The card's alerts: failed (its bays moved to the kernel path) or degraded.
+    /// The card's alerts: failed (its bays moved to the kernel path), degraded, or
+    /// running other firmware than its active slot's.
     pub fn publish_alerts(&self) {
         let st = self.rt();
-        let alerts = match st.state.as_str() {
+        let mut alerts = match st.state.as_str() {
             "failed" => vec![Raise::new(
                 "card-failed",
                 Severity::Critical,
@@ -721,12 +728,10 @@ impl Card {
             )],
             _ => vec![],
         };
-        let running = matches!(st.state.as_str(), "ok" | "degraded");
-        drop(st);
-        let mut alerts = alerts;
-        if running {
-            alerts.extend(self.firmware_alert());
+        if matches!(st.state.as_str(), "ok" | "degraded") {
+            alerts.extend(st.firmware_mismatch.clone());
         }
+        drop(st);
         self.core.alerts.publish("card", alerts);
     }
 

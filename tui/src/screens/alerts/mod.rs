@@ -5,7 +5,7 @@ use tuirealm::ratatui::text::Line;
 use tuirealm::ratatui::widgets::{Paragraph, Wrap};
 use tuirealm::ratatui::Frame;
 
-use crate::screen::{Ctx, Go, Input, Screen};
+use crate::screen::Screen;
 use crate::snapshot::Snapshot;
 use crate::widgets::severity_word;
 
@@ -14,14 +14,6 @@ pub struct Alerts;
 
 impl Screen for Alerts {
     type Msg = ();
-
-    fn message(&self, _key: Input) -> Option<()> {
-        None
-    }
-
-    fn update(&mut self, _msg: (), _ctx: &mut Ctx<'_>) -> Option<Go> {
-        None
-    }
 
     fn view(&self, f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
         let mut lines = Vec::new();

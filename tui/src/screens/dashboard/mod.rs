@@ -8,7 +8,7 @@ use tuirealm::ratatui::text::Line;
 use tuirealm::ratatui::widgets::{Paragraph, Wrap};
 use tuirealm::ratatui::Frame;
 
-use crate::screen::{Ctx, Go, Input, Screen};
+use crate::screen::Screen;
 use crate::snapshot::Snapshot;
 use crate::widgets::{bar, severity_word, size, state_word, traffic};
 
@@ -17,14 +17,6 @@ pub struct Dashboard;
 
 impl Screen for Dashboard {
     type Msg = ();
-
-    fn message(&self, _key: Input) -> Option<()> {
-        None
-    }
-
-    fn update(&mut self, _msg: (), _ctx: &mut Ctx<'_>) -> Option<Go> {
-        None
-    }
 
     fn view(&self, f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
         let mut lines =
