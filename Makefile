@@ -21,9 +21,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libclang-dev: libublk's bindings are generated with bindgen at build time.
 # rpcbind (rpcinfo) and nfs-common (showmount) are clients the tests ask the portmapper with;
 # iperf3 measures the loopback limit beside the single-stream read.
+# cryptsetup-bin and bcache-tools write the real LUKS and bcache headers the pools guest
+# must see as data on its spare disks (mkswap, from util-linux, writes the swap one).
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev
+	libclang-dev util-linux cryptsetup-bin bcache-tools
 
 # Downloaded Debian packages for the image live outside the checkout.
 RUSHES_CACHE ?= /var/cache/rushes-mkimage
@@ -45,13 +47,18 @@ deps:
 	@command -v qemu-img >/dev/null || { echo "qemu-img is missing after installing qemu-utils"; exit 1; }
 	@command -v cargo >/dev/null || { echo "Rust is missing: install it with rustup (https://rustup.rs)"; exit 1; }
 	@$(CARGO) nextest --version >/dev/null 2>&1 || { echo "==> installing cargo-nextest"; $(CARGO) install --locked cargo-nextest; }
+	@$(CARGO) machete --version >/dev/null 2>&1 || { echo "==> installing cargo-machete"; $(CARGO) install --locked cargo-machete; }
 
 build:
 	$(CARGO) build --workspace --bins
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# rushesd and storage build the card's wire codecs without its engine (libublk).
+	$(CARGO) clippy -p rushes-firmware --no-default-features --all-targets -- -D warnings
+	# No dependency a crate does not use.
+	$(CARGO) machete
 	# No import circles between the files of any crate (tests/tests/layout.rs).
 	$(CARGO) nextest run -p rushes-tests --test layout
 

@@ -135,13 +135,41 @@ pub trait OffloadCard {
     fn rollback_firmware(&self) -> Result<FirmwareState, CardError>;
 }
 
+/// A JSON-RPC 2.0 request. Its `id` is a string, a number or null and comes back in the
+/// answer; a request without one is a notification, which gets no answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub jsonrpc: String,
-    pub id: u64,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub id: Option<serde_json::Value>,
     pub method: String,
     #[serde(default)]
     pub params: serde_json::Value,
+}
+
+/// `"id": null` is an id (null); only a missing `id` makes a notification.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+impl Request {
+    /// Why the spec refuses this request (-32600 Invalid Request), if it does.
+    pub fn invalid(&self) -> Option<String> {
+        if self.jsonrpc != "2.0" {
+            return Some(format!("jsonrpc must be \"2.0\", not {:?}", self.jsonrpc));
+        }
+        match &self.id {
+            None
+            | Some(serde_json::Value::Null)
+            | Some(serde_json::Value::String(_))
+            | Some(serde_json::Value::Number(_)) => None,
+            Some(other) => Some(format!("an id is a string, a number or null, not {other}")),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -153,7 +181,8 @@ pub struct RpcError {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Response {
     pub jsonrpc: String,
-    pub id: u64,
+    /// The request's id; null when the request could not be read.
+    pub id: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,7 +221,7 @@ impl RpcCard {
         stream.set_read_timeout(Some(self.timeout)).ok();
         let req = Request {
             jsonrpc: "2.0".into(),
-            id: 1,
+            id: Some(1.into()),
             method: method.into(),
             params: serde_json::to_value(params).map_err(|e| protocol(e.to_string()))?,
         };
@@ -205,6 +234,12 @@ impl RpcCard {
             .map_err(unreachable)?;
         let resp: Response =
             serde_json::from_str(&answer).map_err(|e| protocol(format!("{e}: {answer:?}")))?;
+        if resp.id != 1 {
+            return Err(protocol(format!(
+                "the answer is to request {}, not 1",
+                resp.id
+            )));
+        }
         if let Some(err) = resp.error {
             return Err(CardError::Refused {
                 method: method.into(),

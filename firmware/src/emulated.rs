@@ -319,6 +319,7 @@ impl EmulatedCard {
 
     /// Answer one request.
     pub fn handle(&self, req: Request) -> Response {
+        let id = req.id.clone().unwrap_or(Value::Null);
         fn params<T: DeserializeOwned>(v: Value) -> Result<T, (i64, String)> {
             serde_json::from_value(v).map_err(|e| (-32602, format!("invalid params: {e}")))
         }
@@ -356,7 +357,7 @@ impl EmulatedCard {
         match result {
             Ok(v) => Response {
                 jsonrpc: "2.0".into(),
-                id: req.id,
+                id,
                 result: Some(v),
                 error: None,
             },
@@ -364,12 +365,35 @@ impl EmulatedCard {
                 tracing::warn!(method = %req.method, %message, "refused");
                 Response {
                     jsonrpc: "2.0".into(),
-                    id: req.id,
+                    id,
                     result: None,
                     error: Some(RpcError { code, message }),
                 }
             }
         }
+    }
+
+    /// The answer to one line of JSON-RPC, or none for a notification.
+    pub fn answer(&self, line: &str) -> Option<Response> {
+        let refused = |code: i64, message: String| Response {
+            jsonrpc: "2.0".into(),
+            id: Value::Null,
+            result: None,
+            error: Some(RpcError { code, message }),
+        };
+        let req = match serde_json::from_str::<Request>(line) {
+            Ok(req) => req,
+            Err(e) if serde_json::from_str::<Value>(line).is_err() => {
+                return Some(refused(-32700, format!("not JSON: {e}")))
+            }
+            Err(e) => return Some(refused(-32600, format!("not a JSON-RPC request: {e}"))),
+        };
+        if let Some(why) = req.invalid() {
+            return Some(refused(-32600, why));
+        }
+        let notification = req.id.is_none();
+        let resp = self.handle(req);
+        (!notification).then_some(resp)
     }
 
     fn connection(&self, stream: UnixStream) {
@@ -382,17 +406,8 @@ impl EmulatedCard {
             if line.trim().is_empty() {
                 continue;
             }
-            let resp = match serde_json::from_str::<Request>(&line) {
-                Ok(req) => self.handle(req),
-                Err(e) => Response {
-                    jsonrpc: "2.0".into(),
-                    id: 0,
-                    result: None,
-                    error: Some(RpcError {
-                        code: -32700,
-                        message: format!("not a JSON-RPC request: {e}"),
-                    }),
-                },
+            let Some(resp) = self.answer(&line) else {
+                continue;
             };
             let mut out = serde_json::to_vec(&resp).unwrap_or_default();
             out.push(b'\n');
@@ -420,5 +435,57 @@ impl EmulatedCard {
             std::thread::spawn(move || me.connection(stream));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(dir: &Path) -> EmulatedCard {
+        let host = Host::new(
+            "nqn.2014-08.org.nvmexpress:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+        )
+        .unwrap();
+        EmulatedCard::new(dir, host)
+    }
+
+    fn answer(card: &EmulatedCard, line: &str) -> Option<Value> {
+        card.answer(line).map(|r| serde_json::to_value(r).unwrap())
+    }
+
+    #[test]
+    fn ids_are_strings_numbers_or_null_and_notifications_get_no_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = card(dir.path());
+        let info = |id: &str| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"card_get_info"}}"#);
+        for id in [r#""a-7""#, "42", "null"] {
+            let a = answer(&card, &info(id)).unwrap();
+            assert_eq!(a["id"], serde_json::from_str::<Value>(id).unwrap(), "{a}");
+            assert!(a["result"]["serial"].is_string(), "{a}");
+        }
+        let note = r#"{"jsonrpc":"2.0","method":"card_get_info"}"#;
+        assert!(
+            answer(&card, note).is_none(),
+            "a notification is not answered"
+        );
+        let bad = answer(&card, &info(r#"{"x":1}"#)).unwrap();
+        assert_eq!(
+            (bad["id"].clone(), bad["error"]["code"].clone()),
+            (Value::Null, json!(-32600))
+        );
+        let old = r#"{"jsonrpc":"1.0","id":1,"method":"card_get_info"}"#;
+        assert_eq!(answer(&card, old).unwrap()["error"]["code"], -32600);
+        let garbage = answer(&card, "{not json").unwrap();
+        assert_eq!(
+            (garbage["id"].clone(), garbage["error"]["code"].clone()),
+            (Value::Null, json!(-32700))
+        );
+        let unknown = answer(&card, r#"{"jsonrpc":"2.0","id":"u","method":"nope"}"#).unwrap();
+        assert_eq!(
+            (unknown["id"].clone(), unknown["error"]["code"].clone()),
+            (json!("u"), json!(-32601))
+        );
     }
 }

@@ -874,7 +874,7 @@ impl Controller {
     /// Write whole blocks at `lba` (blocking).
     pub fn write(self: &Arc<Self>, nsid: u32, lba: u64, data: Vec<u8>) -> Result<()> {
         let bs = self.block_size(nsid)?;
-        if data.is_empty() || data.len() % bs as usize != 0 {
+        if data.is_empty() || !data.len().is_multiple_of(bs as usize) {
             return Err(InitiatorError::Invalid(format!(
                 "a write is whole {bs}-byte blocks"
             )));

@@ -8,13 +8,18 @@
 //! - how rushesd drives a card: the [`card::OffloadCard`] trait over JSON-RPC, and the
 //!   emulated card that answers it ([`emulated`]);
 //! - the firmware bundle and its A/B slots ([`bundle`]).
+//!
+//! The ublk export, the emulated card and `rushes-card` are behind the `engine`
+//! feature (on by default); rushesd and rushes-storage use the rest without it.
 
 pub mod bundle;
 pub mod capture;
 pub mod card;
 pub mod command;
 pub mod discovery;
+#[cfg(feature = "engine")]
 pub mod emulated;
+#[cfg(feature = "engine")]
 pub mod export;
 pub mod initiator;
 pub mod pdu;

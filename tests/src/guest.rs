@@ -28,11 +28,81 @@ pub fn sha256(data: &[u8]) -> String {
         .arg(&f)
         .output()
         .expect("sha256sum (coreutils)");
-    String::from_utf8_lossy(&out.stdout)
+    assert!(out.status.success(), "sha256sum failed: {out:?}");
+    let hex = String::from_utf8_lossy(&out.stdout)
         .split(' ')
         .next()
         .unwrap_or_default()
-        .to_string()
+        .to_string();
+    assert!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "sha256sum printed no digest: {out:?}"
+    );
+    hex
+}
+
+/// What someone else's disk may hold, made by the real tool on the host.
+#[derive(Debug, Clone, Copy)]
+pub enum Foreign {
+    /// A LUKS2 volume (cryptsetup luksFormat).
+    Luks,
+    /// A swap area (mkswap).
+    Swap,
+    /// A bcache backing device (make-bcache -B).
+    Bcache,
+}
+
+impl Foreign {
+    /// libblkid's name for it.
+    pub fn blkid_name(self) -> &'static str {
+        match self {
+            Foreign::Luks => "crypto_LUKS",
+            Foreign::Swap => "swap",
+            Foreign::Bcache => "bcache",
+        }
+    }
+
+    /// The first bytes of a device the tool prepared: its whole header.
+    pub fn header(self) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dev = dir.path().join("dev");
+        let file = std::fs::File::create(&dev).expect("scratch device");
+        file.set_len(32 << 20).expect("scratch device size");
+        let key = dir.path().join("key");
+        std::fs::write(&key, "not-a-secret").expect("key file");
+        let key = key.display().to_string();
+        let (tool, args, keep): (&str, Vec<&str>, usize) = match self {
+            Foreign::Luks => (
+                "cryptsetup",
+                vec![
+                    "luksFormat",
+                    "--batch-mode",
+                    "--type",
+                    "luks2",
+                    "--pbkdf",
+                    "pbkdf2",
+                    "--pbkdf-force-iterations",
+                    "1000",
+                    "--key-file",
+                    &key,
+                ],
+                16 << 10,
+            ),
+            Foreign::Swap => ("mkswap", vec![], 4 << 10),
+            Foreign::Bcache => ("make-bcache", vec!["-B"], 8 << 10),
+        };
+        let out = std::process::Command::new(tool)
+            .args(args)
+            .arg(&dev)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (make deps installs it): {e}"));
+        assert!(out.status.success(), "{tool} failed: {out:?}");
+        let mut bytes = std::fs::read(&dev).expect("read the header");
+        bytes.truncate(keep);
+        assert!(bytes.iter().any(|&b| b != 0), "{tool} wrote nothing");
+        bytes
+    }
 }
 
 /// Run a shell command in the guest; panics unless it exits 0.
@@ -114,4 +184,32 @@ pub fn write_share_file_blocking(port: u16, export: &str, name: &str, data: &[u8
     tokio::runtime::Runtime::new()
         .expect("a tokio runtime")
         .block_on(write_share_file(port, export, name, data));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each header, alone on a device, is what libblkid names it: the guest test's
+    /// disks are foreign for the right reason.
+    #[test]
+    fn foreign_headers_are_what_libblkid_says_they_are() {
+        for kind in [Foreign::Luks, Foreign::Swap, Foreign::Bcache] {
+            let dir = tempfile::tempdir().unwrap();
+            let dev = dir.path().join("dev");
+            let mut bytes = kind.header();
+            bytes.resize(1 << 20, 0);
+            std::fs::write(&dev, &bytes).unwrap();
+            let out = std::process::Command::new("wipefs")
+                .arg("--json")
+                .arg(&dev)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("\"type\": \"{}\"", kind.blkid_name())),
+                "{kind:?}: {text}"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use rushes_tests::guest::Foreign;
 use rushes_tests::vm::{copy_image, debugfs, enable_debug_shell, fsck_cfg, Vm};
 use rushes_tests::{Nfs, User};
 
@@ -22,6 +23,16 @@ async fn nfs_roundtrip(port: u16, name: &str, payload: &[u8]) {
         c.read_all(&fh).await.expect("read") == payload,
         "{name} read back different bytes"
     );
+}
+
+/// `rushesd inventory --json` in the guest: the disks, and the JSON for messages.
+fn inventory(vm: &Vm) -> (Vec<serde_json::Value>, String) {
+    let out = vm
+        .shell("rushesd inventory --json", Duration::from_secs(60))
+        .unwrap();
+    let json =
+        &out[out.find("\n[").expect("JSON in the inventory output") + 1..=out.rfind(']').unwrap()];
+    (serde_json::from_str(json).unwrap(), json.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -64,12 +75,8 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     );
 
     // The inventory sees QEMU's disks with their serials and sizes, and marks the stick.
-    let out = vm
-        .shell("rushesd inventory --json", Duration::from_secs(60))
-        .unwrap();
-    let json =
-        &out[out.find("\n[").expect("JSON in the inventory output") + 1..=out.rfind(']').unwrap()];
-    let disks: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    let (disks, json) = inventory(&vm);
+    let json = json.as_str();
     let with = |transport: &str| -> Vec<&serde_json::Value> {
         disks
             .iter()
@@ -101,6 +108,20 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
             .all(|d| d["size_bytes"] == 16u64 << 30 && d["boot"] == false),
         "{json}"
     );
+    // SATA drives report SMART through smartctl (QEMU's ATA disks pass their
+    // self-assessment), beside the NVMe drives' own health log.
+    for d in sata.iter().chain(&nvme) {
+        let want = if d["transport"] == "sata" {
+            "smart"
+        } else {
+            "nvme-log"
+        };
+        assert_eq!(d["health"]["source"], want, "{d}");
+    }
+    assert!(
+        sata.iter().all(|d| d["health"]["smart_passed"] == true),
+        "{json}"
+    );
     assert_eq!(usb.len(), 1, "{json}");
     assert!(
         usb[0]["boot"] == true
@@ -109,6 +130,62 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
                 .unwrap()
                 .contains(&"gpt".into()),
         "{json}"
+    );
+
+    // Someone else's disks: a LUKS volume, a swap area and a bcache device, their headers
+    // made by the real tools on the host, are each "has data, needs --wipe", named as
+    // libblkid names them, in the inventory, rushesctl, and a refused pool.
+    let foreign = [Foreign::Luks, Foreign::Swap, Foreign::Bcache];
+    let mut targets = Vec::new();
+    for (kind, d) in foreign.iter().zip(&nvme[1..]) {
+        let name = d["name"].as_str().unwrap().to_string();
+        vm.put_file("/tmp/header", &kind.header()).unwrap();
+        let (out, rc) = vm
+            .run(
+                &format!("busybox dd if=/tmp/header of=/dev/{name} conv=notrunc,fsync 2>&1"),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        assert_eq!(rc, 0, "writing a {kind:?} header to {name}: {out}");
+        targets.push((name, kind.blkid_name()));
+    }
+    let (after, _) = inventory(&vm);
+    for (name, what) in &targets {
+        let d = after.iter().find(|d| d["name"] == name.as_str()).unwrap();
+        assert_eq!(d["contents"], serde_json::json!([what]), "{d}");
+        assert!(d["in_use_by"].is_null(), "{d}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let table = loop {
+        let table = vm
+            .shell("rushesctl disks", Duration::from_secs(60))
+            .unwrap();
+        if targets.iter().all(|(name, what)| {
+            table.lines().any(|l| {
+                l.starts_with(name.as_str())
+                    && l.contains(&format!("has data: {what} (needs --wipe)"))
+            })
+        }) {
+            break table;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rushesd's inventory never saw the headers:\n{table}"
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    };
+    let (luks, swap) = (&targets[0].0, &targets[1].0);
+    let out = vm
+        .shell(
+            &format!("rushesctl pool create theirs --level raid1 {luks} {swap}; echo rc=$?"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(
+        out.contains("rc=1")
+            && out.contains("holds crypto_LUKS")
+            && out.contains(&format!("--wipe {luks}")),
+        "a pool over a LUKS volume must be refused, naming it:\n{out}\n{table}"
     );
 
     // kill -9 of rushesd: init restarts it and the share serves again.

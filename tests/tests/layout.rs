@@ -352,3 +352,56 @@ fn the_circle_check_sees_a_circle_and_only_a_circle() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].len(), 2);
 }
+
+/// `rust-version` says the lowest toolchain that builds the workspace: no dependency
+/// needs a newer one, and it is not lower than one of them needs. (Clippy's
+/// `incompatible_msrv` lint, on in `make lint`, holds our own code to it.)
+#[test]
+fn the_declared_rust_version_is_the_lowest_the_dependencies_allow() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let version = |v: &serde_json::Value| -> Option<Vec<u32>> {
+        let mut parts: Vec<u32> = v.as_str()?.split('.').map(|p| p.parse().unwrap()).collect();
+        parts.resize(3, 0);
+        Some(parts)
+    };
+    let ours: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let mut declared = BTreeSet::new();
+    let mut needed = (vec![0, 0, 0], String::new());
+    for p in meta["packages"].as_array().unwrap() {
+        let Some(v) = version(&p["rust_version"]) else {
+            continue;
+        };
+        if ours.contains(p["id"].as_str().unwrap()) {
+            declared.insert(v);
+        } else if v > needed.0 {
+            needed = (v, format!("{} {}", p["name"], p["version"]));
+        }
+    }
+    assert_eq!(
+        declared.len(),
+        1,
+        "every crate inherits the workspace's rust-version: {declared:?}"
+    );
+    let declared = declared.into_iter().next().unwrap();
+    assert_eq!(
+        declared, needed.0,
+        "Cargo.toml's rust-version must be what the most demanding dependency ({}) needs",
+        needed.1
+    );
+}

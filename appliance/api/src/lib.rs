@@ -51,34 +51,20 @@ impl Transport {
     }
 }
 
-/// What a superblock or label says is on a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Signature {
-    Gpt,
-    Mbr,
-    MdRaid,
-    Xfs,
-    Ext4,
-    Btrfs,
-    Lvm,
-    Vfat,
-    Zfs,
-}
+/// A signature libblkid found on a device, by libblkid's name for it: `gpt`, `dos`,
+/// `PMBR`, `linux_raid_member`, `xfs`, `crypto_LUKS`, `swap`, `bcache`, `LVM2_member` …
+/// (`blkid -p` and `wipefs` print the same names).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Signature(String);
 
 impl Signature {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signature::Gpt => "gpt",
-            Signature::Mbr => "mbr",
-            Signature::MdRaid => "md-raid",
-            Signature::Xfs => "xfs",
-            Signature::Ext4 => "ext4",
-            Signature::Btrfs => "btrfs",
-            Signature::Lvm => "lvm",
-            Signature::Vfat => "vfat",
-            Signature::Zfs => "zfs",
-        }
+    pub fn new(name: impl Into<String>) -> Self {
+        Signature(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -96,7 +82,7 @@ pub struct Disk {
     pub rotational: bool,
     pub transport: Transport,
     pub partitions: Vec<String>,
-    /// Signatures on the whole disk and on its partitions.
+    /// Signatures on the whole disk and on its partitions, as libblkid names them.
     pub contents: Vec<Signature>,
     /// The UUID of the md array this disk is a member of, from its superblock.
     #[serde(default)]
@@ -111,25 +97,59 @@ pub struct Disk {
     pub health: Option<DiskHealth>,
 }
 
-/// A drive's health as it reports it (NVMe SMART / Health Information log).
+/// Where a drive's health report comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthSource {
+    /// The NVMe SMART / Health Information log page, read by rushesd itself.
+    #[default]
+    NvmeLog,
+    /// ATA or SCSI SMART, through smartmontools' `smartctl --json`.
+    Smart,
+}
+
+/// A drive's health as it reports it: NVMe's health log, or SATA/SAS SMART. Fields a
+/// source does not report are null.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskHealth {
-    /// NVMe critical-warning bits: 0 means none.
-    pub critical_warning: u8,
+    #[serde(default)]
+    pub source: HealthSource,
     pub temperature_c: Option<i32>,
-    pub available_spare_pct: u8,
-    pub spare_threshold_pct: u8,
+    pub power_on_hours: Option<u64>,
+    /// SMART's overall self-assessment (false: the drive says it is failing).
+    #[serde(default)]
+    pub smart_passed: Option<bool>,
+    /// NVMe critical-warning bits: 0 means none.
+    #[serde(default)]
+    pub critical_warning: Option<u8>,
+    #[serde(default)]
+    pub available_spare_pct: Option<u8>,
+    #[serde(default)]
+    pub spare_threshold_pct: Option<u8>,
     /// Estimated share of the drive's rated endurance used (may exceed 100).
-    pub percent_used: u8,
-    pub media_errors: u64,
-    pub power_on_hours: u64,
+    #[serde(default)]
+    pub percent_used: Option<u8>,
+    #[serde(default)]
+    pub media_errors: Option<u64>,
+    /// ATA attribute 5 (or SCSI's grown defect list): sectors remapped so far.
+    #[serde(default)]
+    pub reallocated_sectors: Option<u64>,
+    /// ATA attribute 197: sectors waiting to be remapped (unreadable now).
+    #[serde(default)]
+    pub pending_sectors: Option<u64>,
+    /// ATA attribute 198: sectors found uncorrectable offline.
+    #[serde(default)]
+    pub uncorrectable_sectors: Option<u64>,
 }
 
 impl DiskHealth {
     /// What is wrong, in words, if anything.
     pub fn problem(&self) -> Option<String> {
         let mut why = Vec::new();
-        let w = self.critical_warning;
+        if self.smart_passed == Some(false) {
+            why.push("a failing SMART self-assessment".to_string());
+        }
+        let w = self.critical_warning.unwrap_or(0);
         if w & 0x01 != 0 {
             why.push("spare capacity below its threshold".to_string());
         }
@@ -145,16 +165,35 @@ impl DiskHealth {
         if w & 0x10 != 0 {
             why.push("volatile-memory backup failed".to_string());
         }
-        if self.percent_used >= 90 {
-            why.push(format!(
-                "{}% of its rated endurance used",
-                self.percent_used
-            ));
+        if let Some(used) = self.percent_used.filter(|&u| u >= 90) {
+            why.push(format!("{used}% of its rated endurance used"));
         }
-        if self.media_errors > 0 {
-            why.push(format!("{} media errors", self.media_errors));
+        if let Some(n) = self.media_errors.filter(|&n| n > 0) {
+            why.push(format!("{n} media errors"));
+        }
+        if let Some(n) = self.pending_sectors.filter(|&n| n > 0) {
+            why.push(format!("{n} sectors pending reallocation"));
+        }
+        if let Some(n) = self.uncorrectable_sectors.filter(|&n| n > 0) {
+            why.push(format!("{n} uncorrectable sectors"));
         }
         (!why.is_empty()).then(|| why.join(", "))
+    }
+
+    /// The drive says it is failing now (not only wearing).
+    pub fn failing(&self) -> bool {
+        self.smart_passed == Some(false) || self.critical_warning.is_some_and(|w| w != 0)
+    }
+
+    /// One short word for tables: `ok`, `FAILING` or `worn`.
+    pub fn verdict(&self) -> &'static str {
+        if self.failing() {
+            "FAILING"
+        } else if self.problem().is_some() {
+            "worn"
+        } else {
+            "ok"
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! services' output, and the watchdog it pets meanwhile; and what ends the loop.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal as Sig};
@@ -53,8 +55,8 @@ impl Signals {
         Self { fd }
     }
 
-    pub fn fd(&self) -> Option<RawFd> {
-        self.fd.as_ref().map(|f| f.as_fd().as_raw_fd())
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
     }
 
     pub fn read(&mut self, ring: &mut Ring) -> Option<Signal> {
@@ -106,8 +108,8 @@ impl PowerButtons {
         Self { devices }
     }
 
-    pub fn fds(&self) -> Vec<RawFd> {
-        self.devices.iter().map(|f| f.as_raw_fd()).collect()
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.devices.iter().map(|f| f.as_fd()).collect()
     }
 
     /// Whether a KEY_POWER press is among the pending input events.
@@ -180,54 +182,43 @@ pub struct Ready {
     pub outputs: Vec<RawFd>,
 }
 
-/// poll(2) over init's descriptors.
+/// poll(2) over init's descriptors. Ready descriptors are named by number, so the
+/// caller can act on their owners (which the borrows here would otherwise hold).
 pub fn wait(
-    signal: Option<RawFd>,
-    buttons: Vec<RawFd>,
-    outputs: &[RawFd],
+    signal: Option<BorrowedFd<'_>>,
+    buttons: Vec<BorrowedFd<'_>>,
+    outputs: &[BorrowedFd<'_>],
     timeout: Duration,
 ) -> Ready {
-    let mut fds: Vec<libc::pollfd> = Vec::new();
-    let push = |fds: &mut Vec<libc::pollfd>, fd: RawFd| {
-        fds.push(libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-    };
-    if let Some(fd) = signal {
-        push(&mut fds, fd);
-    }
-    for fd in &buttons {
-        push(&mut fds, *fd);
-    }
-    for fd in outputs {
-        push(&mut fds, *fd);
-    }
-    // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structures that
-    // lives across the call; the kernel only writes their `revents`.
-    let n = unsafe {
-        libc::poll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            timeout.as_millis() as i32,
-        )
-    };
+    let signal_fd = signal.map(|f| f.as_raw_fd());
+    let button_fds: Vec<RawFd> = buttons.iter().map(|f| f.as_raw_fd()).collect();
+    let mut fds: Vec<PollFd<'_>> = signal
+        .into_iter()
+        .chain(buttons)
+        .chain(outputs.iter().copied())
+        .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+        .collect();
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    });
+    let n = rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0);
     let mut ready = Ready {
         signal: false,
         power_button: false,
         outputs: Vec::new(),
     };
-    if n <= 0 {
+    if n == 0 {
         return ready;
     }
-    for p in fds.iter().filter(|p| p.revents != 0) {
-        if Some(p.fd) == signal {
+    for p in fds.iter().filter(|p| !p.revents().is_empty()) {
+        let fd = p.as_fd().as_raw_fd();
+        if Some(fd) == signal_fd {
             ready.signal = true;
-        } else if buttons.contains(&p.fd) {
+        } else if button_fds.contains(&fd) {
             ready.power_button = true;
         } else {
-            ready.outputs.push(p.fd);
+            ready.outputs.push(fd);
         }
     }
     ready

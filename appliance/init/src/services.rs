@@ -2,7 +2,7 @@
 //! the log ring, restart with exponential backoff, check readiness, stop in reverse.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -189,10 +189,10 @@ impl Supervisor {
         self.services.iter().all(|s| s.pid.is_some() && s.ready)
     }
 
-    pub fn output_fds(&self) -> Vec<RawFd> {
+    pub fn output_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.services
             .iter()
-            .filter_map(|s| s.output.as_ref().map(|f| f.as_raw_fd()))
+            .filter_map(|s| s.output.as_ref().map(|f| f.as_fd()))
             .collect()
     }
 

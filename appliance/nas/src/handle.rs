@@ -111,7 +111,7 @@ impl HandleKey {
             return None;
         }
         let (body, mac) = fh.split_at(HEADER + len);
-        if self.mac(body) != mac {
+        if !constant_time_eq::constant_time_eq(&self.mac(body), mac) {
             return None;
         }
         Some(DecodedHandle {

@@ -1176,7 +1176,10 @@ impl<'a> NfsCall<'a> {
             // tmpfs keep stable while the directory changes and across restarts. So the
             // verifier only has to tie a cookie to its directory: a keyed digest of it.
             let expected = self.svc.key.digest8(fh);
-            if cookie != 0 && verifier != [0; 8] && verifier != expected {
+            if cookie != 0
+                && verifier != [0; 8]
+                && !constant_time_eq::constant_time_eq(&verifier, &expected)
+            {
                 return Err(NFS3ERR_BAD_COOKIE);
             }
             obj.act()?;

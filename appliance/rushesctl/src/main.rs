@@ -595,7 +595,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                         } else if contents.is_empty() {
                             "free".to_string()
                         } else {
-                            "has data (needs --wipe)".to_string()
+                            format!("has data: {} (needs --wipe)", contents.join(","))
                         };
                         let health = match &d.health {
                             None => "-".to_string(),
@@ -604,7 +604,14 @@ fn run(cli: &Cli, c: &Client) -> Res {
                                     .temperature_c
                                     .map(|t| format!("{t}°C "))
                                     .unwrap_or_default();
-                                format!("{temp}{}", h.problem().unwrap_or_else(|| "ok".into()))
+                                let source = match h.source {
+                                    api::HealthSource::NvmeLog => "nvme",
+                                    api::HealthSource::Smart => "smart",
+                                };
+                                match h.problem() {
+                                    Some(p) => format!("{temp}{} ({source}): {p}", h.verdict()),
+                                    None => format!("{temp}ok ({source})"),
+                                }
                             }
                         };
                         vec![

@@ -1030,7 +1030,7 @@ impl Pools {
             let Some(problem) = d.health.as_ref().and_then(|h| h.problem()) else {
                 continue;
             };
-            let critical = d.health.as_ref().is_some_and(|h| h.critical_warning != 0);
+            let critical = d.health.as_ref().is_some_and(|h| h.failing());
             fresh.push((
                 format!("disk-health:{}", d.serial),
                 if critical { Severity::Critical } else { Severity::Warning },

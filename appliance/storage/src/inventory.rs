@@ -1,12 +1,16 @@
 //! Every block device the machine has, from sysfs and udev's database: model, serial,
-//! size, sector sizes, transport, partitions, and what is on it (found by reading
-//! superblock magics). The boot stick is marked so it can never join a pool.
+//! size, sector sizes, transport, partitions, and what is on it (every signature
+//! libblkid knows, through `wipefs`). The boot stick is marked so it can never join a
+//! pool, and a disk whose probe fails is treated as in use, never as free.
 
 use std::collections::HashSet;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 pub use rushes_api::{Disk, Signature, Transport};
+
+use crate::StorageError;
 
 fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
@@ -60,95 +64,80 @@ fn transport(sys_block: &Path, name: &str, sys_class_nvme: &Path) -> Transport {
     }
 }
 
-/// Read superblock magics from a device (or image file).
-pub fn signatures(dev: &Path) -> Vec<Signature> {
-    probe(dev).0
+/// What libblkid finds on a device: every signature it knows, and the md array's UUID
+/// when the device is an md member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub signatures: Vec<Signature>,
+    pub md_uuid: Option<String>,
 }
 
-/// The md array UUID in a v1.2 (4 KiB) or v1.1 (0) superblock, written as mdadm does.
-fn md_uuid(head: &[u8]) -> Option<String> {
-    const MAGIC: [u8; 4] = [0xfc, 0x4e, 0x2b, 0xa9];
-    let at = [4096usize, 0]
-        .into_iter()
-        .find(|&off| head.get(off..off + 4) == Some(&MAGIC[..]))?;
-    let uuid = head.get(at + 16..at + 32)?;
-    let hex: Vec<String> = uuid
-        .chunks(4)
-        .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
-        .collect();
-    Some(hex.join(":"))
-}
+/// How long one device's probe may take. A disk behind a lost NVMe-oF path or a dying
+/// drive can hang a read; it is then reported as unknown rather than holding up the scan.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// md superblocks kept at the end of a device: 0.90 (64 KiB-aligned, 64 KiB from the
-/// end) and 1.0 (8 KiB from the end, 4 KiB-aligned).
-fn md_at_end(f: &mut std::fs::File) -> bool {
-    const MAGIC: [u8; 4] = [0xfc, 0x4e, 0x2b, 0xa9];
-    let Ok(size) = f.seek(SeekFrom::End(0)) else {
-        return false;
-    };
-    if size < 128 * 1024 {
-        return false;
+/// Ask libblkid (through util-linux's `wipefs`, which lists every signature it finds,
+/// where `blkid -p` stops at the first) what is on a device or image file.
+pub fn probe(dev: &Path) -> Result<Probe, StorageError> {
+    let what = format!("probing {} with wipefs", dev.display());
+    let (status, out, err) =
+        crate::run_timed(Command::new("wipefs").arg("--json").arg(dev), PROBE_TIMEOUT).map_err(
+            |e| StorageError::Command {
+                what: what.clone(),
+                detail: e.to_string(),
+            },
+        )?;
+    if !status.success() {
+        let detail = match err.trim() {
+            "" => format!("exit status {status}"),
+            e => e.to_string(),
+        };
+        return Err(StorageError::Command { what, detail });
     }
-    let v090 = (size & !(64 * 1024 - 1)) - 64 * 1024;
-    let v10 = (size - 8192) & !4095;
-    [v090, v10].into_iter().any(|off| {
-        let mut magic = [0u8; 4];
-        f.seek(SeekFrom::Start(off)).is_ok() && f.read_exact(&mut magic).is_ok() && magic == MAGIC
-    })
+    parse_wipefs(&out).map_err(|detail| StorageError::Command { what, detail })
 }
 
-/// Signatures on a device, and the md array UUID when it is an md member.
-fn probe(dev: &Path) -> (Vec<Signature>, Option<String>) {
-    let Ok(mut f) = std::fs::File::open(dev) else {
-        return (vec![], None);
-    };
-    // ZFS's first label ends its uberblocks at 256 KiB; everything else lives lower.
-    let mut head = vec![0u8; 256 * 1024];
-    let mut got = 0;
-    while got < head.len() {
-        match f.read(&mut head[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
+/// `wipefs --json` prints nothing at all for a device without signatures.
+fn parse_wipefs(out: &str) -> Result<Probe, String> {
+    #[derive(serde::Deserialize)]
+    struct Listing {
+        signatures: Vec<Found>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Found {
+        #[serde(rename = "type")]
+        kind: String,
+        uuid: Option<String>,
+    }
+    if out.trim().is_empty() {
+        return Ok(Probe::default());
+    }
+    let listing: Listing =
+        serde_json::from_str(out).map_err(|e| format!("unreadable output ({e}): {out}"))?;
+    let mut probe = Probe::default();
+    for found in listing.signatures {
+        if found.kind == "linux_raid_member" {
+            probe.md_uuid = found.uuid.as_deref().and_then(mdadm_uuid);
+        }
+        let sig = Signature::new(found.kind);
+        if !probe.signatures.contains(&sig) {
+            probe.signatures.push(sig);
         }
     }
-    head.truncate(got);
-    let tail_md = md_at_end(&mut f);
-    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
-    let mut found = Vec::new();
-    if at(512, b"EFI PART") {
-        found.push(Signature::Gpt);
-    } else if at(510, &[0x55, 0xaa]) && !at(54, b"FAT") && !at(82, b"FAT32") {
-        found.push(Signature::Mbr);
-    }
-    // md: v1.1 superblock at 0, v1.2 at 4 KiB (magic a92b4efc, little-endian).
-    if at(0, &[0xfc, 0x4e, 0x2b, 0xa9]) || at(4096, &[0xfc, 0x4e, 0x2b, 0xa9]) || tail_md {
-        found.push(Signature::MdRaid);
-    }
-    // ZFS: the uberblock array of label 0 starts at 128 KiB (magic 0x00bab10c, in the
-    // pool's byte order).
-    let uber = (0..128).map(|i| 128 * 1024 + i * 1024);
-    if uber.into_iter().any(|off| {
-        at(off, &[0x0c, 0xb1, 0xba, 0, 0, 0, 0, 0]) || at(off, &[0, 0, 0, 0, 0, 0xba, 0xb1, 0x0c])
-    }) {
-        found.push(Signature::Zfs);
-    }
-    if at(0, b"XFSB") {
-        found.push(Signature::Xfs);
-    }
-    if at(1080, &[0x53, 0xef]) {
-        found.push(Signature::Ext4);
-    }
-    if at(65600, b"_BHRfS_M") {
-        found.push(Signature::Btrfs);
-    }
-    if (0..4).any(|s| at(s * 512, b"LABELONE")) {
-        found.push(Signature::Lvm);
-    }
-    if at(54, b"FAT") || at(82, b"FAT32") {
-        found.push(Signature::Vfat);
-    }
-    let _ = f.seek(SeekFrom::Start(0));
-    (found, md_uuid(&head))
+    Ok(probe)
+}
+
+/// libblkid writes an md array's UUID as 8-4-4-4-12; mdadm and sysfs as four groups of
+/// eight joined by colons. Pools keep mdadm's form.
+fn mdadm_uuid(blkid: &str) -> Option<String> {
+    let hex: String = blkid.chars().filter(char::is_ascii_hexdigit).collect();
+    (hex.len() == 32).then(|| {
+        hex.as_bytes()
+            .chunks(8)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(":")
+    })
 }
 
 /// Where the inventory reads from: `/sys`, `/dev`, `/run/udev/data` (overridable for tests).
@@ -215,10 +204,20 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
             })
             .unwrap_or_default();
         partitions.sort();
-        let (mut contents, md_uuid) = probe(&roots.dev.join(&name));
+        let mut unreadable = Vec::new();
+        let (mut contents, md_uuid) = match probe(&roots.dev.join(&name)) {
+            Ok(p) => (p.signatures, p.md_uuid),
+            Err(e) => {
+                unreadable.push(e.to_string());
+                (vec![], None)
+            }
+        };
         let mut boot = false;
         for part in &partitions {
-            contents.extend(signatures(&roots.dev.join(part)));
+            match probe(&roots.dev.join(part)) {
+                Ok(p) => contents.extend(p.signatures),
+                Err(e) => unreadable.push(e.to_string()),
+            }
             let part_dev = read(&base.join(part).join("dev")).unwrap_or_default();
             let pprops = udev_props(&roots.udev, &part_dev);
             let labels = [
@@ -233,7 +232,11 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
                 boot = true;
             }
         }
-        contents.dedup();
+        let mut seen = HashSet::new();
+        contents.retain(|c| seen.insert(c.clone()));
+        if !unreadable.is_empty() {
+            tracing::warn!(disk = %name, problem = %unreadable.join("; "), "cannot tell what is on a disk; it is treated as in use");
+        }
         let mut users: Vec<String> = std::iter::once(&name)
             .chain(&partitions)
             .flat_map(|d| {
@@ -260,6 +263,9 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
         {
             users.push("mounted".into());
         }
+        if !unreadable.is_empty() {
+            users.push(format!("unknown contents ({})", unreadable.join("; ")));
+        }
         users.sort();
         users.dedup();
         let model = prop(&props, "ID_MODEL")
@@ -275,8 +281,9 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(0)
         };
+        let transport = transport(&sys_block, &name, &sys_nvme);
         disks.push(Disk {
-            transport: transport(&sys_block, &name, &sys_nvme),
+            transport,
             model,
             serial,
             wwn: prop(&props, "ID_WWN").map(str::to_string),
@@ -289,9 +296,13 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
             md_uuid,
             boot,
             in_use_by: (!users.is_empty()).then(|| users.join(",")),
-            health: crate::nvme::controllers_of(&sys_block, &name)
-                .first()
-                .and_then(|ctrl| crate::health::nvme_health(&roots.dev.join(ctrl))),
+            health: match crate::nvme::controllers_of(&sys_block, &name).first() {
+                Some(ctrl) => crate::health::nvme_health(&roots.dev.join(ctrl)),
+                None if matches!(transport, Transport::Sata | Transport::Sas) => {
+                    crate::health::smart_health(&roots.dev.join(&name))
+                }
+                None => None,
+            },
             name,
         });
     }
@@ -304,33 +315,37 @@ mod tests {
     use crate::testutil::write;
 
     #[test]
-    fn signatures_are_found_by_their_magics() {
+    fn libblkid_names_what_is_on_a_device_and_a_failed_probe_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk");
-        let mut data = vec![0u8; 80 * 1024];
-        data[512..520].copy_from_slice(b"EFI PART");
-        data[4096..4100].copy_from_slice(&[0xfc, 0x4e, 0x2b, 0xa9]);
-        std::fs::write(&img, &data).unwrap();
-        assert_eq!(signatures(&img), vec![Signature::Gpt, Signature::MdRaid]);
-        data[4096 + 16..4096 + 32].copy_from_slice(&[0xab; 16]);
-        std::fs::write(&img, &data).unwrap();
+        std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+        assert_eq!(probe(&img).unwrap(), Probe::default(), "zeros hold nothing");
+        let made = Command::new("mkswap").arg(&img).output().unwrap();
+        assert!(made.status.success(), "{made:?}");
         assert_eq!(
-            probe(&img).1.as_deref(),
-            Some("abababab:abababab:abababab:abababab")
+            probe(&img).unwrap().signatures,
+            vec![Signature::new("swap")]
         );
-        let mut xfs = vec![0u8; 8192];
-        xfs[..4].copy_from_slice(b"XFSB");
-        std::fs::write(&img, &xfs).unwrap();
-        assert_eq!(signatures(&img), vec![Signature::Xfs]);
-        std::fs::write(&img, vec![0u8; 8192]).unwrap();
-        assert!(signatures(&img).is_empty());
-        // md 1.0 keeps its superblock near the end, ZFS its uberblocks at 128 KiB.
-        let mut tail = vec![0u8; 1 << 20];
-        let off = ((1 << 20) - 8192) & !4095;
-        tail[off..off + 4].copy_from_slice(&[0xfc, 0x4e, 0x2b, 0xa9]);
-        tail[130 * 1024..130 * 1024 + 8].copy_from_slice(&0x00ba_b10cu64.to_le_bytes());
-        std::fs::write(&img, &tail).unwrap();
-        assert_eq!(signatures(&img), vec![Signature::MdRaid, Signature::Zfs]);
+        let err = probe(&dir.path().join("gone")).unwrap_err().to_string();
+        assert!(err.contains("probing") && err.contains("gone"), "{err}");
+    }
+
+    #[test]
+    fn an_md_members_uuid_is_kept_in_mdadms_form() {
+        let out = r#"{"signatures": [
+            {"device":"vdb","offset":"0x1000","type":"linux_raid_member",
+             "uuid":"3f0e5a1b-2c4d-6e7f-8091-a2b3c4d5e6f7","label":"rushes:media"},
+            {"device":"vdb","offset":"0x200","type":"gpt","uuid":null,"label":null},
+            {"device":"vdb","offset":"0x1fe","type":"PMBR","uuid":null,"label":null}]}"#;
+        let p = parse_wipefs(out).unwrap();
+        assert_eq!(
+            p.md_uuid.as_deref(),
+            Some("3f0e5a1b:2c4d6e7f:8091a2b3:c4d5e6f7")
+        );
+        let names: Vec<&str> = p.signatures.iter().map(Signature::as_str).collect();
+        assert_eq!(names, ["linux_raid_member", "gpt", "PMBR"]);
+        assert!(parse_wipefs("").unwrap().signatures.is_empty());
+        assert!(parse_wipefs("{\"signatures\": 7}").is_err());
     }
 
     #[test]
@@ -355,6 +370,10 @@ mod tests {
         write(&nvme.join("holders/md127/x"), "");
         write(&nvme.join("nvme0n1p1/partition"), "1");
         write(&nvme.join("nvme0n1p1/dev"), "259:1");
+        for dev in ["nvme0n1", "nvme0n1p1"] {
+            std::fs::create_dir_all(&roots.dev).unwrap();
+            std::fs::write(roots.dev.join(dev), vec![0u8; 64 << 10]).unwrap();
+        }
         write(
             &roots.proc_mountinfo,
             "29 1 259:1 / /mnt rw,relatime - xfs /dev/nvme0n1p1 rw\n",
@@ -371,5 +390,12 @@ mod tests {
             (512, 4096, false, false)
         );
         assert_eq!(d.in_use_by.as_deref(), Some("md127,mounted"));
+        // A disk whose contents cannot be read is never offered as free.
+        std::fs::remove_file(roots.dev.join("nvme0n1p1")).unwrap();
+        std::fs::remove_dir_all(nvme.join("holders")).unwrap();
+        std::fs::write(&roots.proc_mountinfo, "").unwrap();
+        let d = &scan(&roots)[0];
+        let user = d.in_use_by.as_deref().unwrap_or_default();
+        assert!(user.starts_with("unknown contents (probing"), "{user}");
     }
 }

@@ -67,7 +67,7 @@ pub fn get_log_page(
 ) -> std::io::Result<()> {
     let file = std::fs::File::open(ctrl)?;
     let dwords = (buf.len() / 4) as u32;
-    if dwords == 0 || buf.len() % 4 != 0 {
+    if dwords == 0 || !buf.len().is_multiple_of(4) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "a log page read is a whole number of dwords",

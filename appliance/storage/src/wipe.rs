@@ -6,8 +6,9 @@ use std::path::Path;
 
 use crate::StorageError;
 
-/// Zero the first and last 4 MiB of a disk (partition tables, md, XFS, LVM and GPT
-/// backup headers all live there) and have the kernel forget its partitions.
+/// Zero the first and last 4 MiB of a disk (partition tables, md, XFS, LVM, LUKS and GPT
+/// backup headers all live there), have libblkid erase any signature it still finds
+/// elsewhere, and have the kernel forget the disk's partitions.
 pub fn wipe(disk: &Path) -> Result<(), StorageError> {
     const SPAN: u64 = 4 << 20;
     let err = |e: std::io::Error| StorageError::io(format!("cannot wipe {}", disk.display()), e);
@@ -23,6 +24,7 @@ pub fn wipe(disk: &Path) -> Result<(), StorageError> {
         f.write_all(&zeros[..n]).map_err(err)?;
     }
     f.sync_all().map_err(err)?;
+    crate::run(std::process::Command::new("wipefs").arg("--all").arg(disk))?;
     reread_partitions(&f).map_err(err)
 }
 

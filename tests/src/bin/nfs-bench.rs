@@ -340,7 +340,7 @@ fn repetition(
 /// Who goes first in repetition `rep`: alternating, so neither server always meets a
 /// warmer or cooler machine.
 fn order(rep: usize) -> [usize; 2] {
-    if rep % 2 == 0 {
+    if rep.is_multiple_of(2) {
         [0, 1]
     } else {
         [1, 0]

@@ -164,12 +164,15 @@ impl Screen for Disks {
             .map(|(i, d)| {
                 let state = if d.boot {
                     "boot stick".to_string()
+                } else if d.in_use_by.as_deref().is_some_and(unreadable) {
+                    "unknown: kept as in use".into()
                 } else if let Some(u) = &d.in_use_by {
                     u.clone()
                 } else if d.contents.is_empty() {
                     "free".into()
                 } else {
-                    "has data".into()
+                    let found: Vec<&str> = d.contents.iter().map(|c| c.as_str()).collect();
+                    format!("has {}", found.join(","))
                 };
                 let mark = match (i == self.cursor, self.picked.contains(&d.name)) {
                     (true, true) => ">[x]",
@@ -177,11 +180,13 @@ impl Screen for Disks {
                     (false, true) => " [x]",
                     (false, false) => " [ ]",
                 };
+                let health = d.health.as_ref().map_or("-", |h| h.verdict());
                 vec![
                     format!("{mark} {}", d.name),
                     d.transport.as_str().into(),
                     size(d.size_bytes),
                     d.serial.clone(),
+                    health.into(),
                     state,
                 ]
             })
@@ -190,9 +195,9 @@ impl Screen for Disks {
             Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
         f.render_widget(
             table(
-                &["    DISK", "BUS", "SIZE", "SERIAL", "STATE"],
+                &["    DISK", "BUS", "SIZE", "SERIAL", "HEALTH", "STATE"],
                 rows,
-                &[14, 9, 9, 18, 24],
+                &[13, 8, 9, 14, 7, 24],
             ),
             list,
         );
@@ -204,6 +209,11 @@ impl Screen for Disks {
             self.form_view(f, area, snap, form);
         }
     }
+}
+
+/// The inventory could not read what is on the disk (its probe failed or hung).
+fn unreadable(user: &str) -> bool {
+    user.starts_with("unknown contents")
 }
 
 impl Disks {
