@@ -5,6 +5,7 @@ pub mod bays;
 pub mod bench;
 pub mod client;
 pub mod guest;
+pub mod ntp;
 pub mod rawrpc;
 pub mod vm;
 

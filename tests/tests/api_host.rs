@@ -264,61 +264,15 @@ fn settings_the_admin_password_logs_and_power_through_the_api() {
     assert_eq!((st, code.as_str()), (400, "not-confirmed"));
 }
 
-/// chronyd serving its own clock on a loopback port, without touching this machine's.
-struct Chrony {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Chrony {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.path().join("chrony.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbindaddress 127.0.0.1\ncmdport 0\nlocal stratum 8\nallow 127.0.0.1\npidfile {}\n",
-                dir.path().join("chronyd.pid").display()
-            ),
-        )
-        .unwrap();
-        // -x: never adjust this machine's clock; -d: stay in the foreground.
-        let child = std::process::Command::new("chronyd")
-            .args(["-d", "-x", "-u", "root", "-f"])
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("chronyd.log")).unwrap())
-            .spawn()
-            .expect("chronyd (Debian package chrony; make deps installs it)");
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Chrony {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn the_clock_is_checked_against_a_real_ntp_server() {
-    let chrony = Chrony::start();
+    let chrony = rushes_tests::ntp::NtpServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (_server, c) = start(dir.path());
 
     // A server that does not answer first, then chronyd: the next one is used.
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // (On another loopback address, so chronyd's choice shows by name.)
+    let silent = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
     let settings = rushes_api::Settings {
         ntp: vec![
             silent.local_addr().unwrap().to_string(),
@@ -337,11 +291,26 @@ fn the_clock_is_checked_against_a_real_ntp_server() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let synced = clock.synced.unwrap();
-    assert_eq!(synced.server, format!("127.0.0.1:{}", chrony.port));
-    // Same machine, same clock: the offset is tiny, and host mode never steps it.
+    assert_eq!(synced.server, "127.0.0.1", "{synced:?}");
+    // Same machine, same clock: the offset is tiny; chronyd is one stratum below the
+    // server's (8) and host mode's runs with -x, so it never sets this clock.
     assert!(synced.offset_ms.abs() < 500.0, "{synced:?}");
-    assert!(synced.delay_ms >= 0.0 && !synced.stepped, "{synced:?}");
+    assert_eq!(
+        (synced.stratum, synced.leap.as_str()),
+        (9, "Normal"),
+        "{synced:?}"
+    );
+    assert!(synced.delay_ms >= 0.0, "{synced:?}");
     assert_eq!(clock.ntp, settings.ntp);
+    // A server that could smuggle a line into chronyd's configuration is refused.
+    let bad = rushes_api::Settings {
+        ntp: vec!["pool.ntp.org\nallow all".into()],
+        ..Default::default()
+    };
+    let err = c
+        .put::<_, rushes_api::Settings>("/v1/settings", &bad)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("bad-setting"), "{err}");
 }
 
 #[test]

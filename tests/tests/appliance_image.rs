@@ -204,7 +204,13 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
 
     // Settings changed before a reboot (ctrl-alt-del) are there, and applied, after it:
     // a host name and a static address instead of DHCP.
-    let settings = r#"printf 'hostname = "edit-bay-nas"\n[[network]]\ninterface = "*"\naddress = "10.0.2.15/24"\ngateway = "10.0.2.2"\n' > /cfg/rushes.toml"#;
+    // The NTP server is a chronyd on the host's loopback (QEMU's 10.0.2.2).
+    let ntp = rushes_tests::ntp::NtpServer::start();
+    let settings = format!(
+        r#"printf 'hostname = "edit-bay-nas"\nntp = ["10.0.2.2:{}"]\n[[network]]\ninterface = "*"\naddress = "10.0.2.15/24"\ngateway = "10.0.2.2"\n' > /cfg/rushes.toml"#,
+        ntp.port
+    );
+    let settings = settings.as_str();
     vm.shell(settings, Duration::from_secs(30)).unwrap();
     // Something written to RUSHES-CFG before a reboot (ctrl-alt-del) is there after it.
     vm.shell(
@@ -243,6 +249,75 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "host name not applied: {hostname}"
     );
     nfs_roundtrip(vm.port, "static.bin", &payload[..1 << 16]).await;
+
+    // Time from chronyd, which init runs on the configuration rushesd wrote from the
+    // settings: it follows the host's server and the kernel marks its clock synchronised.
+    let time = |vm: &Vm| -> serde_json::Value {
+        let out = vm
+            .shell("rushesctl --json time", Duration::from_secs(60))
+            .unwrap();
+        serde_json::from_str(&out[out.find('{').expect("JSON")..=out.rfind('}').unwrap()]).unwrap()
+    };
+    let synced = |t: &serde_json::Value| {
+        t["synced"]["server"] == "10.0.2.2" && t["kernel_synchronised"] == true
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut t = time(&vm);
+    while !synced(&t) {
+        assert!(Instant::now() < deadline, "chronyd never synchronised: {t}");
+        std::thread::sleep(Duration::from_secs(3));
+        t = time(&vm);
+    }
+    // The clock three seconds fast, and chronyd killed: init starts it again, and while
+    // starting it steps the clock back (more than 128 ms off) instead of slewing.
+    let count_steps = |vm: &Vm| -> usize {
+        let out = vm
+            .shell(
+                "echo steps=$(grep -c 'System clock was stepped by' /run/rushes/log.txt)",
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        let at = out.rfind("steps=").expect("the count") + "steps=".len();
+        out[at..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let steps_before = count_steps(&vm);
+    vm.shell(
+        "date -s @$(( $(date +%s) + 3 )) >/dev/null && kill $(pidof chronyd)",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let log = |vm: &Vm| {
+        vm.shell("tail -n 40 /run/rushes/log.txt", Duration::from_secs(30))
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if count_steps(&vm) > steps_before && synced(&time(&vm)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chronyd did not step the clock back:\n{}",
+            log(&vm)
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let t = time(&vm);
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let guest_now = t["now"].as_f64().unwrap();
+    assert!(
+        (guest_now - host_now).abs() < 2.0,
+        "the guest's clock is {:.1} s off the host's after the step: {t}\n{}",
+        guest_now - host_now,
+        log(&vm)
+    );
 
     // The ACPI power button: services stop, logs are saved, the machine powers off and
     // RUSHES-CFG is consistent.

@@ -910,26 +910,32 @@ pub struct Reset {
     pub confirm: bool,
 }
 
-/// The last successful NTP exchange.
+/// The NTP server chronyd follows, and how far the clock is from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClockSync {
     pub server: String,
-    /// Server time minus ours before any correction, milliseconds.
+    /// Server time minus ours now, milliseconds (chronyd slews this away).
     pub offset_ms: f64,
+    /// Round trip to the root of the server's time (chronyd's root delay), milliseconds.
     pub delay_ms: f64,
-    /// Seconds since the epoch.
+    /// When chronyd last updated the clock from it, seconds since the epoch.
     pub at: u64,
-    /// Whether the clock was stepped to the server's time.
-    pub stepped: bool,
+    /// Our stratum (the server's plus one).
+    pub stratum: u8,
+    /// chronyd's leap status: `Normal`, `Insert second`, `Delete second`.
+    pub leap: String,
 }
 
-/// The clock and its NTP servers.
+/// The clock and its NTP servers, as chronyd reports them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clock {
     /// Seconds since the epoch, now.
     pub now: u64,
     pub ntp: Vec<String>,
     pub synced: Option<ClockSync>,
-    /// Why the last attempt failed, when it did.
+    /// Why the clock is not synchronised, when it is not.
     pub error: Option<String>,
+    /// The kernel marks its clock synchronised (and so keeps the RTC from it).
+    #[serde(default)]
+    pub kernel_synchronised: bool,
 }

@@ -292,6 +292,20 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
             tty: None,
         });
     }
+    // Time: chronyd on the configuration rushesd writes from the settings' NTP servers
+    // before it answers (it hands chronyd later changes itself, through chronyc).
+    if Path::new("/usr/sbin/chronyd").exists() {
+        sup.add(ServiceSpec {
+            name: "chronyd".into(),
+            argv: ["/usr/sbin/chronyd", "-d", "-f", "/run/rushes/chrony.conf"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            after: vec!["rushesd".into()],
+            ready: Readiness::Started,
+            tty: None,
+        });
+    }
     // The console on the screen and on the serial line, once rushesd answers.
     for (tty, term) in [("/dev/tty1", "linux"), ("/dev/ttyS0", "vt100")] {
         if !Path::new(tty).exists() {

@@ -34,6 +34,9 @@ struct Cli {
 enum Cmd {
     /// Version, host name and uptime.
     Status,
+    /// The clock: the NTP server chronyd follows, how far off the clock is, and whether
+    /// the kernel marks it synchronised (and so keeps the RTC).
+    Time,
     /// Every disk: transport, size, serial, what is on it, what uses it.
     Disks,
     /// Every pool with its state and capacity.
@@ -576,6 +579,34 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 out(&format!(
                     "{} running Rushes {}, up {} s\n",
                     s.hostname, s.version, s.uptime_secs
+                ));
+            }
+        }
+        Cmd::Time => {
+            let t: api::Clock = c.get("/v1/time")?;
+            if cli.json {
+                json(&t);
+            } else {
+                let kernel = if t.kernel_synchronised {
+                    "synchronised (the RTC is kept from it)"
+                } else {
+                    "not synchronised"
+                };
+                let state = match (&t.synced, &t.error) {
+                    (Some(s), _) => format!(
+                        "synced with {}: offset {:+.3} ms, root delay {:.3} ms, stratum {}, leap {}",
+                        s.server, s.offset_ms, s.delay_ms, s.stratum, s.leap
+                    ),
+                    (None, Some(e)) => format!("not synced: {e}"),
+                    (None, None) => "not synced: no NTP server is set".into(),
+                };
+                out(&format!(
+                    "servers: {}\nclock:   {state}\nkernel:  {kernel}\n",
+                    if t.ntp.is_empty() {
+                        "none".into()
+                    } else {
+                        t.ntp.join(", ")
+                    }
                 ));
             }
         }

@@ -2,13 +2,14 @@
 //! (argon2, in rushes.toml), the NICs' live state, the supervisor's log, and power.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rushes_api as api;
 
+use crate::clock::Chrony;
 use crate::core::{Core, Event};
 use crate::epoch::now;
 use crate::error::{ApiErr, ApiResult};
@@ -120,81 +121,77 @@ pub fn nics(sys: &Path) -> Vec<api::Nic> {
     out
 }
 
-/// The last NTP result, and the last error.
-type ClockState = (Option<api::ClockSync>, Option<String>);
-
 /// The appliance as a whole: host name, network and time settings, the clock, the admin
 /// password, the supervisor's log, reset and power.
 pub struct System {
     core: Arc<Core>,
-    clock: Mutex<ClockState>,
+    chrony: Chrony,
+    /// Host mode's own chronyd (the appliance's is init's).
+    chronyd: Mutex<Option<std::process::Child>>,
 }
 
 impl System {
     pub fn new(core: Arc<Core>) -> Arc<Self> {
-        Arc::new(Self {
+        let chrony = if core.paths.appliance {
+            let run = core
+                .paths
+                .log_file
+                .parent()
+                .unwrap_or(Path::new("/run/rushes"));
+            Chrony::appliance(run)
+        } else {
+            Chrony::host(&core.paths.state_dir.join("chrony"))
+        };
+        let me = Arc::new(Self {
             core,
-            clock: Mutex::default(),
-        })
+            chrony,
+            chronyd: Mutex::default(),
+        });
+        // Before rushesd answers, so init's chronyd starts on this configuration.
+        if let Err(e) = me.chrony.prepare(&me.settings().ntp) {
+            tracing::warn!(error = %e, conf = %me.chrony.conf.display(), "cannot write chronyd's configuration");
+        }
+        me
     }
 
-    fn clock_state(&self) -> MutexGuard<'_, ClockState> {
-        self.clock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Keep the clock with the configured NTP servers, forever: at once when the list
-    /// changes, every ten minutes after a success, every 30 s after a failure.
-    pub fn keep_time(&self) {
-        let mut last_list: Vec<String> = Vec::new();
-        let mut next = std::time::Instant::now();
-        loop {
-            let list = self.settings().ntp;
-            if list.is_empty() {
-                last_list.clear();
-                std::thread::sleep(Duration::from_secs(5));
-                continue;
+    /// Host mode: keep our own measuring chronyd running.
+    fn supervise_chronyd(&self) {
+        if !self.chrony.own() {
+            return;
+        }
+        let mut child = self.chronyd.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = child.as_mut() {
+            match c.try_wait() {
+                Ok(None) => return,
+                Ok(Some(status)) => tracing::warn!(%status, "chronyd ended; starting it again"),
+                Err(e) => tracing::warn!(error = %e, "cannot ask after chronyd"),
             }
-            if list != last_list || std::time::Instant::now() >= next {
-                last_list = list.clone();
-                let mut errors = Vec::new();
-                let mut done = None;
-                for server in &list {
-                    match crate::clock::query(server, Duration::from_secs(3)) {
-                        Ok((offset, delay)) => {
-                            done = Some((server.clone(), offset, delay));
-                            break;
-                        }
-                        Err(e) => errors.push(e),
+        }
+        let log = self.core.paths.state_dir.join("chrony/chronyd.log");
+        *child = match self.chrony.spawn(&log) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start chronyd (Debian package chrony); the clock is not checked");
+                None
+            }
+        };
+    }
+
+    /// Give chronyd the configured NTP servers whenever they change, forever (and keep
+    /// host mode's chronyd running).
+    pub fn keep_time(&self) {
+        let mut given: Option<Vec<String>> = None;
+        loop {
+            self.supervise_chronyd();
+            let list = self.settings().ntp;
+            if given.as_ref() != Some(&list) {
+                match self.chrony.set_servers(&list) {
+                    Ok(()) => {
+                        tracing::info!(servers = ?list, "chronyd has the NTP servers");
+                        given = Some(list);
                     }
-                }
-                match done {
-                    Some((server, offset, delay)) => {
-                        let stepped = self.core.paths.appliance && offset.abs() > 0.128;
-                        if stepped {
-                            if let Err(e) = crate::clock::step(offset) {
-                                tracing::warn!(error = %e, "cannot set the clock");
-                            } else {
-                                tracing::info!(%server, offset_s = offset, "clock stepped to NTP time");
-                            }
-                        }
-                        *self.clock_state() = (
-                            Some(api::ClockSync {
-                                server,
-                                offset_ms: offset * 1000.0,
-                                delay_ms: delay * 1000.0,
-                                at: now(),
-                                stepped,
-                            }),
-                            None,
-                        );
-                        next = std::time::Instant::now() + Duration::from_secs(600);
-                    }
-                    None => {
-                        let why = errors.join("; ");
-                        tracing::debug!(error = %why, "NTP failed");
-                        self.clock_state().1 = Some(why);
-                        next = std::time::Instant::now() + Duration::from_secs(30);
-                    }
+                    // chronyd is starting, or restarting: it reads the file when it does.
+                    Err(e) => tracing::debug!(error = %e, "chronyd did not take the servers yet"),
                 }
             }
             std::thread::sleep(Duration::from_secs(2));
@@ -202,12 +199,19 @@ impl System {
     }
 
     pub fn clock(&self) -> api::Clock {
-        let (synced, error) = self.clock_state().clone();
+        let ntp = self.settings().ntp;
+        let (synced, error) = match self.chrony.status() {
+            Ok(Some(sync)) => (Some(sync), None),
+            Ok(None) if ntp.is_empty() => (None, None),
+            Ok(None) => (None, Some("no server answers yet".to_string())),
+            Err(e) => (None, Some(e)),
+        };
         api::Clock {
             now: now(),
-            ntp: self.settings().ntp,
+            ntp,
             synced,
             error,
+            kernel_synchronised: crate::clock::kernel_synchronised(),
         }
     }
 
@@ -230,6 +234,16 @@ impl System {
         }
         for n in &new.network {
             check_network(n)?;
+        }
+        if let Some(bad) = new.ntp.iter().find(|s| !crate::clock::valid_server(s)) {
+            return Err(ApiErr::new(
+                400,
+                "bad-setting",
+                format!("NTP server {bad:?} is not a host name or address"),
+            )
+            .hint(
+                "use a name or address, optionally with :PORT, e.g. pool.ntp.org or 10.0.0.1:123",
+            ));
         }
         if let Some(zone) = &new.timezone {
             let db = Path::new("/usr/share/zoneinfo");

@@ -94,10 +94,15 @@ impl Screen for Network {
             if let Some(clock) = &snap.clock {
                 lines.push(Line::from(match (&clock.synced, &clock.error) {
                     (Some(sync), _) => format!(
-                        "  clock      synced with {} (offset {:.1} ms{})",
+                        "  clock      synced with {} (offset {:.1} ms, stratum {}{})",
                         sync.server,
                         sync.offset_ms,
-                        if sync.stepped { ", stepped" } else { "" }
+                        sync.stratum,
+                        if clock.kernel_synchronised {
+                            ", RTC kept"
+                        } else {
+                            ""
+                        }
                     ),
                     (None, Some(e)) => format!("  clock      ! not synced: {e}"),
                     (None, None) if clock.ntp.is_empty() => {
