@@ -224,8 +224,21 @@ fn settings_the_admin_password_logs_and_power_through_the_api() {
         r#"{"network":[{"interface":"*","address":"10.0.0.5"}]}"#,
     );
     assert!(msg.contains("prefix length"), "{msg}");
-    let (st, _, msg) = refused(&c, "PUT", "/v1/settings", r#"{"timezone":"Mars/Olympus"}"#);
-    assert!(st == 400 && msg.contains("time zone"), "{st} {msg}");
+    // Zones are tzdata's: a made-up name, and a file of tzdata that is not a zone, are refused.
+    for bad in ["Mars/Olympus", "zone.tab", "../../etc/passwd"] {
+        let body = format!(r#"{{"timezone":"{bad}"}}"#);
+        let (st, _, msg) = refused(&c, "PUT", "/v1/settings", &body);
+        assert!(st == 400 && msg.contains("time zone"), "{bad}: {st} {msg}");
+    }
+    let zones: Vec<String> = c.get("/v1/time/zones").unwrap();
+    assert!(
+        zones.len() > 300
+            && zones.iter().any(|z| z == "Europe/London")
+            && !zones.iter().any(|z| z.contains(".tab")),
+        "{} zones: {:?}",
+        zones.len(),
+        &zones[..zones.len().min(5)]
+    );
     let wanted: rushes_api::Settings = serde_json::from_str(
         r#"{"hostname":"edit-bay-nas","network":[{"interface":"*","address":"10.0.0.5/24","gateway":"10.0.0.1","mtu":9000}],"timezone":"Europe/London","ntp":["pool.ntp.org"]}"#,
     )

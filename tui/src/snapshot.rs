@@ -40,6 +40,11 @@ impl Snapshot {
             .collect()
     }
 
+    /// The appliance's time zone: every time the console shows is in it (UTC when unset).
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        api::calendar::appliance_zone(self.settings.as_ref().and_then(|s| s.timezone.as_deref()))
+    }
+
     /// The first address clients can use.
     pub fn address(&self) -> String {
         self.setup

@@ -1,31 +1,98 @@
-//! Dates from epoch seconds (UTC) without a calendar crate: audit log file names and
-//! the times `rushesctl` prints.
+//! Dates, durations and time zones, all through jiff and the system's tzdata.
+//!
+//! The rule for what a person reads: the console shows every time in the appliance's
+//! time zone (the settings' `timezone`, UTC when unset), marked with the zone's
+//! abbreviation; `rushesctl`, which may run anywhere, prints UTC marked `UTC`; the API,
+//! its JSON and the logs carry seconds (or milliseconds) since the epoch.
 
-/// (year, month, day) of the UTC day holding `secs` seconds since the epoch.
-/// Howard Hinnant's civil-from-days algorithm (public domain), proleptic Gregorian.
-pub fn utc_date(secs: u64) -> (i64, u32, u32) {
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Span, SpanRelativeTo, Timestamp, Unit};
+
+fn timestamp(secs: u64) -> Timestamp {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .unwrap_or(Timestamp::MAX)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC).
+/// The UTC day holding `secs` seconds since the epoch.
+pub fn utc_day(secs: u64) -> Date {
+    timestamp(secs).to_zoned(TimeZone::UTC).date()
+}
+
+/// The first second (since the epoch) of a UTC day, if it is not before 1970.
+pub fn day_start(day: Date) -> Option<u64> {
+    let ts = day.to_zoned(TimeZone::UTC).ok()?.timestamp();
+    u64::try_from(ts.as_second()).ok()
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc_time(secs: u64) -> String {
-    let (y, m, d) = utc_date(secs);
-    let t = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
+    timestamp(secs)
+        .to_zoned(TimeZone::UTC)
+        .strftime("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
+}
+
+/// A zone from the system's tzdata (`Europe/London`), or why it is not one. Only real
+/// TZif zones are: `zone.tab`, `../../etc/passwd` and made-up names are refused.
+pub fn zone(name: &str) -> Result<TimeZone, String> {
+    if name.contains("..") || name.starts_with('/') {
+        return Err(format!("{name:?} is not a time zone name"));
+    }
+    jiff::tz::db()
+        .get(name)
+        .map_err(|e| format!("{name:?} is not a known time zone ({e})"))
+}
+
+/// Every zone name the system's tzdata has, sorted.
+pub fn zone_names() -> Vec<String> {
+    let mut names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The appliance's zone from its settings: UTC when unset or unknown here.
+pub fn appliance_zone(setting: Option<&str>) -> TimeZone {
+    setting
+        .and_then(|name| zone(name).ok())
+        .unwrap_or(TimeZone::UTC)
+}
+
+/// `HH:MM:SS ZONE` of `millis` since the epoch in `tz`, for a list of recent events.
+pub fn clock_time(millis: u64, tz: &TimeZone) -> String {
+    let ts = i64::try_from(millis)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(Timestamp::MAX);
+    ts.to_zoned(tz.clone()).strftime("%H:%M:%S %Z").to_string()
+}
+
+/// `YYYY-MM-DD HH:MM ZONE` of `secs` since the epoch in `tz`.
+pub fn local_time(secs: u64, tz: &TimeZone) -> String {
+    timestamp(secs)
+        .to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+/// A span an admin types (`90s`, `30m`, `2h`, `7d`, `1h30m`, `2 days`), in seconds;
+/// a day is 24 hours here.
+pub fn parse_span(text: &str) -> Result<u64, String> {
+    let span: Span = text.parse().map_err(|e| {
+        format!("{text:?} is not a span of time ({e}): use e.g. 30m, 2h, 7d or 1h30m")
+    })?;
+    let secs = span
+        .total((Unit::Second, SpanRelativeTo::days_are_24_hours()))
+        .map_err(|e| format!("{text:?}: {e}"))?;
+    if secs < 0.0 {
+        return Err(format!("{text:?} is negative"));
+    }
+    Ok(SignedDuration::from_secs_f64(secs).as_secs() as u64)
 }
 
 #[cfg(test)]
@@ -34,8 +101,49 @@ mod tests {
 
     #[test]
     fn epoch_seconds_read_as_utc_dates() {
-        assert_eq!(utc_date(0), (1970, 1, 1));
-        assert_eq!(utc_date(951_782_400), (2000, 2, 29));
-        assert_eq!(utc_time(1_795_700_000), "2026-11-26 13:33:20");
+        assert_eq!(utc_day(0), jiff::civil::date(1970, 1, 1));
+        assert_eq!(utc_day(951_782_400), jiff::civil::date(2000, 2, 29));
+        assert_eq!(utc_time(1_795_700_000), "2026-11-26 13:33:20 UTC");
+        assert_eq!(
+            day_start(jiff::civil::date(2026, 11, 26)),
+            Some(1_795_651_200)
+        );
+        assert_eq!(day_start(jiff::civil::date(1969, 12, 31)), None);
+    }
+
+    #[test]
+    fn zones_come_from_tzdata_and_only_real_ones_pass() {
+        let london = zone("Europe/London").unwrap();
+        // 26 November is winter time in London, and 13:33 UTC is 13:33 GMT.
+        assert_eq!(local_time(1_795_700_000, &london), "2026-11-26 13:33 GMT");
+        let la = zone("America/Los_Angeles").unwrap();
+        assert_eq!(clock_time(1_795_700_000_000, &la), "05:33:20 PST");
+        for bad in [
+            "zone.tab",
+            "Mars/Olympus",
+            "../../etc/passwd",
+            "/etc/localtime",
+            "",
+        ] {
+            assert!(zone(bad).is_err(), "{bad:?} passed");
+        }
+        let names = zone_names();
+        assert!(
+            names.iter().any(|n| n == "Europe/London"),
+            "{}",
+            names.len()
+        );
+        assert!(!names.iter().any(|n| n.ends_with(".tab")));
+        assert_eq!(appliance_zone(Some("Nowhere/Else")), TimeZone::UTC);
+    }
+
+    #[test]
+    fn spans_read_as_people_type_them() {
+        assert_eq!(parse_span("90s"), Ok(90));
+        assert_eq!(parse_span("30m"), Ok(1800));
+        assert_eq!(parse_span("7d"), Ok(7 * 86_400));
+        assert_eq!(parse_span("1h30m"), Ok(5400));
+        assert!(parse_span("soon").is_err());
+        assert!(parse_span("-2h").is_err());
     }
 }

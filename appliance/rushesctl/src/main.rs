@@ -103,7 +103,7 @@ enum Cmd {
         op: Option<String>,
         #[arg(long, value_parser = ["nfs3", "smb"])]
         protocol: Option<String>,
-        /// How far back: `30m`, `2h`, `7d`, or seconds since the epoch.
+        /// How far back: `30m`, `2h`, `7d`, `1h30m`, or seconds since the epoch.
         #[arg(long)]
         since: Option<String>,
         #[arg(long)]
@@ -344,22 +344,11 @@ fn when(text: &str) -> Result<u64, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (num, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = num.parse().map_err(|_| {
-        format!("{text:?} is not a time: use 30m, 2h, 7d or seconds since the epoch")
-    })?;
-    let scale = match unit {
-        "" => return Ok(n),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
-    };
-    Ok(now.saturating_sub(n * scale))
+    if let Ok(epoch) = text.parse::<u64>() {
+        return Ok(epoch);
+    }
+    let ago = rushes_api::calendar::parse_span(text)?;
+    Ok(now.saturating_sub(ago))
 }
 
 /// Percent-encode a query value.

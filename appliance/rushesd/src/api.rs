@@ -270,6 +270,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/time",
             get(|State(m): Mgr| async move { blocking(move || Ok(m.system.clock())).await.map(Json) }),
         )
+        .route(
+            "/v1/time/zones",
+            get(|| async { Json(rushes_api::calendar::zone_names()) }),
+        )
         .route("/v1/activity", get(|State(m): Mgr| async move { Json(m.activity.activity()) }))
         .route(
             "/v1/activity/report",
@@ -531,6 +535,7 @@ mod tests {
         ("get", "/v1/audit/export"),
         ("post", "/v1/reset"),
         ("get", "/v1/time"),
+        ("get", "/v1/time/zones"),
         ("get", "/v1/fabrics"),
         ("post", "/v1/fabrics/discover"),
         ("post", "/v1/fabrics/connect"),

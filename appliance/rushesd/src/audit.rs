@@ -470,28 +470,12 @@ fn day_files(dir: &Path) -> Vec<(PathBuf, u64)> {
 
 /// `YYYY-MM-DD` for a time in seconds since the epoch (UTC).
 pub fn day_name(secs: u64) -> String {
-    let (y, m, d) = rushes_api::calendar::utc_date(secs);
-    format!("{y:04}-{m:02}-{d:02}")
+    rushes_api::calendar::utc_day(secs).to_string()
 }
 
-/// The first second of day `YYYY-MM-DD`.
+/// The first second of day `YYYY-MM-DD` (UTC).
 fn parse_day(name: &str) -> Option<u64> {
-    let mut it = name.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
-    let days = days_from_civil(y, m, d);
-    (days >= 0).then_some(days as u64 * 86_400)
-}
-
-// Howard Hinnant's days-from-civil (public domain), the inverse of
-// `rushes_api::calendar::utc_date`.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    rushes_api::calendar::day_start(name.parse().ok()?)
 }
 
 fn now_ms() -> u64 {

@@ -246,15 +246,9 @@ impl System {
             ));
         }
         if let Some(zone) = &new.timezone {
-            let db = Path::new("/usr/share/zoneinfo");
-            let known = !zone.contains("..") && !zone.starts_with('/') && db.join(zone).is_file();
-            if db.is_dir() && !known {
-                return Err(ApiErr::new(
-                    400,
-                    "bad-setting",
-                    format!("{zone:?} is not a known time zone"),
-                )
-                .hint("use a name such as Europe/London, America/Los_Angeles or UTC"));
+            if let Err(why) = api::calendar::zone(zone) {
+                return Err(ApiErr::new(400, "bad-setting", why)
+                    .hint("use a name such as Europe/London, America/Los_Angeles or UTC (GET /v1/time/zones lists them)"));
             }
         }
         let value = toml::Table::try_from(&new).map_err(|e| ApiErr::failed(e.to_string()))?;

@@ -142,17 +142,15 @@ impl Screen for Activity {
         if snap.audit.is_empty() {
             lines.push(Line::from("  no records"));
         }
+        let zone = snap.zone();
         for r in &snap.audit {
-            let secs = r.time_ms / 1000 % 86_400;
+            let at = api::calendar::clock_time(r.time_ms, &zone);
             let what = match &r.to {
                 Some(to) => format!("{} -> {to}", r.path),
                 None => r.path.clone(),
             };
             lines.push(Line::from(format!(
-                "  {:02}:{:02}:{:02} {:<15} {:<10} {:<4} {:<7} {}:{} {}",
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60,
+                "  {at} {:<15} {:<10} {:<4} {:<7} {}:{} {}",
                 r.client,
                 r.user.chars().take(10).collect::<String>(),
                 r.protocol,

@@ -1,6 +1,7 @@
 //! The NICs' live state, the saved network and time settings, the local time and the
 //! clock's sync; E changes the network through the wizard's network step.
 
+use rushes_api as api;
 use tuirealm::ratatui::layout::Rect;
 use tuirealm::ratatui::style::{Modifier, Style};
 use tuirealm::ratatui::text::Line;
@@ -81,12 +82,16 @@ impl Screen for Network {
                 }
             )));
             if let Some(zone) = s.timezone.as_deref() {
-                lines.push(Line::from(match jiff::tz::TimeZone::get(zone) {
+                lines.push(Line::from(match api::calendar::zone(zone) {
                     Ok(tz) => format!(
                         "  local time {}",
-                        jiff::Timestamp::now()
-                            .to_zoned(tz)
-                            .strftime("%Y-%m-%d %H:%M %Z")
+                        api::calendar::local_time(
+                            snap.clock.as_ref().map_or_else(
+                                || jiff::Timestamp::now().as_second().unsigned_abs(),
+                                |c| c.now
+                            ),
+                            &tz
+                        )
                     ),
                     Err(_) => format!("  local time ! {zone} is not in this console's zone data"),
                 }));
