@@ -2,9 +2,11 @@
 //! admin passthrough command on the controller's character device, and SATA/SAS SMART
 //! through smartmontools' `smartctl --json`.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 pub use rushes_api::{DiskHealth, HealthSource};
 
@@ -42,6 +44,30 @@ pub fn nvme_health(ctrl: &Path) -> Option<DiskHealth> {
 
 /// How long one `smartctl` may take; a drive that does not answer is left without health.
 const SMART_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a drive's SMART answer stands: smartd's default is 30 minutes, and the
+/// inventory is scanned far more often than a drive's health changes.
+const SMART_EVERY: Duration = Duration::from_secs(600);
+
+/// SATA/SAS SMART of `dev` (`/dev/sda`, whose serial is `serial`), asked at most every
+/// ten minutes; a new drive in the same slot is asked at once.
+pub fn smart_health_cached(dev: &Path, serial: &str) -> Option<DiskHealth> {
+    type Answers = HashMap<(PathBuf, String), (Instant, Option<DiskHealth>)>;
+    static ANSWERS: OnceLock<Mutex<Answers>> = OnceLock::new();
+    let answers = ANSWERS.get_or_init(Mutex::default);
+    let key = (dev.to_path_buf(), serial.to_string());
+    if let Some((at, health)) = answers.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if at.elapsed() < SMART_EVERY {
+            return health.clone();
+        }
+    }
+    let health = smart_health(dev);
+    answers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, (Instant::now(), health.clone()));
+    health
+}
 
 /// SATA/SAS SMART of `dev` (`/dev/sda`) through `smartctl`. A drive in standby is not
 /// woken (`-n standby`); it, and one smartctl cannot open, report nothing.

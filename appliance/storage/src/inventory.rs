@@ -79,14 +79,24 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ask libblkid (through util-linux's `wipefs`, which lists every signature it finds,
 /// where `blkid -p` stops at the first) what is on a device or image file.
 pub fn probe(dev: &Path) -> Result<Probe, StorageError> {
-    let what = format!("probing {} with wipefs", dev.display());
-    let (status, out, err) =
-        crate::run_timed(Command::new("wipefs").arg("--json").arg(dev), PROBE_TIMEOUT).map_err(
-            |e| StorageError::Command {
-                what: what.clone(),
-                detail: e.to_string(),
-            },
-        )?;
+    let mut found = probe_all(&[dev.to_path_buf()])?;
+    Ok(found.pop().unwrap_or_default())
+}
+
+/// What is on each of `devs` (a disk and its partitions), in their order: one `wipefs`
+/// for them all, since under load every process started counts. Any device that cannot
+/// be read fails the whole probe, which leaves the disk unknown, as it should.
+pub fn probe_all(devs: &[PathBuf]) -> Result<Vec<Probe>, StorageError> {
+    let names: Vec<String> = devs.iter().map(|d| d.display().to_string()).collect();
+    let what = format!("probing {} with wipefs", names.join(" "));
+    let (status, out, err) = crate::run_timed(
+        Command::new("wipefs").arg("--json").args(devs),
+        PROBE_TIMEOUT,
+    )
+    .map_err(|e| StorageError::Command {
+        what: what.clone(),
+        detail: e.to_string(),
+    })?;
     if !status.success() {
         let detail = match err.trim() {
             "" => format!("exit status {status}"),
@@ -94,28 +104,49 @@ pub fn probe(dev: &Path) -> Result<Probe, StorageError> {
         };
         return Err(StorageError::Command { what, detail });
     }
-    parse_wipefs(&out).map_err(|detail| StorageError::Command { what, detail })
+    let by_device = parse_wipefs(&out).map_err(|detail| StorageError::Command { what, detail })?;
+    Ok(devs
+        .iter()
+        .map(|d| {
+            let base = d.file_name().map(|n| n.to_string_lossy().into_owned());
+            by_device
+                .iter()
+                .find(|(dev, _)| Some(dev) == base.as_ref())
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default()
+        })
+        .collect())
 }
 
-/// `wipefs --json` prints nothing at all for a device without signatures.
-fn parse_wipefs(out: &str) -> Result<Probe, String> {
+/// Signatures by device (wipefs names each by its file name). `wipefs --json` prints
+/// nothing at all when no device has any.
+fn parse_wipefs(out: &str) -> Result<Vec<(String, Probe)>, String> {
     #[derive(serde::Deserialize)]
     struct Listing {
         signatures: Vec<Found>,
     }
     #[derive(serde::Deserialize)]
     struct Found {
+        device: String,
         #[serde(rename = "type")]
         kind: String,
         uuid: Option<String>,
     }
     if out.trim().is_empty() {
-        return Ok(Probe::default());
+        return Ok(vec![]);
     }
     let listing: Listing =
         serde_json::from_str(out).map_err(|e| format!("unreadable output ({e}): {out}"))?;
-    let mut probe = Probe::default();
+    let mut by_device: Vec<(String, Probe)> = Vec::new();
     for found in listing.signatures {
+        let i = match by_device.iter().position(|(d, _)| *d == found.device) {
+            Some(i) => i,
+            None => {
+                by_device.push((found.device.clone(), Probe::default()));
+                by_device.len() - 1
+            }
+        };
+        let probe = &mut by_device[i].1;
         if found.kind == "linux_raid_member" {
             probe.md_uuid = found.uuid.as_deref().and_then(mdadm_uuid);
         }
@@ -124,7 +155,7 @@ fn parse_wipefs(out: &str) -> Result<Probe, String> {
             probe.signatures.push(sig);
         }
     }
-    Ok(probe)
+    Ok(by_device)
 }
 
 /// libblkid writes an md array's UUID as 8-4-4-4-12; mdadm and sysfs as four groups of
@@ -205,8 +236,15 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
             .unwrap_or_default();
         partitions.sort();
         let mut unreadable = Vec::new();
-        let (mut contents, md_uuid) = match probe(&roots.dev.join(&name)) {
-            Ok(p) => (p.signatures, p.md_uuid),
+        let devs: Vec<PathBuf> = std::iter::once(&name)
+            .chain(&partitions)
+            .map(|d| roots.dev.join(d))
+            .collect();
+        let (mut contents, md_uuid) = match probe_all(&devs) {
+            Ok(found) => (
+                found.iter().flat_map(|p| p.signatures.clone()).collect(),
+                found.first().and_then(|p| p.md_uuid.clone()),
+            ),
             Err(e) => {
                 unreadable.push(e.to_string());
                 (vec![], None)
@@ -214,10 +252,6 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
         };
         let mut boot = false;
         for part in &partitions {
-            match probe(&roots.dev.join(part)) {
-                Ok(p) => contents.extend(p.signatures),
-                Err(e) => unreadable.push(e.to_string()),
-            }
             let part_dev = read(&base.join(part).join("dev")).unwrap_or_default();
             let pprops = udev_props(&roots.udev, &part_dev);
             let labels = [
@@ -282,6 +316,13 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
                 .unwrap_or(0)
         };
         let transport = transport(&sys_block, &name, &sys_nvme);
+        let health = match crate::nvme::controllers_of(&sys_block, &name).first() {
+            Some(ctrl) => crate::health::nvme_health(&roots.dev.join(ctrl)),
+            None if matches!(transport, Transport::Sata | Transport::Sas) => {
+                crate::health::smart_health_cached(&roots.dev.join(&name), &serial)
+            }
+            None => None,
+        };
         disks.push(Disk {
             transport,
             model,
@@ -296,13 +337,7 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
             md_uuid,
             boot,
             in_use_by: (!users.is_empty()).then(|| users.join(",")),
-            health: match crate::nvme::controllers_of(&sys_block, &name).first() {
-                Some(ctrl) => crate::health::nvme_health(&roots.dev.join(ctrl)),
-                None if matches!(transport, Transport::Sata | Transport::Sas) => {
-                    crate::health::smart_health(&roots.dev.join(&name))
-                }
-                None => None,
-            },
+            health,
             name,
         });
     }
@@ -337,14 +372,16 @@ mod tests {
              "uuid":"3f0e5a1b-2c4d-6e7f-8091-a2b3c4d5e6f7","label":"rushes:media"},
             {"device":"vdb","offset":"0x200","type":"gpt","uuid":null,"label":null},
             {"device":"vdb","offset":"0x1fe","type":"PMBR","uuid":null,"label":null}]}"#;
-        let p = parse_wipefs(out).unwrap();
+        let found = parse_wipefs(out).unwrap();
+        assert_eq!(found.len(), 1, "one device");
+        let p = &found[0].1;
         assert_eq!(
             p.md_uuid.as_deref(),
             Some("3f0e5a1b:2c4d6e7f:8091a2b3:c4d5e6f7")
         );
         let names: Vec<&str> = p.signatures.iter().map(Signature::as_str).collect();
         assert_eq!(names, ["linux_raid_member", "gpt", "PMBR"]);
-        assert!(parse_wipefs("").unwrap().signatures.is_empty());
+        assert!(parse_wipefs("").unwrap().is_empty());
         assert!(parse_wipefs("{\"signatures\": 7}").is_err());
     }
 
