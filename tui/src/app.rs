@@ -14,7 +14,7 @@ use tuirealm::ratatui::Frame;
 
 use crate::screen::{AnyScreen, Ctx, Fetch, Go, Input};
 use crate::screens::{self, locked::Locked, wizard::Wizard};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Refresher, Snapshot};
 
 /// A menu screen: the key that opens it, its title, its name in the key bar.
 struct Entry {
@@ -70,6 +70,7 @@ pub struct App {
     mode: Mode,
     menu: Vec<Entry>,
     snap: Snapshot,
+    refresher: Refresher,
     /// The last thing to tell the admin (an API error, a job started).
     message: Option<String>,
     last_key: Instant,
@@ -77,43 +78,51 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(client: Client, lock_after: Duration) -> Self {
+    /// A console on `client`, fetching what it shows every `refresh`.
+    pub fn new(client: Client, refresh: Duration, lock_after: Duration) -> Self {
         let mut app = Self {
-            client,
+            refresher: Refresher::start(client.clone(), refresh),
             mode: Mode::Locked(Locked::default()),
             menu: menu(),
-            snap: Snapshot::default(),
+            // The first snapshot is waited for: it says whether to start the wizard.
+            snap: Snapshot::fetch(&client, None, None),
+            client,
             message: None,
             last_key: Instant::now(),
             lock_after,
         };
-        app.refresh();
         if app.snap.setup.as_ref().is_some_and(|s| !s.configured) {
             app.mode = Mode::Wizard(Box::new(Wizard::first_boot()));
         }
         app
     }
 
-    /// Fetch the snapshot, with what the open screen also wants.
+    /// Fetch the snapshot again, with what the open screen also wants, as soon as the
+    /// fetch in flight is done. The keys go on meanwhile.
     fn refresh(&mut self) {
-        let fetch = match &self.mode {
-            Mode::Menu(i) => self.menu[*i].screen.fetch(),
-            _ => Fetch::default(),
-        };
-        self.snap = Snapshot::fetch(
-            &self.client,
-            fetch.log_filter.as_deref(),
-            fetch.audit_filter.as_deref(),
-        );
+        self.refresher.soon();
     }
 
-    /// Called on every tick: lock after the idle time.
-    pub fn tick(&mut self) {
-        self.refresh();
+    /// Called on every tick, often and cheaply: takes up a snapshot that arrived, asks
+    /// for the next when due, and locks after the idle time. True when there is
+    /// something new to draw.
+    pub fn tick(&mut self) -> bool {
+        let (mode, menu) = (&self.mode, &self.menu);
+        let fresh = self.refresher.poll(|| match mode {
+            Mode::Menu(i) => menu[*i].screen.fetch(),
+            _ => Fetch::default(),
+        });
+        let mut changed = false;
+        if let Some(snap) = fresh {
+            self.snap = snap;
+            changed = true;
+        }
         if matches!(self.mode, Mode::Menu(_)) && self.last_key.elapsed() > self.lock_after {
             self.mode = Mode::Locked(Locked::default());
             self.message = Some("Locked after a quiet spell.".into());
+            changed = true;
         }
+        changed
     }
 
     fn open(&mut self, key: char) {

@@ -90,10 +90,7 @@ impl Component for Console {
 impl AppComponent<Msg, NoUserEvent> for Console {
     fn on(&mut self, ev: &Event<NoUserEvent>) -> Option<Msg> {
         let input = match ev {
-            Event::Tick => {
-                self.app.tick();
-                return Some(Msg::Refreshed);
-            }
+            Event::Tick => return self.app.tick().then_some(Msg::Refreshed),
             Event::WindowResize(..) => return Some(Msg::Redraw),
             Event::Keyboard(KeyEvent { code, .. }) => match code {
                 Key::Char(c) => Input::Char(*c),
@@ -151,12 +148,19 @@ fn main() -> anyhow::Result<()> {
         default_serial_size();
     }
     let client = Client::new(&cli.socket).with_timeout(Duration::from_secs(5));
+    // Ticks are cheap (the snapshot is fetched on its own thread), so they come often
+    // enough to show a new snapshot soon after it arrives; they never queue up ahead of
+    // the keys behind a slow answer.
     let listener = EventListenerCfg::default()
         .crossterm_input_listener(Duration::from_millis(20), 8)
-        .tick_interval(Duration::from_secs(cli.refresh.max(1)));
+        .tick_interval(Duration::from_millis(100));
     let mut realm: Application<Id, Msg, NoUserEvent> = Application::init(listener);
     let console = Console {
-        app: App::new(client, Duration::from_secs(cli.lock_after)),
+        app: App::new(
+            client,
+            Duration::from_secs(cli.refresh.max(1)),
+            Duration::from_secs(cli.lock_after),
+        ),
     };
     realm
         .mount(Id::Console, Box::new(console), Vec::new())

@@ -1,7 +1,13 @@
-//! One snapshot of the API that every screen is drawn from.
+//! One snapshot of the API that every screen is drawn from, and the thread that
+//! fetches the next one while the console goes on taking keys.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use rushes_api as api;
 use rushes_api::Client;
+
+use crate::screen::Fetch;
 
 /// Everything the screens show, fetched together.
 #[derive(Debug, Default)]
@@ -104,5 +110,127 @@ impl Snapshot {
             s.error = Some(e.to_string());
         }
         s
+    }
+}
+
+/// Fetches snapshots on its own thread, so a slow answer from the service never holds
+/// up a key: the console asks for one, goes on, and takes it up when it is there.
+pub struct Refresher {
+    ask: Sender<Fetch>,
+    answers: Receiver<Snapshot>,
+    every: Duration,
+    /// When the newest request went out, and whether its answer is still awaited.
+    asked: Option<Instant>,
+    in_flight: bool,
+    /// Something changed since that request: ask again once it is answered.
+    stale: bool,
+}
+
+impl Refresher {
+    pub fn start(client: Client, every: Duration) -> Self {
+        let (ask, requests) = mpsc::channel::<Fetch>();
+        let (answer, answers) = mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok(mut fetch) = requests.recv() {
+                // Requests that queued up while one was fetched: the newest says it all.
+                while let Ok(newer) = requests.try_recv() {
+                    fetch = newer;
+                }
+                let snap = Snapshot::fetch(
+                    &client,
+                    fetch.log_filter.as_deref(),
+                    fetch.audit_filter.as_deref(),
+                );
+                if answer.send(snap).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            ask,
+            answers,
+            every,
+            asked: None,
+            in_flight: false,
+            stale: false,
+        }
+    }
+
+    /// Fetch again as soon as the request in flight, if any, is answered.
+    pub fn soon(&mut self) {
+        self.stale = true;
+    }
+
+    /// The newest snapshot if one arrived since the last call; sends the next request
+    /// when one is due and none is in flight (`want` says what the open screen needs).
+    pub fn poll(&mut self, want: impl FnOnce() -> Fetch) -> Option<Snapshot> {
+        let fresh = self.answers.try_iter().last();
+        if fresh.is_some() {
+            self.in_flight = false;
+        }
+        let due = self.stale || self.asked.is_none_or(|t| t.elapsed() >= self.every);
+        if !self.in_flight && due && self.ask.send(want()).is_ok() {
+            self.asked = Some(Instant::now());
+            self.in_flight = true;
+            self.stale = false;
+        }
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    /// A service that holds each request until the test lets it answer.
+    fn held_service() -> (Client, Sender<()>, Receiver<()>) {
+        let path = std::env::temp_dir().join(format!("rushes-console-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let (release, released) = mpsc::channel::<()>();
+        let (seen, requests) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let mut conn = conn.unwrap();
+                let mut head = [0u8; 512];
+                let _ = conn.read(&mut head);
+                let _ = seen.send(());
+                if released.recv().is_err() {
+                    return;
+                }
+                let _ = conn.write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        (Client::new(&path), release, requests)
+    }
+
+    #[test]
+    fn a_slow_service_never_holds_up_the_console_and_a_change_is_fetched_after_it() {
+        let (client, release, requests) = held_service();
+        let mut r = Refresher::start(client, Duration::from_secs(3600));
+        assert!(r.poll(Fetch::default).is_none());
+        requests.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The service has the request and does not answer: polling goes on returning,
+        // and asks nothing more while one request is out.
+        for _ in 0..5 {
+            assert!(r.poll(Fetch::default).is_none());
+        }
+        r.soon();
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let snap = loop {
+            if let Some(s) = r.poll(Fetch::default) {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the answer never came");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let error = snap.error.expect("a 503 is shown as the service's error");
+        assert!(error.contains("503"), "{error}");
+        // The change asked for while the first was out is fetched now, not in an hour.
+        requests.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(requests.try_recv().is_err(), "one request at a time");
     }
 }
