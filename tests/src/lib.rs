@@ -22,6 +22,22 @@ use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 use nfs3_client::tokio::TokioIo;
 
+/// A TCP port of 127.0.0.1 that nothing listens on now (the kernel's pick).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback TCP port")
+        .port()
+}
+
+/// A UDP port of 127.0.0.1 that nothing has bound now (the kernel's pick).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind a loopback UDP port")
+        .port()
+}
+
 /// Path of the `rushesd` binary built by this workspace (`RUSHESD_BIN` overrides).
 pub fn rushesd_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("RUSHESD_BIN") {

@@ -12,11 +12,7 @@ impl NtpServer {
     /// Start one on a free port of 127.0.0.1 (guests reach it as 10.0.2.2).
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_udp_port();
         let conf = dir.path().join("chrony.conf");
         std::fs::write(
             &conf,

@@ -162,9 +162,7 @@ impl Vm {
         env: &[(&str, &str)],
         qemu_args: &[&str],
     ) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::free_tcp_port();
         let child = Command::new(repo().join("image/qemu-run.sh"))
             .env("RUSHES_IMAGE", image)
             .env("RUSHES_VM_DIR", dir.join("vm"))

@@ -391,11 +391,7 @@ fn nfs_operations_reach_the_top_lists_the_audit_log_and_prometheus() {
     let share = dir.path().join("demo");
     std::fs::create_dir_all(&share).unwrap();
     std::fs::set_permissions(&share, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let metrics_port = rushes_tests::free_tcp_port();
     let sock = dir.path().join("api.sock");
     let server = ServerProcess::start(&[
         "--state-dir",

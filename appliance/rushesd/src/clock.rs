@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use crate::state_file::replace;
 use rushes_api as api;
 
 /// Where the appliance's chronyd keeps its socket and drift file (created by chronyd,
@@ -82,8 +83,11 @@ impl Chrony {
             // chronyd refuses a socket folder that others can enter.
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
         }
-        write_atomic(&self.conf, &self.config())?;
-        write_atomic(&self.sources.join("rushes.sources"), &sources(servers))
+        replace(&self.conf, self.config().as_bytes())?;
+        replace(
+            &self.sources.join("rushes.sources"),
+            sources(servers).as_bytes(),
+        )
     }
 
     /// Host mode's chronyd: measures only (`-x`), in the foreground, logging to a file.
@@ -117,8 +121,11 @@ impl Chrony {
 
     /// Give chronyd a new list of servers.
     pub fn set_servers(&self, servers: &[String]) -> Result<(), String> {
-        write_atomic(&self.sources.join("rushes.sources"), &sources(servers))
-            .map_err(|e| format!("cannot write chronyd's sources: {e}"))?;
+        replace(
+            &self.sources.join("rushes.sources"),
+            sources(servers).as_bytes(),
+        )
+        .map_err(|e| format!("cannot write chronyd's sources: {e}"))?;
         self.chronyc(&["reload", "sources"]).map(|_| ())
     }
 
@@ -226,12 +233,6 @@ fn parse_status(tracking: &str, sources: &str) -> Option<api::ClockSync> {
         stratum: t[2].parse().ok()?,
         leap: t[13].to_string(),
     })
-}
-
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The kernel's view: whether its clock is marked synchronised (adjtimex says not

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use rushes_api::{self as api, JobState, JobTarget};
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::{damaged_file, read_state, write_state, Alerts};
+use crate::alerts::{damaged_file, Alerts};
 use crate::epoch::now;
 use crate::error::{ApiErr, ApiResult};
+use crate::state_file::{read_state, write_state};
 
 /// Ended jobs kept for the record; running ones are always kept.
 pub const KEEP_ENDED: usize = 200;

@@ -26,6 +26,7 @@ mod shares;
 mod smb;
 mod smb_audit;
 mod smb_profile;
+mod state_file;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use rushes_api::{self as api, Disk, JobTarget, MemberState, PoolClass, PoolState, Severity};
 use rushes_storage::{md, wipe, xfs};
 
-use crate::alerts::{read_state, write_state, Raise};
+use crate::alerts::Raise;
 use crate::config::PoolConfig;
 use crate::core::Core;
 use crate::epoch::now;
 use crate::error::{ApiErr, ApiResult};
 use crate::jobs::Work;
+use crate::state_file::{read_state, write_state};
 
 /// The kinds of job this subsystem runs, and takes up after a restart.
 const KINDS: [&str; 4] = ["create-pool", "grow-pool", "replace-disk", "scrub"];

@@ -164,9 +164,7 @@ impl Samba {
         if let Some(dir) = self.conf.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = self.conf.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.conf)?;
+        crate::state_file::replace(&self.conf, text.as_bytes())?;
         self.reload();
         Ok(true)
     }
@@ -290,9 +288,7 @@ fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
         return Ok(());
     }
-    let tmp = path.with_extension("rushes-tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    crate::state_file::replace(path, text.as_bytes())
 }
 
 #[cfg(test)]

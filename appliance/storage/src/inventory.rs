@@ -76,15 +76,9 @@ pub struct Probe {
 /// drive can hang a read; it is then reported as unknown rather than holding up the scan.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Ask libblkid (through util-linux's `wipefs`, which lists every signature it finds,
-/// where `blkid -p` stops at the first) what is on a device or image file.
-pub fn probe(dev: &Path) -> Result<Probe, StorageError> {
-    let mut found = probe_all(&[dev.to_path_buf()])?;
-    Ok(found.pop().unwrap_or_default())
-}
-
-/// What is on each of `devs` (a disk and its partitions), in their order: one `wipefs`
-/// for them all, since under load every process started counts. Any device that cannot
+/// What libblkid finds (through util-linux's `wipefs`, which lists every signature it
+/// finds, where `blkid -p` stops at the first) on each of `devs`, a disk and its
+/// partitions or image files, in their order: one `wipefs` for them all, since under load every process started counts. Any device that cannot
 /// be read fails the whole probe, which leaves the disk unknown, as it should.
 pub fn probe_all(devs: &[PathBuf]) -> Result<Vec<Probe>, StorageError> {
     let names: Vec<String> = devs.iter().map(|d| d.display().to_string()).collect();
@@ -92,11 +86,7 @@ pub fn probe_all(devs: &[PathBuf]) -> Result<Vec<Probe>, StorageError> {
     let (status, out, err) = crate::run_timed(
         Command::new("wipefs").arg("--json").args(devs),
         PROBE_TIMEOUT,
-    )
-    .map_err(|e| StorageError::Command {
-        what: what.clone(),
-        detail: e.to_string(),
-    })?;
+    )?;
     if !status.success() {
         let detail = match err.trim() {
             "" => format!("exit status {status}"),
@@ -348,6 +338,10 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
 mod tests {
     use super::*;
     use crate::testutil::write;
+
+    fn probe(dev: &Path) -> Result<Probe, StorageError> {
+        Ok(probe_all(&[dev.to_path_buf()])?.remove(0))
+    }
 
     #[test]
     fn libblkid_names_what_is_on_a_device_and_a_failed_probe_is_an_error() {
