@@ -12,9 +12,9 @@ use tuirealm::ratatui::text::Line;
 use tuirealm::ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use tuirealm::ratatui::Frame;
 
-use crate::screen::{AnyScreen, Ctx, Fetch, Go, Input};
+use crate::screen::{AnyScreen, Ctx, Go, Input};
 use crate::screens::{self, locked::Locked, wizard::Wizard};
-use crate::snapshot::{Refresher, Snapshot};
+use crate::snapshot::{Fetch, Refresher, Snapshot};
 
 /// A menu screen: the key that opens it, its title, its name in the key bar.
 struct Entry {

@@ -5,7 +5,7 @@ use rushes_api::{Client, ClientError};
 use tuirealm::ratatui::layout::Rect;
 use tuirealm::ratatui::Frame;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Fetch, Snapshot};
 
 /// A key, as the console cares about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +54,6 @@ impl Ctx<'_> {
     pub fn tell(&mut self, text: impl Into<String>) {
         *self.message = Some(text.into());
     }
-}
-
-/// What the snapshot should carry besides the basics while a screen is open.
-#[derive(Debug, Default, Clone)]
-pub struct Fetch {
-    /// The log, with the lines that hold this text (the Logs screen).
-    pub log_filter: Option<String>,
-    /// The activity figures and the audit records whose path holds this text.
-    pub audit_filter: Option<String>,
 }
 
 /// One screen: its messages, its update and its view.

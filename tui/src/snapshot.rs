@@ -7,7 +7,14 @@ use std::time::{Duration, Instant};
 use rushes_api as api;
 use rushes_api::Client;
 
-use crate::screen::Fetch;
+/// What the snapshot should carry besides the basics while a screen is open.
+#[derive(Debug, Default, Clone)]
+pub struct Fetch {
+    /// The log, with the lines that hold this text (the Logs screen).
+    pub log_filter: Option<String>,
+    /// The activity figures and the audit records whose path holds this text.
+    pub audit_filter: Option<String>,
+}
 
 /// Everything the screens show, fetched together.
 #[derive(Debug, Default)]

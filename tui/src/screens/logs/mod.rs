@@ -5,8 +5,9 @@ use tuirealm::ratatui::text::Line;
 use tuirealm::ratatui::widgets::Paragraph;
 use tuirealm::ratatui::Frame;
 
-use crate::screen::{Ctx, Fetch, Go, Input, Screen};
+use crate::screen::{Ctx, Go, Input, Screen};
 use crate::search::{self, Search};
+use crate::snapshot::Fetch;
 use crate::snapshot::Snapshot;
 
 pub struct Logs {
