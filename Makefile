@@ -25,7 +25,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # must see as data on its spare disks (mkswap, from util-linux, writes the swap one).
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev util-linux cryptsetup-bin bcache-tools
+	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv
+
+# schemathesis (PyPI) fuzzes the management API from its OpenAPI document
+# (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
+SCHEMATHESIS_VENV ?= /var/cache/rushes-tools/schemathesis
+SCHEMATHESIS_VERSION := 4.32.5
 
 # Downloaded Debian packages for the image live outside the checkout.
 RUSHES_CACHE ?= /var/cache/rushes-mkimage
@@ -48,6 +53,10 @@ deps:
 	@command -v cargo >/dev/null || { echo "Rust is missing: install it with rustup (https://rustup.rs)"; exit 1; }
 	@$(CARGO) nextest --version >/dev/null 2>&1 || { echo "==> installing cargo-nextest"; $(CARGO) install --locked cargo-nextest; }
 	@$(CARGO) machete --version >/dev/null 2>&1 || { echo "==> installing cargo-machete"; $(CARGO) install --locked cargo-machete; }
+	@$(SCHEMATHESIS_VENV)/bin/schemathesis --version 2>/dev/null | grep -q ' $(SCHEMATHESIS_VERSION)$$' || { \
+		echo "==> installing schemathesis $(SCHEMATHESIS_VERSION) from PyPI into $(SCHEMATHESIS_VENV)"; \
+		$(SUDO) mkdir -p $(dir $(SCHEMATHESIS_VENV)) && $(SUDO) /usr/bin/python3 -m venv $(SCHEMATHESIS_VENV) && \
+		$(SUDO) $(SCHEMATHESIS_VENV)/bin/pip install -q 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
 
 build:
 	$(CARGO) build --workspace --bins
@@ -65,7 +74,7 @@ lint: deps
 # The end-to-end tests start target/debug/rushesd and boot out/rushes.img, so both are
 # built first.
 test: deps lint build image
-	$(CARGO) nextest run --workspace --no-fail-fast
+	RUSHES_SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis $(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps
 	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod client;
 pub mod guest;
 pub mod ntp;
+pub mod openapi;
 pub mod rawrpc;
 pub mod vm;
 

@@ -1,5 +1,6 @@
 //! NVMe over Fabrics: the bays' subsystems, the paths to them, and discovery.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 fn tcp() -> String {
@@ -11,7 +12,7 @@ fn io_port() -> String {
 }
 
 /// One path to a subsystem, as the admin names it (and as `rushes.toml` keeps it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FabricPath {
     pub nqn: String,
@@ -25,7 +26,7 @@ pub struct FabricPath {
 
 /// Ask a discovery controller what it serves: `10.0.0.9` (ports 8009 then 4420) or
 /// `10.0.0.9:8009`. Without an address, every remembered one is asked again.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Discover {
     #[serde(default)]
@@ -39,7 +40,7 @@ pub struct Discover {
 }
 
 /// A subsystem a discovery controller listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FoundSubsystem {
     #[serde(flatten)]
     pub path: FabricPath,
@@ -49,7 +50,7 @@ pub struct FoundSubsystem {
     pub connected: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct DiscoveryResult {
     pub subsystems: Vec<FoundSubsystem>,
     /// Discovery controllers read, the first one and every referral followed.
@@ -59,7 +60,7 @@ pub struct DiscoveryResult {
 }
 
 /// One path of a subsystem and how it is doing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PathState {
     pub transport: String,
     pub traddr: String,
@@ -73,7 +74,7 @@ pub struct PathState {
     pub saved: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FabricSubsystem {
     pub nqn: String,
     pub paths: Vec<PathState>,
@@ -81,7 +82,7 @@ pub struct FabricSubsystem {
     pub namespaces: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Fabrics {
     /// Who this appliance is to the bays; made once and kept on RUSHES-CFG.
     pub hostnqn: String,
@@ -94,7 +95,7 @@ pub struct Fabrics {
 }
 
 /// Drop a subsystem: every path, or only the one at `traddr`(:`trsvcid`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Disconnect {
     pub nqn: String,
@@ -105,7 +106,7 @@ pub struct Disconnect {
 }
 
 /// A port of the offload card.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CardPort {
     pub name: String,
     pub link: String,
@@ -113,7 +114,7 @@ pub struct CardPort {
 }
 
 /// A bay namespace the card presents to the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CardNamespace {
     pub nqn: String,
     pub traddr: String,
@@ -129,14 +130,14 @@ pub struct CardNamespace {
     pub errors: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CardSlot {
     pub slot: String,
     pub version: Option<String>,
 }
 
 /// The offload card: what it is, how it is doing, and what it carries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CardStatus {
     /// `off`, or `emulated` (the card's engine as a host process).
     pub mode: String,
@@ -164,21 +165,21 @@ pub struct CardStatus {
 }
 
 /// Detach a bay from the card.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardDetach {
     pub nqn: String,
 }
 
 /// Stage a firmware bundle (a file on the appliance) into the card's spare slot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareStage {
     pub path: String,
 }
 
 /// Turn the emulated card on (`emulated`) or off (`off`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardMode {
     pub mode: String,

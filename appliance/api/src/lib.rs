@@ -14,13 +14,14 @@ pub use client::{Client, ClientError};
 pub use fabrics::*;
 pub use raid::RaidLevel;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where rushesd listens for management requests.
 pub const DEFAULT_SOCKET: &str = "/run/rushes/api.sock";
 
 /// How a disk is attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
     Nvme,
@@ -54,7 +55,7 @@ impl Transport {
 /// A signature libblkid found on a device, by libblkid's name for it: `gpt`, `dos`,
 /// `PMBR`, `linux_raid_member`, `xfs`, `crypto_LUKS`, `swap`, `bcache`, `LVM2_member` …
 /// (`blkid -p` and `wipefs` print the same names).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Signature(String);
 
@@ -69,7 +70,7 @@ impl Signature {
 }
 
 /// A block device the appliance sees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Disk {
     /// Kernel name, e.g. `nvme0n1`.
     pub name: String,
@@ -98,7 +99,7 @@ pub struct Disk {
 }
 
 /// Where a drive's health report comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum HealthSource {
     /// The NVMe SMART / Health Information log page, read by rushesd itself.
@@ -110,7 +111,7 @@ pub enum HealthSource {
 
 /// A drive's health as it reports it: NVMe's health log, or SATA/SAS SMART. Fields a
 /// source does not report are null.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DiskHealth {
     #[serde(default)]
     pub source: HealthSource,
@@ -198,7 +199,7 @@ impl DiskHealth {
 }
 
 /// Speed class of a pool, after the disks under it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolClass {
     /// Solid-state (NVMe, SSD): for the media being cut now.
@@ -209,7 +210,7 @@ pub enum PoolClass {
 }
 
 /// The state of a pool as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolState {
     /// Every member present and in sync.
@@ -223,7 +224,7 @@ pub enum PoolState {
 }
 
 /// A member disk's role in its pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum MemberState {
     InSync,
@@ -235,7 +236,7 @@ pub enum MemberState {
     Missing,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Member {
     /// Kernel name when present.
     pub disk: Option<String>,
@@ -244,7 +245,7 @@ pub struct Member {
 }
 
 /// md's background work on a pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SyncProgress {
     /// `resync`, `recover`, `reshape`, `check` or `repair`.
     pub action: String,
@@ -254,7 +255,7 @@ pub struct SyncProgress {
     pub bytes_per_sec: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Pool {
     pub name: String,
     pub level: RaidLevel,
@@ -277,7 +278,7 @@ pub struct Pool {
 }
 
 /// Whether a rule's clients may change a share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     #[default]
@@ -287,11 +288,12 @@ pub enum Access {
 
 /// Which clients may reach a share, and as whom: the same for the API, the config file
 /// and the NFS service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRule {
     /// Client networks in CIDR form; the default covers every address.
     #[serde(default = "everyone")]
+    #[schemars(with = "Vec<String>")]
     pub clients: Vec<ipnet::IpNet>,
     /// Read-write (default) or read-only.
     #[serde(default)]
@@ -348,7 +350,7 @@ impl Default for ExportRule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Share {
     pub name: String,
     pub pool: String,
@@ -373,7 +375,7 @@ pub struct Share {
 }
 
 /// A request to create a pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePool {
     pub name: String,
@@ -389,7 +391,7 @@ pub struct CreatePool {
 }
 
 /// Add disks to a pool and grow it onto them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrowPool {
     pub disks: Vec<String>,
@@ -398,7 +400,7 @@ pub struct GrowPool {
 }
 
 /// Put a new disk in place of a failed or missing member.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceDisk {
     /// The new disk, by name or serial.
@@ -411,14 +413,14 @@ pub struct ReplaceDisk {
 }
 
 /// Destroy a pool: `confirm` must repeat its name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestroyPool {
     pub confirm: String,
 }
 
 /// A request to create a share.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateShare {
     pub name: String,
@@ -442,7 +444,7 @@ pub struct CreateShare {
 
 /// An account: one uid and gid on both protocols. NFS clients send the uid (AUTH_SYS);
 /// SMB clients log in with the name and password.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct User {
     pub name: String,
     pub uid: u32,
@@ -452,7 +454,7 @@ pub struct User {
 }
 
 /// A request to add an account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub name: String,
@@ -467,14 +469,14 @@ pub struct CreateUser {
 }
 
 /// A new SMB password for an account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPassword {
     pub password: String,
 }
 
 /// Change a share: each field given replaces what the share has; the others stay.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateShare {
     /// NFS export rules.
@@ -494,7 +496,7 @@ pub struct UpdateShare {
     pub allow_devices: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for its turn (or, after a restart, for its owner to take it up again).
@@ -518,7 +520,7 @@ impl JobState {
 }
 
 /// What kind of thing a job works on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     Pool,
@@ -550,7 +552,7 @@ impl TargetKind {
 }
 
 /// What a job works on: `pool media`, `card`, `paths /media/day1/*`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct JobTarget {
     pub kind: TargetKind,
     /// Empty for targets that are one of a kind (the card, the appliance).
@@ -578,7 +580,7 @@ impl std::fmt::Display for JobTarget {
 }
 
 /// How far a job's current step is, in the step's own units.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Progress {
     pub done: u64,
     pub total: u64,
@@ -594,7 +596,7 @@ pub struct Progress {
 
 /// Long work (pool create, grow, replace, scrub, and the coming moves and copies) that
 /// a client can watch, and cancel where the work allows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Job {
     pub id: u64,
     /// `create-pool`, `grow-pool`, `replace-disk`, `scrub` …
@@ -621,7 +623,9 @@ pub struct Job {
     pub finished: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -630,7 +634,7 @@ pub enum Severity {
 }
 
 /// Something the admin should know or do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Alert {
     /// Stable while the condition lasts (`pool-degraded:media`).
     pub id: String,
@@ -650,7 +654,7 @@ pub struct Alert {
 }
 
 /// An alert's life, kept in the history after it cleared.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AlertRecord {
     pub id: String,
     pub severity: Severity,
@@ -662,7 +666,7 @@ pub struct AlertRecord {
 }
 
 /// The appliance at a glance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Status {
     pub version: String,
     pub hostname: String,
@@ -670,12 +674,12 @@ pub struct Status {
 }
 
 /// Every error the API returns has this body, with an HTTP status to match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: ApiError,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ApiError {
     /// Machine-readable: `bad-request`, `not-found`, `disk-is-boot`, `disk-in-use`,
     /// `disk-has-data`, `too-few-disks`, `bad-name`, `busy`, `exists`, `failed`.
@@ -688,7 +692,7 @@ pub struct ApiError {
 }
 
 /// How one NIC gets its address; the same fields as `[[network]]` in rushes.toml.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSetting {
     /// A NIC name, or `*` for every wired NIC without an entry of its own.
@@ -707,7 +711,7 @@ pub struct NetworkSetting {
 
 /// The box's own settings. Host name applies at once; network, time zone and NTP at the
 /// next start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default)]
@@ -722,7 +726,7 @@ pub struct Settings {
 }
 
 /// A network interface as it is now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Nic {
     pub name: String,
     pub mac: String,
@@ -735,7 +739,7 @@ pub struct Nic {
 }
 
 /// Whether the first-boot setup has been done (an admin password exists).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Setup {
     pub configured: bool,
     pub hostname: String,
@@ -744,7 +748,7 @@ pub struct Setup {
 }
 
 /// Set the admin password; `current` is required once one is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPassword {
     #[serde(default)]
@@ -753,14 +757,14 @@ pub struct SetPassword {
 }
 
 /// Check the admin password (the console's lock).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub password: String,
 }
 
 /// Reboot or power off; `confirm` must be true.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Power {
     /// `reboot` or `poweroff`.
@@ -770,13 +774,13 @@ pub struct Power {
 }
 
 /// Recent lines of the supervisor's log, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Logs {
     pub lines: Vec<String>,
 }
 
 /// Traffic in one second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Throughput {
     /// Seconds since the epoch.
     pub at: u64,
@@ -786,7 +790,7 @@ pub struct Throughput {
 }
 
 /// A client seen lately.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientActivity {
     pub address: String,
     pub last_seen: u64,
@@ -796,7 +800,7 @@ pub struct ClientActivity {
 }
 
 /// Live NFS traffic: the last minute second by second, and who is connected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Activity {
     /// Oldest first.
     pub seconds: Vec<Throughput>,
@@ -805,7 +809,7 @@ pub struct Activity {
 }
 
 /// One group of an activity report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActivityRow {
     /// A client address, `uid 1000`, a share name or an operation.
     pub group: String,
@@ -821,7 +825,7 @@ pub struct ActivityRow {
 }
 
 /// Activity over a window, grouped one way, busiest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActivityReport {
     /// `second`, `minute` or `hour`.
     pub window: String,
@@ -834,14 +838,14 @@ pub struct ActivityReport {
 }
 
 /// Bytes per second over the last minute, oldest first, for one client (or user, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ActivitySeries {
     pub group: String,
     pub bytes_per_second: Vec<u64>,
 }
 
 /// The busiest files, folders, clients or users.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActivityTop {
     /// `minute` or `hour`.
     pub window: String,
@@ -858,7 +862,7 @@ pub struct ActivityTop {
 
 /// One line of the audit log: who did what to which file, when, from where, over which
 /// protocol, and how it went. The same record for NFS and SMB.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditRecord {
     /// Milliseconds since the epoch.
     pub time_ms: u64,
@@ -884,7 +888,7 @@ pub struct AuditRecord {
 }
 
 /// Where the audit log is kept and how much of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditStatus {
     /// The pool it is written to; `null` while no pool is mounted (records wait in
     /// memory, up to a limit, and the alert says so).
@@ -903,7 +907,7 @@ pub struct AuditStatus {
 
 /// Put every setting back to the defaults (`confirm` must be true): host name, network,
 /// admin password, pools and shares are forgotten; the pools' data stays on their disks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reset {
     #[serde(default)]
@@ -911,7 +915,7 @@ pub struct Reset {
 }
 
 /// The NTP server chronyd follows, and how far the clock is from it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClockSync {
     pub server: String,
     /// Server time minus ours now, milliseconds (chronyd slews this away).
@@ -927,7 +931,7 @@ pub struct ClockSync {
 }
 
 /// The clock and its NTP servers, as chronyd reports them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Clock {
     /// Seconds since the epoch, now.
     pub now: u64,

@@ -1,9 +1,10 @@
 //! RAID levels and what they give: how many disks they need, the capacity they leave and
 //! how many disk failures they survive.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RaidLevel {
     /// One disk, no redundancy.

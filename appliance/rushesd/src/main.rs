@@ -19,6 +19,7 @@ mod fabrics;
 mod hotplug;
 mod jobs;
 mod metrics;
+mod openapi;
 mod pools;
 mod samba;
 mod settings;

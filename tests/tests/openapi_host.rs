@@ -1,0 +1,133 @@
+//! The OpenAPI document against the API that serves it (`rushesd host`): every field of
+//! every answer is described, and schemathesis, generating requests from the document,
+//! finds no server error and no answer outside its schema.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+
+use rushes_api::Client;
+use rushes_tests::guest::write_share_file_blocking;
+use rushes_tests::openapi::{schemathesis_bin, undocumented};
+use rushes_tests::ServerProcess;
+use serde_json::Value;
+
+/// A loopback TCP port that forwards each connection to the API's Unix socket, as
+/// schemathesis speaks HTTP over TCP only.
+fn tcp_to_socket(sock: &Path) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sock = sock.to_path_buf();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let Ok(unix) = UnixStream::connect(&sock) else {
+                continue;
+            };
+            let (mut tcp_in, mut unix_out) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut tcp_in, &mut unix_out);
+                let _ = unix_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut unix_in, mut tcp_out) = (unix, tcp);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut unix_in, &mut tcp_out);
+                let _ = tcp_out.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn every_field_of_every_answer_is_in_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sock) = ServerProcess::start_with_api(dir.path());
+    let c = Client::new(&sock);
+    // Traffic, so the activity answers carry rows and the audit log records.
+    write_share_file_blocking(server.port(), "/demo", "reel-1.mov", &[7u8; 256 << 10]);
+    let doc: Value = c.get("/v1/openapi.json").unwrap();
+    let (mut checked, mut found) = (0, Vec::new());
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(op) = item.get("get") else { continue };
+        let url = match path.as_str() {
+            // Not JSON, or the document itself.
+            "/v1/audit/export" | "/v1/openapi.json" => continue,
+            // One pool, share or job: host mode has none made through the API.
+            p if p.contains('{') => continue,
+            p => p.to_string(),
+        };
+        let resp = c.raw("GET", &url, None).unwrap();
+        assert_eq!(
+            resp.status,
+            200,
+            "GET {url}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let body: Value = serde_json::from_slice(&resp.body).unwrap();
+        let schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "GET {path} documents no JSON answer");
+        undocumented(&doc, schema, &body, &url, &mut found);
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} answers checked");
+    assert!(
+        found.is_empty(),
+        "fields the document does not describe: {found:#?}"
+    );
+    let activity: Value = c
+        .get("/v1/activity/report?window=minute&by=client")
+        .unwrap();
+    assert!(
+        !activity["rows"].as_array().unwrap().is_empty(),
+        "the traffic was not seen: {activity}"
+    );
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_outside_the_schema() {
+    let bin = schemathesis_bin();
+    assert!(
+        bin.exists(),
+        "{} is missing: `make deps` installs schemathesis from PyPI",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sock) = ServerProcess::start_with_api(dir.path());
+    let port = tcp_to_socket(&sock);
+    let out = Command::new(&bin)
+        .current_dir(dir.path())
+        .args([
+            "run",
+            &format!("http://127.0.0.1:{port}/v1/openapi.json"),
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+            // Host mode acts on this machine's disks and network: no pool is created,
+            // grown or rebuilt, no bay discovered, connected or attached, no card run.
+            "--exclude-path-regex",
+            r"^/v1/(pools|pools/\{name\}/(grow|replace)|fabrics/(discover|connect)|card(/.*)?)$",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--no-color",
+            "--output-truncate",
+            "false",
+        ])
+        .output()
+        .expect("run schemathesis");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}\nrushesd:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+    // It really ran the operations, not an empty selection.
+    assert!(report.contains("passed"), "{report}");
+}
