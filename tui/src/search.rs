@@ -37,6 +37,12 @@ impl Search {
         }
     }
 
+    /// Whether lines fetched with `fetched` are the ones this search asks for (the
+    /// fetch runs in the background, so for a moment after Enter they are not).
+    pub fn answered_by(&self, fetched: Option<&str>) -> bool {
+        fetched == Some(self.text.as_str())
+    }
+
     pub fn is_open(&self) -> bool {
         self.field.is_some()
     }

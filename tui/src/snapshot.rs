@@ -8,7 +8,7 @@ use rushes_api as api;
 use rushes_api::Client;
 
 /// What the snapshot should carry besides the basics while a screen is open.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Fetch {
     /// The log, with the lines that hold this text (the Logs screen).
     pub log_filter: Option<String>,
@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub audit: Vec<api::AuditRecord>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
+    /// What this snapshot was fetched with: until it matches a screen's search, that
+    /// screen's lines are not yet the ones searched for.
+    pub fetched: Fetch,
 }
 
 impl Snapshot {
@@ -72,7 +75,13 @@ impl Snapshot {
     /// The activity figures only when `audit_filter` is given (the Activity screen is
     /// open): a path fragment the audit search keeps, empty for every record.
     pub fn fetch(c: &Client, log_filter: Option<&str>, audit_filter: Option<&str>) -> Snapshot {
-        let mut s = Snapshot::default();
+        let mut s = Snapshot {
+            fetched: Fetch {
+                log_filter: log_filter.map(String::from),
+                audit_filter: audit_filter.map(String::from),
+            },
+            ..Snapshot::default()
+        };
         let result = (|| -> Result<(), api::ClientError> {
             s.status = Some(c.get("/v1/status")?);
             s.setup = Some(c.get("/v1/setup")?);

@@ -140,11 +140,17 @@ impl Screen for Activity {
                 self.search.text
             )
         }));
-        if snap.audit.is_empty() {
+        let answered = self
+            .search
+            .answered_by(snap.fetched.audit_filter.as_deref());
+        let audit: &[api::AuditRecord] = if answered { &snap.audit } else { &[] };
+        if !answered {
+            lines.push(Line::from("  searching…"));
+        } else if audit.is_empty() {
             lines.push(Line::from("  no records"));
         }
         let zone = snap.zone();
-        for r in &snap.audit {
+        for r in audit {
             let at = api::calendar::clock_time(r.time_ms, &zone);
             let what = match &r.to {
                 Some(to) => format!("{} -> {to}", r.path),

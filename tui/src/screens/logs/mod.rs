@@ -57,8 +57,14 @@ impl Screen for Logs {
         } else {
             lines.push(Line::from("newest at the bottom; / filters"));
         }
-        let skip = snap.logs.len().saturating_sub(height.saturating_sub(1));
-        for l in &snap.logs[skip..] {
+        let logs: &[String] = if self.search.answered_by(snap.fetched.log_filter.as_deref()) {
+            &snap.logs
+        } else {
+            lines.push(Line::from("searching…"));
+            &[]
+        };
+        let skip = logs.len().saturating_sub(height.saturating_sub(1));
+        for l in &logs[skip..] {
             let w = area.width as usize;
             lines.push(Line::from(l.chars().take(w).collect::<String>()));
         }
