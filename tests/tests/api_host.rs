@@ -327,7 +327,7 @@ fn the_clock_is_checked_against_a_real_ntp_server() {
 }
 
 #[test]
-fn nfs_activity_is_rolled_up_per_client_user_and_operation() {
+fn nfs_activity_is_rolled_up_per_client_user_share_and_operation() {
     let dir = tempfile::tempdir().unwrap();
     let (server, c) = start(dir.path());
     let port = server.port();
@@ -357,6 +357,14 @@ fn nfs_activity_is_rolled_up_per_client_user_and_operation() {
         by_user.rows.iter().any(|r| r.group == "uid 1000"),
         "{by_user:?}"
     );
+    let by_share: rushes_api::ActivityReport =
+        c.get("/v1/activity/report?window=minute&by=share").unwrap();
+    let demo = by_share
+        .rows
+        .iter()
+        .find(|r| r.group == "demo")
+        .unwrap_or_else(|| panic!("no row for the share: {by_share:?}"));
+    assert!(demo.bytes >= 3 << 20, "{demo:?}");
     let (status, code, _) = refused(&c, "GET", "/v1/activity/report?window=week", "");
     assert_eq!((status, code.as_str()), (400, "bad-request"));
 }

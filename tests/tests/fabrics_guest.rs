@@ -281,21 +281,27 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
     // The share is taken away first: rushesd holds its folder open, and the pool has to
     // be unmounted behind its back to take everything down.
     ctl(&vm, "share delete edit", 0, SHORT);
-    let (out, _) = vm
+    // The array's kernel name, as md gave it (not a guess at md127).
+    let md = sh(&vm, "basename $(readlink -f /dev/md/flash)")
+        .trim()
+        .to_string();
+    assert!(md.starts_with("md"), "{md}");
+    let (out, rc) = vm
         .run(
-            "kill -STOP $(pidof rushesd); umount /pools/flash && mdadm --stop /dev/md/flash && \
+            "kill -STOP $(pidof rushesd) && umount /pools/flash && mdadm --stop /dev/md/flash && \
              for c in /sys/class/nvme/nvme*; do \
-               [ \"$(cat $c/transport)\" = tcp ] && echo 1 > $c/delete_controller; done; \
+               if [ \"$(cat $c/transport)\" = tcp ]; then echo 1 > $c/delete_controller; fi; done && \
              kill -9 $(pidof rushesd)",
             SHORT,
         )
         .unwrap();
+    assert_eq!(rc, 0, "taking the pool and the bays down failed: {out}");
     let gone = sh(
         &vm,
         "cat /proc/mdstat; grep -l tcp /sys/class/nvme/*/transport || true",
     );
     assert!(
-        !gone.contains("md127") && !gone.contains("/transport"),
+        !gone.contains(&format!("{md} :")) && !gone.contains("/transport"),
         "the pool and the bays were taken down: {out}\n{gone}"
     );
     // rushesd answers once it is back; until then rushesctl says it cannot reach it.

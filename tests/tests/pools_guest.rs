@@ -283,13 +283,38 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
             .iter()
             .any(|d| d["serial"] == "RUSHESNVME5")
     });
+    // md's speed limit keeps the reshape going while the file is written, so the
+    // write is proved to land during it, not after.
+    let md = pool["device"]
+        .as_str()
+        .expect("the pool's md device")
+        .trim_start_matches("/dev/")
+        .to_string();
+    sh(
+        &vm,
+        &format!("echo 2000 > /sys/block/{md}/md/sync_speed_max"),
+    );
     let grow = Instant::now();
     let job = ctl_json(&vm, "pool grow media RUSHESNVME5");
+    let deadline = Instant::now() + MD_WORK;
+    while !sh(&vm, "cat /proc/mdstat").contains("reshape") {
+        assert!(Instant::now() < deadline, "the reshape never started");
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let during = payload(9, 4 << 20);
     write_file(vm.port, "during-reshape.mov", &during).await;
     assert!(
         read_file(vm.port, "reel-1.mov").await == files[1].1,
         "read during the reshape"
+    );
+    let mdstat = sh(&vm, "cat /proc/mdstat");
+    assert!(
+        mdstat.contains("reshape"),
+        "the reshape ended before the write did: {mdstat}"
+    );
+    sh(
+        &vm,
+        &format!("echo system > /sys/block/{md}/md/sync_speed_max"),
     );
     ctl(&vm, &format!("jobs watch {}", job["id"]), 0, MD_WORK);
     eprintln!(
@@ -356,11 +381,6 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     // A second scrub, slowed by md's speed limit so that it outlasts a crash of
     // rushesd: the jobs service kept it, the restarted daemon takes it up again (md
     // carried on meanwhile), and cancel stops md's check.
-    let md = pool_state(&vm)["device"]
-        .as_str()
-        .expect("the pool's md device")
-        .trim_start_matches("/dev/")
-        .to_string();
     sh(
         &vm,
         &format!("echo 2000 > /sys/block/{md}/md/sync_speed_max"),

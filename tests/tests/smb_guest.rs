@@ -505,6 +505,8 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     ctl(&vm, "user remove intern", 0, SHORT);
     let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
     assert_ne!(rc, 0, "{out}");
+    // Refused at logon for want of the account, not for some other failure.
+    assert!(out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
 
     linux_client_mounts_the_appliance(&vm, client_port, box_port, work.path());
 }
