@@ -20,6 +20,11 @@ struct Console {
 
 impl Console {
     fn start(socket: &std::path::Path) -> Self {
+        Self::start_with(socket, &[])
+    }
+
+    /// The console with `args` besides its refresh of 1 s.
+    fn start_with(socket: &std::path::Path, args: &[&str]) -> Self {
         let size = nix::pty::Winsize {
             ws_row: 25,
             ws_col: 80,
@@ -31,6 +36,7 @@ impl Console {
         let stdio = |fd: &OwnedFd| Stdio::from(fd.as_fd().try_clone_to_owned().expect("dup"));
         let child = Command::new(workspace_bin("rushes-console"))
             .args(["--refresh", "1"])
+            .args(args)
             .env("RUSHES_API", socket)
             .env("TERM", "linux")
             .stdin(stdio(&slave))
@@ -351,4 +357,33 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     server.kill9();
     console.wait_for(&["does not answer", "cannot reach rushesd"]);
     console.capture("rushesd-gone");
+}
+
+#[test]
+fn the_alerts_screen_says_what_is_wrong_and_a_quiet_console_locks_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    // A jobs file the daemon cannot read: it starts clean and raises an alert.
+    std::fs::write(dir.path().join("jobs.json"), "{ half a file").unwrap();
+    let (_server, sock) = ServerProcess::start_with_api(dir.path());
+    let api = rushes_api::Client::new(&sock);
+    api.raw(
+        "PUT",
+        "/v1/admin/password",
+        Some(br#"{"new": "correct horse"}"#),
+    )
+    .unwrap();
+    let mut console = Console::start_with(&sock, &["--lock-after", "3"]);
+    console.wait_for(&["This console is locked"]);
+    console.key(ENTER);
+    console.key("correct horse");
+    console.key(ENTER);
+    console.wait_for(&["Dashboard", "1 alert(s)"]);
+    console.key("a");
+    console.wait_for(&[
+        "Alerts",
+        "jobs.json was damaged",
+        "next: the daemon started without what that file held",
+    ]);
+    // No key for three seconds: the console locks itself and says why.
+    console.wait_for(&["This console is locked", "Locked after a quiet spell."]);
 }

@@ -57,6 +57,9 @@ fn menu() -> Vec<Entry> {
     ]
 }
 
+/// The console locks after this long without a key, unless told otherwise.
+pub const DEFAULT_LOCK_AFTER: Duration = Duration::from_secs(600);
+
 enum Mode {
     /// The first-boot wizard, or its network step alone.
     Wizard(Box<dyn AnyScreen>),
@@ -107,6 +110,11 @@ impl App {
     /// for the next when due, and locks after the idle time. True when there is
     /// something new to draw.
     pub fn tick(&mut self) -> bool {
+        self.tick_at(Instant::now())
+    }
+
+    /// [`Self::tick`] as if it were `now` (the tests move the clock).
+    fn tick_at(&mut self, now: Instant) -> bool {
         let (mode, menu) = (&self.mode, &self.menu);
         let fresh = self.refresher.poll(|| match mode {
             Mode::Menu(i) => menu[*i].screen.fetch(),
@@ -117,7 +125,8 @@ impl App {
             self.snap = snap;
             changed = true;
         }
-        if matches!(self.mode, Mode::Menu(_)) && self.last_key.elapsed() > self.lock_after {
+        let idle = now.saturating_duration_since(self.last_key);
+        if matches!(self.mode, Mode::Menu(_)) && idle > self.lock_after {
             self.mode = Mode::Locked(Locked::default());
             self.message = Some("Locked after a quiet spell.".into());
             changed = true;
@@ -297,5 +306,37 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), menu.len(), "two screens share a key");
         assert!(!keys.contains(&'x'), "X locks the console");
+    }
+
+    #[test]
+    fn ten_quiet_minutes_lock_the_console_and_a_key_starts_them_again() {
+        // No service: the console shows that, and its clock is the test's.
+        let mut app = App::new(
+            Client::new("/nonexistent/rushes-api.sock"),
+            Duration::from_secs(2),
+            DEFAULT_LOCK_AFTER,
+        );
+        assert_eq!(DEFAULT_LOCK_AFTER, Duration::from_secs(600));
+        app.mode = Mode::Menu(0);
+        let start = app.last_key;
+        app.tick_at(start + Duration::from_secs(599));
+        assert!(
+            matches!(app.mode, Mode::Menu(0)),
+            "locked before ten minutes"
+        );
+        app.key(Input::Char('k'));
+        let typed = app.last_key;
+        assert!(typed >= start);
+        app.tick_at(typed + Duration::from_secs(599));
+        assert!(
+            matches!(app.mode, Mode::Menu(1)),
+            "the key on the Disks screen counts"
+        );
+        assert!(
+            app.tick_at(typed + Duration::from_secs(601)),
+            "a lock is drawn"
+        );
+        assert!(matches!(app.mode, Mode::Locked(_)));
+        assert_eq!(app.message.as_deref(), Some("Locked after a quiet spell."));
     }
 }

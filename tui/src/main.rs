@@ -43,7 +43,7 @@ struct Cli {
     #[arg(long, default_value_t = 2)]
     refresh: u64,
     /// Lock the console after this many seconds without a key.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = app::DEFAULT_LOCK_AFTER.as_secs())]
     lock_after: u64,
     /// Running on a serial line: assume 80×25 when the line reports no size, and repaint
     /// the whole screen on every refresh (the kernel may write to the line too).
