@@ -202,12 +202,30 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         .unwrap();
     nfs_roundtrip(vm.port, "after-restart.bin", &payload[..1 << 20]).await;
 
+    // kill -9 of the serial line's console: init starts it again, and the new one
+    // takes the screen (the alternate screen is entered afresh after the kill).
+    vm.shell(
+        "for p in $(pidof rushes-console); do \
+           grep -q -- --serial /proc/$p/cmdline && kill -9 $p; done; true",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let console_killed = vm
+        .wait_for(
+            "console-ttyS0 was killed by SIGKILL",
+            killed,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    vm.wait_for("\x1b[?1049h", console_killed, Duration::from_secs(60))
+        .unwrap();
+
     // Settings changed before a reboot (ctrl-alt-del) are there, and applied, after it:
-    // a host name and a static address instead of DHCP.
+    // a host name, a time zone and a static address instead of DHCP.
     // The NTP server is a chronyd on the host's loopback (QEMU's 10.0.2.2).
     let ntp = rushes_tests::ntp::NtpServer::start();
     let settings = format!(
-        r#"printf 'hostname = "edit-bay-nas"\nntp = ["10.0.2.2:{}"]\n[[network]]\ninterface = "*"\naddress = "10.0.2.15/24"\ngateway = "10.0.2.2"\n' > /cfg/rushes.toml"#,
+        r#"printf 'hostname = "edit-bay-nas"\ntimezone = "Asia/Tokyo"\nntp = ["10.0.2.2:{}"]\n[[network]]\ninterface = "*"\naddress = "10.0.2.15/24"\ngateway = "10.0.2.2"\n' > /cfg/rushes.toml"#,
         ntp.port
     );
     let settings = settings.as_str();
@@ -247,6 +265,14 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     assert!(
         hostname.contains("edit-bay-nas"),
         "host name not applied: {hostname}"
+    );
+    // The time zone: /etc/localtime points at tzdata's zone, and local time is JST.
+    let zone = vm
+        .shell("readlink /etc/localtime; date +%Z", Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        zone.contains("/usr/share/zoneinfo/Asia/Tokyo") && zone.contains("JST"),
+        "time zone not applied: {zone}"
     );
     nfs_roundtrip(vm.port, "static.bin", &payload[..1 << 16]).await;
 
