@@ -63,7 +63,7 @@ exec qemu-system-x86_64 \
     -device ahci,id=ahci \
     "${disks[@]}" \
     -netdev "user,id=net0,$forwards" \
-    -device virtio-net-pci,netdev=net0 \
+    -device virtio-net-pci,netdev=net0,speed=10000,duplex=full \
     -device i6300esb -action watchdog=reset \
     "${console[@]}" \
     "$@"
