@@ -19,6 +19,68 @@ const MD_WORK: Duration = Duration::from_secs(900);
 const ENTER: &str = "\r";
 const DOWN: &str = "\x1b[B";
 const LEFT: &str = "\x1b[D";
+const RIGHT: &str = "\x1b[C";
+
+/// Open the console if it locked itself in a quiet spell (md's work takes minutes).
+fn unlock_if_locked(vm: &mut Vm) {
+    if vm.screen().contains("This console is locked") {
+        vm.type_keys(ENTER).unwrap();
+        vm.type_keys("cutting-room\r").unwrap();
+        vm.wait_screen(&["Dashboard"], SHORT).unwrap();
+    }
+}
+
+/// Start `action` (G grow, R replace) on pool media from the Pools screen, onto the
+/// free disk with `serial` (a hot-added disk's kernel name depends on the order the
+/// controllers came in); the job's id, as the console names it.
+fn start_from_pools_screen(vm: &mut Vm, key: &str, serial: &str) -> u64 {
+    unlock_if_locked(vm);
+    vm.type_keys("p").unwrap();
+    vm.wait_screen(&["G grow", "R replace a failed disk", ">media"], SHORT)
+        .unwrap();
+    vm.type_keys(key).unwrap();
+    vm.wait_screen(&["  Disk  < "], SHORT).unwrap();
+    let chosen = |vm: &Vm| {
+        vm.screen()
+            .lines()
+            .any(|l| l.contains("  Disk  < ") && l.contains(&format!(" {serial} ")))
+    };
+    for _ in 0..8 {
+        if chosen(vm) {
+            break;
+        }
+        vm.type_keys(RIGHT).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(chosen(vm), "{serial} is not offered:\n{}", vm.screen());
+    vm.type_keys(ENTER).unwrap();
+    let said = vm
+        .wait_screen(&["of pool media started (job "], SHORT)
+        .unwrap();
+    let tail = &said[said.find("started (job ").unwrap() + "started (job ".len()..];
+    tail[..tail.find(')').unwrap()].parse().unwrap()
+}
+
+/// Wait until the Pools screen shows job `id`'s progress bar partly filled: some `#`
+/// and some `.` between its brackets.
+fn wait_partial_bar(vm: &Vm, id: u64, kind: &str) -> String {
+    let line_start = format!("job {id} {kind} pool media: [");
+    let deadline = Instant::now() + MD_WORK;
+    loop {
+        let screen = vm.screen();
+        if let Some(line) = screen.lines().find(|l| l.contains(&line_start)) {
+            let bar = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
+            if bar.contains('#') && bar.contains('.') {
+                return line.trim().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no partly filled bar for job {id}:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 fn pool_state(vm: &Vm) -> Value {
     ctl_json(vm, "pool show media")
@@ -264,8 +326,26 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
             .iter()
             .any(|d| d["serial"] == "RUSHESNVME4")
     });
+    // From the console's Pools screen, with md slowed so its progress bar is seen
+    // part way.
+    let md = pool_state(&vm)["device"]
+        .as_str()
+        .expect("the pool's md device")
+        .trim_start_matches("/dev/")
+        .to_string();
+    sh(
+        &vm,
+        &format!("echo 20000 > /sys/block/{md}/md/sync_speed_max"),
+    );
     let rebuild = Instant::now();
-    ctl(&vm, "pool replace media RUSHESNVME4 --wait", 0, MD_WORK);
+    let job = start_from_pools_screen(&mut vm, "r", "RUSHESNVME4");
+    let line = wait_partial_bar(&vm, job, "replace-disk");
+    eprintln!("the Pools screen during the rebuild: {line}");
+    sh(
+        &vm,
+        &format!("echo system > /sys/block/{md}/md/sync_speed_max"),
+    );
+    ctl(&vm, &format!("jobs watch {job}"), 0, MD_WORK);
     eprintln!(
         "rebuild onto a 1 GiB disk: {:.0?} under TCG",
         rebuild.elapsed()
@@ -293,17 +373,12 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     });
     // md's speed limit keeps the reshape going while the file is written, so the
     // write is proved to land during it, not after.
-    let md = pool["device"]
-        .as_str()
-        .expect("the pool's md device")
-        .trim_start_matches("/dev/")
-        .to_string();
     sh(
         &vm,
         &format!("echo 2000 > /sys/block/{md}/md/sync_speed_max"),
     );
     let grow = Instant::now();
-    let job = ctl_json(&vm, "pool grow media RUSHESNVME5");
+    let job = start_from_pools_screen(&mut vm, "g", "RUSHESNVME5");
     let deadline = Instant::now() + MD_WORK;
     while !sh(&vm, "cat /proc/mdstat").contains("reshape") {
         assert!(Instant::now() < deadline, "the reshape never started");
@@ -320,11 +395,13 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         mdstat.contains("reshape"),
         "the reshape ended before the write did: {mdstat}"
     );
+    let line = wait_partial_bar(&vm, job, "grow-pool");
+    eprintln!("the Pools screen during the reshape: {line}");
     sh(
         &vm,
         &format!("echo system > /sys/block/{md}/md/sync_speed_max"),
     );
-    ctl(&vm, &format!("jobs watch {}", job["id"]), 0, MD_WORK);
+    ctl(&vm, &format!("jobs watch {job}"), 0, MD_WORK);
     eprintln!(
         "reshape 4 -> 5 disks and xfs_growfs: {:.0?} under TCG",
         grow.elapsed()
@@ -486,11 +563,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
 
     // Power off from the Power screen (appliance_image uses the ACPI button). The
     // console may have locked itself in the quiet minutes of md's work.
-    if vm.screen().contains("This console is locked") {
-        vm.type_keys(ENTER).unwrap();
-        vm.type_keys("cutting-room\r").unwrap();
-        vm.wait_screen(&["Dashboard"], SHORT).unwrap();
-    }
+    unlock_if_locked(&mut vm);
     let before = vm.console().len();
     vm.type_keys("o").unwrap();
     vm.wait_screen(&["O  power it off"], SHORT).unwrap();
