@@ -12,6 +12,8 @@ use serde_json::Value;
 const BOOT: Duration = Duration::from_secs(600);
 const EDITOR_PW: &str = "cut-list-42";
 const INTERN_PW: &str = "coffee-run";
+/// The intern's password as the console sets it.
+const INTERN_NEW_PW: &str = "tea-run-42";
 /// The appliance's NIC on the link to the client guest.
 const LAN_MAC: &str = "52:54:00:52:55:01";
 
@@ -369,6 +371,39 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");
     assert_eq!(rc, 0, "{out}");
 
+    // The intern's SMB password, changed from the console's Shares screen. With an
+    // admin password set (from the maintenance shell) a console starts locked: the
+    // serial one is killed, init starts it again, and the password opens it.
+    sh(&vm, "echo cutting-room | rushesctl admin password");
+    sh(
+        &vm,
+        "for p in $(pidof rushes-console); do \
+           grep -q -- --serial /proc/$p/cmdline && kill -9 $p; done; true",
+    );
+    vm.wait_screen(&["This console is locked"], SHORT).unwrap();
+    vm.type_keys("\r").unwrap();
+    vm.type_keys("cutting-room\r").unwrap();
+    vm.wait_screen(&["Dashboard"], SHORT).unwrap();
+    vm.type_keys("s").unwrap();
+    vm.wait_screen(&["Accounts (NFS uid = SMB login)", "intern"], SHORT)
+        .unwrap();
+    vm.type_keys("u").unwrap();
+    vm.wait_screen(&["Account for SMB", "> Account name"], SHORT)
+        .unwrap();
+    vm.type_keys("intern\t").unwrap();
+    vm.type_keys(INTERN_NEW_PW).unwrap();
+    vm.type_keys("\r").unwrap();
+    vm.wait_screen(&["The SMB password of intern is changed."], SHORT)
+        .unwrap();
+    let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_NEW_PW, "ls");
+    assert_eq!(rc, 0, "the new password: {out}");
+    let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");
+    assert_ne!(rc, 0);
+    assert!(
+        out.contains("NT_STATUS_LOGON_FAILURE"),
+        "the old password: {out}"
+    );
+
     // One activity stream: both protocols, the editor by name, the bytes of each. The
     // hour window, since under a loaded CI machine the steps above take minutes.
     let by_protocol = wait_for_json(
@@ -488,7 +523,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     // A share's SMB options change after it is made: the projects share opens to every
     // account, and the backup share stops being a Time Machine destination.
     ctl(&vm, "share set-smb projects --all-users", 0, SHORT);
-    let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
+    let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_NEW_PW, "ls");
     assert_eq!(rc, 0, "{out}");
     ctl(&vm, "share set-smb backup --time-machine off", 0, SHORT);
     let shares = ctl(&vm, "shares", 0, SHORT);
@@ -498,12 +533,12 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
 
     // A deleted share is gone from SMB at once (smbd reloads).
     ctl(&vm, "share delete backup", 0, SHORT);
-    let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");
+    let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_NEW_PW, "ls");
     assert_ne!(rc, 0);
     assert!(out.contains("NT_STATUS_BAD_NETWORK_NAME"), "{out}");
     // And an account removed cannot log in.
     ctl(&vm, "user remove intern", 0, SHORT);
-    let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
+    let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_NEW_PW, "ls");
     assert_ne!(rc, 0, "{out}");
     // Refused at logon for want of the account, not for some other failure.
     assert!(out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");

@@ -55,6 +55,9 @@ enum Cmd {
     /// Add or remove an account, or set its SMB password.
     #[command(subcommand)]
     User(UserCmd),
+    /// The admin password (the console's lock), from the maintenance shell.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Recent jobs with their progress; `rushesctl jobs watch ID` follows one,
     /// `rushesctl jobs cancel ID` stops one that can be stopped (a scrub).
     Jobs {
@@ -381,6 +384,16 @@ enum UserCmd {
     Passwd { name: String },
     /// Remove an account; its files keep their uid.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Set the admin password, read from standard input. Once one is set, the current
+    /// one is needed too: give `--current` and put it on the line before the new one.
+    Password {
+        #[arg(long)]
+        current: bool,
+    },
 }
 
 /// One line from standard input, without its line break.
@@ -864,6 +877,20 @@ fn run(cli: &Cli, c: &Client) -> Res {
                     .collect();
                 out(&table(&["USER", "UID", "GID", "SMB PASSWORD"], &rows));
             }
+        }
+        Cmd::Admin(AdminCmd::Password { current }) => {
+            let current = if *current {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
+            let new = password_from_stdin()?;
+            c.send(
+                "PUT",
+                "/v1/admin/password",
+                Some(&api::SetPassword { current, new }),
+            )?;
+            out("admin password set\n");
         }
         Cmd::User(cmd) => match cmd {
             UserCmd::Add { name, uid, gid } => {
