@@ -84,22 +84,6 @@ impl Console {
         }
     }
 
-    /// With `RUSHES_UPDATE_CAPTURES=1`, keep the screen as `tui/docs/screens/NAME.txt`
-    /// (80×25 text, what the README and issue notes show).
-    fn capture(&self, name: &str) {
-        if std::env::var_os("RUSHES_UPDATE_CAPTURES").is_none() {
-            return;
-        }
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tui/docs/screens");
-        std::fs::create_dir_all(&dir).unwrap();
-        let text: Vec<String> = self
-            .text()
-            .lines()
-            .map(|l| format!("{l:<80}").trim_end().to_string())
-            .collect();
-        std::fs::write(dir.join(format!("{name}.txt")), text.join("\n") + "\n").unwrap();
-    }
-
     fn key(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).unwrap();
     }
@@ -133,7 +117,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "Welcome to Rushes",
         "Press Enter to begin",
     ]);
-    console.capture("wizard-welcome");
     console.key(ENTER);
     console.wait_for(&["Step 1 of 4", "> Host name", "[rushes_]"]);
     console.key(&BACKSPACE.repeat(6));
@@ -141,7 +124,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.wait_for(&["[edit-bay-nas_]"]);
     console.key(ENTER);
     console.wait_for(&["Step 2 of 4", "Network interfaces", "DHCP (the default)"]);
-    console.capture("wizard-network");
     console.key("s");
     console.wait_for(&["Static address", "Address (CIDR)", "MTU (9000 = jumbo)"]);
     console.key("\x1b");
@@ -180,7 +162,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "Windows:",
     ]);
     assert!(done.contains("mount -t nfs"), "{done}");
-    console.capture("wizard-done");
     let stored = std::fs::read_to_string(dir.path().join("rushes.toml")).unwrap();
     assert!(
         stored.contains("hostname = \"edit-bay-nas\"")
@@ -216,7 +197,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         assert!(dash.contains(key), "the menu lacks {key:?}:\n{dash}");
     }
     assert!(dash.lines().count() <= 25 && dash.lines().all(|l| l.chars().count() <= 80));
-    console.capture("dashboard");
     // The Activity screen: the client's minute as a sparkline, the film at the top of
     // the files, and the audit log's record of it, searched by path.
     console.key("t");
@@ -230,7 +210,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "CREATE  demo:/reel.mov",
     ]);
     assert!(act.lines().all(|l| l.chars().count() <= 80), "{act}");
-    console.capture("activity");
     console.key("/");
     console.key("nothing-like-this");
     console.key(ENTER);
@@ -241,7 +220,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.wait_for(&["paths with \"reel\"", "WRITE   demo:/reel.mov"]);
     console.key("k");
     console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "Space pick"]);
-    console.capture("disks");
     console.key("c");
     console.wait_for(&["Pick disks first"]);
     console.key("p");
@@ -279,7 +257,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         " JST",
         "clock      ",
     ]);
-    console.capture("network");
     console.key("l");
     console.wait_for(&["rushesd is ready", "started udevd"]);
     console.key("/");
@@ -321,7 +298,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     // The lock: a wrong password is refused, the right one opens the menu again.
     console.key("x");
     console.wait_for(&["Locked", "This console is locked", "Reach this box at"]);
-    console.capture("locked");
     console.key(ENTER);
     console.key("guess");
     console.key(ENTER);
@@ -356,7 +332,6 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     // rushesd gone: the console says so, in words, and keeps running.
     server.kill9();
     console.wait_for(&["does not answer", "cannot reach rushesd"]);
-    console.capture("rushesd-gone");
 }
 
 #[test]

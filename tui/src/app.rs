@@ -295,6 +295,9 @@ impl App {
 }
 
 #[cfg(test)]
+mod captures;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -8,7 +8,8 @@ use rushes_api as api;
 use rushes_api::Client;
 
 /// What the snapshot should carry besides the basics while a screen is open.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Fetch {
     /// The log, with the lines that hold this text (the Logs screen).
     pub log_filter: Option<String>,
@@ -16,8 +17,10 @@ pub struct Fetch {
     pub audit_filter: Option<String>,
 }
 
-/// Everything the screens show, fetched together.
-#[derive(Debug, Default)]
+/// Everything the screens show, fetched together (kept as JSON for the screen
+/// captures: each field is its API answer).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Snapshot {
     pub status: Option<api::Status>,
     pub pools: Vec<api::Pool>,

@@ -86,6 +86,15 @@ impl Wizard {
         }
     }
 
+    /// The last page, as it shows once everything is saved.
+    #[cfg(test)]
+    pub fn finished() -> Self {
+        Self {
+            step: Step::Done,
+            ..Self::first_boot()
+        }
+    }
+
     /// The network step alone, for the Network screen.
     pub fn network_only() -> Self {
         Self {

@@ -1,0 +1,121 @@
+//! The screen captures in `tui/docs/screens/` are what the console draws: each is drawn
+//! here from the snapshot recorded beside them (`snapshot.json`, the API's answers from
+//! a host-mode rushesd with an NFS write behind it) and compared with its file, so a
+//! change to a screen fails this test until the captures are drawn again with
+//! `RUSHES_UPDATE_CAPTURES=1 cargo test -p rushes-console captures`.
+
+use std::path::PathBuf;
+
+use tuirealm::ratatui::backend::TestBackend;
+use tuirealm::ratatui::Terminal;
+
+use super::*;
+use crate::screens::wizard::Wizard;
+
+fn folder() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screens")
+}
+
+fn recorded() -> Snapshot {
+    let text = std::fs::read_to_string(folder().join("snapshot.json")).expect("snapshot.json");
+    serde_json::from_str(&text).expect("snapshot.json is a snapshot of this API")
+}
+
+/// An app with no service behind it, showing `snap` in `mode`.
+fn showing(snap: Snapshot, mode: Mode) -> App {
+    let mut app = App::new(
+        Client::new("/nonexistent/rushes-api.sock"),
+        Duration::from_secs(3600),
+        DEFAULT_LOCK_AFTER,
+    );
+    app.snap = snap;
+    app.mode = mode;
+    if let Mode::Menu(i) = &app.mode {
+        app.snap.fetched = app.menu[*i].screen.fetch();
+    }
+    app
+}
+
+fn screen(key: char) -> Mode {
+    Mode::Menu(
+        super::menu()
+            .iter()
+            .position(|e| e.key == key)
+            .expect("a menu key"),
+    )
+}
+
+/// The 80×25 screen as text, each line without its trailing blanks.
+fn drawn(app: &App) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(80, 25)).unwrap();
+    terminal.draw(|f| app.draw(f, f.area())).unwrap();
+    let buf = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_screen_captures_are_what_the_console_draws() {
+    let mut wizard_network = showing(recorded(), Mode::Wizard(Box::new(Wizard::first_boot())));
+    wizard_network.key(Input::Enter);
+    for _ in 0..6 {
+        wizard_network.key(Input::Backspace);
+    }
+    "edit-bay-nas"
+        .chars()
+        .for_each(|c| wizard_network.key(Input::Char(c)));
+    wizard_network.key(Input::Enter);
+    let gone = Snapshot::fetch(&Client::new("/nonexistent/rushes-api.sock"), None, None);
+    let screens: Vec<(&str, App)> = vec![
+        (
+            "wizard-welcome",
+            showing(recorded(), Mode::Wizard(Box::new(Wizard::first_boot()))),
+        ),
+        ("wizard-network", wizard_network),
+        (
+            "wizard-done",
+            showing(recorded(), Mode::Wizard(Box::new(Wizard::finished()))),
+        ),
+        ("dashboard", showing(recorded(), screen('d'))),
+        ("activity", showing(recorded(), screen('t'))),
+        ("disks", showing(recorded(), screen('k'))),
+        ("network", showing(recorded(), screen('n'))),
+        (
+            "locked",
+            showing(recorded(), Mode::Locked(Locked::default())),
+        ),
+        ("rushesd-gone", showing(gone, screen('d'))),
+    ];
+    let update = std::env::var_os("RUSHES_UPDATE_CAPTURES").is_some();
+    let mut stale = Vec::new();
+    for (name, app) in &screens {
+        let file = folder().join(format!("{name}.txt"));
+        let now = drawn(app);
+        if update {
+            std::fs::write(&file, &now).unwrap();
+        } else if std::fs::read_to_string(&file).ok().as_deref() != Some(now.as_str()) {
+            stale.push(format!("{name}:\n{now}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "captures that are not what the console draws (RUSHES_UPDATE_CAPTURES=1 draws them again):\n{}",
+        stale.join("\n")
+    );
+    // Every capture in the folder is one of these.
+    let kept = std::fs::read_dir(folder())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".txt"))
+        .count();
+    assert_eq!(
+        kept,
+        screens.len(),
+        "a capture in the folder is drawn by no test"
+    );
+}
