@@ -114,6 +114,22 @@ pub fn sh(vm: &Vm, command: &str) -> String {
     out
 }
 
+/// kill -9 the console on the serial line (init starts it again).
+pub fn kill_serial_console(vm: &Vm) {
+    sh(
+        vm,
+        "for p in $(pidof rushes-console); do \
+           grep -q -- --serial /proc/$p/cmdline && kill -9 $p; done; true",
+    );
+}
+
+/// Open the locked serial console with the admin `password`.
+pub fn unlock_console(vm: &mut Vm, password: &str) {
+    vm.type_keys("\r").unwrap();
+    vm.type_keys(&format!("{password}\r")).unwrap();
+    vm.wait_screen(&["Dashboard"], SHORT).unwrap();
+}
+
 /// `rushesctl ARGS` in the guest; panics unless it exits with `want`.
 pub fn ctl(vm: &Vm, args: &str, want: i32, timeout: Duration) -> String {
     let (out, rc) = vm

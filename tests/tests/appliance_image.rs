@@ -204,12 +204,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
 
     // kill -9 of the serial line's console: init starts it again, and the new one
     // takes the screen (the alternate screen is entered afresh after the kill).
-    vm.shell(
-        "for p in $(pidof rushes-console); do \
-           grep -q -- --serial /proc/$p/cmdline && kill -9 $p; done; true",
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    rushes_tests::guest::kill_serial_console(&vm);
     let console_killed = vm
         .wait_for(
             "console-ttyS0 was killed by SIGKILL",

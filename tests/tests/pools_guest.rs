@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use rushes_tests::guest::{
-    ctl, ctl_json, payload, read_share_file, sh, sha256, wait_json, write_share_file, SHORT,
+    ctl, ctl_json, payload, read_share_file, sh, sha256, unlock_console, wait_json,
+    write_share_file, SHORT,
 };
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
 use serde_json::Value;
@@ -24,10 +25,16 @@ const RIGHT: &str = "\x1b[C";
 /// Open the console if it locked itself in a quiet spell (md's work takes minutes).
 fn unlock_if_locked(vm: &mut Vm) {
     if vm.screen().contains("This console is locked") {
-        vm.type_keys(ENTER).unwrap();
-        vm.type_keys("cutting-room\r").unwrap();
-        vm.wait_screen(&["Dashboard"], SHORT).unwrap();
+        unlock_console(vm, "cutting-room");
     }
+}
+
+/// md's resync/reshape speed limit for array `md`: KB/s, or `system` for the default.
+fn md_speed_max(vm: &Vm, md: &str, limit: &str) {
+    sh(
+        vm,
+        &format!("echo {limit} > /sys/block/{md}/md/sync_speed_max"),
+    );
 }
 
 /// Start `action` (G grow, R replace) on pool media from the Pools screen, onto the
@@ -333,18 +340,12 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         .expect("the pool's md device")
         .trim_start_matches("/dev/")
         .to_string();
-    sh(
-        &vm,
-        &format!("echo 20000 > /sys/block/{md}/md/sync_speed_max"),
-    );
+    md_speed_max(&vm, &md, "20000");
     let rebuild = Instant::now();
     let job = start_from_pools_screen(&mut vm, "r", "RUSHESNVME4");
     let line = wait_partial_bar(&vm, job, "replace-disk");
     eprintln!("the Pools screen during the rebuild: {line}");
-    sh(
-        &vm,
-        &format!("echo system > /sys/block/{md}/md/sync_speed_max"),
-    );
+    md_speed_max(&vm, &md, "system");
     ctl(&vm, &format!("jobs watch {job}"), 0, MD_WORK);
     eprintln!(
         "rebuild onto a 1 GiB disk: {:.0?} under TCG",
@@ -373,10 +374,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     });
     // md's speed limit keeps the reshape going while the file is written, so the
     // write is proved to land during it, not after.
-    sh(
-        &vm,
-        &format!("echo 2000 > /sys/block/{md}/md/sync_speed_max"),
-    );
+    md_speed_max(&vm, &md, "2000");
     let grow = Instant::now();
     let job = start_from_pools_screen(&mut vm, "g", "RUSHESNVME5");
     let deadline = Instant::now() + MD_WORK;
@@ -397,10 +395,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     let line = wait_partial_bar(&vm, job, "grow-pool");
     eprintln!("the Pools screen during the reshape: {line}");
-    sh(
-        &vm,
-        &format!("echo system > /sys/block/{md}/md/sync_speed_max"),
-    );
+    md_speed_max(&vm, &md, "system");
     ctl(&vm, &format!("jobs watch {job}"), 0, MD_WORK);
     eprintln!(
         "reshape 4 -> 5 disks and xfs_growfs: {:.0?} under TCG",
@@ -466,10 +461,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     // A second scrub, slowed by md's speed limit so that it outlasts a crash of
     // rushesd: the jobs service kept it, the restarted daemon takes it up again (md
     // carried on meanwhile), and cancel stops md's check.
-    sh(
-        &vm,
-        &format!("echo 2000 > /sys/block/{md}/md/sync_speed_max"),
-    );
+    md_speed_max(&vm, &md, "2000");
     let job = ctl_json(&vm, "pool scrub media");
     let id = job["id"].as_u64().unwrap();
     assert_eq!(
@@ -534,10 +526,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     let out = ctl(&vm, &format!("jobs cancel {id}"), 1, SHORT);
     assert!(out.contains("ended already"), "{out}");
-    sh(
-        &vm,
-        &format!("echo system > /sys/block/{md}/md/sync_speed_max"),
-    );
+    md_speed_max(&vm, &md, "system");
 
     // Destroying needs the name repeated and the shares gone; the disks are free after.
     let out = ctl(&vm, "pool destroy media --confirm medai", 1, SHORT);

@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use rushes_tests::client::{link_netdev, link_ports, ClientVm};
-use rushes_tests::guest::{ctl, ctl_json, read_share_file, sh, sha256, write_share_file, SHORT};
+use rushes_tests::guest::{
+    ctl, ctl_json, kill_serial_console, read_share_file, sh, sha256, unlock_console,
+    write_share_file, SHORT,
+};
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
 use serde_json::Value;
 
@@ -375,15 +378,9 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     // admin password set (from the maintenance shell) a console starts locked: the
     // serial one is killed, init starts it again, and the password opens it.
     sh(&vm, "echo cutting-room | rushesctl admin password");
-    sh(
-        &vm,
-        "for p in $(pidof rushes-console); do \
-           grep -q -- --serial /proc/$p/cmdline && kill -9 $p; done; true",
-    );
+    kill_serial_console(&vm);
     vm.wait_screen(&["This console is locked"], SHORT).unwrap();
-    vm.type_keys("\r").unwrap();
-    vm.type_keys("cutting-room\r").unwrap();
-    vm.wait_screen(&["Dashboard"], SHORT).unwrap();
+    unlock_console(&mut vm, "cutting-room");
     vm.type_keys("s").unwrap();
     vm.wait_screen(&["Accounts (NFS uid = SMB login)", "intern"], SHORT)
         .unwrap();

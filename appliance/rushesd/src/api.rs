@@ -681,7 +681,7 @@ fn job_id(id: &str) -> Result<u64, ApiErr> {
 }
 
 /// The document for [`routes`], with `/v1/openapi.json` itself in it.
-pub fn document() -> (Router<Arc<Daemon>>, Arc<serde_json::Value>) {
+pub fn document() -> (Router<Arc<Daemon>>, serde_json::Value) {
     let served: Arc<std::sync::OnceLock<serde_json::Value>> = Arc::default();
     let answer = Arc::clone(&served);
     let mut doc = openapi::blank_document();
@@ -700,7 +700,7 @@ pub fn document() -> (Router<Arc<Daemon>>, Arc<serde_json::Value>) {
     let router = openapi::only_documented(router, &doc);
     let value = serde_json::to_value(&doc).unwrap_or_default();
     let _ = served.set(value.clone());
-    (router, Arc::new(value))
+    (router, value)
 }
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
