@@ -961,72 +961,8 @@ impl Pools {
 
     /// Publish the pools' and disks' alerts as they stand.
     pub fn publish_alerts(&self) {
-        let pools = self.pools();
-        let mut fresh: Vec<(String, Severity, String, String)> = Vec::new();
-        for p in &pools {
-            let problem = p.problem.clone().unwrap_or_default();
-            match p.state {
-                PoolState::Degraded => {
-                    let rebuilding = p.sync.as_ref().filter(|s| s.action == "recover");
-                    match rebuilding {
-                        Some(s) => fresh.push((
-                            format!("pool-degraded:{}", p.name),
-                            Severity::Warning,
-                            format!("pool {} is rebuilding ({:.0}%): {problem}", p.name, s.fraction * 100.0),
-                            "wait for the rebuild to finish; the pool serves meanwhile".into(),
-                        )),
-                        None => fresh.push((
-                            format!("pool-degraded:{}", p.name),
-                            Severity::Critical,
-                            format!("pool {} is degraded: {problem}; {}", p.name, {
-                                let lost = p
-                                    .members
-                                    .iter()
-                                    .filter(|m| matches!(m.state, MemberState::Missing | MemberState::Faulty))
-                                    .count();
-                                let width = p.members.len().saturating_sub(lost);
-                                match p.level.fault_tolerance(width + lost).saturating_sub(lost) {
-                                    0 => "it serves, but one more disk failure loses its data".to_string(),
-                                    n => format!("it serves and survives {n} more disk failure(s)"),
-                                }
-                            }),
-                            format!("connect a new disk of at least the same size and run: rushesctl pool replace {} DISK", p.name),
-                        )),
-                    }
-                }
-                PoolState::Failed | PoolState::Missing => fresh.push((
-                    format!("pool-failed:{}", p.name),
-                    Severity::Critical,
-                    format!("pool {} is not serving: {problem}", p.name),
-                    "check that its disks are connected (rushesctl disks), then restart the appliance".into(),
-                )),
-                PoolState::Online => {}
-            }
-            if p.size_bytes > 0 && p.used_bytes * 10 > p.size_bytes * 9 {
-                fresh.push((
-                    format!("pool-full:{}", p.name),
-                    Severity::Warning,
-                    format!(
-                        "pool {} is {:.0}% full",
-                        p.name,
-                        p.used_bytes as f64 * 100.0 / p.size_bytes as f64
-                    ),
-                    format!("free space or grow it: rushesctl pool grow {} DISK", p.name),
-                ));
-            }
-            if p.scrub_mismatches.unwrap_or(0) > 0 {
-                fresh.push((
-                    format!("scrub-mismatch:{}", p.name),
-                    Severity::Warning,
-                    format!(
-                        "the last scrub of pool {} found {} mismatched sectors",
-                        p.name,
-                        p.scrub_mismatches.unwrap_or(0)
-                    ),
-                    "check the disks' health; a second scrub shows whether it recurs".into(),
-                ));
-            }
-        }
+        let mut fresh: Vec<(String, Severity, String, String)> =
+            self.pools().iter().flat_map(pool_alerts).collect();
         for d in &self.core.inventory.raw() {
             let Some(problem) = d.health.as_ref().and_then(|h| h.problem()) else {
                 continue;
@@ -1049,6 +985,80 @@ impl Pools {
     }
 }
 
+/// The alerts one pool's state calls for, as (id, severity, message, action).
+fn pool_alerts(p: &api::Pool) -> Vec<(String, Severity, String, String)> {
+    let mut fresh = Vec::new();
+    let problem = p.problem.clone().unwrap_or_default();
+    match p.state {
+        PoolState::Degraded => {
+            // md names its action `recover` for a moment after a member drops out even
+            // with no spare to write to; only a member being written is a rebuild.
+            let rebuilding = p.sync.as_ref().filter(|s| {
+                s.action == "recover"
+                    && p.members.iter().any(|m| m.state == MemberState::Rebuilding)
+            });
+            match rebuilding {
+                Some(s) => fresh.push((
+                    format!("pool-degraded:{}", p.name),
+                    Severity::Warning,
+                    format!("pool {} is rebuilding ({:.0}%): {problem}", p.name, s.fraction * 100.0),
+                    "wait for the rebuild to finish; the pool serves meanwhile".into(),
+                )),
+                None => fresh.push((
+                    format!("pool-degraded:{}", p.name),
+                    Severity::Critical,
+                    format!("pool {} is degraded: {problem}; {}", p.name, {
+                        let lost = p
+                            .members
+                            .iter()
+                            .filter(|m| matches!(m.state, MemberState::Missing | MemberState::Faulty))
+                            .count();
+                        let width = p.members.len().saturating_sub(lost);
+                        match p.level.fault_tolerance(width + lost).saturating_sub(lost) {
+                            0 => "it serves, but one more disk failure loses its data".to_string(),
+                            n => format!("it serves and survives {n} more disk failure(s)"),
+                        }
+                    }),
+                    format!("connect a new disk of at least the same size and run: rushesctl pool replace {} DISK", p.name),
+                )),
+            }
+        }
+        PoolState::Failed | PoolState::Missing => fresh.push((
+            format!("pool-failed:{}", p.name),
+            Severity::Critical,
+            format!("pool {} is not serving: {problem}", p.name),
+            "check that its disks are connected (rushesctl disks), then restart the appliance"
+                .into(),
+        )),
+        PoolState::Online => {}
+    }
+    if p.size_bytes > 0 && p.used_bytes * 10 > p.size_bytes * 9 {
+        fresh.push((
+            format!("pool-full:{}", p.name),
+            Severity::Warning,
+            format!(
+                "pool {} is {:.0}% full",
+                p.name,
+                p.used_bytes as f64 * 100.0 / p.size_bytes as f64
+            ),
+            format!("free space or grow it: rushesctl pool grow {} DISK", p.name),
+        ));
+    }
+    if p.scrub_mismatches.unwrap_or(0) > 0 {
+        fresh.push((
+            format!("scrub-mismatch:{}", p.name),
+            Severity::Warning,
+            format!(
+                "the last scrub of pool {} found {} mismatched sectors",
+                p.name,
+                p.scrub_mismatches.unwrap_or(0)
+            ),
+            "check the disks' health; a second scrub shows whether it recurs".into(),
+        ));
+    }
+    fresh
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1059,5 +1069,55 @@ mod tests {
         for bad in ["", "Media", "../x", "-x", "a/b", &"x".repeat(33)] {
             assert_eq!(check_pool_name(bad).unwrap_err().code, "bad-name", "{bad}");
         }
+    }
+
+    fn degraded_raid5(states: [MemberState; 4], action: &str) -> api::Pool {
+        api::Pool {
+            name: "media".into(),
+            level: api::RaidLevel::Raid5,
+            class: PoolClass::default(),
+            state: PoolState::Degraded,
+            problem: Some("1 of 4 disks missing".into()),
+            mountpoint: "/pools/media".into(),
+            device: Some("/dev/md127".into()),
+            size_bytes: 3 << 30,
+            used_bytes: 1 << 20,
+            members: states
+                .into_iter()
+                .enumerate()
+                .map(|(i, state)| api::Member {
+                    disk: None,
+                    serial: format!("S{i}"),
+                    state,
+                })
+                .collect(),
+            sync: Some(api::SyncProgress {
+                action: action.into(),
+                fraction: 0.0,
+                bytes_per_sec: None,
+            }),
+            last_scrub: None,
+            scrub_mismatches: None,
+        }
+    }
+
+    #[test]
+    fn a_pulled_disk_is_critical_until_a_new_one_is_being_written() {
+        use MemberState::*;
+        let severity = |pool: &api::Pool| {
+            let alerts = pool_alerts(pool);
+            assert_eq!(alerts.len(), 1, "{alerts:?}");
+            assert_eq!(alerts[0].0, "pool-degraded:media");
+            alerts[0].1
+        };
+        // md says `recover` for a moment after the pull, with nothing to write to.
+        let pulled = degraded_raid5([InSync, InSync, InSync, Missing], "recover");
+        assert_eq!(severity(&pulled), Severity::Critical);
+        assert!(pool_alerts(&pulled)[0]
+            .2
+            .contains("one more disk failure loses its data"));
+        let rebuilding = degraded_raid5([InSync, InSync, InSync, Rebuilding], "recover");
+        assert_eq!(severity(&rebuilding), Severity::Warning);
+        assert!(pool_alerts(&rebuilding)[0].2.contains("is rebuilding"));
     }
 }
