@@ -1,6 +1,8 @@
 //! SMB in the booted image (QEMU, TCG): Samba's own client (`smbclient`) and the guest
 //! kernel's CIFS client against the appliance, NFS from the host on the same share, and
-//! the activity stream, top lists, audit log and Prometheus metrics both protocols feed.
+//! the activity stream, top lists, audit log and Prometheus metrics both protocols feed;
+//! at the end a Linux client guest on the appliance's LAN mounts over NFS and checks the
+//! appliance's mDNS against Avahi.
 
 use std::time::{Duration, Instant};
 
@@ -598,4 +600,141 @@ fn linux_client_mounts_the_appliance(
     client.sh("kill $(cat /tmp/holder); sleep 2");
     sh(vm, "flock -n /mnt/lk/from-nfs.txt true && umount /mnt/lk");
     client.sh("umount /mnt/a");
+
+    avahi_and_the_appliance_hear_each_other(vm, &mut client);
+}
+
+/// The client guest's NVMe-oF target, announced by an Avahi service file.
+const SUITE_BAY: &str = "nqn.2026-12.io.rushes.test:suite-bay";
+
+/// One service avahi-browse resolved: its type, address, port and TXT as printed.
+#[derive(Debug)]
+struct Resolved {
+    service: String,
+    address: String,
+    port: u16,
+    txt: String,
+}
+
+/// What Avahi's `avahi-browse --all --resolve` hears on the link, from its parsable
+/// lines (`=;eth0;IPv4;NAME;TYPE;local;HOST;ADDRESS;PORT;TXT`).
+fn avahi_browse(client: &mut ClientVm) -> Vec<Resolved> {
+    let out = client.sh("avahi-browse --all --resolve --terminate --parsable --no-db-lookup");
+    out.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.trim_end_matches('\r').splitn(10, ';').collect();
+            if f.len() != 10 || f[0] != "=" {
+                return None;
+            }
+            Some(Resolved {
+                service: f[4].to_string(),
+                address: f[7].to_string(),
+                port: f[8].parse().ok()?,
+                txt: f[9].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// mDNS against a stack that is not ours: Avahi on the client guest hears the
+/// appliance's SMB, Time Machine and NFS announcements, and the appliance finds a bay
+/// (the client's nvmet) that an Avahi service file announces, and reads its subsystems.
+fn avahi_and_the_appliance_hear_each_other(vm: &Vm, client: &mut ClientVm) {
+    ctl(
+        vm,
+        "share create archive --pool media --time-machine",
+        0,
+        SHORT,
+    );
+    client.sh(&format!(
+        r#"set -e
+modprobe nvmet-tcp
+grep -q configfs /proc/mounts || mount -t configfs none /sys/kernel/config
+N=/sys/kernel/config/nvmet
+S=$N/subsystems/{SUITE_BAY}
+mkdir $S
+echo 1 > $S/attr_allow_any_host
+mkdir $S/namespaces/1
+truncate -s 64M /tmp/bay.img
+echo 1 > $S/namespaces/1/buffered_io
+echo -n /tmp/bay.img > $S/namespaces/1/device_path
+echo 1 > $S/namespaces/1/enable
+mkdir $N/ports/1
+echo tcp > $N/ports/1/addr_trtype
+echo ipv4 > $N/ports/1/addr_adrfam
+echo 169.254.79.2 > $N/ports/1/addr_traddr
+echo 8009 > $N/ports/1/addr_trsvcid
+ln -s $S $N/ports/1/subsystems/
+mkdir -p /etc/avahi/services
+cat > /etc/avahi/services/bay.service <<'XML'
+<?xml version="1.0" standalone='no'?>
+<!DOCTYPE service-group SYSTEM "avahi-service.dtd">
+<service-group>
+  <name>suite-bay</name>
+  <service>
+    <type>_nvme-disc._tcp</type>
+    <port>8009</port>
+    <txt-record>p=tcp</txt-record>
+    <txt-record>nqn=nqn.2014-08.org.nvmexpress.discovery</txt-record>
+  </service>
+</service-group>
+XML
+start-avahi"#
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let heard = loop {
+        let heard = avahi_browse(client);
+        let from_box = |service: &str| {
+            heard
+                .iter()
+                .any(|r| r.service == service && r.address == "169.254.79.1")
+        };
+        if from_box("_smb._tcp") && from_box("_adisk._tcp") && from_box("_nfs._tcp") {
+            break heard;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Avahi did not hear the appliance's SMB, Time Machine and NFS: {heard:#?}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    let on_box = |service: &str| {
+        heard
+            .iter()
+            .filter(|r| r.service == service && r.address == "169.254.79.1")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        on_box("_smb._tcp").iter().all(|r| r.port == 445),
+        "{heard:#?}"
+    );
+    assert!(
+        on_box("_adisk._tcp")
+            .iter()
+            .any(|r| r.txt.contains("\"dk0=adVN=archive,adVF=0x82\"")),
+        "{heard:#?}"
+    );
+    assert!(
+        on_box("_nfs._tcp")
+            .iter()
+            .any(|r| r.port == 2049 && r.txt.contains("\"path=/projects\"")),
+        "{heard:#?}"
+    );
+
+    eprintln!(
+        "Avahi heard from the appliance: {:?}",
+        heard
+            .iter()
+            .filter(|r| r.address == "169.254.79.1")
+            .map(|r| format!("{} {} {}", r.service, r.port, r.txt))
+            .collect::<Vec<_>>()
+    );
+    let found = ctl_json(vm, "fabric discover --mdns");
+    assert!(
+        found["subsystems"].as_array().unwrap().iter().any(|s| {
+            s["nqn"] == SUITE_BAY && s["traddr"] == "169.254.79.2" && s["trsvcid"] == "8009"
+        }),
+        "the bay Avahi announced: {found:#}"
+    );
 }
