@@ -136,6 +136,16 @@ fn ftype(mode: u32) -> ftype3 {
     }
 }
 
+/// What names one inode for as long as it exists, and not a later one that reuses its
+/// number: the inode number with its birth time (when the file system reports one).
+fn statx_identity(s: &rustix::fs::Statx) -> Option<(u64, i64, u32)> {
+    (s.stx_mask & rustix::fs::StatxFlags::BTIME.bits() != 0).then_some((
+        s.stx_ino,
+        s.stx_btime.tv_sec,
+        s.stx_btime.tv_nsec,
+    ))
+}
+
 fn statx_fattr(fsid: u32, s: &rustix::fs::Statx) -> fattr3 {
     let mode = u32::from(s.stx_mode);
     let time = |t: &rustix::fs::StatxTimestamp| nfstime(t.tv_sec, u64::from(t.tv_nsec));
@@ -322,6 +332,17 @@ impl Obj {
 
     /// The NFS handle and attributes of `name` in `dir` (symlinks not followed).
     /// `..` of the share root is the root itself: nothing above a share is reachable.
+    /// Offer `fh`, just minted for the object behind `fd`, to the share's handle cache,
+    /// so that looking the new object up does not mint its handle again.
+    fn remember_handle(&self, fd: BorrowedFd<'_>, fh: &[u8]) {
+        let wanted = rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::BTIME;
+        if let Ok(st) = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, wanted) {
+            if let Some(id) = statx_identity(&st) {
+                self.share.handles.insert(id, fh.to_vec());
+            }
+        }
+    }
+
     fn child(
         &self,
         key: &HandleKey,
@@ -333,13 +354,7 @@ impl Obj {
             return Ok((self.share.root_fh.clone(), self.fattr(dir_st)));
         }
         let wanted = rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME;
-        let identity = |s: &rustix::fs::Statx| {
-            (s.stx_mask & rustix::fs::StatxFlags::BTIME.bits() != 0).then_some((
-                s.stx_ino,
-                s.stx_btime.tv_sec,
-                s.stx_btime.tv_nsec,
-            ))
-        };
+        let identity = statx_identity;
         let st =
             rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, wanted).map_err(errno_stat)?;
         if rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor) != self.share.root_dev {
@@ -849,10 +864,9 @@ impl<'a> NfsCall<'a> {
         apply_sattr(&dir.obj, fd.as_fd(), &st, &rest, false)?;
         let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
         let kernel = sys::name_to_handle(fd.as_fd(), c"").map_err(io_stat)?;
-        Ok((
-            self.svc.key.encode(dir.obj.share.id, &kernel),
-            dir.obj.fattr(&st),
-        ))
+        let fh = self.svc.key.encode(dir.obj.share.id, &kernel);
+        dir.obj.remember_handle(fd.as_fd(), &fh);
+        Ok((fh, dir.obj.fattr(&st)))
     }
 
     /// Encode the reply of CREATE, MKDIR, SYMLINK and MKNOD.
@@ -954,10 +968,9 @@ impl<'a> NfsCall<'a> {
             let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
             let kernel = sys::name_to_handle(fd.as_fd(), c"").map_err(io_stat)?;
             dir_wcc = dir.wcc();
-            Ok((
-                self.svc.key.encode(dir.obj.share.id, &kernel),
-                dir.obj.fattr(&st),
-            ))
+            let fh = self.svc.key.encode(dir.obj.share.id, &kernel);
+            dir.obj.remember_handle(fd.as_fd(), &fh);
+            Ok((fh, dir.obj.fattr(&st)))
         })();
         Self::put_created(out, res, &dir_wcc);
         Ok(())
