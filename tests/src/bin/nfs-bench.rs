@@ -80,6 +80,7 @@ fn run_latency_client(command: &str, args: &Args, servers: &[Server; 2]) -> Resu
         ));
     }
     cmd.arg("--entries").arg(args.entries.to_string());
+    cmd.arg("--floor-dir").arg(args.dir.join("export"));
     eprintln!("timing single requests with {command}");
     let status = cmd
         .status()

@@ -2,12 +2,16 @@
 //! that is not ours (crates.io's nfs-rs, its own RPC and XDR code), against two servers
 //! taking turns at every round. Prints p50 and p99 per operation and the ratio of the
 //! peer's time to ours (above 1.0: ours answers faster), then one stream of 1 MiB READs,
-//! one at a time, beside what `iperf3` moves over loopback in the same run.
+//! one at a time, beside what `iperf3` moves over loopback in the same run. With
+//! `--floor-dir`, the file system's own part of CREATE, REMOVE and COMMIT is timed too
+//! (the same calls made locally on the export's folder), which bounds the ratio any
+//! server could reach on those rows.
 //!
 //! nfs-bench starts the servers and passes `--target NAME=URL`, the peer first.
 
 #![allow(clippy::print_stdout)] // a command-line report
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,6 +47,11 @@ struct Args {
     /// Skip the iperf3 loopback reference.
     #[arg(long)]
     no_iperf: bool,
+    /// The exported folder on this machine: each round also makes the file system's part
+    /// of CREATE (mknodat), REMOVE (unlinkat) and COMMIT (fsync after a 1 MiB write)
+    /// there, with no NFS, taking its turn with the servers.
+    #[arg(long, value_name = "DIR")]
+    floor_dir: Option<PathBuf>,
 }
 
 /// Operations timed, in the order printed.
@@ -208,6 +217,68 @@ async fn one_round(
     Ok(())
 }
 
+/// Time one local syscall into `samples`.
+fn timed_local<T>(
+    samples: &mut Samples,
+    name: &str,
+    call: impl FnOnce() -> rustix::io::Result<T>,
+) -> Result<T> {
+    let started = Instant::now();
+    let out = call().with_context(|| format!("{name} on the local folder failed"))?;
+    samples.by_op[op(name)].push(started.elapsed().as_secs_f64() * 1e6);
+    Ok(out)
+}
+
+/// One round of the file system's own work in `dir`, as [`one_round`] asks a server for
+/// it: as many files made and removed in the same folder, the same 1 MiB writes each
+/// followed by an fsync.
+fn floor_round(dir: &Path, round: usize, args: &Args, samples: &mut Samples) -> Result<()> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let folder = rustix::fs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", dir.display()))?;
+    let names: Vec<String> = (0..args.calls)
+        .map(|i| format!("lat-floor-{round}-{i:05}"))
+        .collect();
+    for name in &names {
+        timed_local(samples, "CREATE", || {
+            rustix::fs::mknodat(
+                &folder,
+                name.as_str(),
+                FileType::RegularFile,
+                Mode::from_raw_mode(0o644),
+                0,
+            )
+        })?;
+    }
+    for name in &names {
+        timed_local(samples, "REMOVE", || {
+            rustix::fs::unlinkat(&folder, name.as_str(), rustix::fs::AtFlags::empty())
+        })?;
+    }
+    let data: Vec<u8> = (0..MIB).map(|i| i as u8).collect();
+    let big = format!("lat-floor-{round}-big");
+    let file = rustix::fs::openat(
+        &folder,
+        big.as_str(),
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    for i in 0..(args.calls / 25).max(4) {
+        let written = timed_local(samples, "WRITE 1 MiB (unstable)", || {
+            rustix::io::pwrite(&file, &data, (i * MIB) as u64)
+        })?;
+        anyhow::ensure!(written == MIB, "short write to {big}");
+        timed_local(samples, "COMMIT 1 MiB", || rustix::fs::fsync(&file))?;
+    }
+    drop(file);
+    rustix::fs::unlinkat(&folder, big.as_str(), rustix::fs::AtFlags::empty())?;
+    Ok(())
+}
+
 fn percentile(values: &[f64], p: f64) -> f64 {
     let mut ordered = values.to_vec();
     ordered.sort_by(f64::total_cmp);
@@ -256,6 +327,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::new()).collect();
+    let mut floor = Samples::new();
     runtime.block_on(async {
         let mut mounts = Vec::new();
         for (name, url) in &targets {
@@ -264,14 +336,22 @@ fn main() -> Result<()> {
                 .with_context(|| format!("cannot mount {name} at {url}"))?;
             mounts.push(mount);
         }
+        // The servers, then the local floor (slot targets.len()), in alternating order.
+        let slots = targets.len() + usize::from(args.floor_dir.is_some());
         for round in 0..args.rounds {
             let order: Vec<usize> = if round % 2 == 0 {
-                (0..targets.len()).collect()
+                (0..slots).collect()
             } else {
-                (0..targets.len()).rev().collect()
+                (0..slots).rev().collect()
             };
             for s in order {
-                one_round(&*mounts[s], &targets[s].0, round, &args, &mut samples[s]).await?;
+                match (s < targets.len(), &args.floor_dir) {
+                    (true, _) => {
+                        one_round(&*mounts[s], &targets[s].0, round, &args, &mut samples[s]).await?
+                    }
+                    (false, Some(dir)) => floor_round(dir, round, &args, &mut floor)?,
+                    (false, None) => unreachable!("a floor slot only with --floor-dir"),
+                }
             }
         }
         for mount in &mounts {
@@ -308,6 +388,31 @@ fn main() -> Result<()> {
             row[0] / row[2],
             row[1] / row[3]
         );
+    }
+    if args.floor_dir.is_some() {
+        // A server's answer can be no faster than the file system's part plus a bare
+        // round trip (ours: the NULL row).
+        let trip = percentile(&b.by_op[op("NULL")], 0.5);
+        println!(
+            "\nThe file system's own part, the same calls made on the export's folder here \
+             with no NFS (p50), and the best p50 ratio a server could show against {peer} \
+             if it added nothing but a NULL's round trip ({trip:.0} µs):\n"
+        );
+        println!("| operation | local call | local p50 | {peer} p50 | best possible ratio |");
+        println!("|---|---|---:|---:|---:|");
+        for (name, call) in [
+            ("CREATE", "mknodat"),
+            ("REMOVE", "unlinkat"),
+            ("WRITE 1 MiB (unstable)", "pwrite 1 MiB"),
+            ("COMMIT 1 MiB", "fsync after a 1 MiB pwrite"),
+        ] {
+            let local = percentile(&floor.by_op[op(name)], 0.5);
+            let theirs = percentile(&a.by_op[op(name)], 0.5);
+            println!(
+                "| {name} | {call} | {local:.0} µs | {theirs:.0} µs | {:.2}x |",
+                theirs / (local + trip)
+            );
+        }
     }
     let rate = |s: &Samples| s.stream.0 as f64 / s.stream.1;
     let (peer_rate, our_rate) = (rate(a), rate(b));
