@@ -636,6 +636,14 @@ fn avahi_browse(client: &mut ClientVm) -> Vec<Resolved> {
         .collect()
 }
 
+/// The instances of `service` Avahi resolved at the appliance's LAN address.
+fn from_box<'a>(heard: &'a [Resolved], service: &str) -> Vec<&'a Resolved> {
+    heard
+        .iter()
+        .filter(|r| r.service == service && r.address == "169.254.79.1")
+        .collect()
+}
+
 /// mDNS against a stack that is not ours: Avahi on the client guest hears the
 /// appliance's SMB, Time Machine and NFS announcements, and the appliance finds a bay
 /// (the client's nvmet) that an Avahi service file announces, and reads its subsystems.
@@ -685,12 +693,10 @@ start-avahi"#
     let deadline = Instant::now() + Duration::from_secs(90);
     let heard = loop {
         let heard = avahi_browse(client);
-        let from_box = |service: &str| {
-            heard
-                .iter()
-                .any(|r| r.service == service && r.address == "169.254.79.1")
-        };
-        if from_box("_smb._tcp") && from_box("_adisk._tcp") && from_box("_nfs._tcp") {
+        if ["_smb._tcp", "_adisk._tcp", "_nfs._tcp"]
+            .iter()
+            .all(|service| !from_box(&heard, service).is_empty())
+        {
             break heard;
         }
         assert!(
@@ -699,12 +705,7 @@ start-avahi"#
         );
         std::thread::sleep(Duration::from_secs(3));
     };
-    let on_box = |service: &str| {
-        heard
-            .iter()
-            .filter(|r| r.service == service && r.address == "169.254.79.1")
-            .collect::<Vec<_>>()
-    };
+    let on_box = |service: &str| from_box(&heard, service);
     assert!(
         on_box("_smb._tcp").iter().all(|r| r.port == 445),
         "{heard:#?}"

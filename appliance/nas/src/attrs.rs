@@ -524,12 +524,9 @@ mod tests {
         cache.with(share, ino, &mut None, |_| ()).is_some()
     }
 
-    /// A file changed behind the cache's back is forgotten once the reports are read.
-    #[test]
-    fn a_change_by_another_process_is_seen_before_the_next_answer() {
-        let cache = AttrCache::new();
+    /// A new folder, opened, whose file system `cache` watches.
+    fn watched_folder(cache: &AttrCache) -> (tempfile::TempDir, OwnedFd) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), b"x").unwrap();
         let root = rustix::fs::open(
             dir.path(),
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
@@ -540,6 +537,15 @@ mod tests {
             cache.watch(root.as_fd()),
             "fanotify is needed (run as root)"
         );
+        (dir, root)
+    }
+
+    /// A file changed behind the cache's back is forgotten once the reports are read.
+    #[test]
+    fn a_change_by_another_process_is_seen_before_the_next_answer() {
+        let cache = AttrCache::new();
+        let (dir, root) = watched_folder(&cache);
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
         let kernel = crate::sys::name_to_handle(root.as_fd(), c"f").unwrap();
         let seen = cache.catch_up();
         let attr = fattr3 {
@@ -570,17 +576,7 @@ mod tests {
     #[test]
     fn one_catch_up_reads_more_reports_than_one_read_holds() {
         let cache = AttrCache::new();
-        let dir = tempfile::tempdir().unwrap();
-        let root = rustix::fs::open(
-            dir.path(),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
-            rustix::fs::Mode::empty(),
-        )
-        .unwrap();
-        assert!(
-            cache.watch(root.as_fd()),
-            "fanotify is needed (run as root)"
-        );
+        let (dir, root) = watched_folder(&cache);
         // About 50 bytes a report: 2,000 files are several 16 KiB reads.
         let names: Vec<String> = (0..2000).map(|i| format!("f{i:04}")).collect();
         for name in &names {

@@ -330,19 +330,22 @@ impl Obj {
         }
     }
 
-    /// The NFS handle and attributes of `name` in `dir` (symlinks not followed).
-    /// `..` of the share root is the root itself: nothing above a share is reachable.
-    /// Offer `fh`, just minted for the object behind `fd`, to the share's handle cache,
-    /// so that looking the new object up does not mint its handle again.
-    fn remember_handle(&self, fd: BorrowedFd<'_>, fh: &[u8]) {
-        let wanted = rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::BTIME;
-        if let Ok(st) = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, wanted) {
-            if let Some(id) = statx_identity(&st) {
-                self.share.handles.insert(id, fh.to_vec());
-            }
+    /// The handle and attributes of the object behind `fd`, just made: its handle is
+    /// minted and offered to the share's handle cache, so that looking the new object
+    /// up does not mint it again.
+    fn minted(&self, key: &HandleKey, fd: BorrowedFd<'_>) -> NfsResult<(Vec<u8>, fattr3)> {
+        let wanted = rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME;
+        let st = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, wanted).map_err(errno_stat)?;
+        let kernel = sys::name_to_handle(fd, c"").map_err(io_stat)?;
+        let fh = key.encode(self.share.id, &kernel);
+        if let Some(id) = statx_identity(&st) {
+            self.share.handles.insert(id, fh.clone());
         }
+        Ok((fh, statx_fattr(self.share.id, &st)))
     }
 
+    /// The NFS handle and attributes of `name` in `dir` (symlinks not followed).
+    /// `..` of the share root is the root itself: nothing above a share is reachable.
     fn child(
         &self,
         key: &HandleKey,
@@ -354,7 +357,6 @@ impl Obj {
             return Ok((self.share.root_fh.clone(), self.fattr(dir_st)));
         }
         let wanted = rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME;
-        let identity = statx_identity;
         let st =
             rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, wanted).map_err(errno_stat)?;
         if rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor) != self.share.root_dev {
@@ -362,7 +364,7 @@ impl Obj {
             return Err(NFS3ERR_ACCES);
         }
         let attr = statx_fattr(self.share.id, &st);
-        let id = identity(&st);
+        let id = statx_identity(&st);
         if let Some(fh) = id.and_then(|id| self.share.handles.get(id)) {
             return Ok((fh, attr));
         }
@@ -371,7 +373,7 @@ impl Obj {
         if let Some(id) = id {
             // Cache only if the name still names the inode we stat-ed.
             let again = rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, wanted).ok();
-            if again.as_ref().and_then(identity) == Some(id) {
+            if again.as_ref().and_then(statx_identity) == Some(id) {
                 self.share.handles.insert(id, fh.clone());
             }
         }
@@ -862,11 +864,7 @@ impl<'a> NfsCall<'a> {
             ..*attr
         };
         apply_sattr(&dir.obj, fd.as_fd(), &st, &rest, false)?;
-        let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
-        let kernel = sys::name_to_handle(fd.as_fd(), c"").map_err(io_stat)?;
-        let fh = self.svc.key.encode(dir.obj.share.id, &kernel);
-        dir.obj.remember_handle(fd.as_fd(), &fh);
-        Ok((fh, dir.obj.fattr(&st)))
+        dir.obj.minted(&self.svc.key, fd.as_fd())
     }
 
     /// Encode the reply of CREATE, MKDIR, SYMLINK and MKNOD.
@@ -965,12 +963,8 @@ impl<'a> NfsCall<'a> {
                 };
                 apply_sattr(&dir.obj, fd.as_fd(), &st, &rest, false)?;
             }
-            let st = rustix::fs::fstat(&fd).map_err(errno_stat)?;
-            let kernel = sys::name_to_handle(fd.as_fd(), c"").map_err(io_stat)?;
             dir_wcc = dir.wcc();
-            let fh = self.svc.key.encode(dir.obj.share.id, &kernel);
-            dir.obj.remember_handle(fd.as_fd(), &fh);
-            Ok((fh, dir.obj.fattr(&st)))
+            dir.obj.minted(&self.svc.key, fd.as_fd())
         })();
         Self::put_created(out, res, &dir_wcc);
         Ok(())

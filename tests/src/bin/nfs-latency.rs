@@ -345,12 +345,11 @@ fn main() -> Result<()> {
                 (0..slots).rev().collect()
             };
             for s in order {
-                match (s < targets.len(), &args.floor_dir) {
-                    (true, _) => {
+                match args.floor_dir.as_deref().filter(|_| s == targets.len()) {
+                    Some(dir) => floor_round(dir, round, &args, &mut floor)?,
+                    None => {
                         one_round(&*mounts[s], &targets[s].0, round, &args, &mut samples[s]).await?
                     }
-                    (false, Some(dir)) => floor_round(dir, round, &args, &mut floor)?,
-                    (false, None) => unreachable!("a floor slot only with --floor-dir"),
                 }
             }
         }
