@@ -110,6 +110,7 @@ bench: deps image
 		--runs 18 --size-mib 512 --entries 50000 --files 90000
 	target/release/rollup-bench
 	target/release/card-bench
+	target/release/placement-bench
 
 clean:
 	$(CARGO) clean

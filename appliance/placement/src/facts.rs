@@ -1,0 +1,195 @@
+//! What rules look at in a file, and the scan of a share's tree that gathers it.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
+
+/// The extended attribute naming the pool a file's data is on, when not its share's
+/// home pool (written by the mover; `trusted.*`, so no client can set it).
+pub const POOL_XATTR: &str = "trusted.rushes.pool";
+
+/// Folders of a share that are the box's own and never placed.
+pub const OWN_FOLDER: &str = ".rushes";
+
+/// One file, as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    pub share: String,
+    /// Inside the share, `/`-separated, without a leading `/`.
+    pub path: String,
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since the epoch.
+    pub modified: i64,
+    pub accessed: i64,
+    /// Birth time, where the file system keeps it (XFS and ext4 do).
+    pub created: Option<i64>,
+    /// The pool its data is on now.
+    pub pool: String,
+    /// The extended attributes the rules read, those the file has.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// Some client has it open for writing: it moves once they close.
+    pub being_written: bool,
+}
+
+impl FileFacts {
+    /// The file's own name: what follows the last `/`.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
+    pub fn xattr(&self, name: &str) -> Option<&[u8]> {
+        self.xattrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Why a scan stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("scanning {path}: {source}")]
+pub struct ScanError {
+    pub path: String,
+    #[source]
+    pub source: rustix::io::Errno,
+}
+
+/// Walk the share `share` at `root` (home pool `home`), calling `visit` with each
+/// regular file's facts, reading only the extended attributes in `xattrs`. Files and
+/// folders that vanish during the walk are skipped; the box's own folders are not
+/// entered. Nothing is held in memory but the folders being walked.
+pub fn scan_share(
+    share: &str,
+    root: &Path,
+    home: &str,
+    xattrs: &[String],
+    mut visit: impl FnMut(FileFacts),
+) -> Result<(), ScanError> {
+    let top = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| ScanError {
+        path: root.display().to_string(),
+        source,
+    })?;
+    let wanted: Vec<(String, CString)> = xattrs
+        .iter()
+        .chain(std::iter::once(&POOL_XATTR.to_string()))
+        .filter_map(|n| CString::new(n.as_str()).ok().map(|c| (n.clone(), c)))
+        .collect();
+    let mut stack: Vec<(OwnedFd, String)> = vec![(top, String::new())];
+    while let Some((dir_fd, prefix)) = stack.pop() {
+        let dir = match Dir::read_from(&dir_fd) {
+            Ok(d) => d,
+            Err(source) => {
+                return Err(ScanError {
+                    path: format!("{}/{prefix}", root.display()),
+                    source,
+                })
+            }
+        };
+        for entry in dir {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let bytes = name.to_bytes();
+            if bytes == b"."
+                || bytes == b".."
+                || (prefix.is_empty() && bytes == OWN_FOLDER.as_bytes())
+            {
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                continue;
+            };
+            let path = if prefix.is_empty() {
+                text.to_string()
+            } else {
+                format!("{prefix}/{text}")
+            };
+            match entry.file_type() {
+                FileType::Directory => {
+                    if let Ok(fd) = rustix::fs::openat(
+                        &dir_fd,
+                        name,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    ) {
+                        stack.push((fd, path));
+                    }
+                    continue;
+                }
+                FileType::RegularFile | FileType::Unknown => {}
+                _ => continue,
+            }
+            let Ok(st) = rustix::fs::statx(
+                &dir_fd,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+            ) else {
+                continue;
+            };
+            if FileType::from_raw_mode(st.stx_mode.into()) != FileType::RegularFile {
+                continue;
+            }
+            let mut facts = FileFacts {
+                share: share.to_string(),
+                path,
+                size: st.stx_size,
+                uid: st.stx_uid,
+                gid: st.stx_gid,
+                modified: st.stx_mtime.tv_sec,
+                accessed: st.stx_atime.tv_sec,
+                created: (st.stx_mask & StatxFlags::BTIME.bits() != 0)
+                    .then_some(st.stx_btime.tv_sec),
+                pool: home.to_string(),
+                xattrs: Vec::new(),
+                being_written: false,
+            };
+            if !wanted.is_empty() {
+                read_xattrs(&dir_fd, name, &wanted, &mut facts);
+            }
+            visit(facts);
+        }
+    }
+    Ok(())
+}
+
+/// The wanted attributes of `name` in `dir`, through an O_PATH descriptor of it (a
+/// path walk per attribute would cost more).
+fn read_xattrs(
+    dir: &OwnedFd,
+    name: &std::ffi::CStr,
+    wanted: &[(String, CString)],
+    facts: &mut FileFacts,
+) {
+    let Ok(fd) = rustix::fs::openat(
+        dir.as_fd(),
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    // getxattr does not take an O_PATH descriptor; its /proc path does.
+    let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    let mut buf = vec![0u8; 4096];
+    for (text, c) in wanted {
+        if let Ok(n) = rustix::fs::getxattr(proc.as_str(), c.as_c_str(), &mut buf) {
+            let value = buf[..n].to_vec();
+            if text == POOL_XATTR {
+                if let Ok(pool) = String::from_utf8(value) {
+                    facts.pool = pool;
+                }
+            } else {
+                facts.xattrs.push((text.clone(), value));
+            }
+        }
+    }
+}
