@@ -269,6 +269,21 @@ fn serve_connection(
         if chained && rd.buffer().is_empty() {
             poll_for_call(rd.get_ref(), poll_window);
         }
+        // Whether the client chains its calls is told by when the next call's first
+        // bytes came, not by when all of it was read: reading a 1 MiB WRITE alone takes
+        // longer than the window, and the COMMIT after it would find this thread asleep.
+        match rd.fill_buf() {
+            Ok([]) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection");
+                break;
+            }
+        }
+        chained = replied_at
+            .take()
+            .is_some_and(|at| at.elapsed() < 2 * poll_window);
         let record = match read_record(&mut rd) {
             Ok(Some(record)) => record,
             Ok(None) => break,
@@ -277,9 +292,6 @@ fn serve_connection(
                 break;
             }
         };
-        chained = replied_at
-            .take()
-            .is_some_and(|at| at.elapsed() < 2 * poll_window);
         let alone = in_flight.is_idle()
             && rd.buffer().is_empty()
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;

@@ -11,6 +11,7 @@
 
 #![allow(clippy::print_stdout)] // a command-line report
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,8 +49,9 @@ struct Args {
     #[arg(long)]
     no_iperf: bool,
     /// The exported folder on this machine: each round also makes the file system's part
-    /// of CREATE (mknodat), REMOVE (unlinkat) and COMMIT (fsync after a 1 MiB write)
-    /// there, with no NFS, taking its turn with the servers.
+    /// of CREATE (mknodat), REMOVE (unlinkat), WRITE (1 MiB carried over loopback TCP,
+    /// then pwrite) and COMMIT (fsync after a 1 MiB write) there, with no NFS, taking its
+    /// turn with the servers.
     #[arg(long, value_name = "DIR")]
     floor_dir: Option<PathBuf>,
 }
@@ -267,16 +269,50 @@ fn floor_round(dir: &Path, round: usize, args: &Args, samples: &mut Samples) -> 
         OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o644),
     )?;
+    // A WRITE's bytes must cross the loopback too: 1 MiB sent to a peer that answers
+    // with 4 bytes once it has all of it, as a server answers a WRITE.
+    let (mut wire, sink) = loopback_pair()?;
     for i in 0..(args.calls / 25).max(4) {
-        let written = timed_local(samples, "WRITE 1 MiB (unstable)", || {
-            rustix::io::pwrite(&file, &data, (i * MIB) as u64)
-        })?;
+        let started = Instant::now();
+        wire.write_all(&data)?;
+        let mut ack = [0u8; 4];
+        wire.read_exact(&mut ack)?;
+        let written = rustix::io::pwrite(&file, &data, (i * MIB) as u64)
+            .with_context(|| format!("pwrite to {big} failed"))?;
+        samples.by_op[op("WRITE 1 MiB (unstable)")].push(started.elapsed().as_secs_f64() * 1e6);
         anyhow::ensure!(written == MIB, "short write to {big}");
         timed_local(samples, "COMMIT 1 MiB", || rustix::fs::fsync(&file))?;
     }
     drop(file);
+    drop(wire);
+    sink.join()
+        .map_err(|_| anyhow::anyhow!("the loopback peer panicked"))??;
     rustix::fs::unlinkat(&folder, big.as_str(), rustix::fs::AtFlags::empty())?;
     Ok(())
+}
+
+/// A TCP connection over loopback to a thread that reads 1 MiB at a time and answers
+/// each with 4 bytes, until the connection closes.
+fn loopback_pair() -> Result<(
+    std::net::TcpStream,
+    std::thread::JoinHandle<std::io::Result<()>>,
+)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let wire = std::net::TcpStream::connect(listener.local_addr()?)?;
+    wire.set_nodelay(true)?;
+    let (mut peer, _) = listener.accept()?;
+    peer.set_nodelay(true)?;
+    let sink = std::thread::spawn(move || {
+        let mut buf = vec![0u8; MIB];
+        loop {
+            match peer.read_exact(&mut buf) {
+                Ok(()) => peer.write_all(&[0, 0, 0, 1])?,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    Ok((wire, sink))
 }
 
 fn percentile(values: &[f64], p: f64) -> f64 {
@@ -402,7 +438,10 @@ fn main() -> Result<()> {
         for (name, call) in [
             ("CREATE", "mknodat"),
             ("REMOVE", "unlinkat"),
-            ("WRITE 1 MiB (unstable)", "pwrite 1 MiB"),
+            (
+                "WRITE 1 MiB (unstable)",
+                "1 MiB over loopback TCP, then pwrite",
+            ),
             ("COMMIT 1 MiB", "fsync after a 1 MiB pwrite"),
         ] {
             let local = percentile(&floor.by_op[op(name)], 0.5);
