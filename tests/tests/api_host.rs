@@ -532,3 +532,201 @@ fn nfs_operations_reach_the_top_lists_the_audit_log_and_prometheus() {
     assert!(sample(&metrics, "rushes_client_bytes_total{client=\"127.0.0.1\"}") >= 2 << 20);
     assert!(metrics.contains("# TYPE rushes_operations_total counter"));
 }
+
+/// rushes.toml with two pools whose disks are not in this machine (so they are
+/// "missing", as after a pulled bay) and a share on the first, for placement.
+const TWO_POOLS: &str = r#"schema = 2
+
+[[pool]]
+name = "fast"
+level = "raid1"
+class = "fast"
+uuid = "11111111:22222222:33333333:44444444"
+members = ["S1", "S2"]
+
+[[pool]]
+name = "archive"
+level = "raid6"
+class = "capacity"
+uuid = "55555555:66666666:77777777:88888888"
+members = ["S3", "S4", "S5", "S6"]
+
+[[share]]
+name = "media"
+pool = "fast"
+"#;
+
+#[test]
+fn placement_rules_are_checked_whole_and_explain_says_why_for_a_real_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rushes.toml"), TWO_POOLS).unwrap();
+    // The share's folder where its pool would be mounted, with real files in it.
+    let share = dir.path().join("pools/fast/media");
+    std::fs::create_dir_all(share.join("day1")).unwrap();
+    std::fs::create_dir_all(share.join("grade")).unwrap();
+    std::fs::write(share.join("day1/A001C003.mov"), vec![1u8; 3 << 20]).unwrap();
+    std::fs::write(share.join("grade/hero.mov"), vec![2u8; 3 << 20]).unwrap();
+    let (server, c) = start(dir.path());
+
+    let none: rushes_api::Placement = c.get("/v1/placement").unwrap();
+    assert!(
+        none.rules.is_empty() && none.problems.is_empty(),
+        "{none:?}"
+    );
+
+    // One bad file: every bad line is named, and nothing changes.
+    let bad = "[[rule]]\nname = \"a\"\naction = \"place\"\npool = \"nearline\"\n\n\
+               [[rule]]\nname = \"b\"\naction = \"pin\"\nsmaller_than = \"lots\"\n";
+    let body = serde_json::json!({ "text": bad }).to_string();
+    let (status, code, message) = refused(&c, "PUT", "/v1/placement", &body);
+    assert_eq!((status, code.as_str()), (422, "rules-refused"), "{message}");
+    assert!(
+        message.contains(
+            "line 1 (rule \"a\"): there is no pool \"nearline\": pools are fast, archive"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("line 6 (rule \"b\"): smaller_than"),
+        "{message}"
+    );
+    let still: rushes_api::Placement = c.get("/v1/placement").unwrap();
+    assert!(still.rules.is_empty());
+
+    let good = r#"
+[[pool]]
+name = "fast"
+high = 85
+low = 70
+
+[[rule]]
+name = "grading-stays"
+path = "grade/**"
+action = "pin"
+
+[[rule]]
+name = "old-rushes"
+extension = ["mov"]
+modified_older_than = "30d"
+action = "place"
+pool = "archive"
+
+[[rule]]
+name = "big-rushes"
+larger_than = "2M"
+action = "place"
+pool = "archive"
+"#;
+    let set: rushes_api::Placement = c
+        .put(
+            "/v1/placement",
+            &rushes_api::PlacementRules { text: good.into() },
+        )
+        .unwrap();
+    let names: Vec<&str> = set.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["grading-stays", "old-rushes", "big-rushes"]);
+    assert_eq!(set.rules[2].conditions, ["larger_than = \"2.0 MiB\""]);
+    assert_eq!(set.watermarks[0].weight, "oldest-access");
+    // Kept in rushes.toml, beside the pools and shares.
+    let kept = std::fs::read_to_string(dir.path().join("rushes.toml")).unwrap();
+    assert!(
+        kept.contains("[placement]") || kept.contains("[[placement.rule]]"),
+        "{kept}"
+    );
+
+    let e: rushes_api::PlacementExplain = c
+        .get("/v1/placement/explain?path=media/day1/A001C003.mov")
+        .unwrap();
+    let why: Vec<(&str, bool, &str)> = e
+        .verdicts
+        .iter()
+        .map(|v| (v.rule.as_str(), v.matched, v.why.as_str()))
+        .collect();
+    assert_eq!(
+        why[0],
+        (
+            "grading-stays",
+            false,
+            "path day1/A001C003.mov does not match grade/**"
+        )
+    );
+    assert_eq!(why[1].0, "old-rushes");
+    assert!(
+        !why[1].1 && why[1].2.ends_with("ago, not more than 30d"),
+        "{why:?}"
+    );
+    assert_eq!(why[2], ("big-rushes", true, "size 3.0 MiB above 2.0 MiB"));
+    assert_eq!(e.pool, "fast");
+    assert_eq!(e.outcome, "rule big-rushes moves it from fast to archive");
+    assert_eq!(e.at_create.as_deref(), Some("big-rushes"));
+    let pinned: rushes_api::PlacementExplain = c
+        .get("/v1/placement/explain?path=media/grade/hero.mov")
+        .unwrap();
+    assert_eq!(pinned.outcome, "rule grading-stays pins it on fast");
+    for (path, status) in [
+        ("media/day1/nothing.mov", 404),
+        ("films/a.mov", 404),
+        ("media/../../etc/passwd", 400),
+        ("media", 400),
+    ] {
+        let resp = c
+            .raw("GET", &format!("/v1/placement/explain?path={path}"), None)
+            .unwrap();
+        assert_eq!(
+            resp.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+
+    // Simulate says what it could not look at: the pool is not mounted here.
+    let plan: rushes_api::PlacementPlan = c
+        .post("/v1/placement/simulate", &serde_json::json!({}))
+        .unwrap();
+    assert_eq!(plan.files_seen, 0);
+    assert_eq!(plan.skipped, ["share media: pool fast is not mounted"]);
+    assert!(
+        plan.report.contains("not looked at: share media"),
+        "{}",
+        plan.report
+    );
+    drop(server);
+
+    // A hand edit that no longer passes: refused at start, with its line in rushes.toml
+    // and an alert, and nothing is in force.
+    let edited = kept.replace("pool = \"archive\"", "pool = \"tape\"");
+    std::fs::write(dir.path().join("rushes.toml"), &edited).unwrap();
+    // The refusals point at the tables of the rules naming "tape", by their line in the file.
+    let lines: Vec<&str> = edited.lines().collect();
+    let expected: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("\"tape\""))
+        .map(|(i, _)| {
+            (0..i)
+                .rev()
+                .find(|&j| lines[j].starts_with("[[placement.rule]]"))
+                .unwrap()
+                + 1
+        })
+        .collect();
+    let (server, c) = start(dir.path());
+    let p: rushes_api::Placement = c.get("/v1/placement").unwrap();
+    assert!(p.rules.is_empty());
+    assert!(!p.problems.is_empty(), "{p:?}");
+    assert!(
+        p.problems
+            .iter()
+            .all(|q| q.reason.contains("there is no pool \"tape\"")),
+        "{p:?}"
+    );
+    let got: Vec<usize> = p.problems.iter().map(|q| q.line).collect();
+    assert_eq!(got, expected, "{p:?}\n{edited}");
+    let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    assert!(
+        alerts.iter().any(|a| a.id == "placement-rules-refused"),
+        "{alerts:?}\n{}",
+        server.log_text()
+    );
+}

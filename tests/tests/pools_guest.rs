@@ -249,6 +249,50 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     assert_eq!(pool_state(&vm)["state"], "online");
 
+    // Placement on the real pool: rules checked whole, explain of files written over
+    // NFS, simulate over the share.
+    let out = ctl(&vm, "placement", 0, SHORT);
+    assert!(out.contains("no placement rules"), "{out}");
+    sh(
+        &vm,
+        "printf '[[rule]]\\nname = \"to-tape\"\\naction = \"place\"\\npool = \"tape\"\\n' > /tmp/bad.toml",
+    );
+    let out = ctl(&vm, "placement set /tmp/bad.toml", 1, SHORT);
+    assert!(
+        out.contains("line 1 (rule \"to-tape\"): there is no pool \"tape\": pools are media"),
+        "{out}"
+    );
+    sh(
+        &vm,
+        "printf '[[pool]]\\nname = \"media\"\\nhigh = 90\\nlow = 75\\n\\n\
+         [[rule]]\\nname = \"keep-reel-0\"\\nfile = \"reel-0.mov\"\\naction = \"pin\"\\n\\n\
+         [[rule]]\\nname = \"huge\"\\nlarger_than = \"100M\"\\naction = \"exclude\"\\n\\n\
+         [[rule]]\\nname = \"reels\"\\nextension = [\"mov\"]\\naction = \"place\"\\npool = \"media\"\\n' > /tmp/rules.toml",
+    );
+    let out = ctl(&vm, "placement set /tmp/rules.toml", 0, SHORT);
+    assert!(out.contains("3 rules in force"), "{out}");
+    let out = ctl(&vm, "placement explain projects/reel-1.mov", 0, SHORT);
+    for line in [
+        "projects/reel-1.mov (6.3 MB), data on pool media",
+        "no    keep-reel-0: name reel-1.mov does not match reel-0.mov",
+        "no    huge: size 6.0 MiB is not above 100 MiB",
+        "MATCH reels: extension .mov",
+        "rule reels places it on media, where it is",
+        "new files like it are placed by rule reels",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    let out = ctl(&vm, "placement explain projects/reel-0.mov", 0, SHORT);
+    assert!(out.contains("rule keep-reel-0 pins it on media"), "{out}");
+    let out = ctl(&vm, "placement explain projects/missing.mov", 1, SHORT);
+    assert!(out.contains("missing.mov"), "{out}");
+    let out = ctl(&vm, "placement simulate", 0, SHORT);
+    assert!(out.contains("3 files looked at; 0 would move"), "{out}");
+    assert!(
+        out.contains("media: ") && out.contains("(watermarks 90 % / 75 %)"),
+        "{out}"
+    );
+
     // Reboot from the console's Power screen (appliance_image presses ctrl-alt-del):
     // the pool is assembled from RUSHES-CFG and the files are intact.
     let before = vm.console().len();
@@ -271,6 +315,13 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     vm.wait_screen(&["Dashboard", "media", "online"], SHORT)
         .unwrap();
     assert_eq!(pool_state(&vm)["state"], "online");
+    // The rules came back with the config.
+    let placement = ctl_json(&vm, "placement");
+    assert_eq!(
+        placement["rules"].as_array().map(Vec::len),
+        Some(3),
+        "{placement}"
+    );
     for (name, data) in &files {
         assert!(
             read_file(vm.port, name).await == *data,

@@ -943,3 +943,146 @@ pub struct Clock {
     #[serde(default)]
     pub kernel_synchronised: bool,
 }
+
+/// `PUT /v1/placement`, `POST /v1/placement/simulate`: a placement rules file as the
+/// admin writes it (`[[pool]]` watermarks, `[[rule]]`s in order, `every`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementRules {
+    /// The file's TOML text.
+    pub text: String,
+}
+
+/// One refusal of a rules file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleProblem {
+    pub line: usize,
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+/// One rule in force, as `rushesctl placement` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlacementRule {
+    pub name: String,
+    /// `place`, `pin` or `exclude`.
+    pub action: String,
+    /// Where `place` puts the data.
+    pub pool: Option<String>,
+    /// `create`, `schedule`, `watermark`.
+    pub on: Vec<String>,
+    /// The rule's conditions, as written (`path = "grade/**"`).
+    pub conditions: Vec<String>,
+}
+
+/// A pool's watermarks, in percent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PoolWatermark {
+    pub pool: String,
+    pub high: u8,
+    pub low: u8,
+    /// `oldest-access`, `oldest-modify` or `largest`: which files leave first.
+    pub weight: String,
+}
+
+/// `GET /v1/placement`: the rules in force, in order, and the pools' watermarks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Placement {
+    pub rules: Vec<PlacementRule>,
+    pub watermarks: Vec<PoolWatermark>,
+    /// Seconds between scheduled runs, if they are on.
+    pub every_secs: Option<u64>,
+    /// Why the rules kept in rushes.toml are not in force (a hand edit that does not
+    /// pass), if they are not; then nothing moves.
+    pub problems: Vec<RuleProblem>,
+}
+
+/// One file's data going from one pool to another, in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlannedMove {
+    pub share: String,
+    pub path: String,
+    pub from: String,
+    pub to: String,
+    pub bytes: u64,
+    pub rule: String,
+    /// `rule` or `watermark`.
+    pub because: String,
+    /// Why the move cannot be made now, for a move held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+}
+
+/// A pool before and after a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PoolOutlook {
+    pub pool: String,
+    pub size_bytes: u64,
+    pub used_now: u64,
+    pub used_after: u64,
+    pub high: Option<u8>,
+    pub low: Option<u8>,
+    /// Still past its high watermark once the plan is done.
+    pub above_high_after: bool,
+}
+
+/// `POST /v1/placement/simulate`: what the rules would do now, with nothing moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlacementPlan {
+    pub files_seen: u64,
+    /// The moves, up to `list` of them (all bytes and counts are of every move).
+    pub moves: Vec<PlannedMove>,
+    pub moves_total: u64,
+    pub bytes: u64,
+    /// Moves held back, each with its reason, up to `list` of them.
+    pub held: Vec<PlannedMove>,
+    pub held_total: u64,
+    pub pools: Vec<PoolOutlook>,
+    /// The measured move rate used for the estimate, bytes a second.
+    pub rate: Option<u64>,
+    pub seconds: Option<u64>,
+    /// Shares that could not be looked at, and why.
+    pub skipped: Vec<String>,
+    /// The plan in words, as `rushesctl placement simulate` prints it.
+    pub report: String,
+}
+
+/// `POST /v1/placement/simulate` with other rules than those in force, and how many
+/// moves to list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateRequest {
+    /// A rules file to try instead of the rules in force.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Moves and held moves listed (20 unless given).
+    #[serde(default)]
+    pub list: Option<usize>,
+}
+
+/// One rule's verdict on a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleVerdict {
+    pub rule: String,
+    pub matched: bool,
+    /// How it matched, or the first reason it did not.
+    pub why: String,
+}
+
+/// `GET /v1/placement/explain?path=SHARE/PATH`: which rule decides a file and why the
+/// rules before it did not, and where its data is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlacementExplain {
+    pub share: String,
+    pub path: String,
+    pub size_bytes: u64,
+    /// The pool its data is on now.
+    pub pool: String,
+    /// Every rule up to the one that matched, in order.
+    pub verdicts: Vec<RuleVerdict>,
+    /// What the matching rule wants, in words ("place on archive", "pin"), or that no
+    /// rule matched and the data stays.
+    pub outcome: String,
+    /// The rule that places the file's data when it is created, if one does.
+    pub at_create: Option<String>,
+}

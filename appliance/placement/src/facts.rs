@@ -78,11 +78,7 @@ pub fn scan_share(
         path: root.display().to_string(),
         source,
     })?;
-    let wanted: Vec<(String, CString)> = xattrs
-        .iter()
-        .chain(std::iter::once(&POOL_XATTR.to_string()))
-        .filter_map(|n| CString::new(n.as_str()).ok().map(|c| (n.clone(), c)))
-        .collect();
+    let wanted = wanted(xattrs);
     let mut stack: Vec<(OwnedFd, String)> = vec![(top, String::new())];
     while let Some((dir_fd, prefix)) = stack.pop() {
         let dir = match Dir::read_from(&dir_fd) {
@@ -127,38 +123,117 @@ pub fn scan_share(
                 FileType::RegularFile | FileType::Unknown => {}
                 _ => continue,
             }
-            let Ok(st) = rustix::fs::statx(
-                &dir_fd,
-                name,
-                AtFlags::SYMLINK_NOFOLLOW,
-                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-            ) else {
-                continue;
-            };
-            if FileType::from_raw_mode(st.stx_mode.into()) != FileType::RegularFile {
-                continue;
+            if let Some(facts) = facts_at(&dir_fd, name, share, path, home, &wanted) {
+                visit(facts);
             }
-            let mut facts = FileFacts {
-                share: share.to_string(),
-                path,
-                size: st.stx_size,
-                uid: st.stx_uid,
-                gid: st.stx_gid,
-                modified: st.stx_mtime.tv_sec,
-                accessed: st.stx_atime.tv_sec,
-                created: (st.stx_mask & StatxFlags::BTIME.bits() != 0)
-                    .then_some(st.stx_btime.tv_sec),
-                pool: home.to_string(),
-                xattrs: Vec::new(),
-                being_written: false,
-            };
-            if !wanted.is_empty() {
-                read_xattrs(&dir_fd, name, &wanted, &mut facts);
-            }
-            visit(facts);
         }
     }
     Ok(())
+}
+
+/// The attributes to read: those asked for, and the location.
+fn wanted(xattrs: &[String]) -> Vec<(String, CString)> {
+    xattrs
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(POOL_XATTR))
+        .filter_map(|n| CString::new(n).ok().map(|c| (n.to_string(), c)))
+        .collect()
+}
+
+/// Why one file cannot be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0} is not a path inside the share: no leading /, no .. and no empty parts")]
+    Outside(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: rustix::io::Errno,
+    },
+    #[error("{0} is not a regular file: only files' data is placed")]
+    NotAFile(String),
+}
+
+/// The facts of the one file at `path` inside the share at `root`, read as a scan would
+/// (symbolic links are not followed, anywhere on the way).
+pub fn file_facts(
+    share: &str,
+    root: &Path,
+    home: &str,
+    path: &str,
+    xattrs: &[String],
+) -> Result<FileFacts, FileError> {
+    let parts: Vec<&str> = path.split('/').collect();
+    if path.is_empty()
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(FileError::Outside(path.to_string()));
+    }
+    let io = |source| FileError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let mut dir = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io)?;
+    let (name, folders) = parts.split_last().expect("a path has a part");
+    for folder in folders {
+        dir = rustix::fs::openat(
+            &dir,
+            *folder,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io)?;
+    }
+    let name = CString::new(*name).map_err(|_| FileError::Outside(path.to_string()))?;
+    // A missing file is told apart from one that is there but not a file.
+    rustix::fs::statx(&dir, &name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE).map_err(io)?;
+    facts_at(&dir, &name, share, path.to_string(), home, &wanted(xattrs))
+        .ok_or_else(|| FileError::NotAFile(path.to_string()))
+}
+
+/// The facts of `name` in `dir` (at `path` in the share), if it is a regular file.
+fn facts_at(
+    dir: &OwnedFd,
+    name: &std::ffi::CStr,
+    share: &str,
+    path: String,
+    home: &str,
+    wanted: &[(String, CString)],
+) -> Option<FileFacts> {
+    let st = rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )
+    .ok()?;
+    if FileType::from_raw_mode(st.stx_mode.into()) != FileType::RegularFile {
+        return None;
+    }
+    let mut facts = FileFacts {
+        share: share.to_string(),
+        path,
+        size: st.stx_size,
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        modified: st.stx_mtime.tv_sec,
+        accessed: st.stx_atime.tv_sec,
+        created: (st.stx_mask & StatxFlags::BTIME.bits() != 0).then_some(st.stx_btime.tv_sec),
+        pool: home.to_string(),
+        xattrs: Vec::new(),
+        being_written: false,
+    };
+    read_xattrs(dir, name, wanted, &mut facts);
+    Some(facts)
 }
 
 /// The wanted attributes of `name` in `dir`, through an O_PATH descriptor of it (a

@@ -9,6 +9,6 @@ pub mod rules;
 pub mod units;
 
 pub use evaluate::{Decision, Fill, Trigger, Verdict};
-pub use facts::{scan_share, FileFacts, ScanError, POOL_XATTR};
-pub use plan::{simulate, Because, FillNow, Held, Move, Plan, PoolOutlook, PoolState};
+pub use facts::{file_facts, scan_share, FileError, FileFacts, ScanError, POOL_XATTR};
+pub use plan::{simulate, Because, FillNow, Held, Move, Plan, Planner, PoolState};
 pub use rules::{Action, Names, RuleError, RuleSet, RulesFile, Watermark, Weight, TAGS_XATTR};

@@ -11,6 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
+use rushes_api::PoolOutlook;
 use serde::Serialize;
 
 use crate::evaluate::{Fill, Trigger};
@@ -56,19 +57,6 @@ pub struct Held {
     #[serde(flatten)]
     pub wanted: Move,
     pub reason: String,
-}
-
-/// A pool before and after the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PoolOutlook {
-    pub name: String,
-    pub size: u64,
-    pub used_now: u64,
-    pub used_after: u64,
-    pub high: Option<u8>,
-    pub low: Option<u8>,
-    /// Still past its high watermark once the plan is done.
-    pub above_high_after: bool,
 }
 
 /// What simulate found.
@@ -180,21 +168,52 @@ pub fn simulate(
     now: i64,
     rate: Option<u64>,
 ) -> Plan {
-    let fill = FillNow { rules, pools };
-    let mut plan = Plan {
-        rate,
-        ..Plan::default()
-    };
-    let mut scheduled = Vec::new();
-    let mut candidates: HashMap<String, Vec<(i64, Move)>> = HashMap::new();
+    let mut planner = Planner::new(rules, pools, now, rate);
     for f in files {
-        plan.files_seen += 1;
-        let decision = rules.decide(&f, now, Trigger::Schedule, &fill);
+        planner.judge(&f);
+    }
+    planner.finish()
+}
+
+/// A simulate fed one file at a time, as a scan finds them: only the moves are kept.
+pub struct Planner<'a> {
+    rules: &'a RuleSet,
+    pools: &'a [PoolState],
+    now: i64,
+    plan: Plan,
+    scheduled: Vec<Move>,
+    candidates: HashMap<String, Vec<(i64, Move)>>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(rules: &'a RuleSet, pools: &'a [PoolState], now: i64, rate: Option<u64>) -> Self {
+        Self {
+            rules,
+            pools,
+            now,
+            plan: Plan {
+                rate,
+                ..Plan::default()
+            },
+            scheduled: Vec::new(),
+            candidates: HashMap::new(),
+        }
+    }
+
+    /// Phase one for one file: the first rule that matches it.
+    pub fn judge(&mut self, f: &FileFacts) {
+        let rules = self.rules;
+        self.plan.files_seen += 1;
+        let fill = FillNow {
+            rules,
+            pools: self.pools,
+        };
+        let decision = rules.decide(f, self.now, Trigger::Schedule, &fill);
         let (Some(i), Some(Action::Place(to))) = (decision.rule, decision.action) else {
-            continue;
+            return;
         };
         if to == f.pool {
-            continue;
+            return;
         }
         let rule = &rules.rules[i];
         let by_watermark = !rule.triggers.schedule;
@@ -212,61 +231,76 @@ pub fn simulate(
             },
         };
         if f.being_written {
-            plan.held.push(Held {
+            self.plan.held.push(Held {
                 wanted: m,
                 reason: "it is open for writing: it moves once its writers close".into(),
             });
         } else if by_watermark {
-            let key = rules.watermark(&f.pool).map_or(0, |w| weight(w.weight, &f));
-            candidates.entry(f.pool.clone()).or_default().push((key, m));
+            let key = rules.watermark(&f.pool).map_or(0, |w| weight(w.weight, f));
+            self.candidates
+                .entry(f.pool.clone())
+                .or_default()
+                .push((key, m));
         } else {
-            scheduled.push(m);
+            self.scheduled.push(m);
         }
     }
-    let mut ledger = Ledger::new(pools);
-    let place = |m: Move, plan: &mut Plan, ledger: &mut Ledger<'_>| match ledger.take(&m) {
-        Ok(()) => {
-            plan.bytes += m.bytes;
-            plan.moves.push(m);
-        }
-        Err(reason) => plan.held.push(Held { wanted: m, reason }),
-    };
-    for m in scheduled {
-        place(m, &mut plan, &mut ledger);
-    }
-    for pool in pools {
-        let (Some(w), Some(mut list)) =
-            (rules.watermark(&pool.name), candidates.remove(&pool.name))
-        else {
-            continue;
-        };
-        list.sort_by_key(|(key, _)| Reverse(*key));
-        let low = pool.size as u128 * w.low as u128 / 100;
-        for (_, m) in list {
-            if (ledger.used[pool.name.as_str()] as u128) <= low {
-                break;
+
+    /// Phase two: choose the moves, and see where the pools end.
+    pub fn finish(self) -> Plan {
+        let Planner {
+            rules,
+            pools,
+            mut plan,
+            scheduled,
+            mut candidates,
+            ..
+        } = self;
+        let mut ledger = Ledger::new(pools);
+        let place = |m: Move, plan: &mut Plan, ledger: &mut Ledger<'_>| match ledger.take(&m) {
+            Ok(()) => {
+                plan.bytes += m.bytes;
+                plan.moves.push(m);
             }
+            Err(reason) => plan.held.push(Held { wanted: m, reason }),
+        };
+        for m in scheduled {
             place(m, &mut plan, &mut ledger);
         }
-    }
-    plan.pools = pools
-        .iter()
-        .map(|p| {
-            let w = rules.watermark(&p.name);
-            let after = ledger.used[p.name.as_str()];
-            PoolOutlook {
-                name: p.name.clone(),
-                size: p.size,
-                used_now: p.used,
-                used_after: after,
-                high: w.map(|w| w.high),
-                low: w.map(|w| w.low),
-                above_high_after: w.is_some_and(|w| percent(after, p.size) > w.high as u64),
+        for pool in pools {
+            let (Some(w), Some(mut list)) =
+                (rules.watermark(&pool.name), candidates.remove(&pool.name))
+            else {
+                continue;
+            };
+            list.sort_by_key(|(key, _)| Reverse(*key));
+            let low = pool.size as u128 * w.low as u128 / 100;
+            for (_, m) in list {
+                if (ledger.used[pool.name.as_str()] as u128) <= low {
+                    break;
+                }
+                place(m, &mut plan, &mut ledger);
             }
-        })
-        .collect();
-    plan.seconds = rate.filter(|&r| r > 0).map(|r| plan.bytes.div_ceil(r));
-    plan
+        }
+        plan.pools = pools
+            .iter()
+            .map(|p| {
+                let w = rules.watermark(&p.name);
+                let after = ledger.used[p.name.as_str()];
+                PoolOutlook {
+                    pool: p.name.clone(),
+                    size_bytes: p.size,
+                    used_now: p.used,
+                    used_after: after,
+                    high: w.map(|w| w.high),
+                    low: w.map(|w| w.low),
+                    above_high_after: w.is_some_and(|w| percent(after, p.size) > w.high as u64),
+                }
+            })
+            .collect();
+        plan.seconds = plan.rate.filter(|&r| r > 0).map(|r| plan.bytes.div_ceil(r));
+        plan
+    }
 }
 
 impl Plan {
@@ -325,9 +359,9 @@ impl Plan {
             };
             out.push_str(&format!(
                 "  {}: {} % now, {} % after{marks}{}\n",
-                p.name,
-                percent(p.used_now, p.size),
-                percent(p.used_after, p.size),
+                p.pool,
+                percent(p.used_now, p.size_bytes),
+                percent(p.used_after, p.size_bytes),
                 if p.above_high_after {
                     " - STILL ABOVE ITS HIGH WATERMARK"
                 } else {

@@ -249,17 +249,32 @@ pub fn line_of(source: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A file that is not TOML, or has a field no rule takes, refused at its line.
+fn toml_refusal(source: &str, e: &toml::de::Error) -> Vec<RuleError> {
+    vec![RuleError {
+        line: e.span().map_or(1, |s| line_of(source, s.start)),
+        rule: None,
+        reason: e.message().to_string(),
+    }]
+}
+
 impl RuleSet {
     /// Read and check a standalone rules file.
     pub fn parse(source: &str, names: &Names) -> Result<RuleSet, Vec<RuleError>> {
-        let file: RulesFile = toml::from_str(source).map_err(|e| {
-            vec![RuleError {
-                line: e.span().map_or(1, |s| line_of(source, s.start)),
-                rule: None,
-                reason: e.message().to_string(),
-            }]
-        })?;
+        let file: RulesFile = toml::from_str(source).map_err(|e| toml_refusal(source, &e))?;
         Self::check(&file, source, names)
+    }
+
+    /// Read and check the `[placement]` table of rushes.toml (`source`), its lines
+    /// counted in that file; a file without one has no rules.
+    pub fn parse_config(source: &str, names: &Names) -> Result<RuleSet, Vec<RuleError>> {
+        #[derive(Deserialize)]
+        struct Config {
+            #[serde(default)]
+            placement: Option<RulesFile>,
+        }
+        let config: Config = toml::from_str(source).map_err(|e| toml_refusal(source, &e))?;
+        Self::check(&config.placement.unwrap_or_default(), source, names)
     }
 
     /// Check `file`, read from `source` (whose spans it carries), against `names`. All
@@ -686,5 +701,42 @@ fn check_rule(
     match action {
         Some(action) if errors.is_empty() => Ok((conditions, action, triggers)),
         _ => Err(errors),
+    }
+}
+
+/// A condition as the rules file writes it: `path = "grade/**"`.
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Condition::Share(s) => write!(f, "share = {s:?}"),
+            Condition::Path(g) => write!(f, "path = {:?}", g.glob().glob()),
+            Condition::File(g) => write!(f, "file = {:?}", g.glob().glob()),
+            Condition::Extension(x) => write!(f, "extension = {x:?}"),
+            Condition::LargerThan(n) => {
+                write!(f, "larger_than = {:?}", crate::units::show_size(*n))
+            }
+            Condition::SmallerThan(n) => {
+                write!(f, "smaller_than = {:?}", crate::units::show_size(*n))
+            }
+            Condition::Owner(_, o) => write!(f, "owner = {o:?}"),
+            Condition::Group(_, g) => write!(f, "group = {g:?}"),
+            Condition::Age {
+                clock, older, text, ..
+            } => write!(
+                f,
+                "{}_{}_than = {text:?}",
+                clock.word(),
+                if *older { "older" } else { "newer" }
+            ),
+            Condition::CurrentPool(p) => write!(f, "current_pool = {p:?}"),
+            Condition::Tag(t) => write!(f, "tag = {t:?}"),
+            Condition::Xattr { name, value: None } => write!(f, "xattr = {name:?}"),
+            Condition::Xattr {
+                name,
+                value: Some(v),
+            } => {
+                write!(f, "xattr = \"{name}={}\"", String::from_utf8_lossy(v))
+            }
+        }
     }
 }

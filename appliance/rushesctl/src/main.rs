@@ -58,6 +58,12 @@ enum Cmd {
     /// The admin password (the console's lock), from the maintenance shell.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Placement rules: which pool each file's data belongs on. Without a subcommand,
+    /// lists the rules in force and the pools' watermarks.
+    Placement {
+        #[command(subcommand)]
+        cmd: Option<PlacementCmd>,
+    },
     /// Recent jobs with their progress; `rushesctl jobs watch ID` follows one,
     /// `rushesctl jobs cancel ID` stops one that can be stopped (a scrub).
     Jobs {
@@ -225,6 +231,34 @@ fn host_port(address: &str) -> (String, Option<String>) {
 }
 
 #[derive(Subcommand)]
+enum PlacementCmd {
+    /// Put a rules file in force. A file with any bad rule is refused whole, each line
+    /// with its reason, and nothing changes.
+    #[command(
+        after_help = "A rules file:\n\n  [[pool]]\n  name = \"fast\"\n  high = 85\n  low = 70\n\n  [[rule]]\n  name = \"grading-stays\"\n  path = \"*/grade/**\"\n  action = \"pin\"\n\n  [[rule]]\n  name = \"finished-to-archive\"\n  path = \"finished/**\"\n  accessed_older_than = \"30d\"\n  action = \"place\"\n  pool = \"archive\"\n\n  [[rule]]\n  name = \"spill\"\n  on = [\"watermark\"]\n  current_pool = \"fast\"\n  action = \"place\"\n  pool = \"archive\"\n\nConditions: share, path, file, extension, larger_than, smaller_than, owner, group,\n{modified,accessed,created}_{older,newer}_than, current_pool, tag, xattr.\nActions: place (with pool), pin, exclude. Triggers (on): create, schedule, watermark."
+    )]
+    Set {
+        /// The rules file (TOML); `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Which files the rules would move where, how many bytes and how long, which
+    /// moves would be held back and why, and the pools after. Nothing moves.
+    Simulate {
+        /// Try these rules instead of those in force.
+        #[arg(long = "rule", value_name = "FILE")]
+        rule: Option<PathBuf>,
+        /// Moves listed (all are counted).
+        #[arg(long, default_value_t = 20)]
+        list: usize,
+    },
+    /// Which rule decides a file, why each rule before it did not, and where its data is.
+    Explain {
+        /// SHARE/PATH, e.g. media/day1/A001.mov.
+        path: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum JobsCmd {
     /// Follow a job until it ends.
     Watch { id: u64 },
@@ -352,6 +386,140 @@ fn when(text: &str) -> Result<u64, String> {
     }
     let ago = rushes_api::calendar::parse_span(text)?;
     Ok(now.saturating_sub(ago))
+}
+
+/// A rules file's text, from a path or (`-`) standard input.
+fn rules_text(file: &std::path::Path) -> Result<String, String> {
+    let read = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    read.map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+/// A local file that cannot be read: said, and exit status 2 (a usage error).
+fn unreadable(why: String) -> Res {
+    eprintln!("rushesctl: {why}");
+    Ok(ExitCode::from(2))
+}
+
+fn placement(cli: &Cli, c: &Client, cmd: Option<&PlacementCmd>) -> Res {
+    match cmd {
+        None => {
+            let p: api::Placement = c.get("/v1/placement")?;
+            if cli.json {
+                json(&p);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for problem in &p.problems {
+                out(&format!(
+                    "REFUSED line {}{}: {}\n",
+                    problem.line,
+                    problem
+                        .rule
+                        .as_ref()
+                        .map(|r| format!(" (rule {r:?})"))
+                        .unwrap_or_default(),
+                    problem.reason
+                ));
+            }
+            if !p.problems.is_empty() {
+                out("the rules in rushes.toml are refused, so nothing moves; fix them and `rushesctl placement set FILE`\n");
+                return Ok(ExitCode::from(1));
+            }
+            if p.rules.is_empty() {
+                out("no placement rules: every file's data stays on its share's pool\n");
+            }
+            let rows: Vec<Vec<String>> = p
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    vec![
+                        (i + 1).to_string(),
+                        r.name.clone(),
+                        match &r.pool {
+                            Some(pool) => format!("{} {pool}", r.action),
+                            None => r.action.clone(),
+                        },
+                        r.on.join(","),
+                        r.conditions.join(", "),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                out(&table(&["#", "RULE", "ACTION", "ON", "CONDITIONS"], &rows));
+            }
+            for w in &p.watermarks {
+                out(&format!(
+                    "pool {}: past {} % full, files leave ({} first) until it is under {} %\n",
+                    w.pool, w.high, w.weight, w.low
+                ));
+            }
+        }
+        Some(PlacementCmd::Set { file }) => {
+            let text = match rules_text(file) {
+                Ok(text) => text,
+                Err(why) => return unreadable(why),
+            };
+            let p: api::Placement = c.put("/v1/placement", &api::PlacementRules { text })?;
+            if cli.json {
+                json(&p);
+            } else {
+                out(&format!(
+                    "{} rules in force; see what they would do with: rushesctl placement simulate\n",
+                    p.rules.len()
+                ));
+            }
+        }
+        Some(PlacementCmd::Simulate { rule, list }) => {
+            let text = match rule.as_deref().map(rules_text).transpose() {
+                Ok(text) => text,
+                Err(why) => return unreadable(why),
+            };
+            let plan: api::PlacementPlan = c.post(
+                "/v1/placement/simulate",
+                &api::SimulateRequest {
+                    text,
+                    list: Some(*list),
+                },
+            )?;
+            if cli.json {
+                json(&plan);
+            } else {
+                out(&plan.report);
+            }
+        }
+        Some(PlacementCmd::Explain { path }) => {
+            let e: api::PlacementExplain =
+                c.get(&format!("/v1/placement/explain?path={}", encode(path)))?;
+            if cli.json {
+                json(&e);
+                return Ok(ExitCode::SUCCESS);
+            }
+            out(&format!(
+                "{}/{} ({}), data on pool {}\n",
+                e.share,
+                e.path,
+                file_size(e.size_bytes),
+                e.pool
+            ));
+            for v in &e.verdicts {
+                out(&format!(
+                    "  {} {}: {}\n",
+                    if v.matched { "MATCH" } else { "no   " },
+                    v.rule,
+                    v.why
+                ));
+            }
+            out(&format!("{}\n", e.outcome));
+            if let Some(rule) = &e.at_create {
+                out(&format!("new files like it are placed by rule {rule}\n"));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Percent-encode a query value.
@@ -561,6 +729,17 @@ fn size(bytes: u64) -> String {
         format!("{:.1} TB", bytes as f64 / 1e12)
     } else {
         format!("{:.1} GB", bytes as f64 / 1e9)
+    }
+}
+
+/// A file's size: MB under a GB, as disks' sizes above.
+fn file_size(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 {
+        size(bytes)
+    } else if bytes >= 1_000_000 {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -1048,6 +1227,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 }
             }
         }
+        Cmd::Placement { cmd } => return placement(cli, c, cmd.as_ref()),
         Cmd::Jobs {
             watch: Some(JobsCmd::Watch { id }),
         } => return watch(cli, c, *id),

@@ -186,6 +186,13 @@ struct ExportFormat {
     format: Option<String>,
 }
 
+/// `/v1/placement/explain?path=SHARE/PATH`.
+#[derive(serde::Deserialize, JsonSchema)]
+struct ExplainQuery {
+    /// The file, as its share's name and its path inside it: `media/day1/A001.mov`.
+    path: String,
+}
+
 /// `/v1/logs?contains=TEXT&lines=N`.
 #[derive(serde::Deserialize, JsonSchema)]
 struct LogQuery {
@@ -353,6 +360,37 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
                     blocking(move || m.smb.set_user_password(&name, req)).await.map(|()| NoContent)
                 },
                 says("Set an account's SMB password"),
+            ),
+        )
+        .api_route(
+            "/v1/placement",
+            get_with(
+                |State(m): Mgr| async move { blocking(move || Ok(m.placement.view())).await.map(Json) },
+                says("The placement rules in force, in order, and the pools' watermarks; `problems` when the rules kept in rushes.toml are refused"),
+            )
+            .put_with(
+                |State(m): Mgr, Body(req): Body<api::PlacementRules>| async move {
+                    blocking(move || m.placement.set(req)).await.map(Json)
+                },
+                says("Put a rules file in force; a file with any bad rule is refused whole (422) with each line and reason, and nothing changes"),
+            ),
+        )
+        .api_route(
+            "/v1/placement/simulate",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::SimulateRequest>| async move {
+                    blocking(move || m.placement.simulate(req)).await.map(Json)
+                },
+                says("Run the rules in force (or `text`) over every share's files without moving anything: the moves, their bytes and time, what is held back and why, and the pools after"),
+            ),
+        )
+        .api_route(
+            "/v1/placement/explain",
+            get_with(
+                |State(m): Mgr, Params(ExplainQuery { path }): Params<ExplainQuery>| async move {
+                    blocking(move || m.placement.explain(&path)).await.map(Json)
+                },
+                says("Which rule decides a file, why each rule before it did not match, and where its data is now"),
             ),
         )
         .api_route(

@@ -122,6 +122,9 @@ pub struct ApplianceConfig {
     pub discovery: Vec<rushes_api::Discover>,
     /// The offload card: its mode, fabric, and the bays that go through it.
     pub card: CardSettings,
+    /// `[placement]`: the placement rules and watermarks, as checked by
+    /// `rushes_placement` (kept as a table here, so this file knows nothing of rules).
+    pub placement: Option<toml::Table>,
     /// Everything else in the file (host name, network): init's, kept unchanged.
     pub other: toml::Table,
 }
@@ -186,6 +189,11 @@ impl ApplianceConfig {
                 .map_err(|e: toml::de::Error| format!("[card]: {e}"))?,
             None => CardSettings::default(),
         };
+        let placement = match table.remove("placement") {
+            Some(toml::Value::Table(t)) => Some(t),
+            Some(_) => return Err("placement must be a table: [placement]".into()),
+            None => None,
+        };
         Ok(Self {
             pools,
             shares,
@@ -193,6 +201,7 @@ impl ApplianceConfig {
             fabrics,
             discovery,
             card,
+            placement,
             other: table,
         })
     }
@@ -219,6 +228,9 @@ impl ApplianceConfig {
         }
         if self.card != CardSettings::default() {
             table.insert("card".into(), value(&self.card)?);
+        }
+        if let Some(placement) = &self.placement {
+            table.insert("placement".into(), toml::Value::Table(placement.clone()));
         }
         toml::to_string(&table).map_err(|e| e.to_string())
     }

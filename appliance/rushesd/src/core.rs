@@ -167,6 +167,11 @@ impl Core {
         self.config.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where rushes.toml is.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.store.path
+    }
+
     /// Read one thing from the configuration without copying all of it.
     pub fn with_config<T>(&self, f: impl FnOnce(&ApplianceConfig) -> T) -> T {
         f(&self.config_lock())

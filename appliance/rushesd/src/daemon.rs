@@ -11,6 +11,7 @@ use crate::activity::Activity;
 use crate::card::Card;
 use crate::core::Core;
 use crate::fabrics::Fabrics;
+use crate::placement::Placement;
 use crate::pools::Pools;
 use crate::settings::System;
 use crate::shares::Shares;
@@ -25,6 +26,7 @@ pub struct Daemon {
     pub smb: Arc<Smb>,
     pub system: Arc<System>,
     pub activity: Arc<Activity>,
+    pub placement: Arc<Placement>,
 }
 
 impl Daemon {
@@ -59,6 +61,7 @@ impl Daemon {
         self.fabrics.publish_alerts();
         self.card.publish_alerts();
         self.shares.publish_alerts();
+        self.placement.publish_alerts();
         self.core.alerts.list()
     }
 }

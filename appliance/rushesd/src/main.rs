@@ -20,6 +20,7 @@ mod hotplug;
 mod jobs;
 mod metrics;
 mod openapi;
+mod placement;
 mod pools;
 mod samba;
 mod settings;
@@ -451,6 +452,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&directory),
         );
         let system = settings::System::new(Arc::clone(&core));
+        let placement = placement::Placement::start(Arc::clone(&core), Arc::clone(&pools));
         let activity = activity::Activity::new(
             Arc::clone(&core),
             activity::Streams {
@@ -471,6 +473,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             smb,
             system: Arc::clone(&system),
             activity,
+            placement,
         });
         daemon.tick();
         if let Some(samba) = samba.clone() {

@@ -83,7 +83,11 @@ fn facts(i: u64, now: i64) -> FileFacts {
         2 => "audio",
         _ => "rushes",
     };
-    let top = if i.is_multiple_of(5) { "finished" } else { "projects" };
+    let top = if i.is_multiple_of(5) {
+        "finished"
+    } else {
+        "projects"
+    };
     let ext = match i % 9 {
         0 => "wav",
         1 => "tmp",
