@@ -223,6 +223,23 @@ async fn root_is_squashed_unless_a_rule_says_otherwise() {
             .uid(),
         0
     );
+    // A caller presenting gid -1 (which setfsgid takes as "leave it") right after
+    // root's call on the same connection gets the anonymous group, not root's.
+    let mut no_gid = Nfs::mount(server.port(), "/trusted", &User::new(ALICE, u32::MAX))
+        .await
+        .unwrap();
+    let r = no_gid.root.clone();
+    root_trusted
+        .create(&r, "by-root-again", 0o644)
+        .await
+        .unwrap();
+    no_gid.create(&r, "by-no-gid", 0o644).await.unwrap();
+    let md = std::fs::metadata(nosq.path().join("by-no-gid")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid()),
+        (ALICE, 65534),
+        "gid -1 must not keep root's group"
+    );
 
     let mut guest = Nfs::mount(server.port(), "/guest", &alice()).await.unwrap();
     let r = guest.root.clone();

@@ -91,18 +91,27 @@ impl MapCaller for ExportRule {
         if self.all_squash || uid == UNMAPPED {
             return anonymous;
         }
+        // -1 is no id: to setfsuid/setfsgid it means "leave it as it is", so a caller
+        // presenting it would keep whatever the thread had (root's group, say). It gets
+        // the anonymous id instead, as knfsd gives it, and drops out of the group list.
+        const NO_ID: u32 = u32::MAX;
+        if uid == NO_ID {
+            return anonymous;
+        }
+        let gid = if gid == NO_ID { self.anongid } else { gid };
+        let gids = gids.iter().copied().filter(|&g| g != NO_ID);
         if !self.root_squash {
             return Caller {
                 uid,
                 gid,
-                gids: gids.to_vec(),
+                gids: gids.collect(),
             };
         }
         let squash_gid = |g: u32| if g == 0 { self.anongid } else { g };
         Caller {
             uid: if uid == 0 { self.anonuid } else { uid },
             gid: squash_gid(gid),
-            gids: gids.iter().map(|g| squash_gid(*g)).collect(),
+            gids: gids.map(squash_gid).collect(),
         }
     }
 }
@@ -217,6 +226,12 @@ mod tests {
         let windows = anon.map_caller(Some((UNMAPPED, UNMAPPED, &[])));
         assert_eq!((windows.uid, windows.gid), (3000, 3001));
         assert_eq!(anon.map_caller(None).gid, 3001);
+        // -1 would leave the thread's id as it was (root's group after root's work).
+        for rule in [&rule, &anon] {
+            let none = rule.map_caller(Some((1000, u32::MAX, &[u32::MAX, 7])));
+            assert_eq!((none.gid, none.gids), (rule.anongid, vec![7]));
+            assert_eq!(rule.map_caller(Some((u32::MAX, 5, &[]))).uid, rule.anonuid);
+        }
     }
 
     #[test]
