@@ -123,13 +123,20 @@ pub fn run_as(caller: &Caller) -> io::Result<()> {
         if current.as_ref() == Some(caller) {
             return Ok(());
         }
-        let gids: Vec<rustix::process::Gid> = caller
-            .gids
-            .iter()
-            .map(|g| rustix::process::Gid::from_raw(*g))
-            .collect();
-        rustix::thread::set_thread_groups(&gids)?;
-        nix::unistd::setfsgid(nix::unistd::Gid::from_raw(caller.gid));
+        // Each of these calls makes the thread new credentials: skip those that would
+        // not change (most callers and root both have no supplementary groups).
+        let known = current.as_ref().filter(|c| c.gid != u32::MAX);
+        if known.is_none_or(|c| c.gids != caller.gids) {
+            let gids: Vec<rustix::process::Gid> = caller
+                .gids
+                .iter()
+                .map(|g| rustix::process::Gid::from_raw(*g))
+                .collect();
+            rustix::thread::set_thread_groups(&gids)?;
+        }
+        if known.is_none_or(|c| c.gid != caller.gid) {
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(caller.gid));
+        }
         nix::unistd::setfsuid(nix::unistd::Uid::from_raw(caller.uid));
         // setfsuid reports no errors; read the value back to be sure it took.
         let now = nix::unistd::setfsuid(nix::unistd::Uid::from_raw(u32::MAX));
