@@ -125,7 +125,7 @@ pub fn run_as(caller: &Caller) -> io::Result<()> {
         }
         // Each of these calls makes the thread new credentials: skip those that would
         // not change (most callers and root both have no supplementary groups).
-        let known = current.as_ref().filter(|c| c.gid != u32::MAX);
+        let known = current.as_ref();
         if known.is_none_or(|c| c.gids != caller.gids) {
             let gids: Vec<rustix::process::Gid> = caller
                 .gids
@@ -141,11 +141,8 @@ pub fn run_as(caller: &Caller) -> io::Result<()> {
         // setfsuid reports no errors; read the value back to be sure it took.
         let now = nix::unistd::setfsuid(nix::unistd::Uid::from_raw(u32::MAX));
         if now.as_raw() != caller.uid {
-            *current = Some(Caller {
-                uid: now.as_raw(),
-                gid: u32::MAX,
-                gids: Vec::new(),
-            });
+            // Not known any more: the next switch sets every id again.
+            *current = None;
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 "cannot switch file-system uid: rushesd must run as root",

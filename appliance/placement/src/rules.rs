@@ -336,8 +336,7 @@ impl RuleSet {
                 continue;
             }
             match check_rule(e, names, &set.watermarks) {
-                Ok(conditions_and_action) => {
-                    let (conditions, action, triggers) = conditions_and_action;
+                Ok((conditions, action, triggers)) => {
                     let rule = Rule {
                         name: e.name.clone(),
                         line,
