@@ -6,9 +6,10 @@ use std::path::Path;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
 
-/// The extended attribute naming the pool a file's data is on, when not its share's
-/// home pool (written by the mover; `trusted.*`, so no client can set it).
-pub const POOL_XATTR: &str = "trusted.rushes.pool";
+/// The extended attribute naming where a file's data is, when not in its namespace
+/// inode on the share's home pool (written by the mover; `trusted.*`, so no client can
+/// set it): its pool is the file's current pool.
+pub const POOL_XATTR: &str = crate::layout::DATA_XATTR;
 
 /// Folders of a share that are the box's own and never placed.
 pub const OWN_FOLDER: &str = ".rushes";
@@ -259,8 +260,8 @@ fn read_xattrs(
         if let Ok(n) = rustix::fs::getxattr(proc.as_str(), c.as_c_str(), &mut buf) {
             let value = buf[..n].to_vec();
             if text == POOL_XATTR {
-                if let Ok(pool) = String::from_utf8(value) {
-                    facts.pool = pool;
+                if let Some(loc) = crate::layout::DataLocation::parse(&value) {
+                    facts.pool = loc.pool;
                 }
             } else {
                 facts.xattrs.push((text.clone(), value));

@@ -1,0 +1,442 @@
+//! The namespace layer: a share's tree (every directory, inode, name, attribute) stays
+//! on its home pool, and a file's data may live on another pool. Such a file's
+//! namespace inode keeps its size with no blocks (a hole), and names where its data is
+//! in the `trusted.rushes.data` xattr: `POOL/OBJECT`, the object under
+//! `POOL/.rushes/data/`. A file without the xattr has its data in place.
+//!
+//! Servers resolve the location on every data call ([`DataPlaces::resolve`]) under an
+//! [`IoTicket`]; the mover switches a location only once no ticket of that file's shard
+//! is out, so no call reads the old place after it is given back.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+/// Where a file's data is when it is not in its namespace inode.
+pub const DATA_XATTR: &str = "trusted.rushes.data";
+const DATA_XATTR_C: &std::ffi::CStr = c"trusted.rushes.data";
+
+/// Under a pool's root: moved data, and the journal of moves under way.
+pub const DATA_DIR: &str = ".rushes/data";
+pub const MOVING_DIR: &str = ".rushes/moving";
+
+/// A location longer than this is not ours (pool names and object names are short).
+const MAX_LOCATION: usize = 1024;
+
+/// Data kept on `pool` as `POOL/.rushes/data/OBJECT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataLocation {
+    pub pool: String,
+    pub object: String,
+}
+
+impl DataLocation {
+    /// The xattr's value, or `None` when it is not one we wrote.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (pool, object) = text.split_once('/')?;
+        let sane =
+            |s: &str| !s.is_empty() && !s.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        (sane(pool) && sane(object) && !pool.contains('/')).then(|| Self {
+            pool: pool.into(),
+            object: object.into(),
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}/{}", self.pool, self.object)
+    }
+}
+
+/// Whether a namespace inode's stat allows its data to be elsewhere: fewer blocks than
+/// its size. Every moved file has none; a file with its data in place skips the xattr.
+pub fn may_be_elsewhere(size: i64, blocks: i64) -> bool {
+    size > 0 && blocks.saturating_mul(512) < size
+}
+
+/// The location named by the namespace inode open at `fd` (not an `O_PATH` descriptor).
+pub fn location_of(fd: BorrowedFd<'_>) -> Result<Option<DataLocation>, Errno> {
+    let mut buf = [0u8; MAX_LOCATION];
+    match rustix::fs::fgetxattr(fd, DATA_XATTR_C, &mut buf) {
+        Ok(n) => Ok(DataLocation::parse(&buf[..n])),
+        Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Record `loc` as the data's place (`None`: in the namespace inode itself).
+pub fn set_location(fd: BorrowedFd<'_>, loc: Option<&DataLocation>) -> Result<(), Errno> {
+    match loc {
+        Some(loc) => rustix::fs::fsetxattr(
+            fd,
+            DATA_XATTR_C,
+            loc.encode().as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        ),
+        None => match rustix::fs::fremovexattr(fd, DATA_XATTR_C) {
+            Err(Errno::NODATA) => Ok(()),
+            other => other,
+        },
+    }
+}
+
+/// The in-flight calls of one shard of files.
+#[derive(Default)]
+struct Shard {
+    users: AtomicUsize,
+    /// Data-changing calls that ended: a move whose count moved copied stale bytes.
+    writes: AtomicU64,
+    switching: AtomicBool,
+    /// One switch at a time.
+    switcher: Mutex<()>,
+}
+
+const SHARDS: usize = 64;
+
+/// How long a switch waits for calls in flight before it gives way and tries later.
+pub const SWITCH_WAIT: Duration = Duration::from_millis(250);
+
+/// Every pool's data folder, and the gate between data calls and location switches.
+pub struct DataPlaces {
+    roots: RwLock<HashMap<String, Arc<OwnedFd>>>,
+    shards: Vec<Shard>,
+    /// Recalls under way: while any is, a namespace inode whose blocks are filling up
+    /// may still have its data elsewhere, so every call reads the xattr.
+    recalls: AtomicUsize,
+}
+
+impl Default for DataPlaces {
+    fn default() -> Self {
+        Self {
+            roots: RwLock::default(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            recalls: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for DataPlaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .roots
+            .read()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("DataPlaces").field("pools", &names).finish()
+    }
+}
+
+/// A data call in flight on one file: while any is out, its shard's locations hold.
+pub struct IoTicket {
+    places: Arc<DataPlaces>,
+    shard: usize,
+    writes: bool,
+}
+
+impl Drop for IoTicket {
+    fn drop(&mut self) {
+        let shard = &self.places.shards[self.shard];
+        if self.writes {
+            // Counted once the write is done, so a copy that overlapped it sees the change
+            // even when the file system's ctime did not tick between the two.
+            shard.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        shard.users.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for IoTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoTicket")
+            .field("shard", &self.shard)
+            .finish()
+    }
+}
+
+/// A location switch in progress: no data call of the shard is in flight until it drops.
+pub struct Switch<'a> {
+    shard: &'a Shard,
+    _one: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for Switch<'_> {
+    fn drop(&mut self) {
+        self.shard.switching.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A recall under way (see [`DataPlaces::recalls`]).
+pub struct Recall<'a>(&'a AtomicUsize);
+
+impl Drop for Recall<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a data call's bytes are.
+#[derive(Debug)]
+pub enum Resolved {
+    /// In the namespace inode.
+    InPlace,
+    /// In this file on another pool.
+    Elsewhere(OwnedFd, DataLocation),
+}
+
+fn shard_of(ino: u64) -> usize {
+    (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
+}
+
+impl DataPlaces {
+    /// Pool `name`'s data is under `root/.rushes/data` (made when missing).
+    pub fn add_pool(&self, name: &str, root: &Path) -> Result<(), Errno> {
+        let dir = root.join(DATA_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+        let fd = rustix::fs::open(
+            &dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        if let Ok(mut roots) = self.roots.write() {
+            roots.insert(name.to_string(), Arc::new(fd));
+        }
+        Ok(())
+    }
+
+    /// Pool `name` is gone (exported, failed): its data cannot be reached.
+    pub fn remove_pool(&self, name: &str) {
+        if let Ok(mut roots) = self.roots.write() {
+            roots.remove(name);
+        }
+    }
+
+    pub fn pools(&self) -> Vec<String> {
+        self.roots
+            .read()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn root(&self, pool: &str) -> Result<Arc<OwnedFd>, Errno> {
+        self.roots
+            .read()
+            .ok()
+            .and_then(|r| r.get(pool).cloned())
+            .ok_or(Errno::NXIO)
+    }
+
+    /// Open `loc`'s object with `flags` (`O_CREAT` makes the share's folder first).
+    pub fn open(&self, loc: &DataLocation, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let root = self.root(&loc.pool)?;
+        let name = CString::new(loc.object.as_str()).map_err(|_| Errno::INVAL)?;
+        let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let mode = Mode::from_raw_mode(0o600);
+        match rustix::fs::openat(root.as_fd(), name.as_c_str(), flags, mode) {
+            Err(Errno::NOENT) if flags.contains(OFlags::CREATE) => {
+                if let Some((dir, _)) = loc.object.rsplit_once('/') {
+                    match rustix::fs::mkdirat(root.as_fd(), dir, Mode::from_raw_mode(0o700)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                rustix::fs::openat(root.as_fd(), name.as_c_str(), flags, mode)
+            }
+            other => other,
+        }
+    }
+
+    /// Rename object `from` to `to` on the same pool, durably.
+    pub fn rename(&self, pool: &str, from: &str, to: &str) -> Result<(), Errno> {
+        let root = self.root(pool)?;
+        rustix::fs::renameat(root.as_fd(), from, root.as_fd(), to)?;
+        let dir = to.rsplit_once('/').map_or(".", |(d, _)| d);
+        let dir = rustix::fs::openat(
+            root.as_fd(),
+            dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        rustix::fs::fsync(&dir)
+    }
+
+    /// Remove `loc`'s object; one already gone is fine.
+    pub fn remove(&self, loc: &DataLocation) -> Result<(), Errno> {
+        let root = self.root(&loc.pool)?;
+        match rustix::fs::unlinkat(
+            root.as_fd(),
+            loc.object.as_str(),
+            rustix::fs::AtFlags::empty(),
+        ) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A ticket for a data call on inode `ino`, taken before the call looks at where the
+    /// data is. Waits while a switch of the shard is under way (at most [`SWITCH_WAIT`]).
+    pub fn ticket(self: &Arc<Self>, ino: u64) -> IoTicket {
+        self.take(ino, false)
+    }
+
+    /// A ticket for a call that changes the file's data or size (WRITE, a truncate).
+    pub fn write_ticket(self: &Arc<Self>, ino: u64) -> IoTicket {
+        self.take(ino, true)
+    }
+
+    /// How many data-changing calls on `ino`'s shard have ended.
+    pub fn writes(&self, ino: u64) -> u64 {
+        self.shards[shard_of(ino)].writes.load(Ordering::SeqCst)
+    }
+
+    fn take(self: &Arc<Self>, ino: u64, writes: bool) -> IoTicket {
+        let shard = shard_of(ino);
+        let s = &self.shards[shard];
+        loop {
+            s.users.fetch_add(1, Ordering::SeqCst);
+            if !s.switching.load(Ordering::SeqCst) {
+                return IoTicket {
+                    places: Arc::clone(self),
+                    shard,
+                    writes,
+                };
+            }
+            s.users.fetch_sub(1, Ordering::SeqCst);
+            while s.switching.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// Hold off data calls on `ino`'s shard: `None` if calls in flight did not end within
+    /// [`SWITCH_WAIT`] (a slow client); the switch is tried again later.
+    pub fn switch(&self, ino: u64) -> Option<Switch<'_>> {
+        let shard = &self.shards[shard_of(ino)];
+        let one = shard.switcher.lock().unwrap_or_else(|p| p.into_inner());
+        shard.switching.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + SWITCH_WAIT;
+        while shard.users.load(Ordering::SeqCst) > 0 {
+            if Instant::now() > deadline {
+                shard.switching.store(false, Ordering::SeqCst);
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Some(Switch { shard, _one: one })
+    }
+
+    /// Mark a recall under way until the guard drops.
+    pub fn recall(&self) -> Recall<'_> {
+        self.recalls.fetch_add(1, Ordering::SeqCst);
+        Recall(&self.recalls)
+    }
+
+    /// Where the data of the namespace inode open at `ns` is, opened with `flags` when it
+    /// is elsewhere. Call with a ticket held.
+    pub fn resolve(
+        &self,
+        ns: BorrowedFd<'_>,
+        st: &rustix::fs::Stat,
+        flags: OFlags,
+    ) -> Result<Resolved, Errno> {
+        if self.recalls.load(Ordering::SeqCst) == 0 && !may_be_elsewhere(st.st_size, st.st_blocks) {
+            return Ok(Resolved::InPlace);
+        }
+        match location_of(ns)? {
+            None => Ok(Resolved::InPlace),
+            Some(loc) => {
+                let fd = self.open(&loc, flags)?;
+                Ok(Resolved::Elsewhere(fd, loc))
+            }
+        }
+    }
+}
+
+/// The object name for inode `ino` of share `share`, unique per move.
+pub fn object_name(share: &str, ino: u64, nonce: u64) -> String {
+    format!("{share}/{ino:x}.{nonce:x}")
+}
+
+/// `root`'s folder of moves under way.
+pub fn moving_dir(pool_root: &Path) -> PathBuf {
+    pool_root.join(MOVING_DIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_round_trip_and_refuse_what_we_did_not_write() {
+        let loc = DataLocation {
+            pool: "archive".into(),
+            object: "media/1f.2a".into(),
+        };
+        assert_eq!(DataLocation::parse(loc.encode().as_bytes()), Some(loc));
+        for bad in [
+            &b""[..],
+            b"archive",
+            b"archive/",
+            b"/media/x",
+            b"archive/../x",
+            b"archive/media//x",
+            b"\xff/x",
+        ] {
+            assert_eq!(DataLocation::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_files_with_fewer_blocks_than_bytes_are_looked_up() {
+        assert!(may_be_elsewhere(4096, 0));
+        assert!(may_be_elsewhere(1 << 20, 8));
+        assert!(!may_be_elsewhere(0, 0));
+        assert!(!may_be_elsewhere(4096, 8));
+        assert!(!may_be_elsewhere(4000, 8));
+    }
+
+    #[test]
+    fn a_switch_waits_for_calls_in_flight_and_gives_way_to_a_slow_one() {
+        let places = Arc::new(DataPlaces::default());
+        let t = places.ticket(7);
+        // A call in flight longer than the wait: the switch gives way.
+        assert!(places.switch(7).is_none());
+        // Another shard's call does not hold it.
+        let other = (0..1000).find(|i| shard_of(*i) != shard_of(7)).unwrap();
+        let _t2 = places.ticket(other);
+        drop(t);
+        let sw = places.switch(7).expect("no call in flight");
+        // A call that starts during the switch waits for its end.
+        let p2 = Arc::clone(&places);
+        let started = Instant::now();
+        let waiter = std::thread::spawn(move || {
+            let _t = p2.ticket(7);
+            started.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(sw);
+        assert!(waiter.join().unwrap() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_write_counts_once_it_has_ended_and_reads_never_do() {
+        let places = Arc::new(DataPlaces::default());
+        let before = places.writes(9);
+        drop(places.ticket(9));
+        assert_eq!(places.writes(9), before, "a read changes nothing");
+        let w = places.write_ticket(9);
+        assert_eq!(
+            places.writes(9),
+            before,
+            "a write under way has not changed the data yet"
+        );
+        drop(w);
+        assert_eq!(places.writes(9), before + 1);
+    }
+}
