@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod client;
 mod fabrics;
 mod raid;
+pub mod units;
 
 pub use client::{Client, ClientError};
 pub use fabrics::*;
@@ -951,6 +952,16 @@ pub struct Clock {
 pub struct PlacementRules {
     /// The file's TOML text.
     pub text: String,
+}
+
+/// `POST /v1/placement/run`: move every file the rules in force say is on the wrong pool,
+/// as one job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementRun {
+    /// The most bytes a second the moves may read (none: as fast as the pools go).
+    #[serde(default)]
+    pub rate_bytes: Option<u64>,
 }
 
 /// One refusal of a rules file.

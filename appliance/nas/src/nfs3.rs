@@ -21,6 +21,8 @@ use nfsserve::nfs::{
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps, CWD};
 use rustix::io::Errno;
 
+use rushes_placement::layout::{self as data_layout, DataLocation, DataPlaces, IoTicket, Resolved};
+
 use crate::activity::OpRecord;
 use crate::handle::HandleKey;
 use crate::rpc::{AcceptError, AuthSys};
@@ -449,6 +451,100 @@ pub struct FileTail {
     pub file: OwnedFd,
     pub offset: u64,
     pub len: usize,
+    /// Holds the file's data where it is until the bytes are sent.
+    pub ticket: Option<IoTicket>,
+}
+
+/// A data call's ticket on inode `ino` (see [`DataPlaces`]), when any file may have its
+/// data on another pool; `writes` for calls that change the data or the size.
+fn ticket_on(places: &Arc<DataPlaces>, ino: u64, writes: bool) -> Option<IoTicket> {
+    match (places.active(), writes) {
+        (false, _) => None,
+        (true, false) => Some(places.ticket(ino)),
+        (true, true) => Some(places.write_ticket(ino)),
+    }
+}
+
+/// [`ticket_on`] the file open at `fd`, whose stat `st` is taken again under the ticket:
+/// one taken before may predate a switch of its data, and say it is in place after the
+/// mover gave the blocks back.
+fn data_ticket(
+    places: &Arc<DataPlaces>,
+    fd: BorrowedFd<'_>,
+    st: &mut Stat,
+    writes: bool,
+) -> NfsResult<Option<IoTicket>> {
+    let ticket = ticket_on(places, st.st_ino, writes);
+    if ticket.is_some() {
+        *st = rustix::fs::fstat(fd).map_err(errno_stat)?;
+    }
+    Ok(ticket)
+}
+
+/// The data that `name` in `dir` keeps on another pool, when the name is a regular
+/// file's only link and about to go (REMOVE, or RENAME over it): freed once the name is
+/// gone. Holds the file's write ticket, so no move switches its data meanwhile.
+fn data_to_free(
+    places: &Arc<DataPlaces>,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+) -> Option<(Option<IoTicket>, DataLocation)> {
+    if !places.active() {
+        return None;
+    }
+    sys::run_as_root().ok()?;
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let single = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1;
+    if !single || !places.needs_lookup(&st) {
+        return None;
+    }
+    let ticket = ticket_on(places, st.st_ino, true);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::NONBLOCK;
+    let fd = rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    if rustix::fs::fstat(&fd).ok()?.st_ino != st.st_ino {
+        return None;
+    }
+    let loc = data_layout::location_of(fd.as_fd()).ok()??;
+    Some((ticket, loc))
+}
+
+/// Free `doomed`'s data now that its last name is gone.
+fn free_data(places: &DataPlaces, doomed: Option<(Option<IoTicket>, DataLocation)>) {
+    let Some((_ticket, loc)) = doomed else { return };
+    if sys::run_as_root().is_err() {
+        return;
+    }
+    match places.remove(&loc) {
+        Ok(()) => tracing::debug!(object = %loc.encode(), "a removed file's data freed"),
+        Err(e) => {
+            tracing::warn!(object = %loc.encode(), error = %e, "cannot free a removed file's data on its pool")
+        }
+    }
+}
+
+/// Where the data of the regular file open at `fd` (not `O_PATH`; stat `st`) is: `None`
+/// when in the file itself, else the object on another pool, opened with `flags`. Call
+/// with the file's ticket held. Leaves the thread as root when it had to look.
+fn data_elsewhere(
+    places: &DataPlaces,
+    fd: BorrowedFd<'_>,
+    st: &Stat,
+    flags: OFlags,
+) -> NfsResult<Option<(OwnedFd, DataLocation)>> {
+    // A file with as many blocks as bytes has its data in place: no look-up at all.
+    if !places.needs_lookup(st) {
+        return Ok(None);
+    }
+    // The location is a trusted.* xattr and the object root's: looked up as root.
+    sys::run_as_root().map_err(|_| NFS3ERR_SERVERFAULT)?;
+    match places.resolve(fd, st, flags) {
+        Ok(Resolved::InPlace) => Ok(None),
+        Ok(Resolved::Elsewhere(obj, loc)) => Ok(Some((obj, loc))),
+        Err(e) => {
+            tracing::warn!(ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
+            Err(NFS3ERR_IO)
+        }
+    }
 }
 
 /// One NFSv3 call being answered.
@@ -595,7 +691,7 @@ impl<'a> NfsCall<'a> {
                     return Err(NFS3ERR_NOT_SYNC);
                 }
             }
-            let res = apply_sattr(&obj, fd.as_fd(), &st, &attr, true);
+            let res = apply_sattr(&self.svc.places, &obj, fd.as_fd(), &st, &attr, true);
             wcc.after = obj.post_op(fd.as_fd());
             res
         })();
@@ -731,6 +827,12 @@ impl<'a> NfsCall<'a> {
             if !may_io(&st, &obj.caller, false) {
                 return Err(NFS3ERR_ACCES);
             }
+            let mut st = st;
+            let ticket = data_ticket(&self.svc.places, fd.as_fd(), &mut st, false)?;
+            let fd = match data_elsewhere(&self.svc.places, fd.as_fd(), &st, OFlags::RDONLY)? {
+                Some((data, _)) => data,
+                None => fd,
+            };
             put(out, &NFS3_OK);
             put(out, &post_op_attr::attributes(obj.fattr(&st)));
             let size = st.st_size as u64;
@@ -745,6 +847,7 @@ impl<'a> NfsCall<'a> {
                     file: fd,
                     offset,
                     len: available,
+                    ticket,
                 });
                 self.rec.bytes = available as u64;
                 return Ok(());
@@ -810,21 +913,37 @@ impl<'a> NfsCall<'a> {
             if !may_io(&st, &obj.caller, true) {
                 return Err(NFS3ERR_ACCES);
             }
+            let mut st = st;
+            let _ticket = data_ticket(&self.svc.places, fd.as_fd(), &mut st, true)?;
+            let elsewhere = data_elsewhere(&self.svc.places, fd.as_fd(), &st, OFlags::WRONLY)?;
+            let target = elsewhere.as_ref().map_or(fd.as_fd(), |(d, _)| d.as_fd());
             // Write as the caller, so the kernel clears setuid/setgid bits as it should.
             obj.act()?;
             let mut done = 0;
             while done < data.len() {
-                let n = rustix::io::pwrite(&fd, &data[done..], offset + done as u64)
+                let n = rustix::io::pwrite(target, &data[done..], offset + done as u64)
                     .map_err(errno_stat)?;
                 if n == 0 {
                     return Err(NFS3ERR_IO);
                 }
                 done += n;
             }
-            match stable {
-                UNSTABLE => {}
-                DATA_SYNC => rustix::fs::fdatasync(&fd).map_err(errno_stat)?,
-                _ => rustix::fs::fsync(&fd).map_err(errno_stat)?,
+            if elsewhere.is_some() {
+                // The namespace file keeps the size and times clients see.
+                let end = offset + done as u64;
+                self.svc
+                    .places
+                    .written(st.st_ino, fd.as_fd(), end)
+                    .map_err(errno_stat)?;
+            }
+            let sync = |f: BorrowedFd<'_>| match stable {
+                UNSTABLE => Ok(()),
+                DATA_SYNC => rustix::fs::fdatasync(f).map_err(errno_stat),
+                _ => rustix::fs::fsync(f).map_err(errno_stat),
+            };
+            sync(target)?;
+            if elsewhere.is_some() {
+                sync(fd.as_fd())?;
             }
             wcc.after = obj.post_op(fd.as_fd());
             self.rec.bytes = done as u64;
@@ -863,7 +982,7 @@ impl<'a> NfsCall<'a> {
             size: set_size3::Void,
             ..*attr
         };
-        apply_sattr(&dir.obj, fd.as_fd(), &st, &rest, false)?;
+        apply_sattr(&self.svc.places, &dir.obj, fd.as_fd(), &st, &rest, false)?;
         dir.obj.minted(&self.svc.key, fd.as_fd())
     }
 
@@ -961,7 +1080,7 @@ impl<'a> NfsCall<'a> {
                         attr
                     }
                 };
-                apply_sattr(&dir.obj, fd.as_fd(), &st, &rest, false)?;
+                apply_sattr(&self.svc.places, &dir.obj, fd.as_fd(), &st, &rest, false)?;
             }
             dir_wcc = dir.wcc();
             dir.obj.minted(&self.svc.key, fd.as_fd())
@@ -1070,6 +1189,9 @@ impl<'a> NfsCall<'a> {
         let res = (|| -> NfsResult<_> {
             let (dir, name) = self.dir_op(fh, name)?;
             let _locked = self.svc.dir_locks.lock(&dir.before);
+            let doomed = (!rmdir)
+                .then(|| data_to_free(&self.svc.places, dir.fd.as_fd(), &name))
+                .flatten();
             dir.obj.act()?;
             let flags = if rmdir {
                 AtFlags::REMOVEDIR
@@ -1079,6 +1201,9 @@ impl<'a> NfsCall<'a> {
             let res = rustix::fs::unlinkat(&dir.fd, &name, flags);
             if rmdir && res.is_ok() {
                 self.svc.paths.moved();
+            }
+            if res.is_ok() {
+                free_data(&self.svc.places, doomed);
             }
             dir_wcc = dir.wcc();
             res.map_err(errno_stat)
@@ -1104,10 +1229,18 @@ impl<'a> NfsCall<'a> {
                 return Err(NFS3ERR_XDEV);
             }
             let _locked = self.svc.dir_locks.lock_two(&from.before, &to.before);
+            // A file renamed over: its data goes with it, unless it is the same file.
+            let replaced = data_to_free(&self.svc.places, to.fd.as_fd(), &to_name).filter(|_| {
+                let ino = |d: &OwnedFd, n: &CStr| {
+                    rustix::fs::statat(d, n, AtFlags::SYMLINK_NOFOLLOW).map(|s| s.st_ino)
+                };
+                ino(&from.fd, &from_name).ok() != ino(&to.fd, &to_name).ok()
+            });
             from.obj.act()?;
             let res = rustix::fs::renameat(&from.fd, &from_name, &to.fd, &to_name);
             if res.is_ok() {
                 self.svc.paths.moved();
+                free_data(&self.svc.places, replaced);
             }
             from_wcc = from.wcc();
             to_wcc = to.wcc();
@@ -1386,6 +1519,13 @@ impl<'a> NfsCall<'a> {
             self.rec.fileid = Some(st.st_ino);
             self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
+            let mut st = st;
+            let _ticket = data_ticket(&self.svc.places, fd.as_fd(), &mut st, false)?;
+            if let Some((data, _)) =
+                data_elsewhere(&self.svc.places, fd.as_fd(), &st, OFlags::RDONLY)?
+            {
+                rustix::fs::fsync(&data).map_err(errno_stat)?;
+            }
             rustix::fs::fsync(&fd).map_err(errno_stat)?;
             wcc.after = obj.post_op(fd.as_fd());
             Ok(())
@@ -1404,6 +1544,7 @@ impl<'a> NfsCall<'a> {
 /// kernel's call, made as the caller. `check_size` is false right after creating the
 /// file, whose creator may always set its size.
 fn apply_sattr(
+    places: &Arc<DataPlaces>,
     obj: &Obj,
     fd: BorrowedFd<'_>,
     st: &Stat,
@@ -1427,8 +1568,23 @@ fn apply_sattr(
             Mode::empty(),
         )
         .map_err(errno_stat)?;
+        let mut st = *st;
+        let _ticket = data_ticket(places, wfd.as_fd(), &mut st, true)?;
+        let elsewhere = data_elsewhere(places, wfd.as_fd(), &st, OFlags::WRONLY)?;
         obj.act()?;
         rustix::fs::ftruncate(&wfd, size).map_err(errno_stat)?;
+        if let Some((data, loc)) = elsewhere {
+            sys::run_as_root().map_err(|_| NFS3ERR_SERVERFAULT)?;
+            if size == 0 {
+                // Nothing left to keep elsewhere: the data is home again, in the file.
+                data_layout::set_location(wfd.as_fd(), None).map_err(errno_stat)?;
+                if let Err(e) = places.remove(&loc) {
+                    tracing::warn!(object = %loc.encode(), error = %e, "cannot free a truncated file's data on its pool");
+                }
+            } else {
+                rustix::fs::ftruncate(&data, size).map_err(errno_stat)?;
+            }
+        }
     }
     obj.act()?;
     if let set_mode3::mode(mode) = attr.mode {

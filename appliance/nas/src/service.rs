@@ -189,6 +189,8 @@ pub struct Service {
     restart_notice: Mutex<Vec<Peer>>,
     /// Attributes already read, kept true by fanotify.
     pub attrs: Arc<AttrCache>,
+    /// Where moved files' data is: every data call resolves through it.
+    pub places: Arc<rushes_placement::DataPlaces>,
 }
 
 /// The grace period after a restart in which only reclaimed locks are granted (macOS'
@@ -262,6 +264,7 @@ impl Service {
             nlm: Nlm::new(monitor, grace),
             restart_notice: Mutex::new(before),
             attrs,
+            places: Arc::default(),
         })
     }
 

@@ -96,6 +96,9 @@ struct Shard {
     switching: AtomicBool,
     /// One switch at a time.
     switcher: Mutex<()>,
+    /// Writes past the end of a file kept elsewhere grow its namespace inode one at a
+    /// time, so a shorter write never shrinks what a longer one grew.
+    growing: Mutex<()>,
 }
 
 const SHARDS: usize = 64;
@@ -110,11 +113,14 @@ pub struct DataPlaces {
     /// Recalls under way: while any is, a namespace inode whose blocks are filling up
     /// may still have its data elsewhere, so every call reads the xattr.
     recalls: AtomicUsize,
+    /// Pools in `roots`, read on every data call without the lock.
+    pools: AtomicUsize,
 }
 
 impl Default for DataPlaces {
     fn default() -> Self {
         Self {
+            pools: AtomicUsize::new(0),
             roots: RwLock::default(),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             recalls: AtomicUsize::new(0),
@@ -206,6 +212,7 @@ impl DataPlaces {
         )?;
         if let Ok(mut roots) = self.roots.write() {
             roots.insert(name.to_string(), Arc::new(fd));
+            self.pools.store(roots.len(), Ordering::SeqCst);
         }
         Ok(())
     }
@@ -214,6 +221,7 @@ impl DataPlaces {
     pub fn remove_pool(&self, name: &str) {
         if let Ok(mut roots) = self.roots.write() {
             roots.remove(name);
+            self.pools.store(roots.len(), Ordering::SeqCst);
         }
     }
 
@@ -329,6 +337,47 @@ impl DataPlaces {
             std::thread::sleep(Duration::from_micros(200));
         }
         Some(Switch { shard, _one: one })
+    }
+
+    /// Whether any pool's data is reachable: without one no file can be elsewhere, and
+    /// servers skip the tickets.
+    pub fn active(&self) -> bool {
+        self.pools.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether the file with stat `st` must be looked up ([`DataPlaces::resolve`]): it has
+    /// fewer blocks than bytes, or a recall is under way somewhere.
+    pub fn needs_lookup(&self, st: &rustix::fs::Stat) -> bool {
+        self.recalls.load(Ordering::SeqCst) > 0 || may_be_elsewhere(st.st_size, st.st_blocks)
+    }
+
+    /// After a write ending at byte `end` of a file whose data is elsewhere: its namespace
+    /// inode (open at `ns`, writable) grows to `end` when that is past its size, and its
+    /// modify and change times move as the write's own would have. Call with the write's
+    /// ticket held, as the writer.
+    pub fn written(&self, ino: u64, ns: BorrowedFd<'_>, end: u64) -> Result<(), Errno> {
+        let shard = &self.shards[shard_of(ino)];
+        let _one = shard.growing.lock().unwrap_or_else(|p| p.into_inner());
+        let st = rustix::fs::fstat(ns)?;
+        if end > st.st_size as u64 {
+            rustix::fs::ftruncate(ns, end)
+        } else {
+            let omit = rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            };
+            let now = rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            };
+            rustix::fs::futimens(
+                ns,
+                &rustix::fs::Timestamps {
+                    last_access: omit,
+                    last_modification: now,
+                },
+            )
+        }
     }
 
     /// Mark a recall under way until the guard drops.

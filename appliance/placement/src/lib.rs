@@ -9,7 +9,7 @@ pub mod layout;
 pub mod mover;
 pub mod plan;
 pub mod rules;
-pub mod units;
+pub use rushes_api::units;
 
 pub use evaluate::{Decision, Fill, Trigger, Verdict};
 pub use facts::{file_facts, scan_share, FileError, FileFacts, ScanError, POOL_XATTR};

@@ -284,6 +284,14 @@ pub fn move_file(
         return Ok(None);
     }
     let size = st.st_size as u64;
+    if size == 0 {
+        // Nothing to move; an empty file's data is always in place.
+        if let Some(old) = &from {
+            set_location(ns.as_fd(), None).map_err(cx.io("record the data's new place"))?;
+            places.remove(old).map_err(cx.io("free the old place"))?;
+        }
+        return Ok(None);
+    }
     let to_home = spec.to == spec.home;
     if !to_home {
         if let Some(free) = free_on(to_root).filter(|f| *f < size) {

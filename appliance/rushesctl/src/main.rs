@@ -256,6 +256,17 @@ enum PlacementCmd {
         /// SHARE/PATH, e.g. media/day1/A001.mov.
         path: String,
     },
+    /// Move every file the rules place on another pool than its data's, as one job.
+    /// Each copy is read back and compared (blake3) before the file switches to it; the
+    /// file keeps its path, NFS handle and inode, and clients go on reading meanwhile.
+    /// Shares served over SMB are left out for now (see `simulate`).
+    Run {
+        /// The most the moves may read a second, e.g. 200M (none: as fast as the pools go).
+        #[arg(long, value_parser = api::units::parse_size)]
+        rate: Option<u64>,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(Subcommand)]
@@ -490,6 +501,13 @@ fn placement(cli: &Cli, c: &Client, cmd: Option<&PlacementCmd>) -> Res {
             } else {
                 out(&plan.report);
             }
+        }
+        Some(PlacementCmd::Run { rate, wait }) => {
+            let job: api::Job = c.post(
+                "/v1/placement/run",
+                &api::PlacementRun { rate_bytes: *rate },
+            )?;
+            return started(cli, c, job, wait.wait);
         }
         Some(PlacementCmd::Explain { path }) => {
             let e: api::PlacementExplain =

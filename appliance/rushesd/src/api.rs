@@ -385,6 +385,15 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/placement/run",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::PlacementRun>| async move {
+                    blocking(move || m.placement.run(req)).await.map(accepted)
+                },
+                says("Move every file the rules in force place on another pool, as one job: each copy is read back against its blake3 before the file's data switches, and the file keeps its path, handle and inode; 409 while a run is under way"),
+            ),
+        )
+        .api_route(
             "/v1/placement/explain",
             get_with(
                 |State(m): Mgr, Params(ExplainQuery { path }): Params<ExplainQuery>| async move {

@@ -440,6 +440,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
         let fabrics = fabrics::Fabrics::start(Arc::clone(&core));
         let card = card::Card::start(Arc::clone(&core));
         let pools = pools::Pools::start(Arc::clone(&core));
+        // Moved files' data reachable, and moves cut short settled, before any share is served.
+        placement::open_places(&core, &service.places);
         let shares = shares::Shares::start(
             Arc::clone(&core),
             Arc::clone(&service),
@@ -452,7 +454,11 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&directory),
         );
         let system = settings::System::new(Arc::clone(&core));
-        let placement = placement::Placement::start(Arc::clone(&core), Arc::clone(&pools));
+        let placement = placement::Placement::start(
+            Arc::clone(&core),
+            Arc::clone(&pools),
+            Arc::clone(&service.places),
+        );
         let activity = activity::Activity::new(
             Arc::clone(&core),
             activity::Streams {

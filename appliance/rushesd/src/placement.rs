@@ -1,28 +1,83 @@
 //! Placement as the API offers it: the rules in force (rushes.toml's `[placement]`),
 //! replacing them only with rules that pass their check, `simulate` over every share's
-//! files and `explain` of one file. The rules and plans are `rushes_placement`'s; this
-//! file gathers what they look at (pools, shares, accounts, files) and words the answers.
+//! files, `explain` of one file, and runs that move the files the rules say are on the
+//! wrong pool, as jobs. The rules, plans and moves are `rushes_placement`'s; this file
+//! gathers what they look at (pools, shares, accounts, files) and words the answers.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rushes_api::{self as api, Severity};
+use rushes_api::{self as api, JobTarget, Severity, TargetKind};
 use rushes_placement::{
-    evaluate::Trigger, file_facts, scan_share, Action, FillNow, Names, Planner, PoolState,
-    RuleError, RuleSet,
+    evaluate::Trigger, file_facts, move_file, recover, scan_share, Action, DataPlaces, FillNow,
+    MoveError, MoveSpec, MoveWatch, Names, Plan, Planner, PoolState, RuleError, RuleSet,
 };
 
 use crate::alerts::Raise;
 use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
+use crate::jobs::Work;
 use crate::pools::Pools;
 
 /// Moves listed in a plan unless the caller asks for another number.
 const DEFAULT_LIST: usize = 20;
 
+/// The job that moves files to where the rules want them.
+pub const RUN_KIND: &str = "placement-run";
+
+/// How often a move that met a writer or a busy reader is tried again in one run.
+const RETRIES: u32 = 5;
+
 pub struct Placement {
     core: Arc<Core>,
     pools: Arc<Pools>,
+    /// Where moved data is, shared with the NFS service.
+    places: Arc<DataPlaces>,
+    /// The rate the last run moved at (bytes a second), for simulate's estimate.
+    measured: Mutex<Option<u64>>,
+}
+
+/// A share as placement sees it.
+struct ShareHome {
+    name: String,
+    pool: String,
+    root: PathBuf,
+    smb: bool,
+}
+
+/// Why files of an SMB share stay where they are for now.
+const SMB_HELD: &str = "it is served over SMB, and Samba reads files straight from the pool, so it would not see data moved away; turn SMB off for it to let its files move";
+
+fn run_target() -> JobTarget {
+    JobTarget {
+        kind: TargetKind::Paths,
+        name: "placement".into(),
+    }
+}
+
+/// Every configured pool that is mounted: its data is reachable for the NAS. Then the
+/// moves a crash cut short are finished or rolled back, before any share is served.
+pub fn open_places(core: &Core, places: &Arc<DataPlaces>) {
+    let pools: Vec<String> = core.with_config(|c| c.pools.iter().map(|p| p.name.clone()).collect());
+    let mounted: Vec<(String, PathBuf)> = pools
+        .into_iter()
+        .map(|p| {
+            let dir = core.paths.mountpoint(&p);
+            (p, dir)
+        })
+        .filter(|(_, dir)| rushes_storage::xfs::is_mounted(dir))
+        .collect();
+    for (pool, dir) in &mounted {
+        if let Err(e) = places.add_pool(pool, dir) {
+            tracing::error!(%pool, error = %e, "cannot reach the pool's data folder; files moved there cannot be read");
+        }
+    }
+    for (pool, dir) in &mounted {
+        for r in recover(places, dir) {
+            tracing::warn!(%pool, share = %r.share, path = %r.path, outcome = r.outcome, "a move cut short by a restart");
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -50,10 +105,35 @@ fn refused(errors: &[RuleError]) -> ApiErr {
 }
 
 impl Placement {
-    pub fn start(core: Arc<Core>, pools: Arc<Pools>) -> Arc<Self> {
-        let me = Arc::new(Self { core, pools });
+    /// Placement over `pools`, moving data through `places` (opened by [`open_places`]);
+    /// a run the previous rushesd left going is started again.
+    pub fn start(core: Arc<Core>, pools: Arc<Pools>, places: Arc<DataPlaces>) -> Arc<Self> {
+        let me = Arc::new(Self {
+            core,
+            pools,
+            places,
+            measured: Mutex::new(None),
+        });
         me.publish_alerts();
+        me.take_up_runs();
         me
+    }
+
+    /// A run cut short by a restart goes on: its moves were finished or rolled back by
+    /// [`open_places`], and the rules say again what is left.
+    fn take_up_runs(self: &Arc<Self>) {
+        for left in self.core.jobs.interrupted(&[RUN_KIND]) {
+            let rate = left
+                .resume
+                .as_ref()
+                .and_then(|r| r.get("rate_bytes"))
+                .and_then(|r| r.as_u64());
+            let Some(w) = self.core.jobs.take_up(left.job.id) else {
+                continue;
+            };
+            let me = Arc::clone(self);
+            self.core.jobs.run(w, move |w| me.run_moves(w, rate));
+        }
     }
 
     /// What rules may name: the shares and pools configured, the accounts.
@@ -145,16 +225,47 @@ impl Placement {
     }
 
     /// Shares with their home pool and where their files are.
-    fn shares(&self) -> Vec<(String, String, std::path::PathBuf)> {
+    fn shares(&self) -> Vec<ShareHome> {
         self.core.with_config(|c| {
             c.shares
                 .iter()
-                .map(|s| {
-                    let root = self.core.paths.mountpoint(&s.pool).join(&s.name);
-                    (s.name.clone(), s.pool.clone(), root)
+                .map(|s| ShareHome {
+                    name: s.name.clone(),
+                    pool: s.pool.clone(),
+                    root: self.core.paths.mountpoint(&s.pool).join(&s.name),
+                    smb: s.smb,
                 })
                 .collect()
         })
+    }
+
+    /// What `rules` would move now, over every share whose files may move, and the shares
+    /// not looked at with the reason.
+    fn plan(&self, rules: &RuleSet) -> (Plan, Vec<String>) {
+        let pools = self.pool_states();
+        let wanted = rules.xattr_names();
+        let rate = *self.measured.lock().unwrap_or_else(|p| p.into_inner());
+        let mut planner = Planner::new(rules, &pools, now(), rate);
+        let mut skipped = Vec::new();
+        for share in self.shares() {
+            if !rushes_storage::xfs::is_mounted(&self.core.paths.mountpoint(&share.pool)) {
+                skipped.push(format!(
+                    "share {}: pool {} is not mounted",
+                    share.name, share.pool
+                ));
+                continue;
+            }
+            if share.smb {
+                skipped.push(format!("share {}: {SMB_HELD}", share.name));
+                continue;
+            }
+            if let Err(e) = scan_share(&share.name, &share.root, &share.pool, &wanted, |f| {
+                planner.judge(&f)
+            }) {
+                skipped.push(format!("share {}: {e}", share.name));
+            }
+        }
+        (planner.finish(), skipped)
     }
 
     /// Run the rules in force (or `req.text`) over every file, moving nothing.
@@ -168,20 +279,7 @@ impl Placement {
             })?,
         };
         let list = req.list.unwrap_or(DEFAULT_LIST).min(10_000);
-        let pools = self.pool_states();
-        let wanted = rules.xattr_names();
-        let mut planner = Planner::new(&rules, &pools, now(), None);
-        let mut skipped = Vec::new();
-        for (share, home, root) in self.shares() {
-            if !rushes_storage::xfs::is_mounted(&self.core.paths.mountpoint(&home)) {
-                skipped.push(format!("share {share}: pool {home} is not mounted"));
-                continue;
-            }
-            if let Err(e) = scan_share(&share, &root, &home, &wanted, |f| planner.judge(&f)) {
-                skipped.push(format!("share {share}: {e}"));
-            }
-        }
-        let plan = planner.finish();
+        let (plan, skipped) = self.plan(&rules);
         let mut report = plan.report(list);
         for s in &skipped {
             report.push_str(&format!("not looked at: {s}\n"));
@@ -236,10 +334,12 @@ impl Placement {
                 "{path:?} names no file: give SHARE/PATH, e.g. media/day1/A001.mov"
             ))
         })?;
-        let (_, home, root) = self
+        let ShareHome {
+            pool: home, root, ..
+        } = self
             .shares()
             .into_iter()
-            .find(|(name, _, _)| name == share)
+            .find(|s| s.name == share)
             .ok_or_else(|| {
                 ApiErr::not_found(format!("there is no share {share:?}"))
                     .hint("`rushesctl shares` lists them")
@@ -298,6 +398,177 @@ impl Placement {
             outcome,
             at_create,
         })
+    }
+}
+
+impl Placement {
+    /// Start a run: every file the rules in force place on another pool than its data's
+    /// is moved there, one at a time, as one job.
+    pub fn run(self: &Arc<Self>, req: api::PlacementRun) -> ApiResult<api::Job> {
+        if let Some(job) = self.core.jobs.active_on(&run_target()) {
+            return Err(ApiErr::new(
+                409,
+                "run-under-way",
+                format!("placement run {} is still under way", job.id),
+            )
+            .hint(format!("follow it with `rushesctl jobs watch {}`", job.id)));
+        }
+        self.in_force().map_err(|e| {
+            refused(&e)
+                .hint("the rules in force are refused; fix them first (`rushesctl placement`)")
+        })?;
+        let work = self.core.jobs.create(RUN_KIND, run_target(), true);
+        work.resume_with(serde_json::json!({ "rate_bytes": req.rate_bytes }));
+        let me = Arc::clone(self);
+        Ok(self
+            .core
+            .jobs
+            .run(work, move |w| me.run_moves(w, req.rate_bytes)))
+    }
+
+    fn run_moves(&self, w: &Work, rate: Option<u64>) -> Result<(), String> {
+        w.step("looking at every file");
+        let rules = self
+            .in_force()
+            .map_err(|e| format!("the rules in force are refused: {}", e[0]))?;
+        // Pools made since the start are reachable too.
+        for pool in self.pools.pools() {
+            let dir = self.core.paths.mountpoint(&pool.name);
+            if rushes_storage::xfs::is_mounted(&dir) {
+                let _ = self.places.add_pool(&pool.name, &dir);
+            }
+        }
+        let (plan, skipped) = self.plan(&rules);
+        for s in &skipped {
+            tracing::info!(reason = %s, "placement run: not looked at");
+        }
+        let total: u64 = plan.moves.iter().map(|m| m.bytes).sum();
+        let started = Instant::now();
+        let (mut moved, mut bytes_done, mut failed) = (0u64, 0u64, Vec::new());
+        for m in &plan.moves {
+            if w.cancelled() {
+                return Err(format!(
+                    "stopped after {moved} of {} moves; each file is whole on one pool",
+                    plan.moves.len()
+                ));
+            }
+            let Some(share) = self.shares().into_iter().find(|s| s.name == m.share) else {
+                continue;
+            };
+            let spec = MoveSpec {
+                share: m.share.clone(),
+                share_root: share.root.clone(),
+                path: m.path.clone(),
+                home: share.pool.clone(),
+                home_root: self.core.paths.mountpoint(&share.pool),
+                to: m.to.clone(),
+            };
+            let to_root = self.core.paths.mountpoint(&m.to);
+            let mut watch = RunWatch {
+                w,
+                what: format!(
+                    "moving {}/{} to {}",
+                    m.share,
+                    m.path.trim_start_matches('/'),
+                    m.to
+                ),
+                base: bytes_done,
+                total,
+                started,
+                rate,
+            };
+            let mut tries = 0;
+            let result = loop {
+                match move_file(&self.places, &spec, &to_root, &mut watch) {
+                    Err(e) if e.is_retry() && tries < RETRIES && !w.cancelled() => {
+                        tries += 1;
+                        tracing::info!(share = %m.share, path = %m.path, reason = %e, "move tried again");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Ok(done) => {
+                    if let Some(done) = done {
+                        tracing::info!(share = %m.share, path = %m.path, from = %done.from, to = %done.to, bytes = done.bytes, blake3 = %done.blake3, rule = %m.rule, "moved");
+                        moved += 1;
+                    }
+                }
+                Err(MoveError::Cancelled) => continue,
+                Err(e) => {
+                    tracing::warn!(share = %m.share, path = %m.path, error = %e, "move failed");
+                    failed.push(format!("{}{e}", m.share));
+                }
+            }
+            bytes_done += m.bytes;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if moved > 0 && secs > 0.0 {
+            *self.measured.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((bytes_done as f64 / secs) as u64);
+        }
+        self.core.alerts.publish(
+            "placement-moves",
+            match failed.first() {
+                None => Vec::new(),
+                Some(first) => vec![Raise::new(
+                    "placement-moves-failing",
+                    Severity::Warning,
+                    format!(
+                        "{} of {} moves failed in the last placement run; the first: {first}",
+                        failed.len(),
+                        plan.moves.len()
+                    ),
+                    "the files are whole where they were; see `rushesctl logs` for each, fix the cause and run `rushesctl placement run` again",
+                )],
+            },
+        );
+        if !failed.is_empty() {
+            return Err(format!(
+                "{} of {} moves failed: {}",
+                failed.len(),
+                plan.moves.len(),
+                failed.join("; ")
+            ));
+        }
+        w.step(&format!(
+            "moved {moved} files ({}); {} held back",
+            rushes_placement::units::show_size(bytes_done),
+            plan.held.len()
+        ));
+        Ok(())
+    }
+}
+
+/// A move's progress as the run's job shows it.
+struct RunWatch<'a> {
+    w: &'a Work,
+    what: String,
+    /// Bytes of the run's moves before this one.
+    base: u64,
+    total: u64,
+    started: Instant,
+    rate: Option<u64>,
+}
+
+impl MoveWatch for RunWatch<'_> {
+    fn progress(&mut self, done: u64, file_total: u64) {
+        // A move reads its bytes twice (copy, then the check): half of it per byte moved.
+        let file = done / 2;
+        let so_far = self.base + file.min(file_total / 2);
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = (secs > 0.5).then(|| so_far as f64 / secs);
+        self.w
+            .progress_at(&self.what, so_far, self.total, "bytes", rate);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.w.cancelled()
+    }
+
+    fn pace(&self) -> Option<u64> {
+        self.rate
     }
 }
 
