@@ -386,6 +386,17 @@ impl RuleSet {
     pub fn watermark(&self, pool: &str) -> Option<&Watermark> {
         self.watermarks.iter().find(|w| w.pool == pool)
     }
+
+    /// Whether a watermark rule moves files off `pool` when it is past its high mark.
+    pub fn empties(&self, pool: &str) -> bool {
+        self.rules.iter().any(|r| {
+            r.triggers.watermark
+                && matches!(&r.action, Action::Place(to) if to != pool)
+                && r.conditions
+                    .iter()
+                    .any(|c| matches!(c, Condition::CurrentPool(p) if p == pool))
+        })
+    }
 }
 
 fn known(kind: &str, name: &str, all: &[String]) -> Result<(), String> {

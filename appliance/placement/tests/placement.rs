@@ -313,6 +313,9 @@ pool = "archive"
         v[1].why,
         "pool fast is 40 % full, under its high watermark 85 %"
     );
+    // Only the watermark rule's pool is emptied by watermark runs.
+    assert!(rules.empties("fast"));
+    assert!(!rules.empties("archive"));
 }
 
 fn pools(fast_used: u64) -> Vec<PoolState> {

@@ -42,6 +42,7 @@ impl Daemon {
         self.shares.publish_alerts();
         self.smb.apply();
         self.activity.tick();
+        self.placement.tick();
     }
 
     /// Run the monitor until the process ends.

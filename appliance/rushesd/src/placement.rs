@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rushes_api::{self as api, JobTarget, Severity, TargetKind};
 use rushes_placement::{
-    evaluate::Trigger, file_facts, move_file, recover, scan_share, Action, DataPlaces, FillNow,
-    MoveError, MoveSpec, MoveWatch, Names, Plan, Planner, PoolState, RuleError, RuleSet,
+    evaluate::Trigger, file_facts, move_file, recover, scan_share, Action, DataPlaces, Fill,
+    FillNow, MoveError, MoveSpec, MoveWatch, Names, Plan, Planner, PoolState, RuleError, RuleSet,
 };
 
 use crate::alerts::Raise;
@@ -29,6 +29,25 @@ pub const RUN_KIND: &str = "placement-run";
 /// How often a move that met a writer or a busy reader is tried again in one run.
 const RETRIES: u32 = 5;
 
+/// How often the monitor looks whether a scheduled or watermark run is due.
+const AUTO_CHECK: Duration = Duration::from_secs(30);
+
+/// A pool past its high watermark starts a run at most this often.
+const WATERMARK_PAUSE: Duration = Duration::from_secs(300);
+
+/// A pool past its high watermark for this long raises an alert: runs are not bringing
+/// it down (no rule moves its files, or its target is full or refusing).
+const STAYS_FULL: Duration = Duration::from_secs(900);
+
+/// What the monitor remembers between its looks.
+#[derive(Default)]
+struct Auto {
+    checked: Option<Instant>,
+    watermark_run: Option<Instant>,
+    /// Pools past their high watermark, since when.
+    over_since: std::collections::HashMap<String, Instant>,
+}
+
 pub struct Placement {
     core: Arc<Core>,
     pools: Arc<Pools>,
@@ -36,6 +55,7 @@ pub struct Placement {
     places: Arc<DataPlaces>,
     /// The rate the last run moved at (bytes a second), for simulate's estimate.
     measured: Mutex<Option<u64>>,
+    auto: Mutex<Auto>,
 }
 
 /// A share as placement sees it.
@@ -113,6 +133,7 @@ impl Placement {
             pools,
             places,
             measured: Mutex::new(None),
+            auto: Mutex::default(),
         });
         me.publish_alerts();
         me.take_up_runs();
@@ -401,7 +422,116 @@ impl Placement {
     }
 }
 
+/// Why a run starts by itself now, if it should: the schedule (`every`) is due since the
+/// last run began (`last_run` seconds ago, none if never), or a pool that watermark rules
+/// empty is past its high watermark and no watermark run began in the last pause.
+fn due(
+    every: Option<u64>,
+    last_run: Option<u64>,
+    over: &[String],
+    watermark_run_ago: Option<Duration>,
+) -> Option<String> {
+    if let Some(every) = every {
+        if last_run.is_none_or(|ago| ago >= every) {
+            return Some(format!(
+                "the schedule: every {}",
+                rushes_placement::units::show_span(every)
+            ));
+        }
+    }
+    if !over.is_empty() && watermark_run_ago.is_none_or(|ago| ago >= WATERMARK_PAUSE) {
+        return Some(format!("past the high watermark: {}", over.join(", ")));
+    }
+    None
+}
+
+/// Alerts for pools past their high watermark longer than [`STAYS_FULL`].
+fn full_alerts(over: &[(String, u64, u8, Duration)]) -> Vec<Raise> {
+    over.iter()
+        .filter(|(_, _, _, since)| *since >= STAYS_FULL)
+        .map(|(pool, pct, high, since)| {
+            Raise::new(
+                format!("pool-stays-full:{pool}"),
+                Severity::Warning,
+                format!(
+                    "pool {pool} is {pct} % full, past its high watermark {high} % for {}: placement runs are not bringing it down",
+                    rushes_placement::units::show_span(since.as_secs())
+                ),
+                "see why with `rushesctl placement simulate` (moves held back, or no watermark rule for the pool); add a rule or room on the target",
+            )
+        })
+        .collect()
+}
+
 impl Placement {
+    /// The monitor's look: start a run when the schedule is due or a pool that watermark
+    /// rules empty is past its high watermark, and raise an alert for a pool that stays
+    /// past it.
+    pub fn tick(self: &Arc<Self>) {
+        let mut auto = self.auto.lock().unwrap_or_else(|p| p.into_inner());
+        if auto.checked.is_some_and(|t| t.elapsed() < AUTO_CHECK) {
+            return;
+        }
+        auto.checked = Some(Instant::now());
+        let Ok(rules) = self.in_force() else {
+            return;
+        };
+        let pools = self.pool_states();
+        let fill = FillNow {
+            rules: &rules,
+            pools: &pools,
+        };
+        let mut over = Vec::new();
+        for p in &pools {
+            let Some(w) = rules.watermark(&p.name).filter(|_| fill.over_high(&p.name)) else {
+                auto.over_since.remove(&p.name);
+                continue;
+            };
+            let since = *auto
+                .over_since
+                .entry(p.name.clone())
+                .or_insert_with(Instant::now);
+            let pct = (p.used as u128 * 100 / p.size.max(1) as u128) as u64;
+            over.push((p.name.clone(), pct, w.high, since.elapsed()));
+        }
+        self.core
+            .alerts
+            .publish("placement-pools", full_alerts(&over));
+        if self.core.jobs.active_on(&run_target()).is_some() {
+            return;
+        }
+        let emptied: Vec<String> = over
+            .iter()
+            .filter(|(pool, ..)| rules.empties(pool))
+            .map(|(pool, ..)| pool.clone())
+            .collect();
+        let last_run = self
+            .core
+            .jobs
+            .list()
+            .iter()
+            .filter(|j| j.kind == RUN_KIND)
+            .map(|j| j.started)
+            .max()
+            .map(|t| (now().max(0) as u64).saturating_sub(t));
+        let Some(why) = due(
+            rules.every,
+            last_run,
+            &emptied,
+            auto.watermark_run.map(|t| t.elapsed()),
+        ) else {
+            return;
+        };
+        if !emptied.is_empty() {
+            auto.watermark_run = Some(Instant::now());
+        }
+        drop(auto);
+        tracing::info!(reason = %why, "placement run started by itself");
+        if let Err(e) = self.run(api::PlacementRun::default()) {
+            tracing::warn!(error = %e.message, "cannot start a placement run");
+        }
+    }
+
     /// Start a run: every file the rules in force place on another pool than its data's
     /// is moved there, one at a time, as one job.
     pub fn run(self: &Arc<Self>, req: api::PlacementRun) -> ApiResult<api::Job> {
@@ -610,5 +740,55 @@ fn view_of(rules: &RuleSet) -> api::Placement {
             .collect(),
         every_secs: rules.every,
         problems: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_starts_by_itself_when_the_schedule_is_due_or_a_pool_is_full() {
+        let day = 86_400;
+        // Never run, or a day since the last: the schedule is due.
+        assert!(due(Some(day), None, &[], None)
+            .unwrap()
+            .contains("every 1d"));
+        assert!(due(Some(day), Some(day), &[], None).is_some());
+        assert_eq!(due(Some(day), Some(day - 1), &[], None), None);
+        assert_eq!(
+            due(None, None, &[], None),
+            None,
+            "no schedule, nothing full"
+        );
+        // A full pool starts one, but not again within the pause.
+        let fast = vec!["fast".to_string()];
+        assert!(due(None, Some(10), &fast, None)
+            .unwrap()
+            .contains("past the high watermark: fast"));
+        assert_eq!(
+            due(None, Some(10), &fast, Some(Duration::from_secs(60))),
+            None
+        );
+        assert!(due(None, Some(10), &fast, Some(WATERMARK_PAUSE)).is_some());
+    }
+
+    #[test]
+    fn a_pool_past_its_high_watermark_alerts_only_once_it_stays_there() {
+        let over = |since: u64| vec![("fast".to_string(), 91, 85, Duration::from_secs(since))];
+        assert!(
+            full_alerts(&over(60)).is_empty(),
+            "a run may still bring it down"
+        );
+        let raised = full_alerts(&over(STAYS_FULL.as_secs()));
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].id, "pool-stays-full:fast");
+        assert!(
+            raised[0]
+                .message
+                .contains("91 % full, past its high watermark 85 % for 15m"),
+            "{}",
+            raised[0].message
+        );
     }
 }
