@@ -10,7 +10,9 @@
 #   make bench   rushesd against NFS-Ganesha on the same folder, same client, same run
 #                (with our pipelined client, and one request at a time from PyPI's nfs-rs);
 #                what activity recording costs (rushesd with it on against off); the
-#                rollups' intake; the offload card against the kernel's initiator
+#                rollups' intake; the offload card against the kernel's initiator;
+#                placement's simulate, and NFS through the namespace over pools, reads
+#                of moved data and moves against cp
 #   make deps    install what the targets above need (Debian 12, as root or with sudo)
 
 SHELL := /bin/bash
@@ -111,6 +113,7 @@ bench: deps image
 	target/release/rollup-bench
 	target/release/card-bench
 	target/release/placement-bench
+	$(SUDO) target/release/namespace-bench
 
 clean:
 	$(CARGO) clean

@@ -134,6 +134,13 @@ impl Pipe {
     }
 }
 
+/// The median of a repetition's figures (the upper one of an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 /// Fail unless the NFS status word of `body` is NFS3_OK.
 pub fn expect_ok(body: &[u8]) -> anyhow::Result<()> {
     let s = status(body);

@@ -145,7 +145,8 @@ pub fn ctl_json(vm: &Vm, args: &str) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("rushesctl --json {args}: {e}\n{out}"))
 }
 
-/// Poll until `check` holds for `rushesctl --json ARGS`.
+/// Poll until `check` holds for `rushesctl --json ARGS`. A rushesctl that fails (rushesd
+/// is down until init starts it again) counts as not yet.
 pub fn wait_json(
     vm: &Vm,
     args: &str,
@@ -155,13 +156,18 @@ pub fn wait_json(
 ) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
-        let v = ctl_json(vm, args);
-        if check(&v) {
-            return v;
-        }
+        let last = match vm.run(&format!("rushesctl --json {args}"), SHORT) {
+            Ok((out, 0)) => match serde_json::from_str::<Value>(&out) {
+                Ok(v) if check(&v) => return v,
+                Ok(v) => format!("{v:#}"),
+                Err(e) => format!("not JSON ({e}): {out}"),
+            },
+            Ok((out, code)) => format!("rushesctl exited {code}: {out}"),
+            Err(e) => format!("cannot run rushesctl: {e}"),
+        };
         assert!(
             Instant::now() < deadline,
-            "{what} not seen within {timeout:?}: {v:#}"
+            "{what} not seen within {timeout:?}: {last}"
         );
         std::thread::sleep(Duration::from_secs(2));
     }

@@ -177,12 +177,12 @@ fn copy(
 ) -> Result<blake3::Hash, MoveError> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK];
-    let started = Instant::now();
     let mut done = 0u64;
     while done < len {
         if watch.cancelled() {
             return Err(MoveError::Cancelled);
         }
+        let chunk_started = Instant::now();
         let want = (len - done).min(CHUNK as u64) as usize;
         let n = rustix::io::pread(src, &mut buf[..want], done).map_err(cx.io("read the data"))?;
         if n == 0 {
@@ -197,9 +197,10 @@ fn copy(
         }
         done += n as u64;
         watch.progress(done, total);
+        // Paced chunk by chunk, so a pace that changes (clients got busy) holds at once.
         if let Some(rate) = watch.pace().filter(|r| *r > 0) {
-            let due = Duration::from_secs_f64(done as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
+            let due = Duration::from_secs_f64(n as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(chunk_started.elapsed()) {
                 std::thread::sleep(wait);
             }
         }

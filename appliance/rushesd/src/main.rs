@@ -458,6 +458,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&core),
             Arc::clone(&pools),
             Arc::clone(&service.places),
+            Arc::clone(&live),
         );
         let activity = activity::Activity::new(
             Arc::clone(&core),

@@ -39,6 +39,21 @@ const WATERMARK_PAUSE: Duration = Duration::from_secs(300);
 /// it down (no rule moves its files, or its target is full or refusing).
 const STAYS_FULL: Duration = Duration::from_secs(900);
 
+/// Clients moving more than this many bytes a second make the box busy...
+const BUSY_CLIENTS: u64 = 16 << 20;
+/// ...and a move then goes no faster than this, whatever the run's cap.
+const BUSY_PACE: u64 = 16 << 20;
+
+/// A move's pace: the run's cap, and no more than [`BUSY_PACE`] while clients move more
+/// than [`BUSY_CLIENTS`] bytes a second (over NFS and SMB, on any pool: the box's
+/// counters do not split by pool, so a move backs off for any busy client).
+fn move_pace(cap: Option<u64>, clients: u64) -> Option<u64> {
+    if clients <= BUSY_CLIENTS {
+        return cap;
+    }
+    Some(cap.map_or(BUSY_PACE, |c| c.min(BUSY_PACE)))
+}
+
 /// What the monitor remembers between its looks.
 #[derive(Default)]
 struct Auto {
@@ -56,6 +71,8 @@ pub struct Placement {
     /// The rate the last run moved at (bytes a second), for simulate's estimate.
     measured: Mutex<Option<u64>>,
     auto: Mutex<Auto>,
+    /// What clients read and write each second, so moves back off while they are busy.
+    live: Arc<rushes_nas::activity::LiveCounters>,
 }
 
 /// A share as placement sees it.
@@ -127,13 +144,19 @@ fn refused(errors: &[RuleError]) -> ApiErr {
 impl Placement {
     /// Placement over `pools`, moving data through `places` (opened by [`open_places`]);
     /// a run the previous rushesd left going is started again.
-    pub fn start(core: Arc<Core>, pools: Arc<Pools>, places: Arc<DataPlaces>) -> Arc<Self> {
+    pub fn start(
+        core: Arc<Core>,
+        pools: Arc<Pools>,
+        places: Arc<DataPlaces>,
+        live: Arc<rushes_nas::activity::LiveCounters>,
+    ) -> Arc<Self> {
         let me = Arc::new(Self {
             core,
             pools,
             places,
             measured: Mutex::new(None),
             auto: Mutex::default(),
+            live,
         });
         me.publish_alerts();
         me.take_up_runs();
@@ -596,6 +619,7 @@ impl Placement {
             let to_root = self.core.paths.mountpoint(&m.to);
             let mut watch = RunWatch {
                 w,
+                live: &self.live,
                 what: format!(
                     "moving {}/{} to {}",
                     m.share,
@@ -674,6 +698,7 @@ impl Placement {
 /// A move's progress as the run's job shows it.
 struct RunWatch<'a> {
     w: &'a Work,
+    live: &'a rushes_nas::activity::LiveCounters,
     what: String,
     /// Bytes of the run's moves before this one.
     base: u64,
@@ -698,7 +723,13 @@ impl MoveWatch for RunWatch<'_> {
     }
 
     fn pace(&self) -> Option<u64> {
-        self.rate
+        // The last whole second's client bytes (the current one is still filling).
+        let clients = self
+            .live
+            .seconds(2)
+            .first()
+            .map_or(0, |s| s.read_bytes + s.write_bytes);
+        move_pace(self.rate, clients)
     }
 }
 
@@ -771,6 +802,24 @@ mod tests {
             None
         );
         assert!(due(None, Some(10), &fast, Some(WATERMARK_PAUSE)).is_some());
+    }
+
+    #[test]
+    fn moves_slow_down_while_clients_are_busy() {
+        let mib = 1 << 20;
+        assert_eq!(
+            move_pace(None, 0),
+            None,
+            "a quiet box: as fast as the pools go"
+        );
+        assert_eq!(move_pace(Some(200 * mib), BUSY_CLIENTS), Some(200 * mib));
+        assert_eq!(move_pace(None, 400 * mib), Some(BUSY_PACE));
+        assert_eq!(move_pace(Some(200 * mib), 400 * mib), Some(BUSY_PACE));
+        assert_eq!(
+            move_pace(Some(mib), 400 * mib),
+            Some(mib),
+            "a lower cap holds"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use rushes_tests::bench::{self, expect_ok, Pipe};
+use rushes_tests::bench::{self, expect_ok, median, Pipe};
 use rushes_tests::nfs3_client::nfs3_types::nfs3::nfs_fh3;
 use rushes_tests::{Nfs, User};
 
@@ -596,12 +596,6 @@ fn drop_caches() -> Result<()> {
 const LOCK_PAIRS: usize = 2000;
 /// Files created and removed, each call twice, in each repetition.
 const RETRANSMITTED: usize = 500;
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn fmt(v: f64, unit: Unit) -> String {
     match unit {
