@@ -408,6 +408,9 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "0",
         "no move left in the journal"
     );
+    // Samba would read the moved files' empty home inodes: SMB stays off for the share.
+    let out = ctl(&vm, "share set-smb grading --smb on", 1, SHORT);
+    assert!(out.contains("have their data on pool archive"), "{out}");
 
     // Reboot from the console's Power screen (appliance_image presses ctrl-alt-del):
     // the pool is assembled from RUSHES-CFG and the files are intact.

@@ -295,7 +295,11 @@ fn main() -> Result<()> {
         )?;
         // Timed home and away in turn (the other way untimed), ending on the archive for
         // the next repetition's reads; cp copies the in-place file between the folders.
-        let timed_to = if rep.is_multiple_of(2) { "fast" } else { "archive" };
+        let timed_to = if rep.is_multiple_of(2) {
+            "fast"
+        } else {
+            "archive"
+        };
         if timed_to == "archive" {
             move_to("fast")?;
         }
