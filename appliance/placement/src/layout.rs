@@ -9,8 +9,7 @@
 //! is out, so no call reads the old place after it is given back.
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -108,7 +107,11 @@ pub const SWITCH_WAIT: Duration = Duration::from_millis(250);
 
 /// Every pool's data folder, and the gate between data calls and location switches.
 pub struct DataPlaces {
-    roots: RwLock<HashMap<String, Arc<OwnedFd>>>,
+    /// Each pool's data folder, by path: a descriptor held open would keep the pool busy
+    /// (no unmount when it is destroyed or exported), and a path finds a pool mounted
+    /// again; a pool not mounted has no data folder, so nothing is written under its
+    /// mount point instead.
+    roots: RwLock<HashMap<String, Arc<PathBuf>>>,
     shards: Vec<Shard>,
     /// Recalls under way: while any is, a namespace inode whose blocks are filling up
     /// may still have its data elsewhere, so every call reads the xattr.
@@ -205,13 +208,8 @@ impl DataPlaces {
     pub fn add_pool(&self, name: &str, root: &Path) -> Result<(), Errno> {
         let dir = root.join(DATA_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
-        let fd = rustix::fs::open(
-            &dir,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
         if let Ok(mut roots) = self.roots.write() {
-            roots.insert(name.to_string(), Arc::new(fd));
+            roots.insert(name.to_string(), Arc::new(dir));
             self.pools.store(roots.len(), Ordering::SeqCst);
         }
         Ok(())
@@ -232,7 +230,7 @@ impl DataPlaces {
             .unwrap_or_default()
     }
 
-    fn root(&self, pool: &str) -> Result<Arc<OwnedFd>, Errno> {
+    fn root(&self, pool: &str) -> Result<Arc<PathBuf>, Errno> {
         self.roots
             .read()
             .ok()
@@ -243,18 +241,20 @@ impl DataPlaces {
     /// Open `loc`'s object with `flags` (`O_CREAT` makes the share's folder first).
     pub fn open(&self, loc: &DataLocation, flags: OFlags) -> Result<OwnedFd, Errno> {
         let root = self.root(&loc.pool)?;
-        let name = CString::new(loc.object.as_str()).map_err(|_| Errno::INVAL)?;
+        let path = root.join(&loc.object);
         let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let mode = Mode::from_raw_mode(0o600);
-        match rustix::fs::openat(root.as_fd(), name.as_c_str(), flags, mode) {
+        match rustix::fs::open(&path, flags, mode) {
             Err(Errno::NOENT) if flags.contains(OFlags::CREATE) => {
                 if let Some((dir, _)) = loc.object.rsplit_once('/') {
-                    match rustix::fs::mkdirat(root.as_fd(), dir, Mode::from_raw_mode(0o700)) {
+                    // Only the share's folder: a data folder that is not there means the
+                    // pool is not mounted, and nothing is made under its mount point.
+                    match rustix::fs::mkdir(root.join(dir), Mode::from_raw_mode(0o700)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(e),
                     }
                 }
-                rustix::fs::openat(root.as_fd(), name.as_c_str(), flags, mode)
+                rustix::fs::open(&path, flags, mode)
             }
             other => other,
         }
@@ -263,11 +263,10 @@ impl DataPlaces {
     /// Rename object `from` to `to` on the same pool, durably.
     pub fn rename(&self, pool: &str, from: &str, to: &str) -> Result<(), Errno> {
         let root = self.root(pool)?;
-        rustix::fs::renameat(root.as_fd(), from, root.as_fd(), to)?;
-        let dir = to.rsplit_once('/').map_or(".", |(d, _)| d);
-        let dir = rustix::fs::openat(
-            root.as_fd(),
-            dir,
+        let to = root.join(to);
+        rustix::fs::rename(root.join(from), &to)?;
+        let dir = rustix::fs::open(
+            to.parent().unwrap_or(&root),
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
@@ -277,11 +276,7 @@ impl DataPlaces {
     /// Remove `loc`'s object; one already gone is fine.
     pub fn remove(&self, loc: &DataLocation) -> Result<(), Errno> {
         let root = self.root(&loc.pool)?;
-        match rustix::fs::unlinkat(
-            root.as_fd(),
-            loc.object.as_str(),
-            rustix::fs::AtFlags::empty(),
-        ) {
+        match rustix::fs::unlink(root.join(&loc.object)) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e),
         }
