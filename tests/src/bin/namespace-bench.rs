@@ -254,6 +254,10 @@ fn main() -> Result<()> {
     let mut through = [
         Row::new("READ 1 MiB, pools open vs none (warm)", "MB/s"),
         Row::new("WRITE 1 MiB + COMMIT, pools open vs none", "MB/s"),
+        Row::new(
+            "WRITE calibration: no pools vs no pools (truth 1.00x)",
+            "MB/s",
+        ),
         Row::new("GETATTR, pools open vs none", "ops/s"),
         Row::new("READ of data on the other pool vs in place (warm)", "MB/s"),
         Row::new("READ of data on the other pool vs in place (cold)", "MB/s"),
@@ -261,16 +265,38 @@ fn main() -> Result<()> {
     ];
     let d = args.depth;
     for rep in 0..args.runs {
-        let [read, write, attr, away_warm, away_cold, moves] = &mut through;
+        let [read, write, calibrate, attr, away_warm, away_cold, moves] = &mut through;
+        // The last repetition's move dropped the caches: read once untimed, so both
+        // servers read warm pages.
+        read_rate(&layered, &home_fh, size, d)?;
+        read_rate(&layered, &away_fh, size, d)?;
         read.pair(
             rep,
             || read_rate(&layered, &home_fh, size, d),
             || read_rate(&plain, &plain_home, size, d),
         )?;
+        // Each write starts with nothing dirty left by the one before.
         write.pair(
             rep,
-            || write_rate(&layered, &format!("w-{rep}-ns.bin"), size, d),
-            || write_rate(&plain, &format!("w-{rep}-plain.bin"), size, d),
+            || {
+                rustix::fs::sync();
+                write_rate(&layered, &format!("w-{rep}-ns.bin"), size, d)
+            },
+            || {
+                rustix::fs::sync();
+                write_rate(&plain, &format!("w-{rep}-plain.bin"), size, d)
+            },
+        )?;
+        calibrate.pair(
+            rep,
+            || {
+                rustix::fs::sync();
+                write_rate(&plain, &format!("w-{rep}-a.bin"), size, d)
+            },
+            || {
+                rustix::fs::sync();
+                write_rate(&plain, &format!("w-{rep}-b.bin"), size, d)
+            },
         )?;
         attr.pair(
             rep,
