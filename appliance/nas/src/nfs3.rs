@@ -455,32 +455,6 @@ pub struct FileTail {
     pub ticket: Option<IoTicket>,
 }
 
-/// A data call's ticket on inode `ino` (see [`DataPlaces`]), when any file may have its
-/// data on another pool; `writes` for calls that change the data or the size.
-fn ticket_on(places: &Arc<DataPlaces>, ino: u64, writes: bool) -> Option<IoTicket> {
-    match (places.active(), writes) {
-        (false, _) => None,
-        (true, false) => Some(places.ticket(ino)),
-        (true, true) => Some(places.write_ticket(ino)),
-    }
-}
-
-/// [`ticket_on`] the file open at `fd`, whose stat `st` is taken again under the ticket:
-/// one taken before may predate a switch of its data, and say it is in place after the
-/// mover gave the blocks back.
-fn data_ticket(
-    places: &Arc<DataPlaces>,
-    fd: BorrowedFd<'_>,
-    st: &mut Stat,
-    writes: bool,
-) -> NfsResult<Option<IoTicket>> {
-    let ticket = ticket_on(places, st.st_ino, writes);
-    if ticket.is_some() {
-        *st = rustix::fs::fstat(fd).map_err(errno_stat)?;
-    }
-    Ok(ticket)
-}
-
 /// The data that `name` in `dir` keeps on another pool, when the name is a regular
 /// file's only link and about to go (REMOVE, or RENAME over it): freed once the name is
 /// gone. Holds the file's write ticket, so no move switches its data meanwhile.
@@ -498,10 +472,11 @@ fn data_to_free(
     if !single || !places.needs_lookup(&st) {
         return None;
     }
-    let ticket = ticket_on(places, st.st_ino, true);
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::NONBLOCK;
     let fd = rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    if rustix::fs::fstat(&fd).ok()?.st_ino != st.st_ino {
+    let mut now = st;
+    let ticket = places.enter(fd.as_fd(), &mut now, true).ok()?;
+    if now.st_ino != st.st_ino {
         return None;
     }
     let loc = data_layout::location_of(fd.as_fd()).ok()??;
@@ -522,24 +497,32 @@ fn free_data(places: &DataPlaces, doomed: Option<(Option<IoTicket>, DataLocation
     }
 }
 
-/// Where the data of the regular file open at `fd` (not `O_PATH`; stat `st`) is: `None`
-/// when in the file itself, else the object on another pool, opened with `flags`. Call
-/// with the file's ticket held. Leaves the thread as root when it had to look.
-fn data_elsewhere(
-    places: &DataPlaces,
+/// A moved file's data: the object open on its pool, and where that is.
+type Elsewhere = Option<(OwnedFd, DataLocation)>;
+
+/// The data of a call on the regular file open at `fd` (not `O_PATH`; stat `st`): its
+/// ticket ([`DataPlaces::enter`], which takes `st` again under it), and where the data
+/// is: `None` when in the file itself, else the object on another pool opened with
+/// `flags` (`O_WRONLY` for calls that change the data or the size). Leaves the thread as
+/// root when it had to look.
+fn data_call(
+    places: &Arc<DataPlaces>,
     fd: BorrowedFd<'_>,
-    st: &Stat,
+    st: &mut Stat,
     flags: OFlags,
-) -> NfsResult<Option<(OwnedFd, DataLocation)>> {
+) -> NfsResult<(Option<IoTicket>, Elsewhere)> {
+    let ticket = places
+        .enter(fd, st, flags.contains(OFlags::WRONLY))
+        .map_err(errno_stat)?;
     // A file with as many blocks as bytes has its data in place: no look-up at all.
     if !places.needs_lookup(st) {
-        return Ok(None);
+        return Ok((ticket, None));
     }
     // The location is a trusted.* xattr and the object root's: looked up as root.
     sys::run_as_root().map_err(|_| NFS3ERR_SERVERFAULT)?;
     match places.resolve(fd, st, flags) {
-        Ok(Resolved::InPlace) => Ok(None),
-        Ok(Resolved::Elsewhere(obj, loc)) => Ok(Some((obj, loc))),
+        Ok(Resolved::InPlace) => Ok((ticket, None)),
+        Ok(Resolved::Elsewhere(obj, loc)) => Ok((ticket, Some((obj, loc)))),
         Err(e) => {
             tracing::warn!(ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
             Err(NFS3ERR_IO)
@@ -828,11 +811,9 @@ impl<'a> NfsCall<'a> {
                 return Err(NFS3ERR_ACCES);
             }
             let mut st = st;
-            let ticket = data_ticket(&self.svc.places, fd.as_fd(), &mut st, false)?;
-            let fd = match data_elsewhere(&self.svc.places, fd.as_fd(), &st, OFlags::RDONLY)? {
-                Some((data, _)) => data,
-                None => fd,
-            };
+            let (ticket, elsewhere) =
+                data_call(&self.svc.places, fd.as_fd(), &mut st, OFlags::RDONLY)?;
+            let fd = elsewhere.map_or(fd, |(data, _)| data);
             put(out, &NFS3_OK);
             put(out, &post_op_attr::attributes(obj.fattr(&st)));
             let size = st.st_size as u64;
@@ -914,8 +895,8 @@ impl<'a> NfsCall<'a> {
                 return Err(NFS3ERR_ACCES);
             }
             let mut st = st;
-            let _ticket = data_ticket(&self.svc.places, fd.as_fd(), &mut st, true)?;
-            let elsewhere = data_elsewhere(&self.svc.places, fd.as_fd(), &st, OFlags::WRONLY)?;
+            let (_ticket, elsewhere) =
+                data_call(&self.svc.places, fd.as_fd(), &mut st, OFlags::WRONLY)?;
             let target = elsewhere.as_ref().map_or(fd.as_fd(), |(d, _)| d.as_fd());
             // Write as the caller, so the kernel clears setuid/setgid bits as it should.
             obj.act()?;
@@ -1520,10 +1501,9 @@ impl<'a> NfsCall<'a> {
             self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             let mut st = st;
-            let _ticket = data_ticket(&self.svc.places, fd.as_fd(), &mut st, false)?;
-            if let Some((data, _)) =
-                data_elsewhere(&self.svc.places, fd.as_fd(), &st, OFlags::RDONLY)?
-            {
+            let (_ticket, elsewhere) =
+                data_call(&self.svc.places, fd.as_fd(), &mut st, OFlags::RDONLY)?;
+            if let Some((data, _)) = elsewhere {
                 rustix::fs::fsync(&data).map_err(errno_stat)?;
             }
             rustix::fs::fsync(&fd).map_err(errno_stat)?;
@@ -1569,8 +1549,7 @@ fn apply_sattr(
         )
         .map_err(errno_stat)?;
         let mut st = *st;
-        let _ticket = data_ticket(places, wfd.as_fd(), &mut st, true)?;
-        let elsewhere = data_elsewhere(places, wfd.as_fd(), &st, OFlags::WRONLY)?;
+        let (_ticket, elsewhere) = data_call(places, wfd.as_fd(), &mut st, OFlags::WRONLY)?;
         obj.act()?;
         rustix::fs::ftruncate(&wfd, size).map_err(errno_stat)?;
         if let Some((data, loc)) = elsewhere {

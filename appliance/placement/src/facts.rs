@@ -6,10 +6,7 @@ use std::path::Path;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
 
-/// The extended attribute naming where a file's data is, when not in its namespace
-/// inode on the share's home pool (written by the mover; `trusted.*`, so no client can
-/// set it): its pool is the file's current pool.
-pub const POOL_XATTR: &str = crate::layout::DATA_XATTR;
+use crate::layout::{DataLocation, DATA_XATTR};
 
 /// Folders of a share that are the box's own and never placed.
 pub const OWN_FOLDER: &str = ".rushes";
@@ -137,7 +134,7 @@ fn wanted(xattrs: &[String]) -> Vec<(String, CString)> {
     xattrs
         .iter()
         .map(String::as_str)
-        .chain(std::iter::once(POOL_XATTR))
+        .chain(std::iter::once(DATA_XATTR))
         .filter_map(|n| CString::new(n).ok().map(|c| (n.to_string(), c)))
         .collect()
 }
@@ -259,8 +256,8 @@ fn read_xattrs(
     for (text, c) in wanted {
         if let Ok(n) = rustix::fs::getxattr(proc.as_str(), c.as_c_str(), &mut buf) {
             let value = buf[..n].to_vec();
-            if text == POOL_XATTR {
-                if let Some(loc) = crate::layout::DataLocation::parse(&value) {
+            if text == DATA_XATTR {
+                if let Some(loc) = DataLocation::parse(&value) {
                     facts.pool = loc.pool;
                 }
             } else {

@@ -111,7 +111,7 @@ pub struct DataPlaces {
     /// (no unmount when it is destroyed or exported), and a path finds a pool mounted
     /// again; a pool not mounted has no data folder, so nothing is written under its
     /// mount point instead.
-    roots: RwLock<HashMap<String, Arc<PathBuf>>>,
+    roots: RwLock<HashMap<String, PathBuf>>,
     shards: Vec<Shard>,
     /// Recalls under way: while any is, a namespace inode whose blocks are filling up
     /// may still have its data elsewhere, so every call reads the xattr.
@@ -209,28 +209,37 @@ impl DataPlaces {
         let dir = root.join(DATA_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
         if let Ok(mut roots) = self.roots.write() {
-            roots.insert(name.to_string(), Arc::new(dir));
+            roots.insert(name.to_string(), dir);
             self.pools.store(roots.len(), Ordering::SeqCst);
         }
         Ok(())
     }
 
-    /// Pool `name` is gone (exported, failed): its data cannot be reached.
-    pub fn remove_pool(&self, name: &str) {
-        if let Ok(mut roots) = self.roots.write() {
-            roots.remove(name);
-            self.pools.store(roots.len(), Ordering::SeqCst);
+    /// The ticket a data call on the file open at `fd` (stat `st`) takes before it looks
+    /// at where the data is, when any file may be elsewhere (`writes` for calls that
+    /// change the data or the size). `st` is taken again under the ticket: one taken
+    /// before may predate a switch, and say the data is in place after the mover gave the
+    /// blocks back.
+    pub fn enter(
+        self: &Arc<Self>,
+        fd: BorrowedFd<'_>,
+        st: &mut rustix::fs::Stat,
+        writes: bool,
+    ) -> Result<Option<IoTicket>, Errno> {
+        if !self.active() {
+            return Ok(None);
         }
+        let ticket = self.take(st.st_ino, writes);
+        *st = rustix::fs::fstat(fd)?;
+        Ok(Some(ticket))
     }
 
-    pub fn pools(&self) -> Vec<String> {
-        self.roots
-            .read()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default()
+    /// Whether pool `name`'s data is reachable.
+    pub fn has_pool(&self, name: &str) -> bool {
+        self.roots.read().is_ok_and(|r| r.contains_key(name))
     }
 
-    fn root(&self, pool: &str) -> Result<Arc<PathBuf>, Errno> {
+    fn root(&self, pool: &str) -> Result<PathBuf, Errno> {
         self.roots
             .read()
             .ok()
@@ -280,17 +289,6 @@ impl DataPlaces {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    /// A ticket for a data call on inode `ino`, taken before the call looks at where the
-    /// data is. Waits while a switch of the shard is under way (at most [`SWITCH_WAIT`]).
-    pub fn ticket(self: &Arc<Self>, ino: u64) -> IoTicket {
-        self.take(ino, false)
-    }
-
-    /// A ticket for a call that changes the file's data or size (WRITE, a truncate).
-    pub fn write_ticket(self: &Arc<Self>, ino: u64) -> IoTicket {
-        self.take(ino, true)
     }
 
     /// How many data-changing calls on `ino`'s shard have ended.
@@ -407,6 +405,11 @@ pub fn object_name(share: &str, ino: u64, nonce: u64) -> String {
     format!("{share}/{ino:x}.{nonce:x}")
 }
 
+/// Whether the pool mounted at `pool_root` holds data of files of share `share`.
+pub fn holds_share_data(pool_root: &Path, share: &str) -> bool {
+    std::fs::read_dir(pool_root.join(DATA_DIR).join(share)).is_ok_and(|mut d| d.next().is_some())
+}
+
 /// `root`'s folder of moves under way.
 pub fn moving_dir(pool_root: &Path) -> PathBuf {
     pool_root.join(MOVING_DIR)
@@ -448,19 +451,19 @@ mod tests {
     #[test]
     fn a_switch_waits_for_calls_in_flight_and_gives_way_to_a_slow_one() {
         let places = Arc::new(DataPlaces::default());
-        let t = places.ticket(7);
+        let t = places.take(7, false);
         // A call in flight longer than the wait: the switch gives way.
         assert!(places.switch(7).is_none());
         // Another shard's call does not hold it.
         let other = (0..1000).find(|i| shard_of(*i) != shard_of(7)).unwrap();
-        let _t2 = places.ticket(other);
+        let _t2 = places.take(other, false);
         drop(t);
         let sw = places.switch(7).expect("no call in flight");
         // A call that starts during the switch waits for its end.
         let p2 = Arc::clone(&places);
         let started = Instant::now();
         let waiter = std::thread::spawn(move || {
-            let _t = p2.ticket(7);
+            let _t = p2.take(7, false);
             started.elapsed()
         });
         std::thread::sleep(Duration::from_millis(50));
@@ -472,9 +475,9 @@ mod tests {
     fn a_write_counts_once_it_has_ended_and_reads_never_do() {
         let places = Arc::new(DataPlaces::default());
         let before = places.writes(9);
-        drop(places.ticket(9));
+        drop(places.take(9, false));
         assert_eq!(places.writes(9), before, "a read changes nothing");
-        let w = places.write_ticket(9);
+        let w = places.take(9, true);
         assert_eq!(
             places.writes(9),
             before,

@@ -12,7 +12,7 @@ pub mod rules;
 pub use rushes_api::units;
 
 pub use evaluate::{Decision, Fill, Trigger, Verdict};
-pub use facts::{file_facts, scan_share, FileError, FileFacts, ScanError, POOL_XATTR};
+pub use facts::{file_facts, scan_share, FileError, FileFacts, ScanError};
 pub use layout::{DataLocation, DataPlaces, IoTicket, Resolved, DATA_XATTR};
 pub use mover::{move_file, recover, MoveError, MoveSpec, MoveWatch, Moved, Recovered};
 pub use plan::{simulate, Because, FillNow, Held, Move, Plan, Planner, PoolState};

@@ -9,7 +9,6 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{FallocateFlags, Mode, OFlags, Timestamps};
@@ -266,7 +265,7 @@ fn free_on(root: &Path) -> Option<u64> {
 
 /// Move `spec`'s file's data to `spec.to`. `to_root` is where that pool is mounted.
 pub fn move_file(
-    places: &Arc<DataPlaces>,
+    places: &DataPlaces,
     spec: &MoveSpec,
     to_root: &Path,
     watch: &mut dyn MoveWatch,
@@ -351,7 +350,7 @@ type Places<'a> = (
 );
 
 fn move_with_journal(
-    places: &Arc<DataPlaces>,
+    places: &DataPlaces,
     spec: &MoveSpec,
     ns: &OwnedFd,
     st: &rustix::fs::Stat,
@@ -473,7 +472,7 @@ pub struct Recovered {
 /// Finish or roll back every move in `home_root`'s journal, before the pool's shares are
 /// served again. Pools named by the journal must be in `places`; a move on a pool that
 /// is missing is left for a later start.
-pub fn recover(places: &Arc<DataPlaces>, home_root: &Path) -> Vec<Recovered> {
+pub fn recover(places: &DataPlaces, home_root: &Path) -> Vec<Recovered> {
     let dir = moving_dir(home_root);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -499,7 +498,7 @@ pub fn recover(places: &Arc<DataPlaces>, home_root: &Path) -> Vec<Recovered> {
             j.to.as_deref()
                 .and_then(|t| DataLocation::parse(t.as_bytes()));
         let reachable =
-            |l: &Option<DataLocation>| l.as_ref().is_none_or(|l| places.pools().contains(&l.pool));
+            |l: &Option<DataLocation>| l.as_ref().is_none_or(|l| places.has_pool(&l.pool));
         if !reachable(&from) || !reachable(&to) {
             continue;
         }

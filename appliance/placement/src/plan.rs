@@ -73,7 +73,8 @@ pub struct Plan {
     pub seconds: Option<u64>,
 }
 
-fn percent(used: u64, size: u64) -> u64 {
+/// `used` as a whole percentage of `size` (rounded down).
+pub fn percent(used: u64, size: u64) -> u64 {
     (used as u128 * 100 / size.max(1) as u128) as u64
 }
 

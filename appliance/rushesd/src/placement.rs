@@ -93,25 +93,29 @@ fn run_target() -> JobTarget {
     }
 }
 
-/// Every configured pool that is mounted: its data is reachable for the NAS. Then the
-/// moves a crash cut short are finished or rolled back, before any share is served.
-pub fn open_places(core: &Core, places: &Arc<DataPlaces>) {
+/// Make every configured pool that is mounted reachable for moved data; its name and
+/// mount point.
+fn reach_mounted_pools(core: &Core, places: &DataPlaces) -> Vec<(String, PathBuf)> {
     let pools: Vec<String> = core.with_config(|c| c.pools.iter().map(|p| p.name.clone()).collect());
-    let mounted: Vec<(String, PathBuf)> = pools
-        .into_iter()
-        .map(|p| {
-            let dir = core.paths.mountpoint(&p);
-            (p, dir)
-        })
-        .filter(|(_, dir)| rushes_storage::xfs::is_mounted(dir))
-        .collect();
-    for (pool, dir) in &mounted {
-        if let Err(e) = places.add_pool(pool, dir) {
+    let mut mounted = Vec::new();
+    for pool in pools {
+        let dir = core.paths.mountpoint(&pool);
+        if !rushes_storage::xfs::is_mounted(&dir) {
+            continue;
+        }
+        if let Err(e) = places.add_pool(&pool, &dir) {
             tracing::error!(%pool, error = %e, "cannot reach the pool's data folder; files moved there cannot be read");
         }
+        mounted.push((pool, dir));
     }
-    for (pool, dir) in &mounted {
-        for r in recover(places, dir) {
+    mounted
+}
+
+/// Every mounted pool's data reachable for the NAS, then the moves a crash cut short
+/// finished or rolled back, before any share is served.
+pub fn open_places(core: &Core, places: &DataPlaces) {
+    for (pool, dir) in reach_mounted_pools(core, places) {
+        for r in recover(places, &dir) {
             tracing::warn!(%pool, share = %r.share, path = %r.path, outcome = r.outcome, "a move cut short by a restart");
         }
     }
@@ -514,7 +518,7 @@ impl Placement {
                 .over_since
                 .entry(p.name.clone())
                 .or_insert_with(Instant::now);
-            let pct = (p.used as u128 * 100 / p.size.max(1) as u128) as u64;
+            let pct = rushes_placement::plan::percent(p.used, p.size);
             over.push((p.name.clone(), pct, w.high, since.elapsed()));
         }
         self.core
@@ -585,13 +589,13 @@ impl Placement {
             .in_force()
             .map_err(|e| format!("the rules in force are refused: {}", e[0]))?;
         // Pools made since the start are reachable too.
-        for pool in self.pools.pools() {
-            let dir = self.core.paths.mountpoint(&pool.name);
-            if rushes_storage::xfs::is_mounted(&dir) {
-                let _ = self.places.add_pool(&pool.name, &dir);
-            }
-        }
+        reach_mounted_pools(&self.core, &self.places);
         let (plan, skipped) = self.plan(&rules);
+        let shares: std::collections::HashMap<String, ShareHome> = self
+            .shares()
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
         for s in &skipped {
             tracing::info!(reason = %s, "placement run: not looked at");
         }
@@ -605,7 +609,7 @@ impl Placement {
                     plan.moves.len()
                 ));
             }
-            let Some(share) = self.shares().into_iter().find(|s| s.name == m.share) else {
+            let Some(share) = shares.get(&m.share) else {
                 continue;
             };
             let spec = MoveSpec {

@@ -269,13 +269,7 @@ impl Shares {
             .core
             .with_config(|c| c.pools.iter().map(|p| p.name.clone()).collect());
         let holding = pools.into_iter().find(|pool| {
-            let dir = self
-                .core
-                .paths
-                .mountpoint(pool)
-                .join(rushes_placement::layout::DATA_DIR)
-                .join(share);
-            std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+            rushes_placement::layout::holds_share_data(&self.core.paths.mountpoint(pool), share)
         });
         match holding {
             None => Ok(()),

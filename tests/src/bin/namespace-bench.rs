@@ -89,8 +89,10 @@ fn read_rate(s: &Served, fh: &nfs_fh3, size: u64, depth: usize) -> Result<f64> {
     Ok(size as f64 / took.as_secs_f64() / 1e6)
 }
 
-/// Write a new file of `size` bytes in 1 MiB UNSTABLE calls, then COMMIT: MB/s.
+/// Write a new file of `size` bytes in 1 MiB UNSTABLE calls, then COMMIT: MB/s. Starts
+/// with nothing dirty left by the write before.
 fn write_rate(s: &Served, name: &str, size: u64, depth: usize) -> Result<f64> {
+    rustix::fs::sync();
     let mut p = pipe(s)?;
     let fh = bench::created_handle(&p.call(8, &bench::create_args(&s.root, name))?)?;
     let chunk = vec![0x5a; MIB as usize];
@@ -275,28 +277,15 @@ fn main() -> Result<()> {
             || read_rate(&layered, &home_fh, size, d),
             || read_rate(&plain, &plain_home, size, d),
         )?;
-        // Each write starts with nothing dirty left by the one before.
         write.pair(
             rep,
-            || {
-                rustix::fs::sync();
-                write_rate(&layered, &format!("w-{rep}-ns.bin"), size, d)
-            },
-            || {
-                rustix::fs::sync();
-                write_rate(&plain, &format!("w-{rep}-plain.bin"), size, d)
-            },
+            || write_rate(&layered, &format!("w-{rep}-ns.bin"), size, d),
+            || write_rate(&plain, &format!("w-{rep}-plain.bin"), size, d),
         )?;
         calibrate.pair(
             rep,
-            || {
-                rustix::fs::sync();
-                write_rate(&plain, &format!("w-{rep}-a.bin"), size, d)
-            },
-            || {
-                rustix::fs::sync();
-                write_rate(&plain, &format!("w-{rep}-b.bin"), size, d)
-            },
+            || write_rate(&plain, &format!("w-{rep}-a.bin"), size, d),
+            || write_rate(&plain, &format!("w-{rep}-b.bin"), size, d),
         )?;
         attr.pair(
             rep,
