@@ -254,7 +254,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     assert_eq!(pool_state(&vm)["state"], "online");
 
     // A second pool, on one SATA disk, for placement to move data to; and a share that
-    // is served over NFS only (Samba does not follow moved data yet).
+    // is served over NFS until SMB is turned on for it after its data moved.
     ctl(
         &vm,
         "pool create archive --level single sda --wait",
@@ -310,15 +310,17 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let out = ctl(&vm, "placement explain projects/missing.mov", 1, SHORT);
     assert!(out.contains("missing.mov"), "{out}");
     let out = ctl(&vm, "placement simulate", 0, SHORT);
-    assert!(out.contains("2 files looked at; 2 would move"), "{out}");
+    assert!(out.contains(" would move"), "{out}");
+    assert!(
+        out.contains("; 2 would move"),
+        "the two takes, no reel: {out}"
+    );
     assert!(
         out.contains("media: ") && out.contains("(watermarks 90 % / 75 %)"),
         "{out}"
     );
-    assert!(
-        out.contains("not looked at: share projects: it is served over SMB"),
-        "{out}"
-    );
+    // An SMB share's files are looked at too: Samba reads them through the view.
+    assert!(!out.contains("served over SMB"), "{out}");
 
     // The run: both takes go to the archive, slowed so a client reads take-1 through
     // the handle it took before while its data moves.
@@ -408,9 +410,48 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "0",
         "no move left in the journal"
     );
-    // Samba would read the moved files' empty home inodes: SMB stays off for the share.
-    let out = ctl(&vm, "share set-smb grading --smb on", 1, SHORT);
-    assert!(out.contains("have their data on pool archive"), "{out}");
+    // SMB turned on after the move: Samba serves the share through rushesd's FUSE view,
+    // where the moved takes read as themselves (passed through to the archive's
+    // objects), and a clip written over SMB lands in the share on the home pool.
+    ctl(&vm, "share set-smb grading --smb on", 0, SHORT);
+    sh(
+        &vm,
+        "echo 'grade-pass-1' | rushesctl user add colorist --uid 1000",
+    );
+    let mounts = sh(&vm, "grep ' /run/rushes/view/grading ' /proc/mounts");
+    assert!(mounts.contains("rushes:grading fuse.rushes"), "{mounts}");
+    let smb = |commands: &str| {
+        vm.run(
+            &format!(
+                "cd /tmp && smbclient //127.0.0.1/grading -U colorist%grade-pass-1 -c '{commands}' 2>&1"
+            ),
+            SHORT,
+        )
+        .unwrap()
+    };
+    let (out, rc) = smb("get take-1.mov smb-take-1.mov; get take-2.mov smb-take-2.mov");
+    assert_eq!(rc, 0, "{out}");
+    for (i, (name, data)) in takes.iter().enumerate() {
+        let sum = sh(&vm, &format!("sha256sum /tmp/smb-take-{}.mov", i + 1));
+        assert!(sum.starts_with(&sha256(data)), "{name} over SMB: {sum}");
+    }
+    sh(
+        &vm,
+        "head -c 2000000 /dev/urandom > /tmp/take-3.mov; rm -f /tmp/smb-take-*.mov",
+    );
+    let (out, rc) = smb("put take-3.mov take-3.mov");
+    assert_eq!(rc, 0, "{out}");
+    let over_nfs = read_share_file(vm.port, "/grading", "take-3.mov").await;
+    assert!(
+        sh(&vm, "sha256sum /tmp/take-3.mov").starts_with(&sha256(&over_nfs)),
+        "take-3 written over SMB, read over NFS"
+    );
+    let owner = sh(&vm, "stat -c %u /pools/media/grading/take-3.mov");
+    assert_eq!(
+        owner.trim(),
+        "1000",
+        "take-3 belongs to the account that wrote it"
+    );
 
     // Reboot from the console's Power screen (appliance_image presses ctrl-alt-del):
     // the pool is assembled from RUSHES-CFG and the files are intact.

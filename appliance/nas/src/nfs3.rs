@@ -21,7 +21,7 @@ use nfsserve::nfs::{
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps, CWD};
 use rustix::io::Errno;
 
-use rushes_placement::layout::{self as data_layout, DataLocation, DataPlaces, IoTicket, Resolved};
+use rushes_placement::layout::{DataLocation, DataPlaces, Doomed, IoTicket, Resolved};
 
 use crate::activity::OpRecord;
 use crate::handle::HandleKey;
@@ -455,44 +455,21 @@ pub struct FileTail {
     pub ticket: Option<IoTicket>,
 }
 
-/// The data that `name` in `dir` keeps on another pool, when the name is a regular
-/// file's only link and about to go (REMOVE, or RENAME over it): freed once the name is
-/// gone. Holds the file's write ticket, so no move switches its data meanwhile.
-fn data_to_free(
-    places: &Arc<DataPlaces>,
-    dir: BorrowedFd<'_>,
-    name: &CStr,
-) -> Option<(Option<IoTicket>, DataLocation)> {
+/// The data that `name` in `dir` keeps on another pool when its last name is about to
+/// go ([`DataPlaces::doomed`], looked at as root).
+fn data_to_free(places: &Arc<DataPlaces>, dir: BorrowedFd<'_>, name: &CStr) -> Option<Doomed> {
     if !places.active() {
         return None;
     }
     sys::run_as_root().ok()?;
-    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    let single = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1;
-    if !single || !places.needs_lookup(&st) {
-        return None;
-    }
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::NONBLOCK;
-    let fd = rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    let mut now = st;
-    let ticket = places.enter(fd.as_fd(), &mut now, true).ok()?;
-    if now.st_ino != st.st_ino {
-        return None;
-    }
-    let loc = data_layout::location_of(fd.as_fd()).ok()??;
-    Some((ticket, loc))
+    places.doomed(dir, name)
 }
 
 /// Free `doomed`'s data now that its last name is gone.
-fn free_data(places: &DataPlaces, doomed: Option<(Option<IoTicket>, DataLocation)>) {
-    let Some((_ticket, loc)) = doomed else { return };
-    if sys::run_as_root().is_err() {
-        return;
-    }
-    match places.remove(&loc) {
-        Ok(()) => tracing::debug!(object = %loc.encode(), "a removed file's data freed"),
-        Err(e) => {
-            tracing::warn!(object = %loc.encode(), error = %e, "cannot free a removed file's data on its pool")
+fn free_data(places: &DataPlaces, doomed: Option<Doomed>) {
+    if let Some(doomed) = doomed {
+        if sys::run_as_root().is_ok() {
+            doomed.free(places);
         }
     }
 }
@@ -1551,19 +1528,17 @@ fn apply_sattr(
         let mut st = *st;
         let (_ticket, elsewhere) = data_call(places, wfd.as_fd(), &mut st, OFlags::WRONLY)?;
         obj.act()?;
-        rustix::fs::ftruncate(&wfd, size).map_err(errno_stat)?;
-        if let Some((data, loc)) = elsewhere {
+        if elsewhere.is_some() {
             sys::run_as_root().map_err(|_| NFS3ERR_SERVERFAULT)?;
-            if size == 0 {
-                // Nothing left to keep elsewhere: the data is home again, in the file.
-                data_layout::set_location(wfd.as_fd(), None).map_err(errno_stat)?;
-                if let Err(e) = places.remove(&loc) {
-                    tracing::warn!(object = %loc.encode(), error = %e, "cannot free a truncated file's data on its pool");
-                }
-            } else {
-                rustix::fs::ftruncate(&data, size).map_err(errno_stat)?;
-            }
         }
+        places
+            .truncate(
+                wfd.as_fd(),
+                &st,
+                elsewhere.as_ref().map(|(data, loc)| (data.as_fd(), loc)),
+                size,
+            )
+            .map_err(errno_stat)?;
     }
     obj.act()?;
     if let set_mode3::mode(mode) = attr.mode {

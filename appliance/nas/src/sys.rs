@@ -284,6 +284,14 @@ pub fn ofd_lock(fd: BorrowedFd<'_>, kind: LockKind, start: i64, len: i64) -> io:
     }
 }
 
+/// Take (or release) an open file description lock, waiting while another description
+/// holds a conflicting one.
+pub fn ofd_lock_wait(fd: BorrowedFd<'_>, kind: LockKind, start: i64, len: i64) -> io::Result<()> {
+    let fl = kind.flock(start, len);
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_OFD_SETLKW(&fl))?;
+    Ok(())
+}
+
 /// The first lock of another description that conflicts with `kind` over the range:
 /// (exclusive, start, length), or None.
 pub fn ofd_conflict(

@@ -118,6 +118,10 @@ pub struct DataPlaces {
     recalls: AtomicUsize,
     /// Pools in `roots`, read on every data call without the lock.
     pools: AtomicUsize,
+    /// Files open through the FUSE view, by (device, inode), with how many opens each:
+    /// an open file's reads and writes go straight to the file its data was in when it
+    /// was opened, so its data stays there until the last close.
+    held: Mutex<HashMap<(u64, u64), u32>>,
 }
 
 impl Default for DataPlaces {
@@ -127,6 +131,7 @@ impl Default for DataPlaces {
             roots: RwLock::default(),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             recalls: AtomicUsize::new(0),
+            held: Mutex::default(),
         }
     }
 }
@@ -178,6 +183,51 @@ pub struct Switch<'a> {
 impl Drop for Switch<'_> {
     fn drop(&mut self) {
         self.shard.switching.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A file kept open through the FUSE view: its data does not move until this drops.
+pub struct OpenHold {
+    places: Arc<DataPlaces>,
+    key: (u64, u64),
+}
+
+impl Drop for OpenHold {
+    fn drop(&mut self) {
+        let mut held = self.places.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenHold").field("key", &self.key).finish()
+    }
+}
+
+/// The data of a file whose last name is about to go, freed once it has gone
+/// ([`DataPlaces::doomed`]).
+#[derive(Debug)]
+pub struct Doomed {
+    _ticket: Option<IoTicket>,
+    loc: DataLocation,
+}
+
+impl Doomed {
+    /// Free the data now that the file's last name is gone. One that cannot be freed is
+    /// logged and stays on its pool, taking room but harming nothing.
+    pub fn free(self, places: &DataPlaces) {
+        match places.remove(&self.loc) {
+            Ok(()) => tracing::debug!(object = %self.loc.encode(), "a removed file's data freed"),
+            Err(e) => {
+                tracing::warn!(object = %self.loc.encode(), error = %e, "cannot free a removed file's data on its pool")
+            }
+        }
     }
 }
 
@@ -370,6 +420,88 @@ impl DataPlaces {
                     last_modification: now,
                 },
             )
+        }
+    }
+
+    /// Keep the data of the file with stat `st` where it is until the hold drops: the
+    /// FUSE view holds each file it has open. Take it under the file's ticket, so a
+    /// switch either sees it or has finished before the open looks where the data is.
+    pub fn hold_open(self: &Arc<Self>, st: &rustix::fs::Stat) -> OpenHold {
+        let key = (st.st_dev, st.st_ino);
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert(0) += 1;
+        OpenHold {
+            places: Arc::clone(self),
+            key,
+        }
+    }
+
+    /// Whether the file with stat `st` is open through the FUSE view.
+    pub fn is_held(&self, st: &rustix::fs::Stat) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&(st.st_dev, st.st_ino))
+    }
+
+    /// The data that `name` in `dir` keeps on another pool, when the name is a regular
+    /// file's only link and about to go (a remove, or a rename over it): free it with
+    /// [`Doomed::free`] once the name is gone. Holds the file's write ticket meanwhile,
+    /// so no move switches its data. Call as root (the location is a trusted.* xattr).
+    pub fn doomed(self: &Arc<Self>, dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Option<Doomed> {
+        if !self.active() {
+            return None;
+        }
+        let st = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        let single = rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::RegularFile
+            && st.st_nlink == 1;
+        if !single || !self.needs_lookup(&st) {
+            return None;
+        }
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::NONBLOCK;
+        let fd = rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut now = st;
+        let ticket = self
+            .enter(std::os::fd::AsFd::as_fd(&fd), &mut now, true)
+            .ok()?;
+        if now.st_ino != st.st_ino {
+            return None;
+        }
+        let loc = location_of(std::os::fd::AsFd::as_fd(&fd)).ok()??;
+        Some(Doomed {
+            _ticket: ticket,
+            loc,
+        })
+    }
+
+    /// Truncate the file open writable at `ns` (stat `st`), whose data is `elsewhere`
+    /// when not in place, to `size`, under the call's write ticket. Cut to nothing, data
+    /// kept elsewhere comes home (there is nothing left to keep there), unless the file
+    /// is open through the FUSE view, whose writes go straight to that object.
+    pub fn truncate(
+        &self,
+        ns: BorrowedFd<'_>,
+        st: &rustix::fs::Stat,
+        elsewhere: Option<(BorrowedFd<'_>, &DataLocation)>,
+        size: u64,
+    ) -> Result<(), Errno> {
+        rustix::fs::ftruncate(ns, size)?;
+        let Some((data, loc)) = elsewhere else {
+            return Ok(());
+        };
+        if size == 0 && !self.is_held(st) {
+            set_location(ns, None)?;
+            if let Err(e) = self.remove(loc) {
+                tracing::warn!(object = %loc.encode(), error = %e, "cannot free a truncated file's data on its pool");
+            }
+            Ok(())
+        } else {
+            rustix::fs::ftruncate(data, size)
         }
     }
 

@@ -88,6 +88,8 @@ pub enum MoveError {
         free: u64,
         need: u64,
     },
+    #[error("{0}: open over SMB; its data stays where it is until it is closed, and a later run moves it")]
+    Open(String),
     #[error("the move was cancelled; the data stays where it was")]
     Cancelled,
 }
@@ -292,6 +294,9 @@ pub fn move_file(
         }
         return Ok(None);
     }
+    if places.is_held(&st) {
+        return Err(MoveError::Open(spec.path.clone()));
+    }
     let to_home = spec.to == spec.home;
     if !to_home {
         if let Some(free) = free_on(to_root).filter(|f| *f < size) {
@@ -403,6 +408,11 @@ fn move_with_journal(
     let Some(switch) = places.switch(st.st_ino) else {
         return Err(MoveError::Busy(spec.path.clone()));
     };
+    // Opened through the view since the copy began: its reads and writes go straight
+    // to the present place, which must stay.
+    if places.is_held(st) {
+        return Err(MoveError::Open(spec.path.clone()));
+    }
     let now = identity(&rustix::fs::fstat(src).map_err(cx.io("look at the data"))?);
     if now != before || places.writes(st.st_ino) != writes {
         return Err(MoveError::Changed(spec.path.clone()));

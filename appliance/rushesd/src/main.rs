@@ -452,6 +452,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&shares),
             samba.clone(),
             Arc::clone(&directory),
+            Arc::clone(&service.places),
         );
         let system = settings::System::new(Arc::clone(&core));
         let placement = placement::Placement::start(

@@ -80,11 +80,7 @@ struct ShareHome {
     name: String,
     pool: String,
     root: PathBuf,
-    smb: bool,
 }
-
-/// Why files of an SMB share stay where they are for now.
-const SMB_HELD: &str = "it is served over SMB, and Samba reads files straight from the pool, so it would not see data moved away; turn SMB off for it to let its files move";
 
 fn run_target() -> JobTarget {
     JobTarget {
@@ -281,7 +277,6 @@ impl Placement {
                     name: s.name.clone(),
                     pool: s.pool.clone(),
                     root: self.core.paths.mountpoint(&s.pool).join(&s.name),
-                    smb: s.smb,
                 })
                 .collect()
         })
@@ -301,10 +296,6 @@ impl Placement {
                     "share {}: pool {} is not mounted",
                     share.name, share.pool
                 ));
-                continue;
-            }
-            if share.smb {
-                skipped.push(format!("share {}: {SMB_HELD}", share.name));
                 continue;
             }
             if let Err(e) = scan_share(&share.name, &share.root, &share.pool, &wanted, |f| {
@@ -602,6 +593,7 @@ impl Placement {
         let total: u64 = plan.moves.iter().map(|m| m.bytes).sum();
         let started = Instant::now();
         let (mut moved, mut bytes_done, mut failed) = (0u64, 0u64, Vec::new());
+        let mut open = 0u64;
         for m in &plan.moves {
             if w.cancelled() {
                 return Err(format!(
@@ -654,6 +646,10 @@ impl Placement {
                     }
                 }
                 Err(MoveError::Cancelled) => continue,
+                Err(MoveError::Open(_)) => {
+                    tracing::info!(share = %m.share, path = %m.path, "open over SMB: left where it is for a later run");
+                    open += 1;
+                }
                 Err(e) => {
                     tracing::warn!(share = %m.share, path = %m.path, error = %e, "move failed");
                     failed.push(format!("{}{e}", m.share));
@@ -691,7 +687,7 @@ impl Placement {
             ));
         }
         w.step(&format!(
-            "moved {moved} files ({}); {} held back",
+            "moved {moved} files ({}); {} held back; {open} open over SMB, left for a later run",
             rushes_placement::units::show_size(bytes_done),
             plan.held.len()
         ));

@@ -155,9 +155,6 @@ impl Shares {
             ApiErr::new(400, "bad-name", e.to_string())
                 .hint("a share is a folder directly on its pool: its name cannot contain '/' or start with '.'")
         })?;
-        if entry.smb {
-            self.refuse_smb_over_moved_data(&entry.name)?;
-        }
         {
             if self
                 .core
@@ -230,9 +227,6 @@ impl Shares {
             entry.rules = rules;
         }
         if let Some(smb) = req.smb {
-            if smb && !entry.smb {
-                self.refuse_smb_over_moved_data(name)?;
-            }
             entry.smb = smb;
         }
         if let Some(time_machine) = req.time_machine {
@@ -259,27 +253,6 @@ impl Shares {
         self.core.emit(Event::SharesChanged);
         tracing::info!(share = name, smb = entry.smb, time_machine = entry.time_machine, users = ?entry.users, "share changed");
         Ok(self.share_view(&entry))
-    }
-
-    /// Samba reads a share's files straight from its pool, so it would read a file whose
-    /// data placement moved to another pool as its empty home inode: SMB stays off for a
-    /// share with moved data until the data is home again.
-    fn refuse_smb_over_moved_data(&self, share: &str) -> ApiResult<()> {
-        let pools: Vec<String> = self
-            .core
-            .with_config(|c| c.pools.iter().map(|p| p.name.clone()).collect());
-        let holding = pools.into_iter().find(|pool| {
-            rushes_placement::layout::holds_share_data(&self.core.paths.mountpoint(pool), share)
-        });
-        match holding {
-            None => Ok(()),
-            Some(pool) => Err(ApiErr::new(
-                409,
-                "moved-data",
-                format!("files of share {share} have their data on pool {pool}, moved there by placement; Samba reads files straight from the share's pool and would see them empty"),
-            )
-            .hint("bring their data home first (a rule placing the share's files on its pool, then `rushesctl placement run`), then turn SMB on")),
-        }
     }
 
     /// Stop serving a share and forget it; its folder and files stay on the pool.

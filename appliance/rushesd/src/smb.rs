@@ -2,17 +2,24 @@
 //! online and served over SMB, the audit reader's directory, and the mDNS announcements
 //! (SMB, Time Machine, NFS) by which Macs find the box.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use rushes_api as api;
+use rushes_api::{self as api, Severity};
+use rushes_placement::DataPlaces;
+use rushes_view::ViewMount;
 
+use crate::alerts::Raise;
 use crate::config::UserEntry;
 use crate::core::{Core, Event};
 use crate::directory::Directory;
 use crate::error::{ApiErr, ApiResult};
 use crate::samba::{check_password, check_user_name, render, Samba, SmbShare};
 use crate::shares::Shares;
+
+/// Where each SMB share's view is mounted for Samba: `VIEWS/SHARE`.
+const VIEWS: &str = "/run/rushes/view";
 
 /// The first uid handed out, and the group accounts join by default (`users`).
 const FIRST_UID: u32 = 1000;
@@ -27,6 +34,10 @@ pub struct Smb {
     directory: Arc<RwLock<Directory>>,
     /// The mDNS responder and what it announces.
     mdns: Mutex<Option<(mdns_sd::ServiceDaemon, Announced)>>,
+    /// Where files' data is, for the views.
+    places: Arc<DataPlaces>,
+    /// Each SMB share's view, by share, with the folder it shows.
+    views: Mutex<HashMap<String, (PathBuf, ViewMount)>>,
 }
 
 impl Smb {
@@ -36,6 +47,7 @@ impl Smb {
         shares: Arc<Shares>,
         samba: Option<Samba>,
         directory: Arc<RwLock<Directory>>,
+        places: Arc<DataPlaces>,
     ) -> Arc<Self> {
         let smb = Arc::new(Self {
             core,
@@ -43,6 +55,8 @@ impl Smb {
             samba,
             directory,
             mdns: Mutex::new(None),
+            places,
+            views: Mutex::default(),
         });
         let weak = Arc::downgrade(&smb);
         smb.core.on(move |event| {
@@ -65,19 +79,38 @@ impl Smb {
             .with_config(|c| (c.users.clone(), c.shares.clone()));
         let mut served = Vec::new();
         let mut directory = Directory::default();
+        let mut failed = Vec::new();
         for entry in shares.iter().filter(|s| s.smb) {
             let view = self.shares.share(&entry.name);
             let Ok(view) = view else { continue };
             if !view.online {
                 continue;
             }
+            // Samba serves the share's namespace through its view, so files whose data
+            // placement moved read as themselves; `rushesd host` runs no Samba.
+            let path = match &self.samba {
+                None => PathBuf::from(&view.path),
+                Some(_) => match self.view_of(&entry.name, Path::new(&view.path)) {
+                    Ok(path) => path,
+                    Err(e) => {
+                        tracing::error!(share = %entry.name, error = %e, "share not served over SMB: its view cannot be mounted");
+                        failed.push(Raise::new(
+                            format!("smb-view:{}", entry.name),
+                            Severity::Critical,
+                            format!("share {} is not served over SMB: {e}", entry.name),
+                            "see `rushesctl logs`; NFS still serves it",
+                        ));
+                        continue;
+                    }
+                },
+            };
             directory.shares.insert(
                 entry.name.clone(),
-                (entry.name.as_str().into(), PathBuf::from(&view.path)),
+                (entry.name.as_str().into(), path.clone()),
             );
             served.push(SmbShare {
                 name: entry.name.clone(),
-                path: PathBuf::from(&view.path),
+                path,
                 users: entry.users.clone(),
                 time_machine: entry.time_machine,
             });
@@ -90,6 +123,7 @@ impl Smb {
         if let Err(e) = samba.write_accounts(&users) {
             tracing::error!(error = %e, "cannot write the accounts to /etc/passwd");
         }
+        self.core.alerts.publish("smb-views", failed);
         match samba.apply(&render(samba, &served)) {
             Ok(true) => tracing::info!(shares = served.len(), "SMB configuration written"),
             Ok(false) => {}
@@ -97,7 +131,43 @@ impl Smb {
                 tracing::error!(error = %e, conf = %samba.conf.display(), "cannot write the SMB configuration")
             }
         }
+        // Views of shares Samba no longer serves go once it has been told.
+        let gone: Vec<(PathBuf, ViewMount)> = {
+            let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+            let keep: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
+            let names: Vec<String> = views
+                .keys()
+                .filter(|n| !keep.contains(&n.as_str()))
+                .cloned()
+                .collect();
+            names.iter().filter_map(|n| views.remove(n)).collect()
+        };
+        for (_, view) in gone {
+            view.unmount();
+        }
         self.announce(&served);
+    }
+
+    /// Share `name`'s view over its folder `root`, mounted when it is not yet.
+    fn view_of(&self, name: &str, root: &Path) -> Result<PathBuf, rushes_view::ViewError> {
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((shown, view)) = views.get(name) {
+            if shown == root {
+                return Ok(view.mountpoint().to_path_buf());
+            }
+        }
+        if let Some((_, old)) = views.remove(name) {
+            old.unmount();
+        }
+        let view = rushes_view::mount(
+            name,
+            root,
+            &Path::new(VIEWS).join(name),
+            Arc::clone(&self.places),
+        )?;
+        let path = view.mountpoint().to_path_buf();
+        views.insert(name.to_string(), (root.to_path_buf(), view));
+        Ok(path)
     }
 
     pub fn users(&self) -> Vec<api::User> {

@@ -1,0 +1,1419 @@
+//! The FUSE calls of one share's view over its folder on the home pool.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use rushes_nas::sys::{self, KernelHandle, LockKind};
+use rushes_placement::layout::{self, DataLocation, DataPlaces, OpenHold, Resolved};
+use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
+
+/// How long the kernel may trust a name or attributes before asking again. NFS clients
+/// change the same tree, so this stays short.
+const TTL: Duration = Duration::from_secs(1);
+
+/// The layer's own xattrs: never shown, never set from outside.
+const OWN_XATTRS: &[u8] = b"trusted.rushes.";
+
+/// A known inode: how to reopen it, and how many lookups the kernel holds on it.
+struct Node {
+    handle: KernelHandle,
+    lookups: u64,
+}
+
+/// One open of a file.
+struct OpenFile {
+    ino: u64,
+    /// The file its data is in (the home file, or the object on another pool), opened
+    /// with the open's access: used for fsync, and for reads and writes when the kernel
+    /// has no passthrough.
+    fd: Arc<OwnedFd>,
+    writes: bool,
+    /// Lock owners that locked through this open: their locks go with its close (an
+    /// OFD lock's owner is the open itself, which no flush names).
+    owners: Vec<u64>,
+}
+
+/// A file with at least one open.
+struct OpenInode {
+    opens: u32,
+    writers: u32,
+    /// The one backing file the kernel passes every open of this inode through to.
+    backing: Option<Arc<BackingId>>,
+    /// Data kept on another pool: its object, whose size and times count while writers
+    /// have it open, and are given to the home file at the last writer's close.
+    elsewhere: Option<(Arc<OwnedFd>, DataLocation)>,
+    _hold: OpenHold,
+}
+
+/// What a SETATTR asks to change.
+struct Change {
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+}
+
+/// A listing in progress: the folder's entries read at its start.
+struct Listing {
+    entries: Vec<(u64, FileType, CString)>,
+}
+
+/// One share's view.
+pub struct View {
+    share: String,
+    places: Arc<DataPlaces>,
+    /// The share's folder, opened for `open_by_handle_at`.
+    root: OwnedFd,
+    root_ino: u64,
+    nodes: Mutex<HashMap<u64, Node>>,
+    files: Mutex<HashMap<u64, OpenFile>>,
+    inodes: Mutex<HashMap<u64, OpenInode>>,
+    listings: Mutex<HashMap<u64, Listing>>,
+    /// OFD lock descriptions, one per (inode, lock owner).
+    locks: Mutex<HashMap<(u64, u64), Arc<OwnedFd>>>,
+    next_fh: AtomicU64,
+    passthrough: Arc<AtomicBool>,
+}
+
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_i32(e.raw_os_error())
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn cname(name: &OsStr) -> Result<CString, Errno> {
+    CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+fn time(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs())
+    }
+}
+
+fn kind(mode: u32) -> FileType {
+    fuse_type(rustix::fs::FileType::from_raw_mode(mode))
+}
+
+fn fuse_type(t: rustix::fs::FileType) -> FileType {
+    match t {
+        rustix::fs::FileType::Directory => FileType::Directory,
+        rustix::fs::FileType::Symlink => FileType::Symlink,
+        rustix::fs::FileType::Fifo => FileType::NamedPipe,
+        rustix::fs::FileType::Socket => FileType::Socket,
+        rustix::fs::FileType::CharacterDevice => FileType::CharDevice,
+        rustix::fs::FileType::BlockDevice => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn timespec(t: TimeOrNow) -> Timespec {
+    match t {
+        TimeOrNow::Now => Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            },
+            Err(e) => Timespec {
+                tv_sec: -(e.duration().as_secs() as i64),
+                tv_nsec: 0,
+            },
+        },
+    }
+}
+
+const OMIT: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: rustix::fs::UTIME_OMIT,
+};
+
+/// The range of a FUSE lock (`end` inclusive, `i64::MAX` for "to the end") as an
+/// fcntl start and length (0: to the end).
+fn lock_range(start: u64, end: u64) -> (i64, i64) {
+    let start = start.min(i64::MAX as u64) as i64;
+    if end >= i64::MAX as u64 {
+        (start, 0)
+    } else {
+        (start, (end as i64 - start).saturating_add(1).max(0))
+    }
+}
+
+fn lock_kind(typ: i32) -> Result<LockKind, Errno> {
+    match typ {
+        libc::F_RDLCK => Ok(LockKind::Read),
+        libc::F_WRLCK => Ok(LockKind::Write),
+        libc::F_UNLCK => Ok(LockKind::Unlock),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+impl View {
+    pub(crate) fn new(share: &str, root: &Path, places: Arc<DataPlaces>) -> std::io::Result<Self> {
+        let root = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let root_ino = rustix::fs::fstat(&root)?.st_ino;
+        // Checked now, so a file system without handles is refused at mount, not per call.
+        sys::name_to_handle(root.as_fd(), c"")?;
+        Ok(Self {
+            share: share.into(),
+            places,
+            root,
+            root_ino,
+            nodes: Mutex::default(),
+            files: Mutex::default(),
+            inodes: Mutex::default(),
+            listings: Mutex::default(),
+            locks: Mutex::default(),
+            next_fh: AtomicU64::new(1),
+            passthrough: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub(crate) fn passthrough_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.passthrough)
+    }
+
+    fn as_root() -> Result<(), Errno> {
+        sys::run_as_root().map_err(|_| Errno::EPERM)
+    }
+
+    /// Reopen inode `ino` with `flags`.
+    fn open_ino(&self, ino: INodeNo, flags: i32) -> Result<OwnedFd, Errno> {
+        Self::as_root()?;
+        if ino == INodeNo::ROOT {
+            let fd = rustix::fs::openat(
+                &self.root,
+                c".",
+                OFlags::from_bits_retain(flags as u32) | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
+            return Ok(fd);
+        }
+        let handle = {
+            let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            nodes.get(&ino.0).map(|n| n.handle.clone())
+        }
+        .ok_or(Errno::ESTALE)?;
+        sys::open_by_handle(self.root.as_fd(), &handle, flags).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ESTALE) {
+                Errno::ENOENT
+            } else {
+                io_errno(e)
+            }
+        })
+    }
+
+    fn path_fd(&self, ino: INodeNo) -> Result<OwnedFd, Errno> {
+        self.open_ino(ino, libc::O_PATH | libc::O_NOFOLLOW)
+    }
+
+    fn dir_fd(&self, ino: INodeNo) -> Result<OwnedFd, Errno> {
+        self.open_ino(ino, libc::O_PATH | libc::O_DIRECTORY)
+    }
+
+    /// The FUSE inode number of a home inode.
+    fn fuse_ino(&self, ino: u64) -> INodeNo {
+        if ino == self.root_ino {
+            INodeNo::ROOT
+        } else {
+            INodeNo(ino)
+        }
+    }
+
+    /// What the kernel is told of a file: its home inode's attributes, with the size and
+    /// times of its data's object while writers have it open there, and blocks for every
+    /// byte of a file whose data is elsewhere (it is not sparse, only away).
+    fn attr(&self, fd: BorrowedFd<'_>, st: &Stat) -> FileAttr {
+        let mut size = st.st_size as u64;
+        let mut blocks = st.st_blocks as u64;
+        let (mut mtime, mut ctime) = (
+            time(st.st_mtime, st.st_mtime_nsec as i64),
+            time(st.st_ctime, st.st_ctime_nsec as i64),
+        );
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile {
+            let written = {
+                let inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+                inodes
+                    .get(&st.st_ino)
+                    .filter(|o| o.writers > 0)
+                    .and_then(|o| o.elsewhere.as_ref().map(|(fd, _)| Arc::clone(fd)))
+            };
+            if let Some(data) = written.and_then(|d| rustix::fs::fstat(&*d).ok()) {
+                size = data.st_size as u64;
+                blocks = data.st_blocks as u64;
+                mtime = time(data.st_mtime, data.st_mtime_nsec as i64);
+                ctime = ctime.max(time(data.st_ctime, data.st_ctime_nsec as i64));
+            } else if self.places.needs_lookup(st) && self.has_location(fd) {
+                blocks = size.div_ceil(512);
+            }
+        }
+        FileAttr {
+            ino: self.fuse_ino(st.st_ino),
+            size,
+            blocks,
+            atime: time(st.st_atime, st.st_atime_nsec as i64),
+            mtime,
+            ctime,
+            crtime: ctime,
+            kind: kind(st.st_mode),
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: st.st_blksize as u32,
+            flags: 0,
+        }
+    }
+
+    fn has_location(&self, fd: BorrowedFd<'_>) -> bool {
+        // The xattr is read through a descriptor that can read (not O_PATH).
+        rustix::fs::open(
+            sys::proc_path(fd).as_str(),
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOATIME | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .and_then(|f| layout::location_of(f.as_fd()).ok().flatten())
+        .is_some()
+    }
+
+    fn getattr_of(&self, ino: INodeNo) -> Result<FileAttr, Errno> {
+        let fd = self.path_fd(ino)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        Ok(self.attr(fd.as_fd(), &st))
+    }
+
+    /// Look `name` up in the folder open at `dir`, remembering it for later calls.
+    fn entry_in(&self, dir: BorrowedFd<'_>, name: &CStr) -> Result<FileAttr, Errno> {
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
+        let handle = sys::name_to_handle(dir, name).map_err(io_errno)?;
+        let fd = sys::open_by_handle(self.root.as_fd(), &handle, libc::O_PATH | libc::O_NOFOLLOW)
+            .map_err(io_errno)?;
+        {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            let node = nodes.entry(st.st_ino).or_insert(Node {
+                handle: handle.clone(),
+                lookups: 0,
+            });
+            // An inode number used again by a new file: the newest handle is the one.
+            node.handle = handle;
+            node.lookups += 1;
+        }
+        Ok(self.attr(fd.as_fd(), &st))
+    }
+
+    /// Give what `name` in `dir` was just made as to the caller, with exactly `mode`'s
+    /// permission bits (the process's umask is not the caller's), and look it up.
+    fn made(
+        &self,
+        req: &Request,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        mode: Option<u32>,
+    ) -> Result<FileAttr, Errno> {
+        let dst = rustix::fs::fstat(dir).map_err(errno)?;
+        // In a setgid folder the new entry already has the folder's group, as locally.
+        let gid = (dst.st_mode & libc::S_ISGID == 0).then(|| rustix::fs::Gid::from_raw(req.gid()));
+        let made = rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(req.uid())),
+            gid,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+        .and_then(|()| match mode {
+            Some(mode) => rustix::fs::chmodat(
+                dir,
+                name,
+                Mode::from_raw_mode(mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(errno),
+            None => Ok(()),
+        });
+        if let Err(e) = made {
+            // Not left behind owned by root.
+            let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW);
+            let flags = match st {
+                Ok(st)
+                    if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory =>
+                {
+                    AtFlags::REMOVEDIR
+                }
+                _ => AtFlags::empty(),
+            };
+            let _ = rustix::fs::unlinkat(dir, name, flags);
+            return Err(e);
+        }
+        self.entry_in(dir, name)
+    }
+
+    /// Record an open of the file (stat `st`, taken under its ticket) whose data is in
+    /// `data`, and the backing file every open of it is passed through to.
+    fn opened(
+        &self,
+        st: &Stat,
+        data: Arc<OwnedFd>,
+        elsewhere: Option<DataLocation>,
+        writes: bool,
+        register: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
+    ) -> (u64, Option<Arc<BackingId>>) {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let mut inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+        let open = inodes.entry(st.st_ino).or_insert_with(|| OpenInode {
+            opens: 0,
+            writers: 0,
+            backing: None,
+            elsewhere: elsewhere.map(|loc| (Arc::clone(&data), loc)),
+            _hold: self.places.hold_open(st),
+        });
+        open.opens += 1;
+        if writes {
+            open.writers += 1;
+        }
+        if open.backing.is_none() && self.passthrough.load(Ordering::SeqCst) {
+            match register(&data) {
+                Ok(id) => open.backing = Some(Arc::new(id)),
+                Err(e) => {
+                    tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the kernel refused passthrough; this view answers reads and writes itself");
+                    self.passthrough.store(false, Ordering::SeqCst);
+                }
+            }
+        }
+        let backing = open.backing.clone();
+        drop(inodes);
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            fh,
+            OpenFile {
+                ino: st.st_ino,
+                fd: data,
+                writes,
+                owners: Vec::new(),
+            },
+        );
+        (fh, backing)
+    }
+
+    /// Open regular file `ino` with `flags`: where its data is, looked at under a ticket.
+    fn open_data(
+        &self,
+        ino: INodeNo,
+        flags: i32,
+    ) -> Result<(Stat, Arc<OwnedFd>, Option<DataLocation>, bool), Errno> {
+        let access = flags & libc::O_ACCMODE;
+        let writes = access != libc::O_RDONLY;
+        let home = self.open_ino(ino, access | libc::O_NOFOLLOW | libc::O_NONBLOCK)?;
+        let mut st = rustix::fs::fstat(&home).map_err(errno)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Ok((st, Arc::new(home), None, writes));
+        }
+        let _ticket = self
+            .places
+            .enter(home.as_fd(), &mut st, writes)
+            .map_err(errno)?;
+        let access_flags = OFlags::from_bits_retain(access as u32);
+        if self.places.needs_lookup(&st) {
+            match self.places.resolve(home.as_fd(), &st, access_flags) {
+                Ok(Resolved::InPlace) => {}
+                Ok(Resolved::Elsewhere(fd, loc)) => {
+                    return Ok((st, Arc::new(fd), Some(loc), writes))
+                }
+                Err(e) => {
+                    tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
+                    return Err(Errno::EIO);
+                }
+            }
+        }
+        Ok((st, Arc::new(home), None, writes))
+    }
+
+    /// The last writer of a file whose data is elsewhere closed: its home file takes the
+    /// object's size and modify time, as an NFS write's would.
+    fn settle_home(&self, ino: u64, data: &OwnedFd) {
+        let settle = || -> Result<(), Errno> {
+            let dst = rustix::fs::fstat(data).map_err(errno)?;
+            let home = self.open_ino(INodeNo(ino), libc::O_WRONLY | libc::O_NONBLOCK)?;
+            let mut st = rustix::fs::fstat(&home).map_err(errno)?;
+            let _ticket = self
+                .places
+                .enter(home.as_fd(), &mut st, true)
+                .map_err(errno)?;
+            if st.st_size != dst.st_size {
+                rustix::fs::ftruncate(&home, dst.st_size as u64).map_err(errno)?;
+            }
+            rustix::fs::futimens(
+                &home,
+                &Timestamps {
+                    last_access: OMIT,
+                    last_modification: Timespec {
+                        tv_sec: dst.st_mtime,
+                        tv_nsec: dst.st_mtime_nsec as i64,
+                    },
+                },
+            )
+            .map_err(errno)
+        };
+        if let Err(e) = settle() {
+            tracing::warn!(share = %self.share, ino, error = %std::io::Error::from_raw_os_error(e.code()), "cannot give a moved file's new size to its namespace file");
+        }
+    }
+
+    /// The open `fh` wrote to data kept elsewhere: give its size and time to the home file.
+    fn settle_written(&self, fh: FileHandle) {
+        let ino = {
+            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            match files.get(&fh.0) {
+                Some(f) if f.writes => f.ino,
+                _ => return,
+            }
+        };
+        let data = {
+            let inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+            inodes
+                .get(&ino)
+                .and_then(|o| o.elsewhere.as_ref().map(|(fd, _)| Arc::clone(fd)))
+        };
+        if let Some(data) = data {
+            self.settle_home(ino, &data);
+        }
+    }
+
+    fn setattr_of(&self, ino: INodeNo, change: Change) -> Result<FileAttr, Errno> {
+        let Change {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        } = change;
+        let fd = self.path_fd(ino)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        let is_link =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink;
+        if let Some(size) = size {
+            let wfd = self.open_ino(ino, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)?;
+            let mut st = rustix::fs::fstat(&wfd).map_err(errno)?;
+            let _ticket = self
+                .places
+                .enter(wfd.as_fd(), &mut st, true)
+                .map_err(errno)?;
+            let elsewhere = if self.places.needs_lookup(&st) {
+                match self.places.resolve(wfd.as_fd(), &st, OFlags::WRONLY) {
+                    Ok(Resolved::Elsewhere(fd, loc)) => Some((fd, loc)),
+                    Ok(Resolved::InPlace) => None,
+                    Err(_) => return Err(Errno::EIO),
+                }
+            } else {
+                None
+            };
+            self.places
+                .truncate(
+                    wfd.as_fd(),
+                    &st,
+                    elsewhere.as_ref().map(|(d, l)| (d.as_fd(), l)),
+                    size,
+                )
+                .map_err(errno)?;
+        }
+        if let Some(mode) = mode.filter(|_| !is_link) {
+            rustix::fs::chmod(
+                sys::proc_path(fd.as_fd()).as_str(),
+                Mode::from_raw_mode(mode & 0o7777),
+            )
+            .map_err(errno)?;
+        }
+        if uid.is_some() || gid.is_some() {
+            rustix::fs::chownat(
+                &fd,
+                c"",
+                uid.map(rustix::fs::Uid::from_raw),
+                gid.map(rustix::fs::Gid::from_raw),
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)?;
+        }
+        if (atime.is_some() || mtime.is_some()) && !is_link {
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                sys::proc_path(fd.as_fd()).as_str(),
+                &Timestamps {
+                    last_access: atime.map_or(OMIT, timespec),
+                    last_modification: mtime.map_or(OMIT, timespec),
+                },
+                AtFlags::empty(),
+            )
+            .map_err(errno)?;
+        }
+        self.getattr_of(ino)
+    }
+
+    /// A readable descriptor of inode `ino` for its xattrs (`None`: a symlink, which has
+    /// none a caller may set).
+    fn xattr_fd(&self, ino: INodeNo) -> Result<Option<OwnedFd>, Errno> {
+        let fd = self.path_fd(ino)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::Symlink => Ok(None),
+            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory => {
+                let f = rustix::fs::open(
+                    sys::proc_path(fd.as_fd()).as_str(),
+                    OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOATIME | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(errno)?;
+                Ok(Some(f))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn lock_fd(&self, ino: u64, owner: u64) -> Result<Arc<OwnedFd>, Errno> {
+        if let Some(fd) = self
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(ino, owner))
+        {
+            return Ok(Arc::clone(fd));
+        }
+        let fd = self
+            .open_ino(
+                INodeNo(ino),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW,
+            )
+            .or_else(|_| self.open_ino(INodeNo(ino), libc::O_RDONLY | libc::O_NONBLOCK))?;
+        let fd = Arc::new(fd);
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((ino, owner), Arc::clone(&fd));
+        Ok(fd)
+    }
+
+    fn file(&self, fh: FileHandle) -> Result<Arc<OwnedFd>, Errno> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .map(|f| Arc::clone(&f.fd))
+            .ok_or(Errno::EBADF)
+    }
+
+    fn real_ino(&self, ino: INodeNo) -> u64 {
+        if ino == INodeNo::ROOT {
+            self.root_ino
+        } else {
+            ino.0
+        }
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, r: Result<FileAttr, Errno>) {
+    match r {
+        Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn own_xattr(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(OWN_XATTRS)
+}
+
+impl Filesystem for View {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS);
+        let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        self.passthrough.store(passthrough, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        reply_entry(
+            reply,
+            (|| {
+                let dir = self.dir_fd(parent)?;
+                self.entry_in(dir.as_fd(), &cname(name)?)
+            })(),
+        );
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = nodes.get_mut(&ino.0) {
+            node.lookups = node.lookups.saturating_sub(nlookup);
+            if node.lookups == 0 {
+                nodes.remove(&ino.0);
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.getattr_of(ino) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let change = Change {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        };
+        match self.setattr_of(ino, change) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self
+            .path_fd(ino)
+            .and_then(|fd| rustix::fs::readlinkat(&fd, c"", Vec::new()).map_err(errno))
+        {
+            Ok(target) => reply.data(target.as_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(
+            reply,
+            (|| {
+                let dir = self.dir_fd(parent)?;
+                let name = cname(name)?;
+                rustix::fs::mknodat(
+                    &dir,
+                    name.as_c_str(),
+                    rustix::fs::FileType::from_raw_mode(mode),
+                    Mode::from_raw_mode(mode & 0o7777),
+                    u64::from(rdev),
+                )
+                .map_err(errno)?;
+                self.made(req, dir.as_fd(), &name, Some(mode))
+            })(),
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(
+            reply,
+            (|| {
+                let dir = self.dir_fd(parent)?;
+                let name = cname(name)?;
+                rustix::fs::mkdirat(&dir, name.as_c_str(), Mode::from_raw_mode(mode & 0o7777))
+                    .map_err(errno)?;
+                // A setgid folder's subfolders keep the bit, as the kernel gave them.
+                let dst = rustix::fs::fstat(&dir).map_err(errno)?;
+                let mode = mode | (dst.st_mode & libc::S_ISGID);
+                self.made(req, dir.as_fd(), &name, Some(mode))
+            })(),
+        );
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(
+            reply,
+            (|| {
+                let dir = self.dir_fd(parent)?;
+                let name = cname(name)?;
+                let doomed = self.places.doomed(dir.as_fd(), &name);
+                rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::empty()).map_err(errno)?;
+                if let Some(d) = doomed {
+                    d.free(&self.places);
+                }
+                Ok(())
+            })(),
+        );
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(
+            reply,
+            (|| {
+                let dir = self.dir_fd(parent)?;
+                rustix::fs::unlinkat(&dir, cname(name)?.as_c_str(), AtFlags::REMOVEDIR)
+                    .map_err(errno)
+            })(),
+        );
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(
+            reply,
+            (|| {
+                let dir = self.dir_fd(parent)?;
+                let name = cname(link_name)?;
+                rustix::fs::symlinkat(target, &dir, name.as_c_str()).map_err(errno)?;
+                self.made(req, dir.as_fd(), &name, None)
+            })(),
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(
+            reply,
+            (|| {
+                let from = self.dir_fd(parent)?;
+                let to = self.dir_fd(newparent)?;
+                let (name, newname) = (cname(name)?, cname(newname)?);
+                let replaces = flags.is_empty();
+                // A file renamed over: its data goes with it, unless it is the same file.
+                let doomed = replaces
+                    .then(|| self.places.doomed(to.as_fd(), &newname))
+                    .flatten()
+                    .filter(|_| {
+                        let ino = |d: &OwnedFd, n: &CStr| {
+                            rustix::fs::statat(d, n, AtFlags::SYMLINK_NOFOLLOW).map(|s| s.st_ino)
+                        };
+                        ino(&from, &name).ok() != ino(&to, &newname).ok()
+                    });
+                rustix::fs::renameat_with(
+                    &from,
+                    name.as_c_str(),
+                    &to,
+                    newname.as_c_str(),
+                    rustix::fs::RenameFlags::from_bits_retain(flags.bits()),
+                )
+                .map_err(errno)?;
+                if let Some(d) = doomed {
+                    d.free(&self.places);
+                }
+                Ok(())
+            })(),
+        );
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(
+            reply,
+            (|| {
+                let fd = self.path_fd(ino)?;
+                let dir = self.dir_fd(newparent)?;
+                let name = cname(newname)?;
+                rustix::fs::linkat(&fd, c"", &dir, name.as_c_str(), AtFlags::EMPTY_PATH)
+                    .map_err(errno)?;
+                self.entry_in(dir.as_fd(), &name)
+            })(),
+        );
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (st, data, elsewhere, writes) = match self.open_data(ino, flags.0) {
+            Ok(v) => v,
+            Err(e) => return reply.error(e),
+        };
+        let (fh, backing) = self.opened(&st, data, elsewhere, writes, |fd| reply.open_backing(fd));
+        match backing {
+            Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+            None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        // Only without passthrough: the kernel reads the backing file itself otherwise.
+        let r = self.file(fh).and_then(|fd| {
+            let mut buf = vec![0u8; size.min(1 << 20) as usize];
+            let n = rustix::io::pread(&*fd, &mut buf, offset).map_err(errno)?;
+            buf.truncate(n);
+            Ok(buf)
+        });
+        match r {
+            Ok(buf) => reply.data(&buf),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let r = self.file(fh).and_then(|fd| {
+            let mut done = 0;
+            while done < data.len() {
+                done +=
+                    rustix::io::pwrite(&*fd, &data[done..], offset + done as u64).map_err(errno)?;
+            }
+            Ok(done as u32)
+        });
+        match r {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // close(2) waits for this, so a writer's close leaves the home file with the
+        // moved data's size and time before the closer (or an NFS client) looks.
+        self.settle_written(fh);
+        // A close drops the closer's byte-range locks.
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(self.real_ino(ino), lock_owner.0));
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.file(fh).and_then(|fd| {
+            if datasync {
+                rustix::fs::fdatasync(&*fd).map_err(errno)
+            } else {
+                rustix::fs::fsync(&*fd).map_err(errno)
+            }
+        });
+        self.settle_written(fh);
+        reply_empty(reply, r);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(file) = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0)
+        else {
+            return reply.ok();
+        };
+        let mut settle = None;
+        let mut last = false;
+        {
+            let mut inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(open) = inodes.get_mut(&file.ino) {
+                open.opens = open.opens.saturating_sub(1);
+                if file.writes {
+                    open.writers = open.writers.saturating_sub(1);
+                    if open.writers == 0 {
+                        settle = open.elsewhere.as_ref().map(|(fd, _)| Arc::clone(fd));
+                    }
+                }
+                last = open.opens == 0;
+            }
+        }
+        if let Some(data) = settle {
+            self.settle_home(file.ino, &data);
+        }
+        if !file.owners.is_empty() {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            for owner in &file.owners {
+                locks.remove(&(file.ino, *owner));
+            }
+        }
+        if last {
+            // The hold and the backing file go with the last open; so do its locks.
+            let mut inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+            if inodes.get(&file.ino).is_some_and(|o| o.opens == 0) {
+                inodes.remove(&file.ino);
+                self.locks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|(ino, _), _| *ino != file.ino);
+            }
+        }
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.open_ino(ino, libc::O_RDONLY | libc::O_DIRECTORY) {
+            Ok(_) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        if offset == 0 {
+            // A listing (or a rewind) reads the folder as it is now.
+            let read = (|| -> Result<Listing, Errno> {
+                let fd = self.open_ino(ino, libc::O_RDONLY | libc::O_DIRECTORY)?;
+                let mut dir = rustix::fs::Dir::read_from(&fd).map_err(errno)?;
+                let mut entries = Vec::new();
+                while let Some(entry) = dir.read() {
+                    let entry = entry.map_err(errno)?;
+                    let ft = fuse_type(entry.file_type());
+                    entries.push((entry.ino(), ft, entry.file_name().to_owned()));
+                }
+                Ok(Listing { entries })
+            })();
+            match read {
+                Ok(listing) => {
+                    self.listings
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(fh.0, listing);
+                }
+                Err(e) => return reply.error(e),
+            }
+        }
+        let listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(listing) = listings.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, (eino, ft, name)) in listing.entries.iter().enumerate().skip(offset as usize) {
+            let full = reply.add(
+                self.fuse_ino(*eino),
+                i as u64 + 1,
+                *ft,
+                OsStr::from_bytes(name.as_bytes()),
+            );
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.listings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match rustix::fs::fstatvfs(&self.root) {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namemax as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if own_xattr(name) {
+            return reply.error(Errno::EPERM);
+        }
+        reply_empty(
+            reply,
+            (|| {
+                let fd = self.xattr_fd(ino)?.ok_or(Errno::EPERM)?;
+                rustix::fs::fsetxattr(
+                    &fd,
+                    cname(name)?.as_c_str(),
+                    value,
+                    rustix::fs::XattrFlags::from_bits_retain(flags as u32),
+                )
+                .map_err(errno)
+            })(),
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if own_xattr(name) {
+            return reply.error(Errno::NO_XATTR);
+        }
+        let r = (|| {
+            let fd = self.xattr_fd(ino)?.ok_or(Errno::NO_XATTR)?;
+            let name = cname(name)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = rustix::fs::fgetxattr(&fd, name.as_c_str(), &mut buf).map_err(errno)?;
+            buf.truncate(n);
+            Ok(buf)
+        })();
+        match r {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let r = (|| {
+            let Some(fd) = self.xattr_fd(ino)? else {
+                return Ok(Vec::new());
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = rustix::fs::flistxattr(&fd, &mut buf).map_err(errno)?;
+            let mut out = Vec::with_capacity(n);
+            for name in buf[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+                if !name.starts_with(OWN_XATTRS) {
+                    out.extend_from_slice(name);
+                    out.push(0);
+                }
+            }
+            Ok(out)
+        })();
+        match r {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if own_xattr(name) {
+            return reply.error(Errno::EPERM);
+        }
+        reply_empty(
+            reply,
+            (|| {
+                let fd = self.xattr_fd(ino)?.ok_or(Errno::NO_XATTR)?;
+                rustix::fs::fremovexattr(&fd, cname(name)?.as_c_str()).map_err(errno)
+            })(),
+        );
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // The kernel checks permissions itself (`default_permissions`).
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let made = (|| {
+            let dir = self.dir_fd(parent)?;
+            let name = cname(name)?;
+            let open = OFlags::from_bits_retain(
+                (flags & (libc::O_ACCMODE | libc::O_EXCL | libc::O_TRUNC)) as u32,
+            ) | OFlags::CREATE
+                | OFlags::NOFOLLOW
+                | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(
+                &dir,
+                name.as_c_str(),
+                open,
+                Mode::from_raw_mode(mode & 0o7777),
+            )
+            .map_err(errno)?;
+            let attr = self.made(req, dir.as_fd(), &name, Some(mode))?;
+            let st = rustix::fs::fstat(&fd).map_err(errno)?;
+            Ok((attr, st, fd))
+        })();
+        let (attr, st, fd) = match made {
+            Ok(v) => v,
+            Err(e) => return reply.error(e),
+        };
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let (fh, backing) =
+            self.opened(&st, Arc::new(fd), None, writes, |fd| reply.open_backing(fd));
+        match backing {
+            Some(id) => reply.created_passthrough(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+                &id,
+            ),
+            None => reply.created(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+        }
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        let r = (|| {
+            let kind = lock_kind(typ)?;
+            let fd = self.lock_fd(self.real_ino(ino), lock_owner.0)?;
+            let (s, l) = lock_range(start, end);
+            sys::ofd_conflict(fd.as_fd(), kind, s, l).map_err(io_errno)
+        })();
+        match r {
+            Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
+            Ok(Some((exclusive, s, l))) => {
+                let end = if l == 0 {
+                    i64::MAX as u64
+                } else {
+                    (s + l - 1) as u64
+                };
+                let typ = if exclusive {
+                    libc::F_WRLCK
+                } else {
+                    libc::F_RDLCK
+                };
+                reply.locked(s as u64, end, typ, 0)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let prepared = (|| {
+            let kind = lock_kind(typ)?;
+            let fd = self.lock_fd(self.real_ino(ino), lock_owner.0)?;
+            if let Some(f) = self
+                .files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&fh.0)
+            {
+                if !f.owners.contains(&lock_owner.0) {
+                    f.owners.push(lock_owner.0);
+                }
+            }
+            Ok((kind, fd))
+        })();
+        let (kind, fd) = match prepared {
+            Ok(v) => v,
+            Err(e) => return reply.error(e),
+        };
+        let (s, l) = lock_range(start, end);
+        match sys::ofd_lock(fd.as_fd(), kind, s, l) {
+            Ok(true) => reply.ok(),
+            Ok(false) if !sleep => reply.error(Errno::EAGAIN),
+            Ok(false) => {
+                // A blocking lock waits in a thread of its own, so no caller waits behind it.
+                std::thread::spawn(move || {
+                    reply_empty(
+                        reply,
+                        sys::ofd_lock_wait(fd.as_fd(), kind, s, l).map_err(io_errno),
+                    )
+                });
+            }
+            Err(e) => reply.error(io_errno(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(
+            reply,
+            self.file(fh).and_then(|fd| {
+                rustix::fs::fallocate(
+                    &*fd,
+                    rustix::fs::FallocateFlags::from_bits_retain(mode as u32),
+                    offset,
+                    length,
+                )
+                .map_err(errno)
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuse_lock_ranges_become_fcntl_ranges() {
+        assert_eq!(lock_range(0, i64::MAX as u64), (0, 0));
+        assert_eq!(lock_range(10, u64::MAX), (10, 0));
+        assert_eq!(lock_range(10, 19), (10, 10));
+        assert_eq!(lock_range(5, 5), (5, 1));
+    }
+
+    #[test]
+    fn the_layers_own_xattrs_are_never_a_callers() {
+        assert!(own_xattr(OsStr::new("trusted.rushes.data")));
+        assert!(!own_xattr(OsStr::new("user.DOSATTRIB")));
+        assert!(!own_xattr(OsStr::new("trusted.rushesx")));
+    }
+}

@@ -1,0 +1,335 @@
+//! The FUSE view Samba serves shares through, mounted on the host over folders that
+//! stand for pools (the appliance's run, with Samba on md + XFS, is in `pools_guest` and
+//! `smb_guest`): files keep their inode numbers and bytes while the mover sends their
+//! data to another pool, an open file holds its data where it is, writes and truncates
+//! reach moved data, removal frees it, new files belong to their maker, the layer's
+//! xattrs stay hidden, and byte-range locks meet the OFD locks NFS clients take.
+//! Needs root and /dev/fuse.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rushes_nas::share::Caller;
+use rushes_nas::sys::{self, LockKind};
+use rushes_placement::layout::location_of;
+use rushes_placement::{move_file, DataPlaces, MoveError, MoveSpec, MoveWatch};
+
+struct Box {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    places: Arc<DataPlaces>,
+    view: Option<rushes_view::ViewMount>,
+}
+
+impl Box {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        for p in ["fast/media", "archive", "view"] {
+            std::fs::create_dir_all(root.join(p)).unwrap();
+        }
+        std::fs::set_permissions(
+            root.join("fast/media"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        let places = Arc::new(DataPlaces::default());
+        for p in ["fast", "archive"] {
+            places.add_pool(p, &root.join(p)).unwrap();
+        }
+        let view = rushes_view::mount(
+            "media",
+            &root.join("fast/media"),
+            &root.join("view"),
+            Arc::clone(&places),
+        )
+        .expect("mount the view (root and /dev/fuse needed)");
+        Self {
+            _dir: dir,
+            root,
+            places,
+            view: Some(view),
+        }
+    }
+
+    /// A file as Samba sees it.
+    fn seen(&self, name: &str) -> PathBuf {
+        self.root.join("view").join(name)
+    }
+
+    /// The file on the home pool.
+    fn home(&self, name: &str) -> PathBuf {
+        self.root.join("fast/media").join(name)
+    }
+
+    fn pool_of(&self, name: &str) -> Option<String> {
+        let f = File::open(self.home(name)).unwrap();
+        location_of(f.as_fd()).unwrap().map(|l| l.pool)
+    }
+
+    fn objects(&self, pool: &str) -> usize {
+        std::fs::read_dir(self.root.join(pool).join(".rushes/data/media"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    fn try_move(&self, name: &str, to: &str) -> Result<(), MoveError> {
+        struct Quiet;
+        impl MoveWatch for Quiet {}
+        let spec = MoveSpec {
+            share: "media".into(),
+            share_root: self.root.join("fast/media"),
+            path: format!("/{name}"),
+            home: "fast".into(),
+            home_root: self.root.join("fast"),
+            to: to.into(),
+        };
+        move_file(&self.places, &spec, &self.root.join(to), &mut Quiet).map(|_| ())
+    }
+
+    /// Move, waiting for the view to hear of a close just made (FUSE sends it on its own).
+    fn mv(&self, name: &str, to: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match self.try_move(name, to) {
+                Ok(()) => break,
+                Err(MoveError::Open(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("move of {name} to {to}: {e}"),
+            }
+        }
+        assert_eq!(
+            self.pool_of(name).unwrap_or_else(|| "fast".into()),
+            to,
+            "{name} moved"
+        );
+    }
+}
+
+impl Drop for Box {
+    fn drop(&mut self) {
+        if let Some(v) = self.view.take() {
+            v.unmount();
+        }
+    }
+}
+
+fn clip(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 10) as u8)
+        .collect()
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+#[test]
+fn files_keep_inode_and_bytes_through_the_view_while_their_data_moves_and_an_open_file_holds_it() {
+    let b = Box::new();
+    assert!(
+        b.view.as_ref().unwrap().passthrough(),
+        "the kernel took FUSE passthrough"
+    );
+    // Written through the view: the file is on the home pool, same inode both ways.
+    let data = clip(3 << 20, 7);
+    std::fs::write(b.seen("take-1.mov"), &data).unwrap();
+    assert_eq!(read(&b.home("take-1.mov")), data);
+    let ino = std::fs::metadata(b.home("take-1.mov")).unwrap().ino();
+    assert_eq!(std::fs::metadata(b.seen("take-1.mov")).unwrap().ino(), ino);
+
+    // Away to the archive: read in place there, the same inode, size and bytes.
+    b.mv("take-1.mov", "archive");
+    assert_eq!(b.objects("archive"), 1);
+    assert_eq!(std::fs::metadata(b.home("take-1.mov")).unwrap().blocks(), 0);
+    let seen = std::fs::metadata(b.seen("take-1.mov")).unwrap();
+    assert_eq!((seen.ino(), seen.len()), (ino, data.len() as u64));
+    assert!(
+        seen.blocks() * 512 >= seen.len(),
+        "a moved file does not look sparse: {} blocks",
+        seen.blocks()
+    );
+    assert_eq!(read(&b.seen("take-1.mov")), data);
+
+    // Open through the view, its data stays where the open found it: a move waits for
+    // the close, and a reader sees the same bytes all along.
+    let mut open = File::open(b.seen("take-1.mov")).unwrap();
+    let mut first = vec![0u8; 1 << 20];
+    open.read_exact(&mut first).unwrap();
+    match b.try_move("take-1.mov", "fast") {
+        Err(MoveError::Open(_)) => {}
+        other => panic!("a move of an open file must wait: {other:?}"),
+    }
+    assert_eq!(b.pool_of("take-1.mov").as_deref(), Some("archive"));
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).unwrap();
+    first.extend(rest);
+    assert_eq!(first, data);
+    drop(open);
+    // Closed: home again, and the object on the archive freed.
+    b.mv("take-1.mov", "fast");
+    assert_eq!(b.objects("archive"), 0);
+    assert_eq!(read(&b.seen("take-1.mov")), data);
+    assert_eq!(std::fs::metadata(b.seen("take-1.mov")).unwrap().ino(), ino);
+}
+
+#[test]
+fn writes_and_truncates_reach_moved_data_and_removal_frees_it() {
+    let b = Box::new();
+    let data = clip(1 << 20, 3);
+    std::fs::write(b.seen("grade.exr"), &data).unwrap();
+    b.mv("grade.exr", "archive");
+
+    // Appended through the view: the object grows, the view shows the new size while
+    // the writer has it open, and the home file takes it at the close.
+    let tail = clip(4096, 9);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.seen("grade.exr"))
+        .unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(&tail).unwrap();
+    f.sync_all().unwrap();
+    let want = data.len() as u64 + tail.len() as u64;
+    assert_eq!(
+        std::fs::metadata(b.seen("grade.exr")).unwrap().len(),
+        want,
+        "size while the writer has it open"
+    );
+    drop(f);
+    assert_eq!(
+        std::fs::metadata(b.home("grade.exr")).unwrap().len(),
+        want,
+        "the home file took the new size at the close"
+    );
+    assert_eq!(b.pool_of("grade.exr").as_deref(), Some("archive"));
+    let mut all = data.clone();
+    all.extend(&tail);
+    assert_eq!(read(&b.seen("grade.exr")), all);
+
+    // Truncated through the view: both the home file and the data.
+    OpenOptions::new()
+        .write(true)
+        .open(b.seen("grade.exr"))
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    assert_eq!(read(&b.seen("grade.exr")), data[..1000]);
+    assert_eq!(std::fs::metadata(b.home("grade.exr")).unwrap().len(), 1000);
+
+    // Renamed through the view: same file; removed: its data is freed.
+    std::fs::rename(b.seen("grade.exr"), b.seen("grade-v2.exr")).unwrap();
+    assert_eq!(read(&b.seen("grade-v2.exr")), data[..1000]);
+    assert_eq!(b.objects("archive"), 1);
+    std::fs::remove_file(b.seen("grade-v2.exr")).unwrap();
+    assert_eq!(b.objects("archive"), 0, "the removed file's data was freed");
+    assert!(!b.home("grade-v2.exr").exists());
+}
+
+#[test]
+fn new_files_belong_to_their_maker_and_the_layers_xattrs_stay_hidden() {
+    let b = Box::new();
+    // Made by uid 1000 (as smbd acting for an account): owned by it on the pool, with
+    // exactly the mode asked for.
+    let made = std::thread::spawn({
+        let dir = b.seen("bins");
+        let file = b.seen("edit.prproj");
+        move || {
+            sys::run_as(&Caller {
+                uid: 1000,
+                gid: 1000,
+                gids: vec![],
+            })
+            .unwrap();
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(&file, b"project").unwrap();
+        }
+    })
+    .join();
+    assert!(made.is_ok(), "uid 1000 made a folder and a file");
+    for name in ["bins", "edit.prproj"] {
+        let m = std::fs::metadata(b.home(name)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1000, 1000), "{name}'s owner");
+    }
+
+    // Samba's own xattrs pass through; the data location never shows and cannot be set.
+    let view_file = b.seen("edit.prproj");
+    let set = std::process::Command::new("setfattr")
+        .args(["-n", "user.DOSATTRIB", "-v", "0x20"])
+        .arg(&view_file)
+        .status();
+    if let Ok(status) = set {
+        assert!(status.success(), "setfattr user.DOSATTRIB through the view");
+        let mut buf = [0u8; 16];
+        let f = File::open(b.home("edit.prproj")).unwrap();
+        let n = rustix::fs::fgetxattr(&f, c"user.DOSATTRIB", &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"0x20");
+    }
+    std::fs::write(b.seen("moved.mov"), clip(100_000, 1)).unwrap();
+    b.mv("moved.mov", "archive");
+    let f = File::open(b.seen("moved.mov")).unwrap();
+    let mut names = vec![0u8; 4096];
+    let n = rustix::fs::flistxattr(&f, &mut names).unwrap();
+    let names = String::from_utf8_lossy(&names[..n]).to_string();
+    assert!(!names.contains("trusted.rushes"), "listed: {names}");
+    let mut buf = [0u8; 256];
+    assert_eq!(
+        rustix::fs::fgetxattr(&f, c"trusted.rushes.data", &mut buf),
+        Err(rustix::io::Errno::NODATA)
+    );
+    assert!(rustix::fs::fsetxattr(
+        &f,
+        c"trusted.rushes.data",
+        b"fast/x",
+        rustix::fs::XattrFlags::empty()
+    )
+    .is_err());
+    assert_eq!(b.pool_of("moved.mov").as_deref(), Some("archive"));
+}
+
+#[test]
+fn byte_range_locks_through_the_view_meet_the_locks_nfs_clients_take() {
+    let b = Box::new();
+    std::fs::write(b.seen("bin.avb"), vec![0u8; 4096]).unwrap();
+    // An NFS client's lock (NLM takes an OFD lock on the home file).
+    let nfs = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.home("bin.avb"))
+        .unwrap();
+    assert!(sys::ofd_lock(nfs.as_fd(), LockKind::Write, 0, 100).unwrap());
+    // smbd's lock on the same range through the view is refused; another range is not.
+    let smb = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.seen("bin.avb"))
+        .unwrap();
+    assert!(
+        !sys::ofd_lock(smb.as_fd(), LockKind::Write, 50, 10).unwrap(),
+        "SMB must not lock what NFS holds"
+    );
+    assert!(sys::ofd_lock(smb.as_fd(), LockKind::Write, 200, 10).unwrap());
+    // And the other way: NFS cannot take what SMB holds; once SMB closes, it can.
+    let nfs2 = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.home("bin.avb"))
+        .unwrap();
+    assert!(!sys::ofd_lock(nfs2.as_fd(), LockKind::Read, 205, 1).unwrap());
+    drop(smb);
+    // The view hears of the close a moment after it (FUSE sends releases on its own).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sys::ofd_lock(nfs2.as_fd(), LockKind::Read, 205, 1).unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SMB's lock outlived its close"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
