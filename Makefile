@@ -12,7 +12,8 @@
 #                what activity recording costs (rushesd with it on against off); the
 #                rollups' intake; the offload card against the kernel's initiator;
 #                placement's simulate, and NFS through the namespace over pools, reads
-#                of moved data and moves against cp
+#                of moved data and moves against cp; Samba through the FUSE view against
+#                Samba on the same folder
 #   make deps    install what the targets above need (Debian 12, as root or with sudo)
 
 SHELL := /bin/bash
@@ -23,11 +24,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libclang-dev: libublk's bindings are generated with bindgen at build time.
 # rpcbind (rpcinfo) and nfs-common (showmount) are clients the tests ask the portmapper with;
 # iperf3 measures the loopback limit beside the single-stream read.
+# samba, samba-vfs-modules and smbclient: view-bench's Samba, on the folder and through the
+# FUSE view, and its client.
 # cryptsetup-bin and bcache-tools write the real LUKS and bcache headers the pools guest
 # must see as data on its spare disks (mkswap, from util-linux, writes the swap one).
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv
+	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient
 
 # schemathesis (PyPI) fuzzes the management API from its OpenAPI document
 # (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
@@ -114,6 +117,7 @@ bench: deps image
 	target/release/card-bench
 	target/release/placement-bench
 	$(SUDO) target/release/namespace-bench
+	$(SUDO) target/release/view-bench
 
 clean:
 	$(CARGO) clean

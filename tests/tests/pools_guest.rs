@@ -419,7 +419,10 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "echo 'grade-pass-1' | rushesctl user add colorist --uid 1000",
     );
     let mounts = sh(&vm, "grep ' /run/rushes/view/grading ' /proc/mounts");
-    assert!(mounts.starts_with("rushes:grading /run/rushes/view/grading fuse"), "{mounts}");
+    assert!(
+        mounts.starts_with("rushes:grading /run/rushes/view/grading fuse"),
+        "{mounts}"
+    );
     let smb = |commands: &str| {
         vm.run(
             &format!(

@@ -291,6 +291,23 @@ fn new_files_belong_to_their_maker_and_the_layers_xattrs_stay_hidden() {
     )
     .is_err());
     assert_eq!(b.pool_of("moved.mov").as_deref(), Some("archive"));
+
+    // A listing names every entry with its home inode and its size, a moved file's too.
+    let mut listed: Vec<(String, u64, u64)> = std::fs::read_dir(b.seen(""))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (e.file_name().to_string_lossy().into_owned(), m.ino(), m.len())
+        })
+        .collect();
+    listed.sort();
+    let names: Vec<&str> = listed.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["bins", "edit.prproj", "moved.mov"]);
+    for (name, ino, len) in &listed {
+        let home = std::fs::symlink_metadata(b.home(name)).unwrap();
+        assert_eq!((*ino, *len), (home.ino(), home.len()), "{name}");
+    }
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rushes_nas::sys::{self, KernelHandle, LockKind};
 use rushes_placement::layout::{self, DataLocation, DataPlaces, OpenHold, Resolved};
@@ -29,6 +29,7 @@ const OWN_XATTRS: &[u8] = b"trusted.rushes.";
 /// A known inode: how to reopen it, and how many lookups the kernel holds on it.
 struct Node {
     handle: KernelHandle,
+    kind: rustix::fs::FileType,
     lookups: u64,
 }
 
@@ -69,8 +70,11 @@ struct Change {
 
 /// A listing in progress: the folder's entries read at its start.
 struct Listing {
-    entries: Vec<(u64, FileType, CString)>,
+    entries: Entries,
 }
+
+/// A folder's entries as read at a listing's start: inode, type, name.
+type Entries = Arc<Vec<(u64, FileType, CString)>>;
 
 /// One share's view.
 pub struct View {
@@ -249,7 +253,7 @@ impl View {
     /// What the kernel is told of a file: its home inode's attributes, with the size and
     /// times of its data's object while writers have it open there, and blocks for every
     /// byte of a file whose data is elsewhere (it is not sparse, only away).
-    fn attr(&self, fd: BorrowedFd<'_>, st: &Stat) -> FileAttr {
+    fn attr(&self, st: &Stat, open: impl FnOnce() -> Option<OwnedFd>) -> FileAttr {
         let mut size = st.st_size as u64;
         let mut blocks = st.st_blocks as u64;
         let (mut mtime, mut ctime) = (
@@ -269,7 +273,9 @@ impl View {
                 blocks = data.st_blocks as u64;
                 mtime = time(data.st_mtime, data.st_mtime_nsec as i64);
                 ctime = ctime.max(time(data.st_ctime, data.st_ctime_nsec as i64));
-            } else if self.places.needs_lookup(st) && self.has_location(fd) {
+            } else if self.places.needs_lookup(st)
+                && open().is_some_and(|f| layout::location_of(f.as_fd()).ok().flatten().is_some())
+            {
                 blocks = size.div_ceil(512);
             }
         }
@@ -292,41 +298,73 @@ impl View {
         }
     }
 
-    fn has_location(&self, fd: BorrowedFd<'_>) -> bool {
-        // The xattr is read through a descriptor that can read (not O_PATH).
-        rustix::fs::open(
-            sys::proc_path(fd).as_str(),
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOATIME | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()
-        .and_then(|f| layout::location_of(f.as_fd()).ok().flatten())
-        .is_some()
-    }
-
     fn getattr_of(&self, ino: INodeNo) -> Result<FileAttr, Errno> {
         let fd = self.path_fd(ino)?;
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
-        Ok(self.attr(fd.as_fd(), &st))
+        Ok(self.attr(&st, || self.readable(ino).ok()))
+    }
+
+    /// Inode `ino` opened to read its xattrs: regular files and folders only (opening
+    /// anything else could wake a device or block on a pipe).
+    fn readable(&self, ino: INodeNo) -> Result<OwnedFd, Errno> {
+        let kind = if ino == INodeNo::ROOT {
+            rustix::fs::FileType::Directory
+        } else {
+            let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            nodes.get(&ino.0).map(|n| n.kind).ok_or(Errno::ESTALE)?
+        };
+        match kind {
+            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory => self.open_ino(
+                ino,
+                libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOATIME | libc::O_NOFOLLOW,
+            ),
+            _ => Err(Errno::EPERM),
+        }
     }
 
     /// Look `name` up in the folder open at `dir`, remembering it for later calls.
     fn entry_in(&self, dir: BorrowedFd<'_>, name: &CStr) -> Result<FileAttr, Errno> {
+        let (st, handle, attr) = self.look(dir, name)?;
+        self.remember(&st, handle);
+        Ok(attr)
+    }
+
+    /// What `name` in the folder open at `dir` is: its stat, handle and attributes.
+    fn look(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+    ) -> Result<(Stat, KernelHandle, FileAttr), Errno> {
         let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
         let handle = sys::name_to_handle(dir, name).map_err(io_errno)?;
-        let fd = sys::open_by_handle(self.root.as_fd(), &handle, libc::O_PATH | libc::O_NOFOLLOW)
-            .map_err(io_errno)?;
-        {
-            let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-            let node = nodes.entry(st.st_ino).or_insert(Node {
-                handle: handle.clone(),
-                lookups: 0,
-            });
-            // An inode number used again by a new file: the newest handle is the one.
-            node.handle = handle;
-            node.lookups += 1;
-        }
-        Ok(self.attr(fd.as_fd(), &st))
+        let attr = self.attr(&st, || {
+            rustix::fs::openat(
+                dir,
+                name,
+                OFlags::RDONLY
+                    | OFlags::NONBLOCK
+                    | OFlags::NOATIME
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        });
+        Ok((st, handle, attr))
+    }
+
+    /// One more lookup the kernel holds on the inode with stat `st`.
+    fn remember(&self, st: &Stat, handle: KernelHandle) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let node = nodes.entry(st.st_ino).or_insert(Node {
+            handle: handle.clone(),
+            kind: rustix::fs::FileType::from_raw_mode(st.st_mode),
+            lookups: 0,
+        });
+        // An inode number used again by a new file: the newest handle is the one.
+        node.handle = handle;
+        node.kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        node.lookups += 1;
     }
 
     /// Give what `name` in `dir` was just made as to the caller, with exactly `mode`'s
@@ -577,23 +615,13 @@ impl View {
         self.getattr_of(ino)
     }
 
-    /// A readable descriptor of inode `ino` for its xattrs (`None`: a symlink, which has
-    /// none a caller may set).
+    /// A readable descriptor of inode `ino` for its xattrs (`None`: not a file or a
+    /// folder, which have none a caller may set).
     fn xattr_fd(&self, ino: INodeNo) -> Result<Option<OwnedFd>, Errno> {
-        let fd = self.path_fd(ino)?;
-        let st = rustix::fs::fstat(&fd).map_err(errno)?;
-        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-            rustix::fs::FileType::Symlink => Ok(None),
-            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory => {
-                let f = rustix::fs::open(
-                    sys::proc_path(fd.as_fd()).as_str(),
-                    OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOATIME | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(errno)?;
-                Ok(Some(f))
-            }
-            _ => Ok(None),
+        match self.readable(ino) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::EPERM) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -629,6 +657,38 @@ impl View {
             .ok_or(Errno::EBADF)
     }
 
+    /// The entries of listing `fh` of folder `ino`, read afresh at its start (offset 0:
+    /// a new listing or a rewind).
+    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> Result<Entries, Errno> {
+        if offset == 0 {
+            let fd = self.open_ino(ino, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            let mut dir = rustix::fs::Dir::read_from(&fd).map_err(errno)?;
+            let mut entries = Vec::new();
+            while let Some(entry) = dir.read() {
+                let entry = entry.map_err(errno)?;
+                let ft = fuse_type(entry.file_type());
+                entries.push((entry.ino(), ft, entry.file_name().to_owned()));
+            }
+            let entries = Arc::new(entries);
+            self.listings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    fh.0,
+                    Listing {
+                        entries: Arc::clone(&entries),
+                    },
+                );
+            return Ok(entries);
+        }
+        self.listings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .map(|l| Arc::clone(&l.entries))
+            .ok_or(Errno::EBADF)
+    }
+
     fn real_ino(&self, ino: INodeNo) -> u64 {
         if ino == INodeNo::ROOT {
             self.root_ino
@@ -659,6 +719,12 @@ fn own_xattr(name: &OsStr) -> bool {
 impl Filesystem for View {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS);
+        // Listings carry their entries' attributes; lookups in one folder run at once.
+        let _ = config.add_capabilities(
+            InitFlags::FUSE_DO_READDIRPLUS
+                | InitFlags::FUSE_READDIRPLUS_AUTO
+                | InitFlags::FUSE_PARALLEL_DIROPS,
+        );
         let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
         self.passthrough.store(passthrough, Ordering::SeqCst);
@@ -1070,34 +1136,11 @@ impl Filesystem for View {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        if offset == 0 {
-            // A listing (or a rewind) reads the folder as it is now.
-            let read = (|| -> Result<Listing, Errno> {
-                let fd = self.open_ino(ino, libc::O_RDONLY | libc::O_DIRECTORY)?;
-                let mut dir = rustix::fs::Dir::read_from(&fd).map_err(errno)?;
-                let mut entries = Vec::new();
-                while let Some(entry) = dir.read() {
-                    let entry = entry.map_err(errno)?;
-                    let ft = fuse_type(entry.file_type());
-                    entries.push((entry.ino(), ft, entry.file_name().to_owned()));
-                }
-                Ok(Listing { entries })
-            })();
-            match read {
-                Ok(listing) => {
-                    self.listings
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(fh.0, listing);
-                }
-                Err(e) => return reply.error(e),
-            }
-        }
-        let listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(listing) = listings.get(&fh.0) else {
-            return reply.error(Errno::EBADF);
+        let entries = match self.listing(ino, fh, offset) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
         };
-        for (i, (eino, ft, name)) in listing.entries.iter().enumerate().skip(offset as usize) {
+        for (i, (eino, ft, name)) in entries.iter().enumerate().skip(offset as usize) {
             let full = reply.add(
                 self.fuse_ino(*eino),
                 i as u64 + 1,
@@ -1107,6 +1150,49 @@ impl Filesystem for View {
             if full {
                 break;
             }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        // Each entry's attributes come with the listing, so the kernel looks none up
+        // one by one (Samba stats every entry it lists).
+        let entries = match self.listing(ino, fh, offset) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
+        };
+        let dir = match self.dir_fd(ino) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        for (i, (_, _, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if name.as_bytes() == b"." || name.as_bytes() == b".." {
+                continue;
+            }
+            // Gone since the folder was read: left out.
+            let Ok((st, handle, attr)) = self.look(dir.as_fd(), name) else {
+                continue;
+            };
+            let full = reply.add(
+                attr.ino,
+                i as u64 + 1,
+                OsStr::from_bytes(name.as_bytes()),
+                &TTL,
+                &attr,
+                Generation(0),
+            );
+            if full {
+                break;
+            }
+            // The kernel holds a lookup on every entry it was given.
+            self.remember(&st, handle);
         }
         reply.ok();
     }

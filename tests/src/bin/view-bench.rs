@@ -100,7 +100,10 @@ fn start_smbd(dir: &Path, folder: &Path, view: &Path, port: u16) -> Result<Smbd>
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            bail!("smbd did not listen on port {port}; see {}/log", run.display());
+            bail!(
+                "smbd did not listen on port {port}; see {}/log",
+                run.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -212,7 +215,8 @@ fn main() -> Result<()> {
         smbclient(port, share, &local, "get clip.mov /dev/null\ncd bin\nls\n")?;
     }
 
-    let read = |share: &str, _rep: usize| smbclient(port, share, &local, "get clip.mov /dev/null\n");
+    let read =
+        |share: &str, _rep: usize| smbclient(port, share, &local, "get clip.mov /dev/null\n");
     let write = |share: &str, rep: usize| {
         let name = format!("up-{share}-{rep}.mov");
         let t = smbclient(port, share, &local, &format!("put upload.mov {name}\n"))?;
@@ -260,7 +264,9 @@ fn main() -> Result<()> {
         paired(args.runs, "direct", "view", create)?,
     );
     let (calib, all) = paired(args.runs, "direct", "again", read)?;
-    let spread = all.iter().fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    let spread = all
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
     println!(
         "calibration: sequential read, direct against direct {calib:.2}x (runs {:.2}-{:.2}; the truth is 1.00x)",
         spread.0, spread.1
