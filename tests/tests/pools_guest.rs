@@ -456,6 +456,71 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "take-3 belongs to the account that wrote it"
     );
 
+    // A file open over SMB keeps its data where the open found it: a run leaves take-3
+    // (placed on the archive by the rules) on the home pool while an editor's client
+    // reads it, the reader sees the same bytes to the end, and the run after the close
+    // moves it.
+    sh(
+        &vm,
+        "mkdir -p /mnt/g && mount -t cifs //127.0.0.1/grading /mnt/g \
+         -o username=colorist,password=grade-pass-1,vers=3.1.1,cache=none",
+    );
+    sh(
+        &vm,
+        "rm -f /tmp/held /tmp/release; (exec 3</mnt/g/take-3.mov; head -c 500000 <&3 > /tmp/first; \
+         touch /tmp/held; while [ ! -e /tmp/release ]; do sleep 0.2; done; cat <&3 > /tmp/rest; \
+         touch /tmp/read) >/dev/null 2>&1 &",
+    );
+    sh(
+        &vm,
+        "for i in $(seq 100); do [ -e /tmp/held ] && break; sleep 0.2; done; ls /tmp/held",
+    );
+    let run = |vm: &Vm| -> Value {
+        let out = ctl(vm, "--json placement run --wait 2>/dev/null", 0, 3 * SHORT);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let job = run(&vm);
+    assert!(
+        job["step"]
+            .as_str()
+            .unwrap_or("")
+            .contains("1 open over SMB"),
+        "{job:#}"
+    );
+    let out = ctl(&vm, "placement explain grading/take-3.mov", 0, SHORT);
+    assert!(out.contains("data on pool media"), "{out}");
+    sh(
+        &vm,
+        "touch /tmp/release; for i in $(seq 100); do [ -e /tmp/read ] && break; sleep 0.2; done; ls /tmp/read",
+    );
+    assert!(
+        sh(&vm, "cat /tmp/first /tmp/rest | sha256sum").starts_with(&sha256(&over_nfs)),
+        "the SMB reader saw take-3's bytes to the end"
+    );
+    sh(&vm, "umount /mnt/g");
+    // Closed: moved by the next run (Samba hears of the close a moment later).
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let job = run(&vm);
+        if job["step"]
+            .as_str()
+            .unwrap_or("")
+            .contains("0 open over SMB")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "take-3 stayed open: {job:#}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let out = ctl(&vm, "placement explain grading/take-3.mov", 0, SHORT);
+    assert!(out.contains("data on pool archive"), "{out}");
+    let (out, rc) = smb("get take-3.mov smb-take-3.mov");
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        sh(&vm, "sha256sum /tmp/smb-take-3.mov").starts_with(&sha256(&over_nfs)),
+        "take-3 over SMB after its move"
+    );
+
     // Reboot from the console's Power screen (appliance_image presses ctrl-alt-del):
     // the pool is assembled from RUSHES-CFG and the files are intact.
     let before = vm.console().len();

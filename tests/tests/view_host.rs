@@ -298,7 +298,11 @@ fn new_files_belong_to_their_maker_and_the_layers_xattrs_stay_hidden() {
         .map(|e| {
             let e = e.unwrap();
             let m = e.metadata().unwrap();
-            (e.file_name().to_string_lossy().into_owned(), m.ino(), m.len())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.ino(),
+                m.len(),
+            )
         })
         .collect();
     listed.sort();
