@@ -98,6 +98,7 @@ impl Drop for Console {
 
 const ENTER: &str = "\r";
 const TAB: &str = "\t";
+const ESC: &str = "\x1b";
 const BACKSPACE: &str = "\x7f";
 
 #[test]
@@ -183,16 +184,8 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "] peak ",
     ]);
     for key in [
-        "D Dash",
-        "K Disks",
-        "P Pools",
-        "S Shares",
-        "N Net",
-        "L Logs",
-        "O Power",
-        "A Alerts",
-        "T Activity",
-        "X Lock",
+        "D Dash", "K Disk", "P Pool", "S Share", "M Place", "N Net", "L Log", "O Power", "A Alert",
+        "T Activ", "X Lock",
     ] {
         assert!(dash.contains(key), "the menu lacks {key:?}:\n{dash}");
     }
@@ -224,6 +217,28 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.wait_for(&["Pick disks first"]);
     console.key("p");
     console.wait_for(&["Pools", "POOL", "LEVEL"]);
+    // Placement: the rules (none yet), the pools, the runs; a simulate on W, an explain
+    // form on E.
+    console.key("m");
+    console.wait_for(&[
+        "Placement",
+        "Rules, in order",
+        "No rules: every file stays",
+        "Pools (L low and H high watermark)",
+        "none running",
+        "W what would move  E explain a file  R run now",
+    ]);
+    console.key("w");
+    console.wait_for(&["files looked at", "Simulated: nothing was moved"]);
+    console.key("e");
+    console.wait_for(&["Explain where a file's data belongs", "File (SHARE/PATH)"]);
+    console.key("demo/reel.mov");
+    console.key(ENTER);
+    // Host mode serves a folder, not a share on a pool: the API's refusal is shown.
+    console.wait_for(&["! there is no share \"demo\"", "rushesctl shares"]);
+    // The form stays open for another path; Esc closes it.
+    console.key(ESC);
+    console.wait_for(&["W what would move  E explain a file  R run now"]);
     console.key("s");
     console.wait_for(&["Shares", "SHARE", "C create a share"]);
     console.key("c");

@@ -469,7 +469,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         &vm,
         "rm -f /tmp/held /tmp/release; (exec 3</mnt/g/take-3.mov; head -c 500000 <&3 > /tmp/first; \
          touch /tmp/held; while [ ! -e /tmp/release ]; do sleep 0.2; done; cat <&3 > /tmp/rest; \
-         touch /tmp/read) >/dev/null 2>&1 &",
+         touch /tmp/read) >/dev/null 2>&1 & true",
     );
     sh(
         &vm,

@@ -41,17 +41,23 @@ fn menu() -> Vec<Entry> {
     }
     vec![
         entry('d', "Dashboard", "Dash", screens::dashboard::Dashboard),
-        entry('k', "Disks", "Disks", screens::disks::Disks::default()),
-        entry('p', "Pools", "Pools", screens::pools::Pools::default()),
-        entry('s', "Shares", "Shares", screens::shares::Shares::default()),
+        entry('k', "Disks", "Disk", screens::disks::Disks::default()),
+        entry('p', "Pools", "Pool", screens::pools::Pools::default()),
+        entry('s', "Shares", "Share", screens::shares::Shares::default()),
+        entry(
+            'm',
+            "Placement",
+            "Place",
+            screens::placement::Placement::default(),
+        ),
         entry('n', "Network", "Net", screens::network::Network),
-        entry('l', "Logs", "Logs", screens::logs::Logs::default()),
+        entry('l', "Logs", "Log", screens::logs::Logs::default()),
         entry('o', "Power", "Power", screens::power::Power::default()),
-        entry('a', "Alerts", "Alerts", screens::alerts::Alerts),
+        entry('a', "Alerts", "Alert", screens::alerts::Alerts),
         entry(
             't',
             "Activity",
-            "Activity",
+            "Activ",
             screens::activity::Activity::default(),
         ),
     ]
@@ -88,7 +94,7 @@ impl App {
             mode: Mode::Locked(Locked::default()),
             menu: menu(),
             // The first snapshot is waited for: it says whether to start the wizard.
-            snap: Snapshot::fetch(&client, None, None),
+            snap: Snapshot::fetch(&client, &Fetch::default()),
             client,
             message: None,
             last_key: Instant::now(),

@@ -15,6 +15,8 @@ pub struct Fetch {
     pub log_filter: Option<String>,
     /// The activity figures and the audit records whose path holds this text.
     pub audit_filter: Option<String>,
+    /// The placement rules and watermarks (the Placement screen).
+    pub placement: bool,
 }
 
 /// Everything the screens show, fetched together (kept as JSON for the screen
@@ -42,6 +44,8 @@ pub struct Snapshot {
     pub top_users: Option<api::ActivityTop>,
     pub protocols: Option<api::ActivityReport>,
     pub audit: Vec<api::AuditRecord>,
+    /// The Placement screen's: the rules in force and the pools' watermarks.
+    pub placement: Option<api::Placement>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
     /// What this snapshot was fetched with: until it matches a screen's search, that
@@ -77,12 +81,10 @@ impl Snapshot {
     /// Logs screen is open), since it is the one large answer.
     /// The activity figures only when `audit_filter` is given (the Activity screen is
     /// open): a path fragment the audit search keeps, empty for every record.
-    pub fn fetch(c: &Client, log_filter: Option<&str>, audit_filter: Option<&str>) -> Snapshot {
+    pub fn fetch(c: &Client, want: &Fetch) -> Snapshot {
+        let (log_filter, audit_filter) = (want.log_filter.as_deref(), want.audit_filter.as_deref());
         let mut s = Snapshot {
-            fetched: Fetch {
-                log_filter: log_filter.map(String::from),
-                audit_filter: audit_filter.map(String::from),
-            },
+            fetched: want.clone(),
             ..Snapshot::default()
         };
         let result = (|| -> Result<(), api::ClientError> {
@@ -105,16 +107,7 @@ impl Snapshot {
                 s.top_files = Some(c.get("/v1/activity/top?window=minute&by=file&limit=5")?);
                 s.top_users = Some(c.get("/v1/activity/top?window=minute&by=user&limit=5")?);
                 s.protocols = Some(c.get("/v1/activity/report?window=minute&by=protocol")?);
-                let path: String = filter
-                    .bytes()
-                    .map(|b| {
-                        if b.is_ascii_alphanumeric() || b"-_./".contains(&b) {
-                            (b as char).to_string()
-                        } else {
-                            format!("%{b:02X}")
-                        }
-                    })
-                    .collect();
+                let path = query_value(filter);
                 s.audit = c.get(&format!("/v1/audit?limit=8&path={path}"))?;
             }
             s.pools = c.get("/v1/pools")?;
@@ -123,6 +116,9 @@ impl Snapshot {
             s.users = c.get("/v1/users")?;
             s.alerts = c.get("/v1/alerts")?;
             s.jobs = c.get("/v1/jobs")?;
+            if want.placement {
+                s.placement = Some(c.get("/v1/placement")?);
+            }
             Ok(())
         })();
         if let Err(e) = result {
@@ -130,6 +126,19 @@ impl Snapshot {
         }
         s
     }
+}
+
+/// `text` as a value in a URL's query: path characters as they are, the rest escaped.
+pub fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_./".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Fetches snapshots on its own thread, so a slow answer from the service never holds
@@ -155,11 +164,7 @@ impl Refresher {
                 while let Ok(newer) = requests.try_recv() {
                     fetch = newer;
                 }
-                let snap = Snapshot::fetch(
-                    &client,
-                    fetch.log_filter.as_deref(),
-                    fetch.audit_filter.as_deref(),
-                );
+                let snap = Snapshot::fetch(&client, &fetch);
                 if answer.send(snap).is_err() {
                     break;
                 }

@@ -330,7 +330,10 @@ impl Jobs {
             match result {
                 Ok(()) => {
                     job.state = JobState::Done;
-                    job.step = "done".into();
+                    // A last step that says what was done (`done: moved 3 files`) stays.
+                    if !job.step.starts_with("done") {
+                        job.step = "done".into();
+                    }
                     job.fraction = Some(1.0);
                     if let Some(p) = &mut job.progress {
                         p.done = p.total;
@@ -529,6 +532,30 @@ mod tests {
         assert_eq!(job.state, JobState::Done);
         assert!(job.finished.is_some());
         assert!(jobs.active_on(&JobTarget::pool("media")).is_none());
+    }
+
+    #[test]
+    fn a_done_job_keeps_a_last_step_that_says_what_was_done() {
+        let jobs = Jobs::open(None, &Alerts::open(None));
+        let said = jobs.create("placement-run", JobTarget::pool("media"), false);
+        let said_id = said.id();
+        jobs.run_here(said, |w| {
+            w.step("done: moved 2 files (32 MB)");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            jobs.get(said_id).unwrap().step,
+            "done: moved 2 files (32 MB)"
+        );
+        let plain = jobs.create("scrub", JobTarget::pool("media"), false);
+        let plain_id = plain.id();
+        jobs.run_here(plain, |w| {
+            w.step("checking");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(jobs.get(plain_id).unwrap().step, "done");
     }
 
     #[test]

@@ -687,7 +687,7 @@ impl Placement {
             ));
         }
         w.step(&format!(
-            "moved {moved} files ({}); {} held back; {open} open over SMB, left for a later run",
+            "done: moved {moved} files ({}); {} held back; {open} open over SMB, left for a later run",
             rushes_placement::units::show_size(bytes_done),
             plan.held.len()
         ));

@@ -59,6 +59,48 @@ fn drawn(app: &App) -> String {
     out
 }
 
+/// The recorded snapshot with two pools, placement rules and a run under way (a
+/// host-mode rushesd has no pools to record).
+fn placing() -> Snapshot {
+    let mut snap = recorded();
+    let pool = |name: &str, level: &str, size: u64, used: u64| {
+        serde_json::from_value::<rushes_api::Pool>(serde_json::json!({
+            "name": name, "level": level, "class": "fast", "state": "online",
+            "problem": null, "mountpoint": format!("/pools/{name}"), "device": null,
+            "size_bytes": size, "used_bytes": used, "members": [], "sync": null,
+            "last_scrub": null, "scrub_mismatches": null
+        }))
+        .expect("a pool")
+    };
+    snap.pools = vec![
+        pool("media", "raid5", 3_000_000_000_000, 2_820_000_000_000),
+        pool("archive", "raid6", 48_000_000_000_000, 19_200_000_000_000),
+    ];
+    snap.placement = Some(
+        serde_json::from_value(serde_json::json!({
+            "rules": [
+                {"name": "keep-grade", "action": "pin", "pool": null, "on": [],
+                 "conditions": ["path = \"grade/**\""]},
+                {"name": "finished", "action": "place", "pool": "archive",
+                 "on": ["schedule"], "conditions": ["share = \"projects\"", "accessed_before = \"30d\""]},
+                {"name": "rushes", "action": "place", "pool": "media", "on": ["create"],
+                 "conditions": ["extension = [\"mov\", \"mxf\"]"]}
+            ],
+            "watermarks": [{"pool": "media", "high": 90, "low": 75, "weight": "oldest-access"}],
+            "every_secs": 3600,
+            "problems": []
+        }))
+        .expect("placement"),
+    );
+    snap.jobs = vec![serde_json::from_value(serde_json::json!({
+        "id": 12, "kind": "placement-run", "target": {"kind": "paths", "name": ""},
+        "state": "running", "step": "moving projects/reel-3.mov to archive (412 MB/s)",
+        "fraction": 0.42, "error": null, "started": 0, "finished": null
+    }))
+    .expect("a job")];
+    snap
+}
+
 #[test]
 fn the_screen_captures_are_what_the_console_draws() {
     let mut wizard_network = showing(recorded(), Mode::Wizard(Box::new(Wizard::first_boot())));
@@ -70,7 +112,10 @@ fn the_screen_captures_are_what_the_console_draws() {
         .chars()
         .for_each(|c| wizard_network.key(Input::Char(c)));
     wizard_network.key(Input::Enter);
-    let gone = Snapshot::fetch(&Client::new("/nonexistent/rushes-api.sock"), None, None);
+    let gone = Snapshot::fetch(
+        &Client::new("/nonexistent/rushes-api.sock"),
+        &crate::snapshot::Fetch::default(),
+    );
     let screens: Vec<(&str, App)> = vec![
         (
             "wizard-welcome",
@@ -90,6 +135,7 @@ fn the_screen_captures_are_what_the_console_draws() {
             showing(recorded(), Mode::Locked(Locked::default())),
         ),
         ("rushesd-gone", showing(gone, screen('d'))),
+        ("placement", showing(placing(), screen('m'))),
     ];
     let update = std::env::var_os("RUSHES_UPDATE_CAPTURES").is_some();
     let mut stale = Vec::new();

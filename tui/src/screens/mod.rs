@@ -10,6 +10,7 @@ pub mod disks;
 pub mod locked;
 pub mod logs;
 pub mod network;
+pub mod placement;
 pub mod pools;
 pub mod power;
 pub mod shares;
