@@ -709,9 +709,8 @@ struct RunWatch<'a> {
 
 impl MoveWatch for RunWatch<'_> {
     fn progress(&mut self, done: u64, file_total: u64) {
-        // A move reads its bytes twice (copy, then the check): half of it per byte moved.
-        let file = done / 2;
-        let so_far = self.base + file.min(file_total / 2);
+        // The copy's bytes; the check reads each window back while the next is copied.
+        let so_far = self.base + done.min(file_total);
         let secs = self.started.elapsed().as_secs_f64();
         let rate = (secs > 0.5).then(|| so_far as f64 / secs);
         self.w
