@@ -283,7 +283,7 @@ fn copy_and_read_back(
                 // On the disk first; then, for one window in DISK_CHECK and the last,
                 // out of the page cache, so the read comes from the disk itself.
                 write_out(dst, start, end - start, true)?;
-                if k as u64 % DISK_CHECK == 0 || end == len {
+                if (k as u64).is_multiple_of(DISK_CHECK) || end == len {
                     let _ = rustix::fs::fadvise(
                         dst,
                         start,
