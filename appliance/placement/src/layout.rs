@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,6 +26,9 @@ const DATA_XATTR_C: &std::ffi::CStr = c"trusted.rushes.data";
 /// Under a pool's root: moved data, and the journal of moves under way.
 pub const DATA_DIR: &str = ".rushes/data";
 pub const MOVING_DIR: &str = ".rushes/moving";
+/// Under a pool's root: data whose file's last name is being removed, freed at start
+/// when a crash came between the removal and the freeing ([`recover_freeing`]).
+pub const FREEING_DIR: &str = ".rushes/freeing";
 
 /// A location longer than this is not ours (pool names and object names are short).
 const MAX_LOCATION: usize = 1024;
@@ -216,19 +220,99 @@ impl std::fmt::Debug for OpenHold {
 pub struct Doomed {
     _ticket: Option<IoTicket>,
     loc: DataLocation,
+    /// The freeing entry on the data's pool, until the data is freed or kept.
+    entry: Option<PathBuf>,
 }
 
 impl Doomed {
     /// Free the data now that the file's last name is gone. One that cannot be freed is
     /// logged and stays on its pool, taking room but harming nothing.
-    pub fn free(self, places: &DataPlaces) {
+    pub fn free(mut self, places: &DataPlaces) {
         match places.remove(&self.loc) {
             Ok(()) => tracing::debug!(object = %self.loc.encode(), "a removed file's data freed"),
             Err(e) => {
                 tracing::warn!(object = %self.loc.encode(), error = %e, "cannot free a removed file's data on its pool")
             }
         }
+        if let Some(entry) = self.entry.take() {
+            let _ = std::fs::remove_file(entry);
+        }
     }
+}
+
+impl Drop for Doomed {
+    /// Not freed: the name stayed (the removal failed, or renamed the file onto itself).
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            let _ = std::fs::remove_file(entry);
+        }
+    }
+}
+
+/// A freeing entry: the data, and the name whose removal frees it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Freeing {
+    object: String,
+    path: PathBuf,
+    ino: u64,
+}
+
+/// What [`recover_freeing`] did with one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freed {
+    pub object: String,
+    pub path: PathBuf,
+    /// `freed` (the name had gone) or `kept` (it is still there).
+    pub outcome: &'static str,
+}
+
+/// Settle the removals a crash cut short on the pool mounted at `pool_root`: data whose
+/// file's name is gone is freed, data whose name is still there (the crash came before
+/// the removal) is kept. Run before any share is served.
+pub fn recover_freeing(places: &DataPlaces, pool_root: &Path) -> Vec<Freed> {
+    let Ok(entries) = std::fs::read_dir(pool_root.join(FREEING_DIR)) else {
+        return Vec::new();
+    };
+    let mut done = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.path();
+        // A torn entry was never followed by its removal: nothing to free.
+        let Some((f, loc)) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| toml::from_str::<Freeing>(&t).ok())
+            .and_then(|f| DataLocation::parse(f.object.as_bytes()).map(|l| (f, l)))
+        else {
+            let _ = std::fs::remove_file(&file);
+            continue;
+        };
+        if !places.has_pool(&loc.pool) {
+            continue;
+        }
+        let named = rustix::fs::open(
+            &f.path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .filter(|fd| rustix::fs::fstat(fd).is_ok_and(|st| st.st_ino == f.ino))
+        .and_then(|fd| location_of(std::os::fd::AsFd::as_fd(&fd)).ok().flatten())
+            == Some(loc.clone());
+        let outcome = if named {
+            "kept"
+        } else {
+            if places.remove(&loc).is_err() {
+                continue;
+            }
+            "freed"
+        };
+        let _ = std::fs::remove_file(&file);
+        done.push(Freed {
+            object: f.object,
+            path: f.path,
+            outcome,
+        });
+    }
+    done
 }
 
 /// A recall under way (see [`DataPlaces::recalls`]).
@@ -473,10 +557,54 @@ impl DataPlaces {
             return None;
         }
         let loc = location_of(std::os::fd::AsFd::as_fd(&fd)).ok()??;
+        // Written down before the name goes, so a crash between the removal and the
+        // freeing leaves nothing on the pool that no file names.
+        let entry = match self.write_freeing(&loc, dir, name, st.st_ino) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                tracing::warn!(object = %loc.encode(), error = %e, "cannot record a removal before it; a crash now would leave its data on the pool");
+                None
+            }
+        };
         Some(Doomed {
             _ticket: ticket,
             loc,
+            entry,
         })
+    }
+
+    /// The freeing entry of `loc`, whose name is `name` in `dir`, durable on its pool.
+    fn write_freeing(
+        &self,
+        loc: &DataLocation,
+        dir: BorrowedFd<'_>,
+        name: &std::ffi::CStr,
+        ino: u64,
+    ) -> Result<PathBuf, Errno> {
+        let io = |e: std::io::Error| Errno::from_io_error(&e).unwrap_or(Errno::IO);
+        let folder = rustix::fs::readlink(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir)),
+            Vec::new(),
+        )?;
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(folder.as_bytes()))
+            .join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let text = toml::to_string(&Freeing {
+            object: loc.encode(),
+            path,
+            ino,
+        })
+        .map_err(|_| Errno::INVAL)?;
+        let data = self.root(&loc.pool)?;
+        let freeing = data.parent().unwrap_or(&data).join("freeing");
+        std::fs::create_dir_all(&freeing).map_err(io)?;
+        let entry = freeing.join(format!("{}.toml", loc.object.replace('/', "+")));
+        let mut f = std::fs::File::create(&entry).map_err(io)?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::File::open(&freeing)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok(entry)
     }
 
     /// Truncate the file open writable at `ns` (stat `st`), whose data is `elsewhere`

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rushes_placement::layout::{location_of, DataPlaces, Resolved};
+use rushes_placement::layout::{location_of, recover_freeing, DataPlaces, Resolved};
 use rushes_placement::{move_file, recover, MoveError, MoveSpec, MoveWatch};
 use rustix::fs::OFlags;
 
@@ -384,4 +384,81 @@ fn readers_in_flight_never_see_anything_but_the_files_bytes_while_it_moves() {
     for r in readers {
         assert!(r.join().unwrap() > 0);
     }
+}
+
+/// A crash between a removal and the freeing of the removed file's data: the restart
+/// frees what no name holds any more, and keeps what the crash left named.
+#[test]
+fn a_removal_cut_short_by_a_crash_is_settled_at_start_and_loses_nothing() {
+    let b = Box3::new();
+    for name in ["gone.mov", "kept.mov"] {
+        std::fs::write(b.file(name), vec![7u8; 300_000]).unwrap();
+        b.mv(&format!("/{name}"), "archive", &mut Quiet).unwrap();
+    }
+    let objects = || {
+        std::fs::read_dir(b.pool("archive").join(".rushes/data/media"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(objects(), 2);
+    let dir = std::fs::File::open(b.file("")).unwrap();
+    // gone.mov: its name went, then the crash, before its data was freed.
+    let doomed = b
+        .places
+        .doomed(dir.as_fd(), c"gone.mov")
+        .expect("moved data to free");
+    std::fs::remove_file(b.file("gone.mov")).unwrap();
+    std::mem::forget(doomed);
+    // kept.mov: the crash came before its name went.
+    std::mem::forget(
+        b.places
+            .doomed(dir.as_fd(), c"kept.mov")
+            .expect("moved data"),
+    );
+    assert_eq!(objects(), 2, "a crash frees nothing");
+
+    let mut done = recover_freeing(&b.places, &b.pool("archive"));
+    done.sort_by(|x, y| x.path.cmp(&y.path));
+    let outcomes: Vec<(&str, &str)> = done
+        .iter()
+        .map(|f| (f.path.file_name().unwrap().to_str().unwrap(), f.outcome))
+        .collect();
+    assert_eq!(outcomes, [("gone.mov", "freed"), ("kept.mov", "kept")]);
+    assert_eq!(
+        objects(),
+        1,
+        "the removed file's data freed, the other's kept"
+    );
+    assert_eq!(b.read("/kept.mov"), vec![7u8; 300_000]);
+    assert!(
+        recover_freeing(&b.places, &b.pool("archive")).is_empty(),
+        "nothing left to settle"
+    );
+}
+
+/// A removal that finishes, or one that fails, leaves no entry behind.
+#[test]
+fn a_finished_or_failed_removal_leaves_no_freeing_entry() {
+    let b = Box3::new();
+    std::fs::write(b.file("a.mov"), vec![1u8; 200_000]).unwrap();
+    b.mv("/a.mov", "archive", &mut Quiet).unwrap();
+    let dir = std::fs::File::open(b.file("")).unwrap();
+    let entries = || {
+        std::fs::read_dir(b.pool("archive").join(".rushes/freeing"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    drop(b.places.doomed(dir.as_fd(), c"a.mov").unwrap());
+    assert_eq!(entries(), 0, "a removal that did not happen");
+    let doomed = b.places.doomed(dir.as_fd(), c"a.mov").unwrap();
+    assert_eq!(entries(), 1, "written before the name goes");
+    std::fs::remove_file(b.file("a.mov")).unwrap();
+    doomed.free(&b.places);
+    assert_eq!(entries(), 0);
+    assert_eq!(
+        std::fs::read_dir(b.pool("archive").join(".rushes/data/media"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

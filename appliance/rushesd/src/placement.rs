@@ -108,11 +108,15 @@ fn reach_mounted_pools(core: &Core, places: &DataPlaces) -> Vec<(String, PathBuf
 }
 
 /// Every mounted pool's data reachable for the NAS, then the moves a crash cut short
-/// finished or rolled back, before any share is served.
+/// finished or rolled back and the removals it cut short settled, before any share is
+/// served.
 pub fn open_places(core: &Core, places: &DataPlaces) {
     for (pool, dir) in reach_mounted_pools(core, places) {
         for r in recover(places, &dir) {
             tracing::warn!(%pool, share = %r.share, path = %r.path, outcome = r.outcome, "a move cut short by a restart");
+        }
+        for f in rushes_placement::layout::recover_freeing(places, &dir) {
+            tracing::warn!(%pool, object = %f.object, path = %f.path.display(), outcome = f.outcome, "a removal cut short by a restart");
         }
     }
 }
