@@ -521,6 +521,34 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "take-3 over SMB after its move"
     );
 
+    // rushesd killed while an SMB client has the share mounted: the restarted daemon
+    // mounts a new view, smbd drops its connections into the old one, and the client
+    // reads through the new view once it has reconnected by itself.
+    sh(
+        &vm,
+        "mount -t cifs //127.0.0.1/grading /mnt/g \
+         -o username=colorist,password=grade-pass-1,vers=3.1.1,cache=none",
+    );
+    let take1 = sha256(&takes[0].1);
+    assert!(sh(&vm, "sha256sum /mnt/g/take-1.mov").starts_with(&take1));
+    sh(&vm, "kill -9 $(pidof rushesd)");
+    wait_json(&vm, "shares", 3 * SHORT, "rushesd back", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let (out, rc) = vm.run("sha256sum /mnt/g/take-1.mov 2>&1", SHORT).unwrap();
+        if rc == 0 && out.starts_with(&take1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the SMB client never read through the new view: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    sh(&vm, "umount /mnt/g");
+
     // Reboot from the console's Power screen (appliance_image presses ctrl-alt-del):
     // the pool is assembled from RUSHES-CFG and the files are intact.
     let before = vm.console().len();
