@@ -522,8 +522,8 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
 
     // rushesd killed while an SMB client has the share mounted: the restarted daemon
-    // mounts a new view, smbd drops its connections into the old one, and the client
-    // reads through the new view once it has reconnected by itself.
+    // mounts a new view where the old one was, and the client's next reads go through
+    // it (smbd reaches the share by its path again).
     sh(
         &vm,
         "mount -t cifs //127.0.0.1/grading /mnt/g \

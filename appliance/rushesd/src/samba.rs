@@ -183,25 +183,6 @@ impl Samba {
         }
     }
 
-    /// Ask smbd to drop its connections to `share`: their processes work inside the
-    /// share's view, and a view mounted again (rushesd restarted) is a new mount, so
-    /// clients reconnect to it. Nothing to do when smbd is not running yet.
-    pub fn close_share(&self, share: &str) {
-        let closed = std::process::Command::new("smbcontrol")
-            .arg("--configfile")
-            .arg(&self.conf)
-            .args(["smbd", "close-share", share])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if closed.is_ok_and(|s| s.success()) {
-            tracing::info!(
-                share,
-                "smbd told to close the share's connections; clients reconnect to its new view"
-            );
-        }
-    }
-
     /// Make `/etc/passwd` and `/etc/group` the image's own entries plus these accounts.
     /// The image's files are kept aside the first time, so accounts removed through the
     /// API leave no trace.

@@ -167,11 +167,6 @@ impl Smb {
         )?;
         let path = view.mountpoint().to_path_buf();
         views.insert(name.to_string(), (root.to_path_buf(), view));
-        // Connections smbd kept from before (a restarted rushesd) point into the old
-        // view, which answers nothing now.
-        if let Some(samba) = &self.samba {
-            samba.close_share(name);
-        }
         Ok(path)
     }
 
