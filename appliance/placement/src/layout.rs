@@ -220,6 +220,9 @@ impl std::fmt::Debug for OpenHold {
 pub struct Doomed {
     _ticket: Option<IoTicket>,
     loc: DataLocation,
+    /// The file, to see that its last name is really gone (a link made meanwhile keeps
+    /// it, and its data).
+    file: OwnedFd,
     /// The freeing entry on the data's pool, until the data is freed or kept.
     entry: Option<PathBuf>,
 }
@@ -228,6 +231,10 @@ impl Doomed {
     /// Free the data now that the file's last name is gone. One that cannot be freed is
     /// logged and stays on its pool, taking room but harming nothing.
     pub fn free(mut self, places: &DataPlaces) {
+        if rustix::fs::fstat(&self.file).map_or(true, |st| st.st_nlink > 0) {
+            tracing::info!(object = %self.loc.encode(), "a removed file still has a name; its data stays");
+            return;
+        }
         match places.remove(&self.loc) {
             Ok(()) => tracing::debug!(object = %self.loc.encode(), "a removed file's data freed"),
             Err(e) => {
@@ -285,7 +292,10 @@ pub fn recover_freeing(places: &DataPlaces, pool_root: &Path) -> Vec<Freed> {
             let _ = std::fs::remove_file(&file);
             continue;
         };
-        if !places.has_pool(&loc.pool) {
+        // The data's pool, and the folder the name was in (its pool mounted), must be
+        // there to tell; otherwise the entry waits for a start that has both.
+        let folder_there = f.path.parent().is_some_and(|d| d.is_dir());
+        if !places.has_pool(&loc.pool) || !folder_there {
             continue;
         }
         let named = rustix::fs::open(
@@ -423,6 +433,15 @@ impl DataPlaces {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Count a change of `ino`'s data made where no ticket saw it (a file written
+    /// through the FUSE view by the kernel itself), so a copy that overlapped it is not
+    /// switched to.
+    pub fn count_write(&self, ino: u64) {
+        self.shards[shard_of(ino)]
+            .writes
+            .fetch_add(1, Ordering::SeqCst);
     }
 
     /// How many data-changing calls on `ino`'s shard have ended.
@@ -569,6 +588,7 @@ impl DataPlaces {
         Some(Doomed {
             _ticket: ticket,
             loc,
+            file: fd,
             entry,
         })
     }

@@ -92,6 +92,8 @@ pub enum MoveError {
     Open(String),
     #[error("the move was cancelled; the data stays where it was")]
     Cancelled,
+    #[error("{0} (the data is in its new place; rushesd finishes the move when it starts again)")]
+    Unfinished(Box<MoveError>),
 }
 
 impl MoveError {
@@ -374,6 +376,9 @@ pub fn move_file(
     if from_pool == spec.to {
         return Ok(None);
     }
+    if places.is_held(&st) {
+        return Err(MoveError::Open(spec.path.clone()));
+    }
     let size = st.st_size as u64;
     if size == 0 {
         // Nothing to move; an empty file's data is always in place.
@@ -382,9 +387,6 @@ pub fn move_file(
             places.remove(old).map_err(cx.io("free the old place"))?;
         }
         return Ok(None);
-    }
-    if places.is_held(&st) {
-        return Err(MoveError::Open(spec.path.clone()));
     }
     let to_home = spec.to == spec.home;
     if !to_home {
@@ -423,6 +425,8 @@ pub fn move_file(
     let result = move_with_journal(places, spec, &ns, &st, (&from, &to, &part), &journal, watch);
     match &result {
         Ok(_) => {}
+        // The journal stays: the restart's recovery finishes the move.
+        Err(MoveError::Unfinished(_)) => return result.map(Some),
         Err(_) => {
             // Nothing switched: drop what was copied.
             if let Some(part) = &part {
@@ -511,17 +515,24 @@ fn move_with_journal(
             .map_err(cx.io("name the copy"))?;
     }
     set_location(ns.as_fd(), to.as_ref()).map_err(cx.io("record the data's new place"))?;
-    rustix::fs::fsync(ns).map_err(cx.io("flush the file"))?;
+    // Switched: from here a failure must not roll back (the new place is the data now,
+    // and a recall's rollback would punch it); the journal stays for the restart's
+    // recovery to finish the move.
+    let unfinished = |e: MoveError| MoveError::Unfinished(Box::new(e));
+    rustix::fs::fsync(ns).map_err(|e| unfinished(cx.io("flush the file")(e)))?;
     watch.switched();
     if from.is_none() {
-        punch(ns.as_fd(), journal).map_err(cx.io("free the old place"))?;
+        punch(ns.as_fd(), journal).map_err(|e| unfinished(cx.io("free the old place")(e)))?;
     } else {
-        rustix::fs::futimens(ns, &times(journal)).map_err(cx.io("keep the file's times"))?;
-        rustix::fs::fsync(ns).map_err(cx.io("flush the file"))?;
+        rustix::fs::futimens(ns, &times(journal))
+            .map_err(|e| unfinished(cx.io("keep the file's times")(e)))?;
+        rustix::fs::fsync(ns).map_err(|e| unfinished(cx.io("flush the file")(e)))?;
     }
     drop(switch);
     if let Some(old) = from {
-        places.remove(old).map_err(cx.io("free the old place"))?;
+        places
+            .remove(old)
+            .map_err(|e| unfinished(cx.io("free the old place")(e)))?;
     }
     Ok(Moved {
         bytes: size,

@@ -455,6 +455,15 @@ fn a_finished_or_failed_removal_leaves_no_freeing_entry() {
     std::fs::remove_file(b.file("a.mov")).unwrap();
     doomed.free(&b.places);
     assert_eq!(entries(), 0);
+    // A link made between the look and the removal keeps the file, and its data.
+    std::fs::write(b.file("b.mov"), vec![2u8; 200_000]).unwrap();
+    b.mv("/b.mov", "archive", &mut Quiet).unwrap();
+    let doomed = b.places.doomed(dir.as_fd(), c"b.mov").unwrap();
+    std::fs::hard_link(b.file("b.mov"), b.file("b-linked.mov")).unwrap();
+    std::fs::remove_file(b.file("b.mov")).unwrap();
+    doomed.free(&b.places);
+    assert_eq!(b.read("/b-linked.mov"), vec![2u8; 200_000]);
+
     assert_eq!(
         std::fs::read_dir(b.pool("archive").join(".rushes/data/media"))
             .unwrap()

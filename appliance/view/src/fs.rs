@@ -44,6 +44,8 @@ struct OpenFile {
     /// Lock owners that locked through this open: their locks go with its close (an
     /// OFD lock's owner is the open itself, which no flush names).
     owners: Vec<u64>,
+    /// Keeps the data where this open found it, taken under the open's ticket.
+    _hold: Option<OpenHold>,
 }
 
 /// A file with at least one open.
@@ -55,8 +57,16 @@ struct OpenInode {
     /// Data kept on another pool: its object, whose size and times count while writers
     /// have it open, and are given to the home file at the last writer's close.
     elsewhere: Option<(Arc<OwnedFd>, DataLocation)>,
-    _hold: OpenHold,
 }
+
+/// An open's file: its stat, where its data is, whether it writes, and its hold.
+type Opened = (
+    Stat,
+    Arc<OwnedFd>,
+    Option<DataLocation>,
+    bool,
+    Option<OpenHold>,
+);
 
 /// What a SETATTR asks to change.
 struct Change {
@@ -367,49 +377,71 @@ impl View {
         node.lookups += 1;
     }
 
-    /// Give what `name` in `dir` was just made as to the caller, with exactly `mode`'s
-    /// permission bits (the process's umask is not the caller's), and look it up.
+    /// Give the entry open at `fd` (just made in the folder open at `dir`) to the caller,
+    /// with exactly `mode`'s permission bits (the process's umask is not the caller's).
+    /// Acts on the descriptor, never on a name, so a link swapped in cannot redirect it.
+    fn own(
+        &self,
+        req: &Request,
+        dir: BorrowedFd<'_>,
+        fd: BorrowedFd<'_>,
+        mode: Option<u32>,
+    ) -> Result<(), Errno> {
+        let dst = rustix::fs::fstat(dir).map_err(errno)?;
+        // In a setgid folder the new entry already has the folder's group, as locally.
+        let gid = (dst.st_mode & libc::S_ISGID == 0).then(|| rustix::fs::Gid::from_raw(req.gid()));
+        rustix::fs::chownat(
+            fd,
+            c"",
+            Some(rustix::fs::Uid::from_raw(req.uid())),
+            gid,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)?;
+        if let Some(mode) = mode {
+            rustix::fs::chmod(
+                sys::proc_path(fd).as_str(),
+                Mode::from_raw_mode(mode & 0o7777),
+            )
+            .map_err(errno)?;
+        }
+        Ok(())
+    }
+
+    /// Give what `name` in `dir` was just made as (of type `kind`) to the caller, and
+    /// look it up. Something else under the name by now is left alone.
     fn made(
         &self,
         req: &Request,
         dir: BorrowedFd<'_>,
         name: &CStr,
+        kind: rustix::fs::FileType,
         mode: Option<u32>,
     ) -> Result<FileAttr, Errno> {
-        let dst = rustix::fs::fstat(dir).map_err(errno)?;
-        // In a setgid folder the new entry already has the folder's group, as locally.
-        let gid = (dst.st_mode & libc::S_ISGID == 0).then(|| rustix::fs::Gid::from_raw(req.gid()));
-        let made = rustix::fs::chownat(
+        let fd = rustix::fs::openat(
             dir,
             name,
-            Some(rustix::fs::Uid::from_raw(req.uid())),
-            gid,
-            AtFlags::SYMLINK_NOFOLLOW,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
         )
-        .map_err(errno)
-        .and_then(|()| match mode {
-            Some(mode) => rustix::fs::chmodat(
-                dir,
-                name,
-                Mode::from_raw_mode(mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(errno),
-            None => Ok(()),
-        });
-        if let Err(e) = made {
+        .map_err(errno)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != kind {
+            return Err(Errno::EEXIST);
+        }
+        let mode = mode.filter(|_| kind != rustix::fs::FileType::Symlink);
+        if let Err(e) = self.own(req, dir, fd.as_fd(), mode) {
             // Not left behind owned by root.
-            let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW);
-            let flags = match st {
-                Ok(st)
-                    if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                        == rustix::fs::FileType::Directory =>
-                {
+            if rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|now| now.st_ino == st.st_ino)
+            {
+                let flags = if kind == rustix::fs::FileType::Directory {
                     AtFlags::REMOVEDIR
-                }
-                _ => AtFlags::empty(),
-            };
-            let _ = rustix::fs::unlinkat(dir, name, flags);
+                } else {
+                    AtFlags::empty()
+                };
+                let _ = rustix::fs::unlinkat(dir, name, flags);
+            }
             return Err(e);
         }
         self.entry_in(dir, name)
@@ -423,6 +455,7 @@ impl View {
         data: Arc<OwnedFd>,
         elsewhere: Option<DataLocation>,
         writes: bool,
+        hold: Option<OpenHold>,
         register: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
     ) -> (u64, Option<Arc<BackingId>>) {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -432,7 +465,6 @@ impl View {
             writers: 0,
             backing: None,
             elsewhere: elsewhere.map(|loc| (Arc::clone(&data), loc)),
-            _hold: self.places.hold_open(st),
         });
         open.opens += 1;
         if writes {
@@ -456,34 +488,33 @@ impl View {
                 fd: data,
                 writes,
                 owners: Vec::new(),
+                _hold: hold,
             },
         );
         (fh, backing)
     }
 
     /// Open regular file `ino` with `flags`: where its data is, looked at under a ticket.
-    fn open_data(
-        &self,
-        ino: INodeNo,
-        flags: i32,
-    ) -> Result<(Stat, Arc<OwnedFd>, Option<DataLocation>, bool), Errno> {
+    fn open_data(&self, ino: INodeNo, flags: i32) -> Result<Opened, Errno> {
         let access = flags & libc::O_ACCMODE;
         let writes = access != libc::O_RDONLY;
         let home = self.open_ino(ino, access | libc::O_NOFOLLOW | libc::O_NONBLOCK)?;
         let mut st = rustix::fs::fstat(&home).map_err(errno)?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Ok((st, Arc::new(home), None, writes));
+            return Ok((st, Arc::new(home), None, writes, None));
         }
         let _ticket = self
             .places
             .enter(home.as_fd(), &mut st, writes)
             .map_err(errno)?;
+        // Under the ticket: a switch either sees the hold or ended before the look.
+        let hold = Some(self.places.hold_open(&st));
         let access_flags = OFlags::from_bits_retain(access as u32);
         if self.places.needs_lookup(&st) {
             match self.places.resolve(home.as_fd(), &st, access_flags) {
                 Ok(Resolved::InPlace) => {}
                 Ok(Resolved::Elsewhere(fd, loc)) => {
-                    return Ok((st, Arc::new(fd), Some(loc), writes))
+                    return Ok((st, Arc::new(fd), Some(loc), writes, hold))
                 }
                 Err(e) => {
                     tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
@@ -491,7 +522,7 @@ impl View {
                 }
             }
         }
-        Ok((st, Arc::new(home), None, writes))
+        Ok((st, Arc::new(home), None, writes, hold))
     }
 
     /// The last writer of a file whose data is elsewhere closed: its home file takes the
@@ -640,12 +671,12 @@ impl View {
                 libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW,
             )
             .or_else(|_| self.open_ino(INodeNo(ino), libc::O_RDONLY | libc::O_NONBLOCK))?;
-        let fd = Arc::new(fd);
-        self.locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((ino, owner), Arc::clone(&fd));
-        Ok(fd)
+        // Another call of the same owner may have made one meanwhile: that one stays,
+        // with any lock it already holds.
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Arc::clone(
+            locks.entry((ino, owner)).or_insert(Arc::new(fd)),
+        ))
     }
 
     fn file(&self, fh: FileHandle) -> Result<Arc<OwnedFd>, Errno> {
@@ -823,7 +854,8 @@ impl Filesystem for View {
                     u64::from(rdev),
                 )
                 .map_err(errno)?;
-                self.made(req, dir.as_fd(), &name, Some(mode))
+                let kind = rustix::fs::FileType::from_raw_mode(mode);
+                self.made(req, dir.as_fd(), &name, kind, Some(mode))
             })(),
         );
     }
@@ -847,7 +879,13 @@ impl Filesystem for View {
                 // A setgid folder's subfolders keep the bit, as the kernel gave them.
                 let dst = rustix::fs::fstat(&dir).map_err(errno)?;
                 let mode = mode | (dst.st_mode & libc::S_ISGID);
-                self.made(req, dir.as_fd(), &name, Some(mode))
+                self.made(
+                    req,
+                    dir.as_fd(),
+                    &name,
+                    rustix::fs::FileType::Directory,
+                    Some(mode),
+                )
             })(),
         );
     }
@@ -893,7 +931,7 @@ impl Filesystem for View {
                 let dir = self.dir_fd(parent)?;
                 let name = cname(link_name)?;
                 rustix::fs::symlinkat(target, &dir, name.as_c_str()).map_err(errno)?;
-                self.made(req, dir.as_fd(), &name, None)
+                self.made(req, dir.as_fd(), &name, rustix::fs::FileType::Symlink, None)
             })(),
         );
     }
@@ -963,11 +1001,13 @@ impl Filesystem for View {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (st, data, elsewhere, writes) = match self.open_data(ino, flags.0) {
+        let (st, data, elsewhere, writes, hold) = match self.open_data(ino, flags.0) {
             Ok(v) => v,
             Err(e) => return reply.error(e),
         };
-        let (fh, backing) = self.opened(&st, data, elsewhere, writes, |fd| reply.open_backing(fd));
+        let (fh, backing) = self.opened(&st, data, elsewhere, writes, hold, |fd| {
+            reply.open_backing(fd)
+        });
         match backing {
             Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
             None => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -1097,6 +1137,11 @@ impl Filesystem for View {
         }
         if let Some(data) = settle {
             self.settle_home(file.ino, &data);
+        }
+        if file.writes {
+            // The kernel wrote through this open without us: a copy that overlapped it
+            // must not be switched to.
+            self.places.count_write(file.ino);
         }
         if !file.owners.is_empty() {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
@@ -1331,9 +1376,11 @@ impl Filesystem for View {
         let made = (|| {
             let dir = self.dir_fd(parent)?;
             let name = cname(name)?;
-            let open = OFlags::from_bits_retain(
-                (flags & (libc::O_ACCMODE | libc::O_EXCL | libc::O_TRUNC)) as u32,
-            ) | OFlags::CREATE
+            // Always a new file (FUSE asks only for a name it found free): an entry that
+            // appeared meanwhile is not truncated or taken over.
+            let open = OFlags::from_bits_retain((flags & libc::O_ACCMODE) as u32)
+                | OFlags::CREATE
+                | OFlags::EXCL
                 | OFlags::NOFOLLOW
                 | OFlags::CLOEXEC;
             let fd = rustix::fs::openat(
@@ -1343,17 +1390,28 @@ impl Filesystem for View {
                 Mode::from_raw_mode(mode & 0o7777),
             )
             .map_err(errno)?;
-            let attr = self.made(req, dir.as_fd(), &name, Some(mode))?;
-            let st = rustix::fs::fstat(&fd).map_err(errno)?;
-            Ok((attr, st, fd))
+            if let Err(e) = self.own(req, dir.as_fd(), fd.as_fd(), Some(mode)) {
+                let _ = rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::empty());
+                return Err(e);
+            }
+            let handle = sys::name_to_handle(fd.as_fd(), c"").map_err(io_errno)?;
+            let mut st = rustix::fs::fstat(&fd).map_err(errno)?;
+            let _ticket = self
+                .places
+                .enter(fd.as_fd(), &mut st, true)
+                .map_err(errno)?;
+            let hold = self.places.hold_open(&st);
+            self.remember(&st, handle);
+            Ok((self.attr(&st, || None), st, fd, hold))
         })();
-        let (attr, st, fd) = match made {
+        let (attr, st, fd, hold) = match made {
             Ok(v) => v,
             Err(e) => return reply.error(e),
         };
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let (fh, backing) =
-            self.opened(&st, Arc::new(fd), None, writes, |fd| reply.open_backing(fd));
+        let (fh, backing) = self.opened(&st, Arc::new(fd), None, writes, Some(hold), |fd| {
+            reply.open_backing(fd)
+        });
         match backing {
             Some(id) => reply.created_passthrough(
                 &TTL,
