@@ -145,11 +145,19 @@ fn identity(st: &rustix::fs::Stat) -> (i64, i64, i64) {
 
 fn open_ns(spec: &MoveSpec) -> Result<OwnedFd, Errno> {
     let rel = spec.path.trim_start_matches('/');
-    rustix::fs::openat(
-        rustix::fs::CWD,
-        spec.share_root.join(rel),
+    let root = rustix::fs::open(
+        &spec.share_root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    // Beneath the share and through no symbolic link: a folder a client swapped for a
+    // link after the plan cannot send the move (run as root) outside the share.
+    rustix::fs::openat2(
+        &root,
+        rel,
         OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME,
         Mode::empty(),
+        rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
     )
 }
 

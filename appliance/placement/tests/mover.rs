@@ -471,3 +471,27 @@ fn a_finished_or_failed_removal_leaves_no_freeing_entry() {
         "a.mov's data freed, b.mov's kept for its other name"
     );
 }
+
+/// A folder swapped for a symbolic link after the plan: the move, run as root, does not
+/// follow it out of the share.
+#[test]
+fn a_move_never_follows_a_link_out_of_the_share() {
+    let b = Box3::new();
+    let outside = b.root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.mov"), vec![9u8; 100_000]).unwrap();
+    std::os::unix::fs::symlink(&outside, b.file("day2")).unwrap();
+    let err = b.mv("/day2/secret.mov", "archive", &mut Quiet).unwrap_err();
+    assert!(matches!(err, MoveError::Io { .. }), "{err}");
+    let blocks = std::fs::metadata(outside.join("secret.mov"))
+        .unwrap()
+        .blocks();
+    assert!(blocks * 512 >= 100_000, "the file outside keeps its blocks");
+    assert!(location_of(
+        std::fs::File::open(outside.join("secret.mov"))
+            .unwrap()
+            .as_fd()
+    )
+    .unwrap()
+    .is_none());
+}
