@@ -78,11 +78,6 @@ struct Change {
     mtime: Option<TimeOrNow>,
 }
 
-/// A listing in progress: the folder's entries read at its start.
-struct Listing {
-    entries: Entries,
-}
-
 /// A folder's entries as read at a listing's start: inode, type, name.
 type Entries = Arc<Vec<(u64, FileType, CString)>>;
 
@@ -96,7 +91,8 @@ pub struct View {
     nodes: Mutex<HashMap<u64, Node>>,
     files: Mutex<HashMap<u64, OpenFile>>,
     inodes: Mutex<HashMap<u64, OpenInode>>,
-    listings: Mutex<HashMap<u64, Listing>>,
+    /// Listings in progress, by their handle.
+    listings: Mutex<HashMap<u64, Entries>>,
     /// OFD lock descriptions, one per (inode, lock owner).
     locks: Mutex<HashMap<(u64, u64), Arc<OwnedFd>>>,
     next_fh: AtomicU64,
@@ -704,19 +700,14 @@ impl View {
             self.listings
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    fh.0,
-                    Listing {
-                        entries: Arc::clone(&entries),
-                    },
-                );
+                .insert(fh.0, Arc::clone(&entries));
             return Ok(entries);
         }
         self.listings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&fh.0)
-            .map(|l| Arc::clone(&l.entries))
+            .map(Arc::clone)
             .ok_or(Errno::EBADF)
     }
 
