@@ -704,3 +704,24 @@ pub fn local_lock(path: &Path) -> Option<std::fs::File> {
 pub fn local_lock_free(path: &Path) -> bool {
     local_lock(path).is_some()
 }
+
+/// Move `name`'s data (share `media` at `root/fast/media`, home pool `fast`) to pool
+/// `to` at `root/to`, as the host tests over folders standing for pools do.
+pub fn move_media(
+    places: &rushes_placement::DataPlaces,
+    root: &std::path::Path,
+    name: &str,
+    to: &str,
+) -> Result<(), rushes_placement::MoveError> {
+    struct Quiet;
+    impl rushes_placement::MoveWatch for Quiet {}
+    let spec = rushes_placement::MoveSpec {
+        share: "media".into(),
+        share_root: root.join("fast/media"),
+        path: format!("/{name}"),
+        home: "fast".into(),
+        home_root: root.join("fast"),
+        to: to.into(),
+    };
+    rushes_placement::move_file(places, &spec, &root.join(to), &mut Quiet).map(|_| ())
+}

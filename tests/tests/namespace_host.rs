@@ -13,7 +13,7 @@ use rushes_nas::server::NfsServer;
 use rushes_nas::service::Service;
 use rushes_nas::share::ShareConfig;
 use rushes_placement::layout::location_of;
-use rushes_placement::{move_file, DataPlaces, MoveSpec, MoveWatch};
+use rushes_placement::DataPlaces;
 use rushes_tests::nfs3_client::nfs3_types::nfs3::{self as t, nfsstat3::*, stable_how};
 use rushes_tests::{Nfs, User};
 
@@ -45,18 +45,8 @@ impl Pools {
 
     /// Move `name`'s data to `to`, trying again while a reader holds the switch off.
     fn mv(&self, name: &str, to: &str) {
-        struct Quiet;
-        impl MoveWatch for Quiet {}
-        let spec = MoveSpec {
-            share: "media".into(),
-            share_root: self.root.join("fast/media"),
-            path: format!("/{name}"),
-            home: "fast".into(),
-            home_root: self.root.join("fast"),
-            to: to.into(),
-        };
         for _ in 0..50 {
-            match move_file(&self.places, &spec, &self.root.join(to), &mut Quiet) {
+            match rushes_tests::move_media(&self.places, &self.root, name, to) {
                 Ok(_) => return,
                 Err(e) if e.is_retry() => std::thread::sleep(std::time::Duration::from_millis(20)),
                 Err(e) => panic!("move of {name} to {to}: {e}"),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rushes_nas::share::Caller;
 use rushes_nas::sys::{self, LockKind};
 use rushes_placement::layout::location_of;
-use rushes_placement::{move_file, DataPlaces, MoveError, MoveSpec, MoveWatch};
+use rushes_placement::{DataPlaces, MoveError};
 
 struct Box {
     _dir: tempfile::TempDir,
@@ -78,17 +78,7 @@ impl Box {
     }
 
     fn try_move(&self, name: &str, to: &str) -> Result<(), MoveError> {
-        struct Quiet;
-        impl MoveWatch for Quiet {}
-        let spec = MoveSpec {
-            share: "media".into(),
-            share_root: self.root.join("fast/media"),
-            path: format!("/{name}"),
-            home: "fast".into(),
-            home_root: self.root.join("fast"),
-            to: to.into(),
-        };
-        move_file(&self.places, &spec, &self.root.join(to), &mut Quiet).map(|_| ())
+        rushes_tests::move_media(&self.places, &self.root, name, to)
     }
 
     /// Move, waiting for the view to hear of a close just made (FUSE sends it on its own).
