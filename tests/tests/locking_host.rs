@@ -234,6 +234,55 @@ fn wait_for(
     }
 }
 
+/// Client B's services on 127.0.0.2: a portmapper naming its lock manager and statd,
+/// a lock manager that takes every grant, and a statd that answers with void. The
+/// server finds every client's portmapper on `portmap_port`
+/// (`RUSHES_CLIENT_PORTMAP_PORT`).
+struct ClientB {
+    portmap_port: u16,
+    /// Held so the portmapper keeps answering (it stops when nobody listens).
+    _portmap_calls: mpsc::Receiver<(u32, u32, Vec<u8>)>,
+    lockd_calls: mpsc::Receiver<(u32, u32, Vec<u8>)>,
+    statd_calls: mpsc::Receiver<(u32, u32, Vec<u8>)>,
+}
+
+impl ClientB {
+    fn start() -> ClientB {
+        let lockd = UdpSocket::bind("127.0.0.2:0").unwrap();
+        let statd = UdpSocket::bind("127.0.0.2:0").unwrap();
+        let portmap = UdpSocket::bind("127.0.0.2:0").unwrap();
+        let (lockd_port, statd_port) = (
+            lockd.local_addr().unwrap().port(),
+            statd.local_addr().unwrap().port(),
+        );
+        let portmap_port = portmap.local_addr().unwrap().port();
+        let portmap_calls = fake_service(portmap, move |_, _, args| {
+            let prog = u32::from_be_bytes(args[..4].try_into().unwrap());
+            let port = match prog {
+                NLM => lockd_port,
+                NSM => statd_port,
+                _ => 0,
+            };
+            words(&[u32::from(port)])
+        });
+        let lockd_calls = fake_service(lockd, |_, proc_, _| {
+            let mut r = Vec::new();
+            if proc_ == 5 {
+                opaque(&mut r, b"cookie");
+                r.extend_from_slice(&words(&[0]));
+            }
+            r
+        });
+        let statd_calls = fake_service(statd, |_, _, _| Vec::new());
+        ClientB {
+            portmap_port,
+            _portmap_calls: portmap_calls,
+            lockd_calls,
+            statd_calls,
+        }
+    }
+}
+
 #[tokio::test]
 async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_restart() {
     let dir = share_dir();
@@ -241,33 +290,9 @@ async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_re
     let share = format!("share={}", dir.path().display());
 
     // Client B, on 127.0.0.2: a portmapper naming its lock manager and statd.
-    let b_lockd = UdpSocket::bind("127.0.0.2:0").unwrap();
-    let b_statd = UdpSocket::bind("127.0.0.2:0").unwrap();
-    let b_pm = UdpSocket::bind("127.0.0.2:0").unwrap();
-    let (lockd_port, statd_port) = (
-        b_lockd.local_addr().unwrap().port(),
-        b_statd.local_addr().unwrap().port(),
-    );
-    let pm_port = b_pm.local_addr().unwrap().port().to_string();
-    let _pm_calls = fake_service(b_pm, move |_, _, args| {
-        let prog = u32::from_be_bytes(args[..4].try_into().unwrap());
-        let port = match prog {
-            NLM => lockd_port,
-            NSM => statd_port,
-            _ => 0,
-        };
-        words(&[u32::from(port)])
-    });
-    // B's lock manager takes every grant; its statd answers with void.
-    let lockd_calls = fake_service(b_lockd, |_, proc_, _| {
-        let mut r = Vec::new();
-        if proc_ == 5 {
-            opaque(&mut r, b"cookie");
-            r.extend_from_slice(&words(&[0]));
-        }
-        r
-    });
-    let statd_calls = fake_service(b_statd, |_, _, _| Vec::new());
+    let b_client = ClientB::start();
+    let pm_port = b_client.portmap_port.to_string();
+    let (lockd_calls, statd_calls) = (&b_client.lockd_calls, &b_client.statd_calls);
 
     let mut server = ServerProcess::start_at(
         "127.0.0.1:0".parse().unwrap(),
@@ -341,7 +366,7 @@ async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_re
         nlm_stat(&udp_call(&a, nfs, 5, NLM, 4, 4, &unlock_args(&fh, 11))),
         0
     );
-    let granted = wait_for(&server, &lockd_calls, NLM, 5, Duration::from_secs(10));
+    let granted = wait_for(&server, lockd_calls, NLM, 5, Duration::from_secs(10));
     assert!(
         granted.windows(8).any(|w| w == b"22@suite"),
         "GRANTED names B's lock"
@@ -358,7 +383,7 @@ async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_re
     // asking client's lock manager.
     let r = udp_call(&b, nfs, 7, NLM, 4, 6, &test_args(&fh, 33));
     assert_eq!(accept_stat(&r), 0);
-    let res = wait_for(&server, &lockd_calls, NLM, 11, Duration::from_secs(10));
+    let res = wait_for(&server, lockd_calls, NLM, 11, Duration::from_secs(10));
     assert_eq!(&res[4..10], b"cookie");
     assert_eq!(
         u32::from_be_bytes(res[12..16].try_into().unwrap()),
@@ -375,7 +400,7 @@ async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_re
     // period, and B's reclaim is granted and held by the kernel again.
     server.restart();
     let nfs = server.addr;
-    let notify = wait_for(&server, &statd_calls, NSM, 6, Duration::from_secs(20));
+    let notify = wait_for(&server, statd_calls, NSM, 6, Duration::from_secs(20));
     assert_eq!(
         &notify[4..13],
         b"127.0.0.1",
@@ -424,5 +449,130 @@ async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_re
     notice.extend_from_slice(&words(&[5]));
     assert_eq!(accept_stat(&udp_call(&b, nfs, 11, NSM, 1, 6, &notice)), 0);
     assert!(local_lock_free(&file), "SM_NOTIFY released B's locks");
+    assert!(server.is_running());
+}
+
+#[tokio::test]
+async fn an_unreachable_client_and_a_lock_flood_hold_up_nobody_else() {
+    use std::io::Write;
+    let dir = share_dir();
+    let state = tempfile::tempdir().unwrap();
+    let share = format!("share={}", dir.path().display());
+
+    // B (127.0.0.2) answers callbacks; C (127.0.0.3) has gone silent: its portmapper's
+    // port takes datagrams and never answers, so every call to it waits out its tries.
+    let b_client = ClientB::start();
+    let c_pm = UdpSocket::bind(("127.0.0.3", b_client.portmap_port)).unwrap();
+    let pm_port = b_client.portmap_port.to_string();
+    let lockd_calls = &b_client.lockd_calls;
+    let mut server = ServerProcess::start_at(
+        "127.0.0.1:0".parse().unwrap(),
+        &["--state-dir", state.path().to_str().unwrap(), &share],
+        &[("RUSHES_CLIENT_PORTMAP_PORT", &pm_port)],
+    );
+    let mut nfs_client = Nfs::mount(server.port(), "/share", &alice()).await.unwrap();
+    let root = nfs_client.root.clone();
+    let mut handles = Vec::new();
+    for name in ["a.avb", "b.avb", "c.avb", "d.avb", "e.avb", "shared.avb"] {
+        let fh = nfs_client.create(&root, name, 0o644).await.unwrap();
+        handles.push(fh.data.to_vec());
+    }
+    let (c_files, shared) = (&handles[..5], &handles[5]);
+    let nfs = server.addr;
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let c = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let mut xid = 100;
+    let mut call = |from: &UdpSocket, proc_: u32, args: Vec<u8>| {
+        xid += 1;
+        nlm_stat(&udp_call(from, nfs, xid, NLM, 4, proc_, &args))
+    };
+
+    // A holds every file; C waits for five of them, B for the last.
+    for fh in &handles {
+        assert_eq!(call(&a, 2, lock_args(fh, 11, false, false)), 0);
+    }
+    for fh in c_files {
+        assert_eq!(call(&c, 2, lock_args(fh, 33, true, false)), 3, "BLOCKED");
+    }
+    assert_eq!(
+        call(&b, 2, lock_args(shared, 22, true, false)),
+        3,
+        "BLOCKED"
+    );
+    // A lets go of C's files first, then of B's: five grants for the silent C are
+    // queued ahead of B's, and each call to C waits seconds for an answer.
+    for fh in c_files {
+        assert_eq!(call(&a, 4, unlock_args(fh, 11)), 0);
+    }
+    assert_eq!(call(&a, 4, unlock_args(shared, 11)), 0);
+    let granted = wait_for(&server, lockd_calls, NLM, 5, Duration::from_secs(3));
+    assert!(
+        granted.windows(8).any(|w| w == b"22@suite"),
+        "B is told at once"
+    );
+    // C's grants are released rather than kept by a client that cannot be told: after
+    // the first call to it times out, the rest are given up without waiting.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut free = 0;
+    while free < c_files.len() {
+        assert!(
+            Instant::now() < deadline,
+            "C's unannounced locks are still held; server log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        free = c_files
+            .iter()
+            .filter(|fh| call(&a, 1, test_args(fh, 11)) == 0)
+            .count();
+    }
+    drop(c_pm);
+
+    // A floods blocking requests for B's file over TCP, one owner each, without waiting
+    // for answers. A meets its own limit; C still queues and still locks.
+    let mut flood = std::net::TcpStream::connect(nfs).unwrap();
+    flood
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut replies = flood.try_clone().unwrap();
+    const FLOOD: u32 = 5000;
+    let reader = std::thread::spawn(move || {
+        let mut stats = std::collections::HashMap::<u32, u32>::new();
+        for _ in 0..FLOOD {
+            let r = rushes_tests::read_reply(&mut replies).expect("every flooded call is answered");
+            *stats.entry(nlm_stat(&r)).or_default() += 1;
+        }
+        stats
+    });
+    let shared_fh = shared.clone();
+    let writer = std::thread::spawn(move || {
+        for svid in 0..FLOOD {
+            let args = lock_args(&shared_fh, 1000 + svid, true, false);
+            let record = rushes_tests::rpc_record(0x10000 + svid, NLM, 4, 2, None, &args);
+            flood.write_all(&record).unwrap();
+        }
+    });
+    assert_eq!(
+        call(&c, 2, lock_args(&handles[0], 34, false, false)),
+        0,
+        "C locks"
+    );
+    writer.join().unwrap();
+    let stats = reader.join().unwrap();
+    let (blocked, no_locks) = (
+        stats.get(&3).copied().unwrap_or(0),
+        stats.get(&2).copied().unwrap_or(0),
+    );
+    assert!(
+        blocked > 0 && no_locks > 0,
+        "the flood met A's limit: {stats:?}"
+    );
+    assert_eq!(blocked + no_locks, FLOOD, "{stats:?}");
+    assert_eq!(
+        call(&c, 2, lock_args(shared, 35, true, false)),
+        3,
+        "C's request still queues (BLOCKED, not DENIED_NOLOCKS)"
+    );
     assert!(server.is_running());
 }

@@ -60,7 +60,23 @@ pub fn early(ring: &mut Ring) {
         let _ = rustix::system::sethostname(name.trim().as_bytes());
     }
     let _ = std::fs::create_dir_all("/run/rushes");
+    open_files_limit(ring);
     ring.push("init", "rushes-init started");
+}
+
+/// The kernel starts PID 1 with at most 4,096 open files, which every service inherits;
+/// a NAS holds a description per locked file and per client connection. Services may
+/// raise their own limit as far as this (rushesd does); the default stays 1,024, as
+/// programs written for select(2) expect.
+fn open_files_limit(ring: &mut Ring) {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let limit = Rlimit {
+        current: Some(1024),
+        maximum: Some(524_288),
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, limit) {
+        ring.push("init", &format!("cannot raise the open-file limit: {e}"));
+    }
 }
 
 /// Run a command to completion (bounded by `timeout`), logging its output.

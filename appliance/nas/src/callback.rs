@@ -5,9 +5,11 @@
 //! away costs its own callback a few seconds and nobody else anything (callbacks run on
 //! their own threads, never on a request's).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::programs::{IPPROTO_TCP, IPPROTO_UDP, PORTMAP, PORTMAP_V2};
 use crate::rpc::AUTH_SYS;
@@ -216,5 +218,253 @@ pub fn call_client(
             port => call_tcp(SocketAddr::new(ip, port), program, version, procedure, args),
         },
         port => call_udp(SocketAddr::new(ip, port), program, version, procedure, args),
+    }
+}
+
+/// How long a client that let a callback time out is taken for unreachable: its next
+/// callbacks are given up at once instead of each waiting out the timeouts again.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
+
+/// What became of one callback, as its sender saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The client answered, or refused at once: it is there.
+    Answered,
+    /// Nothing came back before the timeouts.
+    Silent,
+    /// Not called: the client was taken for unreachable.
+    Skipped,
+}
+
+impl Reach {
+    /// How a callback's outcome bears on the client being there.
+    pub fn of<T>(result: &io::Result<T>) -> Reach {
+        match result {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Reach::Silent
+            }
+            _ => Reach::Answered,
+        }
+    }
+}
+
+/// Callbacks waiting to go out, per client, and the clients taken for unreachable.
+struct Queue<J> {
+    jobs: HashMap<IpAddr, VecDeque<J>>,
+    /// Clients with jobs and no worker on them, in turn.
+    turn: VecDeque<IpAddr>,
+    /// Clients a worker is calling now.
+    busy: HashSet<IpAddr>,
+    queued: usize,
+    unreachable: HashMap<IpAddr, Instant>,
+    /// False once the queue's owner has gone: the workers end.
+    open: bool,
+}
+
+struct Shared<J> {
+    queue: Mutex<Queue<J>>,
+    work: Condvar,
+    max_jobs: usize,
+}
+
+impl<J> Shared<J> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<J>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Callback workers that never let one client hold up another: a client's callbacks go
+/// out one at a time and clients take turns, so a client that went away ties up one
+/// worker, never all of them; and once one of its callbacks has timed out, its next ones
+/// are given up at once (the sender is told to skip) until it is heard from again or
+/// [`UNREACHABLE_FOR`] has passed.
+pub struct ClientQueue<J> {
+    shared: Arc<Shared<J>>,
+}
+
+impl<J: Send + 'static> ClientQueue<J> {
+    /// Start `workers` threads named `name-N`, which hand each job to `send` with
+    /// whether to skip the call (the client is taken for unreachable). At most
+    /// `max_jobs` wait at once.
+    pub fn start(
+        name: &str,
+        workers: usize,
+        max_jobs: usize,
+        send: impl Fn(J, bool) -> Reach + Send + Sync + 'static,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: HashMap::new(),
+                turn: VecDeque::new(),
+                busy: HashSet::new(),
+                queued: 0,
+                unreachable: HashMap::new(),
+                open: true,
+            }),
+            work: Condvar::new(),
+            max_jobs,
+        });
+        let send = Arc::new(send);
+        for i in 0..workers {
+            let (shared, send) = (Arc::clone(&shared), Arc::clone(&send));
+            let _ = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || work(&shared, &*send));
+        }
+        Self { shared }
+    }
+
+    /// Queue `job` for `client`; the job back if the queue is full.
+    pub fn push(&self, client: IpAddr, job: J) -> Result<(), J> {
+        let mut q = self.shared.queue();
+        if q.queued >= self.shared.max_jobs {
+            return Err(job);
+        }
+        q.queued += 1;
+        let jobs = q.jobs.entry(client).or_default();
+        jobs.push_back(job);
+        if jobs.len() == 1 && !q.busy.contains(&client) {
+            q.turn.push_back(client);
+        }
+        drop(q);
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
+    /// `client` just called us: it is reachable again.
+    pub fn heard_from(&self, client: IpAddr) {
+        let mut q = self.shared.queue();
+        if !q.unreachable.is_empty() {
+            q.unreachable.remove(&client);
+        }
+    }
+}
+
+impl<J> Drop for ClientQueue<J> {
+    fn drop(&mut self) {
+        self.shared.queue().open = false;
+        self.shared.work.notify_all();
+    }
+}
+
+fn work<J>(s: &Shared<J>, send: &dyn Fn(J, bool) -> Reach) {
+    loop {
+        let (client, job, skip) = {
+            let mut q = s.queue();
+            loop {
+                if !q.open {
+                    return;
+                }
+                if let Some(client) = q.turn.pop_front() {
+                    let Some(job) = q.jobs.get_mut(&client).and_then(VecDeque::pop_front) else {
+                        continue;
+                    };
+                    q.queued -= 1;
+                    q.busy.insert(client);
+                    let now = Instant::now();
+                    let skip = q.unreachable.get(&client).is_some_and(|&until| now < until);
+                    break (client, job, skip);
+                }
+                q = s.work.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let reach = send(job, skip);
+        let mut q = s.queue();
+        q.busy.remove(&client);
+        if reach == Reach::Silent {
+            let now = Instant::now();
+            if q.unreachable.len() >= 4096 {
+                q.unreachable.retain(|_, until| *until > now);
+            }
+            q.unreachable.insert(client, now + UNREACHABLE_FOR);
+        }
+        match q.jobs.get(&client) {
+            Some(jobs) if !jobs.is_empty() => q.turn.push_back(client),
+            Some(_) => {
+                q.jobs.remove(&client);
+            }
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_silent_client_holds_up_one_worker_and_its_next_callbacks_are_skipped() {
+        let gone: IpAddr = "10.0.0.9".parse().unwrap();
+        let there: IpAddr = "10.0.0.10".parse().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let queue = ClientQueue::start(
+            "test-callback",
+            4,
+            64,
+            move |(client, n): (IpAddr, u32), skip| {
+                let silent = client.to_string() == "10.0.0.9";
+                if silent && !skip {
+                    std::thread::sleep(Duration::from_millis(400));
+                }
+                let _ = tx.lock().unwrap().send((client, n, skip, Instant::now()));
+                match (skip, silent) {
+                    (true, _) => Reach::Skipped,
+                    (false, true) => Reach::Silent,
+                    (false, false) => Reach::Answered,
+                }
+            },
+        );
+        let start = Instant::now();
+        for n in 0..4 {
+            queue.push(gone, (gone, n)).unwrap();
+        }
+        queue.push(there, (there, 0)).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        }
+        // The reachable client is not kept waiting behind the silent one's callbacks.
+        let (client, _, skip, at) = seen[0];
+        assert_eq!((client, skip), (there, false));
+        assert!(at - start < Duration::from_millis(300), "{:?}", at - start);
+        // The silent client was called once; the rest were given up without a call,
+        // in order.
+        let gone_calls: Vec<(u32, bool)> = seen[1..].iter().map(|s| (s.1, s.2)).collect();
+        assert_eq!(
+            gone_calls,
+            vec![(0, false), (1, true), (2, true), (3, true)]
+        );
+        // Once it calls us, it is called again.
+        queue.heard_from(gone);
+        queue.push(gone, (gone, 4)).unwrap();
+        let (_, n, skip, _) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((n, skip), (4, false));
+    }
+
+    #[test]
+    fn a_full_queue_hands_the_job_back() {
+        let (hold_tx, hold_rx) = mpsc::channel::<()>();
+        let hold_rx = Mutex::new(hold_rx);
+        let queue = ClientQueue::start("test-full", 1, 2, move |_: u32, _| {
+            let _ = hold_rx.lock().unwrap().recv();
+            Reach::Answered
+        });
+        let c: IpAddr = "10.0.0.1".parse().unwrap();
+        queue.push(c, 1).unwrap();
+        // The worker may or may not have taken the first job yet: fill up to the limit.
+        let mut n = 2;
+        while queue.push(c, n).is_ok() {
+            n += 1;
+            assert!(n < 10, "the queue takes more than its limit");
+        }
+        assert_eq!(queue.push(c, 99), Err(99));
+        drop(hold_tx);
     }
 }

@@ -133,34 +133,39 @@ impl Held {
 
     /// Forget `range`, splitting ranges it cuts through.
     fn remove(&mut self, cut: Range) {
-        let mut kept = Vec::with_capacity(self.ranges.len() + 1);
-        for &(r, excl) in &self.ranges {
-            if !r.overlaps(cut) {
-                kept.push((r, excl));
-                continue;
-            }
-            if r.start < cut.start {
-                kept.push((
-                    Range {
-                        start: r.start,
-                        len: cut.start - r.start,
-                    },
-                    excl,
-                ));
-            }
-            if cut.end() < r.end() {
-                let len = if r.len == 0 { 0 } else { r.end() - cut.end() };
-                kept.push((
-                    Range {
-                        start: cut.end(),
-                        len,
-                    },
-                    excl,
-                ));
-            }
-        }
-        self.ranges = kept;
+        self.ranges = without(&self.ranges, cut);
     }
+}
+
+/// `ranges` less `cut`, split where `cut` goes through one.
+fn without(ranges: &[(Range, bool)], cut: Range) -> Vec<(Range, bool)> {
+    let mut kept = Vec::with_capacity(ranges.len() + 1);
+    for &(r, excl) in ranges {
+        if !r.overlaps(cut) {
+            kept.push((r, excl));
+            continue;
+        }
+        if r.start < cut.start {
+            kept.push((
+                Range {
+                    start: r.start,
+                    len: cut.start - r.start,
+                },
+                excl,
+            ));
+        }
+        if cut.end() < r.end() {
+            let len = if r.len == 0 { 0 } else { r.end() - cut.end() };
+            kept.push((
+                Range {
+                    start: cut.end(),
+                    len,
+                },
+                excl,
+            ));
+        }
+    }
+    kept
 }
 
 /// A DOS share reservation (NLM SHARE): the access a client opened with and the access
@@ -187,15 +192,104 @@ struct Table<T> {
     held: HashMap<(Owner, Vec<u8>), Held>,
     waiting: VecDeque<Waiting<T>>,
     shares: HashMap<Vec<u8>, Vec<Reservation>>,
+    /// What each client address holds, so that one client's flood meets its own limit
+    /// long before the table's and the others keep getting locks.
+    usage: HashMap<IpAddr, Usage>,
+}
+
+/// Descriptions held open for a client's locks, and its share reservations.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    held: usize,
+    shares: usize,
+}
+
+impl<T> Table<T> {
+    fn usage(&self, client: IpAddr) -> Usage {
+        self.usage.get(&client).copied().unwrap_or_default()
+    }
+
+    fn count(&mut self, client: IpAddr, change: impl FnOnce(&mut Usage)) {
+        let usage = self.usage.entry(client).or_default();
+        change(usage);
+        if usage.held == 0 && usage.shares == 0 {
+            self.usage.remove(&client);
+        }
+    }
+
+    fn insert_held(&mut self, key: (Owner, Vec<u8>), held: Held) {
+        let client = key.0.client;
+        if self.held.insert(key, held).is_none() {
+            self.count(client, |u| u.held += 1);
+        }
+    }
+
+    fn remove_held(&mut self, key: &(Owner, Vec<u8>)) {
+        if self.held.remove(key).is_some() {
+            self.count(key.0.client, |u| u.held -= 1);
+        }
+    }
+
+    /// Whether `client` may have one more request waiting.
+    fn may_wait(&self, client: IpAddr) -> bool {
+        let limits = Limits::get();
+        self.waiting.len() < limits.waiting
+            && self
+                .waiting
+                .iter()
+                .filter(|w| w.request.owner.client == client)
+                .count()
+                < limits.waiting_per_client
+    }
 }
 
 /// Blocked requests are given up after this long unqueued by CANCEL (the client
 /// re-sends a blocked LOCK every 30 s, which queues it again).
 const WAIT_LIMIT: Duration = Duration::from_secs(600);
-/// At most this many requests wait at once; more are answered DENIED_NOLOCKS.
-const MAX_WAITING: usize = 4096;
-/// At most this many descriptions are held open for locks at once.
-const MAX_HELD: usize = 65_536;
+/// Share reservations at once, and a client's part of them.
+const MAX_SHARES: usize = 65_536;
+const MAX_SHARES_PER_CLIENT: usize = MAX_SHARES / 8;
+/// Separate ranges one owner may hold in one file (each lock splits or adds one; a
+/// client locking every other byte would otherwise grow the list without end).
+const MAX_RANGES: usize = 4096;
+
+/// How many lock descriptions may be open, from the process's limit on open files:
+/// locks may take half of it (at most 65,536 held, 4,096 waiting), and one client
+/// address an eighth of that, so a client flooding requests is answered DENIED_NOLOCKS
+/// at its own limit while the others still get theirs and the server keeps descriptors
+/// for everything else.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub held: usize,
+    pub waiting: usize,
+    pub held_per_client: usize,
+    pub waiting_per_client: usize,
+}
+
+impl Limits {
+    /// The limits for this process's open-file limit, read once (rushesd raises it at
+    /// start, before any lock is taken).
+    pub fn get() -> Limits {
+        static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+        *LIMITS.get_or_init(|| {
+            let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX);
+            Limits::for_open_files(usize::try_from(open_files).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn for_open_files(open_files: usize) -> Limits {
+        let held = (open_files / 2).clamp(64, 65_536);
+        let waiting = (held / 4).min(4096);
+        Limits {
+            held,
+            waiting,
+            held_per_client: held / 8,
+            waiting_per_client: waiting / 8,
+        }
+    }
+}
 
 /// The lock table. `T` is what a granted blocked request carries back to whoever tells
 /// the client (the callback's details).
@@ -217,6 +311,7 @@ impl<T: Send + 'static> LockManager<T> {
                 held: HashMap::new(),
                 waiting: VecDeque::new(),
                 shares: HashMap::new(),
+                usage: HashMap::new(),
             }),
             changed: Condvar::new(),
             grace_until: Mutex::new(grace.map(|g| Instant::now() + g)),
@@ -324,7 +419,10 @@ impl<T: Send + 'static> LockManager<T> {
         let mut table = self.table();
         let key = (req.owner.clone(), req.fh.clone());
         if !table.held.contains_key(&key) {
-            if table.held.len() >= MAX_HELD {
+            let limits = Limits::get();
+            if table.held.len() >= limits.held
+                || table.usage(req.owner.client).held >= limits.held_per_client
+            {
                 return Stat::DeniedNoLocks;
             }
             let fd = match open() {
@@ -339,7 +437,7 @@ impl<T: Send + 'static> LockManager<T> {
                         ranges: Vec::new(),
                     };
                     held.add(req.range, req.exclusive);
-                    table.held.insert(key, held);
+                    table.insert_held(key, held);
                     Stat::Granted
                 }
                 Ok(false) => Self::wait(&mut table, req, fd, block),
@@ -347,6 +445,9 @@ impl<T: Send + 'static> LockManager<T> {
             }
         } else {
             let held = table.held.get_mut(&key).expect("checked above");
+            if held.ranges.len() >= MAX_RANGES {
+                return Stat::DeniedNoLocks;
+            }
             match sys::ofd_lock(held.fd.as_fd(), kind, start, len) {
                 Ok(true) => {
                     held.add(req.range, req.exclusive);
@@ -380,7 +481,7 @@ impl<T: Send + 'static> LockManager<T> {
             w.since = Instant::now();
             return Stat::Blocked;
         }
-        if table.waiting.len() >= MAX_WAITING {
+        if !table.may_wait(req.owner.client) {
             return Stat::DeniedNoLocks;
         }
         table.waiting.push_back(Waiting {
@@ -414,13 +515,19 @@ impl<T: Send + 'static> LockManager<T> {
         let Some(held) = table.held.get_mut(&key) else {
             return Stat::Granted;
         };
+        let after = without(&held.ranges, range);
+        if after.len() > held.ranges.len() && after.len() > MAX_RANGES {
+            // Unlocking the middle of a range splits it: past the limit, only a
+            // release that adds no range is carried out.
+            return Stat::DeniedNoLocks;
+        }
         if let Err(e) = sys::ofd_lock(held.fd.as_fd(), LockKind::Unlock, start, len) {
             tracing::warn!(error = %e, "cannot release an NLM lock");
             return Stat::Failed;
         }
-        held.remove(range);
+        held.ranges = after;
         if held.ranges.is_empty() {
-            table.held.remove(&key);
+            table.remove_held(&key);
         }
         drop(table);
         self.changed.notify_all();
@@ -434,17 +541,27 @@ impl<T: Send + 'static> LockManager<T> {
         let matches = |client: IpAddr, caller: &str| Some(client) == ip || Some(caller) == name;
         let mut table = self.table();
         let before = table.held.len();
-        table
-            .held
-            .retain(|(owner, _), held| !matches(owner.client, &held.caller_name));
-        let freed = before - table.held.len();
-        table
-            .waiting
-            .retain(|w| !matches(w.request.owner.client, &w.request.caller_name));
-        for list in table.shares.values_mut() {
+        let Table {
+            held,
+            waiting,
+            shares,
+            usage,
+        } = &mut *table;
+        held.retain(|(owner, _), held| !matches(owner.client, &held.caller_name));
+        let freed = before - held.len();
+        waiting.retain(|w| !matches(w.request.owner.client, &w.request.caller_name));
+        for list in shares.values_mut() {
             list.retain(|r| !matches(r.client, &r.caller_name));
         }
-        table.shares.retain(|_, list| !list.is_empty());
+        shares.retain(|_, list| !list.is_empty());
+        // Recount: a name may cover several addresses, an address several names.
+        usage.clear();
+        for (owner, _) in held.keys() {
+            usage.entry(owner.client).or_default().held += 1;
+        }
+        for r in shares.values().flatten() {
+            usage.entry(r.client).or_default().shares += 1;
+        }
         drop(table);
         self.changed.notify_all();
         freed
@@ -461,16 +578,29 @@ impl<T: Send + 'static> LockManager<T> {
         deny: u32,
     ) -> Stat {
         let mut table = self.table();
-        let list = table.shares.entry(fh.to_vec()).or_default();
+        let usage = table.usage(client);
+        let total: usize = table.usage.values().map(|u| u.shares).sum();
         let mine = |r: &Reservation| r.client == client && r.oh == oh;
+        let list = table.shares.entry(fh.to_vec()).or_default();
         let clash = list
             .iter()
             .filter(|r| !mine(r))
             .any(|r| access & r.deny != 0 || deny & r.access != 0);
         if clash {
+            if list.is_empty() {
+                table.shares.remove(fh);
+            }
             return Stat::Denied;
         }
+        let before = list.len();
         list.retain(|r| !mine(r));
+        let renewed = list.len() < before;
+        if !renewed && (total >= MAX_SHARES || usage.shares >= MAX_SHARES_PER_CLIENT) {
+            if list.is_empty() {
+                table.shares.remove(fh);
+            }
+            return Stat::DeniedNoLocks;
+        }
         list.push(Reservation {
             client,
             caller_name: caller_name.to_string(),
@@ -478,6 +608,9 @@ impl<T: Send + 'static> LockManager<T> {
             access,
             deny,
         });
+        if !renewed {
+            table.count(client, |u| u.shares += 1);
+        }
         Stat::Granted
     }
 
@@ -485,9 +618,14 @@ impl<T: Send + 'static> LockManager<T> {
     pub fn unshare(&self, client: IpAddr, oh: &[u8], fh: &[u8]) -> Stat {
         let mut table = self.table();
         if let Some(list) = table.shares.get_mut(fh) {
+            let before = list.len();
             list.retain(|r| !(r.client == client && r.oh == oh));
+            let dropped = before - list.len();
             if list.is_empty() {
                 table.shares.remove(fh);
+            }
+            if dropped > 0 {
+                table.count(client, |u| u.shares -= dropped);
             }
         }
         Stat::Granted
@@ -549,12 +687,15 @@ fn retry_waiting<T: Send + 'static>(manager: Weak<LockManager<T>>, granted: impl
                     continue;
                 }
                 let w = table.waiting.remove(i).expect("index in range");
-                let Table { held, .. } = &mut *table;
-                let entry = held.entry(key).or_insert_with(|| Held {
-                    fd: w.fd,
-                    caller_name: w.request.caller_name.clone(),
-                    ranges: Vec::new(),
-                });
+                if !table.held.contains_key(&key) {
+                    let held = Held {
+                        fd: w.fd,
+                        caller_name: w.request.caller_name.clone(),
+                        ranges: Vec::new(),
+                    };
+                    table.insert_held(key.clone(), held);
+                }
+                let entry = table.held.get_mut(&key).expect("inserted above");
                 entry.add(w.request.range, w.request.exclusive);
                 out.push(Granted {
                     request: w.request,
@@ -636,15 +777,24 @@ mod tests {
         }
     }
 
+    /// A file in a folder of its own, to lock.
+    fn lockable_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"bin").unwrap();
+        (dir, path)
+    }
+
+    /// What the service's opener does: a fresh description of the file.
+    fn open_for_locks(path: &std::path::Path) -> Result<OwnedFd, Stat> {
+        rustix::fs::open(path, rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty())
+            .map_err(|_| Stat::StaleFh)
+    }
+
     #[test]
     fn owners_conflict_through_the_kernel_and_waiters_are_granted_in_turn() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bin.avb");
-        std::fs::write(&path, b"bin").unwrap();
-        let open = || -> Result<OwnedFd, Stat> {
-            rustix::fs::open(&path, rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty())
-                .map_err(|_| Stat::StaleFh)
-        };
+        let (_dir, path) = lockable_file("bin.avb");
+        let open = || open_for_locks(&path);
         let (tx, rx) = std::sync::mpsc::channel();
         let m = LockManager::start(None, move |g: Granted<u32>| {
             tx.send((g.request.owner.svid, g.notice)).unwrap()
@@ -715,13 +865,8 @@ mod tests {
 
     #[test]
     fn cancel_takes_a_request_out_of_the_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"x").unwrap();
-        let open = || -> Result<OwnedFd, Stat> {
-            rustix::fs::open(&path, rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty())
-                .map_err(|_| Stat::StaleFh)
-        };
+        let (_dir, path) = lockable_file("f");
+        let open = || open_for_locks(&path);
         let m = LockManager::start(None, |_: Granted<()>| panic!("nothing is granted"));
         assert_eq!(
             m.lock(req(1, r(0, 0), true, b"f"), None, open),
@@ -756,6 +901,145 @@ mod tests {
         assert_eq!(m.share(b, "b", b"o", b"f", 1, 0), Stat::Granted);
         assert_eq!(m.unshare(a, b"o", b"f"), Stat::Granted);
         assert_eq!(m.share(b, "b", b"p", b"f", 2, 0), Stat::Granted);
+    }
+
+    fn request_from(client: &str, svid: i32, range: Range, fh: &[u8]) -> Request {
+        Request {
+            owner: Owner {
+                client: client.parse().unwrap(),
+                svid,
+                oh: svid.to_be_bytes().to_vec(),
+            },
+            caller_name: client.into(),
+            fh: fh.to_vec(),
+            range,
+            exclusive: true,
+        }
+    }
+
+    #[test]
+    fn limits_follow_the_open_file_limit() {
+        let small = Limits::for_open_files(1024);
+        assert_eq!((small.held, small.waiting), (512, 128));
+        assert_eq!((small.held_per_client, small.waiting_per_client), (64, 16));
+        let large = Limits::for_open_files(524_288);
+        assert_eq!((large.held, large.waiting), (65_536, 4096));
+        assert_eq!(Limits::for_open_files(0).held, 64);
+    }
+
+    #[test]
+    fn a_client_flooding_locks_meets_its_own_limit_and_others_still_lock() {
+        let (_dir, path) = lockable_file("bin.avb");
+        let open = || open_for_locks(&path);
+        let limits = Limits::get();
+        let m = LockManager::start(None, |_: Granted<()>| {});
+        // Held: each file handle is another description.
+        let mut taken = 0;
+        loop {
+            let fh = format!("held-{taken}");
+            // Shared locks: every description of the one file takes its own.
+            let req = Request {
+                exclusive: false,
+                ..request_from("10.0.0.9", 1, r(0, 1), fh.as_bytes())
+            };
+            let stat = m.lock(req, None, open);
+            if stat != Stat::Granted {
+                assert_eq!(stat, Stat::DeniedNoLocks);
+                break;
+            }
+            taken += 1;
+            assert!(taken <= limits.held, "no limit on one client's locks");
+        }
+        assert_eq!(taken, limits.held_per_client);
+        let other = Request {
+            exclusive: false,
+            ..request_from("10.0.0.10", 1, r(0, 1), b"held-0")
+        };
+        assert_eq!(
+            m.lock(other, None, open),
+            Stat::Granted,
+            "another client still locks"
+        );
+        // Waiting: another flooder's blocked requests queue up to its own limit, and a
+        // third client's still queue.
+        let mut queued = 0;
+        loop {
+            let req = request_from("10.0.0.12", 100 + queued, r(0, 1), b"held-0");
+            let stat = m.lock(req, Some(()), open);
+            if stat != Stat::Blocked {
+                assert_eq!(stat, Stat::DeniedNoLocks);
+                break;
+            }
+            queued += 1;
+            assert!(
+                queued as usize <= limits.waiting,
+                "no limit on one client's waiting"
+            );
+        }
+        assert_eq!(queued as usize, limits.waiting_per_client);
+        let other = request_from("10.0.0.11", 1, r(0, 1), b"held-0");
+        assert_eq!(m.lock(other, Some(()), open), Stat::Blocked);
+        // Once the flooder is gone, it may lock again.
+        m.free_client(None, Some("10.0.0.9".parse().unwrap()));
+        let again = Request {
+            exclusive: false,
+            ..request_from("10.0.0.9", 1, r(0, 1), b"held-1")
+        };
+        assert_eq!(m.lock(again, None, open), Stat::Granted);
+    }
+
+    #[test]
+    fn one_owners_ranges_in_a_file_are_bounded() {
+        let (_dir, path) = lockable_file("f");
+        let open = || open_for_locks(&path);
+        let m = LockManager::start(None, |_: Granted<()>| {});
+        let lock = |at: u64| m.lock(request_from("10.0.0.9", 1, r(at, 1), b"f"), None, open);
+        for i in 0..MAX_RANGES as u64 {
+            assert_eq!(lock(2 * i), Stat::Granted);
+        }
+        assert_eq!(lock(2 * MAX_RANGES as u64), Stat::DeniedNoLocks);
+        let owner = request_from("10.0.0.9", 1, r(0, 1), b"f").owner;
+        // Releasing whole ranges is always possible; splitting one past the limit is not.
+        assert_eq!(m.unlock(&owner, b"f", r(0, 1)), Stat::Granted);
+        assert_eq!(lock(1), Stat::Granted, "room again");
+        m.unlock(&owner, b"f", r(0, 0));
+        assert_eq!(lock(0), Stat::Granted);
+        assert_eq!(
+            m.lock(request_from("10.0.0.9", 1, r(0, 0), b"f"), None, open),
+            Stat::Granted
+        );
+        assert_eq!(m.counts(), (1, 0));
+    }
+
+    #[test]
+    fn a_client_flooding_share_reservations_meets_its_own_limit() {
+        let m = LockManager::start(None, |_: Granted<()>| {});
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for i in 0..MAX_SHARES_PER_CLIENT {
+            let oh = i.to_be_bytes();
+            assert_eq!(m.share(a, "a", &oh, b"f", 1, 0), Stat::Granted);
+        }
+        let next = MAX_SHARES_PER_CLIENT.to_be_bytes();
+        assert_eq!(m.share(a, "a", &next, b"g", 1, 0), Stat::DeniedNoLocks);
+        assert_eq!(
+            m.share(a, "a", &0usize.to_be_bytes(), b"f", 3, 0),
+            Stat::Granted,
+            "renewed"
+        );
+        assert_eq!(
+            m.share(b, "b", b"o", b"f", 1, 0),
+            Stat::Granted,
+            "others still share"
+        );
+        assert_eq!(m.unshare(a, &0usize.to_be_bytes(), b"f"), Stat::Granted);
+        assert_eq!(
+            m.share(a, "a", &next, b"g", 1, 0),
+            Stat::Granted,
+            "room again"
+        );
+        assert_eq!(m.free_client(Some("a"), None), 0);
+        assert_eq!(m.share(a, "a", &next, b"g", 1, 2), Stat::Granted);
     }
 
     #[test]

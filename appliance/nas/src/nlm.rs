@@ -9,11 +9,10 @@
 
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::activity::OpRecord;
-use crate::callback;
+use crate::callback::{self, ClientQueue, Reach};
 use crate::locks::{Granted, Holder, LockManager, Owner, Range, Request, Stat};
 use crate::nsm::{Monitor, Peer};
 use crate::rpc::{AcceptError, Origin};
@@ -156,53 +155,61 @@ pub enum Job {
 /// Callbacks at most waiting to be sent; past this, `_RES` answers are dropped (the
 /// client asks again) and grants are released.
 const MAX_JOBS: usize = 1024;
-/// Threads sending callbacks: one unreachable client ties up one of them for a few
-/// seconds at most.
+/// Threads sending callbacks. A client's callbacks go out one at a time, so an
+/// unreachable client ties up one of them, for a few seconds, and the others go on.
 const WORKERS: usize = 4;
+
+/// Where a grant that cannot be announced is released; set once the lock manager,
+/// which needs the callbacks first, exists.
+type LocksCell = Arc<OnceLock<Weak<LockManager<Notice>>>>;
 
 /// The callback queue and its workers.
 pub struct Callbacks {
-    tx: SyncSender<Job>,
+    queue: ClientQueue<Job>,
+    locks: LocksCell,
 }
 
 impl Callbacks {
-    /// Start the workers; `locks` is where unwanted grants are released.
-    pub fn start(rx: Receiver<Job>, locks: Weak<LockManager<Notice>>, tx: SyncSender<Job>) -> Self {
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..WORKERS {
-            let (rx, locks) = (Arc::clone(&rx), locks.clone());
-            let _ = std::thread::Builder::new()
-                .name(format!("nlm-callback-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else { return };
-                    send(job, &locks);
-                });
-        }
-        Self { tx }
+    fn start(locks: LocksCell) -> Self {
+        let release_to = Arc::clone(&locks);
+        let queue = ClientQueue::start("nlm-callback", WORKERS, MAX_JOBS, move |job, skip| {
+            send(job, skip, release_to.get())
+        });
+        Self { queue, locks }
     }
 
-    fn queue(&self, job: Job, locks: &LockManager<Notice>) {
-        if let Err(std::sync::mpsc::TrySendError::Full(Job::Grant(g))) = self.tx.try_send(job) {
-            release(locks, &g.request);
+    fn queue(&self, job: Job) {
+        let client = match &job {
+            Job::Grant(g) => g.request.owner.client,
+            Job::Res { client, .. } => *client,
+        };
+        if let Err(Job::Grant(g)) = self.queue.push(client, job) {
+            tracing::warn!(%client, "too many NLM callbacks waiting; a granted lock is released");
+            if let Some(locks) = self.locks.get().and_then(Weak::upgrade) {
+                release(&locks, &g.request);
+            }
         }
     }
-}
-
-/// A channel for [`Callbacks::start`].
-pub fn channel() -> (SyncSender<Job>, Receiver<Job>) {
-    std::sync::mpsc::sync_channel(MAX_JOBS)
 }
 
 fn release(locks: &LockManager<Notice>, req: &Request) {
     locks.unlock(&req.owner, &req.fh, req.range);
 }
 
-fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
+fn send(job: Job, skip: bool, locks: Option<&Weak<LockManager<Notice>>>) -> Reach {
     match job {
+        Job::Res { client, .. } if skip => {
+            tracing::debug!(%client, "the client did not answer lately; its NLM answer is dropped");
+            Reach::Skipped
+        }
+        Job::Grant(g) if skip => {
+            let client = g.request.owner.client;
+            tracing::info!(%client, "the client did not answer lately; its granted lock is released, not announced");
+            if let Some(locks) = locks.and_then(Weak::upgrade) {
+                release(&locks, &g.request);
+            }
+            Reach::Skipped
+        }
         Job::Res {
             client,
             version,
@@ -210,6 +217,7 @@ fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
             body,
         } => {
             let port = callback::getport(client, PROGRAM, version, crate::programs::IPPROTO_UDP);
+            let reach = Reach::of(&port);
             match port {
                 Ok(port) if port != 0 => {
                     let to = std::net::SocketAddr::new(client, port);
@@ -224,6 +232,7 @@ fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
                     tracing::debug!(%client, error = %e, "the client's portmapper did not answer; its NLM answer is dropped")
                 }
             }
+            reach
         }
         Job::Grant(g) => {
             let n = &g.notice;
@@ -233,6 +242,7 @@ fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
             put_lock(&mut args, n.version, &n.lock);
             let client = g.request.owner.client;
             let answer = callback::call_client(client, PROGRAM, n.version, 5, &args);
+            let reach = Reach::of(&answer);
             let wanted = match &answer {
                 Ok(body) => {
                     let mut r = XdrReader::new(body);
@@ -243,7 +253,7 @@ fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
             };
             if wanted {
                 tracing::info!(%client, svid = g.request.owner.svid, "blocked NLM lock granted by callback and taken");
-                return;
+                return reach;
             }
             // The client no longer waits for it, or cannot be reached: a lock nobody
             // knows it holds must not block anybody. A client that still wants it asks
@@ -256,9 +266,10 @@ fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
                     tracing::info!(%client, error = %e, "cannot tell a client its blocked lock was granted; released")
                 }
             }
-            if let Some(locks) = locks.upgrade() {
+            if let Some(locks) = locks.and_then(Weak::upgrade) {
                 release(&locks, &g.request);
             }
+            reach
         }
     }
 }
@@ -266,18 +277,19 @@ fn send(job: Job, locks: &Weak<LockManager<Notice>>) {
 /// The lock manager's state in the service.
 pub struct Nlm {
     pub locks: Arc<LockManager<Notice>>,
-    pub callbacks: Callbacks,
+    pub callbacks: Arc<Callbacks>,
     pub monitor: Monitor,
 }
 
 impl Nlm {
     pub fn new(monitor: Monitor, grace: Option<std::time::Duration>) -> Self {
-        let (tx, rx) = channel();
-        let grants = tx.clone();
+        let cell = LocksCell::default();
+        let callbacks = Arc::new(Callbacks::start(Arc::clone(&cell)));
+        let grants = Arc::clone(&callbacks);
         let locks = LockManager::start(grace, move |g: Granted<Notice>| {
-            let _ = grants.try_send(Job::Grant(Box::new(g)));
+            grants.queue(Job::Grant(Box::new(g)));
         });
-        let callbacks = Callbacks::start(rx, Arc::downgrade(&locks), tx);
+        let _ = cell.set(Arc::downgrade(&locks));
         Self {
             locks,
             callbacks,
@@ -323,6 +335,7 @@ pub fn dispatch(
         return Err(AcceptError::ProcUnavail);
     }
     let client = origin.peer.ip();
+    nlm.callbacks.queue.heard_from(client);
     let mut r = XdrReader::new(args);
     // The `_MSG` procedures (6 to 9) answer as the synchronous ones (1 to 4) would, in a
     // `_RES` call (11 to 14) instead of the reply.
@@ -469,15 +482,12 @@ pub fn dispatch(
         rec.status = Some(stat as u32);
     }
     if msg {
-        nlm.callbacks.queue(
-            Job::Res {
-                client,
-                version,
-                procedure: base + 10,
-                body,
-            },
-            &nlm.locks,
-        );
+        nlm.callbacks.queue(Job::Res {
+            client,
+            version,
+            procedure: base + 10,
+            body,
+        });
     } else {
         out.extend_from_slice(&body);
     }

@@ -20,6 +20,8 @@ use crate::rpc::AcceptError;
 use crate::xdr::{put_opaque, put_u32, XdrReader};
 
 pub use crate::programs::{NSM as PROGRAM, NSM_V1 as VERSION};
+/// SM_NOTIFY calls in flight at once after a restart.
+const NOTIFY_AT_ONCE: usize = 16;
 /// SM_MAXSTRLEN.
 const MAX_NAME: usize = 1024;
 const STAT_FAIL: u32 = 1;
@@ -169,16 +171,36 @@ impl Monitor {
         let _ = std::thread::Builder::new().name("sm-notify".into()).spawn(move || {
             let mut left = peers;
             for round in 0..10u32 {
-                left.retain(|peer| match notify(peer, state) {
-                    Ok(()) => {
-                        tracing::info!(client = %peer.client, state, "told an NLM client to reclaim its locks (SM_NOTIFY)");
-                        false
-                    }
-                    Err(e) => {
-                        tracing::debug!(client = %peer.client, error = %e, round, "SM_NOTIFY not answered yet");
-                        true
-                    }
-                });
+                // Clients are told in parallel, a batch at a time, so one that went away
+                // (each try waits out its timeouts) delays nobody else's reclaim.
+                let answered: Vec<bool> = left
+                    .chunks(NOTIFY_AT_ONCE)
+                    .flat_map(|batch| {
+                        std::thread::scope(|scope| {
+                            let calls: Vec<_> = batch
+                                .iter()
+                                .map(|peer| scope.spawn(move || notify(peer, state)))
+                                .collect();
+                            calls
+                                .into_iter()
+                                .zip(batch)
+                                .map(|(call, peer)| match call.join() {
+                                    Ok(Ok(())) => {
+                                        tracing::info!(client = %peer.client, state, "told an NLM client to reclaim its locks (SM_NOTIFY)");
+                                        true
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(client = %peer.client, error = %e, round, "SM_NOTIFY not answered yet");
+                                        false
+                                    }
+                                    Err(_) => false,
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                let mut answered = answered.into_iter();
+                left.retain(|_| !answered.next().unwrap_or(false));
                 if left.is_empty() {
                     return;
                 }

@@ -191,6 +191,7 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let per_client = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -205,9 +206,14 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
             tracing::debug!(%peer, "too many UDP calls in flight; datagram dropped");
             continue;
         };
+        let Some(turn) = ClientTurn::take(&per_client, peer.ip()) else {
+            tracing::debug!(%peer, "the client has its share of UDP calls in flight; datagram dropped");
+            continue;
+        };
         let record = buf[..n].to_vec();
         let (service, socket) = (service.clone(), socket.clone());
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let origin = Origin {
                 peer,
                 local,
@@ -219,6 +225,46 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
             }
             drop(permit);
         });
+    }
+}
+
+/// UDP calls one client address may have in flight: a client flooding datagrams has its
+/// own dropped past this, and the others' still find room.
+const UDP_IN_FLIGHT_PER_CLIENT: usize = MAX_IN_FLIGHT / 4;
+
+/// One of a client's UDP calls in flight, given back when dropped.
+struct ClientTurn {
+    counts: Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    client: IpAddr,
+}
+
+impl ClientTurn {
+    fn take(
+        counts: &Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>,
+        client: IpAddr,
+    ) -> Option<ClientTurn> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(client).or_insert(0);
+        if *n >= UDP_IN_FLIGHT_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientTurn {
+            counts: Arc::clone(counts),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientTurn {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
     }
 }
 

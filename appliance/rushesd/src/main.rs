@@ -185,7 +185,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Take the whole open-file limit the system allows: every NLM lock holds a file
+/// description, and the lock manager sizes its limits from this one.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(open_files = ?limit.maximum, "open-file limit raised"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit; fewer NLM locks can be held")
+        }
+    }
+}
+
 fn try_main() -> Result<()> {
+    raise_open_files_limit();
     match Cli::parse().command {
         Command::Inventory { json } => inventory(json),
         Command::Host {
