@@ -223,6 +223,50 @@ fn writes_and_truncates_reach_moved_data_and_removal_frees_it() {
 }
 
 #[test]
+fn a_moved_file_removed_while_open_never_hands_its_size_to_a_file_that_took_its_number() {
+    let b = Box::new();
+    let data = clip(1 << 20, 5);
+    std::fs::write(b.seen("conform.mxf"), &data).unwrap();
+    b.mv("conform.mxf", "archive");
+    let ino = std::fs::metadata(b.home("conform.mxf")).unwrap().ino();
+    // An SMB client writes the moved file; meanwhile its name goes (removed on the
+    // pool, as an NFS client's REMOVE does).
+    let mut writer = OpenOptions::new()
+        .write(true)
+        .open(b.seen("conform.mxf"))
+        .unwrap();
+    writer.seek(SeekFrom::End(0)).unwrap();
+    writer.write_all(&clip(4096, 6)).unwrap();
+    std::fs::remove_file(b.home("conform.mxf")).unwrap();
+    // New files come, each seen through the view. The file system gives freed inode
+    // numbers out again at once; while the writer has the file open, its number must
+    // stay its own.
+    let mut took_number = Vec::new();
+    for i in 0..300 {
+        let name = format!("new-{i}.txt");
+        std::fs::write(b.home(&name), b"new").unwrap();
+        if std::fs::metadata(b.seen(&name)).unwrap().ino() == ino {
+            took_number.push(name);
+        }
+    }
+    // The writer closes: the size it wrote goes to nobody else.
+    drop(writer);
+    for i in 0..300 {
+        let name = format!("new-{i}.txt");
+        let got = read(&b.home(&name));
+        assert!(
+            got == b"new",
+            "{name} did not keep its own bytes: {} bytes now",
+            got.len()
+        );
+    }
+    assert!(
+        took_number.is_empty(),
+        "{took_number:?} got the inode number of a file still open"
+    );
+}
+
+#[test]
 fn new_files_belong_to_their_maker_and_the_layers_xattrs_stay_hidden() {
     let b = Box::new();
     // Made by uid 1000 (as smbd acting for an account): owned by it on the pool, with

@@ -48,6 +48,20 @@ struct OpenFile {
     _hold: Option<OpenHold>,
 }
 
+/// The object of an open file whose data is on another pool, and its home file.
+struct Elsewhere {
+    data: Arc<OwnedFd>,
+    _location: DataLocation,
+    home: Arc<OwnedFd>,
+}
+
+impl Elsewhere {
+    /// The object and the home file, to use outside the table's lock.
+    fn files(&self) -> (Arc<OwnedFd>, Arc<OwnedFd>) {
+        (Arc::clone(&self.data), Arc::clone(&self.home))
+    }
+}
+
 /// A file with at least one open.
 struct OpenInode {
     opens: u32,
@@ -55,18 +69,19 @@ struct OpenInode {
     /// The one backing file the kernel passes every open of this inode through to.
     backing: Option<Arc<BackingId>>,
     /// Data kept on another pool: its object, whose size and times count while writers
-    /// have it open, and are given to the home file at the last writer's close.
-    elsewhere: Option<(Arc<OwnedFd>, DataLocation)>,
+    /// have it open, and are given to the home file (held open here) at the last
+    /// writer's close.
+    elsewhere: Option<Elsewhere>,
 }
 
 /// An open's file: its stat, where its data is, whether it writes, and its hold.
-type Opened = (
-    Stat,
-    Arc<OwnedFd>,
-    Option<DataLocation>,
-    bool,
-    Option<OpenHold>,
-);
+type Opened = (Stat, Arc<OwnedFd>, Option<Away>, bool, Option<OpenHold>);
+
+/// Data kept on another pool: where it is, and the home file (the namespace file that
+/// keeps its size and times), held open so that its inode number stays its own while
+/// the data is open: a number the file system gave to another file after a client
+/// removed this one must never have this file's size and times put on it.
+type Away = (DataLocation, Arc<OwnedFd>);
 
 /// What a SETATTR asks to change.
 struct Change {
@@ -272,7 +287,7 @@ impl View {
                 inodes
                     .get(&st.st_ino)
                     .filter(|o| o.writers > 0)
-                    .and_then(|o| o.elsewhere.as_ref().map(|(fd, _)| Arc::clone(fd)))
+                    .and_then(|o| o.elsewhere.as_ref().map(|e| Arc::clone(&e.data)))
             };
             if let Some(data) = written.and_then(|d| rustix::fs::fstat(&*d).ok()) {
                 size = data.st_size as u64;
@@ -449,7 +464,7 @@ impl View {
         &self,
         st: &Stat,
         data: Arc<OwnedFd>,
-        elsewhere: Option<DataLocation>,
+        elsewhere: Option<Away>,
         writes: bool,
         hold: Option<OpenHold>,
         register: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
@@ -460,7 +475,11 @@ impl View {
             opens: 0,
             writers: 0,
             backing: None,
-            elsewhere: elsewhere.map(|loc| (Arc::clone(&data), loc)),
+            elsewhere: elsewhere.map(|(location, home)| Elsewhere {
+                data: Arc::clone(&data),
+                _location: location,
+                home,
+            }),
         });
         open.opens += 1;
         if writes {
@@ -510,7 +529,7 @@ impl View {
             match self.places.resolve(home.as_fd(), &st, access_flags) {
                 Ok(Resolved::InPlace) => {}
                 Ok(Resolved::Elsewhere(fd, loc)) => {
-                    return Ok((st, Arc::new(fd), Some(loc), writes, hold))
+                    return Ok((st, Arc::new(fd), Some((loc, Arc::new(home))), writes, hold))
                 }
                 Err(e) => {
                     tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
@@ -523,10 +542,18 @@ impl View {
 
     /// The last writer of a file whose data is elsewhere closed: its home file takes the
     /// object's size and modify time, as an NFS write's would.
-    fn settle_home(&self, ino: u64, data: &OwnedFd) {
+    fn settle_home(&self, ino: u64, (data, home): &(Arc<OwnedFd>, Arc<OwnedFd>)) {
         let settle = || -> Result<(), Errno> {
-            let dst = rustix::fs::fstat(data).map_err(errno)?;
-            let home = self.open_ino(INodeNo(ino), libc::O_WRONLY | libc::O_NONBLOCK)?;
+            let dst = rustix::fs::fstat(&**data).map_err(errno)?;
+            // The home file this open found, reopened through its own descriptor (also
+            // if a client removed it meanwhile), never looked up again by number.
+            Self::as_root()?;
+            let home = rustix::fs::open(
+                sys::proc_path(home.as_fd()).as_str(),
+                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
             let mut st = rustix::fs::fstat(&home).map_err(errno)?;
             let _ticket = self
                 .places
@@ -565,7 +592,7 @@ impl View {
             let inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
             inodes
                 .get(&ino)
-                .and_then(|o| o.elsewhere.as_ref().map(|(fd, _)| Arc::clone(fd)))
+                .and_then(|o| o.elsewhere.as_ref().map(Elsewhere::files))
         };
         if let Some(data) = data {
             self.settle_home(ino, &data);
@@ -1120,7 +1147,7 @@ impl Filesystem for View {
                 if file.writes {
                     open.writers = open.writers.saturating_sub(1);
                     if open.writers == 0 {
-                        settle = open.elsewhere.as_ref().map(|(fd, _)| Arc::clone(fd));
+                        settle = open.elsewhere.as_ref().map(Elsewhere::files);
                     }
                 }
                 last = open.opens == 0;
