@@ -515,6 +515,26 @@ pub struct NfsCall<'a> {
     pub rec: &'a mut OpRecord,
     /// Set by READ when its data is to be sent from the file after the reply.
     pub tail: Option<FileTail>,
+    /// Set by an UNSTABLE WRITE: the file and range it wrote, which the connection may
+    /// start writing to disk after the reply (see [`Written`]).
+    pub written: Option<Written>,
+}
+
+/// What an UNSTABLE WRITE left in the page cache: a connection whose client COMMITs
+/// after each WRITE starts writing it to disk once the reply is sent, so the COMMIT
+/// that comes next finds the data on its way and waits less.
+#[derive(Debug)]
+pub struct Written {
+    pub file: OwnedFd,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Written {
+    /// Start the range's write-out; nothing waits for it.
+    pub fn start_write_out(&self) {
+        let _ = rushes_placement::mover::write_out(self.file.as_fd(), self.offset, self.len, false);
+    }
 }
 
 impl<'a> NfsCall<'a> {
@@ -905,6 +925,13 @@ impl<'a> NfsCall<'a> {
             }
             wcc.after = obj.post_op(fd.as_fd());
             self.rec.bytes = done as u64;
+            if stable == UNSTABLE {
+                self.written = Some(Written {
+                    file: elsewhere.map_or(fd, |(d, _)| d),
+                    offset,
+                    len: done as u64,
+                });
+            }
             Ok(done as u32)
         })();
         match res {

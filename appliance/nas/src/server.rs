@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 
 use crate::activity::OpRecord;
 use crate::drc::{CallKey, Lookup};
-use crate::nfs3::{self, FileTail, NfsCall};
+use crate::nfs3::{self, FileTail, NfsCall, Written};
 use crate::rpc::{self, AcceptError, CallError, Credential, Origin, Transport, RPC_VERSION};
 use crate::service::Service;
 use crate::{mount, nlm, nsm, portmap};
@@ -45,6 +45,58 @@ pub const MAX_IN_FLIGHT: usize = 64;
 struct Reply {
     encoded: Vec<u8>,
     tail: Option<FileTail>,
+    /// The NFS procedure answered, for the connection's view of how its client works.
+    nfs_procedure: Option<u32>,
+    /// An UNSTABLE WRITE's range, to start writing to disk after the reply.
+    written: Option<Written>,
+}
+
+impl Reply {
+    fn encoded(encoded: Vec<u8>) -> Reply {
+        Reply {
+            encoded,
+            tail: None,
+            nfs_procedure: None,
+            written: None,
+        }
+    }
+}
+
+/// How a connection's client sends WRITEs, told from the calls that come alone.
+#[derive(Default)]
+struct WritePattern {
+    /// UNSTABLE WRITEs answered back to back just now.
+    writes_in_a_row: u32,
+    /// The client COMMITs after each WRITE (its last COMMIT came right after a single
+    /// WRITE): start each WRITE's write-out at its reply.
+    commits_each_write: bool,
+}
+
+impl WritePattern {
+    /// Note the procedure just answered; whether its data should go to disk now.
+    fn answered(&mut self, procedure: Option<u32>, wrote: bool) -> bool {
+        const WRITE: u32 = 7;
+        const COMMIT: u32 = 21;
+        match procedure {
+            Some(WRITE) if wrote => {
+                self.writes_in_a_row += 1;
+                if self.writes_in_a_row > 1 {
+                    // WRITEs back to back: a stream, committed at its end.
+                    self.commits_each_write = false;
+                }
+                self.commits_each_write
+            }
+            Some(COMMIT) => {
+                self.commits_each_write = self.writes_in_a_row == 1;
+                self.writes_in_a_row = 0;
+                false
+            }
+            _ => {
+                self.writes_in_a_row = 0;
+                false
+            }
+        }
+    }
 }
 
 /// Bound listeners serving a [`Service`].
@@ -311,6 +363,7 @@ fn serve_connection(
     // then poll for the next call a little while before sleeping.
     let mut chained = false;
     let mut replied_at: Option<Instant> = None;
+    let mut pattern = WritePattern::default();
     loop {
         if chained && rd.buffer().is_empty() {
             poll_for_call(rd.get_ref(), poll_window);
@@ -342,15 +395,22 @@ fn serve_connection(
             && rd.buffer().is_empty()
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
         if alone {
-            if let Some(reply) = answer(&service, &origin, &record) {
+            if let Some(mut reply) = answer(&service, &origin, &record) {
+                let written = reply.written.take();
+                let write_out = pattern.answered(reply.nfs_procedure, written.is_some());
                 if let Err(e) = writer.send(reply) {
                     tracing::debug!(%peer, error = %e, "reply not sent; closing connection");
                     break;
+                }
+                if let Some(w) = written.filter(|_| write_out) {
+                    w.start_write_out();
                 }
             }
             replied_at = Some(Instant::now());
             continue;
         }
+        // Calls in flight together: a stream, whose data the page cache gathers.
+        pattern = WritePattern::default();
         in_flight.acquire();
         let (service, writer, in_flight) = (service.clone(), writer.clone(), in_flight.clone());
         pool.spawn_blocking(move || {
@@ -559,10 +619,7 @@ fn answer(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
         }
         Lookup::Replay(encoded) => {
             tracing::debug!(client = %origin.peer, xid = call.xid, "retransmission answered from the reply cache");
-            return Some(Reply {
-                encoded,
-                tail: None,
-            });
+            return Some(Reply::encoded(encoded));
         }
     }
     let reply = answer_once(service, origin, record, parsed, started);
@@ -583,12 +640,7 @@ fn answer_once(
     started: Instant,
 ) -> Option<Reply> {
     let client = origin.peer.ip();
-    let encoded = |encoded: Vec<u8>| {
-        Some(Reply {
-            encoded,
-            tail: None,
-        })
-    };
+    let encoded = |encoded: Vec<u8>| Some(Reply::encoded(encoded));
     let call = match parsed {
         Ok(call) => call,
         Err(CallError::Malformed { xid }) => {
@@ -624,6 +676,7 @@ fn answer_once(
     let args = &record[call.args_offset..];
     let mut out = rpc::reply_success(call.xid, 256);
     let mut tail = None;
+    let mut written = None;
     let result = match (call.program, call.version) {
         // NFS is not offered over UDP (the portmapper says so).
         (nfs3::PROGRAM, _) if origin.transport == Transport::Udp => Err(AcceptError::ProgUnavail),
@@ -634,9 +687,11 @@ fn answer_once(
                 auth,
                 rec: &mut rec,
                 tail: None,
+                written: None,
             };
             let result = nfs.dispatch(call.procedure, args, &mut out);
             tail = nfs.tail.take();
+            written = nfs.written.take();
             result
         }
         (nfs3::PROGRAM, _) => Err(AcceptError::ProgMismatch { low: 3, high: 3 }),
@@ -699,7 +754,12 @@ fn answer_once(
     rec.latency = Some(started.elapsed());
     service.observer.record_owned(rec);
     match result {
-        Ok(()) => Some(Reply { encoded: out, tail }),
+        Ok(()) => Some(Reply {
+            encoded: out,
+            tail,
+            nfs_procedure: (call.program == nfs3::PROGRAM).then_some(call.procedure),
+            written,
+        }),
         Err(e) => {
             if e == AcceptError::GarbageArgs {
                 tracing::debug!(%client, protocol, op, "arguments did not decode: GARBAGE_ARGS");
@@ -711,4 +771,41 @@ fn answer_once(
 
 fn is_v4_mapped(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WritePattern;
+
+    const WRITE: Option<u32> = Some(7);
+    const COMMIT: Option<u32> = Some(21);
+    const GETATTR: Option<u32> = Some(1);
+
+    #[test]
+    fn write_out_starts_only_for_clients_that_commit_each_write() {
+        let mut p = WritePattern::default();
+        // A stream: WRITEs back to back, one COMMIT at the end. The page cache gathers
+        // it; nothing is started early.
+        for _ in 0..4 {
+            assert!(!p.answered(WRITE, true));
+        }
+        assert!(!p.answered(COMMIT, false));
+        // A client that COMMITs each WRITE: from its second WRITE on, each WRITE's
+        // data goes to disk at the reply.
+        assert!(!p.answered(WRITE, true));
+        assert!(!p.answered(COMMIT, false));
+        assert!(p.answered(WRITE, true));
+        assert!(!p.answered(COMMIT, false));
+        assert!(p.answered(WRITE, true));
+        // Back to a stream: the second WRITE in a row stops it.
+        assert!(!p.answered(WRITE, true));
+        assert!(!p.answered(COMMIT, false));
+        // Something else between a WRITE and the COMMIT: not the pattern.
+        assert!(!p.answered(WRITE, true));
+        assert!(!p.answered(GETATTR, false));
+        assert!(!p.answered(COMMIT, false));
+        assert!(!p.answered(WRITE, true));
+        // A FILE_SYNC WRITE leaves nothing to start.
+        assert!(!p.answered(WRITE, false));
+    }
 }

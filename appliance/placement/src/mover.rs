@@ -244,7 +244,7 @@ const DISK_CHECK: u64 = 8;
 
 /// Start writing `len` bytes of `fd` from `offset` to the disk (`wait`: and wait until
 /// they are there, with any earlier writes of the range).
-fn write_out(fd: BorrowedFd<'_>, offset: u64, len: u64, wait: bool) -> Result<(), Errno> {
+pub fn write_out(fd: BorrowedFd<'_>, offset: u64, len: u64, wait: bool) -> Result<(), Errno> {
     let flags = if wait {
         libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
