@@ -275,7 +275,11 @@ impl Drop for Queue {
     fn drop(&mut self) {
         let _ = lock(&self.shared.writer).shutdown(Shutdown::Both);
         if let Some(r) = self.reader.take() {
-            let _ = r.join();
+            // The last holder may be a completion running on the receive thread itself
+            // (it ends on its own once the socket is shut): joining it from there fails.
+            if r.thread().id() != std::thread::current().id() {
+                let _ = r.join();
+            }
         }
     }
 }
