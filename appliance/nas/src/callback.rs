@@ -319,10 +319,13 @@ impl<J: Send + 'static> ClientQueue<J> {
         Self { shared }
     }
 
-    /// Queue `job` for `client`; the job back if the queue is full.
+    /// Queue `job` for `client`; the job back if the queue is full, or if the client
+    /// has its share of it (an eighth) waiting already: a client whose callbacks go
+    /// nowhere while it keeps calling us cannot fill the queue for the others.
     pub fn push(&self, client: IpAddr, job: J) -> Result<(), J> {
         let mut q = self.shared.queue();
-        if q.queued >= self.shared.max_jobs {
+        let mine = q.jobs.get(&client).map_or(0, VecDeque::len);
+        if q.queued >= self.shared.max_jobs || mine >= (self.shared.max_jobs / 8).max(1) {
             return Err(job);
         }
         q.queued += 1;
@@ -452,19 +455,21 @@ mod tests {
     fn a_full_queue_hands_the_job_back() {
         let (hold_tx, hold_rx) = mpsc::channel::<()>();
         let hold_rx = Mutex::new(hold_rx);
-        let queue = ClientQueue::start("test-full", 1, 2, move |_: u32, _| {
+        let queue = ClientQueue::start("test-full", 1, 16, move |_: u32, _| {
             let _ = hold_rx.lock().unwrap().recv();
             Reach::Answered
         });
-        let c: IpAddr = "10.0.0.1".parse().unwrap();
-        queue.push(c, 1).unwrap();
-        // The worker may or may not have taken the first job yet: fill up to the limit.
-        let mut n = 2;
+        // One client meets its share of the queue (an eighth: 2 of 16) while another
+        // still gets in; the worker may or may not have taken the first job yet.
+        let (c, d): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut n = 0;
         while queue.push(c, n).is_ok() {
             n += 1;
-            assert!(n < 10, "the queue takes more than its limit");
+            assert!(n < 10, "one client takes more than its share");
         }
+        assert!(n <= 3, "{n} jobs of one client queued");
         assert_eq!(queue.push(c, 99), Err(99));
+        assert_eq!(queue.push(d, 100), Ok(()), "another client still gets in");
         drop(hold_tx);
     }
 }

@@ -925,7 +925,7 @@ impl<'a> NfsCall<'a> {
             }
             wcc.after = obj.post_op(fd.as_fd());
             self.rec.bytes = done as u64;
-            if stable == UNSTABLE {
+            if stable == UNSTABLE && done > 0 {
                 self.written = Some(Written {
                     file: elsewhere.map_or(fd, |(d, _)| d),
                     offset,
