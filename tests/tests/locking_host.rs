@@ -281,30 +281,31 @@ impl ClientB {
             statd_calls,
         }
     }
+
+    /// `rushesd host` serving a new share folder with `extra` arguments, finding every
+    /// client's portmapper on B's port; with the share and state folders it uses.
+    fn serve(&self, extra: &[&str]) -> (tempfile::TempDir, tempfile::TempDir, ServerProcess) {
+        let dir = share_dir();
+        let state = tempfile::tempdir().unwrap();
+        let share = format!("share={}", dir.path().display());
+        let mut args = vec!["--state-dir", state.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(&share);
+        let server = ServerProcess::start_at(
+            "127.0.0.1:0".parse().unwrap(),
+            &args,
+            &[("RUSHES_CLIENT_PORTMAP_PORT", &self.portmap_port.to_string())],
+        );
+        (dir, state, server)
+    }
 }
 
 #[tokio::test]
 async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_restart() {
-    let dir = share_dir();
-    let state = tempfile::tempdir().unwrap();
-    let share = format!("share={}", dir.path().display());
-
     // Client B, on 127.0.0.2: a portmapper naming its lock manager and statd.
     let b_client = ClientB::start();
-    let pm_port = b_client.portmap_port.to_string();
     let (lockd_calls, statd_calls) = (&b_client.lockd_calls, &b_client.statd_calls);
-
-    let mut server = ServerProcess::start_at(
-        "127.0.0.1:0".parse().unwrap(),
-        &[
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--grace-period",
-            "15",
-            &share,
-        ],
-        &[("RUSHES_CLIENT_PORTMAP_PORT", &pm_port)],
-    );
+    let (dir, _state, mut server) = b_client.serve(&["--grace-period", "15"]);
     let mut c = Nfs::mount(server.port(), "/share", &alice()).await.unwrap();
     let root = c.root.clone();
     let fh = c
@@ -455,21 +456,12 @@ async fn nlm_locks_conflict_are_granted_by_callback_and_are_reclaimed_after_a_re
 #[tokio::test]
 async fn an_unreachable_client_and_a_lock_flood_hold_up_nobody_else() {
     use std::io::Write;
-    let dir = share_dir();
-    let state = tempfile::tempdir().unwrap();
-    let share = format!("share={}", dir.path().display());
-
     // B (127.0.0.2) answers callbacks; C (127.0.0.3) has gone silent: its portmapper's
     // port takes datagrams and never answers, so every call to it waits out its tries.
     let b_client = ClientB::start();
     let c_pm = UdpSocket::bind(("127.0.0.3", b_client.portmap_port)).unwrap();
-    let pm_port = b_client.portmap_port.to_string();
     let lockd_calls = &b_client.lockd_calls;
-    let mut server = ServerProcess::start_at(
-        "127.0.0.1:0".parse().unwrap(),
-        &["--state-dir", state.path().to_str().unwrap(), &share],
-        &[("RUSHES_CLIENT_PORTMAP_PORT", &pm_port)],
-    );
+    let (_dir, _state, mut server) = b_client.serve(&[]);
     let mut nfs_client = Nfs::mount(server.port(), "/share", &alice()).await.unwrap();
     let root = nfs_client.root.clone();
     let mut handles = Vec::new();

@@ -260,7 +260,6 @@ struct Queue<J> {
     turn: VecDeque<IpAddr>,
     /// Clients a worker is calling now.
     busy: HashSet<IpAddr>,
-    queued: usize,
     unreachable: HashMap<IpAddr, Instant>,
     /// False once the queue's owner has gone: the workers end.
     open: bool,
@@ -302,7 +301,6 @@ impl<J: Send + 'static> ClientQueue<J> {
                 jobs: HashMap::new(),
                 turn: VecDeque::new(),
                 busy: HashSet::new(),
-                queued: 0,
                 unreachable: HashMap::new(),
                 open: true,
             }),
@@ -324,11 +322,11 @@ impl<J: Send + 'static> ClientQueue<J> {
     /// nowhere while it keeps calling us cannot fill the queue for the others.
     pub fn push(&self, client: IpAddr, job: J) -> Result<(), J> {
         let mut q = self.shared.queue();
+        let queued: usize = q.jobs.values().map(VecDeque::len).sum();
         let mine = q.jobs.get(&client).map_or(0, VecDeque::len);
-        if q.queued >= self.shared.max_jobs || mine >= (self.shared.max_jobs / 8).max(1) {
+        if queued >= self.shared.max_jobs || mine >= (self.shared.max_jobs / 8).max(1) {
             return Err(job);
         }
-        q.queued += 1;
         let jobs = q.jobs.entry(client).or_default();
         jobs.push_back(job);
         if jobs.len() == 1 && !q.busy.contains(&client) {
@@ -341,10 +339,7 @@ impl<J: Send + 'static> ClientQueue<J> {
 
     /// `client` just called us: it is reachable again.
     pub fn heard_from(&self, client: IpAddr) {
-        let mut q = self.shared.queue();
-        if !q.unreachable.is_empty() {
-            q.unreachable.remove(&client);
-        }
+        self.shared.queue().unreachable.remove(&client);
     }
 }
 
@@ -367,7 +362,6 @@ fn work<J>(s: &Shared<J>, send: &dyn Fn(J, bool) -> Reach) {
                     let Some(job) = q.jobs.get_mut(&client).and_then(VecDeque::pop_front) else {
                         continue;
                     };
-                    q.queued -= 1;
                     q.busy.insert(client);
                     let now = Instant::now();
                     let skip = q.unreachable.get(&client).is_some_and(|&until| now < until);
@@ -386,12 +380,10 @@ fn work<J>(s: &Shared<J>, send: &dyn Fn(J, bool) -> Reach) {
             }
             q.unreachable.insert(client, now + UNREACHABLE_FOR);
         }
-        match q.jobs.get(&client) {
-            Some(jobs) if !jobs.is_empty() => q.turn.push_back(client),
-            Some(_) => {
-                q.jobs.remove(&client);
-            }
-            None => {}
+        if q.jobs.get(&client).is_some_and(|jobs| !jobs.is_empty()) {
+            q.turn.push_back(client);
+        } else {
+            q.jobs.remove(&client);
         }
     }
 }

@@ -477,12 +477,13 @@ impl<T: Send + 'static> LockManager<T> {
             }
         } else {
             let held = table.held.get_mut(&key).expect("checked above");
-            if with(&held.ranges, req.range, req.exclusive).len() > MAX_RANGES {
+            let after = with(&held.ranges, req.range, req.exclusive);
+            if after.len() > MAX_RANGES {
                 return Stat::DeniedNoLocks;
             }
             match sys::ofd_lock(held.fd.as_fd(), kind, start, len) {
                 Ok(true) => {
-                    held.add(req.range, req.exclusive);
+                    held.ranges = after;
                     Stat::Granted
                 }
                 Ok(false) => match block {
@@ -606,29 +607,25 @@ impl<T: Send + 'static> LockManager<T> {
         deny: u32,
     ) -> Stat {
         let mut table = self.table();
-        let usage = table.usage(client);
-        let total: usize = table.usage.values().map(|u| u.shares).sum();
         let mine = |r: &Reservation| r.client == client && r.oh == oh;
-        let list = table.shares.entry(fh.to_vec()).or_default();
+        let list = table.shares.get(fh).map_or(&[][..], Vec::as_slice);
         let clash = list
             .iter()
             .filter(|r| !mine(r))
             .any(|r| access & r.deny != 0 || deny & r.access != 0);
         if clash {
-            if list.is_empty() {
-                table.shares.remove(fh);
-            }
             return Stat::Denied;
         }
-        let before = list.len();
-        list.retain(|r| !mine(r));
-        let renewed = list.len() < before;
-        if !renewed && (total >= MAX_SHARES || usage.shares >= MAX_SHARES_PER_CLIENT) {
-            if list.is_empty() {
-                table.shares.remove(fh);
+        if !list.iter().any(mine) {
+            // A new reservation, not a renewed one: it counts against the limits.
+            let total: usize = table.usage.values().map(|u| u.shares).sum();
+            if total >= MAX_SHARES || table.usage(client).shares >= MAX_SHARES_PER_CLIENT {
+                return Stat::DeniedNoLocks;
             }
-            return Stat::DeniedNoLocks;
+            table.count(client, |u| u.shares += 1);
         }
+        let list = table.shares.entry(fh.to_vec()).or_default();
+        list.retain(|r| !mine(r));
         list.push(Reservation {
             client,
             caller_name: caller_name.to_string(),
@@ -636,9 +633,6 @@ impl<T: Send + 'static> LockManager<T> {
             access,
             deny,
         });
-        if !renewed {
-            table.count(client, |u| u.shares += 1);
-        }
         Stat::Granted
     }
 

@@ -175,29 +175,7 @@ impl Monitor {
                 // (each try waits out its timeouts) delays nobody else's reclaim.
                 let answered: Vec<bool> = left
                     .chunks(NOTIFY_AT_ONCE)
-                    .flat_map(|batch| {
-                        std::thread::scope(|scope| {
-                            let calls: Vec<_> = batch
-                                .iter()
-                                .map(|peer| scope.spawn(move || notify(peer, state)))
-                                .collect();
-                            calls
-                                .into_iter()
-                                .zip(batch)
-                                .map(|(call, peer)| match call.join() {
-                                    Ok(Ok(())) => {
-                                        tracing::info!(client = %peer.client, state, "told an NLM client to reclaim its locks (SM_NOTIFY)");
-                                        true
-                                    }
-                                    Ok(Err(e)) => {
-                                        tracing::debug!(client = %peer.client, error = %e, round, "SM_NOTIFY not answered yet");
-                                        false
-                                    }
-                                    Err(_) => false,
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
+                    .flat_map(|batch| notify_batch(batch, state, round))
                     .collect();
                 let mut answered = answered.into_iter();
                 left.retain(|_| !answered.next().unwrap_or(false));
@@ -211,6 +189,31 @@ impl Monitor {
             }
         });
     }
+}
+
+/// SM_NOTIFY to every peer of `batch` at once (try `round`); whether each answered.
+fn notify_batch(batch: &[Peer], state: u32, round: u32) -> Vec<bool> {
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = batch
+            .iter()
+            .map(|peer| {
+                scope.spawn(move || match notify(peer, state) {
+                    Ok(()) => {
+                        tracing::info!(client = %peer.client, state, "told an NLM client to reclaim its locks (SM_NOTIFY)");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::debug!(client = %peer.client, error = %e, round, "SM_NOTIFY not answered yet");
+                        false
+                    }
+                })
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|c| c.join().unwrap_or(false))
+            .collect()
+    })
 }
 
 /// SM_NOTIFY to `peer`'s statd: we (by the address it knows us by) are at `state`.

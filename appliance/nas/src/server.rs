@@ -243,7 +243,7 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let per_client = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let per_client = InFlightByClient::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -284,17 +284,17 @@ async fn serve_udp(socket: UdpSocket, service: Arc<Service>) {
 /// own dropped past this, and the others' still find room.
 const UDP_IN_FLIGHT_PER_CLIENT: usize = MAX_IN_FLIGHT / 4;
 
+/// UDP calls in flight, by client address.
+type InFlightByClient = Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>;
+
 /// One of a client's UDP calls in flight, given back when dropped.
 struct ClientTurn {
-    counts: Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    counts: InFlightByClient,
     client: IpAddr,
 }
 
 impl ClientTurn {
-    fn take(
-        counts: &Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>,
-        client: IpAddr,
-    ) -> Option<ClientTurn> {
+    fn take(counts: &InFlightByClient, client: IpAddr) -> Option<ClientTurn> {
         let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(client).or_insert(0);
         if *n >= UDP_IN_FLIGHT_PER_CLIENT {

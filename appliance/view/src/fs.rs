@@ -16,7 +16,7 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rushes_nas::sys::{self, KernelHandle, LockKind};
-use rushes_placement::layout::{self, DataLocation, DataPlaces, OpenHold, Resolved};
+use rushes_placement::layout::{self, DataPlaces, OpenHold, Resolved};
 use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
 
 /// How long the kernel may trust a name or attributes before asking again. NFS clients
@@ -48,10 +48,12 @@ struct OpenFile {
     _hold: Option<OpenHold>,
 }
 
-/// The object of an open file whose data is on another pool, and its home file.
+/// The object of an open file whose data is on another pool, and its home file (the
+/// namespace file that keeps its size and times), held open so that its inode number
+/// stays its own while the data is open: a number the file system gave to another file
+/// after a client removed this one must never have this file's size and times put on it.
 struct Elsewhere {
     data: Arc<OwnedFd>,
-    _location: DataLocation,
     home: Arc<OwnedFd>,
 }
 
@@ -74,14 +76,15 @@ struct OpenInode {
     elsewhere: Option<Elsewhere>,
 }
 
-/// An open's file: its stat, where its data is, whether it writes, and its hold.
-type Opened = (Stat, Arc<OwnedFd>, Option<Away>, bool, Option<OpenHold>);
-
-/// Data kept on another pool: where it is, and the home file (the namespace file that
-/// keeps its size and times), held open so that its inode number stays its own while
-/// the data is open: a number the file system gave to another file after a client
-/// removed this one must never have this file's size and times put on it.
-type Away = (DataLocation, Arc<OwnedFd>);
+/// An open's file: its stat, the file its data is in, the home file when that is
+/// another (see [`Elsewhere`]), whether it writes, and its hold.
+type Opened = (
+    Stat,
+    Arc<OwnedFd>,
+    Option<Arc<OwnedFd>>,
+    bool,
+    Option<OpenHold>,
+);
 
 /// What a SETATTR asks to change.
 struct Change {
@@ -464,7 +467,7 @@ impl View {
         &self,
         st: &Stat,
         data: Arc<OwnedFd>,
-        elsewhere: Option<Away>,
+        elsewhere: Option<Arc<OwnedFd>>,
         writes: bool,
         hold: Option<OpenHold>,
         register: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
@@ -475,9 +478,8 @@ impl View {
             opens: 0,
             writers: 0,
             backing: None,
-            elsewhere: elsewhere.map(|(location, home)| Elsewhere {
+            elsewhere: elsewhere.map(|home| Elsewhere {
                 data: Arc::clone(&data),
-                _location: location,
                 home,
             }),
         });
@@ -528,8 +530,8 @@ impl View {
         if self.places.needs_lookup(&st) {
             match self.places.resolve(home.as_fd(), &st, access_flags) {
                 Ok(Resolved::InPlace) => {}
-                Ok(Resolved::Elsewhere(fd, loc)) => {
-                    return Ok((st, Arc::new(fd), Some((loc, Arc::new(home))), writes, hold))
+                Ok(Resolved::Elsewhere(fd, _)) => {
+                    return Ok((st, Arc::new(fd), Some(Arc::new(home)), writes, hold))
                 }
                 Err(e) => {
                     tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
