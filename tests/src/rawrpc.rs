@@ -111,3 +111,13 @@ pub fn nlm_stat(reply: &[u8]) -> u32 {
     assert_eq!(accept_stat(reply), 0);
     word(reply, 6 + 1 + 2)
 }
+
+/// A TCP connection to `to` from the address `from` (any of 127.0.0.0/8 on loopback), so
+/// one test can play several client machines.
+pub fn tcp_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    use rustix::net::{AddressFamily, SocketType};
+    let socket = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    rustix::net::bind(&socket, &SocketAddr::new(from, 0))?;
+    rustix::net::connect(&socket, &to)?;
+    Ok(std::net::TcpStream::from(socket))
+}

@@ -20,6 +20,7 @@
 pub mod activity;
 pub mod attrs;
 pub mod callback;
+pub mod connections;
 pub mod drc;
 pub mod fasthash;
 pub mod handle;
@@ -29,6 +30,7 @@ pub mod nfs3;
 pub mod nlm;
 pub mod nsm;
 pub mod paths;
+pub mod peer_warnings;
 pub mod portmap;
 pub mod programs;
 pub mod rollup;

@@ -136,13 +136,13 @@ fn mnt(svc: &Service, client: IpAddr, path: &str, out: &mut Vec<u8>, rec: &mut O
     let trimmed = path.trim_start_matches('/');
     let (name, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
     let Some(share) = svc.share_by_path(name) else {
-        tracing::info!(%client, path, "mount refused: no such share");
+        crate::peer_warn!(svc.warnings, client, "mount of no share", %client, path, "mount refused: no such share");
         put_u32(out, MNT3ERR_NOENT);
         return MNT3ERR_NOENT;
     };
     rec.share = Some(share.name.clone());
     if rule_for(&share.rules, client).is_none() {
-        tracing::warn!(%client, share = %share.name, "mount refused: client matches no export rule");
+        crate::peer_warn!(svc.warnings, client, "mount refused", %client, share = %share.name, "mount refused: client matches no export rule");
         put_u32(out, MNT3ERR_ACCES);
         return MNT3ERR_ACCES;
     }

@@ -13,6 +13,10 @@
 //!
 //! Every listener answers every program, so the portmapper's port (111) and the NFS port
 //! (2049) serve alike; the portmapper tells clients to use the NFS port.
+//!
+//! What one client may hold of the server (connections, time to send a record, memory
+//! for records still arriving) is in [`crate::connections`]; warnings about what clients
+//! send are rate-limited per address and kind ([`crate::peer_warnings`]).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +33,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 use crate::activity::OpRecord;
+use crate::connections::{Admitted, Connection, ConnectionLimits, Connections, Expired};
 use crate::drc::{CallKey, Lookup};
 use crate::nfs3::{self, FileTail, NfsCall, Written};
 use crate::rpc::{self, AcceptError, CallError, Credential, Origin, Transport, RPC_VERSION};
@@ -107,6 +112,7 @@ pub struct NfsServer {
     portmap: Option<(TcpListener, UdpSocket)>,
     service: Arc<Service>,
     poll_window: Duration,
+    limits: ConnectionLimits,
 }
 
 /// How long a connection whose client sends its calls one at a time, each soon after
@@ -145,7 +151,14 @@ impl NfsServer {
             portmap: None,
             service,
             poll_window: POLL_WINDOW,
+            limits: ConnectionLimits::default(),
         })
+    }
+
+    /// Hold clients to these limits instead of the defaults.
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Poll for a chaining client's next call this long before sleeping (zero: never
@@ -188,12 +201,16 @@ impl NfsServer {
             portmap,
             service,
             poll_window,
+            limits,
         } = self;
+        let connections = Connections::new(limits);
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(accept_loop(listener, Arc::clone(&service), poll_window));
+        tasks.spawn(watchdog(Arc::clone(&connections), Arc::clone(&service)));
+        let serving = (Arc::clone(&service), Arc::clone(&connections), poll_window);
+        tasks.spawn(accept_loop(listener, serving.clone()));
         tasks.spawn(serve_udp(udp, Arc::clone(&service)));
         if let Some((tcp, udp)) = portmap {
-            tasks.spawn(accept_loop(tcp, Arc::clone(&service), poll_window));
+            tasks.spawn(accept_loop(tcp, serving));
             tasks.spawn(serve_udp(udp, Arc::clone(&service)));
         }
         shutdown.await;
@@ -202,7 +219,35 @@ impl NfsServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, service: Arc<Service>, poll_window: Duration) {
+/// Once a second: close the connections past their record or idle timeout, and write
+/// the lines of warnings held back.
+async fn watchdog(connections: Arc<Connections>, service: Arc<Service>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limits = *connections.limits();
+    loop {
+        tick.tick().await;
+        for (peer, why) in connections.expire() {
+            match why {
+                Expired::HalfSentRecord => crate::peer_warn!(
+                    service.warnings,
+                    peer.ip(),
+                    "half-sent record",
+                    %peer,
+                    timeout_s = limits.record_timeout.as_secs_f64(),
+                    "a call did not arrive whole in time; connection closed"
+                ),
+                Expired::Idle => tracing::debug!(%peer, "idle connection closed"),
+            }
+        }
+        service.warnings.log_held_back();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    (service, connections, poll_window): (Arc<Service>, Arc<Connections>, Duration),
+) {
     let pool = Handle::current();
     loop {
         match listener.accept().await {
@@ -217,17 +262,36 @@ async fn accept_loop(listener: TcpListener, service: Arc<Service>, poll_window: 
                         continue;
                     }
                 };
+                let admitted = match connections.admit(peer, &stream) {
+                    Ok(admitted) => admitted,
+                    Err(refused) => {
+                        crate::peer_warn!(
+                            service.warnings,
+                            peer.ip(),
+                            "connection refused",
+                            %peer,
+                            "{refused}; connection closed"
+                        );
+                        continue;
+                    }
+                };
                 let (service, pool) = (service.clone(), pool.clone());
                 let spawned = std::thread::Builder::new()
                     .name("nfs-conn".into())
-                    .spawn(move || serve_connection(stream, peer, service, pool, poll_window));
+                    .spawn(move || serve_connection(stream, admitted, service, pool, poll_window));
                 if let Err(e) = spawned {
                     tracing::warn!(%peer, error = %e, "no thread for the connection; closed");
                 }
             }
             Err(e) => {
                 // EMFILE and friends: wait a little rather than spin.
-                tracing::warn!(error = %e, "accept failed");
+                crate::peer_warn!(
+                    service.warnings,
+                    crate::peer_warnings::OTHERS,
+                    "accept failed",
+                    error = %e,
+                    "cannot accept a connection"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
@@ -333,11 +397,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// pool, up to [`MAX_IN_FLIGHT`] at once; whoever finishes a reply writes it.
 fn serve_connection(
     stream: std::net::TcpStream,
-    peer: SocketAddr,
+    conn: Admitted,
     service: Arc<Service>,
     pool: Handle,
     poll_window: Duration,
 ) {
+    let peer = conn.peer();
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     tracing::debug!(%peer, "connection opened");
@@ -376,26 +441,31 @@ fn serve_connection(
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
+                connection_ended(&service, &conn, &e);
                 break;
             }
         }
+        conn.record_started();
         chained = replied_at
             .take()
             .is_some_and(|at| at.elapsed() < 2 * poll_window);
-        let record = match read_record(&mut rd) {
+        let record = match read_record(&mut rd, &conn) {
             Ok(Some(record)) => record,
             Ok(None) => break,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
+                connection_ended(&service, &conn, &e);
                 break;
             }
         };
+        conn.record_finished();
         let alone = in_flight.is_idle()
             && rd.buffer().is_empty()
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
         if alone {
-            if let Some(mut reply) = answer(&service, &origin, &record) {
+            conn.answering();
+            let reply = answer(&service, &origin, &record);
+            conn.answered();
+            if let Some(mut reply) = reply {
                 let written = reply.written.take();
                 let write_out = pattern.answered(reply.nfs_procedure, written.is_some());
                 if let Err(e) = writer.send(reply) {
@@ -412,7 +482,9 @@ fn serve_connection(
         // Calls in flight together: a stream, whose data the page cache gathers.
         pattern = WritePattern::default();
         in_flight.acquire();
+        conn.answering();
         let (service, writer, in_flight) = (service.clone(), writer.clone(), in_flight.clone());
+        let conn = conn.shared();
         pool.spawn_blocking(move || {
             if let Some(reply) = answer(&service, &origin, &record) {
                 if let Err(e) = writer.send(reply) {
@@ -420,10 +492,48 @@ fn serve_connection(
                     writer.close();
                 }
             }
+            conn.answered();
             in_flight.release();
         });
     }
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Say why a connection ended on an error: what the client did wrong is a warning,
+/// rate-limited per client and kind; a client going away is not.
+fn connection_ended(service: &Service, conn: &Connection, e: &std::io::Error) {
+    let peer = conn.peer();
+    use std::io::ErrorKind::*;
+    match (conn.expired(), e.kind()) {
+        // The watchdog said so already.
+        (Some(_), _) => {}
+        (None, InvalidData) => crate::peer_warn!(
+            service.warnings,
+            peer.ip(),
+            "oversized record",
+            %peer,
+            error = %e,
+            "closing connection"
+        ),
+        (None, UnexpectedEof) => crate::peer_warn!(
+            service.warnings,
+            peer.ip(),
+            "record cut short",
+            %peer,
+            "the client closed its connection in the middle of a call"
+        ),
+        (None, ConnectionReset | ConnectionAborted | BrokenPipe) => {
+            tracing::debug!(%peer, error = %e, "connection reset by the client")
+        }
+        (None, _) => crate::peer_warn!(
+            service.warnings,
+            peer.ip(),
+            "connection error",
+            %peer,
+            error = %e,
+            "closing connection"
+        ),
+    }
 }
 
 /// Connection threads polling for their next call right now.
@@ -525,9 +635,13 @@ fn send_more(socket: &std::net::TcpStream, mut bytes: &[u8]) -> std::io::Result<
     Ok(())
 }
 
-/// Read one record (all its fragments). `Ok(None)` at a clean end of stream.
-fn read_record(rd: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
+/// Read one record (all its fragments). `Ok(None)` at a clean end of stream. Beyond its
+/// first [`SMALL_RECORD`](crate::connections::SMALL_RECORD) bytes, a record takes its
+/// room from the budget all connections share, waiting for it if need be.
+fn read_record(rd: &mut impl BufRead, conn: &Admitted) -> std::io::Result<Option<Vec<u8>>> {
     let mut record = Vec::new();
+    let mut reserved = Vec::new();
+    let mut budgeted = crate::connections::SMALL_RECORD;
     loop {
         let mut mark = [0u8; 4];
         if let Err(e) = rd.read_exact(&mut mark) {
@@ -544,6 +658,14 @@ fn read_record(rd: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
                 std::io::ErrorKind::InvalidData,
                 format!("RPC record larger than {MAX_RECORD} bytes"),
             ));
+        }
+        let need = (record.len() + len).saturating_sub(budgeted);
+        if need > 0 {
+            match conn.connections().reserve(conn, need) {
+                Some(r) => reserved.push(r),
+                None => return Err(std::io::ErrorKind::TimedOut.into()),
+            }
+            budgeted += need;
         }
         // Reserve only what was announced (bounded above), then take it as it comes.
         record.reserve_exact(len);
@@ -644,11 +766,11 @@ fn answer_once(
     let call = match parsed {
         Ok(call) => call,
         Err(CallError::Malformed { xid }) => {
-            tracing::debug!(%client, xid, "malformed RPC header");
+            crate::peer_warn!(service.warnings, client, "malformed call", %client, xid, "malformed RPC header; answered GARBAGE_ARGS");
             return encoded(rpc::reply_accept_error(xid, AcceptError::GarbageArgs));
         }
         Err(CallError::Unparseable) => {
-            tracing::debug!(%client, "record too short to be an RPC call; ignored");
+            crate::peer_warn!(service.warnings, client, "malformed call", %client, "record too short to be an RPC call; ignored");
             return None;
         }
     };
@@ -762,7 +884,7 @@ fn answer_once(
         }),
         Err(e) => {
             if e == AcceptError::GarbageArgs {
-                tracing::debug!(%client, protocol, op, "arguments did not decode: GARBAGE_ARGS");
+                crate::peer_warn!(service.warnings, client, "undecodable arguments", %client, protocol, op, "arguments did not decode; answered GARBAGE_ARGS");
             }
             encoded(rpc::reply_accept_error(call.xid, e))
         }

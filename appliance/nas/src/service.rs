@@ -191,6 +191,8 @@ pub struct Service {
     pub attrs: Arc<AttrCache>,
     /// Where moved files' data is: every data call resolves through it.
     pub places: Arc<rushes_placement::DataPlaces>,
+    /// Warnings about what clients send, rate-limited per address and kind.
+    pub warnings: crate::peer_warnings::PeerWarnings,
 }
 
 /// The grace period after a restart in which only reclaimed locks are granted (macOS'
@@ -263,6 +265,7 @@ impl Service {
             replies: ReplyCache::default(),
             nlm: Nlm::new(monitor, grace),
             restart_notice: Mutex::new(before),
+            warnings: Default::default(),
             attrs,
             places: Arc::default(),
         })

@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use crate::core::{Core, Paths};
 use config::ConfigStore;
+use rushes_nas::connections::ConnectionLimits;
 use rushes_nas::{NfsServer, ServerConfig, Service, ShareConfig};
 
 #[derive(Parser)]
@@ -136,6 +137,20 @@ enum Command {
         /// shorter round trip.
         #[arg(long, value_name = "MICROSECONDS", default_value_t = rushes_nas::server::POLL_WINDOW.as_micros() as u64)]
         poll_window_us: u64,
+        /// Connections one client address may have open; more are closed at once.
+        #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().per_client)]
+        max_connections_per_client: usize,
+        /// A call must arrive whole within this many seconds of its first byte, or its
+        /// connection is closed (a client sending half-records holds nothing for long).
+        #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::default().record_timeout.as_secs_f64())]
+        record_timeout: f64,
+        /// A connection with no call for this many seconds is closed.
+        #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::default().idle_timeout.as_secs_f64())]
+        idle_timeout: f64,
+        /// Warnings of one kind about one client are logged once in this many seconds,
+        /// then as one line saying how many more there were.
+        #[arg(long, value_name = "SECONDS", default_value_t = rushes_nas::peer_warnings::WINDOW.as_secs_f64())]
+        warning_window: f64,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -165,6 +180,10 @@ struct ServeOptions {
     grace_period: std::time::Duration,
     /// How long a chaining client's connection polls for its next call.
     poll_window: std::time::Duration,
+    /// What one client may hold of the server's connections.
+    limits: ConnectionLimits,
+    /// How long warnings of one kind about one client are gathered into one line.
+    warning_window: std::time::Duration,
 }
 
 fn main() -> std::process::ExitCode {
@@ -220,6 +239,10 @@ fn try_main() -> Result<()> {
             portmap,
             grace_period,
             poll_window_us,
+            max_connections_per_client,
+            record_timeout,
+            idle_timeout,
+            warning_window,
             dirs,
         } => host(
             HostOptions {
@@ -233,6 +256,13 @@ fn try_main() -> Result<()> {
                 portmap,
                 grace_period: std::time::Duration::from_secs(grace_period),
                 poll_window: std::time::Duration::from_micros(poll_window_us),
+                limits: ConnectionLimits {
+                    per_client: max_connections_per_client,
+                    record_timeout: seconds("--record-timeout", record_timeout)?,
+                    idle_timeout: seconds("--idle-timeout", idle_timeout)?,
+                    ..Default::default()
+                },
+                warning_window: seconds("--warning-window", warning_window)?,
             },
             &dirs,
         ),
@@ -258,8 +288,18 @@ fn try_main() -> Result<()> {
             portmap: Some(portmap),
             grace_period: rushes_nas::service::GRACE_PERIOD,
             poll_window: rushes_nas::server::POLL_WINDOW,
+            limits: ConnectionLimits::default(),
+            warning_window: rushes_nas::peer_warnings::WINDOW,
         }),
     }
+}
+
+/// A duration given in seconds on the command line.
+fn seconds(flag: &str, value: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} {value}: give a positive number of seconds"))
 }
 
 fn inventory(json: bool) -> Result<()> {
@@ -333,6 +373,8 @@ struct HostOptions {
     portmap: Option<SocketAddr>,
     grace_period: std::time::Duration,
     poll_window: std::time::Duration,
+    limits: ConnectionLimits,
+    warning_window: std::time::Duration,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -347,6 +389,8 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         portmap,
         grace_period,
         poll_window,
+        limits,
+        warning_window,
     } = opts;
     let mut cfg = match config.as_deref() {
         Some(path) => {
@@ -397,6 +441,8 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         portmap,
         grace_period,
         poll_window,
+        limits,
+        warning_window,
     })
 }
 
@@ -414,6 +460,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
         portmap,
         grace_period,
         poll_window,
+        limits,
+        warning_window,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -432,6 +480,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         ])));
     let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
     let service = Service::new(&shares, &state_dir)?.with_grace_period(grace_period);
+    service.warnings.set_window(warning_window);
     let service = Arc::new(if activity {
         service.with_observer(Box::new(Arc::clone(&observer)))
     } else {
@@ -533,7 +582,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
         let mut server = NfsServer::bind(listen, service)
             .await
             .with_context(|| format!("cannot listen on {listen} (TCP and UDP)"))?
-            .with_poll_window(poll_window);
+            .with_poll_window(poll_window)
+            .with_limits(limits);
         if let Some(pm) = portmap {
             server = match server.with_portmap(pm).await {
                 Ok(server) => server,

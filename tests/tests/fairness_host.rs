@@ -1,0 +1,264 @@
+//! Hostile and greedy clients against `rushesd host` on loopback: a client sending garbage
+//! cannot drown the log, and half-sent records (slowloris) hold neither connections nor
+//! memory for long, while another client keeps being served. Clients are played from
+//! several loopback addresses (127.0.0.x) so that each is a machine of its own to the
+//! server.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use rushes_tests::rawrpc::tcp_from;
+use rushes_tests::{rpc_record, Nfs, ServerProcess, User};
+
+fn share_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(d.path().join("clip"), b"still here").unwrap();
+    d
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+/// Mount the share from 127.0.0.1 and read the clip: the well-behaved client.
+async fn read_clip(port: u16) -> Vec<u8> {
+    let mut c = Nfs::mount(port, "/demo", &User::new(1000, 1000))
+        .await
+        .expect("mount");
+    let r = c.root.clone();
+    let clip = c.lookup(&r, "clip").await.expect("lookup");
+    c.read(&clip, 0, 100).await.expect("read").0
+}
+
+/// Whether the server has closed `s` (end of stream or reset) within `wait`.
+fn closed_by_server(mut s: &TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+fn log_lines_after(server: &ServerProcess, skip: usize) -> Vec<String> {
+    server
+        .log_text()
+        .lines()
+        .skip(skip)
+        .map(str::to_string)
+        .collect()
+}
+
+/// One connection's worth of garbage of the `kind`th sort, from `from`.
+fn send_garbage(from: IpAddr, to: SocketAddr, kind: usize) -> std::io::Result<()> {
+    let mut s = tcp_from(from, to)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    match kind {
+        // A record announcing 2 GiB.
+        0 => s.write_all(&0xffff_fff0u32.to_be_bytes())?,
+        // An RPC header cut off after the program number.
+        1 => {
+            let mut r = 16u32.to_be_bytes().to_vec();
+            r[0] |= 0x80;
+            for w in [77u32, 0, 2, 100003] {
+                r.extend_from_slice(&w.to_be_bytes());
+            }
+            s.write_all(&r)?
+        }
+        // GETATTR whose handle's length runs past the record.
+        _ => s.write_all(&rpc_record(
+            78,
+            100003,
+            3,
+            1,
+            Some(&User::new(1000, 1000)),
+            &[0, 0, 0, 40, 1, 2],
+        ))?,
+    }
+    // Wait for the answer or the close, as a client that wants to be noticed does.
+    let mut buf = [0u8; 256];
+    let _ = s.read(&mut buf);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_one_client_writes_a_few_lines_and_others_are_served() {
+    let dir = share_dir();
+    let state = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--warning-window",
+        "3",
+        &format!("demo={}", dir.path().display()),
+    ]);
+    let (addr, port) = (server.addr, server.port());
+    let skip = server.log_text().lines().count();
+
+    let flooder = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while started.elapsed() < Duration::from_secs(4) {
+            if send_garbage(ip(9), addr, sent % 3).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    // Meanwhile a well-behaved client is served, again and again.
+    let mut reads = 0;
+    while !flooder.is_finished() {
+        assert_eq!(read_clip(port).await, b"still here");
+        reads += 1;
+    }
+    let sent = flooder.join().unwrap();
+    assert!(
+        sent >= 300,
+        "the flooder got only {sent} connections through: the bound was not tested"
+    );
+    assert!(reads >= 1);
+    // The window (3 s) ends and the watchdog (once a second) writes what it held back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let lines = log_lines_after(&server, skip);
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("WARN")).collect();
+    // Three kinds, each at most once at the start of a window and once at its end, over
+    // two or three windows.
+    assert!(
+        warnings.len() <= 18,
+        "{sent} bad connections wrote {} warnings:\n{}",
+        warnings.len(),
+        lines.join("\n")
+    );
+    for kind in [
+        "oversized record",
+        "malformed call",
+        "undecodable arguments",
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|l| l.contains(&format!("kind=\"{kind}\"")) && l.contains("127.0.0.9")),
+            "the first {kind} warning must get through:\n{}",
+            lines.join("\n")
+        );
+    }
+    let held_back: u64 = warnings
+        .iter()
+        .filter(|l| l.contains("more like this from 127.0.0.9 in the last 3 s"))
+        .filter_map(|l| {
+            l.split("held_back=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    eprintln!(
+        "{sent} bad connections, {reads} good reads meanwhile: {} warnings, {held_back} held back",
+        warnings.len()
+    );
+    assert!(
+        held_back as usize + warnings.len() >= sent,
+        "the lines must account for every bad connection ({sent}); they say {held_back} held back:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_records_hold_few_connections_little_memory_and_not_for_long() {
+    let dir = share_dir();
+    let state = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--record-timeout",
+        "2",
+        "--max-connections-per-client",
+        "8",
+        &format!("demo={}", dir.path().display()),
+    ]);
+    let (addr, port) = (server.addr, server.port());
+    assert_eq!(read_clip(port).await, b"still here");
+    let rss_before = server.rss_kib().unwrap();
+    let skip = server.log_text().lines().count();
+
+    // 20 connections from one machine, each announcing a 1 MiB call and sending 64 KiB.
+    let mut half_sent = Vec::new();
+    for _ in 0..20 {
+        let mut s = tcp_from(ip(7), addr).unwrap();
+        let _ = s.write_all(&((1u32 << 20) | 0x8000_0000).to_be_bytes());
+        let _ = s.write_all(&vec![0u8; 64 * 1024]);
+        half_sent.push(s);
+    }
+    // A dribbler from another machine: a byte every 200 ms, so it always seems busy.
+    let dribbler = std::thread::spawn(move || {
+        let mut s = tcp_from(ip(6), addr).unwrap();
+        s.write_all(&((1u32 << 20) | 0x8000_0000).to_be_bytes())
+            .unwrap();
+        let started = Instant::now();
+        while s.write_all(&[0]).is_ok() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        started.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let still_open = half_sent
+        .iter()
+        .filter(|s| !closed_by_server(s, Duration::from_millis(100)))
+        .count();
+    assert_eq!(
+        still_open, 8,
+        "one client gets 8 connections; the rest are closed at once"
+    );
+    // Meanwhile the others are served.
+    assert_eq!(read_clip(port).await, b"still here");
+    let grown_mib = server.rss_kib().unwrap().saturating_sub(rss_before) >> 10;
+    assert!(
+        grown_mib < 48,
+        "half-sent records grew the server by {grown_mib} MiB"
+    );
+
+    // Past the record timeout (2 s) and the watchdog's second, every half-sent record's
+    // connection is closed, the dribbler's too.
+    for s in &half_sent {
+        assert!(
+            closed_by_server(s, Duration::from_secs(5)),
+            "a half-sent record's connection is still open after its timeout"
+        );
+    }
+    let dribbled = dribbler.join().unwrap();
+    eprintln!("{still_open} half-sent connections held, grown {grown_mib} MiB, dribbler cut after {dribbled:?}");
+    assert!(
+        dribbled >= Duration::from_secs(2) && dribbled < Duration::from_secs(8),
+        "the dribbler was cut off after {dribbled:?}"
+    );
+    assert!(server.is_running());
+    assert_eq!(read_clip(port).await, b"still here");
+    let lines = log_lines_after(&server, skip);
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    for from in ["127.0.0.7", "127.0.0.6"] {
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.contains("kind=\"half-sent record\"") && l.contains(from))
+                .count(),
+            1,
+            "one line for {from}'s half-sent records:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(
+        count("kind=\"connection refused\""),
+        1,
+        "one line for the 12 refused connections:\n{}",
+        lines.join("\n")
+    );
+}
