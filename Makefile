@@ -109,6 +109,7 @@ bench: deps image
 	$(SUDO) target/release/nfs-bench --rushesd target/release/rushesd --entries 5000 \
 		--latency-only --latency-client target/release/nfs-latency
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh
+	$(SUDO) target/release/fair-bench --rushesd target/release/rushesd
 	$(SUDO) target/release/nfs-bench --peer unrecorded --rushesd target/release/rushesd \
 		--runs 18 --size-mib 512 --entries 50000 --files 90000
 	$(SUDO) target/release/nfs-bench --peer unrecorded --calibrate --rushesd target/release/rushesd \

@@ -47,7 +47,19 @@ pub fn pack<T: Pack>(v: &T) -> Vec<u8> {
 
 impl Pipe {
     pub fn connect(addr: SocketAddr, user: User) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
+        Self::from_stream(TcpStream::connect(addr)?, user)
+    }
+
+    /// Connect from the loopback address `source` (127.0.0.x), as another machine.
+    pub fn connect_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        user: User,
+    ) -> anyhow::Result<Self> {
+        Self::from_stream(crate::rawrpc::tcp_from(source, addr)?, user)
+    }
+
+    fn from_stream(stream: TcpStream, user: User) -> anyhow::Result<Self> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         Ok(Self {
@@ -124,6 +136,58 @@ impl Pipe {
             done += 1;
         }
         Ok(started.elapsed())
+    }
+
+    /// Keep `depth` calls built by `make(i)` in flight until `stop` is set, checking
+    /// each reply is NFS3_OK; returns how many were answered. Replies are read on a
+    /// thread of their own while calls are sent, as a kernel client does: a client that
+    /// only reads between sends would stall a server sending it large replies while it
+    /// sends large calls. The pipe takes no more replies afterwards. `answered` counts
+    /// the replies as they come.
+    pub fn keep_busy(
+        &mut self,
+        depth: usize,
+        stop: &std::sync::atomic::AtomicBool,
+        answered: &std::sync::atomic::AtomicUsize,
+        mut make: impl FnMut(usize) -> (u32, Vec<u8>),
+    ) -> anyhow::Result<usize> {
+        let mut replies = self.stream.try_clone()?;
+        let (replied, answers) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+        let reader = std::thread::spawn(move || loop {
+            let reply = read_reply(&mut replies)
+                .map_err(anyhow::Error::from)
+                .and_then(|r| expect_ok(results(&r)?));
+            let failed = reply.is_err();
+            if replied.send(reply).is_err() || failed {
+                return;
+            }
+        });
+        let (mut issued, mut done) = (0, 0);
+        let outcome = 'run: loop {
+            let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+            while !stopping && issued - done < depth {
+                let (procedure, args) = make(issued);
+                if let Err(e) = self.send(procedure, &args) {
+                    break 'run Err(e);
+                }
+                issued += 1;
+            }
+            if done == issued {
+                break Ok(done);
+            }
+            match answers.recv() {
+                Ok(Ok(())) => {
+                    done += 1;
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(Err(e)) => break Err(e),
+                Err(_) => break Err(anyhow::anyhow!("the reply reader stopped")),
+            }
+        };
+        // The reader is waiting for a reply that will not come: stop it.
+        let _ = self.stream.shutdown(std::net::Shutdown::Read);
+        let _ = reader.join();
+        outcome
     }
 
     /// One call, waited for; returns its results.

@@ -3,6 +3,7 @@
 
 pub mod bays;
 pub mod bench;
+pub mod bench_servers;
 pub mod client;
 pub mod guest;
 pub mod ntp;

@@ -1,13 +1,18 @@
-//! Hostile and greedy clients against `rushesd host` on loopback: a client sending garbage
-//! cannot drown the log, and half-sent records (slowloris) hold neither connections nor
-//! memory for long, while another client keeps being served. Clients are played from
+//! Hostile and greedy clients against `rushesd host` on loopback: one client's flood of
+//! pipelined READs does not hold up another client's or another user's queued calls, a
+//! client sending garbage cannot drown the log, and half-sent records (slowloris) hold
+//! neither connections nor memory for long, while another client keeps being served. Clients are played from
 //! several loopback addresses (127.0.0.x) so that each is a machine of its own to the
 //! server.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rushes_tests::bench::{self, Pipe};
+use rushes_tests::nfs3_client::nfs3_types::nfs3::{self as t, nfs_fh3};
 use rushes_tests::rawrpc::tcp_from;
 use rushes_tests::{rpc_record, Nfs, ServerProcess, User};
 
@@ -261,4 +266,73 @@ async fn half_sent_records_hold_few_connections_little_memory_and_not_for_long()
         "one line for the 12 refused connections:\n{}",
         lines.join("\n")
     );
+}
+
+/// Render replies that come while `editor` sends two GETATTRs at once (pipelined, so the
+/// server queues them as it queues the flood) and waits for both answers.
+fn render_replies_meanwhile(editor: &mut Pipe, fh: &nfs_fh3, answered: &AtomicUsize) -> usize {
+    let getattr = bench::pack(&t::GETATTR3args { object: fh.clone() });
+    let before = answered.load(Ordering::Relaxed);
+    editor
+        .run(2, 2, |_| (1, getattr.clone()), bench::expect_ok)
+        .expect("the editor's GETATTRs");
+    answered.load(Ordering::Relaxed) - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waits_behind_one_call_of_anothers_flood_not_behind_its_backlog() {
+    let dir = share_dir();
+    std::fs::write(dir.path().join("frames"), vec![7u8; 16 << 20]).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // One worker: the order in which queued calls are taken is all there is to see.
+    let server = ServerProcess::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--nfs-workers",
+        "1",
+        &format!("demo={}", dir.path().display()),
+    ]);
+    let addr = server.addr;
+    let mut c = Nfs::mount(server.port(), "/demo", &User::new(1000, 1000))
+        .await
+        .unwrap();
+    let r = c.root.clone();
+    let frames = c.lookup(&r, "frames").await.unwrap();
+    let clip = c.lookup(&r, "clip").await.unwrap();
+
+    // The render node (127.0.0.3, uid 1000) keeps 64 READs of 1 MiB in flight.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let render = {
+        let (stop, answered, frames) = (stop.clone(), answered.clone(), frames.clone());
+        std::thread::spawn(move || {
+            let mut pipe = Pipe::connect_from(ip(3), addr, User::new(1000, 1000)).unwrap();
+            pipe.keep_busy(64, &stop, &answered, |i| {
+                (6, bench::read_args(&frames, (i as u64 % 16) << 20, 1 << 20))
+            })
+        })
+    };
+    while answered.load(Ordering::Relaxed) < 200 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Another machine, and another user of the render node, each with calls queued
+    // behind the flood: each waits for the call being answered and at most a few more,
+    // where first come, first served would make it wait for the 64.
+    let mut suite = Pipe::connect_from(ip(2), addr, User::new(1000, 1000)).unwrap();
+    let mut other_user = Pipe::connect_from(ip(3), addr, User::new(2000, 2000)).unwrap();
+    let mut waits = Vec::new();
+    for _ in 0..15 {
+        waits.push(render_replies_meanwhile(&mut suite, &clip, &answered));
+        waits.push(render_replies_meanwhile(&mut other_user, &clip, &answered));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let served = render.join().unwrap().expect("the render client's READs");
+    waits.sort();
+    let median = waits[waits.len() / 2];
+    eprintln!("render replies while two queued GETATTRs waited: median {median}, all {waits:?}; render served {served}");
+    assert!(
+        median <= 8,
+        "queued GETATTRs waited for a median of {median} of the flood's 1 MiB READs: {waits:?}"
+    );
+    assert!(served > 200);
 }

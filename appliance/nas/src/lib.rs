@@ -9,7 +9,7 @@
 //! survive a restart. Handles wrap the kernel's persistent file handles
 //! (`name_to_handle_at`), authenticated with a keyed hash ([`handle`]). Operations run
 //! as the caller's squashed identity ([`sys::run_as`]), on the connection's own thread
-//! when a call comes alone and on the blocking pool otherwise, so the kernel enforces
+//! when a call comes alone and by fair-queued workers otherwise ([`fair`]), so the kernel enforces
 //! permissions. Attributes already read are kept, true by fanotify, for READDIRPLUS
 //! ([`attrs`]). Every call's outcome goes through one
 //! [`activity::OpObserver`].
@@ -22,6 +22,7 @@ pub mod attrs;
 pub mod callback;
 pub mod connections;
 pub mod drc;
+pub mod fair;
 pub mod fasthash;
 pub mod handle;
 pub mod locks;

@@ -3,8 +3,9 @@
 //!
 //! Each TCP connection has a thread of its own that reads its calls and answers those
 //! that come alone itself (one request in flight: no hand-off between threads); calls
-//! that come while others are outstanding go to the blocking pool, up to
-//! [`MAX_IN_FLIGHT`] at once. When that many are outstanding the thread stops reading,
+//! that come while others are outstanding queue per client and user for a fixed set of
+//! workers that take the queues in turn ([`crate::fair`]), up to [`MAX_IN_FLIGHT`] of a
+//! connection at once. When that many are outstanding the thread stops reading,
 //! so a client flooding requests is slowed by TCP itself instead of growing our
 //! memory. A record larger than [`MAX_RECORD`] closes the connection: no legal call is
 //! that big (a 1 MiB WRITE plus headers is far smaller). UDP carries the portmapper,
@@ -29,12 +30,12 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 use crate::activity::OpRecord;
 use crate::connections::{Admitted, Connection, ConnectionLimits, Connections, Expired};
 use crate::drc::{CallKey, Lookup};
+use crate::fair::{self, FairQueue, Flow};
 use crate::nfs3::{self, FileTail, NfsCall, Written};
 use crate::rpc::{self, AcceptError, CallError, Credential, Origin, Transport, RPC_VERSION};
 use crate::service::Service;
@@ -113,6 +114,14 @@ pub struct NfsServer {
     service: Arc<Service>,
     poll_window: Duration,
     limits: ConnectionLimits,
+    /// Threads answering pipelined calls (see [`crate::fair`]).
+    workers: usize,
+}
+
+/// Threads answering pipelined calls unless told otherwise: four a core, at least 16,
+/// so that disks see a queue deep enough while no client can take every core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(16, |n| (4 * n.get()).max(16))
 }
 
 /// How long a connection whose client sends its calls one at a time, each soon after
@@ -152,7 +161,14 @@ impl NfsServer {
             service,
             poll_window: POLL_WINDOW,
             limits: ConnectionLimits::default(),
+            workers: default_workers(),
         })
+    }
+
+    /// Answer pipelined calls on this many threads.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
     }
 
     /// Hold clients to these limits instead of the defaults.
@@ -202,11 +218,24 @@ impl NfsServer {
             service,
             poll_window,
             limits,
+            workers,
         } = self;
         let connections = Connections::new(limits);
+        let fair = match FairQueue::start(workers) {
+            Ok(fair) => Arc::new(fair),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the NFS workers; not serving");
+                return;
+            }
+        };
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(watchdog(Arc::clone(&connections), Arc::clone(&service)));
-        let serving = (Arc::clone(&service), Arc::clone(&connections), poll_window);
+        let serving = (
+            Arc::clone(&service),
+            Arc::clone(&connections),
+            fair,
+            poll_window,
+        );
         tasks.spawn(accept_loop(listener, serving.clone()));
         tasks.spawn(serve_udp(udp, Arc::clone(&service)));
         if let Some((tcp, udp)) = portmap {
@@ -244,11 +273,10 @@ async fn watchdog(connections: Arc<Connections>, service: Arc<Service>) {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    (service, connections, poll_window): (Arc<Service>, Arc<Connections>, Duration),
-) {
-    let pool = Handle::current();
+/// What every connection is served with.
+type Serving = (Arc<Service>, Arc<Connections>, Arc<FairQueue>, Duration);
+
+async fn accept_loop(listener: TcpListener, (service, connections, fair, poll_window): Serving) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -275,10 +303,10 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                let (service, pool) = (service.clone(), pool.clone());
+                let (service, fair) = (service.clone(), fair.clone());
                 let spawned = std::thread::Builder::new()
                     .name("nfs-conn".into())
-                    .spawn(move || serve_connection(stream, admitted, service, pool, poll_window));
+                    .spawn(move || serve_connection(stream, admitted, service, fair, poll_window));
                 if let Err(e) = spawned {
                     tracing::warn!(%peer, error = %e, "no thread for the connection; closed");
                 }
@@ -399,7 +427,7 @@ fn serve_connection(
     stream: std::net::TcpStream,
     conn: Admitted,
     service: Arc<Service>,
-    pool: Handle,
+    fair: Arc<FairQueue>,
     poll_window: Duration,
 ) {
     let peer = conn.peer();
@@ -429,6 +457,8 @@ fn serve_connection(
     let mut chained = false;
     let mut replied_at: Option<Instant> = None;
     let mut pattern = WritePattern::default();
+    // Reading a pipelining client's big WRITEs is bulk work too.
+    let mut priority = fair::Niceness::default();
     loop {
         if chained && rd.buffer().is_empty() {
             poll_for_call(rd.get_ref(), poll_window);
@@ -462,6 +492,7 @@ fn serve_connection(
             && rd.buffer().is_empty()
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
         if alone {
+            priority.bulk(false);
             conn.answering();
             let reply = answer(&service, &origin, &record);
             conn.answered();
@@ -485,18 +516,58 @@ fn serve_connection(
         conn.answering();
         let (service, writer, in_flight) = (service.clone(), writer.clone(), in_flight.clone());
         let conn = conn.shared();
-        pool.spawn_blocking(move || {
-            if let Some(reply) = answer(&service, &origin, &record) {
-                if let Err(e) = writer.send(reply) {
-                    tracing::debug!(%peer, error = %e, "reply not sent; closing connection");
-                    writer.close();
+        let (flow, cost) = flow_and_cost(peer.ip(), &record);
+        if cost >= fair::BULK {
+            priority.bulk(true);
+        }
+        fair.push(
+            flow,
+            cost,
+            Box::new(move || {
+                if let Some(reply) = answer(&service, &origin, &record) {
+                    if let Err(e) = writer.send(reply) {
+                        tracing::debug!(%peer, error = %e, "reply not sent; closing connection");
+                        writer.close();
+                    }
                 }
-            }
-            conn.answered();
-            in_flight.release();
-        });
+                conn.answered();
+                in_flight.release();
+            }),
+        );
     }
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Whose queue a pipelined call joins, and what it counts there: READ the bytes asked
+/// for, WRITE the bytes sent, anything else [`fair::SMALL_CALL`].
+fn flow_and_cost(client: IpAddr, record: &[u8]) -> (Flow, u64) {
+    const READ: u32 = 6;
+    const WRITE: u32 = 7;
+    let Ok(call) = rpc::parse_call(record) else {
+        return (Flow { client, uid: None }, fair::SMALL_CALL);
+    };
+    let uid = match &call.credential {
+        Ok(Credential::Sys(sys)) => Some(sys.uid),
+        _ => None,
+    };
+    let cost = match (call.program, call.procedure) {
+        (nfs3::PROGRAM, READ) => {
+            // READ3args: the handle (length and padded bytes), offset, count.
+            let args = &record[call.args_offset..];
+            let word = |at: usize| {
+                args.get(at..at + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            };
+            word(0)
+                .and_then(|fh| word(4 + fh.div_ceil(4) * 4 + 8))
+                .map_or(fair::SMALL_CALL, |count| {
+                    (count as u64).min(nfs3::MAX_IO as u64)
+                })
+        }
+        (nfs3::PROGRAM, WRITE) => record.len() as u64,
+        _ => fair::SMALL_CALL,
+    };
+    (Flow { client, uid }, cost.max(fair::SMALL_CALL))
 }
 
 /// Say why a connection ended on an error: what the client did wrong is a warning,

@@ -137,6 +137,10 @@ enum Command {
         /// shorter round trip.
         #[arg(long, value_name = "MICROSECONDS", default_value_t = rushes_nas::server::POLL_WINDOW.as_micros() as u64)]
         poll_window_us: u64,
+        /// Threads answering calls that come while others of their connection are in
+        /// flight, taking the clients' queues in turn [default: 4 a core, at least 16].
+        #[arg(long, value_name = "N")]
+        nfs_workers: Option<usize>,
         /// Connections one client address may have open; more are closed at once.
         #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().per_client)]
         max_connections_per_client: usize,
@@ -184,6 +188,8 @@ struct ServeOptions {
     limits: ConnectionLimits,
     /// How long warnings of one kind about one client are gathered into one line.
     warning_window: std::time::Duration,
+    /// Threads answering pipelined calls.
+    workers: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -239,6 +245,7 @@ fn try_main() -> Result<()> {
             portmap,
             grace_period,
             poll_window_us,
+            nfs_workers,
             max_connections_per_client,
             record_timeout,
             idle_timeout,
@@ -263,6 +270,7 @@ fn try_main() -> Result<()> {
                     ..Default::default()
                 },
                 warning_window: seconds("--warning-window", warning_window)?,
+                workers: nfs_workers.unwrap_or_else(rushes_nas::server::default_workers),
             },
             &dirs,
         ),
@@ -290,6 +298,7 @@ fn try_main() -> Result<()> {
             poll_window: rushes_nas::server::POLL_WINDOW,
             limits: ConnectionLimits::default(),
             warning_window: rushes_nas::peer_warnings::WINDOW,
+            workers: rushes_nas::server::default_workers(),
         }),
     }
 }
@@ -375,6 +384,7 @@ struct HostOptions {
     poll_window: std::time::Duration,
     limits: ConnectionLimits,
     warning_window: std::time::Duration,
+    workers: usize,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -391,6 +401,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         poll_window,
         limits,
         warning_window,
+        workers,
     } = opts;
     let mut cfg = match config.as_deref() {
         Some(path) => {
@@ -443,6 +454,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         poll_window,
         limits,
         warning_window,
+        workers,
     })
 }
 
@@ -462,6 +474,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         poll_window,
         limits,
         warning_window,
+        workers,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -583,7 +596,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen} (TCP and UDP)"))?
             .with_poll_window(poll_window)
-            .with_limits(limits);
+            .with_limits(limits)
+            .with_workers(workers);
         if let Some(pm) = portmap {
             server = match server.with_portmap(pm).await {
                 Ok(server) => server,

@@ -1,0 +1,303 @@
+//! Calls that arrive while others of their connection are being answered (pipelining
+//! clients: render nodes, copies, a kernel client's readahead) wait in one queue per
+//! client address and user, and a fixed set of workers serves the queues in deficit round
+//! robin order by bytes: each queue in turn may spend [`QUANTUM`] bytes of READ or WRITE
+//! (other calls count [`SMALL_CALL`]), so one client's hundreds of 1 MiB calls delay
+//! another's next call by one call at most, not by its whole backlog.
+//!
+//! A call that arrives alone never comes here: its connection's thread answers it at
+//! once (see [`crate::server`]). Bulk transfers (pipelined READs and WRITEs of [`BULK`]
+//! bytes or more) run at the lowest CPU priority ([`BULK_NICE`]), so that when the cores
+//! are busy moving a render's frames, the one-at-a-time calls of an editor browsing a bin
+//! still get a core as soon as they come; small calls keep the normal priority, so a
+//! client's pipelined metadata is not slowed by it.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Bytes a queue may spend each time its turn comes.
+pub const QUANTUM: u64 = 1 << 20;
+/// What a call other than READ or WRITE counts, in bytes.
+pub const SMALL_CALL: u64 = 4096;
+/// How much nicer than the connection threads the workers run (see `nice(2)`).
+pub const BULK_NICE: i32 = 19;
+/// Calls of at least this many bytes (READ and WRITE) are bulk work.
+pub const BULK: u64 = 64 * 1024;
+
+/// Whose calls share a queue: a client address and, when the call says (AUTH_SYS), the
+/// user on that client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub client: IpAddr,
+    pub uid: Option<u32>,
+}
+
+/// A call waiting for a worker.
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+struct Waiting {
+    cost: u64,
+    job: Job,
+}
+
+#[derive(Default)]
+struct Queue {
+    calls: VecDeque<Waiting>,
+    deficit: u64,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<Flow, Queue>,
+    /// Flows with calls waiting, in the order their turns come.
+    turns: VecDeque<Flow>,
+    closed: bool,
+}
+
+impl State {
+    fn push(&mut self, flow: Flow, cost: u64, job: Job) {
+        let queue = self.queues.entry(flow).or_default();
+        if queue.calls.is_empty() {
+            // A flow that joins gets its first turn's quantum at once.
+            queue.deficit = QUANTUM;
+            self.turns.push_back(flow);
+        }
+        queue.calls.push_back(Waiting {
+            cost: cost.max(1),
+            job,
+        });
+    }
+
+    /// The next call in deficit round robin order, with its cost.
+    fn next(&mut self) -> Option<(Job, u64)> {
+        loop {
+            let flow = *self.turns.front()?;
+            let Some(queue) = self.queues.get_mut(&flow) else {
+                self.turns.pop_front();
+                continue;
+            };
+            let Some(cost) = queue.calls.front().map(|w| w.cost) else {
+                self.turns.pop_front();
+                self.queues.remove(&flow);
+                continue;
+            };
+            if queue.deficit < cost {
+                // Its turn: it may spend another quantum, after the others have had theirs.
+                queue.deficit += QUANTUM;
+                if self.turns.len() > 1 {
+                    self.turns.rotate_left(1);
+                    continue;
+                }
+                if queue.deficit < cost {
+                    continue;
+                }
+            }
+            let waiting = queue.calls.pop_front()?;
+            queue.deficit -= waiting.cost;
+            if queue.calls.is_empty() {
+                // An idle flow keeps no credit (standard DRR).
+                self.turns.pop_front();
+                self.queues.remove(&flow);
+            }
+            return Some((waiting.job, waiting.cost));
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+/// The queues and their workers; the workers leave when this is dropped and the queues
+/// are empty.
+pub struct FairQueue {
+    shared: Arc<Shared>,
+}
+
+impl FairQueue {
+    /// Start `workers` threads serving the queues.
+    pub fn start(workers: usize) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            ready: Condvar::new(),
+        });
+        for _ in 0..workers.max(1) {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("nfs-worker".into())
+                .spawn(move || work(&shared))?;
+        }
+        Ok(Self { shared })
+    }
+
+    /// Queue `job` for `flow`, counting `cost` bytes.
+    pub fn push(&self, flow: Flow, cost: u64, job: Job) {
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *state;
+        state.push(flow, cost, job);
+        self.shared.ready.notify_one();
+    }
+}
+
+impl Drop for FairQueue {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+fn work(shared: &Shared) {
+    let mut niceness = Niceness::default();
+    loop {
+        let (job, cost) = {
+            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(job) = state.next() {
+                    break job;
+                }
+                if state.closed {
+                    return;
+                }
+                state = shared.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        niceness.bulk(cost >= BULK);
+        job();
+    }
+}
+
+/// A thread's CPU priority: its own for calls someone waits on one at a time and for
+/// small calls, [`BULK_NICE`] for bulk transfers. Only where the thread may raise its
+/// priority back (root, as the appliance runs); elsewhere it stays as it is.
+#[derive(Debug, Default)]
+pub struct Niceness {
+    /// The nice value to return to, while lowered.
+    lowered_from: Option<i32>,
+}
+
+impl Niceness {
+    /// Whether the thread does bulk work now.
+    pub fn bulk(&mut self, bulk: bool) {
+        match (bulk, self.lowered_from) {
+            (true, None) => self.lower(),
+            (false, Some(was)) => {
+                self.lowered_from = None;
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), was) {
+                    tracing::debug!(error = %e, "cannot restore a thread's CPU priority");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn lower(&mut self) {
+        static MAY_RAISE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if !*MAY_RAISE.get_or_init(|| rustix::process::geteuid().is_root()) {
+            return;
+        }
+        let tid = rustix::thread::gettid();
+        let Ok(now) = rustix::process::getpriority_process(Some(tid)) else {
+            return;
+        };
+        if now < BULK_NICE && rustix::process::setpriority_process(Some(tid), BULK_NICE).is_ok() {
+            self.lowered_from = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn flow(last: u8, uid: u32) -> Flow {
+        Flow {
+            client: IpAddr::from([10, 0, 0, last]),
+            uid: Some(uid),
+        }
+    }
+
+    /// Queue calls without workers and take them in order: which flow each came from.
+    fn order(calls: &[(Flow, u64)]) -> Vec<Flow> {
+        let (tx, rx) = mpsc::channel();
+        let mut state = State::default();
+        for &(f, cost) in calls {
+            let tx = tx.clone();
+            state.push(f, cost, Box::new(move || tx.send(f).unwrap()));
+        }
+        while let Some((job, _)) = state.next() {
+            job();
+        }
+        drop(tx);
+        rx.iter().collect()
+    }
+
+    #[test]
+    fn a_small_call_waits_for_one_big_call_not_for_the_whole_backlog() {
+        let (render, editor) = (flow(1, 0), flow(2, 1000));
+        let mut calls: Vec<(Flow, u64)> = (0..100).map(|_| (render, QUANTUM)).collect();
+        calls.push((editor, SMALL_CALL));
+        let served = order(&calls);
+        let at = served.iter().position(|&f| f == editor).unwrap();
+        assert!(at <= 1, "the editor's call came {at}th");
+        assert_eq!(served.len(), 101);
+    }
+
+    #[test]
+    fn two_busy_clients_share_by_bytes_and_users_of_one_client_are_apart() {
+        let (a, b, a2) = (flow(1, 0), flow(2, 0), flow(1, 501));
+        let mut calls = Vec::new();
+        for _ in 0..40 {
+            calls.push((a, QUANTUM));
+            calls.push((a, QUANTUM));
+        }
+        for _ in 0..320 {
+            calls.push((b, QUANTUM / 4));
+        }
+        for _ in 0..10 {
+            calls.push((a2, QUANTUM));
+        }
+        let served = order(&calls);
+        // Over the first 30 calls of flow `a`, `b` gets about as many bytes.
+        let first_a: Vec<usize> = served
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| f == a)
+            .map(|(i, _)| i)
+            .take(30)
+            .collect();
+        let upto = *first_a.last().unwrap();
+        let b_bytes = served[..upto].iter().filter(|&&f| f == b).count() as u64 * QUANTUM / 4;
+        let a_bytes = 30 * QUANTUM;
+        assert!(
+            b_bytes.abs_diff(a_bytes) <= 2 * QUANTUM,
+            "a got {a_bytes} bytes while b got {b_bytes}"
+        );
+        // The other user on a's machine is not behind a's backlog.
+        let first_a2 = served.iter().position(|&f| f == a2).unwrap();
+        assert!(first_a2 < 6, "user 501 waited {first_a2} calls");
+    }
+
+    #[test]
+    fn workers_run_every_call_and_leave_when_dropped() {
+        let queue = FairQueue::start(3).unwrap();
+        let (tx, rx) = mpsc::channel();
+        for i in 0..200u64 {
+            let tx = tx.clone();
+            queue.push(
+                flow((i % 5) as u8, 0),
+                SMALL_CALL,
+                Box::new(move || tx.send(i).unwrap()),
+            );
+        }
+        drop(tx);
+        let mut got: Vec<u64> = rx.iter().take(200).collect();
+        got.sort();
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+        drop(queue);
+    }
+}
