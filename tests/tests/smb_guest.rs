@@ -373,6 +373,24 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let (out, rc) = smbclient(&vm, "projects", "editor", "wrong", "ls");
     assert_ne!(rc, 0);
     assert!(out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
+    // A password guesser: ten more wrong passwords from the same address, within the
+    // minute, add no line to the log; the first one's line names who and from where.
+    sh(
+        &vm,
+        "for i in 1 2 3 4 5 6 7 8 9 10; do smbclient //127.0.0.1/projects -U editor%guess$i -c ls >/dev/null 2>&1; done; true",
+    );
+    let refused = sh(&vm, "grep 'SMB login refused' /run/rushes/log.txt || true");
+    assert_eq!(
+        refused.lines().count(),
+        1,
+        "eleven failed logins in a minute make one line:\n{refused}"
+    );
+    assert!(
+        refused.contains("client=127.0.0.1")
+            && refused.contains("user=\"editor\"")
+            && refused.contains("NT_STATUS_WRONG_PASSWORD"),
+        "{refused}"
+    );
     let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");
     assert_eq!(rc, 0, "{out}");
 

@@ -297,7 +297,8 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
                 "/usr/sbin/smbd",
                 "--foreground",
                 "--no-process-group",
-                "--debug-stdout",
+                // No --debug-stdout: smbd logs to rushesd's /dev/log (smb.conf's
+                // `logging`), which rate-limits what clients can make it say.
                 "--configfile=/run/rushes/smb.conf",
             ]
             .iter()

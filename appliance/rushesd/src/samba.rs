@@ -71,8 +71,16 @@ pub fn render(samba: &Samba, shares: &[SmbShare]) -> String {
         format!("ncalrpc dir = {run}/ncalrpc"),
         // Debian's image keeps no code pages; SMB2 and later speak UTF-16 anyway.
         "dos charset = ASCII".into(),
-        "logging = stdout".into(),
-        "log level = 1".into(),
+        // Everything smbd logs comes to rushesd over /dev/log (smb_audit.rs), failed
+        // logins too (auth_audit logs failures at level 2, successes at 3): rushesd
+        // writes them to its log, each client's failed logins once a minute at most.
+        "logging = syslog@2".into(),
+        "log level = 1 auth_audit:2".into(),
+        // What Samba can bound: smbd forks a process per connection and has no cap per
+        // client address, so the box's processes are capped in all (as NFS connections
+        // are), and sessions with no open file are dropped after 15 idle minutes.
+        "max smbd processes = 2048".into(),
+        "deadtime = 15".into(),
         // Per-process counts and times of every SMB2 command, for the latency full_audit
         // cannot give (smb_profile.rs).
         "smbd profiling level = on".into(),

@@ -3,7 +3,9 @@
 //! TCP connections' counters (full_audit names every read and write but not its size),
 //! and latencies from Samba's profile (`smb_profile`).
 //!
-//! rushesd owns `/dev/log`. Lines from other programs (mdadm, udhcpc, …) go to our log.
+//! rushesd owns `/dev/log`. Lines from other programs (mdadm, udhcpc, …) and smbd's own
+//! log go to our log; smbd's failed logins are warnings rate-limited per client address
+//! (a password guesser from one address writes one line a minute, not one a guess).
 //! Senders block when the socket's queue is full, so audit lines wait rather than get
 //! dropped.
 
@@ -207,6 +209,55 @@ struct Reader {
     pending: HashMap<IpAddr, Pending>,
     /// smbd process → its client, from the audit lines' syslog headers.
     owners: HashMap<u32, IpAddr>,
+    /// Failed logins, logged once a window per client.
+    warnings: rushes_nas::peer_warnings::PeerWarnings,
+}
+
+/// A login smbd refused (its auth_audit line).
+#[derive(Debug, PartialEq)]
+pub struct FailedLogin<'a> {
+    pub client: IpAddr,
+    pub user: &'a str,
+    pub status: &'a str,
+}
+
+/// The text between `after` and the next `]` in `text`.
+fn bracketed<'a>(text: &'a str, after: &str) -> Option<&'a str> {
+    let start = text.find(after)? + after.len();
+    let len = text[start..].find(']')?;
+    Some(&text[start..start + len])
+}
+
+/// smbd's auth_audit line for a failed login: `Auth: [SMB2,(null)] user
+/// [DOMAIN]\[name] at [...] with [NTLMv2] status [NT_STATUS_WRONG_PASSWORD] ... remote
+/// host [ipv4:10.0.0.9:51234] ...`. `None` for anything else, successes included.
+pub fn parse_failed_login(text: &str) -> Option<FailedLogin<'_>> {
+    let text = text.trim_start();
+    if !text.starts_with("Auth: [") {
+        return None;
+    }
+    let status = bracketed(text, " status [")?;
+    if status == "NT_STATUS_OK" {
+        return None;
+    }
+    let user = bracketed(text, "]\\[").unwrap_or("");
+    let remote = bracketed(text, " remote host [")?;
+    let address = remote
+        .strip_prefix("ipv4:")
+        .or_else(|| remote.strip_prefix("ipv6:"))?;
+    let (ip, _port) = address.rsplit_once(':')?;
+    Some(FailedLogin {
+        client: ip.trim_matches(|c| c == '[' || c == ']').parse().ok()?,
+        user,
+        status,
+    })
+}
+
+/// The header Samba writes before each message (`[2026/12/05 19:00:57.558002,  0]
+/// ../../source3/smbd/server.c:1741(main)`); the message follows in the next datagram.
+fn is_samba_header(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with("[20") && t.contains("] ") && t.trim_end().ends_with(')')
 }
 
 /// Listen on `socket` (normally `/dev/log`) until the process ends.
@@ -259,6 +310,7 @@ pub fn run(
                 Command::for_op(op).and_then(|c| profile.latency(client, c))
             };
             settle(&mut reader.pending, moved, &latency, &*observer);
+            reader.warnings.log_held_back();
         }
     }
 }
@@ -269,8 +321,25 @@ fn handle(text: &str, directory: &RwLock<Directory>, reader: &mut Reader) {
     let Some(syslog) = split_syslog(text) else {
         return;
     };
+    if syslog.tag == "smbd" {
+        if is_samba_header(syslog.text) {
+            return;
+        }
+        if let Some(failed) = parse_failed_login(syslog.text) {
+            rushes_nas::peer_warn!(
+                reader.warnings,
+                failed.client,
+                "SMB login failed",
+                client = %failed.client,
+                user = failed.user,
+                status = failed.status,
+                "SMB login refused"
+            );
+            return;
+        }
+    }
     if syslog.tag != "smbd_audit" {
-        tracing::info!(target: "syslog", program = syslog.tag, pid = syslog.pid, "{}", syslog.text);
+        tracing::info!(target: "syslog", program = syslog.tag, pid = syslog.pid, "{}", syslog.text.trim());
         return;
     }
     let Some(line) = parse_audit(syslog.text) else {
@@ -552,6 +621,66 @@ fn parse_diag(msg: &[u8], family: u8, port: u16) -> Option<((IpAddr, u16), (u64,
         off += (len + 3) & !3;
     }
     None
+}
+
+#[cfg(test)]
+mod failed_login_tests {
+    use super::*;
+
+    const FAILED: &str = "  Auth: [SMB2,(null)] user [WORKGROUP]\\[bob] at [Sat, 05 Dec 2026 19:01:00.540588 UTC] with [NTLMv2] status [NT_STATUS_WRONG_PASSWORD] workstation [VM] remote host [ipv4:10.0.0.9:41988] mapped to [WORKGROUP]\\[bob]. local host [ipv4:10.0.0.2:445] \n";
+
+    #[test]
+    fn smbd_failed_logins_are_read_and_successes_and_headers_are_not() {
+        assert_eq!(
+            parse_failed_login(FAILED),
+            Some(FailedLogin {
+                client: "10.0.0.9".parse().unwrap(),
+                user: "bob",
+                status: "NT_STATUS_WRONG_PASSWORD"
+            })
+        );
+        let ok = FAILED.replace("NT_STATUS_WRONG_PASSWORD", "NT_STATUS_OK");
+        assert_eq!(parse_failed_login(&ok), None);
+        let v6 = FAILED.replace("ipv4:10.0.0.9:41988", "ipv6:fd00::9:41988");
+        assert_eq!(
+            parse_failed_login(&v6).map(|f| f.client),
+            Some("fd00::9".parse().unwrap())
+        );
+        assert_eq!(
+            parse_failed_login("  smbd version 4.17.12-Debian started."),
+            None
+        );
+        assert!(is_samba_header(
+            "[2026/12/05 19:01:00.540607,  2] ../../auth/auth_log.c:647(log_authentication_event_human_readable)\n"
+        ));
+        assert!(!is_samba_header(FAILED));
+    }
+
+    #[test]
+    fn a_password_guesser_writes_one_line_however_many_guesses() {
+        let directory = RwLock::new(Directory::default());
+        let mut reader = Reader::default();
+        reader.warnings.set_window(Duration::from_millis(200));
+        for _ in 0..500 {
+            handle(
+                &format!("<29>Dec  5 19:01:00 smbd[18278]: {FAILED}"),
+                &directory,
+                &mut reader,
+            );
+        }
+        assert!(
+            reader.warnings.sweep().is_empty(),
+            "the window is still open"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        // The first was logged; the other 499 make the line at the window's end.
+        let held = reader.warnings.sweep();
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            (held[0].peer, held[0].kind, held[0].count),
+            ("10.0.0.9".parse().unwrap(), "SMB login failed", 499)
+        );
+    }
 }
 
 #[cfg(test)]
