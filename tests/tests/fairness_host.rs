@@ -268,6 +268,19 @@ async fn half_sent_records_hold_few_connections_little_memory_and_not_for_long()
     );
 }
 
+/// The handles of files in the share, looked up as uid 1000.
+async fn handles<const N: usize>(port: u16, names: [&str; N]) -> [nfs_fh3; N] {
+    let mut c = Nfs::mount(port, "/demo", &User::new(1000, 1000))
+        .await
+        .unwrap();
+    let r = c.root.clone();
+    let mut found = Vec::new();
+    for name in names {
+        found.push(c.lookup(&r, name).await.unwrap());
+    }
+    found.try_into().expect("one handle a name")
+}
+
 /// Render replies that come while `editor` sends two GETATTRs at once (pipelined, so the
 /// server queues them as it queues the flood) and waits for both answers.
 fn render_replies_meanwhile(editor: &mut Pipe, fh: &nfs_fh3, answered: &AtomicUsize) -> usize {
@@ -293,12 +306,7 @@ async fn a_client_waits_behind_one_call_of_anothers_flood_not_behind_its_backlog
         &format!("demo={}", dir.path().display()),
     ]);
     let addr = server.addr;
-    let mut c = Nfs::mount(server.port(), "/demo", &User::new(1000, 1000))
-        .await
-        .unwrap();
-    let r = c.root.clone();
-    let frames = c.lookup(&r, "frames").await.unwrap();
-    let clip = c.lookup(&r, "clip").await.unwrap();
+    let [frames, clip] = handles(server.port(), ["frames", "clip"]).await;
 
     // The render node (127.0.0.3, uid 1000) keeps 64 READs of 1 MiB in flight.
     let stop = Arc::new(AtomicBool::new(false));
@@ -335,4 +343,92 @@ async fn a_client_waits_behind_one_call_of_anothers_flood_not_behind_its_backlog
         "queued GETATTRs waited for a median of {median} of the flood's 1 MiB READs: {waits:?}"
     );
     assert!(served > 200);
+}
+
+/// MB/s that `pipe` reads from `fh` (16 MiB long), `depth` 1 MiB READs in flight, for
+/// `secs` seconds.
+fn read_rate(mut pipe: Pipe, fh: nfs_fh3, depth: usize, secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = AtomicUsize::new(0);
+    let timer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    let done = pipe
+        .keep_busy(depth, &stop, &answered, |i| {
+            (6, bench::read_args(&fh, (i as u64 % 16) << 20, 1 << 20))
+        })
+        .expect("every READ answered: a capped client is slowed, never cut off");
+    timer.join().unwrap();
+    done as f64 * (1 << 20) as f64 / 1e6 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_group_of_clients_is_slowed_to_its_cap_and_the_others_are_not() {
+    let dir = share_dir();
+    std::fs::write(dir.path().join("frames"), vec![7u8; 16 << 20]).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        config,
+        "[[share]]\nname = \"demo\"\npath = \"{}\"\n\n[[cap]]\nname = \"render-nodes\"\nclients = [\"127.0.0.3/32\", \"127.0.0.4/32\"]\ncap_mb_s = 40\n",
+        dir.path().display()
+    )
+    .unwrap();
+    let server = ServerProcess::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--config",
+        config.path().to_str().unwrap(),
+    ]);
+    let addr = server.addr;
+    let [frames] = handles(server.port(), ["frames"]).await;
+    let user = || User::new(1000, 1000);
+
+    // Two render nodes under one cap, pipelining, while a suite that is not capped reads.
+    let nodes: Vec<_> = [3, 4]
+        .into_iter()
+        .map(|n| {
+            let pipe = Pipe::connect_from(ip(n), addr, user()).unwrap();
+            let fh = frames.clone();
+            std::thread::spawn(move || read_rate(pipe, fh, 16, 3.0))
+        })
+        .collect();
+    let suite = read_rate(
+        Pipe::connect_from(ip(2), addr, user()).unwrap(),
+        frames.clone(),
+        4,
+        3.0,
+    );
+    let together: f64 = nodes.into_iter().map(|n| n.join().unwrap()).sum();
+    // One call at a time, a node is held to the cap as well.
+    let alone = read_rate(
+        Pipe::connect_from(ip(3), addr, user()).unwrap(),
+        frames.clone(),
+        1,
+        2.0,
+    );
+    eprintln!("render nodes together {together:.1} MB/s, one alone {alone:.1} MB/s, the suite {suite:.1} MB/s");
+    // The cap (40 MB/s) plus what the bucket held at the start (4 MB over 3 s).
+    assert!(
+        together <= 40.0 * 1.15 + 2.0,
+        "two capped nodes read {together:.1} MB/s together under a 40 MB/s cap"
+    );
+    assert!(
+        together >= 20.0,
+        "the capped nodes were starved: {together:.1} MB/s"
+    );
+    assert!(
+        alone <= 40.0 * 1.15 + 2.0,
+        "one-at-a-time reads passed the cap: {alone:.1} MB/s"
+    );
+    assert!(
+        suite > 2.0 * 40.0,
+        "a client under no cap was held back: {suite:.1} MB/s"
+    );
+    assert!(server.log_text().contains("clients capped"));
 }

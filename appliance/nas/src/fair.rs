@@ -15,6 +15,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crate::rates::RateCaps;
 
 /// Bytes a queue may spend each time its turn comes.
 pub const QUANTUM: u64 = 1 << 20;
@@ -45,6 +48,8 @@ struct Waiting {
 struct Queue {
     calls: VecDeque<Waiting>,
     deficit: u64,
+    /// The rate cap its client is under, if any.
+    cap: Option<usize>,
 }
 
 #[derive(Default)]
@@ -56,8 +61,9 @@ struct State {
 }
 
 impl State {
-    fn push(&mut self, flow: Flow, cost: u64, job: Job) {
+    fn push(&mut self, flow: Flow, cost: u64, cap: Option<usize>, job: Job) {
         let queue = self.queues.entry(flow).or_default();
+        queue.cap = cap;
         if queue.calls.is_empty() {
             // A flow that joins gets its first turn's quantum at once.
             queue.deficit = QUANTUM;
@@ -69,10 +75,16 @@ impl State {
         });
     }
 
-    /// The next call in deficit round robin order, with its cost.
-    fn next(&mut self) -> Option<(Job, u64)> {
+    /// The next call in deficit round robin order, with its cost, skipping flows whose
+    /// rate cap is in debt; when every flow waiting is, when the first may go again.
+    fn next(&mut self, caps: &RateCaps, now: Instant) -> Result<(Job, u64), Option<Instant>> {
+        let mut blocked = 0;
+        let mut earliest: Option<Instant> = None;
         loop {
-            let flow = *self.turns.front()?;
+            if blocked >= self.turns.len() {
+                return Err(earliest);
+            }
+            let flow = *self.turns.front().ok_or(None)?;
             let Some(queue) = self.queues.get_mut(&flow) else {
                 self.turns.pop_front();
                 continue;
@@ -82,6 +94,14 @@ impl State {
                 self.queues.remove(&flow);
                 continue;
             };
+            if let Some(at) = queue.cap.and_then(|c| caps.ready_at(c, now)) {
+                // Over its cap: the others go first; it waits its debt out in the queue.
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                self.turns.rotate_left(1);
+                blocked += 1;
+                continue;
+            }
+            blocked = 0;
             if queue.deficit < cost {
                 // Its turn: it may spend another quantum, after the others have had theirs.
                 queue.deficit += QUANTUM;
@@ -93,14 +113,21 @@ impl State {
                     continue;
                 }
             }
-            let waiting = queue.calls.pop_front()?;
+            let Some(waiting) = queue.calls.pop_front() else {
+                continue;
+            };
             queue.deficit -= waiting.cost;
+            if let Some(c) = queue.cap {
+                if waiting.cost > SMALL_CALL {
+                    caps.take(c, waiting.cost, now);
+                }
+            }
             if queue.calls.is_empty() {
                 // An idle flow keeps no credit (standard DRR).
                 self.turns.pop_front();
                 self.queues.remove(&flow);
             }
-            return Some((waiting.job, waiting.cost));
+            return Ok((waiting.job, waiting.cost));
         }
     }
 }
@@ -108,6 +135,7 @@ impl State {
 struct Shared {
     state: Mutex<State>,
     ready: Condvar,
+    caps: Arc<RateCaps>,
 }
 
 /// The queues and their workers; the workers leave when this is dropped and the queues
@@ -117,11 +145,12 @@ pub struct FairQueue {
 }
 
 impl FairQueue {
-    /// Start `workers` threads serving the queues.
-    pub fn start(workers: usize) -> std::io::Result<Self> {
+    /// Start `workers` threads serving the queues, holding clients to `caps`.
+    pub fn start(workers: usize, caps: Arc<RateCaps>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
+            caps,
         });
         for _ in 0..workers.max(1) {
             let shared = Arc::clone(&shared);
@@ -132,11 +161,10 @@ impl FairQueue {
         Ok(Self { shared })
     }
 
-    /// Queue `job` for `flow`, counting `cost` bytes.
-    pub fn push(&self, flow: Flow, cost: u64, job: Job) {
+    /// Queue `job` for `flow`, counting `cost` bytes, under the rate cap `cap`.
+    pub fn push(&self, flow: Flow, cost: u64, cap: Option<usize>, job: Job) {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        let state = &mut *state;
-        state.push(flow, cost, job);
+        state.push(flow, cost, cap, job);
         self.shared.ready.notify_one();
     }
 }
@@ -155,13 +183,25 @@ fn work(shared: &Shared) {
         let (job, cost) = {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                if let Some(job) = state.next() {
-                    break job;
-                }
+                let wake = match state.next(&shared.caps, Instant::now()) {
+                    Ok(next) => break next,
+                    Err(wake) => wake,
+                };
                 if state.closed {
                     return;
                 }
-                state = shared.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+                state = match wake {
+                    // Calls wait for their cap: look again when the first may go.
+                    Some(at) => {
+                        let wait = at.saturating_duration_since(Instant::now());
+                        shared
+                            .ready
+                            .wait_timeout(state, wait)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                    None => shared.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                };
             }
         };
         niceness.bulk(cost >= BULK);
@@ -227,9 +267,10 @@ mod tests {
         let mut state = State::default();
         for &(f, cost) in calls {
             let tx = tx.clone();
-            state.push(f, cost, Box::new(move || tx.send(f).unwrap()));
+            state.push(f, cost, None, Box::new(move || tx.send(f).unwrap()));
         }
-        while let Some((job, _)) = state.next() {
+        let caps = RateCaps::default();
+        while let Ok((job, _)) = state.next(&caps, Instant::now()) {
             job();
         }
         drop(tx);
@@ -283,14 +324,50 @@ mod tests {
     }
 
     #[test]
+    fn a_capped_flow_waits_in_its_queue_while_others_go() {
+        use crate::rates::RateRule;
+        let caps = RateCaps::new(&[RateRule {
+            name: "render".into(),
+            clients: vec!["10.0.0.1/32".parse().unwrap()],
+            cap_mb_s: 10,
+        }])
+        .unwrap();
+        let (render, editor) = (flow(1, 0), flow(2, 0));
+        let mut state = State::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            state.push(
+                render,
+                QUANTUM,
+                caps.rule_for(render.client),
+                Box::new(|| ()),
+            );
+        }
+        // The bucket holds 1 MiB at 10 MB/s: one call goes, then the cap is in debt.
+        assert!(state.next(&caps, now).is_ok());
+        assert!(state.next(&caps, now).is_ok());
+        let wake = match state.next(&caps, now) {
+            Err(Some(at)) => at,
+            _ => panic!("a flow in debt must wait"),
+        };
+        assert!(wake > now + std::time::Duration::from_millis(50));
+        // Another client's call goes meanwhile.
+        state.push(editor, QUANTUM, None, Box::new(|| ()));
+        assert!(state.next(&caps, now).is_ok());
+        // Once the debt is paid, the capped flow goes on.
+        assert!(state.next(&caps, wake).is_ok());
+    }
+
+    #[test]
     fn workers_run_every_call_and_leave_when_dropped() {
-        let queue = FairQueue::start(3).unwrap();
+        let queue = FairQueue::start(3, Default::default()).unwrap();
         let (tx, rx) = mpsc::channel();
         for i in 0..200u64 {
             let tx = tx.clone();
             queue.push(
                 flow((i % 5) as u8, 0),
                 SMALL_CALL,
+                None,
                 Box::new(move || tx.send(i).unwrap()),
             );
         }

@@ -34,6 +34,7 @@ pub mod paths;
 pub mod peer_warnings;
 pub mod portmap;
 pub mod programs;
+pub mod rates;
 pub mod rollup;
 pub mod rpc;
 pub mod server;

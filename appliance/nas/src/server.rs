@@ -221,7 +221,7 @@ impl NfsServer {
             workers,
         } = self;
         let connections = Connections::new(limits);
-        let fair = match FairQueue::start(workers) {
+        let fair = match FairQueue::start(workers, Arc::clone(&service.caps)) {
             Ok(fair) => Arc::new(fair),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the NFS workers; not serving");
@@ -457,6 +457,8 @@ fn serve_connection(
     let mut chained = false;
     let mut replied_at: Option<Instant> = None;
     let mut pattern = WritePattern::default();
+    // The rate cap this client is under, if any.
+    let cap = service.caps.rule_for(peer.ip());
     // Reading a pipelining client's big WRITEs is bulk work too.
     let mut priority = fair::Niceness::default();
     loop {
@@ -493,6 +495,13 @@ fn serve_connection(
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
         if alone {
             priority.bulk(false);
+            if let Some(cap) = cap {
+                let (_, cost) = flow_and_cost(peer.ip(), &record);
+                if cost > fair::SMALL_CALL {
+                    // Over its cap, the client's call waits here: slowed, not refused.
+                    service.caps.wait_and_take(cap, cost);
+                }
+            }
             conn.answering();
             let reply = answer(&service, &origin, &record);
             conn.answered();
@@ -523,6 +532,7 @@ fn serve_connection(
         fair.push(
             flow,
             cost,
+            cap,
             Box::new(move || {
                 if let Some(reply) = answer(&service, &origin, &record) {
                     if let Err(e) = writer.send(reply) {

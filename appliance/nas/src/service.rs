@@ -193,6 +193,8 @@ pub struct Service {
     pub places: Arc<rushes_placement::DataPlaces>,
     /// Warnings about what clients send, rate-limited per address and kind.
     pub warnings: crate::peer_warnings::PeerWarnings,
+    /// Caps on what groups of clients may read and write.
+    pub caps: Arc<crate::rates::RateCaps>,
 }
 
 /// The grace period after a restart in which only reclaimed locks are granted (macOS'
@@ -266,12 +268,19 @@ impl Service {
             nlm: Nlm::new(monitor, grace),
             restart_notice: Mutex::new(before),
             warnings: Default::default(),
+            caps: Default::default(),
             attrs,
             places: Arc::default(),
         })
     }
 
     /// Replace the activity observer.
+    /// Hold groups of clients to these rate caps.
+    pub fn with_caps(mut self, caps: crate::rates::RateCaps) -> Self {
+        self.caps = Arc::new(caps);
+        self
+    }
+
     pub fn with_observer(mut self, observer: Box<dyn OpObserver>) -> Self {
         self.observer = observer;
         self.record_paths = true;

@@ -19,6 +19,9 @@ pub struct ServerConfig {
     /// The shares to serve.
     #[serde(default, rename = "share")]
     pub shares: Vec<ShareConfig>,
+    /// Rate caps on groups of clients (`[[cap]]`).
+    #[serde(default, rename = "cap")]
+    pub caps: Vec<crate::rates::RateRule>,
 }
 
 /// One exported directory.

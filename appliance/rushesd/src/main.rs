@@ -95,7 +95,7 @@ enum Command {
     /// portmapper on 111 (not root, or --portmap elsewhere) they must be told the port:
     /// mount -t nfs -o vers=3,port=PORT,mountport=PORT HOST:/NAME /mnt
     #[command(
-        after_help = "Example config (--config shares.toml):\n\n  listen = \"0.0.0.0:2049\"\n  state_dir = \"/var/lib/rushes\"\n\n  [[share]]\n  name = \"projects\"\n  path = \"/srv/projects\"\n  [[share.rule]]\n  clients = [\"10.10.0.0/16\"]   # CIDR networks; first matching rule wins\n  access = \"rw\"                 # or \"ro\"\n  root_squash = true            # default\n  all_squash = false\n  anonuid = 65534\n  anongid = 65534"
+        after_help = "Example config (--config shares.toml):\n\n  listen = \"0.0.0.0:2049\"\n  state_dir = \"/var/lib/rushes\"\n\n  [[share]]\n  name = \"projects\"\n  path = \"/srv/projects\"\n  [[share.rule]]\n  clients = [\"10.10.0.0/16\"]   # CIDR networks; first matching rule wins\n  access = \"rw\"                 # or \"ro\"\n  root_squash = true            # default\n  all_squash = false\n  anonuid = 65534\n  anongid = 65534\n\n  [[cap]]                       # render nodes: 1 GB/s together, at most\n  name = \"render-nodes\"\n  clients = [\"10.10.20.0/24\"]\n  cap_mb_s = 1000"
     )]
     Host {
         /// Address to listen on [default: 127.0.0.1:2049, or `listen` from --config].
@@ -190,6 +190,8 @@ struct ServeOptions {
     warning_window: std::time::Duration,
     /// Threads answering pipelined calls.
     workers: usize,
+    /// Rate caps on groups of clients.
+    caps: Vec<rushes_nas::rates::RateRule>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -299,6 +301,7 @@ fn try_main() -> Result<()> {
             limits: ConnectionLimits::default(),
             warning_window: rushes_nas::peer_warnings::WINDOW,
             workers: rushes_nas::server::default_workers(),
+            caps: Vec::new(),
         }),
     }
 }
@@ -455,6 +458,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         limits,
         warning_window,
         workers,
+        caps: cfg.caps,
     })
 }
 
@@ -475,6 +479,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         limits,
         warning_window,
         workers,
+        caps,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -492,7 +497,14 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
         ])));
     let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
-    let service = Service::new(&shares, &state_dir)?.with_grace_period(grace_period);
+    let caps =
+        rushes_nas::rates::RateCaps::new(&caps).context("a [[cap]] in the config is not usable")?;
+    for rule in caps.rules() {
+        tracing::info!(cap = %rule.name, mb_s = rule.cap_mb_s, clients = ?rule.clients, "clients capped");
+    }
+    let service = Service::new(&shares, &state_dir)?
+        .with_grace_period(grace_period)
+        .with_caps(caps);
     service.warnings.set_window(warning_window);
     let service = Arc::new(if activity {
         service.with_observer(Box::new(Arc::clone(&observer)))
