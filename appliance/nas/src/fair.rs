@@ -78,6 +78,11 @@ impl State {
     /// The next call in deficit round robin order, with its cost, skipping flows whose
     /// rate cap is in debt; when every flow waiting is, when the first may go again.
     fn next(&mut self, caps: &RateCaps, now: Instant) -> Result<(Job, u64), Option<Instant>> {
+        if caps.reserving() {
+            if let Some(next) = self.next_reserved(caps, now) {
+                return Ok(next);
+            }
+        }
         let mut blocked = 0;
         let mut earliest: Option<Instant> = None;
         loop {
@@ -129,6 +134,32 @@ impl State {
             }
             return Ok((waiting.job, waiting.cost));
         }
+    }
+}
+
+impl State {
+    /// The first call of a flow whose reservation is due (and whose cap, if any, is not
+    /// in debt): reserved rates go before best effort.
+    fn next_reserved(&mut self, caps: &RateCaps, now: Instant) -> Option<(Job, u64)> {
+        let at = self.turns.iter().position(|flow| {
+            self.queues.get(flow).is_some_and(|q| {
+                !q.calls.is_empty()
+                    && q.cap.is_some_and(|c| {
+                        caps.reserved_due(c, now) && caps.ready_at(c, now).is_none()
+                    })
+            })
+        })?;
+        let flow = self.turns[at];
+        let queue = self.queues.get_mut(&flow)?;
+        let waiting = queue.calls.pop_front()?;
+        if let Some(c) = queue.cap {
+            caps.take(c, waiting.cost, now);
+        }
+        if queue.calls.is_empty() {
+            self.turns.remove(at);
+            self.queues.remove(&flow);
+        }
+        Some((waiting.job, waiting.cost))
     }
 }
 
@@ -329,7 +360,8 @@ mod tests {
         let caps = RateCaps::new(&[RateRule {
             name: "render".into(),
             clients: vec!["10.0.0.1/32".parse().unwrap()],
-            cap_mb_s: 10,
+            cap_mb_s: Some(10),
+            reserve_mb_s: None,
         }])
         .unwrap();
         let (render, editor) = (flow(1, 0), flow(2, 0));
@@ -356,6 +388,40 @@ mod tests {
         assert!(state.next(&caps, now).is_ok());
         // Once the debt is paid, the capped flow goes on.
         assert!(state.next(&caps, wake).is_ok());
+    }
+
+    #[test]
+    fn a_reserved_flow_goes_first_until_its_rate_is_served() {
+        use crate::rates::RateRule;
+        let caps = RateCaps::new(&[RateRule {
+            name: "suite-3".into(),
+            clients: vec!["10.0.0.2/32".parse().unwrap()],
+            cap_mb_s: None,
+            reserve_mb_s: Some(20),
+        }])
+        .unwrap();
+        let (render, suite) = (flow(1, 0), flow(2, 0));
+        let mut state = State::default();
+        let (tx, rx) = mpsc::channel();
+        for f in [render, render, render, render, suite, suite, suite, suite] {
+            let tx = tx.clone();
+            state.push(
+                f,
+                QUANTUM,
+                caps.rule_for(f.client),
+                Box::new(move || tx.send(f).unwrap()),
+            );
+        }
+        // 20 MB/s holds 2 MB: the suite's first two calls go before the render's
+        // backlog, then the two share call for call.
+        let now = Instant::now();
+        while let Ok((job, _)) = state.next(&caps, now) {
+            job();
+        }
+        drop(tx);
+        let order: Vec<Flow> = rx.iter().collect();
+        assert_eq!(&order[..2], &[suite, suite]);
+        assert_eq!(order.iter().filter(|&&f| f == suite).count(), 4);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// One cap, as written in the configuration (`[[cap]]`).
+/// One rule, as written in the configuration (`[[rate]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateRule {
@@ -24,135 +24,188 @@ pub struct RateRule {
     /// a client is its rule.
     pub clients: Vec<ipnet::IpNet>,
     /// The most those clients may read and write together, in MB (10^6 bytes) a second.
-    pub cap_mb_s: u64,
+    #[serde(default)]
+    pub cap_mb_s: Option<u64>,
+    /// The rate served to those clients before anyone else's calls, in MB a second.
+    #[serde(default)]
+    pub reserve_mb_s: Option<u64>,
 }
 
 /// Why a set of caps is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RateError {
-    #[error("cap {0:?} covers no clients: give at least one network in `clients`")]
+    #[error("rate rule {0:?} covers no clients: give at least one network in `clients`")]
     NoClients(String),
-    #[error("cap {0:?} is 0 MB/s: a cap must let something through (remove the rule for no cap)")]
+    #[error("rate rule {0:?} has a rate of 0 MB/s: a cap must let something through and a reservation must reserve something")]
     Zero(String),
-    #[error("two caps are named {0:?}: names must be unique")]
+    #[error("rate rule {0:?} neither caps nor reserves: give cap_mb_s, reserve_mb_s or both")]
+    Empty(String),
+    #[error("rate rule {name:?} reserves {reserve} MB/s but caps at {cap} MB/s: a reservation cannot exceed the cap")]
+    ReserveOverCap {
+        name: String,
+        reserve: u64,
+        cap: u64,
+    },
+    #[error("two rate rules are named {0:?}: names must be unique")]
     Duplicate(String),
 }
 
 #[derive(Debug)]
 struct Bucket {
-    /// Bytes that may go now; below zero, the debt to be paid before the next call.
+    /// Bytes a second it fills at.
+    rate: f64,
+    /// What it holds at most (and, for a reservation, owes at most).
+    depth: f64,
+    /// Bytes that may go now; below zero, the debt to be paid first.
     tokens: f64,
     filled_at: Instant,
 }
 
+impl Bucket {
+    fn new(mb_s: u64, now: Instant) -> Mutex<Self> {
+        let rate = mb_s as f64 * 1e6;
+        let depth = (rate / 10.0).max((1 << 20) as f64);
+        Mutex::new(Self {
+            rate,
+            depth,
+            tokens: depth,
+            filled_at: now,
+        })
+    }
+
+    fn fill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.filled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.depth);
+        self.filled_at = now;
+    }
+}
+
+fn lock(b: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
+    b.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[derive(Debug)]
-struct Cap {
+struct Rule {
     rule: RateRule,
-    bucket: Mutex<Bucket>,
+    cap: Option<Mutex<Bucket>>,
+    reserve: Option<Mutex<Bucket>>,
 }
 
-impl Cap {
-    fn rate(&self) -> f64 {
-        self.rule.cap_mb_s as f64 * 1e6
-    }
-
-    fn depth(&self) -> f64 {
-        (self.rate() / 10.0).max((1 << 20) as f64)
-    }
-
-    fn fill(&self, b: &mut Bucket, now: Instant) {
-        let elapsed = now.saturating_duration_since(b.filled_at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate()).min(self.depth());
-        b.filled_at = now;
-    }
-}
-
-/// The caps in force.
+/// The rate rules in force.
 #[derive(Debug, Default)]
 pub struct RateCaps {
-    caps: Vec<Cap>,
+    rules: Vec<Rule>,
+    reserving: bool,
 }
 
 impl RateCaps {
     pub fn new(rules: &[RateRule]) -> Result<Self, RateError> {
         let mut names = std::collections::HashSet::new();
         for r in rules {
+            let name = || r.name.clone();
             if r.clients.is_empty() {
-                return Err(RateError::NoClients(r.name.clone()));
+                return Err(RateError::NoClients(name()));
             }
-            if r.cap_mb_s == 0 {
-                return Err(RateError::Zero(r.name.clone()));
+            match (r.cap_mb_s, r.reserve_mb_s) {
+                (None, None) => return Err(RateError::Empty(name())),
+                (Some(0), _) | (_, Some(0)) => return Err(RateError::Zero(name())),
+                (Some(cap), Some(reserve)) if reserve > cap => {
+                    return Err(RateError::ReserveOverCap {
+                        name: name(),
+                        reserve,
+                        cap,
+                    })
+                }
+                _ => {}
             }
             if !names.insert(r.name.as_str()) {
-                return Err(RateError::Duplicate(r.name.clone()));
+                return Err(RateError::Duplicate(name()));
             }
         }
         let now = Instant::now();
-        let caps = rules
-            .iter()
-            .map(|rule| {
-                let cap = Cap {
-                    rule: rule.clone(),
-                    bucket: Mutex::new(Bucket {
-                        tokens: 0.0,
-                        filled_at: now,
-                    }),
-                };
-                let depth = cap.depth();
-                cap.bucket.lock().unwrap_or_else(|p| p.into_inner()).tokens = depth;
-                cap
-            })
-            .collect();
-        Ok(Self { caps })
+        Ok(Self {
+            rules: rules
+                .iter()
+                .map(|r| Rule {
+                    rule: r.clone(),
+                    cap: r.cap_mb_s.map(|c| Bucket::new(c, now)),
+                    reserve: r.reserve_mb_s.map(|c| Bucket::new(c, now)),
+                })
+                .collect(),
+            reserving: rules.iter().any(|r| r.reserve_mb_s.is_some()),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.caps.is_empty()
+        self.rules.is_empty()
     }
 
-    /// The cap that covers `client`, if any.
+    /// Whether any rule reserves a rate.
+    pub fn reserving(&self) -> bool {
+        self.reserving
+    }
+
+    /// The rule that covers `client`, if any.
     pub fn rule_for(&self, client: IpAddr) -> Option<usize> {
-        if self.caps.is_empty() {
+        if self.rules.is_empty() {
             return None;
         }
         let client = match client {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
             v4 => v4,
         };
-        self.caps
+        self.rules
             .iter()
             .position(|c| c.rule.clients.iter().any(|net| net.contains(&client)))
     }
 
-    /// When the cap's debt is paid, if it is in debt at `now`.
-    pub fn ready_at(&self, cap: usize, now: Instant) -> Option<Instant> {
-        let c = self.caps.get(cap)?;
-        let mut b = c.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        c.fill(&mut b, now);
-        (b.tokens < 0.0).then(|| now + Duration::from_secs_f64(-b.tokens / c.rate()))
+    /// When the rule's cap is out of debt, if it is in debt at `now`.
+    pub fn ready_at(&self, rule: usize, now: Instant) -> Option<Instant> {
+        let mut b = lock(self.rules.get(rule)?.cap.as_ref()?);
+        b.fill(now);
+        (b.tokens < 0.0).then(|| now + Duration::from_secs_f64(-b.tokens / b.rate))
     }
 
-    /// Take `bytes` from the cap's bucket (it may go into debt).
-    pub fn take(&self, cap: usize, bytes: u64, now: Instant) {
-        if let Some(c) = self.caps.get(cap) {
-            let mut b = c.bucket.lock().unwrap_or_else(|p| p.into_inner());
-            c.fill(&mut b, now);
+    /// Whether the rule's clients have moved less than their reservation lately, so
+    /// that their calls go first.
+    pub fn reserved_due(&self, rule: usize, now: Instant) -> bool {
+        let Some(bucket) = self.rules.get(rule).and_then(|r| r.reserve.as_ref()) else {
+            return false;
+        };
+        let mut b = lock(bucket);
+        b.fill(now);
+        b.tokens > 0.0
+    }
+
+    /// Count `bytes` moved by the rule's clients (the cap may go into debt).
+    pub fn take(&self, rule: usize, bytes: u64, now: Instant) {
+        let Some(r) = self.rules.get(rule) else {
+            return;
+        };
+        if let Some(cap) = &r.cap {
+            let mut b = lock(cap);
+            b.fill(now);
             b.tokens -= bytes as f64;
         }
+        if let Some(reserve) = &r.reserve {
+            let mut b = lock(reserve);
+            b.fill(now);
+            b.tokens = (b.tokens - bytes as f64).max(-b.depth);
+        }
     }
 
-    /// Wait until the cap is out of debt, then take `bytes`: for a call answered on the
-    /// thread that read it.
-    pub fn wait_and_take(&self, cap: usize, bytes: u64) {
-        while let Some(at) = self.ready_at(cap, Instant::now()) {
+    /// Wait until the rule's cap is out of debt, then count `bytes`: for a call answered
+    /// on the thread that read it.
+    pub fn wait_and_take(&self, rule: usize, bytes: u64) {
+        while let Some(at) = self.ready_at(rule, Instant::now()) {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
         }
-        self.take(cap, bytes, Instant::now());
+        self.take(rule, bytes, Instant::now());
     }
 
     /// The rules, in order.
     pub fn rules(&self) -> impl Iterator<Item = &RateRule> {
-        self.caps.iter().map(|c| &c.rule)
+        self.rules.iter().map(|c| &c.rule)
     }
 }
 
@@ -164,7 +217,8 @@ mod tests {
         RateRule {
             name: name.into(),
             clients: vec![net.parse().unwrap()],
-            cap_mb_s,
+            cap_mb_s: Some(cap_mb_s),
+            reserve_mb_s: None,
         }
     }
 
@@ -184,6 +238,36 @@ mod tests {
             RateCaps::new(&[rule("a", "10.0.0.0/8", 1), rule("a", "10.0.0.0/8", 2)]).unwrap_err(),
             RateError::Duplicate("a".into())
         );
+        let mut neither = rule("suite", "10.0.30.0/24", 1);
+        neither.cap_mb_s = None;
+        assert_eq!(
+            RateCaps::new(std::slice::from_ref(&neither)).unwrap_err(),
+            RateError::Empty("suite".into())
+        );
+        let mut over = rule("suite", "10.0.30.0/24", 300);
+        over.reserve_mb_s = Some(400);
+        let e = RateCaps::new(&[over]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rate rule \"suite\" reserves 400 MB/s but caps at 300 MB/s: a reservation cannot exceed the cap"
+        );
+    }
+
+    #[test]
+    fn a_reservation_is_due_until_its_rate_has_been_moved() {
+        let mut suite = rule("suite-3", "10.0.30.0/24", 1);
+        suite.cap_mb_s = None;
+        suite.reserve_mb_s = Some(400);
+        let caps = RateCaps::new(&[suite]).unwrap();
+        let t0 = Instant::now();
+        // 400 MB/s: 40 MB in the bucket at first.
+        assert!(caps.reserved_due(0, t0));
+        caps.take(0, 40_000_000, t0);
+        assert!(!caps.reserved_due(0, t0));
+        // A tenth of a second later, 40 MB more are due.
+        assert!(caps.reserved_due(0, t0 + Duration::from_millis(101)));
+        // No cap: nothing ever waits for it.
+        assert_eq!(caps.ready_at(0, t0), None);
     }
 
     #[test]

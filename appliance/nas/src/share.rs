@@ -19,8 +19,8 @@ pub struct ServerConfig {
     /// The shares to serve.
     #[serde(default, rename = "share")]
     pub shares: Vec<ShareConfig>,
-    /// Rate caps on groups of clients (`[[cap]]`).
-    #[serde(default, rename = "cap")]
+    /// Rate caps and reservations for groups of clients (`[[rate]]`).
+    #[serde(default, rename = "rate")]
     pub caps: Vec<crate::rates::RateRule>,
 }
 

@@ -95,7 +95,7 @@ enum Command {
     /// portmapper on 111 (not root, or --portmap elsewhere) they must be told the port:
     /// mount -t nfs -o vers=3,port=PORT,mountport=PORT HOST:/NAME /mnt
     #[command(
-        after_help = "Example config (--config shares.toml):\n\n  listen = \"0.0.0.0:2049\"\n  state_dir = \"/var/lib/rushes\"\n\n  [[share]]\n  name = \"projects\"\n  path = \"/srv/projects\"\n  [[share.rule]]\n  clients = [\"10.10.0.0/16\"]   # CIDR networks; first matching rule wins\n  access = \"rw\"                 # or \"ro\"\n  root_squash = true            # default\n  all_squash = false\n  anonuid = 65534\n  anongid = 65534\n\n  [[cap]]                       # render nodes: 1 GB/s together, at most\n  name = \"render-nodes\"\n  clients = [\"10.10.20.0/24\"]\n  cap_mb_s = 1000"
+        after_help = "Example config (--config shares.toml):\n\n  listen = \"0.0.0.0:2049\"\n  state_dir = \"/var/lib/rushes\"\n\n  [[share]]\n  name = \"projects\"\n  path = \"/srv/projects\"\n  [[share.rule]]\n  clients = [\"10.10.0.0/16\"]   # CIDR networks; first matching rule wins\n  access = \"rw\"                 # or \"ro\"\n  root_squash = true            # default\n  all_squash = false\n  anonuid = 65534\n  anongid = 65534\n\n  [[rate]]                      # render nodes: 1 GB/s together, at most\n  name = \"render-nodes\"\n  clients = [\"10.10.20.0/24\"]\n  cap_mb_s = 1000\n\n  [[rate]]                      # suite 3's playback goes first, up to 400 MB/s\n  name = \"suite-3\"\n  clients = [\"10.10.30.3/32\"]\n  reserve_mb_s = 400"
     )]
     Host {
         /// Address to listen on [default: 127.0.0.1:2049, or `listen` from --config].
@@ -497,10 +497,10 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
         ])));
     let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
-    let caps =
-        rushes_nas::rates::RateCaps::new(&caps).context("a [[cap]] in the config is not usable")?;
+    let caps = rushes_nas::rates::RateCaps::new(&caps)
+        .context("a [[rate]] rule in the config is not usable")?;
     for rule in caps.rules() {
-        tracing::info!(cap = %rule.name, mb_s = rule.cap_mb_s, clients = ?rule.clients, "clients capped");
+        tracing::info!(rule = %rule.name, cap_mb_s = ?rule.cap_mb_s, reserve_mb_s = ?rule.reserve_mb_s, clients = ?rule.clients, "rate rule in force");
     }
     let service = Service::new(&shares, &state_dir)?
         .with_grace_period(grace_period)
