@@ -151,11 +151,25 @@ pub fn start_rushesd(
     extra: &[&str],
     name: &'static str,
 ) -> Result<Server> {
+    start_rushesd_with(bin, dir, export, port, extra, name, "")
+}
+
+/// [`start_rushesd`] with more of the config file (`[[rate]]` rules, say) after the
+/// share.
+pub fn start_rushesd_with(
+    bin: &Path,
+    dir: &Path,
+    export: &Path,
+    port: u16,
+    extra: &[&str],
+    name: &'static str,
+    more_config: &str,
+) -> Result<Server> {
     let conf = dir.join(format!("rushesd-{port}.toml"));
     std::fs::write(
         &conf,
         format!(
-            "[[share]]\nname = \"bench\"\npath = \"{}\"\n[[share.rule]]\nroot_squash = false\n",
+            "[[share]]\nname = \"bench\"\npath = \"{}\"\n[[share.rule]]\nroot_squash = false\n{more_config}",
             export.display()
         ),
     )?;

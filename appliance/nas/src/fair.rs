@@ -10,7 +10,8 @@
 //! bytes or more) run at the lowest CPU priority ([`BULK_NICE`]), so that when the cores
 //! are busy moving a render's frames, the one-at-a-time calls of an editor browsing a bin
 //! still get a core as soon as they come; small calls keep the normal priority, so a
-//! client's pipelined metadata is not slowed by it.
+//! client's pipelined metadata is not slowed by it, and so do the calls of clients with
+//! a reserved rate ([`crate::rates`]), whose playback is what the cores are for.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -77,7 +78,7 @@ impl State {
 
     /// The next call in deficit round robin order, with its cost, skipping flows whose
     /// rate cap is in debt; when every flow waiting is, when the first may go again.
-    fn next(&mut self, caps: &RateCaps, now: Instant) -> Result<(Job, u64), Option<Instant>> {
+    fn next(&mut self, caps: &RateCaps, now: Instant) -> Result<Next, Option<Instant>> {
         if caps.reserving() {
             if let Some(next) = self.next_reserved(caps, now) {
                 return Ok(next);
@@ -127,12 +128,17 @@ impl State {
                     caps.take(c, waiting.cost, now);
                 }
             }
+            let reserved = queue.cap.is_some_and(|c| caps.reserves(c));
             if queue.calls.is_empty() {
                 // An idle flow keeps no credit (standard DRR).
                 self.turns.pop_front();
                 self.queues.remove(&flow);
             }
-            return Ok((waiting.job, waiting.cost));
+            return Ok(Next {
+                job: waiting.job,
+                cost: waiting.cost,
+                reserved,
+            });
         }
     }
 }
@@ -140,7 +146,7 @@ impl State {
 impl State {
     /// The first call of a flow whose reservation is due (and whose cap, if any, is not
     /// in debt): reserved rates go before best effort.
-    fn next_reserved(&mut self, caps: &RateCaps, now: Instant) -> Option<(Job, u64)> {
+    fn next_reserved(&mut self, caps: &RateCaps, now: Instant) -> Option<Next> {
         let at = self.turns.iter().position(|flow| {
             self.queues.get(flow).is_some_and(|q| {
                 !q.calls.is_empty()
@@ -159,8 +165,20 @@ impl State {
             self.turns.remove(at);
             self.queues.remove(&flow);
         }
-        Some((waiting.job, waiting.cost))
+        Some(Next {
+            job: waiting.job,
+            cost: waiting.cost,
+            reserved: true,
+        })
     }
+}
+
+/// A call taken from the queues.
+struct Next {
+    job: Job,
+    cost: u64,
+    /// Its client has a reserved rate: it runs at the normal priority, bulk or not.
+    reserved: bool,
 }
 
 struct Shared {
@@ -211,7 +229,7 @@ impl Drop for FairQueue {
 fn work(shared: &Shared) {
     let mut niceness = Niceness::default();
     loop {
-        let (job, cost) = {
+        let next = {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {
                 let wake = match state.next(&shared.caps, Instant::now()) {
@@ -235,8 +253,8 @@ fn work(shared: &Shared) {
                 };
             }
         };
-        niceness.bulk(cost >= BULK);
-        job();
+        niceness.bulk(next.cost >= BULK && !next.reserved);
+        (next.job)();
     }
 }
 
@@ -301,8 +319,8 @@ mod tests {
             state.push(f, cost, None, Box::new(move || tx.send(f).unwrap()));
         }
         let caps = RateCaps::default();
-        while let Ok((job, _)) = state.next(&caps, Instant::now()) {
-            job();
+        while let Ok(next) = state.next(&caps, Instant::now()) {
+            (next.job)();
         }
         drop(tx);
         rx.iter().collect()
@@ -415,8 +433,8 @@ mod tests {
         // 20 MB/s holds 2 MB: the suite's first two calls go before the render's
         // backlog, then the two share call for call.
         let now = Instant::now();
-        while let Ok((job, _)) = state.next(&caps, now) {
-            job();
+        while let Ok(next) = state.next(&caps, now) {
+            (next.job)();
         }
         drop(tx);
         let order: Vec<Flow> = rx.iter().collect();

@@ -166,6 +166,11 @@ impl RateCaps {
         (b.tokens < 0.0).then(|| now + Duration::from_secs_f64(-b.tokens / b.rate))
     }
 
+    /// Whether the rule reserves a rate.
+    pub fn reserves(&self, rule: usize) -> bool {
+        self.rules.get(rule).is_some_and(|r| r.reserve.is_some())
+    }
+
     /// Whether the rule's clients have moved less than their reservation lately, so
     /// that their calls go first.
     pub fn reserved_due(&self, rule: usize, now: Instant) -> bool {

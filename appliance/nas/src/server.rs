@@ -457,8 +457,10 @@ fn serve_connection(
     let mut chained = false;
     let mut replied_at: Option<Instant> = None;
     let mut pattern = WritePattern::default();
-    // The rate cap this client is under, if any.
+    // The rate rule this client is under, if any; a reserved client's bulk work keeps
+    // the normal priority.
     let cap = service.caps.rule_for(peer.ip());
+    let reserved = cap.is_some_and(|c| service.caps.reserves(c));
     // Reading a pipelining client's big WRITEs is bulk work too.
     let mut priority = fair::Niceness::default();
     loop {
@@ -526,7 +528,7 @@ fn serve_connection(
         let (service, writer, in_flight) = (service.clone(), writer.clone(), in_flight.clone());
         let conn = conn.shared();
         let (flow, cost) = flow_and_cost(peer.ip(), &record);
-        if cost >= fair::BULK {
+        if cost >= fair::BULK && !reserved {
             priority.bulk(true);
         }
         fair.push(

@@ -4,7 +4,10 @@
 //! 1 MiB WRITEs and READs. Both rushesd and NFS-Ganesha serve the same folder and take
 //! turns at every round, the order alternating. Prints p50 and p99 of the editor's calls
 //! idle and under load, the ratio of loaded p99 to idle p99 (goal: at most 2), and
-//! Ganesha's loaded p99 over ours (above 1.0: ours is better). Runs as root.
+//! Ganesha's loaded p99 over ours (above 1.0: ours is better). Then a playback phase on
+//! rushesd alone: a reader paced to a rate that a `[[rate]]` rule reserves for it, alone
+//! and while four render clients flood, beside the same reader from an address the rule
+//! does not cover (goal: the reserved reader keeps 95 % of its rate). Runs as root.
 
 #![allow(clippy::print_stdout)] // a command-line report, not a daemon
 
@@ -17,7 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use rushes_tests::bench::{self, expect_ok, Pipe};
-use rushes_tests::bench_servers::{start_ganesha, start_rushesd, wait_mount, Server};
+use rushes_tests::bench_servers::{
+    start_ganesha, start_rushesd, start_rushesd_with, wait_mount, Server,
+};
 use rushes_tests::nfs3_client::nfs3_types::nfs3::{self as t, nfs_fh3};
 use rushes_tests::User;
 
@@ -49,6 +54,16 @@ struct Args {
     /// (it stands for another machine) does not take the editor's; 0 to let it compete.
     #[arg(long, default_value_t = 19)]
     render_nice: i32,
+    /// The playback phase: the rate a reader paces itself to and rushesd reserves for it
+    /// (`reserve_mb_s`), MB/s.
+    #[arg(long, default_value_t = 1000)]
+    playback_mb_s: u64,
+    /// Render clients flooding during the playback phase (each as the render client).
+    #[arg(long, default_value_t = 4)]
+    flooders: u8,
+    /// Seconds each playback measurement lasts.
+    #[arg(long, default_value_t = 5.0)]
+    playback_secs: f64,
     /// Size of each file read or written, MiB.
     #[arg(long, default_value_t = 256)]
     file_mib: u64,
@@ -103,13 +118,24 @@ fn editor(addr: SocketAddr, h: &Handles, args: &Args, into: &mut Samples) -> Res
     Ok(())
 }
 
-/// The render client: `depth` 1 MiB WRITEs and READs in flight until `stop`; returns MB/s.
+/// The render client (from 127.0.0.3): `depth` 1 MiB WRITEs and READs in flight until
+/// `stop`; returns MB/s.
 fn render(addr: SocketAddr, h: &Handles, args: &Args, stop: &AtomicBool) -> Result<f64> {
+    render_from(IpAddr::from([127, 0, 0, 3]), addr, h, args, stop)
+}
+
+fn render_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    h: &Handles,
+    args: &Args,
+    stop: &AtomicBool,
+) -> Result<f64> {
     // The render client stands for another machine: its own CPU should not count
     // against the editor's calls on this one.
     let tid = rustix::thread::gettid();
     rustix::process::setpriority_process(Some(tid), args.render_nice)?;
-    let mut pipe = Pipe::connect_from(IpAddr::from([127, 0, 0, 3]), addr, User::root())?;
+    let mut pipe = Pipe::connect_from(source, addr, User::root())?;
     let data = vec![0x5au8; MIB as usize];
     let started = Instant::now();
     let answered = std::sync::atomic::AtomicUsize::new(0);
@@ -122,6 +148,100 @@ fn render(addr: SocketAddr, h: &Handles, args: &Args, stop: &AtomicBool) -> Resu
         }
     })?;
     Ok(done as f64 * MIB as f64 / 1e6 / started.elapsed().as_secs_f64())
+}
+
+/// A playback reader from `source`: 1 MiB READs of the clip, 8 in flight (a kernel
+/// client's readahead), paced to `mb_s`, for `secs`; returns the MB/s it got.
+fn playback(source: IpAddr, addr: SocketAddr, h: &Handles, mb_s: u64, secs: f64) -> Result<f64> {
+    let mut pipe = Pipe::connect_from(source, addr, User::root())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    let per_call = Duration::from_secs_f64(MIB as f64 / (mb_s as f64 * 1e6));
+    let done = pipe.keep_busy(8, &stop, &answered, |i| {
+        let due = started + per_call * i as u32;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        (
+            READ,
+            bench::read_args(&h.clip, (i as u64 % 256) * MIB, MIB as u32),
+        )
+    })?;
+    let _ = timer.join();
+    Ok(done as f64 * MIB as f64 / 1e6 / started.elapsed().as_secs_f64())
+}
+
+/// The playback phase, on a rushesd that reserves `--playback-mb-s` for 127.0.0.4: a
+/// reader paced to it alone, then while `--flooders` render clients flood, from the
+/// reserved address and from one the rule does not cover (127.0.0.5).
+async fn playback_phase(args: &Arc<Args>, export: &std::path::Path) -> Result<()> {
+    let rule = format!(
+        "\n[[rate]]\nname = \"suite-3\"\nclients = [\"127.0.0.4/32\"]\nreserve_mb_s = {}\n",
+        args.playback_mb_s
+    );
+    let server = start_rushesd_with(
+        &args.rushesd,
+        &args.dir,
+        export,
+        23050,
+        &[],
+        "rushesd (with a reservation)",
+        &rule,
+    )?;
+    let root = wait_mount(&server).await?.root;
+    let mut pipe = Pipe::connect(server.nfs, User::root())?;
+    let h = Arc::new(Handles {
+        stat: lookup(&mut pipe, &root, "project.prproj")?,
+        clip: lookup(&mut pipe, &root, "clip.mov")?,
+        render_src: lookup(&mut pipe, &root, "render-src.exr")?,
+        render_out: lookup(&mut pipe, &root, "render-out.exr")?,
+    });
+    let addr = server.nfs;
+    let mut rows = Vec::new();
+    for (who, last) in [
+        ("reserved (127.0.0.4)", 4u8),
+        ("not reserved (127.0.0.5)", 5),
+    ] {
+        let source = IpAddr::from([127, 0, 0, last]);
+        eprintln!("playback, {who}: alone");
+        let alone = playback(source, addr, &h, args.playback_mb_s, args.playback_secs)?;
+        eprintln!("playback, {who}: with {} render clients", args.flooders);
+        let stop = Arc::new(AtomicBool::new(false));
+        let floods: Vec<_> = (0..args.flooders)
+            .map(|n| {
+                let (h, args, stop) = (Arc::clone(&h), Arc::clone(args), Arc::clone(&stop));
+                let from = IpAddr::from([127, 0, 1, n + 1]);
+                std::thread::spawn(move || render_from(from, addr, &h, &args, &stop))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let loaded = playback(source, addr, &h, args.playback_mb_s, args.playback_secs);
+        stop.store(true, Ordering::Relaxed);
+        let mut flooded = 0.0;
+        for f in floods {
+            flooded += f.join().expect("render thread")?;
+        }
+        rows.push((who, alone, loaded?, flooded));
+    }
+    println!(
+        "\nA playback reader paced to {} MB/s (1 MiB READs, 8 in flight; {} s each), on a rushesd reserving {} MB/s for 127.0.0.4, alone and while {} render clients (nice {}) each keep {} 1 MiB WRITEs and READs in flight\n",
+        args.playback_mb_s, args.playback_secs, args.playback_mb_s, args.flooders, args.render_nice, args.depth
+    );
+    println!("| reader | alone | under load | kept | render clients together |");
+    println!("|---|---|---|---|---|");
+    for (who, alone, loaded, flooded) in rows {
+        println!(
+            "| {who} | {alone:.0} MB/s | {loaded:.0} MB/s | {:.1} % | {flooded:.0} MB/s |",
+            100.0 * loaded / alone
+        );
+    }
+    Ok(())
 }
 
 fn lookup(pipe: &mut Pipe, root: &nfs_fh3, name: &str) -> Result<nfs_fh3> {
@@ -250,5 +370,6 @@ async fn main() -> Result<()> {
         loaded_p99[0][0] / loaded_p99[0][1],
         loaded_p99[1][0] / loaded_p99[1][1]
     );
-    Ok(())
+    drop(servers);
+    playback_phase(&args, &export).await
 }
