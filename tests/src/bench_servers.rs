@@ -143,20 +143,9 @@ pub fn start_ganesha(dir: &Path, export: &Path) -> Result<Server> {
     })
 }
 
+/// `rushesd host` serving `export` as /bench on `port`, with `more_config` (`[[rate]]`
+/// rules, say) after the share in its config file.
 pub fn start_rushesd(
-    bin: &Path,
-    dir: &Path,
-    export: &Path,
-    port: u16,
-    extra: &[&str],
-    name: &'static str,
-) -> Result<Server> {
-    start_rushesd_with(bin, dir, export, port, extra, name, "")
-}
-
-/// [`start_rushesd`] with more of the config file (`[[rate]]` rules, say) after the
-/// share.
-pub fn start_rushesd_with(
     bin: &Path,
     dir: &Path,
     export: &Path,

@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use rushes_tests::bench::{self, expect_ok, Pipe};
-use rushes_tests::bench_servers::{
-    start_ganesha, start_rushesd, start_rushesd_with, wait_mount, Server,
-};
+use rushes_tests::bench_servers::{start_ganesha, start_rushesd, wait_mount, Server};
 use rushes_tests::nfs3_client::nfs3_types::nfs3::{self as t, nfs_fh3};
 use rushes_tests::User;
 
@@ -185,7 +183,7 @@ async fn playback_phase(args: &Arc<Args>, export: &std::path::Path) -> Result<()
         "\n[[rate]]\nname = \"suite-3\"\nclients = [\"127.0.0.4/32\"]\nreserve_mb_s = {}\n",
         args.playback_mb_s
     );
-    let server = start_rushesd_with(
+    let server = start_rushesd(
         &args.rushesd,
         &args.dir,
         export,
@@ -280,7 +278,7 @@ async fn main() -> Result<()> {
 
     let servers: [Server; 2] = [
         start_ganesha(&args.dir, &export)?,
-        start_rushesd(&args.rushesd, &args.dir, &export, 23049, &[], "rushesd")?,
+        start_rushesd(&args.rushesd, &args.dir, &export, 23049, &[], "rushesd", "")?,
     ];
     let mut handles = Vec::new();
     for server in &servers {

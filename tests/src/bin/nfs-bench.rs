@@ -491,6 +491,7 @@ async fn main() -> Result<()> {
             24049,
             &["--no-activity"],
             "rushesd-unrecorded",
+            "",
         )?
     };
     anyhow::ensure!(
@@ -502,7 +503,15 @@ async fn main() -> Result<()> {
     } else {
         &[]
     };
-    let rushesd = start_rushesd(&args.rushesd, &args.dir, &export, 23049, ours, "rushesd")?;
+    let rushesd = start_rushesd(
+        &args.rushesd,
+        &args.dir,
+        &export,
+        23049,
+        ours,
+        "rushesd",
+        "",
+    )?;
     let peer_name = peer.name;
     let servers = [peer, rushesd];
     let mut roots = Vec::new();
