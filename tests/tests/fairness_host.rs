@@ -406,9 +406,11 @@ async fn serve_with_rate(rule: &str, extra: &[&str]) -> (RateServer, nfs_fh3) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_group_of_clients_is_slowed_to_its_cap_and_the_others_are_not() {
+    let api = tempfile::tempdir().unwrap();
+    let sock = api.path().join("api.sock");
     let (server, frames) = serve_with_rate(
         "name = \"render-nodes\"\nclients = [\"127.0.0.3/32\", \"127.0.0.4/32\"]\ncap_mb_s = 40",
-        &[],
+        &["--api", sock.to_str().unwrap()],
     )
     .await;
     let addr = server.server.addr;
@@ -456,6 +458,22 @@ async fn a_capped_group_of_clients_is_slowed_to_its_cap_and_the_others_are_not()
         "a client under no cap was held back: {suite:.1} MB/s"
     );
     assert!(server.server.log_text().contains("rate rule in force"));
+
+    // The API shows the rule and what each node it covers got; the suite is under none.
+    let rates: Vec<rushes_api::RateStatus> =
+        rushes_api::Client::new(sock).get("/v1/rates").unwrap();
+    assert_eq!(rates.len(), 1);
+    let rule = &rates[0];
+    assert_eq!(
+        (rule.name.as_str(), rule.cap_mb_s, rule.reserve_mb_s),
+        ("render-nodes", Some(40), None)
+    );
+    assert_eq!(rule.clients, ["127.0.0.3/32", "127.0.0.4/32"]);
+    let mut getting: Vec<&str> = rule.getting.iter().map(|c| c.address.as_str()).collect();
+    getting.sort();
+    assert_eq!(getting, ["127.0.0.3", "127.0.0.4"], "{rates:?}");
+    assert!(rule.getting.iter().all(|c| c.mb_s > 0.0), "{rates:?}");
+    assert!((rule.now_mb_s - rule.getting.iter().map(|c| c.mb_s).sum::<f64>()).abs() < 1e-6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -790,6 +790,29 @@ pub struct Throughput {
     pub ops: u64,
 }
 
+/// A rate rule (`[[rate]]`) and what its clients get now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RateStatus {
+    pub name: String,
+    /// The networks it covers.
+    pub clients: Vec<String>,
+    /// The most its clients may read and write together, MB/s; `null` for no cap.
+    pub cap_mb_s: Option<u64>,
+    /// The rate served to its clients before others', MB/s; `null` for none.
+    pub reserve_mb_s: Option<u64>,
+    /// What its clients read and wrote together over the last minute, MB/s.
+    pub now_mb_s: f64,
+    /// Each client it covers that moved data in the last minute, busiest first.
+    pub getting: Vec<ClientRate>,
+}
+
+/// What one client read and wrote over the last minute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientRate {
+    pub address: String,
+    pub mb_s: f64,
+}
+
 /// A client seen lately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientActivity {

@@ -85,6 +85,9 @@ enum Cmd {
         #[arg(long, default_value = "client", value_parser = ["client", "user", "share", "op", "protocol"])]
         by: String,
     },
+    /// The NFS rate rules (caps and reservations on groups of clients) and what each
+    /// covered client reads and writes now (MB/s over the last minute).
+    Rates,
     /// The busiest files, folders, clients or users over the last minute or hour.
     Top {
         #[arg(long, default_value = "file", value_parser = ["file", "dir", "client", "user"])]
@@ -1127,6 +1130,45 @@ fn run(cli: &Cli, c: &Client) -> Res {
             }
         },
         Cmd::Fabric(cmd) => return fabric(cli, c, cmd),
+        Cmd::Rates => {
+            let rates: Vec<api::RateStatus> = c.get("/v1/rates")?;
+            if cli.json {
+                json(&rates);
+            } else if rates.is_empty() {
+                out("no rate rules: no client is capped or has a reservation ([[rate]] in the config)\n");
+            } else {
+                let mb = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}"));
+                let mut rows = Vec::new();
+                for r in &rates {
+                    rows.push(vec![
+                        r.name.clone(),
+                        r.clients.join(","),
+                        mb(r.cap_mb_s),
+                        mb(r.reserve_mb_s),
+                        format!("{:.1}", r.now_mb_s),
+                    ]);
+                    for client in &r.getting {
+                        rows.push(vec![
+                            format!("  {}", client.address),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            format!("{:.1}", client.mb_s),
+                        ]);
+                    }
+                }
+                out(&table(
+                    &[
+                        "RULE / CLIENT",
+                        "COVERS",
+                        "CAP MB/S",
+                        "RESERVED MB/S",
+                        "NOW MB/S",
+                    ],
+                    &rows,
+                ));
+            }
+        }
         Cmd::Activity { window, by } => {
             let r: api::ActivityReport =
                 c.get(&format!("/v1/activity/report?window={window}&by={by}"))?;

@@ -464,6 +464,13 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/rates",
+            get_with(
+                |State(m): Mgr| async move { m.rates().map(Json) },
+                says("The NFS rate rules (caps and reservations on groups of clients), each with what its clients read and write together now and what each of them gets (MB/s over the last minute)"),
+            ),
+        )
+        .api_route(
             "/v1/activity/report",
             get_with(
                 |State(m): Mgr, Params(q): Params<ReportQuery>| async move {

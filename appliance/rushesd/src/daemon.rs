@@ -30,6 +30,40 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The rate rules with what their clients get over the last minute.
+    pub fn rates(&self) -> crate::error::ApiResult<Vec<rushes_api::RateStatus>> {
+        let (rules, rule_for) = self.shares.rate_rules();
+        let by_client = self.activity.activity_report("minute", "client")?;
+        Ok(rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                let getting: Vec<rushes_api::ClientRate> = by_client
+                    .rows
+                    .iter()
+                    .filter(|row| {
+                        row.group
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| rule_for(ip) == Some(i))
+                    })
+                    .map(|row| rushes_api::ClientRate {
+                        address: row.group.clone(),
+                        mb_s: row.bytes_per_s / 1e6,
+                    })
+                    .collect();
+                rushes_api::RateStatus {
+                    name: rule.name.clone(),
+                    clients: rule.clients.iter().map(|n| n.to_string()).collect(),
+                    cap_mb_s: rule.cap_mb_s,
+                    reserve_mb_s: rule.reserve_mb_s,
+                    // fold, not sum: an empty sum of floats is -0.0.
+                    now_mb_s: getting.iter().fold(0.0, |total, c| total + c.mb_s),
+                    getting,
+                }
+            })
+            .collect())
+    }
+
     /// One look at everything: rescan disks when due, then each subsystem's turn
     /// (pulled members, reconnects, the card's health, scrubs, alerts).
     pub fn tick(&self) {

@@ -21,6 +21,17 @@ pub struct Shares {
 }
 
 impl Shares {
+    /// The NFS rate rules in force, and the rule index each client falls under.
+    pub fn rate_rules(
+        &self,
+    ) -> (
+        Vec<rushes_nas::rates::RateRule>,
+        impl Fn(std::net::IpAddr) -> Option<usize> + '_,
+    ) {
+        let caps = &self.nas.caps;
+        (caps.rules().cloned().collect(), move |ip| caps.rule_for(ip))
+    }
+
     /// Serve the shares whose pools are mounted; a reset of the config stops them all.
     pub fn start(core: Arc<Core>, nas: Arc<Service>, reserved: Vec<String>) -> Arc<Self> {
         let shares = Arc::new(Self {
