@@ -34,6 +34,10 @@ pub struct ConnectionLimits {
     /// Bytes all connections together may hold of records still arriving, beyond the
     /// first [`SMALL_RECORD`] bytes of each (small calls never wait for this).
     pub unfinished_bytes: usize,
+    /// Bytes of calls read and not yet answered, all connections together: past it, a
+    /// connection reads no more until answers free room (each connection also holds
+    /// at most [`crate::server::MAX_IN_FLIGHT`] calls).
+    pub held_bytes: usize,
 }
 
 /// The part of a record every connection may hold without asking the shared budget.
@@ -47,6 +51,7 @@ impl Default for ConnectionLimits {
             record_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(6 * 60),
             unfinished_bytes: 256 << 20,
+            held_bytes: 1 << 30,
         }
     }
 }
@@ -158,6 +163,8 @@ pub struct Connections {
     epoch: Instant,
     /// Bytes of records being read beyond each one's first [`SMALL_RECORD`].
     unfinished: AtomicUsize,
+    /// Bytes of calls read and not yet answered.
+    held: Arc<AtomicUsize>,
 }
 
 impl Connections {
@@ -167,6 +174,7 @@ impl Connections {
             limits,
             epoch: Instant::now(),
             unfinished: AtomicUsize::new(0),
+            held: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -276,6 +284,48 @@ impl Connections {
     /// Bytes of records being read, beyond each one's first [`SMALL_RECORD`].
     pub fn unfinished_bytes(&self) -> usize {
         self.unfinished.load(Ordering::Relaxed)
+    }
+
+    /// Count a call of `bytes` read and not yet answered until the returned guard is
+    /// dropped, first waiting while all connections together hold
+    /// [`ConnectionLimits::held_bytes`] (one call may always be held). The waiting
+    /// connection reads nothing meanwhile, so its clients are slowed by TCP.
+    pub fn hold(&self, bytes: usize) -> Held {
+        loop {
+            let held = self.held.load(Ordering::Relaxed);
+            if held == 0 || held + bytes <= self.limits.held_bytes {
+                if self
+                    .held
+                    .compare_exchange(held, held + bytes, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Held {
+                        held: Arc::clone(&self.held),
+                        bytes,
+                    };
+                }
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Bytes of calls read and not yet answered.
+    pub fn held_bytes(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// A call read and not yet answered, counted until dropped.
+#[derive(Debug)]
+pub struct Held {
+    held: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
@@ -399,6 +449,32 @@ mod tests {
         assert_eq!(table.expire(), vec![(p3, Expired::Idle)]);
         assert_eq!(busy.expired(), None);
         drop(idle);
+    }
+
+    #[test]
+    fn calls_read_and_not_answered_share_one_budget() {
+        let table = Connections::new(ConnectionLimits {
+            held_bytes: 1000,
+            ..Default::default()
+        });
+        let first = table.hold(600);
+        // One call may always be held, however big.
+        assert_eq!(table.held_bytes(), 600);
+        let waiter = std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                let started = Instant::now();
+                let _second = table.hold(600);
+                started.elapsed()
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            drop(first);
+            w.join().unwrap()
+        });
+        assert!(waiter >= Duration::from_millis(90), "waited {waiter:?}");
+        assert_eq!(table.held_bytes(), 0);
+        let big = table.hold(5000);
+        assert_eq!(table.held_bytes(), 5000);
+        drop(big);
     }
 
     #[test]

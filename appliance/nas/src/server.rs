@@ -492,6 +492,8 @@ fn serve_connection(
             }
         };
         conn.record_finished();
+        // Counted in all until answered; past the budget this connection waits here.
+        let held = conn.connections().hold(record.len());
         let alone = in_flight.is_idle()
             && rd.buffer().is_empty()
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
@@ -536,6 +538,7 @@ fn serve_connection(
             cost,
             cap,
             Box::new(move || {
+                let _held = held;
                 if let Some(reply) = answer(&service, &origin, &record) {
                     if let Err(e) = writer.send(reply) {
                         tracing::debug!(%peer, error = %e, "reply not sent; closing connection");
