@@ -730,3 +730,57 @@ pool = "archive"
         server.log_text()
     );
 }
+
+#[test]
+fn rate_rules_in_the_managed_config_are_used_kept_and_a_bad_one_does_not_stop_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule =
+        "[[rate]]\nname = \"render-nodes\"\nclients = [\"10.10.20.0/24\"]\ncap_mb_s = 1000\n";
+    std::fs::write(dir.path().join("rushes.toml"), rule).unwrap();
+    let (server, c) = start(dir.path());
+    let rates: Vec<rushes_api::RateStatus> = c.get("/v1/rates").unwrap();
+    assert_eq!(rates.len(), 1, "{}", server.log_text());
+    assert_eq!(
+        (rates[0].name.as_str(), rates[0].cap_mb_s, rates[0].now_mb_s),
+        ("render-nodes", Some(1000), 0.0)
+    );
+    // The config store rewrites the file; the rule stays in it.
+    let wanted: rushes_api::Settings = serde_json::from_str(
+        r#"{"hostname":"edit-bay-nas","network":[],"timezone":"UTC","ntp":[]}"#,
+    )
+    .unwrap();
+    let _: rushes_api::Settings = c.put("/v1/settings", &wanted).unwrap();
+    let kept = std::fs::read_to_string(dir.path().join("rushes.toml")).unwrap();
+    assert!(
+        kept.contains("render-nodes") && kept.contains("edit-bay-nas"),
+        "{kept}"
+    );
+    drop(server);
+
+    // A rule that cannot be met as written: said in the log, and the box still serves.
+    std::fs::write(
+        dir.path().join("rushes.toml"),
+        kept.replace("cap_mb_s = 1000", "cap_mb_s = 0"),
+    )
+    .unwrap();
+    let (server, c) = start(dir.path());
+    assert!(c
+        .get::<Vec<rushes_api::RateStatus>>("/v1/rates")
+        .unwrap()
+        .is_empty());
+    let log = server.log_text();
+    assert!(
+        log.contains("the [[rate]] rules are not used") && log.contains("0 MB/s"),
+        "{log}"
+    );
+    let status: Status = c.get("/v1/status").unwrap();
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    let alerts: Vec<Alert> = c.get("/v1/alerts/history").unwrap_or_default();
+    let current: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    assert!(
+        alerts.iter().chain(&current).any(|a| a
+            .message
+            .contains("[[rate]] rules in rushes.toml are not used")),
+        "the alerts say what is wrong: {current:?} {alerts:?}"
+    );
+}
