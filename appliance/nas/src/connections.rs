@@ -162,9 +162,9 @@ pub struct Connections {
     limits: ConnectionLimits,
     epoch: Instant,
     /// Bytes of records being read beyond each one's first [`SMALL_RECORD`].
-    unfinished: AtomicUsize,
+    unfinished: ByteBudget,
     /// Bytes of calls read and not yet answered.
-    held: Arc<AtomicUsize>,
+    held: ByteBudget,
 }
 
 impl Connections {
@@ -173,8 +173,8 @@ impl Connections {
             table: Mutex::new(Table::default()),
             limits,
             epoch: Instant::now(),
-            unfinished: AtomicUsize::new(0),
-            held: Arc::new(AtomicUsize::new(0)),
+            unfinished: ByteBudget::new(limits.unfinished_bytes),
+            held: ByteBudget::new(limits.held_bytes),
         })
     }
 
@@ -251,28 +251,10 @@ impl Connections {
     /// Reserve `bytes` of a record about to be read beyond its first [`SMALL_RECORD`],
     /// waiting while the shared budget is spent; `None` when the connection's record
     /// timeout passes first (or the watchdog closed it).
-    pub fn reserve(&self, connection: &Connection, bytes: usize) -> Option<Reservation<'_>> {
-        if bytes == 0 {
-            return Some(Reservation {
-                connections: self,
-                bytes: 0,
-            });
-        }
+    pub fn reserve(&self, connection: &Connection, bytes: usize) -> Option<BudgetShare> {
         loop {
-            let held = self.unfinished.load(Ordering::Relaxed);
-            // One record may always be read even if it alone exceeds the budget.
-            if held == 0 || held + bytes <= self.limits.unfinished_bytes {
-                if self
-                    .unfinished
-                    .compare_exchange(held, held + bytes, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Some(Reservation {
-                        connections: self,
-                        bytes,
-                    });
-                }
-                continue;
+            if let Some(share) = self.unfinished.try_take(bytes) {
+                return Some(share);
             }
             if connection.expired().is_some() {
                 return None;
@@ -283,28 +265,17 @@ impl Connections {
 
     /// Bytes of records being read, beyond each one's first [`SMALL_RECORD`].
     pub fn unfinished_bytes(&self) -> usize {
-        self.unfinished.load(Ordering::Relaxed)
+        self.unfinished.used()
     }
 
-    /// Count a call of `bytes` read and not yet answered until the returned guard is
+    /// Count a call of `bytes` read and not yet answered until the returned share is
     /// dropped, first waiting while all connections together hold
     /// [`ConnectionLimits::held_bytes`] (one call may always be held). The waiting
     /// connection reads nothing meanwhile, so its clients are slowed by TCP.
-    pub fn hold(&self, bytes: usize) -> Held {
+    pub fn hold(&self, bytes: usize) -> BudgetShare {
         loop {
-            let held = self.held.load(Ordering::Relaxed);
-            if held == 0 || held + bytes <= self.limits.held_bytes {
-                if self
-                    .held
-                    .compare_exchange(held, held + bytes, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Held {
-                        held: Arc::clone(&self.held),
-                        bytes,
-                    };
-                }
-                continue;
+            if let Some(share) = self.held.try_take(bytes) {
+                return share;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -312,37 +283,54 @@ impl Connections {
 
     /// Bytes of calls read and not yet answered.
     pub fn held_bytes(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.held.used()
     }
 }
 
-/// A call read and not yet answered, counted until dropped.
+/// Bytes all connections share up to a limit; one taker may always have some, however
+/// many it asks for, so a record larger than the whole budget is still read.
 #[derive(Debug)]
-pub struct Held {
-    held: Arc<AtomicUsize>,
-    bytes: usize,
+struct ByteBudget {
+    used: Arc<AtomicUsize>,
+    limit: usize,
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
-    }
-}
-
-/// Part of the shared budget for records being read, given back when dropped.
-#[derive(Debug)]
-pub struct Reservation<'a> {
-    connections: &'a Connections,
-    bytes: usize,
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.connections
-                .unfinished
-                .fetch_sub(self.bytes, Ordering::AcqRel);
+impl ByteBudget {
+    fn new(limit: usize) -> Self {
+        Self {
+            used: Arc::new(AtomicUsize::new(0)),
+            limit,
         }
+    }
+
+    /// Take `bytes` if there is room now.
+    fn try_take(&self, bytes: usize) -> Option<BudgetShare> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+                (used == 0 || used + bytes <= self.limit).then_some(used + bytes)
+            })
+            .ok()?;
+        Some(BudgetShare {
+            used: Arc::clone(&self.used),
+            bytes,
+        })
+    }
+
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes taken from a shared budget, given back when dropped.
+#[derive(Debug)]
+pub struct BudgetShare {
+    used: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 

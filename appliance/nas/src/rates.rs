@@ -136,10 +136,6 @@ impl RateCaps {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Whether any rule reserves a rate.
     pub fn reserving(&self) -> bool {
         self.reserving

@@ -499,15 +499,19 @@ fn serve_connection(
             && rustix::io::ioctl_fionread(rd.get_ref()).unwrap_or(1) == 0;
         if alone {
             priority.bulk(false);
-            if let Some(cap) = cap {
-                let (_, cost) = flow_and_cost(peer.ip(), &record);
-                if cost > fair::SMALL_CALL {
-                    // Over its cap, the client's call waits here: slowed, not refused.
-                    service.caps.wait_and_take(cap, cost);
-                }
-            }
             conn.answering();
-            let reply = answer(&service, &origin, &record);
+            let reply = match cap {
+                None => answer(&service, &origin, &record),
+                Some(cap) => {
+                    let parsed = rpc::parse_call(&record);
+                    let (_, cost) = flow_and_cost(peer.ip(), &record, &parsed);
+                    if cost > fair::SMALL_CALL {
+                        // Over its cap, the client's call waits here: slowed, not refused.
+                        service.caps.wait_and_take(cap, cost);
+                    }
+                    answer_parsed(&service, &origin, &record, parsed, Instant::now())
+                }
+            };
             conn.answered();
             if let Some(mut reply) = reply {
                 let written = reply.written.take();
@@ -529,7 +533,8 @@ fn serve_connection(
         conn.answering();
         let (service, writer, in_flight) = (service.clone(), writer.clone(), in_flight.clone());
         let conn = conn.shared();
-        let (flow, cost) = flow_and_cost(peer.ip(), &record);
+        let parsed = rpc::parse_call(&record);
+        let (flow, cost) = flow_and_cost(peer.ip(), &record, &parsed);
         if cost >= fair::BULK && !reserved {
             priority.bulk(true);
         }
@@ -539,7 +544,8 @@ fn serve_connection(
             cap,
             Box::new(move || {
                 let _held = held;
-                if let Some(reply) = answer(&service, &origin, &record) {
+                let started = Instant::now();
+                if let Some(reply) = answer_parsed(&service, &origin, &record, parsed, started) {
                     if let Err(e) = writer.send(reply) {
                         tracing::debug!(%peer, error = %e, "reply not sent; closing connection");
                         writer.close();
@@ -555,10 +561,14 @@ fn serve_connection(
 
 /// Whose queue a pipelined call joins, and what it counts there: READ the bytes asked
 /// for, WRITE the bytes sent, anything else [`fair::SMALL_CALL`].
-fn flow_and_cost(client: IpAddr, record: &[u8]) -> (Flow, u64) {
+fn flow_and_cost(
+    client: IpAddr,
+    record: &[u8],
+    parsed: &Result<rpc::CallHeader, CallError>,
+) -> (Flow, u64) {
     const READ: u32 = 6;
     const WRITE: u32 = 7;
-    let Ok(call) = rpc::parse_call(record) else {
+    let Ok(call) = parsed else {
         return (Flow { client, uid: None }, fair::SMALL_CALL);
     };
     let uid = match &call.credential {
@@ -802,7 +812,17 @@ fn non_idempotent(program: u32, procedure: u32) -> bool {
 /// retransmission of a call still being answered).
 fn answer(service: &Service, origin: &Origin, record: &[u8]) -> Option<Reply> {
     let started = Instant::now();
-    let parsed = rpc::parse_call(record);
+    answer_parsed(service, origin, record, rpc::parse_call(record), started)
+}
+
+/// [`answer`] with the call's header parsed already (`started` when its answering began).
+fn answer_parsed(
+    service: &Service,
+    origin: &Origin,
+    record: &[u8],
+    parsed: Result<rpc::CallHeader, CallError>,
+    started: Instant,
+) -> Option<Reply> {
     let call = match &parsed {
         Ok(call)
             if call.rpc_version == RPC_VERSION && non_idempotent(call.program, call.procedure) =>

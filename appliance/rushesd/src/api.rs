@@ -207,8 +207,8 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiErr> + Send + 'static,
 ) -> Result<T, ApiErr> {
     tokio::task::spawn_blocking(move || {
-        // The blocking pool is shared with NFS calls, which leave a thread acting as the
-        // last caller's user; management work is root's.
+        // The blocking pool also answers UDP calls (MOUNT, NLM, NSM), which may leave a
+        // thread acting as their caller; management work is root's.
         rushes_nas::sys::run_as_root()
             .map_err(|e| ApiErr::failed(format!("cannot act as root: {e}")))?;
         f()

@@ -32,10 +32,10 @@ pub struct Daemon {
 impl Daemon {
     /// The rate rules with what their clients get over the last minute.
     pub fn rates(&self) -> crate::error::ApiResult<Vec<rushes_api::RateStatus>> {
-        let (rules, rule_for) = self.shares.rate_rules();
+        let rates = self.shares.rate_rules();
         let by_client = self.activity.activity_report("minute", "client")?;
-        Ok(rules
-            .iter()
+        Ok(rates
+            .rules()
             .enumerate()
             .map(|(i, rule)| {
                 let getting: Vec<rushes_api::ClientRate> = by_client
@@ -44,7 +44,7 @@ impl Daemon {
                     .filter(|row| {
                         row.group
                             .parse::<std::net::IpAddr>()
-                            .is_ok_and(|ip| rule_for(ip) == Some(i))
+                            .is_ok_and(|ip| rates.rule_for(ip) == Some(i))
                     })
                     .map(|row| rushes_api::ClientRate {
                         address: row.group.clone(),

@@ -21,15 +21,9 @@ pub struct Shares {
 }
 
 impl Shares {
-    /// The NFS rate rules in force, and the rule index each client falls under.
-    pub fn rate_rules(
-        &self,
-    ) -> (
-        Vec<rushes_nas::rates::RateRule>,
-        impl Fn(std::net::IpAddr) -> Option<usize> + '_,
-    ) {
-        let caps = &self.nas.caps;
-        (caps.rules().cloned().collect(), move |ip| caps.rule_for(ip))
+    /// The NFS rate rules in force.
+    pub fn rate_rules(&self) -> Arc<rushes_nas::rates::RateCaps> {
+        Arc::clone(&self.nas.caps)
     }
 
     /// Serve the shares whose pools are mounted; a reset of the config stops them all.
