@@ -738,7 +738,7 @@ fn rate_rules_in_the_managed_config_are_used_kept_and_a_bad_one_does_not_stop_se
         "[[rate]]\nname = \"render-nodes\"\nclients = [\"10.10.20.0/24\"]\ncap_mb_s = 1000\n";
     std::fs::write(dir.path().join("rushes.toml"), rule).unwrap();
     let (server, c) = start(dir.path());
-    let rates: Vec<rushes_api::RateStatus> = c.get("/v1/rates").unwrap();
+    let rates = c.get::<rushes_api::Rates>("/v1/rates").unwrap().rules;
     assert_eq!(rates.len(), 1, "{}", server.log_text());
     assert_eq!(
         (rates[0].name.as_str(), rates[0].cap_mb_s, rates[0].now_mb_s),
@@ -764,13 +764,18 @@ fn rate_rules_in_the_managed_config_are_used_kept_and_a_bad_one_does_not_stop_se
     )
     .unwrap();
     let (server, c) = start(dir.path());
-    assert!(c
-        .get::<Vec<rushes_api::RateStatus>>("/v1/rates")
-        .unwrap()
-        .is_empty());
+    let rates: rushes_api::Rates = c.get("/v1/rates").unwrap();
+    assert!(rates.rules.is_empty());
+    assert!(
+        rates
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("0 MB/s")),
+        "{rates:?}"
+    );
     let log = server.log_text();
     assert!(
-        log.contains("the [[rate]] rules are not used") && log.contains("0 MB/s"),
+        log.contains("the [[rate]] rules in rushes.toml are not used") && log.contains("0 MB/s"),
         "{log}"
     );
     let status: Status = c.get("/v1/status").unwrap();

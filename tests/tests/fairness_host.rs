@@ -348,6 +348,11 @@ async fn a_client_waits_behind_one_call_of_anothers_flood_not_behind_its_backlog
 /// MB/s that `pipe` reads from `fh` (16 MiB long), `depth` 1 MiB READs in flight, for
 /// `secs` seconds.
 fn read_rate(mut pipe: Pipe, fh: nfs_fh3, depth: usize, secs: f64) -> f64 {
+    read_rate_on(&mut pipe, &fh, depth, secs)
+}
+
+/// [`read_rate`] on a connection that stays open for more.
+fn read_rate_on(pipe: &mut Pipe, fh: &nfs_fh3, depth: usize, secs: f64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let answered = AtomicUsize::new(0);
     let timer = {
@@ -360,7 +365,7 @@ fn read_rate(mut pipe: Pipe, fh: nfs_fh3, depth: usize, secs: f64) -> f64 {
     let started = Instant::now();
     let done = pipe
         .keep_busy(depth, &stop, &answered, |i| {
-            (6, bench::read_args(&fh, (i as u64 % 16) << 20, 1 << 20))
+            (6, bench::read_args(fh, (i as u64 % 16) << 20, 1 << 20))
         })
         .expect("every READ answered: a capped client is slowed, never cut off");
     timer.join().unwrap();
@@ -383,10 +388,13 @@ async fn serve_with_rate(rule: &str, extra: &[&str]) -> (RateServer, nfs_fh3) {
     let mut config = tempfile::NamedTempFile::new().unwrap();
     write!(
         config,
-        "[[share]]\nname = \"demo\"\npath = \"{}\"\n\n[[rate]]\n{rule}\n",
+        "[[share]]\nname = \"demo\"\npath = \"{}\"\n",
         dir.path().display()
     )
     .unwrap();
+    if !rule.is_empty() {
+        write!(config, "\n[[rate]]\n{rule}\n").unwrap();
+    }
     let mut args = vec![
         "--state-dir",
         state.path().to_str().unwrap(),
@@ -460,8 +468,8 @@ async fn a_capped_group_of_clients_is_slowed_to_its_cap_and_the_others_are_not()
     assert!(server.server.log_text().contains("rate rule in force"));
 
     // The API shows the rule and what each node it covers got; the suite is under none.
-    let rates: Vec<rushes_api::RateStatus> =
-        rushes_api::Client::new(sock).get("/v1/rates").unwrap();
+    let status: rushes_api::Rates = rushes_api::Client::new(sock).get("/v1/rates").unwrap();
+    let rates = status.rules;
     assert_eq!(rates.len(), 1);
     let rule = &rates[0];
     assert_eq!(
@@ -474,6 +482,203 @@ async fn a_capped_group_of_clients_is_slowed_to_its_cap_and_the_others_are_not()
     assert_eq!(getting, ["127.0.0.3", "127.0.0.4"], "{rates:?}");
     assert!(rule.getting.iter().all(|c| c.mb_s > 0.0), "{rates:?}");
     assert!((rule.now_mb_s - rule.getting.iter().map(|c| c.mb_s).sum::<f64>()).abs() < 1e-6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_set_through_the_api_is_in_force_at_once_and_a_reservation_is_checked() {
+    let api = tempfile::tempdir().unwrap();
+    let sock = api.path().join("api.sock");
+    let (server, frames) = serve_with_rate("", &["--api", sock.to_str().unwrap()]).await;
+    let addr = server.server.addr;
+    let c = rushes_api::Client::new(&sock);
+    // One render node reading on one connection all along: rules change under it.
+    let node = Pipe::connect_from(ip(3), addr, User::new(1000, 1000)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (stop, answered, fh) = (stop.clone(), answered.clone(), frames.clone());
+        let mut node = node;
+        std::thread::spawn(move || {
+            node.keep_busy(16, &stop, &answered, |i| {
+                (6, bench::read_args(&fh, (i as u64 % 16) << 20, 1 << 20))
+            })
+            .expect("every READ answered: a capped client is slowed, never cut off")
+        })
+    };
+    // MB/s over `secs` after `settle` seconds, from the replies counted meanwhile.
+    let rate = |settle: f64, secs: f64| {
+        std::thread::sleep(Duration::from_secs_f64(settle));
+        let (from, at) = (answered.load(Ordering::Relaxed), Instant::now());
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        let n = answered.load(Ordering::Relaxed) - from;
+        n as f64 * (1 << 20) as f64 / 1e6 / at.elapsed().as_secs_f64()
+    };
+    let free = rate(0.3, 1.5);
+    let cap = rushes_api::SetRate {
+        clients: vec!["127.0.0.3/32".into()],
+        shares: vec![],
+        cap_mb_s: Some(20),
+        reserve_mb_s: None,
+        before: None,
+    };
+    c.send("PUT", "/v1/rates/render-nodes", Some(&cap)).unwrap();
+    // The calls in flight and the bucket's first 2 MB go by first.
+    let capped = rate(1.0, 3.0);
+    c.send::<()>("DELETE", "/v1/rates/render-nodes", None)
+        .unwrap();
+    let freed = rate(0.5, 1.5);
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    eprintln!("one node: {free:.1} MB/s, under a 20 MB/s cap set meanwhile {capped:.1}, after it was removed {freed:.1}");
+    assert!(free > 3.0 * 20.0, "uncapped, the node read {free:.1} MB/s");
+    assert!(
+        capped <= 20.0 * 1.15 + 1.0,
+        "the cap set over the API did not hold a connection that was open already: {capped:.1} MB/s"
+    );
+    assert!(
+        freed > 3.0 * 20.0,
+        "removed, the cap still held: {freed:.1} MB/s"
+    );
+
+    // Rules are kept in the managed config, in the order asked.
+    let config = server._files[1].path().join("rushes.toml");
+    c.send("PUT", "/v1/rates/render-nodes", Some(&cap)).unwrap();
+    let mut all = cap.clone();
+    all.clients = vec!["127.0.0.0/8".into()];
+    all.cap_mb_s = Some(900);
+    c.send("PUT", "/v1/rates/everyone", Some(&all)).unwrap();
+    all.before = Some("render-nodes".into());
+    c.send("PUT", "/v1/rates/everyone", Some(&all)).unwrap();
+    let status: rushes_api::Rates = c.get("/v1/rates").unwrap();
+    let names: Vec<&str> = status.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["everyone", "render-nodes"]);
+    let kept = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        kept.find("everyone").unwrap() < kept.find("render-nodes").unwrap(),
+        "{kept}"
+    );
+
+    // No pool here has a measured read rate: a reservation cannot be promised, and
+    // the refusal says why; the rules in force stay as they were.
+    let mut playback = cap.clone();
+    playback.cap_mb_s = None;
+    playback.reserve_mb_s = Some(400);
+    let refused = c
+        .send("PUT", "/v1/rates/suite-3", Some(&playback))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("no pool's read rate has been measured")
+            && refused.contains("400 MB/s")
+            && refused.contains("make a pool first"),
+        "{refused}"
+    );
+    let bad = rushes_api::SetRate {
+        clients: vec!["suite-3".into()],
+        ..cap.clone()
+    };
+    let refused = c
+        .send("PUT", "/v1/rates/suite-3", Some(&bad))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("\"suite-3\" is not a network"),
+        "{refused}"
+    );
+    let status: rushes_api::Rates = c.get("/v1/rates").unwrap();
+    assert_eq!(status.rules.len(), 2);
+    assert_eq!((status.reserved_mb_s, status.measured_mb_s), (0, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_a_share_holds_the_calls_on_that_share_and_no_others() {
+    // Two shares; one client reads from both at once, on two connections.
+    let (demo, other) = (share_dir(), share_dir());
+    for dir in [&demo, &other] {
+        std::fs::write(dir.path().join("frames"), vec![7u8; 16 << 20]).unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    let api = tempfile::tempdir().unwrap();
+    let sock = api.path().join("api.sock");
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        config,
+        "[[share]]\nname = \"demo\"\npath = \"{}\"\n[[share]]\nname = \"other\"\npath = \"{}\"\n",
+        demo.path().display(),
+        other.path().display()
+    )
+    .unwrap();
+    let server = ServerProcess::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--config",
+        config.path().to_str().unwrap(),
+        "--api",
+        sock.to_str().unwrap(),
+    ]);
+    let [demo_frames] = handles(server.port(), ["frames"]).await;
+    let other_frames = {
+        let mut c = Nfs::mount(server.port(), "/other", &User::new(1000, 1000))
+            .await
+            .unwrap();
+        let r = c.root.clone();
+        c.lookup(&r, "frames").await.unwrap()
+    };
+    let rule = rushes_api::SetRate {
+        clients: vec![],
+        shares: vec!["demo".into()],
+        cap_mb_s: Some(20),
+        reserve_mb_s: None,
+        before: None,
+    };
+    let c = rushes_api::Client::new(&sock);
+    c.send("PUT", "/v1/rates/demo-share", Some(&rule)).unwrap();
+    // A rule may not name a share that does not exist.
+    let refused = c
+        .send(
+            "PUT",
+            "/v1/rates/nowhere",
+            Some(&rushes_api::SetRate {
+                shares: vec!["nowhere".into()],
+                ..rule.clone()
+            }),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("there is no share \"nowhere\""),
+        "{refused}"
+    );
+
+    let addr = server.addr;
+    let user = || User::new(1000, 1000);
+    let on_demo = {
+        let pipe = Pipe::connect_from(ip(3), addr, user()).unwrap();
+        std::thread::spawn(move || read_rate(pipe, demo_frames, 16, 3.0))
+    };
+    let on_other = read_rate(
+        Pipe::connect_from(ip(3), addr, user()).unwrap(),
+        other_frames,
+        16,
+        3.0,
+    );
+    let on_demo = on_demo.join().unwrap();
+    eprintln!("one client: {on_demo:.1} MB/s from the share capped at 20 MB/s, {on_other:.1} MB/s from the other");
+    assert!(
+        on_demo <= 20.0 * 1.15 + 1.0,
+        "the share's cap did not hold: {on_demo:.1} MB/s"
+    );
+    assert!(
+        on_other > 3.0 * 20.0,
+        "the same client's calls on another share were held: {on_other:.1} MB/s"
+    );
+    let status: rushes_api::Rates = c.get("/v1/rates").unwrap();
+    let shown = &status.rules[0];
+    assert_eq!(shown.shares, ["demo"]);
+    assert!(shown.clients.is_empty());
+    assert_eq!(shown.getting.len(), 1, "{status:?}");
+    assert_eq!(shown.getting[0].address, "demo");
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -245,13 +245,88 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         write_file(vm.port, name, data).await;
     }
     let jobs = ctl_json(&vm, "jobs");
-    let create_job = jobs[0]["id"].as_u64().unwrap();
+    let create_job = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "create-pool")
+        .and_then(|j| j["id"].as_u64())
+        .unwrap_or_else(|| panic!("no create-pool job: {jobs:#}"));
     ctl(&vm, &format!("jobs watch {create_job}"), 0, MD_WORK);
     eprintln!(
         "RAID-5 of 4 x 1 GiB created and synced in {:.0?} under TCG",
         created.elapsed()
     );
     assert_eq!(pool_state(&vm)["state"], "online");
+
+    // Once whole and idle, the new pool is measured by itself: what playback
+    // reservations are checked against. A reservation it cannot give is refused with
+    // the figures; one it can is in force, and its client (this host) is served.
+    let media = wait_json(
+        &vm,
+        "pool show media",
+        SHORT,
+        "the new pool's read rate measured",
+        |v| v["read_mb_s"].as_f64().is_some(),
+    );
+    let measured = media["read_mb_s"].as_f64().unwrap();
+    assert!(measured >= 1.0, "{media:#}");
+    ctl(&vm, "pool measure media --wait", 0, SHORT);
+    let again = pool_state(&vm);
+    assert!(
+        again["read_measured_at"].as_u64() >= media["read_measured_at"].as_u64(),
+        "{again:#}"
+    );
+    let measured = again["read_mb_s"].as_f64().unwrap();
+    eprintln!("pool media (RAID-5 of 4 emulated NVMe, TCG) reads at {measured:.0} MB/s");
+    let over = measured.ceil() as u64 + 50;
+    let out = ctl(
+        &vm,
+        &format!("rate set suite-3 --clients 10.0.2.2/32 --reserve {over}"),
+        1,
+        SHORT,
+    );
+    assert!(
+        out.contains(&format!(
+            "add up to {over} MB/s, more than the pools can give"
+        )) && out.contains(&format!("media {measured:.0} MB/s")),
+        "{out}"
+    );
+    // On a share, the share's pool is the limit.
+    let out = ctl(
+        &vm,
+        &format!("rate set playback --shares projects --reserve {over}"),
+        1,
+        SHORT,
+    );
+    assert!(
+        out.contains(&format!(
+            "reservations on shares of pool media (playback) would add up to {over} MB/s"
+        )) && out.contains(&format!("it reads at {measured:.0} MB/s")),
+        "{out}"
+    );
+    let half = ((measured / 2.0) as u64).max(1);
+    ctl(
+        &vm,
+        &format!("rate set suite-3 --clients 10.0.2.2/32 --reserve {half}"),
+        0,
+        SHORT,
+    );
+    let rates = ctl_json(&vm, "rates");
+    assert_eq!(rates["reserved_mb_s"].as_u64(), Some(half), "{rates:#}");
+    assert_eq!(rates["rules"][0]["name"], "suite-3", "{rates:#}");
+    for (name, data) in &files {
+        assert!(
+            read_file(vm.port, name).await == *data,
+            "{name} read back wrong"
+        );
+    }
+    let listed = ctl(&vm, "rate list", 0, SHORT);
+    assert!(
+        listed.contains(&format!("reserved {half} of {measured:.0} MB/s")),
+        "{listed}"
+    );
+    ctl(&vm, "rate delete suite-3", 0, SHORT);
 
     // A second pool, on one SATA disk, for placement to move data to; and a share that
     // is served over NFS until SMB is turned on for it after its data moved.

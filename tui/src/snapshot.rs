@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub top_users: Option<api::ActivityTop>,
     pub protocols: Option<api::ActivityReport>,
     pub audit: Vec<api::AuditRecord>,
+    /// The NFS rate rules with what their clients get now.
+    pub rates: Option<api::Rates>,
     /// The Placement screen's: the rules in force and the pools' watermarks.
     pub placement: Option<api::Placement>,
     /// Why the API could not be read, in words.
@@ -107,6 +109,7 @@ impl Snapshot {
                 s.top_files = Some(c.get("/v1/activity/top?window=minute&by=file&limit=5")?);
                 s.top_users = Some(c.get("/v1/activity/top?window=minute&by=user&limit=5")?);
                 s.protocols = Some(c.get("/v1/activity/report?window=minute&by=protocol")?);
+                s.rates = Some(c.get("/v1/rates")?);
                 let path = query_value(filter);
                 s.audit = c.get(&format!("/v1/audit?limit=8&path={path}"))?;
             }

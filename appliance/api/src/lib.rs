@@ -276,6 +276,13 @@ pub struct Pool {
     pub last_scrub: Option<u64>,
     /// Mismatches the last scrub found.
     pub scrub_mismatches: Option<u64>,
+    /// How fast the pool reads, measured (several streams of direct 1 MiB reads): what
+    /// reservations are checked against. None until it has been measured.
+    #[serde(default)]
+    pub read_mb_s: Option<f64>,
+    /// When that was measured, seconds since the epoch.
+    #[serde(default)]
+    pub read_measured_at: Option<u64>,
 }
 
 /// Whether a rule's clients may change a share.
@@ -790,19 +797,63 @@ pub struct Throughput {
     pub ops: u64,
 }
 
+/// The rate rules in force and what their reservations stand on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rates {
+    /// In order: the first rule that covers a client is its rule.
+    pub rules: Vec<RateStatus>,
+    /// The reservations added up, MB/s.
+    pub reserved_mb_s: u64,
+    /// What the pools read at together, as measured, MB/s; `null` when no pool has
+    /// been measured. Reservations may add up to this much.
+    pub measured_mb_s: Option<f64>,
+    /// Pools whose read rate has not been measured yet.
+    pub unmeasured: Vec<String>,
+    /// Why the rules in rushes.toml are not in force, when they are not.
+    pub problem: Option<String>,
+}
+
+/// A rate rule to add or change (`PUT /v1/rates/NAME`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRate {
+    /// The client networks it covers, in CIDR form ("10.0.20.0/24"); none: every client
+    /// (of the shares it names).
+    #[serde(default)]
+    pub clients: Vec<String>,
+    /// The shares it covers, by name; none: every share (of the clients it names).
+    #[serde(default)]
+    pub shares: Vec<String>,
+    /// The most those clients may read and write together, MB/s.
+    #[serde(default)]
+    pub cap_mb_s: Option<u64>,
+    /// The rate served to those clients before best effort, MB/s. Refused when the
+    /// reservations would add up to more than the pools were measured to read at.
+    #[serde(default)]
+    pub reserve_mb_s: Option<u64>,
+    /// Put it ahead of this rule (the first rule covering a client wins); by default a
+    /// new rule goes last and a changed one stays where it is.
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
 /// A rate rule (`[[rate]]`) and what its clients get now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RateStatus {
     pub name: String,
-    /// The networks it covers.
+    /// The networks it covers (none: every client).
     pub clients: Vec<String>,
+    /// The shares it covers (none: every share).
+    #[serde(default)]
+    pub shares: Vec<String>,
     /// The most its clients may read and write together, MB/s; `null` for no cap.
     pub cap_mb_s: Option<u64>,
     /// The rate served to its clients before others', MB/s; `null` for none.
     pub reserve_mb_s: Option<u64>,
     /// What its clients read and wrote together over the last minute, MB/s.
     pub now_mb_s: f64,
-    /// Each client it covers that moved data in the last minute, busiest first.
+    /// Each client it covers that moved data in the last minute, busiest first; for a
+    /// rule on shares, each of its shares (`address` is then the share's name).
     pub getting: Vec<ClientRate>,
 }
 

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::rates::RateCaps;
+use crate::rates::{LiveRates, RateRuleSet};
 
 /// Bytes a queue may spend each time its turn comes.
 pub const QUANTUM: u64 = 1 << 20;
@@ -30,11 +30,13 @@ pub const BULK_NICE: i32 = 19;
 pub const BULK: u64 = 64 * 1024;
 
 /// Whose calls share a queue: a client address and, when the call says (AUTH_SYS), the
-/// user on that client.
+/// user on that client; and, while some rate rule names shares, the call's share, so
+/// that a client's calls held by one share's cap do not hold its calls on another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Flow {
     pub client: IpAddr,
     pub uid: Option<u32>,
+    pub share: Option<u32>,
 }
 
 /// A call waiting for a worker.
@@ -43,18 +45,22 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 struct Waiting {
     cost: u64,
     job: Job,
+    /// The share its handle names, if it has one.
+    share: Option<u32>,
+    /// The rate rule it is under, if any.
+    cap: Option<usize>,
 }
 
 #[derive(Default)]
 struct Queue {
     calls: VecDeque<Waiting>,
     deficit: u64,
-    /// The rate cap its client is under, if any.
-    cap: Option<usize>,
 }
 
 #[derive(Default)]
 struct State {
+    /// The rate rules the queues' caps index into.
+    rules: Arc<RateRuleSet>,
     queues: HashMap<Flow, Queue>,
     /// Flows with calls waiting, in the order their turns come.
     turns: VecDeque<Flow>,
@@ -62,9 +68,26 @@ struct State {
 }
 
 impl State {
-    fn push(&mut self, flow: Flow, cost: u64, cap: Option<usize>, job: Job) {
+    fn with_rules(rules: Arc<RateRuleSet>) -> Self {
+        Self {
+            rules,
+            ..Default::default()
+        }
+    }
+
+    /// Count the calls waiting under `rules` from now on.
+    fn set_rules(&mut self, rules: Arc<RateRuleSet>) {
+        for (flow, queue) in &mut self.queues {
+            for waiting in &mut queue.calls {
+                waiting.cap = rules.rule_for_call(flow.client, waiting.share);
+            }
+        }
+        self.rules = rules;
+    }
+
+    fn push(&mut self, flow: Flow, share: Option<u32>, cost: u64, job: Job) {
+        let cap = self.rules.rule_for_call(flow.client, share);
         let queue = self.queues.entry(flow).or_default();
-        queue.cap = cap;
         if queue.calls.is_empty() {
             // A flow that joins gets its first turn's quantum at once.
             queue.deficit = QUANTUM;
@@ -73,12 +96,16 @@ impl State {
         queue.calls.push_back(Waiting {
             cost: cost.max(1),
             job,
+            share,
+            cap,
         });
     }
 
     /// The next call in deficit round robin order, with its cost, skipping flows whose
     /// rate cap is in debt; when every flow waiting is, when the first may go again.
-    fn next(&mut self, caps: &RateCaps, now: Instant) -> Result<Next, Option<Instant>> {
+    fn next(&mut self, now: Instant) -> Result<Next, Option<Instant>> {
+        let rules = Arc::clone(&self.rules);
+        let caps = &*rules;
         if caps.reserving() {
             if let Some(next) = self.next_reserved(caps, now) {
                 return Ok(next);
@@ -95,12 +122,12 @@ impl State {
                 self.turns.pop_front();
                 continue;
             };
-            let Some(cost) = queue.calls.front().map(|w| w.cost) else {
+            let Some((cost, cap)) = queue.calls.front().map(|w| (w.cost, w.cap)) else {
                 self.turns.pop_front();
                 self.queues.remove(&flow);
                 continue;
             };
-            if let Some(at) = queue.cap.and_then(|c| caps.ready_at(c, now)) {
+            if let Some(at) = cap.and_then(|c| caps.ready_at(c, now)) {
                 // Over its cap: the others go first; it waits its debt out in the queue.
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
                 self.turns.rotate_left(1);
@@ -123,12 +150,12 @@ impl State {
                 continue;
             };
             queue.deficit -= waiting.cost;
-            if let Some(c) = queue.cap {
+            if let Some(c) = waiting.cap {
                 if waiting.cost > SMALL_CALL {
                     caps.take(c, waiting.cost, now);
                 }
             }
-            let reserved = queue.cap.is_some_and(|c| caps.reserves(c));
+            let reserved = waiting.cap.is_some_and(|c| caps.reserves(c));
             if queue.calls.is_empty() {
                 // An idle flow keeps no credit (standard DRR).
                 self.turns.pop_front();
@@ -146,19 +173,18 @@ impl State {
 impl State {
     /// The first call of a flow whose reservation is due (and whose cap, if any, is not
     /// in debt): reserved rates go before best effort.
-    fn next_reserved(&mut self, caps: &RateCaps, now: Instant) -> Option<Next> {
+    fn next_reserved(&mut self, caps: &RateRuleSet, now: Instant) -> Option<Next> {
         let at = self.turns.iter().position(|flow| {
-            self.queues.get(flow).is_some_and(|q| {
-                !q.calls.is_empty()
-                    && q.cap.is_some_and(|c| {
-                        caps.reserved_due(c, now) && caps.ready_at(c, now).is_none()
-                    })
-            })
+            self.queues
+                .get(flow)
+                .and_then(|q| q.calls.front())
+                .and_then(|w| w.cap)
+                .is_some_and(|c| caps.reserved_due(c, now) && caps.ready_at(c, now).is_none())
         })?;
         let flow = self.turns[at];
         let queue = self.queues.get_mut(&flow)?;
         let waiting = queue.calls.pop_front()?;
-        if let Some(c) = queue.cap {
+        if let Some(c) = waiting.cap {
             caps.take(c, waiting.cost, now);
         }
         if queue.calls.is_empty() {
@@ -184,7 +210,7 @@ struct Next {
 struct Shared {
     state: Mutex<State>,
     ready: Condvar,
-    caps: Arc<RateCaps>,
+    rates: Arc<LiveRates>,
 }
 
 /// The queues and their workers; the workers leave when this is dropped and the queues
@@ -194,12 +220,13 @@ pub struct FairQueue {
 }
 
 impl FairQueue {
-    /// Start `workers` threads serving the queues, holding clients to `caps`.
-    pub fn start(workers: usize, caps: Arc<RateCaps>) -> std::io::Result<Self> {
+    /// Start `workers` threads serving the queues, holding clients to the rules in
+    /// force in `rates`.
+    pub fn start(workers: usize, rates: Arc<LiveRates>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::with_rules(rates.current())),
             ready: Condvar::new(),
-            caps,
+            rates,
         });
         for _ in 0..workers.max(1) {
             let shared = Arc::clone(&shared);
@@ -210,10 +237,14 @@ impl FairQueue {
         Ok(Self { shared })
     }
 
-    /// Queue `job` for `flow`, counting `cost` bytes, under the rate cap `cap`.
-    pub fn push(&self, flow: Flow, cost: u64, cap: Option<usize>, job: Job) {
+    /// Queue `job` for `flow`, counting `cost` bytes under the rate rule of its client
+    /// and `share` (the share its handle names, if any).
+    pub fn push(&self, flow: Flow, share: Option<u32>, cost: u64, job: Job) {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.push(flow, cost, cap, job);
+        if !self.shared.rates.is_current(&state.rules) {
+            state.set_rules(self.shared.rates.current());
+        }
+        state.push(flow, share, cost, job);
         self.shared.ready.notify_one();
     }
 }
@@ -232,7 +263,10 @@ fn work(shared: &Shared) {
         let next = {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                let wake = match state.next(&shared.caps, Instant::now()) {
+                if !shared.rates.is_current(&state.rules) {
+                    state.set_rules(shared.rates.current());
+                }
+                let wake = match state.next(Instant::now()) {
                     Ok(next) => break next,
                     Err(wake) => wake,
                 };
@@ -307,6 +341,7 @@ mod tests {
         Flow {
             client: IpAddr::from([10, 0, 0, last]),
             uid: Some(uid),
+            share: None,
         }
     }
 
@@ -316,10 +351,9 @@ mod tests {
         let mut state = State::default();
         for &(f, cost) in calls {
             let tx = tx.clone();
-            state.push(f, cost, None, Box::new(move || tx.send(f).unwrap()));
+            state.push(f, None, cost, Box::new(move || tx.send(f).unwrap()));
         }
-        let caps = RateCaps::default();
-        while let Ok(next) = state.next(&caps, Instant::now()) {
+        while let Ok(next) = state.next(Instant::now()) {
             (next.job)();
         }
         drop(tx);
@@ -372,68 +406,83 @@ mod tests {
         assert!(first_a2 < 6, "user 501 waited {first_a2} calls");
     }
 
-    #[test]
-    fn a_capped_flow_waits_in_its_queue_while_others_go() {
-        use crate::rates::RateRule;
-        let caps = RateCaps::new(&[RateRule {
+    /// Client 10.0.0.1 under a 10 MB/s cap.
+    fn render_capped_at_10_mb_s() -> RateRuleSet {
+        RateRuleSet::new(&[crate::rates::RateRule {
             name: "render".into(),
             clients: vec!["10.0.0.1/32".parse().unwrap()],
+            shares: Vec::new(),
             cap_mb_s: Some(10),
             reserve_mb_s: None,
         }])
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_capped_flow_waits_in_its_queue_while_others_go() {
+        let caps = render_capped_at_10_mb_s();
         let (render, editor) = (flow(1, 0), flow(2, 0));
-        let mut state = State::default();
+        let mut state = State::with_rules(Arc::new(caps));
         let now = Instant::now();
         for _ in 0..3 {
-            state.push(
-                render,
-                QUANTUM,
-                caps.rule_for(render.client),
-                Box::new(|| ()),
-            );
+            state.push(render, None, QUANTUM, Box::new(|| ()));
         }
         // The bucket holds 1 MiB at 10 MB/s: one call goes, then the cap is in debt.
-        assert!(state.next(&caps, now).is_ok());
-        assert!(state.next(&caps, now).is_ok());
-        let wake = match state.next(&caps, now) {
+        assert!(state.next(now).is_ok());
+        assert!(state.next(now).is_ok());
+        let wake = match state.next(now) {
             Err(Some(at)) => at,
             _ => panic!("a flow in debt must wait"),
         };
         assert!(wake > now + std::time::Duration::from_millis(50));
         // Another client's call goes meanwhile.
-        state.push(editor, QUANTUM, None, Box::new(|| ()));
-        assert!(state.next(&caps, now).is_ok());
+        state.push(editor, None, QUANTUM, Box::new(|| ()));
+        assert!(state.next(now).is_ok());
         // Once the debt is paid, the capped flow goes on.
-        assert!(state.next(&caps, wake).is_ok());
+        assert!(state.next(wake).is_ok());
+    }
+
+    #[test]
+    fn rules_put_in_force_hold_calls_already_queued() {
+        let render = flow(1, 0);
+        let mut state = State::default();
+        for _ in 0..3 {
+            state.push(render, None, QUANTUM, Box::new(|| ()));
+        }
+        let caps = render_capped_at_10_mb_s();
+        state.set_rules(Arc::new(caps));
+        let now = Instant::now();
+        // As above: the 1 MiB bucket lets one call go into debt, then the flow waits.
+        assert!(state.next(now).is_ok());
+        assert!(state.next(now).is_ok());
+        assert!(matches!(state.next(now), Err(Some(_))));
+        // Rules removed: it goes at once.
+        state.set_rules(Arc::default());
+        assert!(state.next(now).is_ok());
     }
 
     #[test]
     fn a_reserved_flow_goes_first_until_its_rate_is_served() {
         use crate::rates::RateRule;
-        let caps = RateCaps::new(&[RateRule {
+        let caps = RateRuleSet::new(&[RateRule {
             name: "suite-3".into(),
             clients: vec!["10.0.0.2/32".parse().unwrap()],
+            shares: Vec::new(),
             cap_mb_s: None,
             reserve_mb_s: Some(20),
         }])
         .unwrap();
         let (render, suite) = (flow(1, 0), flow(2, 0));
-        let mut state = State::default();
+        let mut state = State::with_rules(Arc::new(caps));
         let (tx, rx) = mpsc::channel();
         for f in [render, render, render, render, suite, suite, suite, suite] {
             let tx = tx.clone();
-            state.push(
-                f,
-                QUANTUM,
-                caps.rule_for(f.client),
-                Box::new(move || tx.send(f).unwrap()),
-            );
+            state.push(f, None, QUANTUM, Box::new(move || tx.send(f).unwrap()));
         }
         // 20 MB/s holds 2 MB: the suite's first two calls go before the render's
         // backlog, then the two share call for call.
         let now = Instant::now();
-        while let Ok(next) = state.next(&caps, now) {
+        while let Ok(next) = state.next(now) {
             (next.job)();
         }
         drop(tx);
@@ -450,8 +499,8 @@ mod tests {
             let tx = tx.clone();
             queue.push(
                 flow((i % 5) as u8, 0),
-                SMALL_CALL,
                 None,
+                SMALL_CALL,
                 Box::new(move || tx.send(i).unwrap()),
             );
         }

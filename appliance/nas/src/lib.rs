@@ -40,6 +40,7 @@ pub mod rpc;
 pub mod server;
 pub mod service;
 pub mod share;
+pub mod share_id;
 pub mod sys;
 pub mod xdr;
 

@@ -1,15 +1,22 @@
-//! Rate caps: a rule names clients (networks) and the most they may move together, in
-//! READ and WRITE bytes a second ("render nodes at most 1 GB/s together"). A client over
-//! its cap is slowed, never refused or cut off mid-call: its call that comes alone is
-//! answered once the rule's debt is paid, and its queued calls stay queued while other
-//! clients' are served (see [`crate::fair`]).
+//! Rate caps and reservations: a rule names clients (networks), shares, or both, and the
+//! most their calls may move together in READ and WRITE bytes a second ("render nodes at
+//! most 1 GB/s together"), or a rate served to them before anyone else's ("suite-3 gets
+//! 400 MB/s", "the dailies share gets 300 MB/s"). A client over its cap is slowed, never
+//! refused or cut off mid-call: its call that comes alone is answered once the rule's
+//! debt is paid, and its queued calls stay queued while other clients' are served (see
+//! [`crate::fair`]).
+//!
+//! A call's share is read from its file handle before the handle is checked (the check
+//! comes when the call is answered): a client that forges one is scheduled under that
+//! share's rule for the one call, whose answer is then a stale-handle error.
 //!
 //! Each rule is a token bucket filled at the cap and holding a tenth of a second of it
 //! (at least 1 MiB): a call is let through while the bucket is not in debt and takes its
 //! bytes, so the rate over any second stays within the cap plus one call.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -20,9 +27,13 @@ use serde::{Deserialize, Serialize};
 pub struct RateRule {
     /// What the rule is called in logs and the API ("render-nodes").
     pub name: String,
-    /// The clients it covers, as networks ("10.0.20.0/24"); the first rule that covers
-    /// a client is its rule.
+    /// The clients it covers, as networks ("10.0.20.0/24"); none: every client (of the
+    /// shares it names). The first rule that covers a call is its rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ipnet::IpNet>,
+    /// The shares it covers, by name; none: every share (of the clients it names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<String>,
     /// The most those clients may read and write together, in MB (10^6 bytes) a second.
     #[serde(default)]
     pub cap_mb_s: Option<u64>,
@@ -34,7 +45,7 @@ pub struct RateRule {
 /// Why a set of caps is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RateError {
-    #[error("rate rule {0:?} covers no clients: give at least one network in `clients`")]
+    #[error("rate rule {0:?} covers nobody in particular: give networks in `clients`, share names in `shares`, or both")]
     NoClients(String),
     #[error("rate rule {0:?} has a rate of 0 MB/s: a cap must let something through and a reservation must reserve something")]
     Zero(String),
@@ -87,23 +98,68 @@ fn lock(b: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
 #[derive(Debug)]
 struct Rule {
     rule: RateRule,
+    /// The handle ids of the shares it names.
+    share_ids: Vec<u32>,
     cap: Option<Mutex<Bucket>>,
     reserve: Option<Mutex<Bucket>>,
 }
 
-/// The rate rules in force.
+/// A set of rate rules with their buckets. A set never changes: new rules make a new
+/// set, swapped in whole through [`LiveRates`].
 #[derive(Debug, Default)]
-pub struct RateCaps {
+pub struct RateRuleSet {
     rules: Vec<Rule>,
     reserving: bool,
+    /// Some rule names shares: a connection's calls may fall under different rules.
+    by_share: bool,
+    /// Which set this is (0: the empty default set).
+    id: u64,
 }
 
-impl RateCaps {
+/// Gives each set made its own id, so that who cached a rule index can tell it is stale.
+static SETS_MADE: AtomicU64 = AtomicU64::new(0);
+
+/// The rule set in force, which the admin may replace while clients are served.
+#[derive(Debug, Default)]
+pub struct LiveRates {
+    current: RwLock<Arc<RateRuleSet>>,
+    /// The id of the current set, read without the lock on every call.
+    id: AtomicU64,
+}
+
+impl LiveRates {
+    pub fn new(set: RateRuleSet) -> Self {
+        Self {
+            id: AtomicU64::new(set.id),
+            current: RwLock::new(Arc::new(set)),
+        }
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> Arc<RateRuleSet> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether `set` is still the one in force.
+    pub fn is_current(&self, set: &RateRuleSet) -> bool {
+        self.id.load(Ordering::Acquire) == set.id
+    }
+
+    /// Put `set` in force: calls already waiting are counted under it from their next
+    /// turn; its buckets start full.
+    pub fn replace(&self, set: RateRuleSet) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        self.id.store(set.id, Ordering::Release);
+        *current = Arc::new(set);
+    }
+}
+
+impl RateRuleSet {
     pub fn new(rules: &[RateRule]) -> Result<Self, RateError> {
         let mut names = std::collections::HashSet::new();
         for r in rules {
             let name = || r.name.clone();
-            if r.clients.is_empty() {
+            if r.clients.is_empty() && r.shares.is_empty() {
                 return Err(RateError::NoClients(name()));
             }
             match (r.cap_mb_s, r.reserve_mb_s) {
@@ -128,12 +184,24 @@ impl RateCaps {
                 .iter()
                 .map(|r| Rule {
                     rule: r.clone(),
+                    share_ids: r
+                        .shares
+                        .iter()
+                        .map(|s| crate::share_id::share_id(s))
+                        .collect(),
                     cap: r.cap_mb_s.map(|c| Bucket::new(c, now)),
                     reserve: r.reserve_mb_s.map(|c| Bucket::new(c, now)),
                 })
                 .collect(),
             reserving: rules.iter().any(|r| r.reserve_mb_s.is_some()),
+            by_share: rules.iter().any(|r| !r.shares.is_empty()),
+            id: SETS_MADE.fetch_add(1, Ordering::Relaxed) + 1,
         })
+    }
+
+    /// Which set this is: two sets never share an id.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Whether any rule reserves a rate.
@@ -141,8 +209,21 @@ impl RateCaps {
         self.reserving
     }
 
-    /// The rule that covers `client`, if any.
+    /// Whether some rule names shares, so that the rule of a call depends on its share
+    /// and not on its client alone.
+    pub fn by_share(&self) -> bool {
+        self.by_share
+    }
+
+    /// The rule that covers every call of `client`, if the rules do not depend on the
+    /// share (see [`Self::by_share`]); otherwise the rule for calls of no share.
     pub fn rule_for(&self, client: IpAddr) -> Option<usize> {
+        self.rule_for_call(client, None)
+    }
+
+    /// The rule that covers a call from `client` on the share whose handle id is
+    /// `share` (None: a call without a handle, which only client rules cover).
+    pub fn rule_for_call(&self, client: IpAddr, share: Option<u32>) -> Option<usize> {
         if self.rules.is_empty() {
             return None;
         }
@@ -150,9 +231,10 @@ impl RateCaps {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
             v4 => v4,
         };
-        self.rules
-            .iter()
-            .position(|c| c.rule.clients.iter().any(|net| net.contains(&client)))
+        self.rules.iter().position(|c| {
+            (c.rule.clients.is_empty() || c.rule.clients.iter().any(|net| net.contains(&client)))
+                && (c.share_ids.is_empty() || share.is_some_and(|s| c.share_ids.contains(&s)))
+        })
     }
 
     /// When the rule's cap is out of debt, if it is in debt at `now`.
@@ -218,6 +300,7 @@ mod tests {
         RateRule {
             name: name.into(),
             clients: vec![net.parse().unwrap()],
+            shares: Vec::new(),
             cap_mb_s: Some(cap_mb_s),
             reserve_mb_s: None,
         }
@@ -226,28 +309,29 @@ mod tests {
     #[test]
     fn bad_rules_are_refused_with_the_reason() {
         assert_eq!(
-            RateCaps::new(&[rule("render", "10.0.20.0/24", 0)]).unwrap_err(),
+            RateRuleSet::new(&[rule("render", "10.0.20.0/24", 0)]).unwrap_err(),
             RateError::Zero("render".into())
         );
         let mut empty = rule("render", "10.0.20.0/24", 100);
         empty.clients.clear();
         assert_eq!(
-            RateCaps::new(&[empty]).unwrap_err(),
+            RateRuleSet::new(&[empty]).unwrap_err(),
             RateError::NoClients("render".into())
         );
         assert_eq!(
-            RateCaps::new(&[rule("a", "10.0.0.0/8", 1), rule("a", "10.0.0.0/8", 2)]).unwrap_err(),
+            RateRuleSet::new(&[rule("a", "10.0.0.0/8", 1), rule("a", "10.0.0.0/8", 2)])
+                .unwrap_err(),
             RateError::Duplicate("a".into())
         );
         let mut neither = rule("suite", "10.0.30.0/24", 1);
         neither.cap_mb_s = None;
         assert_eq!(
-            RateCaps::new(std::slice::from_ref(&neither)).unwrap_err(),
+            RateRuleSet::new(std::slice::from_ref(&neither)).unwrap_err(),
             RateError::Empty("suite".into())
         );
         let mut over = rule("suite", "10.0.30.0/24", 300);
         over.reserve_mb_s = Some(400);
-        let e = RateCaps::new(&[over]).unwrap_err();
+        let e = RateRuleSet::new(&[over]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "rate rule \"suite\" reserves 400 MB/s but caps at 300 MB/s: a reservation cannot exceed the cap"
@@ -259,7 +343,7 @@ mod tests {
         let mut suite = rule("suite-3", "10.0.30.0/24", 1);
         suite.cap_mb_s = None;
         suite.reserve_mb_s = Some(400);
-        let caps = RateCaps::new(&[suite]).unwrap();
+        let caps = RateRuleSet::new(&[suite]).unwrap();
         let t0 = Instant::now();
         // 400 MB/s: 40 MB in the bucket at first.
         assert!(caps.reserved_due(0, t0));
@@ -273,7 +357,7 @@ mod tests {
 
     #[test]
     fn the_first_rule_covering_a_client_is_its_rule() {
-        let caps = RateCaps::new(&[
+        let caps = RateRuleSet::new(&[
             rule("render", "10.0.20.0/24", 1000),
             rule("all", "0.0.0.0/0", 5000),
         ])
@@ -285,9 +369,38 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_on_shares_covers_the_calls_on_them_from_the_clients_it_names() {
+        let mut dailies = rule("dailies", "10.0.0.0/8", 300);
+        dailies.clients.clear();
+        dailies.shares = vec!["dailies".into()];
+        let mut suite = rule("suite-3", "10.0.30.3/32", 100);
+        suite.shares = vec!["grade".into(), "conform".into()];
+        let caps = RateRuleSet::new(&[dailies, suite, rule("all", "10.0.0.0/8", 5000)]).unwrap();
+        assert!(caps.by_share());
+        let id = crate::share_id::share_id;
+        let (suite_ip, other) = ("10.0.30.3".parse().unwrap(), "10.0.40.1".parse().unwrap());
+        // Every client's calls on the share, and only those.
+        assert_eq!(caps.rule_for_call(other, Some(id("dailies"))), Some(0));
+        assert_eq!(caps.rule_for_call(suite_ip, Some(id("dailies"))), Some(0));
+        // The suite's calls on its two shares; its others and other clients' fall through.
+        assert_eq!(caps.rule_for_call(suite_ip, Some(id("conform"))), Some(1));
+        assert_eq!(caps.rule_for_call(suite_ip, Some(id("projects"))), Some(2));
+        assert_eq!(caps.rule_for_call(other, Some(id("grade"))), Some(2));
+        // A call without a handle (NULL, MOUNT) is under client rules only.
+        assert_eq!(caps.rule_for_call(suite_ip, None), Some(2));
+        // Rules naming neither clients nor shares would cover everyone by accident.
+        let mut nobody = rule("x", "10.0.0.0/8", 1);
+        nobody.clients.clear();
+        assert_eq!(
+            RateRuleSet::new(&[nobody]).unwrap_err(),
+            RateError::NoClients("x".into())
+        );
+    }
+
+    #[test]
     fn a_cap_lets_its_rate_through_and_no_more() {
         // 100 MB/s: a 10 MB bucket, then 100 MB a second.
-        let caps = RateCaps::new(&[rule("render", "10.0.20.0/24", 100)]).unwrap();
+        let caps = RateRuleSet::new(&[rule("render", "10.0.20.0/24", 100)]).unwrap();
         let t0 = Instant::now();
         let mut now = t0;
         let mut moved = 0u64;

@@ -221,7 +221,7 @@ impl NfsServer {
             workers,
         } = self;
         let connections = Connections::new(limits);
-        let fair = match FairQueue::start(workers, Arc::clone(&service.caps)) {
+        let fair = match FairQueue::start(workers, Arc::clone(&service.rates)) {
             Ok(fair) => Arc::new(fair),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the NFS workers; not serving");
@@ -457,10 +457,11 @@ fn serve_connection(
     let mut chained = false;
     let mut replied_at: Option<Instant> = None;
     let mut pattern = WritePattern::default();
-    // The rate rule this client is under, if any; a reserved client's bulk work keeps
-    // the normal priority.
-    let cap = service.caps.rule_for(peer.ip());
-    let reserved = cap.is_some_and(|c| service.caps.reserves(c));
+    // The rate rule this client is under, if any, looked up again when the admin
+    // changes the rules; a reserved client's bulk work keeps the normal priority.
+    let mut rules = service.rates.current();
+    let mut cap = rules.rule_for(peer.ip());
+    let mut reserved = cap.is_some_and(|c| rules.reserves(c));
     // Reading a pipelining client's big WRITEs is bulk work too.
     let mut priority = fair::Niceness::default();
     loop {
@@ -492,6 +493,11 @@ fn serve_connection(
             }
         };
         conn.record_finished();
+        if !service.rates.is_current(&rules) {
+            rules = service.rates.current();
+            cap = rules.rule_for(peer.ip());
+            reserved = cap.is_some_and(|c| rules.reserves(c));
+        }
         // Counted in all until answered; past the budget this connection waits here.
         let held = conn.connections().hold(record.len());
         let alone = in_flight.is_idle()
@@ -500,17 +506,21 @@ fn serve_connection(
         if alone {
             priority.bulk(false);
             conn.answering();
-            let reply = match cap {
-                None => answer(&service, &origin, &record),
-                Some(cap) => {
-                    let parsed = rpc::parse_call(&record);
-                    let (_, cost) = flow_and_cost(peer.ip(), &record, &parsed);
-                    if cost > fair::SMALL_CALL {
-                        // Over its cap, the client's call waits here: slowed, not refused.
-                        service.caps.wait_and_take(cap, cost);
-                    }
-                    answer_parsed(&service, &origin, &record, parsed, Instant::now())
+            let reply = if cap.is_none() && !rules.by_share() {
+                answer(&service, &origin, &record)
+            } else {
+                let parsed = rpc::parse_call(&record);
+                let call = scheduling(peer.ip(), &record, &parsed);
+                let cap = if rules.by_share() {
+                    rules.rule_for_call(peer.ip(), call.share)
+                } else {
+                    cap
+                };
+                if let Some(cap) = cap.filter(|_| call.cost > fair::SMALL_CALL) {
+                    // Over its cap, the client's call waits here: slowed, not refused.
+                    rules.wait_and_take(cap, call.cost);
                 }
+                answer_parsed(&service, &origin, &record, parsed, Instant::now())
             };
             conn.answered();
             if let Some(mut reply) = reply {
@@ -534,14 +544,24 @@ fn serve_connection(
         let (service, writer, in_flight) = (service.clone(), writer.clone(), in_flight.clone());
         let conn = conn.shared();
         let parsed = rpc::parse_call(&record);
-        let (flow, cost) = flow_and_cost(peer.ip(), &record, &parsed);
-        if cost >= fair::BULK && !reserved {
+        let mut call = scheduling(peer.ip(), &record, &parsed);
+        if rules.by_share() {
+            call.flow.share = call.share;
+        }
+        let reserved = if rules.by_share() {
+            rules
+                .rule_for_call(peer.ip(), call.share)
+                .is_some_and(|c| rules.reserves(c))
+        } else {
+            reserved
+        };
+        if call.cost >= fair::BULK && !reserved {
             priority.bulk(true);
         }
         fair.push(
-            flow,
-            cost,
-            cap,
+            call.flow,
+            call.share,
+            call.cost,
             Box::new(move || {
                 let _held = held;
                 let started = Instant::now();
@@ -559,17 +579,34 @@ fn serve_connection(
     tracing::debug!(%peer, "connection closed");
 }
 
-/// Whose queue a pipelined call joins, and what it counts there: READ the bytes asked
-/// for, WRITE the bytes sent, anything else [`fair::SMALL_CALL`].
-fn flow_and_cost(
+/// What the queues and rate rules need of a call.
+struct Scheduling {
+    /// Whose queue it joins.
+    flow: Flow,
+    /// The share its file handle names (every NFSv3 call but NULL starts with one).
+    share: Option<u32>,
+    /// What it counts: READ the bytes asked for, WRITE the bytes sent, anything else
+    /// [`fair::SMALL_CALL`].
+    cost: u64,
+}
+
+fn scheduling(
     client: IpAddr,
     record: &[u8],
     parsed: &Result<rpc::CallHeader, CallError>,
-) -> (Flow, u64) {
+) -> Scheduling {
     const READ: u32 = 6;
     const WRITE: u32 = 7;
     let Ok(call) = parsed else {
-        return (Flow { client, uid: None }, fair::SMALL_CALL);
+        return Scheduling {
+            flow: Flow {
+                client,
+                uid: None,
+                share: None,
+            },
+            share: None,
+            cost: fair::SMALL_CALL,
+        };
     };
     let uid = match &call.credential {
         Ok(Credential::Sys(sys)) => Some(sys.uid),
@@ -592,7 +629,21 @@ fn flow_and_cost(
         (nfs3::PROGRAM, WRITE) => record.len() as u64,
         _ => fair::SMALL_CALL,
     };
-    (Flow { client, uid }, cost.max(fair::SMALL_CALL))
+    // nfs_fh3: its length, then our handle, whose bytes 1..5 are the share id.
+    let share = (call.program == nfs3::PROGRAM && call.procedure != 0)
+        .then(|| record.get(call.args_offset..)?.get(..9))
+        .flatten()
+        .filter(|fh| u32::from_be_bytes([fh[0], fh[1], fh[2], fh[3]]) >= 5)
+        .map(|fh| u32::from_be_bytes([fh[5], fh[6], fh[7], fh[8]]));
+    Scheduling {
+        flow: Flow {
+            client,
+            uid,
+            share: None,
+        },
+        share,
+        cost: cost.max(fair::SMALL_CALL),
+    }
 }
 
 /// Say why a connection ended on an error: what the client did wrong is a warning,

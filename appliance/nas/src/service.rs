@@ -193,8 +193,9 @@ pub struct Service {
     pub places: Arc<rushes_placement::DataPlaces>,
     /// Warnings about what clients send, rate-limited per address and kind.
     pub warnings: crate::peer_warnings::PeerWarnings,
-    /// Caps on what groups of clients may read and write.
-    pub caps: Arc<crate::rates::RateCaps>,
+    /// Caps and reservations on what groups of clients read and write; the admin may
+    /// replace them while clients are served.
+    pub rates: Arc<crate::rates::LiveRates>,
 }
 
 /// The grace period after a restart in which only reclaimed locks are granted (macOS'
@@ -207,13 +208,6 @@ impl std::fmt::Debug for Service {
             .field("shares", &self.shares)
             .finish_non_exhaustive()
     }
-}
-
-/// The stable id of a share name (FNV-1a: deterministic across builds and restarts).
-fn share_id(name: &str) -> u32 {
-    name.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 impl Service {
@@ -268,19 +262,19 @@ impl Service {
             nlm: Nlm::new(monitor, grace),
             restart_notice: Mutex::new(before),
             warnings: Default::default(),
-            caps: Default::default(),
+            rates: Default::default(),
             attrs,
             places: Arc::default(),
         })
     }
 
-    /// Replace the activity observer.
-    /// Hold groups of clients to these rate caps.
-    pub fn with_caps(mut self, caps: crate::rates::RateCaps) -> Self {
-        self.caps = Arc::new(caps);
+    /// Hold groups of clients to these rate rules.
+    pub fn with_rates(mut self, rules: crate::rates::RateRuleSet) -> Self {
+        self.rates = Arc::new(crate::rates::LiveRates::new(rules));
         self
     }
 
+    /// Replace the activity observer.
     pub fn with_observer(mut self, observer: Box<dyn OpObserver>) -> Self {
         self.observer = observer;
         self.record_paths = true;
@@ -454,7 +448,7 @@ fn open_share(
             source,
         }
     })?;
-    let id = share_id(&cfg.name);
+    let id = crate::share_id::share_id(&cfg.name);
     let attrs_watched = attrs.watch(root.as_fd());
     Ok(Share {
         id,

@@ -86,8 +86,12 @@ enum Cmd {
         by: String,
     },
     /// The NFS rate rules (caps and reservations on groups of clients) and what each
-    /// covered client reads and writes now (MB/s over the last minute).
+    /// covered client reads and writes now (MB/s over the last minute); the same as
+    /// `rate list`.
     Rates,
+    /// Add, change or remove NFS rate rules: caps and playback reservations.
+    #[command(subcommand)]
+    Rate(RateCmd),
     /// The busiest files, folders, clients or users over the last minute or hour.
     Top {
         #[arg(long, default_value = "file", value_parser = ["file", "dir", "client", "user"])]
@@ -347,6 +351,14 @@ enum PoolCmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Measure how fast the pool reads (a few seconds of direct reads, beside what it
+    /// serves): rate reservations are checked against it. New pools are measured by
+    /// themselves; measure again after growing one.
+    Measure {
+        name: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Destroy a pool and its data; its shares must be deleted first.
     Destroy {
         name: String,
@@ -554,6 +566,40 @@ fn encode(v: &str) -> String {
         }
     }
     out
+}
+
+#[derive(Subcommand)]
+enum RateCmd {
+    /// The rules in order, what each covered client gets now, and what the
+    /// reservations stand on.
+    List,
+    /// Add a rule or change it, in force at once. The first rule that covers a client
+    /// is its rule.
+    #[command(
+        after_help = "Examples:\n  rushesctl rate set render-nodes --clients 10.10.20.0/24 --cap 1000\n  rushesctl rate set suite-3 --clients 10.10.30.3/32 --reserve 400\n  rushesctl rate set dailies --shares dailies --reserve 300\n\nRates are MB (10^6 bytes) a second of NFS reads and writes together. A reservation is\nrefused when the reservations would add up to more than the pools were measured to read\nat (rushesctl pools shows each pool's rate)."
+    )]
+    Set {
+        name: String,
+        /// Client networks in CIDR form, comma-separated or repeated [default: every
+        /// client of the shares given].
+        #[arg(long, value_delimiter = ',', required_unless_present = "shares")]
+        clients: Vec<String>,
+        /// Shares, comma-separated or repeated [default: every share of the clients
+        /// given].
+        #[arg(long, value_delimiter = ',')]
+        shares: Vec<String>,
+        /// The most those clients may move together, MB/s; they are slowed, never cut off.
+        #[arg(long, value_name = "MB_S")]
+        cap: Option<u64>,
+        /// The rate served to them before anyone else's calls, MB/s.
+        #[arg(long, value_name = "MB_S")]
+        reserve: Option<u64>,
+        /// Put the rule ahead of this one.
+        #[arg(long, value_name = "RULE")]
+        before: Option<String>,
+    },
+    /// Remove a rule; its clients go back to best effort at once.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -892,6 +938,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                             size(p.size_bytes),
                             size(p.used_bytes),
                             p.members.len().to_string(),
+                            p.read_mb_s.map_or("-".into(), |r| format!("{r:.0}")),
                             p.sync
                                 .as_ref()
                                 .map(|s| format!("{} {:.0}%", s.action, s.fraction * 100.0))
@@ -902,7 +949,15 @@ fn run(cli: &Cli, c: &Client) -> Res {
                     .collect();
                 out(&table(
                     &[
-                        "POOL", "LEVEL", "CLASS", "STATE", "SIZE", "USED", "DISKS", "NOTE",
+                        "POOL",
+                        "LEVEL",
+                        "CLASS",
+                        "STATE",
+                        "SIZE",
+                        "USED",
+                        "DISKS",
+                        "READ MB/S",
+                        "NOTE",
                     ],
                     &rows,
                 ));
@@ -1130,45 +1185,37 @@ fn run(cli: &Cli, c: &Client) -> Res {
             }
         },
         Cmd::Fabric(cmd) => return fabric(cli, c, cmd),
-        Cmd::Rates => {
-            let rates: Vec<api::RateStatus> = c.get("/v1/rates")?;
-            if cli.json {
-                json(&rates);
-            } else if rates.is_empty() {
-                out("no rate rules: no client is capped or has a reservation ([[rate]] in the config)\n");
-            } else {
-                let mb = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}"));
-                let mut rows = Vec::new();
-                for r in &rates {
-                    rows.push(vec![
-                        r.name.clone(),
-                        r.clients.join(","),
-                        mb(r.cap_mb_s),
-                        mb(r.reserve_mb_s),
-                        format!("{:.1}", r.now_mb_s),
-                    ]);
-                    for client in &r.getting {
-                        rows.push(vec![
-                            format!("  {}", client.address),
-                            String::new(),
-                            String::new(),
-                            String::new(),
-                            format!("{:.1}", client.mb_s),
-                        ]);
-                    }
-                }
-                out(&table(
-                    &[
-                        "RULE / CLIENT",
-                        "COVERS",
-                        "CAP MB/S",
-                        "RESERVED MB/S",
-                        "NOW MB/S",
-                    ],
-                    &rows,
+        Cmd::Rates => show_rates(cli, c)?,
+        Cmd::Rate(cmd) => match cmd {
+            RateCmd::List => show_rates(cli, c)?,
+            RateCmd::Set {
+                name,
+                clients,
+                shares,
+                cap,
+                reserve,
+                before,
+            } => {
+                c.send(
+                    "PUT",
+                    &format!("/v1/rates/{name}"),
+                    Some(&api::SetRate {
+                        clients: clients.clone(),
+                        shares: shares.clone(),
+                        cap_mb_s: *cap,
+                        reserve_mb_s: *reserve,
+                        before: before.clone(),
+                    }),
+                )?;
+                out(&format!("rate rule {name} is in force\n"));
+            }
+            RateCmd::Delete { name } => {
+                c.send::<()>("DELETE", &format!("/v1/rates/{name}"), None)?;
+                out(&format!(
+                    "rate rule {name} removed; its clients are best effort now\n"
                 ));
             }
-        }
+        },
         Cmd::Activity { window, by } => {
             let r: api::ActivityReport =
                 c.get(&format!("/v1/activity/report?window={window}&by={by}"))?;
@@ -1577,6 +1624,13 @@ fn pool(cli: &Cli, c: &Client, cmd: &PoolCmd) -> Res {
                         sync.fraction * 100.0
                     ));
                 }
+                match (p.read_mb_s, p.read_measured_at) {
+                    (Some(rate), Some(at)) => s.push_str(&format!(
+                        "  reads at {rate:.0} MB/s (measured {})\n",
+                        rushes_api::calendar::utc_time(at)
+                    )),
+                    _ => s.push_str("  read rate not measured yet\n"),
+                }
                 let rows: Vec<Vec<String>> = p
                     .members
                     .iter()
@@ -1630,6 +1684,11 @@ fn pool(cli: &Cli, c: &Client, cmd: &PoolCmd) -> Res {
                 c.post(&format!("/v1/pools/{name}/scrub"), &serde_json::json!({}))?;
             started(cli, c, job, wait.wait)
         }
+        PoolCmd::Measure { name, wait } => {
+            let job: api::Job =
+                c.post(&format!("/v1/pools/{name}/measure"), &serde_json::json!({}))?;
+            started(cli, c, job, wait.wait)
+        }
         PoolCmd::Destroy { name, confirm } => {
             c.send(
                 "DELETE",
@@ -1642,6 +1701,78 @@ fn pool(cli: &Cli, c: &Client, cmd: &PoolCmd) -> Res {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn show_rates(cli: &Cli, c: &Client) -> Result<(), ClientError> {
+    let rates: api::Rates = c.get("/v1/rates")?;
+    if cli.json {
+        json(&rates);
+        return Ok(());
+    }
+    let mut s = String::new();
+    if let Some(problem) = &rates.problem {
+        s.push_str(&format!(
+            "the rules in rushes.toml are not used: {problem}\n"
+        ));
+    }
+    if rates.rules.is_empty() {
+        s.push_str(
+            "no rate rules: no client is capped or has a reservation (rushesctl rate set --help)\n",
+        );
+    } else {
+        let mb = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}"));
+        let mut rows = Vec::new();
+        for r in &rates.rules {
+            let covers = match (r.clients.is_empty(), r.shares.is_empty()) {
+                (false, true) => r.clients.join(","),
+                (true, false) => format!("shares {}", r.shares.join(",")),
+                _ => format!("{} on {}", r.clients.join(","), r.shares.join(",")),
+            };
+            rows.push(vec![
+                r.name.clone(),
+                covers,
+                mb(r.cap_mb_s),
+                mb(r.reserve_mb_s),
+                format!("{:.1}", r.now_mb_s),
+            ]);
+            for client in &r.getting {
+                rows.push(vec![
+                    format!("  {}", client.address),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("{:.1}", client.mb_s),
+                ]);
+            }
+        }
+        s.push_str(&table(
+            &[
+                "RULE / CLIENT",
+                "COVERS",
+                "CAP MB/S",
+                "RESERVED MB/S",
+                "NOW MB/S",
+            ],
+            &rows,
+        ));
+    }
+    match rates.measured_mb_s {
+        Some(total) => s.push_str(&format!(
+            "reserved {} of {total:.0} MB/s the pools were measured to read at\n",
+            rates.reserved_mb_s
+        )),
+        None => {
+            s.push_str("no pool's read rate is measured yet: reservations cannot be promised\n")
+        }
+    }
+    if !rates.unmeasured.is_empty() {
+        s.push_str(&format!(
+            "not measured yet: {} (rushesctl pool measure NAME)\n",
+            rates.unmeasured.join(", ")
+        ));
+    }
+    out(&s);
+    Ok(())
 }
 
 fn show_card(cli: &Cli, s: &api::CardStatus) {

@@ -289,6 +289,15 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/pools/{name}/measure",
+            post_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
+                    blocking(move || m.pools.measure_pool(&name)).await.map(accepted)
+                },
+                says("Measure how fast the pool reads (a few seconds of direct reads beside its clients): what rate reservations are checked against"),
+            ),
+        )
+        .api_route(
             "/v1/pools/{name}/scrub",
             post_with(
                 |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
@@ -467,7 +476,22 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             "/v1/rates",
             get_with(
                 |State(m): Mgr| async move { m.rates().map(Json) },
-                says("The NFS rate rules (caps and reservations on groups of clients), each with what its clients read and write together now and what each of them gets (MB/s over the last minute)"),
+                says("The NFS rate rules (caps and reservations on groups of clients), each with what its clients read and write together now and what each of them gets (MB/s over the last minute), and the pools' measured read rate the reservations are checked against"),
+            ),
+        )
+        .api_route(
+            "/v1/rates/{name}",
+            put_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>, Body(req): Body<api::SetRate>| async move {
+                    blocking(move || m.rates.set_rule(&name, req)).await.map(|()| NoContent)
+                },
+                says("Add a rate rule or change it, in force at once; reservations adding up to more than the pools' measured read rate are refused with the figures"),
+            )
+            .delete_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
+                    blocking(move || m.rates.delete_rule(&name)).await.map(|()| NoContent)
+                },
+                says("Remove a rate rule; its clients go back to best effort at once"),
             ),
         )
         .api_route(

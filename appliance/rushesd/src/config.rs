@@ -125,6 +125,11 @@ pub struct ApplianceConfig {
     /// `[placement]`: the placement rules and watermarks, as checked by
     /// `rushes_placement` (kept as a table here, so this file knows nothing of rules).
     pub placement: Option<toml::Table>,
+    /// `[[rate]]`: caps and reservations on groups of NFS clients.
+    pub rates: Vec<rushes_nas::rates::RateRule>,
+    /// Why the `[[rate]]` rules in the file cannot be read, if so; they are kept in
+    /// `other` as written, and none is used.
+    pub rates_problem: Option<String>,
     /// Everything else in the file (host name, network): init's, kept unchanged.
     pub other: toml::Table,
 }
@@ -189,6 +194,18 @@ impl ApplianceConfig {
                 .map_err(|e: toml::de::Error| format!("[card]: {e}"))?,
             None => CardSettings::default(),
         };
+        // A rate rule that does not read is not worth losing the whole file for: it is
+        // kept as written, reported, and no rate rule is used.
+        let (rates, rates_problem) = match table.remove("rate") {
+            None => (Vec::new(), None),
+            Some(value) => match value.clone().try_into() {
+                Ok(rates) => (rates, None),
+                Err(e) => {
+                    table.insert("rate".into(), value);
+                    (Vec::new(), Some(format!("[[rate]]: {e}")))
+                }
+            },
+        };
         let placement = match table.remove("placement") {
             Some(toml::Value::Table(t)) => Some(t),
             Some(_) => return Err("placement must be a table: [placement]".into()),
@@ -202,6 +219,8 @@ impl ApplianceConfig {
             discovery,
             card,
             placement,
+            rates,
+            rates_problem,
             other: table,
         })
     }
@@ -231,6 +250,9 @@ impl ApplianceConfig {
         }
         if let Some(placement) = &self.placement {
             table.insert("placement".into(), toml::Value::Table(placement.clone()));
+        }
+        if !self.rates.is_empty() {
+            table.insert("rate".into(), value(&self.rates)?);
         }
         toml::to_string(&table).map_err(|e| e.to_string())
     }
@@ -455,5 +477,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn rate_rules_round_trip_and_an_unreadable_one_is_kept_as_written() {
+        let text = "[[rate]]\nname = \"render\"\nclients = [\"10.0.20.0/24\"]\ncap_mb_s = 1000\n";
+        let c = ApplianceConfig::parse(text).unwrap();
+        assert_eq!(c.rates.len(), 1);
+        assert_eq!(c.rates[0].cap_mb_s, Some(1000));
+        assert_eq!(ApplianceConfig::parse(&c.to_toml().unwrap()).unwrap(), c);
+
+        // A typo in a rule costs the rules, not the pools and shares beside them.
+        let typo = format!("{text}cap_mbs = 5\n[[share]]\nname = \"p\"\npool = \"m\"\n");
+        let c = ApplianceConfig::parse(&typo).unwrap();
+        assert!(c.rates.is_empty());
+        assert_eq!(c.shares.len(), 1);
+        assert!(
+            c.rates_problem
+                .as_deref()
+                .is_some_and(|p| p.contains("cap_mbs")),
+            "{:?}",
+            c.rates_problem
+        );
+        assert!(c.to_toml().unwrap().contains("cap_mbs = 5"));
     }
 }

@@ -13,6 +13,7 @@ use crate::core::Core;
 use crate::fabrics::Fabrics;
 use crate::placement::Placement;
 use crate::pools::Pools;
+use crate::rates::Rates;
 use crate::settings::System;
 use crate::shares::Shares;
 use crate::smb::Smb;
@@ -27,41 +28,15 @@ pub struct Daemon {
     pub system: Arc<System>,
     pub activity: Arc<Activity>,
     pub placement: Arc<Placement>,
+    pub rates: Arc<Rates>,
 }
 
 impl Daemon {
     /// The rate rules with what their clients get over the last minute.
-    pub fn rates(&self) -> crate::error::ApiResult<Vec<rushes_api::RateStatus>> {
-        let rates = self.shares.rate_rules();
+    pub fn rates(&self) -> crate::error::ApiResult<rushes_api::Rates> {
         let by_client = self.activity.activity_report("minute", "client")?;
-        Ok(rates
-            .rules()
-            .enumerate()
-            .map(|(i, rule)| {
-                let getting: Vec<rushes_api::ClientRate> = by_client
-                    .rows
-                    .iter()
-                    .filter(|row| {
-                        row.group
-                            .parse::<std::net::IpAddr>()
-                            .is_ok_and(|ip| rates.rule_for(ip) == Some(i))
-                    })
-                    .map(|row| rushes_api::ClientRate {
-                        address: row.group.clone(),
-                        mb_s: row.bytes_per_s / 1e6,
-                    })
-                    .collect();
-                rushes_api::RateStatus {
-                    name: rule.name.clone(),
-                    clients: rule.clients.iter().map(|n| n.to_string()).collect(),
-                    cap_mb_s: rule.cap_mb_s,
-                    reserve_mb_s: rule.reserve_mb_s,
-                    // fold, not sum: an empty sum of floats is -0.0.
-                    now_mb_s: getting.iter().fold(0.0, |total, c| total + c.mb_s),
-                    getting,
-                }
-            })
-            .collect())
+        let by_share = self.activity.activity_report("minute", "share")?;
+        Ok(self.rates.status(&by_client, &by_share))
     }
 
     /// One look at everything: rescan disks when due, then each subsystem's turn
@@ -77,6 +52,7 @@ impl Daemon {
         self.smb.apply();
         self.activity.tick();
         self.placement.tick();
+        self.rates.tick();
     }
 
     /// Run the monitor until the process ends.
@@ -97,6 +73,7 @@ impl Daemon {
         self.card.publish_alerts();
         self.shares.publish_alerts();
         self.placement.publish_alerts();
+        self.rates.publish_alerts();
         self.core.alerts.list()
     }
 }

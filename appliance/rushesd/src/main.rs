@@ -22,6 +22,7 @@ mod metrics;
 mod openapi;
 mod placement;
 mod pools;
+mod rates;
 mod samba;
 mod settings;
 mod shares;
@@ -308,22 +309,6 @@ fn try_main() -> Result<()> {
 
 /// The `[[rate]]` rules of the managed config file (none when it does not exist yet).
 /// The config store keeps keys it does not know as they are, so they survive its writes.
-fn managed_rate_rules(config: &Path) -> Result<Vec<rushes_nas::rates::RateRule>> {
-    let text = match std::fs::read_to_string(config) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).context("cannot read it"),
-    };
-    #[derive(serde::Deserialize)]
-    struct Rates {
-        #[serde(default)]
-        rate: Vec<rushes_nas::rates::RateRule>,
-    }
-    Ok(toml::from_str::<Rates>(&text)
-        .context("its [[rate]] rules do not parse")?
-        .rate)
-}
-
 /// A duration given in seconds on the command line.
 fn seconds(flag: &str, value: f64) -> Result<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(value)
@@ -515,31 +500,17 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
         ])));
     let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
-    // The managed config (the appliance's rushes.toml) may hold rate rules too. A bad
-    // one there is reported (log and alert) and skipped: the box still serves, uncapped.
-    let mut rate_problem = None;
-    let caps = match &management {
-        Some((_, config, _)) if caps.is_empty() => {
-            match managed_rate_rules(config).and_then(|rules| {
-                rushes_nas::rates::RateCaps::new(&rules).map_err(anyhow::Error::from)
-            }) {
-                Ok(caps) => caps,
-                Err(e) => {
-                    tracing::error!(config = %config.display(), error = %format!("{e:#}"), "the [[rate]] rules are not used: fix them and restart rushesd");
-                    rate_problem = Some(format!("{e:#}"));
-                    Default::default()
-                }
-            }
-        }
-        _ => rushes_nas::rates::RateCaps::new(&caps)
-            .context("a [[rate]] rule in the config is not usable")?,
-    };
+    // The appliance's rate rules are in its rushes.toml, put in force by the rates
+    // subsystem; a host's come with --config.
+    let rates_from_command_line = !caps.is_empty();
+    let caps = rushes_nas::rates::RateRuleSet::new(&caps)
+        .context("a [[rate]] rule in the config is not usable")?;
     for rule in caps.rules() {
         tracing::info!(rule = %rule.name, cap_mb_s = ?rule.cap_mb_s, reserve_mb_s = ?rule.reserve_mb_s, clients = ?rule.clients, "rate rule in force");
     }
     let service = Service::new(&shares, &state_dir)?
         .with_grace_period(grace_period)
-        .with_caps(caps);
+        .with_rates(caps);
     service.warnings.set_window(warning_window);
     let service = Arc::new(if activity {
         service.with_observer(Box::new(Arc::clone(&observer)))
@@ -567,17 +538,6 @@ fn serve(opts: ServeOptions) -> Result<()> {
             },
             ConfigStore::new(config),
         );
-        if let Some(problem) = &rate_problem {
-            core.alerts.raise_event(
-                "nfs",
-                crate::alerts::Raise::new(
-                    "rate-rules",
-                    rushes_api::Severity::Warning,
-                    format!("The [[rate]] rules in rushes.toml are not used: {problem}"),
-                    "Fix the rules and restart rushesd; until then no client is capped or has a reservation",
-                ),
-            );
-        }
         let fabrics = fabrics::Fabrics::start(Arc::clone(&core));
         let card = card::Card::start(Arc::clone(&core));
         let pools = pools::Pools::start(Arc::clone(&core));
@@ -611,6 +571,12 @@ fn serve(opts: ServeOptions) -> Result<()> {
                 audit: Arc::clone(&audit),
             },
         );
+        let rates = rates::Rates::start(
+            Arc::clone(&core),
+            Arc::clone(&service),
+            Arc::clone(&pools),
+            rates_from_command_line,
+        );
         // Every job kind has had its chance to be taken up again.
         core.jobs.give_up_the_rest();
         let daemon = Arc::new(daemon::Daemon {
@@ -623,6 +589,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             system: Arc::clone(&system),
             activity,
             placement,
+            rates,
         });
         daemon.tick();
         if let Some(samba) = samba.clone() {

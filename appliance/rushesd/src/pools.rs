@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rushes_api::{self as api, Disk, JobTarget, MemberState, PoolClass, PoolState, Severity};
-use rushes_storage::{md, wipe, xfs};
+use rushes_storage::{md, speed, wipe, xfs};
 
 use crate::alerts::Raise;
 use crate::config::PoolConfig;
@@ -19,7 +19,13 @@ use crate::jobs::Work;
 use crate::state_file::{read_state, write_state};
 
 /// The kinds of job this subsystem runs, and takes up after a restart.
-const KINDS: [&str; 4] = ["create-pool", "grow-pool", "replace-disk", "scrub"];
+const KINDS: [&str; 5] = [
+    "create-pool",
+    "grow-pool",
+    "replace-disk",
+    "scrub",
+    "measure-pool",
+];
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct ScrubRecord {
@@ -27,12 +33,26 @@ struct ScrubRecord {
     mismatches: u64,
 }
 
+/// A pool's measured read rate.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReadRecord {
+    pub mb_s: f64,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
+
 #[derive(Default)]
 struct State {
     /// Why a pool could not be assembled or mounted.
     problems: HashMap<String, String>,
     scrubs: HashMap<String, ScrubRecord>,
+    reads: HashMap<String, ReadRecord>,
+    /// When a pool was last measured without being asked, so a failing measurement is
+    /// not retried at every look.
+    measure_tried: HashMap<String, Instant>,
 }
+
+const READ_RATES: &str = "pool-read-rates.json";
 
 pub struct Pools {
     core: Arc<Core>,
@@ -100,10 +120,21 @@ impl Pools {
                 HashMap::new()
             }
         };
+        let reads = match read_state(&core.paths.state_dir.join(READ_RATES)) {
+            Ok(r) => r.unwrap_or_default(),
+            Err(problem) => {
+                core.alerts.raise_event(
+                    "pools",
+                    crate::alerts::damaged_file(&core.paths.state_dir.join(READ_RATES), problem),
+                );
+                HashMap::new()
+            }
+        };
         let pools = Arc::new(Self {
             core,
             state: Mutex::new(State {
                 scrubs,
+                reads,
                 ..Default::default()
             }),
             ops: Mutex::new(()),
@@ -153,6 +184,7 @@ impl Pools {
             }
         }
         self.scheduled_scrubs();
+        self.unmeasured_pools();
         self.publish_alerts();
     }
 
@@ -485,6 +517,17 @@ impl Pools {
     }
 
     fn busy_check(&self, pool: &str) -> ApiResult<()> {
+        // A measurement takes a few seconds: other work waits for it, not refused.
+        let waited = Instant::now();
+        while waited.elapsed() < Duration::from_secs(15)
+            && self
+                .core
+                .jobs
+                .active_on(&JobTarget::pool(pool))
+                .is_some_and(|j| j.kind == "measure-pool")
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         if let Some(job) = self.core.jobs.active_on(&JobTarget::pool(pool)) {
             return Err(ApiErr::new(
                 409,
@@ -672,6 +715,84 @@ impl Pools {
         }))
     }
 
+    /// Measure how fast the pool reads (a few seconds of direct reads from its md
+    /// device, beside whatever it serves): what reservations are checked against.
+    pub fn measure_pool(self: &Arc<Self>, name: &str) -> ApiResult<api::Job> {
+        self.pool_config(name)?;
+        self.busy_check(name)?;
+        self.assembled(name)?;
+        let w = self
+            .core
+            .jobs
+            .create("measure-pool", JobTarget::pool(name), false);
+        let name = name.to_string();
+        Ok(self.run_job(w, move |m, w| {
+            w.step("reading the pool: 4 streams of 1 MiB direct reads for up to 3 s");
+            let rate = speed::measure_reads(&md::device_path(&name), speed::Budget::default())
+                .map_err(|e| e.to_string())?;
+            let record = ReadRecord {
+                mb_s: (rate.mb_s() * 10.0).round() / 10.0,
+                at: now(),
+            };
+            tracing::info!(pool = %name, mb_s = record.mb_s, bytes = rate.bytes, seconds = rate.elapsed.as_secs_f64(), "pool read rate measured");
+            w.step(&format!("reads at {:.0} MB/s", record.mb_s));
+            let mut st = m.lock();
+            st.reads.insert(name.clone(), record);
+            let path = m.core.paths.state_dir.join(READ_RATES);
+            write_state(&path, &st.reads)
+                .map_err(|e| format!("cannot record the rate in {}: {e}", path.display()))
+        }))
+    }
+
+    /// The measured read rate of each configured pool (None: not measured yet).
+    pub fn read_rates(&self) -> Vec<(String, Option<ReadRecord>)> {
+        let pools = self.configs();
+        let st = self.lock();
+        pools
+            .into_iter()
+            .map(|p| {
+                let read = st.reads.get(&p.name).copied();
+                (p.name, read)
+            })
+            .collect()
+    }
+
+    /// Pools never measured are measured once they are whole and idle (a new pool after
+    /// its first sync, a pool from an older release), so a reservation can be checked.
+    fn unmeasured_pools(self: &Arc<Self>) {
+        let unmeasured: Vec<String> = {
+            let st = self.lock();
+            self.configs()
+                .into_iter()
+                .filter(|p| !st.reads.contains_key(&p.name))
+                .filter(|p| {
+                    st.measure_tried
+                        .get(&p.name)
+                        .is_none_or(|at| at.elapsed() > Duration::from_secs(3600))
+                })
+                .map(|p| p.name)
+                .collect()
+        };
+        for pool in unmeasured {
+            let idle = md::kernel_name(&pool)
+                .and_then(|k| md::status(&self.core.paths.sys, &k))
+                .is_some_and(|s| !s.syncing() && s.degraded == 0)
+                && xfs::is_mounted(&self.mountpoint(&pool))
+                && self.core.jobs.active_on(&JobTarget::pool(&pool)).is_none();
+            if idle {
+                self.lock()
+                    .measure_tried
+                    .insert(pool.clone(), Instant::now());
+                match self.measure_pool(&pool) {
+                    Ok(job) => {
+                        tracing::info!(pool, job = job.id, "measuring the new pool's read rate")
+                    }
+                    Err(e) => tracing::debug!(pool, error = %e.message, "pool not measured"),
+                }
+            }
+        }
+    }
+
     fn record_scrub(&self, pool: &str, rec: ScrubRecord) {
         let mut st = self.lock();
         st.scrubs.insert(pool.to_string(), rec);
@@ -764,7 +885,16 @@ impl Pools {
             .save_config(|c| c.pools.retain(|p| p.name != name))
             .map_err(ApiErr::failed)?;
         let _ = std::fs::remove_dir(&dir);
-        self.lock().problems.remove(name);
+        {
+            let mut st = self.lock();
+            st.problems.remove(name);
+            if st.reads.remove(name).is_some() {
+                let path = self.core.paths.state_dir.join(READ_RATES);
+                if let Err(e) = write_state(&path, &st.reads) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot forget the pool's read rate");
+                }
+            }
+        }
         tracing::info!(pool = name, "pool destroyed");
         self.core.inventory.rescan();
         Ok(())
@@ -774,13 +904,21 @@ impl Pools {
     pub fn pools(&self) -> Vec<api::Pool> {
         let configs = self.configs();
         let disks = self.core.inventory.raw();
-        let (problems, scrubs) = {
+        let (problems, scrubs, reads) = {
             let st = self.lock();
-            (st.problems.clone(), st.scrubs.clone())
+            (st.problems.clone(), st.scrubs.clone(), st.reads.clone())
         };
         configs
             .iter()
-            .map(|pc| self.pool_view(pc, problems.get(&pc.name), scrubs.get(&pc.name), &disks))
+            .map(|pc| {
+                let mut view =
+                    self.pool_view(pc, problems.get(&pc.name), scrubs.get(&pc.name), &disks);
+                if let Some(read) = reads.get(&pc.name) {
+                    view.read_mb_s = Some(read.mb_s);
+                    view.read_measured_at = Some(read.at);
+                }
+                view
+            })
             .collect()
     }
 
@@ -911,6 +1049,8 @@ impl Pools {
                 }),
             last_scrub: scrub.map(|r| r.finished),
             scrub_mismatches: scrub.map(|r| r.mismatches),
+            read_mb_s: None,
+            read_measured_at: None,
         }
     }
 
@@ -1098,6 +1238,8 @@ mod tests {
             }),
             last_scrub: None,
             scrub_mismatches: None,
+            read_mb_s: None,
+            read_measured_at: None,
         }
     }
 

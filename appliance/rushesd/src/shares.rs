@@ -21,11 +21,6 @@ pub struct Shares {
 }
 
 impl Shares {
-    /// The NFS rate rules in force.
-    pub fn rate_rules(&self) -> Arc<rushes_nas::rates::RateCaps> {
-        Arc::clone(&self.nas.caps)
-    }
-
     /// Serve the shares whose pools are mounted; a reset of the config stops them all.
     pub fn start(core: Arc<Core>, nas: Arc<Service>, reserved: Vec<String>) -> Arc<Self> {
         let shares = Arc::new(Self {

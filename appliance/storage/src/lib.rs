@@ -9,6 +9,7 @@ pub mod health;
 pub mod inventory;
 pub mod md;
 pub mod nvme;
+pub mod speed;
 pub mod wipe;
 pub mod xfs;
 

@@ -1,5 +1,6 @@
-//! Who is moving data now, the busiest files and accounts, latency per protocol, and
-//! the audit log's newest matches, searched by path on `/`.
+//! Who is moving data now, the busiest files and accounts, latency per protocol, the
+//! rate rules with what their clients get, and the audit log's newest matches, searched
+//! by path on `/`.
 
 use rushes_api as api;
 use tuirealm::ratatui::layout::Rect;
@@ -101,6 +102,9 @@ impl Screen for Activity {
                 lines.push(Line::from(format!("  {part}")));
             }
         }
+        if let Some(r) = snap.rates.as_ref() {
+            rate_rules(&mut lines, r);
+        }
         lines.push(Line::from(""));
         lines.push(bold(format!(
             "{:<44}{}",
@@ -173,5 +177,55 @@ impl Screen for Activity {
         }
         f.render_widget(Paragraph::new(lines), area);
         self.search.view(f, area);
+    }
+}
+
+/// The rate rules, when there are any (or they are not in force): each with what it
+/// caps or reserves and what its clients move now, and what the reservations stand on.
+fn rate_rules(lines: &mut Vec<Line<'static>>, r: &api::Rates) {
+    if r.rules.is_empty() && r.problem.is_none() {
+        return;
+    }
+    lines.push(Line::from(""));
+    let standing = match r.measured_mb_s {
+        Some(total) => format!(
+            "reserved {} of {total:.0} MB/s the pools read at",
+            r.reserved_mb_s
+        ),
+        None => "no pool measured: nothing can be reserved".into(),
+    };
+    lines.push(bold(format!("Rate rules, first match wins ({standing})")));
+    if let Some(problem) = &r.problem {
+        let problem: String = problem.chars().take(70).collect();
+        lines.push(Line::from(format!("  not in force: {problem}")));
+    }
+    for rule in r.rules.iter().take(4) {
+        let mut what = Vec::new();
+        if let Some(cap) = rule.cap_mb_s {
+            what.push(format!("cap {cap}"));
+        }
+        if let Some(reserve) = rule.reserve_mb_s {
+            what.push(format!("reserve {reserve}"));
+        }
+        let covers = match (rule.clients.as_slice(), rule.shares.as_slice()) {
+            ([], [one]) => format!("share {one}"),
+            ([], [first, rest @ ..]) => format!("share {first} +{}", rest.len()),
+            ([one], _) => one.clone(),
+            ([first, rest @ ..], _) => format!("{first} +{}", rest.len()),
+            ([], []) => String::new(),
+        };
+        lines.push(Line::from(format!(
+            "  {:<14} {:<20} {:<20} now {:>7.1} MB/s",
+            rule.name.chars().take(14).collect::<String>(),
+            covers.chars().take(20).collect::<String>(),
+            what.join(", "),
+            rule.now_mb_s
+        )));
+    }
+    if r.rules.len() > 4 {
+        lines.push(Line::from(format!(
+            "  and {} more (rushesctl rate list)",
+            r.rules.len() - 4
+        )));
     }
 }
