@@ -211,14 +211,15 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key("reel");
     console.key(ENTER);
     console.wait_for(&["paths with \"reel\"", "WRITE   demo:/reel.mov"]);
-    // A rate rule set meanwhile shows with what its clients move now; with no pool
-    // measured, nothing can be reserved.
+    // A rate rule set meanwhile shows with what its clients move now (the one that
+    // wrote the film, over the last minute); with no pool measured, nothing can be
+    // reserved.
     rushes_api::Client::new(&sock)
         .send(
             "PUT",
             "/v1/rates/render-nodes",
             Some(&rushes_api::SetRate {
-                clients: vec!["10.10.20.0/24".into(), "10.10.21.0/24".into()],
+                clients: vec!["10.10.20.0/24".into(), "127.0.0.0/8".into()],
                 shares: vec![],
                 cap_mb_s: Some(1000),
                 reserve_mb_s: None,
@@ -229,7 +230,7 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.wait_for(&[
         "Rate rules, first match wins (no pool measured: nothing can be reserved)",
         "render-nodes   10.10.20.0/24 +1     cap 1000",
-        "now     0.0 MB/s",
+        "getting MB/s: 127.0.0.1 0.1",
     ]);
     console.key("k");
     console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "Space pick"]);

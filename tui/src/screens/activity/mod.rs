@@ -221,6 +221,20 @@ fn rate_rules(lines: &mut Vec<Line<'static>>, r: &api::Rates) {
             what.join(", "),
             rule.now_mb_s
         )));
+        // What each of its busiest clients (or shares) gets now.
+        let getting: Vec<String> = rule
+            .getting
+            .iter()
+            .take(3)
+            .map(|c| format!("{} {:.1}", c.address, c.mb_s))
+            .collect();
+        if !getting.is_empty() {
+            let mut line = format!("    getting MB/s: {}", getting.join(", "));
+            if rule.getting.len() > 3 {
+                line.push_str(&format!(" +{} more", rule.getting.len() - 3));
+            }
+            lines.push(Line::from(line.chars().take(78).collect::<String>()));
+        }
     }
     if r.rules.len() > 4 {
         lines.push(Line::from(format!(
