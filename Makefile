@@ -14,6 +14,7 @@
 #                placement's simulate, and NFS through the namespace over pools, reads
 #                of moved data and moves against cp; Samba through the FUSE view against
 #                Samba on the same folder
+#   make fuzz    run each parser's cargo-fuzz target for FUZZ_SECONDS (default 60)
 #   make deps    install what the targets above need (Debian 12, as root or with sudo)
 
 SHELL := /bin/bash
@@ -28,9 +29,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # FUSE view, and its client.
 # cryptsetup-bin and bcache-tools write the real LUKS and bcache headers the pools guest
 # must see as data on its spare disks (mkswap, from util-linux, writes the swap one).
+# ffmpeg makes the catalog tests' media, and its ffprobe is what they are checked against.
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient
+	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg
 
 # schemathesis (PyPI) fuzzes the management API from its OpenAPI document
 # (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
@@ -40,7 +42,12 @@ SCHEMATHESIS_VERSION := 4.32.5
 # Downloaded Debian packages for the image live outside the checkout.
 RUSHES_CACHE ?= /var/cache/rushes-mkimage
 
-.PHONY: all deps build test lint run host image bench clean
+.PHONY: all deps build test lint run host image bench clean fuzz
+
+# Each parser's cargo-fuzz target runs this many seconds (`make fuzz FUZZ_SECONDS=3600`).
+FUZZ_SECONDS ?= 60
+# The fuzz crates, each outside the workspace (libFuzzer's instrumentation).
+FUZZ_CRATES := appliance/catalog/fuzz
 
 all: build
 
@@ -123,3 +130,21 @@ bench: deps image
 clean:
 	$(CARGO) clean
 	rm -rf out
+
+# Coverage-guided fuzzing of the parsers of outside bytes, each target for FUZZ_SECONDS.
+# cargo-fuzz asks for nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
+fuzz: deps
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
+	@# The catalog's fuzzers start from small real files, made by ffmpeg once.
+	@mkdir -p appliance/catalog/fuzz/corpus/quicktime appliance/catalog/fuzz/corpus/wav
+	@[ -e appliance/catalog/fuzz/corpus/quicktime/seed.mov ] || ffmpeg -v error -f lavfi -i testsrc2=size=64x64:rate=24000/1001 \
+		-f lavfi -i sine -t 0.1 -c:v prores_ks -c:a pcm_s24le -timecode 01:00:00:00 \
+		-metadata:s:v:0 reel_name=A001 -metadata make=ARRI appliance/catalog/fuzz/corpus/quicktime/seed.mov
+	@[ -e appliance/catalog/fuzz/corpus/wav/seed.wav ] || ffmpeg -v error -f lavfi -i sine -t 0.05 -c:a pcm_s24le \
+		-write_bext 1 -metadata description=seed -metadata time_reference=1000 appliance/catalog/fuzz/corpus/wav/seed.wav
+	@for crate in $(FUZZ_CRATES); do \
+		for target in $$(cd $$crate && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
+			echo "==> fuzzing $$crate $$target for $(FUZZ_SECONDS) s"; \
+			(cd $$crate && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536) || exit 1; \
+		done; \
+	done

@@ -1,0 +1,11 @@
+//! WAV and Broadcast WAV headers from arbitrary bytes: an error or a record, within budget.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rushes_catalog::{source::READ_BUDGET, wav, Source};
+
+fuzz_target!(|data: &[u8]| {
+    let src = Source::memory(data);
+    let _ = wav::parse(&src);
+    assert!(src.spent() <= READ_BUDGET);
+});

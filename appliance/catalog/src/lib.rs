@@ -1,0 +1,27 @@
+//! Technical metadata of media files, read from their headers with bounded reads (never
+//! the whole file): what the catalog records of each clip. Each format has its own
+//! parser ([`quicktime`] for QuickTime and MP4, [`wav`] for Broadcast WAV); [`probe`]
+//! picks one by the file's first bytes. A file no parser knows, or one whose header is
+//! damaged, still gets a record: its error says what was wrong.
+
+pub mod quicktime;
+pub mod record;
+pub mod source;
+pub mod timecode;
+pub mod wav;
+
+pub use record::{Audio, Bext, Camera, Ixml, MediaInfo, Rational, Timecode, Video};
+pub use source::{ParseError, Source};
+
+/// Read the header of the file behind `src` with the parser its first bytes call for.
+/// `Ok(None)`: not a format this crate knows.
+pub fn probe(src: &Source<'_>) -> Result<Option<MediaInfo>, ParseError> {
+    let head = src.read_at(0, src.len().min(12) as usize)?;
+    if quicktime::looks_like(&head) {
+        return quicktime::parse(src).map(Some);
+    }
+    if wav::looks_like(&head) {
+        return wav::parse(src).map(Some);
+    }
+    Ok(None)
+}

@@ -1,0 +1,93 @@
+//! Random input, plain and shaped like real files: the parsers never panic, never read
+//! past their budget, and answer with a record or an error.
+
+use proptest::prelude::*;
+use rushes_catalog::source::READ_BUDGET;
+use rushes_catalog::{probe, quicktime, wav, Source};
+
+/// A box: size, type, payload.
+fn mp4_box(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut b = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(kind);
+    b.extend_from_slice(payload);
+    b
+}
+
+/// Box types the parser looks into, so that random payloads reach its inner code.
+const KINDS: [&[u8; 4]; 14] = [
+    b"trak", b"mdia", b"minf", b"stbl", b"stsd", b"stts", b"stco", b"co64", b"mdhd", b"hdlr",
+    b"udta", b"meta", b"keys", b"ilst",
+];
+
+fn boxes(depth: u32) -> BoxedStrategy<Vec<u8>> {
+    let leaf = (0..KINDS.len(), prop::collection::vec(any::<u8>(), 0..96))
+        .prop_map(|(k, p)| mp4_box(KINDS[k], &p));
+    leaf.prop_recursive(depth, 64, 4, |inner| {
+        (0..KINDS.len(), prop::collection::vec(inner, 0..4))
+            .prop_map(|(k, kids)| mp4_box(KINDS[k], &kids.concat()))
+    })
+    .boxed()
+}
+
+fn chunk(id: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut c = id.to_vec();
+    c.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    c.extend_from_slice(payload);
+    if payload.len() % 2 == 1 {
+        c.push(0);
+    }
+    c
+}
+
+/// Inputs the fuzzers found a panic with, kept so that it stays fixed.
+#[test]
+fn inputs_that_once_panicked_are_refused() {
+    // A box of 64-bit size 2^64-1 after a box of size 1 header: the next offset
+    // overflowed.
+    let boxes: &[&[u8]] = &[&[
+        0, 0, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 4,
+    ]];
+    for bytes in boxes {
+        let src = Source::memory(bytes);
+        assert!(quicktime::parse(&src).is_err());
+        assert!(probe(&src).is_err() || probe(&src).is_ok_and(|i| i.is_none()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_give_a_record_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let src = Source::memory(&bytes);
+        let _ = probe(&src);
+        let _ = quicktime::parse(&src);
+        let _ = wav::parse(&src);
+        prop_assert!(src.spent() <= READ_BUDGET);
+    }
+
+    #[test]
+    fn random_boxes_in_a_movie_are_read_or_refused(kids in prop::collection::vec(boxes(4), 0..6), mdat in 0usize..64) {
+        let mut file = mp4_box(b"ftyp", b"qt  \0\0\0\0qt  ");
+        file.extend(mp4_box(b"mdat", &vec![0u8; mdat]));
+        file.extend(mp4_box(b"moov", &kids.concat()));
+        let src = Source::memory(&file);
+        let _ = quicktime::parse(&src);
+        prop_assert!(src.spent() <= file.len() as u64 * 2);
+    }
+
+    #[test]
+    fn random_chunks_in_a_wave_are_read_or_refused(
+        chunks in prop::collection::vec((0usize..5, prop::collection::vec(any::<u8>(), 0..700)), 0..6)
+    ) {
+        let ids: [&[u8; 4]; 5] = [b"fmt ", b"bext", b"iXML", b"data", b"ds64"];
+        let body: Vec<u8> = chunks.iter().flat_map(|(i, p)| chunk(ids[*i], p)).collect();
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&((body.len() + 4) as u32).to_le_bytes());
+        file.extend_from_slice(b"WAVE");
+        file.extend(body);
+        let src = Source::memory(&file);
+        let _ = wav::parse(&src);
+        prop_assert!(src.spent() <= file.len() as u64);
+    }
+}
