@@ -2,14 +2,18 @@
 //! the whole file): what the catalog records of each clip. Each format has its own
 //! parser ([`quicktime`] for QuickTime and MP4, [`wav`] for Broadcast WAV); [`probe`]
 //! picks one by the file's first bytes. A file no parser knows, or one whose header is
-//! damaged, still gets a record: its error says what was wrong.
+//! damaged, still gets a record: its error says what was wrong. [`index`] keeps the
+//! records in a tantivy index that [`query`]'s language searches.
 
+pub mod index;
+pub mod query;
 pub mod quicktime;
 pub mod record;
 pub mod source;
 pub mod timecode;
 pub mod wav;
 
+pub use index::{Catalog, Clip, Found};
 pub use record::{Audio, Bext, Camera, Ixml, MediaInfo, Rational, Timecode, Video};
 pub use source::{ParseError, Source};
 

@@ -1,0 +1,531 @@
+//! The catalog's index (tantivy) of clips: one document per file, keyed by share and
+//! path, with the fields queries name, facets to count by, and the whole record stored
+//! beside them. It lives in a folder (on the share's home pool on the appliance) and
+//! survives restarts; it can always be rebuilt from the files.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    Facet, FacetOptions, Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, STRING,
+    TEXT,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term as IndexTerm};
+
+use crate::query::{self, Compare, Term};
+use crate::record::MediaInfo;
+
+/// What the catalog knows of one file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Clip {
+    pub share: String,
+    /// The path inside the share, `/`-separated, without a leading `/`.
+    pub path: String,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub modified: u64,
+    /// What its header says, when a parser knows its format and could read it.
+    pub media: Option<MediaInfo>,
+    /// Why its header could not be read, when it could not.
+    pub error: Option<String>,
+}
+
+impl Clip {
+    /// The clip's id: its share and path.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.share, self.path)
+    }
+
+    /// The file's name.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// Why the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("the catalog index failed: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("the catalog index in {path} cannot be opened: {why}")]
+    Open { path: String, why: String },
+    #[error(transparent)]
+    Query(#[from] query::QueryError),
+}
+
+/// The facets counted for every search.
+pub const FACETS: [&str; 5] = ["codec", "resolution", "fps", "camera", "share"];
+
+/// One page of results with the facet counts of all matches.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Found {
+    /// How many clips match in all.
+    pub total: usize,
+    pub clips: Vec<Clip>,
+    /// Per facet (codec, resolution, fps, camera, share), each value with its count,
+    /// most first.
+    pub facets: Vec<(String, Vec<(String, u64)>)>,
+}
+
+struct Fields {
+    id: Field,
+    share: Field,
+    ext: Field,
+    format: Field,
+    codec: Field,
+    reel: Field,
+    tape: Field,
+    scene: Field,
+    take: Field,
+    project: Field,
+    circled: Field,
+    camera: Field,
+    name: Field,
+    all: Field,
+    width: Field,
+    height: Field,
+    fps: Field,
+    duration: Field,
+    channels: Field,
+    tc_start: Field,
+    tc_end: Field,
+    facets: Field,
+    record: Field,
+}
+
+/// The index of one share's clips (or several shares'), open for reading and writing.
+pub struct Catalog {
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    f: Fields,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let number = INDEXED | FAST;
+    let f = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        share: b.add_text_field("share", STRING),
+        ext: b.add_text_field("ext", STRING),
+        format: b.add_text_field("format", STRING),
+        codec: b.add_text_field("codec", STRING),
+        reel: b.add_text_field("reel", STRING),
+        tape: b.add_text_field("tape", STRING),
+        scene: b.add_text_field("scene", STRING),
+        take: b.add_text_field("take", STRING),
+        project: b.add_text_field("project", STRING),
+        circled: b.add_text_field("circled", STRING),
+        camera: b.add_text_field("camera", TEXT),
+        name: b.add_text_field("name", TEXT),
+        all: b.add_text_field("all", TEXT),
+        width: b.add_u64_field("width", number.clone()),
+        height: b.add_u64_field("height", number.clone()),
+        fps: b.add_f64_field("fps", number.clone()),
+        duration: b.add_f64_field("duration", number.clone()),
+        channels: b.add_u64_field("channels", number.clone()),
+        tc_start: b.add_f64_field("tc_start", number.clone()),
+        tc_end: b.add_f64_field("tc_end", number),
+        facets: b.add_facet_field("facets", FacetOptions::default()),
+        record: b.add_text_field("record", STORED),
+    };
+    (b.build(), f)
+}
+
+impl Catalog {
+    /// Open the index in `dir`, making it if it is not there.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let open_err = |why: String| IndexError::Open {
+            path: dir.display().to_string(),
+            why,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let (schema, f) = schema();
+        let directory =
+            tantivy::directory::MmapDirectory::open(dir).map_err(|e| open_err(e.to_string()))?;
+        let index = Index::open_or_create(directory, schema)?;
+        Self::with(index, f)
+    }
+
+    /// An index in memory (tests, benches).
+    pub fn in_memory() -> Result<Self, IndexError> {
+        let (schema, f) = schema();
+        Self::with(Index::create_in_ram(schema), f)
+    }
+
+    fn with(index: Index, f: Fields) -> Result<Self, IndexError> {
+        let writer = index.writer_with_num_threads(1, 32 << 20)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            reader,
+            writer: Mutex::new(writer),
+            f,
+        })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Put `clip` in the index, in place of what it had at the same share and path.
+    /// Seen by searches after [`Self::commit`].
+    pub fn put(&self, clip: &Clip) -> Result<(), IndexError> {
+        let doc = self.document(clip);
+        let writer = self.writer();
+        writer.delete_term(IndexTerm::from_field_text(self.f.id, &clip.id()));
+        writer.add_document(doc)?;
+        Ok(())
+    }
+
+    /// Take the clip at `share`/`path` out.
+    pub fn remove(&self, share: &str, path: &str) {
+        self.writer().delete_term(IndexTerm::from_field_text(
+            self.f.id,
+            &format!("{share}/{path}"),
+        ));
+    }
+
+    /// Make what was put and removed visible to searches, and durable.
+    pub fn commit(&self) -> Result<(), IndexError> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Clips in the index.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The clip at `share`/`path`, if the index has it.
+    pub fn get(&self, share: &str, path: &str) -> Result<Option<Clip>, IndexError> {
+        let id = IndexTerm::from_field_text(self.f.id, &format!("{share}/{path}"));
+        let query = TermQuery::new(id, IndexRecordOption::Basic);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        match top.first() {
+            Some((_, at)) => Ok(self.clip(&searcher.doc(*at)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every clip under `share` whose path starts with `prefix` (a folder moved or
+    /// removed takes its clips with it).
+    pub fn paths_under(&self, share: &str, prefix: &str) -> Result<Vec<String>, IndexError> {
+        let query = TermQuery::new(
+            IndexTerm::from_field_text(self.f.share, share),
+            IndexRecordOption::Basic,
+        );
+        let searcher = self.reader.searcher();
+        let limit = (searcher.num_docs() as usize).max(1);
+        let mut out = Vec::new();
+        for (_, at) in searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())? {
+            if let Some(clip) = self.clip(&searcher.doc(at)?) {
+                if clip.path.starts_with(prefix) {
+                    out.push(clip.path);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The clips matching `text` (see [`crate::query`]), `limit` from `offset`, with the
+    /// facet counts of all of them; `shares` keeps results to those shares when given.
+    pub fn search(
+        &self,
+        text: &str,
+        shares: Option<&[String]>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Found, IndexError> {
+        let terms = query::parse(text)?;
+        let mut must: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .flat_map(|t| self.clauses(t))
+            .map(|q| (Occur::Must, q))
+            .collect();
+        if let Some(shares) = shares {
+            let any: Vec<(Occur, Box<dyn Query>)> = shares
+                .iter()
+                .map(|s| (Occur::Should, self.keyword(self.f.share, s)))
+                .collect();
+            must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+        let query: Box<dyn Query> = if must.is_empty() {
+            Box::new(AllQuery)
+        } else {
+            Box::new(BooleanQuery::new(must))
+        };
+        let mut facets = FacetCollector::for_field("facets");
+        for f in FACETS {
+            facets.add_facet(Facet::from(&format!("/{f}")));
+        }
+        let searcher = self.reader.searcher();
+        let limit = limit.clamp(1, 1000);
+        let (total, top, counts) = searcher.search(
+            &query,
+            &(
+                Count,
+                TopDocs::with_limit(limit)
+                    .and_offset(offset)
+                    .order_by_score(),
+                facets,
+            ),
+        )?;
+        let mut clips = Vec::new();
+        for (_, at) in top {
+            if let Some(clip) = self.clip(&searcher.doc(at)?) {
+                clips.push(clip);
+            }
+        }
+        let facets = FACETS
+            .iter()
+            .map(|f| {
+                let values = counts
+                    .top_k(format!("/{f}").as_str(), 20)
+                    .into_iter()
+                    .map(|(facet, n)| {
+                        let value = facet
+                            .to_path()
+                            .last()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
+                        (value, n)
+                    })
+                    .collect();
+                (f.to_string(), values)
+            })
+            .collect();
+        Ok(Found {
+            total,
+            clips,
+            facets,
+        })
+    }
+
+    fn keyword(&self, field: Field, value: &str) -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            IndexTerm::from_field_text(field, &value.to_lowercase()),
+            IndexRecordOption::Basic,
+        ))
+    }
+
+    fn words(&self, field: Field, text: &str) -> Vec<Box<dyn Query>> {
+        tokens(text)
+            .into_iter()
+            .map(|w| -> Box<dyn Query> {
+                Box::new(TermQuery::new(
+                    IndexTerm::from_field_text(field, &w),
+                    IndexRecordOption::Basic,
+                ))
+            })
+            .collect()
+    }
+
+    fn clauses(&self, term: &Term) -> Vec<Box<dyn Query>> {
+        let f = &self.f;
+        match term {
+            Term::Word(w) => self.words(f.all, w),
+            Term::Text { field, value } => {
+                let field = if *field == "camera" { f.camera } else { f.name };
+                self.words(field, value)
+            }
+            Term::Keyword { field, value } => {
+                let field = match *field {
+                    "codec" => f.codec,
+                    "reel" => f.reel,
+                    "tape" => f.tape,
+                    "scene" => f.scene,
+                    "take" => f.take,
+                    "project" => f.project,
+                    "share" => f.share,
+                    "ext" => f.ext,
+                    "format" => f.format,
+                    _ => f.circled,
+                };
+                vec![self.keyword(field, value)]
+            }
+            Term::Number { field, compare } => {
+                let float = |field: Field, c: &Compare, slack: f64| -> Box<dyn Query> {
+                    let t = |v: f64| IndexTerm::from_field_f64(field, v);
+                    let (lo, hi) = match *c {
+                        Compare::Eq(v) => {
+                            (Bound::Included(t(v - slack)), Bound::Included(t(v + slack)))
+                        }
+                        Compare::Gt(v) => (Bound::Excluded(t(v)), Bound::Unbounded),
+                        Compare::Ge(v) => (Bound::Included(t(v)), Bound::Unbounded),
+                        Compare::Lt(v) => (Bound::Unbounded, Bound::Excluded(t(v))),
+                        Compare::Le(v) => (Bound::Unbounded, Bound::Included(t(v))),
+                    };
+                    Box::new(RangeQuery::new(lo, hi))
+                };
+                let whole = |field: Field, c: &Compare| -> Box<dyn Query> {
+                    let t = |v: f64| IndexTerm::from_field_u64(field, v.max(0.0) as u64);
+                    let (lo, hi) = match *c {
+                        Compare::Eq(v) => (Bound::Included(t(v)), Bound::Included(t(v))),
+                        Compare::Gt(v) => (Bound::Excluded(t(v)), Bound::Unbounded),
+                        Compare::Ge(v) => (Bound::Included(t(v)), Bound::Unbounded),
+                        Compare::Lt(v) => (Bound::Unbounded, Bound::Excluded(t(v))),
+                        Compare::Le(v) => (Bound::Unbounded, Bound::Included(t(v))),
+                    };
+                    Box::new(RangeQuery::new(lo, hi))
+                };
+                vec![match *field {
+                    "width" => whole(f.width, compare),
+                    "height" => whole(f.height, compare),
+                    "channels" => whole(f.channels, compare),
+                    // 23.976 names 24000/1001 (23.97602…).
+                    "fps" => float(f.fps, compare, 0.005),
+                    _ => float(f.duration, compare, 0.5),
+                }]
+            }
+            Term::Timecode { from, to } => {
+                // Spans that overlap: starting by the end, ending after the start.
+                vec![
+                    Box::new(RangeQuery::new(
+                        Bound::Unbounded,
+                        Bound::Included(IndexTerm::from_field_f64(f.tc_start, *to + 1.0)),
+                    )),
+                    Box::new(RangeQuery::new(
+                        Bound::Included(IndexTerm::from_field_f64(f.tc_end, *from)),
+                        Bound::Unbounded,
+                    )),
+                ]
+            }
+        }
+    }
+
+    fn clip(&self, doc: &TantivyDocument) -> Option<Clip> {
+        let json = doc.get_first(self.f.record)?.as_str()?;
+        serde_json::from_str(json).ok()
+    }
+
+    fn document(&self, clip: &Clip) -> TantivyDocument {
+        let f = &self.f;
+        let mut doc = TantivyDocument::default();
+        let lower = |s: &str| s.to_lowercase();
+        doc.add_text(f.id, clip.id());
+        doc.add_text(f.share, lower(&clip.share));
+        doc.add_text(f.name, clip.name());
+        let ext = clip
+            .name()
+            .rsplit_once('.')
+            .map(|(_, e)| lower(e))
+            .unwrap_or_default();
+        doc.add_text(f.ext, &ext);
+        let mut all = vec![clip.name().to_string(), clip.path.replace('/', " ")];
+        doc.add_facet(f.facets, Facet::from_path(["share", clip.share.as_str()]));
+        if let Some(m) = &clip.media {
+            doc.add_text(f.format, &m.format);
+            if let Some(v) = &m.video {
+                doc.add_text(f.codec, lower(&v.codec));
+                all.push(v.codec.clone());
+                doc.add_u64(f.width, u64::from(v.width));
+                doc.add_u64(f.height, u64::from(v.height));
+                doc.add_facet(f.facets, Facet::from_path(["codec", v.codec.as_str()]));
+                let res = format!("{}x{}", v.width, v.height);
+                doc.add_facet(f.facets, Facet::from_path(["resolution", res.as_str()]));
+                if let Some(r) = v.frame_rate {
+                    doc.add_f64(f.fps, r.value());
+                    let fps = format!("{:.3}", r.value());
+                    let fps = fps.trim_end_matches('0').trim_end_matches('.');
+                    doc.add_facet(f.facets, Facet::from_path(["fps", fps]));
+                }
+            }
+            if let Some(d) = m.duration_s {
+                doc.add_f64(f.duration, d);
+            }
+            let channels: u64 = m.audio.iter().map(|a| u64::from(a.channels)).sum();
+            if !m.audio.is_empty() {
+                doc.add_u64(f.channels, channels);
+            }
+            if let Some(reel) = &m.reel {
+                doc.add_text(f.reel, lower(reel));
+                all.push(reel.clone());
+            }
+            if let Some(tc) = &m.timecode {
+                let fps = f64::from(tc.fps.max(1));
+                let start = tc_label_seconds(&tc.start, fps);
+                let frames = m
+                    .video
+                    .as_ref()
+                    .and_then(|v| v.frames)
+                    .map(|n| n as f64 / fps)
+                    .or(m.duration_s)
+                    .unwrap_or(0.0);
+                doc.add_f64(f.tc_start, start);
+                doc.add_f64(f.tc_end, start + frames);
+            }
+            let c = &m.camera;
+            let camera = [&c.make, &c.model]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
+            if !camera.is_empty() {
+                doc.add_text(f.camera, &camera);
+                doc.add_facet(f.facets, Facet::from_path(["camera", camera.as_str()]));
+                all.push(camera);
+            }
+            all.extend(c.clip_name.iter().cloned());
+            if let Some(x) = &m.ixml {
+                for (field, value) in [
+                    (f.scene, &x.scene),
+                    (f.take, &x.take),
+                    (f.tape, &x.tape),
+                    (f.project, &x.project),
+                ] {
+                    if let Some(v) = value {
+                        doc.add_text(field, lower(v));
+                        all.push(v.clone());
+                    }
+                }
+                if let Some(circled) = x.circled {
+                    doc.add_text(f.circled, circled.to_string());
+                }
+                all.extend(x.track_names.iter().cloned());
+            }
+            if let Some(b) = &m.bext {
+                all.push(b.description.clone());
+            }
+        }
+        doc.add_text(f.all, all.join(" "));
+        doc.add_text(
+            f.record,
+            serde_json::to_string(clip).unwrap_or_else(|_| "{}".into()),
+        );
+        doc
+    }
+}
+
+/// Words as the default tokenizer makes them: lower case, split at what is not a letter
+/// or a digit.
+fn tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// A timecode label as seconds since midnight (frames as a fraction at `fps`).
+fn tc_label_seconds(label: &str, fps: f64) -> f64 {
+    let n: Vec<f64> = label
+        .split([':', ';'])
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    match n.as_slice() {
+        [h, m, s, f] => h * 3600.0 + m * 60.0 + s + f / fps,
+        _ => 0.0,
+    }
+}

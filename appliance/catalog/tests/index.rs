@@ -1,0 +1,247 @@
+//! The index: what each kind of query finds, facets, paging, updates and removals, and
+//! an index on disk read back after it was closed.
+
+use rushes_catalog::record::{Camera, Ixml, MediaInfo, Rational, Timecode, Video};
+use rushes_catalog::{Catalog, Clip};
+
+fn clip(
+    share: &str,
+    path: &str,
+    codec: &str,
+    width: u32,
+    fps: (u32, u32),
+    tc: &str,
+    frames: u64,
+) -> Clip {
+    let rate = Rational::new(fps.0, fps.1).unwrap();
+    let tc_fps = rate.value().round() as u32;
+    Clip {
+        share: share.into(),
+        path: path.into(),
+        size: 1 << 30,
+        modified: 1_764_000_000,
+        media: Some(MediaInfo {
+            format: "quicktime".into(),
+            duration_s: Some(frames as f64 / rate.value()),
+            video: Some(Video {
+                codec: codec.into(),
+                fourcc: "apch".into(),
+                width,
+                height: width * 9 / 16,
+                frame_rate: Some(rate),
+                pixel_aspect: None,
+                field_order: None,
+                frames: Some(frames),
+            }),
+            timecode: Some(Timecode {
+                start: tc.into(),
+                frame: 0,
+                fps: tc_fps,
+                drop_frame: false,
+            }),
+            reel: Some(path.split('/').next_back().unwrap()[..4].to_string()),
+            camera: Camera {
+                make: Some("ARRI".into()),
+                model: Some(
+                    if width >= 3840 {
+                        "ALEXA 35"
+                    } else {
+                        "ALEXA Mini"
+                    }
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        error: None,
+    }
+}
+
+fn sound(share: &str, path: &str, scene: &str, take: &str) -> Clip {
+    Clip {
+        share: share.into(),
+        path: path.into(),
+        size: 1 << 20,
+        modified: 1_764_000_000,
+        media: Some(MediaInfo {
+            format: "wav".into(),
+            duration_s: Some(95.0),
+            ixml: Some(Ixml {
+                scene: Some(scene.into()),
+                take: Some(take.into()),
+                circled: Some(true),
+                track_names: vec!["Boom".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        error: None,
+    }
+}
+
+fn corpus(c: &Catalog) {
+    for clip in [
+        clip(
+            "rushes",
+            "day1/A003C012_250101_R1AB.mov",
+            "prores_4444",
+            4096,
+            (24000, 1001),
+            "10:14:30:00",
+            24 * 60,
+        ),
+        clip(
+            "rushes",
+            "day1/A003C013_250101_R1AB.mov",
+            "prores_422_hq",
+            1920,
+            (24000, 1001),
+            "10:25:00:00",
+            24 * 20,
+        ),
+        clip(
+            "rushes",
+            "day2/B001C001_250102_R2CD.mov",
+            "prores_4444",
+            3840,
+            (25, 1),
+            "14:00:00:00",
+            25 * 10,
+        ),
+        clip(
+            "grade",
+            "conform/A003C012_graded.mov",
+            "prores_4444_xq",
+            4096,
+            (24000, 1001),
+            "10:14:30:00",
+            24 * 60,
+        ),
+        sound("rushes", "sound/sc12_tk3.wav", "12", "3"),
+        Clip {
+            share: "rushes".into(),
+            path: "notes/readme.txt".into(),
+            size: 12,
+            modified: 1_764_000_000,
+            media: None,
+            error: None,
+        },
+    ] {
+        c.put(&clip).unwrap();
+    }
+    c.commit().unwrap();
+}
+
+fn paths(c: &Catalog, q: &str) -> Vec<String> {
+    let mut found: Vec<String> = c
+        .search(q, None, 0, 100)
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+        .clips
+        .into_iter()
+        .map(|c| c.id())
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn each_kind_of_query_finds_what_it_says() {
+    let c = Catalog::in_memory().unwrap();
+    corpus(&c);
+    assert_eq!(c.len(), 6);
+    assert_eq!(
+        paths(&c, "codec:prores_4444 reel:A003"),
+        ["rushes/day1/A003C012_250101_R1AB.mov"]
+    );
+    assert_eq!(paths(&c, "fps:23.976 width:>=3840").len(), 2);
+    assert_eq!(
+        paths(&c, "fps:25"),
+        ["rushes/day2/B001C001_250102_R2CD.mov"]
+    );
+    assert_eq!(
+        paths(&c, "camera:mini"),
+        ["rushes/day1/A003C013_250101_R1AB.mov"]
+    );
+    assert_eq!(paths(&c, "camera:alexa").len(), 4);
+    assert_eq!(paths(&c, "duration:>30s").len(), 3);
+    assert_eq!(paths(&c, "scene:12 take:3"), ["rushes/sound/sc12_tk3.wav"]);
+    assert_eq!(paths(&c, "circled:true"), ["rushes/sound/sc12_tk3.wav"]);
+    // Spans that overlap 10:14:00:00-10:20:00:00: the two A003C012 (10:14:30 for a
+    // minute), not C013 (10:25) nor B001 (14:00).
+    assert_eq!(
+        paths(&c, "tc:10:14:00:00-10:20:00:00"),
+        [
+            "grade/conform/A003C012_graded.mov",
+            "rushes/day1/A003C012_250101_R1AB.mov"
+        ]
+    );
+    assert_eq!(
+        paths(&c, "tc:10:15:00:00"),
+        paths(&c, "tc:10:14:00:00-10:20:00:00")
+    );
+    // Free words over names and paths; every file, media or not, is there by name.
+    assert_eq!(paths(&c, "graded").len(), 1);
+    assert_eq!(paths(&c, "readme"), ["rushes/notes/readme.txt"]);
+    assert_eq!(paths(&c, "day2 ext:mov").len(), 1);
+    assert_eq!(
+        c.search("", Some(&["grade".to_string()]), 0, 10)
+            .unwrap()
+            .total,
+        1
+    );
+    // A query that does not read says where.
+    let e = c
+        .search("width:>=wide", None, 0, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at character 7"), "{e}");
+}
+
+#[test]
+fn facets_count_every_match_and_pages_split_them() {
+    let c = Catalog::in_memory().unwrap();
+    corpus(&c);
+    let found = c.search("camera:alexa", None, 0, 3).unwrap();
+    assert_eq!((found.total, found.clips.len()), (4, 3));
+    let codecs = &found.facets.iter().find(|(f, _)| f == "codec").unwrap().1;
+    assert_eq!(codecs[0], ("prores_4444".to_string(), 2));
+    assert_eq!(codecs.iter().map(|(_, n)| n).sum::<u64>(), 4);
+    let fps = &found.facets.iter().find(|(f, _)| f == "fps").unwrap().1;
+    assert!(fps.contains(&("23.976".to_string(), 3)), "{fps:?}");
+    let rest = c.search("camera:alexa", None, 3, 3).unwrap();
+    assert_eq!(rest.clips.len(), 1);
+    assert!(!found.clips.iter().any(|x| x.id() == rest.clips[0].id()));
+}
+
+#[test]
+fn a_changed_clip_replaces_its_record_and_a_removed_one_is_gone_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = Catalog::open(dir.path()).unwrap();
+        corpus(&c);
+        let mut changed = clip(
+            "rushes",
+            "day2/B001C001_250102_R2CD.mov",
+            "h264",
+            1920,
+            (25, 1),
+            "14:00:00:00",
+            250,
+        );
+        changed.size = 7;
+        c.put(&changed).unwrap();
+        c.remove("rushes", "notes/readme.txt");
+        c.commit().unwrap();
+    }
+    let c = Catalog::open(dir.path()).unwrap();
+    assert_eq!(c.len(), 5);
+    let got = c
+        .get("rushes", "day2/B001C001_250102_R2CD.mov")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.size, 7);
+    assert!(c.get("rushes", "notes/readme.txt").unwrap().is_none());
+    assert_eq!(paths(&c, "codec:h264").len(), 1);
+    assert_eq!(c.paths_under("rushes", "day1/").unwrap().len(), 2);
+}
