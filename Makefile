@@ -13,7 +13,8 @@
 #                rollups' intake; the offload card against the kernel's initiator;
 #                placement's simulate, and NFS through the namespace over pools, reads
 #                of moved data and moves against cp; Samba through the FUSE view against
-#                Samba on the same folder
+#                Samba on the same folder; the media catalog (queries over 1 M clips,
+#                extraction against ffprobe, commit to searchable)
 #   make fuzz    run each parser's cargo-fuzz target for FUZZ_SECONDS (default 60)
 #   make deps    install what the targets above need (Debian 12, as root or with sudo)
 
@@ -122,6 +123,7 @@ bench: deps image
 	$(SUDO) target/release/nfs-bench --peer unrecorded --calibrate --rushesd target/release/rushesd \
 		--runs 18 --size-mib 512 --entries 50000 --files 90000
 	target/release/rollup-bench
+	RUSHESD_BIN=target/release/rushesd target/release/catalog-bench
 	target/release/card-bench
 	target/release/placement-bench
 	$(SUDO) target/release/namespace-bench
@@ -136,10 +138,12 @@ clean:
 fuzz: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
 	@# The catalog's fuzzers start from small real files, made by ffmpeg once.
-	@mkdir -p appliance/catalog/fuzz/corpus/quicktime appliance/catalog/fuzz/corpus/wav
+	@mkdir -p appliance/catalog/fuzz/corpus/quicktime appliance/catalog/fuzz/corpus/wav appliance/catalog/fuzz/corpus/mxf
 	@[ -e appliance/catalog/fuzz/corpus/quicktime/seed.mov ] || ffmpeg -v error -f lavfi -i testsrc2=size=64x64:rate=24000/1001 \
 		-f lavfi -i sine -t 0.1 -c:v prores_ks -c:a pcm_s24le -timecode 01:00:00:00 \
 		-metadata:s:v:0 reel_name=A001 -metadata make=ARRI appliance/catalog/fuzz/corpus/quicktime/seed.mov
+	@[ -e appliance/catalog/fuzz/corpus/mxf/seed.mxf ] || ffmpeg -v error -f lavfi -i testsrc2=size=256x144:rate=25 \
+		-frames:v 1 -c:v dnxhd -profile:v dnxhr_lb -pix_fmt yuv422p -timecode 01:00:00:00 appliance/catalog/fuzz/corpus/mxf/seed.mxf
 	@[ -e appliance/catalog/fuzz/corpus/wav/seed.wav ] || ffmpeg -v error -f lavfi -i sine -t 0.05 -c:a pcm_s24le \
 		-write_bext 1 -metadata description=seed -metadata time_reference=1000 appliance/catalog/fuzz/corpus/wav/seed.wav
 	@for crate in $(FUZZ_CRATES); do \

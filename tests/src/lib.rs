@@ -81,19 +81,27 @@ impl ServerProcess {
     /// STATE and `STATE/demo` (writable by everyone) served as /demo; returns the API
     /// socket once it exists.
     pub fn start_with_api(state: &Path) -> (Self, PathBuf) {
+        Self::start_with_api_and(state, &[])
+    }
+
+    /// [`Self::start_with_api`] with more arguments (`--catalog`).
+    pub fn start_with_api_and(state: &Path, more: &[&str]) -> (Self, PathBuf) {
         use std::os::unix::fs::PermissionsExt;
         let share = state.join("demo");
         std::fs::create_dir_all(&share).expect("share folder");
         std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777))
             .expect("share folder mode");
         let sock = state.join("api.sock");
-        let server = Self::start(&[
+        let demo = format!("demo={}", share.display());
+        let mut args = vec![
             "--state-dir",
             state.to_str().expect("utf-8 path"),
             "--api",
             sock.to_str().expect("utf-8 path"),
-            &format!("demo={}", share.display()),
-        ]);
+            demo.as_str(),
+        ];
+        args.extend_from_slice(more);
+        let server = Self::start(&args);
         let deadline = Instant::now() + Duration::from_secs(20);
         // Until it answers, not until the file is there: the file appears when the
         // socket is bound, a moment before rushesd listens on it.

@@ -109,7 +109,7 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "1 init: started udevd\n2 init: rushesd is ready\n",
     )
     .unwrap();
-    let (mut server, sock) = ServerProcess::start_with_api(dir.path());
+    let (mut server, sock) = ServerProcess::start_with_api_and(dir.path(), &["--catalog"]);
     let mut console = Console::start(&sock);
 
     // The wizard, from a blank config.
@@ -232,6 +232,22 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "render-nodes   10.10.20.0/24 +1     cap 1000",
         "getting MB/s: 127.0.0.1 0.1",
     ]);
+    // The Search screen: the catalog has the film by name (it is no media file), and a
+    // query that does not read is refused where it goes wrong.
+    console.key("f");
+    console.wait_for(&[
+        "Every file in the catalog",
+        "demo/reel.mov",
+        "1 of 1",
+        "share: demo 1",
+    ]);
+    console.key("/");
+    console.key("width:>=wide");
+    console.key(ENTER);
+    console.wait_for(&["Clips matching \"width:>=wide\"", "at character 7"]);
+    console.key("/");
+    console.key(ESC);
+    console.wait_for(&["Every file in the catalog", "demo/reel.mov"]);
     console.key("k");
     console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "Space pick"]);
     console.key("c");

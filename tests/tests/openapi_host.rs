@@ -41,7 +41,7 @@ fn tcp_to_socket(sock: &Path) -> u16 {
 #[test]
 fn every_field_of_every_answer_is_in_the_document() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, sock) = ServerProcess::start_with_api(dir.path());
+    let (server, sock) = ServerProcess::start_with_api_and(dir.path(), &["--catalog"]);
     let c = Client::new(&sock);
     // Traffic, so the activity answers carry rows and the audit log records.
     write_share_file_blocking(server.port(), "/demo", "reel-1.mov", &[7u8; 256 << 10]);
@@ -93,7 +93,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_schema() {
         bin.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let (server, sock) = ServerProcess::start_with_api(dir.path());
+    let (server, sock) = ServerProcess::start_with_api_and(dir.path(), &["--catalog"]);
     let port = tcp_to_socket(&sock);
     let out = Command::new(&bin)
         .current_dir(dir.path())

@@ -60,6 +60,7 @@ fn menu() -> Vec<Entry> {
             "Activ",
             screens::activity::Activity::default(),
         ),
+        entry('f', "Search", "Find", screens::find::Find::default()),
     ]
 }
 
@@ -247,19 +248,27 @@ impl App {
                 if self.menu[*i].screen.form_open() {
                     "Enter confirm  Esc cancel  Left/Right choose  Tab toggle".to_string()
                 } else {
-                    // Short names, so every key fits an 80-column line.
+                    // Short names, so every key fits an 80-column line (X, the lock,
+                    // is on the top line).
                     let keys: Vec<String> = self
                         .menu
                         .iter()
                         .map(|e| format!("{} {}", e.key.to_ascii_uppercase(), e.short))
                         .collect();
-                    format!("{} X Lock", keys.join(" "))
+                    keys.join(" ")
                 },
             ),
         };
         f.render_widget(
-            Paragraph::new(format!(" {host} · {title} · {alerts}"))
-                .style(Style::default().add_modifier(Modifier::REVERSED)),
+            Paragraph::new(format!(
+                " {host} · {title} · {alerts}{}",
+                if matches!(self.mode, Mode::Menu(_)) {
+                    " · X Lock"
+                } else {
+                    ""
+                }
+            ))
+            .style(Style::default().add_modifier(Modifier::REVERSED)),
             top,
         );
         f.render_widget(

@@ -1,5 +1,5 @@
 //! A search typed on `/`: the field while it is typed, and the text kept once Enter
-//! applies it (Esc clears it). The Logs and Activity screens each hold one.
+//! applies it (Esc clears it). The Logs, Activity and Search screens each hold one.
 
 use tuirealm::ratatui::layout::Rect;
 use tuirealm::ratatui::text::Line;
@@ -85,12 +85,7 @@ impl Search {
     /// The field's box, while it is typed.
     pub fn view(&self, f: &mut Frame<'_>, area: Rect) {
         if let Some(field) = &self.field {
-            form_box(
-                f,
-                area,
-                "Filter the log",
-                vec![Line::from(field.shown(true))],
-            );
+            form_box(f, area, "Search", vec![Line::from(field.shown(true))]);
         }
     }
 }

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use rushes_api as api;
 use rushes_api::Client;
 
+/// Clips the Search screen shows at once.
+pub const SEARCH_PAGE: usize = 12;
+
 /// What the snapshot should carry besides the basics while a screen is open.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -17,6 +20,8 @@ pub struct Fetch {
     pub audit_filter: Option<String>,
     /// The placement rules and watermarks (the Placement screen).
     pub placement: bool,
+    /// The catalog's clips matching this query (the Search screen).
+    pub catalog: Option<String>,
 }
 
 /// Everything the screens show, fetched together (kept as JSON for the screen
@@ -48,6 +53,10 @@ pub struct Snapshot {
     pub rates: Option<api::Rates>,
     /// The Placement screen's: the rules in force and the pools' watermarks.
     pub placement: Option<api::Placement>,
+    /// The Search screen's: the clips found, or why the search could not be made (no
+    /// catalog, a query that does not read).
+    pub found: Option<api::media::Found>,
+    pub found_error: Option<String>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
     /// What this snapshot was fetched with: until it matches a screen's search, that
@@ -121,6 +130,14 @@ impl Snapshot {
             s.jobs = c.get("/v1/jobs")?;
             if want.placement {
                 s.placement = Some(c.get("/v1/placement")?);
+            }
+            if let Some(query) = &want.catalog {
+                let path = format!("/v1/search?limit={}&q={}", SEARCH_PAGE, query_value(query));
+                // Refused is an answer here (a query that does not read), not a fault.
+                match c.get::<api::media::Found>(&path) {
+                    Ok(found) => s.found = Some(found),
+                    Err(e) => s.found_error = Some(e.to_string()),
+                }
             }
             Ok(())
         })();

@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod client;
 mod fabrics;
+pub mod media;
 mod raid;
 pub mod units;
 

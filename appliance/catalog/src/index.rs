@@ -7,7 +7,6 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, FacetCollector, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
@@ -17,34 +16,7 @@ use tantivy::schema::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term as IndexTerm};
 
 use crate::query::{self, Compare, Term};
-use crate::record::MediaInfo;
-
-/// What the catalog knows of one file.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Clip {
-    pub share: String,
-    /// The path inside the share, `/`-separated, without a leading `/`.
-    pub path: String,
-    pub size: u64,
-    /// Seconds since the epoch.
-    pub modified: u64,
-    /// What its header says, when a parser knows its format and could read it.
-    pub media: Option<MediaInfo>,
-    /// Why its header could not be read, when it could not.
-    pub error: Option<String>,
-}
-
-impl Clip {
-    /// The clip's id: its share and path.
-    pub fn id(&self) -> String {
-        format!("{}/{}", self.share, self.path)
-    }
-
-    /// The file's name.
-    pub fn name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
-    }
-}
+use crate::record::{Clip, FacetCount, Found};
 
 /// Why the index failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,16 +32,9 @@ pub enum IndexError {
 /// The facets counted for every search.
 pub const FACETS: [&str; 5] = ["codec", "resolution", "fps", "camera", "share"];
 
-/// One page of results with the facet counts of all matches.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Found {
-    /// How many clips match in all.
-    pub total: usize,
-    pub clips: Vec<Clip>,
-    /// Per facet (codec, resolution, fps, camera, share), each value with its count,
-    /// most first.
-    pub facets: Vec<(String, Vec<(String, u64)>)>,
-}
+/// What one index found: how many match, the best with their scores, and each
+/// facet's values with their counts.
+type Matches = (usize, Vec<(f32, Clip)>, Vec<(String, Vec<(String, u64)>)>);
 
 struct Fields {
     id: Field,
@@ -83,6 +48,7 @@ struct Fields {
     take: Field,
     project: Field,
     circled: Field,
+    package: Field,
     camera: Field,
     name: Field,
     all: Field,
@@ -119,6 +85,7 @@ fn schema() -> (Schema, Fields) {
         take: b.add_text_field("take", STRING),
         project: b.add_text_field("project", STRING),
         circled: b.add_text_field("circled", STRING),
+        package: b.add_text_field("package", STRING),
         camera: b.add_text_field("camera", TEXT),
         name: b.add_text_field("name", TEXT),
         all: b.add_text_field("all", TEXT),
@@ -248,7 +215,17 @@ impl Catalog {
         offset: usize,
         limit: usize,
     ) -> Result<Found, IndexError> {
-        let terms = query::parse(text)?;
+        search_all(&[self], text, shares, offset, limit)
+    }
+
+    /// The best `top` matches with their scores, the number of matches, and the facet
+    /// counts.
+    fn matches(
+        &self,
+        terms: &[Term],
+        shares: Option<&[String]>,
+        top: usize,
+    ) -> Result<Matches, IndexError> {
         let mut must: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
             .flat_map(|t| self.clauses(t))
@@ -271,28 +248,25 @@ impl Catalog {
             facets.add_facet(Facet::from(&format!("/{f}")));
         }
         let searcher = self.reader.searcher();
-        let limit = limit.clamp(1, 1000);
-        let (total, top, counts) = searcher.search(
+        let (total, best, counts) = searcher.search(
             &query,
             &(
                 Count,
-                TopDocs::with_limit(limit)
-                    .and_offset(offset)
-                    .order_by_score(),
+                TopDocs::with_limit(top.max(1)).order_by_score(),
                 facets,
             ),
         )?;
         let mut clips = Vec::new();
-        for (_, at) in top {
+        for (score, at) in best {
             if let Some(clip) = self.clip(&searcher.doc(at)?) {
-                clips.push(clip);
+                clips.push((score, clip));
             }
         }
         let facets = FACETS
             .iter()
             .map(|f| {
                 let values = counts
-                    .top_k(format!("/{f}").as_str(), 20)
+                    .top_k(format!("/{f}").as_str(), 50)
                     .into_iter()
                     .map(|(facet, n)| {
                         let value = facet
@@ -306,11 +280,7 @@ impl Catalog {
                 (f.to_string(), values)
             })
             .collect();
-        Ok(Found {
-            total,
-            clips,
-            facets,
-        })
+        Ok((total, clips, facets))
     }
 
     fn keyword(&self, field: Field, value: &str) -> Box<dyn Query> {
@@ -351,6 +321,7 @@ impl Catalog {
                     "share" => f.share,
                     "ext" => f.ext,
                     "format" => f.format,
+                    "package" => f.package,
                     _ => f.circled,
                 };
                 vec![self.keyword(field, value)]
@@ -437,9 +408,7 @@ impl Catalog {
                 doc.add_facet(f.facets, Facet::from_path(["resolution", res.as_str()]));
                 if let Some(r) = v.frame_rate {
                     doc.add_f64(f.fps, r.value());
-                    let fps = format!("{:.3}", r.value());
-                    let fps = fps.trim_end_matches('0').trim_end_matches('.');
-                    doc.add_facet(f.facets, Facet::from_path(["fps", fps]));
+                    doc.add_facet(f.facets, Facet::from_path(["fps", r.decimal().as_str()]));
                 }
             }
             if let Some(d) = m.duration_s {
@@ -448,6 +417,9 @@ impl Catalog {
             let channels: u64 = m.audio.iter().map(|a| u64::from(a.channels)).sum();
             if !m.audio.is_empty() {
                 doc.add_u64(f.channels, channels);
+            }
+            if let Some(package) = &m.package {
+                doc.add_text(f.package, lower(package));
             }
             if let Some(reel) = &m.reel {
                 doc.add_text(f.reel, lower(reel));
@@ -528,4 +500,91 @@ fn tc_label_seconds(label: &str, fps: f64) -> f64 {
         [h, m, s, f] => h * 3600.0 + m * 60.0 + s + f / fps,
         _ => 0.0,
     }
+}
+
+/// Search several indexes (one a share) as one: results merged by score, `limit` from
+/// `offset`; totals and facet counts added up.
+pub fn search_all(
+    catalogs: &[&Catalog],
+    text: &str,
+    shares: Option<&[String]>,
+    offset: usize,
+    limit: usize,
+) -> Result<Found, IndexError> {
+    let terms = query::parse(text)?;
+    let limit = limit.clamp(1, 1000);
+    let top = offset.saturating_add(limit).min(100_000);
+    let mut total = 0;
+    // Score, then which index and the rank it gave: ties keep tantivy's own order (by
+    // document), which is the same whatever the page, so pages never overlap.
+    let mut all: Vec<(f32, usize, usize, Clip)> = Vec::new();
+    let mut counts: std::collections::BTreeMap<String, std::collections::HashMap<String, u64>> =
+        Default::default();
+    for (which, c) in catalogs.iter().enumerate() {
+        let (n, clips, facets) = c.matches(&terms, shares, top)?;
+        total += n;
+        all.extend(
+            clips
+                .into_iter()
+                .enumerate()
+                .map(|(rank, (score, clip))| (score, which, rank, clip)),
+        );
+        for (facet, values) in facets {
+            let slot = counts.entry(facet).or_default();
+            for (value, n) in values {
+                *slot.entry(value).or_default() += n;
+            }
+        }
+    }
+    all.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+    });
+    // The files of one OP-Atom clip (one material package) are one result: the first
+    // found, with the others as its members.
+    let mut clips: Vec<Clip> = Vec::new();
+    let mut first_of: std::collections::HashMap<(String, String), usize> = Default::default();
+    for (_, _, _, clip) in all {
+        let package = clip
+            .media
+            .as_ref()
+            .filter(|m| m.operational_pattern.as_deref() == Some("op-atom"))
+            .and_then(|m| m.package.clone());
+        match package.map(|p| (clip.share.clone(), p)) {
+            Some(key) => match first_of.get(&key) {
+                Some(&at) => {
+                    clips[at].members.push(clip.path);
+                    total -= 1;
+                }
+                None => {
+                    first_of.insert(key, clips.len());
+                    clips.push(clip);
+                }
+            },
+            None => clips.push(clip),
+        }
+    }
+    let clips = clips.into_iter().skip(offset).take(limit).collect();
+    let facets = FACETS
+        .iter()
+        .map(|f| {
+            let mut values: Vec<FacetCount> = counts
+                .remove(*f)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(value, count)| FacetCount { value, count })
+                .collect();
+            values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+            values.truncate(20);
+            crate::record::Facet {
+                name: f.to_string(),
+                values,
+            }
+        })
+        .collect();
+    Ok(Found {
+        total,
+        clips,
+        facets,
+    })
 }

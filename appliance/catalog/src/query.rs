@@ -53,6 +53,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("ext", Kind::Keyword),
     ("format", Kind::Keyword),
     ("circled", Kind::Keyword),
+    ("package", Kind::Keyword),
     ("camera", Kind::Text),
     ("name", Kind::Text),
     ("width", Kind::Number),

@@ -241,6 +241,7 @@ pub fn parse(src: &Source<'_>) -> Result<MediaInfo, ParseError> {
                     let delta = track.times.iter().max_by_key(|&&(n, _)| n).map(|&(_, d)| d);
                     info.video = Some(Video {
                         codec: video_codec(cc),
+                        profile: prores_profile(cc),
                         fourcc: fourcc(cc),
                         width: u32::from(*width),
                         height: u32::from(*height),
@@ -679,6 +680,22 @@ fn set_item(camera: &mut Camera, name: &str, text: String) {
     if slot.is_none() {
         *slot = Some(text);
     }
+}
+
+/// ProRes profiles as ffprobe names them.
+fn prores_profile(cc: &[u8; 4]) -> Option<String> {
+    Some(
+        match cc {
+            b"apco" => "Proxy",
+            b"apcs" => "LT",
+            b"apcn" => "Standard",
+            b"apch" => "HQ",
+            b"ap4h" => "4444",
+            b"ap4x" => "4444XQ",
+            _ => return None,
+        }
+        .into(),
+    )
 }
 
 fn video_codec(cc: &[u8; 4]) -> String {

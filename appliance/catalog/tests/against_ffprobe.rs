@@ -122,7 +122,11 @@ fn prores_422_hq_in_mov_with_timecode_reel_camera_and_pcm_audio() {
         (v.codec.as_str(), v.fourcc.as_str()),
         ("prores_422_hq", "apch")
     );
-    assert_eq!(stream(&p, "video")["profile"], "HQ");
+    assert_eq!(
+        v.profile.as_deref(),
+        stream(&p, "video")["profile"].as_str()
+    );
+    assert_eq!(v.profile.as_deref(), Some("HQ"));
     // Exact, not 23.976.
     assert_eq!(v.frame_rate.unwrap().to_string(), "24000/1001");
 
@@ -227,6 +231,105 @@ fn h264_in_mp4_with_its_header_first_and_aac() {
     assert_eq!(u64::from(a.channels), s["channels"].as_u64().unwrap());
     assert_eq!(a.bits, None);
     assert!(info.timecode.is_none());
+}
+
+#[test]
+fn dnxhr_in_mxf_op1a_with_timecode_and_pcm() {
+    let dir = tempfile::tempdir().unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=24000/1001",
+        "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "1",
+        "-c:v", "dnxhd", "-profile:v", "dnxhr_hq", "-pix_fmt", "yuv422p",
+        "-c:a", "pcm_s24le", "-timecode", "10:14:00:00",
+    ];
+    let file = ffmpeg(dir.path(), "A003C012.mxf", &args);
+    let info = ours(&file).unwrap();
+    let p = ffprobe(&file);
+    let tags = &p["format"]["tags"];
+    assert_eq!(info.format, "mxf");
+    assert_eq!(info.operational_pattern.as_deref(), Some("op1a"));
+    assert_eq!(
+        tags["operational_pattern_ul"],
+        "060e2b34.04010101.0d010201.01010900"
+    );
+    let v = info.video.as_ref().unwrap();
+    let s = stream(&p, "video");
+    assert_eq!(v.codec, "dnxhr");
+    assert_eq!(v.profile.as_deref(), s["profile"].as_str());
+    assert_eq!(u64::from(v.width), s["width"].as_u64().unwrap());
+    assert_eq!(u64::from(v.height), s["height"].as_u64().unwrap());
+    assert_eq!(
+        v.frame_rate.unwrap().to_string(),
+        s["r_frame_rate"].as_str().unwrap()
+    );
+    let sar = v
+        .pixel_aspect
+        .map_or("1:1".into(), |r| format!("{}:{}", r.num, r.den));
+    assert_eq!(sar, s["sample_aspect_ratio"].as_str().unwrap());
+    assert_eq!(v.field_order.as_deref(), s["field_order"].as_str());
+    assert_eq!(
+        info.timecode.as_ref().unwrap().start,
+        tags["timecode"].as_str().unwrap()
+    );
+    let umid = tags["material_package_umid"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x");
+    assert_eq!(info.package.as_deref(), Some(umid));
+    let duration = num(&p["format"]["duration"]);
+    assert!(
+        (info.duration_s.unwrap() - duration).abs() < 0.002,
+        "{:?}",
+        info.duration_s
+    );
+    let a = &info.audio[0];
+    let s = stream(&p, "audio");
+    assert_eq!(a.codec, s["codec_name"].as_str().unwrap());
+    assert_eq!(u64::from(a.sample_rate), num(&s["sample_rate"]) as u64);
+    assert_eq!(u64::from(a.channels), s["channels"].as_u64().unwrap());
+    assert_eq!(a.bits.map(u64::from), s["bits_per_sample"].as_u64());
+}
+
+#[test]
+fn op_atom_files_of_one_clip_share_their_material_package() {
+    let dir = tempfile::tempdir().unwrap();
+    // bitexact: both files get the same material package, as an Avid clip's files do.
+    #[rustfmt::skip]
+    let picture = [
+        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-t", "0.5",
+        "-c:v", "dnxhd", "-profile:v", "dnxhr_lb", "-pix_fmt", "yuv422p",
+        "-fflags", "+bitexact", "-timecode", "01:00:00:00", "-f", "mxf_opatom",
+    ];
+    #[rustfmt::skip]
+    let sound = [
+        "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "0.5", "-c:a", "pcm_s24le",
+        "-fflags", "+bitexact", "-timecode", "01:00:00:00", "-f", "mxf_opatom",
+    ];
+    let v = ffmpeg(dir.path(), "A001C001_V01.mxf", &picture);
+    let a = ffmpeg(dir.path(), "A001C001_A01.mxf", &sound);
+    let (vi, ai) = (ours(&v).unwrap(), ours(&a).unwrap());
+    for (info, file) in [(&vi, &v), (&ai, &a)] {
+        let tags = &ffprobe(file)["format"]["tags"];
+        assert_eq!(info.operational_pattern.as_deref(), Some("op-atom"));
+        let umid = tags["material_package_umid"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x");
+        assert_eq!(info.package.as_deref(), Some(umid));
+        assert_eq!(
+            info.timecode.as_ref().unwrap().start,
+            tags["timecode"].as_str().unwrap()
+        );
+    }
+    assert_eq!(vi.package, ai.package);
+    let video = vi.video.as_ref().unwrap();
+    assert_eq!(
+        (video.codec.as_str(), video.profile.as_deref()),
+        ("dnxhr", Some("DNXHR LB"))
+    );
+    assert!(vi.audio.is_empty() && ai.video.is_none());
+    assert_eq!(ai.audio[0].codec, "pcm_s24le");
 }
 
 /// An iXML chunk as a recorder writes one.

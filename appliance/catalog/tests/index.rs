@@ -26,6 +26,7 @@ fn clip(
             video: Some(Video {
                 codec: codec.into(),
                 fourcc: "apch".into(),
+                profile: None,
                 width,
                 height: width * 9 / 16,
                 frame_rate: Some(rate),
@@ -55,6 +56,7 @@ fn clip(
             ..Default::default()
         }),
         error: None,
+        members: Vec::new(),
     }
 }
 
@@ -77,6 +79,7 @@ fn sound(share: &str, path: &str, scene: &str, take: &str) -> Clip {
             ..Default::default()
         }),
         error: None,
+        members: Vec::new(),
     }
 }
 
@@ -126,6 +129,7 @@ fn corpus(c: &Catalog) {
             modified: 1_764_000_000,
             media: None,
             error: None,
+            members: Vec::new(),
         },
     ] {
         c.put(&clip).unwrap();
@@ -204,10 +208,21 @@ fn facets_count_every_match_and_pages_split_them() {
     corpus(&c);
     let found = c.search("camera:alexa", None, 0, 3).unwrap();
     assert_eq!((found.total, found.clips.len()), (4, 3));
-    let codecs = &found.facets.iter().find(|(f, _)| f == "codec").unwrap().1;
+    let facet = |name: &str| -> Vec<(String, u64)> {
+        found
+            .facets
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap()
+            .values
+            .iter()
+            .map(|v| (v.value.clone(), v.count))
+            .collect()
+    };
+    let codecs = facet("codec");
     assert_eq!(codecs[0], ("prores_4444".to_string(), 2));
     assert_eq!(codecs.iter().map(|(_, n)| n).sum::<u64>(), 4);
-    let fps = &found.facets.iter().find(|(f, _)| f == "fps").unwrap().1;
+    let fps = facet("fps");
     assert!(fps.contains(&("23.976".to_string(), 3)), "{fps:?}");
     let rest = c.search("camera:alexa", None, 3, 3).unwrap();
     assert_eq!(rest.clips.len(), 1);
@@ -244,4 +259,42 @@ fn a_changed_clip_replaces_its_record_and_a_removed_one_is_gone_after_a_reopen()
     assert!(c.get("rushes", "notes/readme.txt").unwrap().is_none());
     assert_eq!(paths(&c, "codec:h264").len(), 1);
     assert_eq!(c.paths_under("rushes", "day1/").unwrap().len(), 2);
+}
+
+#[test]
+fn the_files_of_one_op_atom_clip_are_one_result() {
+    let c = Catalog::in_memory().unwrap();
+    let atom = |path: &str, package: &str, picture: bool| {
+        let mut clip = clip("rushes", path, "dnxhr", 1920, (25, 1), "01:00:00:00", 250);
+        let m = clip.media.as_mut().unwrap();
+        m.format = "mxf".into();
+        m.operational_pattern = Some("op-atom".into());
+        m.package = Some(package.into());
+        if !picture {
+            m.video = None;
+        }
+        clip
+    };
+    for clip in [
+        atom("avid/A001C001_V01.mxf", "060A2B34AA", true),
+        atom("avid/A001C001_A01.mxf", "060A2B34AA", false),
+        atom("avid/A001C001_A02.mxf", "060A2B34AA", false),
+        atom("avid/A001C002_V01.mxf", "060A2B34BB", true),
+    ] {
+        c.put(&clip).unwrap();
+    }
+    c.commit().unwrap();
+    let found = c.search("format:mxf", None, 0, 10).unwrap();
+    assert_eq!(found.total, 2);
+    assert_eq!(found.clips.len(), 2);
+    let first = found
+        .clips
+        .iter()
+        .find(|x| x.media.as_ref().unwrap().package.as_deref() == Some("060A2B34AA"))
+        .unwrap();
+    assert_eq!(first.members.len(), 2, "{first:?}");
+    assert_eq!(
+        paths(&c, "package:060a2b34bb"),
+        ["rushes/avid/A001C002_V01.mxf"]
+    );
 }

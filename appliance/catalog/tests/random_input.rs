@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use rushes_catalog::source::READ_BUDGET;
-use rushes_catalog::{probe, quicktime, wav, Source};
+use rushes_catalog::{mxf, probe, quicktime, wav, Source};
 
 /// A box: size, type, payload.
 fn mp4_box(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
@@ -63,7 +63,37 @@ proptest! {
         let _ = probe(&src);
         let _ = quicktime::parse(&src);
         let _ = wav::parse(&src);
+        let _ = mxf::parse(&src);
         prop_assert!(src.spent() <= READ_BUDGET);
+    }
+
+    #[test]
+    fn random_sets_in_an_mxf_header_are_read_or_refused(
+        sets in prop::collection::vec((0u16..0x150, prop::collection::vec((any::<u16>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8)), 0..12)
+    ) {
+        // A partition pack, then local sets of random types with random items.
+        let mut meta = Vec::new();
+        for (kind, items) in &sets {
+            let mut value = Vec::new();
+            for (tag, item) in items {
+                value.extend_from_slice(&tag.to_be_bytes());
+                value.extend_from_slice(&(item.len() as u16).to_be_bytes());
+                value.extend_from_slice(item);
+            }
+            meta.extend_from_slice(&[0x06, 0x0E, 0x2B, 0x34, 0x02, 0x53, 0x01, 0x01, 0x0D, 0x01, 0x01, 0x01, 0x01, 0x01]);
+            meta.extend_from_slice(&kind.to_be_bytes());
+            meta.push(0x83);
+            meta.extend_from_slice(&(value.len() as u32).to_be_bytes()[1..]);
+            meta.extend(value);
+        }
+        let mut pack = vec![0u8; 88];
+        pack[32..40].copy_from_slice(&(meta.len() as u64).to_be_bytes());
+        let mut file = vec![0x06, 0x0E, 0x2B, 0x34, 0x02, 0x05, 0x01, 0x01, 0x0D, 0x01, 0x02, 0x01, 0x01, 0x02, 0x04, 0x00, 88];
+        file.extend(pack);
+        file.extend(meta);
+        let src = Source::memory(&file);
+        let _ = mxf::parse(&src);
+        prop_assert!(src.spent() <= file.len() as u64 * 3 + 65_536 * 2);
     }
 
     #[test]

@@ -92,6 +92,27 @@ enum Cmd {
     /// Add, change or remove NFS rate rules: caps and playback reservations.
     #[command(subcommand)]
     Rate(RateCmd),
+    /// Search the media catalog: every file of every share, with its clip's codec,
+    /// picture, rate, timecode, reel, camera and sound fields.
+    #[command(
+        after_help = "Free words match names, paths and the fields people say; FIELD:VALUE terms match one field:\n  codec:prores_4444 reel:A003 tape:A003 scene:12 take:3 project:NAME circled:true\n  camera:alexa name:A003C012 share:rushes ext:mov format:wav\n  width:>=3840 height:<=1080 fps:23.976 channels:>2 duration:>30s (s, m, h)\n  tc:10:14:00:00-10:20:00:00 (clips whose timecode span overlaps it)\nAll terms must hold. Quote values with spaces: reel:\"A 003\"."
+    )]
+    Search {
+        /// The query; nothing lists every file.
+        query: Vec<String>,
+        /// Only this share (repeat for more).
+        #[arg(long)]
+        share: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Everything the catalog knows of one clip, by the id `search` shows (SHARE/PATH).
+    Clip { id: String },
+    /// The media catalog's upkeep.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
     /// The busiest files, folders, clients or users over the last minute or hour.
     Top {
         #[arg(long, default_value = "file", value_parser = ["file", "dir", "client", "user"])]
@@ -566,6 +587,16 @@ fn encode(v: &str) -> String {
         }
     }
     out
+}
+
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Scan every share now for files changed behind the box's back (the catalog also
+    /// scans at start and daily).
+    Scan {
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1186,6 +1217,43 @@ fn run(cli: &Cli, c: &Client) -> Res {
         },
         Cmd::Fabric(cmd) => return fabric(cli, c, cmd),
         Cmd::Rates => show_rates(cli, c)?,
+        Cmd::Search {
+            query,
+            share,
+            limit,
+            offset,
+        } => {
+            let mut path = format!(
+                "/v1/search?q={}&limit={limit}&offset={offset}",
+                encode(&query.join(" "))
+            );
+            if !share.is_empty() {
+                path.push_str(&format!("&share={}", encode(&share.join(","))));
+            }
+            let found: api::media::Found = c.get(&path)?;
+            if cli.json {
+                json(&found);
+            } else {
+                out(&search_results(&found, *offset));
+            }
+        }
+        Cmd::Clip { id } => {
+            let clip: api::media::Clip =
+                c.get(&format!("/v1/clips/{}", encode(id).replace('/', "%2F")))?;
+            if cli.json {
+                json(&clip);
+            } else {
+                out(&format!(
+                    "{}\n{}\n",
+                    clip.id(),
+                    serde_json::to_string_pretty(&clip).unwrap_or_default()
+                ));
+            }
+        }
+        Cmd::Catalog(CatalogCmd::Scan { wait }) => {
+            let job: api::Job = c.post("/v1/catalog/scan", &serde_json::json!({}))?;
+            return started(cli, c, job, wait.wait);
+        }
         Cmd::Rate(cmd) => match cmd {
             RateCmd::List => show_rates(cli, c)?,
             RateCmd::Set {
@@ -1701,6 +1769,46 @@ fn pool(cli: &Cli, c: &Client, cmd: &PoolCmd) -> Res {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A page of search results as a table, then the facet counts.
+fn search_results(found: &api::media::Found, offset: usize) -> String {
+    if found.total == 0 {
+        return "no clip matches\n".into();
+    }
+    let rows: Vec<Vec<String>> = found
+        .clips
+        .iter()
+        .map(|clip| {
+            let c = clip.summary();
+            vec![
+                clip.id(),
+                c.codec,
+                c.picture,
+                c.fps,
+                c.duration,
+                c.timecode,
+                c.reel,
+            ]
+        })
+        .collect();
+    let mut s = table(
+        &[
+            "CLIP", "CODEC", "PICTURE", "FPS", "DURATION", "TIMECODE", "REEL",
+        ],
+        &rows,
+    );
+    s.push_str(&format!(
+        "{}-{} of {}\n",
+        offset + 1,
+        offset + found.clips.len(),
+        found.total
+    ));
+    for line in found.facets.iter().filter_map(|f| f.line()) {
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
 }
 
 fn show_rates(cli: &Cli, c: &Client) -> Result<(), ClientError> {

@@ -123,6 +123,21 @@ struct ReportQuery {
     by: Option<String>,
 }
 
+/// `/v1/search?q=codec:prores_4444 reel:A003&share=rushes&offset=0&limit=50`.
+#[derive(serde::Deserialize, JsonSchema)]
+struct SearchQuery {
+    /// The query: free words and `field:value` terms (codec, reel, tape, scene, take,
+    /// project, share, ext, format, circled, camera, name, width, height, fps, duration,
+    /// channels, tc); empty finds every file.
+    q: Option<String>,
+    /// Only these shares, comma-separated.
+    share: Option<String>,
+    /// Results to skip (paging).
+    offset: Option<usize>,
+    /// Results in this page: 50 unless given, 1,000 at most.
+    limit: Option<usize>,
+}
+
 /// `/v1/activity/series?by=client`.
 #[derive(serde::Deserialize, JsonSchema)]
 struct SeriesQuery {
@@ -492,6 +507,45 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
                     blocking(move || m.rates.delete_rule(&name)).await.map(|()| NoContent)
                 },
                 says("Remove a rate rule; its clients go back to best effort at once"),
+            ),
+        )
+        .api_route(
+            "/v1/search",
+            get_with(
+                |State(m): Mgr, Params(q): Params<SearchQuery>| async move {
+                    blocking(move || {
+                        let shares: Option<Vec<String>> = q.share.as_deref().map(|s| {
+                            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+                        });
+                        m.catalog()?.search(
+                            q.q.as_deref().unwrap_or(""),
+                            shares.as_deref(),
+                            q.offset.unwrap_or(0),
+                            q.limit.unwrap_or(50),
+                        )
+                    })
+                    .await
+                    .map(Json)
+                },
+                says("Search the media catalog: clips whose fields match, a page of them, and facet counts (codec, resolution, fps, camera, share) over all matches; a query that does not read is refused with its position"),
+            ),
+        )
+        .api_route(
+            "/v1/clips/{id}",
+            get_with(
+                |State(m): Mgr, InPath(Id { id }): InPath<Id>| async move {
+                    blocking(move || m.catalog()?.clip(&id)).await.map(Json)
+                },
+                says("One clip of the catalog, by the id search gives (SHARE/PATH, URL-encoded)"),
+            ),
+        )
+        .api_route(
+            "/v1/catalog/scan",
+            post_with(
+                |State(m): Mgr| async move {
+                    blocking(move || m.catalog()?.scan()).await.map(accepted)
+                },
+                says("Scan every share now for files changed behind the box's back (a job; the catalog also scans at start and daily)"),
             ),
         )
         .api_route(

@@ -29,9 +29,19 @@ pub struct Daemon {
     pub activity: Arc<Activity>,
     pub placement: Arc<Placement>,
     pub rates: Arc<Rates>,
+    /// The media catalog, when it is kept (always on the appliance; `--catalog` on a host).
+    pub catalog: Option<Arc<crate::catalog::Catalog>>,
 }
 
 impl Daemon {
+    /// The media catalog, or why there is none.
+    pub fn catalog(&self) -> crate::error::ApiResult<&Arc<crate::catalog::Catalog>> {
+        self.catalog.as_ref().ok_or_else(|| {
+            crate::error::ApiErr::new(409, "catalog-off", "this rushesd keeps no media catalog")
+                .hint("start `rushesd host` with --catalog (the appliance always keeps one)")
+        })
+    }
+
     /// The rate rules with what their clients get over the last minute.
     pub fn rates(&self) -> crate::error::ApiResult<rushes_api::Rates> {
         let by_client = self.activity.activity_report("minute", "client")?;

@@ -8,6 +8,7 @@ mod alerts;
 mod api;
 mod audit;
 mod card;
+mod catalog;
 mod clock;
 mod config;
 mod core;
@@ -156,6 +157,11 @@ enum Command {
         /// then as one line saying how many more there were.
         #[arg(long, value_name = "SECONDS", default_value_t = rushes_nas::peer_warnings::WINDOW.as_secs_f64())]
         warning_window: f64,
+        /// Keep the media catalog of the folders served (needs --api): every file with
+        /// its clip's technical metadata, searched with `rushesctl search`. The index is
+        /// kept in STATE_DIR/catalog.
+        #[arg(long)]
+        catalog: bool,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -193,6 +199,8 @@ struct ServeOptions {
     workers: usize,
     /// Rate caps on groups of clients.
     caps: Vec<rushes_nas::rates::RateRule>,
+    /// Keep the media catalog (with management only).
+    catalog: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -253,6 +261,7 @@ fn try_main() -> Result<()> {
             record_timeout,
             idle_timeout,
             warning_window,
+            catalog,
             dirs,
         } => host(
             HostOptions {
@@ -274,6 +283,7 @@ fn try_main() -> Result<()> {
                 },
                 warning_window: seconds("--warning-window", warning_window)?,
                 workers: nfs_workers.unwrap_or_else(rushes_nas::server::default_workers),
+                catalog,
             },
             &dirs,
         ),
@@ -303,6 +313,7 @@ fn try_main() -> Result<()> {
             warning_window: rushes_nas::peer_warnings::WINDOW,
             workers: rushes_nas::server::default_workers(),
             caps: Vec::new(),
+            catalog: true,
         }),
     }
 }
@@ -391,6 +402,7 @@ struct HostOptions {
     limits: ConnectionLimits,
     warning_window: std::time::Duration,
     workers: usize,
+    catalog: bool,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -408,7 +420,11 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         limits,
         warning_window,
         workers,
+        catalog,
     } = opts;
+    if catalog && api.is_none() {
+        bail!("--catalog needs --api: the catalog is searched through the management API");
+    }
     let mut cfg = match config.as_deref() {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -462,6 +478,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         warning_window,
         workers,
         caps: cfg.caps,
+        catalog,
     })
 }
 
@@ -483,6 +500,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         warning_window,
         workers,
         caps,
+        catalog,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -492,13 +510,20 @@ fn serve(opts: ServeOptions) -> Result<()> {
     let directory: Arc<std::sync::RwLock<directory::Directory>> = Arc::default();
     let audit = audit::AuditLog::start(Arc::clone(&directory), audit::MAX_BYTES, audit::MAX_DAYS);
     audit.set_fallback(audit_dir);
+    let mut observers: Vec<Arc<dyn rushes_nas::activity::OpObserver>> = vec![
+        Arc::new(rushes_nas::activity::TracingObserver),
+        Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
+        Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
+        Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
+    ];
+    // The catalog hears of files as they are written, renamed and removed.
+    let catalog_events = (catalog && management.is_some()).then(|| {
+        let (feed, events) = catalog::feed();
+        observers.push(Arc::new(feed));
+        events
+    });
     let recorder =
-        rushes_nas::activity::Recorder::start(Arc::new(rushes_nas::activity::Tee(vec![
-            Arc::new(rushes_nas::activity::TracingObserver),
-            Arc::clone(&live) as Arc<dyn rushes_nas::activity::OpObserver>,
-            Arc::clone(&rollups) as Arc<dyn rushes_nas::activity::OpObserver>,
-            Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
-        ])));
+        rushes_nas::activity::Recorder::start(Arc::new(rushes_nas::activity::Tee(observers)));
     let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
     // The appliance's rate rules are in its rushes.toml, put in force by the rates
     // subsystem; a host's come with --config.
@@ -571,6 +596,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
                 audit: Arc::clone(&audit),
             },
         );
+        let catalog = catalog_events
+            .map(|events| catalog::Catalog::start(Arc::clone(&core), Arc::clone(&service), events));
         let rates = rates::Rates::start(
             Arc::clone(&core),
             Arc::clone(&service),
@@ -590,6 +617,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             activity,
             placement,
             rates,
+            catalog,
         });
         daemon.tick();
         if let Some(samba) = samba.clone() {

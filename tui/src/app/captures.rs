@@ -101,6 +101,45 @@ fn placing() -> Snapshot {
     snap
 }
 
+/// The recorded snapshot with what a search of the catalog found (a host-mode
+/// rushesd recorded without `--catalog`).
+fn searching() -> Snapshot {
+    let mut snap = recorded();
+    let clip = |path: &str, codec: &str, w: u32, h: u32, fps: (u32, u32), tc: &str, secs: f64| {
+        serde_json::json!({
+            "share": "rushes", "path": path, "size": 1_000_000_000u64, "modified": 0,
+            "error": null,
+            "media": {
+                "format": "quicktime", "duration_s": secs, "audio": [], "reel": &path[5..9],
+                "camera": {}, "bext": null, "ixml": null,
+                "video": {"codec": codec, "fourcc": "apch", "width": w, "height": h,
+                          "frame_rate": {"num": fps.0, "den": fps.1}, "pixel_aspect": null,
+                          "field_order": "progressive", "frames": null},
+                "timecode": {"start": tc, "frame": 0, "fps": 24, "drop_frame": false}
+            }
+        })
+    };
+    snap.found = Some(
+        serde_json::from_value(serde_json::json!({
+            "total": 3,
+            "clips": [
+                clip("day1/A003C012_250101_R1AB.mov", "prores_4444", 4096, 2160, (24000, 1001), "10:14:30:00", 62.5),
+                clip("day1/A003C013_250101_R1AB.mov", "prores_4444", 4096, 2160, (24000, 1001), "10:25:00:00", 20.0),
+                clip("day2/B001C001_250102_R2CD.mov", "prores_422_hq", 3840, 2160, (25, 1), "14:00:00:00", 10.0),
+            ],
+            "facets": [
+                {"name": "codec", "values": [{"value": "prores_4444", "count": 2}, {"value": "prores_422_hq", "count": 1}]},
+                {"name": "resolution", "values": [{"value": "4096x2160", "count": 2}, {"value": "3840x2160", "count": 1}]},
+                {"name": "fps", "values": [{"value": "23.976", "count": 2}, {"value": "25", "count": 1}]},
+                {"name": "camera", "values": [{"value": "ARRI ALEXA 35", "count": 3}]},
+                {"name": "share", "values": [{"value": "rushes", "count": 3}]}
+            ]
+        }))
+        .expect("search results"),
+    );
+    snap
+}
+
 #[test]
 fn the_screen_captures_are_what_the_console_draws() {
     let mut wizard_network = showing(recorded(), Mode::Wizard(Box::new(Wizard::first_boot())));
@@ -136,6 +175,7 @@ fn the_screen_captures_are_what_the_console_draws() {
         ),
         ("rushesd-gone", showing(gone, screen('d'))),
         ("placement", showing(placing(), screen('m'))),
+        ("search", showing(searching(), screen('f'))),
     ];
     let update = std::env::var_os("RUSHES_UPDATE_CAPTURES").is_some();
     let mut stale = Vec::new();

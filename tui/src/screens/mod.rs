@@ -7,6 +7,7 @@ pub mod activity;
 pub mod alerts;
 pub mod dashboard;
 pub mod disks;
+pub mod find;
 pub mod locked;
 pub mod logs;
 pub mod network;

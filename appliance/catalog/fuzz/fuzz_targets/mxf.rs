@@ -1,0 +1,11 @@
+//! MXF headers from arbitrary bytes: an error or a record, within budget.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rushes_catalog::{mxf, source::READ_BUDGET, Source};
+
+fuzz_target!(|data: &[u8]| {
+    let src = Source::memory(data);
+    let _ = mxf::parse(&src);
+    assert!(src.spent() <= READ_BUDGET);
+});

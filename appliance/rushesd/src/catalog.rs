@@ -1,0 +1,476 @@
+//! The media catalog: every file of every share with its clip's technical metadata,
+//! kept current from the activity stream (a file is read again once its writer is done:
+//! COMMIT over NFS, or no write for [`IDLE`]; renames and removals follow at once) and
+//! by a reconciliation scan (at start, then daily, a job) that catches changes made
+//! behind the box's back and says what it fixed. Each share's index is on the share's
+//! pool (`.rushes-catalog/SHARE` beside the share's folder); a host's folders keep
+//! theirs in the state directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rushes_api::{self as api, JobTarget};
+use rushes_catalog::index::search_all;
+use rushes_catalog::{Catalog as Index, Clip, Found};
+use rushes_nas::activity::{OpObserver, OpRecord};
+use rushes_nas::Service;
+
+use crate::core::{self, Core};
+use crate::error::{ApiErr, ApiResult};
+
+/// A file written without a COMMIT is read again once it has been left alone this long.
+pub const IDLE: Duration = Duration::from_secs(1);
+/// After a COMMIT, a moment for the writes still coming.
+const SETTLE: Duration = Duration::from_millis(150);
+/// Files a scan looks at in one share, at most.
+const SCAN_LIMIT: usize = 5_000_000;
+/// Between scheduled scans.
+const SCAN_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// What the activity stream says about a file.
+#[derive(Debug)]
+enum Change {
+    Written,
+    Committed,
+    Renamed(String),
+    Removed,
+}
+
+#[derive(Debug)]
+struct Event {
+    share: Arc<str>,
+    path: String,
+    change: Change,
+}
+
+/// The catalog's ear on the activity stream: cheap and never blocking (a full queue
+/// asks for a scan instead).
+pub struct Feed {
+    tx: SyncSender<Event>,
+    overflowed: Arc<AtomicBool>,
+}
+
+/// The other end of a [`Feed`].
+pub struct Events {
+    rx: Receiver<Event>,
+    overflowed: Arc<AtomicBool>,
+}
+
+pub fn feed() -> (Feed, Events) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(65_536);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    (
+        Feed {
+            tx,
+            overflowed: Arc::clone(&overflowed),
+        },
+        Events { rx, overflowed },
+    )
+}
+
+fn inside(path: &str) -> String {
+    path.trim_start_matches('/').to_string()
+}
+
+impl OpObserver for Feed {
+    fn record(&self, op: &OpRecord) {
+        if op.status != Some(0) {
+            return;
+        }
+        let (Some(share), Some(path)) = (&op.share, &op.path) else {
+            return;
+        };
+        let change = match op.op {
+            "WRITE" | "CREATE" | "SETATTR" => Change::Written,
+            "COMMIT" => Change::Committed,
+            "RENAME" => match &op.to {
+                Some(to) => Change::Renamed(inside(to)),
+                None => return,
+            },
+            "REMOVE" | "DELETE" | "RMDIR" => Change::Removed,
+            _ => return,
+        };
+        let event = Event {
+            share: Arc::clone(share),
+            path: inside(path),
+            change,
+        };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(event) {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A file waiting to be read again.
+struct Pending {
+    last: Instant,
+    committed: bool,
+}
+
+pub struct Catalog {
+    core: Arc<Core>,
+    nas: Arc<Service>,
+    /// Each share's index, opened when first needed.
+    indexes: Mutex<HashMap<String, Arc<Index>>>,
+    /// Where host folders keep their indexes.
+    state_dir: PathBuf,
+}
+
+impl Catalog {
+    /// Follow `events` on a thread of its own, and scan every share now and daily.
+    pub fn start(core: Arc<Core>, nas: Arc<Service>, events: Events) -> Arc<Self> {
+        let catalog = Arc::new(Self {
+            state_dir: core.paths.state_dir.clone(),
+            core,
+            nas,
+            indexes: Mutex::new(HashMap::new()),
+        });
+        let me = Arc::clone(&catalog);
+        let _ = std::thread::Builder::new()
+            .name("catalog".into())
+            .spawn(move || me.follow(events));
+        // A share deleted (or every share, at a reset) closes its index at once: its
+        // files are on the pool, which must be free to unmount.
+        let weak = Arc::downgrade(&catalog);
+        catalog.core.on(move |event| {
+            if let (core::Event::SharesChanged | core::Event::Reset, Some(me)) =
+                (event, weak.upgrade())
+            {
+                me.forget_gone_shares();
+            }
+        });
+        catalog
+    }
+
+    /// Close the indexes of shares no longer served.
+    fn forget_gone_shares(&self) {
+        let served: Vec<String> = self
+            .nas
+            .shares()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        indexes.retain(|share, _| {
+            let keep = served.contains(share);
+            if !keep {
+                tracing::info!(
+                    share,
+                    "the catalog closed the index of a share that is gone"
+                );
+            }
+            keep
+        });
+    }
+
+    /// Where a share's index lives: beside the share's folder on its pool for the
+    /// appliance's shares, in the state directory for a host's folders.
+    fn index_dir(&self, share: &str, root: &Path) -> PathBuf {
+        let managed = self
+            .core
+            .with_config(|c| c.shares.iter().any(|s| s.name == share));
+        match (managed, root.parent()) {
+            (true, Some(pool)) => pool.join(".rushes-catalog").join(share),
+            _ => self.state_dir.join("catalog").join(share),
+        }
+    }
+
+    fn root(&self, share: &str) -> Option<PathBuf> {
+        self.nas
+            .shares()
+            .into_iter()
+            .find(|s| *s.name == *share)
+            .map(|s| s.path.clone())
+    }
+
+    fn index(&self, share: &str) -> Result<Arc<Index>, String> {
+        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = indexes.get(share) {
+            return Ok(Arc::clone(index));
+        }
+        let root = self
+            .root(share)
+            .ok_or_else(|| format!("there is no share {share:?}"))?;
+        let dir = self.index_dir(share, &root);
+        let index = Arc::new(Index::open(&dir).map_err(|e| e.to_string())?);
+        indexes.insert(share.to_string(), Arc::clone(&index));
+        Ok(index)
+    }
+
+    fn follow(self: Arc<Self>, events: Events) {
+        if let Err(e) = rushes_nas::sys::run_as_root() {
+            tracing::error!(error = %e, "the catalog cannot act as root; it is not kept");
+            return;
+        }
+        let mut pending: HashMap<(Arc<str>, String), Pending> = HashMap::new();
+        let mut next_scan = Instant::now();
+        loop {
+            match events.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(event) => {
+                    self.take(event, &mut pending);
+                    while let Ok(event) = events.rx.try_recv() {
+                        self.take(event, &mut pending);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            self.read_due(&mut pending);
+            let overflowed = events.overflowed.swap(false, Ordering::Relaxed);
+            if overflowed || Instant::now() >= next_scan {
+                if overflowed {
+                    tracing::warn!(
+                        "the catalog missed changes (too many at once); scanning the shares"
+                    );
+                }
+                if let Err(e) = self.scan() {
+                    tracing::debug!(error = %e.message, "no catalog scan now");
+                }
+                next_scan = Instant::now() + SCAN_EVERY;
+            }
+        }
+    }
+
+    fn take(&self, event: Event, pending: &mut HashMap<(Arc<str>, String), Pending>) {
+        let key = (Arc::clone(&event.share), event.path.clone());
+        match event.change {
+            Change::Written => {
+                let p = pending.entry(key).or_insert(Pending {
+                    last: Instant::now(),
+                    committed: false,
+                });
+                p.last = Instant::now();
+                p.committed = false;
+            }
+            Change::Committed => {
+                let p = pending.entry(key).or_insert(Pending {
+                    last: Instant::now(),
+                    committed: true,
+                });
+                p.last = Instant::now();
+                p.committed = true;
+            }
+            Change::Renamed(to) => {
+                if let Some(p) = pending.remove(&key) {
+                    pending.insert((Arc::clone(&event.share), to.clone()), p);
+                }
+                if let Err(e) = self.renamed(&event.share, &event.path, &to) {
+                    tracing::warn!(share = %event.share, from = %event.path, to, error = %e, "the catalog could not follow a rename");
+                }
+            }
+            Change::Removed => {
+                pending.remove(&key);
+                if let Err(e) = self.removed(&event.share, &event.path) {
+                    tracing::warn!(share = %event.share, path = %event.path, error = %e, "the catalog could not follow a removal");
+                }
+            }
+        }
+    }
+
+    /// Read again the files whose writers are done.
+    fn read_due(&self, pending: &mut HashMap<(Arc<str>, String), Pending>) {
+        let due: Vec<(Arc<str>, String)> = pending
+            .iter()
+            .filter(|(_, p)| p.last.elapsed() >= if p.committed { SETTLE } else { IDLE })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut touched: HashMap<Arc<str>, Arc<Index>> = HashMap::new();
+        for key in due {
+            pending.remove(&key);
+            let (share, path) = key;
+            let (Some(root), Ok(index)) = (self.root(&share), self.index(&share)) else {
+                continue;
+            };
+            let result = match rushes_catalog::extract::extract(&root, &share, &path) {
+                Some(clip) => index.put(&clip),
+                None => {
+                    index.remove(&share, &path);
+                    Ok(())
+                }
+            };
+            match result {
+                Ok(()) => {
+                    touched.insert(share, index);
+                }
+                Err(e) => tracing::warn!(%share, path, error = %e, "cannot catalog a file"),
+            }
+        }
+        for (share, index) in touched {
+            if let Err(e) = index.commit() {
+                tracing::warn!(%share, error = %e, "cannot save the catalog");
+            }
+        }
+    }
+
+    fn renamed(&self, share: &str, from: &str, to: &str) -> Result<(), String> {
+        let index = self.index(share)?;
+        let mut moved = 0;
+        if let Some(mut clip) = index.get(share, from).map_err(|e| e.to_string())? {
+            index.remove(share, from);
+            clip.path = to.to_string();
+            index.put(&clip).map_err(|e| e.to_string())?;
+            moved += 1;
+        }
+        // A folder takes its files with it.
+        let prefix = format!("{from}/");
+        for path in index
+            .paths_under(share, &prefix)
+            .map_err(|e| e.to_string())?
+        {
+            if let Some(mut clip) = index.get(share, &path).map_err(|e| e.to_string())? {
+                index.remove(share, &path);
+                clip.path = format!("{to}/{}", &path[prefix.len()..]);
+                index.put(&clip).map_err(|e| e.to_string())?;
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            index.commit().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn removed(&self, share: &str, path: &str) -> Result<(), String> {
+        let index = self.index(share)?;
+        index.remove(share, path);
+        for under in index
+            .paths_under(share, &format!("{path}/"))
+            .map_err(|e| e.to_string())?
+        {
+            index.remove(share, &under);
+        }
+        index.commit().map_err(|e| e.to_string())
+    }
+
+    /// Start a scan of every share as a job: files new or changed since they were
+    /// catalogued are read, records of files gone are dropped.
+    pub fn scan(self: &Arc<Self>) -> ApiResult<api::Job> {
+        let target = JobTarget {
+            kind: api::TargetKind::Appliance,
+            name: "catalog".into(),
+        };
+        if let Some(job) = self.core.jobs.active_on(&target) {
+            return Err(ApiErr::new(
+                409,
+                "busy",
+                format!("the catalog is being scanned (job {})", job.id),
+            )
+            .hint(format!("rushesctl jobs watch {}", job.id)));
+        }
+        let w = self.core.jobs.create("catalog-scan", target, true);
+        let me = Arc::clone(self);
+        Ok(self.core.jobs.run(w, move |w| {
+            let (mut added, mut changed, mut dropped, mut files) = (0u64, 0u64, 0u64, 0u64);
+            for share in me.nas.shares() {
+                let name = share.name.to_string();
+                w.step(&format!("listing share {name}"));
+                let index = me.index(&name)?;
+                let seen = rushes_catalog::extract::walk(&share.path, SCAN_LIMIT);
+                let total = seen.len() as u64;
+                let mut known: HashMap<String, ()> = HashMap::new();
+                for (i, (path, size, modified)) in seen.into_iter().enumerate() {
+                    if w.cancelled() {
+                        return Err("cancelled".into());
+                    }
+                    if i % 256 == 0 {
+                        w.progress_at(
+                            &format!("reading share {name}"),
+                            i as u64,
+                            total,
+                            "files",
+                            None,
+                        );
+                    }
+                    let old = index.get(&name, &path).map_err(|e| e.to_string())?;
+                    let fresh = old
+                        .as_ref()
+                        .is_some_and(|c| c.size == size && c.modified == modified);
+                    if !fresh {
+                        if let Some(clip) =
+                            rushes_catalog::extract::extract(&share.path, &name, &path)
+                        {
+                            index.put(&clip).map_err(|e| e.to_string())?;
+                            if old.is_some() {
+                                changed += 1;
+                            } else {
+                                added += 1;
+                            }
+                        }
+                    }
+                    known.insert(path, ());
+                    files += 1;
+                }
+                for path in index.paths_under(&name, "").map_err(|e| e.to_string())? {
+                    if !known.contains_key(&path) {
+                        index.remove(&name, &path);
+                        dropped += 1;
+                    }
+                }
+                index.commit().map_err(|e| e.to_string())?;
+            }
+            let summary = format!(
+                "done: {files} files looked at, {added} new, {changed} changed, {dropped} gone"
+            );
+            tracing::info!(files, added, changed, dropped, "catalog scan done");
+            w.step(&summary);
+            Ok(())
+        }))
+    }
+
+    /// Clips matching `query` over every share, or those named.
+    pub fn search(
+        &self,
+        query: &str,
+        shares: Option<&[String]>,
+        offset: usize,
+        limit: usize,
+    ) -> ApiResult<Found> {
+        let mut indexes = Vec::new();
+        for share in self.nas.shares() {
+            if shares.is_some_and(|s| !s.iter().any(|n| **n == *share.name)) {
+                continue;
+            }
+            match self.index(&share.name) {
+                Ok(index) => indexes.push(index),
+                Err(e) => {
+                    tracing::warn!(share = %share.name, error = %e, "a share's catalog cannot be searched")
+                }
+            }
+        }
+        if let Some(wanted) = shares {
+            for s in wanted {
+                if !self.nas.shares().iter().any(|x| *x.name == **s) {
+                    return Err(ApiErr::not_found(format!("there is no share {s:?}"))
+                        .hint("rushesctl shares lists them"));
+                }
+            }
+        }
+        let refs: Vec<&Index> = indexes.iter().map(|i| i.as_ref()).collect();
+        search_all(&refs, query, shares, offset, limit).map_err(|e| match e {
+            rushes_catalog::index::IndexError::Query(q) => {
+                ApiErr::new(400, "bad-query", format!("the query does not read {q}"))
+                    .hint(format!(
+                        "fields: {}; e.g. codec:prores_4444 reel:A003 fps:23.976 width:>=3840 tc:10:14:00:00-10:20:00:00",
+                        rushes_catalog::query::field_names().collect::<Vec<_>>().join(", ")
+                    ))
+            }
+            other => ApiErr::failed(other.to_string()),
+        })
+    }
+
+    /// One clip, by the id search gives it (`SHARE/PATH`).
+    pub fn clip(&self, id: &str) -> ApiResult<Clip> {
+        let (share, path) = id
+            .split_once('/')
+            .ok_or_else(|| ApiErr::bad_request(format!("{id:?} is not a clip id (SHARE/PATH)")))?;
+        let index = self.index(share).map_err(ApiErr::not_found)?;
+        index
+            .get(share, path)
+            .map_err(|e| ApiErr::failed(e.to_string()))?
+            .ok_or_else(|| ApiErr::not_found(format!("the catalog has no clip {id:?}")))
+    }
+}

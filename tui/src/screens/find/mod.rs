@@ -1,0 +1,132 @@
+//! The media catalog searched from the console: a query typed on `/` (the same language
+//! as `rushesctl search`), the clips it finds with codec, picture, rate, duration and
+//! timecode, and the facet counts over all of them.
+
+use rushes_api::media::Found;
+use tuirealm::ratatui::layout::Rect;
+use tuirealm::ratatui::text::Line;
+use tuirealm::ratatui::widgets::Paragraph;
+use tuirealm::ratatui::Frame;
+
+use crate::screen::{Ctx, Go, Input, Screen};
+use crate::search::{self, Search};
+use crate::snapshot::{Fetch, Snapshot, SEARCH_PAGE as PAGE};
+use crate::widgets::bold;
+
+pub struct Find {
+    search: Search,
+}
+
+impl Default for Find {
+    fn default() -> Self {
+        Self {
+            search: Search::new("Clips matching (e.g. codec:prores_4444 reel:A003 fps:23.976)"),
+        }
+    }
+}
+
+impl Screen for Find {
+    type Msg = search::Msg;
+
+    fn message(&self, key: Input) -> Option<search::Msg> {
+        self.search.message(key)
+    }
+
+    fn update(&mut self, msg: search::Msg, ctx: &mut Ctx<'_>) -> Option<Go> {
+        self.search.update(msg, ctx);
+        None
+    }
+
+    fn form_open(&self) -> bool {
+        self.search.is_open()
+    }
+
+    fn fetch(&self) -> Fetch {
+        Fetch {
+            catalog: Some(self.search.text.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn view(&self, f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
+        let width = usize::from(area.width.saturating_sub(2)).max(40);
+        let mut lines = vec![bold(if self.search.text.is_empty() {
+            "Every file in the catalog (/ searches: codec:, reel:, fps:, tc:, camera: …)".into()
+        } else {
+            format!(
+                "Clips matching {:?} (/ changes, Esc clears)",
+                self.search.text
+            )
+        })];
+        let answered = self.search.answered_by(snap.fetched.catalog.as_deref());
+        match (&snap.found, &snap.found_error) {
+            _ if !answered => lines.push(Line::from("  searching…")),
+            (_, Some(error)) => {
+                for part in wrap(&format!("! {error}"), width - 2) {
+                    lines.push(Line::from(format!("  {part}")));
+                }
+            }
+            (Some(found), None) => results(&mut lines, found, width),
+            (None, None) => lines.push(Line::from("  searching…")),
+        }
+        f.render_widget(Paragraph::new(lines), area);
+        self.search.view(f, area);
+    }
+}
+
+fn results(lines: &mut Vec<Line<'static>>, found: &Found, width: usize) {
+    if found.total == 0 {
+        lines.push(Line::from("  no clip matches"));
+        return;
+    }
+    let path_width = width.saturating_sub(52).max(16);
+    lines.push(Line::from(format!(
+        "  {:<path_width$} {:<13} {:>9} {:>6} {:>6} {:<11}",
+        "CLIP", "CODEC", "PICTURE", "FPS", "DUR", "TIMECODE"
+    )));
+    for clip in found.clips.iter().take(PAGE) {
+        let c = clip.summary();
+        let mut id = clip.id();
+        if id.chars().count() > path_width {
+            // The end of a path says most: keep it.
+            let keep: String = id.chars().rev().take(path_width - 1).collect();
+            id = format!("…{}", keep.chars().rev().collect::<String>());
+        }
+        lines.push(Line::from(format!(
+            "  {:<path_width$} {:<13} {:>9} {:>6} {:>6} {:<11}",
+            id,
+            c.codec.chars().take(13).collect::<String>(),
+            c.picture,
+            c.fps,
+            c.duration,
+            c.timecode,
+        )));
+    }
+    lines.push(Line::from(format!(
+        "  {} of {} (rushesctl search pages through the rest)",
+        found.clips.len().min(PAGE),
+        found.total
+    )));
+    lines.push(Line::from(""));
+    for line in found.facets.iter().filter_map(|f| f.line()) {
+        let line = format!("  {line}");
+        lines.push(Line::from(line.chars().take(width).collect::<String>()));
+    }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for word in text.split(' ') {
+        let last = out.last_mut().expect("one line at least");
+        if !last.is_empty() && last.chars().count() + 1 + word.chars().count() > width {
+            out.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    out
+}
