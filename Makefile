@@ -30,10 +30,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # FUSE view, and its client.
 # cryptsetup-bin and bcache-tools write the real LUKS and bcache headers the pools guest
 # must see as data on its spare disks (mkswap, from util-linux, writes the swap one).
-# ffmpeg makes the catalog tests' media, and its ffprobe is what they are checked against.
+# ffmpeg makes the catalog tests' media, and its ffprobe is what they are checked against;
+# openexr's exrheader is OpenEXR's own reader, for what ffprobe does not report of EXR.
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg
+	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr
 
 # schemathesis (PyPI) fuzzes the management API from its OpenAPI document
 # (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
@@ -138,7 +139,7 @@ clean:
 fuzz: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
 	@# The catalog's fuzzers start from small real files, made by ffmpeg once.
-	@mkdir -p appliance/catalog/fuzz/corpus/quicktime appliance/catalog/fuzz/corpus/wav appliance/catalog/fuzz/corpus/mxf
+	@mkdir -p $(addprefix appliance/catalog/fuzz/corpus/,quicktime wav mxf dpx exr exif)
 	@[ -e appliance/catalog/fuzz/corpus/quicktime/seed.mov ] || ffmpeg -v error -f lavfi -i testsrc2=size=64x64:rate=24000/1001 \
 		-f lavfi -i sine -t 0.1 -c:v prores_ks -c:a pcm_s24le -timecode 01:00:00:00 \
 		-metadata:s:v:0 reel_name=A001 -metadata make=ARRI appliance/catalog/fuzz/corpus/quicktime/seed.mov
@@ -146,6 +147,12 @@ fuzz: deps
 		-frames:v 1 -c:v dnxhd -profile:v dnxhr_lb -pix_fmt yuv422p -timecode 01:00:00:00 appliance/catalog/fuzz/corpus/mxf/seed.mxf
 	@[ -e appliance/catalog/fuzz/corpus/wav/seed.wav ] || ffmpeg -v error -f lavfi -i sine -t 0.05 -c:a pcm_s24le \
 		-write_bext 1 -metadata description=seed -metadata time_reference=1000 appliance/catalog/fuzz/corpus/wav/seed.wav
+	@[ -e appliance/catalog/fuzz/corpus/dpx/seed.dpx ] || ffmpeg -v error -f lavfi -i testsrc2=size=16x16 -frames:v 1 \
+		-pix_fmt gbrp10le appliance/catalog/fuzz/corpus/dpx/seed.dpx
+	@[ -e appliance/catalog/fuzz/corpus/exr/seed.exr ] || ffmpeg -v error -f lavfi -i testsrc2=size=16x16 -frames:v 1 \
+		-c:v exr -format half -pix_fmt gbrpf32le appliance/catalog/fuzz/corpus/exr/seed.exr
+	@[ -e appliance/catalog/fuzz/corpus/exif/seed.jpg ] || ffmpeg -v error -f lavfi -i testsrc2=size=16x16 -frames:v 1 \
+		appliance/catalog/fuzz/corpus/exif/seed.jpg
 	@for crate in $(FUZZ_CRATES); do \
 		for target in $$(cd $$crate && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 			echo "==> fuzzing $$crate $$target for $(FUZZ_SECONDS) s"; \

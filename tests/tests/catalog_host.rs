@@ -3,7 +3,11 @@
 //! NFS is searchable as soon as it is committed, a rename keeps its record under the
 //! new name, a removal drops it, a file copied in behind the box's back is found by a
 //! scan that says what it fixed, a damaged file gets a record with its error, and a
-//! query that does not read is refused at its position. Media are made by ffmpeg.
+//! query that does not read is refused at its position. The frames of a DPX sequence
+//! copied over NFS are one clip whose frames and gaps follow frames added and removed,
+//! and a JPEG still is found by the camera its EXIF names; results sort by size and
+//! name, and an account's search leaves out what it may not read. Media are made by
+//! ffmpeg.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +25,8 @@ fn ffmpeg(out: &Path, args: &[&str]) -> Vec<u8> {
         .status()
         .expect("ffmpeg runs (make deps installs it)");
     assert!(status.success(), "ffmpeg {args:?}");
-    std::fs::read(out).unwrap()
+    // A numbered pattern (`%07d`) makes files of other names.
+    std::fs::read(out).unwrap_or_default()
 }
 
 fn search(c: &rushes_api::Client, q: &str) -> Found {
@@ -67,6 +72,30 @@ fn rushesctl(sock: &Path, args: &[&str]) -> (String, bool) {
     )
 }
 
+/// `rushesd host` keeping the catalog of `folder` as share `name`, its API up.
+fn start(
+    state: &Path,
+    name: &str,
+    folder: &Path,
+) -> (ServerProcess, std::path::PathBuf, rushes_api::Client) {
+    let sock = state.join("api.sock");
+    let server = ServerProcess::start(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--api",
+        sock.to_str().unwrap(),
+        "--catalog",
+        &format!("{name}={}", folder.display()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = rushes_api::Client::new(&sock);
+    (server, sock, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clips_are_catalogued_as_they_land_and_follow_renames_and_removals() {
     use std::os::unix::fs::PermissionsExt;
@@ -91,21 +120,7 @@ async fn clips_are_catalogued_as_they_land_and_follow_renames_and_removals() {
     std::fs::set_permissions(share.join("day1"), std::fs::Permissions::from_mode(0o777)).unwrap();
     // Already there when rushesd starts: the start scan finds it.
     std::fs::write(share.join("day1/B001C001.mp4"), &proxy).unwrap();
-    let sock = state.path().join("api.sock");
-    let server = ServerProcess::start(&[
-        "--state-dir",
-        state.path().to_str().unwrap(),
-        "--api",
-        sock.to_str().unwrap(),
-        "--catalog",
-        &format!("rushes={}", share.display()),
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "{}", server.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let c = rushes_api::Client::new(&sock);
+    let (server, sock, c) = start(state.path(), "rushes", &share);
     until_found(
         &c,
         "codec:h264",
@@ -207,4 +222,216 @@ async fn clips_are_catalogued_as_they_land_and_follow_renames_and_removals() {
     let (out, ok) = rushesctl(&sock, &["search", "width:>=wide"]);
     assert!(!ok);
     assert!(out.contains("at character 7"), "{out}");
+}
+
+/// Write `data` to a new file `name` in `dir` over NFS and commit it, as a client
+/// copying a frame does.
+async fn put(nfs: &mut Nfs, dir: &t::nfs_fh3, name: &str, data: &[u8]) {
+    let fh = nfs.create(dir, name, 0o644).await.unwrap();
+    for (i, chunk) in data.chunks(64 << 10).enumerate() {
+        nfs.write(&fh, (i as u64) << 16, chunk, t::stable_how::UNSTABLE)
+            .await
+            .unwrap();
+    }
+    nfs.commit(&fh).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_sequences_are_one_clip_as_their_frames_land_and_stills_are_found_by_camera() {
+    use std::os::unix::fs::PermissionsExt;
+    let media = tempfile::tempdir().unwrap();
+    #[rustfmt::skip]
+    ffmpeg(&media.path().join("A005C001.%07d.dpx"), &[
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24",
+        "-frames:v", "6", "-pix_fmt", "gbrp10le", "-start_number", "86400",
+    ]);
+    let still = ffmpeg(
+        &media.path().join("still.jpg"),
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240",
+            "-frames:v",
+            "1",
+        ],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let share = state.path().join("scans");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (server, sock, c) = start(state.path(), "scans", &share);
+    let mut nfs = Nfs::mount(server.port(), "/scans", &User::new(1000, 1000))
+        .await
+        .unwrap();
+    let root = nfs.root.clone();
+    let reel = nfs.mkdir(&root, "reel1", 0o755).await.unwrap();
+    // Frames 86400-86405 but 86403, each copied over NFS.
+    for n in [86400, 86401, 86402, 86404, 86405] {
+        let name = format!("A005C001.{n:07}.dpx");
+        put(
+            &mut nfs,
+            &reel,
+            &name,
+            &std::fs::read(media.path().join(&name)).unwrap(),
+        )
+        .await;
+    }
+    let took = until_found(
+        &c,
+        "A005C001 codec:dpx",
+        &["scans/reel1/A005C001.#######.dpx"],
+        "a sequence written over NFS",
+    );
+    eprintln!("a sequence's frames committed over NFS to searchable: {took:?}");
+    let frames_of = |c: &rushes_api::Client| {
+        let found = search(c, "A005C001");
+        assert_eq!(found.total, 1, "{found:?}");
+        found.clips[0]
+            .media
+            .as_ref()
+            .unwrap()
+            .sequence
+            .clone()
+            .unwrap()
+    };
+    // All five frames are in before the record says so: wait for the last of them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while frames_of(&c).frames != 5 {
+        assert!(Instant::now() < deadline, "{:?}", frames_of(&c));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seq = frames_of(&c);
+    assert_eq!((seq.first, seq.last, seq.gap_count), (86400, 86405, 1));
+    assert_eq!((seq.gaps[0].from, seq.gaps[0].to), (86403, 86403));
+    let found = search(&c, "width:320 height:180");
+    let clip = &found.clips[0];
+    assert_eq!(clip.label(), "scans/reel1/A005C001.[0086400-0086405].dpx");
+    assert_eq!(
+        clip.media.as_ref().unwrap().video.as_ref().unwrap().bits,
+        Some(10)
+    );
+
+    // The missing frame arrives, then the first is removed: the record follows.
+    let name = "A005C001.0086403.dpx";
+    put(
+        &mut nfs,
+        &reel,
+        name,
+        &std::fs::read(media.path().join(name)).unwrap(),
+    )
+    .await;
+    nfs.remove(&reel, "A005C001.0086400.dpx").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = frames_of(&c);
+        if (s.first, s.frames, s.gap_count) == (86401, 5, 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The label people copy from the results table names the clip.
+    let (out, ok) = rushesctl(
+        &sock,
+        &["clip", "scans/reel1/A005C001.[0086401-0086405].dpx"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("image sequence: 5 frames, 86401-86405"),
+        "{out}"
+    );
+    let (out, ok) = rushesctl(&sock, &["search", "A005C001"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("A005C001.[0086401-0086405].dpx"), "{out}");
+
+    // A still with the camera's EXIF, found by camera.
+    let exif = {
+        // Make and model in a little-endian TIFF directory, in an APP1 segment.
+        let mut ifd = 2u16.to_le_bytes().to_vec();
+        let values_at = 8 + 2 + 2 * 12 + 4;
+        let (make, model) = (b"Canon\0".to_vec(), b"Canon EOS R5\0".to_vec());
+        for (tag, value, at) in [
+            (0x010fu16, &make, values_at),
+            (0x0110, &model, values_at + make.len()),
+        ] {
+            ifd.extend_from_slice(&tag.to_le_bytes());
+            ifd.extend_from_slice(&2u16.to_le_bytes());
+            ifd.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            ifd.extend_from_slice(&(at as u32).to_le_bytes());
+        }
+        ifd.extend_from_slice(&0u32.to_le_bytes());
+        let tiff = [
+            b"II*\0".as_slice(),
+            &8u32.to_le_bytes(),
+            &ifd,
+            &make,
+            &model,
+        ]
+        .concat();
+        let mut app1 = vec![0xff, 0xe1];
+        app1.extend_from_slice(&((tiff.len() + 8) as u16).to_be_bytes());
+        app1.extend_from_slice(b"Exif\0\0");
+        app1.extend(tiff);
+        app1
+    };
+    let jpeg = [&still[..2], &exif, &still[2..]].concat();
+    put(&mut nfs, &root, "IMG_0001.JPG", &jpeg).await;
+    until_found(
+        &c,
+        "camera:canon format:jpeg",
+        &["scans/IMG_0001.JPG"],
+        "a still written over NFS",
+    );
+
+    // Sorted: by size, largest first (the sequence's frames together), and by name.
+    let by_size: Found = c.get("/v1/search?q=&sort=-size").unwrap();
+    assert_eq!(by_size.clips[0].path, "reel1/A005C001.#######.dpx");
+    assert!(by_size.clips.windows(2).all(|w| w[0].size >= w[1].size));
+    let by_name: Found = c.get("/v1/search?q=&sort=name").unwrap();
+    let names: Vec<&str> = by_name.clips.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["A005C001.#######.dpx", "IMG_0001.JPG"]);
+    let (out, ok) = rushesctl(&sock, &["search", "--sort", "loudness"]);
+    assert!(
+        !ok && out.contains("cannot be sorted by \"loudness\""),
+        "{out}"
+    );
+
+    // Permission-true: files another account may not read are not in its results, nor
+    // in its totals and facets. A folder only root may enter, and a file only root may
+    // read, put there behind the box's back and found by a scan.
+    std::fs::create_dir(share.join("private")).unwrap();
+    std::fs::set_permissions(
+        share.join("private"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(share.join("private/IMG_0002.JPG"), &jpeg).unwrap();
+    std::fs::write(share.join("IMG_0003.JPG"), &jpeg).unwrap();
+    std::fs::set_permissions(
+        share.join("IMG_0003.JPG"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let (out, ok) = rushesctl(&sock, &["catalog", "scan", "--wait"]);
+    assert!(ok, "{out}");
+    let admin = search(&c, "format:jpeg");
+    assert_eq!(admin.total, 3, "{admin:?}");
+    let nobody: Found = c.get("/v1/search?q=format%3Ajpeg&as=nobody").unwrap();
+    assert_eq!(ids(&nobody), ["scans/IMG_0001.JPG"]);
+    assert_eq!(nobody.total, 1);
+    let shares = nobody.facets.iter().find(|f| f.name == "share").unwrap();
+    assert_eq!(shares.values[0].count, 1, "{shares:?}");
+    let (out, ok) = rushesctl(&sock, &["search", "--as", "nobody", "camera:canon"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("IMG_0001.JPG") && !out.contains("IMG_0002") && !out.contains("IMG_0003"),
+        "{out}"
+    );
+    let (out, ok) = rushesctl(
+        &sock,
+        &["search", "--as", "no-such-account", "camera:canon"],
+    );
+    assert!(!ok && out.contains("there is no account"), "{out}");
 }

@@ -70,6 +70,10 @@ pub struct Video {
     /// stored and shown), as ffprobe names them.
     pub field_order: Option<String>,
     pub frames: Option<u64>,
+    /// Bits a sample of each colour component (DPX 10, EXR 16 for half floats), when
+    /// the header says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits: Option<u16>,
 }
 
 /// One audio track.
@@ -149,6 +153,92 @@ pub struct MediaInfo {
     pub camera: Camera,
     pub bext: Option<Bext>,
     pub ixml: Option<Ixml>,
+    /// An image sequence (DPX, OpenEXR): its frames; the rest of the record is the
+    /// first frame's header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<Sequence>,
+    /// A still's EXIF: when and where it was taken (the camera is in `camera`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exif: Option<Exif>,
+}
+
+/// Frames `from` to `to`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FrameRange {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// The frames of an image sequence: one file a frame, numbered in the name
+/// (`A003C012.0086400.dpx`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Sequence {
+    /// The first and last frame numbers.
+    pub first: u64,
+    pub last: u64,
+    /// Frame files present.
+    pub frames: u64,
+    /// Digits in the frame numbers (`0086400`: 7).
+    pub padding: u8,
+    /// Runs of frames missing between the first and the last, first ones first; at most
+    /// [`Sequence::GAPS_LISTED`] are listed, `gap_count` says how many there are.
+    pub gaps: Vec<FrameRange>,
+    pub gap_count: u64,
+}
+
+impl Sequence {
+    pub const GAPS_LISTED: usize = 1000;
+
+    /// `A003C012.[0086400-0087839].dpx` for the sequence whose path is
+    /// `A003C012.#######.dpx`.
+    pub fn label(&self, name: &str) -> String {
+        let p = usize::from(self.padding);
+        let range = format!("[{:0p$}-{:0p$}]", self.first, self.last);
+        match name.find('#') {
+            Some(at) => {
+                let end = name[at..].find(|c| c != '#').map_or(name.len(), |n| at + n);
+                format!("{}{range}{}", &name[..at], &name[end..])
+            }
+            None => format!("{name} {range}"),
+        }
+    }
+
+    /// `86400-87839, 2 gaps (86402-86403, 86500)`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} frames, {}-{}", self.frames, self.first, self.last);
+        if self.gap_count > 0 {
+            let listed: Vec<String> = self
+                .gaps
+                .iter()
+                .take(5)
+                .map(|g| {
+                    if g.from == g.to {
+                        g.from.to_string()
+                    } else {
+                        format!("{}-{}", g.from, g.to)
+                    }
+                })
+                .collect();
+            let more = if self.gap_count > 5 { ", ..." } else { "" };
+            text += &format!(
+                ", {} gap{} ({}{more})",
+                self.gap_count,
+                if self.gap_count == 1 { "" } else { "s" },
+                listed.join(", ")
+            );
+        }
+        text
+    }
+}
+
+/// What a still's EXIF says beyond the camera.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Exif {
+    /// When it was taken, as written (`2026:12:05 10:11:12`).
+    pub taken: Option<String>,
+    /// Degrees, north and east positive.
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
 }
 
 /// What the catalog knows of one file.
@@ -176,9 +266,28 @@ impl Clip {
         format!("{}/{}", self.share, self.path)
     }
 
-    /// The file's name.
+    /// The file's name (an image sequence's: `A003C012.#######.dpx`).
     pub fn name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
+    /// The name as people read it: a sequence's with its frame range
+    /// (`A003C012.[0086400-0087839].dpx`).
+    pub fn display_name(&self) -> String {
+        match self.media.as_ref().and_then(|m| m.sequence.as_ref()) {
+            Some(seq) => seq.label(self.name()),
+            None => self.name().to_string(),
+        }
+    }
+
+    /// The id as people read it: an image sequence's with its frame range
+    /// (`rushes/day1/A003C012.[0086400-0087839].dpx`).
+    pub fn label(&self) -> String {
+        let name = self.display_name();
+        match self.path.rsplit_once('/') {
+            Some((dir, _)) => format!("{}/{dir}/{name}", self.share),
+            None => format!("{}/{name}", self.share),
+        }
     }
 
     /// What a line of search results shows of it, as text (empty where unknown).

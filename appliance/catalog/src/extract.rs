@@ -8,11 +8,35 @@ use std::path::{Component, Path};
 use crate::record::Clip;
 use crate::source::Source;
 
-/// The record of `rel` (a path inside the share, `/`-separated) in the share whose
-/// folder is `root`; `None` when it is not a regular file (gone, a folder, a link).
+/// Where the catalog keeps the record of the file at `rel`: its own path, or for a frame
+/// of an image sequence the sequence's (see [`crate::sequence::key`]).
+pub fn record_path(rel: &str) -> String {
+    let rel = rel.trim_start_matches('/');
+    crate::sequence::key(rel).unwrap_or_else(|| rel.to_string())
+}
+
+/// The record at `path` (as [`record_path`] gives it) in the share whose folder is
+/// `root`: a file's, or a sequence's from its frames; `None` when there is nothing there
+/// to catalog any more.
+pub fn read(root: &Path, share: &str, path: &str) -> Option<Clip> {
+    let path = path.trim_start_matches('/');
+    // Paths come from the activity stream and our own walks; still, nothing outside.
+    if Path::new(path)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return None;
+    }
+    if crate::sequence::is_key(path) {
+        return crate::sequence::extract(root, share, path);
+    }
+    extract(root, share, path)
+}
+
+/// The record of the file `rel` (a path inside the share, `/`-separated) in the share
+/// whose folder is `root`; `None` when it is not a regular file (gone, a folder, a link).
 pub fn extract(root: &Path, share: &str, rel: &str) -> Option<Clip> {
     let rel = rel.trim_start_matches('/');
-    // Paths come from the activity stream and our own walks; still, nothing outside.
     if Path::new(rel)
         .components()
         .any(|c| !matches!(c, Component::Normal(_)))
@@ -29,9 +53,7 @@ pub fn extract(root: &Path, share: &str, rel: &str) -> Option<Clip> {
         path: rel.into(),
         size: meta.len(),
         modified: u64::try_from(meta.mtime()).unwrap_or(0),
-        media: None,
-        error: None,
-        members: Vec::new(),
+        ..Default::default()
     };
     match std::fs::File::open(&path) {
         Ok(file) => match Source::file(&file).and_then(|src| crate::probe(&src)) {
@@ -77,5 +99,25 @@ pub fn walk(root: &Path, limit: usize) -> Vec<(String, u64, u64)> {
             }
         }
     }
+    out
+}
+
+/// What [`walk`] finds as the catalog keeps it: each record's path (frames of a sequence
+/// together, under the sequence's path) with its bytes and newest time, which is what
+/// [`read`] records, so a scan can tell a record that is current from one that is not.
+pub fn walk_records(root: &Path, limit: usize) -> Vec<(String, u64, u64)> {
+    let mut sequences: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    let mut out = Vec::new();
+    for (path, size, modified) in walk(root, limit) {
+        match crate::sequence::key(&path) {
+            Some(key) => {
+                let s = sequences.entry(key).or_default();
+                s.0 += size;
+                s.1 = s.1.max(modified);
+            }
+            None => out.push((path, size, modified)),
+        }
+    }
+    out.extend(sequences.into_iter().map(|(k, (size, m))| (k, size, m)));
     out
 }

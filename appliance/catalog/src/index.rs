@@ -34,7 +34,113 @@ pub const FACETS: [&str; 5] = ["codec", "resolution", "fps", "camera", "share"];
 
 /// What one index found: how many match, the best with their scores, and each
 /// facet's values with their counts.
-type Matches = (usize, Vec<(f32, Clip)>, Vec<(String, Vec<(String, u64)>)>);
+type Matches = (usize, Vec<(Key, Clip)>, Vec<(String, Vec<(String, u64)>)>);
+
+/// How many match, the best with their sort keys, and the facet counts, from one index.
+type Keyed = (
+    usize,
+    Vec<(Key, tantivy::DocAddress)>,
+    tantivy::collector::FacetCounts,
+);
+
+/// What results are ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Best match first.
+    #[default]
+    Relevance,
+    Name,
+    Path,
+    Modified,
+    Size,
+    Duration,
+    Timecode,
+}
+
+/// An order, and whether it is reversed (largest, newest, last first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sort {
+    pub by: Order,
+    pub reverse: bool,
+}
+
+impl std::str::FromStr for Sort {
+    type Err = String;
+
+    /// `name`, `modified`, `-modified` (newest first) …
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (reverse, name) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let by = match name {
+            "" | "relevance" => Order::Relevance,
+            "name" => Order::Name,
+            "path" => Order::Path,
+            "modified" => Order::Modified,
+            "size" => Order::Size,
+            "duration" => Order::Duration,
+            "timecode" | "tc" => Order::Timecode,
+            other => return Err(format!("results cannot be sorted by {other:?}")),
+        };
+        Ok(Self { by, reverse })
+    }
+}
+
+/// Where a match falls in the order asked for.
+#[derive(Debug, Clone, PartialEq)]
+enum Key {
+    Score(f32),
+    Number(Option<f64>),
+    Text(Option<String>),
+}
+
+impl Key {
+    /// Best first for scores; otherwise as `sort` asks, with matches that have no value
+    /// last either way.
+    fn order(&self, other: &Self, sort: Sort) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        fn by<T>(
+            a: &Option<T>,
+            b: &Option<T>,
+            reverse: bool,
+            cmp: impl Fn(&T, &T) -> Ordering,
+        ) -> Ordering {
+            match (a, b) {
+                (Some(a), Some(b)) if reverse => cmp(b, a),
+                (Some(a), Some(b)) => cmp(a, b),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            }
+        }
+        match (self, other) {
+            (Key::Score(a), Key::Score(b)) => b.total_cmp(a),
+            (Key::Number(a), Key::Number(b)) => by(a, b, sort.reverse, f64::total_cmp),
+            (Key::Text(a), Key::Text(b)) => by(a, b, sort.reverse, |a: &String, b| a.cmp(b)),
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+/// A search over one or more indexes.
+#[derive(Default)]
+pub struct Request<'a> {
+    /// The query (see [`crate::query`]).
+    pub text: &'a str,
+    /// Only these shares.
+    pub shares: Option<&'a [String]>,
+    pub offset: usize,
+    /// Results in the page (1 to 1,000).
+    pub limit: usize,
+    pub sort: Sort,
+    /// Only the clips this says yes to count, in the results, the total and the facets
+    /// (an account's permissions); at most [`CHECKED`] matches an index are asked about.
+    pub allowed: Option<&'a dyn Fn(&Clip) -> bool>,
+}
+
+/// Matches an index gives to [`Request::allowed`] at most.
+pub const CHECKED: usize = 100_000;
 
 struct Fields {
     id: Field,
@@ -59,6 +165,10 @@ struct Fields {
     channels: Field,
     tc_start: Field,
     tc_end: Field,
+    size: Field,
+    modified: Field,
+    sort_name: Field,
+    sort_path: Field,
     facets: Field,
     record: Field,
 }
@@ -96,6 +206,10 @@ fn schema() -> (Schema, Fields) {
         channels: b.add_u64_field("channels", number.clone()),
         tc_start: b.add_f64_field("tc_start", number.clone()),
         tc_end: b.add_f64_field("tc_end", number),
+        size: b.add_u64_field("size", FAST),
+        modified: b.add_u64_field("modified", FAST),
+        sort_name: b.add_text_field("sort_name", STRING | FAST),
+        sort_path: b.add_text_field("sort_path", STRING | FAST),
         facets: b.add_facet_field("facets", FacetOptions::default()),
         record: b.add_text_field("record", STORED),
     };
@@ -113,7 +227,20 @@ impl Catalog {
         let (schema, f) = schema();
         let directory =
             tantivy::directory::MmapDirectory::open(dir).map_err(|e| open_err(e.to_string()))?;
-        let index = Index::open_or_create(directory, schema)?;
+        let index = match Index::open_or_create(directory, schema.clone()) {
+            Ok(index) => index,
+            // An index an older rushesd made, with other fields: it is only ever a copy of
+            // what the files say, so it is made again (the scan at start fills it).
+            Err(tantivy::TantivyError::SchemaError(why)) => {
+                std::fs::remove_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+                std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+                let directory = tantivy::directory::MmapDirectory::open(dir)
+                    .map_err(|e| open_err(e.to_string()))?;
+                let _ = why;
+                Index::create(directory, schema, Default::default())?
+            }
+            Err(e) => return Err(e.into()),
+        };
         Self::with(index, f)
     }
 
@@ -215,17 +342,20 @@ impl Catalog {
         offset: usize,
         limit: usize,
     ) -> Result<Found, IndexError> {
-        search_all(&[self], text, shares, offset, limit)
+        search_all(
+            &[self],
+            &Request {
+                text,
+                shares,
+                offset,
+                limit,
+                ..Default::default()
+            },
+        )
     }
 
-    /// The best `top` matches with their scores, the number of matches, and the facet
-    /// counts.
-    fn matches(
-        &self,
-        terms: &[Term],
-        shares: Option<&[String]>,
-        top: usize,
-    ) -> Result<Matches, IndexError> {
+    /// The query `terms` make, kept to `shares` when given.
+    fn query(&self, terms: &[Term], shares: Option<&[String]>) -> Box<dyn Query> {
         let mut must: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
             .flat_map(|t| self.clauses(t))
@@ -238,28 +368,101 @@ impl Catalog {
                 .collect();
             must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
-        let query: Box<dyn Query> = if must.is_empty() {
+        if must.is_empty() {
             Box::new(AllQuery)
         } else {
             Box::new(BooleanQuery::new(must))
-        };
+        }
+    }
+
+    /// The best `top` matches in `sort`'s order with their sort keys, the number of
+    /// matches, and the facet counts.
+    fn matches(
+        &self,
+        terms: &[Term],
+        shares: Option<&[String]>,
+        top: usize,
+        sort: Sort,
+    ) -> Result<Matches, IndexError> {
+        let query = self.query(terms, shares);
         let mut facets = FacetCollector::for_field("facets");
         for f in FACETS {
             facets.add_facet(Facet::from(&format!("/{f}")));
         }
         let searcher = self.reader.searcher();
-        let (total, best, counts) = searcher.search(
-            &query,
-            &(
-                Count,
-                TopDocs::with_limit(top.max(1)).order_by_score(),
+        let order = if sort.reverse {
+            tantivy::Order::Desc
+        } else {
+            tantivy::Order::Asc
+        };
+        let limit = TopDocs::with_limit(top.max(1));
+        // The count, the best with their keys, and the facets, in one pass.
+        fn run<C: tantivy::collector::Collector>(
+            searcher: &tantivy::Searcher,
+            query: &dyn Query,
+            best: C,
+            facets: FacetCollector,
+            key: impl Fn(<C::Fruit as IntoIterator>::Item) -> (Key, tantivy::DocAddress),
+        ) -> tantivy::Result<Keyed>
+        where
+            C::Fruit: IntoIterator,
+        {
+            let (n, best, counts) = searcher.search(query, &(Count, best, facets))?;
+            Ok((n, best.into_iter().map(key).collect(), counts))
+        }
+        let number = |(v, a): (Option<u64>, _)| (Key::Number(v.map(|v| v as f64)), a);
+        let (q, s) = (query.as_ref(), &searcher);
+        let (total, best, counts) = match sort.by {
+            Order::Relevance => run(s, q, limit.order_by_score(), facets, |(v, a)| {
+                (Key::Score(v), a)
+            })?,
+            Order::Name => run(
+                s,
+                q,
+                limit.order_by_string_fast_field("sort_name", order),
                 facets,
-            ),
-        )?;
+                |(v, a)| (Key::Text(v), a),
+            )?,
+            Order::Path => run(
+                s,
+                q,
+                limit.order_by_string_fast_field("sort_path", order),
+                facets,
+                |(v, a)| (Key::Text(v), a),
+            )?,
+            Order::Modified => run(
+                s,
+                q,
+                limit.order_by_fast_field("modified", order),
+                facets,
+                number,
+            )?,
+            Order::Size => run(
+                s,
+                q,
+                limit.order_by_fast_field("size", order),
+                facets,
+                number,
+            )?,
+            Order::Duration | Order::Timecode => {
+                let field = if sort.by == Order::Duration {
+                    "duration"
+                } else {
+                    "tc_start"
+                };
+                run(
+                    s,
+                    q,
+                    limit.order_by_fast_field::<f64>(field, order),
+                    facets,
+                    |(v, a)| (Key::Number(v), a),
+                )?
+            }
+        };
         let mut clips = Vec::new();
-        for (score, at) in best {
+        for (key, at) in best {
             if let Some(clip) = self.clip(&searcher.doc(at)?) {
-                clips.push((score, clip));
+                clips.push((key, clip));
             }
         }
         let facets = FACETS
@@ -386,6 +589,10 @@ impl Catalog {
         let mut doc = TantivyDocument::default();
         let lower = |s: &str| s.to_lowercase();
         doc.add_text(f.id, clip.id());
+        doc.add_u64(f.size, clip.size);
+        doc.add_u64(f.modified, clip.modified);
+        doc.add_text(f.sort_name, lower(clip.name()));
+        doc.add_text(f.sort_path, lower(&clip.path));
         doc.add_text(f.share, lower(&clip.share));
         doc.add_text(f.name, clip.name());
         let ext = clip
@@ -395,7 +602,9 @@ impl Catalog {
             .unwrap_or_default();
         doc.add_text(f.ext, &ext);
         let mut all = vec![clip.name().to_string(), clip.path.replace('/', " ")];
-        doc.add_facet(f.facets, Facet::from_path(["share", clip.share.as_str()]));
+        for (facet, value) in facet_values(clip) {
+            doc.add_facet(f.facets, Facet::from_path([facet, value.as_str()]));
+        }
         if let Some(m) = &clip.media {
             doc.add_text(f.format, &m.format);
             if let Some(v) = &m.video {
@@ -403,12 +612,8 @@ impl Catalog {
                 all.push(v.codec.clone());
                 doc.add_u64(f.width, u64::from(v.width));
                 doc.add_u64(f.height, u64::from(v.height));
-                doc.add_facet(f.facets, Facet::from_path(["codec", v.codec.as_str()]));
-                let res = format!("{}x{}", v.width, v.height);
-                doc.add_facet(f.facets, Facet::from_path(["resolution", res.as_str()]));
                 if let Some(r) = v.frame_rate {
                     doc.add_f64(f.fps, r.value());
-                    doc.add_facet(f.facets, Facet::from_path(["fps", r.decimal().as_str()]));
                 }
             }
             if let Some(d) = m.duration_s {
@@ -439,15 +644,9 @@ impl Catalog {
                 doc.add_f64(f.tc_end, start + frames);
             }
             let c = &m.camera;
-            let camera = [&c.make, &c.model]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let camera = camera_name(c);
             if !camera.is_empty() {
                 doc.add_text(f.camera, &camera);
-                doc.add_facet(f.facets, Facet::from_path(["camera", camera.as_str()]));
                 all.push(camera);
             }
             all.extend(c.clip_name.iter().cloned());
@@ -481,6 +680,36 @@ impl Catalog {
     }
 }
 
+/// The facets a clip is counted under, with its value for each.
+fn facet_values(clip: &Clip) -> Vec<(&'static str, String)> {
+    let mut out = vec![("share", clip.share.clone())];
+    let Some(m) = &clip.media else {
+        return out;
+    };
+    if let Some(v) = &m.video {
+        out.push(("codec", v.codec.clone()));
+        out.push(("resolution", format!("{}x{}", v.width, v.height)));
+        if let Some(r) = v.frame_rate {
+            out.push(("fps", r.decimal()));
+        }
+    }
+    let camera = camera_name(&m.camera);
+    if !camera.is_empty() {
+        out.push(("camera", camera));
+    }
+    out
+}
+
+/// The camera as searched and counted: make and model (`ARRI ALEXA 35`).
+fn camera_name(c: &crate::record::Camera) -> String {
+    [&c.make, &c.model]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Words as the default tokenizer makes them: lower case, split at what is not a letter
 /// or a digit.
 fn tokens(text: &str) -> Vec<String> {
@@ -502,44 +731,64 @@ fn tc_label_seconds(label: &str, fps: f64) -> f64 {
     }
 }
 
-/// Search several indexes (one a share) as one: results merged by score, `limit` from
-/// `offset`; totals and facet counts added up.
-pub fn search_all(
-    catalogs: &[&Catalog],
-    text: &str,
-    shares: Option<&[String]>,
-    offset: usize,
-    limit: usize,
-) -> Result<Found, IndexError> {
-    let terms = query::parse(text)?;
-    let limit = limit.clamp(1, 1000);
-    let top = offset.saturating_add(limit).min(100_000);
+/// Search several indexes (one a share) as one: results merged in the order asked,
+/// `limit` from `offset`; totals and facet counts added up.
+pub fn search_all(catalogs: &[&Catalog], req: &Request<'_>) -> Result<Found, IndexError> {
+    let terms = query::parse(req.text)?;
+    let limit = req.limit.clamp(1, 1000);
+    let top = match req.allowed {
+        // Every match is asked about (up to a bound), for a true total and facets.
+        Some(_) => CHECKED,
+        None => req.offset.saturating_add(limit).min(100_000),
+    };
     let mut total = 0;
-    // Score, then which index and the rank it gave: ties keep tantivy's own order (by
-    // document), which is the same whatever the page, so pages never overlap.
-    let mut all: Vec<(f32, usize, usize, Clip)> = Vec::new();
+    // The sort key, then which index and the rank it gave: ties keep tantivy's own order
+    // (by document), which is the same whatever the page, so pages never overlap.
+    let mut all: Vec<(Key, usize, usize, Clip)> = Vec::new();
     let mut counts: std::collections::BTreeMap<String, std::collections::HashMap<String, u64>> =
         Default::default();
     for (which, c) in catalogs.iter().enumerate() {
-        let (n, clips, facets) = c.matches(&terms, shares, top)?;
-        total += n;
-        all.extend(
-            clips
-                .into_iter()
-                .enumerate()
-                .map(|(rank, (score, clip))| (score, which, rank, clip)),
-        );
-        for (facet, values) in facets {
-            let slot = counts.entry(facet).or_default();
-            for (value, n) in values {
-                *slot.entry(value).or_default() += n;
+        let (n, clips, facets) = c.matches(&terms, req.shares, top, req.sort)?;
+        match req.allowed {
+            None => {
+                total += n;
+                for (facet, values) in facets {
+                    let slot = counts.entry(facet).or_default();
+                    for (value, n) in values {
+                        *slot.entry(value).or_default() += n;
+                    }
+                }
+                all.extend(
+                    clips
+                        .into_iter()
+                        .enumerate()
+                        .map(|(rank, (key, clip))| (key, which, rank, clip)),
+                );
+            }
+            Some(allowed) => {
+                for (rank, (key, clip)) in clips.into_iter().enumerate() {
+                    if !allowed(&clip) {
+                        continue;
+                    }
+                    total += 1;
+                    for (facet, value) in facet_values(&clip) {
+                        *counts
+                            .entry(facet.to_string())
+                            .or_default()
+                            .entry(value)
+                            .or_default() += 1;
+                    }
+                    all.push((key, which, rank, clip));
+                }
             }
         }
     }
+    let sort = req.sort;
     all.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
+        a.0.order(&b.0, sort)
             .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
     });
+    let offset = req.offset;
     // The files of one OP-Atom clip (one material package) are one result: the first
     // found, with the others as its members.
     let mut clips: Vec<Clip> = Vec::new();

@@ -1,17 +1,22 @@
 //! Technical metadata of media files, read from their headers with bounded reads (never
 //! the whole file): what the catalog records of each clip. Each format has its own
 //! parser ([`quicktime`] for QuickTime and MP4, [`mxf`] for MXF OP1a and OP-Atom,
-//! [`wav`] for Broadcast WAV); [`probe`]
+//! [`wav`] for Broadcast WAV, [`dpx`] and [`exr`] for the frames of image sequences,
+//! which [`sequence`] groups into clips, [`exif`] for JPEG and TIFF stills); [`probe`]
 //! picks one by the file's first bytes. A file no parser knows, or one whose header is
 //! damaged, still gets a record: its error says what was wrong. [`index`] keeps the
 //! records in a tantivy index that [`query`]'s language searches.
 
+pub mod dpx;
+pub mod exif;
+pub mod exr;
 pub mod extract;
 pub mod index;
 pub mod mxf;
 pub mod query;
 pub mod quicktime;
 pub mod record;
+pub mod sequence;
 pub mod source;
 pub mod timecode;
 pub mod wav;
@@ -30,6 +35,18 @@ pub fn probe(src: &Source<'_>) -> Result<Option<MediaInfo>, ParseError> {
     }
     if wav::looks_like(&head) {
         return wav::parse(src).map(Some);
+    }
+    if dpx::looks_like(&head) {
+        return dpx::parse(src).map(Some);
+    }
+    if exr::looks_like(&head) {
+        return exr::parse(src).map(Some);
+    }
+    if exif::looks_like_jpeg(&head) {
+        return exif::parse_jpeg(src).map(Some);
+    }
+    if exif::looks_like_tiff(&head) {
+        return exif::parse_tiff(src).map(Some);
     }
     if mxf::looks_like(&src.read_at(0, 13)?) {
         return mxf::parse(src).map(Some);

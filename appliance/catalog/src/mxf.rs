@@ -56,6 +56,13 @@ fn ber(b: &[u8], at: usize) -> Option<(u64, usize)> {
     Some((len, 1 + n))
 }
 
+/// How many 16-byte references of a batch item `b` claiming `count` are read: the count
+/// is the file's word, so only as many as the item holds (a claim of four billion once
+/// kept a parser busy for minutes on an 8 KiB file).
+fn batch_len(b: &[u8], count: u32) -> usize {
+    (count as usize).min(b.len().saturating_sub(8) / 16)
+}
+
 /// One local set: its type (the key's last two bytes) and its items by local tag.
 #[derive(Debug, Default)]
 struct Set {
@@ -92,7 +99,7 @@ impl Set {
         if size != 16 {
             return Vec::new();
         }
-        (0..count as usize)
+        (0..batch_len(b, count))
             .filter_map(|i| b.get(8 + 16 * i..24 + 16 * i)?.try_into().ok())
             .collect()
     }
@@ -376,6 +383,7 @@ fn describe(sets: &HashMap<[u8; 16], Set>, op: Option<[u8; 16]>) -> MediaInfo {
                     field_order: layout
                         .map(|l| if l == 0 { "progressive" } else { "interlaced" }.into()),
                     frames: set.u64(0x3002).or(picture_length),
+                    ..Default::default()
                 });
                 if info.duration_s.is_none() {
                     if let (Some(r), Some(n)) = (rate, set.u64(0x3002)) {
@@ -456,5 +464,23 @@ fn sound_codec(kind: u16, ul: &[u8], bits: u32) -> String {
             format!("pcm_s{bits}le")
         }
         _ => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_read_only_as_far_as_it_holds_references() {
+        let mut item = u32::MAX.to_be_bytes().to_vec();
+        item.extend_from_slice(&16u32.to_be_bytes());
+        item.extend_from_slice(&[7; 16]);
+        assert_eq!(batch_len(&item, u32::MAX), 1);
+        let set = Set {
+            kind: MATERIAL_PACKAGE,
+            items: [(0x4403, item)].into_iter().collect(),
+        };
+        assert_eq!(set.refs(0x4403), vec![[7; 16]]);
     }
 }

@@ -249,6 +249,7 @@ pub fn parse(src: &Source<'_>) -> Result<MediaInfo, ParseError> {
                         pixel_aspect: *aspect,
                         field_order: fields.map(field_order),
                         frames: (frames > 0).then_some(frames),
+                        ..Default::default()
                     });
                     if track.timescale > 0 && track.duration > 0 {
                         info.duration_s = Some(track.duration as f64 / f64::from(track.timescale));

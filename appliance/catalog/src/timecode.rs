@@ -22,9 +22,26 @@ pub fn from_frame(frame: u64, fps: u32, drop_frame: bool) -> Timecode {
         }
     }
     let (h, m, s, ff) = (n / (f * 3600) % 24, n / (f * 60) % 60, n / f % 60, n % f);
+    labelled([h, m, s, ff], frame, fps, drop_frame)
+}
+
+/// The timecode whose label is `h:m:s:f` (as DPX and OpenEXR store it) at `fps`
+/// timecode frames a second: its frame count from midnight leaves out the frame numbers
+/// drop-frame skips.
+pub fn from_parts([h, m, s, f]: [u64; 4], fps: u32, drop_frame: bool) -> Timecode {
+    let fps = fps.max(1);
+    let mut frame = ((h * 60 + m) * 60 + s) * u64::from(fps) + f;
+    if drop_frame {
+        let minutes = h * 60 + m;
+        frame = frame.saturating_sub(2 * u64::from(fps / 30) * (minutes - minutes / 10));
+    }
+    labelled([h, m, s, f], frame, fps, drop_frame)
+}
+
+fn labelled([h, m, s, f]: [u64; 4], frame: u64, fps: u32, drop_frame: bool) -> Timecode {
     Timecode {
         start: format!(
-            "{h:02}:{m:02}:{s:02}{}{ff:02}",
+            "{h:02}:{m:02}:{s:02}{}{f:02}",
             if drop_frame { ';' } else { ':' }
         ),
         frame,

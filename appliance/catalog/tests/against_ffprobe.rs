@@ -448,3 +448,439 @@ fn cut_and_damaged_files_give_an_error_never_a_panic() {
         assert!(src.spent() <= rushes_catalog::source::READ_BUDGET);
     }
 }
+
+#[test]
+fn cut_and_damaged_frames_and_stills_give_an_error_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let lavfi = ["-f", "lavfi", "-i", "testsrc2=size=64x36", "-frames:v", "1"];
+    let dpx = ffmpeg(
+        dir.path(),
+        "f.dpx",
+        &[&lavfi[..], &["-pix_fmt", "gbrp10le"]].concat(),
+    );
+    let exr = ffmpeg(
+        dir.path(),
+        "f.exr",
+        &[&lavfi[..], &["-c:v", "exr", "-pix_fmt", "gbrpf32le"]].concat(),
+    );
+    let jpg = ffmpeg(dir.path(), "f.jpg", &lavfi);
+    for (file, header) in [(dpx, 1664), (exr, 300), (jpg, 700)] {
+        let bytes = std::fs::read(&file).unwrap();
+        // Cut inside its header: an error that says so.
+        let cut = Source::memory(&bytes[..header / 3]);
+        let e = probe(&cut).unwrap_err().to_string();
+        assert!(
+            e.contains("past the end") || e.contains("malformed") || e.contains("truncated"),
+            "{}: {e}",
+            file.display()
+        );
+        // Every byte of the header damaged in turn.
+        for i in 0..header.min(bytes.len()) {
+            for v in [0x00, 0xFF] {
+                let mut broken = bytes.clone();
+                broken[i] = v;
+                let src = Source::memory(&broken);
+                let _ = probe(&src);
+                assert!(src.spent() <= 1 << 20);
+            }
+        }
+    }
+}
+
+/// ffprobe's tags of a file's first decoded frame (where it puts a still's EXIF and an
+/// image's timecode).
+fn ffprobe_frame_tags(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_frames", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe {}", path.display());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["frames"][0]["tags"].clone()
+}
+
+/// ffmpeg writes DPX with only the file and image headers (1,664 bytes): give `path` the
+/// film and television headers a camera or scanner writes, with `timecode` (BCD), a
+/// frame rate of `fps` and the input device named.
+fn full_dpx_header(path: &Path, timecode: u32, fps: f32, device: &str) {
+    let mut b = std::fs::read(path).unwrap();
+    let big = &b[0..4] == b"SDPX";
+    let u32b = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let data_at = u32::from_le_bytes(b[4..8].try_into().unwrap());
+    let data_at = if big { data_at.swap_bytes() } else { data_at } as usize;
+    let pixels = b.split_off(data_at);
+    b.resize(2048, 0xff);
+    b.extend(pixels);
+    let len = b.len() as u32;
+    b[4..8].copy_from_slice(&u32b(2048));
+    b[808..812].copy_from_slice(&u32b(2048));
+    b[16..20].copy_from_slice(&u32b(len));
+    let mut name = [0u8; 32];
+    name[..device.len()].copy_from_slice(device.as_bytes());
+    b[1556..1588].copy_from_slice(&name);
+    b[1920..1924].copy_from_slice(&u32b(timecode));
+    b[1940..1944].copy_from_slice(&u32b(fps.to_bits()));
+    b[1724..1728].copy_from_slice(&u32b(fps.to_bits()));
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn dpx_sequence_with_a_gap_grouped_into_one_clip_with_timecode() {
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("day1");
+    std::fs::create_dir(&shot).unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24",
+        "-frames:v", "8", "-pix_fmt", "gbrp10le", "-start_number", "86400",
+    ];
+    ffmpeg(&shot, "A003C012.%07d.dpx", &args);
+    // Frames 86402 and 86403 lost, and 86406.
+    for n in [86402, 86403, 86406] {
+        std::fs::remove_file(shot.join(format!("A003C012.{n:07}.dpx"))).unwrap();
+    }
+    let first = shot.join("A003C012.0086400.dpx");
+    full_dpx_header(&first, 0x1014_0000, 24.0, "ALEXA Mini LF");
+    let info = ours(&first).unwrap();
+    let p = ffprobe(&first);
+    let s = stream(&p, "video");
+    let tags = ffprobe_frame_tags(&first);
+    let v = info.video.as_ref().unwrap();
+    assert_eq!(info.format, "dpx");
+    assert_eq!(v.codec, s["codec_name"].as_str().unwrap());
+    assert_eq!(u64::from(v.width), s["width"].as_u64().unwrap());
+    assert_eq!(u64::from(v.height), s["height"].as_u64().unwrap());
+    assert_eq!(v.bits, Some(num(&s["bits_per_raw_sample"]) as u16));
+    let tc = info.timecode.as_ref().unwrap();
+    assert_eq!(tc.start, tags["timecode"].as_str().unwrap());
+    assert_eq!(tc.start, "10:14:00:00");
+    assert_eq!(info.camera.model.as_deref(), tags["Input Device"].as_str());
+    // ffprobe reads DPX as a still at 25 fps; the rate is the header's.
+    assert_eq!(v.frame_rate.unwrap().to_string(), "24/1");
+
+    // The frames as one clip.
+    let key = rushes_catalog::extract::record_path("day1/A003C012.0086405.dpx");
+    assert_eq!(key, "day1/A003C012.#######.dpx");
+    let clip = rushes_catalog::extract::read(dir.path(), "rushes", &key).unwrap();
+    let m = clip.media.as_ref().unwrap_or_else(|| panic!("{clip:?}"));
+    let seq = m.sequence.as_ref().unwrap();
+    assert_eq!((seq.first, seq.last, seq.frames), (86400, 86407, 5));
+    assert_eq!(seq.gap_count, 2);
+    assert_eq!(
+        seq.gaps.iter().map(|g| (g.from, g.to)).collect::<Vec<_>>(),
+        vec![(86402, 86403), (86406, 86406)]
+    );
+    assert_eq!(clip.display_name(), "A003C012.[0086400-0086407].dpx");
+    assert_eq!(m.video.as_ref().unwrap().frames, Some(8));
+    assert!((m.duration_s.unwrap() - 8.0 / 24.0).abs() < 1e-9);
+    assert_eq!(m.timecode.as_ref().unwrap().start, "10:14:00:00");
+    let bytes: u64 = std::fs::read_dir(&shot)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(clip.size, bytes);
+
+    // Big-endian (SDPX) 16-bit frames read the same way.
+    let be = ffmpeg(
+        dir.path(),
+        "be.dpx",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x36",
+            "-frames:v",
+            "1",
+            "-pix_fmt",
+            "rgb48be",
+        ],
+    );
+    let s = stream(&ffprobe(&be), "video").clone();
+    let v = ours(&be).unwrap().video.unwrap();
+    assert_eq!((v.width, v.height), (64, 36));
+    assert_eq!(v.bits, Some(num(&s["bits_per_raw_sample"]) as u16));
+}
+
+/// exrheader's lines of an OpenEXR file (Debian's openexr: OpenEXR's own reader).
+fn exrheader(path: &Path) -> String {
+    let out = Command::new("exrheader")
+        .arg(path)
+        .output()
+        .expect("exrheader runs (make deps installs Debian's openexr)");
+    assert!(out.status.success(), "exrheader {}", path.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Add attributes (name, type, value) to an OpenEXR file's header, moving its line
+/// offsets along (a scan-line file with one line a chunk, as ffmpeg writes without
+/// compression).
+fn add_exr_attributes(path: &Path, attributes: &[(&str, &str, Vec<u8>)]) {
+    let b = std::fs::read(path).unwrap();
+    let mut at = 8;
+    let mut height = 0;
+    while b[at] != 0 {
+        let name_end = at + b[at..].iter().position(|&c| c == 0).unwrap();
+        let kind_end = name_end + 1 + b[name_end + 1..].iter().position(|&c| c == 0).unwrap();
+        let size = u32::from_le_bytes(b[kind_end + 1..kind_end + 5].try_into().unwrap()) as usize;
+        if &b[at..name_end] == b"dataWindow" {
+            let v = &b[kind_end + 5..];
+            let y0 = i32::from_le_bytes(v[4..8].try_into().unwrap());
+            let y1 = i32::from_le_bytes(v[12..16].try_into().unwrap());
+            height = (y1 - y0 + 1) as usize;
+        }
+        at = kind_end + 5 + size;
+    }
+    let mut added = Vec::new();
+    for (name, kind, value) in attributes {
+        added.extend_from_slice(name.as_bytes());
+        added.push(0);
+        added.extend_from_slice(kind.as_bytes());
+        added.push(0);
+        added.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        added.extend_from_slice(value);
+    }
+    let mut out = b[..at].to_vec();
+    out.extend_from_slice(&added);
+    out.push(0);
+    for i in 0..height {
+        let o = at + 1 + i * 8;
+        let offset = u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        out.extend_from_slice(&(offset + added.len() as u64).to_le_bytes());
+    }
+    out.extend_from_slice(&b[at + 1 + height * 8..]);
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn exr_frames_against_openexrs_own_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24",
+        "-frames:v", "3", "-c:v", "exr", "-format", "half", "-pix_fmt", "gbrpf32le",
+        "-start_number", "1001",
+    ];
+    ffmpeg(dir.path(), "shot010.%04d.exr", &args);
+    let first = dir.path().join("shot010.1001.exr");
+    add_exr_attributes(
+        &first,
+        &[
+            // 10:20:30;12, drop-frame.
+            (
+                "timeCode",
+                "timecode",
+                [0x1020_3052u32.to_le_bytes(), [0; 4]].concat(),
+            ),
+            ("reelName", "string", b"A003".to_vec()),
+            ("cameraMake", "string", b"ARRI".to_vec()),
+        ],
+    );
+    let header = exrheader(&first);
+    let info = ours(&first).unwrap();
+    let v = info.video.as_ref().unwrap();
+    let p = ffprobe(&first);
+    let s = stream(&p, "video");
+    assert_eq!(info.format, "exr");
+    assert_eq!(u64::from(v.width), s["width"].as_u64().unwrap());
+    assert_eq!(u64::from(v.height), s["height"].as_u64().unwrap());
+    assert!(
+        header.contains(&format!(
+            "displayWindow (type box2i): (0 0) - ({} {})",
+            v.width - 1,
+            v.height - 1
+        )),
+        "{header}"
+    );
+    assert!(header.contains("16-bit floating-point"), "{header}");
+    assert_eq!(v.bits, Some(16));
+    assert!(
+        header.contains(&format!(
+            "compression (type compression): {}",
+            v.profile.as_deref().unwrap()
+        )),
+        "{header}"
+    );
+    let rate = v.frame_rate.unwrap();
+    assert!(
+        header.contains(&format!(
+            "framesPerSecond (type rational): {}/{}",
+            rate.num, rate.den
+        )),
+        "{header}"
+    );
+    let tc = info.timecode.as_ref().unwrap();
+    assert_eq!(tc.start, "10:20:30;12");
+    assert!(header.contains("time 10:20:30:12"), "{header}");
+    assert!(header.contains("drop frame 1"), "{header}");
+    assert!(
+        header.contains("reelName (type string): \"A003\""),
+        "{header}"
+    );
+    assert_eq!(info.reel.as_deref(), Some("A003"));
+    assert!(
+        header.contains("cameraMake (type string): \"ARRI\""),
+        "{header}"
+    );
+    assert_eq!(info.camera.make.as_deref(), Some("ARRI"));
+
+    let clip = rushes_catalog::extract::read(dir.path(), "vfx", "shot010.####.exr").unwrap();
+    let seq = clip.media.as_ref().unwrap().sequence.clone().unwrap();
+    assert_eq!(
+        (seq.first, seq.last, seq.frames, seq.gap_count),
+        (1001, 1003, 3, 0)
+    );
+    assert_eq!(clip.display_name(), "shot010.[1001-1003].exr");
+}
+
+/// An EXIF APP1 segment (little-endian TIFF) with a camera, a date, a lens, a serial and
+/// a GPS position, as a camera writes one.
+fn exif_segment() -> Vec<u8> {
+    /// An entry's type, count and value bytes.
+    type Value = (u16, u32, Vec<u8>);
+    fn ascii(s: &str) -> Value {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        (2, v.len() as u32, v)
+    }
+    fn rationals(v: &[(u32, u32)]) -> Value {
+        let bytes = v
+            .iter()
+            .flat_map(|(n, d)| [n.to_le_bytes(), d.to_le_bytes()].concat())
+            .collect();
+        (5, v.len() as u32, bytes)
+    }
+    fn long(v: u32) -> Value {
+        (4, 1, v.to_le_bytes().to_vec())
+    }
+    // A directory at `at`: its entries, then the values that do not fit in them.
+    fn directory(at: u32, entries: &[(u16, Value)]) -> Vec<u8> {
+        let mut out = (entries.len() as u16).to_le_bytes().to_vec();
+        let mut data = Vec::new();
+        let data_at = at + 2 + 12 * entries.len() as u32 + 4;
+        for (tag, (kind, count, value)) in entries {
+            out.extend_from_slice(&tag.to_le_bytes());
+            out.extend_from_slice(&kind.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+            if value.len() <= 4 {
+                let mut v = value.clone();
+                v.resize(4, 0);
+                out.extend_from_slice(&v);
+            } else {
+                out.extend_from_slice(&(data_at + data.len() as u32).to_le_bytes());
+                data.extend_from_slice(value);
+                if data.len() % 2 == 1 {
+                    data.push(0);
+                }
+            }
+        }
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend(data);
+        out
+    }
+    let ifd0 = |exif: u32, gps: u32| {
+        directory(
+            8,
+            &[
+                (0x010f, ascii("Canon")),
+                (0x0110, ascii("Canon EOS R5")),
+                (0x0132, ascii("2026:12:05 10:11:13")),
+                (0x8769, long(exif)),
+                (0x8825, long(gps)),
+            ],
+        )
+    };
+    let exif_at = 8 + ifd0(0, 0).len() as u32;
+    let exif = directory(
+        exif_at,
+        &[
+            (0x9003, ascii("2026:12:05 10:11:12")),
+            (0xa431, ascii("SN012345")),
+            (0xa434, ascii("RF24-70mm F2.8 L IS USM")),
+        ],
+    );
+    let gps_at = exif_at + exif.len() as u32;
+    let gps = directory(
+        gps_at,
+        &[
+            (1, ascii("N")),
+            (2, rationals(&[(51, 1), (30, 1), (1234, 100)])),
+            (3, ascii("W")),
+            (4, rationals(&[(0, 1), (7, 1), (3000, 100)])),
+        ],
+    );
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend_from_slice(&8u32.to_le_bytes());
+    tiff.extend(ifd0(exif_at, gps_at));
+    tiff.extend(exif);
+    tiff.extend(gps);
+    let mut app1 = vec![0xff, 0xe1];
+    app1.extend_from_slice(&((tiff.len() + 8) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend(tiff);
+    app1
+}
+
+/// `51:1, 30:1, 1234:100` (ffprobe's GPS rationals) as degrees.
+fn degrees(text: &str) -> f64 {
+    let parts: Vec<f64> = text
+        .split(',')
+        .map(|p| {
+            let (n, d) = p.trim().split_once(':').unwrap();
+            n.trim().parse::<f64>().unwrap() / d.trim().parse::<f64>().unwrap()
+        })
+        .collect();
+    parts[0] + parts[1] / 60.0 + parts[2] / 3600.0
+}
+
+#[test]
+fn jpeg_with_exif_camera_lens_date_and_gps() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = ffmpeg(
+        dir.path(),
+        "plain.jpg",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x480",
+            "-frames:v",
+            "1",
+        ],
+    );
+    let bytes = std::fs::read(&plain).unwrap();
+    let still = dir.path().join("IMG_0001.JPG");
+    std::fs::write(&still, [&bytes[..2], &exif_segment(), &bytes[2..]].concat()).unwrap();
+    let info = ours(&still).unwrap();
+    let p = ffprobe(&still);
+    let s = stream(&p, "video");
+    let tags = ffprobe_frame_tags(&still);
+    let v = info.video.as_ref().unwrap();
+    assert_eq!(info.format, "jpeg");
+    assert_eq!(v.codec, s["codec_name"].as_str().unwrap());
+    assert_eq!(u64::from(v.width), s["width"].as_u64().unwrap());
+    assert_eq!(u64::from(v.height), s["height"].as_u64().unwrap());
+    assert_eq!(v.bits, Some(num(&s["bits_per_raw_sample"]) as u16));
+    let c = &info.camera;
+    assert_eq!(c.make.as_deref(), tags["Make"].as_str());
+    assert_eq!(c.model.as_deref(), tags["Model"].as_str());
+    assert_eq!(c.serial.as_deref(), tags["0xA431"].as_str());
+    assert_eq!(c.lens.as_deref(), tags["0xA434"].as_str());
+    let e = info.exif.as_ref().unwrap();
+    assert_eq!(e.taken.as_deref(), tags["DateTimeOriginal"].as_str());
+    let lat = degrees(tags["GPSLatitude"].as_str().unwrap());
+    let lon = -degrees(tags["GPSLongitude"].as_str().unwrap());
+    assert_eq!(tags["GPSLongitudeRef"], "W");
+    assert!((e.latitude.unwrap() - lat).abs() < 1e-9, "{e:?} {lat}");
+    assert!((e.longitude.unwrap() - lon).abs() < 1e-9, "{e:?} {lon}");
+    // A JPEG without EXIF is still a picture.
+    let bare = ours(&plain).unwrap();
+    assert_eq!(bare.video.unwrap().width, 640);
+    assert!(bare.exif.is_none());
+}

@@ -33,6 +33,7 @@ fn clip(
                 pixel_aspect: None,
                 field_order: None,
                 frames: Some(frames),
+                ..Default::default()
             }),
             timecode: Some(Timecode {
                 start: tc.into(),
@@ -297,4 +298,67 @@ fn the_files_of_one_op_atom_clip_are_one_result() {
         paths(&c, "package:060a2b34bb"),
         ["rushes/avid/A001C002_V01.mxf"]
     );
+}
+
+fn sorted(c: &Catalog, q: &str, sort: &str) -> Vec<String> {
+    let req = rushes_catalog::index::Request {
+        text: q,
+        limit: 100,
+        sort: sort.parse().unwrap(),
+        ..Default::default()
+    };
+    rushes_catalog::index::search_all(&[c], &req)
+        .unwrap()
+        .clips
+        .into_iter()
+        .map(|c| c.path)
+        .collect()
+}
+
+#[test]
+fn results_sort_by_a_field_either_way_with_clips_lacking_it_last() {
+    let c = Catalog::in_memory().unwrap();
+    corpus(&c);
+    // Durations: 60 s, 20 s, 10 s, 60 s (graded, another share's index below), the
+    // sound 95 s; the text file has none.
+    let by_duration = sorted(&c, "share:rushes", "duration");
+    assert_eq!(
+        by_duration,
+        [
+            "day2/B001C001_250102_R2CD.mov",
+            "day1/A003C013_250101_R1AB.mov",
+            "day1/A003C012_250101_R1AB.mov",
+            "sound/sc12_tk3.wav",
+            "notes/readme.txt",
+        ]
+    );
+    let longest_first = sorted(&c, "share:rushes", "-duration");
+    assert_eq!(longest_first[0], "sound/sc12_tk3.wav");
+    assert_eq!(longest_first[4], "notes/readme.txt");
+    let by_name = sorted(&c, "", "name");
+    assert_eq!(by_name[0], "day1/A003C012_250101_R1AB.mov");
+    assert_eq!(by_name[1], "conform/A003C012_graded.mov");
+    assert_eq!(by_name.last().unwrap(), "sound/sc12_tk3.wav");
+    let by_tc = sorted(&c, "share:rushes codec:prores_4444", "timecode");
+    assert_eq!(
+        by_tc,
+        [
+            "day1/A003C012_250101_R1AB.mov",
+            "day2/B001C001_250102_R2CD.mov"
+        ]
+    );
+    assert!("loudness".parse::<rushes_catalog::index::Sort>().is_err());
+}
+
+#[test]
+fn an_index_with_another_schema_is_made_again_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    // An index of other fields, as an older rushesd may have left.
+    let mut b = tantivy::schema::Schema::builder();
+    b.add_text_field("path", tantivy::schema::STRING);
+    tantivy::Index::create_in_dir(dir.path(), b.build()).unwrap();
+    let c = Catalog::open(dir.path()).unwrap();
+    assert!(c.is_empty());
+    corpus(&c);
+    assert_eq!(c.len(), 6);
 }

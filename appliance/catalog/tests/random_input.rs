@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use rushes_catalog::source::READ_BUDGET;
-use rushes_catalog::{mxf, probe, quicktime, wav, Source};
+use rushes_catalog::{dpx, exif, exr, mxf, probe, quicktime, wav, Source};
 
 /// A box: size, type, payload.
 fn mp4_box(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
@@ -64,7 +64,89 @@ proptest! {
         let _ = quicktime::parse(&src);
         let _ = wav::parse(&src);
         let _ = mxf::parse(&src);
+        let _ = dpx::parse(&src);
+        let _ = exr::parse(&src);
+        let _ = exif::parse_jpeg(&src);
+        let _ = exif::parse_tiff(&src);
         prop_assert!(src.spent() <= READ_BUDGET);
+    }
+
+    #[test]
+    fn random_dpx_headers_are_read_or_refused(
+        big in any::<bool>(),
+        fields in prop::collection::vec((0usize..2048, any::<u32>()), 0..64),
+    ) {
+        // A valid header's skeleton with random words anywhere in it.
+        let mut file = vec![0u8; 2048 + 64];
+        file[0..4].copy_from_slice(if big { b"SDPX" } else { b"XPDS" });
+        let put = |f: &mut Vec<u8>, at: usize, v: u32| {
+            let b = if big { v.to_be_bytes() } else { v.to_le_bytes() };
+            let end = (at + 4).min(f.len());
+            f[at..end].copy_from_slice(&b[..end - at]);
+        };
+        put(&mut file, 4, 2048);
+        put(&mut file, 772, 64);
+        put(&mut file, 776, 36);
+        file[770] = if big { 0 } else { 1 };
+        file[771] = if big { 1 } else { 0 };
+        for (at, v) in fields {
+            put(&mut file, at, v);
+        }
+        let src = Source::memory(&file);
+        let _ = dpx::parse(&src);
+        prop_assert!(src.spent() <= 2048);
+    }
+
+    #[test]
+    fn random_attributes_in_an_exr_header_are_read_or_refused(
+        attrs in prop::collection::vec((0usize..8, prop::collection::vec(any::<u8>(), 0..48), any::<i32>()), 0..10)
+    ) {
+        let names = ["channels", "compression", "dataWindow", "displayWindow", "framesPerSecond", "timeCode", "reelName", "preview"];
+        let kinds = ["chlist", "compression", "box2i", "box2i", "rational", "timecode", "string", "preview"];
+        let mut file = vec![0x76, 0x2f, 0x31, 0x01, 2, 0, 0, 0];
+        for (i, value, lie) in &attrs {
+            file.extend_from_slice(names[*i].as_bytes());
+            file.push(0);
+            file.extend_from_slice(kinds[*i].as_bytes());
+            file.push(0);
+            // Now and then a size that lies.
+            let size = if lie % 7 == 0 { *lie } else { value.len() as i32 };
+            file.extend_from_slice(&size.to_le_bytes());
+            file.extend_from_slice(value);
+        }
+        file.push(0);
+        let src = Source::memory(&file);
+        let _ = exr::parse(&src);
+        prop_assert!(src.spent() <= file.len() as u64 * 4 + 4096);
+    }
+
+    #[test]
+    fn random_exif_directories_are_read_or_refused(
+        entries in prop::collection::vec((any::<u16>(), 0u16..14, any::<u32>(), any::<u32>()), 0..40),
+        tail in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        // A JPEG whose APP1 holds a TIFF directory of random entries.
+        let mut tiff = b"II*\0".to_vec();
+        tiff.extend_from_slice(&8u32.to_le_bytes());
+        tiff.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        for (tag, kind, count, value) in &entries {
+            let tag = if tag % 3 == 0 { 0x8769 } else { *tag };
+            tiff.extend_from_slice(&tag.to_le_bytes());
+            tiff.extend_from_slice(&kind.to_le_bytes());
+            tiff.extend_from_slice(&(count % 64).to_le_bytes());
+            tiff.extend_from_slice(&(value % 512).to_le_bytes());
+        }
+        tiff.extend(tail);
+        let mut file = vec![0xff, 0xd8, 0xff, 0xe1];
+        file.extend_from_slice(&((tiff.len() + 8) as u16).to_be_bytes());
+        file.extend_from_slice(b"Exif\0\0");
+        file.extend(tiff.clone());
+        file.extend_from_slice(&[0xff, 0xc0, 0, 11, 8, 0, 16, 0, 16, 1, 1, 0x11, 0]);
+        let src = Source::memory(&file);
+        let _ = exif::parse_jpeg(&src);
+        prop_assert!(src.spent() <= file.len() as u64 * 2);
+        let src = Source::memory(&tiff);
+        let _ = exif::parse_tiff(&src);
     }
 
     #[test]

@@ -107,6 +107,14 @@ enum Cmd {
         limit: usize,
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Order: relevance, or by name, path, modified, size, duration or timecode;
+        /// a leading `-` reverses it (`-modified`: newest first).
+        #[arg(long, default_value = "relevance", allow_hyphen_values = true)]
+        sort: String,
+        /// Only what this account may read: its shares, and files its uid and groups
+        /// may read (the permissions NFS and SMB apply).
+        #[arg(long = "as", value_name = "ACCOUNT")]
+        as_account: Option<String>,
     },
     /// Everything the catalog knows of one clip, by the id `search` shows (SHARE/PATH).
     Clip { id: String },
@@ -1222,11 +1230,17 @@ fn run(cli: &Cli, c: &Client) -> Res {
             share,
             limit,
             offset,
+            sort,
+            as_account,
         } => {
             let mut path = format!(
-                "/v1/search?q={}&limit={limit}&offset={offset}",
-                encode(&query.join(" "))
+                "/v1/search?q={}&limit={limit}&offset={offset}&sort={}",
+                encode(&query.join(" ")),
+                encode(sort)
             );
+            if let Some(account) = as_account {
+                path.push_str(&format!("&as={}", encode(account)));
+            }
             if !share.is_empty() {
                 path.push_str(&format!("&share={}", encode(&share.join(","))));
             }
@@ -1243,9 +1257,15 @@ fn run(cli: &Cli, c: &Client) -> Res {
             if cli.json {
                 json(&clip);
             } else {
+                let frames = clip
+                    .media
+                    .as_ref()
+                    .and_then(|m| m.sequence.as_ref())
+                    .map(|s| format!("image sequence: {}\n", s.describe()))
+                    .unwrap_or_default();
                 out(&format!(
-                    "{}\n{}\n",
-                    clip.id(),
+                    "{}\n{frames}{}\n",
+                    clip.label(),
                     serde_json::to_string_pretty(&clip).unwrap_or_default()
                 ));
             }
@@ -1782,7 +1802,7 @@ fn search_results(found: &api::media::Found, offset: usize) -> String {
         .map(|clip| {
             let c = clip.summary();
             vec![
-                clip.id(),
+                clip.label(),
                 c.codec,
                 c.picture,
                 c.fps,

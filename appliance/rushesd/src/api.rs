@@ -136,6 +136,13 @@ struct SearchQuery {
     offset: Option<usize>,
     /// Results in this page: 50 unless given, 1,000 at most.
     limit: Option<usize>,
+    /// relevance (the default), name, path, modified, size, duration or timecode; a
+    /// leading `-` reverses the order (`-modified`: newest first).
+    sort: Option<String>,
+    /// Only what this account may read: files its uid and groups may read, on shares
+    /// it may use.
+    #[serde(rename = "as")]
+    as_account: Option<String>,
 }
 
 /// `/v1/activity/series?by=client`.
@@ -517,17 +524,19 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
                         let shares: Option<Vec<String>> = q.share.as_deref().map(|s| {
                             s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
                         });
-                        m.catalog()?.search(
-                            q.q.as_deref().unwrap_or(""),
-                            shares.as_deref(),
-                            q.offset.unwrap_or(0),
-                            q.limit.unwrap_or(50),
-                        )
+                        m.catalog()?.search(&crate::catalog::Search {
+                            query: q.q.as_deref().unwrap_or(""),
+                            shares: shares.as_deref(),
+                            offset: q.offset.unwrap_or(0),
+                            limit: q.limit.unwrap_or(50),
+                            sort: q.sort.as_deref().unwrap_or("relevance"),
+                            account: q.as_account.as_deref(),
+                        })
                     })
                     .await
                     .map(Json)
                 },
-                says("Search the media catalog: clips whose fields match, a page of them, and facet counts (codec, resolution, fps, camera, share) over all matches; a query that does not read is refused with its position"),
+                says("Search the media catalog: clips whose fields match, a page of them in the order asked, and facet counts (codec, resolution, fps, camera, share) over all matches; with `as`, only what that account may read. A query that does not read is refused with its position"),
             ),
         )
         .api_route(

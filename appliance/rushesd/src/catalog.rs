@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rushes_api::{self as api, JobTarget};
-use rushes_catalog::index::search_all;
+use rushes_catalog::index::{search_all, Request, Sort};
 use rushes_catalog::{Catalog as Index, Clip, Found};
 use rushes_nas::activity::{OpObserver, OpRecord};
 use rushes_nas::Service;
@@ -254,6 +254,32 @@ impl Catalog {
                 p.last = Instant::now();
                 p.committed = true;
             }
+            // A frame of an image sequence renamed or removed changes its sequence's
+            // record, which is read again from the frames left.
+            Change::Renamed(to)
+                if rushes_catalog::sequence::key(&event.path).is_some()
+                    || rushes_catalog::sequence::key(&to).is_some() =>
+            {
+                pending.remove(&key);
+                for path in [event.path, to] {
+                    pending.insert(
+                        (Arc::clone(&event.share), path),
+                        Pending {
+                            last: Instant::now(),
+                            committed: true,
+                        },
+                    );
+                }
+            }
+            Change::Removed if rushes_catalog::sequence::key(&event.path).is_some() => {
+                pending.insert(
+                    key,
+                    Pending {
+                        last: Instant::now(),
+                        committed: true,
+                    },
+                );
+            }
             Change::Renamed(to) => {
                 if let Some(p) = pending.remove(&key) {
                     pending.insert((Arc::clone(&event.share), to.clone()), p);
@@ -279,13 +305,17 @@ impl Catalog {
             .map(|(k, _)| k.clone())
             .collect();
         let mut touched: HashMap<Arc<str>, Arc<Index>> = HashMap::new();
+        // The frames of a sequence that came in together are read as one record, once.
+        let mut records: std::collections::HashSet<(Arc<str>, String)> = Default::default();
         for key in due {
             pending.remove(&key);
-            let (share, path) = key;
+            records.insert((key.0, rushes_catalog::extract::record_path(&key.1)));
+        }
+        for (share, path) in records {
             let (Some(root), Ok(index)) = (self.root(&share), self.index(&share)) else {
                 continue;
             };
-            let result = match rushes_catalog::extract::extract(&root, &share, &path) {
+            let result = match rushes_catalog::extract::read(&root, &share, &path) {
                 Some(clip) => index.put(&clip),
                 None => {
                     index.remove(&share, &path);
@@ -369,7 +399,8 @@ impl Catalog {
                 let name = share.name.to_string();
                 w.step(&format!("listing share {name}"));
                 let index = me.index(&name)?;
-                let seen = rushes_catalog::extract::walk(&share.path, SCAN_LIMIT);
+                // Frames of a sequence come as their sequence's one record.
+                let seen = rushes_catalog::extract::walk_records(&share.path, SCAN_LIMIT);
                 let total = seen.len() as u64;
                 let mut known: HashMap<String, ()> = HashMap::new();
                 for (i, (path, size, modified)) in seen.into_iter().enumerate() {
@@ -390,8 +421,7 @@ impl Catalog {
                         .as_ref()
                         .is_some_and(|c| c.size == size && c.modified == modified);
                     if !fresh {
-                        if let Some(clip) =
-                            rushes_catalog::extract::extract(&share.path, &name, &path)
+                        if let Some(clip) = rushes_catalog::extract::read(&share.path, &name, &path)
                         {
                             index.put(&clip).map_err(|e| e.to_string())?;
                             if old.is_some() {
@@ -421,19 +451,26 @@ impl Catalog {
         }))
     }
 
-    /// Clips matching `query` over every share, or those named.
-    pub fn search(
-        &self,
-        query: &str,
-        shares: Option<&[String]>,
-        offset: usize,
-        limit: usize,
-    ) -> ApiResult<Found> {
+    /// Clips matching `req.query` over every share, or those named, in the order asked;
+    /// with an account, only what it may read.
+    pub fn search(&self, req: &Search<'_>) -> ApiResult<Found> {
+        let sort: Sort = req.sort.parse().map_err(|e: String| {
+            ApiErr::bad_request(e).hint("sort by relevance, name, path, modified, size, duration or timecode; -modified is newest first")
+        })?;
+        let reader = req.account.map(|a| self.reader(a)).transpose()?;
         let mut indexes = Vec::new();
+        let mut roots: HashMap<String, PathBuf> = HashMap::new();
         for share in self.nas.shares() {
-            if shares.is_some_and(|s| !s.iter().any(|n| **n == *share.name)) {
+            if req
+                .shares
+                .is_some_and(|s| !s.iter().any(|n| **n == *share.name))
+            {
                 continue;
             }
+            if reader.as_ref().is_some_and(|r| !r.may_use(&share.name)) {
+                continue;
+            }
+            roots.insert(share.name.to_string(), share.path.clone());
             match self.index(&share.name) {
                 Ok(index) => indexes.push(index),
                 Err(e) => {
@@ -441,7 +478,7 @@ impl Catalog {
                 }
             }
         }
-        if let Some(wanted) = shares {
+        if let Some(wanted) = req.shares {
             for s in wanted {
                 if !self.nas.shares().iter().any(|x| *x.name == **s) {
                     return Err(ApiErr::not_found(format!("there is no share {s:?}"))
@@ -450,7 +487,26 @@ impl Catalog {
             }
         }
         let refs: Vec<&Index> = indexes.iter().map(|i| i.as_ref()).collect();
-        search_all(&refs, query, shares, offset, limit).map_err(|e| match e {
+        let may_read = |clip: &Clip| {
+            reader.as_ref().is_none_or(|r| {
+                roots
+                    .get(&clip.share)
+                    .is_some_and(|root| r.may_read(root, clip))
+            })
+        };
+        let allowed: Option<&dyn Fn(&Clip) -> bool> = reader.as_ref().map(|_| &may_read as _);
+        let found = search_all(
+            &refs,
+            &Request {
+                text: req.query,
+                shares: req.shares,
+                offset: req.offset,
+                limit: req.limit,
+                sort,
+                allowed,
+            },
+        );
+        found.map_err(|e| match e {
             rushes_catalog::index::IndexError::Query(q) => {
                 ApiErr::new(400, "bad-query", format!("the query does not read {q}"))
                     .hint(format!(
@@ -462,15 +518,142 @@ impl Catalog {
         })
     }
 
+    /// The account `name` as the kernel checks it: the appliance's accounts first, then
+    /// the system's (a host's users).
+    fn reader(&self, name: &str) -> ApiResult<Reader> {
+        let (configured, share_users) = self.core.with_config(|c| {
+            (
+                c.users
+                    .iter()
+                    .find(|u| u.name == name)
+                    .map(|u| (u.uid, u.gid)),
+                c.shares
+                    .iter()
+                    .map(|s| (s.name.clone(), s.users.clone()))
+                    .collect::<HashMap<_, _>>(),
+            )
+        });
+        let system = nix::unistd::User::from_name(name).ok().flatten();
+        let (uid, gid) = configured
+            .or_else(|| system.as_ref().map(|u| (u.uid.as_raw(), u.gid.as_raw())))
+            .ok_or_else(|| {
+                ApiErr::not_found(format!("there is no account {name:?}"))
+                    .hint("rushesctl users lists them")
+            })?;
+        let gids = std::ffi::CString::new(name)
+            .ok()
+            .and_then(|n| nix::unistd::getgrouplist(&n, nix::unistd::Gid::from_raw(gid)).ok())
+            .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_else(|| vec![gid]);
+        Ok(Reader {
+            name: name.to_string(),
+            caller: rushes_nas::share::Caller { uid, gid, gids },
+            share_users,
+            dirs: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// One clip, by the id search gives it (`SHARE/PATH`).
     pub fn clip(&self, id: &str) -> ApiResult<Clip> {
         let (share, path) = id
             .split_once('/')
             .ok_or_else(|| ApiErr::bad_request(format!("{id:?} is not a clip id (SHARE/PATH)")))?;
         let index = self.index(share).map_err(ApiErr::not_found)?;
+        // An image sequence's id as results show it, with its frame range, names it too.
+        let path = rushes_catalog::sequence::key_of_label(path).unwrap_or_else(|| path.into());
         index
-            .get(share, path)
+            .get(share, &path)
             .map_err(|e| ApiErr::failed(e.to_string()))?
             .ok_or_else(|| ApiErr::not_found(format!("the catalog has no clip {id:?}")))
+    }
+}
+
+/// A search as the API takes it.
+pub struct Search<'a> {
+    pub query: &'a str,
+    pub shares: Option<&'a [String]>,
+    pub offset: usize,
+    pub limit: usize,
+    /// `relevance`, `name`, `-modified` … (see [`Sort`]).
+    pub sort: &'a str,
+    /// Only what this account may read.
+    pub account: Option<&'a str>,
+}
+
+/// An account whose reach a search is kept to: the shares it may use (a share naming
+/// its accounts is closed to the others, as Samba closes it) and the files its uid and
+/// groups may read, asked of the kernel as that user, so permission bits, ACLs and every
+/// folder on the way count exactly as they do for NFS and SMB.
+struct Reader {
+    name: String,
+    caller: rushes_nas::share::Caller,
+    share_users: HashMap<String, Vec<String>>,
+    /// Folders already asked about in this search: whether the account may pass them.
+    dirs: Mutex<HashMap<PathBuf, bool>>,
+}
+
+impl Reader {
+    fn may_use(&self, share: &str) -> bool {
+        self.share_users
+            .get(share)
+            .is_none_or(|users| users.is_empty() || users.contains(&self.name))
+    }
+
+    /// Whether the account may read `clip`'s file (an image sequence's first frame).
+    fn may_read(&self, root: &Path, clip: &Clip) -> bool {
+        let path = match clip.media.as_ref().and_then(|m| m.sequence.as_ref()) {
+            Some(seq) => {
+                let p = usize::from(seq.padding);
+                clip.path
+                    .replacen(&"#".repeat(p), &format!("{:0p$}", seq.first), 1)
+            }
+            None => clip.path.clone(),
+        };
+        let file = root.join(&path);
+        // Most results share folders: ask about each folder once, then the file alone.
+        if let Some(dir) = file.parent() {
+            let known = self
+                .dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(dir)
+                .copied();
+            let pass = match known {
+                Some(pass) => pass,
+                None => {
+                    let pass = self.access(dir, rustix::fs::Access::EXEC_OK);
+                    self.dirs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(dir.to_path_buf(), pass);
+                    pass
+                }
+            };
+            if !pass {
+                return false;
+            }
+        }
+        self.access(&file, rustix::fs::Access::READ_OK)
+    }
+
+    /// The kernel's answer for this account (its file-system ids on this thread only).
+    fn access(&self, path: &Path, how: rustix::fs::Access) -> bool {
+        if rushes_nas::sys::run_as(&self.caller).is_err() {
+            return false;
+        }
+        rustix::fs::accessat(rustix::fs::CWD, path, how, rustix::fs::AtFlags::EACCESS).is_ok()
+    }
+
+    /// Back to root for whatever this thread does next.
+    fn done(&self) {
+        if let Err(e) = rushes_nas::sys::run_as_root() {
+            tracing::error!(error = %e, "a search thread cannot go back to root");
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.done();
     }
 }

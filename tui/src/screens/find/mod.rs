@@ -86,7 +86,7 @@ fn results(lines: &mut Vec<Line<'static>>, found: &Found, width: usize) {
     )));
     for clip in found.clips.iter().take(PAGE) {
         let c = clip.summary();
-        let mut id = clip.id();
+        let mut id = clip.label();
         if id.chars().count() > path_width {
             // The end of a path says most: keep it.
             let keep: String = id.chars().rev().take(path_width - 1).collect();

@@ -1,0 +1,11 @@
+//! OpenEXR headers from arbitrary bytes: an error or a record, within budget.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rushes_catalog::{exr, source::READ_BUDGET, Source};
+
+fuzz_target!(|data: &[u8]| {
+    let src = Source::memory(data);
+    let _ = exr::parse(&src);
+    assert!(src.spent() <= READ_BUDGET);
+});
