@@ -222,6 +222,63 @@ async fn clips_are_catalogued_as_they_land_and_follow_renames_and_removals() {
     let (out, ok) = rushesctl(&sock, &["search", "width:>=wide"]);
     assert!(!ok);
     assert!(out.contains("at character 7"), "{out}");
+
+    // Thumbnails by ffmpeg: posters are made as clips land or are found by a scan,
+    // without being asked for (the two that have a picture and are still there).
+    let thumbs = state.path().join("catalog/rushes.thumbs");
+    let kept = || {
+        rushes_catalog::extract::walk(&thumbs, 100)
+            .into_iter()
+            .filter(|(p, _, _)| p.ends_with("-poster.jpg"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kept() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "posters kept in {}: {}",
+            thumbs.display(),
+            kept()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let poster = c
+        .get_bytes("/v1/clips/rushes%2Fday1%2FA004C001.mov/poster")
+        .unwrap();
+    assert_eq!(picture_size(&poster), (320, 180));
+    let strip = c
+        .get_bytes("/v1/clips/rushes%2Fday1%2FA004C001.mov/strip")
+        .unwrap();
+    assert_eq!(picture_size(&strip), (800, 90));
+    let poster_file = state.path().join("poster.jpg");
+    let (out, ok) = rushesctl(
+        &sock,
+        &[
+            "clip",
+            "rushes/day1/A004C001.mov",
+            "--poster",
+            poster_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(&poster_file).unwrap(), poster);
+    // The damaged file has no picture to show; rushesd says so and goes on.
+    let e = c
+        .get_bytes("/v1/clips/rushes%2Fday1%2FA004C002.mov/poster")
+        .unwrap_err();
+    assert_eq!(e.code(), Some("no-picture"), "{e}");
+    assert_eq!(
+        ids(&search(&c, "codec:prores_422_hq")),
+        ["rushes/day1/A004C001.mov"]
+    );
+}
+
+/// A JPEG's width and height, as its frame header says.
+fn picture_size(jpeg: &[u8]) -> (u32, u32) {
+    let info =
+        rushes_catalog::exif::parse_jpeg(&rushes_catalog::Source::memory(jpeg)).expect("a JPEG");
+    let v = info.video.unwrap();
+    (v.width, v.height)
 }
 
 /// Write `data` to a new file `name` in `dir` over NFS and commit it, as a client
@@ -345,6 +402,35 @@ async fn image_sequences_are_one_clip_as_their_frames_land_and_stills_are_found_
     let (out, ok) = rushesctl(&sock, &["search", "A005C001"]);
     assert!(ok, "{out}");
     assert!(out.contains("A005C001.[0086401-0086405].dpx"), "{out}");
+    // Its strip: five of its frames side by side.
+    let strip = c
+        .get_bytes("/v1/clips/scans%2Freel1%2FA005C001.%23%23%23%23%23%23%23.dpx/strip")
+        .unwrap();
+    assert_eq!(picture_size(&strip), (800, 90));
+
+    // A clip whose header reads but whose pictures are zeros: ffmpeg fails on it, in its
+    // own process; rushesd says why and goes on serving.
+    #[rustfmt::skip]
+    let mut broken = ffmpeg(&media.path().join("broken.mov"), &[
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "1", "-c:v", "prores_ks",
+    ]);
+    let mdat = broken.windows(4).position(|w| w == b"mdat").unwrap();
+    let size = u32::from_be_bytes(broken[mdat - 4..mdat].try_into().unwrap()) as usize;
+    broken[mdat + 4..mdat - 4 + size].fill(0);
+    put(&mut nfs, &root, "broken.mov", &broken).await;
+    until_found(
+        &c,
+        "name:broken format:quicktime",
+        &["scans/broken.mov"],
+        "a clip with damaged pictures",
+    );
+    let e = c
+        .get_bytes("/v1/clips/scans%2Fbroken.mov/poster")
+        .unwrap_err();
+    assert_eq!(e.code(), Some("thumbnail-failed"), "{e}");
+    assert_eq!(search(&c, "codec:dpx").total, 1);
+    nfs.remove(&root, "broken.mov").await.unwrap();
+    until_found(&c, "name:broken", &[], "a removed clip");
 
     // A still with the camera's EXIF, found by camera.
     let exif = {

@@ -145,6 +145,11 @@ impl Client {
         String::from_utf8(resp.body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// A GET whose answer is bytes (a thumbnail).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        Ok(self.checked("GET", path, None)?.body)
+    }
+
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

@@ -117,7 +117,15 @@ enum Cmd {
         as_account: Option<String>,
     },
     /// Everything the catalog knows of one clip, by the id `search` shows (SHARE/PATH).
-    Clip { id: String },
+    Clip {
+        id: String,
+        /// Save its poster frame (JPEG, 320 pixels wide) to this file.
+        #[arg(long, value_name = "FILE")]
+        poster: Option<PathBuf>,
+        /// Save a strip of five frames across it (JPEG, 800x90) to this file.
+        #[arg(long, value_name = "FILE")]
+        strip: Option<PathBuf>,
+    },
     /// The media catalog's upkeep.
     #[command(subcommand)]
     Catalog(CatalogCmd),
@@ -1251,9 +1259,25 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 out(&search_results(&found, *offset));
             }
         }
-        Cmd::Clip { id } => {
-            let clip: api::media::Clip =
-                c.get(&format!("/v1/clips/{}", encode(id).replace('/', "%2F")))?;
+        Cmd::Clip { id, poster, strip } => {
+            let at = format!("/v1/clips/{}", encode(id).replace('/', "%2F"));
+            for (kind, file) in [("poster", poster), ("strip", strip)] {
+                if let Some(file) = file {
+                    let jpeg = c.get_bytes(&format!("{at}/{kind}"))?;
+                    std::fs::write(file, &jpeg).map_err(|e| {
+                        ClientError::Protocol(format!("cannot write {}: {e}", file.display()))
+                    })?;
+                    out(&format!(
+                        "{kind} saved to {} ({} bytes)\n",
+                        file.display(),
+                        jpeg.len()
+                    ));
+                }
+            }
+            if poster.is_some() || strip.is_some() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let clip: api::media::Clip = c.get(&at)?;
             if cli.json {
                 json(&clip);
             } else {

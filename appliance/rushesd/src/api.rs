@@ -549,6 +549,28 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/clips/{id}/poster",
+            get_with(
+                |State(m): Mgr, InPath(Id { id }): InPath<Id>| async move {
+                    blocking(move || m.catalog()?.thumbnail(&id, crate::thumbnail::Kind::Poster))
+                        .await
+                        .map(crate::openapi::Jpeg)
+                },
+                says("A clip's poster frame (JPEG, 320 pixels wide), made by ffmpeg in a confined process the first time it is asked for or as the clip lands, then kept until the clip changes"),
+            ),
+        )
+        .api_route(
+            "/v1/clips/{id}/strip",
+            get_with(
+                |State(m): Mgr, InPath(Id { id }): InPath<Id>| async move {
+                    blocking(move || m.catalog()?.thumbnail(&id, crate::thumbnail::Kind::Strip))
+                        .await
+                        .map(crate::openapi::Jpeg)
+                },
+                says("Five frames across a clip side by side (JPEG, 800x90), made like the poster"),
+            ),
+        )
+        .api_route(
             "/v1/catalog/scan",
             post_with(
                 |State(m): Mgr| async move {

@@ -21,6 +21,7 @@ use rushes_nas::Service;
 
 use crate::core::{self, Core};
 use crate::error::{ApiErr, ApiResult};
+use crate::thumbnail;
 
 /// A file written without a COMMIT is read again once it has been left alone this long.
 pub const IDLE: Duration = Duration::from_secs(1);
@@ -30,6 +31,11 @@ const SETTLE: Duration = Duration::from_millis(150);
 const SCAN_LIMIT: usize = 5_000_000;
 /// Between scheduled scans.
 const SCAN_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// Debian's ffmpeg, which makes thumbnails where it is installed (host mode; the
+/// appliance's image does not carry it).
+const FFMPEG: &str = "/usr/bin/ffmpeg";
+/// Clips waiting for their poster, at most; past that, posters are made when asked for.
+const POSTER_QUEUE: usize = 1024;
 
 /// What the activity stream says about a file.
 #[derive(Debug)]
@@ -118,17 +124,40 @@ pub struct Catalog {
     indexes: Mutex<HashMap<String, Arc<Index>>>,
     /// Where host folders keep their indexes.
     state_dir: PathBuf,
+    /// Clips whose poster is made in the background, when ffmpeg is there.
+    posters: Option<SyncSender<Clip>>,
 }
 
 impl Catalog {
     /// Follow `events` on a thread of its own, and scan every share now and daily.
     pub fn start(core: Arc<Core>, nas: Arc<Service>, events: Events) -> Arc<Self> {
+        let ffmpeg = Path::new(FFMPEG).exists();
+        let (posters, poster_rx) = std::sync::mpsc::sync_channel(POSTER_QUEUE);
         let catalog = Arc::new(Self {
             state_dir: core.paths.state_dir.clone(),
             core,
             nas,
             indexes: Mutex::new(HashMap::new()),
+            posters: ffmpeg.then_some(posters),
         });
+        if ffmpeg {
+            let weak = Arc::downgrade(&catalog);
+            let _ = std::thread::Builder::new()
+                .name("posters".into())
+                .spawn(move || {
+                    while let Ok(clip) = poster_rx.recv() {
+                        let Some(me) = weak.upgrade() else { return };
+                        if let Err(e) = me.thumbnail_of(&clip, thumbnail::Kind::Poster) {
+                            tracing::debug!(clip = %clip.id(), error = %e.message, "no poster");
+                        }
+                    }
+                });
+        } else {
+            tracing::info!(
+                ffmpeg = FFMPEG,
+                "ffmpeg is not installed: the catalog makes no thumbnails"
+            );
+        }
         let me = Arc::clone(&catalog);
         let _ = std::thread::Builder::new()
             .name("catalog".into())
@@ -316,7 +345,10 @@ impl Catalog {
                 continue;
             };
             let result = match rushes_catalog::extract::read(&root, &share, &path) {
-                Some(clip) => index.put(&clip),
+                Some(clip) => {
+                    self.want_poster(&clip);
+                    index.put(&clip)
+                }
                 None => {
                     index.remove(&share, &path);
                     Ok(())
@@ -423,6 +455,7 @@ impl Catalog {
                     if !fresh {
                         if let Some(clip) = rushes_catalog::extract::read(&share.path, &name, &path)
                         {
+                            me.want_poster(&clip);
                             index.put(&clip).map_err(|e| e.to_string())?;
                             if old.is_some() {
                                 changed += 1;
@@ -550,6 +583,41 @@ impl Catalog {
             caller: rushes_nas::share::Caller { uid, gid, gids },
             share_users,
             dirs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Have `clip`'s poster made in the background when it has a picture (not when too
+    /// many wait: then it is made when first asked for).
+    fn want_poster(&self, clip: &Clip) {
+        if let Some(posters) = &self.posters {
+            if clip.media.as_ref().is_some_and(|m| m.video.is_some()) {
+                let _ = posters.try_send(clip.clone());
+            }
+        }
+    }
+
+    /// A clip's thumbnail (JPEG), made now unless one newer than the clip is kept.
+    pub fn thumbnail(&self, id: &str, kind: thumbnail::Kind) -> ApiResult<Vec<u8>> {
+        let clip = self.clip(id)?;
+        self.thumbnail_of(&clip, kind)
+    }
+
+    fn thumbnail_of(&self, clip: &Clip, kind: thumbnail::Kind) -> ApiResult<Vec<u8>> {
+        let root = self
+            .root(&clip.share)
+            .ok_or_else(|| ApiErr::not_found(format!("there is no share {:?}", clip.share)))?;
+        // Beside the share's index, not in it.
+        let dir = PathBuf::from(format!(
+            "{}.thumbs",
+            self.index_dir(&clip.share, &root).display()
+        ));
+        thumbnail::get(Path::new(FFMPEG), &dir, &root, clip, kind).map_err(|e| match e {
+            thumbnail::ThumbError::NoPicture(_) => ApiErr::new(404, "no-picture", e.to_string()),
+            thumbnail::ThumbError::NoFfmpeg(_) => ApiErr::new(409, "no-ffmpeg", e.to_string())
+                .hint("thumbnails need Debian's ffmpeg: `rushesd host` makes them where it is installed; the appliance's image does not carry it"),
+            thumbnail::ThumbError::Failed { .. } => ApiErr::new(422, "thumbnail-failed", e.to_string())
+                .hint("the file's picture may be damaged; its other fields are still catalogued"),
+            thumbnail::ThumbError::Store { .. } => ApiErr::failed(e.to_string()),
         })
     }
 

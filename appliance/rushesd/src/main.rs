@@ -31,6 +31,7 @@ mod smb;
 mod smb_audit;
 mod smb_profile;
 mod state_file;
+mod thumbnail;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

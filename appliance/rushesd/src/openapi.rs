@@ -189,10 +189,58 @@ impl OperationOutput for Export {
         ctx: &mut GenContext,
         op: &mut Operation,
     ) -> Vec<(Option<u16>, DocResponse)> {
-        Self::operation_response(ctx, op)
-            .map(|r| (Some(200), r))
+        as_200(Self::operation_response(ctx, op))
+    }
+}
+
+/// A response documented as what a 200 answers.
+fn as_200(r: Option<DocResponse>) -> Vec<(Option<u16>, DocResponse)> {
+    r.map(|r| (Some(200), r)).into_iter().collect()
+}
+
+/// A picture: a clip's thumbnail as JPEG.
+pub struct Jpeg(pub Vec<u8>);
+
+impl IntoResponse for Jpeg {
+    fn into_response(self) -> Response {
+        (
+            [
+                (axum::http::header::CONTENT_TYPE, "image/jpeg"),
+                // Kept until the clip changes, which changes nothing here: a day.
+                (axum::http::header::CACHE_CONTROL, "private, max-age=86400"),
+            ],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
+impl OperationOutput for Jpeg {
+    type Inner = Vec<u8>;
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(DocResponse {
+            description: "the picture, JPEG".into(),
+            content: [(
+                "image/jpeg".to_string(),
+                MediaType {
+                    schema: Some(SchemaObject {
+                        json_schema: schemars::json_schema!({"type": "string", "format": "binary"}),
+                        example: None,
+                        external_docs: None,
+                    }),
+                    ..Default::default()
+                },
+            )]
             .into_iter()
-            .collect()
+            .collect(),
+            ..Default::default()
+        })
+    }
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<u16>, DocResponse)> {
+        as_200(Self::operation_response(ctx, op))
     }
 }
 
