@@ -99,6 +99,8 @@ impl Drop for Console {
 const ENTER: &str = "\r";
 const TAB: &str = "\t";
 const ESC: &str = "\x1b";
+const RIGHT: &str = "\x1b[C";
+const LEFT: &str = "\x1b[D";
 const BACKSPACE: &str = "\x7f";
 
 #[test]
@@ -248,6 +250,33 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key("/");
     console.key(ESC);
     console.wait_for(&["Every file in the catalog", "demo/reel.mov"]);
+    // More files than a page holds (put there behind the box's back, found by a scan):
+    // → and ← turn the pages.
+    for i in 1..=14 {
+        std::fs::write(dir.path().join(format!("demo/shot{i:02}.txt")), b"notes").unwrap();
+    }
+    let scan: rushes_api::Job = rushes_api::Client::new(&sock)
+        .post("/v1/catalog/scan", &serde_json::json!({}))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rushes_api::Client::new(&sock)
+        .get::<rushes_api::media::Found>("/v1/search?q=")
+        .unwrap()
+        .total
+        < 15
+    {
+        assert!(std::time::Instant::now() < deadline, "scan {}", scan.id);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    console.key("/");
+    console.key(ESC);
+    console.wait_for(&["1-12 of 15 (→ next page, ← the one before)"]);
+    console.key(RIGHT);
+    console.wait_for(&["13-15 of 15"]);
+    console.key(RIGHT);
+    console.wait_for(&["13-15 of 15"]);
+    console.key(LEFT);
+    console.wait_for(&["1-12 of 15"]);
     console.key("k");
     console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "Space pick"]);
     console.key("c");

@@ -1,6 +1,7 @@
 //! SMB in the booted image (QEMU, TCG): Samba's own client (`smbclient`) and the guest
 //! kernel's CIFS client against the appliance, NFS from the host on the same share, and
-//! the activity stream, top lists, audit log and Prometheus metrics both protocols feed;
+//! the activity stream, top lists, audit log and Prometheus metrics both protocols feed,
+//! and the media catalog finding a clip written over SMB;
 //! at the end a Linux client guest on the appliance's LAN mounts over NFS and checks the
 //! appliance's mDNS against Avahi.
 
@@ -463,6 +464,54 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     assert!(
         row(&by_client, "10.0.2.2").is_some(),
         "NFS from the host: {by_client:#}"
+    );
+
+    // The catalog hears of clips written over SMB: a ProRes clip that smbclient puts
+    // is searchable soon after, timed inside the guest.
+    let media = tempfile::tempdir().unwrap();
+    let clip = media.path().join("S001C001.mov");
+    #[rustfmt::skip]
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
+            "-t", "1", "-c:v", "prores_ks", "-timecode", "09:00:00:00",
+            "-metadata:s:v:0", "reel_name=S001",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs (make deps installs it)");
+    assert!(status.success());
+    // Into the guest by way of the other share (NFS from the host), then over SMB.
+    write_share_file(
+        port,
+        "/backup",
+        "S001C001.mov",
+        &std::fs::read(&clip).unwrap(),
+    )
+    .await;
+    sh(&vm, "cp /pools/media/backup/S001C001.mov /tmp/S001C001.mov");
+    let took = sh(
+        &vm,
+        &format!(
+            "cd /tmp && smbclient //127.0.0.1/projects -U editor%{EDITOR_PW} -c 'put S001C001.mov S001C001.mov' >/dev/null 2>&1 && \
+             start=$(date +%s%N) && \
+             until rushesctl search reel:S001 --share projects | grep -q S001C001.mov; do \
+               [ $(( $(date +%s%N) - start )) -gt 60000000000 ] && break; sleep 0.05; done; \
+             echo $(( ($(date +%s%N) - start) / 1000000 ))"
+        ),
+    );
+    let ms: u64 = took.trim().parse().unwrap_or(u64::MAX);
+    eprintln!("a clip written over SMB, put to searchable: {ms} ms (TCG)");
+    assert!(
+        ms < 60_000,
+        "the clip written over SMB was not found: {took}"
+    );
+    let found = ctl_json(&vm, "search reel:S001 --share projects");
+    assert_eq!(found["total"], 1, "{found:#}");
+    assert_eq!(found["clips"][0]["path"], "S001C001.mov", "{found:#}");
+    assert_eq!(
+        found["clips"][0]["media"]["timecode"]["start"], "09:00:00:00",
+        "{found:#}"
     );
 
     // The audit log, kept on the pool: the SMB rename, by whom and from where, and the

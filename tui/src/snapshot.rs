@@ -22,6 +22,8 @@ pub struct Fetch {
     pub placement: bool,
     /// The catalog's clips matching this query (the Search screen).
     pub catalog: Option<String>,
+    /// The first of them shown (the Search screen's page).
+    pub catalog_offset: usize,
 }
 
 /// Everything the screens show, fetched together (kept as JSON for the screen
@@ -132,7 +134,12 @@ impl Snapshot {
                 s.placement = Some(c.get("/v1/placement")?);
             }
             if let Some(query) = &want.catalog {
-                let path = format!("/v1/search?limit={}&q={}", SEARCH_PAGE, query_value(query));
+                let path = format!(
+                    "/v1/search?limit={}&offset={}&q={}",
+                    SEARCH_PAGE,
+                    want.catalog_offset,
+                    query_value(query)
+                );
                 // Refused is an answer here (a query that does not read), not a fault.
                 match c.get::<api::media::Found>(&path) {
                     Ok(found) => s.found = Some(found),

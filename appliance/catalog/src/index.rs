@@ -292,6 +292,14 @@ impl Catalog {
         Ok(())
     }
 
+    /// Close the index once its merges are done, so that nothing of it stays open
+    /// (its pool is about to be unmounted).
+    pub fn close(self) -> Result<(), IndexError> {
+        let writer = self.writer.into_inner().unwrap_or_else(|p| p.into_inner());
+        writer.wait_merging_threads()?;
+        Ok(())
+    }
+
     /// Clips in the index.
     pub fn len(&self) -> u64 {
         self.reader.searcher().num_docs()

@@ -1,6 +1,7 @@
 //! The media catalog: every file of every share with its clip's technical metadata,
 //! kept current from the activity stream (a file is read again once its writer is done:
-//! COMMIT over NFS, or no write for [`IDLE`]; renames and removals follow at once) and
+//! COMMIT over NFS, an SMB write whose transfer is over, or no write for [`IDLE`];
+//! renames and removals follow at once) and
 //! by a reconciliation scan (at start, then daily, a job) that catches changes made
 //! behind the box's back and says what it fixed. Each share's index is on the share's
 //! pool (`.rushes-catalog/SHARE` beside the share's folder); a host's folders keep
@@ -91,6 +92,9 @@ impl OpObserver for Feed {
             return;
         };
         let change = match op.op {
+            // SMB's writes come on once their transfer is over (no more bytes from
+            // that client for a tick): the writer is done, as after an NFS COMMIT.
+            "WRITE" if op.protocol == "smb" => Change::Committed,
             "WRITE" | "CREATE" | "SETATTR" => Change::Written,
             "COMMIT" => Change::Committed,
             "RENAME" => match &op.to {
@@ -183,17 +187,46 @@ impl Catalog {
             .iter()
             .map(|s| s.name.to_string())
             .collect();
-        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
-        indexes.retain(|share, _| {
-            let keep = served.contains(share);
-            if !keep {
-                tracing::info!(
-                    share,
-                    "the catalog closed the index of a share that is gone"
-                );
+        let gone: Vec<(String, Arc<Index>)> = {
+            let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+            let names: Vec<String> = indexes
+                .keys()
+                .filter(|s| !served.contains(s))
+                .cloned()
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| indexes.remove(&n).map(|i| (n, i)))
+                .collect()
+        };
+        // Whoever still has one (a commit of files that landed just before, a search)
+        // lets go of it soon: wait, then close it with its merges done, so that its pool
+        // can be unmounted as soon as this returns.
+        for (share, mut index) in gone {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match Arc::try_unwrap(index) {
+                    Ok(index) => {
+                        if let Err(e) = index.close() {
+                            tracing::warn!(share, error = %e, "closing a share's catalog index failed");
+                        }
+                        tracing::info!(
+                            share,
+                            "the catalog closed the index of a share that is gone"
+                        );
+                        break;
+                    }
+                    Err(still) if Instant::now() < deadline => {
+                        index = still;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => {
+                        tracing::warn!(share, "a share's catalog index is still in use after a minute; its pool may not unmount yet");
+                        break;
+                    }
+                }
             }
-            keep
-        });
+        }
     }
 
     /// Where a share's index lives: beside the share's folder on its pool for the

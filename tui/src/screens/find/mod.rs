@@ -1,6 +1,7 @@
 //! The media catalog searched from the console: a query typed on `/` (the same language
 //! as `rushesctl search`), the clips it finds with codec, picture, rate, duration and
-//! timecode, and the facet counts over all of them.
+//! timecode a page at a time (→ and ← turn the pages), and the facet counts over all of
+//! them.
 
 use rushes_api::media::Found;
 use tuirealm::ratatui::layout::Rect;
@@ -15,25 +16,62 @@ use crate::widgets::bold;
 
 pub struct Find {
     search: Search,
+    /// The first clip of the page shown.
+    offset: usize,
 }
 
 impl Default for Find {
     fn default() -> Self {
         Self {
             search: Search::new("Clips matching (e.g. codec:prores_4444 reel:A003 fps:23.976)"),
+            offset: 0,
         }
     }
 }
 
-impl Screen for Find {
-    type Msg = search::Msg;
+pub enum Msg {
+    Search(search::Msg),
+    /// The next page, or the one before.
+    Page(bool),
+}
 
-    fn message(&self, key: Input) -> Option<search::Msg> {
-        self.search.message(key)
+impl Screen for Find {
+    type Msg = Msg;
+
+    fn message(&self, key: Input) -> Option<Msg> {
+        match key {
+            Input::Right if !self.search.is_open() => Some(Msg::Page(true)),
+            Input::Left if !self.search.is_open() => Some(Msg::Page(false)),
+            k => self.search.message(k).map(Msg::Search),
+        }
     }
 
-    fn update(&mut self, msg: search::Msg, ctx: &mut Ctx<'_>) -> Option<Go> {
-        self.search.update(msg, ctx);
+    fn update(&mut self, msg: Msg, ctx: &mut Ctx<'_>) -> Option<Go> {
+        match msg {
+            Msg::Search(m) => {
+                let (before, applied) = (
+                    self.search.text.clone(),
+                    matches!(m, search::Msg::Apply | search::Msg::Clear),
+                );
+                self.search.update(m, ctx);
+                // A new query starts at its first page.
+                if applied || self.search.text != before {
+                    self.offset = 0;
+                }
+            }
+            Msg::Page(next) => {
+                let total = ctx.snap.found.as_ref().map_or(0, |f| f.total);
+                let offset = if next {
+                    self.offset + PAGE
+                } else {
+                    self.offset.saturating_sub(PAGE)
+                };
+                if offset != self.offset && offset < total.max(1) {
+                    self.offset = offset;
+                    ctx.refresh = true;
+                }
+            }
+        }
         None
     }
 
@@ -44,6 +82,7 @@ impl Screen for Find {
     fn fetch(&self) -> Fetch {
         Fetch {
             catalog: Some(self.search.text.clone()),
+            catalog_offset: self.offset,
             ..Default::default()
         }
     }
@@ -58,7 +97,8 @@ impl Screen for Find {
                 self.search.text
             )
         })];
-        let answered = self.search.answered_by(snap.fetched.catalog.as_deref());
+        let answered = self.search.answered_by(snap.fetched.catalog.as_deref())
+            && snap.fetched.catalog_offset == self.offset;
         match (&snap.found, &snap.found_error) {
             _ if !answered => lines.push(Line::from("  searching…")),
             (_, Some(error)) => {
@@ -66,7 +106,7 @@ impl Screen for Find {
                     lines.push(Line::from(format!("  {part}")));
                 }
             }
-            (Some(found), None) => results(&mut lines, found, width),
+            (Some(found), None) => results(&mut lines, found, self.offset, width),
             (None, None) => lines.push(Line::from("  searching…")),
         }
         f.render_widget(Paragraph::new(lines), area);
@@ -74,7 +114,7 @@ impl Screen for Find {
     }
 }
 
-fn results(lines: &mut Vec<Line<'static>>, found: &Found, width: usize) {
+fn results(lines: &mut Vec<Line<'static>>, found: &Found, offset: usize, width: usize) {
     if found.total == 0 {
         lines.push(Line::from("  no clip matches"));
         return;
@@ -102,11 +142,17 @@ fn results(lines: &mut Vec<Line<'static>>, found: &Found, width: usize) {
             c.timecode,
         )));
     }
-    lines.push(Line::from(format!(
-        "  {} of {} (rushesctl search pages through the rest)",
-        found.clips.len().min(PAGE),
-        found.total
-    )));
+    let shown = found.clips.len().min(PAGE);
+    lines.push(Line::from(if found.total > shown {
+        format!(
+            "  {}-{} of {} (→ next page, ← the one before)",
+            offset + 1,
+            offset + shown,
+            found.total
+        )
+    } else {
+        format!("  {shown} of {}", found.total)
+    }));
     lines.push(Line::from(""));
     for line in found.facets.iter().filter_map(|f| f.line()) {
         let line = format!("  {line}");
