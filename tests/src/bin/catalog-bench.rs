@@ -4,7 +4,9 @@
 //! is open and warm (goal: <= 300 MB). Then a corpus of real files made by ffmpeg is
 //! read by our parsers and by ffprobe, one file at a time (goal: ours >= 5x), and a real
 //! rushesd with the catalog on takes clips written and committed over NFS, each polled
-//! until it is searchable (goal: p99 <= 2 s).
+//! until it is searchable (goal: p99 <= 2 s). Last, what the catalog costs the clients:
+//! the same clips written over NFS to a rushesd with the catalog on and to one with it
+//! off, round after round (goal: no slower than the noise between rounds).
 
 #![allow(clippy::print_stdout)] // a command-line report, not a daemon
 
@@ -33,6 +35,10 @@ struct Args {
     /// Clips written over NFS for the commit-to-searchable latency.
     #[arg(long, default_value_t = 40)]
     landed: usize,
+    /// Rounds of the ingest comparison: clips written over NFS to a rushesd with the
+    /// catalog on (posters included) and to one with it off, in turn.
+    #[arg(long, default_value_t = 5)]
+    ingest_rounds: usize,
     /// Where the index and the corpus go (on a real disk; emptied first).
     #[arg(long, default_value = "/var/tmp/rushes-catalog-bench")]
     dir: PathBuf,
@@ -329,22 +335,23 @@ fn extraction(files: &[PathBuf], rounds: usize) -> Result<()> {
     Ok(())
 }
 
-/// Clips written over NFS and committed, each polled for until the catalog finds it.
-async fn landing(dir: &Path, clip: &[u8], n: usize) -> Result<()> {
+/// A rushesd host serving `STATE/rushes` as `/rushes`, with the catalog on or off, its
+/// API answering.
+fn serve(state: &Path, catalog: bool) -> Result<(ServerProcess, PathBuf)> {
     use std::os::unix::fs::PermissionsExt;
-    let state = dir.join("state");
     let share = state.join("rushes");
     std::fs::create_dir_all(&share)?;
     std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777))?;
     let sock = state.join("api.sock");
-    let server = ServerProcess::start(&[
-        "--state-dir",
-        state.to_str().context("utf-8")?,
-        "--api",
-        sock.to_str().context("utf-8")?,
-        "--catalog",
-        &format!("rushes={}", share.display()),
-    ]);
+    let state_arg = state.to_str().context("utf-8")?.to_string();
+    let sock_arg = sock.to_str().context("utf-8")?.to_string();
+    let share_arg = format!("rushes={}", share.display());
+    let mut args = vec!["--state-dir", &state_arg, "--api", &sock_arg];
+    if catalog {
+        args.push("--catalog");
+    }
+    args.push(&share_arg);
+    let server = ServerProcess::start(&args);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         if Instant::now() > deadline {
@@ -352,26 +359,88 @@ async fn landing(dir: &Path, clip: &[u8], n: usize) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    Ok((server, sock))
+}
+
+/// Write `clip` to `name` over NFS, 1 MiB at a time, and commit it.
+async fn put(nfs: &mut Nfs, name: &str, clip: &[u8]) -> Result<()> {
+    let root = nfs.root.clone();
+    let fh = nfs
+        .create(&root, name, 0o644)
+        .await
+        .map_err(|e| anyhow::anyhow!("create: {e:?}"))?;
+    for (k, chunk) in clip.chunks(1 << 20).enumerate() {
+        nfs.write(&fh, (k as u64) << 20, chunk, t::stable_how::UNSTABLE)
+            .await
+            .map_err(|e| anyhow::anyhow!("write: {e:?}"))?;
+    }
+    nfs.commit(&fh)
+        .await
+        .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
+    Ok(())
+}
+
+/// What cataloguing costs a client: rounds of `per_round` clips written to a rushesd
+/// with the catalog on and to one with it off, the order swapped each round.
+async fn ingest(dir: &Path, clip: &[u8], rounds: usize) -> Result<()> {
+    let per_round = 20;
+    let (on, _) = serve(&dir.join("ingest-on"), true)?;
+    let (off, _) = serve(&dir.join("ingest-off"), false)?;
+    let user = User::new(1000, 1000);
+    let mount = |port| Nfs::mount(port, "/rushes", &user);
+    let mut nfs_on = mount(on.port())
+        .await
+        .map_err(|e| anyhow::anyhow!("mount: {e:?}"))?;
+    let mut nfs_off = mount(off.port())
+        .await
+        .map_err(|e| anyhow::anyhow!("mount: {e:?}"))?;
+    let mb = (clip.len() * per_round) as f64 / 1e6;
+    let (mut rates_on, mut rates_off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let mut rate = [0.0f64; 2];
+        for pass in 0..2 {
+            let catalogued = (round + pass) % 2 == 0;
+            let nfs = if catalogued {
+                &mut nfs_on
+            } else {
+                &mut nfs_off
+            };
+            let started = Instant::now();
+            for i in 0..per_round {
+                put(nfs, &format!("R{round:02}C{i:03}.mov"), clip).await?;
+            }
+            rate[usize::from(catalogued)] = mb / started.elapsed().as_secs_f64();
+        }
+        rates_off.push(rate[0]);
+        rates_on.push(rate[1]);
+        ratios.push(rate[1] / rate[0]);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "ingest over NFS ({per_round} ProRes clips a round, {rounds} rounds, medians): catalog on {:.1} MB/s, off {:.1} MB/s; on/off {:.3} (rounds {:.3}-{:.3}; goal: the same within that spread)",
+        median(&mut rates_on),
+        median(&mut rates_off),
+        median(&mut ratios.clone()),
+        ratios.iter().cloned().fold(f64::INFINITY, f64::min),
+        ratios.iter().cloned().fold(0.0, f64::max),
+    );
+    Ok(())
+}
+
+/// Clips written over NFS and committed, each polled for until the catalog finds it.
+async fn landing(dir: &Path, clip: &[u8], n: usize) -> Result<()> {
+    let (server, sock) = serve(&dir.join("state"), true)?;
     let api = rushes_api::Client::new(&sock);
     let mut nfs = Nfs::mount(server.port(), "/rushes", &User::new(1000, 1000))
         .await
         .map_err(|e| anyhow::anyhow!("mount: {e:?}"))?;
-    let root = nfs.root.clone();
     let mut times = Vec::new();
     for i in 0..n {
         let name = format!("L{i:03}C001.mov");
-        let fh = nfs
-            .create(&root, &name, 0o644)
-            .await
-            .map_err(|e| anyhow::anyhow!("create: {e:?}"))?;
-        for (k, chunk) in clip.chunks(1 << 20).enumerate() {
-            nfs.write(&fh, (k as u64) << 20, chunk, t::stable_how::UNSTABLE)
-                .await
-                .map_err(|e| anyhow::anyhow!("write: {e:?}"))?;
-        }
-        nfs.commit(&fh)
-            .await
-            .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
+        put(&mut nfs, &name, clip).await?;
         let committed = Instant::now();
         loop {
             let found: rushes_api::media::Found =
@@ -485,5 +554,6 @@ async fn main() -> Result<()> {
     extraction(&files, 25)?;
     let clip = std::fs::read(&files[0])?;
     landing(&args.dir, &clip, args.landed).await?;
+    ingest(&args.dir, &clip, args.ingest_rounds).await?;
     Ok(())
 }
