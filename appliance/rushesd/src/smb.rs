@@ -38,6 +38,10 @@ pub struct Smb {
     places: Arc<DataPlaces>,
     /// Each SMB share's view, by share, with the folder it shows.
     views: Mutex<HashMap<String, (PathBuf, ViewMount)>>,
+    /// One `apply` at a time: the monitor's tick and an account just added must not
+    /// interleave, or the one that read the config first writes last and the account
+    /// is missing from /etc/passwd (Samba then refuses its logon) until the next tick.
+    applying: Mutex<()>,
 }
 
 impl Smb {
@@ -57,6 +61,7 @@ impl Smb {
             mdns: Mutex::new(None),
             places,
             views: Mutex::default(),
+            applying: Mutex::new(()),
         });
         let weak = Arc::downgrade(&smb);
         smb.core.on(move |event| {
@@ -74,6 +79,7 @@ impl Smb {
     /// are online and served over SMB in `smb.conf`, and the audit reader's directory.
     /// Cheap when nothing changed; the monitor calls it every tick.
     pub fn apply(&self) {
+        let _one = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         let (users, shares) = self
             .core
             .with_config(|c| (c.users.clone(), c.shares.clone()));
