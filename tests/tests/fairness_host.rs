@@ -714,8 +714,11 @@ async fn a_reserved_client_is_served_before_the_flooders() {
         "suite 3 (reserved) {reserved:.1} MB/s, suite 4 {unreserved:.1} MB/s, render nodes {:?}",
         &rates[..3]
     );
+    // Alone this reads about 2.2x; with QEMU guests busy on the same two cores (make
+    // test) it measured 1.42x once. Without the reservation the two suites are the same
+    // client and read the same, so 1.25x still says the reservation is honoured.
     assert!(
-        reserved >= 1.5 * unreserved,
+        reserved >= 1.25 * unreserved,
         "the reserved suite read {reserved:.1} MB/s, the same client without a reservation {unreserved:.1} MB/s"
     );
     assert!(rates.iter().all(|&r| r > 0.0), "best effort still moves");
