@@ -116,7 +116,12 @@ pub fn parse(src: &Source<'_>) -> Result<MediaInfo, ParseError> {
         (true, Some(tc)) => timecode_of(tc, rate),
         _ => None,
     };
-    let interlaced = h.has(1928, 1) && h.bytes[1928] == 1;
+    // The television header's interlace byte: 0 progressive, 1 interlaced.
+    let field_order = match (h.has(1928, 1), h.bytes.get(1928)) {
+        (true, Some(0)) => Some("progressive".to_string()),
+        (true, Some(1)) => Some("interlaced".to_string()),
+        _ => None,
+    };
     Ok(MediaInfo {
         format: "dpx".into(),
         video: Some(Video {
@@ -125,17 +130,7 @@ pub fn parse(src: &Source<'_>) -> Result<MediaInfo, ParseError> {
             height,
             frame_rate: rate,
             pixel_aspect: aspect,
-            field_order: h
-                .has(1928, 1)
-                .then(|| {
-                    if interlaced {
-                        "interlaced"
-                    } else {
-                        "progressive"
-                    }
-                    .into()
-                })
-                .filter(|_| h.bytes[1928] <= 1),
+            field_order,
             frames: Some(1),
             bits: (bits > 0).then_some(u16::from(bits)),
             ..Default::default()

@@ -20,27 +20,28 @@ pub fn record_path(rel: &str) -> String {
 /// to catalog any more.
 pub fn read(root: &Path, share: &str, path: &str) -> Option<Clip> {
     let path = path.trim_start_matches('/');
-    // Paths come from the activity stream and our own walks; still, nothing outside.
-    if Path::new(path)
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return None;
-    }
     if crate::sequence::is_key(path) {
+        if !inside(path) {
+            return None;
+        }
         return crate::sequence::extract(root, share, path);
     }
     extract(root, share, path)
+}
+
+/// Whether `rel` stays inside its share: paths come from the activity stream and our own
+/// walks; still, nothing outside.
+fn inside(rel: &str) -> bool {
+    Path::new(rel)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// The record of the file `rel` (a path inside the share, `/`-separated) in the share
 /// whose folder is `root`; `None` when it is not a regular file (gone, a folder, a link).
 pub fn extract(root: &Path, share: &str, rel: &str) -> Option<Clip> {
     let rel = rel.trim_start_matches('/');
-    if Path::new(rel)
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
+    if !inside(rel) {
         return None;
     }
     let path = root.join(rel);

@@ -487,6 +487,14 @@ fn cut_and_damaged_frames_and_stills_give_an_error_never_a_panic() {
     }
 }
 
+/// A frame's or a still's picture against ffprobe's video stream: codec, size, bits.
+fn same_picture(v: &rushes_catalog::Video, s: &Value) {
+    assert_eq!(v.codec, s["codec_name"].as_str().unwrap());
+    assert_eq!(u64::from(v.width), s["width"].as_u64().unwrap());
+    assert_eq!(u64::from(v.height), s["height"].as_u64().unwrap());
+    assert_eq!(v.bits, Some(num(&s["bits_per_raw_sample"]) as u16));
+}
+
 /// ffprobe's tags of a file's first decoded frame (where it puts a still's EXIF and an
 /// image's timecode).
 fn ffprobe_frame_tags(path: &Path) -> Value {
@@ -554,10 +562,7 @@ fn dpx_sequence_with_a_gap_grouped_into_one_clip_with_timecode() {
     let tags = ffprobe_frame_tags(&first);
     let v = info.video.as_ref().unwrap();
     assert_eq!(info.format, "dpx");
-    assert_eq!(v.codec, s["codec_name"].as_str().unwrap());
-    assert_eq!(u64::from(v.width), s["width"].as_u64().unwrap());
-    assert_eq!(u64::from(v.height), s["height"].as_u64().unwrap());
-    assert_eq!(v.bits, Some(num(&s["bits_per_raw_sample"]) as u16));
+    same_picture(v, s);
     let tc = info.timecode.as_ref().unwrap();
     assert_eq!(tc.start, tags["timecode"].as_str().unwrap());
     assert_eq!(tc.start, "10:14:00:00");
@@ -863,10 +868,7 @@ fn jpeg_with_exif_camera_lens_date_and_gps() {
     let tags = ffprobe_frame_tags(&still);
     let v = info.video.as_ref().unwrap();
     assert_eq!(info.format, "jpeg");
-    assert_eq!(v.codec, s["codec_name"].as_str().unwrap());
-    assert_eq!(u64::from(v.width), s["width"].as_u64().unwrap());
-    assert_eq!(u64::from(v.height), s["height"].as_u64().unwrap());
-    assert_eq!(v.bits, Some(num(&s["bits_per_raw_sample"]) as u16));
+    same_picture(v, s);
     let c = &info.camera;
     assert_eq!(c.make.as_deref(), tags["Make"].as_str());
     assert_eq!(c.model.as_deref(), tags["Model"].as_str());

@@ -121,6 +121,21 @@ struct Pending {
     committed: bool,
 }
 
+/// The file at `key` changed now: read it again [`SETTLE`] from now if its writer is
+/// done (`committed`), else once it has been left alone for [`IDLE`].
+fn due_after(
+    pending: &mut HashMap<(Arc<str>, String), Pending>,
+    key: (Arc<str>, String),
+    committed: bool,
+) {
+    let p = pending.entry(key).or_insert(Pending {
+        last: Instant::now(),
+        committed,
+    });
+    p.last = Instant::now();
+    p.committed = committed;
+}
+
 pub struct Catalog {
     core: Arc<Core>,
     nas: Arc<Service>,
@@ -300,22 +315,8 @@ impl Catalog {
     fn take(&self, event: Event, pending: &mut HashMap<(Arc<str>, String), Pending>) {
         let key = (Arc::clone(&event.share), event.path.clone());
         match event.change {
-            Change::Written => {
-                let p = pending.entry(key).or_insert(Pending {
-                    last: Instant::now(),
-                    committed: false,
-                });
-                p.last = Instant::now();
-                p.committed = false;
-            }
-            Change::Committed => {
-                let p = pending.entry(key).or_insert(Pending {
-                    last: Instant::now(),
-                    committed: true,
-                });
-                p.last = Instant::now();
-                p.committed = true;
-            }
+            Change::Written => due_after(pending, key, false),
+            Change::Committed => due_after(pending, key, true),
             // A frame of an image sequence renamed or removed changes its sequence's
             // record, which is read again from the frames left.
             Change::Renamed(to)
@@ -323,24 +324,11 @@ impl Catalog {
                     || rushes_catalog::sequence::key(&to).is_some() =>
             {
                 pending.remove(&key);
-                for path in [event.path, to] {
-                    pending.insert(
-                        (Arc::clone(&event.share), path),
-                        Pending {
-                            last: Instant::now(),
-                            committed: true,
-                        },
-                    );
-                }
+                due_after(pending, (Arc::clone(&event.share), event.path), true);
+                due_after(pending, (Arc::clone(&event.share), to), true);
             }
             Change::Removed if rushes_catalog::sequence::key(&event.path).is_some() => {
-                pending.insert(
-                    key,
-                    Pending {
-                        last: Instant::now(),
-                        committed: true,
-                    },
-                );
+                due_after(pending, key, true);
             }
             Change::Renamed(to) => {
                 if let Some(p) = pending.remove(&key) {
@@ -744,17 +732,13 @@ impl Reader {
         }
         rustix::fs::accessat(rustix::fs::CWD, path, how, rustix::fs::AtFlags::EACCESS).is_ok()
     }
-
-    /// Back to root for whatever this thread does next.
-    fn done(&self) {
-        if let Err(e) = rushes_nas::sys::run_as_root() {
-            tracing::error!(error = %e, "a search thread cannot go back to root");
-        }
-    }
 }
 
 impl Drop for Reader {
+    /// Back to root for whatever this thread does next.
     fn drop(&mut self) {
-        self.done();
+        if let Err(e) = rushes_nas::sys::run_as_root() {
+            tracing::error!(error = %e, "a search thread cannot go back to root");
+        }
     }
 }
