@@ -23,6 +23,8 @@ struct Box {
     root: PathBuf,
     places: Arc<DataPlaces>,
     view: Option<rushes_view::ViewMount>,
+    /// What the view said its writers closed, in order.
+    closed: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Box {
@@ -41,11 +43,16 @@ impl Box {
         for p in ["fast", "archive"] {
             places.add_pool(p, &root.join(p)).unwrap();
         }
+        let closed: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let log = Arc::clone(&closed);
         let view = rushes_view::mount(
             "media",
             &root.join("fast/media"),
             &root.join("view"),
             Arc::clone(&places),
+            Some(Arc::new(move |path: &str| {
+                log.lock().unwrap().push(path.to_string())
+            })),
         )
         .expect("mount the view (root and /dev/fuse needed)");
         Self {
@@ -53,6 +60,7 @@ impl Box {
             root,
             places,
             view: Some(view),
+            closed,
         }
     }
 
@@ -401,4 +409,35 @@ fn byte_range_locks_through_the_view_meet_the_locks_nfs_clients_take() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The catalog reads a file again when its SMB writer closes it: the view says which
+/// file, by its path in the share (wherever it was renamed to), and only for writers.
+#[test]
+fn the_view_tells_which_files_their_writers_closed() {
+    let b = Box::new();
+    std::fs::create_dir_all(b.seen("reel1")).unwrap();
+    std::fs::write(b.seen("reel1/A001C001.mov"), clip(1 << 16, 1)).unwrap();
+    // A reader's close says nothing.
+    read(&b.seen("reel1/A001C001.mov"));
+    // A file renamed while its writer has it open is told by its new name.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(b.seen("reel1/A001C002.tmp"))
+        .unwrap();
+    f.write_all(b"take two").unwrap();
+    std::fs::rename(b.seen("reel1/A001C002.tmp"), b.seen("reel1/A001C002.mov")).unwrap();
+    drop(f);
+    // FUSE sends the release on its own, just after close returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while b.closed.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        *b.closed.lock().unwrap(),
+        ["reel1/A001C001.mov", "reel1/A001C002.mov"]
+    );
 }

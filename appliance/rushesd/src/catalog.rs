@@ -1,6 +1,7 @@
 //! The media catalog: every file of every share with its clip's technical metadata,
 //! kept current from the activity stream (a file is read again once its writer is done:
-//! COMMIT over NFS, an SMB write whose transfer is over, or no write for [`IDLE`];
+//! COMMIT over NFS, a close by an SMB writer (the share's view tells), an SMB write
+//! whose transfer is over, or no write for [`IDLE`];
 //! renames and removals follow at once) and
 //! by a reconciliation scan (at start, then daily, a job) that catches changes made
 //! behind the box's back and says what it fixed. Each share's index is on the share's
@@ -56,6 +57,7 @@ struct Event {
 
 /// The catalog's ear on the activity stream: cheap and never blocking (a full queue
 /// asks for a scan instead).
+#[derive(Clone)]
 pub struct Feed {
     tx: SyncSender<Event>,
     overflowed: Arc<AtomicBool>,
@@ -83,6 +85,23 @@ fn inside(path: &str) -> String {
     path.trim_start_matches('/').to_string()
 }
 
+impl Feed {
+    fn send(&self, event: Event) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(event) {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A writer closed `path` of `share` (SMB, through the share's view): it is done.
+    pub fn closed(&self, share: &Arc<str>, path: &str) {
+        self.send(Event {
+            share: Arc::clone(share),
+            path: inside(path),
+            change: Change::Committed,
+        });
+    }
+}
+
 impl OpObserver for Feed {
     fn record(&self, op: &OpRecord) {
         if op.status != Some(0) {
@@ -104,14 +123,11 @@ impl OpObserver for Feed {
             "REMOVE" | "DELETE" | "RMDIR" => Change::Removed,
             _ => return,
         };
-        let event = Event {
+        self.send(Event {
             share: Arc::clone(share),
             path: inside(path),
             change,
-        };
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(event) {
-            self.overflowed.store(true, Ordering::Relaxed);
-        }
+        });
     }
 }
 

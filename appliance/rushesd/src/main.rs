@@ -518,11 +518,14 @@ fn serve(opts: ServeOptions) -> Result<()> {
         Arc::clone(&audit) as Arc<dyn rushes_nas::activity::OpObserver>,
     ];
     // The catalog hears of files as they are written, renamed and removed.
-    let catalog_events = (catalog && management.is_some()).then(|| {
-        let (feed, events) = catalog::feed();
-        observers.push(Arc::new(feed));
-        events
-    });
+    let (catalog_feed, catalog_events) = match catalog && management.is_some() {
+        true => {
+            let (feed, events) = catalog::feed();
+            observers.push(Arc::new(feed.clone()));
+            (Some(feed), Some(events))
+        }
+        false => (None, None),
+    };
     let recorder =
         rushes_nas::activity::Recorder::start(Arc::new(rushes_nas::activity::Tee(observers)));
     let observer: Arc<dyn rushes_nas::activity::OpObserver> = Arc::clone(&recorder) as _;
@@ -580,6 +583,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             samba.clone(),
             Arc::clone(&directory),
             Arc::clone(&service.places),
+            catalog_feed,
         );
         let system = settings::System::new(Arc::clone(&core));
         let placement = placement::Placement::start(

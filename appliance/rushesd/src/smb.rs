@@ -42,6 +42,8 @@ pub struct Smb {
     /// interleave, or the one that read the config first writes last and the account
     /// is missing from /etc/passwd (Samba then refuses its logon) until the next tick.
     applying: Mutex<()>,
+    /// The catalog, told of each file an SMB writer closes (when it is kept).
+    catalog: Option<crate::catalog::Feed>,
 }
 
 impl Smb {
@@ -52,6 +54,7 @@ impl Smb {
         samba: Option<Samba>,
         directory: Arc<RwLock<Directory>>,
         places: Arc<DataPlaces>,
+        catalog: Option<crate::catalog::Feed>,
     ) -> Arc<Self> {
         let smb = Arc::new(Self {
             core,
@@ -62,6 +65,7 @@ impl Smb {
             places,
             views: Mutex::default(),
             applying: Mutex::new(()),
+            catalog,
         });
         let weak = Arc::downgrade(&smb);
         smb.core.on(move |event| {
@@ -165,11 +169,16 @@ impl Smb {
         if let Some((_, old)) = views.remove(name) {
             old.unmount();
         }
+        let on_written = self.catalog.clone().map(|feed| {
+            let share: Arc<str> = name.into();
+            Arc::new(move |path: &str| feed.closed(&share, path)) as rushes_view::OnWritten
+        });
         let view = rushes_view::mount(
             name,
             root,
             &Path::new(VIEWS).join(name),
             Arc::clone(&self.places),
+            on_written,
         )?;
         let path = view.mountpoint().to_path_buf();
         views.insert(name.to_string(), (root.to_path_buf(), view));

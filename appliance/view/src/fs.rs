@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -115,6 +115,19 @@ pub struct View {
     locks: Mutex<HashMap<(u64, u64), Arc<OwnedFd>>>,
     next_fh: AtomicU64,
     passthrough: Arc<AtomicBool>,
+    /// The share's folder as the kernel names it, to tell a file's path in the share.
+    root_path: PathBuf,
+    /// Told of each file closed by a writer.
+    on_written: Option<OnWritten>,
+}
+
+/// Told the path inside the share of each file closed after it was opened for writing:
+/// its writer is done with it (the catalog reads it again then).
+pub type OnWritten = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The path the kernel gives an open file or folder.
+fn fd_path(fd: BorrowedFd<'_>) -> std::io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 fn errno(e: rustix::io::Errno) -> Errno {
@@ -198,13 +211,19 @@ fn lock_kind(typ: i32) -> Result<LockKind, Errno> {
 }
 
 impl View {
-    pub(crate) fn new(share: &str, root: &Path, places: Arc<DataPlaces>) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        share: &str,
+        root: &Path,
+        places: Arc<DataPlaces>,
+        on_written: Option<OnWritten>,
+    ) -> std::io::Result<Self> {
         let root = rustix::fs::open(
             root,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         let root_ino = rustix::fs::fstat(&root)?.st_ino;
+        let root_path = fd_path(root.as_fd())?;
         // Checked now, so a file system without handles is refused at mount, not per call.
         sys::name_to_handle(root.as_fd(), c"")?;
         Ok(Self {
@@ -219,7 +238,18 @@ impl View {
             locks: Mutex::default(),
             next_fh: AtomicU64::new(1),
             passthrough: Arc::new(AtomicBool::new(false)),
+            root_path,
+            on_written,
         })
+    }
+
+    /// Where inode `ino` is now, as a path inside the share (`None` once it is removed).
+    fn path_in_share(&self, ino: INodeNo) -> Option<String> {
+        let fd = self.path_fd(ino).ok()?;
+        let path = fd_path(fd.as_fd()).ok()?;
+        let rel = path.strip_prefix(&self.root_path).ok()?;
+        let rel = rel.to_str()?;
+        (!rel.is_empty() && !rel.ends_with(" (deleted)")).then(|| rel.to_string())
     }
 
     pub(crate) fn passthrough_flag(&self) -> Arc<AtomicBool> {
@@ -1125,7 +1155,7 @@ impl Filesystem for View {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -1181,6 +1211,11 @@ impl Filesystem for View {
             }
         }
         reply.ok();
+        if file.writes {
+            if let (Some(tell), Some(path)) = (&self.on_written, self.path_in_share(ino)) {
+                tell(&path);
+            }
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

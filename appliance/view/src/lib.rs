@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use rushes_placement::layout::DataPlaces;
 
-pub use fs::View;
+pub use fs::{OnWritten, View};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -67,12 +67,14 @@ impl std::fmt::Debug for ViewMount {
 /// and a blocking lock waits in a thread of its own.
 const THREADS: usize = 4;
 
-/// Mount share `share` (its folder `root` on the home pool) at `mountpoint`.
+/// Mount share `share` (its folder `root` on the home pool) at `mountpoint`;
+/// `on_written` hears of each file a writer closes.
 pub fn mount(
     share: &str,
     root: &Path,
     mountpoint: &Path,
     places: Arc<DataPlaces>,
+    on_written: Option<OnWritten>,
 ) -> Result<ViewMount, ViewError> {
     // A view left mounted by a rushesd that was killed answers nothing: let it go first.
     let _ = rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::DETACH);
@@ -80,7 +82,7 @@ pub fn mount(
         path: mountpoint.to_path_buf(),
         source,
     })?;
-    let view = View::new(share, root, places).map_err(|source| ViewError::Root {
+    let view = View::new(share, root, places, on_written).map_err(|source| ViewError::Root {
         share: share.into(),
         root: root.to_path_buf(),
         source,

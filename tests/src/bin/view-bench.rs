@@ -200,7 +200,7 @@ fn main() -> Result<()> {
     let places = Arc::new(DataPlaces::default());
     places.add_pool("pool", &args.dir.join("pool"))?;
     places.add_pool("other", &other)?;
-    let view = rushes_view::mount("share", &folder, &view_at, Arc::clone(&places))?;
+    let view = rushes_view::mount("share", &folder, &view_at, Arc::clone(&places), None)?;
     println!(
         "view-bench: {} MiB file, {} entries listed, {} small files; {} repetitions; passthrough {}",
         args.size_mib,
