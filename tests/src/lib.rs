@@ -262,9 +262,14 @@ impl ServerProcess {
 
     /// Resident memory of the server process, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A line of the server's /proc status in KiB (`VmRSS:`, `VmHWM:`, `RssAnon:`).
+    pub fn status_kib(&self, key: &str) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let line = status.lines().find(|l| l.starts_with(key))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 

@@ -186,8 +186,10 @@ async fn clips_are_catalogued_as_they_land_and_follow_renames_and_removals() {
     nfs.remove(&root, "A003C012_selects.mov").await.unwrap();
     until_found(&c, "reel:A003", &[], "a removed clip");
 
-    // Behind the box's back: a copy made on the server, and a damaged file. A scan
-    // (as an admin would start it) finds both and says what it fixed.
+    // Behind the box's back: a copy made on the server, a damaged file, and a clip
+    // removed. A scan (as an admin would start it) finds all three and says what it
+    // fixed; the records of clips renamed and removed over NFS stay gone.
+    std::fs::remove_file(share.join("day1/B001C001.mp4")).unwrap();
     std::fs::write(share.join("day1/A004C001.mov"), &hq).unwrap();
     std::fs::write(share.join("day1/A004C002.mov"), &hq[..hq.len() / 2]).unwrap();
     let (out, ok) = rushesctl(&sock, &["catalog", "scan", "--wait"]);
@@ -198,7 +200,11 @@ async fn clips_are_catalogued_as_they_land_and_follow_renames_and_removals() {
         .filter(|j| j.kind == "catalog-scan")
         .max_by_key(|j| j.id)
         .unwrap();
-    assert!(scan.step.contains("2 new"), "{scan:?}");
+    assert!(
+        scan.step.contains("2 new") && scan.step.contains("1 gone"),
+        "{scan:?}"
+    );
+    assert_eq!(search(&c, "codec:h264").total, 0);
     until_found(
         &c,
         "codec:prores_422_hq",
@@ -520,4 +526,44 @@ async fn image_sequences_are_one_clip_as_their_frames_land_and_stills_are_found_
         &["search", "--as", "no-such-account", "camera:canon"],
     );
     assert!(!ok && out.contains("there is no account"), "{out}");
+}
+
+/// A clip whose data placement moved to the capacity pool keeps only its name, size and
+/// times on the home pool: the catalog reads its header where the data is (the scan of a
+/// share rebuilt from scratch sees what the client sees), not the home file's hole.
+#[test]
+fn a_clip_whose_data_moved_to_another_pool_is_read_where_its_data_is() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for p in ["fast/media/day1", "archive"] {
+        std::fs::create_dir_all(root.join(p)).unwrap();
+    }
+    let places = Arc::new(rushes_placement::DataPlaces::default());
+    for p in ["fast", "archive"] {
+        places.add_pool(p, &root.join(p)).unwrap();
+    }
+    #[rustfmt::skip]
+    let hq = ffmpeg(&root.join("fast/media/day1/A005C001.mov"), &[
+        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=24000/1001", "-t", "1",
+        "-c:v", "prores_ks", "-profile:v", "3", "-timecode", "11:02:00:00",
+    ]);
+    rushes_tests::move_media(&places, root, "day1/A005C001.mov", "archive").unwrap();
+    let home = root.join("fast/media/day1/A005C001.mov");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&home).unwrap()),
+        0,
+        "the home file holds no data once it moved"
+    );
+    let share = root.join("fast/media");
+    let clip = rushes_catalog::extract::read_placed(&share, "media", "day1/A005C001.mov", &places)
+        .unwrap();
+    assert_eq!(clip.error, None);
+    assert_eq!(clip.size, hq.len() as u64);
+    let media = clip.media.expect("the header read from the archive pool");
+    assert_eq!(media.video.unwrap().codec, "prores_422_hq");
+    assert_eq!(media.timecode.unwrap().start, "11:02:00:00");
+    // The home file alone is a hole of the same size: nothing a parser can read.
+    let blind = rushes_catalog::extract::read(&share, "media", "day1/A005C001.mov").unwrap();
+    assert!(blind.media.is_none(), "{blind:?}");
 }

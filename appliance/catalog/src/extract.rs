@@ -2,8 +2,14 @@
 //! (or why it could not be read); and a walk over a share's files for the scans that
 //! catch changes made behind the box's back.
 
+use std::ops::ControlFlow;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
+use std::sync::Arc;
+
+use rushes_placement::layout::{IoTicket, Resolved};
+use rushes_placement::DataPlaces;
 
 use crate::record::Clip;
 use crate::source::Source;
@@ -19,14 +25,51 @@ pub fn record_path(rel: &str) -> String {
 /// `root`: a file's, or a sequence's from its frames; `None` when there is nothing there
 /// to catalog any more.
 pub fn read(root: &Path, share: &str, path: &str) -> Option<Clip> {
+    read_in(root, share, path, None)
+}
+
+/// [`read`] in a share whose files' data placement may have moved to other pools
+/// (`places`): headers are read where the data is.
+pub fn read_placed(root: &Path, share: &str, path: &str, places: &Arc<DataPlaces>) -> Option<Clip> {
+    read_in(root, share, path, Some(places))
+}
+
+fn read_in(root: &Path, share: &str, path: &str, places: Option<&Arc<DataPlaces>>) -> Option<Clip> {
     let path = path.trim_start_matches('/');
     if crate::sequence::is_key(path) {
         if !inside(path) {
             return None;
         }
-        return crate::sequence::extract(root, share, path);
+        return crate::sequence::extract_in(root, share, path, places);
     }
-    extract(root, share, path)
+    extract_in(root, share, path, places)
+}
+
+/// A file's bytes, opened for reading: the file itself, or where placement keeps its
+/// data, with the ticket that keeps them there until the header is read.
+pub(crate) struct Data {
+    pub file: std::fs::File,
+    _ticket: Option<IoTicket>,
+}
+
+pub(crate) fn open_data(path: &Path, places: Option<&Arc<DataPlaces>>) -> std::io::Result<Data> {
+    let file = std::fs::File::open(path)?;
+    let Some(places) = places else {
+        return Ok(Data {
+            file,
+            _ticket: None,
+        });
+    };
+    let mut st = rustix::fs::fstat(&file)?;
+    let ticket = places.enter(file.as_fd(), &mut st, false)?;
+    let file = match places.resolve(file.as_fd(), &st, rustix::fs::OFlags::RDONLY)? {
+        Resolved::InPlace => file,
+        Resolved::Elsewhere(data, _) => std::fs::File::from(data),
+    };
+    Ok(Data {
+        file,
+        _ticket: ticket,
+    })
 }
 
 /// Whether `rel` stays inside its share: paths come from the activity stream and our own
@@ -40,6 +83,15 @@ fn inside(rel: &str) -> bool {
 /// The record of the file `rel` (a path inside the share, `/`-separated) in the share
 /// whose folder is `root`; `None` when it is not a regular file (gone, a folder, a link).
 pub fn extract(root: &Path, share: &str, rel: &str) -> Option<Clip> {
+    extract_in(root, share, rel, None)
+}
+
+fn extract_in(
+    root: &Path,
+    share: &str,
+    rel: &str,
+    places: Option<&Arc<DataPlaces>>,
+) -> Option<Clip> {
     let rel = rel.trim_start_matches('/');
     if !inside(rel) {
         return None;
@@ -56,8 +108,8 @@ pub fn extract(root: &Path, share: &str, rel: &str) -> Option<Clip> {
         modified: u64::try_from(meta.mtime()).unwrap_or(0),
         ..Default::default()
     };
-    match std::fs::File::open(&path) {
-        Ok(file) => match Source::file(&file).and_then(|src| crate::probe(&src)) {
+    match open_data(&path, places) {
+        Ok(data) => match Source::file(&data.file).and_then(|src| crate::probe(&src)) {
             Ok(media) => clip.media = media,
             Err(e) => clip.error = Some(e.to_string()),
         },
@@ -71,7 +123,24 @@ pub fn extract(root: &Path, share: &str, rel: &str) -> Option<Clip> {
 /// files and 64 levels deep.
 pub fn walk(root: &Path, limit: usize) -> Vec<(String, u64, u64)> {
     let mut out = Vec::new();
+    each_file(root, limit, |files| {
+        out.append(files);
+        ControlFlow::Continue(())
+    });
+    out
+}
+
+/// [`walk`] a folder at a time: `each` gets the regular files of one folder (and may
+/// take them), so a walk over millions of files holds one folder's worth; it stops the
+/// walk with `Break`.
+fn each_file(
+    root: &Path,
+    limit: usize,
+    mut each: impl FnMut(&mut Vec<(String, u64, u64)>) -> ControlFlow<()>,
+) {
     let mut stack = vec![(root.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    let mut files = Vec::new();
     while let Some((dir, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -88,37 +157,51 @@ pub fn walk(root: &Path, limit: usize) -> Vec<(String, u64, u64)> {
                 }
             } else if meta.is_file() {
                 if let Ok(rel) = path.strip_prefix(root) {
-                    out.push((
+                    files.push((
                         rel.to_string_lossy().into_owned(),
                         meta.len(),
                         u64::try_from(meta.mtime()).unwrap_or(0),
                     ));
-                    if out.len() >= limit {
-                        return out;
+                    seen += 1;
+                    if seen >= limit {
+                        let _ = each(&mut files);
+                        return;
                     }
                 }
             }
         }
+        if each(&mut files).is_break() {
+            return;
+        }
+        files.clear();
     }
-    out
 }
 
 /// What [`walk`] finds as the catalog keeps it: each record's path (frames of a sequence
 /// together, under the sequence's path) with its bytes and newest time, which is what
 /// [`read`] records, so a scan can tell a record that is current from one that is not.
-pub fn walk_records(root: &Path, limit: usize) -> Vec<(String, u64, u64)> {
+/// Given to `each` a folder at a time (a sequence's frames share their folder), which
+/// stops the walk with `Break`.
+pub fn each_record(
+    root: &Path,
+    limit: usize,
+    mut each: impl FnMut(String, u64, u64) -> ControlFlow<()>,
+) {
     let mut sequences: std::collections::HashMap<String, (u64, u64)> = Default::default();
-    let mut out = Vec::new();
-    for (path, size, modified) in walk(root, limit) {
-        match crate::sequence::key(&path) {
-            Some(key) => {
-                let s = sequences.entry(key).or_default();
-                s.0 += size;
-                s.1 = s.1.max(modified);
+    each_file(root, limit, |files| {
+        for (path, size, modified) in files.drain(..) {
+            match crate::sequence::key(&path) {
+                Some(key) => {
+                    let s = sequences.entry(key).or_default();
+                    s.0 += size;
+                    s.1 = s.1.max(modified);
+                }
+                None => each(path, size, modified)?,
             }
-            None => out.push((path, size, modified)),
         }
-    }
-    out.extend(sequences.into_iter().map(|(k, (size, m))| (k, size, m)));
-    out
+        for (key, (size, modified)) in sequences.drain() {
+            each(key, size, modified)?;
+        }
+        ControlFlow::Continue(())
+    });
 }

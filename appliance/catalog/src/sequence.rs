@@ -153,6 +153,16 @@ pub fn describe(numbers: &[u64], padding: u8) -> Option<Sequence> {
 /// header, the frames, their bytes together and the newest frame's time; `None` when no
 /// frame of it is left.
 pub fn extract(root: &Path, share: &str, key: &str) -> Option<Clip> {
+    extract_in(root, share, key, None)
+}
+
+/// [`extract`], reading the first frame where placement keeps its data.
+pub(crate) fn extract_in(
+    root: &Path,
+    share: &str,
+    key: &str,
+    places: Option<&std::sync::Arc<rushes_placement::DataPlaces>>,
+) -> Option<Clip> {
     let frames = frames(root, key);
     let (_, first_name, _, _) = frames.first()?;
     let dir = key.rsplit_once('/').map(|(d, _)| d);
@@ -171,10 +181,10 @@ pub fn extract(root: &Path, share: &str, key: &str) -> Option<Clip> {
         ..Default::default()
     };
     let span = sequence.last - sequence.first + 1;
-    let header = std::fs::File::open(&first_path)
+    let header = crate::extract::open_data(&first_path, places)
         .map_err(|e| format!("cannot open its first frame {first_name}: {e}"))
-        .and_then(|f| {
-            Source::file(&f)
+        .and_then(|data| {
+            Source::file(&data.file)
                 .and_then(|src| crate::probe(&src))
                 .map_err(|e| format!("its first frame {first_name}: {e}"))
         });

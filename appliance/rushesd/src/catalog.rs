@@ -8,7 +8,8 @@
 //! pool (`.rushes-catalog/SHARE` beside the share's folder); a host's folders keep
 //! theirs in the state directory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -129,6 +130,15 @@ impl OpObserver for Feed {
             change,
         });
     }
+}
+
+/// A path as a scan remembers it: two paths of a share sharing a hash (about one
+/// chance in 10^7 for a million files) would keep the record of a removed file.
+fn path_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 /// A file waiting to be read again.
@@ -381,7 +391,12 @@ impl Catalog {
             let (Some(root), Ok(index)) = (self.root(&share), self.index(&share)) else {
                 continue;
             };
-            let result = match rushes_catalog::extract::read(&root, &share, &path) {
+            let result = match rushes_catalog::extract::read_placed(
+                &root,
+                &share,
+                &path,
+                &self.nas.places,
+            ) {
                 Some(clip) => {
                     self.want_poster(&clip);
                     index.put(&clip)
@@ -468,48 +483,75 @@ impl Catalog {
                 let name = share.name.to_string();
                 w.step(&format!("listing share {name}"));
                 let index = me.index(&name)?;
+                let in_catalog = index.len();
+                // What the walk found, as 64-bit hashes of the paths: 16 MB for a share
+                // of a million files, where the paths would take ten times that.
+                let mut found: HashSet<u64> = HashSet::new();
+                let mut failed: Option<String> = None;
                 // Frames of a sequence come as their sequence's one record.
-                let seen = rushes_catalog::extract::walk_records(&share.path, SCAN_LIMIT);
-                let total = seen.len() as u64;
-                let mut known: HashMap<String, ()> = HashMap::new();
-                for (i, (path, size, modified)) in seen.into_iter().enumerate() {
-                    if w.cancelled() {
-                        return Err("cancelled".into());
-                    }
-                    if i % 256 == 0 {
-                        w.progress_at(
-                            &format!("reading share {name}"),
-                            i as u64,
-                            total,
-                            "files",
-                            None,
-                        );
-                    }
-                    let old = index.get(&name, &path).map_err(|e| e.to_string())?;
-                    let fresh = old
-                        .as_ref()
-                        .is_some_and(|c| c.size == size && c.modified == modified);
-                    if !fresh {
-                        if let Some(clip) = rushes_catalog::extract::read(&share.path, &name, &path)
-                        {
+                rushes_catalog::extract::each_record(
+                    &share.path,
+                    SCAN_LIMIT,
+                    |path, size, modified| {
+                        if w.cancelled() {
+                            failed = Some("cancelled".into());
+                            return ControlFlow::Break(());
+                        }
+                        if files % 256 == 0 {
+                            w.progress_at(
+                                &format!("reading share {name}"),
+                                files,
+                                if in_catalog > files { in_catalog } else { 0 },
+                                "files",
+                                None,
+                            );
+                        }
+                        files += 1;
+                        found.insert(path_hash(&path));
+                        let old = match index.get(&name, &path) {
+                            Ok(old) => old,
+                            Err(e) => {
+                                failed = Some(e.to_string());
+                                return ControlFlow::Break(());
+                            }
+                        };
+                        let fresh = old
+                            .as_ref()
+                            .is_some_and(|c| c.size == size && c.modified == modified);
+                        if fresh {
+                            return ControlFlow::Continue(());
+                        }
+                        if let Some(clip) = rushes_catalog::extract::read_placed(
+                            &share.path,
+                            &name,
+                            &path,
+                            &me.nas.places,
+                        ) {
                             me.want_poster(&clip);
-                            index.put(&clip).map_err(|e| e.to_string())?;
+                            if let Err(e) = index.put(&clip) {
+                                failed = Some(e.to_string());
+                                return ControlFlow::Break(());
+                            }
                             if old.is_some() {
                                 changed += 1;
                             } else {
                                 added += 1;
                             }
                         }
-                    }
-                    known.insert(path, ());
-                    files += 1;
+                        ControlFlow::Continue(())
+                    },
+                );
+                if let Some(why) = failed {
+                    return Err(why);
                 }
-                for path in index.paths_under(&name, "").map_err(|e| e.to_string())? {
-                    if !known.contains_key(&path) {
-                        index.remove(&name, &path);
-                        dropped += 1;
-                    }
-                }
+                index
+                    .each_path_under(&name, "", |path| {
+                        if !found.contains(&path_hash(path)) {
+                            index.remove(&name, path);
+                            dropped += 1;
+                        }
+                    })
+                    .map_err(|e| e.to_string())?;
                 index.commit().map_err(|e| e.to_string())?;
             }
             let summary = format!(

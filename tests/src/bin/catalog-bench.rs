@@ -42,7 +42,7 @@ struct Args {
     /// Where the index and the corpus go (on a real disk; emptied first).
     #[arg(long, default_value = "/var/tmp/rushes-catalog-bench")]
     dir: PathBuf,
-    /// Only open the index in DIR/index, search it, and print this process's resident
+    /// Only open the index in DIR/big/catalog/rushes, search it, and print this process's resident
     /// memory (the bench runs itself so, to measure a process that did not build it).
     #[arg(long, hide = true)]
     resident: bool,
@@ -128,8 +128,14 @@ fn synthetic(i: usize) -> Clip {
     }
 }
 
+/// Where the synthetic index is: where `rushesd host --state-dir DIR/big` keeps share
+/// `rushes`'s, so that the same index serves the queries and rushesd's memory.
+fn index_dir(dir: &Path) -> PathBuf {
+    dir.join("big/catalog/rushes")
+}
+
 fn build_index(dir: &Path, n: usize) -> Result<Catalog> {
-    let catalog = Catalog::open(&dir.join("index"))?;
+    let catalog = Catalog::open(&index_dir(dir))?;
     let started = Instant::now();
     for i in 0..n {
         catalog.put(&synthetic(i))?;
@@ -143,7 +149,7 @@ fn build_index(dir: &Path, n: usize) -> Result<Catalog> {
         "index: {n} clips in {:.1} s ({:.0} clips/s), {} on disk",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
-        du(&dir.join("index"))
+        du(&index_dir(dir))
     );
     Ok(catalog)
 }
@@ -468,9 +474,72 @@ async fn landing(dir: &Path, clip: &[u8], n: usize) -> Result<()> {
     Ok(())
 }
 
+/// rushesd itself over a share of the synthetic clips' files (empty, with the clips'
+/// sizes and times) and their index: its resident memory at its peak while its scan at
+/// start looks at every file and finds each current, and after searches through its API.
+fn rushesd_resident(dir: &Path, n: usize, queries: &[String]) -> Result<()> {
+    let state = dir.join("big");
+    let share = state.join("rushes");
+    let started = Instant::now();
+    for i in 0..n {
+        let clip = synthetic(i);
+        let path = share.join(&clip.path);
+        if let Some(folder) = path.parent().filter(|f| !f.exists()) {
+            std::fs::create_dir_all(folder)?;
+        }
+        let file = std::fs::File::create(&path)?;
+        file.set_len(clip.size)?;
+        file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(clip.modified))?;
+    }
+    println!(
+        "rushesd's share: {n} files made in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let (server, sock) = serve(&state, true)?;
+    let api = rushes_api::Client::new(&sock);
+    let started = Instant::now();
+    let summary = loop {
+        let jobs: Vec<rushes_api::Job> = api.get("/v1/jobs")?;
+        if let Some(scan) = jobs.iter().find(|j| j.kind == "catalog-scan") {
+            match scan.state {
+                rushes_api::JobState::Done => break scan.step.clone(),
+                rushes_api::JobState::Failed | rushes_api::JobState::Cancelled => {
+                    bail!("the scan at start ended: {:?}", scan.error)
+                }
+                _ => {}
+            }
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("rushesd's scan at start did not end in 30 min");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mb = |key| server.status_kib(key).unwrap_or(0) as f64 / 1024.0;
+    let peak = mb("VmHWM:");
+    for q in queries {
+        let _: rushes_api::media::Found = api.get(&format!(
+            "/v1/search?q={}",
+            q.replace('%', "%25")
+                .replace(' ', "%20")
+                .replace(':', "%3A")
+                .replace('>', "%3E")
+                .replace('=', "%3D")
+        ))?;
+    }
+    println!(
+        "rushesd with {n} clips: scan at start {:.0} s ({summary}); resident at its peak {peak:.0} MB, after {} searches {:.0} MB ({:.0} MB its own, {:.0} MB the index's files mapped; goal <= 300 MB)",
+        started.elapsed().as_secs_f64(),
+        queries.len(),
+        mb("VmRSS:"),
+        mb("RssAnon:"),
+        mb("RssFile:"),
+    );
+    Ok(())
+}
+
 /// Open the index, search it with every kind of query, and say what this process holds.
 fn resident(args: &Args) -> Result<()> {
-    let catalog = Catalog::open(&args.dir.join("index"))?;
+    let catalog = Catalog::open(&index_dir(&args.dir))?;
     for q in [
         "codec:prores_4444 reel:A004",
         "fps:23.976 width:>=3840 camera:alexa",
@@ -509,7 +578,7 @@ async fn main() -> Result<()> {
     if !out.status.success() {
         bail!("{}", String::from_utf8_lossy(&out.stderr));
     }
-    let catalog = Catalog::open(&args.dir.join("index"))?;
+    let catalog = Catalog::open(&index_dir(&args.dir))?;
     // Queries over what the synthetic clips hold.
     let n = args.queries;
     let fields: Vec<String> = (0..n)
@@ -550,6 +619,7 @@ async fn main() -> Result<()> {
         ms(p99_free)
     );
     drop(catalog);
+    rushesd_resident(&args.dir, args.clips, &fields)?;
     let files = corpus(&args.dir.join("corpus"))?;
     extraction(&files, 25)?;
     let clip = std::fs::read(&files[0])?;
