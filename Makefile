@@ -4,7 +4,8 @@
 #                disks), serial console on this terminal, NFS on 127.0.0.1:2049
 #   make test    everything CI runs: lint, unit tests, end-to-end tests on the host and
 #                in QEMU guests booting the real image
-#   make image   build out/rushes.img (packages cached in $(RUSHES_CACHE)), and the test
+#   make image   build out/rushes.img (packages cached in $(RUSHES_CACHE)), its optional
+#                extensions in out/extensions (ffmpeg, for thumbnails), and the test
 #                client guest out/client/ (a Linux NFS client, never shipped)
 #   make host    serve a demo folder over NFSv3 on 127.0.0.1:2049 without the image
 #   make bench   rushesd against NFS-Ganesha on the same folder, same client, same run
@@ -40,6 +41,10 @@ APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-
 # (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
 SCHEMATHESIS_VENV ?= /var/cache/rushes-tools/schemathesis
 SCHEMATHESIS_VERSION := 4.32.5
+
+# Extensions put on the stick as partitions of their own (`make image
+# RUSHES_EXTENSIONS=ffmpeg`); each is built beside it in out/extensions either way.
+RUSHES_EXTENSIONS ?=
 
 # Downloaded Debian packages for the image live outside the checkout.
 RUSHES_CACHE ?= /var/cache/rushes-mkimage
@@ -93,7 +98,7 @@ test: deps lint build image
 image: deps
 	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
-	target/release/mkimage --cache $(RUSHES_CACHE)
+	target/release/mkimage --cache $(RUSHES_CACHE) $(addprefix --with-extension ,$(RUSHES_EXTENSIONS))
 	target/release/mkimage --client --manifest image/client.toml --overlay image/client-overlay \
 		--cache $(RUSHES_CACHE)
 

@@ -1,5 +1,5 @@
-//! The disk image: a GPT with an EFI system partition (systemd-boot and the A/B slots)
-//! and the RUSHES-CFG partition, written straight into a file.
+//! The disk image: a GPT with an EFI system partition (systemd-boot and the A/B slots),
+//! the RUSHES-CFG partition and any extensions asked for, written straight into a file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -79,35 +79,44 @@ pub fn esp(
 
 /// Build RUSHES-CFG as an ext4 image (journalled: a power cut leaves it consistent).
 pub fn cfg(path: &Path, seed: &Path) -> Result<()> {
+    ext4(path, "RUSHES-CFG", seed, CFG_MIB, &[])
+}
+
+/// Write an ext4 file system of `mib` MiB labelled `label` into the file `path`,
+/// holding the tree `seed` owned by root; `options` go to mke2fs as they are.
+pub fn ext4(path: &Path, label: &str, seed: &Path, mib: u64, options: &[&str]) -> Result<()> {
     if path.exists() {
         std::fs::remove_file(path)?;
     }
     let status = Command::new("mke2fs")
-        .args([
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-L",
-            "RUSHES-CFG",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-        ])
+        .args(["-q", "-F", "-t", "ext4", "-L", label])
+        .args(options)
+        .args(["-E", "root_owner=0:0", "-d"])
         .arg(seed)
         .arg(path)
-        .arg(format!("{CFG_MIB}M"))
+        .arg(format!("{mib}M"))
         .status()
         .context("cannot run mke2fs (Debian package e2fsprogs)")?;
     if !status.success() {
-        bail!("mke2fs failed");
+        bail!("mke2fs failed on {label}");
     }
     Ok(())
 }
 
-/// Write the GPT disk `image` holding the ESP and RUSHES-CFG images.
-pub fn assemble(image: &Path, esp_img: &Path, cfg_img: &Path) -> Result<()> {
-    let total = MIB + ESP_MIB * MIB + CFG_MIB * MIB + MIB;
+/// Write the GPT disk `image` holding the ESP and RUSHES-CFG images, and after them
+/// each of `extensions` (label, file system image) in a partition of that name.
+pub fn assemble(
+    image: &Path,
+    esp_img: &Path,
+    cfg_img: &Path,
+    extensions: &[(&str, &Path)],
+) -> Result<()> {
+    let mut ext_sizes = Vec::new();
+    for (_, img) in extensions {
+        let len = std::fs::metadata(img)?.len();
+        ext_sizes.push(len.div_ceil(MIB) * MIB);
+    }
+    let total = MIB + ESP_MIB * MIB + CFG_MIB * MIB + ext_sizes.iter().sum::<u64>() + MIB;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -136,9 +145,14 @@ pub fn assemble(image: &Path, esp_img: &Path, cfg_img: &Path) -> Result<()> {
         0,
         Some(2048),
     )?;
+    let mut written = vec![(esp_id, esp_img), (cfg_id, cfg_img)];
+    for ((label, img), size) in extensions.iter().zip(&ext_sizes) {
+        let id = disk.add_partition(label, *size, gpt::partition_types::LINUX_FS, 0, Some(2048))?;
+        written.push((id, img));
+    }
     let parts = disk.partitions().clone();
     let mut file = disk.write()?;
-    for (id, img) in [(esp_id, esp_img), (cfg_id, cfg_img)] {
+    for (id, img) in written {
         let first = parts.get(&id).context("partition missing")?.first_lba;
         file.seek(SeekFrom::Start(first * 512))?;
         let mut src = File::open(img)?;

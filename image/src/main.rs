@@ -9,6 +9,7 @@
 mod apt;
 mod cpio;
 mod disk;
+mod extension;
 mod manifest;
 mod rootfs;
 
@@ -46,6 +47,11 @@ struct Args {
     /// image/client.toml and image/client-overlay): a Linux NFS client for the tests.
     #[arg(long)]
     client: bool,
+    /// Put extension NAME (from the manifest's `[extensions.NAME]`) on the stick as a
+    /// partition of its own; every extension is built beside the image in
+    /// OUT/extensions either way.
+    #[arg(long = "with-extension", value_name = "NAME")]
+    with_extensions: Vec<String>,
 }
 
 struct Progress {
@@ -79,7 +85,7 @@ fn main() -> Result<()> {
     .with_context(|| format!("{} is not a valid manifest", args.manifest.display()))?;
     let mut p = Progress {
         step: 0,
-        total: if args.client { 6 } else { 9 },
+        total: if args.client { 6 } else { 10 },
         started: Instant::now(),
     };
     let build = args
@@ -162,6 +168,28 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
+    p.next("building the extensions");
+    for wanted in &args.with_extensions {
+        if !manifest.extensions.contains_key(wanted) {
+            anyhow::bail!(
+                "there is no extension {wanted:?} in {} (it has: {:?})",
+                args.manifest.display(),
+                manifest.extensions.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    let mut extensions = Vec::new();
+    for (name, ext) in &manifest.extensions {
+        let built = extension::build(&apt, name, ext, &packages, &manifest, &build, &args.out)?;
+        eprintln!(
+            "      {name}: {} packages, {} of files, {}",
+            built.packages.len(),
+            mib(built.bytes),
+            built.image.display()
+        );
+        extensions.push(built);
+    }
+
     p.next("writing the EFI system partition");
     let bootloader = boot.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
     let esp = build.join("esp.img");
@@ -182,7 +210,12 @@ fn main() -> Result<()> {
 
     p.next("writing the GPT disk image");
     let image = args.out.join("rushes.img");
-    disk::assemble(&image, &esp, &cfg)?;
+    let on_stick: Vec<(&str, &Path)> = extensions
+        .iter()
+        .filter(|e| args.with_extensions.contains(&e.name))
+        .map(|e| (e.label.as_str(), e.image.as_path()))
+        .collect();
+    disk::assemble(&image, &esp, &cfg, &on_stick)?;
     let copies = [("vmlinuz", &vmlinuz), ("initrd.zst", &initrd)];
     for (name, src) in copies {
         std::fs::copy(src, args.out.join(name))?;
@@ -198,6 +231,21 @@ fn main() -> Result<()> {
     ));
     report.push_str(&format!("kernel     {kversion}  {}\n", mib(size(&vmlinuz))));
     report.push_str(&format!("initramfs  zstd cpio  {}\n", mib(size(&initrd))));
+    for e in &extensions {
+        report.push_str(&format!(
+            "extension  {} ({})  {} packages, {} of files, {} image{}\n",
+            e.name,
+            e.label,
+            e.packages.len(),
+            mib(e.bytes),
+            mib(size(&e.image)),
+            if on_stick.iter().any(|(l, _)| *l == e.label) {
+                ", on the stick"
+            } else {
+                ", beside the stick"
+            }
+        ));
+    }
     report.push_str("root file system, biggest parts (uncompressed):\n");
     for (dir, bytes) in rootfs::space_report(&root) {
         report.push_str(&format!("  {:<28} {}\n", dir.display(), mib(bytes)));

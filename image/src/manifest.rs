@@ -1,6 +1,8 @@
 //! The image's recipe, `image/manifest.toml`: the Debian mirror and suite, the kernel,
 //! the packages, and what of them the appliance keeps.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// `image/manifest.toml`.
@@ -19,4 +21,21 @@ pub struct Manifest {
     pub modules_keep: Vec<String>,
     pub trim: Vec<String>,
     pub busybox_applets: Vec<String>,
+    /// Optional parts kept out of the image and shipped as file systems of their own
+    /// (`[extensions.NAME]`), built beside it.
+    #[serde(default)]
+    pub extensions: BTreeMap<String, Extension>,
+}
+
+/// `[extensions.NAME]`: packages an appliance may carry beside its image.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    /// What it is for, in words.
+    pub about: String,
+    /// Packages whose files it carries, with their dependencies beyond the image's own.
+    pub packages: Vec<String>,
+    /// Removed from it, beyond what the image's `trim` removes.
+    #[serde(default)]
+    pub trim: Vec<String>,
 }

@@ -271,7 +271,8 @@ pub fn space_report(root: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
-fn du(path: &Path) -> u64 {
+/// Bytes of the files under `path`.
+pub fn du(path: &Path) -> u64 {
     let Ok(md) = std::fs::symlink_metadata(path) else {
         return 0;
     };

@@ -39,6 +39,16 @@ pub fn copy_image(dir: &Path) -> Result<PathBuf> {
     Ok(to)
 }
 
+/// Image extension `name` as `make image` builds it beside the stick
+/// (`out/extensions/NAME.img`, or beside `RUSHES_IMAGE`).
+pub fn extension_path(name: &str) -> PathBuf {
+    image_path()
+        .parent()
+        .map(|dir| dir.join("extensions"))
+        .unwrap_or_else(|| repo().join("out/extensions"))
+        .join(format!("{name}.img"))
+}
+
 /// Byte range (offset, length) of the partition named `name` in a GPT image.
 pub fn partition(image: &Path, name: &str) -> Result<(u64, u64)> {
     let disk = gpt::GptConfig::new().writable(false).open(image)?;

@@ -148,6 +148,13 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     // A second NIC on an Ethernet link of its own, for the Linux client guest at the end.
     let (box_port, client_port) = link_ports().unwrap();
     let lan = link_netdev("lan", box_port, client_port);
+    // The ffmpeg extension on a second USB stick, read-only: the catalog's thumbnails.
+    let ffmpeg = rushes_tests::vm::extension_path("ffmpeg");
+    assert!(
+        ffmpeg.exists(),
+        "{} is built by make image",
+        ffmpeg.display()
+    );
     let mut vm = Vm::boot_with_devices(
         &image,
         work.path(),
@@ -157,6 +164,13 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
             &lan,
             "-device",
             &format!("virtio-net-pci,netdev=lan,mac={LAN_MAC}"),
+            "-drive",
+            &format!(
+                "file={},if=none,id=ext,format=raw,readonly=on",
+                ffmpeg.display()
+            ),
+            "-device",
+            "usb-storage,bus=xhci.0,drive=ext",
         ],
     )
     .unwrap();
@@ -513,6 +527,26 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         found["clips"][0]["media"]["timecode"]["start"], "09:00:00:00",
         "{found:#}"
     );
+    // Its poster, by the ffmpeg the extension carries (the image has none), as the
+    // clip's file owner: a JPEG 320 pixels wide.
+    let poster = sh(
+        &vm,
+        "for i in $(seq 60); do \
+           rushesctl clip projects/S001C001.mov --poster /tmp/S001C001.jpg >/tmp/poster.out 2>&1 && break; \
+           sleep 2; done; cat /tmp/poster.out; od -An -tx1 -N3 /tmp/S001C001.jpg",
+    );
+    assert!(
+        poster.contains("poster saved") && poster.contains("ff d8 ff"),
+        "a poster made by the extension's ffmpeg: {poster}"
+    );
+    // The stick and the extension's stick are the box's own, never offered for a pool.
+    let disks = ctl_json(&vm, "disks");
+    let usb: Vec<&Value> = disks
+        .as_array()
+        .map(|d| d.iter().filter(|d| d["transport"] == "usb").collect())
+        .unwrap_or_default();
+    assert_eq!(usb.len(), 2, "{disks:#}");
+    assert!(usb.iter().all(|d| d["boot"] == true), "{disks:#}");
 
     // The audit log, kept on the pool: the SMB rename, by whom and from where, and the
     // file NFS created, under the same account name.

@@ -90,7 +90,8 @@ pub struct Disk {
     /// The UUID of the md array this disk is a member of, from its superblock.
     #[serde(default)]
     pub md_uuid: Option<String>,
-    /// Holds RUSHES-BOOT or RUSHES-CFG: the stick the appliance booted from.
+    /// Holds RUSHES-BOOT, RUSHES-CFG or an image extension (RUSHES-X-NAME): the stick
+    /// the appliance booted from, or what it carries beside it.
     pub boot: bool,
     /// What uses the disk now (`pool media`, `mounted`, `md127`), if anything.
     #[serde(default)]

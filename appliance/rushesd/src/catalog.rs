@@ -34,9 +34,6 @@ const SETTLE: Duration = Duration::from_millis(150);
 const SCAN_LIMIT: usize = 5_000_000;
 /// Between scheduled scans.
 const SCAN_EVERY: Duration = Duration::from_secs(24 * 3600);
-/// Debian's ffmpeg, which makes thumbnails where it is installed (host mode; the
-/// appliance's image does not carry it).
-const FFMPEG: &str = "/usr/bin/ffmpeg";
 /// Clips waiting for their poster, at most; past that, posters are made when asked for.
 const POSTER_QUEUE: usize = 1024;
 
@@ -171,21 +168,26 @@ pub struct Catalog {
     state_dir: PathBuf,
     /// Clips whose poster is made in the background, when ffmpeg is there.
     posters: Option<SyncSender<Clip>>,
+    /// What makes thumbnails: Debian's ffmpeg where it is installed, or the image
+    /// extension's (looked for at start).
+    ffmpeg: Option<thumbnail::Ffmpeg>,
 }
 
 impl Catalog {
     /// Follow `events` on a thread of its own, and scan every share now and daily.
     pub fn start(core: Arc<Core>, nas: Arc<Service>, events: Events) -> Arc<Self> {
-        let ffmpeg = Path::new(FFMPEG).exists();
+        let ffmpeg = thumbnail::Ffmpeg::find();
         let (posters, poster_rx) = std::sync::mpsc::sync_channel(POSTER_QUEUE);
         let catalog = Arc::new(Self {
             state_dir: core.paths.state_dir.clone(),
             core,
             nas,
             indexes: Mutex::new(HashMap::new()),
-            posters: ffmpeg.then_some(posters),
+            posters: ffmpeg.is_some().then_some(posters),
+            ffmpeg: ffmpeg.clone(),
         });
-        if ffmpeg {
+        if let Some(ffmpeg) = &ffmpeg {
+            tracing::info!(ffmpeg = %ffmpeg.path.display(), "the catalog makes thumbnails");
             let weak = Arc::downgrade(&catalog);
             let _ = std::thread::Builder::new()
                 .name("posters".into())
@@ -199,8 +201,7 @@ impl Catalog {
                 });
         } else {
             tracing::info!(
-                ffmpeg = FFMPEG,
-                "ffmpeg is not installed: the catalog makes no thumbnails"
+                "no ffmpeg (neither Debian's installed nor the ffmpeg image extension): the catalog makes no thumbnails"
             );
         }
         let me = Arc::clone(&catalog);
@@ -690,10 +691,18 @@ impl Catalog {
             "{}.thumbs",
             self.index_dir(&clip.share, &root).display()
         ));
-        thumbnail::get(Path::new(FFMPEG), &dir, &root, clip, kind).map_err(|e| match e {
+        let Some(ffmpeg) = &self.ffmpeg else {
+            return Err(ApiErr::new(409, "no-ffmpeg", "no ffmpeg here, so no thumbnails are made")
+                .hint("thumbnails need Debian's ffmpeg: on the appliance, the ffmpeg extension on the boot stick (make image RUSHES_EXTENSIONS=ffmpeg); for `rushesd host`, apt install ffmpeg"));
+        };
+        // A file whose data moved to another pool is read through the share's view,
+        // which reads where the data is: ffmpeg runs as the file's owner, who may not
+        // open placement's objects.
+        let root = crate::smb::view_of_moved(&clip.share, &root.join(&clip.path)).unwrap_or(root);
+        thumbnail::get(ffmpeg, &dir, &root, clip, kind).map_err(|e| match e {
             thumbnail::ThumbError::NoPicture(_) => ApiErr::new(404, "no-picture", e.to_string()),
             thumbnail::ThumbError::NoFfmpeg(_) => ApiErr::new(409, "no-ffmpeg", e.to_string())
-                .hint("thumbnails need Debian's ffmpeg: `rushesd host` makes them where it is installed; the appliance's image does not carry it"),
+                .hint("thumbnails need Debian's ffmpeg: on the appliance, the ffmpeg extension on the boot stick (make image RUSHES_EXTENSIONS=ffmpeg); for `rushesd host`, apt install ffmpeg"),
             thumbnail::ThumbError::Failed { .. } => ApiErr::new(422, "thumbnail-failed", e.to_string())
                 .hint("the file's picture may be damaged; its other fields are still catalogued"),
             thumbnail::ThumbError::Store { .. } => ApiErr::failed(e.to_string()),

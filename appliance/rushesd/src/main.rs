@@ -16,6 +16,7 @@ mod daemon;
 mod directory;
 mod epoch;
 mod error;
+mod extensions;
 mod fabrics;
 mod hotplug;
 mod jobs;
@@ -583,7 +584,10 @@ fn serve(opts: ServeOptions) -> Result<()> {
             samba.clone(),
             Arc::clone(&directory),
             Arc::clone(&service.places),
-            catalog_feed,
+            catalog_feed.map(|feed| {
+                Arc::new(move |share: &Arc<str>, path: &str| feed.closed(share, path))
+                    as smb::OnWritten
+            }),
         );
         let system = settings::System::new(Arc::clone(&core));
         let placement = placement::Placement::start(

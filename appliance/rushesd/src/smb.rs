@@ -42,8 +42,27 @@ pub struct Smb {
     /// interleave, or the one that read the config first writes last and the account
     /// is missing from /etc/passwd (Samba then refuses its logon) until the next tick.
     applying: Mutex<()>,
-    /// The catalog, told of each file an SMB writer closes (when it is kept).
-    catalog: Option<crate::catalog::Feed>,
+    /// Told of each file an SMB writer closes (share, path): the catalog, when kept.
+    on_written: Option<OnWritten>,
+}
+
+/// Told of each file an SMB writer closed, by share and path inside it.
+pub type OnWritten = Arc<dyn Fn(&Arc<str>, &str) + Send + Sync>;
+
+/// The folder of share `share`'s view, when `file` (on the home pool) has its data on
+/// another pool and the view is mounted: reading through it reads where the data is.
+pub fn view_of_moved(share: &str, file: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).ok()?;
+    let size = i64::try_from(meta.len()).unwrap_or(i64::MAX);
+    let blocks = i64::try_from(meta.blocks()).unwrap_or(i64::MAX);
+    if !rushes_placement::layout::may_be_elsewhere(size, blocks) {
+        return None;
+    }
+    let view = Path::new(VIEWS).join(share);
+    // FUSE_SUPER_MAGIC: the view itself, not the empty folder it is mounted on.
+    let fuse = rustix::fs::statfs(&view).is_ok_and(|s| s.f_type == 0x6573_5546);
+    fuse.then_some(view)
 }
 
 impl Smb {
@@ -54,7 +73,7 @@ impl Smb {
         samba: Option<Samba>,
         directory: Arc<RwLock<Directory>>,
         places: Arc<DataPlaces>,
-        catalog: Option<crate::catalog::Feed>,
+        on_written: Option<OnWritten>,
     ) -> Arc<Self> {
         let smb = Arc::new(Self {
             core,
@@ -65,7 +84,7 @@ impl Smb {
             places,
             views: Mutex::default(),
             applying: Mutex::new(()),
-            catalog,
+            on_written,
         });
         let weak = Arc::downgrade(&smb);
         smb.core.on(move |event| {
@@ -169,9 +188,9 @@ impl Smb {
         if let Some((_, old)) = views.remove(name) {
             old.unmount();
         }
-        let on_written = self.catalog.clone().map(|feed| {
+        let on_written = self.on_written.clone().map(|tell| {
             let share: Arc<str> = name.into();
-            Arc::new(move |path: &str| feed.closed(&share, path)) as rushes_view::OnWritten
+            Arc::new(move |path: &str| tell(&share, path)) as rushes_view::OnWritten
         });
         let view = rushes_view::mount(
             name,

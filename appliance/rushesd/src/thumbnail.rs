@@ -53,6 +53,33 @@ pub enum ThumbError {
     Store { path: String, why: String },
 }
 
+/// The ffmpeg thumbnails are made with: Debian's, where it is installed (`rushesd
+/// host`), or the one the `ffmpeg` image extension carries (the appliance).
+#[derive(Debug, Clone)]
+pub struct Ffmpeg {
+    pub path: PathBuf,
+    /// `LD_LIBRARY_PATH` for it (an extension's libraries).
+    pub library_path: Option<String>,
+}
+
+impl Ffmpeg {
+    /// Debian's ffmpeg, installed the usual way.
+    const INSTALLED: &'static str = "/usr/bin/ffmpeg";
+
+    pub fn find() -> Option<Self> {
+        if Path::new(Self::INSTALLED).exists() {
+            return Some(Self {
+                path: Self::INSTALLED.into(),
+                library_path: None,
+            });
+        }
+        crate::extensions::program("ffmpeg", "usr/bin/ffmpeg").map(|p| Self {
+            path: p.path,
+            library_path: Some(p.library_path),
+        })
+    }
+}
+
 /// Where `clip`'s thumbnail of `kind` is kept, under `dir` (beside the share's index).
 pub fn cached_path(dir: &Path, clip: &Clip, kind: Kind) -> PathBuf {
     let hash = blake3::hash(clip.id().as_bytes()).to_hex();
@@ -63,7 +90,7 @@ pub fn cached_path(dir: &Path, clip: &Clip, kind: Kind) -> PathBuf {
 /// `clip`'s thumbnail of `kind`: the one kept in `dir` when it is newer than the clip,
 /// else made now and kept. `root` is the share's folder.
 pub fn get(
-    ffmpeg: &Path,
+    ffmpeg: &Ffmpeg,
     dir: &Path,
     root: &Path,
     clip: &Clip,
@@ -129,7 +156,7 @@ fn inputs(root: &Path, clip: &Clip, kind: Kind) -> Result<Vec<(PathBuf, f64)>, T
 }
 
 /// Run ffmpeg, confined, on `clip`'s picture.
-fn make(ffmpeg: &Path, root: &Path, clip: &Clip, kind: Kind) -> Result<Vec<u8>, ThumbError> {
+fn make(ffmpeg: &Ffmpeg, root: &Path, clip: &Clip, kind: Kind) -> Result<Vec<u8>, ThumbError> {
     let inputs = inputs(root, clip, kind)?;
     let failed = |why: String| ThumbError::Failed {
         path: clip.label(),
@@ -152,7 +179,7 @@ fn make(ffmpeg: &Path, root: &Path, clip: &Clip, kind: Kind) -> Result<Vec<u8>, 
         "--fsize=0",
     ])
     .args(["--nofile=64", "--core=0", "--"])
-    .arg(ffmpeg)
+    .arg(&ffmpeg.path)
     .args(["-nostdin", "-hide_banner", "-v", "error"])
     .args(["-filter_threads", "1", "-filter_complex_threads", "1"]);
     for (path, at) in &inputs {
@@ -180,6 +207,7 @@ fn make(ffmpeg: &Path, root: &Path, clip: &Clip, kind: Kind) -> Result<Vec<u8>, 
         .arg("pipe:1")
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
+        .envs(ffmpeg.library_path.iter().map(|l| ("LD_LIBRARY_PATH", l)))
         .current_dir("/")
         // std drops root's supplementary groups when it sets the uid.
         .uid(uid)

@@ -240,7 +240,11 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
                 (vec![], None)
             }
         };
-        let mut boot = false;
+        // The stick's own partitions, or an image extension (on the stick, or on a disk
+        // of its own with no partition table).
+        let of_the_stick =
+            |l: &str| l == "RUSHES-CFG" || l == "RUSHES-BOOT" || l.starts_with("RUSHES-X-");
+        let mut boot = prop(&props, "ID_FS_LABEL").is_some_and(of_the_stick);
         for part in &partitions {
             let part_dev = read(&base.join(part).join("dev")).unwrap_or_default();
             let pprops = udev_props(&roots.udev, &part_dev);
@@ -248,11 +252,7 @@ pub fn scan(roots: &Roots) -> Vec<Disk> {
                 prop(&pprops, "ID_PART_ENTRY_NAME"),
                 prop(&pprops, "ID_FS_LABEL"),
             ];
-            if labels
-                .iter()
-                .flatten()
-                .any(|l| *l == "RUSHES-CFG" || *l == "RUSHES-BOOT")
-            {
+            if labels.iter().flatten().any(|l| of_the_stick(l)) {
                 boot = true;
             }
         }
