@@ -392,22 +392,24 @@ impl Smb {
         if guard.as_ref().is_some_and(|(_, last)| *last == wanted) {
             return;
         }
-        // Withdraw everything and announce afresh: shares change rarely.
-        if let Some((daemon, last)) = guard.take() {
-            for (ty, instance, _, _) in &last {
-                let _ = daemon.unregister(&format!("{instance}.{ty}"));
-            }
-            let _ = daemon.shutdown();
-        }
-        let daemon = match mdns_sd::ServiceDaemon::new() {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start mDNS: Macs will not see the box in Finder");
-                return;
-            }
+        // One responder for the life of rushesd, told only what changed: a service
+        // withdrawn and announced again by a second responder could see the first one's
+        // goodbye arrive after its own announcement, and listeners drop it.
+        let (daemon, last) = match guard.take() {
+            Some(running) => running,
+            None => match mdns_sd::ServiceDaemon::new() {
+                Ok(d) => (d, Vec::new()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start mDNS: Macs will not see the box in Finder");
+                    return;
+                }
+            },
         };
+        for (ty, instance, _, _) in last.iter().filter(|a| !wanted.contains(a)) {
+            let _ = daemon.unregister(&format!("{instance}.{ty}"));
+        }
         let host_name = format!("{host}.local.");
-        for (ty, instance, port, txt) in &wanted {
+        for (ty, instance, port, txt) in wanted.iter().filter(|a| !last.contains(a)) {
             let props: Vec<(&str, &str)> =
                 txt.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let info = mdns_sd::ServiceInfo::new(ty, instance, &host_name, "", *port, &props[..])
