@@ -46,6 +46,11 @@ SCHEMATHESIS_VERSION := 4.32.5
 # RUSHES_EXTENSIONS=ffmpeg`); each is built beside it in out/extensions either way.
 RUSHES_EXTENSIONS ?=
 
+# moto's server (PyPI) is an S3 written apart from s3s, for the copies tests
+# (appliance/copies/tests/against_s3.rs); in its own venv, outside the checkout.
+MOTO_VENV ?= /var/cache/rushes-tools/moto
+MOTO_VERSION := 5.2.6
+
 # Downloaded Debian packages for the image live outside the checkout.
 RUSHES_CACHE ?= /var/cache/rushes-mkimage
 
@@ -76,6 +81,10 @@ deps:
 		echo "==> installing schemathesis $(SCHEMATHESIS_VERSION) from PyPI into $(SCHEMATHESIS_VENV)"; \
 		$(SUDO) mkdir -p $(dir $(SCHEMATHESIS_VENV)) && $(SUDO) /usr/bin/python3 -m venv $(SCHEMATHESIS_VENV) && \
 		$(SUDO) $(SCHEMATHESIS_VENV)/bin/pip install -q 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
+	@$(MOTO_VENV)/bin/pip show moto 2>/dev/null | grep -q '^Version: $(MOTO_VERSION)$$' || { \
+		echo "==> installing moto $(MOTO_VERSION) (its S3 server) from PyPI into $(MOTO_VENV)"; \
+		$(SUDO) mkdir -p $(dir $(MOTO_VENV)) && $(SUDO) /usr/bin/python3 -m venv $(MOTO_VENV) && \
+		$(SUDO) $(MOTO_VENV)/bin/pip install -q 'moto[server]==$(MOTO_VERSION)'; }
 
 build:
 	$(CARGO) build --workspace --bins
@@ -93,7 +102,8 @@ lint: deps
 # The end-to-end tests start target/debug/rushesd and boot out/rushes.img, so both are
 # built first.
 test: deps lint build image
-	RUSHES_SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis $(CARGO) nextest run --workspace --no-fail-fast
+	RUSHES_SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis RUSHES_MOTO=$(MOTO_VENV)/bin/moto_server \
+		$(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps
 	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage

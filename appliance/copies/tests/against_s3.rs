@@ -1,0 +1,287 @@
+//! Copies against an S3 server started by the test (s3s's file-system sample, `s3s-fs`,
+//! over HTTP with SigV4 signatures) and against a folder: a copy counts once read back
+//! and carries the file's facts; the audit finds an object changed or removed behind our
+//! back; wrong credentials are refused in words an admin can act on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rushes_copies::{Audit, CopyError, Secret, Store, Target, TargetKind};
+
+const ACCESS: &str = "rushes-test";
+const SECRET: &str = "rushes-test-secret";
+
+/// An S3 server on loopback keeping bucket `copies` under `root`.
+async fn s3_server(root: &Path) -> SocketAddr {
+    std::fs::create_dir_all(root.join("copies")).unwrap();
+    let fs = s3s_fs::FileSystem::new(root).unwrap();
+    let mut b = s3s::service::S3ServiceBuilder::new(fs);
+    b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS, SECRET));
+    let service = b.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let http =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        while let Ok((socket, _)) = listener.accept().await {
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    addr
+}
+
+fn s3_target(addr: SocketAddr, secret: &str) -> Target {
+    Target {
+        name: "onprem-s3".into(),
+        kind: TargetKind::S3 {
+            bucket: "copies".into(),
+            endpoint: Some(format!("http://{addr}")),
+            region: "us-east-1".into(),
+            access_key: ACCESS.into(),
+            secret_key: Secret::new(secret),
+        },
+    }
+}
+
+/// A file of `len` bytes that no two calls with other seeds share.
+fn media(dir: &Path, name: &str, len: usize, seed: u8) -> PathBuf {
+    let bytes: Vec<u8> = (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_to_s3_are_proven_carry_the_files_facts_and_are_audited() {
+    let server_root = tempfile::tempdir().unwrap();
+    let addr = s3_server(server_root.path()).await;
+    let store = Store::open(&s3_target(addr, SECRET)).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // One file sent in one request, one in parts (three of 8 MiB and the rest).
+    let small = media(files.path(), "A001C001.wav", 300_000, 1);
+    let big = media(files.path(), "A001C002.mov", (25 << 20) + 12_345, 2);
+    for (path, rel) in [(&small, "day1/A001C001.wav"), (&big, "day1/A001C002.mov")] {
+        let proof = store.put_verified("projects", rel, path).await.unwrap();
+        assert_eq!(proof.key, format!("projects/{rel}"));
+        assert!(proof.proven_at > 0);
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(proof.facts.size, bytes.len() as u64);
+        assert_eq!(
+            proof.facts.blake3,
+            blake3::hash(&bytes).to_hex().to_string()
+        );
+        // The server holds the same bytes under the share and path, as any tool sees it.
+        let held = server_root.path().join("copies/projects").join(rel);
+        assert_eq!(std::fs::read(&held).unwrap(), bytes, "{}", held.display());
+        // The file's facts travel as the object's metadata.
+        let facts = store.facts(&proof.key).await.unwrap().unwrap();
+        assert_eq!(facts, proof.facts);
+        assert_eq!(store.audit(&proof).await.unwrap(), Audit::Proven);
+    }
+    let proof = store
+        .put_verified("projects", "day1/A001C001.wav", &small)
+        .await
+        .unwrap();
+    // Behind our back: a byte of the object changed, then the object removed.
+    let held = server_root.path().join("copies/projects/day1/A001C001.wav");
+    let mut bytes = std::fs::read(&held).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&held, &bytes).unwrap();
+    match store.audit(&proof).await.unwrap() {
+        Audit::Changed(why) => assert!(why.contains("hash"), "{why}"),
+        other => panic!("a changed object audited as {other:?}"),
+    }
+    std::fs::remove_file(&held).unwrap();
+    assert_eq!(store.audit(&proof).await.unwrap(), Audit::Missing);
+}
+
+/// A file an editor is still writing is not copied: its bytes changed between the hash
+/// and the upload, and the target keeps nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_to_while_it_is_copied_is_not_counted_and_leaves_nothing() {
+    use std::os::unix::fs::FileExt;
+    let server_root = tempfile::tempdir().unwrap();
+    let addr = s3_server(server_root.path()).await;
+    let store = Store::open(&s3_target(addr, SECRET)).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let clip = media(files.path(), "D001C001.mov", 24 << 20, 8);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (clip, stop) = (clip.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&clip).unwrap();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_at(&i.to_le_bytes(), (i * 4099) % (24 << 20))
+                    .unwrap();
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let e = store
+        .put_verified("projects", "D001C001.mov", &clip)
+        .await
+        .unwrap_err();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(matches!(e, CopyError::Changed { .. }), "{e:?}");
+    assert!(e.to_string().contains("copied again later"), "{e}");
+    assert!(!server_root
+        .path()
+        .join("copies/projects/D001C001.mov")
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_refused_in_words_an_admin_can_act_on() {
+    let server_root = tempfile::tempdir().unwrap();
+    let addr = s3_server(server_root.path()).await;
+    let store = Store::open(&s3_target(addr, "not-the-secret")).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let clip = media(files.path(), "A002C001.mov", 4096, 3);
+    let e = store
+        .put_verified("projects", "A002C001.mov", &clip)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CopyError::Refused { .. }), "{e:?}");
+    let said = e.to_string();
+    assert!(
+        said.contains("onprem-s3 refused our credentials")
+            && said.contains("access key and secret"),
+        "{said}"
+    );
+    assert!(!said.contains("not-the-secret"), "{said}");
+    // Nothing was stored.
+    assert!(!server_root.path().join("copies/projects").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_to_a_folder_keep_their_facts_beside_them() {
+    let tape = tempfile::tempdir().unwrap();
+    let store = Store::open(&Target {
+        name: "ltfs".into(),
+        kind: TargetKind::Folder {
+            path: tape.path().to_path_buf(),
+        },
+    })
+    .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let clip = media(files.path(), "B001C001.mxf", (9 << 20) + 7, 4);
+    let proof = store
+        .put_verified("archive", "2026/B001C001.mxf", &clip)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(tape.path().join("archive/2026/B001C001.mxf")).unwrap(),
+        std::fs::read(&clip).unwrap()
+    );
+    assert_eq!(store.facts(&proof.key).await.unwrap().unwrap(), proof.facts);
+    assert_eq!(store.audit(&proof).await.unwrap(), Audit::Proven);
+    std::fs::write(tape.path().join("archive/2026/B001C001.mxf"), b"short").unwrap();
+    match store.audit(&proof).await.unwrap() {
+        Audit::Changed(why) => assert!(why.contains("5 bytes"), "{why}"),
+        other => panic!("a truncated copy audited as {other:?}"),
+    }
+}
+
+/// moto's S3 server (PyPI; `make deps` installs it), on a port of its own, until dropped.
+struct Moto {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let bin = std::env::var("RUSHES_MOTO")
+            .unwrap_or_else(|_| "/var/cache/rushes-tools/moto/bin/moto_server".into());
+        assert!(
+            Path::new(&bin).exists(),
+            "{bin} is missing: `make deps` installs moto's server"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, addr }
+    }
+
+    /// A plain, unsigned request, as a client behind our back would make it (moto does
+    /// not check signatures): the status line of the answer.
+    fn plain(&self, method: &str, path: &str, body: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same copies against a second S3 written apart from s3s: moto's server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_to_motos_s3_are_proven_and_an_object_replaced_behind_our_back_is_found() {
+    let moto = Moto::start();
+    assert!(
+        moto.plain("PUT", "/copies", b"").contains("200"),
+        "bucket made"
+    );
+    let store = Store::open(&s3_target(moto.addr, SECRET)).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let small = media(files.path(), "C001C001.wav", 70_000, 5);
+    let big = media(files.path(), "C001C002.mov", (17 << 20) + 3, 6);
+    let mut proofs = Vec::new();
+    for (path, rel) in [(&small, "C001C001.wav"), (&big, "reel/C001C002.mov")] {
+        let proof = store.put_verified("dailies", rel, path).await.unwrap();
+        assert_eq!(store.facts(&proof.key).await.unwrap().unwrap(), proof.facts);
+        assert_eq!(store.audit(&proof).await.unwrap(), Audit::Proven);
+        proofs.push(proof);
+    }
+    // Replaced by another upload to the same key (another box, another tool), then
+    // removed.
+    let other = media(files.path(), "other.wav", 70_000, 7);
+    store
+        .put_verified("dailies", "C001C001.wav", &other)
+        .await
+        .unwrap();
+    match store.audit(&proofs[0]).await.unwrap() {
+        Audit::Changed(why) => assert!(why.contains("blake3"), "{why}"),
+        other => panic!("a replaced object audited as {other:?}"),
+    }
+    store.remove(&proofs[1].key).await.unwrap();
+    assert_eq!(store.audit(&proofs[1]).await.unwrap(), Audit::Missing);
+}
