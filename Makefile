@@ -46,10 +46,14 @@ SCHEMATHESIS_VERSION := 4.32.5
 # RUSHES_EXTENSIONS=ffmpeg`); each is built beside it in out/extensions either way.
 RUSHES_EXTENSIONS ?=
 
-# moto's server (PyPI) is an S3 written apart from s3s, for the copies tests
-# (appliance/copies/tests/against_s3.rs); in its own venv, outside the checkout.
+# The copies tests' targets (appliance/copies/tests/against_targets.rs), outside the
+# checkout: moto's server (PyPI), an S3 written apart from s3s, with Microsoft's Python
+# client for Azure Storage in the same venv; and Azurite (npm), Microsoft's emulator.
 MOTO_VENV ?= /var/cache/rushes-tools/moto
 MOTO_VERSION := 5.2.6
+AZURE_BLOB_VERSION := 12.31.1
+AZURITE_DIR ?= /var/cache/rushes-tools/azurite
+AZURITE_VERSION := 3.37.0
 
 # Downloaded Debian packages for the image live outside the checkout.
 RUSHES_CACHE ?= /var/cache/rushes-mkimage
@@ -81,10 +85,15 @@ deps:
 		echo "==> installing schemathesis $(SCHEMATHESIS_VERSION) from PyPI into $(SCHEMATHESIS_VENV)"; \
 		$(SUDO) mkdir -p $(dir $(SCHEMATHESIS_VENV)) && $(SUDO) /usr/bin/python3 -m venv $(SCHEMATHESIS_VENV) && \
 		$(SUDO) $(SCHEMATHESIS_VENV)/bin/pip install -q 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
-	@$(MOTO_VENV)/bin/pip show moto 2>/dev/null | grep -q '^Version: $(MOTO_VERSION)$$' || { \
-		echo "==> installing moto $(MOTO_VERSION) (its S3 server) from PyPI into $(MOTO_VENV)"; \
+	@$(MOTO_VENV)/bin/pip show moto azure-storage-blob 2>/dev/null | grep '^Version:' | tr '\n' ' ' | grep -q '^Version: $(MOTO_VERSION) Version: $(AZURE_BLOB_VERSION) $$' || { \
+		echo "==> installing moto $(MOTO_VERSION) and azure-storage-blob $(AZURE_BLOB_VERSION) from PyPI into $(MOTO_VENV)"; \
 		$(SUDO) mkdir -p $(dir $(MOTO_VENV)) && $(SUDO) /usr/bin/python3 -m venv $(MOTO_VENV) && \
-		$(SUDO) $(MOTO_VENV)/bin/pip install -q 'moto[server]==$(MOTO_VERSION)'; }
+		$(SUDO) $(MOTO_VENV)/bin/pip install -q 'moto[server]==$(MOTO_VERSION)' 'azure-storage-blob==$(AZURE_BLOB_VERSION)'; }
+	@command -v npm >/dev/null || { echo "==> installing Node.js and npm (Debian)"; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+	@[ -x $(AZURITE_DIR)/node_modules/.bin/azurite-blob ] && grep -q '"version": "$(AZURITE_VERSION)"' $(AZURITE_DIR)/node_modules/azurite/package.json || { \
+		echo "==> installing Azurite $(AZURITE_VERSION) from npm into $(AZURITE_DIR)"; \
+		$(SUDO) mkdir -p $(AZURITE_DIR) && $(SUDO) npm install --prefix $(AZURITE_DIR) --no-audit --no-fund --silent 'azurite@$(AZURITE_VERSION)'; }
 
 build:
 	$(CARGO) build --workspace --bins
@@ -103,6 +112,7 @@ lint: deps
 # built first.
 test: deps lint build image
 	RUSHES_SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis RUSHES_MOTO=$(MOTO_VENV)/bin/moto_server \
+		RUSHES_AZURITE=$(AZURITE_DIR)/node_modules/.bin/azurite-blob \
 		$(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps

@@ -242,7 +242,7 @@ impl Store {
         if self.metadata {
             let said = got
                 .attributes
-                .get(&Attribute::Metadata("rushes-blake3".into()))
+                .get(&Attribute::Metadata("rushesblake3".into()))
                 .map(|v| v.to_string());
             if said.as_deref() != Some(proof.facts.blake3.as_str()) {
                 return Ok(Audit::Changed(format!(
@@ -323,25 +323,27 @@ impl Store {
         Ok((|| {
             Some(FileFacts {
                 size: got.meta.size,
-                mode: u32::try_from(num("rushes-mode")?).ok()?,
-                uid: u32::try_from(num("rushes-uid")?).ok()?,
-                gid: u32::try_from(num("rushes-gid")?).ok()?,
-                mtime_ns: get("rushes-mtime-ns")?.parse().ok()?,
-                blake3: get("rushes-blake3")?,
+                mode: u32::try_from(num("rushesmode")?).ok()?,
+                uid: u32::try_from(num("rushesuid")?).ok()?,
+                gid: u32::try_from(num("rushesgid")?).ok()?,
+                mtime_ns: get("rushesmtimens")?.parse().ok()?,
+                blake3: get("rushesblake3")?,
             })
         })())
     }
 }
 
-/// The file's facts as object metadata (`x-amz-meta-rushes-*` on S3).
+/// The file's facts as object metadata (`x-amz-meta-rushes…` on S3). Names are letters
+/// and digits only: Azure takes C# identifiers (no `-`), and proxies drop headers with
+/// `_`.
 fn attributes(facts: &FileFacts) -> Attributes {
     let mut a = Attributes::new();
     for (k, v) in [
-        ("rushes-blake3", facts.blake3.clone()),
-        ("rushes-mode", facts.mode.to_string()),
-        ("rushes-uid", facts.uid.to_string()),
-        ("rushes-gid", facts.gid.to_string()),
-        ("rushes-mtime-ns", facts.mtime_ns.to_string()),
+        ("rushesblake3", facts.blake3.clone()),
+        ("rushesmode", facts.mode.to_string()),
+        ("rushesuid", facts.uid.to_string()),
+        ("rushesgid", facts.gid.to_string()),
+        ("rushesmtimens", facts.mtime_ns.to_string()),
     ] {
         a.insert(Attribute::Metadata(k.into()), v.into());
     }

@@ -48,11 +48,14 @@ pub enum TargetKind {
         bucket: String,
         service_account_key: Secret,
     },
-    /// Azure Blob storage.
+    /// Azure Blob storage (`endpoint` for a private or emulated one:
+    /// `http://host:10000/ACCOUNT`).
     Azure {
         account: String,
         container: String,
         access_key: Secret,
+        #[serde(default)]
+        endpoint: Option<String>,
     },
     /// A folder: an LTFS tape, a gateway's mount, another disk.
     Folder { path: PathBuf },
@@ -117,17 +120,19 @@ impl Target {
                 account,
                 container,
                 access_key,
-            } => (
-                Arc::new(
-                    object_store::azure::MicrosoftAzureBuilder::new()
-                        .with_account(account)
-                        .with_container_name(container)
-                        .with_access_key(access_key.expose())
-                        .build()
-                        .map_err(bad)?,
-                ),
-                true,
-            ),
+                endpoint,
+            } => {
+                let mut b = object_store::azure::MicrosoftAzureBuilder::new()
+                    .with_account(account)
+                    .with_container_name(container)
+                    .with_access_key(access_key.expose());
+                if let Some(endpoint) = endpoint {
+                    b = b
+                        .with_endpoint(endpoint.clone())
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                (Arc::new(b.build().map_err(bad)?), true)
+            }
             TargetKind::Folder { path } => {
                 if !path.is_dir() {
                     return Err(CopyError::Config {

@@ -1,7 +1,9 @@
-//! Copies against an S3 server started by the test (s3s's file-system sample, `s3s-fs`,
-//! over HTTP with SigV4 signatures) and against a folder: a copy counts once read back
-//! and carries the file's facts; the audit finds an object changed or removed behind our
-//! back; wrong credentials are refused in words an admin can act on.
+//! Copies against real targets started by the tests: two S3 servers written apart
+//! (s3s's file-system sample, `s3s-fs`, in this process with SigV4 signatures, and
+//! moto's server from PyPI), Microsoft's Azure Storage emulator (Azurite, from npm) and a
+//! folder. A copy counts once read back and carries the file's facts; the audit finds a
+//! copy changed, replaced or removed behind our back; a file written to while it is
+//! copied is not counted; wrong credentials are refused in words an admin can act on.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -284,4 +286,137 @@ async fn copies_to_motos_s3_are_proven_and_an_object_replaced_behind_our_back_is
     }
     store.remove(&proofs[1].key).await.unwrap();
     assert_eq!(store.audit(&proofs[1]).await.unwrap(), Audit::Missing);
+}
+
+/// Azurite's well-known development account and key.
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Microsoft's Azure Storage emulator (npm's azurite; `make deps` installs it), its blob
+/// service on a port of its own, until dropped.
+struct Azurite {
+    child: std::process::Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Azurite {
+    fn start() -> Self {
+        let bin = std::env::var("RUSHES_AZURITE").unwrap_or_else(|_| {
+            "/var/cache/rushes-tools/azurite/node_modules/.bin/azurite-blob".into()
+        });
+        assert!(
+            Path::new(&bin).exists(),
+            "{bin} is missing: `make deps` installs Azurite"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(&bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--silent", "--skipApiVersionCheck", "--location"])
+            .arg(data.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Azurite did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self {
+            child,
+            port,
+            _data: data,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
+    }
+
+    /// Run Microsoft's own Python client (azure-storage-blob, beside moto in its venv)
+    /// against the emulator: `script` gets `svc`, a BlobServiceClient.
+    fn python(&self, script: &str) -> String {
+        let python = std::env::var("RUSHES_MOTO")
+            .map(|m| Path::new(&m).with_file_name("python"))
+            .unwrap_or_else(|_| "/var/cache/rushes-tools/moto/bin/python".into());
+        let conn = format!(
+            "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={};",
+            self.endpoint()
+        );
+        let out = std::process::Command::new(python)
+            .arg("-c")
+            .arg(format!(
+                "from azure.storage.blob import BlobServiceClient\nsvc = BlobServiceClient.from_connection_string({conn:?})\n{script}"
+            ))
+            .output()
+            .expect("python from the venv `make deps` makes");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Azure Blob, against Azurite: copies proven with their facts as blob metadata, which
+/// Microsoft's own client reads back; a blob overwritten by that client is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_to_azure_blob_are_proven_and_readable_by_microsofts_client() {
+    let azurite = Azurite::start();
+    azurite.python("svc.create_container('copies')");
+    let store = Store::open(&Target {
+        name: "azure".into(),
+        kind: TargetKind::Azure {
+            account: AZURITE_ACCOUNT.into(),
+            container: "copies".into(),
+            access_key: Secret::new(AZURITE_KEY),
+            endpoint: Some(azurite.endpoint()),
+        },
+    })
+    .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let small = media(files.path(), "E001C001.wav", 50_000, 9);
+    let big = media(files.path(), "E001C002.mov", (18 << 20) + 5, 10);
+    let mut proofs = Vec::new();
+    for (path, rel) in [(&small, "E001C001.wav"), (&big, "day2/E001C002.mov")] {
+        let proof = store.put_verified("grading", rel, path).await.unwrap();
+        assert_eq!(store.facts(&proof.key).await.unwrap().unwrap(), proof.facts);
+        assert_eq!(store.audit(&proof).await.unwrap(), Audit::Proven);
+        proofs.push(proof);
+    }
+    // Microsoft's client sees the blob under the share and path, with our metadata.
+    let seen = azurite.python(
+        "b = svc.get_blob_client('copies', 'grading/day2/E001C002.mov')\n\
+         p = b.get_blob_properties()\n\
+         print(p.size, p.metadata.get('rushesblake3'))",
+    );
+    assert_eq!(
+        seen.trim(),
+        format!("{} {}", proofs[1].facts.size, proofs[1].facts.blake3)
+    );
+    azurite.python(
+        "svc.get_blob_client('copies', 'grading/E001C001.wav').upload_blob(b'other bytes', overwrite=True)",
+    );
+    assert!(matches!(
+        store.audit(&proofs[0]).await.unwrap(),
+        Audit::Changed(_)
+    ));
 }
