@@ -789,3 +789,142 @@ fn rate_rules_in_the_managed_config_are_used_kept_and_a_bad_one_does_not_stop_se
         "the alerts say what is wrong: {current:?} {alerts:?}"
     );
 }
+
+/// `rushesctl --socket SOCK ARGS…` with `input` on its standard input: (output, success).
+fn rushesctl_with_input(sock: &Path, args: &[&str], input: &str) -> (String, bool) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(rushes_tests::workspace_bin("rushesctl"))
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        out.status.success(),
+    )
+}
+
+/// Every regular file under `dir`.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn copy_targets_keep_their_secrets_sealed_and_a_check_says_whether_copies_can_go() {
+    const SECRET: &str = "wJalrXUtnFEMI-K7MDENG-very-secret";
+    let state = tempfile::tempdir().unwrap();
+    let (_server, c) = start(state.path());
+    let sock = state.path().join("api.sock");
+    // An S3 target whose store is not there, its secret typed on standard input.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{closed}");
+    let set_wasabi = |more: &[&str], input: &str| {
+        let mut args = vec!["target", "set", "wasabi", "--s3", "rushes-copies"];
+        args.extend(["--endpoint", &endpoint, "--access-key", "AKIAEXAMPLE"]);
+        args.extend(more);
+        rushesctl_with_input(&sock, &args, input)
+    };
+    let (out, ok) = set_wasabi(&["--secret-stdin"], &format!("{SECRET}\n"));
+    assert!(ok, "{out}");
+    let list: Vec<rushes_api::TargetView> = c.get("/v1/targets").unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].has_secret, "{list:?}");
+    // The secret is nowhere in the clear: not in the API's answers, not in rushes.toml,
+    // not in any file rushesd keeps.
+    let raw = c.raw("GET", "/v1/targets", None).unwrap();
+    assert!(!String::from_utf8_lossy(&raw.body).contains(SECRET));
+    let config = std::fs::read_to_string(state.path().join("rushes.toml")).unwrap();
+    assert!(
+        config.contains("[[target]]") && config.contains("AKIAEXAMPLE"),
+        "{config}"
+    );
+    for file in files_under(state.path()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(SECRET),
+            "{} holds the secret",
+            file.display()
+        );
+    }
+    // Checked: the store is not there, and the check says so without the secret.
+    let (out, ok) = rushesctl_with_input(&sock, &["target", "check", "wasabi"], "");
+    assert!(!ok, "{out}");
+    assert!(out.contains("target wasabi is not usable"), "{out}");
+    assert!(!out.contains(SECRET), "{out}");
+    // Changed without a secret: the one kept stays.
+    let (out, ok) = set_wasabi(&["--region", "eu-central-1"], "");
+    assert!(ok, "{out}");
+    let list: Vec<rushes_api::TargetView> = c.get("/v1/targets").unwrap();
+    assert!(list[0].has_secret, "{list:?}");
+    // A folder, checked: a copy put there, read back and removed, nothing left behind.
+    let tape = tempfile::tempdir().unwrap();
+    let (out, ok) = rushesctl_with_input(
+        &sock,
+        &[
+            "target",
+            "set",
+            "tape",
+            "--folder",
+            tape.path().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    let check: rushes_api::TargetCheck = c.post("/v1/targets/tape/check", &()).unwrap();
+    assert!(check.ok, "{check:?}");
+    assert!(
+        files_under(tape.path()).is_empty(),
+        "{:?}",
+        files_under(tape.path())
+    );
+    // Refused: a new S3 target without its secret, a name that is not one.
+    let (status, _, message) = refused(
+        &c,
+        "PUT",
+        "/v1/targets/aws",
+        r#"{"kind":"s3","bucket":"b","access_key":"AK"}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(message.contains("needs its secret"), "{message}");
+    let (status, _, _) = refused(
+        &c,
+        "PUT",
+        "/v1/targets/no%20spaces",
+        r#"{"kind":"folder","path":"/mnt"}"#,
+    );
+    assert_eq!(status, 400);
+    // Removed, with its secret.
+    c.send::<()>("DELETE", "/v1/targets/wasabi", None).unwrap();
+    let sealed = std::fs::read_to_string(state.path().join("targets.sealed")).unwrap();
+    assert!(!sealed.contains("wasabi"), "{sealed}");
+    let (status, _, _) = refused(&c, "POST", "/v1/targets/wasabi/check", "null");
+    assert_eq!(status, 404);
+}

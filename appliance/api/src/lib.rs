@@ -10,11 +10,13 @@ pub mod client;
 mod fabrics;
 pub mod media;
 mod raid;
+mod targets;
 pub mod units;
 
 pub use client::{Client, ClientError};
 pub use fabrics::*;
 pub use raid::RaidLevel;
+pub use targets::*;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

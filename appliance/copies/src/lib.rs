@@ -8,8 +8,9 @@
 mod store;
 mod target;
 
+pub use rushes_api::TargetPlace;
 pub use store::{Audit, FileFacts, Proof, Store};
-pub use target::{Secret, Target, TargetKind};
+pub use target::{Secret, Target};
 
 /// What went wrong with a target, in words an admin can act on.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,9 @@
 //! A target as `rushes.toml` names it, and the object store it opens.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
+use rushes_api::TargetPlace;
 use serde::{Deserialize, Serialize};
 
 use crate::CopyError;
@@ -29,48 +29,13 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Where copies go.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum TargetKind {
-    /// AWS S3 or any S3-compatible store (`endpoint` for those, path-style requests).
-    S3 {
-        bucket: String,
-        #[serde(default)]
-        endpoint: Option<String>,
-        #[serde(default = "default_region")]
-        region: String,
-        access_key: String,
-        secret_key: Secret,
-    },
-    /// Google Cloud Storage, with a service account's JSON key.
-    Gcs {
-        bucket: String,
-        service_account_key: Secret,
-    },
-    /// Azure Blob storage (`endpoint` for a private or emulated one:
-    /// `http://host:10000/ACCOUNT`).
-    Azure {
-        account: String,
-        container: String,
-        access_key: Secret,
-        #[serde(default)]
-        endpoint: Option<String>,
-    },
-    /// A folder: an LTFS tape, a gateway's mount, another disk.
-    Folder { path: PathBuf },
-}
-
-fn default_region() -> String {
-    "us-east-1".into()
-}
-
-/// A target: its name and where it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A target: its name, where it is, and its secret (S3's secret key, Azure's access
+/// key, GCS's service account JSON; a folder has none).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub name: String,
-    #[serde(flatten)]
-    pub kind: TargetKind,
+    pub place: TargetPlace,
+    pub secret: Option<Secret>,
 }
 
 impl Target {
@@ -82,19 +47,30 @@ impl Target {
             target: self.name.clone(),
             why: e.to_string(),
         };
-        Ok(match &self.kind {
-            TargetKind::S3 {
+        let secret = || {
+            self.secret
+                .as_ref()
+                .map(Secret::expose)
+                .ok_or_else(|| CopyError::Config {
+                    target: self.name.clone(),
+                    why: "it has no secret: set one (rushesctl target set NAME ... --secret-stdin)"
+                        .into(),
+                })
+        };
+        Ok(match &self.place {
+            TargetPlace::S3 {
                 bucket,
                 endpoint,
                 region,
                 access_key,
-                secret_key,
             } => {
                 let mut b = object_store::aws::AmazonS3Builder::new()
+                    .with_client_options(client_options())
+                    .with_retry(retries())
                     .with_bucket_name(bucket)
                     .with_region(region)
                     .with_access_key_id(access_key)
-                    .with_secret_access_key(secret_key.expose());
+                    .with_secret_access_key(secret()?);
                 if let Some(endpoint) = endpoint {
                     b = b
                         .with_endpoint(endpoint)
@@ -103,29 +79,29 @@ impl Target {
                 }
                 (Arc::new(b.build().map_err(bad)?), true)
             }
-            TargetKind::Gcs {
-                bucket,
-                service_account_key,
-            } => (
+            TargetPlace::Gcs { bucket } => (
                 Arc::new(
                     object_store::gcp::GoogleCloudStorageBuilder::new()
+                        .with_client_options(client_options())
+                        .with_retry(retries())
                         .with_bucket_name(bucket)
-                        .with_service_account_key(service_account_key.expose())
+                        .with_service_account_key(secret()?)
                         .build()
                         .map_err(bad)?,
                 ),
                 true,
             ),
-            TargetKind::Azure {
+            TargetPlace::Azure {
                 account,
                 container,
-                access_key,
                 endpoint,
             } => {
                 let mut b = object_store::azure::MicrosoftAzureBuilder::new()
+                    .with_client_options(client_options())
+                    .with_retry(retries())
                     .with_account(account)
                     .with_container_name(container)
-                    .with_access_key(access_key.expose());
+                    .with_access_key(secret()?);
                 if let Some(endpoint) = endpoint {
                     b = b
                         .with_endpoint(endpoint.clone())
@@ -133,7 +109,8 @@ impl Target {
                 }
                 (Arc::new(b.build().map_err(bad)?), true)
             }
-            TargetKind::Folder { path } => {
+            TargetPlace::Folder { path } => {
+                let path = std::path::Path::new(path);
                 if !path.is_dir() {
                     return Err(CopyError::Config {
                         target: self.name.clone(),
@@ -148,6 +125,20 @@ impl Target {
                 )
             }
         })
+    }
+}
+
+/// A store that does not answer is given up on in seconds, not minutes: a check from
+/// the API waits for it, and copies are tried again at the next reconcile anyway.
+fn client_options() -> object_store::ClientOptions {
+    object_store::ClientOptions::new().with_connect_timeout(std::time::Duration::from_secs(5))
+}
+
+fn retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
     }
 }
 
@@ -167,32 +158,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_read_from_toml_and_never_show_their_secrets() {
-        let t: Target = toml_like(
-            r#"{"name":"wasabi","kind":"s3","bucket":"rushes","endpoint":"https://s3.wasabisys.com","access_key":"AK","secret_key":"SK-very-secret"}"#,
-        );
-        assert_eq!(t.name, "wasabi");
+    fn a_target_never_shows_its_secret() {
+        let t = Target {
+            name: "wasabi".into(),
+            place: TargetPlace::S3 {
+                bucket: "rushes".into(),
+                endpoint: Some("https://s3.wasabisys.com".into()),
+                region: "us-east-1".into(),
+                access_key: "AK".into(),
+            },
+            secret: Some(Secret::new("SK-very-secret")),
+        };
         let shown = format!("{t:?}");
         assert!(!shown.contains("SK-very-secret"), "{shown}");
-        let TargetKind::S3 { region, .. } = &t.kind else {
-            panic!("{t:?}")
-        };
-        assert_eq!(region, "us-east-1");
-        let e = serde_json::from_str::<Target>(r#"{"name":"x","kind":"ftp"}"#).unwrap_err();
-        assert!(e.to_string().contains("unknown variant"), "{e}");
-    }
-
-    fn toml_like(json: &str) -> Target {
-        serde_json::from_str(json).unwrap()
+        let mut no_secret = t.clone();
+        no_secret.secret = None;
+        let e = no_secret.open().err().unwrap();
+        assert!(e.to_string().contains("it has no secret"), "{e}");
     }
 
     #[test]
     fn a_folder_that_is_not_there_is_refused_with_its_path() {
         let t = Target {
             name: "tape".into(),
-            kind: TargetKind::Folder {
+            place: TargetPlace::Folder {
                 path: "/nonexistent/ltfs".into(),
             },
+            secret: None,
         };
         let e = t.open().err().unwrap();
         assert!(

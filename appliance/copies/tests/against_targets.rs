@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use rushes_copies::{Audit, CopyError, Secret, Store, Target, TargetKind};
+use rushes_copies::{Audit, CopyError, Secret, Store, Target, TargetPlace};
 
 const ACCESS: &str = "rushes-test";
 const SECRET: &str = "rushes-test-secret";
@@ -40,13 +40,13 @@ async fn s3_server(root: &Path) -> SocketAddr {
 fn s3_target(addr: SocketAddr, secret: &str) -> Target {
     Target {
         name: "onprem-s3".into(),
-        kind: TargetKind::S3 {
+        place: TargetPlace::S3 {
             bucket: "copies".into(),
             endpoint: Some(format!("http://{addr}")),
             region: "us-east-1".into(),
             access_key: ACCESS.into(),
-            secret_key: Secret::new(secret),
         },
+        secret: Some(Secret::new(secret)),
     }
 }
 
@@ -170,9 +170,10 @@ async fn copies_to_a_folder_keep_their_facts_beside_them() {
     let tape = tempfile::tempdir().unwrap();
     let store = Store::open(&Target {
         name: "ltfs".into(),
-        kind: TargetKind::Folder {
-            path: tape.path().to_path_buf(),
+        place: TargetPlace::Folder {
+            path: tape.path().display().to_string(),
         },
+        secret: None,
     })
     .unwrap();
     let files = tempfile::tempdir().unwrap();
@@ -384,12 +385,12 @@ async fn copies_to_azure_blob_are_proven_and_readable_by_microsofts_client() {
     azurite.python("svc.create_container('copies')");
     let store = Store::open(&Target {
         name: "azure".into(),
-        kind: TargetKind::Azure {
+        place: TargetPlace::Azure {
             account: AZURITE_ACCOUNT.into(),
             container: "copies".into(),
-            access_key: Secret::new(AZURITE_KEY),
             endpoint: Some(azurite.endpoint()),
         },
+        secret: Some(Secret::new(AZURITE_KEY)),
     })
     .unwrap();
     let files = tempfile::tempdir().unwrap();

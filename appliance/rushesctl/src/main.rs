@@ -92,6 +92,10 @@ enum Cmd {
     /// Add, change or remove NFS rate rules: caps and playback reservations.
     #[command(subcommand)]
     Rate(RateCmd),
+    /// Where copies can go: S3 and S3-compatible stores, Google Cloud Storage, Azure
+    /// Blob, a folder (an LTFS tape, a gateway's mount).
+    #[command(subcommand)]
+    Target(TargetCmd),
     /// Search the media catalog: every file of every share, with its clip's codec,
     /// picture, rate, timecode, reel, camera and sound fields.
     #[command(
@@ -647,6 +651,50 @@ enum RateCmd {
     },
     /// Remove a rule; its clients go back to best effort at once.
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum TargetCmd {
+    /// The targets copies can go to (their secrets are never shown).
+    List,
+    /// Add a target or change it. Its secret (S3's secret key, Azure's access key, GCS's
+    /// service account JSON) is read from standard input, so it stays out of the
+    /// shell's history and the process list; when changing a target, leave out
+    /// --secret-stdin to keep the one it has.
+    #[command(
+        after_help = "Examples:\n  rushesctl target set wasabi --s3 rushes-copies --endpoint https://s3.eu-central-1.wasabisys.com --region eu-central-1 --access-key AKIA... --secret-stdin\n  rushesctl target set aws --s3 rushes-copies --region eu-west-2 --access-key AKIA... --secret-stdin\n  rushesctl target set blob --azure facilityacct/rushes --secret-stdin\n  rushesctl target set gcs --gcs rushes-copies --secret-stdin < service-account.json\n  rushesctl target set tape --folder /mnt/ltfs"
+    )]
+    Set {
+        name: String,
+        /// An S3 (or S3-compatible) bucket.
+        #[arg(long, value_name = "BUCKET", group = "kind")]
+        s3: Option<String>,
+        /// A Google Cloud Storage bucket.
+        #[arg(long, value_name = "BUCKET", group = "kind")]
+        gcs: Option<String>,
+        /// An Azure Blob account and container.
+        #[arg(long, value_name = "ACCOUNT/CONTAINER", group = "kind")]
+        azure: Option<String>,
+        /// A folder on the box (an LTFS tape, a gateway's mount).
+        #[arg(long, value_name = "PATH", group = "kind")]
+        folder: Option<String>,
+        /// The store's URL, for S3-compatible stores and private Azure endpoints.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The S3 region.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// The S3 access key id.
+        #[arg(long)]
+        access_key: Option<String>,
+        /// Read the secret from standard input.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Remove a target (copies already on it stay there).
+    Delete { name: String },
+    /// Put a small object on the target, read it back and remove it.
+    Check { name: String },
 }
 
 #[derive(Subcommand)]
@@ -1326,6 +1374,124 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 out(&format!(
                     "rate rule {name} removed; its clients are best effort now\n"
                 ));
+            }
+        },
+        Cmd::Target(cmd) => match cmd {
+            TargetCmd::List => {
+                let targets: Vec<api::TargetView> = c.get("/v1/targets")?;
+                if cli.json {
+                    json(&targets);
+                } else {
+                    let rows: Vec<Vec<String>> = targets
+                        .iter()
+                        .map(|t| {
+                            let (kind, place) = match &t.place {
+                                api::TargetPlace::S3 {
+                                    bucket, endpoint, ..
+                                } => (
+                                    "s3",
+                                    match endpoint {
+                                        Some(e) => format!("{bucket} at {e}"),
+                                        None => bucket.clone(),
+                                    },
+                                ),
+                                api::TargetPlace::Gcs { bucket } => ("gcs", bucket.clone()),
+                                api::TargetPlace::Azure {
+                                    account, container, ..
+                                } => ("azure", format!("{account}/{container}")),
+                                api::TargetPlace::Folder { path } => ("folder", path.clone()),
+                            };
+                            vec![
+                                t.name.clone(),
+                                kind.to_string(),
+                                place,
+                                if t.has_secret { "kept" } else { "-" }.to_string(),
+                            ]
+                        })
+                        .collect();
+                    out(&table(&["TARGET", "KIND", "WHERE", "SECRET"], &rows));
+                }
+            }
+            TargetCmd::Set {
+                name,
+                s3,
+                gcs,
+                azure,
+                folder,
+                endpoint,
+                region,
+                access_key,
+                secret_stdin,
+            } => {
+                let usage = |why: &str| {
+                    ClientError::Protocol(format!("{why} (rushesctl target set --help shows how)"))
+                };
+                let place = if let Some(bucket) = s3 {
+                    api::TargetPlace::S3 {
+                        bucket: bucket.clone(),
+                        endpoint: endpoint.clone(),
+                        region: region.clone(),
+                        access_key: access_key
+                            .clone()
+                            .ok_or_else(|| usage("an S3 target needs --access-key"))?,
+                    }
+                } else if let Some(bucket) = gcs {
+                    api::TargetPlace::Gcs {
+                        bucket: bucket.clone(),
+                    }
+                } else if let Some(at) = azure {
+                    let (account, container) = at
+                        .split_once('/')
+                        .ok_or_else(|| usage("give --azure as ACCOUNT/CONTAINER"))?;
+                    api::TargetPlace::Azure {
+                        account: account.into(),
+                        container: container.into(),
+                        endpoint: endpoint.clone(),
+                    }
+                } else if let Some(path) = folder {
+                    api::TargetPlace::Folder { path: path.clone() }
+                } else {
+                    return Err(usage(
+                        "say what kind of target: --s3, --gcs, --azure or --folder",
+                    ));
+                };
+                let secret = if *secret_stdin {
+                    let text = std::io::read_to_string(std::io::stdin()).map_err(|e| {
+                        ClientError::Protocol(format!("cannot read the secret: {e}"))
+                    })?;
+                    Some(text.trim_end_matches(['\n', '\r']).to_string())
+                } else {
+                    None
+                };
+                c.send(
+                    "PUT",
+                    &format!("/v1/targets/{name}"),
+                    Some(&api::SetTarget { place, secret }),
+                )?;
+                out(&format!(
+                    "target {name} is set; `rushesctl target check {name}` tries it\n"
+                ));
+            }
+            TargetCmd::Delete { name } => {
+                c.send::<()>("DELETE", &format!("/v1/targets/{name}"), None)?;
+                out(&format!("target {name} removed; copies on it stay there\n"));
+            }
+            TargetCmd::Check { name } => {
+                let check: api::TargetCheck = c.post(&format!("/v1/targets/{name}/check"), &())?;
+                if cli.json {
+                    json(&check);
+                } else if check.ok {
+                    out(&format!(
+                        "target {name}: a copy put, read back and removed in {} ms\n",
+                        check.took_ms
+                    ));
+                } else {
+                    out(&format!(
+                        "target {name} is not usable: {}\n",
+                        check.error.as_deref().unwrap_or("no reason given")
+                    ));
+                    return Ok(ExitCode::FAILURE);
+                }
             }
         },
         Cmd::Activity { window, by } => {

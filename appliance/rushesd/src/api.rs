@@ -517,6 +517,37 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/targets",
+            get_with(
+                |State(m): Mgr| async move { Json(m.targets.list()) },
+                says("The targets copies can go to (S3, GCS, Azure Blob, a folder), never with their secrets"),
+            ),
+        )
+        .api_route(
+            "/v1/targets/{name}",
+            put_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>, Body(req): Body<api::SetTarget>| async move {
+                    blocking(move || m.targets.set(&name, req)).await.map(|()| NoContent)
+                },
+                says("Add a target or change it; its secret is sealed and never shown again (left out, the one kept stays)"),
+            )
+            .delete_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
+                    blocking(move || m.targets.delete(&name)).await.map(|()| NoContent)
+                },
+                says("Remove a target and its secret; copies already on it stay there"),
+            ),
+        )
+        .api_route(
+            "/v1/targets/{name}/check",
+            post_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
+                    blocking(move || m.targets.check(&name)).await.map(Json)
+                },
+                says("Put a small object on the target, read it back and remove it: whether copies can go there now, and the round trip's time"),
+            ),
+        )
+        .api_route(
             "/v1/search",
             get_with(
                 |State(m): Mgr, Params(q): Params<SearchQuery>| async move {

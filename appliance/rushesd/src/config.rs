@@ -130,6 +130,8 @@ pub struct ApplianceConfig {
     /// Why the `[[rate]]` rules in the file cannot be read, if so; they are kept in
     /// `other` as written, and none is used.
     pub rates_problem: Option<String>,
+    /// `[[target]]`: where copies can go (their secrets are kept apart, sealed).
+    pub targets: Vec<rushes_api::TargetEntry>,
     /// Everything else in the file (host name, network): init's, kept unchanged.
     pub other: toml::Table,
 }
@@ -206,6 +208,9 @@ impl ApplianceConfig {
                 }
             },
         };
+        let targets = take(&mut table, "target")
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[[target]]: {e}"))?;
         let placement = match table.remove("placement") {
             Some(toml::Value::Table(t)) => Some(t),
             Some(_) => return Err("placement must be a table: [placement]".into()),
@@ -221,6 +226,7 @@ impl ApplianceConfig {
             placement,
             rates,
             rates_problem,
+            targets,
             other: table,
         })
     }
@@ -253,6 +259,9 @@ impl ApplianceConfig {
         }
         if !self.rates.is_empty() {
             table.insert("rate".into(), value(&self.rates)?);
+        }
+        if !self.targets.is_empty() {
+            table.insert("target".into(), value(&self.targets)?);
         }
         toml::to_string(&table).map_err(|e| e.to_string())
     }

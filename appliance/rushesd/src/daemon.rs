@@ -31,6 +31,8 @@ pub struct Daemon {
     pub rates: Arc<Rates>,
     /// The media catalog, when it is kept (always on the appliance; `--catalog` on a host).
     pub catalog: Option<Arc<crate::catalog::Catalog>>,
+    /// Where copies can go.
+    pub targets: Arc<crate::targets::Targets>,
 }
 
 impl Daemon {

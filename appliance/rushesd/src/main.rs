@@ -32,6 +32,7 @@ mod smb;
 mod smb_audit;
 mod smb_profile;
 mod state_file;
+mod targets;
 mod thumbnail;
 
 use std::net::SocketAddr;
@@ -613,6 +614,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&pools),
             rates_from_command_line,
         );
+        let targets = targets::Targets::new(Arc::clone(&core));
         // Every job kind has had its chance to be taken up again.
         core.jobs.give_up_the_rest();
         let daemon = Arc::new(daemon::Daemon {
@@ -627,6 +629,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             placement,
             rates,
             catalog,
+            targets,
         });
         daemon.tick();
         if let Some(samba) = samba.clone() {

@@ -1,0 +1,86 @@
+//! Targets of copies: where they are, as `rushes.toml` keeps them and the API shows them
+//! (never a secret), and what a check of one found.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a target is. Its secret (S3's secret key, Azure's access key, GCS's service
+/// account key) is not part of it: rushesd keeps secrets sealed apart and never gives
+/// them back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TargetPlace {
+    /// AWS S3, or any S3-compatible store at `endpoint` (path-style requests).
+    S3 {
+        bucket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        #[serde(default = "default_region")]
+        region: String,
+        access_key: String,
+    },
+    /// Google Cloud Storage.
+    Gcs { bucket: String },
+    /// Azure Blob storage (`endpoint` for a private or emulated one:
+    /// `http://host:10000/ACCOUNT`).
+    Azure {
+        account: String,
+        container: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
+    /// A folder on the box: an LTFS tape, a gateway's mount, another disk.
+    Folder { path: String },
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+impl TargetPlace {
+    /// Whether this kind of target needs a secret.
+    pub fn needs_secret(&self) -> bool {
+        !matches!(self, Self::Folder { .. })
+    }
+}
+
+/// `[[target]]` in rushes.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetEntry {
+    pub name: String,
+    #[serde(flatten)]
+    pub place: TargetPlace,
+}
+
+/// A target to add or change (`PUT /v1/targets/NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SetTarget {
+    #[serde(flatten)]
+    pub place: TargetPlace,
+    /// Its secret; left out when a target is changed, the one kept is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A target as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetView {
+    pub name: String,
+    #[serde(flatten)]
+    pub place: TargetPlace,
+    /// rushesd holds a secret for it (which it never shows).
+    pub has_secret: bool,
+}
+
+/// What a check of a target found (`POST /v1/targets/NAME/check`): a small object put,
+/// read back and removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetCheck {
+    pub name: String,
+    pub ok: bool,
+    /// How long the round trip took, milliseconds.
+    pub took_ms: u64,
+    /// What went wrong, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,379 @@
+//! Targets of copies (`[[target]]` in rushes.toml): added, changed, removed and checked
+//! through the API. Their secrets are never in rushes.toml, the API, the logs or an
+//! error: each is sealed (ChaCha20-Poly1305, bound to its target's name) with a key of
+//! the box's own, and kept in the state directory.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use rushes_api::{SetTarget, TargetCheck, TargetEntry, TargetPlace, TargetView};
+
+use crate::core::Core;
+use crate::error::{ApiErr, ApiResult};
+
+pub struct Targets {
+    core: Arc<Core>,
+    vault: Vault,
+}
+
+/// Sealed secrets, by target name, and the key that opens them.
+struct Vault {
+    key: PathBuf,
+    sealed: PathBuf,
+    /// One change at a time.
+    lock: Mutex<()>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Write `bytes` to `path` readable by root alone, whole or not at all.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Vault {
+    fn key(&self) -> Result<LessSafeKey, String> {
+        let bytes = match std::fs::read(&self.key) {
+            Ok(b) if b.len() == 32 => b,
+            Ok(_) => {
+                return Err(format!(
+                    "{} is damaged: the targets' secrets cannot be opened; set each target's secret again",
+                    self.key.display()
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut b = vec![0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut b)
+                    .map_err(|_| "no randomness for the secrets' key".to_string())?;
+                write_private(&self.key, &b)
+                    .map_err(|e| format!("cannot keep {}: {e}", self.key.display()))?;
+                b
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", self.key.display())),
+        };
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
+            .map_err(|_| "the secrets' key is not usable".to_string())?;
+        Ok(LessSafeKey::new(key))
+    }
+
+    fn all(&self) -> BTreeMap<String, String> {
+        std::fs::read(&self.sealed)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.all().contains_key(name)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<String>, String> {
+        let Some(sealed) = self.all().get(name).and_then(|s| unhex(s)) else {
+            return Ok(None);
+        };
+        if sealed.len() < NONCE_LEN {
+            return Err(format!("target {name}'s secret is damaged; set it again"));
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| format!("target {name}'s secret is damaged; set it again"))?;
+        let mut body = body.to_vec();
+        let plain = self
+            .key()?
+            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut body)
+            .map_err(|_| format!("target {name}'s secret cannot be opened (damaged, or sealed with another key); set it again"))?;
+        String::from_utf8(plain.to_vec())
+            .map(Some)
+            .map_err(|_| format!("target {name}'s secret is damaged; set it again"))
+    }
+
+    fn put(&self, name: &str, secret: &str) -> Result<(), String> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| "no randomness to seal a secret".to_string())?;
+        let mut body = secret.as_bytes().to_vec();
+        self.key()?
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(name.as_bytes()),
+                &mut body,
+            )
+            .map_err(|_| "cannot seal the secret".to_string())?;
+        let mut all = self.all();
+        all.insert(name.to_string(), hex(&[&nonce[..], &body].concat()));
+        self.save(&all)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), String> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.all();
+        if all.remove(name).is_some() {
+            self.save(&all)?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, all: &BTreeMap<String, String>) -> Result<(), String> {
+        let json = serde_json::to_vec_pretty(all).map_err(|e| e.to_string())?;
+        write_private(&self.sealed, &json)
+            .map_err(|e| format!("cannot keep {}: {e}", self.sealed.display()))
+    }
+}
+
+/// A target's name: what names files and keys, so plain.
+fn check_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            ApiErr::bad_request(format!("{name:?} is not a target name"))
+                .hint("use letters, digits, - and _ (at most 64): wasabi, tape-1"),
+        )
+    }
+}
+
+fn check_place(place: &TargetPlace) -> ApiResult<()> {
+    let empty = |what: &str| Err(ApiErr::bad_request(format!("the target's {what} is empty")));
+    match place {
+        TargetPlace::S3 {
+            bucket,
+            endpoint,
+            access_key,
+            ..
+        } => {
+            if bucket.is_empty() {
+                return empty("bucket");
+            }
+            if access_key.is_empty() {
+                return empty("access key");
+            }
+            if let Some(e) = endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(ApiErr::bad_request(format!("{e:?} is not an endpoint"))
+                        .hint("give it as a URL: https://s3.example.com or http://10.0.0.5:9000"));
+                }
+            }
+        }
+        TargetPlace::Gcs { bucket } if bucket.is_empty() => return empty("bucket"),
+        TargetPlace::Azure {
+            account, container, ..
+        } if account.is_empty() || container.is_empty() => return empty("account or container"),
+        TargetPlace::Folder { path } => {
+            let p = std::path::Path::new(path);
+            if !p.is_absolute() || p.parent().is_none() {
+                return Err(
+                    ApiErr::bad_request(format!("{path:?} is not a folder for copies"))
+                        .hint("give the absolute path of a mounted folder other than /: /mnt/ltfs"),
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Targets {
+    pub fn new(core: Arc<Core>) -> Arc<Self> {
+        let state = core.paths.state_dir.clone();
+        Arc::new(Self {
+            vault: Vault {
+                key: state.join("targets.key"),
+                sealed: state.join("targets.sealed"),
+                lock: Mutex::new(()),
+            },
+            core,
+        })
+    }
+
+    pub fn list(&self) -> Vec<TargetView> {
+        self.core
+            .with_config(|c| c.targets.clone())
+            .into_iter()
+            .map(|t| TargetView {
+                has_secret: self.vault.has(&t.name),
+                name: t.name,
+                place: t.place,
+            })
+            .collect()
+    }
+
+    pub fn set(&self, name: &str, req: SetTarget) -> ApiResult<()> {
+        check_name(name)?;
+        check_place(&req.place)?;
+        let known = self.vault.has(name);
+        if req.place.needs_secret() && req.secret.is_none() && !known {
+            return Err(
+                ApiErr::bad_request(format!("target {name} needs its secret"))
+                    .hint("rushesctl target set reads it from standard input (--secret-stdin)"),
+            );
+        }
+        if let Some(secret) = &req.secret {
+            if secret.is_empty() {
+                return Err(ApiErr::bad_request("the secret is empty"));
+            }
+            self.vault.put(name, secret).map_err(ApiErr::failed)?;
+        }
+        let entry = TargetEntry {
+            name: name.to_string(),
+            place: req.place,
+        };
+        self.core
+            .save_config(|c| match c.targets.iter_mut().find(|t| t.name == name) {
+                Some(t) => *t = entry,
+                None => c.targets.push(entry),
+            })
+            .map_err(ApiErr::failed)?;
+        tracing::info!(target = name, "copy target set");
+        Ok(())
+    }
+
+    pub fn delete(&self, name: &str) -> ApiResult<()> {
+        if !self
+            .core
+            .with_config(|c| c.targets.iter().any(|t| t.name == name))
+        {
+            return Err(ApiErr::not_found(format!("there is no target {name:?}"))
+                .hint("rushesctl target list shows them"));
+        }
+        self.core
+            .save_config(|c| c.targets.retain(|t| t.name != name))
+            .map_err(ApiErr::failed)?;
+        self.vault.remove(name).map_err(ApiErr::failed)?;
+        tracing::info!(target = name, "copy target removed");
+        Ok(())
+    }
+
+    /// The target `name`, its secret opened, ready for the copies library.
+    fn target(&self, name: &str) -> ApiResult<rushes_copies::Target> {
+        let entry = self
+            .core
+            .with_config(|c| c.targets.iter().find(|t| t.name == name).cloned())
+            .ok_or_else(|| {
+                ApiErr::not_found(format!("there is no target {name:?}"))
+                    .hint("rushesctl target list shows them")
+            })?;
+        let secret = self.vault.get(name).map_err(ApiErr::failed)?;
+        Ok(rushes_copies::Target {
+            name: entry.name,
+            place: entry.place,
+            secret: secret.map(rushes_copies::Secret::new),
+        })
+    }
+
+    /// Put a small object on target `name`, prove it and remove it: whether copies
+    /// can go there now, and how long a round trip takes.
+    pub fn check(&self, name: &str) -> ApiResult<TargetCheck> {
+        let target = self.target(name)?;
+        let started = Instant::now();
+        let result = (|| -> Result<(), String> {
+            let store = rushes_copies::Store::open(&target).map_err(|e| e.to_string())?;
+            let probe = tempfile_in(&self.core.paths.state_dir).map_err(|e| e.to_string())?;
+            let rel = format!("probe-{}", std::process::id());
+            let runtime = tokio::runtime::Handle::current();
+            let proof = runtime
+                .block_on(store.put_verified(".rushes-check", &rel, &probe.0))
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(store.remove(&proof.key))
+                .map_err(|e| e.to_string())
+        })();
+        let took_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = &result {
+            tracing::warn!(target = name, error = %e, "copy target check failed");
+        }
+        Ok(TargetCheck {
+            name: name.to_string(),
+            ok: result.is_ok(),
+            took_ms,
+            error: result.err(),
+        })
+    }
+}
+
+/// A small file of random bytes that goes when dropped.
+struct Probe(PathBuf);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<Probe> {
+    let mut bytes = vec![0u8; 4096];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
+    let path = dir.join(format!(".target-probe-{}", hex(&bytes[..8])));
+    std::fs::write(&path, &bytes)?;
+    Ok(Probe(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_sealed_bound_to_their_name_and_never_kept_in_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault {
+            key: dir.path().join("targets.key"),
+            sealed: dir.path().join("targets.sealed"),
+            lock: Mutex::new(()),
+        };
+        vault.put("wasabi", "wJalrXUtnFEMI/K7MDENG").unwrap();
+        assert_eq!(
+            vault.get("wasabi").unwrap().as_deref(),
+            Some("wJalrXUtnFEMI/K7MDENG")
+        );
+        assert_eq!(vault.get("other").unwrap(), None);
+        let on_disk = std::fs::read_to_string(&vault.sealed).unwrap();
+        assert!(!on_disk.contains("wJalrXUtnFEMI"), "{on_disk}");
+        // Moved to another target's name, it does not open.
+        let mut all = vault.all();
+        let sealed = all.remove("wasabi").unwrap();
+        all.insert("tape".into(), sealed);
+        vault.save(&all).unwrap();
+        assert!(vault.get("tape").unwrap_err().contains("cannot be opened"));
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&vault.key, &vault.sealed] {
+            let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+    }
+}
