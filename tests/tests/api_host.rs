@@ -819,6 +819,15 @@ fn rushesctl_with_input(sock: &Path, args: &[&str], input: &str) -> (String, boo
     )
 }
 
+/// A folder made for the test, set as target `name` with rushesctl.
+fn folder_target(sock: &Path, name: &str) -> tempfile::TempDir {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().to_str().unwrap();
+    let (out, ok) = rushesctl_with_input(sock, &["target", "set", name, "--folder", path], "");
+    assert!(ok, "{out}");
+    folder
+}
+
 /// Every regular file under `dir`.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -885,19 +894,7 @@ fn copy_targets_keep_their_secrets_sealed_and_a_check_says_whether_copies_can_go
     let list: Vec<rushes_api::TargetView> = c.get("/v1/targets").unwrap();
     assert!(list[0].has_secret, "{list:?}");
     // A folder, checked: a copy put there, read back and removed, nothing left behind.
-    let tape = tempfile::tempdir().unwrap();
-    let (out, ok) = rushesctl_with_input(
-        &sock,
-        &[
-            "target",
-            "set",
-            "tape",
-            "--folder",
-            tape.path().to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(ok, "{out}");
+    let tape = folder_target(&sock, "tape");
     let check: rushes_api::TargetCheck = c.post("/v1/targets/tape/check", &()).unwrap();
     assert!(check.ok, "{check:?}");
     assert!(
@@ -927,4 +924,87 @@ fn copy_targets_keep_their_secrets_sealed_and_a_check_says_whether_copies_can_go
     assert!(!sealed.contains("wasabi"), "{sealed}");
     let (status, _, _) = refused(&c, "POST", "/v1/targets/wasabi/check", "null");
     assert_eq!(status, 404);
+}
+
+/// Copies made by hand: a folder of a share copied to a target as a job, each file
+/// proven and recorded on it, its state read back (premigrated, then dirty once
+/// changed, premigrated again once copied again); paths outside the share and targets
+/// that are not there refused.
+#[test]
+fn files_copied_by_hand_are_proven_recorded_and_show_where_they_stand() {
+    let state = tempfile::tempdir().unwrap();
+    let (_server, c) = start(state.path());
+    let sock = state.path().join("api.sock");
+    let job = state.path().join("demo/jobs/2041-advert");
+    std::fs::create_dir_all(job.join("audio")).unwrap();
+    let grade: Vec<u8> = (0..(9 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(job.join("grade.mov"), &grade).unwrap();
+    std::fs::write(job.join("audio/mix.wav"), b"RIFF a mix").unwrap();
+    let tape = folder_target(&sock, "tape");
+    let state_of = |path: &str| -> rushes_api::FileCopies {
+        let (out, ok) = rushesctl_with_input(&sock, &["--json", "copies", "demo", path], "");
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    assert_eq!(
+        state_of("jobs/2041-advert/grade.mov").state,
+        rushes_api::CopyState::Resident
+    );
+    let (out, ok) = rushesctl_with_input(
+        &sock,
+        &["copy", "demo", "jobs/2041-advert", "--to", "tape", "--wait"],
+        "",
+    );
+    assert!(ok, "{out}");
+    let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
+    let copy = jobs
+        .iter()
+        .filter(|j| j.kind == "copy-files")
+        .max_by_key(|j| j.id)
+        .unwrap();
+    assert!(
+        copy.step.contains("2 of 2 files copied to tape and proven"),
+        "{copy:?}"
+    );
+    assert_eq!(
+        std::fs::read(tape.path().join("demo/jobs/2041-advert/grade.mov")).unwrap(),
+        grade
+    );
+    let grade_copies = state_of("jobs/2041-advert/grade.mov");
+    assert_eq!(grade_copies.state, rushes_api::CopyState::Premigrated);
+    assert_eq!(grade_copies.copies.len(), 1);
+    assert_eq!(grade_copies.copies[0].target, "tape");
+    assert_eq!(
+        grade_copies.copies[0].blake3,
+        blake3::hash(&grade).to_hex().to_string()
+    );
+    // Changed on the box: dirty until copied again.
+    std::fs::write(job.join("audio/mix.wav"), b"RIFF the final mix").unwrap();
+    assert_eq!(
+        state_of("jobs/2041-advert/audio/mix.wav").state,
+        rushes_api::CopyState::Dirty
+    );
+    let (out, ok) = rushesctl_with_input(
+        &sock,
+        &[
+            "copy",
+            "demo",
+            "jobs/2041-advert/audio/mix.wav",
+            "--to",
+            "tape",
+            "--wait",
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    let mix = state_of("jobs/2041-advert/audio/mix.wav");
+    assert_eq!(mix.state, rushes_api::CopyState::Premigrated);
+    assert_eq!(mix.copies.len(), 1, "one record a target: {mix:?}");
+    // Refused: outside the share, a target that is not there, nothing to copy.
+    let body = r#"{"target":"tape","share":"demo","paths":["../../etc/passwd"]}"#;
+    assert_eq!(refused(&c, "POST", "/v1/copies", body).0, 400);
+    let body = r#"{"target":"s4","share":"demo","paths":["jobs"]}"#;
+    assert_eq!(refused(&c, "POST", "/v1/copies", body).0, 404);
+    let body = r#"{"target":"tape","share":"demo","paths":["no/such/file"]}"#;
+    assert_eq!(refused(&c, "POST", "/v1/copies", body).0, 404);
 }

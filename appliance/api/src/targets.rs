@@ -72,6 +72,52 @@ pub struct TargetView {
     pub has_secret: bool,
 }
 
+/// Copy files or folders of a share to a target (`POST /v1/copies`), as a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyFiles {
+    pub target: String,
+    pub share: String,
+    /// Paths inside the share; a folder brings every file under it.
+    pub paths: Vec<String>,
+}
+
+/// Where a file stands with its copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyState {
+    /// On the box only: no copy proven.
+    Resident,
+    /// On the box, and proven on at least one target as it is now.
+    Premigrated,
+    /// Changed since its last proven copy.
+    Dirty,
+}
+
+/// One proven copy of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CopyRecord {
+    pub target: String,
+    /// Its key on the target (`SHARE/PATH`).
+    pub key: String,
+    pub size: u64,
+    /// blake3 of the bytes copied, hex.
+    pub blake3: String,
+    /// When it was last read back and found whole, seconds since the epoch.
+    pub proven_at: u64,
+    /// The file is still what was copied (same size and modification time).
+    pub current: bool,
+}
+
+/// A file's copies (`GET /v1/copies?share=S&path=P`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FileCopies {
+    pub share: String,
+    pub path: String,
+    pub state: CopyState,
+    pub copies: Vec<CopyRecord>,
+}
+
 /// What a check of a target found (`POST /v1/targets/NAME/check`): a small object put,
 /// read back and removed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -104,6 +104,19 @@ impl Store {
         rel: &str,
         file: &Path,
     ) -> Result<Proof, CopyError> {
+        self.put_verified_from(share, rel, file, file).await
+    }
+
+    /// [`Self::put_verified`] of a file whose bytes are read from `data` (where
+    /// placement keeps them, for a file whose data moved to another pool) while its
+    /// size, times, owner and mode are `file`'s.
+    pub async fn put_verified_from(
+        &self,
+        share: &str,
+        rel: &str,
+        file: &Path,
+        data: &Path,
+    ) -> Result<Proof, CopyError> {
         let key = Self::key(share, rel);
         let location = Key::from(key.as_str());
         let read_err = |source| CopyError::File {
@@ -111,7 +124,7 @@ impl Store {
             source,
         };
         let before = std::fs::metadata(file).map_err(read_err)?;
-        let path = file.to_path_buf();
+        let path = data.to_path_buf();
         let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<blake3::Hash> {
             let mut h = blake3::Hasher::new();
             h.update_reader(std::fs::File::open(&path)?)?;
@@ -146,7 +159,7 @@ impl Store {
         } else {
             Attributes::new()
         };
-        let mut f = tokio::fs::File::open(file).await.map_err(read_err)?;
+        let mut f = tokio::fs::File::open(data).await.map_err(read_err)?;
         let mut sent = blake3::Hasher::new();
         let put = if facts.size <= PART as u64 {
             let mut bytes = Vec::with_capacity(facts.size as usize);

@@ -96,6 +96,24 @@ enum Cmd {
     /// Blob, a folder (an LTFS tape, a gateway's mount).
     #[command(subcommand)]
     Target(TargetCmd),
+    /// Copy files or folders of a share to a target, as a job: each file is read back
+    /// from the target and proven before it counts, then recorded on the file.
+    #[command(
+        after_help = "Examples:\n  rushesctl copy projects jobs/2041-advert --to wasabi --wait\n  rushesctl copy rushes day1/A003C012.mov day1/A003C013.mov --to tape"
+    )]
+    Copy {
+        share: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// The target (rushesctl target list).
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// A file's proven copies and where it stands: resident (no copy), premigrated
+    /// (copies of it as it is) or dirty (changed since its last copy).
+    Copies { share: String, path: String },
     /// Search the media catalog: every file of every share, with its clip's codec,
     /// picture, rate, timecode, reel, camera and sound fields.
     #[command(
@@ -1376,6 +1394,59 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 ));
             }
         },
+        Cmd::Copy {
+            share,
+            paths,
+            to,
+            wait,
+        } => {
+            let job: api::Job = c.post(
+                "/v1/copies",
+                &api::CopyFiles {
+                    target: to.clone(),
+                    share: share.clone(),
+                    paths: paths.clone(),
+                },
+            )?;
+            return started(cli, c, job, wait.wait);
+        }
+        Cmd::Copies { share, path } => {
+            let copies: api::FileCopies = c.get(&format!(
+                "/v1/copies?share={}&path={}",
+                encode(share),
+                encode(path)
+            ))?;
+            if cli.json {
+                json(&copies);
+            } else {
+                let state = match copies.state {
+                    api::CopyState::Resident => "resident (no copy proven)",
+                    api::CopyState::Premigrated => "premigrated (proven copies of it as it is)",
+                    api::CopyState::Dirty => "dirty (changed since its last copy)",
+                };
+                let rows: Vec<Vec<String>> = copies
+                    .copies
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.target.clone(),
+                            r.key.clone(),
+                            r.size.to_string(),
+                            rushes_api::calendar::utc_time(r.proven_at),
+                            if r.current { "yes" } else { "no, older" }.to_string(),
+                        ]
+                    })
+                    .collect();
+                out(&format!(
+                    "{share}/{}: {state}\n{}",
+                    copies.path,
+                    table(
+                        &["TARGET", "KEY", "BYTES", "PROVEN (UTC)", "CURRENT"],
+                        &rows
+                    )
+                ));
+            }
+        }
         Cmd::Target(cmd) => match cmd {
             TargetCmd::List => {
                 let targets: Vec<api::TargetView> = c.get("/v1/targets")?;

@@ -246,6 +246,12 @@ struct Named {
 }
 
 #[derive(serde::Deserialize, JsonSchema)]
+struct CopiesQuery {
+    share: String,
+    path: String,
+}
+
+#[derive(serde::Deserialize, JsonSchema)]
 struct Id {
     id: String,
 }
@@ -536,6 +542,21 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
                     blocking(move || m.targets.delete(&name)).await.map(|()| NoContent)
                 },
                 says("Remove a target and its secret; copies already on it stay there"),
+            ),
+        )
+        .api_route(
+            "/v1/copies",
+            get_with(
+                |State(m): Mgr, Params(q): Params<CopiesQuery>| async move {
+                    blocking(move || m.targets.copies_of(&q.share, &q.path)).await.map(Json)
+                },
+                says("A file's proven copies and where it stands: resident, premigrated (copies as it is now) or dirty (changed since)"),
+            )
+            .post_with(
+                |State(m): Mgr, Body(req): Body<api::CopyFiles>| async move {
+                    blocking(move || m.targets.copy_files(req)).await.map(accepted)
+                },
+                says("Copy files or folders of a share to a target, as a job: each file read back and proven, then recorded on the file"),
             ),
         )
         .api_route(

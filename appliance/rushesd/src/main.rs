@@ -614,7 +614,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&pools),
             rates_from_command_line,
         );
-        let targets = targets::Targets::new(Arc::clone(&core));
+        let targets = targets::Targets::new(Arc::clone(&core), Arc::clone(&service));
         // Every job kind has had its chance to be taken up again.
         core.jobs.give_up_the_rest();
         let daemon = Arc::new(daemon::Daemon {

@@ -1,5 +1,7 @@
 //! Targets of copies (`[[target]]` in rushes.toml): added, changed, removed and checked
-//! through the API. Their secrets are never in rushes.toml, the API, the logs or an
+//! through the API; and copies of files made on them by hand, as jobs, each recorded
+//! on its file once proven (`trusted.rushes.copies`), so a file's state (resident,
+//! premigrated, dirty) is read from the file itself. Their secrets are never in rushes.toml, the API, the logs or an
 //! error: each is sealed (ChaCha20-Poly1305, bound to its target's name) with a key of
 //! the box's own, and kept in the state directory.
 
@@ -10,15 +12,25 @@ use std::time::Instant;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
-use rushes_api::{SetTarget, TargetCheck, TargetEntry, TargetPlace, TargetView};
+use rushes_api::{
+    self as api, CopyFiles, CopyRecord, CopyState, FileCopies, JobTarget, SetTarget, TargetCheck,
+    TargetEntry, TargetPlace, TargetView,
+};
+use rushes_nas::Service;
 
 use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
 
 pub struct Targets {
     core: Arc<Core>,
+    nas: Arc<Service>,
     vault: Vault,
 }
+
+/// Where a file's proven copies are recorded: JSON, a proof per target.
+const COPIES_XATTR: &str = "trusted.rushes.copies";
+/// Files one copy job takes, at most.
+const COPY_LIMIT: usize = 1_000_000;
 
 /// Sealed secrets, by target name, and the key that opens them.
 struct Vault {
@@ -208,9 +220,10 @@ fn check_place(place: &TargetPlace) -> ApiResult<()> {
 }
 
 impl Targets {
-    pub fn new(core: Arc<Core>) -> Arc<Self> {
+    pub fn new(core: Arc<Core>, nas: Arc<Service>) -> Arc<Self> {
         let state = core.paths.state_dir.clone();
         Arc::new(Self {
+            nas,
             vault: Vault {
                 key: state.join("targets.key"),
                 sealed: state.join("targets.sealed"),
@@ -323,6 +336,233 @@ impl Targets {
             error: result.err(),
         })
     }
+}
+
+impl Targets {
+    /// The folder of share `share`, and `rel` made a path inside it (never outside).
+    fn in_share(&self, share: &str, rel: &str) -> ApiResult<(PathBuf, String)> {
+        let root = self
+            .nas
+            .shares()
+            .into_iter()
+            .find(|s| *s.name == *share)
+            .map(|s| s.path.clone())
+            .ok_or_else(|| {
+                ApiErr::not_found(format!("there is no share {share:?}"))
+                    .hint("rushesctl shares lists them")
+            })?;
+        let rel = rel.trim_matches('/');
+        let inside = std::path::Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(ApiErr::bad_request(format!(
+                "{rel:?} is not a path inside share {share}"
+            )));
+        }
+        Ok((root, rel.to_string()))
+    }
+
+    /// Copy `req.paths` of `req.share` to `req.target` as a job: every file (a folder's
+    /// files, depth first), each proven and recorded on the file.
+    pub fn copy_files(&self, req: CopyFiles) -> ApiResult<api::Job> {
+        let target = self.target(&req.target)?;
+        if req.paths.is_empty() {
+            return Err(ApiErr::bad_request("no path to copy").hint(
+                "name files or folders of the share: rushesctl copy SHARE PATH... --to TARGET",
+            ));
+        }
+        let mut files = Vec::new();
+        let mut root = PathBuf::new();
+        for p in &req.paths {
+            let (r, rel) = self.in_share(&req.share, p)?;
+            let found = walk(&r, &rel, COPY_LIMIT - files.len());
+            if found.is_empty() {
+                return Err(ApiErr::not_found(format!(
+                    "share {} has no file at {rel:?}",
+                    req.share
+                )));
+            }
+            files.extend(found);
+            root = r;
+        }
+        let w = self.core.jobs.create(
+            "copy-files",
+            JobTarget {
+                kind: api::TargetKind::Store,
+                name: req.target.clone(),
+            },
+            true,
+        );
+        let places = Arc::clone(&self.nas.places);
+        let share = req.share.clone();
+        Ok(self.core.jobs.run(w, move |w| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the copy's runtime: {e}"))?;
+            let store = rushes_copies::Store::open(&target).map_err(|e| e.to_string())?;
+            let total: u64 = files.iter().map(|(_, size)| size).sum();
+            let (mut done, mut copied, mut failed) = (0u64, 0usize, Vec::new());
+            for (rel, size) in &files {
+                if w.cancelled() {
+                    return Err("cancelled".into());
+                }
+                w.progress_at(
+                    &format!("copying to {}", target.name),
+                    done,
+                    total,
+                    "bytes",
+                    None,
+                );
+                let home = root.join(rel);
+                match copy_one(&runtime, &store, &places, &share, rel, &home) {
+                    Ok(proof) => {
+                        if let Err(e) = record(&home, proof) {
+                            failed.push(format!("{rel}: copied, but {e}"));
+                        } else {
+                            copied += 1;
+                        }
+                    }
+                    Err(e) => failed.push(format!("{rel}: {e}")),
+                }
+                done += size;
+            }
+            let summary = format!(
+                "{copied} of {} files copied to {} and proven",
+                files.len(),
+                target.name
+            );
+            tracing::info!(target = %target.name, copied, failed = failed.len(), "copy job done");
+            if failed.is_empty() {
+                w.step(&format!("done: {summary}"));
+                Ok(())
+            } else {
+                Err(format!("{summary}; not copied: {}", failed.join("; ")))
+            }
+        }))
+    }
+
+    /// What `share`'s file `path` has of copies, and where it stands.
+    pub fn copies_of(&self, share: &str, path: &str) -> ApiResult<FileCopies> {
+        let (root, rel) = self.in_share(share, path)?;
+        let home = root.join(&rel);
+        let meta = std::fs::metadata(&home)
+            .map_err(|e| ApiErr::not_found(format!("share {share} has no file at {rel:?}: {e}")))?;
+        let mtime_ns = {
+            use std::os::unix::fs::MetadataExt;
+            i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+        };
+        let copies: Vec<CopyRecord> = recorded(&home)
+            .into_iter()
+            .map(|p| CopyRecord {
+                current: p.facts.size == meta.len() && p.facts.mtime_ns == mtime_ns,
+                target: p.target,
+                key: p.key,
+                size: p.facts.size,
+                blake3: p.facts.blake3,
+                proven_at: p.proven_at,
+            })
+            .collect();
+        let state = if copies.is_empty() {
+            CopyState::Resident
+        } else if copies.iter().any(|c| c.current) {
+            CopyState::Premigrated
+        } else {
+            CopyState::Dirty
+        };
+        Ok(FileCopies {
+            share: share.into(),
+            path: rel,
+            state,
+            copies,
+        })
+    }
+}
+
+/// Regular files at `rel` under `root` (a file, or a folder's files), with sizes.
+fn walk(root: &std::path::Path, rel: &str, limit: usize) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![rel.to_string()];
+    while let Some(rel) = stack.pop() {
+        let path = root.join(&rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_file() {
+            out.push((rel, meta.len()));
+            if out.len() >= limit {
+                break;
+            }
+        } else if meta.is_dir() {
+            let mut names: Vec<String> = std::fs::read_dir(&path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            names.sort();
+            for name in names.into_iter().rev() {
+                stack.push(if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Copy one file, reading its bytes where placement keeps them, under a ticket.
+fn copy_one(
+    runtime: &tokio::runtime::Runtime,
+    store: &rushes_copies::Store,
+    places: &Arc<rushes_placement::DataPlaces>,
+    share: &str,
+    rel: &str,
+    home: &std::path::Path,
+) -> Result<rushes_copies::Proof, String> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let file = std::fs::File::open(home).map_err(|e| format!("cannot open it: {e}"))?;
+    let mut st = rustix::fs::fstat(&file).map_err(|e| e.to_string())?;
+    let _ticket = places
+        .enter(file.as_fd(), &mut st, false)
+        .map_err(|e| e.to_string())?;
+    let elsewhere = match places
+        .resolve(file.as_fd(), &st, rustix::fs::OFlags::RDONLY)
+        .map_err(|e| format!("cannot reach its data: {e}"))?
+    {
+        rushes_placement::Resolved::InPlace => None,
+        rushes_placement::Resolved::Elsewhere(fd, _) => Some(fd),
+    };
+    let data = match &elsewhere {
+        Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        None => home.to_path_buf(),
+    };
+    runtime
+        .block_on(store.put_verified_from(share, rel, home, &data))
+        .map_err(|e| e.to_string())
+}
+
+/// The proofs recorded on the file at `home`.
+fn recorded(home: &std::path::Path) -> Vec<rushes_copies::Proof> {
+    let mut buf = vec![0u8; 64 << 10];
+    match rustix::fs::getxattr(home, COPIES_XATTR, &mut buf) {
+        Ok(n) => serde_json::from_slice(&buf[..n]).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Record `proof` on the file at `home`, in place of that target's earlier one.
+fn record(home: &std::path::Path, proof: rushes_copies::Proof) -> Result<(), String> {
+    let mut all = recorded(home);
+    all.retain(|p| p.target != proof.target);
+    all.push(proof);
+    let json = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
+    rustix::fs::setxattr(home, COPIES_XATTR, &json, rustix::fs::XattrFlags::empty())
+        .map_err(|e| format!("cannot record the copy on the file: {e}"))
 }
 
 /// A small file of random bytes that goes when dropped.
