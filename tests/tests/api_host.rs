@@ -1000,6 +1000,40 @@ fn files_copied_by_hand_are_proven_recorded_and_show_where_they_stand() {
     let mix = state_of("jobs/2041-advert/audio/mix.wav");
     assert_eq!(mix.state, rushes_api::CopyState::Premigrated);
     assert_eq!(mix.copies.len(), 1, "one record a target: {mix:?}");
+    // Proven again by an audit; a copy changed on the target behind our back no longer
+    // counts, and says so in a critical alert.
+    let mut held = std::fs::read(tape.path().join("demo/jobs/2041-advert/grade.mov")).unwrap();
+    held[4096] ^= 0xff;
+    std::fs::write(tape.path().join("demo/jobs/2041-advert/grade.mov"), &held).unwrap();
+    let (out, ok) =
+        rushesctl_with_input(&sock, &["prove", "demo", "jobs/2041-advert", "--wait"], "");
+    assert!(!ok, "a failed audit fails its job: {out}");
+    let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
+    let audit = jobs
+        .iter()
+        .filter(|j| j.kind == "audit-copies")
+        .max_by_key(|j| j.id)
+        .unwrap();
+    let error = audit.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("1 copies proven again, 1 failed"),
+        "{audit:?}"
+    );
+    assert!(error.contains("grade.mov on tape"), "{error}");
+    assert_eq!(
+        state_of("jobs/2041-advert/grade.mov").state,
+        rushes_api::CopyState::Resident
+    );
+    let mix_again = state_of("jobs/2041-advert/audio/mix.wav");
+    assert_eq!(mix_again.state, rushes_api::CopyState::Premigrated);
+    assert!(mix_again.copies[0].proven_at >= mix.copies[0].proven_at);
+    let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a.id == "copy-failed:tape:demo/jobs/2041-advert/grade.mov")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    assert_eq!(alert.severity, Severity::Critical);
+    assert!(alert.message.contains("failed its audit"), "{alert:?}");
     // Refused: outside the share, a target that is not there, nothing to copy.
     let body = r#"{"target":"tape","share":"demo","paths":["../../etc/passwd"]}"#;
     assert_eq!(refused(&c, "POST", "/v1/copies", body).0, 400);

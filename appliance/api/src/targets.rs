@@ -82,6 +82,15 @@ pub struct CopyFiles {
     pub paths: Vec<String>,
 }
 
+/// Read back the recorded copies of files or folders of a share (`POST
+/// /v1/copies/audit`), as a job: each copy proven again, or dropped with an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditCopies {
+    pub share: String,
+    pub paths: Vec<String>,
+}
+
 /// Where a file stands with its copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

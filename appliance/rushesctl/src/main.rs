@@ -114,6 +114,16 @@ enum Cmd {
     /// A file's proven copies and where it stands: resident (no copy), premigrated
     /// (copies of it as it is) or dirty (changed since its last copy).
     Copies { share: String, path: String },
+    /// Read back every recorded copy of files or folders of a share, as a job: each
+    /// copy still whole is proven again; one changed or gone on its target no longer
+    /// counts and raises a critical alert.
+    Prove {
+        share: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Search the media catalog: every file of every share, with its clip's codec,
     /// picture, rate, timecode, reel, camera and sound fields.
     #[command(
@@ -1404,6 +1414,16 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 "/v1/copies",
                 &api::CopyFiles {
                     target: to.clone(),
+                    share: share.clone(),
+                    paths: paths.clone(),
+                },
+            )?;
+            return started(cli, c, job, wait.wait);
+        }
+        Cmd::Prove { share, paths, wait } => {
+            let job: api::Job = c.post(
+                "/v1/copies/audit",
+                &api::AuditCopies {
                     share: share.clone(),
                     paths: paths.clone(),
                 },

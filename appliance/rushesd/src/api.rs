@@ -560,6 +560,15 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/copies/audit",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::AuditCopies>| async move {
+                    blocking(move || m.targets.audit_copies(req)).await.map(accepted)
+                },
+                says("Read back every recorded copy of files or folders of a share, as a job: each proven again, or dropped with a critical alert when changed or gone"),
+            ),
+        )
+        .api_route(
             "/v1/targets/{name}/check",
             post_with(
                 |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {

@@ -13,8 +13,8 @@ use std::time::Instant;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use rushes_api::{
-    self as api, CopyFiles, CopyRecord, CopyState, FileCopies, JobTarget, SetTarget, TargetCheck,
-    TargetEntry, TargetPlace, TargetView,
+    self as api, AuditCopies, CopyFiles, CopyRecord, CopyState, FileCopies, JobTarget, SetTarget,
+    Severity, TargetCheck, TargetEntry, TargetPlace, TargetView,
 };
 use rushes_nas::Service;
 
@@ -367,25 +367,7 @@ impl Targets {
     /// files, depth first), each proven and recorded on the file.
     pub fn copy_files(&self, req: CopyFiles) -> ApiResult<api::Job> {
         let target = self.target(&req.target)?;
-        if req.paths.is_empty() {
-            return Err(ApiErr::bad_request("no path to copy").hint(
-                "name files or folders of the share: rushesctl copy SHARE PATH... --to TARGET",
-            ));
-        }
-        let mut files = Vec::new();
-        let mut root = PathBuf::new();
-        for p in &req.paths {
-            let (r, rel) = self.in_share(&req.share, p)?;
-            let found = walk(&r, &rel, COPY_LIMIT - files.len());
-            if found.is_empty() {
-                return Err(ApiErr::not_found(format!(
-                    "share {} has no file at {rel:?}",
-                    req.share
-                )));
-            }
-            files.extend(found);
-            root = r;
-        }
+        let (root, files) = self.files_of(&req.share, &req.paths)?;
         let w = self.core.jobs.create(
             "copy-files",
             JobTarget {
@@ -439,6 +421,117 @@ impl Targets {
                 Ok(())
             } else {
                 Err(format!("{summary}; not copied: {}", failed.join("; ")))
+            }
+        }))
+    }
+
+    /// The files `paths` of `share` name (files, or a folder's files), from the share's
+    /// folder; refused when a path is outside the share or names nothing.
+    fn files_of(&self, share: &str, paths: &[String]) -> ApiResult<(PathBuf, Vec<(String, u64)>)> {
+        if paths.is_empty() {
+            return Err(
+                ApiErr::bad_request("no path given").hint("name files or folders of the share")
+            );
+        }
+        let mut files = Vec::new();
+        let mut root = PathBuf::new();
+        for p in paths {
+            let (r, rel) = self.in_share(share, p)?;
+            let found = walk(&r, &rel, COPY_LIMIT.saturating_sub(files.len()));
+            if found.is_empty() {
+                return Err(ApiErr::not_found(format!(
+                    "share {share} has no file at {rel:?}"
+                )));
+            }
+            files.extend(found);
+            root = r;
+        }
+        Ok((root, files))
+    }
+
+    /// Read back every recorded copy of the files `req.paths` name, as a job: a copy
+    /// still whole is proven again (its time recorded); one changed or gone is dropped
+    /// from the file's record and raises an alert, so the file no longer counts it.
+    pub fn audit_copies(self: &Arc<Self>, req: AuditCopies) -> ApiResult<api::Job> {
+        let (root, files) = self.files_of(&req.share, &req.paths)?;
+        let w = self.core.jobs.create(
+            "audit-copies",
+            JobTarget {
+                kind: api::TargetKind::Share,
+                name: req.share.clone(),
+            },
+            true,
+        );
+        let me = Arc::clone(self);
+        Ok(self.core.jobs.run(w, move |w| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the audit's runtime: {e}"))?;
+            let mut stores: BTreeMap<String, Result<rushes_copies::Store, String>> =
+                BTreeMap::new();
+            let (mut proven, mut failed) = (0usize, Vec::new());
+            for (i, (rel, _)) in files.iter().enumerate() {
+                if w.cancelled() {
+                    return Err("cancelled".into());
+                }
+                w.progress_at("reading copies back", i as u64, files.len() as u64, "files", None);
+                let home = root.join(rel);
+                let mut kept = Vec::new();
+                for mut proof in recorded(&home) {
+                    let store = stores.entry(proof.target.clone()).or_insert_with(|| {
+                        me.target(&proof.target)
+                            .map_err(|e| e.message)
+                            .and_then(|t| rushes_copies::Store::open(&t).map_err(|e| e.to_string()))
+                    });
+                    let outcome = match store {
+                        Ok(store) => runtime.block_on(store.audit(&proof)).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.clone()),
+                    };
+                    match outcome {
+                        Ok(rushes_copies::Audit::Proven) => {
+                            proof.proven_at = now();
+                            proven += 1;
+                            kept.push(proof);
+                        }
+                        Ok(bad) => {
+                            let why = match bad {
+                                rushes_copies::Audit::Changed(why) => why,
+                                _ => "it is gone from the target".to_string(),
+                            };
+                            me.core.alerts.raise_event(
+                                "copies",
+                                crate::alerts::Raise::new(
+                                    format!("copy-failed:{}:{}", proof.target, proof.key),
+                                    Severity::Critical,
+                                    format!(
+                                        "The copy of {}/{rel} on {} failed its audit: {why}; it no longer counts",
+                                        req.share, proof.target
+                                    ),
+                                    "copy the file again (rushesctl copy), and find out who changed the target",
+                                ),
+                            );
+                            failed.push(format!("{rel} on {}: {why}", proof.target));
+                        }
+                        // The target could not be read now: the copy is neither proven
+                        // again nor dropped.
+                        Err(e) => {
+                            failed.push(format!("{rel} on {}: {e}", proof.target));
+                            kept.push(proof);
+                        }
+                    }
+                }
+                if let Err(e) = set_recorded(&home, &kept) {
+                    failed.push(format!("{rel}: {e}"));
+                }
+            }
+            let summary = format!("{proven} copies proven again, {} failed", failed.len());
+            tracing::info!(share = %req.share, proven, failed = failed.len(), "copy audit done");
+            if failed.is_empty() {
+                w.step(&format!("done: {summary}"));
+                Ok(())
+            } else {
+                Err(format!("{summary}: {}", failed.join("; ")))
             }
         }))
     }
@@ -560,9 +653,27 @@ fn record(home: &std::path::Path, proof: rushes_copies::Proof) -> Result<(), Str
     let mut all = recorded(home);
     all.retain(|p| p.target != proof.target);
     all.push(proof);
-    let json = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
+    set_recorded(home, &all)
+}
+
+/// The proofs on the file at `home` become `all`.
+fn set_recorded(home: &std::path::Path, all: &[rushes_copies::Proof]) -> Result<(), String> {
+    if all.is_empty() {
+        return match rustix::fs::removexattr(home, COPIES_XATTR) {
+            Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
+            Err(e) => Err(format!("cannot update the file's copies: {e}")),
+        };
+    }
+    let json = serde_json::to_vec(all).map_err(|e| e.to_string())?;
     rustix::fs::setxattr(home, COPIES_XATTR, &json, rustix::fs::XattrFlags::empty())
         .map_err(|e| format!("cannot record the copy on the file: {e}"))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A small file of random bytes that goes when dropped.
