@@ -79,8 +79,11 @@ fn wait_partial_bar(vm: &Vm, id: u64, kind: &str) -> String {
     let deadline = Instant::now() + MD_WORK;
     loop {
         let screen = vm.screen();
-        if let Some(line) = screen.lines().find(|l| l.contains(&line_start)) {
-            let bar = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
+        // A line caught while the console redraws it may not have its `]` yet.
+        let line = screen.lines().find(|l| l.contains(&line_start));
+        if let Some((line, open, close)) = line.and_then(|l| Some((l, l.find('[')?, l.find(']')?)))
+        {
+            let bar = &line[open + 1..close];
             if bar.contains('#') && bar.contains('.') {
                 return line.trim().to_string();
             }
