@@ -3,12 +3,11 @@
 //! catch changes made behind the box's back.
 
 use std::ops::ControlFlow;
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 use std::sync::Arc;
 
-use rushes_placement::layout::{IoTicket, Resolved};
+use rushes_placement::layout::read_data;
 use rushes_placement::DataPlaces;
 
 use crate::record::Clip;
@@ -43,33 +42,6 @@ fn read_in(root: &Path, share: &str, path: &str, places: Option<&Arc<DataPlaces>
         return crate::sequence::extract_in(root, share, path, places);
     }
     extract_in(root, share, path, places)
-}
-
-/// A file's bytes, opened for reading: the file itself, or where placement keeps its
-/// data, with the ticket that keeps them there until the header is read.
-pub(crate) struct Data {
-    pub file: std::fs::File,
-    _ticket: Option<IoTicket>,
-}
-
-pub(crate) fn open_data(path: &Path, places: Option<&Arc<DataPlaces>>) -> std::io::Result<Data> {
-    let file = std::fs::File::open(path)?;
-    let Some(places) = places else {
-        return Ok(Data {
-            file,
-            _ticket: None,
-        });
-    };
-    let mut st = rustix::fs::fstat(&file)?;
-    let ticket = places.enter(file.as_fd(), &mut st, false)?;
-    let file = match places.resolve(file.as_fd(), &st, rustix::fs::OFlags::RDONLY)? {
-        Resolved::InPlace => file,
-        Resolved::Elsewhere(data, _) => std::fs::File::from(data),
-    };
-    Ok(Data {
-        file,
-        _ticket: ticket,
-    })
 }
 
 /// Whether `rel` stays inside its share: paths come from the activity stream and our own
@@ -108,7 +80,10 @@ fn extract_in(
         modified: u64::try_from(meta.mtime()).unwrap_or(0),
         ..Default::default()
     };
-    match open_data(&path, places) {
+    // Its header is read where placement keeps its bytes.
+    let data =
+        std::fs::File::open(&path).and_then(|f| read_data(places, f).map_err(std::io::Error::from));
+    match data {
         Ok(data) => match Source::file(&data.file).and_then(|src| crate::probe(&src)) {
             Ok(media) => clip.media = media,
             Err(e) => clip.error = Some(e.to_string()),

@@ -181,7 +181,8 @@ pub(crate) fn extract_in(
         ..Default::default()
     };
     let span = sequence.last - sequence.first + 1;
-    let header = crate::extract::open_data(&first_path, places)
+    let header = std::fs::File::open(&first_path)
+        .and_then(|f| rushes_placement::layout::read_data(places, f).map_err(std::io::Error::from))
         .map_err(|e| format!("cannot open its first frame {first_name}: {e}"))
         .and_then(|data| {
             Source::file(&data.file)

@@ -195,6 +195,24 @@ async fn copies_to_a_folder_keep_their_facts_beside_them() {
     }
 }
 
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until `what`, started by the test, listens on `port`.
+fn wait_for(port: u16, what: &str, seconds: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// moto's S3 server (PyPI; `make deps` installs it), on a port of its own, until dropped.
 struct Moto {
     child: std::process::Child,
@@ -209,11 +227,7 @@ impl Moto {
             Path::new(&bin).exists(),
             "{bin} is missing: `make deps` installs moto's server"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = std::process::Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
@@ -221,11 +235,7 @@ impl Moto {
             .spawn()
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for(port, "moto", 30);
         Self { child, addr }
     }
 
@@ -311,11 +321,7 @@ impl Azurite {
             Path::new(&bin).exists(),
             "{bin} is missing: `make deps` installs Azurite"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let data = tempfile::tempdir().unwrap();
         let child = std::process::Command::new(&bin)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
@@ -325,14 +331,7 @@ impl Azurite {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "Azurite did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_for(port, "Azurite", 60);
         Self {
             child,
             port,

@@ -680,6 +680,37 @@ impl DataPlaces {
     }
 }
 
+/// A file's bytes opened for reading wherever placement keeps them, held there (a move
+/// does not switch them away) while this lives.
+pub struct DataRead {
+    pub file: std::fs::File,
+    _ticket: Option<IoTicket>,
+}
+
+/// The bytes of the namespace file `file` for reading: `file` itself, or the object on
+/// another pool that holds its data, under a ticket. For readers other than NFS and the
+/// view, which resolve per call: the catalog's header reads, copies to other sites.
+/// Without `places` (no pools: a host's folders) the file is its own data.
+pub fn read_data(places: Option<&Arc<DataPlaces>>, file: std::fs::File) -> Result<DataRead, Errno> {
+    use std::os::fd::AsFd;
+    let Some(places) = places else {
+        return Ok(DataRead {
+            file,
+            _ticket: None,
+        });
+    };
+    let mut st = rustix::fs::fstat(&file)?;
+    let ticket = places.enter(file.as_fd(), &mut st, false)?;
+    let file = match places.resolve(file.as_fd(), &st, OFlags::RDONLY)? {
+        Resolved::InPlace => file,
+        Resolved::Elsewhere(data, _) => std::fs::File::from(data),
+    };
+    Ok(DataRead {
+        file,
+        _ticket: ticket,
+    })
+}
+
 /// The object name for inode `ino` of share `share`, unique per move.
 pub fn object_name(share: &str, ino: u64, nonce: u64) -> String {
     format!("{share}/{ino:x}.{nonce:x}")

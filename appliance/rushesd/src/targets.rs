@@ -379,10 +379,7 @@ impl Targets {
         let places = Arc::clone(&self.nas.places);
         let share = req.share.clone();
         Ok(self.core.jobs.run(w, move |w| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the copy's runtime: {e}"))?;
+            let runtime = job_runtime()?;
             let store = rushes_copies::Store::open(&target).map_err(|e| e.to_string())?;
             let total: u64 = files.iter().map(|(_, size)| size).sum();
             let (mut done, mut copied, mut failed) = (0u64, 0usize, Vec::new());
@@ -464,10 +461,7 @@ impl Targets {
         );
         let me = Arc::clone(self);
         Ok(self.core.jobs.run(w, move |w| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the audit's runtime: {e}"))?;
+            let runtime = job_runtime()?;
             let mut stores: BTreeMap<String, Result<rushes_copies::Store, String>> =
                 BTreeMap::new();
             let (mut proven, mut failed) = (0usize, Vec::new());
@@ -490,7 +484,7 @@ impl Targets {
                     };
                     match outcome {
                         Ok(rushes_copies::Audit::Proven) => {
-                            proof.proven_at = now();
+                            proof.proven_at = crate::epoch::now();
                             proven += 1;
                             kept.push(proof);
                         }
@@ -573,39 +567,29 @@ impl Targets {
     }
 }
 
-/// Regular files at `rel` under `root` (a file, or a folder's files), with sizes.
+/// Regular files at `rel` under `root` (a file, or a folder's files as the catalog
+/// walks them), with sizes.
 fn walk(root: &std::path::Path, rel: &str, limit: usize) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![rel.to_string()];
-    while let Some(rel) = stack.pop() {
-        let path = root.join(&rel);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() {
-            out.push((rel, meta.len()));
-            if out.len() >= limit {
-                break;
-            }
-        } else if meta.is_dir() {
-            let mut names: Vec<String> = std::fs::read_dir(&path)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect();
-            names.sort();
-            for name in names.into_iter().rev() {
-                stack.push(if rel.is_empty() {
-                    name
-                } else {
-                    format!("{rel}/{name}")
-                });
-            }
-        }
+    let path = root.join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => vec![(rel.to_string(), meta.len())],
+        Ok(meta) if meta.is_dir() => rushes_catalog::extract::walk(&path, limit)
+            .into_iter()
+            .map(|(under, size, _)| match rel {
+                "" => (under, size),
+                _ => (format!("{rel}/{under}"), size),
+            })
+            .collect(),
+        _ => Vec::new(),
     }
-    out
+}
+
+/// A runtime for a job's talk with targets (jobs run on threads of their own).
+fn job_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the job's runtime: {e}"))
 }
 
 /// Copy one file, reading its bytes where placement keeps them, under a ticket.
@@ -617,23 +601,11 @@ fn copy_one(
     rel: &str,
     home: &std::path::Path,
 ) -> Result<rushes_copies::Proof, String> {
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsRawFd;
     let file = std::fs::File::open(home).map_err(|e| format!("cannot open it: {e}"))?;
-    let mut st = rustix::fs::fstat(&file).map_err(|e| e.to_string())?;
-    let _ticket = places
-        .enter(file.as_fd(), &mut st, false)
-        .map_err(|e| e.to_string())?;
-    let elsewhere = match places
-        .resolve(file.as_fd(), &st, rustix::fs::OFlags::RDONLY)
-        .map_err(|e| format!("cannot reach its data: {e}"))?
-    {
-        rushes_placement::Resolved::InPlace => None,
-        rushes_placement::Resolved::Elsewhere(fd, _) => Some(fd),
-    };
-    let data = match &elsewhere {
-        Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
-        None => home.to_path_buf(),
-    };
+    let read = rushes_placement::layout::read_data(Some(places), file)
+        .map_err(|e| format!("cannot reach its data: {e}"))?;
+    let data = PathBuf::from(format!("/proc/self/fd/{}", read.file.as_raw_fd()));
     runtime
         .block_on(store.put_verified_from(share, rel, home, &data))
         .map_err(|e| e.to_string())
@@ -667,13 +639,6 @@ fn set_recorded(home: &std::path::Path, all: &[rushes_copies::Proof]) -> Result<
     let json = serde_json::to_vec(all).map_err(|e| e.to_string())?;
     rustix::fs::setxattr(home, COPIES_XATTR, &json, rustix::fs::XattrFlags::empty())
         .map_err(|e| format!("cannot record the copy on the file: {e}"))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A small file of random bytes that goes when dropped.
