@@ -568,13 +568,15 @@ impl Targets {
 }
 
 /// Regular files at `rel` under `root` (a file, or a folder's files as the catalog
-/// walks them), with sizes.
+/// walks them, hidden ones left), with sizes.
 fn walk(root: &std::path::Path, rel: &str, limit: usize) -> Vec<(String, u64)> {
     let path = root.join(rel);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.is_file() => vec![(rel.to_string(), meta.len())],
+        // Hidden files are left, as hidden folders are by the walk.
         Ok(meta) if meta.is_dir() => rushes_catalog::extract::walk(&path, limit)
             .into_iter()
+            .filter(|(under, _, _)| !under.rsplit('/').next().unwrap_or("").starts_with('.'))
             .map(|(under, size, _)| match rel {
                 "" => (under, size),
                 _ => (format!("{rel}/{under}"), size),
