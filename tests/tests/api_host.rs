@@ -1042,3 +1042,209 @@ fn files_copied_by_hand_are_proven_recorded_and_show_where_they_stand() {
     let body = r#"{"target":"tape","share":"demo","paths":["no/such/file"]}"#;
     assert_eq!(refused(&c, "POST", "/v1/copies", body).0, 404);
 }
+
+/// An S3 endpoint that takes connections and never answers, until dropped: a target
+/// that hangs.
+struct Hanging {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hanging {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((stream, _)) = listener.accept() {
+                    held.push(stream);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Release and recall: a file with a proven copy gives its blocks back and stays a stub
+/// with its size, modify time and inode; its copies' target hanging, an NFS read is
+/// told to come back later (JUKEBOX) instead of hanging; the target set anew, a read
+/// of the far end is served while the rest is still on its way; a recall job brings
+/// the whole file back, resident with the same bytes; a stub whose copy is gone reads
+/// as an I/O error, never zeros, and raises an alert.
+#[test]
+fn released_files_keep_their_place_and_come_back_when_read() {
+    use rushes_tests::nfs3_client::nfs3_types::nfs3::nfsstat3;
+    use std::os::unix::fs::MetadataExt;
+    let state = tempfile::tempdir().unwrap();
+    let (server, c) = start(state.path());
+    let sock = state.path().join("api.sock");
+    let cut = state.path().join("demo/cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    let mut film = vec![0u8; 24 << 20];
+    blake3::Hasher::new().finalize_xof().fill(&mut film);
+    std::fs::write(cut.join("reel.mov"), &film).unwrap();
+    // A small file too: its one block of xattrs must not pass for its data.
+    let notes: Vec<u8> = film[..3000].iter().map(|b| b | 1).collect();
+    std::fs::write(cut.join("notes.txt"), &notes).unwrap();
+    let tape = folder_target(&sock, "tape");
+    let state_of = |path: &str| -> rushes_api::FileCopies {
+        let (out, ok) = rushesctl_with_input(&sock, &["--json", "copies", "demo", path], "");
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    // Not released without a proven copy.
+    let (out, ok) = rushesctl_with_input(&sock, &["release", "demo", "cut", "--wait"], "");
+    assert!(!ok, "{out}");
+    assert!(out.contains("0 proven copies"), "{out}");
+    let (out, ok) = rushesctl_with_input(
+        &sock,
+        &["copy", "demo", "cut", "--to", "tape", "--wait"],
+        "",
+    );
+    assert!(ok, "{out}");
+    let before = std::fs::metadata(cut.join("reel.mov")).unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["release", "demo", "cut", "--wait"], "");
+    assert!(ok, "{out}");
+    let after = std::fs::metadata(cut.join("reel.mov")).unwrap();
+    assert_eq!(
+        (
+            after.ino(),
+            after.len(),
+            after.mtime(),
+            after.mtime_nsec(),
+            after.mode()
+        ),
+        (
+            before.ino(),
+            before.len(),
+            before.mtime(),
+            before.mtime_nsec(),
+            before.mode()
+        )
+    );
+    // Its blocks given back: what is left is the xattrs' (its copies' record).
+    assert!(after.blocks() <= 16, "{}", after.blocks());
+    assert_eq!(
+        state_of("cut/reel.mov").state,
+        rushes_api::CopyState::Migrated
+    );
+
+    let port = server.port();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let user = rushes_tests::User::new(1000, 1000);
+    let mut nfs = rt
+        .block_on(rushes_tests::Nfs::mount(port, "/demo", &user))
+        .unwrap();
+    let root = nfs.root.clone();
+    let dir = rt.block_on(nfs.lookup(&root, "cut")).unwrap();
+    let fh = rt.block_on(nfs.lookup(&dir, "reel.mov")).unwrap();
+    // The target hangs: the read is told to come back later, within seconds.
+    let hanging = Hanging::start();
+    let endpoint = format!("http://127.0.0.1:{}", hanging.port);
+    let (out, ok) = rushesctl_with_input(
+        &sock,
+        &[
+            "target",
+            "set",
+            "tape",
+            "--s3",
+            "tape",
+            "--endpoint",
+            &endpoint,
+            "--access-key",
+            "AK",
+            "--secret-stdin",
+        ],
+        "secret\n",
+    );
+    assert!(ok, "{out}");
+    let asked = Instant::now();
+    let far = 20u64 << 20;
+    assert_eq!(
+        rt.block_on(nfs.read(&fh, far, 1 << 20)).unwrap_err(),
+        nfsstat3::NFS3ERR_JUKEBOX
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        rt.block_on(nfs.getattr(&fh)).unwrap().size,
+        film.len() as u64
+    );
+    // The target is a folder again: the far end is served first, while the file's
+    // recall still waits on the hanging store.
+    let path = tape.path().to_str().unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["target", "set", "tape", "--folder", path], "");
+    assert!(ok, "{out}");
+    let (bytes, eof) = rt.block_on(nfs.read(&fh, far, 1 << 20)).unwrap();
+    assert!(!eof);
+    assert!(
+        bytes == film[far as usize..far as usize + (1 << 20)],
+        "the range read is the film's"
+    );
+    assert_eq!(
+        state_of("cut/reel.mov").state,
+        rushes_api::CopyState::Migrated,
+        "the whole file is not back yet"
+    );
+    let small = rt.block_on(nfs.lookup(&dir, "notes.txt")).unwrap();
+    assert!(rt.block_on(nfs.read_all(&small)).unwrap() == notes);
+    drop(hanging);
+    // One job brings the whole file back: resident, the same bytes, times and inode.
+    let (out, ok) = rushesctl_with_input(&sock, &["recall", "demo", "cut", "--wait"], "");
+    assert!(ok, "{out}");
+    let back = std::fs::metadata(cut.join("reel.mov")).unwrap();
+    assert_eq!(
+        (back.ino(), back.len(), back.mtime(), back.mtime_nsec()),
+        (
+            before.ino(),
+            before.len(),
+            before.mtime(),
+            before.mtime_nsec()
+        )
+    );
+    assert!(back.blocks() * 512 >= back.len(), "{}", back.blocks());
+    assert!(std::fs::read(cut.join("reel.mov")).unwrap() == film);
+    assert!(rt.block_on(nfs.read_all(&fh)).unwrap() == film);
+    assert_eq!(
+        state_of("cut/reel.mov").state,
+        rushes_api::CopyState::Premigrated
+    );
+    // Released again, and its only copy removed behind our back: an I/O error, never
+    // zeros, and a critical alert.
+    let (out, ok) = rushesctl_with_input(&sock, &["release", "demo", "cut/reel.mov", "--wait"], "");
+    assert!(ok, "{out}");
+    std::fs::remove_file(tape.path().join("demo/cut/reel.mov")).unwrap();
+    assert_eq!(
+        rt.block_on(nfs.read(&fh, 0, 4096)).unwrap_err(),
+        nfsstat3::NFS3ERR_IO
+    );
+    let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.id.starts_with("recall-failed:") && a.severity == Severity::Critical),
+        "{alerts:?}"
+    );
+}

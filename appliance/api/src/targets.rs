@@ -91,6 +91,29 @@ pub struct AuditCopies {
     pub paths: Vec<String>,
 }
 
+/// Release files or folders of a share to their copies (`POST /v1/copies/release`), as
+/// a job: each file with enough proven copies of its bytes as they are now gives its
+/// blocks back and stays as a stub (path, size, owner, mode, times, handle, inode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseFiles {
+    pub share: String,
+    pub paths: Vec<String>,
+    /// Proven copies a file must have to be released (at least 1; 1 when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<u32>,
+}
+
+/// Bring released files or folders of a share back from their copies (`POST
+/// /v1/copies/recall`), as a job with progress in bytes; files a client waits for go
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecallFiles {
+    pub share: String,
+    pub paths: Vec<String>,
+}
+
 /// Where a file stands with its copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -101,6 +124,8 @@ pub enum CopyState {
     Premigrated,
     /// Changed since its last proven copy.
     Dirty,
+    /// Released: a stub on the box, its bytes on its copies; a read brings them back.
+    Migrated,
 }
 
 /// One proven copy of a file.

@@ -286,6 +286,60 @@ impl Store {
         Ok(Audit::Proven)
     }
 
+    /// Bytes `range` of the copy `proof` names, for a recall. A copy whose size is not
+    /// the proven one, or whose tag changed where the target gives one, is refused as
+    /// [`CopyError::Unproven`]: its bytes are not what was proven. The caller hashes
+    /// the whole file once it is back.
+    pub async fn get_range(
+        &self,
+        proof: &Proof,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, CopyError> {
+        let unproven = |why: String| CopyError::Unproven {
+            target: self.name.clone(),
+            key: proof.key.clone(),
+            why,
+        };
+        let mut opts = object_store::GetOptions::new().with_range(Some(range.clone()));
+        if self.metadata {
+            opts = opts.with_if_match(proof.e_tag.clone());
+        }
+        let got = match self
+            .store
+            .get_opts(&Key::from(proof.key.as_str()), opts)
+            .await
+        {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(unproven("it is gone from the target".into()))
+            }
+            Err(object_store::Error::Precondition { .. }) => {
+                return Err(unproven(
+                    "it was replaced on the target since it was proven".into(),
+                ))
+            }
+            Err(e) => return Err(CopyError::of(&self.name, "read a copy back", e)),
+        };
+        if got.meta.size != proof.facts.size {
+            return Err(unproven(format!(
+                "it holds {} bytes, not {}",
+                got.meta.size, proof.facts.size
+            )));
+        }
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| CopyError::of(&self.name, "read a copy back", e))?;
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(unproven(format!(
+                "it gave {} bytes for a range of {}",
+                bytes.len(),
+                range.end - range.start
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// Delete the copy at `key` (and a folder's sidecar of its facts).
     pub async fn remove(&self, key: &str) -> Result<(), CopyError> {
         let mut keys = vec![Key::from(key)];

@@ -22,6 +22,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps, CW
 use rustix::io::Errno;
 
 use rushes_placement::layout::{DataLocation, DataPlaces, Doomed, IoTicket, Resolved};
+use rushes_placement::stub::RecallError;
 
 use crate::activity::OpRecord;
 use crate::handle::HandleKey;
@@ -477,32 +478,68 @@ fn free_data(places: &DataPlaces, doomed: Option<Doomed>) {
 /// A moved file's data: the object open on its pool, and where that is.
 type Elsewhere = Option<(OwnedFd, DataLocation)>;
 
+/// How long a call on a released file waits for its bytes before it answers
+/// NFS3ERR_JUKEBOX, so the client asks again instead of hanging on a slow target.
+pub const RECALL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The data of a call on the regular file open at `fd` (not `O_PATH`; stat `st`): its
 /// ticket ([`DataPlaces::enter`], which takes `st` again under it), and where the data
 /// is: `None` when in the file itself, else the object on another pool opened with
 /// `flags` (`O_WRONLY` for calls that change the data or the size). Leaves the thread as
-/// root when it had to look.
+/// root when it had to look. A released file's bytes are brought back whole first
+/// (a change needs them all); one not back within [`RECALL_WAIT`] answers JUKEBOX.
 fn data_call(
     places: &Arc<DataPlaces>,
     fd: BorrowedFd<'_>,
     st: &mut Stat,
     flags: OFlags,
 ) -> NfsResult<(Option<IoTicket>, Elsewhere)> {
+    if let Some(found) = data_or_released(places, fd, st, flags)? {
+        return Ok(found);
+    }
+    let recaller = places.recaller().ok_or(NFS3ERR_IO)?;
+    recaller
+        .recall(fd, st, RECALL_WAIT)
+        .map_err(|e| recall_status(st, e))?;
+    *st = rustix::fs::fstat(fd).map_err(errno_stat)?;
+    data_or_released(places, fd, st, flags)?.ok_or(NFS3ERR_JUKEBOX)
+}
+
+/// [`data_call`], but a released file is `None` (and holds no ticket): its bytes come
+/// from the recaller.
+fn data_or_released(
+    places: &Arc<DataPlaces>,
+    fd: BorrowedFd<'_>,
+    st: &mut Stat,
+    flags: OFlags,
+) -> NfsResult<Option<(Option<IoTicket>, Elsewhere)>> {
     let ticket = places
         .enter(fd, st, flags.contains(OFlags::WRONLY))
         .map_err(errno_stat)?;
     // A file with as many blocks as bytes has its data in place: no look-up at all.
     if !places.needs_lookup(st) {
-        return Ok((ticket, None));
+        return Ok(Some((ticket, None)));
     }
     // The location is a trusted.* xattr and the object root's: looked up as root.
     sys::run_as_root().map_err(|_| NFS3ERR_SERVERFAULT)?;
     match places.resolve(fd, st, flags) {
-        Ok(Resolved::InPlace) => Ok((ticket, None)),
-        Ok(Resolved::Elsewhere(obj, loc)) => Ok((ticket, Some((obj, loc)))),
+        Ok(Resolved::InPlace) => Ok(Some((ticket, None))),
+        Ok(Resolved::Elsewhere(obj, loc)) => Ok(Some((ticket, Some((obj, loc))))),
+        Ok(Resolved::Released) => Ok(None),
         Err(e) => {
             tracing::warn!(ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
             Err(NFS3ERR_IO)
+        }
+    }
+}
+
+/// What a call on a released file answers when its bytes are not given.
+fn recall_status(st: &Stat, e: RecallError) -> nfsstat3 {
+    match e {
+        RecallError::Later => NFS3ERR_JUKEBOX,
+        RecallError::Lost(why) => {
+            tracing::warn!(ino = st.st_ino, why = %why, "a released file cannot be read: no copy gives its bytes back");
+            NFS3ERR_IO
         }
     }
 }
@@ -808,8 +845,22 @@ impl<'a> NfsCall<'a> {
                 return Err(NFS3ERR_ACCES);
             }
             let mut st = st;
-            let (ticket, elsewhere) =
-                data_call(&self.svc.places, fd.as_fd(), &mut st, OFlags::RDONLY)?;
+            let Some((ticket, elsewhere)) =
+                data_or_released(&self.svc.places, fd.as_fd(), &mut st, OFlags::RDONLY)?
+            else {
+                // Released: the range asked for is fetched first, the rest follows.
+                let recaller = self.svc.places.recaller().ok_or(NFS3ERR_IO)?;
+                let bytes = recaller
+                    .read(fd.as_fd(), &st, offset, count, RECALL_WAIT)
+                    .map_err(|e| recall_status(&st, e))?;
+                put(out, &NFS3_OK);
+                put(out, &post_op_attr::attributes(obj.fattr(&st)));
+                put_u32(out, bytes.len() as u32);
+                put_bool(out, offset + bytes.len() as u64 >= st.st_size as u64);
+                put_opaque(out, &bytes);
+                self.rec.bytes = bytes.len() as u64;
+                return Ok(());
+            };
             let fd = elsewhere.map_or(fd, |(data, _)| data);
             put(out, &NFS3_OK);
             put(out, &post_op_attr::attributes(obj.fattr(&st)));
@@ -1505,9 +1556,9 @@ impl<'a> NfsCall<'a> {
             self.rec.path = share_path(self.svc, &obj.share, fd.as_fd());
             wcc.before = pre_op_attr::attributes(to_wcc_attr(&st));
             let mut st = st;
-            let (_ticket, elsewhere) =
-                data_call(&self.svc.places, fd.as_fd(), &mut st, OFlags::RDONLY)?;
-            if let Some((data, _)) = elsewhere {
+            // A released file has nothing waiting to be written: no write reaches it.
+            let found = data_or_released(&self.svc.places, fd.as_fd(), &mut st, OFlags::RDONLY)?;
+            if let Some((_ticket, Some((data, _)))) = found {
                 rustix::fs::fsync(&data).map_err(errno_stat)?;
             }
             rustix::fs::fsync(&fd).map_err(errno_stat)?;

@@ -58,16 +58,31 @@ impl DataLocation {
     }
 }
 
+/// Files this small are always looked up: a moved or released file keeps no data
+/// blocks, but a block of extended attributes (Samba's ACL, the copies' record) can
+/// make a small one look as if its data were here, and its hole would read as zeros.
+pub const ALWAYS_LOOKED_UP: i64 = 256 << 10;
+
 /// Whether a namespace inode's stat allows its data to be elsewhere: fewer blocks than
-/// its size. Every moved file has none; a file with its data in place skips the xattr.
+/// its size, or small enough for xattr blocks to hide that. A bigger file with its data
+/// in place skips the xattr.
 pub fn may_be_elsewhere(size: i64, blocks: i64) -> bool {
+    size > 0 && (blocks.saturating_mul(512) < size || size <= ALWAYS_LOOKED_UP)
+}
+
+/// Whether a file has fewer blocks than bytes (sparse, or its data away): what a view
+/// reports about allocation, not where data calls go.
+pub fn has_fewer_blocks_than_bytes(size: i64, blocks: i64) -> bool {
     size > 0 && blocks.saturating_mul(512) < size
 }
 
 /// The location named by the namespace inode open at `fd` (not an `O_PATH` descriptor).
+/// A released file's data is on no pool: `ENOMEDIUM` (see the `stub` module), so no caller
+/// that knows only pools takes its hole for its bytes.
 pub fn location_of(fd: BorrowedFd<'_>) -> Result<Option<DataLocation>, Errno> {
     let mut buf = [0u8; MAX_LOCATION];
     match rustix::fs::fgetxattr(fd, DATA_XATTR_C, &mut buf) {
+        Ok(n) if buf[..n].starts_with(RELEASED) => Err(Errno::NOMEDIUM),
         Ok(n) => Ok(DataLocation::parse(&buf[..n])),
         Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => Ok(None),
         Err(e) => Err(e),
@@ -88,6 +103,44 @@ pub fn set_location(fd: BorrowedFd<'_>, loc: Option<&DataLocation>) -> Result<()
             other => other,
         },
     }
+}
+
+/// How the `trusted.rushes.data` value of a released file begins; `:` and the blake3
+/// (hex) of its bytes follow.
+pub const RELEASED: &[u8] = b"@released";
+
+/// Why a released file's bytes are not given now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecallError {
+    /// On their way, or the target is slow or unreachable now: ask again later (NFS
+    /// answers JUKEBOX, so the client retries instead of hanging).
+    Later,
+    /// No copy can give them back (every copy is gone or changed): an I/O error, never
+    /// zeros.
+    Lost(String),
+}
+
+/// Brings released files back from their copies: rushesd's recall queue.
+pub trait Recaller: Send + Sync {
+    /// Bytes `offset..offset + len` (cut at the end of the file) of the released file
+    /// open at `ns` (stat `st`), fetched before the rest, which follows in the
+    /// background. Gives up with [`RecallError::Later`] after `wait`.
+    fn read(
+        &self,
+        ns: BorrowedFd<'_>,
+        st: &rustix::fs::Stat,
+        offset: u64,
+        len: usize,
+        wait: Duration,
+    ) -> Result<Vec<u8>, RecallError>;
+
+    /// Bring the whole released file open at `ns` back, waiting at most `wait` for it.
+    fn recall(
+        &self,
+        ns: BorrowedFd<'_>,
+        st: &rustix::fs::Stat,
+        wait: Duration,
+    ) -> Result<(), RecallError>;
 }
 
 /// The in-flight calls of one shard of files.
@@ -126,6 +179,9 @@ pub struct DataPlaces {
     /// an open file's reads and writes go straight to the file its data was in when it
     /// was opened, so its data stays there until the last close.
     held: Mutex<HashMap<(u64, u64), u32>>,
+    /// What brings released files back from their copies; set, it makes every data call
+    /// take a ticket even with no pool, so a release never races a write.
+    recaller: std::sync::OnceLock<Arc<dyn Recaller>>,
 }
 
 impl Default for DataPlaces {
@@ -136,6 +192,7 @@ impl Default for DataPlaces {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             recalls: AtomicUsize::new(0),
             held: Mutex::default(),
+            recaller: std::sync::OnceLock::new(),
         }
     }
 }
@@ -334,6 +391,21 @@ impl Drop for Recall<'_> {
     }
 }
 
+/// A recall under way that outlives the call that began it (a released file's).
+pub struct RecallHeld(Arc<DataPlaces>);
+
+impl Drop for RecallHeld {
+    fn drop(&mut self) {
+        self.0.recalls.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for RecallHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecallHeld")
+    }
+}
+
 /// Where a data call's bytes are.
 #[derive(Debug)]
 pub enum Resolved {
@@ -341,6 +413,9 @@ pub enum Resolved {
     InPlace,
     /// In this file on another pool.
     Elsewhere(OwnedFd, DataLocation),
+    /// On no pool: the file is released, its bytes are on copies elsewhere
+    /// ([`DataPlaces::recaller`] brings them).
+    Released,
 }
 
 fn shard_of(ino: u64) -> usize {
@@ -485,10 +560,20 @@ impl DataPlaces {
         Some(Switch { shard, _one: one })
     }
 
-    /// Whether any pool's data is reachable: without one no file can be elsewhere, and
-    /// servers skip the tickets.
+    /// Whether any pool's data is reachable or files may be released: without either no
+    /// file can be elsewhere, and servers skip the tickets.
     pub fn active(&self) -> bool {
-        self.pools.load(Ordering::Relaxed) > 0
+        self.pools.load(Ordering::Relaxed) > 0 || self.recaller.get().is_some()
+    }
+
+    /// Bring released files back with `recaller` from now on (set once).
+    pub fn set_recaller(&self, recaller: Arc<dyn Recaller>) {
+        let _ = self.recaller.set(recaller);
+    }
+
+    /// What brings released files back, when the box has one.
+    pub fn recaller(&self) -> Option<&Arc<dyn Recaller>> {
+        self.recaller.get()
     }
 
     /// Whether the file with stat `st` must be looked up ([`DataPlaces::resolve`]): it has
@@ -659,6 +744,12 @@ impl DataPlaces {
         Recall(&self.recalls)
     }
 
+    /// [`DataPlaces::recall`] for a recall that outlives the call.
+    pub fn recall_held(self: &Arc<Self>) -> RecallHeld {
+        self.recalls.fetch_add(1, Ordering::SeqCst);
+        RecallHeld(Arc::clone(self))
+    }
+
     /// Where the data of the namespace inode open at `ns` is, opened with `flags` when it
     /// is elsewhere. Call with a ticket held.
     pub fn resolve(
@@ -670,12 +761,14 @@ impl DataPlaces {
         if self.recalls.load(Ordering::SeqCst) == 0 && !may_be_elsewhere(st.st_size, st.st_blocks) {
             return Ok(Resolved::InPlace);
         }
-        match location_of(ns)? {
-            None => Ok(Resolved::InPlace),
-            Some(loc) => {
+        match location_of(ns) {
+            Ok(None) => Ok(Resolved::InPlace),
+            Ok(Some(loc)) => {
                 let fd = self.open(&loc, flags)?;
                 Ok(Resolved::Elsewhere(fd, loc))
             }
+            Err(Errno::NOMEDIUM) => Ok(Resolved::Released),
+            Err(e) => Err(e),
         }
     }
 }
@@ -704,6 +797,8 @@ pub fn read_data(places: Option<&Arc<DataPlaces>>, file: std::fs::File) -> Resul
     let file = match places.resolve(file.as_fd(), &st, OFlags::RDONLY)? {
         Resolved::InPlace => file,
         Resolved::Elsewhere(data, _) => std::fs::File::from(data),
+        // Its bytes are on copies elsewhere: not fetched for a reader of this kind.
+        Resolved::Released => return Err(Errno::NOMEDIUM),
     };
     Ok(DataRead {
         file,
@@ -751,12 +846,16 @@ mod tests {
     }
 
     #[test]
-    fn only_files_with_fewer_blocks_than_bytes_are_looked_up() {
+    fn files_with_fewer_blocks_than_bytes_and_small_ones_are_looked_up() {
         assert!(may_be_elsewhere(4096, 0));
         assert!(may_be_elsewhere(1 << 20, 8));
         assert!(!may_be_elsewhere(0, 0));
-        assert!(!may_be_elsewhere(4096, 8));
-        assert!(!may_be_elsewhere(4000, 8));
+        // A small file's one block may be its xattrs'.
+        assert!(may_be_elsewhere(4096, 8));
+        assert!(may_be_elsewhere(4000, 8));
+        assert!(!may_be_elsewhere(1 << 20, 2048));
+        assert!(!may_be_elsewhere(ALWAYS_LOOKED_UP + 1, 2048));
+        assert!(!has_fewer_blocks_than_bytes(4096, 8));
     }
 
     #[test]

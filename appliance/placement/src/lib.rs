@@ -9,6 +9,7 @@ pub mod layout;
 pub mod mover;
 pub mod plan;
 pub mod rules;
+pub mod stub;
 pub use rushes_api::units;
 
 pub use evaluate::{Decision, Fill, Trigger, Verdict};

@@ -70,6 +70,8 @@ pub enum MoveError {
     },
     #[error("{0}: not a regular file; only files' data moves")]
     NotFile(String),
+    #[error("{0}: released to its copies; recall it first (rushesctl recall)")]
+    Released(String),
     #[error("{0}: changed while it was copied; the copy was dropped and the next run moves it")]
     Changed(String),
     #[error("{0}: calls on it did not pause for the switch; the copy was dropped and the next run moves it")]
@@ -377,7 +379,11 @@ pub fn move_file(
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(MoveError::NotFile(spec.path.clone()));
     }
-    let from = location_of(ns.as_fd()).map_err(cx.io("read where its data is"))?;
+    let from = match location_of(ns.as_fd()) {
+        // Released: its bytes are on copies elsewhere, on no pool; a recall brings them.
+        Err(Errno::NOMEDIUM) => return Err(MoveError::Released(spec.path.clone())),
+        other => other.map_err(cx.io("read where its data is"))?,
+    };
     let from_pool = from
         .as_ref()
         .map_or(spec.home.as_str(), |l| l.pool.as_str());

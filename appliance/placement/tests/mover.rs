@@ -76,6 +76,7 @@ impl Box3 {
                 std::os::fd::AsRawFd::as_raw_fd(&fd)
             ))
             .unwrap(),
+            Resolved::Released => panic!("{path} is released"),
         }
     }
 

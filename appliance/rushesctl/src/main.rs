@@ -112,8 +112,37 @@ enum Cmd {
         wait: Wait,
     },
     /// A file's proven copies and where it stands: resident (no copy), premigrated
-    /// (copies of it as it is) or dirty (changed since its last copy).
+    /// (copies of it as it is), dirty (changed since its last copy) or migrated
+    /// (released to its copies).
     Copies { share: String, path: String },
+    /// Release files or folders of a share to their copies, as a job: a file with
+    /// enough proven copies of its bytes as they are now gives its blocks back and stays
+    /// as a stub with its path, size, owner, times and NFS handle. A client that reads
+    /// it brings it back (NFS clients are told to retry while it comes).
+    #[command(after_help = "Examples:
+  rushesctl release projects jobs/2039-feature --wait
+  rushesctl release rushes day1 --copies 2")]
+    Release {
+        share: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Proven copies a file must have to be released.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        copies: u32,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Bring released files or folders of a share back from their copies, as one job
+    /// with progress in bytes; recalls that clients wait for go first.
+    #[command(after_help = "Example:
+  rushesctl recall projects jobs/2039-feature --wait")]
+    Recall {
+        share: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Read back every recorded copy of files or folders of a share, as a job: each
     /// copy still whole is proven again; one changed or gone on its target no longer
     /// counts and raises a critical alert.
@@ -1430,6 +1459,32 @@ fn run(cli: &Cli, c: &Client) -> Res {
             )?;
             return started(cli, c, job, wait.wait);
         }
+        Cmd::Release {
+            share,
+            paths,
+            copies,
+            wait,
+        } => {
+            let job: api::Job = c.post(
+                "/v1/copies/release",
+                &api::ReleaseFiles {
+                    share: share.clone(),
+                    paths: paths.clone(),
+                    copies: Some(*copies),
+                },
+            )?;
+            return started(cli, c, job, wait.wait);
+        }
+        Cmd::Recall { share, paths, wait } => {
+            let job: api::Job = c.post(
+                "/v1/copies/recall",
+                &api::RecallFiles {
+                    share: share.clone(),
+                    paths: paths.clone(),
+                },
+            )?;
+            return started(cli, c, job, wait.wait);
+        }
         Cmd::Copies { share, path } => {
             let copies: api::FileCopies = c.get(&format!(
                 "/v1/copies?share={}&path={}",
@@ -1443,6 +1498,9 @@ fn run(cli: &Cli, c: &Client) -> Res {
                     api::CopyState::Resident => "resident (no copy proven)",
                     api::CopyState::Premigrated => "premigrated (proven copies of it as it is)",
                     api::CopyState::Dirty => "dirty (changed since its last copy)",
+                    api::CopyState::Migrated => {
+                        "migrated (released: its bytes are on its copies; a read brings them back)"
+                    }
                 };
                 let rows: Vec<Vec<String>> = copies
                     .copies

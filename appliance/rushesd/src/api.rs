@@ -550,7 +550,7 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
                 |State(m): Mgr, Params(q): Params<CopiesQuery>| async move {
                     blocking(move || m.targets.copies_of(&q.share, &q.path)).await.map(Json)
                 },
-                says("A file's proven copies and where it stands: resident, premigrated (copies as it is now) or dirty (changed since)"),
+                says("A file's proven copies and where it stands: resident, premigrated (copies as it is now), dirty (changed since) or migrated (released to its copies)"),
             )
             .post_with(
                 |State(m): Mgr, Body(req): Body<api::CopyFiles>| async move {
@@ -566,6 +566,24 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
                     blocking(move || m.targets.audit_copies(req)).await.map(accepted)
                 },
                 says("Read back every recorded copy of files or folders of a share, as a job: each proven again, or dropped with a critical alert when changed or gone"),
+            ),
+        )
+        .api_route(
+            "/v1/copies/release",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::ReleaseFiles>| async move {
+                    blocking(move || m.recalls.release_files(req)).await.map(accepted)
+                },
+                says("Release files or folders of a share to their copies, as a job: a file with enough proven copies of its bytes as they are now gives its blocks back and stays as a stub (path, size, owner, times, handle); a read brings it back"),
+            ),
+        )
+        .api_route(
+            "/v1/copies/recall",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::RecallFiles>| async move {
+                    blocking(move || m.recalls.recall_files(req)).await.map(accepted)
+                },
+                says("Bring released files or folders of a share back from their copies, as a job with progress in bytes; recalls clients wait for go first"),
             ),
         )
         .api_route(

@@ -33,6 +33,7 @@ pub struct Daemon {
     pub catalog: Option<Arc<crate::catalog::Catalog>>,
     /// Where copies can go.
     pub targets: Arc<crate::targets::Targets>,
+    pub recalls: Arc<crate::recall::Recalls>,
 }
 
 impl Daemon {

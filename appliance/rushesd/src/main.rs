@@ -25,6 +25,7 @@ mod openapi;
 mod placement;
 mod pools;
 mod rates;
+mod recall;
 mod samba;
 mod settings;
 mod shares;
@@ -615,6 +616,14 @@ fn serve(opts: ServeOptions) -> Result<()> {
             rates_from_command_line,
         );
         let targets = targets::Targets::new(Arc::clone(&core), Arc::clone(&service));
+        let recalls = recall::Recalls::start(
+            Arc::clone(&core),
+            Arc::clone(&targets),
+            Arc::clone(&service.places),
+        );
+        service
+            .places
+            .set_recaller(Arc::clone(&recalls) as Arc<dyn rushes_placement::stub::Recaller>);
         // Every job kind has had its chance to be taken up again.
         core.jobs.give_up_the_rest();
         let daemon = Arc::new(daemon::Daemon {
@@ -630,6 +639,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             rates,
             catalog,
             targets,
+            recalls,
         });
         daemon.tick();
         if let Some(samba) = samba.clone() {

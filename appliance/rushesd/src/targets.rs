@@ -25,6 +25,8 @@ pub struct Targets {
     core: Arc<Core>,
     nas: Arc<Service>,
     vault: Vault,
+    /// Counts changes of targets, so what keeps one open opens it again.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Where a file's proven copies are recorded: JSON, a proof per target.
@@ -230,7 +232,18 @@ impl Targets {
                 lock: Mutex::new(()),
             },
             core,
+            generation: Default::default(),
         })
+    }
+
+    /// Changes when any target is set or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn list(&self) -> Vec<TargetView> {
@@ -271,6 +284,7 @@ impl Targets {
                 None => c.targets.push(entry),
             })
             .map_err(ApiErr::failed)?;
+        self.changed();
         tracing::info!(target = name, "copy target set");
         Ok(())
     }
@@ -287,11 +301,17 @@ impl Targets {
             .save_config(|c| c.targets.retain(|t| t.name != name))
             .map_err(ApiErr::failed)?;
         self.vault.remove(name).map_err(ApiErr::failed)?;
+        self.changed();
         tracing::info!(target = name, "copy target removed");
         Ok(())
     }
 
     /// The target `name`, its secret opened, ready for the copies library.
+    /// Target `name` as the recall queue opens it: an error in words.
+    pub fn target_for_recall(&self, name: &str) -> Result<rushes_copies::Target, String> {
+        self.target(name).map_err(|e| e.message)
+    }
+
     fn target(&self, name: &str) -> ApiResult<rushes_copies::Target> {
         let entry = self
             .core
@@ -340,7 +360,7 @@ impl Targets {
 
 impl Targets {
     /// The folder of share `share`, and `rel` made a path inside it (never outside).
-    fn in_share(&self, share: &str, rel: &str) -> ApiResult<(PathBuf, String)> {
+    pub(crate) fn in_share(&self, share: &str, rel: &str) -> ApiResult<(PathBuf, String)> {
         let root = self
             .nas
             .shares()
@@ -424,7 +444,11 @@ impl Targets {
 
     /// The files `paths` of `share` name (files, or a folder's files), from the share's
     /// folder; refused when a path is outside the share or names nothing.
-    fn files_of(&self, share: &str, paths: &[String]) -> ApiResult<(PathBuf, Vec<(String, u64)>)> {
+    pub(crate) fn files_of(
+        &self,
+        share: &str,
+        paths: &[String],
+    ) -> ApiResult<(PathBuf, Vec<(String, u64)>)> {
         if paths.is_empty() {
             return Err(
                 ApiErr::bad_request("no path given").hint("name files or folders of the share")
@@ -551,7 +575,12 @@ impl Targets {
                 proven_at: p.proven_at,
             })
             .collect();
-        let state = if copies.is_empty() {
+        let released = std::fs::File::open(&home).ok().is_some_and(|f| {
+            rushes_placement::stub::is_released(std::os::fd::AsFd::as_fd(&f)).unwrap_or(false)
+        });
+        let state = if released {
+            CopyState::Migrated
+        } else if copies.is_empty() {
             CopyState::Resident
         } else if copies.iter().any(|c| c.current) {
             CopyState::Premigrated
@@ -614,12 +643,44 @@ fn copy_one(
 }
 
 /// The proofs recorded on the file at `home`.
-fn recorded(home: &std::path::Path) -> Vec<rushes_copies::Proof> {
+pub(crate) fn recorded(home: &std::path::Path) -> Vec<rushes_copies::Proof> {
+    open_for_xattrs(home)
+        .map(|f| recorded_fd(std::os::fd::AsFd::as_fd(&f)))
+        .unwrap_or_default()
+}
+
+/// The file at `home`, opened to read and set its xattrs (never a FIFO's wait).
+fn open_for_xattrs(home: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(home)
+}
+
+/// The proofs recorded on the file open at `fd`.
+pub(crate) fn recorded_fd(fd: std::os::fd::BorrowedFd<'_>) -> Vec<rushes_copies::Proof> {
     let mut buf = vec![0u8; 64 << 10];
-    match rustix::fs::getxattr(home, COPIES_XATTR, &mut buf) {
+    match rustix::fs::fgetxattr(fd, COPIES_XATTR, &mut buf) {
         Ok(n) => serde_json::from_slice(&buf[..n]).unwrap_or_default(),
         Err(_) => Vec::new(),
     }
+}
+
+/// The proofs on the file open at `fd` become `all`.
+pub(crate) fn set_recorded_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    all: &[rushes_copies::Proof],
+) -> Result<(), String> {
+    if all.is_empty() {
+        return match rustix::fs::fremovexattr(fd, COPIES_XATTR) {
+            Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
+            Err(e) => Err(format!("cannot update the file's copies: {e}")),
+        };
+    }
+    let json = serde_json::to_vec(all).map_err(|e| e.to_string())?;
+    rustix::fs::fsetxattr(fd, COPIES_XATTR, &json, rustix::fs::XattrFlags::empty())
+        .map_err(|e| format!("cannot record the copies on the file: {e}"))
 }
 
 /// Record `proof` on the file at `home`, in place of that target's earlier one.
@@ -632,15 +693,8 @@ fn record(home: &std::path::Path, proof: rushes_copies::Proof) -> Result<(), Str
 
 /// The proofs on the file at `home` become `all`.
 fn set_recorded(home: &std::path::Path, all: &[rushes_copies::Proof]) -> Result<(), String> {
-    if all.is_empty() {
-        return match rustix::fs::removexattr(home, COPIES_XATTR) {
-            Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
-            Err(e) => Err(format!("cannot update the file's copies: {e}")),
-        };
-    }
-    let json = serde_json::to_vec(all).map_err(|e| e.to_string())?;
-    rustix::fs::setxattr(home, COPIES_XATTR, &json, rustix::fs::XattrFlags::empty())
-        .map_err(|e| format!("cannot record the copy on the file: {e}"))
+    let file = open_for_xattrs(home).map_err(|e| format!("cannot open it: {e}"))?;
+    set_recorded_fd(std::os::fd::AsFd::as_fd(&file), all)
 }
 
 /// A small file of random bytes that goes when dropped.

@@ -17,11 +17,15 @@ use fuser::{
 };
 use rushes_nas::sys::{self, KernelHandle, LockKind};
 use rushes_placement::layout::{self, DataPlaces, OpenHold, Resolved};
+use rushes_placement::stub::RecallError;
 use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
 
 /// How long the kernel may trust a name or attributes before asking again. NFS clients
 /// change the same tree, so this stays short.
 const TTL: Duration = Duration::from_secs(1);
+/// How long an open of a released file waits for its bytes: an SMB client gives up on
+/// a request after about a minute.
+const RECALL_WAIT: Duration = Duration::from_secs(45);
 
 /// The layer's own xattrs: never shown, never set from outside.
 const OWN_XATTRS: &[u8] = b"trusted.rushes.";
@@ -85,6 +89,12 @@ type Opened = (
     bool,
     Option<OpenHold>,
 );
+
+/// An open's look at a file: opened, or released (its bytes on copies elsewhere).
+enum Found {
+    Opened(Opened),
+    Released(OwnedFd, Stat),
+}
 
 /// What a SETATTR asks to change.
 struct Change {
@@ -327,7 +337,7 @@ impl View {
                 blocks = data.st_blocks as u64;
                 mtime = time(data.st_mtime, data.st_mtime_nsec as i64);
                 ctime = ctime.max(time(data.st_ctime, data.st_ctime_nsec as i64));
-            } else if self.places.needs_lookup(st)
+            } else if layout::has_fewer_blocks_than_bytes(st.st_size, st.st_blocks)
                 && open().is_some_and(|f| layout::location_of(f.as_fd()).ok().flatten().is_some())
             {
                 blocks = size.div_ceil(512);
@@ -542,13 +552,45 @@ impl View {
     }
 
     /// Open regular file `ino` with `flags`: where its data is, looked at under a ticket.
+    /// A released file is brought back whole first (Samba's clients wait on the open).
     fn open_data(&self, ino: INodeNo, flags: i32) -> Result<Opened, Errno> {
+        match self.open_found(ino, flags)? {
+            Found::Opened(opened) => Ok(opened),
+            Found::Released(home, st) => {
+                self.recall(&home, &st)?;
+                match self.open_found(ino, flags)? {
+                    Found::Opened(opened) => Ok(opened),
+                    Found::Released(..) => Err(Errno::EAGAIN),
+                }
+            }
+        }
+    }
+
+    /// Bring the released file open at `home` (stat `st`) back, waiting for it.
+    fn recall(&self, home: &OwnedFd, st: &Stat) -> Result<(), Errno> {
+        let recaller = self.places.recaller().ok_or(Errno::EIO)?;
+        Self::as_root()?;
+        recaller
+            .recall(home.as_fd(), st, RECALL_WAIT)
+            .map_err(|e| match e {
+                RecallError::Later => {
+                    tracing::info!(share = %self.share, ino = st.st_ino, "a released file is still on its way back; the client is told to try again");
+                    Errno::EAGAIN
+                }
+                RecallError::Lost(why) => {
+                    tracing::warn!(share = %self.share, ino = st.st_ino, why = %why, "a released file cannot be read: no copy gives its bytes back");
+                    Errno::EIO
+                }
+            })
+    }
+
+    fn open_found(&self, ino: INodeNo, flags: i32) -> Result<Found, Errno> {
         let access = flags & libc::O_ACCMODE;
         let writes = access != libc::O_RDONLY;
         let home = self.open_ino(ino, access | libc::O_NOFOLLOW | libc::O_NONBLOCK)?;
         let mut st = rustix::fs::fstat(&home).map_err(errno)?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Ok((st, Arc::new(home), None, writes, None));
+            return Ok(Found::Opened((st, Arc::new(home), None, writes, None)));
         }
         let _ticket = self
             .places
@@ -561,15 +603,23 @@ impl View {
             match self.places.resolve(home.as_fd(), &st, access_flags) {
                 Ok(Resolved::InPlace) => {}
                 Ok(Resolved::Elsewhere(fd, _)) => {
-                    return Ok((st, Arc::new(fd), Some(Arc::new(home)), writes, hold))
+                    return Ok(Found::Opened((
+                        st,
+                        Arc::new(fd),
+                        Some(Arc::new(home)),
+                        writes,
+                        hold,
+                    )))
                 }
+                // The ticket and the hold go: the recall's end needs the file to itself.
+                Ok(Resolved::Released) => return Ok(Found::Released(home, st)),
                 Err(e) => {
                     tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
                     return Err(Errno::EIO);
                 }
             }
         }
-        Ok((st, Arc::new(home), None, writes, hold))
+        Ok(Found::Opened((st, Arc::new(home), None, writes, hold)))
     }
 
     /// The last writer of a file whose data is elsewhere closed: its home file takes the
@@ -647,19 +697,35 @@ impl View {
         if let Some(size) = size {
             let wfd = self.open_ino(ino, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)?;
             let mut st = rustix::fs::fstat(&wfd).map_err(errno)?;
-            let _ticket = self
+            let mut ticket = self
                 .places
                 .enter(wfd.as_fd(), &mut st, true)
                 .map_err(errno)?;
-            let elsewhere = if self.places.needs_lookup(&st) {
+            let mut elsewhere = None;
+            for attempt in 0..2 {
+                if !self.places.needs_lookup(&st) {
+                    break;
+                }
                 match self.places.resolve(wfd.as_fd(), &st, OFlags::WRONLY) {
-                    Ok(Resolved::Elsewhere(fd, loc)) => Some((fd, loc)),
-                    Ok(Resolved::InPlace) => None,
+                    Ok(Resolved::Elsewhere(fd, loc)) => elsewhere = Some((fd, loc)),
+                    Ok(Resolved::InPlace) => {}
+                    // A new size needs the bytes back first.
+                    Ok(Resolved::Released) if attempt == 0 => {
+                        drop(ticket.take());
+                        self.recall(&wfd, &st)?;
+                        st = rustix::fs::fstat(&wfd).map_err(errno)?;
+                        ticket = self
+                            .places
+                            .enter(wfd.as_fd(), &mut st, true)
+                            .map_err(errno)?;
+                        continue;
+                    }
+                    Ok(Resolved::Released) => return Err(Errno::EAGAIN),
                     Err(_) => return Err(Errno::EIO),
                 }
-            } else {
-                None
-            };
+                break;
+            }
+            let _ticket = ticket;
             self.places
                 .truncate(
                     wfd.as_fd(),
