@@ -822,10 +822,34 @@ fn rushesctl_with_input(sock: &Path, args: &[&str], input: &str) -> (String, boo
 /// A folder made for the test, set as target `name` with rushesctl.
 fn folder_target(sock: &Path, name: &str) -> tempfile::TempDir {
     let folder = tempfile::tempdir().unwrap();
-    let path = folder.path().to_str().unwrap();
+    set_folder_target(sock, name, folder.path());
+    folder
+}
+
+/// Target `name` set to the folder `path`.
+fn set_folder_target(sock: &Path, name: &str, path: &Path) {
+    let path = path.to_str().unwrap();
     let (out, ok) = rushesctl_with_input(sock, &["target", "set", name, "--folder", path], "");
     assert!(ok, "{out}");
-    folder
+}
+
+/// Target `name` set to an S3 store on loopback port `port`.
+fn set_s3_target(sock: &Path, name: &str, port: u16) {
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let args = [
+        "target",
+        "set",
+        name,
+        "--s3",
+        name,
+        "--endpoint",
+        &endpoint,
+        "--access-key",
+        "AK",
+        "--secret-stdin",
+    ];
+    let (out, ok) = rushesctl_with_input(sock, &args, "secret\n");
+    assert!(ok, "{out}");
 }
 
 /// Every regular file under `dir`.
@@ -1159,24 +1183,7 @@ fn released_files_keep_their_place_and_come_back_when_read() {
     let fh = rt.block_on(nfs.lookup(&dir, "reel.mov")).unwrap();
     // The target hangs: the read is told to come back later, within seconds.
     let hanging = Hanging::start();
-    let endpoint = format!("http://127.0.0.1:{}", hanging.port);
-    let (out, ok) = rushesctl_with_input(
-        &sock,
-        &[
-            "target",
-            "set",
-            "tape",
-            "--s3",
-            "tape",
-            "--endpoint",
-            &endpoint,
-            "--access-key",
-            "AK",
-            "--secret-stdin",
-        ],
-        "secret\n",
-    );
-    assert!(ok, "{out}");
+    set_s3_target(&sock, "tape", hanging.port);
     let asked = Instant::now();
     let far = 20u64 << 20;
     assert_eq!(
@@ -1194,9 +1201,7 @@ fn released_files_keep_their_place_and_come_back_when_read() {
     );
     // The target is a folder again: the far end is served first, while the file's
     // recall still waits on the hanging store.
-    let path = tape.path().to_str().unwrap();
-    let (out, ok) = rushesctl_with_input(&sock, &["target", "set", "tape", "--folder", path], "");
-    assert!(ok, "{out}");
+    set_folder_target(&sock, "tape", tape.path());
     let (bytes, eof) = rt.block_on(nfs.read(&fh, far, 1 << 20)).unwrap();
     assert!(!eof);
     assert!(
@@ -1246,5 +1251,128 @@ fn released_files_keep_their_place_and_come_back_when_read() {
             .iter()
             .any(|a| a.id.starts_with("recall-failed:") && a.severity == Severity::Critical),
         "{alerts:?}"
+    );
+}
+
+/// Copy rules kept true by a reconcile: the files a rule names get their copies on its
+/// targets, and no others; a second run has nothing to do; a changed file is copied
+/// again with its older copy kept as a version; a target that cannot take a copy
+/// leaves the file short, in the job's error and an alert, until a run once it is back.
+#[test]
+fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files() {
+    let state = tempfile::tempdir().unwrap();
+    let (_server, c) = start(state.path());
+    let sock = state.path().join("api.sock");
+    let share = state.path().join("demo");
+    std::fs::create_dir_all(share.join("grade")).unwrap();
+    std::fs::create_dir_all(share.join("notes")).unwrap();
+    let mut grade = vec![0u8; 3 << 20];
+    blake3::Hasher::new().finalize_xof().fill(&mut grade);
+    std::fs::write(share.join("grade/a.mov"), &grade).unwrap();
+    std::fs::write(share.join("grade/b.mov"), b"a short grade").unwrap();
+    std::fs::write(share.join("notes/n.txt"), b"not kept by any rule").unwrap();
+    let tape = folder_target(&sock, "tape");
+    let vault = folder_target(&sock, "vault");
+    let rules = state.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"grades-twice\"\naction = \"copy\"\npath = \"grade/**\"\ncopies = 2\ntargets = [\"tape\", \"vault\"]\n",
+    )
+    .unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["placement", "set", rules.to_str().unwrap()], "");
+    assert!(ok, "{out}");
+    let (out, ok) = rushesctl_with_input(&sock, &["placement"], "");
+    assert!(ok && out.contains("copy 2 on tape,vault"), "{out}");
+    let last_run = || -> Job {
+        let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
+        jobs.into_iter()
+            .filter(|j| j.kind == "reconcile-copies")
+            .max_by_key(|j| j.id)
+            .unwrap()
+    };
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(ok, "{out}");
+    assert!(
+        last_run().step.contains("4 copies made"),
+        "{:?}",
+        last_run()
+    );
+    for t in [&tape, &vault] {
+        assert_eq!(
+            std::fs::read(t.path().join("demo/grade/a.mov")).unwrap(),
+            grade
+        );
+        assert!(t.path().join("demo/grade/b.mov").exists());
+        assert!(!t.path().join("demo/notes").exists(), "no rule keeps notes");
+    }
+    let copies: rushes_api::FileCopies = c.get("/v1/copies?share=demo&path=grade/a.mov").unwrap();
+    assert_eq!(copies.state, rushes_api::CopyState::Premigrated);
+    assert_eq!(copies.copies.len(), 2);
+    // Nothing to do the second time.
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(ok, "{out}");
+    assert!(
+        last_run().step.contains("0 copies made"),
+        "{:?}",
+        last_run()
+    );
+    // Changed: copied again, the older copy kept under its time on both targets.
+    let old_mtime = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(share.join("grade/a.mov")).unwrap();
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let mut regraded = grade.clone();
+    regraded[1000] ^= 0x55;
+    std::fs::write(share.join("grade/a.mov"), &regraded).unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(ok, "{out}");
+    assert!(
+        last_run().step.contains("2 copies made")
+            && last_run().step.contains("2 older versions kept"),
+        "{:?}",
+        last_run()
+    );
+    for t in [&tape, &vault] {
+        assert_eq!(
+            std::fs::read(t.path().join("demo/grade/a.mov")).unwrap(),
+            regraded
+        );
+        let kept = t
+            .path()
+            .join(format!(".rushes-versions/demo/grade/a.mov@{old_mtime}"));
+        assert_eq!(std::fs::read(&kept).unwrap(), grade, "{}", kept.display());
+    }
+    // The vault's store is not there: the changed file is short of a copy, and says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    set_s3_target(&sock, "vault", closed);
+    std::fs::write(share.join("grade/b.mov"), b"a longer, regraded short grade").unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(!ok, "{out}");
+    let error = last_run().error.unwrap_or_default();
+    assert!(
+        error.contains("1 files short of their copies: demo/grade/b.mov (1 of 2"),
+        "{error}"
+    );
+    let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    let short = alerts
+        .iter()
+        .find(|a| a.id == "copies-short")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    assert!(short.message.contains("demo/grade/b.mov"), "{short:?}");
+    // Back: the next run brings it in line and the alert goes.
+    set_folder_target(&sock, "vault", vault.path());
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(ok, "{out}");
+    let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    assert!(!alerts.iter().any(|a| a.id == "copies-short"), "{alerts:?}");
+    assert_eq!(
+        std::fs::read(vault.path().join("demo/grade/b.mov")).unwrap(),
+        b"a longer, regraded short grade"
     );
 }

@@ -1054,10 +1054,15 @@ pub struct RuleProblem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlacementRule {
     pub name: String,
-    /// `place`, `pin` or `exclude`.
+    /// `place`, `pin`, `exclude` or `copy`.
     pub action: String,
     /// Where `place` puts the data.
     pub pool: Option<String>,
+    /// Proven copies the rule keeps of its files, and on which targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// `create`, `schedule`, `watermark`.
     pub on: Vec<String>,
     /// The rule's conditions, as written (`path = "grade/**"`).

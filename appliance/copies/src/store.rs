@@ -22,6 +22,9 @@ const PART: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
 /// Where a folder target keeps each copy's facts: beside the copies, under this prefix.
 const SIDECARS: &str = ".rushes-meta";
+/// Where older versions of copies are kept on a target, under their key and the
+/// modify time (ns) of the file they were copied from.
+pub const VERSIONS: &str = ".rushes-versions";
 
 /// What travels with a copy: enough to give the file back as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +341,33 @@ impl Store {
             )));
         }
         Ok(bytes.to_vec())
+    }
+
+    /// Keep the copy `proof` names as an older version before a newer one takes its
+    /// key: it is copied on the target to `.rushes-versions/KEY@MTIME_NS` (with a
+    /// folder's sidecar), where any S3 tool finds it. `None` when the copy is gone.
+    pub async fn keep_version(&self, proof: &Proof) -> Result<Option<String>, CopyError> {
+        let kept = format!("{VERSIONS}/{}@{}", proof.key, proof.facts.mtime_ns);
+        let mut pairs = vec![(proof.key.clone(), kept.clone())];
+        if !self.metadata {
+            pairs.push((
+                format!("{SIDECARS}/{}.json", proof.key),
+                format!("{SIDECARS}/{kept}.json"),
+            ));
+        }
+        for (i, (from, to)) in pairs.iter().enumerate() {
+            match self
+                .store
+                .copy(&Key::from(from.as_str()), &Key::from(to.as_str()))
+                .await
+            {
+                Ok(()) => {}
+                Err(object_store::Error::NotFound { .. }) if i == 0 => return Ok(None),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(CopyError::of(&self.name, "keep an older version", e)),
+            }
+        }
+        Ok(Some(kept))
     }
 
     /// Delete the copy at `key` (and a folder's sidecar of its facts).

@@ -47,7 +47,8 @@ impl RuleSet {
     /// The rule that decides `f` at `trigger`, `now` seconds since the epoch.
     pub fn decide(&self, f: &FileFacts, now: i64, trigger: Trigger, fill: &dyn Fill) -> Decision {
         for (i, rule) in self.rules.iter().enumerate() {
-            if in_play(rule, f, trigger, fill).is_ok()
+            if rule.places()
+                && in_play(rule, f, trigger, fill).is_ok()
                 && rule.conditions.iter().all(|c| test(c, f, now).is_ok())
             {
                 return Decision {
@@ -62,6 +63,14 @@ impl RuleSet {
         }
     }
 
+    /// The rule that says what copies `f` keeps (the first that matches and has
+    /// `copies`), with its index.
+    pub fn copies_for(&self, f: &FileFacts, now: i64) -> Option<(usize, &Rule)> {
+        self.rules.iter().enumerate().find(|(_, rule)| {
+            rule.copies.is_some() && rule.conditions.iter().all(|c| test(c, f, now).is_ok())
+        })
+    }
+
     /// Every rule's verdict on `f`, in order, up to and including the one that decides.
     pub fn explain(
         &self,
@@ -71,7 +80,7 @@ impl RuleSet {
         fill: &dyn Fill,
     ) -> Vec<Verdict> {
         let mut out = Vec::new();
-        for rule in &self.rules {
+        for rule in self.rules.iter().filter(|r| r.places()) {
             let failed = in_play(rule, f, trigger, fill)
                 .and_then(|()| rule.conditions.iter().try_for_each(|c| test(c, f, now)));
             let matched = failed.is_ok();

@@ -22,11 +22,15 @@ pub struct FileFacts {
     pub gid: u32,
     /// Seconds since the epoch.
     pub modified: i64,
+    /// Nanoseconds past `modified`.
+    pub modified_nsec: u32,
     pub accessed: i64,
     /// Birth time, where the file system keeps it (XFS and ext4 do).
     pub created: Option<i64>,
     /// The pool its data is on now.
     pub pool: String,
+    /// Released to its copies: its bytes are on no pool.
+    pub released: bool,
     /// The extended attributes the rules read, those the file has.
     pub xattrs: Vec<(String, Vec<u8>)>,
     /// Some client has it open for writing: it moves once they close.
@@ -224,9 +228,11 @@ fn facts_at(
         uid: st.stx_uid,
         gid: st.stx_gid,
         modified: st.stx_mtime.tv_sec,
+        modified_nsec: st.stx_mtime.tv_nsec,
         accessed: st.stx_atime.tv_sec,
         created: (st.stx_mask & StatxFlags::BTIME.bits() != 0).then_some(st.stx_btime.tv_sec),
         pool: home.to_string(),
+        released: false,
         xattrs: Vec::new(),
         being_written: false,
     };
@@ -254,12 +260,23 @@ fn read_xattrs(
     let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
     let mut buf = vec![0u8; 4096];
     for (text, c) in wanted {
-        if let Ok(n) = rustix::fs::getxattr(proc.as_str(), c.as_c_str(), &mut buf) {
+        let mut got = rustix::fs::getxattr(proc.as_str(), c.as_c_str(), &mut buf);
+        if got == Err(rustix::io::Errno::RANGE) {
+            // A long one (the copies' record): asked its length, within the kernel's
+            // bound on any xattr.
+            let none: &mut [u8] = &mut [];
+            if let Ok(len) = rustix::fs::getxattr(proc.as_str(), c.as_c_str(), none) {
+                buf.resize(len.min(64 << 10), 0);
+                got = rustix::fs::getxattr(proc.as_str(), c.as_c_str(), &mut buf);
+            }
+        }
+        if let Ok(n) = got {
             let value = buf[..n].to_vec();
             if text == DATA_XATTR {
                 if let Some(loc) = DataLocation::parse(&value) {
                     facts.pool = loc.pool;
                 }
+                facts.released = value.starts_with(crate::layout::RELEASED);
             } else {
                 facts.xattrs.push((text.clone(), value));
             }

@@ -17,4 +17,6 @@ pub use facts::{file_facts, scan_share, FileError, FileFacts, ScanError};
 pub use layout::{DataLocation, DataPlaces, IoTicket, Resolved, DATA_XATTR};
 pub use mover::{move_file, recover, MoveError, MoveSpec, MoveWatch, Moved, Recovered};
 pub use plan::{simulate, Because, FillNow, Held, Move, Plan, Planner, PoolState};
-pub use rules::{Action, Names, RuleError, RuleSet, RulesFile, Watermark, Weight, TAGS_XATTR};
+pub use rules::{
+    Action, CopyWish, Names, Rule, RuleError, RuleSet, RulesFile, Watermark, Weight, TAGS_XATTR,
+};

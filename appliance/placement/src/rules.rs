@@ -39,13 +39,25 @@ pub struct PoolEntry {
     pub weight: Option<String>,
 }
 
-/// `[[rule]]`: conditions on a file (all must hold), and what should be true of it.
+/// `[[rule]]`: conditions on a file (all must hold), and what should be true of it:
+/// where its data is (`place`, `pin`, `exclude`), how many proven copies it has on
+/// which targets (`copies` and `targets`, on any rule; `copy` rules say only that).
+/// Placement and copies each take the first rule that matches and says something of
+/// them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleEntry {
     pub name: String,
-    /// `place` (on `pool`), `pin` (never moves) or `exclude` (no rule moves it).
+    /// `place` (on `pool`), `pin` (never moves), `exclude` (no rule moves it) or `copy`
+    /// (copies only).
     pub action: String,
+    /// Proven copies the file keeps, on `targets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<u32>,
+    /// The targets copies go to, first ones first: `copies = 2` on three targets uses
+    /// the third when one of the first two cannot take a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
     /// When a `place` rule acts: `create`, `schedule`, `watermark` (default: create and
@@ -103,6 +115,8 @@ pub struct Names {
     /// Accounts and groups by name, for `owner` and `group`.
     pub users: Vec<(String, u32)>,
     pub groups: Vec<(String, u32)>,
+    /// Targets copies may go to.
+    pub targets: Vec<String>,
 }
 
 /// One reason a rules file is refused.
@@ -165,6 +179,15 @@ pub enum Action {
     Place(String),
     Pin,
     Exclude,
+    /// Says nothing of placement: the rule keeps copies only.
+    Copy,
+}
+
+/// What a rule wants of a file's copies: `copies` proven ones on `targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyWish {
+    pub copies: u32,
+    pub targets: Vec<String>,
 }
 
 /// When a rule acts.
@@ -211,6 +234,14 @@ pub struct Rule {
     pub conditions: Vec<Condition>,
     pub action: Action,
     pub triggers: Triggers,
+    pub copies: Option<CopyWish>,
+}
+
+impl Rule {
+    /// Whether it says where data goes (a `copy` rule does not).
+    pub fn places(&self) -> bool {
+        self.action != Action::Copy
+    }
 }
 
 /// Which files leave a full pool first.
@@ -336,19 +367,21 @@ impl RuleSet {
                 continue;
             }
             match check_rule(e, names, &set.watermarks) {
-                Ok((conditions, action, triggers)) => {
+                Ok((conditions, action, triggers, copies)) => {
                     let rule = Rule {
                         name: e.name.clone(),
                         line,
                         conditions,
                         action,
                         triggers,
+                        copies,
                     };
-                    if let Some(earlier) = set
-                        .rules
-                        .iter()
-                        .find(|r| r.conditions.is_empty() && r.triggers.covers(rule.triggers))
-                    {
+                    // A rule after one that matches every file is dead for what both say.
+                    if let Some(earlier) = set.rules.iter().find(|r| {
+                        r.conditions.is_empty()
+                            && ((rule.places() && r.places() && r.triggers.covers(rule.triggers))
+                                || (rule.copies.is_some() && r.copies.is_some()))
+                    }) {
                         errors.push(fail(format!(
                             "never reached: rule {:?} (line {}) before it matches every file",
                             earlier.name, earlier.line
@@ -460,7 +493,7 @@ fn id_of(field: &str, text: &str, known: &[(String, u32)]) -> Result<u32, String
         .ok_or_else(|| format!("{field} {text:?} is neither a known name nor a number"))
 }
 
-type Checked = (Vec<Condition>, Action, Triggers);
+type Checked = (Vec<Condition>, Action, Triggers, Option<CopyWish>);
 
 fn check_rule(
     e: &RuleEntry,
@@ -656,19 +689,65 @@ fn check_rule(
         }
         ("pin", None) => Some(Action::Pin),
         ("exclude", None) => Some(Action::Exclude),
+        ("copy", Some(_)) => {
+            errors.push("copy takes no pool: it keeps copies and moves nothing".into());
+            None
+        }
+        ("copy", None) => Some(Action::Copy),
         (other, _) => {
             errors.push(format!(
-                "action {other:?} is not one of place, pin, exclude"
+                "action {other:?} is not one of place, pin, exclude, copy"
             ));
             None
         }
     };
+    let copies = match (e.copies, &e.targets) {
+        (None, None) => {
+            if e.action == "copy" {
+                errors.push("copy needs `copies` and `targets`: how many, and where".into());
+            }
+            None
+        }
+        (Some(_), None) => {
+            errors.push("`copies` needs `targets`: where the copies go".into());
+            None
+        }
+        (None, Some(_)) => {
+            errors.push("`targets` needs `copies`: how many copies to keep".into());
+            None
+        }
+        (Some(n), Some(targets)) => {
+            let mut ok = true;
+            for t in targets {
+                if let Err(r) = known("target", t, &names.targets) {
+                    errors.push(format!("targets: {r}"));
+                    ok = false;
+                }
+            }
+            let mut seen = HashSet::new();
+            if let Some(twice) = targets.iter().find(|t| !seen.insert(t.as_str())) {
+                errors.push(format!("targets names {twice:?} twice"));
+                ok = false;
+            }
+            if n == 0 || n as usize > targets.len() {
+                errors.push(format!(
+                    "copies = {n} on {} target(s): from 1 to as many as the targets",
+                    targets.len()
+                ));
+                ok = false;
+            }
+            ok.then(|| CopyWish {
+                copies: n,
+                targets: targets.clone(),
+            })
+        }
+    };
     let mut triggers = Triggers::default();
     match (e.action.as_str(), &e.on) {
-        ("pin" | "exclude", Some(_)) => {
+        ("pin" | "exclude" | "copy", Some(_)) => {
             errors.push(format!("{} holds at every trigger: drop `on`", e.action))
         }
-        ("pin" | "exclude", None) => triggers = Triggers::ALL,
+        ("pin" | "exclude" | "copy", None) => triggers = Triggers::ALL,
         (_, None) => {
             triggers.create = true;
             triggers.schedule = true;
@@ -709,7 +788,7 @@ fn check_rule(
         }
     }
     match action {
-        Some(action) if errors.is_empty() => Ok((conditions, action, triggers)),
+        Some(action) if errors.is_empty() => Ok((conditions, action, triggers, copies)),
         _ => Err(errors),
     }
 }

@@ -14,6 +14,7 @@ fn names() -> Names {
         pools: vec!["fast".into(), "archive".into(), "spare".into()],
         users: vec![("alice".into(), 1001)],
         groups: vec![("editors".into(), 2000)],
+        targets: vec!["wasabi".into(), "tape".into(), "site-b".into()],
     }
 }
 
@@ -25,9 +26,11 @@ fn file(path: &str, size: u64, pool: &str) -> FileFacts {
         uid: 1001,
         gid: 2000,
         modified: NOW - 40 * DAY,
+        modified_nsec: 0,
         accessed: NOW - 10 * DAY,
         created: Some(NOW - 50 * DAY),
         pool: pool.into(),
+        released: false,
         xattrs: Vec::new(),
         being_written: false,
     }
@@ -493,4 +496,98 @@ fn a_scan_of_a_real_folder_gives_each_file_its_facts() {
     }
     let err = scan_share("media", &root.join("gone"), "fast", &[], |_| {}).unwrap_err();
     assert!(err.to_string().contains("gone"), "{err}");
+}
+
+#[test]
+fn copy_rules_are_checked_and_say_what_copies_a_file_keeps_apart_from_where_it_is() {
+    let bad = r#"
+[[rule]]
+name = "too-many"
+action = "copy"
+copies = 3
+targets = ["wasabi", "tape"]
+
+[[rule]]
+name = "nowhere"
+action = "copy"
+copies = 1
+
+[[rule]]
+name = "unknown"
+action = "place"
+pool = "archive"
+copies = 1
+targets = ["glacier"]
+
+[[rule]]
+name = "copy-on-a-pool"
+action = "copy"
+pool = "fast"
+copies = 1
+targets = ["tape"]
+"#;
+    let errors = lines(&RuleSet::parse(bad, &names()).unwrap_err());
+    assert!(errors.contains(&(
+        2,
+        "copies = 3 on 2 target(s): from 1 to as many as the targets".into()
+    )));
+    assert!(errors.contains(&(8, "`copies` needs `targets`: where the copies go".into())));
+    assert!(errors
+        .iter()
+        .any(|(l, r)| *l == 13 && r.contains("there is no target \"glacier\"")));
+    assert!(errors.contains(&(
+        20,
+        "copy takes no pool: it keeps copies and moves nothing".into()
+    )));
+    let good = r#"
+[[rule]]
+name = "grades-twice"
+action = "copy"
+path = "grade/**"
+copies = 2
+targets = ["wasabi", "tape", "site-b"]
+
+[[rule]]
+name = "everything-once"
+action = "copy"
+copies = 1
+targets = ["tape"]
+
+[[rule]]
+name = "mov-to-archive"
+action = "place"
+pool = "archive"
+extension = ["mov"]
+"#;
+    // A catch-all copy rule leaves placement rules after it in play.
+    let rules = RuleSet::parse(good, &names()).unwrap();
+    let grade = file("grade/hero.mov", 1 << 30, "fast");
+    let (i, rule) = rules.copies_for(&grade, NOW).unwrap();
+    assert_eq!((i, rule.name.as_str()), (0, "grades-twice"));
+    assert_eq!(rule.copies.as_ref().unwrap().copies, 2);
+    let d = rules.decide(&grade, NOW, Trigger::Schedule, &Calm);
+    assert_eq!(
+        d.action,
+        Some(Action::Place("archive".into())),
+        "copy rules place nothing"
+    );
+    assert_eq!(d.rule, Some(2));
+    let notes = file("notes.txt", 10, "fast");
+    assert_eq!(
+        rules.copies_for(&notes, NOW).unwrap().1.name,
+        "everything-once"
+    );
+    assert_eq!(
+        rules.decide(&notes, NOW, Trigger::Schedule, &Calm).action,
+        None
+    );
+    // But not another copy rule.
+    let dead = format!("{good}\n[[rule]]\nname = \"late\"\naction = \"copy\"\ncopies = 1\ntargets = [\"wasabi\"]\n");
+    let errors = RuleSet::parse(&dead, &names()).unwrap_err();
+    assert!(
+        errors[0]
+            .reason
+            .contains("never reached: rule \"everything-once\""),
+        "{errors:?}"
+    );
 }

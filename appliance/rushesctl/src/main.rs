@@ -115,6 +115,14 @@ enum Cmd {
     /// (copies of it as it is), dirty (changed since its last copy) or migrated
     /// (released to its copies).
     Copies { share: String, path: String },
+    /// Bring every file in line with the copy rules now (rules with `copies` and
+    /// `targets`, see rushesctl placement set), as a job: the copies a file lacks are
+    /// made and proven; a changed file's older copy is kept as a version on its target.
+    /// Runs by itself on the rules' schedule (`every`).
+    Reconcile {
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Release files or folders of a share to their copies, as a job: a file with
     /// enough proven copies of its bytes as they are now gives its blocks back and stays
     /// as a stub with its path, size, owner, times and NFS handle. A client that reads
@@ -340,7 +348,7 @@ enum PlacementCmd {
     /// Put a rules file in force. A file with any bad rule is refused whole, each line
     /// with its reason, and nothing changes.
     #[command(
-        after_help = "A rules file:\n\n  [[pool]]\n  name = \"fast\"\n  high = 85\n  low = 70\n\n  [[rule]]\n  name = \"grading-stays\"\n  path = \"*/grade/**\"\n  action = \"pin\"\n\n  [[rule]]\n  name = \"finished-to-archive\"\n  path = \"finished/**\"\n  accessed_older_than = \"30d\"\n  action = \"place\"\n  pool = \"archive\"\n\n  [[rule]]\n  name = \"spill\"\n  on = [\"watermark\"]\n  current_pool = \"fast\"\n  action = \"place\"\n  pool = \"archive\"\n\nConditions: share, path, file, extension, larger_than, smaller_than, owner, group,\n{modified,accessed,created}_{older,newer}_than, current_pool, tag, xattr.\nActions: place (with pool), pin, exclude. Triggers (on): create, schedule, watermark."
+        after_help = "A rules file:\n\n  [[pool]]\n  name = \"fast\"\n  high = 85\n  low = 70\n\n  [[rule]]\n  name = \"grading-stays\"\n  path = \"*/grade/**\"\n  action = \"pin\"\n\n  [[rule]]\n  name = \"finished-to-archive\"\n  path = \"finished/**\"\n  accessed_older_than = \"30d\"\n  action = \"place\"\n  pool = \"archive\"\n\n  [[rule]]\n  name = \"spill\"\n  on = [\"watermark\"]\n  current_pool = \"fast\"\n  action = \"place\"\n  pool = \"archive\"\n\n  [[rule]]\n  name = \"grades-twice\"\n  path = \"*/grade/**\"\n  action = \"copy\"\n  copies = 2\n  targets = [\"wasabi\", \"tape\", \"site-b\"]\n\nConditions: share, path, file, extension, larger_than, smaller_than, owner, group,\n{modified,accessed,created}_{older,newer}_than, current_pool, tag, xattr.\nActions: place (with pool), pin, exclude, copy. Triggers (on): create, schedule, watermark.\nAny rule may keep copies (`copies` and `targets`); placement and copies each take the\nfirst rule that matches and says something of them. `rushesctl reconcile` makes them."
     )]
     Set {
         /// The rules file (TOML); `-` reads standard input.
@@ -563,9 +571,18 @@ fn placement(cli: &Cli, c: &Client, cmd: Option<&PlacementCmd>) -> Res {
                     vec![
                         (i + 1).to_string(),
                         r.name.clone(),
-                        match &r.pool {
-                            Some(pool) => format!("{} {pool}", r.action),
-                            None => r.action.clone(),
+                        {
+                            let what = match &r.pool {
+                                Some(pool) => format!("{} {pool}", r.action),
+                                None => r.action.clone(),
+                            };
+                            match r.copies {
+                                Some(n) if r.action == "copy" => {
+                                    format!("copy {n} on {}", r.targets.join(","))
+                                }
+                                Some(n) => format!("{what}, copies {n} on {}", r.targets.join(",")),
+                                None => what,
+                            }
                         },
                         r.on.join(","),
                         r.conditions.join(", "),
@@ -1473,6 +1490,10 @@ fn run(cli: &Cli, c: &Client) -> Res {
                     copies: Some(*copies),
                 },
             )?;
+            return started(cli, c, job, wait.wait);
+        }
+        Cmd::Reconcile { wait } => {
+            let job: api::Job = c.post("/v1/copies/reconcile", &())?;
             return started(cli, c, job, wait.wait);
         }
         Cmd::Recall { share, paths, wait } => {

@@ -569,6 +569,15 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/copies/reconcile",
+            post_with(
+                |State(m): Mgr| async move {
+                    blocking(move || m.reconcile.run()).await.map(accepted)
+                },
+                says("Bring every file in line with the copy rules now, as a job: each file a rule wants copies of gets the copies it lacks, proven and recorded; a changed file's older copy is kept as a version; files left short raise an alert"),
+            ),
+        )
+        .api_route(
             "/v1/copies/release",
             post_with(
                 |State(m): Mgr, Body(req): Body<api::ReleaseFiles>| async move {

@@ -34,6 +34,7 @@ pub struct Daemon {
     /// Where copies can go.
     pub targets: Arc<crate::targets::Targets>,
     pub recalls: Arc<crate::recall::Recalls>,
+    pub reconcile: Arc<crate::reconcile::Reconcile>,
 }
 
 impl Daemon {
@@ -65,6 +66,7 @@ impl Daemon {
         self.smb.apply();
         self.activity.tick();
         self.placement.tick();
+        self.reconcile.tick();
         self.rates.tick();
     }
 

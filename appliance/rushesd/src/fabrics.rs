@@ -39,9 +39,20 @@ fn announced(listen: Duration) -> Vec<(String, u16, String)> {
             return Vec::new();
         }
     };
-    let deadline = Instant::now() + listen;
-    let mut found = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+    let mut deadline = Instant::now() + listen;
+    let mut extended = false;
+    let mut found: Vec<(String, u16, String)> = Vec::new();
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            // A controller heard only at an IPv6 link-local address: its IPv4 record
+            // often comes a moment later, and bays mostly listen on IPv4.
+            if !extended && !found.is_empty() && found.iter().all(|(a, ..)| a.contains(':')) {
+                extended = true;
+                deadline = Instant::now() + listen;
+                continue;
+            }
+            break;
+        };
         match events.recv_timeout(left) {
             Ok(mdns_sd::ServiceEvent::ServiceResolved(info)) => {
                 let transport = match info.get_property_val_str("p") {
@@ -49,21 +60,22 @@ fn announced(listen: Duration) -> Vec<(String, u16, String)> {
                     _ => "tcp",
                 };
                 for ip in info.get_addresses() {
-                    let entry = (
-                        ip.to_ip_addr().to_string(),
-                        info.get_port(),
-                        transport.to_string(),
-                    );
+                    // With its interface (`fe80::1%eth0`) when link-local: the kernel
+                    // cannot reach one without it.
+                    let entry = (ip.to_string(), info.get_port(), transport.to_string());
                     if !found.contains(&entry) {
                         found.push(entry);
                     }
                 }
             }
             Ok(_) => {}
-            Err(_) => break,
+            Err(_) if Instant::now() < deadline => break,
+            Err(_) => {}
         }
     }
     let _ = daemon.shutdown();
+    // IPv4 first: what bays mostly listen on.
+    found.sort_by_key(|(a, ..)| a.contains(':'));
     found
 }
 

@@ -26,6 +26,7 @@ mod placement;
 mod pools;
 mod rates;
 mod recall;
+mod reconcile;
 mod samba;
 mod settings;
 mod shares;
@@ -624,6 +625,12 @@ fn serve(opts: ServeOptions) -> Result<()> {
         service
             .places
             .set_recaller(Arc::clone(&recalls) as Arc<dyn rushes_placement::stub::Recaller>);
+        let reconcile = reconcile::Reconcile::new(
+            Arc::clone(&core),
+            Arc::clone(&targets),
+            Arc::clone(&placement),
+            Arc::clone(&service),
+        );
         // Every job kind has had its chance to be taken up again.
         core.jobs.give_up_the_rest();
         let daemon = Arc::new(daemon::Daemon {
@@ -640,6 +647,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             catalog,
             targets,
             recalls,
+            reconcile,
         });
         daemon.tick();
         if let Some(samba) = samba.clone() {

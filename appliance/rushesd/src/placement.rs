@@ -191,6 +191,7 @@ impl Placement {
             pools: c.pools.iter().map(|p| p.name.clone()).collect(),
             users: c.users.iter().map(|u| (u.name.clone(), u.uid)).collect(),
             groups: Vec::new(),
+            targets: c.targets.iter().map(|t| t.name.clone()).collect(),
         })
     }
 
@@ -205,6 +206,11 @@ impl Placement {
             None => self.core.with_config(|c| c.to_toml()).unwrap_or_default(),
         };
         RuleSet::parse_config(&text, &self.names())
+    }
+
+    /// The rules in force, or why they are refused.
+    pub fn rules_in_force(&self) -> ApiResult<RuleSet> {
+        self.in_force().map_err(|errors| refused(&errors))
     }
 
     /// Rules kept in rushes.toml that no longer pass (a hand edit, a pool or share
@@ -747,12 +753,19 @@ fn view_of(rules: &RuleSet) -> api::Placement {
                     Action::Place(_) => "place",
                     Action::Pin => "pin",
                     Action::Exclude => "exclude",
+                    Action::Copy => "copy",
                 }
                 .into(),
                 pool: match &r.action {
                     Action::Place(p) => Some(p.clone()),
                     _ => None,
                 },
+                copies: r.copies.as_ref().map(|c| c.copies),
+                targets: r
+                    .copies
+                    .as_ref()
+                    .map(|c| c.targets.clone())
+                    .unwrap_or_default(),
                 on: r.triggers.words().into_iter().map(String::from).collect(),
                 conditions: r.conditions.iter().map(|c| c.to_string()).collect(),
             })

@@ -30,7 +30,7 @@ pub struct Targets {
 }
 
 /// Where a file's proven copies are recorded: JSON, a proof per target.
-const COPIES_XATTR: &str = "trusted.rushes.copies";
+pub(crate) const COPIES_XATTR: &str = "trusted.rushes.copies";
 /// Files one copy job takes, at most.
 const COPY_LIMIT: usize = 1_000_000;
 
@@ -616,7 +616,7 @@ fn walk(root: &std::path::Path, rel: &str, limit: usize) -> Vec<(String, u64)> {
 }
 
 /// A runtime for a job's talk with targets (jobs run on threads of their own).
-fn job_runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn job_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -624,7 +624,7 @@ fn job_runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Copy one file, reading its bytes where placement keeps them, under a ticket.
-fn copy_one(
+pub(crate) fn copy_one(
     runtime: &tokio::runtime::Runtime,
     store: &rushes_copies::Store,
     places: &Arc<rushes_placement::DataPlaces>,
@@ -684,7 +684,7 @@ pub(crate) fn set_recorded_fd(
 }
 
 /// Record `proof` on the file at `home`, in place of that target's earlier one.
-fn record(home: &std::path::Path, proof: rushes_copies::Proof) -> Result<(), String> {
+pub(crate) fn record(home: &std::path::Path, proof: rushes_copies::Proof) -> Result<(), String> {
     let mut all = recorded(home);
     all.retain(|p| p.target != proof.target);
     all.push(proof);

@@ -111,9 +111,11 @@ fn facts(i: u64, now: i64) -> FileFacts {
         uid: 1000 + (i % 20) as u32,
         gid: 2000,
         modified: now - (i % 90) as i64 * 86_400,
+        modified_nsec: 0,
         accessed: now - (i % 60) as i64 * 86_400,
         created: Some(now - (i % 120) as i64 * 86_400),
         pool: "fast".into(),
+        released: false,
         xattrs,
         being_written: false,
     }

@@ -1,0 +1,300 @@
+//! Copy rules kept true: a reconcile walks every share, and each file that a rule wants
+//! copies of (`copies = N`, `targets = [...]`) gets them, on the rule's targets in
+//! order, each proven and recorded on the file. A changed file's copy is replaced by a
+//! new one and the old one is kept as a version on its target. Files a run leaves short
+//! of their copies (a target down, a file being written) raise an alert until a run
+//! brings them in line. It runs on the rules' schedule (`every`) and on demand.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rushes_api::{self as api, JobTarget, Severity, TargetKind};
+use rushes_copies::{Proof, Store};
+use rushes_nas::Service;
+use rushes_placement::RuleSet;
+
+use crate::alerts::Raise;
+use crate::core::Core;
+use crate::error::{ApiErr, ApiResult};
+use crate::placement::Placement;
+use crate::targets::{copy_one, job_runtime, record, Targets, COPIES_XATTR};
+
+const KIND: &str = "reconcile-copies";
+/// Short files named in an alert or a job's error, at most.
+const NAMED: usize = 10;
+
+pub struct Reconcile {
+    core: Arc<Core>,
+    targets: Arc<Targets>,
+    placement: Arc<Placement>,
+    nas: Arc<Service>,
+    /// When the last scheduled run began.
+    last: Mutex<Option<Instant>>,
+}
+
+fn run_target() -> JobTarget {
+    JobTarget {
+        kind: TargetKind::Paths,
+        name: "copies".into(),
+    }
+}
+
+/// What one run did.
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    wanted: u64,
+    copied: u64,
+    bytes: u64,
+    versions: u64,
+    /// Files left short, with why.
+    short: Vec<String>,
+}
+
+impl Reconcile {
+    pub fn new(
+        core: Arc<Core>,
+        targets: Arc<Targets>,
+        placement: Arc<Placement>,
+        nas: Arc<Service>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            core,
+            targets,
+            placement,
+            nas,
+            last: Mutex::new(None),
+        })
+    }
+
+    /// The rules in force, when any keeps copies.
+    fn copy_rules(&self) -> ApiResult<RuleSet> {
+        let rules = self.placement.rules_in_force()?;
+        if !rules.rules.iter().any(|r| r.copies.is_some()) {
+            return Err(ApiErr::bad_request("no rule keeps copies").hint(
+                "give a rule `copies` and `targets` (or add an `action = \"copy\"` rule) with rushesctl placement set",
+            ));
+        }
+        Ok(rules)
+    }
+
+    /// Start a run now, as a job: every file of every share checked against the copy
+    /// rules, and the copies it lacks made.
+    pub fn run(self: &Arc<Self>) -> ApiResult<api::Job> {
+        let rules = self.copy_rules()?;
+        if let Some(job) = self.core.jobs.active_on(&run_target()) {
+            return Err(ApiErr::new(
+                409,
+                "already-running",
+                format!("copies are being reconciled already (job {})", job.id),
+            )
+            .hint("wait for it: rushesctl jobs"));
+        }
+        let w = self.core.jobs.create(KIND, run_target(), true);
+        let me = Arc::clone(self);
+        Ok(self.core.jobs.run(w, move |w| {
+            let tally = me.reconcile(&rules, w)?;
+            let summary = format!(
+                "{} files looked at, {} kept by copy rules; {} copies made ({}), {} older versions kept",
+                tally.files,
+                tally.wanted,
+                tally.copied,
+                rushes_api::units::show_size(tally.bytes),
+                tally.versions
+            );
+            tracing::info!(files = tally.files, copied = tally.copied, short = tally.short.len(), "copies reconciled");
+            me.publish(&tally.short);
+            if tally.short.is_empty() {
+                w.step(&format!("done: {summary}"));
+                Ok(())
+            } else {
+                Err(format!(
+                    "{summary}; {} files short of their copies: {}",
+                    tally.short.len(),
+                    named(&tally.short)
+                ))
+            }
+        }))
+    }
+
+    /// The alert for files left short by the last run (cleared once none is).
+    fn publish(&self, short: &[String]) {
+        let raised = if short.is_empty() {
+            Vec::new()
+        } else {
+            vec![Raise::new(
+                "copies-short",
+                Severity::Warning,
+                format!(
+                    "{} files have fewer proven copies than their rules want: {}",
+                    short.len(),
+                    named(short)
+                ),
+                "check the targets (rushesctl target check); the next reconcile (rushesctl reconcile) copies them",
+            )]
+        };
+        self.core.alerts.publish("copies-rules", raised);
+    }
+
+    fn reconcile(&self, rules: &RuleSet, w: &crate::jobs::Work) -> Result<Tally, String> {
+        let runtime = job_runtime()?;
+        let mut stores: BTreeMap<String, Result<Store, String>> = BTreeMap::new();
+        let mut xattrs = rules.xattr_names();
+        xattrs.push(COPIES_XATTR.to_string());
+        let homes: BTreeMap<String, String> = self.core.with_config(|c| {
+            c.shares
+                .iter()
+                .map(|s| (s.name.clone(), s.pool.clone()))
+                .collect()
+        });
+        let places = Arc::clone(&self.nas.places);
+        let now = crate::epoch::now() as i64;
+        let mut tally = Tally::default();
+        for share in self.nas.shares() {
+            let root: PathBuf = share.path.clone();
+            let name = share.name.to_string();
+            let home = homes.get(&name).cloned().unwrap_or_default();
+            let scanned = rushes_placement::scan_share(&name, &root, &home, &xattrs, |facts| {
+                if w.cancelled() {
+                    return;
+                }
+                tally.files += 1;
+                if tally.files.is_multiple_of(1000) {
+                    w.step(&format!(
+                        "{} files looked at, {} copies made",
+                        tally.files, tally.copied
+                    ));
+                }
+                let Some(wish) = rules
+                    .copies_for(&facts, now)
+                    .and_then(|(_, r)| r.copies.as_ref())
+                else {
+                    return;
+                };
+                tally.wanted += 1;
+                // A released file's copies are where its bytes are: nothing new to copy.
+                if facts.released {
+                    return;
+                }
+                let proofs: Vec<Proof> = facts
+                    .xattr(COPIES_XATTR)
+                    .and_then(|v| serde_json::from_slice(v).ok())
+                    .unwrap_or_default();
+                let mtime_ns =
+                    i128::from(facts.modified) * 1_000_000_000 + i128::from(facts.modified_nsec);
+                let current =
+                    |p: &Proof| p.facts.size == facts.size && p.facts.mtime_ns == mtime_ns;
+                let mut have = wish
+                    .targets
+                    .iter()
+                    .filter(|t| proofs.iter().any(|p| &p.target == *t && current(p)))
+                    .count() as u32;
+                if have >= wish.copies {
+                    return;
+                }
+                let file = format!("{name}/{}", facts.path);
+                if facts.being_written {
+                    tally.short.push(format!("{file} (being written)"));
+                    return;
+                }
+                let home_path = root.join(&facts.path);
+                let mut errors = Vec::new();
+                for target in &wish.targets {
+                    if have >= wish.copies {
+                        break;
+                    }
+                    if proofs.iter().any(|p| &p.target == target && current(p)) {
+                        continue;
+                    }
+                    let store = stores.entry(target.clone()).or_insert_with(|| {
+                        self.targets
+                            .target_for_recall(target)
+                            .and_then(|t| Store::open(&t).map_err(|e| e.to_string()))
+                    });
+                    let store = match store {
+                        Ok(store) => store,
+                        Err(e) => {
+                            errors.push(format!("{target}: {e}"));
+                            continue;
+                        }
+                    };
+                    // The copy of an older version stays, under its time.
+                    if let Some(old) = proofs.iter().find(|p| &p.target == target) {
+                        match runtime.block_on(store.keep_version(old)) {
+                            Ok(Some(_)) => tally.versions += 1,
+                            Ok(None) => {}
+                            Err(e) => {
+                                errors.push(format!("{target}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                    match copy_one(&runtime, store, &places, &name, &facts.path, &home_path)
+                        .and_then(|proof| record(&home_path, proof))
+                    {
+                        Ok(()) => {
+                            have += 1;
+                            tally.copied += 1;
+                            tally.bytes += facts.size;
+                        }
+                        Err(e) => errors.push(format!("{target}: {e}")),
+                    }
+                }
+                if have < wish.copies {
+                    tally.short.push(format!(
+                        "{file} ({have} of {}: {})",
+                        wish.copies,
+                        errors.join("; ")
+                    ));
+                }
+            });
+            if let Err(e) = scanned {
+                tally.short.push(format!("share {name}: {e}"));
+            }
+            if w.cancelled() {
+                return Err("cancelled".into());
+            }
+        }
+        Ok(tally)
+    }
+
+    /// The monitor's look: a run starts by itself when the rules' schedule is due and
+    /// a rule keeps copies.
+    pub fn tick(self: &Arc<Self>) {
+        let Ok(rules) = self.copy_rules() else {
+            return;
+        };
+        let Some(every) = rules.every else {
+            return;
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed().as_secs() < every) {
+            return;
+        }
+        if self.core.jobs.active_on(&run_target()).is_some() {
+            return;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        tracing::info!("copies reconcile started by the schedule");
+        if let Err(e) = self.run() {
+            tracing::warn!(error = %e.message, "cannot start a copies reconcile");
+        }
+    }
+}
+
+/// The first files of `short`, and how many more.
+fn named(short: &[String]) -> String {
+    let mut text = short
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if short.len() > NAMED {
+        text.push_str(&format!("; and {} more", short.len() - NAMED));
+    }
+    text
+}
