@@ -154,6 +154,7 @@ bench: deps image
 	target/release/placement-bench
 	$(SUDO) target/release/namespace-bench
 	$(SUDO) target/release/view-bench
+	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/recall-bench
 
 clean:
 	$(CARGO) clean
