@@ -297,6 +297,38 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "shot list: 1A 1B 2A"
     );
 
+    // Released to a copy, the clip reads back whole over SMB: the FUSE view brings it
+    // back when Samba opens it, with the same bytes, and it is resident again.
+    sh(
+        &vm,
+        "mkdir -p /run/tape && rushesctl target set tape --folder /run/tape \
+         && rushesctl copy projects final.mov --to tape --wait \
+         && rushesctl release projects final.mov --wait",
+    );
+    let blocks = sh(&vm, "stat -c %b /pools/media/projects/final.mov");
+    assert!(
+        blocks.trim().parse::<u64>().is_ok_and(|b| b <= 16),
+        "its blocks are given back: {blocks}"
+    );
+    let state = sh(&vm, "rushesctl copies projects final.mov");
+    assert!(state.contains("migrated"), "{state}");
+    let (out, rc) = smbclient(
+        &vm,
+        "projects",
+        "editor",
+        EDITOR_PW,
+        "get final.mov /tmp/recalled.mov",
+    );
+    assert_eq!(rc, 0, "{out}");
+    let recalled = sh(&vm, "sha256sum /tmp/recalled.mov");
+    assert_eq!(
+        recalled.split_whitespace().next(),
+        guest_sum.split_whitespace().next(),
+        "the recalled clip is the clip"
+    );
+    let state = sh(&vm, "rushesctl copies projects final.mov");
+    assert!(state.contains("premigrated"), "back on the box: {state}");
+
     // Byte-range locks are one: an NFS client's NLM lock (from the host, over UDP) keeps
     // an SMB client (the guest kernel's CIFS client, no lease so that its locks reach
     // Samba) out, and the other way round.
