@@ -1344,6 +1344,50 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
             .join(format!(".rushes-versions/demo/grade/a.mov@{old_mtime}"));
         assert_eq!(std::fs::read(&kept).unwrap(), grade, "{}", kept.display());
     }
+    // With `audit`, copies proven long ago are read back by the next run: one changed
+    // on its target behind our back is found, alerted and made again.
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    std::fs::write(&rules, format!("audit = \"30d\"\n{rules_text}")).unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["placement", "set", rules.to_str().unwrap()], "");
+    assert!(ok, "{out}");
+    let a = std::fs::File::open(share.join("grade/a.mov")).unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    let n = rustix::fs::fgetxattr(&a, c"trusted.rushes.copies", &mut buf).unwrap();
+    let mut proofs: Vec<serde_json::Value> = serde_json::from_slice(&buf[..n]).unwrap();
+    for p in &mut proofs {
+        p["proven_at"] = 0.into();
+    }
+    let aged = serde_json::to_vec(&proofs).unwrap();
+    rustix::fs::fsetxattr(
+        &a,
+        c"trusted.rushes.copies",
+        &aged,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let mut bad = regraded.clone();
+    bad[7] ^= 1;
+    std::fs::write(tape.path().join("demo/grade/a.mov"), &bad).unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(ok, "{out}");
+    let step = last_run().step;
+    assert!(
+        step.contains("1 copies made") && step.contains("1 copies proven again, 1 found bad"),
+        "{step}"
+    );
+    assert_eq!(
+        std::fs::read(tape.path().join("demo/grade/a.mov")).unwrap(),
+        regraded
+    );
+    let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.id == "copy-failed:tape:demo/grade/a.mov"),
+        "{alerts:?}"
+    );
+    let copies: rushes_api::FileCopies = c.get("/v1/copies?share=demo&path=grade/a.mov").unwrap();
+    assert!(copies.copies.iter().all(|c| c.proven_at > 0), "{copies:?}");
     // The vault's store is not there: the changed file is short of a copy, and says so.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -20,6 +20,10 @@ pub struct RulesFile {
     /// How often the scheduled run reconciles every file with its rule (`6h`, `1d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<Spanned<String>>,
+    /// How old a copy's last proof may get before a reconcile reads it back again
+    /// (`30d`): each run proves again the copies gone stale, a rolling sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Spanned<String>>,
     #[serde(default, rename = "pool", skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<Spanned<PoolEntry>>,
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
@@ -269,6 +273,8 @@ pub struct RuleSet {
     pub watermarks: Vec<Watermark>,
     /// Seconds between scheduled runs, if they are on.
     pub every: Option<u64>,
+    /// Seconds after which a copy's proof is stale and read back again.
+    pub audit: Option<u64>,
 }
 
 /// The line (from 1) holding byte `offset` of `source`.
@@ -321,6 +327,23 @@ impl RuleSet {
                     line,
                     rule: None,
                     reason: "`every` is under a minute: a scheduled run walks every file".into(),
+                }),
+                Err(reason) => errors.push(RuleError {
+                    line,
+                    rule: None,
+                    reason,
+                }),
+            }
+        }
+        if let Some(audit) = &file.audit {
+            let line = line_of(source, audit.span().start);
+            match rushes_api::calendar::parse_span(audit.get_ref()) {
+                Ok(secs) if secs >= 60 => set.audit = Some(secs),
+                Ok(_) => errors.push(RuleError {
+                    line,
+                    rule: None,
+                    reason: "`audit` is under a minute: every run would read every copy back"
+                        .into(),
                 }),
                 Err(reason) => errors.push(RuleError {
                     line,

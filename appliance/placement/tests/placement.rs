@@ -581,6 +581,16 @@ extension = ["mov"]
         rules.decide(&notes, NOW, Trigger::Schedule, &Calm).action,
         None
     );
+    // How stale a proof may get before a run reads the copy back.
+    assert_eq!(
+        RuleSet::parse("audit = \"30d\"\n", &names()).unwrap().audit,
+        Some(30 * DAY as u64)
+    );
+    let errors = RuleSet::parse("audit = \"10s\"\n", &names()).unwrap_err();
+    assert!(
+        errors[0].reason.contains("`audit` is under a minute"),
+        "{errors:?}"
+    );
     // But not another copy rule.
     let dead = format!("{good}\n[[rule]]\nname = \"late\"\naction = \"copy\"\ncopies = 1\ntargets = [\"wasabi\"]\n");
     let errors = RuleSet::parse(&dead, &names()).unwrap_err();

@@ -340,15 +340,7 @@ impl Recalls {
         }
         self.core.alerts.raise_event(
             "copies",
-            crate::alerts::Raise::new(
-                format!("copy-failed:{}:{}", proof.target, proof.key),
-                Severity::Critical,
-                format!(
-                    "The copy of {} on {} failed during a recall: {why}; it no longer counts",
-                    fr.path, proof.target
-                ),
-                "copy the file again once it is back (rushesctl copy), and find out who changed the target",
-            ),
+            crate::targets::copy_failed(proof, &fr.path, "during a recall", why),
         );
     }
 

@@ -1,6 +1,7 @@
 //! Copy rules kept true: a reconcile walks every share, and each file that a rule wants
 //! copies of (`copies = N`, `targets = [...]`) gets them, on the rule's targets in
-//! order, each proven and recorded on the file. A changed file's copy is replaced by a
+//! order, each proven and recorded on the file. With `audit = "30d"`, copies whose last
+//! proof is older than that are read back first (a rolling sample of every copy). A changed file's copy is replaced by a
 //! new one and the old one is kept as a version on its target. Files a run leaves short
 //! of their copies (a target down, a file being written) raise an alert until a run
 //! brings them in line. It runs on the rules' schedule (`every`) and on demand.
@@ -19,7 +20,7 @@ use crate::alerts::Raise;
 use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
 use crate::placement::Placement;
-use crate::targets::{copy_one, job_runtime, record, Targets, COPIES_XATTR};
+use crate::targets::{copy_one, job_runtime, record, set_recorded, Reread, Targets, COPIES_XATTR};
 
 const KIND: &str = "reconcile-copies";
 /// Short files named in an alert or a job's error, at most.
@@ -49,6 +50,9 @@ struct Tally {
     copied: u64,
     bytes: u64,
     versions: u64,
+    /// Stale copies read back and proven again, and found bad (dropped).
+    proven: u64,
+    dropped: u64,
     /// Files left short, with why.
     short: Vec<String>,
 }
@@ -97,12 +101,14 @@ impl Reconcile {
         Ok(self.core.jobs.run(w, move |w| {
             let tally = me.reconcile(&rules, w)?;
             let summary = format!(
-                "{} files looked at, {} kept by copy rules; {} copies made ({}), {} older versions kept",
+                "{} files looked at, {} kept by copy rules; {} copies made ({}), {} older versions kept; {} copies proven again, {} found bad",
                 tally.files,
                 tally.wanted,
                 tally.copied,
                 rushes_api::units::show_size(tally.bytes),
-                tally.versions
+                tally.versions,
+                tally.proven,
+                tally.dropped
             );
             tracing::info!(files = tally.files, copied = tally.copied, short = tally.short.len(), "copies reconciled");
             me.publish(&tally.short);
@@ -167,6 +173,44 @@ impl Reconcile {
                         tally.files, tally.copied
                     ));
                 }
+                let mut proofs: Vec<Proof> = facts
+                    .xattr(COPIES_XATTR)
+                    .and_then(|v| serde_json::from_slice(v).ok())
+                    .unwrap_or_default();
+                let home_path = root.join(&facts.path);
+                // Copies whose last proof is older than `audit` are read back first, so
+                // one found bad is replaced in this same run.
+                if let Some(after) = rules.audit {
+                    let stale = |p: &Proof| (now as u64).saturating_sub(p.proven_at) >= after;
+                    if proofs.iter().any(stale) {
+                        let mut kept = Vec::new();
+                        for proof in std::mem::take(&mut proofs) {
+                            if !stale(&proof) {
+                                kept.push(proof);
+                                continue;
+                            }
+                            let store = store_for(&mut stores, &self.targets, &proof.target);
+                            match self.targets.reread(
+                                &runtime,
+                                store.as_ref(),
+                                proof,
+                                &name,
+                                &facts.path,
+                            ) {
+                                Reread::Proven(p) => {
+                                    tally.proven += 1;
+                                    kept.push(p);
+                                }
+                                Reread::Dropped(_) => tally.dropped += 1,
+                                Reread::Unreadable(p, _) => kept.push(p),
+                            }
+                        }
+                        if let Err(e) = set_recorded(&home_path, &kept) {
+                            tally.short.push(format!("{name}/{}: {e}", facts.path));
+                        }
+                        proofs = kept;
+                    }
+                }
                 let Some(wish) = rules
                     .copies_for(&facts, now)
                     .and_then(|(_, r)| r.copies.as_ref())
@@ -178,10 +222,6 @@ impl Reconcile {
                 if facts.released {
                     return;
                 }
-                let proofs: Vec<Proof> = facts
-                    .xattr(COPIES_XATTR)
-                    .and_then(|v| serde_json::from_slice(v).ok())
-                    .unwrap_or_default();
                 let mtime_ns =
                     i128::from(facts.modified) * 1_000_000_000 + i128::from(facts.modified_nsec);
                 let current =
@@ -199,7 +239,6 @@ impl Reconcile {
                     tally.short.push(format!("{file} (being written)"));
                     return;
                 }
-                let home_path = root.join(&facts.path);
                 let mut errors = Vec::new();
                 for target in &wish.targets {
                     if have >= wish.copies {
@@ -208,12 +247,7 @@ impl Reconcile {
                     if proofs.iter().any(|p| &p.target == target && current(p)) {
                         continue;
                     }
-                    let store = stores.entry(target.clone()).or_insert_with(|| {
-                        self.targets
-                            .target_for_recall(target)
-                            .and_then(|t| Store::open(&t).map_err(|e| e.to_string()))
-                    });
-                    let store = match store {
+                    let store = match store_for(&mut stores, &self.targets, target) {
                         Ok(store) => store,
                         Err(e) => {
                             errors.push(format!("{target}: {e}"));
@@ -283,6 +317,19 @@ impl Reconcile {
             tracing::warn!(error = %e.message, "cannot start a copies reconcile");
         }
     }
+}
+
+/// Target `name`, opened once per run.
+fn store_for<'a>(
+    stores: &'a mut BTreeMap<String, Result<Store, String>>,
+    targets: &Targets,
+    name: &str,
+) -> &'a Result<Store, String> {
+    stores.entry(name.to_string()).or_insert_with(|| {
+        targets
+            .target_for_recall(name)
+            .and_then(|t| Store::open(&t).map_err(|e| e.to_string()))
+    })
 }
 
 /// The first files of `short`, and how many more.

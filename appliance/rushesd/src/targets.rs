@@ -493,48 +493,30 @@ impl Targets {
                 if w.cancelled() {
                     return Err("cancelled".into());
                 }
-                w.progress_at("reading copies back", i as u64, files.len() as u64, "files", None);
+                w.progress_at(
+                    "reading copies back",
+                    i as u64,
+                    files.len() as u64,
+                    "files",
+                    None,
+                );
                 let home = root.join(rel);
                 let mut kept = Vec::new();
-                for mut proof in recorded(&home) {
+                for proof in recorded(&home) {
                     let store = stores.entry(proof.target.clone()).or_insert_with(|| {
                         me.target(&proof.target)
                             .map_err(|e| e.message)
                             .and_then(|t| rushes_copies::Store::open(&t).map_err(|e| e.to_string()))
                     });
-                    let outcome = match store {
-                        Ok(store) => runtime.block_on(store.audit(&proof)).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.clone()),
-                    };
-                    match outcome {
-                        Ok(rushes_copies::Audit::Proven) => {
-                            proof.proven_at = crate::epoch::now();
+                    let target = proof.target.clone();
+                    match me.reread(&runtime, store.as_ref(), proof, &req.share, rel) {
+                        Reread::Proven(proof) => {
                             proven += 1;
                             kept.push(proof);
                         }
-                        Ok(bad) => {
-                            let why = match bad {
-                                rushes_copies::Audit::Changed(why) => why,
-                                _ => "it is gone from the target".to_string(),
-                            };
-                            me.core.alerts.raise_event(
-                                "copies",
-                                crate::alerts::Raise::new(
-                                    format!("copy-failed:{}:{}", proof.target, proof.key),
-                                    Severity::Critical,
-                                    format!(
-                                        "The copy of {}/{rel} on {} failed its audit: {why}; it no longer counts",
-                                        req.share, proof.target
-                                    ),
-                                    "copy the file again (rushesctl copy), and find out who changed the target",
-                                ),
-                            );
-                            failed.push(format!("{rel} on {}: {why}", proof.target));
-                        }
-                        // The target could not be read now: the copy is neither proven
-                        // again nor dropped.
-                        Err(e) => {
-                            failed.push(format!("{rel} on {}: {e}", proof.target));
+                        Reread::Dropped(why) => failed.push(format!("{rel} on {target}: {why}")),
+                        Reread::Unreadable(proof, e) => {
+                            failed.push(format!("{rel} on {target}: {e}"));
                             kept.push(proof);
                         }
                     }
@@ -552,6 +534,43 @@ impl Targets {
                 Err(format!("{summary}: {}", failed.join("; ")))
             }
         }))
+    }
+
+    /// Read the copy `proof` of `share`'s file `rel` back from `store`: proven again
+    /// (its time now), changed or gone (a critical alert is raised and it no longer
+    /// counts), or not readable now (kept as it was).
+    pub(crate) fn reread(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        store: Result<&rushes_copies::Store, &String>,
+        mut proof: rushes_copies::Proof,
+        share: &str,
+        rel: &str,
+    ) -> Reread {
+        let outcome = match store {
+            Ok(store) => runtime
+                .block_on(store.audit(&proof))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        match outcome {
+            Ok(rushes_copies::Audit::Proven) => {
+                proof.proven_at = crate::epoch::now();
+                Reread::Proven(proof)
+            }
+            Ok(bad) => {
+                let why = match bad {
+                    rushes_copies::Audit::Changed(why) => why,
+                    _ => "it is gone from the target".to_string(),
+                };
+                self.core.alerts.raise_event(
+                    "copies",
+                    copy_failed(&proof, &format!("{share}/{rel}"), "its audit", &why),
+                );
+                Reread::Dropped(why)
+            }
+            Err(e) => Reread::Unreadable(proof, e),
+        }
     }
 
     /// What `share`'s file `path` has of copies, and where it stands.
@@ -594,6 +613,35 @@ impl Targets {
             copies,
         })
     }
+}
+
+/// The alert for a copy that gave other bytes than were proven, or is gone, found by
+/// `found_by` (an audit, a recall): it no longer counts.
+pub(crate) fn copy_failed(
+    proof: &rushes_copies::Proof,
+    file: &str,
+    found_by: &str,
+    why: &str,
+) -> crate::alerts::Raise {
+    crate::alerts::Raise::new(
+        format!("copy-failed:{}:{}", proof.target, proof.key),
+        Severity::Critical,
+        format!(
+            "The copy of {file} on {} failed {found_by}: {why}; it no longer counts",
+            proof.target
+        ),
+        "copy the file again (rushesctl copy), and find out who changed the target",
+    )
+}
+
+/// What reading a recorded copy back found.
+pub(crate) enum Reread {
+    /// Whole: proven again now.
+    Proven(rushes_copies::Proof),
+    /// Changed or gone, with why: it no longer counts.
+    Dropped(String),
+    /// The target could not be read now: neither proven again nor dropped.
+    Unreadable(rushes_copies::Proof, String),
 }
 
 /// Regular files at `rel` under `root` (a file, or a folder's files as the catalog
@@ -692,7 +740,10 @@ pub(crate) fn record(home: &std::path::Path, proof: rushes_copies::Proof) -> Res
 }
 
 /// The proofs on the file at `home` become `all`.
-fn set_recorded(home: &std::path::Path, all: &[rushes_copies::Proof]) -> Result<(), String> {
+pub(crate) fn set_recorded(
+    home: &std::path::Path,
+    all: &[rushes_copies::Proof],
+) -> Result<(), String> {
     let file = open_for_xattrs(home).map_err(|e| format!("cannot open it: {e}"))?;
     set_recorded_fd(std::os::fd::AsFd::as_fd(&file), all)
 }
