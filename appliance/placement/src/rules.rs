@@ -319,31 +319,28 @@ impl RuleSet {
     pub fn check(file: &RulesFile, source: &str, names: &Names) -> Result<RuleSet, Vec<RuleError>> {
         let mut errors = Vec::new();
         let mut set = RuleSet::default();
-        if let Some(every) = &file.every {
-            let line = line_of(source, every.span().start);
-            match rushes_api::calendar::parse_span(every.get_ref()) {
-                Ok(secs) if secs >= 60 => set.every = Some(secs),
+        for (field, value, slot, why) in [
+            (
+                "every",
+                &file.every,
+                &mut set.every,
+                "a scheduled run walks every file",
+            ),
+            (
+                "audit",
+                &file.audit,
+                &mut set.audit,
+                "every run would read every copy back",
+            ),
+        ] {
+            let Some(value) = value else { continue };
+            let line = line_of(source, value.span().start);
+            match rushes_api::calendar::parse_span(value.get_ref()) {
+                Ok(secs) if secs >= 60 => *slot = Some(secs),
                 Ok(_) => errors.push(RuleError {
                     line,
                     rule: None,
-                    reason: "`every` is under a minute: a scheduled run walks every file".into(),
-                }),
-                Err(reason) => errors.push(RuleError {
-                    line,
-                    rule: None,
-                    reason,
-                }),
-            }
-        }
-        if let Some(audit) = &file.audit {
-            let line = line_of(source, audit.span().start);
-            match rushes_api::calendar::parse_span(audit.get_ref()) {
-                Ok(secs) if secs >= 60 => set.audit = Some(secs),
-                Ok(_) => errors.push(RuleError {
-                    line,
-                    rule: None,
-                    reason: "`audit` is under a minute: every run would read every copy back"
-                        .into(),
+                    reason: format!("`{field}` is under a minute: {why}"),
                 }),
                 Err(reason) => errors.push(RuleError {
                     line,

@@ -230,16 +230,9 @@ impl Filling {
     pub fn begin(places: &Arc<DataPlaces>, ns: BorrowedFd<'_>) -> Result<Self, Errno> {
         let rw = rustix::fs::open(
             format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ns)),
-            OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOATIME,
+            OFlags::RDWR | OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
-        )
-        .or_else(|_| {
-            rustix::fs::open(
-                format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ns)),
-                OFlags::RDWR | OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-        })?;
+        )?;
         let st = rustix::fs::fstat(&rw)?;
         let blake3 = released_blake3(rw.as_fd())?.ok_or(Errno::ALREADY)?;
         let size = st.st_size as u64;
@@ -339,17 +332,7 @@ impl Filling {
     /// Bytes `offset..offset + len` (cut at the end), which must be back.
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let len = (len as u64).min(self.size.saturating_sub(offset)) as usize;
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            let n = rustix::io::pread(&self.ns, &mut buf[done..], offset + done as u64)?;
-            if n == 0 {
-                break;
-            }
-            done += n;
-        }
-        buf.truncate(done);
-        Ok(buf)
+        read_at(self.ns.as_fd(), offset, len)
     }
 
     /// Every byte is back: check that they hash as the proven copy did, then make the
@@ -404,6 +387,21 @@ impl Filling {
             .for_each(|w| *w = 0);
         Ok(())
     }
+}
+
+/// Up to `len` bytes of the file open at `fd` from `offset`, fewer at its end.
+pub fn read_at(fd: BorrowedFd<'_>, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let n = rustix::io::pread(fd, &mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    buf.truncate(done);
+    Ok(buf)
 }
 
 /// The blake3 (hex) of `file`'s bytes, read from the start with `pread`.

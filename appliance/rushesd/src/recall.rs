@@ -78,25 +78,13 @@ pub struct Recalls {
     work: Condvar,
 }
 
-/// A recall asked for: under way, or the file is not released (any more).
-pub enum Started {
-    Recalling(Arc<dyn RecallHandle>),
-    Resident,
-}
-
-/// A recall under way, as a job sees it.
-pub trait RecallHandle: Send + Sync {
+impl FileRecall {
     /// Bytes back so far, and the file's size.
-    fn progress(&self) -> (u64, u64);
-    /// Wait up to `wait` for it to end: `None` while it is still under way.
-    fn wait(&self, wait: Duration) -> Option<Result<(), RecallError>>;
-}
-
-impl RecallHandle for FileRecall {
     fn progress(&self) -> (u64, u64) {
         (self.filling.back(), self.filling.size())
     }
 
+    /// Wait up to `wait` for it to end: `None` while it is still under way.
     fn wait(&self, wait: Duration) -> Option<Result<(), RecallError>> {
         let outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         let (outcome, _) = self
@@ -111,10 +99,6 @@ impl RecallHandle for FileRecall {
             Outcome::Queued | Outcome::Running => None,
         }
     }
-}
-
-fn proc_path(fd: BorrowedFd<'_>) -> String {
-    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))
 }
 
 impl Recalls {
@@ -161,21 +145,9 @@ impl Recalls {
     }
 
     /// The recall of the released file open at `ns` (stat `st`): the one under way, or a
-    /// new one queued (`waited`: a client waits for it).
-    pub fn begin(
-        &self,
-        ns: BorrowedFd<'_>,
-        st: &Stat,
-        waited: bool,
-    ) -> Result<Started, RecallError> {
-        Ok(match self.file_recall(ns, st, waited)? {
-            Some(fr) => Started::Recalling(fr),
-            None => Started::Resident,
-        })
-    }
-
-    /// [`Self::begin`]: `None` when the file is not released.
-    fn file_recall(
+    /// new one queued (`waited`: a client waits for it); `None` when the file is not
+    /// released (any more).
+    fn begin(
         &self,
         ns: BorrowedFd<'_>,
         st: &Stat,
@@ -194,7 +166,7 @@ impl Recalls {
             Err(rustix::io::Errno::ALREADY) => return Ok(None),
             Err(e) => return Err(RecallError::Lost(format!("cannot open it to fill it: {e}"))),
         };
-        let path = std::fs::read_link(proc_path(ns))
+        let path = std::fs::read_link(rushes_nas::sys::proc_path(ns))
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| format!("inode {}", st.st_ino));
         let copies: Vec<Proof> = crate::targets::recorded_fd(ns)
@@ -258,11 +230,7 @@ impl Recalls {
                 return Ok(Arc::clone(store));
             }
         }
-        let store = Arc::new(
-            self.targets
-                .target_for_recall(name)
-                .and_then(|t| Store::open(&t).map_err(|e| e.to_string()))?,
-        );
+        let store = Arc::new(self.targets.open_store(name)?);
         stores.insert(name.to_string(), (generation, Arc::clone(&store)));
         Ok(store)
     }
@@ -333,9 +301,9 @@ impl Recalls {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|p| p.target != proof.target);
-        let mut kept = crate::targets::recorded_fd(fr.filling_fd());
+        let mut kept = crate::targets::recorded_fd(fr.filling.fd());
         kept.retain(|p| p.target != proof.target);
-        if let Err(e) = crate::targets::set_recorded_fd(fr.filling_fd(), &kept) {
+        if let Err(e) = crate::targets::set_recorded_fd(fr.filling.fd(), &kept) {
             tracing::warn!(file = %fr.path, error = %e, "cannot drop a bad copy from the file's record");
         }
         self.core.alerts.raise_event(
@@ -422,12 +390,6 @@ impl Recalls {
     }
 }
 
-impl FileRecall {
-    fn filling_fd(&self) -> BorrowedFd<'_> {
-        self.filling.fd()
-    }
-}
-
 /// A fetcher thread: takes recalls, waited ones first, while the queue lives.
 fn fetcher(queue: std::sync::Weak<Recalls>) {
     loop {
@@ -457,7 +419,7 @@ impl Recaller for Recalls {
         len: usize,
         wait: Duration,
     ) -> Result<Vec<u8>, RecallError> {
-        let Some(fr) = self.file_recall(ns, st, true)? else {
+        let Some(fr) = self.begin(ns, st, true)? else {
             return read_plain(ns, offset, len);
         };
         if !fr.filling.has(offset, len as u64) {
@@ -470,25 +432,16 @@ impl Recaller for Recalls {
 
     fn recall(&self, ns: BorrowedFd<'_>, st: &Stat, wait: Duration) -> Result<(), RecallError> {
         match self.begin(ns, st, true)? {
-            Started::Resident => Ok(()),
-            Started::Recalling(fr) => fr.wait(wait).unwrap_or(Err(RecallError::Later)),
+            None => Ok(()),
+            Some(fr) => fr.wait(wait).unwrap_or(Err(RecallError::Later)),
         }
     }
 }
 
 /// Bytes of a file that is back in place.
 fn read_plain(ns: BorrowedFd<'_>, offset: u64, len: usize) -> Result<Vec<u8>, RecallError> {
-    let mut buf = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        match rustix::io::pread(ns, &mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) => return Err(RecallError::Lost(format!("cannot read it: {e}"))),
-        }
-    }
-    buf.truncate(done);
-    Ok(buf)
+    rushes_placement::stub::read_at(ns, offset, len)
+        .map_err(|e| RecallError::Lost(format!("cannot read it: {e}")))
 }
 
 /// How often a recall job looks at its files' progress.
@@ -596,7 +549,7 @@ impl Recalls {
         let w = self.share_job("recall-files", &req.share);
         let me = Arc::clone(self);
         Ok(self.core.jobs.run(w, move |w| {
-            let mut under_way: Vec<(String, Arc<dyn RecallHandle>)> = Vec::new();
+            let mut under_way: Vec<(String, Arc<FileRecall>)> = Vec::new();
             let (mut resident, mut failed) = (0usize, Vec::new());
             for (rel, _) in &files {
                 let opened = std::fs::File::open(root.join(rel));
@@ -606,8 +559,7 @@ impl Recalls {
                         return Ok(None);
                     }
                     match me.begin(f.as_fd(), &st, false) {
-                        Ok(Started::Recalling(h)) => Ok(Some(h)),
-                        Ok(Started::Resident) => Ok(None),
+                        Ok(found) => Ok(found),
                         Err(e) => Err(said(&e)),
                     }
                 });

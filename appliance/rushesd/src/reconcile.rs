@@ -20,7 +20,9 @@ use crate::alerts::Raise;
 use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
 use crate::placement::Placement;
-use crate::targets::{copy_one, job_runtime, record, set_recorded, Reread, Targets, COPIES_XATTR};
+use crate::targets::{
+    copy_one, job_runtime, record, set_recorded, store_for, Reread, Targets, COPIES_XATTR,
+};
 
 const KIND: &str = "reconcile-copies";
 /// Short files named in an alert or a job's error, at most.
@@ -317,19 +319,6 @@ impl Reconcile {
             tracing::warn!(error = %e.message, "cannot start a copies reconcile");
         }
     }
-}
-
-/// Target `name`, opened once per run.
-fn store_for<'a>(
-    stores: &'a mut BTreeMap<String, Result<Store, String>>,
-    targets: &Targets,
-    name: &str,
-) -> &'a Result<Store, String> {
-    stores.entry(name.to_string()).or_insert_with(|| {
-        targets
-            .target_for_recall(name)
-            .and_then(|t| Store::open(&t).map_err(|e| e.to_string()))
-    })
 }
 
 /// The first files of `short`, and how many more.

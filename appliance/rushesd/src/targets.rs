@@ -307,9 +307,11 @@ impl Targets {
     }
 
     /// The target `name`, its secret opened, ready for the copies library.
-    /// Target `name` as the recall queue opens it: an error in words.
-    pub fn target_for_recall(&self, name: &str) -> Result<rushes_copies::Target, String> {
-        self.target(name).map_err(|e| e.message)
+    /// Target `name`, open: what recalls, reconciles and audits read and write through
+    /// (an error in words).
+    pub fn open_store(&self, name: &str) -> Result<rushes_copies::Store, String> {
+        let target = self.target(name).map_err(|e| e.message)?;
+        rushes_copies::Store::open(&target).map_err(|e| e.to_string())
     }
 
     fn target(&self, name: &str) -> ApiResult<rushes_copies::Target> {
@@ -503,11 +505,7 @@ impl Targets {
                 let home = root.join(rel);
                 let mut kept = Vec::new();
                 for proof in recorded(&home) {
-                    let store = stores.entry(proof.target.clone()).or_insert_with(|| {
-                        me.target(&proof.target)
-                            .map_err(|e| e.message)
-                            .and_then(|t| rushes_copies::Store::open(&t).map_err(|e| e.to_string()))
-                    });
+                    let store = store_for(&mut stores, &me, &proof.target);
                     let target = proof.target.clone();
                     match me.reread(&runtime, store.as_ref(), proof, &req.share, rel) {
                         Reread::Proven(proof) => {
@@ -632,6 +630,17 @@ pub(crate) fn copy_failed(
         ),
         "copy the file again (rushesctl copy), and find out who changed the target",
     )
+}
+
+/// Target `name`, opened once for the whole of a job.
+pub(crate) fn store_for<'a>(
+    stores: &'a mut BTreeMap<String, Result<rushes_copies::Store, String>>,
+    targets: &Targets,
+    name: &str,
+) -> &'a Result<rushes_copies::Store, String> {
+    stores
+        .entry(name.to_string())
+        .or_insert_with(|| targets.open_store(name))
 }
 
 /// What reading a recorded copy back found.
