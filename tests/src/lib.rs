@@ -739,3 +739,45 @@ pub fn move_media(
     };
     rushes_placement::move_file(places, &spec, &root.join(to), &mut Quiet).map(|_| ())
 }
+
+/// An `s3-target` child process: an S3 server over a folder (ROOT/BUCKET/KEY) on a
+/// loopback port, with access key `AK` and secret `secret`, made hostile by `how`
+/// (`--delay-ms N`, `--throttle-every N`, `--lie`).
+pub struct S3Target {
+    child: Child,
+    pub port: u16,
+}
+
+impl S3Target {
+    pub fn start(root: &Path, buckets: &[&str], how: &[&str]) -> Self {
+        let mut cmd = Command::new(workspace_bin("s3-target"));
+        cmd.arg("--root").arg(root);
+        for bucket in buckets {
+            cmd.args(["--bucket", bucket]);
+        }
+        let mut child = cmd
+            .args(how)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3-target");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("s3-target's first line");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("s3-target said {line:?}"));
+        Self { child, port }
+    }
+}
+
+impl Drop for S3Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -819,6 +819,15 @@ fn rushesctl_with_input(sock: &Path, args: &[&str], input: &str) -> (String, boo
     )
 }
 
+/// The newest job of kind `kind`.
+fn last_job(c: &Client, kind: &str) -> Job {
+    let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
+    jobs.into_iter()
+        .filter(|j| j.kind == kind)
+        .max_by_key(|j| j.id)
+        .unwrap_or_else(|| panic!("no {kind} job"))
+}
+
 /// A folder made for the test, set as target `name` with rushesctl.
 fn folder_target(sock: &Path, name: &str) -> tempfile::TempDir {
     let folder = tempfile::tempdir().unwrap();
@@ -980,12 +989,7 @@ fn files_copied_by_hand_are_proven_recorded_and_show_where_they_stand() {
         "",
     );
     assert!(ok, "{out}");
-    let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
-    let copy = jobs
-        .iter()
-        .filter(|j| j.kind == "copy-files")
-        .max_by_key(|j| j.id)
-        .unwrap();
+    let copy = last_job(&c, "copy-files");
     assert!(
         copy.step.contains("2 of 2 files copied to tape and proven"),
         "{copy:?}"
@@ -1032,12 +1036,7 @@ fn files_copied_by_hand_are_proven_recorded_and_show_where_they_stand() {
     let (out, ok) =
         rushesctl_with_input(&sock, &["prove", "demo", "jobs/2041-advert", "--wait"], "");
     assert!(!ok, "a failed audit fails its job: {out}");
-    let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
-    let audit = jobs
-        .iter()
-        .filter(|j| j.kind == "audit-copies")
-        .max_by_key(|j| j.id)
-        .unwrap();
+    let audit = last_job(&c, "audit-copies");
     let error = audit.error.clone().unwrap_or_default();
     assert!(
         error.contains("1 copies proven again, 1 failed"),
@@ -1283,13 +1282,7 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
     assert!(ok, "{out}");
     let (out, ok) = rushesctl_with_input(&sock, &["placement"], "");
     assert!(ok && out.contains("copy 2 on tape,vault"), "{out}");
-    let last_run = || -> Job {
-        let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
-        jobs.into_iter()
-            .filter(|j| j.kind == "reconcile-copies")
-            .max_by_key(|j| j.id)
-            .unwrap()
-    };
+    let last_run = || last_job(&c, "reconcile-copies");
     let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
     assert!(ok, "{out}");
     assert!(
@@ -1419,4 +1412,262 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
         std::fs::read(vault.path().join("demo/grade/b.mov")).unwrap(),
         b"a longer, regraded short grade"
     );
+
+    // Retention: a target keeps copies that are no longer current for its span, then
+    // a reconcile deletes them. A span under an hour is refused.
+    let tape_path = tape.path().to_str().unwrap();
+    let keep_on_tape = |span: &str| {
+        let args = [
+            "target",
+            "set",
+            "tape",
+            "--folder",
+            tape_path,
+            "--retention",
+            span,
+        ];
+        rushesctl_with_input(&sock, &args, "")
+    };
+    let (out, ok) = keep_on_tape("5m");
+    assert!(!ok && out.contains("under an hour"), "{out}");
+    let (out, ok) = keep_on_tape("30d");
+    assert!(ok, "{out}");
+    let (out, ok) = rushesctl_with_input(&sock, &["target", "list"], "");
+    assert!(
+        ok && out.contains("30d") && out.contains("for ever"),
+        "{out}"
+    );
+    // A file removed from the box: its copy on the tape becomes a version; the vault,
+    // with no retention, keeps it where it was.
+    let b_mtime = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(share.join("grade/b.mov")).unwrap();
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+    };
+    std::fs::remove_file(share.join("grade/b.mov")).unwrap();
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(ok, "{out}");
+    let step = last_run().step;
+    assert!(
+        step.contains("1 copies of removed files kept as versions")
+            && step.contains("0 versions past their retention deleted"),
+        "{step}"
+    );
+    assert!(!tape.path().join("demo/grade/b.mov").exists());
+    assert_eq!(
+        std::fs::read(
+            tape.path()
+                .join(format!(".rushes-versions/demo/grade/b.mov@{b_mtime}"))
+        )
+        .unwrap(),
+        b"a longer, regraded short grade"
+    );
+    assert!(vault.path().join("demo/grade/b.mov").exists());
+    // A month later (the versions' times set back): every version on the tape is
+    // deleted with its facts, the current copies stay, and the vault keeps all.
+    let versions = files_under(&tape.path().join(".rushes-versions/demo"));
+    assert!(versions.len() >= 2, "{versions:?}");
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(31 * 86_400);
+    for v in &versions {
+        std::fs::File::options()
+            .write(true)
+            .open(v)
+            .unwrap()
+            .set_modified(month_ago)
+            .unwrap();
+    }
+    let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
+    assert!(ok, "{out}");
+    let step = last_run().step;
+    assert!(
+        step.contains(&format!(
+            "{} versions past their retention deleted",
+            versions.len()
+        )),
+        "{step}"
+    );
+    assert!(files_under(&tape.path().join(".rushes-versions")).is_empty());
+    assert!(files_under(&tape.path().join(".rushes-meta/.rushes-versions")).is_empty());
+    assert_eq!(
+        std::fs::read(tape.path().join("demo/grade/a.mov")).unwrap(),
+        regraded
+    );
+    assert!(!files_under(&vault.path().join(".rushes-versions")).is_empty());
+}
+
+/// An S3 target on `port` (s3-target's key and secret), named `name`, bucket `bucket`.
+fn s3_target_at(name: &str, bucket: &str, port: u16) -> rushes_copies::Target {
+    rushes_copies::Target {
+        name: name.into(),
+        place: rushes_copies::TargetPlace::S3 {
+            bucket: bucket.into(),
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            region: "us-east-1".into(),
+            access_key: "AK".into(),
+        },
+        secret: Some(rushes_copies::Secret::new("secret")),
+    }
+}
+
+/// Stores as they really misbehave. One that answers late and throttles (503 SlowDown
+/// on every third request) is waited for, and its copies are proven. One that throttles
+/// every request fails the copy with its reason and keeps nothing. One that answers a
+/// write with success and then holds other bytes never gets a copy counted.
+#[test]
+fn slow_throttling_and_lying_targets_never_get_a_copy_counted_that_they_do_not_hold() {
+    use rushes_copies::{Audit, CopyError, Store};
+    use rushes_tests::S3Target;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // One file sent in one request, one in three parts.
+    let clips: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "day1/A001C001.wav",
+            rushes_tests::guest::payload(1, 300_000),
+        ),
+        (
+            "day1/A001C002.mov",
+            rushes_tests::guest::payload(2, (20 << 20) + 777),
+        ),
+    ];
+    for (rel, bytes) in &clips {
+        let path = files.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+
+    let busy_root = tempfile::tempdir().unwrap();
+    let busy = S3Target::start(
+        busy_root.path(),
+        &["copies"],
+        &["--delay-ms", "150", "--throttle-every", "3"],
+    );
+    let store = Store::open(&s3_target_at("busy", "copies", busy.port)).unwrap();
+    for (rel, bytes) in &clips {
+        let proof = rt
+            .block_on(store.put_verified("projects", rel, &files.path().join(rel)))
+            .unwrap_or_else(|e| panic!("{rel} to a slow, throttling store: {e}"));
+        let held = busy_root.path().join("copies/projects").join(rel);
+        assert_eq!(&std::fs::read(&held).unwrap(), bytes, "{}", held.display());
+        assert_eq!(rt.block_on(store.audit(&proof)).unwrap(), Audit::Proven);
+    }
+
+    let refusing_root = tempfile::tempdir().unwrap();
+    let refusing = S3Target::start(
+        refusing_root.path(),
+        &["copies"],
+        &["--throttle-every", "1"],
+    );
+    let store = Store::open(&s3_target_at("refusing", "copies", refusing.port)).unwrap();
+    let (rel, _) = &clips[0];
+    let e = rt
+        .block_on(store.put_verified("projects", rel, &files.path().join(rel)))
+        .unwrap_err();
+    assert!(matches!(e, CopyError::Target { .. }), "{e:?}");
+    let said = e.to_string();
+    assert!(
+        said.contains("target refusing could not") && said.contains("SlowDown"),
+        "{said}"
+    );
+    assert!(!refusing_root.path().join("copies/projects").exists());
+
+    let liar_root = tempfile::tempdir().unwrap();
+    let liar = S3Target::start(liar_root.path(), &["copies"], &["--lie"]);
+    let store = Store::open(&s3_target_at("liar", "copies", liar.port)).unwrap();
+    for (rel, bytes) in &clips {
+        let e = rt
+            .block_on(store.put_verified("projects", rel, &files.path().join(rel)))
+            .unwrap_err();
+        assert!(matches!(e, CopyError::Unproven { .. }), "{rel}: {e:?}");
+        assert!(e.to_string().contains("hash"), "{e}");
+        // The lie was told: it holds as many bytes, not the same ones.
+        let held = std::fs::read(liar_root.path().join("copies/projects").join(rel)).unwrap();
+        assert_eq!(held.len(), bytes.len());
+        assert_ne!(&held, bytes);
+    }
+}
+
+/// rushesd killed with SIGKILL in the middle of a multipart upload: the target holds no
+/// object at the key, the file records no copy, and after a restart the copy is made
+/// whole and proven. A target that lies about what it stored fails the copy job, and the
+/// file records nothing of it.
+#[test]
+fn a_copy_cut_by_kill_9_counts_for_nothing_and_is_made_whole_after_restart() {
+    use rushes_tests::S3Target;
+    let state = tempfile::tempdir().unwrap();
+    let (mut server, c) = start(state.path());
+    let sock = state.path().join("api.sock");
+    let clip = rushes_tests::guest::payload(7, 48 << 20);
+    let reel = state.path().join("demo/reel");
+    std::fs::create_dir_all(&reel).unwrap();
+    std::fs::write(reel.join("A001C003.mov"), &clip).unwrap();
+    let state_of = |path: &str| -> rushes_api::FileCopies {
+        let (out, ok) = rushesctl_with_input(&sock, &["--json", "copies", "demo", path], "");
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+
+    let slow_root = tempfile::tempdir().unwrap();
+    let slow = S3Target::start(slow_root.path(), &["slow"], &["--delay-ms", "700"]);
+    set_s3_target(&sock, "slow", slow.port);
+    let copy_to = |target: &str, wait: bool| {
+        let mut args = vec!["copy", "demo", "reel/A001C003.mov", "--to", target];
+        if wait {
+            args.push("--wait");
+        }
+        rushesctl_with_input(&sock, &args, "")
+    };
+    let (out, ok) = copy_to("slow", false);
+    assert!(ok, "{out}");
+    // Killed once the first part is on the target, with the rest still to come.
+    let part_sent = || {
+        std::fs::read_dir(slow_root.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".upload_id-"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !part_sent() {
+        assert!(Instant::now() < deadline, "no part reached the target");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+    let object = slow_root.path().join("slow/demo/reel/A001C003.mov");
+    assert!(!object.exists(), "a cut upload left an object");
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.get::<Status>("/v1/status").is_err() {
+        assert!(Instant::now() < deadline, "no API after restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = state_of("reel/A001C003.mov");
+    assert_eq!(before.state, rushes_api::CopyState::Resident, "{before:?}");
+    assert!(before.copies.is_empty(), "{before:?}");
+    let (out, ok) = copy_to("slow", true);
+    assert!(ok, "{out}");
+    assert!(std::fs::read(&object).unwrap() == clip, "the copy is whole");
+    let after = state_of("reel/A001C003.mov");
+    assert_eq!(after.state, rushes_api::CopyState::Premigrated, "{after:?}");
+    assert_eq!(after.copies.len(), 1);
+
+    let liar_root = tempfile::tempdir().unwrap();
+    let liar = S3Target::start(liar_root.path(), &["liar"], &["--lie"]);
+    set_s3_target(&sock, "liar", liar.port);
+    let (out, ok) = copy_to("liar", true);
+    assert!(!ok, "a lying target's copy job must fail: {out}");
+    let copy = last_job(&c, "copy-files");
+    let error = copy.error.clone().unwrap_or_default();
+    assert!(error.contains("not proven"), "{copy:?}");
+    let last = state_of("reel/A001C003.mov");
+    assert_eq!(
+        last.copies.len(),
+        1,
+        "only the slow target's copy: {last:?}"
+    );
+    assert_eq!(last.copies[0].target, "slow");
 }

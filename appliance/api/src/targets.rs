@@ -44,17 +44,39 @@ impl TargetPlace {
     }
 }
 
+/// What a target keeps, and what it costs; all of it optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetTerms {
+    /// How long copies that are no longer current (older versions of changed files,
+    /// the copies of removed files) stay on the target before a reconcile deletes
+    /// them: "90d", "12w". Not set: they are kept for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// What a GB stored costs a month, in the facility's currency (for simulate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_gb_month: Option<f64>,
+    /// What a GB read back (egress, a recall) costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_price_gb: Option<f64>,
+}
+
 /// `[[target]]` in rushes.toml.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TargetEntry {
     pub name: String,
+    // Before `place`: a flattened struct takes its own fields, and the place (which
+    // refuses fields it does not know) gets the rest.
+    #[serde(flatten)]
+    pub terms: TargetTerms,
     #[serde(flatten)]
     pub place: TargetPlace,
 }
 
 /// A target to add or change (`PUT /v1/targets/NAME`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SetTarget {
+    #[serde(flatten)]
+    pub terms: TargetTerms,
     #[serde(flatten)]
     pub place: TargetPlace,
     /// Its secret; left out when a target is changed, the one kept is used.
@@ -63,9 +85,11 @@ pub struct SetTarget {
 }
 
 /// A target as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TargetView {
     pub name: String,
+    #[serde(flatten)]
+    pub terms: TargetTerms,
     #[serde(flatten)]
     pub place: TargetPlace,
     /// rushesd holds a secret for it (which it never shows).
@@ -163,4 +187,28 @@ pub struct TargetCheck {
     /// What went wrong, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_targets_terms_sit_beside_its_place_and_unknown_fields_are_still_refused() {
+        let text = "name = \"tape\"\nkind = \"folder\"\npath = \"/mnt/ltfs\"\nretention = \"90d\"\nprice_gb_month = 0.004\n";
+        let entry: TargetEntry = toml::from_str(text).unwrap();
+        assert_eq!(entry.terms.retention.as_deref(), Some("90d"));
+        assert_eq!(entry.terms.price_gb_month, Some(0.004));
+        assert_eq!(
+            entry.place,
+            TargetPlace::Folder {
+                path: "/mnt/ltfs".into()
+            }
+        );
+        let back: TargetEntry = toml::from_str(&toml::to_string(&entry).unwrap()).unwrap();
+        assert_eq!(back, entry);
+        let typo = text.replace("retention", "retension");
+        let e = toml::from_str::<TargetEntry>(&typo).unwrap_err();
+        assert!(e.to_string().contains("retension"), "{e}");
+    }
 }

@@ -9,7 +9,7 @@ mod store;
 mod target;
 
 pub use rushes_api::TargetPlace;
-pub use store::{Audit, FileFacts, Proof, Store, VERSIONS};
+pub use store::{Audit, FileFacts, Proof, Retention, Store, VERSIONS};
 pub use target::{Secret, Target};
 
 /// What went wrong with a target, in words an admin can act on.

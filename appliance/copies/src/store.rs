@@ -69,6 +69,19 @@ pub struct Store {
     store: Arc<dyn ObjectStore>,
     /// Whether objects carry our metadata (else it goes in a sidecar object).
     metadata: bool,
+    /// A folder target's folder: a version kept there is a hard link, whose modify time
+    /// must be set to when it stopped being current.
+    folder: Option<std::path::PathBuf>,
+}
+
+/// What a pass of retention did on a target.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Copies of files no longer on the box, kept as versions from now on.
+    pub retired: u64,
+    /// Versions older than the retention, deleted, and their bytes.
+    pub pruned: u64,
+    pub pruned_bytes: u64,
 }
 
 fn now() -> u64 {
@@ -81,10 +94,15 @@ fn now() -> u64 {
 impl Store {
     pub fn open(target: &Target) -> Result<Self, CopyError> {
         let (store, metadata) = target.open()?;
+        let folder = match &target.place {
+            crate::TargetPlace::Folder { path } => Some(path.into()),
+            _ => None,
+        };
         Ok(Self {
             name: target.name.clone(),
             store,
             metadata,
+            folder,
         })
     }
 
@@ -347,11 +365,19 @@ impl Store {
     /// key: it is copied on the target to `.rushes-versions/KEY@MTIME_NS` (with a
     /// folder's sidecar), where any S3 tool finds it. `None` when the copy is gone.
     pub async fn keep_version(&self, proof: &Proof) -> Result<Option<String>, CopyError> {
-        let kept = format!("{VERSIONS}/{}@{}", proof.key, proof.facts.mtime_ns);
-        let mut pairs = vec![(proof.key.clone(), kept.clone())];
+        self.keep_as_version(&proof.key, proof.facts.mtime_ns).await
+    }
+
+    async fn keep_as_version(
+        &self,
+        key: &str,
+        mtime_ns: i128,
+    ) -> Result<Option<String>, CopyError> {
+        let kept = format!("{VERSIONS}/{key}@{mtime_ns}");
+        let mut pairs = vec![(key.to_string(), kept.clone())];
         if !self.metadata {
             pairs.push((
-                format!("{SIDECARS}/{}.json", proof.key),
+                format!("{SIDECARS}/{key}.json"),
                 format!("{SIDECARS}/{kept}.json"),
             ));
         }
@@ -367,7 +393,76 @@ impl Store {
                 Err(e) => return Err(CopyError::of(&self.name, "keep an older version", e)),
             }
         }
+        // A version's age runs from now (retention counts from it). An object store's
+        // copy is a new object; a folder's is a hard link with the old modify time.
+        if let Some(folder) = &self.folder {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(folder.join(&kept))
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            if let Err(source) = file {
+                return Err(CopyError::File {
+                    path: folder.join(&kept).display().to_string(),
+                    source,
+                });
+            }
+        }
         Ok(Some(kept))
+    }
+
+    /// Retention on this target for share `share`: the copy of every file the box no
+    /// longer has (`on_box(PATH)` false) becomes a version, and versions older than
+    /// `keep_secs` are deleted. Keys of other shares, and anything not under the
+    /// share's prefix, are never touched.
+    pub async fn keep_for(
+        &self,
+        share: &str,
+        keep_secs: u64,
+        on_box: impl Fn(&str) -> bool,
+    ) -> Result<Retention, CopyError> {
+        let mut done = Retention::default();
+        let prefix = format!("{share}/");
+        let mut gone = Vec::new();
+        {
+            let mut listing = self.store.list(Some(&Key::from(prefix.as_str())));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| CopyError::of(&self.name, "list its copies", e))?;
+                let key = meta.location.to_string();
+                let Some(rel) = key.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if !on_box(rel) {
+                    gone.push(key);
+                }
+            }
+        }
+        for key in gone {
+            let mtime_ns = self.facts(&key).await?.map_or(0, |f| f.mtime_ns);
+            if self.keep_as_version(&key, mtime_ns).await?.is_some() {
+                self.remove(&key).await?;
+                done.retired += 1;
+            }
+        }
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(std::time::Duration::from_secs(keep_secs))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut old = Vec::new();
+        {
+            let versions = Key::from(format!("{VERSIONS}/{share}/"));
+            let mut listing = self.store.list(Some(&versions));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| CopyError::of(&self.name, "list its versions", e))?;
+                if std::time::SystemTime::from(meta.last_modified) < cutoff {
+                    old.push((meta.location.to_string(), meta.size));
+                }
+            }
+        }
+        for (key, size) in old {
+            self.remove(&key).await?;
+            done.pruned += 1;
+            done.pruned_bytes += size;
+        }
+        Ok(done)
     }
 
     /// Delete the copy at `key` (and a folder's sidecar of its facts).

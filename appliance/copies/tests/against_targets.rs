@@ -420,3 +420,56 @@ async fn copies_to_azure_blob_are_proven_and_readable_by_microsofts_client() {
         Audit::Changed(_)
     ));
 }
+
+/// Retention on S3: the copy of a file the box no longer has becomes a version (a new
+/// object, whose age starts now), and versions older than the retention are deleted;
+/// another share's copies, under a prefix that starts the same, are never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_removed_files_as_versions_then_deletes_them_when_old() {
+    let server_root = tempfile::tempdir().unwrap();
+    let addr = s3_server(server_root.path()).await;
+    let store = Store::open(&s3_target(addr, SECRET)).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let kept = media(files.path(), "kept.mov", 5000, 5);
+    let gone = media(files.path(), "gone.mov", 7000, 6);
+    store.put_verified("proj", "kept.mov", &kept).await.unwrap();
+    let gone_proof = store.put_verified("proj", "gone.mov", &gone).await.unwrap();
+    store
+        .put_verified("proj2", "gone.mov", &gone)
+        .await
+        .unwrap();
+    let month = 30 * 86_400;
+    let done = store
+        .keep_for("proj", month, |rel| rel == "kept.mov")
+        .await
+        .unwrap();
+    assert_eq!((done.retired, done.pruned), (1, 0), "{done:?}");
+    let bucket = server_root.path().join("copies");
+    let version = bucket.join(format!(
+        ".rushes-versions/proj/gone.mov@{}",
+        gone_proof.facts.mtime_ns
+    ));
+    assert_eq!(
+        std::fs::read(&version).unwrap(),
+        std::fs::read(&gone).unwrap()
+    );
+    assert!(!bucket.join("proj/gone.mov").exists());
+    assert!(bucket.join("proj/kept.mov").exists());
+    assert!(
+        bucket.join("proj2/gone.mov").exists(),
+        "another share's copy"
+    );
+    // Not old yet: kept. Two months on: deleted.
+    let done = store.keep_for("proj", month, |_| true).await.unwrap();
+    assert_eq!(done.pruned, 0, "{done:?}");
+    std::fs::File::options()
+        .write(true)
+        .open(&version)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2 * month))
+        .unwrap();
+    let done = store.keep_for("proj", month, |_| true).await.unwrap();
+    assert_eq!((done.pruned, done.pruned_bytes), (1, 7000), "{done:?}");
+    assert!(!version.exists());
+    assert!(bucket.join("proj/kept.mov").exists());
+}

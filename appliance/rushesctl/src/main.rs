@@ -727,6 +727,8 @@ enum RateCmd {
     Delete { name: String },
 }
 
+// Parsed once per run: the size of one variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum TargetCmd {
     /// The targets copies can go to (their secrets are never shown).
@@ -736,7 +738,7 @@ enum TargetCmd {
     /// shell's history and the process list; when changing a target, leave out
     /// --secret-stdin to keep the one it has.
     #[command(
-        after_help = "Examples:\n  rushesctl target set wasabi --s3 rushes-copies --endpoint https://s3.eu-central-1.wasabisys.com --region eu-central-1 --access-key AKIA... --secret-stdin\n  rushesctl target set aws --s3 rushes-copies --region eu-west-2 --access-key AKIA... --secret-stdin\n  rushesctl target set blob --azure facilityacct/rushes --secret-stdin\n  rushesctl target set gcs --gcs rushes-copies --secret-stdin < service-account.json\n  rushesctl target set tape --folder /mnt/ltfs"
+        after_help = "Examples:\n  rushesctl target set wasabi --s3 rushes-copies --endpoint https://s3.eu-central-1.wasabisys.com --region eu-central-1 --access-key AKIA... --secret-stdin\n  rushesctl target set aws --s3 rushes-copies --region eu-west-2 --access-key AKIA... --secret-stdin\n  rushesctl target set blob --azure facilityacct/rushes --secret-stdin\n  rushesctl target set gcs --gcs rushes-copies --secret-stdin < service-account.json\n  rushesctl target set tape --folder /mnt/ltfs --retention 90d\n\nA target is set whole: what is left out (retention, prices) is cleared."
     )]
     Set {
         name: String,
@@ -764,6 +766,17 @@ enum TargetCmd {
         /// Read the secret from standard input.
         #[arg(long)]
         secret_stdin: bool,
+        /// How long copies that are no longer current (older versions, removed files'
+        /// copies) stay on the target before a reconcile deletes them: 90d, 12w.
+        /// Without it they are kept for ever.
+        #[arg(long, value_name = "SPAN")]
+        retention: Option<String>,
+        /// What a GB stored there costs a month, for simulate's costs.
+        #[arg(long, value_name = "PRICE")]
+        price_gb_month: Option<f64>,
+        /// What a GB read back (a recall) costs.
+        #[arg(long, value_name = "PRICE")]
+        egress_price_gb: Option<f64>,
     },
     /// Remove a target (copies already on it stay there).
     Delete { name: String },
@@ -1576,10 +1589,17 @@ fn run(cli: &Cli, c: &Client) -> Res {
                                 kind.to_string(),
                                 place,
                                 if t.has_secret { "kept" } else { "-" }.to_string(),
+                                t.terms
+                                    .retention
+                                    .clone()
+                                    .unwrap_or_else(|| "for ever".into()),
                             ]
                         })
                         .collect();
-                    out(&table(&["TARGET", "KIND", "WHERE", "SECRET"], &rows));
+                    out(&table(
+                        &["TARGET", "KIND", "WHERE", "SECRET", "OLD COPIES KEPT"],
+                        &rows,
+                    ));
                 }
             }
             TargetCmd::Set {
@@ -1592,6 +1612,9 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 region,
                 access_key,
                 secret_stdin,
+                retention,
+                price_gb_month,
+                egress_price_gb,
             } => {
                 let usage = |why: &str| {
                     ClientError::Protocol(format!("{why} (rushesctl target set --help shows how)"))
@@ -1636,7 +1659,15 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 c.send(
                     "PUT",
                     &format!("/v1/targets/{name}"),
-                    Some(&api::SetTarget { place, secret }),
+                    Some(&api::SetTarget {
+                        terms: api::TargetTerms {
+                            retention: retention.clone(),
+                            price_gb_month: *price_gb_month,
+                            egress_price_gb: *egress_price_gb,
+                        },
+                        place,
+                        secret,
+                    }),
                 )?;
                 out(&format!(
                     "target {name} is set; `rushesctl target check {name}` tries it\n"

@@ -21,7 +21,8 @@ use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
 use crate::placement::Placement;
 use crate::targets::{
-    copy_one, job_runtime, record, set_recorded, store_for, Reread, Targets, COPIES_XATTR,
+    copy_one, job_runtime, record, retention_secs, set_recorded, store_for, Reread, Targets,
+    COPIES_XATTR,
 };
 
 const KIND: &str = "reconcile-copies";
@@ -55,6 +56,8 @@ struct Tally {
     /// Stale copies read back and proven again, and found bad (dropped).
     proven: u64,
     dropped: u64,
+    /// Retention: copies of removed files kept as versions, versions past it deleted.
+    kept: rushes_copies::Retention,
     /// Files left short, with why.
     short: Vec<String>,
 }
@@ -103,14 +106,17 @@ impl Reconcile {
         Ok(self.core.jobs.run(w, move |w| {
             let tally = me.reconcile(&rules, w)?;
             let summary = format!(
-                "{} files looked at, {} kept by copy rules; {} copies made ({}), {} older versions kept; {} copies proven again, {} found bad",
+                "{} files looked at, {} kept by copy rules; {} copies made ({}), {} older versions kept; {} copies proven again, {} found bad; {} copies of removed files kept as versions, {} versions past their retention deleted ({})",
                 tally.files,
                 tally.wanted,
                 tally.copied,
                 rushes_api::units::show_size(tally.bytes),
                 tally.versions,
                 tally.proven,
-                tally.dropped
+                tally.dropped,
+                tally.kept.retired,
+                tally.kept.pruned,
+                rushes_api::units::show_size(tally.kept.pruned_bytes),
             );
             tracing::info!(files = tally.files, copied = tally.copied, short = tally.short.len(), "copies reconciled");
             me.publish(&tally.short);
@@ -288,12 +294,64 @@ impl Reconcile {
             });
             if let Err(e) = scanned {
                 tally.short.push(format!("share {name}: {e}"));
+                // A share not read whole says nothing of which files are gone.
+                continue;
             }
             if w.cancelled() {
                 return Err("cancelled".into());
             }
+            self.keep_for(&runtime, &mut stores, &name, &root, w, &mut tally);
         }
         Ok(tally)
+    }
+
+    /// Retention on every target that has one, for share `name` (walked whole just
+    /// now, from `root`): copies of files no longer on the box become versions, and
+    /// versions past the retention are deleted.
+    fn keep_for(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        stores: &mut BTreeMap<String, Result<Store, String>>,
+        name: &str,
+        root: &std::path::Path,
+        w: &crate::jobs::Work,
+        tally: &mut Tally,
+    ) {
+        let kept: Vec<(String, u64)> = self.core.with_config(|c| {
+            c.targets
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), retention_secs(&t.terms)?)))
+                .collect()
+        });
+        // Only a file certainly not there is gone: any other answer keeps its copy.
+        let on_box = |rel: &str| {
+            rel.split('/').any(|part| part == "..")
+                || !matches!(
+                    std::fs::symlink_metadata(root.join(rel)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                )
+        };
+        for (target, secs) in kept {
+            w.step(&format!("retention on {target} for share {name}"));
+            let done = store_for(stores, &self.targets, &target)
+                .as_ref()
+                .map_err(|e| e.clone())
+                .and_then(|store| {
+                    runtime
+                        .block_on(store.keep_for(name, secs, &on_box))
+                        .map_err(|e| e.to_string())
+                });
+            match done {
+                Ok(done) => {
+                    tally.kept.retired += done.retired;
+                    tally.kept.pruned += done.pruned;
+                    tally.kept.pruned_bytes += done.pruned_bytes;
+                }
+                Err(e) => tally
+                    .short
+                    .push(format!("retention on {target} for share {name}: {e}")),
+            }
+        }
     }
 
     /// The monitor's look: a run starts by itself when the rules' schedule is due and

@@ -14,7 +14,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_L
 use ring::rand::{SecureRandom, SystemRandom};
 use rushes_api::{
     self as api, AuditCopies, CopyFiles, CopyRecord, CopyState, FileCopies, JobTarget, SetTarget,
-    Severity, TargetCheck, TargetEntry, TargetPlace, TargetView,
+    Severity, TargetCheck, TargetEntry, TargetPlace, TargetTerms, TargetView,
 };
 use rushes_nas::Service;
 
@@ -221,6 +221,43 @@ fn check_place(place: &TargetPlace) -> ApiResult<()> {
     Ok(())
 }
 
+fn check_terms(terms: &TargetTerms) -> ApiResult<()> {
+    if let Some(text) = &terms.retention {
+        match rushes_api::calendar::parse_span(text) {
+            Ok(secs) if secs >= 3600 => {}
+            Ok(_) => {
+                return Err(
+                    ApiErr::bad_request(format!("a retention of {text} is under an hour"))
+                        .hint("give it in days or weeks: 30d, 12w"),
+                )
+            }
+            Err(why) => {
+                return Err(ApiErr::bad_request(format!("retention {text:?}: {why}"))
+                    .hint("give it in days or weeks: 30d, 12w"))
+            }
+        }
+    }
+    for (what, price) in [
+        ("storage price", terms.price_gb_month),
+        ("egress price", terms.egress_price_gb),
+    ] {
+        if price.is_some_and(|p| !p.is_finite() || p < 0.0) {
+            return Err(ApiErr::bad_request(format!(
+                "the {what} must be a number of 0 or more"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Seconds a target keeps copies that are no longer current, when it has a retention.
+pub(crate) fn retention_secs(terms: &TargetTerms) -> Option<u64> {
+    terms
+        .retention
+        .as_deref()
+        .and_then(|t| rushes_api::calendar::parse_span(t).ok())
+}
+
 impl Targets {
     pub fn new(core: Arc<Core>, nas: Arc<Service>) -> Arc<Self> {
         let state = core.paths.state_dir.clone();
@@ -253,6 +290,7 @@ impl Targets {
             .map(|t| TargetView {
                 has_secret: self.vault.has(&t.name),
                 name: t.name,
+                terms: t.terms,
                 place: t.place,
             })
             .collect()
@@ -274,8 +312,10 @@ impl Targets {
             }
             self.vault.put(name, secret).map_err(ApiErr::failed)?;
         }
+        check_terms(&req.terms)?;
         let entry = TargetEntry {
             name: name.to_string(),
+            terms: req.terms,
             place: req.place,
         };
         self.core

@@ -110,6 +110,7 @@ fn main() -> Result<()> {
         "PUT",
         "/v1/targets/vault",
         Some(&api::SetTarget {
+            terms: Default::default(),
             place: api::TargetPlace::Folder {
                 path: target.display().to_string(),
             },
