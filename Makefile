@@ -33,9 +33,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # must see as data on its spare disks (mkswap, from util-linux, writes the swap one).
 # ffmpeg makes the catalog tests' media, and its ffprobe is what they are checked against;
 # openexr's exrheader is OpenEXR's own reader, for what ffprobe does not report of EXR.
+# rclone is the peer copy-bench measures copies to an S3 store against.
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr
+	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr rclone
 
 # schemathesis (PyPI) fuzzes the management API from its OpenAPI document
 # (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
@@ -155,6 +156,7 @@ bench: deps image
 	$(SUDO) target/release/namespace-bench
 	$(SUDO) target/release/view-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/recall-bench
+	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/copy-bench
 
 clean:
 	$(CARGO) clean

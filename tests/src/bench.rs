@@ -324,3 +324,29 @@ pub fn list_plus(pipe: &mut Pipe, dir: &nfs_fh3, maxcount: u32) -> anyhow::Resul
         }
     }
 }
+
+/// Wait for a job of the management API to end well (a bench's step; errors say which).
+pub fn wait_job(api: &rushes_api::Client, job: rushes_api::Job) -> anyhow::Result<rushes_api::Job> {
+    use rushes_api::JobState;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1800);
+    loop {
+        let now: rushes_api::Job = api
+            .get(&format!("/v1/jobs/{}", job.id))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        match now.state {
+            JobState::Done => return Ok(now),
+            JobState::Failed | JobState::Cancelled => {
+                anyhow::bail!("job {} ({}) failed: {:?}", now.id, now.kind, now.error)
+            }
+            _ if std::time::Instant::now() > deadline => {
+                anyhow::bail!("job {} never ended", now.id)
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Empty the page cache (root only; a no-op otherwise), so a timed read goes to disk.
+pub fn drop_caches() {
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}

@@ -48,12 +48,22 @@ pub fn rushesd_bin() -> PathBuf {
     workspace_bin("rushesd")
 }
 
-/// Path of a binary this workspace builds (debug build preferred).
+/// Path of a binary this workspace builds: of the build the caller is part of (a bench
+/// in target/release runs release servers), else the debug build first.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    for profile in ["debug", "release"] {
+    let released = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.file_name()? == "release"))
+        .unwrap_or(false);
+    let profiles = if released {
+        ["release", "debug"]
+    } else {
+        ["debug", "release"]
+    };
+    for profile in profiles {
         let p = target.join(profile).join(name);
         if p.exists() {
             return p;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use rushes_api::{
@@ -445,30 +446,50 @@ impl Targets {
             let store = rushes_copies::Store::open(&target).map_err(|e| e.to_string())?;
             let total: u64 = files.iter().map(|(_, size)| size).sum();
             let (mut done, mut copied, mut failed) = (0u64, 0usize, Vec::new());
-            for (rel, size) in &files {
-                if w.cancelled() {
-                    return Err("cancelled".into());
-                }
-                w.progress_at(
-                    &format!("copying to {}", target.name),
-                    done,
-                    total,
-                    "bytes",
-                    None,
-                );
-                let home = root.join(rel);
-                match copy_one(&runtime, &store, &places, &share, rel, &home) {
-                    Ok(proof) => {
-                        if let Err(e) = record(&home, proof) {
-                            failed.push(format!("{rel}: copied, but {e}"));
-                        } else {
-                            copied += 1;
-                        }
+            let store = &store;
+            let places = &places;
+            let share = share.as_str();
+            let root = &root;
+            let mut copies =
+                futures_util::stream::iter(files.iter().map(|(rel, size)| async move {
+                    let home = root.join(rel);
+                    let got = copy_one_async(store, places, share, rel, &home).await;
+                    (rel, *size, home, got)
+                }))
+                .buffer_unordered(FILES_IN_FLIGHT);
+            w.progress_at(
+                &format!("copying to {}", target.name),
+                0,
+                total,
+                "bytes",
+                None,
+            );
+            runtime.block_on(async {
+                while let Some((rel, size, home, got)) = copies.next().await {
+                    if w.cancelled() {
+                        return Err("cancelled".to_string());
                     }
-                    Err(e) => failed.push(format!("{rel}: {e}")),
+                    match got {
+                        Ok(proof) => {
+                            if let Err(e) = record(&home, proof) {
+                                failed.push(format!("{rel}: copied, but {e}"));
+                            } else {
+                                copied += 1;
+                            }
+                        }
+                        Err(e) => failed.push(format!("{rel}: {e}")),
+                    }
+                    done += size;
+                    w.progress_at(
+                        &format!("copying to {}", target.name),
+                        done,
+                        total,
+                        "bytes",
+                        None,
+                    );
                 }
-                done += size;
-            }
+                Ok(())
+            })?;
             let summary = format!(
                 "{copied} of {} files copied to {} and proven",
                 files.len(),
@@ -729,15 +750,30 @@ pub(crate) fn copy_one(
     rel: &str,
     home: &std::path::Path,
 ) -> Result<rushes_copies::Proof, String> {
+    runtime.block_on(copy_one_async(store, places, share, rel, home))
+}
+
+/// [`copy_one`], for a job with several files in flight.
+pub(crate) async fn copy_one_async(
+    store: &rushes_copies::Store,
+    places: &Arc<rushes_placement::DataPlaces>,
+    share: &str,
+    rel: &str,
+    home: &std::path::Path,
+) -> Result<rushes_copies::Proof, String> {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(home).map_err(|e| format!("cannot open it: {e}"))?;
     let read = rushes_placement::layout::read_data(Some(places), file)
         .map_err(|e| format!("cannot reach its data: {e}"))?;
     let data = PathBuf::from(format!("/proc/self/fd/{}", read.file.as_raw_fd()));
-    runtime
-        .block_on(store.put_verified_from(share, rel, home, &data))
+    store
+        .put_verified_from(share, rel, home, &data)
+        .await
         .map_err(|e| e.to_string())
 }
+
+/// Files a copy job sends at once: small files are round trips more than bytes.
+const FILES_IN_FLIGHT: usize = 4;
 
 /// The proofs recorded on the file at `home`.
 pub(crate) fn recorded(home: &std::path::Path) -> Vec<rushes_copies::Proof> {

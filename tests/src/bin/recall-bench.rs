@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use rushes_api::{self as api, Client};
-use rushes_tests::bench::median;
+use rushes_tests::bench::{drop_caches, median, wait_job};
 use rushes_tests::nfs3_client::nfs3_types::nfs3::nfsstat3;
 use rushes_tests::{Nfs, ServerProcess, User};
 
@@ -32,27 +32,6 @@ struct Args {
 }
 
 const MIB: u64 = 1 << 20;
-
-fn wait_job(api: &Client, job: api::Job) -> Result<api::Job> {
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    loop {
-        let now: api::Job = api
-            .get(&format!("/v1/jobs/{}", job.id))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        match now.state {
-            api::JobState::Done => return Ok(now),
-            api::JobState::Failed | api::JobState::Cancelled => {
-                bail!("job {} ({}) failed: {:?}", now.id, now.kind, now.error)
-            }
-            _ if Instant::now() > deadline => bail!("job {} never ended", now.id),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-fn drop_caches() {
-    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
-}
 
 /// The first MiB read over NFS, how long until it came, and how many JUKEBOX answers
 /// came first.

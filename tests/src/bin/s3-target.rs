@@ -137,6 +137,8 @@ async fn main() -> Result<()> {
     let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     loop {
         let (socket, _) = listener.accept().await?;
+        // As a real store does: a small answer is not held back waiting for an ACK.
+        socket.set_nodelay(true)?;
         let (service, args, count) = (service.clone(), Arc::clone(&args), Arc::clone(&count));
         let serve = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let (service, args, count) = (service.clone(), Arc::clone(&args), Arc::clone(&count));
