@@ -1301,6 +1301,13 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
     let copies: rushes_api::FileCopies = c.get("/v1/copies?share=demo&path=grade/a.mov").unwrap();
     assert_eq!(copies.state, rushes_api::CopyState::Premigrated);
     assert_eq!(copies.copies.len(), 2);
+    // Each target says what it holds, by the files' records, and how it answered.
+    let targets: Vec<rushes_api::TargetView> = c.get("/v1/targets").unwrap();
+    for t in &targets {
+        let stored = t.stored.as_ref().unwrap_or_else(|| panic!("{t:?}"));
+        assert_eq!((stored.files, stored.bytes), (2, (3 << 20) + 13), "{t:?}");
+        assert!(t.health.as_ref().is_some_and(|h| h.ok), "{t:?}");
+    }
     // Nothing to do the second time.
     let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
     assert!(ok, "{out}");
@@ -1388,6 +1395,29 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
         .unwrap()
         .port();
     set_s3_target(&sock, "vault", closed);
+    // Watched: a target set anew is checked at once, and one that cannot be reached
+    // raises an alert that names it.
+    let alert_on = |present: bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+            let found = alerts.iter().find(|a| a.id == "target-unreachable:vault");
+            if found.is_some() == present {
+                return found.cloned();
+            }
+            assert!(Instant::now() < deadline, "{alerts:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let unreachable = alert_on(true).unwrap();
+    assert!(
+        unreachable
+            .message
+            .contains("copy target vault cannot be reached"),
+        "{unreachable:?}"
+    );
+    let (out, ok) = rushesctl_with_input(&sock, &["target", "list"], "");
+    assert!(ok && out.contains("UNREACHABLE"), "{out}");
     std::fs::write(share.join("grade/b.mov"), b"a longer, regraded short grade").unwrap();
     let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
     assert!(!ok, "{out}");
@@ -1404,6 +1434,7 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
     assert!(short.message.contains("demo/grade/b.mov"), "{short:?}");
     // Back: the next run brings it in line and the alert goes.
     set_folder_target(&sock, "vault", vault.path());
+    alert_on(false);
     let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
     assert!(ok, "{out}");
     let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();

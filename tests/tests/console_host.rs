@@ -292,8 +292,13 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "No rules: every file stays",
         "Pools (L low and H high watermark)",
         "none running",
-        "W what would move  E explain a file  R run now",
+        "Copy targets",
+        "none: rushesctl target set NAME",
+        "W what would move  E explain  R run now  C copies now",
     ]);
+    // No rule keeps copies: a reconcile is refused, and the console says why.
+    console.key("c");
+    console.wait_for(&["! no rule keeps copies"]);
     console.key("w");
     console.wait_for(&["files looked at", "Simulated: nothing was moved"]);
     console.key("e");
@@ -304,7 +309,7 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.wait_for(&["! there is no share \"demo\"", "rushesctl shares"]);
     // The form stays open for another path; Esc closes it.
     console.key(ESC);
-    console.wait_for(&["W what would move  E explain a file  R run now"]);
+    console.wait_for(&["W what would move  E explain  R run now  C copies now"]);
     console.key("s");
     console.wait_for(&["Shares", "SHARE", "C create a share"]);
     console.key("c");

@@ -53,8 +53,10 @@ pub struct Snapshot {
     pub audit: Vec<api::AuditRecord>,
     /// The NFS rate rules with what their clients get now.
     pub rates: Option<api::Rates>,
-    /// The Placement screen's: the rules in force and the pools' watermarks.
+    /// The Placement screen's: the rules in force and the pools' watermarks, and the
+    /// copy targets with their health and what they hold.
     pub placement: Option<api::Placement>,
+    pub targets: Vec<api::TargetView>,
     /// The Search screen's: the clips found, or why the search could not be made (no
     /// catalog, a query that does not read).
     pub found: Option<api::media::Found>,
@@ -132,6 +134,7 @@ impl Snapshot {
             s.jobs = c.get("/v1/jobs")?;
             if want.placement {
                 s.placement = Some(c.get("/v1/placement")?);
+                s.targets = c.get("/v1/targets")?;
             }
             if let Some(query) = &want.catalog {
                 let path = format!(

@@ -94,6 +94,35 @@ pub struct TargetView {
     pub place: TargetPlace,
     /// rushesd holds a secret for it (which it never shows).
     pub has_secret: bool,
+    /// How it answered its last check (rushesd checks every target every few minutes,
+    /// and at once when one is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<TargetHealth>,
+    /// What the files' records say is proven there, as of the last reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<TargetStored>,
+}
+
+/// How a target answered its last check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetHealth {
+    pub ok: bool,
+    /// When, seconds since the epoch.
+    pub checked_at: u64,
+    /// The check's round trip (put, read back, remove), milliseconds.
+    pub took_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Copies proven on a target, by the files' own records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetStored {
+    /// Current copies (of files as they are now, or released), and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// When they were counted (the end of a reconcile), seconds since the epoch.
+    pub counted_at: u64,
 }
 
 /// Copy files or folders of a share to a target (`POST /v1/copies`), as a job.

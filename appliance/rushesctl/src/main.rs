@@ -1593,11 +1593,33 @@ fn run(cli: &Cli, c: &Client) -> Res {
                                     .retention
                                     .clone()
                                     .unwrap_or_else(|| "for ever".into()),
+                                match &t.health {
+                                    None => "not yet".into(),
+                                    Some(h) if h.ok => format!("ok, {} ms", h.took_ms),
+                                    Some(h) => format!(
+                                        "UNREACHABLE: {}",
+                                        h.error.as_deref().unwrap_or("no answer")
+                                    ),
+                                },
+                                match &t.stored {
+                                    None => "-".into(),
+                                    Some(c) => {
+                                        format!("{} ({})", c.files, api::units::show_size(c.bytes))
+                                    }
+                                },
                             ]
                         })
                         .collect();
                     out(&table(
-                        &["TARGET", "KIND", "WHERE", "SECRET", "OLD COPIES KEPT"],
+                        &[
+                            "TARGET",
+                            "KIND",
+                            "WHERE",
+                            "SECRET",
+                            "OLD COPIES KEPT",
+                            "LAST CHECK",
+                            "COPIES",
+                        ],
                         &rows,
                     ));
                 }

@@ -661,6 +661,10 @@ fn serve(opts: ServeOptions) -> Result<()> {
         let _ = std::thread::Builder::new()
             .name("ntp".into())
             .spawn(move || system.keep_time());
+        let watched = Arc::clone(&daemon.targets);
+        let _ = std::thread::Builder::new()
+            .name("target-watch".into())
+            .spawn(move || watched.watch());
         let monitor = Arc::clone(&daemon);
         let _ = std::thread::Builder::new()
             .name("monitor".into())

@@ -58,8 +58,22 @@ struct Tally {
     dropped: u64,
     /// Retention: copies of removed files kept as versions, versions past it deleted.
     kept: rushes_copies::Retention,
+    /// Current copies on each target, and their bytes.
+    stored: Stored,
     /// Files left short, with why.
     short: Vec<String>,
+}
+
+/// Copies and bytes per target, by the files' records.
+#[derive(Default)]
+struct Stored(BTreeMap<String, (u64, u64)>);
+
+impl Stored {
+    fn count(&mut self, target: &str, bytes: u64) {
+        let e = self.0.entry(target.to_string()).or_default();
+        e.0 += 1;
+        e.1 += bytes;
+    }
 }
 
 impl Reconcile {
@@ -104,7 +118,7 @@ impl Reconcile {
         let w = self.core.jobs.create(KIND, run_target(), true);
         let me = Arc::clone(self);
         Ok(self.core.jobs.run(w, move |w| {
-            let tally = me.reconcile(&rules, w)?;
+            let mut tally = me.reconcile(&rules, w)?;
             let summary = format!(
                 "{} files looked at, {} kept by copy rules; {} copies made ({}), {} older versions kept; {} copies proven again, {} found bad; {} copies of removed files kept as versions, {} versions past their retention deleted ({})",
                 tally.files,
@@ -120,6 +134,7 @@ impl Reconcile {
             );
             tracing::info!(files = tally.files, copied = tally.copied, short = tally.short.len(), "copies reconciled");
             me.publish(&tally.short);
+            me.targets.counted(std::mem::take(&mut tally.stored.0));
             if tally.short.is_empty() {
                 w.step(&format!("done: {summary}"));
                 Ok(())
@@ -219,6 +234,13 @@ impl Reconcile {
                         proofs = kept;
                     }
                 }
+                let mtime_ns =
+                    i128::from(facts.modified) * 1_000_000_000 + i128::from(facts.modified_nsec);
+                let current =
+                    |p: &Proof| p.facts.size == facts.size && p.facts.mtime_ns == mtime_ns;
+                for p in proofs.iter().filter(|p| facts.released || current(p)) {
+                    tally.stored.count(&p.target, p.facts.size);
+                }
                 let Some(wish) = rules
                     .copies_for(&facts, now)
                     .and_then(|(_, r)| r.copies.as_ref())
@@ -230,10 +252,6 @@ impl Reconcile {
                 if facts.released {
                     return;
                 }
-                let mtime_ns =
-                    i128::from(facts.modified) * 1_000_000_000 + i128::from(facts.modified_nsec);
-                let current =
-                    |p: &Proof| p.facts.size == facts.size && p.facts.mtime_ns == mtime_ns;
                 let mut have = wish
                     .targets
                     .iter()
@@ -280,6 +298,7 @@ impl Reconcile {
                             have += 1;
                             tally.copied += 1;
                             tally.bytes += facts.size;
+                            tally.stored.count(target, facts.size);
                         }
                         Err(e) => errors.push(format!("{target}: {e}")),
                     }

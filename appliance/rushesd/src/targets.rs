@@ -28,6 +28,11 @@ pub struct Targets {
     vault: Vault,
     /// Counts changes of targets, so what keeps one open opens it again.
     generation: std::sync::atomic::AtomicU64,
+    /// Each target's last check, and what the last reconcile counted on it.
+    health: Mutex<BTreeMap<String, api::TargetHealth>>,
+    stored: Mutex<BTreeMap<String, api::TargetStored>>,
+    /// Wakes the watcher when a target is set.
+    changed: std::sync::Condvar,
 }
 
 /// Where a file's proven copies are recorded: JSON, a proof per target.
@@ -251,6 +256,109 @@ fn check_terms(terms: &TargetTerms) -> ApiResult<()> {
     Ok(())
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How often every target is checked when nothing changes.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Targets {
+    /// Record how target `name` answered, and keep the alerts of targets that cannot
+    /// be reached in line with the last check of each.
+    fn checked(&self, name: &str, health: api::TargetHealth) {
+        lock(&self.health).insert(name.to_string(), health);
+        self.publish_health();
+    }
+
+    fn publish_health(&self) {
+        let known: Vec<String> = self
+            .core
+            .with_config(|c| c.targets.iter().map(|t| t.name.clone()).collect());
+        let mut all = lock(&self.health);
+        all.retain(|n, _| known.contains(n));
+        let raised = all
+            .iter()
+            .filter(|(_, h)| !h.ok)
+            .map(|(n, h)| {
+                crate::alerts::Raise::new(
+                    format!("target-unreachable:{n}"),
+                    Severity::Warning,
+                    format!(
+                        "copy target {n} cannot be reached: {}",
+                        h.error.as_deref().unwrap_or("no answer")
+                    ),
+                    format!("check its network, endpoint and credentials (rushesctl target check {n}); copies to it wait, and recalls use other copies"),
+                )
+            })
+            .collect();
+        drop(all);
+        self.core.alerts.publish("targets", raised);
+    }
+
+    /// What the last reconcile counted on each target.
+    pub(crate) fn counted(&self, stored: BTreeMap<String, (u64, u64)>) {
+        let now = crate::epoch::now();
+        *lock(&self.stored) = stored
+            .into_iter()
+            .map(|(name, (files, bytes))| {
+                (
+                    name,
+                    api::TargetStored {
+                        files,
+                        bytes,
+                        counted_at: now,
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// Check every target now, then every few minutes, and at once when one is set or
+    /// removed: the `target-unreachable` alerts follow. Runs on a thread of its own (a
+    /// store that does not answer holds a check for up to 20 s).
+    pub fn watch(self: Arc<Self>) {
+        // Multi-threaded: a check blocks on the runtime's handle, which a one-thread
+        // runtime would not drive.
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("target-watch")
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "copy targets are not watched");
+                return;
+            }
+        };
+        let _entered = runtime.enter();
+        loop {
+            let seen = self.generation();
+            let names: Vec<String> = self
+                .core
+                .with_config(|c| c.targets.iter().map(|t| t.name.clone()).collect());
+            for name in names {
+                if let Err(e) = self.check(&name) {
+                    tracing::debug!(target = %name, error = %e.message, "target gone before its check");
+                }
+            }
+            self.publish_health();
+            let mut guard = lock(&self.health);
+            while self.generation() == seen {
+                let (g, timeout) = self
+                    .changed
+                    .wait_timeout(guard, WATCH_EVERY)
+                    .unwrap_or_else(|p| p.into_inner());
+                guard = g;
+                if timeout.timed_out() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Seconds a target keeps copies that are no longer current, when it has a retention.
 pub(crate) fn retention_secs(terms: &TargetTerms) -> Option<u64> {
     terms
@@ -271,6 +379,9 @@ impl Targets {
             },
             core,
             generation: Default::default(),
+            health: Default::default(),
+            stored: Default::default(),
+            changed: Default::default(),
         })
     }
 
@@ -282,6 +393,10 @@ impl Targets {
     fn changed(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Under the watcher's lock, so it cannot miss the wake-up between its look at
+        // the generation and its wait.
+        let _watching = lock(&self.health);
+        self.changed.notify_all();
     }
 
     pub fn list(&self) -> Vec<TargetView> {
@@ -290,6 +405,8 @@ impl Targets {
             .into_iter()
             .map(|t| TargetView {
                 has_secret: self.vault.has(&t.name),
+                health: lock(&self.health).get(&t.name).cloned(),
+                stored: lock(&self.stored).get(&t.name).cloned(),
                 name: t.name,
                 terms: t.terms,
                 place: t.place,
@@ -380,7 +497,8 @@ impl Targets {
             let store = rushes_copies::Store::open(&target).map_err(|e| e.to_string())?;
             let probe = tempfile_in(&self.core.paths.state_dir).map_err(|e| e.to_string())?;
             let rel = format!("probe-{}", std::process::id());
-            let runtime = tokio::runtime::Handle::current();
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|_| "no runtime to check it from".to_string())?;
             let proof = runtime
                 .block_on(store.put_verified(".rushes-check", &rel, &probe.0))
                 .map_err(|e| e.to_string())?;
@@ -392,6 +510,15 @@ impl Targets {
         if let Err(e) = &result {
             tracing::warn!(target = name, error = %e, "copy target check failed");
         }
+        self.checked(
+            name,
+            api::TargetHealth {
+                ok: result.is_ok(),
+                checked_at: crate::epoch::now(),
+                took_ms,
+                error: result.clone().err(),
+            },
+        );
         Ok(TargetCheck {
             name: name.to_string(),
             ok: result.is_ok(),

@@ -98,6 +98,17 @@ fn placing() -> Snapshot {
         "fraction": 0.42, "error": null, "started": 0, "finished": null
     }))
     .expect("a job")];
+    snap.targets = serde_json::from_value(serde_json::json!([
+        {"name": "wasabi", "kind": "s3", "bucket": "rushes", "region": "eu-central-1",
+         "access_key": "AK", "has_secret": true,
+         "health": {"ok": true, "checked_at": 0, "took_ms": 84},
+         "stored": {"files": 1840, "bytes": 2_310_000_000_000u64, "counted_at": 0}},
+        {"name": "tape", "kind": "folder", "path": "/mnt/ltfs", "has_secret": false,
+         "retention": "90d",
+         "health": {"ok": false, "checked_at": 0, "took_ms": 3,
+                    "error": "target tape is not usable: /mnt/ltfs is not a folder here (is it mounted?)"}}
+    ]))
+    .expect("targets");
     snap
 }
 

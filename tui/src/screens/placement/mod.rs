@@ -1,6 +1,8 @@
-//! Placement: the rules in force in order, each pool's fill against its watermarks, the
-//! runs moving data with their progress, and on keys what would move (W, a simulate),
-//! an explain of one file (E) and a run now (R). Menu letters stay the router's.
+//! Placement and copies: the rules in force in order, each pool's fill against its
+//! watermarks, the runs moving data with their progress, the copy targets (reachable or
+//! not, what they hold) with the copy jobs running and the files short of their copies;
+//! on keys what would move (W, a simulate), an explain of one file (E), a run now (R)
+//! and a copies reconcile now (C). Menu letters stay the router's.
 
 use rushes_api as api;
 use tuirealm::ratatui::layout::{Constraint, Layout, Rect};
@@ -27,6 +29,7 @@ pub enum Msg {
     Type(char),
     Explain,
     Run,
+    Reconcile,
     /// Close the form, or the answer.
     Close,
     Nothing,
@@ -65,6 +68,7 @@ impl Screen for Placement {
             Input::Char('w' | 'W') => Some(Msg::Simulate),
             Input::Char('e' | 'E') => Some(Msg::OpenExplain),
             Input::Char('r' | 'R') => Some(Msg::Run),
+            Input::Char('c' | 'C') => Some(Msg::Reconcile),
             Input::Esc if !self.answer.is_empty() => Some(Msg::Close),
             _ => None,
         }
@@ -117,6 +121,11 @@ impl Screen for Placement {
                     .client
                     .post::<_, api::Job>("/v1/placement/run", &api::PlacementRun::default());
                 ctx.say(r.map(|j| format!("Placement run started (job {}).", j.id)));
+                ctx.refresh = true;
+            }
+            Msg::Reconcile => {
+                let r = ctx.client.post::<_, api::Job>("/v1/copies/reconcile", &());
+                ctx.say(r.map(|j| format!("Copies reconcile started (job {}).", j.id)));
                 ctx.refresh = true;
             }
             Msg::Close => {
@@ -181,7 +190,6 @@ impl Screen for Placement {
                 every_words(every)
             )));
         }
-        lines.push(Line::from(""));
         lines.push(bold("Pools (L low and H high watermark)".into()));
         for p in &snap.pools {
             let mark = placement.watermarks.iter().find(|w| w.pool == p.name);
@@ -200,7 +208,6 @@ impl Screen for Placement {
                 if over { "  ABOVE HIGH" } else { "" }
             )));
         }
-        lines.push(Line::from(""));
         let runs: Vec<&api::Job> = snap
             .jobs
             .iter()
@@ -219,13 +226,14 @@ impl Screen for Placement {
                 None => "  none running".into(),
             })),
         }
+        lines.extend(copies_lines(snap));
         if !self.answer.is_empty() {
             lines.push(Line::from(""));
             lines.extend(self.answer.iter().map(|l| Line::from(format!("  {l}"))));
         }
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), top);
         f.render_widget(
-            Paragraph::new("W what would move  E explain a file  R run now  Esc closes an answer"),
+            Paragraph::new("W what would move  E explain  R run now  C copies now  Esc closes"),
             help,
         );
         if let Some(field) = &self.explain {
@@ -247,6 +255,72 @@ impl Screen for Placement {
             ..Default::default()
         }
     }
+}
+
+/// Jobs of copies: made by hand or by rules, audits, releases and recalls.
+const COPY_JOBS: [&str; 5] = [
+    "copy-files",
+    "reconcile-copies",
+    "audit-copies",
+    "release-files",
+    "recall-files",
+];
+
+/// The copy targets, the copy jobs running and the files short of their copies.
+fn copies_lines(snap: &Snapshot) -> Vec<Line<'static>> {
+    let mut lines = vec![bold("Copy targets".into())];
+    if snap.targets.is_empty() {
+        lines.push(Line::from(
+            "  none: rushesctl target set NAME --s3 BUCKET ... (or --folder PATH)",
+        ));
+    }
+    for t in &snap.targets {
+        let kind = match &t.place {
+            api::TargetPlace::S3 { .. } => "s3",
+            api::TargetPlace::Gcs { .. } => "gcs",
+            api::TargetPlace::Azure { .. } => "azure",
+            api::TargetPlace::Folder { .. } => "folder",
+        };
+        let health = match &t.health {
+            None => "not checked yet".to_string(),
+            Some(h) if h.ok => format!("reachable, {} ms", h.took_ms),
+            Some(h) => format!("UNREACHABLE: {}", h.error.as_deref().unwrap_or("no answer")),
+        };
+        let held = t.stored.as_ref().map_or(String::new(), |c| {
+            format!("  {} copies, {}", c.files, amount(c.bytes))
+        });
+        lines.push(Line::from(format!(
+            "  {:<12} {:<6} {health}{held}",
+            t.name, kind
+        )));
+    }
+    let copying: Vec<&api::Job> = snap
+        .jobs
+        .iter()
+        .filter(|j| COPY_JOBS.contains(&j.kind.as_str()))
+        .collect();
+    match copying.iter().find(|j| j.state.is_active()) {
+        Some(j) => lines.push(Line::from(format!(
+            "  job {} {} {}",
+            j.id,
+            bar(j.fraction.unwrap_or(0.0), 12),
+            j.step.split(" (").next().unwrap_or(&j.step)
+        ))),
+        None => {
+            if let Some(j) = copying.last() {
+                lines.push(Line::from(format!(
+                    "  no copies running; the last ({} {}): {}",
+                    j.kind,
+                    j.id,
+                    j.error.as_deref().unwrap_or(&j.step)
+                )));
+            }
+        }
+    }
+    if let Some(short) = snap.alerts.iter().find(|a| a.id == "copies-short") {
+        lines.push(Line::from(format!("  ! {}", short.message)));
+    }
+    lines
 }
 
 fn every_words(secs: u64) -> String {
