@@ -350,3 +350,23 @@ pub fn wait_job(api: &rushes_api::Client, job: rushes_api::Job) -> anyhow::Resul
 pub fn drop_caches() {
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
 }
+
+/// Target `name` set to the folder `path` through the management API.
+pub fn set_folder_target(
+    api: &rushes_api::Client,
+    name: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    api.send(
+        "PUT",
+        &format!("/v1/targets/{name}"),
+        Some(&rushes_api::SetTarget {
+            terms: Default::default(),
+            place: rushes_api::TargetPlace::Folder {
+                path: path.display().to_string(),
+            },
+            secret: None,
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}

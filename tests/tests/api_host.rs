@@ -1283,6 +1283,55 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
     let (out, ok) = rushesctl_with_input(&sock, &["placement"], "");
     assert!(ok && out.contains("copy 2 on tape,vault"), "{out}");
     let last_run = || last_job(&c, "reconcile-copies");
+    // Simulate says what a reconcile would copy where, and what it would cost at the
+    // tape's prices.
+    let tape_path = tape.path().to_str().unwrap();
+    let priced = [
+        "target",
+        "set",
+        "tape",
+        "--folder",
+        tape_path,
+        "--price-gb-month",
+        "20",
+        "--egress-price-gb",
+        "90",
+    ];
+    let (out, ok) = rushesctl_with_input(&sock, &priced, "");
+    assert!(ok, "{out}");
+    let simulate = || -> rushes_api::PlacementPlan {
+        let asked = rushes_api::SimulateRequest {
+            text: None,
+            list: None,
+        };
+        c.post("/v1/placement/simulate", &asked).unwrap()
+    };
+    let plan = simulate();
+    let grades = (3 << 20) + 13;
+    let on = |plan: &rushes_api::PlacementPlan, t: &str| {
+        plan.copies
+            .iter()
+            .find(|o| o.target == t)
+            .cloned()
+            .unwrap_or_else(|| panic!("{plan:?}"))
+    };
+    let tape_plan = on(&plan, "tape");
+    assert_eq!((tape_plan.files, tape_plan.bytes), (2, grades), "{plan:?}");
+    assert_eq!(tape_plan.stored_after, grades);
+    let month = tape_plan.storage_cost_month.unwrap();
+    assert!((month - grades as f64 / 1e9 * 20.0).abs() < 1e-9, "{month}");
+    let egress = tape_plan.egress_cost.unwrap();
+    assert!(
+        (egress - grades as f64 / 1e9 * 90.0).abs() < 1e-9,
+        "{egress}"
+    );
+    assert_eq!(on(&plan, "vault").storage_cost_month, None);
+    let (out, ok) = rushesctl_with_input(&sock, &["placement", "simulate"], "");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("to tape: 2 files") && out.contains("a month") && out.contains("no price set"),
+        "{out}"
+    );
     let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
     assert!(ok, "{out}");
     assert!(
@@ -1308,7 +1357,14 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
         assert_eq!((stored.files, stored.bytes), (2, (3 << 20) + 13), "{t:?}");
         assert!(t.health.as_ref().is_some_and(|h| h.ok), "{t:?}");
     }
-    // Nothing to do the second time.
+    // Nothing to do the second time, and simulate knew it.
+    let plan = simulate();
+    let tape_plan = on(&plan, "tape");
+    assert_eq!(
+        (tape_plan.files, tape_plan.stored_after),
+        (0, grades),
+        "{plan:?}"
+    );
     let (out, ok) = rushesctl_with_input(&sock, &["reconcile", "--wait"], "");
     assert!(ok, "{out}");
     assert!(
@@ -1446,7 +1502,6 @@ fn copy_rules_are_kept_by_a_reconcile_with_versions_and_an_alert_for_short_files
 
     // Retention: a target keeps copies that are no longer current for its span, then
     // a reconcile deletes them. A span under an hour is refused.
-    let tape_path = tape.path().to_str().unwrap();
     let keep_on_tape = |span: &str| {
         let args = [
             "target",
@@ -1701,4 +1756,99 @@ fn a_copy_cut_by_kill_9_counts_for_nothing_and_is_made_whole_after_restart() {
         "only the slow target's copy: {last:?}"
     );
     assert_eq!(last.copies[0].target, "slow");
+}
+
+/// One box keeps its copies on another over S3: box B serves a folder (host mode's
+/// `--s3-endpoint`) and makes a key for box A; A copies a clip there with it, and B's
+/// folder holds the bytes in A's bucket. A wrong secret is refused, the key reaches no
+/// other bucket, and once deleted on B it signs nothing.
+#[test]
+fn one_box_keeps_its_copies_on_another_over_s3() {
+    let b_state = tempfile::tempdir().unwrap();
+    let store = b_state.path().join("s3");
+    let port = rushes_tests::free_tcp_port();
+    let endpoint_arg = format!("127.0.0.1:{port}={}", store.display());
+    let (_b, b_sock) =
+        ServerProcess::start_with_api_and(b_state.path(), &["--s3-endpoint", &endpoint_arg]);
+    let (out, ok) = rushesctl_with_input(&b_sock, &["--json", "s3", "key", "add", "site-a"], "");
+    assert!(ok, "{out}");
+    let key: rushes_api::NewS3Key =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(key.bucket, "site-a");
+    let (out, ok) = rushesctl_with_input(&b_sock, &["s3", "show"], "");
+    assert!(
+        ok && out.contains(&format!("serving S3 at 127.0.0.1:{port}")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&key.secret),
+        "the secret is shown once only: {out}"
+    );
+    let (out, ok) = rushesctl_with_input(&b_sock, &["s3", "key", "add", "site-c"], "");
+    assert!(ok, "{out}");
+
+    let a_state = tempfile::tempdir().unwrap();
+    let (_a, a) = start(a_state.path());
+    let a_sock = a_state.path().join("api.sock");
+    let clip = rushes_tests::guest::payload(11, (12 << 20) + 5);
+    std::fs::create_dir_all(a_state.path().join("demo/reel")).unwrap();
+    std::fs::write(a_state.path().join("demo/reel/B002C004.mov"), &clip).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let set = |name: &str, bucket: &str, secret: &str| {
+        let args = [
+            "target",
+            "set",
+            name,
+            "--s3",
+            bucket,
+            "--endpoint",
+            &url,
+            "--access-key",
+            &key.access_key,
+            "--secret-stdin",
+        ];
+        let (out, ok) = rushesctl_with_input(&a_sock, &args, &format!("{secret}\n"));
+        assert!(ok, "{out}");
+    };
+    let check = |name: &str| -> rushes_api::TargetCheck {
+        a.post(&format!("/v1/targets/{name}/check"), &()).unwrap()
+    };
+    set("site-b", "site-a", &key.secret);
+    assert!(check("site-b").ok, "{:?}", check("site-b"));
+    let (out, ok) = rushesctl_with_input(
+        &a_sock,
+        &[
+            "copy",
+            "demo",
+            "reel/B002C004.mov",
+            "--to",
+            "site-b",
+            "--wait",
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        std::fs::read(store.join("site-a/demo/reel/B002C004.mov")).unwrap() == clip,
+        "box B holds the copy in box A's bucket"
+    );
+    // A wrong secret, and another site's bucket, are refused.
+    set("forged", "site-a", "not-the-secret");
+    let forged = check("forged");
+    assert!(!forged.ok, "{forged:?}");
+    assert!(
+        forged
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("refused our credentials"),
+        "{forged:?}"
+    );
+    set("nosy", "site-c", &key.secret);
+    assert!(!check("nosy").ok, "a key reaches its own bucket only");
+    assert!(store.join("site-c").read_dir().unwrap().next().is_none());
+    // Deleted on B: it signs nothing from now on.
+    let (out, ok) = rushesctl_with_input(&b_sock, &["s3", "key", "delete", "site-a"], "");
+    assert!(ok, "{out}");
+    assert!(!check("site-b").ok);
 }

@@ -1121,7 +1121,7 @@ pub struct PoolOutlook {
 }
 
 /// `POST /v1/placement/simulate`: what the rules would do now, with nothing moved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlacementPlan {
     pub files_seen: u64,
     /// The moves, up to `list` of them (all bytes and counts are of every move).
@@ -1137,6 +1137,9 @@ pub struct PlacementPlan {
     pub seconds: Option<u64>,
     /// Shares that could not be looked at, and why.
     pub skipped: Vec<String>,
+    /// What the copy rules would do now, per target.
+    #[serde(default)]
+    pub copies: Vec<CopyOutlook>,
     /// The plan in words, as `rushesctl placement simulate` prints it.
     pub report: String,
 }

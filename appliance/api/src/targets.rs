@@ -125,6 +125,84 @@ pub struct TargetStored {
     pub counted_at: u64,
 }
 
+/// `[s3_endpoint]` in rushes.toml: this box serves a pool as an S3 endpoint, where other
+/// Rushes boxes (or any S3 tool) keep their copies; objects live in the pool's `s3/`
+/// folder, a bucket a folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3EndpointEntry {
+    /// Where it listens: `0.0.0.0:9000`.
+    pub listen: String,
+    /// The pool it keeps objects on.
+    pub pool: String,
+}
+
+/// `[[s3_key]]`: a key that signs requests to this box's S3 endpoint. Its secret is
+/// sealed apart and shown once, when made. A key reaches one bucket, named after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct S3KeyEntry {
+    pub name: String,
+    pub access_key: String,
+}
+
+/// `GET /v1/s3`: the S3 endpoint as set, where it serves now, and its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct S3Service {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<S3EndpointEntry>,
+    /// `ADDR from FOLDER` while it serves; why not, when set but not serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub keys: Vec<S3KeyEntry>,
+}
+
+/// `POST /v1/s3/keys`: a new key for another box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddS3Key {
+    /// The key's name, which is also its bucket's: the other box's name (`site-b`).
+    pub name: String,
+}
+
+/// A new key, with its secret: shown this once, never again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NewS3Key {
+    pub name: String,
+    pub access_key: String,
+    pub secret: String,
+    /// The bucket it reaches.
+    pub bucket: String,
+}
+
+/// What the copy rules would do now on one target (part of a simulate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CopyOutlook {
+    pub target: String,
+    /// Copies a reconcile would make there now, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// The rate copies last went there (bytes a second), and how long these would take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    /// What it would hold then, by the files' records, and what that costs a month at
+    /// the target's price.
+    pub stored_after: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_cost_month: Option<f64>,
+    /// What reading the new copies back costs (each is read back whole before it counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_cost: Option<f64>,
+    /// Bytes of released files whose copy is there, and what recalling all of them
+    /// from it would cost.
+    pub released_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_cost: Option<f64>,
+}
+
 /// Copy files or folders of a share to a target (`POST /v1/copies`), as a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

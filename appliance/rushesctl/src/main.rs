@@ -96,6 +96,10 @@ enum Cmd {
     /// Blob, a folder (an LTFS tape, a gateway's mount).
     #[command(subcommand)]
     Target(TargetCmd),
+    /// This box as an S3 endpoint where other Rushes boxes (or any S3 tool) keep their
+    /// copies: which pool it serves, and the keys that sign for it.
+    #[command(subcommand)]
+    S3(S3Cmd),
     /// Copy files or folders of a share to a target, as a job: each file is read back
     /// from the target and proven before it counts, then recorded on the file.
     #[command(
@@ -782,6 +786,34 @@ enum TargetCmd {
     Delete { name: String },
     /// Put a small object on the target, read it back and remove it.
     Check { name: String },
+}
+
+#[derive(Subcommand)]
+enum S3Cmd {
+    /// The endpoint: the pool it serves, where it listens, and its keys.
+    Show,
+    /// Serve a pool over S3 (objects in the pool's s3/ folder, a bucket a folder).
+    #[command(
+        after_help = "Example:\n  rushesctl s3 serve --pool archive --listen 0.0.0.0:9000\n  rushesctl s3 key add site-b\nThen on the other box:\n  rushesctl target set here --s3 site-b --endpoint http://THIS-BOX:9000 --access-key RUSH... --secret-stdin"
+    )]
+    Serve {
+        #[arg(long)]
+        pool: String,
+        #[arg(long, default_value = "0.0.0.0:9000")]
+        listen: String,
+    },
+    /// Make and remove the keys other boxes sign with.
+    #[command(subcommand)]
+    Key(S3KeyCmd),
+}
+
+#[derive(Subcommand)]
+enum S3KeyCmd {
+    /// Make a key for another box: it reaches one bucket, named NAME. Its secret is
+    /// printed this once.
+    Add { name: String },
+    /// Remove a key: requests it signs are refused from now on (its bucket stays).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -1557,6 +1589,63 @@ fn run(cli: &Cli, c: &Client) -> Res {
                         &rows
                     )
                 ));
+            }
+        }
+        Cmd::S3(cmd) => {
+            let show = |s: &api::S3Service| {
+                let mut text = match (&s.endpoint, &s.serving) {
+                    (_, Some(at)) => format!("serving S3 at {at}\n"),
+                    (Some(e), None) => format!(
+                        "set to serve pool {} at {}, but not serving: {}\n",
+                        e.pool,
+                        e.listen,
+                        s.problem.as_deref().unwrap_or("not started yet")
+                    ),
+                    (None, None) => "not serving S3 (rushesctl s3 serve --pool NAME)\n".into(),
+                };
+                for k in &s.keys {
+                    text.push_str(&format!(
+                        "  key {} ({}) for bucket {}\n",
+                        k.name, k.access_key, k.name
+                    ));
+                }
+                text
+            };
+            match cmd {
+                S3Cmd::Show => {
+                    let s: api::S3Service = c.get("/v1/s3")?;
+                    if cli.json {
+                        json(&s);
+                    } else {
+                        out(&show(&s));
+                    }
+                }
+                S3Cmd::Serve { pool, listen } => {
+                    let s: api::S3Service = c.put(
+                        "/v1/s3",
+                        &api::S3EndpointEntry {
+                            listen: listen.clone(),
+                            pool: pool.clone(),
+                        },
+                    )?;
+                    out(&show(&s));
+                }
+                S3Cmd::Key(S3KeyCmd::Add { name }) => {
+                    let k: api::NewS3Key =
+                        c.post("/v1/s3/keys", &api::AddS3Key { name: name.clone() })?;
+                    if cli.json {
+                        json(&k);
+                    } else {
+                        out(&format!(
+                            "key {} for bucket {}\n  access key: {}\n  secret:     {}\nThe secret is shown this once. On the other box:\n  rushesctl target set NAME --s3 {} --endpoint http://THIS-BOX:PORT --access-key {} --secret-stdin\n",
+                            k.name, k.bucket, k.access_key, k.secret, k.bucket, k.access_key
+                        ));
+                    }
+                }
+                S3Cmd::Key(S3KeyCmd::Delete { name }) => {
+                    c.send::<()>("DELETE", &format!("/v1/s3/keys/{name}"), None)?;
+                    out(&format!("key {name} removed; its bucket stays\n"));
+                }
             }
         }
         Cmd::Target(cmd) => match cmd {

@@ -416,7 +416,16 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             "/v1/placement/simulate",
             post_with(
                 |State(m): Mgr, Body(req): Body<api::SimulateRequest>| async move {
-                    blocking(move || m.placement.simulate(req)).await.map(Json)
+                    blocking(move || {
+                        let rules = m.placement.simulated_rules(&req)?;
+                        let mut plan = m.placement.simulate(req)?;
+                        let (copies, report) = m.reconcile.outlook(&rules);
+                        plan.copies = copies;
+                        plan.report.push_str(&report);
+                        Ok(plan)
+                    })
+                    .await
+                    .map(Json)
                 },
                 says("Run the rules in force (or `text`) over every share's files without moving anything: the moves, their bytes and time, what is held back and why, and the pools after"),
             ),
@@ -593,6 +602,37 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
                     blocking(move || m.recalls.recall_files(req)).await.map(accepted)
                 },
                 says("Bring released files or folders of a share back from their copies, as a job with progress in bytes; recalls clients wait for go first"),
+            ),
+        )
+        .api_route(
+            "/v1/s3",
+            get_with(
+                |State(m): Mgr| async move { Json(m.s3.show()) },
+                says("This box's S3 endpoint for other boxes' copies: the pool it serves, where it listens, and its keys (never their secrets)"),
+            )
+            .put_with(
+                |State(m): Mgr, Body(req): Body<api::S3EndpointEntry>| async move {
+                    blocking(move || m.s3.set(req)).await.map(Json)
+                },
+                says("Serve a pool over S3 at an address, for other boxes' copies (every request signed with a key made here)"),
+            ),
+        )
+        .api_route(
+            "/v1/s3/keys",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::AddS3Key>| async move {
+                    blocking(move || m.s3.add_key(req)).await.map(Json)
+                },
+                says("Make a key for another box: it reaches one bucket, named after it; its secret is in this answer and never shown again"),
+            ),
+        )
+        .api_route(
+            "/v1/s3/keys/{name}",
+            delete_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
+                    blocking(move || m.s3.delete_key(&name)).await.map(|()| NoContent)
+                },
+                says("Remove a key: requests it signs are refused from now on; its bucket stays"),
             ),
         )
         .api_route(

@@ -132,6 +132,10 @@ pub struct ApplianceConfig {
     pub rates_problem: Option<String>,
     /// `[[target]]`: where copies can go (their secrets are kept apart, sealed).
     pub targets: Vec<rushes_api::TargetEntry>,
+    /// `[s3_endpoint]` and `[[s3_key]]`: a pool served over S3 for other boxes' copies,
+    /// and the keys they sign with (their secrets are kept apart, sealed).
+    pub s3_endpoint: Option<rushes_api::S3EndpointEntry>,
+    pub s3_keys: Vec<rushes_api::S3KeyEntry>,
     /// Everything else in the file (host name, network): init's, kept unchanged.
     pub other: toml::Table,
 }
@@ -211,6 +215,16 @@ impl ApplianceConfig {
         let targets = take(&mut table, "target")
             .try_into()
             .map_err(|e: toml::de::Error| format!("[[target]]: {e}"))?;
+        let s3_endpoint = match table.remove("s3_endpoint") {
+            Some(v) => Some(
+                v.try_into()
+                    .map_err(|e: toml::de::Error| format!("[s3_endpoint]: {e}"))?,
+            ),
+            None => None,
+        };
+        let s3_keys = take(&mut table, "s3_key")
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[[s3_key]]: {e}"))?;
         let placement = match table.remove("placement") {
             Some(toml::Value::Table(t)) => Some(t),
             Some(_) => return Err("placement must be a table: [placement]".into()),
@@ -227,6 +241,8 @@ impl ApplianceConfig {
             rates,
             rates_problem,
             targets,
+            s3_endpoint,
+            s3_keys,
             other: table,
         })
     }
@@ -262,6 +278,12 @@ impl ApplianceConfig {
         }
         if !self.targets.is_empty() {
             table.insert("target".into(), value(&self.targets)?);
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            table.insert("s3_endpoint".into(), value(endpoint)?);
+        }
+        if !self.s3_keys.is_empty() {
+            table.insert("s3_key".into(), value(&self.s3_keys)?);
         }
         toml::to_string(&table).map_err(|e| e.to_string())
     }

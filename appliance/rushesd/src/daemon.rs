@@ -35,6 +35,8 @@ pub struct Daemon {
     pub targets: Arc<crate::targets::Targets>,
     pub recalls: Arc<crate::recall::Recalls>,
     pub reconcile: Arc<crate::reconcile::Reconcile>,
+    /// A pool served over S3 for other boxes' copies.
+    pub s3: Arc<crate::s3_endpoint::S3Endpoint>,
 }
 
 impl Daemon {
@@ -67,6 +69,7 @@ impl Daemon {
         self.activity.tick();
         self.placement.tick();
         self.reconcile.tick();
+        self.s3.apply();
         self.rates.tick();
     }
 

@@ -11,6 +11,7 @@ mod card;
 mod catalog;
 mod clock;
 mod config;
+mod copy_outlook;
 mod core;
 mod daemon;
 mod directory;
@@ -27,6 +28,7 @@ mod pools;
 mod rates;
 mod recall;
 mod reconcile;
+mod s3_endpoint;
 mod samba;
 mod settings;
 mod shares;
@@ -167,6 +169,10 @@ enum Command {
         /// kept in STATE_DIR/catalog.
         #[arg(long)]
         catalog: bool,
+        /// Also serve DIR over S3 at ADDR:PORT for other boxes' copies (needs --api):
+        /// each key made with `rushesctl s3 key add NAME` signs for bucket DIR/NAME.
+        #[arg(long, value_name = "ADDR:PORT=DIR")]
+        s3_endpoint: Option<String>,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -206,6 +212,19 @@ struct ServeOptions {
     caps: Vec<rushes_nas::rates::RateRule>,
     /// Keep the media catalog (with management only).
     catalog: bool,
+    /// Host mode's S3 endpoint: where it listens, and the folder it serves.
+    s3_endpoint: Option<(SocketAddr, PathBuf)>,
+}
+
+/// `--s3-endpoint ADDR:PORT=DIR`.
+fn s3_endpoint_arg(text: &str) -> Result<(SocketAddr, PathBuf)> {
+    let (addr, dir) = text
+        .split_once('=')
+        .context("give --s3-endpoint as ADDR:PORT=DIR")?;
+    let addr = addr
+        .parse()
+        .with_context(|| format!("--s3-endpoint: {addr:?} is not ADDR:PORT"))?;
+    Ok((addr, PathBuf::from(dir)))
 }
 
 fn main() -> std::process::ExitCode {
@@ -267,6 +286,7 @@ fn try_main() -> Result<()> {
             idle_timeout,
             warning_window,
             catalog,
+            s3_endpoint,
             dirs,
         } => host(
             HostOptions {
@@ -289,6 +309,7 @@ fn try_main() -> Result<()> {
                 warning_window: seconds("--warning-window", warning_window)?,
                 workers: nfs_workers.unwrap_or_else(rushes_nas::server::default_workers),
                 catalog,
+                s3_endpoint: s3_endpoint.as_deref().map(s3_endpoint_arg).transpose()?,
             },
             &dirs,
         ),
@@ -319,6 +340,7 @@ fn try_main() -> Result<()> {
             workers: rushes_nas::server::default_workers(),
             caps: Vec::new(),
             catalog: true,
+            s3_endpoint: None,
         }),
     }
 }
@@ -408,6 +430,7 @@ struct HostOptions {
     warning_window: std::time::Duration,
     workers: usize,
     catalog: bool,
+    s3_endpoint: Option<(SocketAddr, PathBuf)>,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -426,7 +449,11 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         warning_window,
         workers,
         catalog,
+        s3_endpoint,
     } = opts;
+    if s3_endpoint.is_some() && api.is_none() {
+        bail!("--s3-endpoint needs --api: its keys are made through the management API");
+    }
     if catalog && api.is_none() {
         bail!("--catalog needs --api: the catalog is searched through the management API");
     }
@@ -484,6 +511,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         workers,
         caps: cfg.caps,
         catalog,
+        s3_endpoint,
     })
 }
 
@@ -506,6 +534,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         workers,
         caps,
         catalog,
+        s3_endpoint,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -625,6 +654,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         service
             .places
             .set_recaller(Arc::clone(&recalls) as Arc<dyn rushes_placement::stub::Recaller>);
+        let s3 = s3_endpoint::S3Endpoint::new(Arc::clone(&core), Arc::clone(&targets), s3_endpoint);
         let reconcile = reconcile::Reconcile::new(
             Arc::clone(&core),
             Arc::clone(&targets),
@@ -648,7 +678,9 @@ fn serve(opts: ServeOptions) -> Result<()> {
             targets,
             recalls,
             reconcile,
+            s3,
         });
+        daemon.s3.apply();
         daemon.tick();
         if let Some(samba) = samba.clone() {
             let directory = Arc::clone(&directory);

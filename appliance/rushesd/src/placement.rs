@@ -317,16 +317,21 @@ impl Placement {
         (planner.finish(), skipped)
     }
 
-    /// Run the rules in force (or `req.text`) over every file, moving nothing.
-    pub fn simulate(&self, req: api::SimulateRequest) -> ApiResult<api::PlacementPlan> {
-        let rules = match &req.text {
-            Some(text) => RuleSet::parse(text, &self.names()).map_err(|e| refused(&e))?,
+    /// The rules a simulate runs: `req.text`, or those in force.
+    pub fn simulated_rules(&self, req: &api::SimulateRequest) -> ApiResult<RuleSet> {
+        match &req.text {
+            Some(text) => RuleSet::parse(text, &self.names()).map_err(|e| refused(&e)),
             None => self.in_force().map_err(|e| {
                 refused(&e).hint(
                     "the rules in force are refused; fix them, or simulate others with --rule FILE",
                 )
-            })?,
-        };
+            }),
+        }
+    }
+
+    /// Run the rules in force (or `req.text`) over every file, moving nothing.
+    pub fn simulate(&self, req: api::SimulateRequest) -> ApiResult<api::PlacementPlan> {
+        let rules = self.simulated_rules(&req)?;
         let list = req.list.unwrap_or(DEFAULT_LIST).min(10_000);
         let (plan, skipped) = self.plan(&rules);
         let mut report = plan.report(list);
@@ -367,6 +372,7 @@ impl Placement {
             rate: plan.rate,
             seconds: plan.seconds,
             skipped,
+            copies: Vec::new(),
             report,
         })
     }

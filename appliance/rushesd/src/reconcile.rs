@@ -60,6 +60,8 @@ struct Tally {
     kept: rushes_copies::Retention,
     /// Current copies on each target, and their bytes.
     stored: Stored,
+    /// Bytes copied to each target, and the seconds spent copying them.
+    sent: BTreeMap<String, (u64, f64)>,
     /// Files left short, with why.
     short: Vec<String>,
 }
@@ -135,6 +137,9 @@ impl Reconcile {
             tracing::info!(files = tally.files, copied = tally.copied, short = tally.short.len(), "copies reconciled");
             me.publish(&tally.short);
             me.targets.counted(std::mem::take(&mut tally.stored.0));
+            for (target, (bytes, seconds)) in &tally.sent {
+                me.targets.measured(target, *bytes, *seconds);
+            }
             if tally.short.is_empty() {
                 w.step(&format!("done: {summary}"));
                 Ok(())
@@ -172,12 +177,7 @@ impl Reconcile {
         let mut stores: BTreeMap<String, Result<Store, String>> = BTreeMap::new();
         let mut xattrs = rules.xattr_names();
         xattrs.push(COPIES_XATTR.to_string());
-        let homes: BTreeMap<String, String> = self.core.with_config(|c| {
-            c.shares
-                .iter()
-                .map(|s| (s.name.clone(), s.pool.clone()))
-                .collect()
-        });
+        let homes = self.homes();
         let places = Arc::clone(&self.nas.places);
         let now = crate::epoch::now() as i64;
         let mut tally = Tally::default();
@@ -291,6 +291,7 @@ impl Reconcile {
                             }
                         }
                     }
+                    let started = Instant::now();
                     match copy_one(&runtime, store, &places, &name, &facts.path, &home_path)
                         .and_then(|proof| record(&home_path, proof))
                     {
@@ -299,6 +300,9 @@ impl Reconcile {
                             tally.copied += 1;
                             tally.bytes += facts.size;
                             tally.stored.count(target, facts.size);
+                            let sent = tally.sent.entry(target.clone()).or_default();
+                            sent.0 += facts.size;
+                            sent.1 += started.elapsed().as_secs_f64();
                         }
                         Err(e) => errors.push(format!("{target}: {e}")),
                     }
@@ -371,6 +375,38 @@ impl Reconcile {
                     .push(format!("retention on {target} for share {name}: {e}")),
             }
         }
+    }
+
+    /// Each share's home pool.
+    fn homes(&self) -> BTreeMap<String, String> {
+        self.core.with_config(|c| {
+            c.shares
+                .iter()
+                .map(|s| (s.name.clone(), s.pool.clone()))
+                .collect()
+        })
+    }
+
+    /// What `rules` would copy now, per target, and in words (for simulate): one walk
+    /// of every share, copying nothing.
+    pub fn outlook(&self, rules: &RuleSet) -> (Vec<api::CopyOutlook>, String) {
+        let mut xattrs = rules.xattr_names();
+        xattrs.push(COPIES_XATTR.to_string());
+        let homes = self.homes();
+        let mut outlook = crate::copy_outlook::CopyOutlook::new(rules, crate::epoch::now() as i64);
+        let mut unread = String::new();
+        for share in self.nas.shares() {
+            let name = share.name.to_string();
+            let home = homes.get(&name).cloned().unwrap_or_default();
+            if let Err(e) = rushes_placement::scan_share(&name, &share.path, &home, &xattrs, |f| {
+                outlook.judge(&f)
+            }) {
+                unread.push_str(&format!("copies not looked at in share {name}: {e}\n"));
+            }
+        }
+        let (copies, mut report) = outlook.finish(&self.targets);
+        report.push_str(&unread);
+        (copies, report)
     }
 
     /// The monitor's look: a run starts by itself when the rules' schedule is due and

@@ -31,6 +31,8 @@ pub struct Targets {
     /// Each target's last check, and what the last reconcile counted on it.
     health: Mutex<BTreeMap<String, api::TargetHealth>>,
     stored: Mutex<BTreeMap<String, api::TargetStored>>,
+    /// The rate copies last went to each target, bytes a second (for simulate).
+    rates: Mutex<BTreeMap<String, u64>>,
     /// Wakes the watcher when a target is set.
     changed: std::sync::Condvar,
 }
@@ -296,6 +298,41 @@ impl Targets {
         self.core.alerts.publish("targets", raised);
     }
 
+    /// Keep `secret` sealed under `name` (the S3 endpoint's keys use `s3-key:NAME`,
+    /// apart from targets' names, which have no `:`).
+    pub(crate) fn seal(&self, name: &str, secret: &str) -> Result<(), String> {
+        self.vault.put(name, secret)
+    }
+
+    pub(crate) fn unseal(&self, name: &str) -> Result<Option<String>, String> {
+        self.vault.get(name)
+    }
+
+    pub(crate) fn forget(&self, name: &str) -> Result<(), String> {
+        self.vault.remove(name)
+    }
+
+    /// Copies went to `target` at `bytes` in `seconds`: its rate for simulate.
+    pub(crate) fn measured(&self, target: &str, bytes: u64, seconds: f64) {
+        if bytes >= 1 << 20 && seconds > 0.0 {
+            lock(&self.rates).insert(target.to_string(), (bytes as f64 / seconds) as u64);
+        }
+    }
+
+    pub(crate) fn rate(&self, target: &str) -> Option<u64> {
+        lock(&self.rates).get(target).copied()
+    }
+
+    /// Target `name`'s retention and prices.
+    pub(crate) fn terms(&self, name: &str) -> Option<TargetTerms> {
+        self.core.with_config(|c| {
+            c.targets
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.terms.clone())
+        })
+    }
+
     /// What the last reconcile counted on each target.
     pub(crate) fn counted(&self, stored: BTreeMap<String, (u64, u64)>) {
         let now = crate::epoch::now();
@@ -381,6 +418,7 @@ impl Targets {
             generation: Default::default(),
             health: Default::default(),
             stored: Default::default(),
+            rates: Default::default(),
             changed: Default::default(),
         })
     }
@@ -496,7 +534,10 @@ impl Targets {
         let result = (|| -> Result<(), String> {
             let store = rushes_copies::Store::open(&target).map_err(|e| e.to_string())?;
             let probe = tempfile_in(&self.core.paths.state_dir).map_err(|e| e.to_string())?;
-            let rel = format!("probe-{}", std::process::id());
+            // Each check its own object: the watcher's and an admin's may run at once.
+            static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let rel = format!("probe-{}-{n}", std::process::id());
             let runtime = tokio::runtime::Handle::try_current()
                 .map_err(|_| "no runtime to check it from".to_string())?;
             let proof = runtime
@@ -555,7 +596,7 @@ impl Targets {
 
     /// Copy `req.paths` of `req.share` to `req.target` as a job: every file (a folder's
     /// files, depth first), each proven and recorded on the file.
-    pub fn copy_files(&self, req: CopyFiles) -> ApiResult<api::Job> {
+    pub fn copy_files(self: &Arc<Self>, req: CopyFiles) -> ApiResult<api::Job> {
         let target = self.target(&req.target)?;
         let (root, files) = self.files_of(&req.share, &req.paths)?;
         let w = self.core.jobs.create(
@@ -568,9 +609,12 @@ impl Targets {
         );
         let places = Arc::clone(&self.nas.places);
         let share = req.share.clone();
+        let me = Arc::clone(self);
         Ok(self.core.jobs.run(w, move |w| {
             let runtime = job_runtime()?;
             let store = rushes_copies::Store::open(&target).map_err(|e| e.to_string())?;
+            let started = Instant::now();
+            let mut sent = 0u64;
             let total: u64 = files.iter().map(|(_, size)| size).sum();
             let (mut done, mut copied, mut failed) = (0u64, 0usize, Vec::new());
             let store = &store;
@@ -598,6 +642,7 @@ impl Targets {
                     }
                     match got {
                         Ok(proof) => {
+                            sent += size;
                             if let Err(e) = record(&home, proof) {
                                 failed.push(format!("{rel}: copied, but {e}"));
                             } else {
@@ -617,6 +662,7 @@ impl Targets {
                 }
                 Ok(())
             })?;
+            me.measured(&target.name, sent, started.elapsed().as_secs_f64());
             let summary = format!(
                 "{copied} of {} files copied to {} and proven",
                 files.len(),

@@ -85,18 +85,7 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let api = Client::new(&sock);
-    api.send(
-        "PUT",
-        "/v1/targets/vault",
-        Some(&api::SetTarget {
-            terms: Default::default(),
-            place: api::TargetPlace::Folder {
-                path: target.display().to_string(),
-            },
-            secret: None,
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    rushes_tests::bench::set_folder_target(&api, "vault", &target)?;
     let size = args.size_mib * MIB;
     let mut firsts = Vec::new();
     for i in 0..args.runs {
