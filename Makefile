@@ -157,6 +157,7 @@ bench: deps image
 	$(SUDO) target/release/view-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/recall-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/copy-bench
+	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/reconcile-bench
 
 clean:
 	$(CARGO) clean

