@@ -156,6 +156,7 @@ bench: deps image
 	$(SUDO) target/release/namespace-bench
 	$(SUDO) target/release/view-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/recall-bench
+	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/recall-bench --s3 --runs 3
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/copy-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/reconcile-bench
 

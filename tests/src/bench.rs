@@ -370,3 +370,23 @@ pub fn set_folder_target(
     )
     .map_err(|e| anyhow::anyhow!("{e}"))
 }
+
+/// Target `name` set through the management API to bucket `name` of the `s3-target`
+/// on loopback port `port` (its key and secret).
+pub fn set_s3_target(api: &rushes_api::Client, name: &str, port: u16) -> anyhow::Result<()> {
+    api.send(
+        "PUT",
+        &format!("/v1/targets/{name}"),
+        Some(&rushes_api::SetTarget {
+            terms: Default::default(),
+            place: rushes_api::TargetPlace::S3 {
+                bucket: name.into(),
+                endpoint: Some(format!("http://127.0.0.1:{port}")),
+                region: "us-east-1".into(),
+                access_key: "AK".into(),
+            },
+            secret: Some("secret".into()),
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -78,21 +78,7 @@ fn main() -> Result<()> {
     let (server, sock) = ServerProcess::start_with_api(&state);
     let api = Client::new(&sock);
     let endpoint = format!("http://127.0.0.1:{}", s3.port);
-    api.send(
-        "PUT",
-        "/v1/targets/bench",
-        Some(&api::SetTarget {
-            terms: Default::default(),
-            place: api::TargetPlace::S3 {
-                bucket: "bench".into(),
-                endpoint: Some(endpoint.clone()),
-                region: "us-east-1".into(),
-                access_key: "AK".into(),
-            },
-            secret: Some("secret".into()),
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    rushes_tests::bench::set_s3_target(&api, "bench", s3.port)?;
     let ours = || -> Result<f64> {
         let _ = std::fs::remove_dir_all(store_root.join("bench/demo"));
         drop_caches();

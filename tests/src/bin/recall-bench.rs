@@ -1,9 +1,10 @@
 //! `recall-bench`: how soon an editor gets the first bytes of a released file over NFS
 //! (issue 20, goal <= 1 s on loopback), and how long the whole file takes to come back,
 //! against the first read of the same file while it is on the box. Each clip is copied
-//! to a folder target and proven, then per run: read while resident (the peer), released,
-//! the page cache dropped, and read again; the read that came back is checked byte for
-//! byte. Needs root (a real rushesd, its trusted.* records, dropping caches).
+//! to a folder target (or a local S3 server, --s3) and proven, then per run: read while
+//! resident (the peer), released, the page cache dropped, and read again; the read that
+//! came back is checked byte for byte. Needs root (a real rushesd, its trusted.*
+//! records, dropping caches).
 
 #![allow(clippy::print_stdout)] // a command-line report, not a daemon
 
@@ -29,6 +30,10 @@ struct Args {
     /// Clips, each released and recalled once.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Keep the copies on a local S3 server (`s3-target`) instead of a folder: a recall
+    /// then pays S3's round trips.
+    #[arg(long)]
+    s3: bool,
 }
 
 const MIB: u64 = 1 << 20;
@@ -85,7 +90,20 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let api = Client::new(&sock);
-    rushes_tests::bench::set_folder_target(&api, "vault", &target)?;
+    // Kept until the end: the S3 server, when the copies are on one.
+    let _store = if args.s3 {
+        let store = rushes_tests::S3Target::start(&target, &["vault"], &[]);
+        rushes_tests::bench::set_s3_target(&api, "vault", store.port)?;
+        Some(store)
+    } else {
+        rushes_tests::bench::set_folder_target(&api, "vault", &target)?;
+        None
+    };
+    let kind = if args.s3 {
+        "a local S3 server (s3-target)"
+    } else {
+        "a folder target"
+    };
     let size = args.size_mib * MIB;
     let mut firsts = Vec::new();
     for i in 0..args.runs {
@@ -109,7 +127,7 @@ fn main() -> Result<()> {
     let copied = Instant::now();
     wait_job(&api, job)?;
     println!(
-        "copied {} clips of {} MiB to a folder target and proved them in {:.1} s",
+        "copied {} clips of {} MiB to {kind} and proved them in {:.1} s",
         args.runs,
         args.size_mib,
         copied.elapsed().as_secs_f64()
@@ -165,7 +183,7 @@ fn main() -> Result<()> {
     let ms = |v: &[f64]| median(v) * 1000.0;
     let whole_s = median(&whole);
     println!(
-        "first MiB over NFS, median of {} (goal <= 1000 ms): recalled {:.1} ms (worst {:.1} ms, {retries} JUKEBOX answers), resident {:.1} ms: {:.1}x the resident read",
+        "first MiB over NFS from {kind}, median of {} (goal <= 1000 ms): recalled {:.1} ms (worst {:.1} ms, {retries} JUKEBOX answers), resident {:.1} ms: {:.1}x the resident read",
         args.runs,
         ms(&recalled),
         recalled.iter().cloned().fold(0.0, f64::max) * 1000.0,
