@@ -238,6 +238,41 @@ pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
         std::fs::remove_file(&resolv)?;
     }
     std::os::unix::fs::symlink("/run/resolv.conf", resolv)?;
+    ca_bundle(root)?;
+    Ok(())
+}
+
+/// /etc/ssl/certs/ca-certificates.crt from the ca-certificates package's roots, as its
+/// maintainer script (update-ca-certificates) would make it: HTTPS clients (rustls,
+/// through the system's roots) read that file.
+fn ca_bundle(root: &Path) -> Result<()> {
+    let roots = root.join("usr/share/ca-certificates");
+    if !roots.is_dir() {
+        return Ok(());
+    }
+    let mut certs = Vec::new();
+    let mut dirs = vec![roots];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "crt") {
+                certs.push(path);
+            }
+        }
+    }
+    certs.sort();
+    let mut bundle = String::new();
+    for cert in &certs {
+        let text = std::fs::read_to_string(cert)
+            .with_context(|| format!("cannot read {}", cert.display()))?;
+        bundle.push_str(text.trim_end());
+        bundle.push('\n');
+    }
+    let dest = root.join("etc/ssl/certs");
+    std::fs::create_dir_all(&dest)?;
+    std::fs::write(dest.join("ca-certificates.crt"), bundle)?;
     Ok(())
 }
 

@@ -188,6 +188,20 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "a pool over a LUKS volume must be refused, naming it:\n{out}\n{table}"
     );
 
+    // HTTPS copies to cloud targets have the system's roots to check certificates by.
+    let roots = vm
+        .shell(
+            "grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let count: usize = roots
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .unwrap_or(0);
+    assert!(count > 100, "the image's CA bundle: {roots}");
+
     // kill -9 of rushesd: init restarts it and the share serves again.
     vm.shell("kill -9 $(pidof rushesd)", Duration::from_secs(30))
         .unwrap();
