@@ -276,7 +276,14 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key(RIGHT);
     console.wait_for(&["13-15 of 15"]);
     console.key(LEFT);
-    console.wait_for(&["1-12 of 15"]);
+    console.wait_for(&[
+        "1-12 of 15",
+        "R brings the clips shown back from their copies",
+    ]);
+    // A recall of the clips shown: one job for the share (none is released here, so
+    // it finds them all on the box).
+    console.key("r");
+    console.wait_for(&["Recalling the 12 clips shown from their copies (job"]);
     console.key("k");
     console.wait_for(&["Disks", "DISK", "BUS", "SIZE", "SERIAL", "Space pick"]);
     console.key("c");

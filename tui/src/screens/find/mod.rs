@@ -1,8 +1,9 @@
 //! The media catalog searched from the console: a query typed on `/` (the same language
 //! as `rushesctl search`), the clips it finds with codec, picture, rate, duration and
 //! timecode a page at a time (→ and ← turn the pages), and the facet counts over all of
-//! them.
+//! them. R brings the clips shown back from their copies (a recall job a share).
 
+use rushes_api as api;
 use rushes_api::media::Found;
 use tuirealm::ratatui::layout::Rect;
 use tuirealm::ratatui::text::Line;
@@ -33,6 +34,8 @@ pub enum Msg {
     Search(search::Msg),
     /// The next page, or the one before.
     Page(bool),
+    /// Recall the clips shown.
+    Recall,
 }
 
 impl Screen for Find {
@@ -42,6 +45,7 @@ impl Screen for Find {
         match key {
             Input::Right if !self.search.is_open() => Some(Msg::Page(true)),
             Input::Left if !self.search.is_open() => Some(Msg::Page(false)),
+            Input::Char('r' | 'R') if !self.search.is_open() => Some(Msg::Recall),
             k => self.search.message(k).map(Msg::Search),
         }
     }
@@ -58,6 +62,38 @@ impl Screen for Find {
                 if applied || self.search.text != before {
                     self.offset = 0;
                 }
+            }
+            Msg::Recall => {
+                let Some(found) = ctx.snap.found.as_ref().filter(|f| !f.clips.is_empty()) else {
+                    ctx.tell("No clip shown to recall.");
+                    return None;
+                };
+                // One job a share, with every file of each clip shown.
+                let mut by_share: std::collections::BTreeMap<String, Vec<String>> =
+                    Default::default();
+                let mut clips = 0;
+                for clip in found.clips.iter().take(PAGE) {
+                    clips += 1;
+                    let paths = by_share.entry(clip.share.clone()).or_default();
+                    paths.push(clip.path.clone());
+                    paths.extend(clip.members.iter().cloned());
+                }
+                let mut jobs = Vec::new();
+                for (share, paths) in by_share {
+                    let req = api::RecallFiles { share, paths };
+                    match ctx.client.post::<_, api::Job>("/v1/copies/recall", &req) {
+                        Ok(job) => jobs.push(job.id.to_string()),
+                        Err(e) => {
+                            ctx.tell(format!("! {e}"));
+                            return None;
+                        }
+                    }
+                }
+                ctx.tell(format!(
+                    "Recalling the {clips} clips shown from their copies (job {}).",
+                    jobs.join(", ")
+                ));
+                ctx.refresh = true;
             }
             Msg::Page(next) => {
                 let total = ctx.snap.found.as_ref().map_or(0, |f| f.total);
@@ -153,6 +189,9 @@ fn results(lines: &mut Vec<Line<'static>>, found: &Found, offset: usize, width: 
     } else {
         format!("  {shown} of {}", found.total)
     }));
+    lines.push(Line::from(
+        "  R brings the clips shown back from their copies",
+    ));
     lines.push(Line::from(""));
     for line in found.facets.iter().filter_map(|f| f.line()) {
         let line = format!("  {line}");
