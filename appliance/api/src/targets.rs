@@ -38,6 +38,16 @@ fn default_region() -> String {
 }
 
 impl TargetPlace {
+    /// Its kind in a word: s3, gcs, azure, folder.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::S3 { .. } => "s3",
+            Self::Gcs { .. } => "gcs",
+            Self::Azure { .. } => "azure",
+            Self::Folder { .. } => "folder",
+        }
+    }
+
     /// Whether this kind of target needs a secret.
     pub fn needs_secret(&self) -> bool {
         !matches!(self, Self::Folder { .. })

@@ -43,6 +43,11 @@ impl FileFacts {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
 
+    /// The modify time in nanoseconds since the epoch, as copies record it.
+    pub fn modified_ns(&self) -> i128 {
+        i128::from(self.modified) * 1_000_000_000 + i128::from(self.modified_nsec)
+    }
+
     pub fn xattr(&self, name: &str) -> Option<&[u8]> {
         self.xattrs
             .iter()
@@ -89,9 +94,12 @@ pub fn scan_share(
     })?;
     let wanted = wanted(xattrs);
     let work = Folders {
-        queue: std::sync::Mutex::new((vec![(top, String::new())], 0)),
+        state: std::sync::Mutex::new(Walk {
+            queue: vec![(top, String::new())],
+            reading: 0,
+            failed: None,
+        }),
         more: std::sync::Condvar::new(),
-        failed: std::sync::Mutex::new(None),
     };
     // Facts go in batches of a folder's (or BATCH) files: one hand-off each.
     let (send, facts) = std::sync::mpsc::sync_channel::<Vec<FileFacts>>(64);
@@ -104,13 +112,10 @@ pub fn scan_share(
                     let read = read_folder(&dir_fd, &prefix, share, home, wanted, &send, |sub| {
                         work.add(sub)
                     });
-                    if let Err(source) = read {
-                        work.fail(ScanError {
-                            path: format!("{}/{prefix}", root.display()),
-                            source,
-                        });
-                    }
-                    work.done();
+                    work.done(read.err().map(|source| ScanError {
+                        path: format!("{}/{prefix}", root.display()),
+                        source,
+                    }));
                 }
             });
         }
@@ -119,68 +124,68 @@ pub fn scan_share(
             batch.into_iter().for_each(&mut visit);
         }
     });
-    match work.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    match work
+        .state
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .failed
+    {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-/// The folders a scan has still to read, shared by its threads: the queue, and how
-/// many are being read now (the walk is over when both are none).
+/// The folders a scan has still to read, shared by its threads.
 struct Folders {
-    queue: std::sync::Mutex<(Vec<(OwnedFd, String)>, usize)>,
+    state: std::sync::Mutex<Walk>,
     more: std::sync::Condvar,
-    failed: std::sync::Mutex<Option<ScanError>>,
+}
+
+/// The walk is over when no folder is queued or being read, or one could not be read.
+struct Walk {
+    queue: Vec<(OwnedFd, String)>,
+    reading: usize,
+    failed: Option<ScanError>,
 }
 
 impl Folders {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<(OwnedFd, String)>, usize)> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Walk> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The next folder to read, once there is one; `None` when the walk is over.
     fn next(&self) -> Option<(OwnedFd, String)> {
-        let mut q = self.lock();
+        let mut w = self.lock();
         loop {
-            if self
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some()
-            {
+            if w.failed.is_some() {
                 return None;
             }
-            if let Some(dir) = q.0.pop() {
-                q.1 += 1;
+            if let Some(dir) = w.queue.pop() {
+                w.reading += 1;
                 return Some(dir);
             }
-            if q.1 == 0 {
+            if w.reading == 0 {
                 return None;
             }
-            q = self.more.wait(q).unwrap_or_else(|p| p.into_inner());
+            w = self.more.wait(w).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     fn add(&self, dir: (OwnedFd, String)) {
-        self.lock().0.push(dir);
+        self.lock().queue.push(dir);
         self.more.notify_one();
     }
 
-    fn done(&self) {
-        let mut q = self.lock();
-        q.1 -= 1;
-        if q.1 == 0 && q.0.is_empty() {
+    /// One folder read, or failed (the first failure ends the walk).
+    fn done(&self, failed: Option<ScanError>) {
+        let mut w = self.lock();
+        w.reading -= 1;
+        if w.failed.is_none() {
+            w.failed = failed;
+        }
+        if w.failed.is_some() || (w.reading == 0 && w.queue.is_empty()) {
             self.more.notify_all();
         }
-    }
-
-    fn fail(&self, e: ScanError) {
-        self.failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(e);
-        let _q = self.lock();
-        self.more.notify_all();
     }
 }
 

@@ -1657,25 +1657,22 @@ fn run(cli: &Cli, c: &Client) -> Res {
                     let rows: Vec<Vec<String>> = targets
                         .iter()
                         .map(|t| {
-                            let (kind, place) = match &t.place {
+                            let place = match &t.place {
                                 api::TargetPlace::S3 {
                                     bucket, endpoint, ..
-                                } => (
-                                    "s3",
-                                    match endpoint {
-                                        Some(e) => format!("{bucket} at {e}"),
-                                        None => bucket.clone(),
-                                    },
-                                ),
-                                api::TargetPlace::Gcs { bucket } => ("gcs", bucket.clone()),
+                                } => match endpoint {
+                                    Some(e) => format!("{bucket} at {e}"),
+                                    None => bucket.clone(),
+                                },
+                                api::TargetPlace::Gcs { bucket } => bucket.clone(),
                                 api::TargetPlace::Azure {
                                     account, container, ..
-                                } => ("azure", format!("{account}/{container}")),
-                                api::TargetPlace::Folder { path } => ("folder", path.clone()),
+                                } => format!("{account}/{container}"),
+                                api::TargetPlace::Folder { path } => path.clone(),
                             };
                             vec![
                                 t.name.clone(),
-                                kind.to_string(),
+                                t.place.kind().to_string(),
                                 place,
                                 if t.has_secret { "kept" } else { "-" }.to_string(),
                                 t.terms

@@ -2,16 +2,15 @@
 //! reconcile would copy there, how long that takes at the rate copies last went there,
 //! what the target would then hold and cost a month at its price, what reading the new
 //! copies back to prove them costs in egress, and what bringing back every released file
-//! whose copy is there would cost. Judged from the same walk as the moves.
+//! whose copy is there would cost. Judged as a reconcile judges, over the same walk.
 
 use std::collections::BTreeMap;
 
 use rushes_api as api;
 use rushes_api::units::{show_size, show_span};
-use rushes_copies::Proof;
 use rushes_placement::{FileFacts, RuleSet};
 
-use crate::targets::{Targets, COPIES_XATTR};
+use crate::targets::{current_on, is_current, recorded_in, Targets};
 
 /// Copies on one target, counted by the files' records.
 #[derive(Default)]
@@ -45,15 +44,10 @@ impl<'a> CopyOutlook<'a> {
         }
     }
 
-    /// One file of the walk (its facts carry [`COPIES_XATTR`]).
+    /// One file of the walk (its facts carry the copies' record).
     pub fn judge(&mut self, f: &FileFacts) {
-        let proofs: Vec<Proof> = f
-            .xattr(COPIES_XATTR)
-            .and_then(|v| serde_json::from_slice(v).ok())
-            .unwrap_or_default();
-        let mtime_ns = i128::from(f.modified) * 1_000_000_000 + i128::from(f.modified_nsec);
-        let current = |p: &Proof| p.facts.size == f.size && p.facts.mtime_ns == mtime_ns;
-        for p in proofs.iter().filter(|p| f.released || current(p)) {
+        let proofs = recorded_in(f);
+        for p in proofs.iter().filter(|p| f.released || is_current(p, f)) {
             let c = self.per.entry(p.target.clone()).or_default();
             c.held += p.facts.size;
             if f.released {
@@ -70,9 +64,10 @@ impl<'a> CopyOutlook<'a> {
         if f.released {
             return;
         }
-        let has = |t: &String| proofs.iter().any(|p| &p.target == t && current(p));
-        let have = wish.targets.iter().filter(|t| has(t)).count() as u32;
-        let need = wish.copies.saturating_sub(have) as usize;
+        let has = |t: &String| proofs.iter().any(|p| &p.target == t && is_current(p, f));
+        let need = wish
+            .copies
+            .saturating_sub(current_on(&wish.targets, &proofs, f)) as usize;
         if need == 0 {
             return;
         }

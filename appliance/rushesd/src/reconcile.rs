@@ -1,7 +1,8 @@
 //! Copy rules kept true: a reconcile walks every share, and each file that a rule wants
 //! copies of (`copies = N`, `targets = [...]`) gets them, on the rule's targets in
 //! order, each proven and recorded on the file. With `audit = "30d"`, copies whose last
-//! proof is older than that are read back first (a rolling sample of every copy). A changed file's copy is replaced by a
+//! proof is older than that are read back first (a rolling sample of every copy). A
+//! changed file's copy is replaced by a
 //! new one and the old one is kept as a version on its target. Files a run leaves short
 //! of their copies (a target down, a file being written) raise an alert until a run
 //! brings them in line. It runs on the rules' schedule (`every`) and on demand.
@@ -21,8 +22,8 @@ use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
 use crate::placement::Placement;
 use crate::targets::{
-    copy_one, job_runtime, record, retention_secs, set_recorded, store_for, Reread, Targets,
-    COPIES_XATTR,
+    copy_one, current_on, is_current, job_runtime, record, recorded_in, retention_secs,
+    set_recorded, store_for, Reread, Targets, COPIES_XATTR,
 };
 
 const KIND: &str = "reconcile-copies";
@@ -196,10 +197,7 @@ impl Reconcile {
                         tally.files, tally.copied
                     ));
                 }
-                let mut proofs: Vec<Proof> = facts
-                    .xattr(COPIES_XATTR)
-                    .and_then(|v| serde_json::from_slice(v).ok())
-                    .unwrap_or_default();
+                let mut proofs = recorded_in(&facts);
                 let home_path = root.join(&facts.path);
                 // Copies whose last proof is older than `audit` are read back first, so
                 // one found bad is replaced in this same run.
@@ -234,10 +232,7 @@ impl Reconcile {
                         proofs = kept;
                     }
                 }
-                let mtime_ns =
-                    i128::from(facts.modified) * 1_000_000_000 + i128::from(facts.modified_nsec);
-                let current =
-                    |p: &Proof| p.facts.size == facts.size && p.facts.mtime_ns == mtime_ns;
+                let current = |p: &Proof| is_current(p, &facts);
                 for p in proofs.iter().filter(|p| facts.released || current(p)) {
                     tally.stored.count(&p.target, p.facts.size);
                 }
@@ -252,11 +247,7 @@ impl Reconcile {
                 if facts.released {
                     return;
                 }
-                let mut have = wish
-                    .targets
-                    .iter()
-                    .filter(|t| proofs.iter().any(|p| &p.target == *t && current(p)))
-                    .count() as u32;
+                let mut have = current_on(&wish.targets, &proofs, &facts);
                 if have >= wish.copies {
                     return;
                 }

@@ -5,6 +5,7 @@
 //! (`[s3_endpoint]`, `[[s3_key]]`) and over the API; host mode serves a folder given on
 //! the command line instead of a pool.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,9 @@ pub struct S3Endpoint {
     problem: Mutex<Option<String>>,
     /// Its own: requests to it never wait behind NFS's.
     runtime: Option<tokio::runtime::Runtime>,
+    /// The keys by access key, with their names and secrets: read from the config and
+    /// the vault once, not at every signed request; forgotten when a key changes.
+    keys: Mutex<Option<BTreeMap<String, (String, String)>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,6 +100,7 @@ impl S3Endpoint {
             running: Mutex::new(None),
             problem: Mutex::new(None),
             runtime,
+            keys: Mutex::new(None),
         })
     }
 
@@ -138,6 +143,9 @@ impl S3Endpoint {
                     match self.start(listen, &root) {
                         Ok(task) => {
                             tracing::info!(%listen, root = %root.display(), "S3 endpoint serving");
+                            for key in self.core.with_config(|c| c.s3_keys.clone()) {
+                                make_bucket(&root, &key.name);
+                            }
                             *running = Some(Running { listen, root, task });
                         }
                         Err(e) => {
@@ -152,13 +160,6 @@ impl S3Endpoint {
                     old.task.abort();
                 }
                 *lock(&self.problem) = Some(e);
-            }
-        }
-        if let Some(r) = running.as_ref() {
-            for key in self.core.with_config(|c| c.s3_keys.clone()) {
-                if let Err(e) = std::fs::create_dir_all(r.root.join(&key.name)) {
-                    tracing::warn!(bucket = %key.name, error = %e, "cannot make an S3 bucket");
-                }
             }
         }
     }
@@ -267,7 +268,10 @@ impl S3Endpoint {
             .save_config(|c| c.s3_keys.push(entry))
             .map_err(ApiErr::failed)?;
         tracing::info!(key = %req.name, "S3 endpoint key made");
-        self.apply();
+        *lock(&self.keys) = None;
+        if let Some(r) = lock(&self.running).as_ref() {
+            make_bucket(&r.root, &req.name);
+        }
         Ok(NewS3Key {
             bucket: req.name.clone(),
             name: req.name,
@@ -289,6 +293,7 @@ impl S3Endpoint {
         self.core
             .save_config(|c| c.s3_keys.retain(|k| k.name != name))
             .map_err(ApiErr::failed)?;
+        *lock(&self.keys) = None;
         self.targets
             .forget(&sealed_as(name))
             .map_err(ApiErr::failed)?;
@@ -298,14 +303,25 @@ impl S3Endpoint {
 
     /// The key that `access_key` names, with its secret.
     fn key(&self, access_key: &str) -> Option<(String, String)> {
-        let name = self.core.with_config(|c| {
-            c.s3_keys
-                .iter()
-                .find(|k| k.access_key == access_key)
-                .map(|k| k.name.clone())
-        })?;
-        let secret = self.targets.unseal(&sealed_as(&name)).ok()??;
-        Some((name, secret))
+        let mut keys = lock(&self.keys);
+        let keys = keys.get_or_insert_with(|| {
+            self.core
+                .with_config(|c| c.s3_keys.clone())
+                .into_iter()
+                .filter_map(|k| {
+                    let secret = self.targets.unseal(&sealed_as(&k.name)).ok()??;
+                    Some((k.access_key, (k.name, secret)))
+                })
+                .collect()
+        });
+        keys.get(access_key).cloned()
+    }
+}
+
+/// Key `name`'s bucket: a folder under the endpoint's root.
+fn make_bucket(root: &std::path::Path, name: &str) {
+    if let Err(e) = std::fs::create_dir_all(root.join(name)) {
+        tracing::warn!(bucket = %name, error = %e, "cannot make an S3 bucket");
     }
 }
 

@@ -355,21 +355,6 @@ impl Targets {
     /// removed: the `target-unreachable` alerts follow. Runs on a thread of its own (a
     /// store that does not answer holds a check for up to 20 s).
     pub fn watch(self: Arc<Self>) {
-        // Multi-threaded: a check blocks on the runtime's handle, which a one-thread
-        // runtime would not drive.
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("target-watch")
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "copy targets are not watched");
-                return;
-            }
-        };
-        let _entered = runtime.enter();
         loop {
             let seen = self.generation();
             let names: Vec<String> = self
@@ -538,8 +523,9 @@ impl Targets {
             static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let rel = format!("probe-{}-{n}", std::process::id());
-            let runtime = tokio::runtime::Handle::try_current()
-                .map_err(|_| "no runtime to check it from".to_string())?;
+            // Its own runtime: a check comes from the API's blocking threads and from
+            // the watcher's thread alike.
+            let runtime = job_runtime()?;
             let proof = runtime
                 .block_on(store.put_verified(".rushes-check", &rel, &probe.0))
                 .map_err(|e| e.to_string())?;
@@ -947,6 +933,38 @@ pub(crate) async fn copy_one_async(
 
 /// Files a copy job sends at once: small files are round trips more than bytes.
 const FILES_IN_FLIGHT: usize = 4;
+
+/// The copies a walked file records (its [`COPIES_XATTR`]).
+pub(crate) fn recorded_in(facts: &rushes_placement::FileFacts) -> Vec<rushes_copies::Proof> {
+    facts
+        .xattr(COPIES_XATTR)
+        .and_then(|v| serde_json::from_slice(v).ok())
+        .unwrap_or_default()
+}
+
+/// Whether `proof` is a copy of the walked file as it is now (its size and modify time).
+pub(crate) fn is_current(
+    proof: &rushes_copies::Proof,
+    facts: &rushes_placement::FileFacts,
+) -> bool {
+    proof.facts.size == facts.size && proof.facts.mtime_ns == facts.modified_ns()
+}
+
+/// How many of `targets` hold a current copy of the walked file, by `proofs`.
+pub(crate) fn current_on(
+    targets: &[String],
+    proofs: &[rushes_copies::Proof],
+    facts: &rushes_placement::FileFacts,
+) -> u32 {
+    targets
+        .iter()
+        .filter(|t| {
+            proofs
+                .iter()
+                .any(|p| &p.target == *t && is_current(p, facts))
+        })
+        .count() as u32
+}
 
 /// The proofs recorded on the file at `home`.
 pub(crate) fn recorded(home: &std::path::Path) -> Vec<rushes_copies::Proof> {

@@ -54,30 +54,14 @@ fn written_object(root: &std::path::Path, req: &http::Request<s3s::Body>) -> Opt
         return None;
     }
     let path = req.uri().path().trim_start_matches('/');
-    let decoded = percent_decode(path);
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned();
     // A bucket (one segment) is not an object.
     if !decoded.contains('/') || decoded.split('/').any(|s| s == "..") {
         return None;
     }
     Some(root.join(decoded))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Flip one byte in the middle of the stored object, keeping its size.

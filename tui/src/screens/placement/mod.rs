@@ -275,12 +275,7 @@ fn copies_lines(snap: &Snapshot) -> Vec<Line<'static>> {
         ));
     }
     for t in &snap.targets {
-        let kind = match &t.place {
-            api::TargetPlace::S3 { .. } => "s3",
-            api::TargetPlace::Gcs { .. } => "gcs",
-            api::TargetPlace::Azure { .. } => "azure",
-            api::TargetPlace::Folder { .. } => "folder",
-        };
+        let kind = t.place.kind();
         let health = match &t.health {
             None => "not checked yet".to_string(),
             Some(h) if h.ok => format!("reachable, {} ms", h.took_ms),
