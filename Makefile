@@ -36,7 +36,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # rclone is the peer copy-bench measures copies to an S3 store against.
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr rclone
+	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr rclone curl openssl chromium chromium-driver
 
 # schemathesis (PyPI) fuzzes the management API from its OpenAPI document
 # (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
@@ -126,6 +126,7 @@ image: deps
 run: image
 	@echo "==> booting out/rushes.img (QEMU, UEFI). Quit with Ctrl-A X."
 	@echo "    NFS: mount -t nfs 127.0.0.1:/scratch /mnt (portmapper forwarded from 127.0.0.1:111 when run as root)"
+	@echo "    Admin plane: https://127.0.0.1/ (443 as root, else 8443; check the fingerprint on the console); SMB on 127.0.0.1:445 as root"
 	@echo "    QEMU monitor (Ctrl-A C): device_del nvme1 pulls a disk; see README, Disks, pools and shares"
 	image/qemu-run.sh
 
@@ -159,6 +160,7 @@ bench: deps image
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/recall-bench --s3 --runs 3
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/copy-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/reconcile-bench
+	env RUSHESD_BIN=target/release/rushesd target/release/web-bench
 
 clean:
 	$(CARGO) clean

@@ -9,6 +9,10 @@
 #   RUSHES_PORTMAP_PORT  host port forwarded to the guest's portmapper, 111, TCP and UDP
 #                     (default 111 when run as root, so clients mount with no options;
 #                     empty: not forwarded)
+#   RUSHES_HTTPS_PORT host port forwarded to the guest's web console and admin API, 443
+#                     (default 443 for `make run` as root, 8443 otherwise; tests: none)
+#   RUSHES_SMB_PORT   host port forwarded to the guest's SMB, 445 (default 445 for
+#                     `make run` as root, none otherwise)
 #   RUSHES_VM_MODE    interactive (serial console on this terminal) or test
 #   RUSHES_NVME_SIZE  size of each NVMe disk when first created (default 8G)
 #   RUSHES_HOTPLUG_PORTS  empty PCIe slots for hot-adding NVMe disks (default 2: hotplug0, hotplug1)
@@ -24,6 +28,17 @@ if [ -n "$pm_port" ]; then
     forwards="$forwards,hostfwd=tcp:127.0.0.1:$pm_port-:111,hostfwd=udp:127.0.0.1:$pm_port-:111"
 fi
 mode=${RUSHES_VM_MODE:-interactive}
+# The interactive box also answers on HTTPS and SMB; test VMs run side by side, so they
+# forward only what each test asks for.
+if [ "$mode" = interactive ]; then
+    if [ "$(id -u)" = 0 ]; then https_default=443; smb_default=445; else https_default=8443; smb_default=; fi
+else
+    https_default=; smb_default=
+fi
+https_port=${RUSHES_HTTPS_PORT-$https_default}
+smb_port=${RUSHES_SMB_PORT-$smb_default}
+[ -z "$https_port" ] || forwards="$forwards,hostfwd=tcp:127.0.0.1:$https_port-:443"
+[ -z "$smb_port" ] || forwards="$forwards,hostfwd=tcp:127.0.0.1:$smb_port-:445"
 nvme_size=${RUSHES_NVME_SIZE:-8G}
 hotplug_ports=${RUSHES_HOTPLUG_PORTS:-2}
 code=/usr/share/OVMF/OVMF_CODE_4M.fd

@@ -4,6 +4,7 @@
 pub mod bays;
 pub mod bench;
 pub mod bench_servers;
+pub mod browser;
 pub mod client;
 pub mod guest;
 pub mod ntp;
@@ -790,4 +791,30 @@ impl Drop for S3Target {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Run `cmd` with `input` on its standard input: (stdout then stderr, exit code; -1 when
+/// a signal ended it).
+pub fn output_with_input(mut cmd: std::process::Command, input: &str) -> (String, i32) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that exits without reading its input is not a failure here.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().expect("the program ends");
+    (
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        out.status.code().unwrap_or(-1),
+    )
 }

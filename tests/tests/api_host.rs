@@ -792,31 +792,10 @@ fn rate_rules_in_the_managed_config_are_used_kept_and_a_bad_one_does_not_stop_se
 
 /// `rushesctl --socket SOCK ARGS…` with `input` on its standard input: (output, success).
 fn rushesctl_with_input(sock: &Path, args: &[&str], input: &str) -> (String, bool) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(rushes_tests::workspace_bin("rushesctl"))
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        out.status.success(),
-    )
+    let mut cmd = std::process::Command::new(rushes_tests::workspace_bin("rushesctl"));
+    cmd.arg("--socket").arg(sock).args(args);
+    let (out, code) = rushes_tests::output_with_input(cmd, input);
+    (out, code == 0)
 }
 
 /// The newest job of kind `kind`.

@@ -111,7 +111,8 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "1 init: started udevd\n2 init: rushesd is ready\n",
     )
     .unwrap();
-    let (mut server, sock) = ServerProcess::start_with_api_and(dir.path(), &["--catalog"]);
+    let (mut server, sock) =
+        ServerProcess::start_with_api_and(dir.path(), &["--catalog", "--web", "127.0.0.1:0"]);
     let mut console = Console::start(&sock);
 
     // The wizard, from a blank config.
@@ -184,7 +185,15 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "client 127.0.0.1",
         "written    4.2 MB",
         "] peak ",
+        "Web console  https://",
     ]);
+    // The certificate's fingerprint, to compare with what a browser shows on first use.
+    let web: rushes_api::WebInfo = rushes_api::Client::new(&sock).get("/v1/web").unwrap();
+    let fingerprint = web.certificate.unwrap().fingerprint;
+    assert!(
+        dash.contains(&format!("certificate SHA-256 {}", &fingerprint[..47])),
+        "{dash}"
+    );
     for key in [
         "D Dash", "K Disk", "P Pool", "S Share", "M Place", "N Net", "L Log", "O Power", "A Alert",
         "T Activ", "X Lock",
@@ -327,7 +336,8 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key(ENTER);
     console.wait_for(&["There is no pool yet"]);
     // Accounts: the form takes a name and a masked password; a host-mode rushesd runs
-    // no Samba, so it refuses, and the console says why.
+    // no Samba, so the account is made for NFS names and web logins only, and the
+    // console says so.
     console.wait_for(&["Accounts (NFS uid = SMB login)", "none yet: U adds one"]);
     console.key("u");
     console.wait_for(&["Account for SMB", "> Account name"]);
@@ -336,7 +346,27 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key("secret1");
     console.wait_for(&["[editor]", "[*******_]"]);
     console.key(ENTER);
-    console.wait_for(&["SMB is served only by the appliance"]);
+    console.wait_for(&[
+        "Account editor added: uid 1000, gid 100 over NFS (this rushesd serves no SMB)",
+    ]);
+    console.wait_for(&["editor           uid 1000   gid 100    no SMB password"]);
+    // API tokens are listed here (never their secrets) and revoked by name.
+    let api = rushes_api::Client::new(&sock);
+    let made: rushes_api::CreatedToken = api
+        .post(
+            "/v1/tokens",
+            &serde_json::json!({ "name": "night-render", "role": "operator" }),
+        )
+        .unwrap();
+    let listed = console.wait_for(&["API tokens (1;", "night-render", "operator", "expires in"]);
+    assert!(!listed.contains(&made.secret));
+    console.key("r");
+    console.wait_for(&["Revoke an API token", "Token name"]);
+    console.key("night-render");
+    console.key(ENTER);
+    console.wait_for(&["Token night-render revoked"]);
+    let left: Vec<rushes_api::Token> = api.get("/v1/tokens").unwrap();
+    assert!(left.is_empty(), "{left:?}");
     console.key("\x1b");
     // A lone Esc, not the start of Alt+N.
     std::thread::sleep(Duration::from_millis(300));

@@ -1,9 +1,8 @@
 //! The OpenAPI document against the API that serves it (`rushesd host`): every field of
-//! every answer is described, and schemathesis, generating requests from the document,
-//! finds no server error and no answer outside its schema.
+//! every answer is described, and schemathesis, generating requests from the document
+//! and sending them over HTTPS through the admin plane's gate with an admin token, finds
+//! no server error and no answer outside its schema.
 
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::Command;
 
 use rushes_api::Client;
@@ -11,32 +10,6 @@ use rushes_tests::guest::write_share_file_blocking;
 use rushes_tests::openapi::{schemathesis_bin, undocumented};
 use rushes_tests::ServerProcess;
 use serde_json::Value;
-
-/// A loopback TCP port that forwards each connection to the API's Unix socket, as
-/// schemathesis speaks HTTP over TCP only.
-fn tcp_to_socket(sock: &Path) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sock = sock.to_path_buf();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming().flatten() {
-            let Ok(unix) = UnixStream::connect(&sock) else {
-                continue;
-            };
-            let (mut tcp_in, mut unix_out) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut tcp_in, &mut unix_out);
-                let _ = unix_out.shutdown(std::net::Shutdown::Write);
-            });
-            let (mut unix_in, mut tcp_out) = (unix, tcp);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut unix_in, &mut tcp_out);
-                let _ = tcp_out.shutdown(std::net::Shutdown::Both);
-            });
-        }
-    });
-    port
-}
 
 #[test]
 fn every_field_of_every_answer_is_in_the_document() {
@@ -55,6 +28,8 @@ fn every_field_of_every_answer_is_in_the_document() {
             // One pool, share or job: host mode has none made through the API; likewise
             // a file of a configured share to explain (api_host.rs explains one).
             p if p.contains('{') || p == "/v1/placement/explain" => continue,
+            // A browser's session: only over HTTPS (web_host.rs reads it there).
+            "/v1/session" => continue,
             // A file's copies: the file the traffic wrote.
             "/v1/copies" => "/v1/copies?share=demo&path=reel-1.mov".to_string(),
             p => p.to_string(),
@@ -95,19 +70,39 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_schema() {
         bin.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let (server, sock) = ServerProcess::start_with_api_and(dir.path(), &["--catalog"]);
-    let port = tcp_to_socket(&sock);
+    let web = format!("127.0.0.1:{}", rushes_tests::free_tcp_port());
+    let (server, sock) =
+        ServerProcess::start_with_api_and(dir.path(), &["--catalog", "--web", &web]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&web).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no HTTPS");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let token: rushes_api::CreatedToken = Client::new(&sock)
+        .post(
+            "/v1/tokens",
+            &serde_json::json!({ "name": "schemathesis-run-7f3a", "role": "admin" }),
+        )
+        .unwrap();
+    // The box's own certificate is the CA bundle: TLS is checked, not skipped.
+    let cert = dir.path().join("web/web-certificate.pem");
     let out = Command::new(&bin)
         .current_dir(dir.path())
         .args([
             "run",
-            &format!("http://127.0.0.1:{port}/v1/openapi.json"),
+            &format!("https://{web}/v1/openapi.json"),
+            "--tls-verify",
+            cert.to_str().unwrap(),
+            "--header",
+            &format!("Authorization: Bearer {}", token.secret),
             "--checks",
             "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
             // Host mode acts on this machine's disks and network: no pool is created,
             // grown or rebuilt, no bay discovered, connected or attached, no card run.
+            // Nor is the run's own token revoked (schemathesis learns its name from
+            // GET /v1/tokens); web_host revokes tokens.
             "--exclude-path-regex",
-            r"^/v1/(pools|pools/\{name\}/(grow|replace)|fabrics/(discover|connect)|card(/.*)?)$",
+            r"^/v1/(pools|pools/\{name\}/(grow|replace)|fabrics/(discover|connect)|card(/.*)?|tokens/\{name\})$",
             "--phases",
             "examples,coverage,fuzzing",
             "--max-examples",

@@ -108,13 +108,82 @@ async fn read_file(port: u16, name: &str) -> Vec<u8> {
     read_share_file(port, "/projects", name).await
 }
 
+/// Log in to the web console as admin, and create share `name` on `pool` (SMB off) from
+/// the Shares and accounts page's form, as a person would.
+async fn create_share_in_browser(port: &str, password: &str, name: &str, pool: &str) {
+    use fantoccini::Locator;
+    let browser = rushes_tests::browser::Browser::start(1280, 1000)
+        .await
+        .unwrap();
+    let c = &browser.client;
+    let base = format!("https://127.0.0.1:{port}");
+    // Under TCG the guest answers slowly: each step gets a minute.
+    browser
+        .log_in(&base, password, Duration::from_secs(60))
+        .await
+        .unwrap();
+    c.goto(&format!("{base}/ui/shares")).await.unwrap();
+    let form = c
+        .find(Locator::Css("form[data-api='POST /v1/shares']"))
+        .await
+        .unwrap();
+    form.find(Locator::Css("input[name=name]"))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    let pools = form.find(Locator::Css("select[name=pool]")).await.unwrap();
+    pools.select_by_value(pool).await.unwrap();
+    // "over SMB too" is ticked by default.
+    form.find(Locator::Css("input[name=smb]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    form.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // The page reloads once the share is made: a moment with no table is no failure.
+        let main = match c.find(Locator::Css("main table")).await {
+            Ok(table) => table.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if main.contains(name) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new share is not listed: {main}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    browser.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
     enable_debug_shell(&image).unwrap();
     let began = Instant::now();
-    let mut vm = Vm::boot_with(&image, work.path(), &[("RUSHES_NVME_SIZE", "1G")]).unwrap();
+    // The box's HTTPS (443) forwarded to the host, for the web console's browser.
+    let https_port = rushes_tests::free_tcp_port().to_string();
+    let mut vm = Vm::boot_with(
+        &image,
+        work.path(),
+        &[
+            ("RUSHES_NVME_SIZE", "1G"),
+            ("RUSHES_HTTPS_PORT", &https_port),
+        ],
+    )
+    .unwrap();
     let ready = vm.wait_for("rushes: ready", 0, BOOT).unwrap();
 
     // The serial console's first-boot wizard, on a blank RUSHES-CFG.
@@ -339,7 +408,14 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         0,
         3 * SHORT,
     );
-    ctl(&vm, "share create grading --pool media --no-smb", 0, SHORT);
+    // This share from the web console, in a real browser on the host.
+    create_share_in_browser(&https_port, "cutting-room", "grading", "media").await;
+    let grading = ctl_json(&vm, "share show grading");
+    assert_eq!(
+        (grading["pool"].as_str(), grading["smb"].as_bool()),
+        (Some("media"), Some(false)),
+        "{grading}"
+    );
     let takes: Vec<(String, Vec<u8>)> = (1..=2)
         .map(|i| (format!("take-{i}.mov"), payload(20 + i, 16 << 20)))
         .collect();

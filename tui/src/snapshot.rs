@@ -36,6 +36,10 @@ pub struct Snapshot {
     pub disks: Vec<api::Disk>,
     pub shares: Vec<api::Share>,
     pub users: Vec<api::User>,
+    /// The admin plane's HTTPS and its certificate.
+    pub web: Option<api::WebInfo>,
+    /// API tokens (never their secrets).
+    pub tokens: Vec<api::Token>,
     pub alerts: Vec<api::Alert>,
     pub jobs: Vec<api::Job>,
     pub setup: Option<api::Setup>,
@@ -130,6 +134,8 @@ impl Snapshot {
             s.disks = c.get("/v1/disks")?;
             s.shares = c.get("/v1/shares")?;
             s.users = c.get("/v1/users")?;
+            s.web = Some(c.get("/v1/web")?);
+            s.tokens = c.get("/v1/tokens")?;
             s.alerts = c.get("/v1/alerts")?;
             s.jobs = c.get("/v1/jobs")?;
             if want.placement {

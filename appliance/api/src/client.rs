@@ -1,6 +1,8 @@
-//! A blocking client for the management API on its Unix socket: one HTTP/1.1 request per
-//! connection, JSON in and out. Small on purpose: the console and `rushesctl` need
-//! nothing more, and it keeps them free of an async runtime.
+//! A blocking client for the management API, on its Unix socket or over HTTPS from
+//! another machine (with an API token, the box's certificate pinned by its SHA-256
+//! fingerprint): one HTTP/1.1 request per connection, JSON in and out. Small on purpose:
+//! the console and `rushesctl` need nothing more, and it keeps them free of an async
+//! runtime.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -18,6 +20,21 @@ pub enum ClientError {
     Connect {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("cannot reach the box at {address}: {source}")]
+    Reach {
+        address: String,
+        source: std::io::Error,
+    },
+    /// The box showed a certificate other than the one pinned (or none is pinned yet).
+    #[error("{}", match .pinned {
+        None => format!("the box at {address} shows a certificate with fingerprint {seen}, which is not pinned yet"),
+        Some(p) => format!("the box at {address} shows a certificate with fingerprint {seen}, not the pinned {p}: if the box's certificate was replaced on purpose, pin the new one with --fingerprint; otherwise something is in the way"),
+    })]
+    Fingerprint {
+        address: String,
+        seen: String,
+        pinned: Option<String>,
     },
     #[error("talking to rushesd failed: {0}")]
     Io(#[from] std::io::Error),
@@ -45,16 +62,43 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// Where the API is reached.
+#[derive(Debug, Clone)]
+enum Route {
+    Socket(PathBuf),
+    Https {
+        /// `HOST:PORT`.
+        address: String,
+        token: Option<String>,
+        /// The certificate's SHA-256 fingerprint that must be shown.
+        pin: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
-    socket: PathBuf,
+    route: Route,
     timeout: Duration,
 }
 
 impl Client {
     pub fn new(socket: impl AsRef<Path>) -> Self {
         Self {
-            socket: socket.as_ref().to_path_buf(),
+            route: Route::Socket(socket.as_ref().to_path_buf()),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// A client of the box at `address` (`HOST:PORT`) over HTTPS, sending `token`, and
+    /// accepting only a certificate whose fingerprint is `pin` (with no pin, every
+    /// request fails with [`ClientError::Fingerprint`] saying what the box shows).
+    pub fn https(address: impl Into<String>, token: Option<String>, pin: Option<String>) -> Self {
+        Self {
+            route: Route::Https {
+                address: address.into(),
+                token,
+                pin,
+            },
             timeout: Duration::from_secs(120),
         }
     }
@@ -72,28 +116,60 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
-        let mut stream =
-            UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
-                path: self.socket.clone(),
-                source,
-            })?;
-        stream.set_read_timeout(Some(self.timeout))?;
-        stream.set_write_timeout(Some(self.timeout))?;
         let body = body.unwrap_or_default();
+        let (host, auth) = match &self.route {
+            Route::Socket(_) => ("rushesd", String::new()),
+            Route::Https { address, token, .. } => (
+                address.as_str(),
+                token
+                    .as_ref()
+                    .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                    .unwrap_or_default(),
+            ),
+        };
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: rushesd\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
-        // The server may answer (404, 405) and close before reading the whole request;
-        // its answer is still there to read.
-        match stream.write_all(&request) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other?,
-        }
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
+        let raw = match &self.route {
+            Route::Socket(socket) => {
+                let mut stream =
+                    UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+                        path: socket.clone(),
+                        source,
+                    })?;
+                stream.set_read_timeout(Some(self.timeout))?;
+                stream.set_write_timeout(Some(self.timeout))?;
+                exchange(&mut stream, &request)?
+            }
+            Route::Https { address, pin, .. } => {
+                let reach = |source| ClientError::Reach {
+                    address: address.clone(),
+                    source,
+                };
+                let mut stream =
+                    crate::tls::PinnedStream::connect(address, pin.as_deref(), self.timeout)
+                        .map_err(reach)?;
+                let result = exchange(&mut stream, &request);
+                match (result, stream.seen()) {
+                    // The handshake stopped at a certificate that is not the pinned one.
+                    (Err(_), Some(seen))
+                        if !pin
+                            .as_deref()
+                            .is_some_and(|p| crate::tls::same_fingerprint(p, &seen)) =>
+                    {
+                        return Err(ClientError::Fingerprint {
+                            address: address.clone(),
+                            seen,
+                            pinned: pin.clone(),
+                        })
+                    }
+                    (result, _) => result?,
+                }
+            }
+        };
         parse_response(&raw)
     }
 
@@ -177,6 +253,26 @@ impl Client {
         let body = body.map(json).transpose()?;
         self.checked(method, path, body.as_deref()).map(|_| ())
     }
+}
+
+/// Send a whole request and read the whole answer (the server closes after it).
+fn exchange(stream: &mut (impl Read + Write), request: &[u8]) -> Result<Vec<u8>, ClientError> {
+    // The server may answer (404, 405) and close before reading the whole request;
+    // its answer is still there to read.
+    match stream.write_all(request) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    let _ = stream.flush();
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A TLS peer that closes without its close_notify: the answer is whole when
+        // its length says so, which parse_response checks.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(raw)
 }
 
 fn json<B: Serialize>(body: &B) -> Result<Vec<u8>, ClientError> {

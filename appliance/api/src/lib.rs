@@ -5,18 +5,22 @@
 //! rushesd serves these types; `rushesctl` and the console are clients of them and of
 //! nothing else.
 
+pub mod admin;
 pub mod calendar;
 pub mod client;
 mod fabrics;
 pub mod media;
 mod raid;
 mod targets;
+pub mod tls;
 pub mod units;
 
+pub use admin::*;
 pub use client::{Client, ClientError};
 pub use fabrics::*;
 pub use raid::RaidLevel;
 pub use targets::*;
+pub use tls::{fingerprint, same_fingerprint};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -463,6 +467,10 @@ pub struct User {
     pub gid: u32,
     /// Has an SMB password (can log in over SMB).
     pub smb_password: bool,
+    /// What the account may do on the admin plane (web and remote `rushesctl`) with the
+    /// same password; `null`: no web login.
+    #[serde(default)]
+    pub role: Option<Role>,
 }
 
 /// A request to add an account.
@@ -478,6 +486,10 @@ pub struct CreateUser {
     /// Default: 100 (`users`).
     #[serde(default)]
     pub gid: Option<u32>,
+    /// A role on the admin plane (web and remote `rushesctl`), logging in with the same
+    /// password. None unless given.
+    #[serde(default)]
+    pub role: Option<Role>,
 }
 
 /// A new SMB password for an account.
@@ -916,11 +928,16 @@ pub struct ActivityReport {
     pub rows: Vec<ActivityRow>,
 }
 
-/// Bytes per second over the last minute, oldest first, for one client (or user, …).
+/// One client (or user, share, …) over the last minute (a point a second) or hour (a
+/// point a minute), oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ActivitySeries {
     pub group: String,
+    /// Bytes a second at each point (over an hour, the minute's average).
     pub bytes_per_second: Vec<u64>,
+    /// Median latency in microseconds at each point; null where nothing was timed.
+    #[serde(default)]
+    pub p50_us: Vec<Option<u64>>,
 }
 
 /// The busiest files, folders, clients or users.
@@ -948,7 +965,9 @@ pub struct AuditRecord {
     pub client: String,
     /// The account name when known, else `uid N`.
     pub user: String,
-    /// `nfs3` or `smb`.
+    /// `nfs3` or `smb`; for admin actions, `https` (the network's admin plane) or
+    /// `console` (the box's own socket), with the HTTP method as `op` and the API path
+    /// as `path`.
     pub protocol: String,
     pub share: String,
     /// OPEN, CREATE, READ, WRITE, RENAME, DELETE, MKDIR, SETATTR, … (NFS procedures

@@ -130,6 +130,16 @@ impl Bucket {
     }
 }
 
+/// One value of a grouping over time: a chart's line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub label: String,
+    /// Bytes a second at each point.
+    pub bytes_per_second: Vec<u64>,
+    /// Median latency in microseconds at each point; none where nothing was timed.
+    pub p50_us: Vec<Option<u64>>,
+}
+
 /// One line of a report: the API's own type.
 pub use rushes_api::ActivityRow as Row;
 
@@ -391,31 +401,63 @@ impl Rollups {
         guard.add(&key, &tally, now);
     }
 
-    /// Bytes per second over the last `seconds` (at most 60) ending at `now`, oldest
-    /// first, for each value of `by`: the busiest (by bytes) first.
-    pub fn series(&self, by: GroupBy, seconds: u64, now: u64) -> Vec<(String, Vec<u64>)> {
+    /// Each value of `by` over `window` ending at `now`, oldest point first, busiest (by
+    /// bytes) first. Over a minute (or a second) a point is a second; over an hour it is
+    /// a minute: its bytes a second on average, and the p50 of all its operations.
+    pub fn series(&self, by: GroupBy, window: Window, now: u64) -> Vec<Series> {
+        const POINTS: u64 = 60;
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let seconds = seconds.clamp(1, 60);
-        let first = now + 1 - seconds;
-        let mut out: HashMap<String, Vec<u64>> = HashMap::new();
-        for (at, slots) in st
-            .seconds
-            .iter()
-            .filter(|(at, _)| *at >= first && *at <= now)
-        {
+        let width = if window == Window::Hour { 60 } else { 1 };
+        let last = now / width;
+        let first = (last + 1).saturating_sub(POINTS);
+        let mut points: HashMap<Group, Vec<Option<Bucket>>> = HashMap::new();
+        let mut put = |at: u64, slots: &Slots| {
+            if at < first || at > last {
+                return;
+            }
             for (g, b) in slots.iter().filter(|(g, _)| g.by() == by) {
-                let v = out
-                    .entry(g.label())
-                    .or_insert_with(|| vec![0; seconds as usize]);
-                v[(at - first) as usize] += b.bytes;
+                let line = points
+                    .entry(g.clone())
+                    .or_insert_with(|| vec![None; POINTS as usize]);
+                line[(at - first) as usize]
+                    .get_or_insert_with(Bucket::new)
+                    .add(b);
+            }
+        };
+        if window == Window::Hour {
+            for (at, slots) in &st.minutes {
+                put(*at, slots);
+            }
+            // The newest second is added into its minute only when the next begins.
+            if let Some((at, slots)) = st.seconds.back() {
+                put(at / 60, slots);
+            }
+        } else {
+            for (at, slots) in &st.seconds {
+                put(*at, slots);
             }
         }
-        let mut out: Vec<(String, Vec<u64>)> = out.into_iter().collect();
+        let mut out: Vec<Series> = points
+            .into_iter()
+            .map(|(g, line)| Series {
+                label: g.label(),
+                bytes_per_second: line
+                    .iter()
+                    .map(|b| b.as_ref().map_or(0, |b| b.bytes / width))
+                    .collect(),
+                p50_us: line
+                    .iter()
+                    .map(|b| {
+                        b.as_ref()
+                            .filter(|b| !b.latency.is_empty())
+                            .map(|b| b.latency.value_at_quantile(0.5))
+                    })
+                    .collect(),
+            })
+            .collect();
         out.sort_by(|a, b| {
-            b.1.iter()
-                .sum::<u64>()
-                .cmp(&a.1.iter().sum::<u64>())
-                .then(a.0.cmp(&b.0))
+            let total = |s: &Series| s.bytes_per_second.iter().sum::<u64>();
+            total(b).cmp(&total(a)).then(a.label.cmp(&b.label))
         });
         out
     }
@@ -656,21 +698,40 @@ mod tests {
     }
 
     #[test]
-    fn series_give_each_client_its_bytes_per_second() {
+    fn series_give_each_client_its_bytes_and_latency_over_time() {
         let r = Rollups::default();
-        let t = 1_000_000;
-        r.add(key("10.0.0.2", 1, "s", "WRITE"), 10, false, None, t - 9);
-        r.add(key("10.0.0.1", 1, "s", "READ"), 100, false, None, t - 2);
-        r.add(key("10.0.0.2", 1, "s", "WRITE"), 10, false, None, t - 1);
-        r.add(key("10.0.0.1", 1, "s", "READ"), 50, false, None, t);
-        let s = r.series(GroupBy::Client, 3, t);
-        assert_eq!(
-            s,
-            vec![
-                ("10.0.0.1".to_string(), vec![100, 0, 50]),
-                ("10.0.0.2".to_string(), vec![0, 10, 0]),
-            ]
+        // Latencies under 32 µs, which the histograms keep exactly.
+        let t = 1_000_000 - 1_000_000 % 60 + 30;
+        r.add(
+            key("10.0.0.2", 1, "s", "WRITE"),
+            10,
+            false,
+            Some(29),
+            t - 121,
         );
+        r.add(key("10.0.0.2", 1, "s", "WRITE"), 10, false, Some(17), t - 2);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 100, false, Some(4), t - 2);
+        r.add(key("10.0.0.2", 1, "s", "WRITE"), 10, false, None, t - 1);
+        r.add(key("10.0.0.1", 1, "s", "READ"), 120, false, Some(6), t);
+        let minute = r.series(GroupBy::Client, Window::Minute, t);
+        let labels: Vec<&str> = minute.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["10.0.0.1", "10.0.0.2"]);
+        let reads = &minute[0];
+        assert_eq!(reads.bytes_per_second.len(), 60);
+        assert_eq!(reads.bytes_per_second[57..], [100, 0, 120]);
+        assert_eq!(reads.p50_us[57..], [Some(4), None, Some(6)]);
+        // The untimed write counts its bytes but has no latency.
+        assert_eq!(minute[1].bytes_per_second[57..], [10, 10, 0]);
+        assert_eq!(minute[1].p50_us[57..], [Some(17), None, None]);
+        // The hour: a point a minute, the current one holding the newest second too.
+        let hour = r.series(GroupBy::Client, Window::Hour, t);
+        let writes = hour.iter().find(|s| s.label == "10.0.0.2").unwrap();
+        assert_eq!(writes.bytes_per_second[56..], [0, 0, 0, 0]);
+        assert_eq!(writes.p50_us[57], Some(29));
+        assert_eq!(writes.p50_us[59], Some(17));
+        let reads = hour.iter().find(|s| s.label == "10.0.0.1").unwrap();
+        assert_eq!(reads.bytes_per_second[59], 220 / 60);
+        assert_eq!(reads.p50_us[59], Some(4));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `rushesctl`: the appliance's disks, pools, shares, jobs and alerts from a shell, through
 //! the management API only. Human tables by default, `--json` for scripts.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +11,10 @@ use rushes_api as api;
 use rushes_api::{Client, ClientError, JobState, RaidLevel};
 
 mod find;
+mod output;
+mod remote;
+
+use output::{json, now_secs, out, table, Res};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +27,18 @@ struct Cli {
     /// The management API socket.
     #[arg(long, global = true, env = "RUSHES_API", default_value = api::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Manage the box at HOST[:PORT] over HTTPS (port 443 unless given) instead of this
+    /// machine's socket; needs --token.
+    #[arg(long, global = true, env = "RUSHES_HOST", value_name = "HOST[:PORT]")]
+    host: Option<String>,
+    /// The API token to send with --host (made with `rushesctl token create`).
+    #[arg(long, global = true, env = "RUSHES_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The SHA-256 fingerprint the box's certificate must have (shown on its console and
+    /// by `rushesctl web`); remembered in ~/.config/rushes/known-boxes. Without it, the
+    /// one remembered is used, or asked for on first use.
+    #[arg(long, global = true, env = "RUSHES_FINGERPRINT", value_name = "SHA256")]
+    fingerprint: Option<String>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -58,6 +74,13 @@ enum Cmd {
     /// The admin password (the console's lock), from the maintenance shell.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// API tokens for scripts and remote rushesctl: make, list, revoke.
+    #[command(subcommand)]
+    Token(remote::TokenCmd),
+    /// The admin plane's HTTPS: where it listens, its certificate's fingerprint, and
+    /// installing the facility's own certificate.
+    #[command(subcommand)]
+    Web(remote::WebCmd),
     /// Placement rules: which pool each file's data belongs on. Without a subcommand,
     /// lists the rules in force and the pools' watermarks.
     Placement {
@@ -513,10 +536,7 @@ impl RuleArgs {
 
 /// `2h` ago, `30m` ago, `7d` ago, or seconds since the epoch as they are.
 fn when(text: &str) -> Result<u64, String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = now_secs();
     if let Ok(epoch) = text.parse::<u64>() {
         return Ok(epoch);
     }
@@ -828,9 +848,15 @@ enum UserCmd {
         /// [default: 100, `users`]
         #[arg(long)]
         gid: Option<u32>,
+        /// A role on the admin plane (web, remote rushesctl) with the same password:
+        /// viewer, operator or admin [default: none].
+        #[arg(long)]
+        role: Option<api::Role>,
     },
-    /// Set an account's SMB password, read from standard input.
+    /// Set an account's password (SMB, and its web login), read from standard input.
     Passwd { name: String },
+    /// Give an account a role on the admin plane (viewer, operator, admin), or `none`.
+    Role { name: String, role: String },
     /// Remove an account; its files keep their uid.
     Remove { name: String },
 }
@@ -944,8 +970,18 @@ fn parse_class(s: &str) -> Result<api::PoolClass, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = Client::new(&cli.socket);
-    match run(&cli, &client) {
+    let client = match &cli.host {
+        Some(host) => remote::client(host, cli.token.clone(), cli.fingerprint.as_deref()),
+        None => Client::new(&cli.socket),
+    };
+    let mut result = run(&cli, &client);
+    if let Err(e) = &result {
+        // Nothing was sent yet: the handshake stopped at the certificate.
+        if let Some(pinned) = remote::first_use(e, cli.token.clone()) {
+            result = run(&cli, &pinned);
+        }
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rushesctl: {e}");
@@ -955,54 +991,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-type Res = Result<ExitCode, ClientError>;
-
-fn out(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-}
-
-fn json<T: serde::Serialize>(v: &T) {
-    out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(v).unwrap_or_default()
-    ));
-}
-
-/// Left-aligned columns, as wide as their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        debug_assert_eq!(
-            row.len(),
-            header.len(),
-            "a row of {header:?} has another width"
-        );
-        for (i, cell) in row.iter().enumerate() {
-            if i >= width.len() {
-                width.push(0);
-            }
-            width[i] = width[i].max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = width[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut s = line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        s.push_str(&line(row.clone()));
-    }
-    s
 }
 
 fn size(bytes: u64) -> String {
@@ -1362,7 +1350,12 @@ fn run(cli: &Cli, c: &Client) -> Res {
             out("admin password set\n");
         }
         Cmd::User(cmd) => match cmd {
-            UserCmd::Add { name, uid, gid } => {
+            UserCmd::Add {
+                name,
+                uid,
+                gid,
+                role,
+            } => {
                 let password = password_from_stdin()?;
                 let u: api::User = c.post(
                     "/v1/users",
@@ -1371,15 +1364,44 @@ fn run(cli: &Cli, c: &Client) -> Res {
                         password,
                         uid: *uid,
                         gid: *gid,
+                        role: *role,
                     },
                 )?;
                 if cli.json {
                     json(&u);
                 } else {
                     out(&format!(
-                        "account {} added: uid {}, gid {}, on NFS and SMB\n",
-                        u.name, u.uid, u.gid
+                        "account {} added: uid {}, gid {}, on NFS{}{}\n",
+                        u.name,
+                        u.uid,
+                        u.gid,
+                        if u.smb_password { " and SMB" } else { "" },
+                        u.role
+                            .map(|r| format!("; web login as {r}"))
+                            .unwrap_or_default()
                     ));
+                }
+            }
+            UserCmd::Role { name, role } => {
+                let role = match role.as_str() {
+                    "none" => None,
+                    r => match r.parse::<api::Role>() {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            eprintln!("rushesctl: {e}, or none");
+                            return Ok(ExitCode::from(2));
+                        }
+                    },
+                };
+                let u: api::User =
+                    c.put(&format!("/v1/users/{name}/role"), &api::SetRole { role })?;
+                if cli.json {
+                    json(&u);
+                } else {
+                    out(&match u.role {
+                        Some(r) => format!("{name} logs in to the admin plane as {r}\n"),
+                        None => format!("{name} has no web login now\n"),
+                    });
                 }
             }
             UserCmd::Passwd { name } => {
@@ -1399,6 +1421,8 @@ fn run(cli: &Cli, c: &Client) -> Res {
             }
         },
         Cmd::Fabric(cmd) => return fabric(cli, c, cmd),
+        Cmd::Token(cmd) => return remote::token(cli.json, c, cmd),
+        Cmd::Web(cmd) => return remote::web(cli.json, c, cmd),
         Cmd::Rates => show_rates(cli, c)?,
         Cmd::Search {
             query,

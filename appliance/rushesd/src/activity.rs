@@ -46,6 +46,21 @@ fn group_by(by: &str) -> ApiResult<rushes_nas::rollup::GroupBy> {
     })
 }
 
+fn window_of(window: &str) -> ApiResult<rushes_nas::rollup::Window> {
+    use rushes_nas::rollup::Window;
+    Ok(match window {
+        "second" => Window::Second,
+        "minute" => Window::Minute,
+        "hour" => Window::Hour,
+        other => {
+            return Err(
+                ApiErr::bad_request(format!("window {other:?} is not known"))
+                    .hint("use second, minute or hour"),
+            )
+        }
+    })
+}
+
 impl Activity {
     pub fn new(core: Arc<Core>, streams: Streams) -> Arc<Self> {
         Arc::new(Self { core, streams })
@@ -111,19 +126,9 @@ impl Activity {
     /// Activity over `window` (`second`, `minute`, `hour`) grouped `by` `client`,
     /// `user`, `share` or `op`.
     pub fn activity_report(&self, window: &str, by: &str) -> ApiResult<api::ActivityReport> {
-        use rushes_nas::rollup::{GroupBy, Window};
+        use rushes_nas::rollup::GroupBy;
         let g = group_by(by)?;
-        let w = match window {
-            "second" => Window::Second,
-            "minute" => Window::Minute,
-            "hour" => Window::Hour,
-            other => {
-                return Err(
-                    ApiErr::bad_request(format!("window {other:?} is not known"))
-                        .hint("use second, minute or hour"),
-                )
-            }
-        };
+        let w = window_of(window)?;
         let mut rows = self.rollups().report(w, g, now());
         if g == GroupBy::User {
             self.name_users(rows.iter_mut().map(|r| &mut r.group));
@@ -136,17 +141,19 @@ impl Activity {
         })
     }
 
-    /// Bytes per second over the last minute per client (or user, share, operation,
-    /// protocol), busiest first: the console's sparklines.
-    pub fn activity_series(&self, by: &str) -> ApiResult<Vec<api::ActivitySeries>> {
+    /// Bytes a second and median latency over the last minute (or hour) per client
+    /// (or user, share, operation, protocol), busiest first: the consoles' charts.
+    pub fn activity_series(&self, window: &str, by: &str) -> ApiResult<Vec<api::ActivitySeries>> {
         let g = group_by(by)?;
+        let w = window_of(window)?;
         let mut series: Vec<api::ActivitySeries> = self
             .rollups()
-            .series(g, 60, now())
+            .series(g, w, now())
             .into_iter()
-            .map(|(group, bytes_per_second)| api::ActivitySeries {
-                group,
-                bytes_per_second,
+            .map(|s| api::ActivitySeries {
+                group: s.label,
+                bytes_per_second: s.bytes_per_second,
+                p50_us: s.p50_us,
             })
             .collect();
         if g == rushes_nas::rollup::GroupBy::User {

@@ -145,11 +145,13 @@ struct SearchQuery {
     as_account: Option<String>,
 }
 
-/// `/v1/activity/series?by=client`.
+/// `/v1/activity/series?by=client&window=minute`.
 #[derive(serde::Deserialize, JsonSchema)]
 struct SeriesQuery {
     /// client (the default), user, share, op or protocol.
     by: Option<String>,
+    /// minute (the default: a point a second) or hour (a point a minute).
+    window: Option<String>,
 }
 
 /// `/v1/activity/top?window=hour&by=file&sort=bytes&limit=20`.
@@ -385,7 +387,12 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             "/v1/users/{name}",
             delete_with(
                 |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
-                    blocking(move || m.smb.delete_user(&name)).await.map(|()| NoContent)
+                    blocking(move || {
+                        m.smb.delete_user(&name)?;
+                        m.admin.gate.end_sessions_of(&name);
+                        Ok(NoContent)
+                    })
+                    .await
                 },
                 says("Remove an account; its files keep their uid"),
             ),
@@ -394,7 +401,12 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             "/v1/users/{name}/password",
             put_with(
                 |State(m): Mgr, InPath(Named { name }): InPath<Named>, Body(req): Body<api::UserPassword>| async move {
-                    blocking(move || m.smb.set_user_password(&name, req)).await.map(|()| NoContent)
+                    blocking(move || {
+                        m.smb.set_user_password(&name, req)?;
+                        m.admin.gate.end_sessions_of(&name);
+                        Ok(NoContent)
+                    })
+                    .await
                 },
                 says("Set an account's SMB password"),
             ),
@@ -724,9 +736,14 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             "/v1/activity/series",
             get_with(
                 |State(m): Mgr, Params(q): Params<SeriesQuery>| async move {
-                    m.activity.activity_series(q.by.as_deref().unwrap_or("client")).map(Json)
+                    m.activity
+                        .activity_series(
+                            q.window.as_deref().unwrap_or("minute"),
+                            q.by.as_deref().unwrap_or("client"),
+                        )
+                        .map(Json)
                 },
-                says("Bytes per second over the last minute per client, user, share, op or protocol (busiest first): the console's sparklines"),
+                says("Bytes a second and median latency over the last minute (a point a second) or hour (a point a minute) per client, user, share, op or protocol, busiest first: the consoles' charts"),
             ),
         )
         .api_route(
@@ -841,7 +858,12 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             "/v1/admin/password",
             put_with(
                 |State(m): Mgr, Body(req): Body<api::SetPassword>| async move {
-                    blocking(move || m.system.set_password(req)).await.map(|()| NoContent)
+                    blocking(move || {
+                        m.system.set_password(req)?;
+                        m.admin.gate.end_sessions_of("admin");
+                        Ok(NoContent)
+                    })
+                    .await
                 },
                 says("Set the admin password (argon2 on RUSHES-CFG); the current one is needed once set"),
             ),
@@ -971,12 +993,148 @@ fn job_id(id: &str) -> Result<u64, ApiErr> {
         .map_err(|_| ApiErr::bad_request(format!("job id {id:?} is not a number")))
 }
 
+/// Put by the root-only socket's server on each request it takes.
+#[derive(Clone, Copy)]
+struct OnSocket;
+
+/// Who called: over HTTPS, whom the gate let in (nobody on the login route); on the
+/// root-only socket, root.
+struct Caller {
+    principal: Option<rushes_web::Principal>,
+    peer: Option<std::net::SocketAddr>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<rushes_web::Peer>().map(|p| p.0);
+        // Root only when the socket's server says so; anything else is whoever the
+        // gate let in, or nobody.
+        let principal = match parts.extensions.get::<OnSocket>() {
+            Some(_) => Some(rushes_web::Principal::socket()),
+            None => parts.extensions.get::<rushes_web::Principal>().cloned(),
+        };
+        Ok(Caller { principal, peer })
+    }
+}
+
+impl OperationInput for Caller {}
+
+impl Caller {
+    fn principal(&self) -> Result<&rushes_web::Principal, ApiErr> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| ApiErr::new(401, "login-needed", "log in first"))
+    }
+
+    /// The web session this request came with.
+    fn session(&self) -> Result<&str, ApiErr> {
+        match self.principal.as_ref().map(|p| &p.via) {
+            Some(rushes_web::Via::Session { id, .. }) => Ok(id),
+            _ => Err(ApiErr::not_found("this request comes with no web session")
+                .hint("a session is made by POST /v1/session over HTTPS; tokens and the socket have none")),
+        }
+    }
+}
+
+/// The admin plane's own routes: web sessions, API tokens, the HTTPS certificate and
+/// accounts' roles.
+fn admin_plane_routes() -> ApiRouter<Arc<Daemon>> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/session",
+            post_with(
+                |State(m): Mgr, caller: Caller, Body(req): Body<api::NewSession>| async move {
+                    let Some(peer) = caller.peer else {
+                        return Err(ApiErr::new(409, "not-https", "web logins are made over HTTPS")
+                            .hint("the socket is root's: it needs no login"));
+                    };
+                    let (info, cookie) = m.admin.login(peer, req, Arc::clone(&m.system)).await?;
+                    Ok(openapi::SessionStarted(info, cookie))
+                },
+                says("Log in over HTTPS: `admin` with the admin password, or an account that has a role; sets the session cookie and answers the CSRF token its changes must carry. Wrong passwords are answered late, and many make the address or the account wait (429)"),
+            )
+            .get_with(
+                |State(m): Mgr, caller: Caller| async move {
+                    let id = caller.session()?;
+                    m.admin.gate.session_info(id).map(Json).ok_or_else(|| {
+                        ApiErr::new(401, "login-needed", "the session has ended")
+                    })
+                },
+                says("This browser's session: who, the role, and the CSRF token"),
+            )
+            .delete_with(
+                |State(m): Mgr, caller: Caller| async move {
+                    let id = caller.session()?;
+                    Ok::<_, ApiErr>(openapi::SessionEnded(m.admin.gate.logout(id)))
+                },
+                says("Log out: the session ends and its cookie is cleared"),
+            ),
+        )
+        .api_route(
+            "/v1/tokens",
+            get_with(
+                |State(m): Mgr| async move { Json(m.admin.gate.tokens()) },
+                says("API tokens: name, role, expiry, last use (never the tokens themselves)"),
+            )
+            .post_with(
+                |State(m): Mgr, caller: Caller, Body(req): Body<api::NewToken>| async move {
+                    let by = caller.principal()?.clone();
+                    blocking(move || m.admin.create_token(req, &by)).await.map(created)
+                },
+                says("Make an API token with a role (never more than the maker's) and an expiry; the secret is in this answer only, kept as a hash"),
+            ),
+        )
+        .api_route(
+            "/v1/tokens/{name}",
+            delete_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>| async move {
+                    blocking(move || m.admin.revoke_token(&name)).await.map(|()| NoContent)
+                },
+                says("Revoke an API token: requests with it are refused from now on"),
+            ),
+        )
+        .api_route(
+            "/v1/web",
+            get_with(
+                |State(m): Mgr| async move { Json(m.admin.info()) },
+                says("Where HTTPS listens and the certificate it shows, with its SHA-256 fingerprint"),
+            ),
+        )
+        .api_route(
+            "/v1/web/certificate",
+            put_with(
+                |State(m): Mgr, Body(req): Body<api::InstallCertificate>| async move {
+                    blocking(move || m.admin.install_certificate(req)).await.map(Json)
+                },
+                says("Install the facility's certificate and key (PEM); checked first (X.509, valid now, the key matches), and a refused one leaves the old in use"),
+            ),
+        )
+        .api_route(
+            "/v1/users/{name}/role",
+            put_with(
+                |State(m): Mgr, InPath(Named { name }): InPath<Named>, Body(req): Body<api::SetRole>| async move {
+                    blocking(move || {
+                        let user = m.smb.set_user_role(&name, req.role)?;
+                        m.admin.gate.end_sessions_of(&name);
+                        Ok(user)
+                    })
+                    .await
+                    .map(Json)
+                },
+                says("Give an account a role on the admin plane (it logs in with its own password), or take it away; its open sessions end"),
+            ),
+        )
+}
+
 /// The document for [`routes`], with `/v1/openapi.json` itself in it.
 pub fn document() -> (Router<Arc<Daemon>>, serde_json::Value) {
     let served: Arc<std::sync::OnceLock<serde_json::Value>> = Arc::default();
     let answer = Arc::clone(&served);
     let mut doc = openapi::blank_document();
     let router = routes()
+        .merge(admin_plane_routes())
         .api_route(
             "/v1/openapi.json",
             get_with(
@@ -1025,7 +1183,31 @@ pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), "management API listening");
-    axum::serve(listener, router(daemon))
+    let admin = Arc::clone(&daemon.admin);
+    let audited = router(daemon).layer(axum::middleware::from_fn(
+        move |mut req: Request, next: axum::middleware::Next| {
+            let admin = Arc::clone(&admin);
+            async move {
+                req.extensions_mut().insert(OnSocket);
+                let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                let response = next.run(req).await;
+                if rushes_web::policy::changes(&method) {
+                    admin.record(
+                        "console",
+                        &rushes_web::AdminAction::now(
+                            "local".into(),
+                            rushes_web::Principal::socket().user,
+                            method.to_string(),
+                            path,
+                            response.status().as_u16(),
+                        ),
+                    );
+                }
+                response
+            }
+        },
+    ));
+    axum::serve(listener, audited)
         .await
         .context("the management API stopped")
 }

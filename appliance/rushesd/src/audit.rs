@@ -319,6 +319,38 @@ impl std::fmt::Display for Outcome<'_> {
 }
 
 impl AuditLog {
+    /// An admin action (who, from where, what, the answer): `protocol` is `https` for
+    /// the network's admin plane and `console` for the root-only socket; the op is the
+    /// HTTP method and the path the API path.
+    pub fn admin(&self, protocol: &str, action: &rushes_web::AdminAction) {
+        let record = AuditRecord {
+            time_ms: action.time_ms,
+            client: action.client.clone(),
+            user: action.user.clone(),
+            protocol: protocol.into(),
+            share: "-".into(),
+            op: action.method.clone(),
+            path: action.path.clone(),
+            to: None,
+            bytes: 0,
+            latency_us: None,
+            result: if (200..400).contains(&action.status) {
+                "ok".into()
+            } else {
+                format!("refused {}", action.status)
+            },
+        };
+        let mut bytes = Vec::new();
+        if serde_json::to_writer(&mut bytes, &record).is_ok() {
+            bytes.push(b'\n');
+            let _ = self.tx.send(Lines {
+                day: action.time_ms / 1000 / 86_400,
+                count: 1,
+                bytes,
+            });
+        }
+    }
+
     /// Start the writer thread.
     pub fn start(directory: Arc<RwLock<Directory>>, max_bytes: u64, max_days: u32) -> Arc<Self> {
         let (tx, rx) = mpsc::channel();
@@ -584,10 +616,17 @@ pub fn trim(dir: &Path, max_bytes: u64, max_days: u32, now: u64) {
 /// The records as CSV, with a header line.
 pub fn to_csv(records: &[AuditRecord]) -> String {
     fn field(s: &str) -> String {
+        // A cell a spreadsheet would take for a formula (a file or user named
+        // `=HYPERLINK(…)`) is kept as text.
+        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
         if s.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", s.replace('"', "\"\""))
         } else {
-            s.to_string()
+            s
         }
     }
     let mut out =

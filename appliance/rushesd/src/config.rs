@@ -62,12 +62,20 @@ fn is_true(b: &bool) -> bool {
 
 /// `[[user]]`: an account, the same uid and gid over NFS and SMB. Its SMB password is
 /// kept (as Samba's NT hash) in Samba's passdb on RUSHES-CFG, never here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    /// Its role on the admin plane (web, remote rushesctl); none: no web login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<rushes_api::Role>,
+    /// The same password as its SMB one, as an argon2id hash, for web logins once the
+    /// account has a role (kept from when the password is set, so a role can be given
+    /// later without asking for the password again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_password: Option<String>,
 }
 
 fn default_rules() -> Vec<ExportRule> {
@@ -430,6 +438,7 @@ mod tests {
             name: "editor".into(),
             uid: 1000,
             gid: 100,
+            ..Default::default()
         });
         c
     }

@@ -37,6 +37,8 @@ pub struct Daemon {
     pub reconcile: Arc<crate::reconcile::Reconcile>,
     /// A pool served over S3 for other boxes' copies.
     pub s3: Arc<crate::s3_endpoint::S3Endpoint>,
+    /// Logins, tokens and HTTPS: who may manage the box over the network.
+    pub admin: Arc<crate::admin_plane::AdminPlane>,
 }
 
 impl Daemon {

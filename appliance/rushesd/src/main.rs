@@ -4,6 +4,7 @@
 //! `inventory` lists the machine's disks.
 
 mod activity;
+mod admin_plane;
 mod alerts;
 mod api;
 mod audit;
@@ -173,6 +174,14 @@ enum Command {
         /// each key made with `rushesctl s3 key add NAME` signs for bucket DIR/NAME.
         #[arg(long, value_name = "ADDR:PORT=DIR")]
         s3_endpoint: Option<String>,
+        /// Also serve the admin plane (the management API, logins, tokens) over HTTPS
+        /// at ADDR:PORT (needs --api), with a certificate made in STATE_DIR/web at the
+        /// first start.
+        #[arg(long, value_name = "ADDR:PORT")]
+        web: Option<SocketAddr>,
+        /// Answer plain HTTP at ADDR:PORT with a redirect to --web.
+        #[arg(long, value_name = "ADDR:PORT", requires = "web")]
+        web_redirect: Option<SocketAddr>,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -214,6 +223,8 @@ struct ServeOptions {
     catalog: bool,
     /// Host mode's S3 endpoint: where it listens, and the folder it serves.
     s3_endpoint: Option<(SocketAddr, PathBuf)>,
+    /// The admin plane's HTTPS (with management only).
+    web: Option<admin_plane::WebListen>,
 }
 
 /// `--s3-endpoint ADDR:PORT=DIR`.
@@ -287,6 +298,8 @@ fn try_main() -> Result<()> {
             warning_window,
             catalog,
             s3_endpoint,
+            web,
+            web_redirect,
             dirs,
         } => host(
             HostOptions {
@@ -310,6 +323,10 @@ fn try_main() -> Result<()> {
                 workers: nfs_workers.unwrap_or_else(rushes_nas::server::default_workers),
                 catalog,
                 s3_endpoint: s3_endpoint.as_deref().map(s3_endpoint_arg).transpose()?,
+                web: web.map(|https| admin_plane::WebListen {
+                    https,
+                    redirect: web_redirect,
+                }),
             },
             &dirs,
         ),
@@ -341,6 +358,10 @@ fn try_main() -> Result<()> {
             caps: Vec::new(),
             catalog: true,
             s3_endpoint: None,
+            web: Some(admin_plane::WebListen {
+                https: SocketAddr::from(([0, 0, 0, 0], 443)),
+                redirect: Some(SocketAddr::from(([0, 0, 0, 0], 80))),
+            }),
         }),
     }
 }
@@ -431,6 +452,7 @@ struct HostOptions {
     workers: usize,
     catalog: bool,
     s3_endpoint: Option<(SocketAddr, PathBuf)>,
+    web: Option<admin_plane::WebListen>,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -450,7 +472,11 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         workers,
         catalog,
         s3_endpoint,
+        web,
     } = opts;
+    if web.is_some() && api.is_none() {
+        bail!("--web needs --api: the admin plane serves the management API");
+    }
     if s3_endpoint.is_some() && api.is_none() {
         bail!("--s3-endpoint needs --api: its keys are made through the management API");
     }
@@ -512,6 +538,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         caps: cfg.caps,
         catalog,
         s3_endpoint,
+        web,
     })
 }
 
@@ -535,6 +562,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         caps,
         catalog,
         s3_endpoint,
+        web,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -661,6 +689,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&placement),
             Arc::clone(&service),
         );
+        let admin = admin_plane::AdminPlane::new(Arc::clone(&core));
+        admin.set_audit(Arc::clone(&activity));
         // Every job kind has had its chance to be taken up again.
         core.jobs.give_up_the_rest();
         let daemon = Arc::new(daemon::Daemon {
@@ -679,6 +709,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             recalls,
             reconcile,
             s3,
+            admin,
         });
         daemon.s3.apply();
         daemon.tick();
@@ -751,10 +782,23 @@ fn serve(opts: ServeOptions) -> Result<()> {
                         }
                     }
                 };
+                let plane = {
+                    let daemon = Arc::clone(&daemon);
+                    async move {
+                        if let Some(at) = web {
+                            // A port someone else holds costs the web console, not the NAS.
+                            if let Err(e) = daemon.admin.serve(at, api::router(Arc::clone(&daemon))).await {
+                                tracing::error!("admin plane: {e:#}");
+                            }
+                        }
+                        std::future::pending::<()>().await
+                    }
+                };
                 tokio::select! {
                     _ = server.run(shutdown_signal()) => {}
                     r = api::serve(&socket, daemon) => r?,
                     _ = scrape => {}
+                    _ = plane => {}
                 }
                 let _ = std::fs::remove_file(&socket);
             }

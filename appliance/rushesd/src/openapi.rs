@@ -89,6 +89,51 @@ impl<const STATUS: u16, T: JsonSchema> OperationOutput for Answer<STATUS, T> {
     }
 }
 
+/// A web login: the session's cookie set, and what the page needs of it (the CSRF token).
+pub struct SessionStarted(pub rushes_api::SessionInfo, pub String);
+
+impl IntoResponse for SessionStarted {
+    fn into_response(self) -> Response {
+        ([(axum::http::header::SET_COOKIE, self.1)], Json(self.0)).into_response()
+    }
+}
+
+impl OperationOutput for SessionStarted {
+    type Inner = rushes_api::SessionInfo;
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        json_response::<rushes_api::SessionInfo>(ctx, op)
+    }
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<u16>, DocResponse)> {
+        as_200(Self::operation_response(ctx, op))
+    }
+}
+
+/// A logout: no body, and the cookie that clears the session in the browser.
+pub struct SessionEnded(pub String);
+
+impl IntoResponse for SessionEnded {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::NO_CONTENT,
+            [(axum::http::header::SET_COOKIE, self.0)],
+        )
+            .into_response()
+    }
+}
+
+impl OperationOutput for SessionEnded {
+    type Inner = ();
+    fn inferred_responses(
+        _: &mut GenContext,
+        _: &mut Operation,
+    ) -> Vec<(Option<u16>, DocResponse)> {
+        vec![(Some(204), empty("logged out; the cookie is cleared"))]
+    }
+}
+
 fn empty(description: &str) -> DocResponse {
     DocResponse {
         description: description.into(),

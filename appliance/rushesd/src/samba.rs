@@ -360,11 +360,13 @@ mod tests {
                 name: "editor".into(),
                 uid: 1000,
                 gid: 100,
+                ..Default::default()
             },
             UserEntry {
                 name: "grader".into(),
                 uid: 1001,
                 gid: 2000,
+                ..Default::default()
             },
         ];
         s.write_accounts(&users).unwrap();

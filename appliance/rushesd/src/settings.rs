@@ -123,6 +123,30 @@ pub fn nics(sys: &Path) -> Vec<api::Nic> {
 
 /// The appliance as a whole: host name, network and time settings, the clock, the admin
 /// password, the supervisor's log, reset and power.
+/// `password` as an argon2id hash with a fresh salt.
+pub fn hash_password(password: &str) -> ApiResult<String> {
+    let mut random = [0u8; 16];
+    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| ApiErr::failed(format!("no randomness for the salt: {e}")))?;
+    let salt = SaltString::encode_b64(&random)
+        .map_err(|e| ApiErr::failed(format!("cannot encode the salt: {e}")))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| ApiErr::failed(format!("cannot hash the password: {e}")))?
+        .to_string())
+}
+
+/// Whether `password` is the one `hash` (argon2) was made from.
+pub fn matches_hash(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
 pub struct System {
     core: Arc<Core>,
     chrony: Chrony,
@@ -291,21 +315,20 @@ impl System {
         }
     }
 
-    fn verify(&self, password: &str) -> bool {
+    /// Whether `password` is the admin password (false while none is set).
+    pub fn is_admin_password(&self, password: &str) -> bool {
         let Some(hash) = self.password_hash() else {
             return false;
         };
-        PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+        matches_hash(&hash, password)
     }
 
     pub fn set_password(&self, req: api::SetPassword) -> ApiResult<()> {
-        if self.password_hash().is_some() && !req.current.as_deref().is_some_and(|c| self.verify(c))
+        if self.password_hash().is_some()
+            && !req
+                .current
+                .as_deref()
+                .is_some_and(|c| self.is_admin_password(c))
         {
             std::thread::sleep(Duration::from_secs(1));
             return Err(ApiErr::new(
@@ -321,15 +344,7 @@ impl System {
                 "the admin password must have at least 8 characters",
             ));
         }
-        let mut random = [0u8; 16];
-        rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| ApiErr::failed(format!("no randomness for the salt: {e}")))?;
-        let salt = SaltString::encode_b64(&random)
-            .map_err(|e| ApiErr::failed(format!("cannot encode the salt: {e}")))?;
-        let hash = Argon2::default()
-            .hash_password(req.new.as_bytes(), &salt)
-            .map_err(|e| ApiErr::failed(format!("cannot hash the password: {e}")))?
-            .to_string();
+        let hash = hash_password(&req.new)?;
         self.core
             .save_config(|c| {
                 let mut admin = toml::Table::new();
@@ -342,7 +357,7 @@ impl System {
     }
 
     pub fn login(&self, req: api::Login) -> ApiResult<()> {
-        if self.verify(&req.password) {
+        if self.is_admin_password(&req.password) {
             return Ok(());
         }
         // Slow down guessing.

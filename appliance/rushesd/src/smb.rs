@@ -215,6 +215,7 @@ impl Smb {
             .into_iter()
             .map(|u| api::User {
                 smb_password: with_password.contains(&u.name),
+                role: u.role,
                 name: u.name,
                 uid: u.uid,
                 gid: u.gid,
@@ -222,20 +223,13 @@ impl Smb {
             .collect()
     }
 
-    fn samba_or_refuse(&self) -> ApiResult<&Samba> {
-        self.samba.as_ref().ok_or_else(|| {
-            ApiErr::new(
-                409,
-                "no-smb",
-                "SMB is served only by the appliance, not by `rushesd host`",
-            )
-        })
-    }
-
     pub fn create_user(&self, req: api::CreateUser) -> ApiResult<api::User> {
         check_user_name(&req.name).map_err(|e| ApiErr::new(400, "bad-name", e))?;
         check_password(&req.password).map_err(|e| ApiErr::new(400, "bad-password", e))?;
-        let samba = self.samba_or_refuse()?;
+        // Host mode runs no Samba: its accounts name uids over NFS and log in to the
+        // admin plane.
+        let samba = self.samba.as_ref();
+        let web_password = Some(crate::settings::hash_password(&req.password)?);
         let entry = {
             let users = &self.core.with_config(|c| c.users.clone());
             if users.iter().any(|u| u.name == req.name) {
@@ -271,6 +265,8 @@ impl Smb {
                 name: req.name.clone(),
                 uid,
                 gid: req.gid.unwrap_or(DEFAULT_GID),
+                role: req.role,
+                web_password,
             }
         };
         // The account goes into the config first, so every later `apply_smb` (the
@@ -279,31 +275,68 @@ impl Smb {
             .save_config(|c| c.users.push(entry.clone()))
             .map_err(ApiErr::failed)?;
         self.apply();
-        if let Err(e) = samba.set_password(&entry.name, &req.password) {
-            let _ = self
-                .core
-                .save_config(|c| c.users.retain(|u| u.name != entry.name));
-            self.apply();
-            return Err(ApiErr::failed(e));
+        if let Some(samba) = samba {
+            if let Err(e) = samba.set_password(&entry.name, &req.password) {
+                let _ = self
+                    .core
+                    .save_config(|c| c.users.retain(|u| u.name != entry.name));
+                self.apply();
+                return Err(ApiErr::failed(e));
+            }
         }
-        tracing::info!(user = %entry.name, uid = entry.uid, gid = entry.gid, "account added");
+        tracing::info!(user = %entry.name, uid = entry.uid, gid = entry.gid, role = ?entry.role, "account added");
         Ok(api::User {
             name: entry.name,
             uid: entry.uid,
             gid: entry.gid,
-            smb_password: true,
+            smb_password: samba.is_some(),
+            role: entry.role,
         })
     }
 
     pub fn set_user_password(&self, name: &str, req: api::UserPassword) -> ApiResult<()> {
         check_password(&req.password).map_err(|e| ApiErr::new(400, "bad-password", e))?;
-        let samba = self.samba_or_refuse()?;
         self.user_entry(name)?;
-        samba
-            .set_password(name, &req.password)
+        if let Some(samba) = &self.samba {
+            samba
+                .set_password(name, &req.password)
+                .map_err(ApiErr::failed)?;
+        }
+        let hash = crate::settings::hash_password(&req.password)?;
+        self.core
+            .save_config(|c| {
+                if let Some(u) = c.users.iter_mut().find(|u| u.name == name) {
+                    u.web_password = Some(hash);
+                }
+            })
             .map_err(ApiErr::failed)?;
         tracing::info!(user = name, "password changed");
         Ok(())
+    }
+
+    /// Give `name` a role on the admin plane, or take it away.
+    pub fn set_user_role(&self, name: &str, role: Option<api::Role>) -> ApiResult<api::User> {
+        let entry = self.user_entry(name)?;
+        if role.is_some() && entry.web_password.is_none() {
+            return Err(ApiErr::new(
+                409,
+                "no-web-password",
+                format!("{name}'s password was set before web logins existed, so the box cannot check it"),
+            )
+            .hint(format!("set it again (`rushesctl user passwd {name}`), then give the role")));
+        }
+        self.core
+            .save_config(|c| {
+                if let Some(u) = c.users.iter_mut().find(|u| u.name == name) {
+                    u.role = role;
+                }
+            })
+            .map_err(ApiErr::failed)?;
+        tracing::info!(user = name, role = ?role, "admin-plane role set");
+        self.users()
+            .into_iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| ApiErr::not_found(format!("there is no account {name:?}")))
     }
 
     /// Forget an account. Its files keep their uid on the pools.

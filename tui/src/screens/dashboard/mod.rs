@@ -9,6 +9,37 @@ use tuirealm::ratatui::widgets::{Paragraph, Wrap};
 use tuirealm::ratatui::Frame;
 
 use crate::screen::Screen;
+
+/// Where the web console is, and the certificate's fingerprint to compare on first use
+/// (a browser's warning, `rushesctl --host`), in two halves that fit 80 columns.
+fn web_console<'a>(web: &api::WebInfo, snap: &Snapshot) -> Vec<Line<'a>> {
+    let port = web
+        .listen
+        .as_deref()
+        .and_then(|l| l.rsplit_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| *p != "443")
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let address = snap
+        .setup
+        .as_ref()
+        .and_then(|s| s.addresses.first())
+        .map(|a| a.split('/').next().unwrap_or(a).to_string())
+        .unwrap_or_else(|| "this box".into());
+    let mut lines = vec![
+        Line::from(""),
+        Line::from(format!("Web console  https://{address}{port}/"))
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    ];
+    if let Some(cert) = &web.certificate {
+        let half = cert.fingerprint.len() / 2 + 1;
+        let (first, second) = cert.fingerprint.split_at(half.min(cert.fingerprint.len()));
+        lines.push(Line::from(format!("  certificate SHA-256 {first}")));
+        lines.push(Line::from(format!("                      {second}")));
+    }
+    lines
+}
 use crate::snapshot::Snapshot;
 use crate::widgets::{bar, severity_word, size, state_word, traffic};
 
@@ -48,6 +79,9 @@ impl Screen for Dashboard {
                     bar(sync.fraction, 20)
                 )));
             }
+        }
+        if let Some(web) = snap.web.as_ref().filter(|w| w.listen.is_some()) {
+            lines.extend(web_console(web, snap));
         }
         if let Some(act) = &snap.activity {
             lines.push(Line::from(""));

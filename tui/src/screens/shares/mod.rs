@@ -1,5 +1,5 @@
-//! The shares and the accounts: create a share (C), change who may mount one (E), add
-//! an account or set its SMB password (U).
+//! The shares, the accounts and the API tokens: create a share (C), change who may
+//! mount one (E), add an account or set its SMB password (U), revoke a token (R).
 
 use rushes_api as api;
 use tuirealm::ratatui::layout::{Constraint, Layout, Rect};
@@ -29,6 +29,8 @@ enum Form {
         password: Field,
         on_password: bool,
     },
+    /// Revoke an API token by its name.
+    Revoke { name: Field },
 }
 
 #[derive(Default)]
@@ -44,6 +46,7 @@ pub enum Msg {
     NewShare,
     EditRule,
     Account,
+    Revoke,
     /// The pool of a new share, the next (`true`) or the previous one.
     Pool(bool),
     Toggle,
@@ -73,6 +76,7 @@ impl Screen for Shares {
             Input::Char('c' | 'C') => Some(Msg::NewShare),
             Input::Char('e' | 'E') => Some(Msg::EditRule),
             Input::Char('u' | 'U') => Some(Msg::Account),
+            Input::Char('r' | 'R') => Some(Msg::Revoke),
             _ => None,
         }
     }
@@ -110,6 +114,18 @@ impl Screen for Shares {
                     on_password: false,
                 },
             ),
+            Msg::Revoke => {
+                if ctx.snap.tokens.is_empty() {
+                    ctx.tell("! No API tokens: `rushesctl token create` or the web console's Settings make them.");
+                } else {
+                    self.open(
+                        ctx,
+                        Form::Revoke {
+                            name: Field::new("Token name", ""),
+                        },
+                    );
+                }
+            }
             Msg::Pool(next) => {
                 let n = ctx.snap.pools.len().max(1);
                 if let Some(Form::Share { pool, .. }) = &mut self.form {
@@ -120,7 +136,7 @@ impl Screen for Shares {
                 Some(Form::Share { devices, .. }) => *devices = !*devices,
                 Some(Form::Rule { read_only, .. }) => *read_only = !*read_only,
                 Some(Form::Account { on_password, .. }) => *on_password = !*on_password,
-                None => {}
+                Some(Form::Revoke { .. }) | None => {}
             },
             Msg::Type(c) => match &mut self.form {
                 Some(Form::Share { name, .. }) => {
@@ -140,6 +156,9 @@ impl Screen for Shares {
                         name.edit(c);
                     }
                 }
+                Some(Form::Revoke { name }) => {
+                    name.edit(c);
+                }
                 None => {}
             },
             Msg::Cancel => self.form = None,
@@ -158,6 +177,7 @@ impl Screen for Shares {
                         *read_only,
                     ),
                     Form::Account { name, password, .. } => account(ctx, name, password),
+                    Form::Revoke { name } => revoke(ctx, name),
                 };
                 if done {
                     self.form = None;
@@ -174,23 +194,53 @@ impl Screen for Shares {
     fn view(&self, f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
         let whole = area;
         let accounts_height = (snap.users.len().min(5) + 2) as u16;
-        let [area, accounts, help] = Layout::vertical([
+        let tokens_height = if snap.tokens.is_empty() {
+            0
+        } else {
+            (snap.tokens.len().min(3) + 1) as u16
+        };
+        let [area, accounts, tokens, help] = Layout::vertical([
             Constraint::Fill(1),
             Constraint::Length(accounts_height),
+            Constraint::Length(tokens_height),
             Constraint::Length(1),
         ])
         .areas(area);
         f.render_widget(
-            Paragraph::new("Up/Down choose  C create a share  E edit its clients  U account"),
+            Paragraph::new(
+                "Up/Down choose  C create a share  E edit its clients  U account  R revoke token",
+            ),
             help,
         );
+        if !snap.tokens.is_empty() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut lines = vec![bold(format!(
+                "API tokens ({}; the web console's Settings has them all)",
+                snap.tokens.len()
+            ))];
+            for t in snap.tokens.iter().take(3) {
+                lines.push(Line::from(format!(
+                    "  {:<24} {:<9} {}",
+                    t.name,
+                    t.role.to_string(),
+                    if t.expires <= now {
+                        "expired".to_string()
+                    } else {
+                        format!("expires in {}", api::units::show_span(t.expires - now))
+                    }
+                )));
+            }
+            f.render_widget(Paragraph::new(lines), tokens);
+        }
         let mut lines = vec![bold("Accounts (NFS uid = SMB login)".into())];
         if snap.users.is_empty() {
             lines.push(Line::from("  none yet: U adds one for SMB logins"));
         }
         for u in snap.users.iter().take(5) {
             lines.push(Line::from(format!(
-                "  {:<16} uid {:<6} gid {:<6} {}",
+                "  {:<16} uid {:<6} gid {:<6} {}{}",
                 u.name,
                 u.uid,
                 u.gid,
@@ -198,7 +248,8 @@ impl Screen for Shares {
                     "SMB password set"
                 } else {
                     "no SMB password"
-                }
+                },
+                u.role.map(|r| format!(", web {r}")).unwrap_or_default()
             )));
         }
         f.render_widget(Paragraph::new(lines), accounts);
@@ -355,18 +406,48 @@ fn account(ctx: &mut Ctx<'_>, name: &Field, password: &Field) -> bool {
                     password: password.value.clone(),
                     uid: None,
                     gid: None,
+                    role: None,
                 },
             )
-            .map(|u| {
-                format!(
+            .map(|u| match u.smb_password {
+                true => format!(
                     "Account {} added: uid {}, gid {}, the same over NFS and SMB.",
                     u.name, u.uid, u.gid
-                )
+                ),
+                false => format!(
+                    "Account {} added: uid {}, gid {} over NFS (this rushesd serves no SMB).",
+                    u.name, u.uid, u.gid
+                ),
             })
     };
     match result {
         Ok(m) => {
             ctx.tell(m);
+            ctx.refresh = true;
+            true
+        }
+        Err(e) => {
+            ctx.tell(format!("! {e}"));
+            false
+        }
+    }
+}
+
+/// Revoke the token named in the form.
+fn revoke(ctx: &mut Ctx<'_>, name: &Field) -> bool {
+    let name = name.value.trim().to_string();
+    if !ctx.snap.tokens.iter().any(|t| t.name == name) {
+        ctx.tell(format!("! There is no token called {name:?}."));
+        return false;
+    }
+    match ctx
+        .client
+        .send::<()>("DELETE", &format!("/v1/tokens/{name}"), None)
+    {
+        Ok(()) => {
+            ctx.tell(format!(
+                "Token {name} revoked: requests with it are refused from now on."
+            ));
             ctx.refresh = true;
             true
         }
@@ -429,6 +510,13 @@ fn form_view(f: &mut Frame<'_>, area: Rect, snap: &Snapshot, form: &Form) {
                 }
             )));
             "Who may mount this share"
+        }
+        Form::Revoke { name } => {
+            lines.push(Line::from(name.shown(true)));
+            lines.push(Line::from(
+                "  Requests with it are refused at once; it cannot be brought back.",
+            ));
+            "Revoke an API token"
         }
     };
     form_box(f, area, title, lines);
