@@ -367,5 +367,70 @@ async fn a_browser_logs_in_watches_activity_searches_and_is_kept_safe() {
             .await;
         }
     }
+
+    // Tokens sent by the browser itself, without the session: a viewer's reads but may
+    // not change anything, a revoked one and an expired one are refused; and `../`
+    // under /static finds nothing.
+    let make = |name: &str, role: &str, expires: &str| -> rushes_api::CreatedToken {
+        api.post(
+            "/v1/tokens",
+            &json!({ "name": name, "role": role, "expires": expires }),
+        )
+        .unwrap()
+    };
+    let viewer = make("desk-viewer", "viewer", "30d");
+    let revoked = make("old-script", "admin", "30d");
+    let expiring = make("night-job", "operator", "1h");
+    api.send::<Value>("DELETE", "/v1/tokens/old-script", None)
+        .unwrap();
+    let status = |method: &str, path: &str, token: &str| {
+        let body = if method == "GET" {
+            "undefined".to_string()
+        } else {
+            "JSON.stringify({name: 'made-in-page', role: 'viewer'})".to_string()
+        };
+        format!(
+            "fetch('{path}', {{method: '{method}', credentials: 'omit', \
+             headers: {{'Authorization': 'Bearer {token}', 'Content-Type': 'application/json'}}, \
+             body: {body}}}).then(r => arguments[0](r.status))"
+        )
+    };
+    for (method, path, token, wanted) in [
+        ("GET", "/v1/alerts", &viewer.secret, 200),
+        ("POST", "/v1/tokens", &viewer.secret, 403),
+        ("GET", "/v1/alerts", &revoked.secret, 401),
+        ("GET", "/v1/jobs", &expiring.secret, 200),
+    ] {
+        let got = in_page(c, &status(method, path, token)).await;
+        assert_eq!(got, json!(wanted), "{method} {path} with {token:.12}…");
+    }
+    // (The browser folds a plain `../` itself, so the dots and slashes go encoded, as
+    // an attacker would send them.)
+    for path in [
+        "/static/..%2fapp.js",
+        "/static/..%2f..%2f..%2fetc%2fpasswd",
+        "/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    ] {
+        let got = in_page(
+            c,
+            &format!("fetch('{path}', {{credentials: 'omit'}}).then(r => r.text().then(t => arguments[0]([r.status, t.includes('root:')])))"),
+        )
+        .await;
+        assert_ne!(got[0], json!(200), "{path}: {got}");
+        assert_eq!(got[1], json!(false), "{path}: {got}");
+    }
+    // An hour on (the tokens file says so), after a restart: the operator's token is
+    // refused.
+    let file = state.path().join("api-tokens.json");
+    let mut tokens: Vec<Value> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for t in tokens.iter_mut().filter(|t| t["name"] == "night-job") {
+        t["expires"] = json!(expiring.token.created - 1);
+    }
+    std::fs::write(&file, serde_json::to_vec(&tokens).unwrap()).unwrap();
+    let mut server = server;
+    server.restart();
+    wait_for_port(web).expect("rushesd's HTTPS after the restart");
+    let got = in_page(c, &status("GET", "/v1/jobs", &expiring.secret)).await;
+    assert_eq!(got, json!(401));
     browser.close().await;
 }

@@ -101,10 +101,18 @@ impl App {
             last_key: Instant::now(),
             lock_after,
         };
-        if app.snap.setup.as_ref().is_some_and(|s| !s.configured) {
-            app.mode = Mode::Wizard(Box::new(Wizard::first_boot()));
-        }
+        app.wizard_if_unconfigured();
         app
+    }
+
+    /// A box without an admin password gets the first-boot wizard, whenever the console
+    /// learns that: the first snapshot may come before the service answers, and a lock
+    /// with no password to open it would be a dead end.
+    fn wizard_if_unconfigured(&mut self) {
+        let unconfigured = self.snap.setup.as_ref().is_some_and(|s| !s.configured);
+        if unconfigured && matches!(self.mode, Mode::Locked(_)) {
+            self.mode = Mode::Wizard(Box::new(Wizard::first_boot()));
+        }
     }
 
     /// Fetch the snapshot again, with what the open screen also wants, as soon as the
@@ -130,6 +138,7 @@ impl App {
         let mut changed = false;
         if let Some(snap) = fresh {
             self.snap = snap;
+            self.wizard_if_unconfigured();
             changed = true;
         }
         let idle = now.saturating_duration_since(self.last_key);
@@ -324,6 +333,30 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), menu.len(), "two screens share a key");
         assert!(!keys.contains(&'x'), "X locks the console");
+    }
+
+    #[test]
+    fn a_console_that_started_before_the_service_still_offers_the_wizard() {
+        // No service yet: nothing says whether the box is set up, so it stays locked.
+        let mut app = App::new(
+            Client::new("/nonexistent/rushes-api.sock"),
+            Duration::from_secs(2),
+            DEFAULT_LOCK_AFTER,
+        );
+        assert!(matches!(app.mode, Mode::Locked(_)));
+        // The service answers: no admin password yet, so the wizard, not the lock.
+        app.snap.setup = Some(rushes_api::Setup {
+            configured: false,
+            hostname: "rushes".into(),
+            addresses: vec![],
+        });
+        app.wizard_if_unconfigured();
+        assert!(matches!(app.mode, Mode::Wizard(_)));
+        // A set-up box keeps its lock.
+        app.mode = Mode::Locked(Locked::default());
+        app.snap.setup.as_mut().unwrap().configured = true;
+        app.wizard_if_unconfigured();
+        assert!(matches!(app.mode, Mode::Locked(_)));
     }
 
     #[test]
