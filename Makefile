@@ -64,7 +64,7 @@ RUSHES_CACHE ?= /var/cache/rushes-mkimage
 # Each parser's cargo-fuzz target runs this many seconds (`make fuzz FUZZ_SECONDS=3600`).
 FUZZ_SECONDS ?= 60
 # The fuzz crates, each outside the workspace (libFuzzer's instrumentation).
-FUZZ_CRATES := appliance/catalog/fuzz
+FUZZ_CRATES := appliance/catalog/fuzz appliance/nas/fuzz appliance/rushesd/fuzz firmware/fuzz
 
 all: build
 
@@ -166,7 +166,10 @@ clean:
 	$(CARGO) clean
 	rm -rf out
 
-# Coverage-guided fuzzing of the parsers of outside bytes, each target for FUZZ_SECONDS.
+# Coverage-guided fuzzing of the decoders of outside bytes, each target for FUZZ_SECONDS:
+# media headers (catalog), RPC records and every NFS-side program (nas), rushes.toml and
+# Samba's log lines (rushesd), NVMe/TCP PDUs, Identify data and firmware bundles
+# (firmware). A crate's seeds/TARGET, when there is one, starts its corpus.
 # cargo-fuzz asks for nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 fuzz: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
@@ -188,6 +191,8 @@ fuzz: deps
 	@for crate in $(FUZZ_CRATES); do \
 		for target in $$(cd $$crate && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 			echo "==> fuzzing $$crate $$target for $(FUZZ_SECONDS) s"; \
-			(cd $$crate && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536) || exit 1; \
+			seeds=$$( [ -d $$crate/seeds/$$target ] && echo seeds/$$target ); \
+			mkdir -p $$crate/corpus/$$target; \
+			(cd $$crate && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target corpus/$$target $$seeds -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536) || exit 1; \
 		done; \
 	done

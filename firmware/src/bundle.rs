@@ -6,7 +6,7 @@
 //! Layout: the line `RUSHES-FIRMWARE 1`, the manifest as one line of JSON, then the
 //! payload bytes.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,11 @@ fn version_at_least(have: &str, need: &str) -> bool {
     true
 }
 
+/// The largest bundle read: the engine image is a few MiB; nothing near this is a bundle.
+pub const MAX_BUNDLE: u64 = 256 << 20;
+/// The longest manifest line read.
+const MAX_MANIFEST: usize = 64 << 10;
+
 /// Read a bundle and check it whole: its payload's size and hash, that it is for
 /// `card_model`, and that `host_version` is new enough. Returns the manifest and the
 /// payload.
@@ -100,28 +105,56 @@ pub fn verify(
     host_version: &str,
 ) -> Result<(Manifest, Vec<u8>), BundleError> {
     let file = std::fs::File::open(path).map_err(|e| BundleError::Io(e.to_string()))?;
-    let mut r = BufReader::new(file);
-    let mut magic = String::new();
-    r.read_line(&mut magic)
+    let size = file
+        .metadata()
+        .map_err(|e| BundleError::Io(e.to_string()))?
+        .len();
+    if size > MAX_BUNDLE {
+        return Err(BundleError::Io(format!(
+            "{} is {size} bytes, more than a firmware bundle can be ({MAX_BUNDLE})",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_BUNDLE + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| BundleError::Io(e.to_string()))?;
-    if magic.trim_end() != MAGIC {
+    check(&bytes, card_model, host_version)
+}
+
+/// The line at the start of `bytes` (without its newline) and what follows it, if a
+/// newline comes within `max` bytes.
+fn line(bytes: &[u8], max: usize) -> Option<(&[u8], &[u8])> {
+    let end = bytes.iter().take(max + 1).position(|b| *b == b'\n')?;
+    Some((&bytes[..end], &bytes[end + 1..]))
+}
+
+/// [`verify`] on a bundle's bytes.
+pub fn check(
+    bytes: &[u8],
+    card_model: &str,
+    host_version: &str,
+) -> Result<(Manifest, Vec<u8>), BundleError> {
+    let Some((magic, rest)) = line(bytes, MAGIC.len() + 1) else {
+        return Err(BundleError::NotABundle);
+    };
+    if magic.strip_suffix(b"\r").unwrap_or(magic) != MAGIC.as_bytes() {
         return Err(BundleError::NotABundle);
     }
-    let mut line = String::new();
-    r.read_line(&mut line)
-        .map_err(|e| BundleError::Io(e.to_string()))?;
+    let Some((manifest, payload)) = line(rest, MAX_MANIFEST) else {
+        return Err(BundleError::Manifest(format!(
+            "no manifest line of at most {MAX_MANIFEST} bytes after the first"
+        )));
+    };
     let manifest: Manifest =
-        serde_json::from_str(line.trim_end()).map_err(|e| BundleError::Manifest(e.to_string()))?;
-    let mut payload = Vec::new();
-    r.read_to_end(&mut payload)
-        .map_err(|e| BundleError::Io(e.to_string()))?;
+        serde_json::from_slice(manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
     if payload.len() as u64 != manifest.size {
         return Err(BundleError::Size {
             want: manifest.size,
             got: payload.len() as u64,
         });
     }
-    let got = sha256(&payload);
+    let got = sha256(payload);
     if got != manifest.sha256 {
         return Err(BundleError::Hash {
             want: manifest.sha256.clone(),
@@ -140,7 +173,7 @@ pub fn verify(
             have: host_version.into(),
         });
     }
-    Ok((manifest, payload))
+    Ok((manifest, payload.to_vec()))
 }
 
 #[cfg(test)]

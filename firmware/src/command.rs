@@ -221,8 +221,17 @@ pub struct ControllerIdentity {
     pub subnqn: String,
 }
 
+/// Identify data is 4096 bytes; a controller that sent fewer is read as zeros past them.
+fn identify_page(b: &[u8]) -> [u8; 4096] {
+    let mut page = [0u8; 4096];
+    let n = b.len().min(page.len());
+    page[..n].copy_from_slice(&b[..n]);
+    page
+}
+
 impl ControllerIdentity {
     pub fn decode(b: &[u8]) -> Self {
+        let b = &identify_page(b);
         Self {
             serial: text(&b[4..24]),
             model: text(&b[24..64]),
@@ -257,6 +266,7 @@ pub struct NamespaceIdentity {
 
 impl NamespaceIdentity {
     pub fn decode(b: &[u8]) -> Self {
+        let b = &identify_page(b);
         let format = usize::from(b[26] & 0x0f);
         let lbaf = 128 + 4 * format;
         Self {

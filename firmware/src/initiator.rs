@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::command::{self, ControllerIdentity, Cqe, NamespaceIdentity, Sqe};
 use crate::discovery::LogPage;
-use crate::pdu::{self, flags, CommonHeader, DataHeader, ICReq, ICResp, PduType};
+use crate::pdu::{self, flags, CommonHeader, DataHeader, FromController, ICReq, ICResp, PduType};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InitiatorError {
@@ -336,23 +336,13 @@ fn receive_one(shared: &Shared, stream: &mut TcpStream) -> Result<()> {
         .read_exact(&mut pdu[8..])
         .map_err(io_err("reading a PDU"))?;
     record(&shared.capture, false, &pdu);
-    let hlen = usize::from(h.hlen);
-    if h.flags & flags::HDGSTF != 0 {
-        let want = u32::from_le_bytes(pdu[hlen..hlen + 4].try_into().expect("4 bytes"));
-        if pdu::digest(&pdu[..hlen]) != want {
-            return Err(InitiatorError::Protocol("header digest mismatch".into()));
-        }
-    }
-    match h.pdu_type {
-        PduType::CapsuleResp => {
-            let cqe = pdu::decode_capsule_resp(&pdu)
-                .map_err(|e| InitiatorError::Protocol(e.to_string()))?;
+    let protocol = |e: pdu::PduError| InitiatorError::Protocol(e.to_string());
+    match pdu::from_controller(&pdu).map_err(protocol)? {
+        FromController::Response(cqe) => {
             let cqe = Cqe::decode(&cqe);
             complete(shared, cqe.cid, Ok(cqe));
         }
-        PduType::R2T => {
-            let d =
-                DataHeader::decode(&pdu).map_err(|e| InitiatorError::Protocol(e.to_string()))?;
+        FromController::ReadyToTransfer(d) => {
             let data = {
                 let pending = lock(&shared.pending);
                 let p = pending.get(&d.cccid).ok_or_else(|| {
@@ -366,13 +356,12 @@ fn receive_one(shared: &Shared, stream: &mut TcpStream) -> Result<()> {
             };
             send_h2c(shared, &d, &data)?;
         }
-        PduType::C2HTermReq => {
-            let fes = u16::from_le_bytes([pdu[8], pdu[9]]);
+        FromController::Ended { fes } => {
             return Err(InitiatorError::Protocol(format!(
                 "the controller ended the connection (error {fes:#x})"
             )));
         }
-        other => {
+        FromController::Unexpected(other) => {
             return Err(InitiatorError::Protocol(format!(
                 "unexpected PDU {other:?}"
             )))

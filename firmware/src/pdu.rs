@@ -360,9 +360,75 @@ pub fn decode_capsule_resp(b: &[u8]) -> Result<[u8; 16], PduError> {
     Ok(cqe)
 }
 
+/// A PDU a controller sent, other than C2HData (which the initiator reads straight
+/// into the command's buffer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromController {
+    /// A response capsule's completion queue entry.
+    Response([u8; 16]),
+    /// The controller is ready for (part of) a write's data.
+    ReadyToTransfer(DataHeader),
+    /// The controller ends the connection, with this fatal error status.
+    Ended { fes: u16 },
+    /// A PDU a controller may not send a host.
+    Unexpected(PduType),
+}
+
+/// Decode a whole PDU (`plen` bytes) from a controller, its header digest checked when
+/// it has one. Lengths come from the peer, so each is checked against the bytes there.
+pub fn from_controller(pdu: &[u8]) -> Result<FromController, PduError> {
+    let h = CommonHeader::decode(pdu)?;
+    let hlen = usize::from(h.hlen);
+    let digest_len = if h.flags & flags::HDGSTF != 0 { 4 } else { 0 };
+    if pdu.len() < hlen + digest_len {
+        return Err(PduError::Short(hlen + digest_len - pdu.len()));
+    }
+    if digest_len > 0 {
+        let want = u32::from_le_bytes(pdu[hlen..hlen + 4].try_into().expect("4 bytes"));
+        if digest(&pdu[..hlen]) != want {
+            return Err(PduError::HeaderDigest);
+        }
+    }
+    Ok(match h.pdu_type {
+        PduType::CapsuleResp => FromController::Response(decode_capsule_resp(pdu)?),
+        PduType::R2T => FromController::ReadyToTransfer(DataHeader::decode(pdu)?),
+        // Its header is 128 bytes, checked above.
+        PduType::C2HTermReq => FromController::Ended {
+            fes: u16::from_le_bytes([pdu[8], pdu[9]]),
+        },
+        other => FromController::Unexpected(other),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pdu_too_short_for_the_digest_it_announces_is_refused_not_a_panic() {
+        // A response capsule flagged with a header digest, but only as long as its header.
+        let mut b = [0u8; 24];
+        CommonHeader {
+            pdu_type: PduType::CapsuleResp,
+            flags: flags::HDGSTF,
+            hlen: 24,
+            pdo: 0,
+            plen: 24,
+        }
+        .encode(&mut b);
+        assert_eq!(from_controller(&b), Err(PduError::Short(4)));
+        // A header cut short of its length.
+        assert_eq!(from_controller(&b[..20]), Err(PduError::Short(8)));
+        // With the digest there and right, the entry comes out.
+        let mut whole = b.to_vec();
+        whole[8] = 0x2a;
+        whole.extend_from_slice(&digest(&whole[..24]).to_le_bytes());
+        let mut cqe = [0u8; 16];
+        cqe[0] = 0x2a;
+        assert_eq!(from_controller(&whole), Ok(FromController::Response(cqe)));
+        whole[9] ^= 1;
+        assert_eq!(from_controller(&whole), Err(PduError::HeaderDigest));
+    }
 
     #[test]
     fn icreq_is_128_bytes_with_fields_where_the_spec_puts_them() {

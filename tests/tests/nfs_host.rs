@@ -763,6 +763,29 @@ async fn link_symlink_rename_setattr_and_mknod() {
     .unwrap();
     let md = std::fs::metadata(dir.path().join("b/final.mov")).unwrap();
     assert_eq!((md.uid(), md.gid()), (BOB, BOB));
+    // uid or gid -1 is no id (chown would leave the owner as it is): refused, with
+    // nothing of the call done, even the mode beside it (found by the `calls` fuzzer).
+    for (uid, gid) in [
+        (t::set_uid3::Some(u32::MAX), t::set_gid3::None),
+        (t::set_uid3::None, t::set_gid3::Some(u32::MAX)),
+    ] {
+        assert_eq!(
+            r.setattr(
+                &f,
+                t::sattr3 {
+                    mode: t::set_mode3::Some(0o600),
+                    uid,
+                    gid,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err(),
+            NFS3ERR_INVAL
+        );
+    }
+    let md = std::fs::metadata(dir.path().join("b/final.mov")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (BOB, BOB, 0o640));
     // Bob may not change a file of someone else's times, nor alice now.
     assert_eq!(
         c.setattr(

@@ -1586,6 +1586,11 @@ fn apply_sattr(
     attr: &sattr3,
     check_size: bool,
 ) -> NfsResult<()> {
+    // -1 is no id: chown would take it as "leave as it is" and answer OK for a change it
+    // did not make. Refused before anything is changed.
+    if matches!(attr.uid, set_uid3::uid(u32::MAX)) || matches!(attr.gid, set_gid3::gid(u32::MAX)) {
+        return Err(NFS3ERR_INVAL);
+    }
     let file_type = FileType::from_raw_mode(st.st_mode);
     if let set_size3::size(size) = attr.size {
         match file_type {

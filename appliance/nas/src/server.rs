@@ -41,6 +41,9 @@ use crate::rpc::{self, AcceptError, CallError, Credential, Origin, Transport, RP
 use crate::service::Service;
 use crate::{mount, nlm, nsm, portmap};
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 /// Largest RPC record accepted: a maximal WRITE (1 MiB) plus generous header room.
 pub const MAX_RECORD: usize = nfs3::MAX_IO as usize + 64 * 1024;
 /// Calls one connection may have outstanding before we stop reading from it.

@@ -35,6 +35,7 @@ mod settings;
 mod shares;
 mod smb;
 mod smb_audit;
+mod smb_lines;
 mod smb_profile;
 mod state_file;
 mod targets;
