@@ -176,7 +176,7 @@ fn settings_the_admin_password_logs_and_power_through_the_api() {
         "1 init: started udevd\n2 rushesd: serving NFS\n3 init: rushesd is ready\n",
     )
     .unwrap();
-    let (_server, c) = start(dir.path());
+    let (server, c) = start(dir.path());
     let config = dir.path().join("rushes.toml");
 
     // First boot: no admin password yet.
@@ -254,6 +254,27 @@ fn settings_the_admin_password_logs_and_power_through_the_api() {
         stored.contains("hostname = \"edit-bay-nas\"") && stored.contains("$argon2id$"),
         "settings and password must both be kept: {stored}"
     );
+    // A table this version does not know (a newer one wrote it before a rollback) is
+    // kept, and does not blank the settings.
+    std::fs::write(&config, format!("{stored}\n[future_table]\nkept = true\n")).unwrap();
+    let mut server = server;
+    server.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let after = loop {
+        match c.get::<rushes_api::Settings>("/v1/settings") {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("no API after the restart: {e}"),
+        }
+    };
+    assert_eq!(after, wanted);
+    let _: rushes_api::Settings = c.put("/v1/settings", &wanted).unwrap();
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("[future_table]"));
     // Host mode leaves this machine's name alone.
     assert_ne!(
         rustix::system::uname().nodename().to_string_lossy(),

@@ -21,35 +21,19 @@ pub const FILE: &str = "/cfg/rushes.toml";
 /// The generation before the last change, kept by whoever writes the file.
 pub const PREVIOUS: &str = "/cfg/rushes.toml.prev";
 
+/// What init reads of rushes.toml. The file is rushesd's, which writes many more tables
+/// (pools, shares, accounts, placement rules, rate rules, copy targets …) and adds new
+/// ones as it grows; init takes its own keys and leaves every other one alone, so that
+/// a table it has never heard of (written by a newer rushesd, or kept across a rollback)
+/// never costs the box its address and name.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// rushes.toml's layout version, which rushesd writes and migrates.
-    #[serde(default, rename = "schema")]
-    _schema: Option<i64>,
     pub hostname: Option<String>,
     #[serde(default, rename = "network")]
     pub networks: Vec<Network>,
     /// IANA zone name; /etc/localtime points at it.
     #[serde(default)]
     pub timezone: Option<String>,
-    #[serde(default, rename = "ntp")]
-    _ntp: Vec<String>,
-    /// Pools, shares, fabrics and the admin password are rushesd's, which also writes this file.
-    #[serde(default, rename = "admin")]
-    _admin: Option<toml::Value>,
-    #[serde(default, rename = "pool")]
-    _pools: Vec<toml::Value>,
-    #[serde(default, rename = "share")]
-    _shares: Vec<toml::Value>,
-    #[serde(default, rename = "user")]
-    _users: Vec<toml::Value>,
-    #[serde(default, rename = "fabric")]
-    _fabrics: Vec<toml::Value>,
-    #[serde(default, rename = "discovery")]
-    _discovery: Vec<toml::Value>,
-    #[serde(default, rename = "card")]
-    _card: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +96,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rushesds_other_tables_never_cost_the_box_its_address() {
+        // rushes.toml as rushesd writes it once rules, rate caps and copy targets are
+        // set, plus a table no version knows yet.
+        let text = r#"schema = 2
+hostname = "edit-bay-nas"
+timezone = "Europe/London"
+ntp = ["pool.ntp.org"]
+
+[[network]]
+interface = "*"
+address = "10.10.0.5/24"
+gateway = "10.10.0.1"
+mtu = 9000
+
+[admin]
+password = "$argon2id$v=19$..."
+
+[[pool]]
+name = "media"
+
+[[share]]
+name = "projects"
+pool = "media"
+
+[[user]]
+name = "editor"
+
+[card]
+mode = "off"
+
+[placement]
+high = 85
+
+[[placement.rule]]
+name = "rushes-fast"
+
+[[rate]]
+name = "render"
+
+[[target]]
+name = "vault"
+
+[s3_endpoint]
+pool = "media"
+
+[[s3_key]]
+name = "other-box"
+
+[future_table]
+anything = true
+"#;
+        let s: Settings = toml::from_str(text).unwrap();
+        assert_eq!(s.hostname.as_deref(), Some("edit-bay-nas"));
+        assert_eq!(s.timezone.as_deref(), Some("Europe/London"));
+        let nic = s.network("enp1s0").unwrap();
+        assert_eq!(
+            (nic.address.as_deref(), nic.gateway.as_deref(), nic.mtu),
+            (Some("10.10.0.5/24"), Some("10.10.0.1"), Some(9000))
+        );
+    }
+
+    #[test]
     fn nic_entry_beats_wildcard() {
         let s: Settings = toml::from_str(
             "hostname = \"nas\"\n[[network]]\ninterface = \"*\"\n[[network]]\ninterface = \"eth1\"\naddress = \"10.0.0.2/24\"\nmtu = 9000\n",
@@ -119,7 +165,11 @@ mod tests {
         .unwrap();
         assert_eq!(s.network("eth1").unwrap().mtu, Some(9000));
         assert!(s.network("eth0").unwrap().address.is_none());
-        assert!(toml::from_str::<Settings>("hostnme = \"typo\"").is_err());
+        // A NIC entry with a misspelt key is refused (its address would be lost).
+        assert!(toml::from_str::<Settings>(
+            "[[network]]\ninterface = \"*\"\nadress = \"10.0.0.2/24\"\n"
+        )
+        .is_err());
         let with_pools = "schema = 2\nhostname = \"nas\"\n[[pool]]\nname = \"media\"\n[[share]]\nname = \"x\"\n[[user]]\nname = \"editor\"\n";
         assert_eq!(
             toml::from_str::<Settings>(with_pools)

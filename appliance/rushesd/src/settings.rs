@@ -16,6 +16,8 @@ use crate::error::{ApiErr, ApiResult};
 
 /// Keys of rushes.toml this module writes (beside init's hostname and network).
 const ADMIN: &str = "admin";
+/// The keys of rushes.toml that make up [`api::Settings`].
+const SETTINGS: [&str; 4] = ["hostname", "network", "timezone", "ntp"];
 
 fn valid_hostname(name: &str) -> bool {
     !name.is_empty()
@@ -240,9 +242,15 @@ impl System {
     }
 
     pub fn settings(&self) -> api::Settings {
-        let mut t = self.core.with_config(|c| c.other.clone());
-        t.remove(ADMIN);
-        t.try_into().unwrap_or_default()
+        // Only these keys: the file may hold tables this version does not know (written
+        // by a newer one before a rollback), which must not blank the settings shown.
+        let mine: toml::Table = self.core.with_config(|c| {
+            SETTINGS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), c.other.get(*k)?.clone())))
+                .collect()
+        });
+        mine.try_into().unwrap_or_default()
     }
 
     pub fn put_settings(&self, new: api::Settings) -> ApiResult<api::Settings> {
@@ -278,7 +286,7 @@ impl System {
         let value = toml::Table::try_from(&new).map_err(|e| ApiErr::failed(e.to_string()))?;
         self.core
             .save_config(|c| {
-                for key in ["hostname", "network", "timezone", "ntp"] {
+                for key in SETTINGS {
                     c.other.remove(key);
                 }
                 c.other.extend(value);
