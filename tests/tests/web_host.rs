@@ -887,3 +887,66 @@ fn the_web_console_shows_each_page_escapes_names_and_serves_only_its_own_files()
     let (code, _) = page_text(&b, "/ui/settings", &[viewer]);
     assert_eq!(code, 403);
 }
+
+#[test]
+fn a_request_refused_before_its_body_arrives_leaves_the_connection_usable() {
+    // A client sends its headers, then its body a moment later (a loaded machine, a slow
+    // link); the box may refuse it on the headers alone (no login, no CSRF token, no
+    // such method). The connection must still take the client's next request: browsers
+    // and HTTP libraries send it there at once, and a POST lost that way is not resent.
+    // Python's ssl, a TLS client that is not ours, drives it.
+    let b = Box::start();
+    let script = r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+ctx.check_hostname = False
+host, port = sys.argv[2].rsplit(":", 1)
+def answer(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = s.recv(65536)
+        if not d:
+            return "EOF"
+        data += d
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+    while length and len(body) < length[0]:
+        d = s.recv(65536)
+        if not d:
+            return "EOF"
+        body += d
+    return head.split(b"\r\n")[0].decode()
+for method, path, extra in [("TRACE", "/v1/session", ""), ("POST", "/v1/copies/audit", ""), ("POST", "/v1/session", "")]:
+    s = ctx.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host)
+    body = b'{"user":"a","password":"bbbbbbbb"}'
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: box\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode())
+    time.sleep(0.3)
+    s.sendall(body)
+    first = answer(s)
+    time.sleep(0.3)
+    try:
+        s.sendall(b"GET /v1/session HTTP/1.1\r\nHost: box\r\n\r\n")
+        second = answer(s)
+    except OSError as e:
+        second = "EOF (" + type(e).__name__ + ")"
+    print(f"{method} {path}: {first} / then {second}")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, b.cert().to_str().unwrap(), &b.web.to_string()])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for line in lines {
+        assert!(
+            line.contains(" / then HTTP/1.1 401"),
+            "the next request on the connection was lost: {line}"
+        );
+    }
+}

@@ -241,7 +241,11 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
 /// The headers every answer carries: no script but the box's own, no framing, no
 /// sniffing, no referrer, HTTPS only from now on, nothing cached.
 async fn security_headers(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+    secured(next.run(req).await)
+}
+
+/// `response` with the headers every answer carries.
+fn secured(mut response: Response) -> Response {
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, name: &'static str, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
@@ -356,7 +360,13 @@ pub async fn serve_https(listener: tokio::net::TcpListener, tls: Arc<Tls>, app: 
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(Peer(peer));
-                    app.clone().oneshot(req.map(axum::body::Body::new))
+                    let app = app.clone();
+                    async move {
+                        match whole_body(req).await {
+                            Ok(req) => app.oneshot(req).await,
+                            Err(refused) => Ok::<_, Infallible>(refused),
+                        }
+                    }
                 },
             );
             let _ = hyper::server::conn::http1::Builder::new()
@@ -365,6 +375,57 @@ pub async fn serve_https(listener: tokio::net::TcpListener, tls: Arc<Tls>, app: 
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// The request with its whole body read (at most [`MAX_BODY`] bytes, within
+/// [`REQUEST_TIMEOUT`]) before anything answers it. An answer sent while the body is
+/// still on its way (a refusal, say, which needs none of it) makes hyper close the
+/// connection after it, without a word, under a client that may already be sending its
+/// next request there: that request is lost. A body that cannot be read whole is refused
+/// with `Connection: close`, so the client knows not to send more on this connection.
+async fn whole_body(req: hyper::Request<hyper::body::Incoming>) -> Result<Request, Response> {
+    let (parts, body) = req.into_parts();
+    let closing = |status: StatusCode, code: &str, message: String, hint: &str| {
+        let mut r = secured(refusal(status, code, message, hint));
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    let too_large = || {
+        closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the request's body is larger than {MAX_BODY} bytes"),
+            "no request to the box needs more; a file goes over SMB or NFS",
+        )
+    };
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let read = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY);
+    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        // A chunked body past the limit, or one the client cut short.
+        Ok(Err(e)) => Err(closing(
+            StatusCode::BAD_REQUEST,
+            "bad-body",
+            format!("the request's body could not be read whole (at most {MAX_BODY} bytes): {e}"),
+            "send the whole body, as its Content-Length or chunks announce",
+        )),
+        Err(_) => Err(closing(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request's body took longer than {} s to arrive",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+            "send the body at once after the headers",
+        )),
     }
 }
 
