@@ -4,6 +4,7 @@
 //! the ACPI button. A second guest checks that a broken slot falls back to the other,
 //! and that a blank RUSHES-CFG is formatted on first boot.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rushes_tests::guest::Foreign;
@@ -26,6 +27,49 @@ async fn nfs_roundtrip(port: u16, name: &str, payload: &[u8]) {
 }
 
 /// `rushesd inventory --json` in the guest: the disks, and the JSON for messages.
+/// The sockets listening in the guest, from /proc/net (the image has no ss): protocol,
+/// port, and whether only on loopback.
+fn listening(vm: &Vm) -> BTreeSet<(String, u16, bool)> {
+    // The quotes keep the section marks out of the shell's echo of the command.
+    let out = vm
+        .shell(
+            "echo '=''=TCP'; cat /proc/net/tcp /proc/net/tcp6; echo '=''=UDP'; cat /proc/net/udp /proc/net/udp6",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let mut found = BTreeSet::new();
+    let mut proto = "";
+    for line in out.lines() {
+        match line.trim() {
+            "==TCP" => proto = "tcp",
+            "==UDP" => proto = "udp",
+            _ => {}
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st …; TCP's LISTEN is 0A, an unconnected UDP
+        // socket 07.
+        let (Some(local), Some(state)) = (f.get(1), f.get(3)) else {
+            continue;
+        };
+        let listens = matches!((proto, *state), ("tcp", "0A") | ("udp", "07"));
+        let Some((addr, port)) = local.split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(port, 16) else {
+            continue;
+        };
+        // A UDP socket a client sends from (chronyd's to its NTP server, say) is
+        // unconnected too, on a port from the kernel's ephemeral range: not a service.
+        let ephemeral = proto == "udp" && (32768..=60999).contains(&port);
+        if !listens || proto.is_empty() || ephemeral {
+            continue;
+        }
+        let loopback = addr == "0100007F" || addr == "00000000000000000000000001000000";
+        found.insert((proto.to_string(), port, loopback));
+    }
+    found
+}
+
 fn inventory(vm: &Vm) -> (Vec<serde_json::Value>, String) {
     let out = vm
         .shell("rushesd inventory --json", Duration::from_secs(60))
@@ -354,6 +398,49 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "the guest's clock is {:.1} s off the host's after the step: {t}\n{}",
         guest_now - host_now,
         log(&vm)
+    );
+
+    // Only the services the README lists listen (NFS, SMB, the portmapper, metrics,
+    // HTTPS and its redirect, mDNS), and nothing else, not even on loopback.
+    let open = listening(&vm);
+    let network: BTreeSet<&str> = open
+        .iter()
+        .filter(|(_, _, loopback)| !loopback)
+        .map(|(proto, port, _)| match (proto.as_str(), port) {
+            ("tcp", 80) => "tcp 80 (HTTPS redirect)",
+            ("tcp", 111) => "tcp 111 (portmapper)",
+            ("udp", 111) => "udp 111 (portmapper)",
+            ("tcp", 443) => "tcp 443 (HTTPS: web console and API)",
+            ("tcp", 445) => "tcp 445 (SMB)",
+            ("tcp", 2049) => "tcp 2049 (NFS, MOUNT, NLM, NSM)",
+            ("udp", 2049) => "udp 2049 (MOUNT, NLM, NSM)",
+            ("udp", 5353) => "udp 5353 (mDNS)",
+            ("tcp", 9100) => "tcp 9100 (metrics)",
+            _ => "unexpected",
+        })
+        .collect();
+    assert!(
+        !network.contains("unexpected"),
+        "a port nobody listed is open to the network: {open:?}"
+    );
+    // Exactly these (the README's list): one more is a service nobody reviewed, one
+    // fewer a service that did not start.
+    let expected: BTreeSet<&str> = [
+        "tcp 80 (HTTPS redirect)",
+        "tcp 111 (portmapper)",
+        "udp 111 (portmapper)",
+        "tcp 443 (HTTPS: web console and API)",
+        "tcp 445 (SMB)",
+        "tcp 2049 (NFS, MOUNT, NLM, NSM)",
+        "udp 2049 (MOUNT, NLM, NSM)",
+        "udp 5353 (mDNS)",
+        "tcp 9100 (metrics)",
+    ]
+    .into();
+    assert_eq!(network, expected, "listening: {open:?}");
+    assert!(
+        open.iter().all(|(_, _, loopback)| !loopback),
+        "something listens on loopback only: {open:?}"
     );
 
     // The ACPI power button: services stop, logs are saved, the machine powers off and
