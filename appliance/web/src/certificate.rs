@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rushes_api::{fingerprint, CertificateInfo};
 use rustls::pki_types::pem::PemObject;
@@ -46,10 +45,7 @@ pub struct BoxCertificate {
 }
 
 fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::since_epoch().as_secs() as i64
 }
 
 impl BoxCertificate {

@@ -15,3 +15,10 @@ pub mod serve;
 pub use certificate::{BoxCertificate, CertError, Tls};
 pub use gate::{Gate, LoginError, Principal, TokenError, Via};
 pub use serve::{console, guarded, serve_https, serve_redirect, AdminAction, AuditSink, Peer};
+
+/// Time since the epoch, by the wall clock (zero if it reads before 1970).
+fn since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
