@@ -16,6 +16,8 @@
 #                of moved data and moves against cp; Samba through the FUSE view against
 #                Samba on the same folder; the media catalog (queries over 1 M clips,
 #                extraction against ffprobe, commit to searchable)
+#   make bundle  sign an update bundle of the image just built (out/rushes-VERSION.bundle)
+#                with $(RUSHES_SIGNING_KEY), the key `make image` makes the image trust
 #   make fuzz    run each parser's cargo-fuzz target for FUZZ_SECONDS (default 60)
 #   make deps    install what the targets above need (Debian 12, as root or with sudo)
 
@@ -59,12 +61,20 @@ AZURITE_VERSION := 3.37.0
 # Downloaded Debian packages for the image live outside the checkout.
 RUSHES_CACHE ?= /var/cache/rushes-mkimage
 
-.PHONY: all deps build test lint run host image bench clean fuzz
+# The version the image runs, and the oldest version `make bundle`'s bundle updates.
+RUSHES_VERSION ?= 0.1.0
+RUSHES_MIN_VERSION ?= 0.1.0
+# The key update bundles are signed with: made on first use, outside the checkout, never
+# committed. The image trusts its public half (.pub); a facility's build uses its own.
+RUSHES_SIGNING_KEY ?= $(HOME)/.config/rushes/update-signing.key
+export RUSHES_SIGNING_KEY
+
+.PHONY: all deps build test lint run host image bundle bench clean fuzz
 
 # Each parser's cargo-fuzz target runs this many seconds (`make fuzz FUZZ_SECONDS=3600`).
 FUZZ_SECONDS ?= 60
 # The fuzz crates, each outside the workspace (libFuzzer's instrumentation).
-FUZZ_CRATES := appliance/catalog/fuzz appliance/nas/fuzz appliance/rushesd/fuzz firmware/fuzz
+FUZZ_CRATES := appliance/catalog/fuzz appliance/nas/fuzz appliance/rushesd/fuzz appliance/update/fuzz firmware/fuzz
 
 all: build
 
@@ -117,11 +127,17 @@ test: deps lint build image
 		$(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps
-	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage
+	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage -p rushes-update
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
-	target/release/mkimage --cache $(RUSHES_CACHE) $(addprefix --with-extension ,$(RUSHES_EXTENSIONS))
+	[ -e $(RUSHES_SIGNING_KEY) ] || target/release/rushes-bundle keygen $(RUSHES_SIGNING_KEY)
+	target/release/mkimage --cache $(RUSHES_CACHE) --version $(RUSHES_VERSION) \
+		--trust $(basename $(RUSHES_SIGNING_KEY)).pub $(addprefix --with-extension ,$(RUSHES_EXTENSIONS))
 	target/release/mkimage --client --manifest image/client.toml --overlay image/client-overlay \
 		--cache $(RUSHES_CACHE)
+
+bundle: image
+	target/release/rushes-bundle make --key $(RUSHES_SIGNING_KEY) --version $(RUSHES_VERSION) \
+		--min-version $(RUSHES_MIN_VERSION) -o out/rushes-$(RUSHES_VERSION).bundle
 
 run: image
 	@echo "==> booting out/rushes.img (QEMU, UEFI). Quit with Ctrl-A X."
@@ -168,8 +184,8 @@ clean:
 
 # Coverage-guided fuzzing of the decoders of outside bytes, each target for FUZZ_SECONDS:
 # media headers (catalog), RPC records and every NFS-side program (nas), rushes.toml and
-# Samba's log lines (rushesd), NVMe/TCP PDUs, Identify data and firmware bundles
-# (firmware). A crate's seeds/TARGET, when there is one, starts its corpus.
+# Samba's log lines (rushesd), update bundles (update), NVMe/TCP PDUs, Identify data and
+# firmware bundles (firmware). A crate's seeds/TARGET, when there is one, starts its corpus.
 # cargo-fuzz asks for nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 fuzz: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }

@@ -7,15 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use rushes_update::slots;
 
 const MIB: u64 = 1 << 20;
 pub const ESP_MIB: u64 = 256;
 pub const CFG_MIB: u64 = 64;
-
-/// The kernel command line of a slot.
-pub fn cmdline(slot: char) -> String {
-    format!("console=tty0 console=ttyS0,115200 panic=10 rushes.slot={slot}")
-}
 
 /// Build the ESP as a FAT32 image file.
 pub fn esp(
@@ -53,8 +49,8 @@ pub fn esp(
     put(&efi_boot, "BOOTX64.EFI", &std::fs::read(bootloader)?)?;
     root.create_dir("loader")?;
     let loader = root.create_dir("loader/entries")?;
-    // Entries sort by their sort-key; an entry whose tries ran out (+0-3) is sorted last,
-    // so a slot that cannot come up falls back to the other by itself.
+    // Entries sort by their sort-key (rushes_update::slots); an entry whose tries ran
+    // out (+0-3) is sorted last, so a slot that cannot come up falls back to the other.
     put(
         &root.open_dir("loader")?,
         "loader.conf",
@@ -63,16 +59,13 @@ pub fn esp(
     root.create_dir("rushes")?;
     let kernel_bytes = std::fs::read(kernel)?;
     let initrd_bytes = std::fs::read(initrd)?;
-    for slot in ['a', 'b'] {
+    // A is written with the newer generation, so a fresh stick boots A first.
+    for (slot, generation) in [('a', 2), ('b', 1)] {
         let dir = root.create_dir(&format!("rushes/{slot}"))?;
         put(&dir, "vmlinuz", &kernel_bytes)?;
         put(&dir, "initrd.zst", &initrd_bytes)?;
-        let entry = format!(
-            "title Rushes (slot {upper})\nversion {version}\nsort-key rushes-{slot}\nlinux /rushes/{slot}/vmlinuz\ninitrd /rushes/{slot}/initrd.zst\noptions {}\n",
-            cmdline(slot),
-            upper = slot.to_ascii_uppercase(),
-        );
-        put(&loader, &format!("rushes-{slot}+3.conf"), entry.as_bytes())?;
+        let entry = slots::entry_text(slot, generation, version);
+        put(&loader, &slots::entry_name(slot), entry.as_bytes())?;
     }
     Ok(())
 }

@@ -52,6 +52,13 @@ struct Args {
     /// OUT/extensions either way.
     #[arg(long = "with-extension", value_name = "NAME")]
     with_extensions: Vec<String>,
+    /// The version the image runs, as update bundles and `rushesctl update status` name it.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    version: String,
+    /// A public key (from `rushes-bundle keygen`) whose signed update bundles the box
+    /// takes; give one per key. An image without one cannot be updated from the box.
+    #[arg(long = "trust", value_name = "KEY.pub")]
+    trust: Vec<PathBuf>,
 }
 
 struct Progress {
@@ -142,6 +149,7 @@ fn main() -> Result<()> {
         );
         rootfs::copy_tree(&args.overlay, &root)?;
         rootfs::finish(&root, &args.bins, &manifest)?;
+        rootfs::trust_keys(&root, &args.trust)?;
     }
 
     p.next("packing the initramfs (cpio, zstd)");
@@ -193,7 +201,7 @@ fn main() -> Result<()> {
     p.next("writing the EFI system partition");
     let bootloader = boot.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
     let esp = build.join("esp.img");
-    disk::esp(&esp, &bootloader, &vmlinuz, &initrd, &kversion)?;
+    disk::esp(&esp, &bootloader, &vmlinuz, &initrd, &args.version)?;
 
     p.next("writing RUSHES-CFG");
     let seed = build.join("cfg-seed");
@@ -229,6 +237,7 @@ fn main() -> Result<()> {
         image.display(),
         mib(size(&image))
     ));
+    report.push_str(&format!("version    {}\n", args.version));
     report.push_str(&format!("kernel     {kversion}  {}\n", mib(size(&vmlinuz))));
     report.push_str(&format!("initramfs  zstd cpio  {}\n", mib(size(&initrd))));
     for e in &extensions {

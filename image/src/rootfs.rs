@@ -319,3 +319,28 @@ pub fn du(path: &Path) -> u64 {
         md.len()
     }
 }
+
+/// Where the box finds the public keys it takes update bundles from.
+pub const UPDATE_KEYS: &str = "usr/share/rushes/update-keys";
+
+/// Put each of `keys` (public halves from `rushes-bundle keygen`) into the image.
+pub fn trust_keys(root: &Path, keys: &[PathBuf]) -> Result<()> {
+    let dir = root.join(UPDATE_KEYS);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    for (i, path) in keys.iter().enumerate() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the update key {}", path.display()))?;
+        let key = rushes_update::PublicKey::parse(&text).with_context(|| {
+            format!(
+                "{} is not a public key from `rushes-bundle keygen`",
+                path.display()
+            )
+        })?;
+        std::fs::write(dir.join(format!("key-{i}.pub")), key.to_line())?;
+        eprintln!("      trusting update key {}", key.fingerprint());
+    }
+    Ok(())
+}

@@ -818,3 +818,50 @@ pub fn output_with_input(mut cmd: std::process::Command, input: &str) -> (String
         out.status.code().unwrap_or(-1),
     )
 }
+
+/// `python3 -m http.server` serving a folder on loopback (a QEMU guest reaches it at
+/// 10.0.2.2), as a web server publishing update bundles would.
+pub struct HttpFolder {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpFolder {
+    pub fn serve(dir: &std::path::Path) -> Self {
+        let port = free_tcp_port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "python3 -m http.server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    /// The URL of `file` as seen from `host` (127.0.0.1 here, 10.0.2.2 in a guest).
+    pub fn url(&self, host: &str, file: &str) -> String {
+        format!("http://{host}:{}/{file}", self.port)
+    }
+}
+
+impl Drop for HttpFolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

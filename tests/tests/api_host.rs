@@ -1852,3 +1852,341 @@ fn one_box_keeps_its_copies_on_another_over_s3() {
     assert!(ok, "{out}");
     assert!(!check("site-b").ok);
 }
+
+/// A kernel and an initramfs standing in for an image's, and bundles of them.
+struct Payload {
+    dir: tempfile::TempDir,
+}
+
+impl Payload {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("vmlinuz"),
+            rushes_tests::guest::payload(0, 3 << 20),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("initrd.zst"),
+            rushes_tests::guest::payload(1, 9 << 20),
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn bundle(
+        &self,
+        key: &rushes_update::SecretKey,
+        version: &str,
+        min: &str,
+    ) -> std::path::PathBuf {
+        let path = self.dir.path().join(format!(
+            "rushes-{version}-{}.bundle",
+            key.public().fingerprint()
+        ));
+        let mut out = std::fs::File::create(&path).unwrap();
+        rushes_update::make(
+            &mut out,
+            key,
+            version,
+            min,
+            "2026-12-06T00:00:00Z",
+            &[
+                &self.dir.path().join("vmlinuz"),
+                &self.dir.path().join("initrd.zst"),
+            ],
+        )
+        .unwrap();
+        path
+    }
+}
+
+/// Whether one line of `out` holds every one of `words`.
+fn has_line(out: &str, words: &[&str]) -> bool {
+    out.lines().any(|l| words.iter().all(|w| l.contains(w)))
+}
+
+/// Every file under `root` with its bytes.
+fn tree(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_signed_bundle_goes_into_the_idle_slot_and_bad_ones_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let esp = dir.path().join("esp");
+    rushes_update::slots::Esp::create(&esp, "0.1.0", b"kernel 0.1.0", b"initrd 0.1.0").unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = rushes_update::SecretKey::generate().unwrap();
+    std::fs::write(keys.join("maker.pub"), key.public().to_line()).unwrap();
+    let state = dir.path().join("state");
+    let (_server, sock) = ServerProcess::start_with_api_and(
+        &state,
+        &[
+            "--esp",
+            esp.to_str().unwrap(),
+            "--update-keys",
+            keys.to_str().unwrap(),
+        ],
+    );
+    let c = Client::new(sock.clone());
+    let ctl = |args: &[&str]| rushesctl_with_input(&sock, args, "");
+    let status = || -> rushes_api::UpdateStatus { c.get("/v1/update").unwrap() };
+
+    let s = status();
+    assert_eq!(s.running_slot.as_deref(), Some("a"));
+    assert_eq!(s.trusted_keys, [key.public().fingerprint()]);
+    assert!(
+        s.slots[0].slot == "a" && s.slots[0].running && s.slots[0].boots_next,
+        "{s:?}"
+    );
+
+    let payload = Payload::new();
+    // Refused before anything is written, each with its reason.
+    let stranger = rushes_update::SecretKey::generate().unwrap();
+    let before = tree(&esp);
+    let not_a_bundle = dir.path().join("notes.txt");
+    std::fs::write(&not_a_bundle, "grade notes for reel 3, not an update").unwrap();
+    for (bundle, says) in [
+        (
+            payload.bundle(&stranger, "0.2.0", "0.1.0"),
+            "does not trust",
+        ),
+        (
+            payload.bundle(&key, "0.9.0", "0.5.0"),
+            "updates from version 0.5.0 on; this box runs 0.1.0",
+        ),
+        (not_a_bundle.clone(), "not a Rushes update bundle"),
+    ] {
+        let (out, ok) = ctl(&["update", "apply", bundle.to_str().unwrap()]);
+        assert!(!ok && out.contains(says), "{}: {out}", bundle.display());
+        assert!(
+            tree(&esp) == before,
+            "a refused bundle changed the boot partition: {out}"
+        );
+    }
+    let (out, ok) = ctl(&["update", "apply", "/no/such/file.bundle"]);
+    assert!(
+        !ok && out.contains("cannot open /no/such/file.bundle"),
+        "{out}"
+    );
+
+    // A good one: written into B, which boots next with three tries; A untouched.
+    let good = payload.bundle(&key, "0.2.0", "0.1.0");
+    let (out, ok) = ctl(&["update", "apply", good.to_str().unwrap()]);
+    assert!(
+        ok && has_line(&out, &["slot B", "trying (3 left)", "0.2.0", "boots next"]),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("rushes/b/initrd.zst")).unwrap(),
+        std::fs::read(payload.dir.path().join("initrd.zst")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(esp.join("rushes/a/initrd.zst")).unwrap(),
+        b"initrd 0.1.0"
+    );
+    let s = status();
+    let b = &s.slots[0];
+    assert!(
+        b.slot == "b" && b.boots_next && b.state == "trying" && b.tries_left == Some(3),
+        "{s:?}"
+    );
+    assert_eq!(b.version.as_deref(), Some("0.2.0"));
+    let (out, _) = ctl(&["update"]);
+    assert!(
+        has_line(&out, &["slot B", "trying (3 left)", "0.2.0", "boots next"])
+            && has_line(&out, &["slot A", "0.1.0", "running"]),
+        "{out}"
+    );
+
+    // Going back on purpose before the reboot cancels the update: A boots next again.
+    let (out, ok) = ctl(&["update", "rollback"]);
+    assert!(ok, "{out}");
+    let s = status();
+    assert!(s.slots[0].slot == "a" && s.slots[0].boots_next, "{s:?}");
+
+    // A bundle cut short: refused as the payload streams; B is left empty, A boots.
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.bundle");
+    std::fs::write(&cut, &bytes[..bytes.len() - 4096]).unwrap();
+    let (out, ok) = ctl(&["update", "apply", cut.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("4096 bytes short") && out.contains("the running slot is untouched"),
+        "{out}"
+    );
+    let s = status();
+    assert!(s.slots[0].slot == "a" && s.slots[0].boots_next, "{s:?}");
+    assert_eq!(
+        s.slots.iter().find(|x| x.slot == "b").unwrap().state,
+        "empty"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("rushes/a/vmlinuz")).unwrap(),
+        b"kernel 0.1.0"
+    );
+
+    // From a URL, as a box fetches a published bundle.
+    let web = rushes_tests::HttpFolder::serve(good.parent().unwrap());
+    let url = web.url("127.0.0.1", good.file_name().unwrap().to_str().unwrap());
+    let (out, ok) = ctl(&["update", "apply", &url]);
+    assert!(
+        ok && has_line(&out, &["slot B", "0.2.0", "boots next"]),
+        "{out}"
+    );
+    assert_eq!(status().slots[0].slot, "b");
+}
+
+/// Copy the tree `from` into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Each `tests/fixtures/state-VERSION` is what a rushesd of that version left after an
+/// admin set it up (`tests/fixtures/make-state.sh`). Today's rushesd must take it as
+/// it is: the accounts with their roles and passwords, the API token, the targets with
+/// their sealed secret, the jobs and alerts, the web certificate and the file-handle
+/// key (so clients' handles and pinned fingerprints stay good), and rewrite
+/// rushes.toml without losing any of it.
+#[test]
+fn state_written_by_earlier_versions_loads() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut versions: Vec<_> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state-"))
+        .map(|e| e.path())
+        .collect();
+    versions.sort();
+    assert!(
+        !versions.is_empty(),
+        "no fixtures in {}",
+        fixtures.display()
+    );
+    for fixture in versions {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        copy_tree(&fixture.join("state"), &state);
+        copy_tree(&fixture.join("demo"), &state.join("demo"));
+        copy_tree(&fixture.join("archive"), &dir.path().join("archive"));
+        for name in ["rushes.toml", "rushes.toml.prev"] {
+            let text = std::fs::read_to_string(state.join(name)).unwrap();
+            let here = dir.path().to_str().unwrap();
+            std::fs::write(state.join(name), text.replace("@FIXTURE@", here)).unwrap();
+        }
+        let kept = |name: &str| std::fs::read(state.join(name)).unwrap();
+        let (handle_key, certificate) = (kept("handle.key"), kept("web/web-certificate.pem"));
+        let web = rushes_tests::free_tcp_port().to_string();
+        let web = format!("127.0.0.1:{web}");
+        let (server, sock) = ServerProcess::start_with_api_and(&state, &["--web", &web]);
+        let c = Client::new(sock.clone());
+        let what = fixture.file_name().unwrap().to_string_lossy().into_owned();
+
+        let users: serde_json::Value = c.get("/v1/users").unwrap();
+        let user = |name: &str| {
+            users
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{what}: account {name} lost: {users}"))
+        };
+        assert_eq!(user("editor")["uid"], 1500, "{what}");
+        assert_eq!(user("editor")["role"], "operator", "{what}");
+        assert_eq!(user("colourist")["uid"], 1501, "{what}");
+        let tokens: serde_json::Value = c.get("/v1/tokens").unwrap();
+        assert!(
+            tokens
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "lobby-screen" && t["role"] == "viewer"),
+            "{what}: {tokens}"
+        );
+        let targets: Vec<rushes_api::TargetView> = c.get("/v1/targets").unwrap();
+        let wasabi = targets
+            .iter()
+            .find(|t| t.name == "wasabi")
+            .expect("target wasabi");
+        assert!(
+            wasabi.has_secret,
+            "{what}: the sealed secret was lost: {targets:?}"
+        );
+        assert!(
+            targets.iter().any(|t| t.name == "archive"),
+            "{what}: {targets:?}"
+        );
+        let jobs: Vec<Job> = c.get("/v1/jobs").unwrap();
+        assert!(
+            jobs.iter()
+                .any(|j| j.kind == "copy-files" && j.state == rushes_api::JobState::Done),
+            "{what}: {jobs:?}"
+        );
+        // The archive's copy is read from the folder target as it was written.
+        let (out, ok) = rushesctl_with_input(&sock, &["target", "check", "archive"], "");
+        assert!(ok, "{what}: {out}");
+        let alerts: Vec<Alert> = c.get("/v1/alerts").unwrap();
+        assert!(
+            !alerts
+                .iter()
+                .any(|a| a.message.contains("rushes.toml") || a.message.contains("seal")),
+            "{what}: the old state was taken as damaged: {alerts:?}"
+        );
+        // A change now rewrites rushes.toml with everything of before still in it.
+        let (out, ok) = rushesctl_with_input(
+            &sock,
+            &["user", "add", "assistant", "--uid", "1502"],
+            "assistant-pass\n",
+        );
+        assert!(ok, "{what}: {out}");
+        let toml = std::fs::read_to_string(state.join("rushes.toml")).unwrap();
+        for kept in [
+            "editor",
+            "colourist",
+            "assistant",
+            "wasabi",
+            "AKIAFIXTURE",
+            "archive",
+        ] {
+            assert!(
+                toml.contains(kept),
+                "{what}: {kept} lost from rushes.toml:\n{toml}"
+            );
+        }
+        assert_eq!(
+            kept("handle.key"),
+            handle_key,
+            "{what}: the file-handle key changed"
+        );
+        assert_eq!(
+            kept("web/web-certificate.pem"),
+            certificate,
+            "{what}: the web certificate was made anew"
+        );
+        drop(server);
+    }
+}

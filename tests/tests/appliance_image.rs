@@ -1,8 +1,10 @@
 //! The bootable image, booted in QEMU (UEFI, USB stick, TCG) exactly as `make run` does.
 //! One guest walks through the appliance's life: boot to ready, serve NFS to the host,
 //! survive `kill -9` of rushesd, keep RUSHES-CFG across a reboot, power off cleanly on
-//! the ACPI button. A second guest checks that a broken slot falls back to the other,
-//! and that a blank RUSHES-CFG is formatted on first boot.
+//! the ACPI button, and take a signed update bundle from a URL into the idle slot, boot
+//! it and bless it (one signed by a stranger refused), then roll back. A second guest
+//! checks that a broken slot falls back to the other, and that a blank RUSHES-CFG is
+//! formatted on first boot.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -85,6 +87,24 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     let image = copy_image(work.path()).unwrap();
     // The maintenance shell on ttyS1 lets the test act inside the guest.
     enable_debug_shell(&image).unwrap();
+    // The image's own kernel and initramfs, for the update bundles below.
+    let updates = work.path().join("updates");
+    std::fs::create_dir_all(&updates).unwrap();
+    {
+        let esp = work.path().join("esp.img");
+        rushes_tests::vm::extract(&image, "RUSHES-BOOT", &esp).unwrap();
+        let file = std::fs::File::open(&esp).unwrap();
+        let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).unwrap();
+        for name in rushes_update::PAYLOAD {
+            let mut from = fs
+                .root_dir()
+                .open_file(&format!("rushes/a/{name}"))
+                .unwrap();
+            let mut to = std::fs::File::create(updates.join(name)).unwrap();
+            std::io::copy(&mut from, &mut to).unwrap();
+        }
+        std::fs::remove_file(&esp).unwrap();
+    }
 
     let mut vm = Vm::boot(&image, work.path()).unwrap();
     let kernel_at = vm
@@ -443,6 +463,94 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "something listens on loopback only: {open:?}"
     );
 
+    // Updates from the box: a signed bundle fetched from a URL goes into the idle slot
+    // (B), boots, is blessed; then a rollback on purpose goes back to A.
+    let bundle = |key: &rushes_update::SecretKey, name: &str, version: &str| {
+        let mut out = std::fs::File::create(updates.join(name)).unwrap();
+        rushes_update::make(
+            &mut out,
+            key,
+            version,
+            "0.1.0",
+            "2026-12-06T00:00:00Z",
+            &[&updates.join("vmlinuz"), &updates.join("initrd.zst")],
+        )
+        .unwrap();
+    };
+    bundle(&signing_key(), "good.bundle", "0.1.1");
+    bundle(
+        &rushes_update::SecretKey::generate().unwrap(),
+        "stranger.bundle",
+        "0.1.1",
+    );
+    let web = rushes_tests::HttpFolder::serve(&updates);
+    let (out, rc) = vm
+        .run(
+            &format!(
+                "rushesctl update apply {}",
+                web.url("10.0.2.2", "stranger.bundle")
+            ),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+    assert!(rc != 0 && out.contains("does not trust"), "{out}");
+    let (out, _) = vm.run("rushesctl update", Duration::from_secs(60)).unwrap();
+    assert!(
+        out.contains("running slot A")
+            && out
+                .lines()
+                .any(|l| l.contains("slot A") && l.contains("boots next")),
+        "a refused bundle changed what boots: {out}"
+    );
+    let started = Instant::now();
+    let from = vm.console().len();
+    let (out, rc) = vm
+        .run(
+            &format!(
+                "rushesctl update apply {} --reboot",
+                web.url("10.0.2.2", "good.bundle")
+            ),
+            Duration::from_secs(900),
+        )
+        .unwrap();
+    assert_eq!(rc, 0, "{out}");
+    eprintln!(
+        "update of {} MiB written into slot B in {:.1?} under TCG",
+        std::fs::metadata(updates.join("good.bundle"))
+            .unwrap()
+            .len()
+            >> 20,
+        started.elapsed()
+    );
+    let ready = vm.wait_for("rushes: ready (slot b)", from, BOOT).unwrap();
+    vm.wait_for("blessed: slot is good", ready, Duration::from_secs(60))
+        .expect("the updated slot is blessed once its stack is ready");
+    let (out, _) = vm.run("rushesctl update", Duration::from_secs(60)).unwrap();
+    assert!(
+        out.contains("version 0.1.1")
+            && out.contains("running slot B")
+            && out
+                .lines()
+                .any(|l| l.contains("slot B") && l.contains("good") && l.contains("boots next")),
+        "{out}"
+    );
+    let from = vm.console().len();
+    let (out, rc) = vm
+        .run(
+            "rushesctl update rollback --reboot",
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_eq!(rc, 0, "{out}");
+    vm.wait_for("rushes: ready (slot a)", from, BOOT)
+        .expect("a rollback boots the other slot");
+    let (out, _) = vm.run("rushesctl update", Duration::from_secs(60)).unwrap();
+    assert!(
+        out.contains("version 0.1.0") && out.contains("running slot A"),
+        "{out}"
+    );
+    drop(web);
+
     // The ACPI power button: services stop, logs are saved, the machine powers off and
     // RUSHES-CFG is consistent.
     vm.qmp(r#"{"execute":"system_powerdown"}"#).unwrap();
@@ -462,6 +570,23 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         logs.contains("boot-"),
         "the supervisor's log was not saved to RUSHES-CFG: {logs}"
     );
+}
+
+/// The key `make image` made the image trust (`RUSHES_SIGNING_KEY`, as the Makefile sets).
+fn signing_key() -> rushes_update::SecretKey {
+    let path = std::env::var_os("RUSHES_SIGNING_KEY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".config/rushes/update-signing.key")
+        });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the image's signing key {} ({e}): `make image` makes it",
+            path.display()
+        )
+    });
+    rushes_update::SecretKey::parse(&text).expect("a signing key from rushes-bundle keygen")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -508,6 +633,7 @@ async fn a_broken_slot_falls_back_to_the_other_and_a_blank_cfg_is_formatted() {
             && console.contains("RUSHES-CFG mounted"),
         "a blank RUSHES-CFG must be formatted on first boot"
     );
+
     // Power off properly (the power button) before checking it: killing QEMU would be a
     // power cut, after which ext4 is consistent only once its journal is replayed.
     vm.qmp(r#"{"execute":"system_powerdown"}"#).unwrap();

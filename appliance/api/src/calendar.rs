@@ -80,15 +80,19 @@ pub fn local_time(secs: u64, tz: &TimeZone) -> String {
         .to_string()
 }
 
-/// A span an admin types (`90s`, `30m`, `2h`, `7d`, `1h30m`, `2 days`), in seconds;
-/// a day is 24 hours here.
+/// A span an admin types (`90s`, `30m`, `2h`, `7d`, `1h30m`, `2 days`, `6mo`, `1y`), in
+/// seconds; a day is 24 hours here, and months and years count from now (UTC).
 pub fn parse_span(text: &str) -> Result<u64, String> {
     let span: Span = text.parse().map_err(|e| {
-        format!("{text:?} is not a span of time ({e}): use e.g. 30m, 2h, 7d or 1h30m")
+        format!("{text:?} is not a span of time ({e}): use e.g. 30m, 2h, 7d, 1h30m or 1y")
     })?;
-    let secs = span
-        .total((Unit::Second, SpanRelativeTo::days_are_24_hours()))
-        .map_err(|e| format!("{text:?}: {e}"))?;
+    let secs = if span.get_years() != 0 || span.get_months() != 0 {
+        let now = Timestamp::now().to_zoned(TimeZone::UTC);
+        span.total((Unit::Second, &now))
+    } else {
+        span.total((Unit::Second, SpanRelativeTo::days_are_24_hours()))
+    }
+    .map_err(|e| format!("{text:?}: {e}"))?;
     if secs < 0.0 {
         return Err(format!("{text:?} is negative"));
     }
@@ -144,6 +148,11 @@ mod tests {
         assert_eq!(parse_span("7d"), Ok(7 * 86_400));
         assert_eq!(parse_span("1h30m"), Ok(5400));
         assert!(parse_span("soon").is_err());
+        // Years and months, which `--expires 1y` in rushesctl's help offers.
+        let year = parse_span("1y").unwrap();
+        assert!((365 * 86_400..=366 * 86_400).contains(&year), "{year}");
+        let half = parse_span("6mo").unwrap();
+        assert!((181 * 86_400..=184 * 86_400).contains(&half), "{half}");
         assert!(parse_span("-2h").is_err());
     }
 }

@@ -797,6 +797,63 @@ pub struct Power {
     pub confirm: bool,
 }
 
+/// The box's software: what runs, the two boot slots, and the keys updates are taken from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UpdateStatus {
+    /// The image version running now.
+    pub version: String,
+    /// The hardware model bundles must be made for.
+    pub model: String,
+    /// The slot this boot came from (`a` or `b`); none in host mode without `--esp`.
+    pub running_slot: Option<String>,
+    /// Slots A and B in the order the boot loader tries them.
+    pub slots: Vec<BootSlot>,
+    /// Fingerprints of the keys whose bundles this box takes.
+    pub trusted_keys: Vec<String>,
+    /// What is wrong with the boot partition or the keys, if anything.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// One boot slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BootSlot {
+    /// `a` or `b`.
+    pub slot: String,
+    /// `good` (came up and was blessed), `trying` (written, not yet blessed), `bad`
+    /// (ran out of tries), or `empty`.
+    pub state: String,
+    /// Tries left before the boot loader gives up on it (only when `trying`).
+    pub tries_left: Option<u32>,
+    pub version: Option<String>,
+    /// This boot came from it.
+    pub running: bool,
+    /// The boot loader starts it next.
+    pub boots_next: bool,
+}
+
+/// Apply a signed update bundle: a path on the box or an http(s) URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApply {
+    /// `/pools/media/updates/rushes-0.2.0.bundle` or `https://…/rushes-0.2.0.bundle`.
+    pub source: String,
+    /// Reboot into the new slot once it is written.
+    #[serde(default)]
+    pub reboot: bool,
+}
+
+/// Make the other slot the one that boots next; `confirm` must be true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRollback {
+    #[serde(default)]
+    pub confirm: bool,
+    /// Reboot into it now.
+    #[serde(default)]
+    pub reboot: bool,
+}
+
 /// Recent lines of the supervisor's log, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Logs {

@@ -10,7 +10,7 @@ mod target;
 
 pub use rushes_api::TargetPlace;
 pub use store::{Audit, FileFacts, Proof, Retention, Store, VERSIONS};
-pub use target::{Secret, Target};
+pub use target::{install_tls, Secret, Target};
 
 /// What went wrong with a target, in words an admin can act on.
 #[derive(Debug, thiserror::Error)]

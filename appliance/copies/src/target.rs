@@ -150,7 +150,7 @@ fn retries() -> object_store::RetryConfig {
 /// deprecates ring's provider for want of post-quantum key exchange, which only its
 /// aws-lc-rs provider has; that one costs minutes of C on every cold build.
 #[allow(deprecated)]
-fn install_tls() {
+pub fn install_tls() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -63,6 +63,8 @@ fn run(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) -> Action {
     let mut watchdog = events::Watchdog::open(ring);
     let mut last_tick = Instant::now();
     let mut announced = false;
+    let mut gave_up_waiting = false;
+    let booted = Instant::now();
     loop {
         let fds = sup.output_fds();
         let timeout = Duration::from_millis(500);
@@ -97,6 +99,14 @@ fn run(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) -> Action {
                 console::console(&line);
                 if pid1 {
                     boot::bless(ring);
+                }
+            }
+            // A new slot whose stack never gets ready is rebooted, so that its tries
+            // run out and the boot loader goes back to the good one.
+            if pid1 && !announced && !gave_up_waiting && booted.elapsed() >= boot::READY_DEADLINE {
+                gave_up_waiting = true;
+                if boot::not_ready(ring) {
+                    return Action::Reboot;
                 }
             }
         }

@@ -286,6 +286,38 @@ enum Cmd {
         #[command(subcommand)]
         command: Option<CardCmd>,
     },
+    /// The box's software: the version running and its two boot slots; apply a signed
+    /// update bundle into the idle slot, or go back to the other slot. Without a
+    /// subcommand, shows the slots.
+    #[command(
+        after_help = "Examples:\n  rushesctl update\n  rushesctl update apply /pools/media/updates/rushes-0.2.0.bundle --reboot\n  rushesctl update apply https://updates.example.com/rushes-0.2.0.bundle\n  rushesctl update rollback --reboot"
+    )]
+    Update {
+        #[command(subcommand)]
+        command: Option<UpdateCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpdateCmd {
+    /// Check a signed bundle (a path on the box, or an http(s) URL the box fetches) and
+    /// write it into the idle slot, which then boots next. A refused bundle changes
+    /// nothing; the reason is printed.
+    Apply {
+        /// `/pools/POOL/…/rushes-X.Y.Z.bundle` or `https://…`.
+        source: String,
+        /// Reboot into the new slot once it is written (it is blessed once the stack is
+        /// ready, and the box comes back on this slot by itself if it never is).
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Make the other slot boot next: the version before, after an update has booted;
+    /// the running one, when an update is written and not yet booted (which cancels it).
+    Rollback {
+        /// Reboot into it now.
+        #[arg(long)]
+        reboot: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1869,6 +1901,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
             }
         }
         Cmd::Card { command } => return card(cli, c, command.as_ref()),
+        Cmd::Update { command } => return update(cli, c, command.as_ref()),
         Cmd::Find { listen } => {
             let found = match find::browse(Duration::from_secs(*listen)) {
                 Ok(f) => f,
@@ -2506,6 +2539,86 @@ fn show_card(cli: &Cli, s: &api::CardStatus) {
             &rows,
         ));
     }
+}
+
+fn show_update(cli: &Cli, s: &api::UpdateStatus) {
+    if cli.json {
+        json(s);
+        return;
+    }
+    let mut text = format!(
+        "version {}  model {}  running slot {}\n",
+        s.version,
+        s.model,
+        s.running_slot.as_deref().unwrap_or("-").to_uppercase()
+    );
+    for slot in &s.slots {
+        text.push_str(&format!(
+            "  slot {}  {:<16} {:<12} {}{}\n",
+            slot.slot.to_uppercase(),
+            match slot.tries_left {
+                Some(n) => format!("trying ({n} left)"),
+                None => slot.state.clone(),
+            },
+            slot.version.as_deref().unwrap_or("-"),
+            if slot.running { "running  " } else { "" },
+            if slot.boots_next { "boots next" } else { "" },
+        ));
+    }
+    text.push_str(&format!(
+        "bundles taken from keys: {}\n",
+        if s.trusted_keys.is_empty() {
+            "none".to_string()
+        } else {
+            s.trusted_keys.join(", ")
+        }
+    ));
+    for p in &s.problems {
+        text.push_str(&format!("problem: {p}\n"));
+    }
+    out(&text);
+}
+
+fn update(cli: &Cli, c: &Client, cmd: Option<&UpdateCmd>) -> Res {
+    match cmd {
+        None => {
+            let s: api::UpdateStatus = c.get("/v1/update")?;
+            show_update(cli, &s);
+        }
+        Some(UpdateCmd::Apply { source, reboot }) => {
+            // A file given by a relative path on the box is sent as the box sees it.
+            let source = match (source.contains("://"), cli.host.is_some()) {
+                (false, false) => std::path::absolute(source)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| source.clone()),
+                _ => source.clone(),
+            };
+            let job: api::Job = c.post(
+                "/v1/update/apply",
+                &api::UpdateApply {
+                    source,
+                    reboot: *reboot,
+                },
+            )?;
+            let code = watch(cli, c, job.id)?;
+            if code == ExitCode::SUCCESS && !*reboot {
+                let s: api::UpdateStatus = c.get("/v1/update")?;
+                show_update(cli, &s);
+            }
+            return Ok(code);
+        }
+        Some(UpdateCmd::Rollback { reboot }) => {
+            let s: api::UpdateStatus = c.post(
+                "/v1/update/rollback",
+                &api::UpdateRollback {
+                    confirm: true,
+                    reboot: *reboot,
+                },
+            )?;
+            show_update(cli, &s);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn card(cli: &Cli, c: &Client, cmd: Option<&CardCmd>) -> Res {

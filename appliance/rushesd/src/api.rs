@@ -979,6 +979,31 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/update",
+            get_with(
+                |State(m): Mgr| async move { blocking(move || Ok(m.updates.status())).await.map(Json) },
+                says("The version running, the two boot slots (state, version, which boots next) and the keys bundles are taken from"),
+            ),
+        )
+        .api_route(
+            "/v1/update/apply",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::UpdateApply>| async move {
+                    blocking(move || m.updates.apply(req)).await.map(accepted)
+                },
+                says("Check a signed update bundle (a path on the box or an http(s) URL): signature, model, versions; a refused one is answered with the reason and nothing is written. Then a job streams it into the idle slot, which boots next (and now, with reboot)"),
+            ),
+        )
+        .api_route(
+            "/v1/update/rollback",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::UpdateRollback>| async move {
+                    blocking(move || m.updates.rollback(req)).await.map(Json)
+                },
+                says("Make the other slot boot next (and reboot into it, with reboot); `confirm` must be true"),
+            ),
+        )
+        .api_route(
             "/v1/card/firmware/rollback",
             post_with(
                 |State(m): Mgr| async move { blocking(move || m.card.card_rollback()).await.map(Json) },

@@ -39,6 +39,8 @@ pub struct Daemon {
     pub s3: Arc<crate::s3_endpoint::S3Endpoint>,
     /// Logins, tokens and HTTPS: who may manage the box over the network.
     pub admin: Arc<crate::admin_plane::AdminPlane>,
+    /// Signed updates into the idle boot slot, and rollback.
+    pub updates: Arc<crate::update::Updates>,
 }
 
 impl Daemon {

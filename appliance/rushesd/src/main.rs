@@ -40,6 +40,7 @@ mod smb_profile;
 mod state_file;
 mod targets;
 mod thumbnail;
+mod update;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the host variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// List the machine's disks: transport, size, model, serial, what is on them, and
@@ -183,6 +186,14 @@ enum Command {
         /// Answer plain HTTP at ADDR:PORT with a redirect to --web.
         #[arg(long, value_name = "ADDR:PORT", requires = "web")]
         web_redirect: Option<SocketAddr>,
+        /// A folder laid out like the boot partition (loader/entries, rushes/a, rushes/b)
+        /// that `rushesctl update` writes bundles into, as the appliance does its slots.
+        #[arg(long, value_name = "DIR")]
+        esp: Option<PathBuf>,
+        /// Take update bundles signed with the keys (*.pub) in DIR
+        /// [default: /usr/share/rushes/update-keys, as on the appliance].
+        #[arg(long, value_name = "DIR")]
+        update_keys: Option<PathBuf>,
         /// Directories to serve, as DIR or NAME=DIR.
         #[arg(value_name = "[NAME=]DIR")]
         dirs: Vec<String>,
@@ -226,6 +237,8 @@ struct ServeOptions {
     s3_endpoint: Option<(SocketAddr, PathBuf)>,
     /// The admin plane's HTTPS (with management only).
     web: Option<admin_plane::WebListen>,
+    /// Where update bundles go and which keys they are taken from.
+    update: update::UpdateSetup,
 }
 
 /// `--s3-endpoint ADDR:PORT=DIR`.
@@ -301,6 +314,8 @@ fn try_main() -> Result<()> {
             s3_endpoint,
             web,
             web_redirect,
+            esp,
+            update_keys,
             dirs,
         } => host(
             HostOptions {
@@ -328,6 +343,7 @@ fn try_main() -> Result<()> {
                     https,
                     redirect: web_redirect,
                 }),
+                update: update::UpdateSetup::host(esp, update_keys),
             },
             &dirs,
         ),
@@ -363,6 +379,7 @@ fn try_main() -> Result<()> {
                 https: SocketAddr::from(([0, 0, 0, 0], 443)),
                 redirect: Some(SocketAddr::from(([0, 0, 0, 0], 80))),
             }),
+            update: update::UpdateSetup::appliance(),
         }),
     }
 }
@@ -454,6 +471,8 @@ struct HostOptions {
     catalog: bool,
     s3_endpoint: Option<(SocketAddr, PathBuf)>,
     web: Option<admin_plane::WebListen>,
+    /// Where update bundles go and which keys they are taken from.
+    update: update::UpdateSetup,
 }
 
 fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
@@ -474,6 +493,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         catalog,
         s3_endpoint,
         web,
+        update,
     } = opts;
     if web.is_some() && api.is_none() {
         bail!("--web needs --api: the admin plane serves the management API");
@@ -540,6 +560,7 @@ fn host(opts: HostOptions, dirs: &[String]) -> Result<()> {
         catalog,
         s3_endpoint,
         web,
+        update,
     })
 }
 
@@ -564,6 +585,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         catalog,
         s3_endpoint,
         web,
+        update,
     } = opts;
     unblock_shutdown_signals();
     // Clients send the mode they want, already filtered by their own umask.
@@ -690,6 +712,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             Arc::clone(&placement),
             Arc::clone(&service),
         );
+        let updates = update::Updates::new(Arc::clone(&core), update);
         let admin = admin_plane::AdminPlane::new(Arc::clone(&core));
         admin.set_audit(Arc::clone(&activity));
         // Every job kind has had its chance to be taken up again.
@@ -711,6 +734,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
             reconcile,
             s3,
             admin,
+            updates,
         });
         daemon.s3.apply();
         daemon.tick();
