@@ -111,8 +111,38 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "1 init: started udevd\n2 init: rushesd is ready\n",
     )
     .unwrap();
-    let (mut server, sock) =
-        ServerProcess::start_with_api_and(dir.path(), &["--catalog", "--web", "127.0.0.1:0"]);
+    // Boot slots in a folder, and a bundle signed with the key they trust, for the
+    // Power screen's update.
+    let esp = dir.path().join("esp");
+    rushes_update::slots::Esp::create(&esp, "0.1.0", b"kernel", b"initrd").unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = rushes_update::SecretKey::generate().unwrap();
+    std::fs::write(keys.join("maker.pub"), key.public().to_line()).unwrap();
+    std::fs::write(dir.path().join("k"), b"a kernel of the next version").unwrap();
+    std::fs::write(dir.path().join("i"), b"an initramfs of the next version").unwrap();
+    let bundle = dir.path().join("rushes-0.2.0.bundle");
+    rushes_update::make(
+        &mut std::fs::File::create(&bundle).unwrap(),
+        &key,
+        "0.2.0",
+        "0.1.0",
+        "",
+        &[&dir.path().join("k"), &dir.path().join("i")],
+    )
+    .unwrap();
+    let (mut server, sock) = ServerProcess::start_with_api_and(
+        dir.path(),
+        &[
+            "--catalog",
+            "--web",
+            "127.0.0.1:0",
+            "--esp",
+            esp.to_str().unwrap(),
+            "--update-keys",
+            keys.to_str().unwrap(),
+        ],
+    );
     let mut console = Console::start(&sock);
 
     // The wizard, from a blank config.
@@ -391,6 +421,23 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key("\x1b");
     console.key("o");
     console.wait_for(&["R  restart the appliance", "O  power it off"]);
+    // The software and its slots; a file that is not a bundle refused with the reason,
+    // then a signed bundle written into slot B, which then boots next.
+    console.wait_for(&[
+        "Software 0.1.0",
+        "running from slot A",
+        "U  apply a signed update",
+    ]);
+    console.key("u");
+    console.wait_for(&["Bundle (path or URL)"]);
+    console.key(dir.path().join("log.txt").to_str().unwrap());
+    console.key(ENTER);
+    console.wait_for(&["not a Rushes update bundle"]);
+    console.key("u");
+    console.key(bundle.to_str().unwrap());
+    console.key(ENTER);
+    console.wait_for(&["Checked and accepted: job"]);
+    console.wait_for(&["slot B  trying (3 left)  0.2.0", "boots next"]);
     console.key("r");
     console.wait_for(&["Really reboot the appliance?"]);
     console.key("y");

@@ -24,6 +24,8 @@ pub struct Fetch {
     pub catalog: Option<String>,
     /// The first of them shown (the Search screen's page).
     pub catalog_offset: usize,
+    /// The software's version and boot slots (the Power screen).
+    pub update: bool,
 }
 
 /// Everything the screens show, fetched together (kept as JSON for the screen
@@ -65,6 +67,8 @@ pub struct Snapshot {
     /// catalog, a query that does not read).
     pub found: Option<api::media::Found>,
     pub found_error: Option<String>,
+    /// The Power screen's: the version running and the two boot slots.
+    pub update: Option<api::UpdateStatus>,
     /// Why the API could not be read, in words.
     pub error: Option<String>,
     /// What this snapshot was fetched with: until it matches a screen's search, that
@@ -141,6 +145,9 @@ impl Snapshot {
             if want.placement {
                 s.placement = Some(c.get("/v1/placement")?);
                 s.targets = c.get("/v1/targets")?;
+            }
+            if want.update {
+                s.update = Some(c.get("/v1/update")?);
             }
             if let Some(query) = &want.catalog {
                 let path = format!(

@@ -80,13 +80,14 @@ impl UpdateSetup {
     }
 }
 
-/// The boot partition, mounted while this lives.
-struct Mounted {
+/// The boot partition, mounted (and kept from every other thread) while this lives.
+struct Mounted<'a> {
     path: PathBuf,
     mounted: bool,
+    _only_us: std::sync::MutexGuard<'a, ()>,
 }
 
-impl Drop for Mounted {
+impl Drop for Mounted<'_> {
     fn drop(&mut self) {
         if self.mounted {
             rustix::fs::sync();
@@ -102,6 +103,8 @@ pub struct Updates {
     core: Arc<Core>,
     setup: UpdateSetup,
     busy: Arc<AtomicBool>,
+    /// One thread at a time mounts and uses the boot partition.
+    esp: std::sync::Mutex<()>,
 }
 
 /// Clears the busy flag when the work that set it ends, however it ends.
@@ -207,6 +210,7 @@ impl Updates {
             core,
             setup,
             busy: Arc::default(),
+            esp: std::sync::Mutex::default(),
         })
     }
 
@@ -214,7 +218,15 @@ impl Updates {
         PublicKey::load_dir(&self.setup.keys_dir)
     }
 
-    fn mount(&self) -> ApiResult<(Esp, Mounted)> {
+    fn mount(&self) -> ApiResult<(Esp, Mounted<'_>)> {
+        let guard = self.esp.lock().unwrap_or_else(|e| e.into_inner());
+        self.mount_with(guard)
+    }
+
+    fn mount_with<'a>(
+        &'a self,
+        guard: std::sync::MutexGuard<'a, ()>,
+    ) -> ApiResult<(Esp, Mounted<'a>)> {
         let no_esp = || {
             ApiErr::new(
                 409,
@@ -230,6 +242,7 @@ impl Updates {
                 Mounted {
                     path: dir.clone(),
                     mounted: false,
+                    _only_us: guard,
                 },
             )),
             EspPlace::Partition => {
@@ -258,6 +271,7 @@ impl Updates {
                     Mounted {
                         path: ESP_MOUNT.into(),
                         mounted: true,
+                        _only_us: guard,
                     },
                 ))
             }
@@ -284,7 +298,17 @@ impl Updates {
                 self.setup.keys_dir.display()
             ));
         }
-        let slots = match self.mount() {
+        // While an update is being written, the slots are not looked at.
+        let mounted = match self.esp.try_lock() {
+            Ok(guard) => self.mount_with(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => self.mount_with(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => Err(ApiErr::new(
+                409,
+                "update-busy",
+                "an update is being written: the slots are shown once it is done",
+            )),
+        };
+        let slots = match mounted {
             Ok((esp, _mounted)) => match esp.slots() {
                 Ok(slots) => slots,
                 Err(e) => {

@@ -1,4 +1,6 @@
-//! Restart, power off, or reset the settings to the defaults, each asked again.
+//! Restart, power off, or reset the settings to the defaults, each asked again; the
+//! software running and its two boot slots, an update bundle applied (a path on the box
+//! or a URL), and going back to the other slot.
 
 use rushes_api as api;
 use tuirealm::ratatui::layout::Rect;
@@ -6,27 +8,43 @@ use tuirealm::ratatui::text::Line;
 use tuirealm::ratatui::widgets::Paragraph;
 use tuirealm::ratatui::Frame;
 
+use crate::form::Field;
 use crate::screen::{Ctx, Go, Input, Screen};
 use crate::screens::wizard::Wizard;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Fetch, Snapshot};
 use crate::widgets::form_box;
 
-/// `reboot`, `poweroff` or `reset`, waiting for Y.
+/// `reboot`, `poweroff`, `reset` or `rollback`, waiting for Y; or the update form.
 #[derive(Default)]
 pub struct Power {
     confirm: Option<&'static str>,
+    bundle: Option<Field>,
 }
 
 pub enum Msg {
     Ask(&'static str),
     Yes,
     No,
+    /// Open the update form.
+    Update,
+    Type(char),
+    Apply,
+    Close,
 }
 
 impl Screen for Power {
     type Msg = Msg;
 
     fn message(&self, key: Input) -> Option<Msg> {
+        if self.bundle.is_some() {
+            return match key {
+                Input::Char(c) => Some(Msg::Type(c)),
+                Input::Backspace => Some(Msg::Type('\u{8}')),
+                Input::Enter => Some(Msg::Apply),
+                Input::Esc => Some(Msg::Close),
+                _ => None,
+            };
+        }
         if self.confirm.is_some() {
             return Some(match key {
                 Input::Char('y' | 'Y') => Msg::Yes,
@@ -37,6 +55,8 @@ impl Screen for Power {
             Input::Char('r' | 'R') => Some(Msg::Ask("reboot")),
             Input::Char('o' | 'O') => Some(Msg::Ask("poweroff")),
             Input::Char('f' | 'F') => Some(Msg::Ask("reset")),
+            Input::Char('u' | 'U') => Some(Msg::Update),
+            Input::Char('b' | 'B') => Some(Msg::Ask("rollback")),
             _ => None,
         }
     }
@@ -48,8 +68,54 @@ impl Screen for Power {
                 self.confirm = Some(action);
             }
             Msg::No => self.confirm = None,
+            Msg::Update => {
+                *ctx.message = None;
+                self.bundle = Some(Field::new("Bundle (path or URL)", ""));
+            }
+            Msg::Type(c) => {
+                if let Some(field) = &mut self.bundle {
+                    field.edit(c);
+                }
+            }
+            Msg::Close => self.bundle = None,
+            Msg::Apply => {
+                let source = self.bundle.take()?.value.trim().to_string();
+                let req = api::UpdateApply {
+                    source,
+                    reboot: false,
+                };
+                ctx.refresh = true;
+                ctx.say(
+                    ctx.client
+                        .post::<_, api::Job>("/v1/update/apply", &req)
+                        .map(|job| format!("Checked and accepted: job {} writes {}. R restarts into it once the job is done (Jobs on the dashboard).", job.id, job.target.name)),
+                );
+            }
             Msg::Yes => {
                 let action = self.confirm.take()?;
+                if action == "rollback" {
+                    let req = api::UpdateRollback {
+                        confirm: true,
+                        reboot: false,
+                    };
+                    ctx.refresh = true;
+                    ctx.say(
+                        ctx.client
+                            .post::<_, api::UpdateStatus>("/v1/update/rollback", &req)
+                            .map(|s| {
+                                let next = s
+                                    .slots
+                                    .iter()
+                                    .find(|x| x.boots_next)
+                                    .map(|x| x.slot.to_uppercase());
+                                format!(
+                                    "Slot {} boots next; R restarts into it.",
+                                    next.unwrap_or_else(|| "?".into())
+                                )
+                            }),
+                    );
+                    return None;
+                }
                 if action == "reset" {
                     match ctx
                         .client
@@ -79,11 +145,18 @@ impl Screen for Power {
     }
 
     fn form_open(&self) -> bool {
-        self.confirm.is_some()
+        self.confirm.is_some() || self.bundle.is_some()
     }
 
-    fn view(&self, f: &mut Frame<'_>, area: Rect, _snap: &Snapshot) {
-        let lines = vec![
+    fn fetch(&self) -> Fetch {
+        Fetch {
+            update: true,
+            ..Fetch::default()
+        }
+    }
+
+    fn view(&self, f: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
+        let mut lines = vec![
             Line::from("R  restart the appliance"),
             Line::from("O  power it off"),
             Line::from("F  reset the settings to the defaults: host name, network, password,"),
@@ -91,11 +164,61 @@ impl Screen for Power {
             Line::from(""),
             Line::from("Either asks again before it acts. Clients lose their mounts until the box"),
             Line::from("is back; data already written is safe on the pools."),
+            Line::from(""),
         ];
+        match &snap.update {
+            Some(u) => {
+                lines.push(Line::from(format!(
+                    "Software {} ({}), running from slot {}",
+                    u.version,
+                    u.model,
+                    u.running_slot.as_deref().unwrap_or("-").to_uppercase()
+                )));
+                for slot in &u.slots {
+                    lines.push(Line::from(format!(
+                        "  slot {}  {:<16} {:<10} {}",
+                        slot.slot.to_uppercase(),
+                        match slot.tries_left {
+                            Some(n) => format!("trying ({n} left)"),
+                            None => slot.state.clone(),
+                        },
+                        slot.version.as_deref().unwrap_or("-"),
+                        if slot.boots_next { "boots next" } else { "" }
+                    )));
+                }
+                for problem in &u.problems {
+                    lines.push(Line::from(format!("  ! {problem}")));
+                }
+            }
+            None => lines.push(Line::from("Software: reading the boot slots...")),
+        }
+        lines.push(Line::from(
+            "U  apply a signed update bundle into the other slot",
+        ));
+        lines.push(Line::from("B  go back to the other slot"));
         f.render_widget(Paragraph::new(lines), area);
+        if let Some(field) = &self.bundle {
+            form_box(
+                f,
+                area,
+                "Update",
+                vec![
+                    Line::from(
+                        "A path on the box (on a share: /pools/POOL/...) or an http(s) URL.",
+                    ),
+                    Line::from(
+                        "It is checked (signature, model, version) before anything is written.",
+                    ),
+                    Line::from(field.shown(true)),
+                    Line::from("Enter apply  Esc cancel"),
+                ],
+            );
+        }
         if let Some(action) = self.confirm {
             let question = if action == "reset" {
                 "Really reset every setting to the defaults? Y yes, any other key no".to_string()
+            } else if action == "rollback" {
+                "Make the other slot boot next? Y yes, any other key no".to_string()
             } else {
                 format!("Really {action} the appliance? Y yes, any other key no")
             };
