@@ -2065,14 +2065,8 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Each `tests/fixtures/state-VERSION` is what a rushesd of that version left after an
-/// admin set it up (`tests/fixtures/make-state.sh`). Today's rushesd must take it as
-/// it is: the accounts with their roles and passwords, the API token, the targets with
-/// their sealed secret, the jobs and alerts, the web certificate and the file-handle
-/// key (so clients' handles and pinned fingerprints stay good), and rewrite
-/// rushes.toml without losing any of it.
-#[test]
-fn state_written_by_earlier_versions_loads() {
+/// The fixtures of earlier versions' state, oldest first.
+fn state_fixtures() -> Vec<std::path::PathBuf> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let mut versions: Vec<_> = std::fs::read_dir(&fixtures)
         .unwrap()
@@ -2086,17 +2080,36 @@ fn state_written_by_earlier_versions_loads() {
         "no fixtures in {}",
         fixtures.display()
     );
-    for fixture in versions {
-        let dir = tempfile::tempdir().unwrap();
+    versions
+}
+
+/// A copy of `fixture` to run a rushesd on: DIR/state (with the demo share in it) and
+/// DIR/archive, the folder target, where its rushes.toml says.
+fn fixture_state(fixture: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    copy_tree(&fixture.join("state"), &state);
+    copy_tree(&fixture.join("demo"), &state.join("demo"));
+    copy_tree(&fixture.join("archive"), &dir.path().join("archive"));
+    for name in ["rushes.toml", "rushes.toml.prev"] {
+        let text = std::fs::read_to_string(state.join(name)).unwrap();
+        let here = dir.path().to_str().unwrap();
+        std::fs::write(state.join(name), text.replace("@FIXTURE@", here)).unwrap();
+    }
+    dir
+}
+
+/// Each `tests/fixtures/state-VERSION` is what a rushesd of that version left after an
+/// admin set it up (`tests/fixtures/make-state.sh`). Today's rushesd must take it as
+/// it is: the accounts with their roles and passwords, the API token, the targets with
+/// their sealed secret, the jobs and alerts, the web certificate and the file-handle
+/// key (so clients' handles and pinned fingerprints stay good), and rewrite
+/// rushes.toml without losing any of it.
+#[test]
+fn state_written_by_earlier_versions_loads() {
+    for fixture in state_fixtures() {
+        let dir = fixture_state(&fixture);
         let state = dir.path().join("state");
-        copy_tree(&fixture.join("state"), &state);
-        copy_tree(&fixture.join("demo"), &state.join("demo"));
-        copy_tree(&fixture.join("archive"), &dir.path().join("archive"));
-        for name in ["rushes.toml", "rushes.toml.prev"] {
-            let text = std::fs::read_to_string(state.join(name)).unwrap();
-            let here = dir.path().to_str().unwrap();
-            std::fs::write(state.join(name), text.replace("@FIXTURE@", here)).unwrap();
-        }
         let kept = |name: &str| std::fs::read(state.join(name)).unwrap();
         let (handle_key, certificate) = (kept("handle.key"), kept("web/web-certificate.pem"));
         let web = rushes_tests::free_tcp_port().to_string();
@@ -2189,4 +2202,102 @@ fn state_written_by_earlier_versions_loads() {
         );
         drop(server);
     }
+}
+
+/// The support bundle of a box set up with accounts, tokens, targets with secrets and a
+/// certificate: one file, everything someone helping needs, and none of the secrets.
+#[test]
+fn the_support_bundle_holds_what_helps_and_no_secret() {
+    let fixture = state_fixtures().pop().unwrap();
+    let dir = fixture_state(&fixture);
+    let state = dir.path().join("state");
+    let web = format!("127.0.0.1:{}", rushes_tests::free_tcp_port());
+    let (_server, sock) = ServerProcess::start_with_api_and(&state, &["--web", &web]);
+    let ctl = |args: &[&str], input: &str| rushesctl_with_input(&sock, args, input);
+    // Secrets of today beside the fixture's.
+    let (out, ok) = ctl(
+        &["user", "add", "assistant", "--role", "viewer"],
+        "assistant-pass-31\n",
+    );
+    assert!(ok, "{out}");
+    let (made, ok) = ctl(&["token", "create", "wall-display", "--role", "viewer"], "");
+    assert!(ok, "{made}");
+    let new_token = made
+        .split_whitespace()
+        .find(|w| w.starts_with("rushes_"))
+        .unwrap()
+        .to_string();
+    let old_token = std::fs::read_to_string(fixture.join("token.txt"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let file = dir.path().join("support.tar.zst");
+    let (out, ok) = ctl(&["support-bundle", "-o", file.to_str().unwrap()], "");
+    assert!(ok && out.contains("files"), "{out}");
+    let tar = zstd::decode_all(std::fs::File::open(&file).unwrap()).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(tar.as_slice());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    let text = |name: &str| {
+        String::from_utf8_lossy(
+            files
+                .get(&format!("rushes-support/{name}"))
+                .unwrap_or_else(|| panic!("no {name} in {:?}", files.keys())),
+        )
+        .into_owned()
+    };
+    assert!(
+        text("versions.txt").contains("rushesd 0.1.0"),
+        "{}",
+        text("versions.txt")
+    );
+    assert!(text("rushes.toml").contains("editor") && text("rushes.toml").contains("wasabi"));
+    assert!(text("users.json").contains("assistant"));
+    assert!(text("jobs.json").contains("copy-files"));
+    assert!(
+        text("alerts-history.json").contains("wasabi") || text("alerts.json").contains("wasabi")
+    );
+    for name in [
+        "log.txt",
+        "disks.json",
+        "pools.json",
+        "shares.json",
+        "targets.json",
+        "network.json",
+        "update.json",
+    ] {
+        text(name);
+    }
+
+    let keep_out = |what: &str, needle: &[u8]| {
+        assert!(!needle.is_empty());
+        for (name, bytes) in &files {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{name} holds {what}"
+            );
+        }
+    };
+    let state_file = |name: &str| std::fs::read(state.join(name)).unwrap();
+    keep_out("a password", b"assistant-pass-31");
+    keep_out("a password", b"cutting-room-7");
+    keep_out("a password hash", b"$argon2id");
+    keep_out("today's token", new_token.as_bytes());
+    keep_out("the fixture's token", old_token.as_bytes());
+    let tokens: serde_json::Value = serde_json::from_slice(&state_file("api-tokens.json")).unwrap();
+    for t in tokens.as_array().unwrap() {
+        keep_out("a token's hash", t["hash"].as_str().unwrap().as_bytes());
+    }
+    keep_out("the S3 secret", b"not-a-real-secret-key-0123456789");
+    keep_out("the S3 access key", b"AKIAFIXTURE");
+    keep_out("the certificate's key", b"PRIVATE KEY");
+    keep_out("the sealing key", &state_file("targets.key"));
+    keep_out("the file-handle key", &state_file("handle.key"));
 }

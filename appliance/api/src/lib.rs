@@ -854,6 +854,21 @@ pub struct UpdateRollback {
     pub reboot: bool,
 }
 
+/// A support bundle: one `.tar.zst` of what someone helping needs (versions, the
+/// supervisor's log, the config with every secret removed, disks with their SMART,
+/// pools, shares, alerts, jobs, network), never a password, key or token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SupportBundle {
+    /// A file name for it: `rushes-support-HOST-YYYYMMDD-HHMMSS.tar.zst`.
+    pub name: String,
+    /// The files in it.
+    pub files: Vec<String>,
+    /// Its size.
+    pub bytes: u64,
+    /// The file itself, base64 (standard alphabet, padded).
+    pub content: String,
+}
+
 /// Recent lines of the supervisor's log, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Logs {

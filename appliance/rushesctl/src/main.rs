@@ -50,6 +50,14 @@ struct Cli {
 enum Cmd {
     /// Version, host name and uptime.
     Status,
+    /// Write a support bundle: versions, the log, the config with every secret removed,
+    /// disks with SMART, pools, shares, alerts, jobs and the network in one .tar.zst to
+    /// send with a request for help. It never holds a password, key or token.
+    SupportBundle {
+        /// Where to write it [default: rushes-support-HOST-DATE.tar.zst here].
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// The clock: the NTP server chronyd follows, how far off the clock is, and whether
     /// the kernel marks it synchronised (and so keeps the RTC).
     Time,
@@ -1053,6 +1061,25 @@ fn word<T: serde::Serialize>(v: &T) -> String {
 
 fn run(cli: &Cli, c: &Client) -> Res {
     match &cli.command {
+        Cmd::SupportBundle { output } => {
+            use base64::Engine;
+            let b: api::SupportBundle = c.post("/v1/support-bundle", &serde_json::json!({}))?;
+            let bytes = match base64::engine::general_purpose::STANDARD.decode(&b.content) {
+                Ok(bytes) => bytes,
+                Err(e) => return unreadable(format!("the support bundle did not come whole: {e}")),
+            };
+            let path = output.clone().unwrap_or_else(|| b.name.clone().into());
+            if let Err(e) = std::fs::write(&path, &bytes) {
+                return unreadable(format!("cannot write {}: {e}", path.display()));
+            }
+            out(&format!(
+                "{}: {} files, {} bytes (open with: tar --zstd -xf {})\n",
+                path.display(),
+                b.files.len(),
+                bytes.len(),
+                path.display()
+            ));
+        }
         Cmd::Status => {
             let s: api::Status = c.get("/v1/status")?;
             if cli.json {

@@ -979,6 +979,13 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/support-bundle",
+            post_with(
+                |State(m): Mgr| async move { blocking(move || crate::support::bundle(&m)).await.map(Json) },
+                says("Make a support bundle: versions, the log, the config with every secret removed, disks with SMART, pools, shares, alerts, jobs and network in one .tar.zst (base64 in `content`); never a password, key or token"),
+            ),
+        )
+        .api_route(
             "/v1/update",
             get_with(
                 |State(m): Mgr| async move { blocking(move || Ok(m.updates.status())).await.map(Json) },

@@ -38,6 +38,7 @@ mod smb_audit;
 mod smb_lines;
 mod smb_profile;
 mod state_file;
+mod support;
 mod targets;
 mod thumbnail;
 mod update;
