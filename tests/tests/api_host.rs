@@ -1906,7 +1906,7 @@ fn has_line(out: &str, words: &[&str]) -> bool {
     out.lines().any(|l| words.iter().all(|w| l.contains(w)))
 }
 
-/// Every file under `root` with its bytes.
+/// Every regular file under `root` with its bytes.
 fn tree(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -1915,7 +1915,7 @@ fn tree(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if p.is_file() {
                 out.push((p.clone(), std::fs::read(&p).unwrap()));
             }
         }
@@ -2099,6 +2099,34 @@ fn fixture_state(fixture: &Path) -> tempfile::TempDir {
     dir
 }
 
+/// A rushesd (with its admin plane) on a copy of the newest state fixture.
+struct FixtureBox {
+    fixture: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+    web: String,
+    server: ServerProcess,
+    sock: std::path::PathBuf,
+}
+
+impl FixtureBox {
+    fn start() -> Self {
+        let fixture = state_fixtures().pop().unwrap();
+        let dir = fixture_state(&fixture);
+        let state = dir.path().join("state");
+        let web = format!("127.0.0.1:{}", rushes_tests::free_tcp_port());
+        let (server, sock) = ServerProcess::start_with_api_and(&state, &["--web", &web]);
+        Self {
+            fixture,
+            dir,
+            state,
+            web,
+            server,
+            sock,
+        }
+    }
+}
+
 /// Each `tests/fixtures/state-VERSION` is what a rushesd of that version left after an
 /// admin set it up (`tests/fixtures/make-state.sh`). Today's rushesd must take it as
 /// it is: the accounts with their roles and passwords, the API token, the targets with
@@ -2208,11 +2236,14 @@ fn state_written_by_earlier_versions_loads() {
 /// certificate: one file, everything someone helping needs, and none of the secrets.
 #[test]
 fn the_support_bundle_holds_what_helps_and_no_secret() {
-    let fixture = state_fixtures().pop().unwrap();
-    let dir = fixture_state(&fixture);
-    let state = dir.path().join("state");
-    let web = format!("127.0.0.1:{}", rushes_tests::free_tcp_port());
-    let (_server, sock) = ServerProcess::start_with_api_and(&state, &["--web", &web]);
+    let FixtureBox {
+        fixture,
+        dir,
+        state,
+        web: _,
+        server: _server,
+        sock,
+    } = FixtureBox::start();
     let ctl = |args: &[&str], input: &str| rushesctl_with_input(&sock, args, input);
     // Secrets of today beside the fixture's.
     let (out, ok) = ctl(
@@ -2300,4 +2331,125 @@ fn the_support_bundle_holds_what_helps_and_no_secret() {
     keep_out("the certificate's key", b"PRIVATE KEY");
     keep_out("the sealing key", &state_file("targets.key"));
     keep_out("the file-handle key", &state_file("handle.key"));
+}
+
+/// A config backup of a box set up from the 0.1.0 fixture, restored onto a fresh box:
+/// refused with a wrong passphrase or damaged (nothing written), then taken whole.
+#[test]
+fn a_config_backup_restores_onto_a_fresh_box() {
+    let FixtureBox {
+        dir,
+        state,
+        web,
+        server: old_box,
+        sock,
+        ..
+    } = FixtureBox::start();
+    let file = dir.path().join("box.backup");
+    let (out, ok) = rushesctl_with_input(
+        &sock,
+        &["config", "backup", "-o", file.to_str().unwrap()],
+        "correct horse battery\n",
+    );
+    assert!(ok && out.contains("sealed under the passphrase"), "{out}");
+    drop(old_box);
+    let backup = std::fs::read(&file).unwrap();
+    assert!(
+        !backup.windows(11).any(|w| w == b"AKIAFIXTURE")
+            && !backup.windows(9).any(|w| w == b"$argon2id"),
+        "the backup shows what it should seal"
+    );
+
+    let fresh = tempfile::tempdir().unwrap();
+    let (mut new_box, new_sock) = ServerProcess::start_with_api_and(fresh.path(), &["--web", &web]);
+    // The fresh box makes its certificate as its admin plane starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fresh.path().join("web/web-key.pem").exists()
+        || std::net::TcpStream::connect(&web).is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the fresh box's admin plane did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = tree(fresh.path());
+    let (out, ok) = rushesctl_with_input(
+        &new_sock,
+        &["config", "restore", file.to_str().unwrap()],
+        "wrong horse battery\n",
+    );
+    assert!(!ok && out.contains("passphrase is wrong"), "{out}");
+    let mut damaged = backup.clone();
+    let n = damaged.len();
+    damaged[n - 100] ^= 1;
+    let damaged_file = dir.path().join("damaged.backup");
+    std::fs::write(&damaged_file, &damaged).unwrap();
+    let (out, ok) = rushesctl_with_input(
+        &new_sock,
+        &["config", "restore", damaged_file.to_str().unwrap()],
+        "correct horse battery\n",
+    );
+    assert!(!ok && out.contains("changed or damaged"), "{out}");
+    let (out, ok) = rushesctl_with_input(
+        &new_sock,
+        &["config", "restore", "/etc/hostname"],
+        "correct horse battery\n",
+    );
+    assert!(!ok && out.contains("not a Rushes config backup"), "{out}");
+    let after = tree(fresh.path());
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|f| !before.contains(f))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert!(
+        changed.is_empty() && after.len() == before.len(),
+        "a refused restore changed the box: {changed:?}"
+    );
+
+    let (out, ok) = rushesctl_with_input(
+        &new_sock,
+        &["config", "restore", file.to_str().unwrap()],
+        "correct horse battery\n",
+    );
+    assert!(ok && out.contains("restart rushesd to take it"), "{out}");
+    new_box.restart();
+    let c = Client::new(new_sock.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.get::<Status>("/v1/status").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "rushesd did not come back after the restore"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let users: serde_json::Value = c.get("/v1/users").unwrap();
+    for name in ["editor", "colourist"] {
+        assert!(
+            users.as_array().unwrap().iter().any(|u| u["name"] == name),
+            "{name}: {users}"
+        );
+    }
+    let tokens: serde_json::Value = c.get("/v1/tokens").unwrap();
+    assert!(
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "lobby-screen"),
+        "{tokens}"
+    );
+    let targets: Vec<rushes_api::TargetView> = c.get("/v1/targets").unwrap();
+    assert!(
+        targets.iter().any(|t| t.name == "wasabi" && t.has_secret),
+        "the target's sealed secret did not come back: {targets:?}"
+    );
+    for kept in ["handle.key", "web/web-certificate.pem", "targets.key"] {
+        assert_eq!(
+            std::fs::read(fresh.path().join(kept)).unwrap(),
+            std::fs::read(state.join(kept)).unwrap(),
+            "{kept} differs from the old box's"
+        );
+    }
 }

@@ -869,6 +869,47 @@ pub struct SupportBundle {
     pub content: String,
 }
 
+/// Back the config up, sealed under `passphrase` (8 characters at least).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigBackup {
+    pub passphrase: String,
+}
+
+/// A config backup: settings, pools, shares, accounts, rules, targets, tokens and
+/// certificates, sealed under the passphrase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigBackupFile {
+    /// A file name for it: `rushes-config-HOST-YYYYMMDD-HHMMSS.backup`.
+    pub name: String,
+    /// The state files in it.
+    pub files: Vec<String>,
+    pub bytes: u64,
+    /// The file itself, base64 (standard alphabet, padded).
+    pub content: String,
+}
+
+/// Restore a backup (the file, base64) with its passphrase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRestore {
+    pub content: String,
+    pub passphrase: String,
+}
+
+/// What a restore put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigRestored {
+    pub files: Vec<String>,
+    pub from_host: String,
+    pub from_version: String,
+    /// When the backup was made (seconds since the epoch).
+    pub created: u64,
+    /// rushesd starts again on the restored files now (on the appliance); in host mode
+    /// it must be restarted.
+    pub restarting: bool,
+}
+
 /// Recent lines of the supervisor's log, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Logs {

@@ -50,6 +50,10 @@ struct Cli {
 enum Cmd {
     /// Version, host name and uptime.
     Status,
+    /// Back up the box's config into one file sealed under a passphrase (read from
+    /// standard input), or restore one onto this box.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Write a support bundle: versions, the log, the config with every secret removed,
     /// disks with SMART, pools, shares, alerts, jobs and the network in one .tar.zst to
     /// send with a request for help. It never holds a password, key or token.
@@ -304,6 +308,22 @@ enum Cmd {
         #[command(subcommand)]
         command: Option<UpdateCmd>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Write the settings, pools, shares, accounts (web and SMB passwords), rules,
+    /// targets with their secrets, tokens and certificates into one file, sealed under a
+    /// passphrase read from standard input (8 characters at least; keep it apart).
+    Backup {
+        /// Where to write it [default: rushes-config-HOST-DATE.backup here].
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Restore a backup onto this box (the passphrase from standard input). It is
+    /// checked whole first; a wrong passphrase or a damaged or newer backup changes
+    /// nothing. rushesd then starts again on it and finds the pools it names.
+    Restore { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -1061,6 +1081,53 @@ fn word<T: serde::Serialize>(v: &T) -> String {
 
 fn run(cli: &Cli, c: &Client) -> Res {
     match &cli.command {
+        Cmd::Config(ConfigCmd::Backup { output }) => {
+            use base64::Engine;
+            let passphrase = password_from_stdin()?;
+            let b: api::ConfigBackupFile =
+                c.post("/v1/config/backup", &api::ConfigBackup { passphrase })?;
+            let bytes = match base64::engine::general_purpose::STANDARD.decode(&b.content) {
+                Ok(bytes) => bytes,
+                Err(e) => return unreadable(format!("the backup did not come whole: {e}")),
+            };
+            let path = output.clone().unwrap_or_else(|| b.name.clone().into());
+            if let Err(e) = std::fs::write(&path, &bytes) {
+                return unreadable(format!("cannot write {}: {e}", path.display()));
+            }
+            out(&format!(
+                "{}: {} ({} bytes), sealed under the passphrase\n",
+                path.display(),
+                b.files.join(", "),
+                bytes.len()
+            ));
+        }
+        Cmd::Config(ConfigCmd::Restore { file }) => {
+            use base64::Engine;
+            let bytes = match std::fs::read(file) {
+                Ok(bytes) => bytes,
+                Err(e) => return unreadable(format!("cannot read {}: {e}", file.display())),
+            };
+            let passphrase = password_from_stdin()?;
+            let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let r: api::ConfigRestored = c.post(
+                "/v1/config/restore",
+                &api::ConfigRestore {
+                    content,
+                    passphrase,
+                },
+            )?;
+            out(&format!(
+                "restored {} from {} (version {}): {}\n",
+                file.display(),
+                r.from_host,
+                r.from_version,
+                if r.restarting {
+                    "rushesd is starting again on it"
+                } else {
+                    "restart rushesd to take it"
+                }
+            ));
+        }
         Cmd::SupportBundle { output } => {
             use base64::Engine;
             let b: api::SupportBundle = c.post("/v1/support-bundle", &serde_json::json!({}))?;

@@ -979,6 +979,24 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             ),
         )
         .api_route(
+            "/v1/config/backup",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::ConfigBackup>| async move {
+                    blocking(move || crate::backup::backup(&m.core, &m.system.status().hostname, req)).await.map(Json)
+                },
+                says("Back up the settings, pools, shares, accounts (web and SMB passwords), rules, targets with their secrets, tokens and certificates into one file sealed under a passphrase (base64 in `content`)"),
+            ),
+        )
+        .api_route(
+            "/v1/config/restore",
+            post_with(
+                |State(m): Mgr, Body(req): Body<api::ConfigRestore>| async move {
+                    blocking(move || crate::backup::restore(&m.core, req)).await.map(Json)
+                },
+                says("Restore a backup: checked whole first (passphrase, format, version, contents), so a wrong, damaged or newer one changes nothing; then rushesd starts again on it and finds the pools it names"),
+            ),
+        )
+        .api_route(
             "/v1/support-bundle",
             post_with(
                 |State(m): Mgr| async move { blocking(move || crate::support::bundle(&m)).await.map(Json) },

@@ -7,3 +7,11 @@ pub fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// `YYYYMMDD-HHMMSS` (UTC) of `secs`, for the names of files the box hands out.
+pub fn file_stamp(secs: u64) -> String {
+    rushes_api::calendar::utc_time(secs)
+        .trim_end_matches(" UTC")
+        .replace(['-', ':'], "")
+        .replace(' ', "-")
+}

@@ -8,6 +8,7 @@ mod admin_plane;
 mod alerts;
 mod api;
 mod audit;
+mod backup;
 mod card;
 mod catalog;
 mod clock;

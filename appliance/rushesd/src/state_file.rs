@@ -52,3 +52,44 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+/// Write `bytes` to `path` (its folder made if needed), readable by root alone, and
+/// sync it: the first half of a private file's replacement, which the caller finishes
+/// with a rename once every file of the change is written.
+pub fn write_private_unplaced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// A tar of `files` (names under `prefix`, with `mode`, dated `now`), in memory: what
+/// the support bundle and the config backup are made of.
+pub fn tar_of(
+    files: &[(String, Vec<u8>)],
+    prefix: &str,
+    mode: u32,
+    now: u64,
+) -> std::io::Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(mode);
+        header.set_mtime(now);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, format!("{prefix}{name}"), bytes.as_slice())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{name}: {e}")))?;
+    }
+    archive.into_inner()
+}

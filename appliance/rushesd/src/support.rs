@@ -136,32 +136,12 @@ pub fn bundle(d: &Daemon) -> ApiResult<api::SupportBundle> {
     let now = crate::epoch::now();
     let files = contents(d);
     let failed = |e: std::io::Error| ApiErr::failed(format!("cannot make the support bundle: {e}"));
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, bytes) in &files {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(now);
-        header.set_cksum();
-        archive
-            .append_data(
-                &mut header,
-                format!("rushes-support/{name}"),
-                bytes.as_slice(),
-            )
-            .map_err(failed)?;
-    }
-    let tar = archive.into_inner().map_err(failed)?;
+    let tar = crate::state_file::tar_of(&files, "rushes-support/", 0o644, now).map_err(failed)?;
     let mut encoder = zstd::Encoder::new(Vec::new(), 9).map_err(failed)?;
     encoder.write_all(&tar).map_err(failed)?;
     let packed = encoder.finish().map_err(failed)?;
     let host = d.system.status().hostname;
-    let stamp = rushes_api::calendar::utc_time(now)
-        .replace(['-', ':'], "")
-        .replace(' ', "-")
-        .trim_end_matches(" UTC")
-        .trim_end_matches("-UTC")
-        .to_string();
+    let stamp = crate::epoch::file_stamp(now);
     tracing::info!(
         files = files.len(),
         bytes = packed.len(),

@@ -63,20 +63,8 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// Write `bytes` to `path` readable by root alone, whole or not at all.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    crate::state_file::write_private_unplaced(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
 

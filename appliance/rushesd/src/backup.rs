@@ -1,0 +1,404 @@
+//! Config backup and restore: one file with the box's settings, pools, shares, accounts
+//! (web and SMB passwords), rules, targets with their sealed secrets, API tokens, the
+//! web certificate and the file-handle key, all sealed under a passphrase (argon2id,
+//! then ChaCha20-Poly1305). Restored onto a fresh box, the pools are found again by the
+//! md and XFS labels rushes.toml names, and every share and account comes back.
+//!
+//! The file: a text line `rushes-config-backup`, one line of JSON (format, version, when,
+//! host, the KDF's salt and costs, the nonce), then the sealed tar, with the header as
+//! the associated data so nothing of it can be changed either. A restore reads and checks
+//! everything, in memory and bounded, before it writes a byte; then it replaces each file
+//! by rename, and rushesd starts again on them.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use rushes_api as api;
+
+use crate::core::Core;
+use crate::error::{ApiErr, ApiResult};
+
+const MAGIC: &str = "rushes-config-backup";
+/// The newest backup format this build reads.
+const FORMAT: u32 = 1;
+/// The largest backup taken (a restore holds it in memory).
+const MAX_BACKUP: usize = 64 << 20;
+/// The largest file in one.
+const MAX_FILE: u64 = 16 << 20;
+/// The state files a backup carries, relative to the state folder; and every file of
+/// Samba's private folder (its password database).
+const FILES: [&str; 7] = [
+    "rushes.toml",
+    "api-tokens.json",
+    "targets.key",
+    "targets.sealed",
+    "handle.key",
+    "web/web-certificate.pem",
+    "web/web-key.pem",
+];
+const SAMBA: &str = "samba";
+
+/// The state files of a backup: each name (relative to the state folder) and its bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    format: u32,
+    version: String,
+    created: u64,
+    host: String,
+    salt: String,
+    nonce: String,
+    m_kib: u32,
+    t: u32,
+    p: u32,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn refused(why: impl Into<String>) -> ApiErr {
+    ApiErr::new(422, "backup-refused", why).hint("nothing was changed")
+}
+
+fn key(passphrase: &str, h: &Header) -> ApiResult<LessSafeKey> {
+    let salt = unhex(&h.salt).ok_or_else(|| refused("the backup's header is damaged (salt)"))?;
+    // Costs are bounded, so a crafted header cannot make the box spend minutes or GiBs.
+    if h.m_kib > 256 * 1024 || h.t > 10 || h.p == 0 || h.p > 8 {
+        return Err(refused(
+            "the backup's key costs are out of range: it was not made by a Rushes box",
+        ));
+    }
+    let params = argon2::Params::new(h.m_kib, h.t, h.p, Some(32))
+        .map_err(|e| refused(format!("the backup's key costs are not usable: {e}")))?;
+    let mut bytes = [0u8; 32];
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), &salt, &mut bytes)
+        .map_err(|e| ApiErr::failed(format!("cannot derive the backup key: {e}")))?;
+    let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
+        .map_err(|_| ApiErr::failed("cannot make the backup key"))?;
+    Ok(LessSafeKey::new(key))
+}
+
+fn check_passphrase(p: &str) -> ApiResult<()> {
+    if p.chars().count() < 8 {
+        return Err(
+            ApiErr::bad_request("the passphrase is shorter than 8 characters")
+                .hint("a restore asks for it again: keep it apart from the file"),
+        );
+    }
+    Ok(())
+}
+
+/// The files of the state folder that go in, with their bytes.
+fn gather(state: &Path) -> ApiResult<Files> {
+    let mut out = Vec::new();
+    let mut names: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
+    if let Ok(rd) = std::fs::read_dir(state.join(SAMBA)) {
+        let mut samba: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| format!("{SAMBA}/{}", e.file_name().to_string_lossy()))
+            .collect();
+        samba.sort();
+        names.extend(samba);
+    }
+    for name in names {
+        match std::fs::read(state.join(&name)) {
+            Ok(bytes) => out.push((name, bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ApiErr::failed(format!("cannot read {name}: {e}"))),
+        }
+    }
+    if !out.iter().any(|(n, _)| n == "rushes.toml") {
+        return Err(
+            ApiErr::new(409, "nothing-to-back-up", "this box has no settings yet")
+                .hint("set it up first (the console's wizard)"),
+        );
+    }
+    Ok(out)
+}
+
+/// A name a restore may write: one of [`FILES`], or a plain file name in Samba's folder.
+fn allowed(name: &str) -> bool {
+    FILES.contains(&name)
+        || name.strip_prefix("samba/").is_some_and(|f| {
+            !f.is_empty() && !f.contains('/') && f != "." && f != ".." && !f.starts_with('.')
+        })
+}
+
+/// Seal `files` into a backup file under `passphrase`, its header saying `version`.
+fn seal(
+    files: &[(String, Vec<u8>)],
+    version: &str,
+    host: &str,
+    now: u64,
+    passphrase: &str,
+) -> ApiResult<Vec<u8>> {
+    let mut plain = crate::state_file::tar_of(files, "", 0o600, now)
+        .map_err(|e| ApiErr::failed(format!("cannot pack the backup: {e}")))?;
+    let mut salt = [0u8; 16];
+    let mut nonce = [0u8; NONCE_LEN];
+    rustix::rand::getrandom(&mut salt, rustix::rand::GetRandomFlags::empty())
+        .and_then(|_| rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty()))
+        .map_err(|e| ApiErr::failed(format!("no random numbers: {e}")))?;
+    let header = Header {
+        format: FORMAT,
+        version: version.into(),
+        created: now,
+        host: host.into(),
+        salt: hex(&salt),
+        nonce: hex(&nonce),
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+    let header_line = serde_json::to_string(&header).map_err(|e| ApiErr::failed(e.to_string()))?;
+    key(passphrase, &header)?
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(header_line.as_bytes()),
+            &mut plain,
+        )
+        .map_err(|_| ApiErr::failed("cannot seal the backup"))?;
+    let mut out = format!("{MAGIC}\n{header_line}\n").into_bytes();
+    out.extend_from_slice(&plain);
+    Ok(out)
+}
+
+pub fn backup(core: &Core, host: &str, req: api::ConfigBackup) -> ApiResult<api::ConfigBackupFile> {
+    use base64::Engine;
+    check_passphrase(&req.passphrase)?;
+    let files = gather(&core.paths.state_dir)?;
+    let now = crate::epoch::now();
+    let out = seal(
+        &files,
+        env!("CARGO_PKG_VERSION"),
+        host,
+        now,
+        &req.passphrase,
+    )?;
+    let stamp = crate::epoch::file_stamp(now);
+    tracing::info!(files = files.len(), bytes = out.len(), "config backup made");
+    Ok(api::ConfigBackupFile {
+        name: format!("rushes-config-{host}-{stamp}.backup"),
+        files: files.into_iter().map(|(n, _)| n).collect(),
+        bytes: out.len() as u64,
+        content: base64::engine::general_purpose::STANDARD.encode(&out),
+    })
+}
+
+/// Read a backup whole and check it; the files it would write.
+fn open(content: &str, passphrase: &str) -> ApiResult<(Header, Files)> {
+    use base64::Engine;
+    if content.len() > MAX_BACKUP / 3 * 4 + 4 {
+        return Err(refused(format!(
+            "the backup is larger than {} MiB: it is not one this box made",
+            MAX_BACKUP >> 20
+        )));
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(content)
+        .map_err(|e| refused(format!("the backup did not come whole: {e}")))?;
+    let rest = raw
+        .strip_prefix(format!("{MAGIC}\n").as_bytes())
+        .ok_or_else(|| refused("this is not a Rushes config backup"))?;
+    let end = rest
+        .iter()
+        .take(4096)
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| refused("the backup's header is damaged"))?;
+    let header_line = &rest[..end];
+    let header: Header = serde_json::from_slice(header_line)
+        .map_err(|e| refused(format!("the backup's header is damaged: {e}")))?;
+    if header.format > FORMAT {
+        return Err(refused(format!(
+            "the backup is format {} (made by version {}), newer than this box reads ({FORMAT}): update the box first",
+            header.format, header.version
+        )));
+    }
+    if rushes_update::compare_versions(&header.version, env!("CARGO_PKG_VERSION"))
+        == std::cmp::Ordering::Greater
+    {
+        return Err(refused(format!(
+            "the backup was made by version {}, newer than this box's {}: update the box first",
+            header.version,
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let nonce: [u8; NONCE_LEN] = unhex(&header.nonce)
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| refused("the backup's header is damaged (nonce)"))?;
+    let mut sealed = rest[end + 1..].to_vec();
+    let opening = key(passphrase, &header)?;
+    let plain = opening
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(header_line),
+            &mut sealed,
+        )
+        .map_err(|_| refused("the passphrase is wrong, or the backup was changed or damaged"))?;
+    let mut files = Vec::new();
+    let mut archive = tar::Archive::new(&plain[..]);
+    let entries = archive
+        .entries()
+        .map_err(|e| refused(format!("the backup's contents do not read: {e}")))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| refused(format!("the backup's contents do not read: {e}")))?;
+        let name = entry
+            .path()
+            .map_err(|e| refused(format!("a name in the backup does not read: {e}")))?
+            .to_string_lossy()
+            .into_owned();
+        if !allowed(&name) {
+            return Err(refused(format!(
+                "the backup holds {name:?}, which no backup holds"
+            )));
+        }
+        if entry.size() > MAX_FILE {
+            return Err(refused(format!(
+                "{name} in the backup is larger than {} MiB",
+                MAX_FILE >> 20
+            )));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(MAX_FILE)
+            .read_to_end(&mut bytes)
+            .map_err(|e| refused(format!("{name} in the backup does not read: {e}")))?;
+        files.push((name, bytes));
+    }
+    let config = files
+        .iter()
+        .find(|(n, _)| n == "rushes.toml")
+        .ok_or_else(|| refused("the backup holds no rushes.toml"))?;
+    let text = std::str::from_utf8(&config.1)
+        .map_err(|_| refused("rushes.toml in the backup is not text"))?;
+    crate::config::ApplianceConfig::parse(text)
+        .map_err(|e| refused(format!("rushes.toml in the backup is not valid: {e}")))?;
+    Ok((header, files))
+}
+
+/// Put a backup's files in place. Everything is checked first; each file is then
+/// written beside its place and renamed over it.
+pub fn restore(core: &Core, req: api::ConfigRestore) -> ApiResult<api::ConfigRestored> {
+    let (header, files) = open(&req.content, &req.passphrase)?;
+    let state = &core.paths.state_dir;
+    let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (name, bytes) in &files {
+        let path = state.join(name);
+        let tmp = state.join(format!("{name}.restoring"));
+        if let Err(e) = crate::state_file::write_private_unplaced(&tmp, bytes) {
+            for (tmp, _) in &written {
+                let _ = std::fs::remove_file(tmp);
+            }
+            let _ = std::fs::remove_file(&tmp);
+            return Err(
+                ApiErr::failed(format!("cannot write {name}: {e}")).hint("nothing was changed")
+            );
+        }
+        written.push((tmp, path));
+    }
+    for (tmp, path) in &written {
+        std::fs::rename(tmp, path)
+            .map_err(|e| ApiErr::failed(format!("cannot put {} in place: {e}", path.display())))?;
+    }
+    tracing::warn!(from_host = %header.host, from_version = %header.version, files = files.len(), "config restored from a backup: rushesd starts again on it");
+    let restart = core.paths.appliance;
+    if restart {
+        // init restarts rushesd, which then reads the restored files (and assembles the
+        // pools they name); the answer goes out first.
+        let _ = std::thread::Builder::new()
+            .name("restart".into())
+            .spawn(|| {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                std::process::exit(0);
+            });
+    }
+    Ok(api::ConfigRestored {
+        files: files.into_iter().map(|(n, _)| n).collect(),
+        from_host: header.host,
+        from_version: header.version,
+        created: header.created,
+        restarting: restart,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(files: &[(&str, &str)], version: &str) -> String {
+        use base64::Engine;
+        let files: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .map(|(n, b)| (n.to_string(), b.as_bytes().to_vec()))
+            .collect();
+        let out = seal(
+            &files,
+            version,
+            "edit-bay-nas",
+            1_796_000_000,
+            "correct horse",
+        )
+        .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(out)
+    }
+
+    #[test]
+    fn a_backup_opens_with_its_passphrase_only_and_newer_or_odd_ones_are_refused() {
+        let config = "schema = 2\nhostname = \"edit-bay-nas\"\n";
+        let good = sealed(
+            &[("rushes.toml", config), ("samba/passdb.tdb", "tdb")],
+            env!("CARGO_PKG_VERSION"),
+        );
+        let (header, files) = open(&good, "correct horse").unwrap();
+        assert_eq!(header.host, "edit-bay-nas");
+        assert_eq!(files[0], ("rushes.toml".into(), config.as_bytes().to_vec()));
+        let msg = |r: ApiResult<(Header, Files)>| r.err().expect("refused").message;
+        assert!(msg(open(&good, "wrong horse")).contains("passphrase is wrong"));
+        let future = sealed(&[("rushes.toml", config)], "99.0.0");
+        assert!(msg(open(&future, "correct horse")).contains("newer than this box's"));
+        let escape = sealed(
+            &[("rushes.toml", config), ("etc/shadow", "x")],
+            env!("CARGO_PKG_VERSION"),
+        );
+        assert!(msg(open(&escape, "correct horse")).contains("which no backup holds"));
+        let bad_config = sealed(&[("rushes.toml", "schema = [")], env!("CARGO_PKG_VERSION"));
+        assert!(msg(open(&bad_config, "correct horse")).contains("not valid"));
+        assert!(
+            msg(open("bm90IGEgYmFja3Vw", "correct horse")).contains("not a Rushes config backup")
+        );
+    }
+
+    #[test]
+    fn only_the_backups_own_files_may_be_written() {
+        for ok in ["rushes.toml", "web/web-key.pem", "samba/passdb.tdb"] {
+            assert!(allowed(ok), "{ok}");
+        }
+        for bad in [
+            "../etc/passwd",
+            "samba/../rushes.toml",
+            "samba/",
+            "samba/.x",
+            "etc/shadow",
+            "/rushes.toml",
+            "samba/a/b",
+        ] {
+            assert!(!allowed(bad), "{bad}");
+        }
+    }
+}
