@@ -5,7 +5,8 @@
 //! cancelled), and refuses what it must refuse. Placement on a second pool: files move
 //! to it while a client reads them through the handles it holds, a move cut by `kill -9`
 //! of rushesd is rolled back and its run taken up again, and moved files read back after
-//! a reboot.
+//! a reboot. A config backup restored onto the box with its settings wiped finds both
+//! pools again.
 
 use std::time::{Duration, Instant};
 
@@ -995,6 +996,82 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let out = ctl(&vm, &format!("jobs cancel {id}"), 1, SHORT);
     assert!(out.contains("ended already"), "{out}");
     md_speed_max(&vm, &md, "system");
+
+    // A config backup, restored onto the same box made fresh (RUSHES-CFG's settings and
+    // state removed, then a reboot): the pools are found again by the md UUIDs in the
+    // restored rushes.toml, the shares are served, the files read the same.
+    let out = ctl(
+        &vm,
+        "config backup -o /cfg/box.backup < /dev/null",
+        1,
+        SHORT,
+    );
+    assert!(out.contains("shorter than 8 characters"), "{out}");
+    let states = |v: &Value| -> Vec<(String, String)> {
+        let mut s: Vec<(String, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap_or("").to_string(),
+                    p["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    let pools_before = states(&ctl_json(&vm, "pools"));
+    sh(
+        &vm,
+        "echo 'correct horse battery' | rushesctl config backup -o /cfg/box.backup",
+    );
+    sh(
+        &vm,
+        "rm -rf /cfg/rushes.toml /cfg/rushes.toml.prev /cfg/state && sync",
+    );
+    let before = vm.console().len();
+    vm.qmp(r#"{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"ctrl"},{"type":"qcode","data":"alt"},{"type":"qcode","data":"delete"}]}}"#)
+        .unwrap();
+    let again = vm.wait_for("rushes: rebooting now", before, SHORT).unwrap();
+    vm.wait_for("rushes: ready", again, BOOT).unwrap();
+    let fresh = ctl_json(&vm, "pools");
+    assert_eq!(
+        fresh.as_array().map(Vec::len),
+        Some(0),
+        "a fresh box knows no pool: {fresh}"
+    );
+    let out = sh(
+        &vm,
+        "echo 'wrong horse battery' | rushesctl config restore /cfg/box.backup; echo rc=$?",
+    );
+    assert!(
+        out.contains("passphrase is wrong") && out.contains("rc=1"),
+        "{out}"
+    );
+    let out = sh(
+        &vm,
+        "echo 'correct horse battery' | rushesctl config restore /cfg/box.backup",
+    );
+    assert!(out.contains("rushesd is starting again on it"), "{out}");
+    wait_json(&vm, "pools", MD_WORK, "the pools back as they were", |v| {
+        states(v) == pools_before
+    });
+    let shares = wait_json(&vm, "shares", SHORT, "the shares back", |v| {
+        v.as_array().unwrap().len() == 2
+    });
+    assert!(shares.to_string().contains("projects"), "{shares}");
+    for (name, data) in &files {
+        assert!(
+            read_file(vm.port, name).await == *data,
+            "{name} changed across the restore"
+        );
+    }
+    // The console of a fresh box shows the wizard; started again, it knows the box is
+    // set up (and locks, as after a reboot).
+    sh(&vm, "kill $(pidof rushes-console)");
+    vm.wait_screen(&["This console is locked"], SHORT).unwrap();
 
     // Destroying needs the name repeated and the shares gone; the disks are free after.
     let out = ctl(&vm, "pool destroy media --confirm medai", 1, SHORT);

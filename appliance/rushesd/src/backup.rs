@@ -11,7 +11,7 @@
 //! by rename, and rushesd starts again on them.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use rushes_api as api;
@@ -28,8 +28,12 @@ const MAX_BACKUP: usize = 64 << 20;
 const MAX_FILE: u64 = 16 << 20;
 /// The state files a backup carries, relative to the state folder; and every file of
 /// Samba's private folder (its password database).
-const FILES: [&str; 7] = [
+/// The pools' scrub records and measured read rates come too, so a restored box does
+/// not scrub and measure every pool at once.
+const FILES: [&str; 9] = [
     "rushes.toml",
+    "scrubs.json",
+    "pool-read-rates.json",
     "api-tokens.json",
     "targets.key",
     "targets.sealed",
@@ -102,8 +106,20 @@ fn check_passphrase(p: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Where the file a backup calls `name` lives: rushes.toml where the config store keeps
+/// it (on the appliance `/cfg/rushes.toml`, beside the state folder), the rest in the
+/// state folder.
+fn place(core: &Core, name: &str) -> PathBuf {
+    if name == "rushes.toml" {
+        core.config_path().to_path_buf()
+    } else {
+        core.paths.state_dir.join(name)
+    }
+}
+
 /// The files of the state folder that go in, with their bytes.
-fn gather(state: &Path) -> ApiResult<Files> {
+fn gather(core: &Core) -> ApiResult<Files> {
+    let state = &core.paths.state_dir;
     let mut out = Vec::new();
     let mut names: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
     if let Ok(rd) = std::fs::read_dir(state.join(SAMBA)) {
@@ -116,7 +132,7 @@ fn gather(state: &Path) -> ApiResult<Files> {
         names.extend(samba);
     }
     for name in names {
-        match std::fs::read(state.join(&name)) {
+        match std::fs::read(place(core, &name)) {
             Ok(bytes) => out.push((name, bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(ApiErr::failed(format!("cannot read {name}: {e}"))),
@@ -181,7 +197,7 @@ fn seal(
 pub fn backup(core: &Core, host: &str, req: api::ConfigBackup) -> ApiResult<api::ConfigBackupFile> {
     use base64::Engine;
     check_passphrase(&req.passphrase)?;
-    let files = gather(&core.paths.state_dir)?;
+    let files = gather(core)?;
     let now = crate::epoch::now();
     let out = seal(
         &files,
@@ -296,11 +312,12 @@ fn open(content: &str, passphrase: &str) -> ApiResult<(Header, Files)> {
 /// written beside its place and renamed over it.
 pub fn restore(core: &Core, req: api::ConfigRestore) -> ApiResult<api::ConfigRestored> {
     let (header, files) = open(&req.content, &req.passphrase)?;
-    let state = &core.paths.state_dir;
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (name, bytes) in &files {
-        let path = state.join(name);
-        let tmp = state.join(format!("{name}.restoring"));
+        let path = place(core, name);
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".restoring");
+        let tmp = PathBuf::from(tmp);
         if let Err(e) = crate::state_file::write_private_unplaced(&tmp, bytes) {
             for (tmp, _) in &written {
                 let _ = std::fs::remove_file(tmp);
