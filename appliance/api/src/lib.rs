@@ -854,14 +854,14 @@ pub struct UpdateRollback {
     pub reboot: bool,
 }
 
-/// A support bundle: one `.tar.zst` of what someone helping needs (versions, the
-/// supervisor's log, the config with every secret removed, disks with their SMART,
-/// pools, shares, alerts, jobs, network), never a password, key or token.
+/// A file the box hands out: a support bundle (`.tar.zst` of what someone helping needs,
+/// never a password, key or token) or a config backup (sealed under its passphrase).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct SupportBundle {
-    /// A file name for it: `rushes-support-HOST-YYYYMMDD-HHMMSS.tar.zst`.
+pub struct HandedOutFile {
+    /// A file name for it: `rushes-support-HOST-YYYYMMDD-HHMMSS.tar.zst`,
+    /// `rushes-config-HOST-YYYYMMDD-HHMMSS.backup`.
     pub name: String,
-    /// The files in it.
+    /// What is in it.
     pub files: Vec<String>,
     /// Its size.
     pub bytes: u64,
@@ -869,24 +869,16 @@ pub struct SupportBundle {
     pub content: String,
 }
 
+/// `POST /v1/support-bundle`'s answer.
+pub type SupportBundle = HandedOutFile;
+/// `POST /v1/config/backup`'s answer.
+pub type ConfigBackupFile = HandedOutFile;
+
 /// Back the config up, sealed under `passphrase` (8 characters at least).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigBackup {
     pub passphrase: String,
-}
-
-/// A config backup: settings, pools, shares, accounts, rules, targets, tokens and
-/// certificates, sealed under the passphrase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ConfigBackupFile {
-    /// A file name for it: `rushes-config-HOST-YYYYMMDD-HHMMSS.backup`.
-    pub name: String,
-    /// The state files in it.
-    pub files: Vec<String>,
-    pub bytes: u64,
-    /// The file itself, base64 (standard alphabet, padded).
-    pub content: String,
 }
 
 /// Restore a backup (the file, base64) with its passphrase.

@@ -615,6 +615,23 @@ fn rules_text(file: &std::path::Path) -> Result<String, String> {
 }
 
 /// A local file that cannot be read: said, and exit status 2 (a usage error).
+/// A file the API hands out base64 (`content`), written to `output` or, by default, to
+/// `name` here: where it went and its bytes, or why not.
+fn save_handed_out(
+    what: &str,
+    name: &str,
+    content: &str,
+    output: &Option<std::path::PathBuf>,
+) -> Result<(std::path::PathBuf, Vec<u8>), String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(content)
+        .map_err(|e| format!("the {what} did not come whole: {e}"))?;
+    let path = output.clone().unwrap_or_else(|| name.into());
+    std::fs::write(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((path, bytes))
+}
+
 fn unreadable(why: String) -> Res {
     eprintln!("rushesctl: {why}");
     Ok(ExitCode::from(2))
@@ -1082,18 +1099,13 @@ fn word<T: serde::Serialize>(v: &T) -> String {
 fn run(cli: &Cli, c: &Client) -> Res {
     match &cli.command {
         Cmd::Config(ConfigCmd::Backup { output }) => {
-            use base64::Engine;
             let passphrase = password_from_stdin()?;
             let b: api::ConfigBackupFile =
                 c.post("/v1/config/backup", &api::ConfigBackup { passphrase })?;
-            let bytes = match base64::engine::general_purpose::STANDARD.decode(&b.content) {
-                Ok(bytes) => bytes,
-                Err(e) => return unreadable(format!("the backup did not come whole: {e}")),
+            let (path, bytes) = match save_handed_out("backup", &b.name, &b.content, output) {
+                Ok(saved) => saved,
+                Err(why) => return unreadable(why),
             };
-            let path = output.clone().unwrap_or_else(|| b.name.clone().into());
-            if let Err(e) = std::fs::write(&path, &bytes) {
-                return unreadable(format!("cannot write {}: {e}", path.display()));
-            }
             out(&format!(
                 "{}: {} ({} bytes), sealed under the passphrase\n",
                 path.display(),
@@ -1129,16 +1141,12 @@ fn run(cli: &Cli, c: &Client) -> Res {
             ));
         }
         Cmd::SupportBundle { output } => {
-            use base64::Engine;
             let b: api::SupportBundle = c.post("/v1/support-bundle", &serde_json::json!({}))?;
-            let bytes = match base64::engine::general_purpose::STANDARD.decode(&b.content) {
-                Ok(bytes) => bytes,
-                Err(e) => return unreadable(format!("the support bundle did not come whole: {e}")),
+            let (path, bytes) = match save_handed_out("support bundle", &b.name, &b.content, output)
+            {
+                Ok(saved) => saved,
+                Err(why) => return unreadable(why),
             };
-            let path = output.clone().unwrap_or_else(|| b.name.clone().into());
-            if let Err(e) = std::fs::write(&path, &bytes) {
-                return unreadable(format!("cannot write {}: {e}", path.display()));
-            }
             out(&format!(
                 "{}: {} files, {} bytes (open with: tar --zstd -xf {})\n",
                 path.display(),

@@ -18,6 +18,7 @@ use rushes_api as api;
 
 use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
+use crate::targets::{hex, unhex};
 
 const MAGIC: &str = "rushes-config-backup";
 /// The newest backup format this build reads.
@@ -59,26 +60,14 @@ struct Header {
     p: u32,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || text.len() > 128 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn refused(why: impl Into<String>) -> ApiErr {
     ApiErr::new(422, "backup-refused", why).hint("nothing was changed")
 }
 
 fn key(passphrase: &str, h: &Header) -> ApiResult<LessSafeKey> {
-    let salt = unhex(&h.salt).ok_or_else(|| refused("the backup's header is damaged (salt)"))?;
+    let salt = unhex(&h.salt)
+        .filter(|salt| salt.len() <= 64)
+        .ok_or_else(|| refused("the backup's header is damaged (salt)"))?;
     // Costs are bounded, so a crafted header cannot make the box spend minutes or GiBs.
     if h.m_kib > 256 * 1024 || h.t > 10 || h.p == 0 || h.p > 8 {
         return Err(refused(

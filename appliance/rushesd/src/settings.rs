@@ -465,11 +465,14 @@ impl System {
             ));
         }
         tracing::warn!(action = %req.action, "power action requested through the API");
-        // rushes-init takes SIGINT as ctrl-alt-del (reboot) and SIGTERM as power off.
-        let init = rustix::process::Pid::from_raw(1).expect("1 is a valid pid");
-        rustix::process::kill_process(init, signal)
-            .map_err(|e| ApiErr::failed(format!("cannot signal init: {e}")))
+        ask_init(signal).map_err(|e| ApiErr::failed(format!("cannot signal init: {e}")))
     }
+}
+
+/// Ask rushes-init to reboot (SIGINT, as ctrl-alt-del) or power off (SIGTERM).
+pub fn ask_init(signal: rustix::process::Signal) -> rustix::io::Result<()> {
+    let init = rustix::process::Pid::from_raw(1).expect("1 is a valid pid");
+    rustix::process::kill_process(init, signal)
 }
 
 #[cfg(test)]

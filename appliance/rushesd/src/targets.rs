@@ -50,11 +50,13 @@ struct Vault {
     lock: Mutex<()>,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lower-case hex, as the sealed secrets and the backup's header keep them.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// Hex back to bytes; None when it is not whole pairs of hex digits.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())

@@ -489,8 +489,7 @@ impl Updates {
         }
         // Let the API answer first; rushes-init takes SIGINT as a reboot.
         std::thread::sleep(Duration::from_secs(2));
-        let init = rustix::process::Pid::from_raw(1).expect("1 is a valid pid");
-        if let Err(e) = rustix::process::kill_process(init, rustix::process::Signal::INT) {
+        if let Err(e) = crate::settings::ask_init(rustix::process::Signal::INT) {
             tracing::error!(error = %e, "cannot ask init to reboot");
         }
     }
