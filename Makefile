@@ -158,6 +158,7 @@ host: deps build
 
 bench: deps image
 	$(CARGO) build --release --workspace --bins
+	target/release/boot-bench
 	$(SUDO) target/release/nfs-bench --rushesd target/release/rushesd --entries 5000 \
 		--latency-only --latency-client target/release/nfs-latency
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh

@@ -76,10 +76,12 @@ pub fn build(
         if missing.is_empty() {
             break;
         }
-        for soname in &missing {
-            restore(soname, image_packages, &root, work)
-                .with_context(|| format!("extension {name} needs {soname}"))?;
-        }
+        restore(&missing, image_packages, &root, work)
+            .with_context(|| format!("extension {name} needs {missing:?}"))?;
+        // What came back may sit in a folder of its own (Samba's private libraries).
+        libraries.clear();
+        library_folders(&root, &root, &mut libraries);
+        libraries.sort();
     }
     let missing = missing_libraries(&root, &libraries, &image_root)?;
     if !missing.is_empty() {
@@ -198,51 +200,68 @@ fn needed(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Put `soname` into the extension from the image package that has it.
-fn restore(soname: &str, image_packages: &[Package], root: &Path, work: &Path) -> Result<()> {
+/// Put each of `sonames` into the extension from the image package that has it. Each
+/// package is listed once and unpacked at most once, whatever number of libraries it
+/// gives back (Samba's client takes back some sixty of samba-libs').
+fn restore(sonames: &[String], image_packages: &[Package], root: &Path, work: &Path) -> Result<()> {
+    let mut wanted: HashSet<&str> = sonames.iter().map(String::as_str).collect();
     for pkg in image_packages {
+        if wanted.is_empty() {
+            break;
+        }
         let out = Command::new("dpkg-deb")
             .arg("-c")
             .arg(&pkg.deb)
             .output()
             .context("cannot run dpkg-deb")?;
         let listed = String::from_utf8_lossy(&out.stdout);
-        let Some(rel) = listed
+        let here: Vec<(String, String)> = listed
             .lines()
             .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| p.ends_with(&format!("/{soname}")))
-            .map(|p| p.trim_start_matches("./").to_string())
-        else {
+            .filter_map(|p| {
+                let soname = p.rsplit('/').next()?;
+                wanted
+                    .contains(soname)
+                    .then(|| (soname.to_string(), p.trim_start_matches("./").to_string()))
+            })
+            .collect();
+        if here.is_empty() {
             continue;
-        };
+        }
         let scratch = work.join("ext-restore");
         rootfs::skeleton(&scratch)?;
         apt::unpack(&pkg.deb, &scratch)?;
-        // The soname is usually a link to the versioned file: both come.
-        let link = scratch.join(&rel);
-        let target = std::fs::canonicalize(&link)?;
-        let dest = root.join(&rel);
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let versioned = target.strip_prefix(std::fs::canonicalize(&scratch)?)?;
-        let versioned_dest = root.join(versioned);
-        if let Some(dir) = versioned_dest.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::copy(&target, &versioned_dest)?;
-        if versioned_dest != dest && !dest.exists() {
-            std::os::unix::fs::symlink(
-                versioned_dest.file_name().context("a library's name")?,
-                &dest,
-            )?;
+        let scratch_root = std::fs::canonicalize(&scratch)?;
+        for (soname, rel) in here {
+            if !wanted.remove(soname.as_str()) {
+                continue;
+            }
+            // The soname is usually a link to the versioned file: both come.
+            let target = std::fs::canonicalize(scratch.join(&rel))?;
+            let dest = root.join(&rel);
+            let versioned_dest = root.join(target.strip_prefix(&scratch_root)?);
+            for dir in [dest.parent(), versioned_dest.parent()]
+                .into_iter()
+                .flatten()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::copy(&target, &versioned_dest)?;
+            if versioned_dest != dest && !dest.exists() {
+                std::os::unix::fs::symlink(
+                    versioned_dest.file_name().context("a library's name")?,
+                    &dest,
+                )?;
+            }
+            eprintln!(
+                "      {soname}: taken back from {} (the image trims it)",
+                pkg.name
+            );
         }
         std::fs::remove_dir_all(&scratch)?;
-        eprintln!(
-            "      {soname}: taken back from {} (the image trims it)",
-            pkg.name
-        );
-        return Ok(());
     }
-    bail!("no package of the image has {soname}")
+    if let Some(soname) = wanted.into_iter().next() {
+        bail!("no package of the image has {soname}");
+    }
+    Ok(())
 }

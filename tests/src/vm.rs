@@ -49,6 +49,33 @@ pub fn extension_path(name: &str) -> PathBuf {
         .join(format!("{name}.img"))
 }
 
+/// The test overlay: the `tests` image extension (fio, smbclient, mount.cifs), which the
+/// product image does not carry. Every guest gets it as a read-only virtio disk, and the
+/// maintenance shell mounts it and puts its programs on its `PATH` ([`TOOLS_ENV`]).
+pub fn test_tools_path() -> Result<PathBuf> {
+    let p = extension_path("tests");
+    anyhow::ensure!(
+        p.exists(),
+        "{} is missing: `make image` builds the test overlay beside the image",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// Run before every maintenance-shell command: the first time, mount the test overlay
+/// (RUSHES-X-TESTS) read-only and add its programs and libraries to the shell's
+/// environment, which later commands keep (the shell is one process). Its libraries are
+/// only those the image lacks, so the box's own programs load what they always do. The
+/// terminal echoes it with every command, and callers look for the first brace or
+/// bracket of a JSON answer: it has none.
+const TOOLS_ENV: &str = "test -n \"$RUSHES_TOOLS\" || if mkdir -p /run/rushes-tests && \
+(grep -q ' /run/rushes-tests ' /proc/mounts || \
+mount -o ro /dev/disk/by-label/RUSHES-X-TESTS /run/rushes-tests); then \
+t=/run/rushes-tests; export RUSHES_TOOLS=$t PATH=$PATH:$t/usr/bin:$t/usr/sbin \
+LD_LIBRARY_PATH=$(grep ^library_path $t/rushes-extension.toml | cut -d= -f2 | \
+tr -d '\\133\\135\" ' | tr , '\\n' | while read d; do printf %s: $t/$d; done); \
+fi >/dev/null 2>&1; ";
+
 /// Byte range (offset, length) of the partition named `name` in a GPT image.
 pub fn partition(image: &Path, name: &str) -> Result<(u64, u64)> {
     let disk = gpt::GptConfig::new().writable(false).open(image)?;
@@ -173,6 +200,7 @@ impl Vm {
         qemu_args: &[&str],
     ) -> Result<Self> {
         let port = crate::free_tcp_port();
+        let tools = test_tools_path()?;
         let child = Command::new(repo().join("image/qemu-run.sh"))
             .env("RUSHES_IMAGE", image)
             .env("RUSHES_VM_DIR", dir.join("vm"))
@@ -196,6 +224,13 @@ impl Vm {
                 "unix:{},server,nowait",
                 dir.join("qmp.sock").display()
             ))
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=none,id=testtools,format=raw,readonly=on",
+                tools.display()
+            ))
+            .arg("-device")
+            .arg("virtio-blk-pci,drive=testtools,serial=RUSHESTESTS")
             .args(qemu_args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.join("qemu.log"))?)
@@ -331,7 +366,7 @@ impl Vm {
         let marker = format!("__done_{id}__");
         // The quotes keep the marker out of the shell's echo of the command line, which
         // the line editor may also break anywhere to wrap it: only the output has it.
-        s.write_all(format!("{command}; echo __done_\"{id}\"__\n").as_bytes())?;
+        s.write_all(format!("{TOOLS_ENV}{command}; echo __done_\"{id}\"__\n").as_bytes())?;
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];

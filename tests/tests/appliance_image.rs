@@ -72,6 +72,47 @@ fn listening(vm: &Vm) -> BTreeSet<(String, u16, bool)> {
     found
 }
 
+/// One process in the guest, from /proc/PID/status.
+#[derive(Debug)]
+struct Process {
+    pid: u32,
+    name: String,
+    /// Effective user id.
+    euid: u32,
+    no_new_privs: bool,
+    /// CapBnd: what it and everything it runs could ever hold.
+    bounding: u64,
+    /// A kernel thread (no command line).
+    kernel: bool,
+}
+
+/// Every process of the guest (the image has no ps that shows these).
+fn processes(vm: &Vm) -> Vec<Process> {
+    let (out, rc) = vm
+        .run(
+            "for p in /proc/[0-9]*; do [ -r $p/status ] || continue; \
+             u=; n=; b=; while read k a e rest; do case $k in \
+             Uid:) u=$e;; NoNewPrivs:) n=$a;; CapBnd:) b=$a;; esac; done < $p/status; \
+             echo \"proc ${p#/proc/} $(head -c 1 $p/cmdline | wc -c) $u $n $b $(cat $p/comm)\"; done",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(rc, 0, "{out}");
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.strip_prefix("proc ")?.split_whitespace().collect();
+            Some(Process {
+                pid: f.first()?.parse().ok()?,
+                kernel: *f.get(1)? == "0",
+                euid: f.get(2)?.parse().ok()?,
+                no_new_privs: *f.get(3)? == "1",
+                bounding: u64::from_str_radix(f.get(4)?, 16).ok()?,
+                name: f.get(5..)?.join(" "),
+            })
+        })
+        .collect()
+}
+
 fn inventory(vm: &Vm) -> (Vec<serde_json::Value>, String) {
     let out = vm
         .shell("rushesd inventory --json", Duration::from_secs(60))
@@ -462,6 +503,54 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         open.iter().all(|(_, _, loopback)| !loopback),
         "something listens on loopback only: {open:?}"
     );
+
+    // Least privilege: every service init starts has no_new_privs and has lost the
+    // capabilities none of them uses (rebooting, tracing, setting the clock but for
+    // chronyd); the console and chronyd do not run as root at all. Only init, kernel
+    // threads and the maintenance shell (with what this check runs in it) are exempt.
+    const SYS_PTRACE: u64 = 1 << 19;
+    const SYS_BOOT: u64 = 1 << 22;
+    const SYS_TIME: u64 = 1 << 25;
+    let procs = processes(&vm);
+    let shell_tools = ["sh", "cat", "head", "wc"];
+    let services: Vec<&Process> = procs
+        .iter()
+        .filter(|p| !p.kernel && p.pid != 1 && !shell_tools.contains(&p.name.as_str()))
+        .collect();
+    // (This box has a static address: no DHCP client runs.)
+    for name in ["rushesd", "smbd", "chronyd", "rushes-console"] {
+        assert!(
+            services.iter().any(|p| p.name == name),
+            "no {name} running: {procs:#?}"
+        );
+    }
+    for p in &services {
+        assert!(
+            p.no_new_privs,
+            "{} runs without no_new_privs: {p:?}",
+            p.name
+        );
+        assert_eq!(
+            p.bounding & (SYS_BOOT | SYS_PTRACE),
+            0,
+            "{} could still reboot or trace: {p:?}",
+            p.name
+        );
+        if p.name != "chronyd" {
+            assert_eq!(
+                p.bounding & SYS_TIME,
+                0,
+                "{} could set the clock: {p:?}",
+                p.name
+            );
+        }
+        if p.name == "rushes-console" {
+            assert!(p.euid != 0 && p.bounding == 0, "the console runs as {p:?}");
+        }
+        if p.name == "chronyd" {
+            assert!(p.euid != 0, "chronyd runs as root: {p:?}");
+        }
+    }
 
     // Updates from the box: a signed bundle fetched from a URL goes into the idle slot
     // (B), boots, is blessed; then a rollback on purpose goes back to A.

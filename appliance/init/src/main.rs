@@ -11,6 +11,7 @@
 
 mod boot;
 mod child;
+mod confine;
 mod console;
 mod events;
 mod log;
@@ -93,8 +94,15 @@ fn run(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) -> Action {
                 announced = true;
                 let address = system::addresses().join(", ");
                 let slot = boot::slot().unwrap_or_else(|| "?".into());
-                let line =
-                    format!("rushes: ready (slot {slot}) serving NFS on {address} port 2049");
+                // Seconds since the kernel started (the boot time `make bench` reports).
+                let since_kernel = std::fs::read_to_string("/proc/uptime")
+                    .ok()
+                    .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
+                    .map(|s| format!(", {s:.1} s after the kernel started"))
+                    .unwrap_or_default();
+                let line = format!(
+                    "rushes: ready (slot {slot}) serving NFS on {address} port 2049{since_kernel}"
+                );
                 ring.push("init", &line);
                 console::console(&line);
                 if pid1 {

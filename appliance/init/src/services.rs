@@ -33,6 +33,8 @@ pub struct ServiceSpec {
     /// Run on this terminal (`/dev/tty1`, `/dev/ttyS0`) as its controlling tty, with
     /// `TERM` set, instead of with its output captured into the log ring.
     pub tty: Option<(&'static str, &'static str)>,
+    /// The account it runs as and the privileges it can never have.
+    pub confinement: crate::confine::Confinement,
 }
 
 struct Service {
@@ -103,6 +105,16 @@ impl Supervisor {
                 return;
             }
         };
+        let plan = match spec.confinement.plan() {
+            Ok(plan) => plan,
+            Err(e) => {
+                ring.push("init", &format!("{}: not started: {e}", spec.name));
+                let svc = &mut self.services[i];
+                svc.failures += 1;
+                svc.next_start = Some(Instant::now() + backoff(svc.failures));
+                return;
+            }
+        };
         let mut cmd = Command::new(&spec.argv[0]);
         cmd.args(&spec.argv[1..]).env("PATH", "/usr/sbin:/usr/bin");
         match spec.tty {
@@ -124,6 +136,12 @@ impl Supervisor {
                     .process_group(0);
                 crate::child::clean_signals(&mut cmd);
             }
+        }
+        // After the signal mask and the terminal, which need root: the confinement.
+        // SAFETY: runs in the forked child before exec; `Plan::apply` makes only raw
+        // system calls (prctl, setgroups, setgid, setuid) and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || plan.apply());
         }
         let svc = &mut self.services[i];
         match cmd.spawn() {

@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustix::thread::CapabilitySet;
+
 use crate::child::clean_signals;
+use crate::confine::Confinement;
 use crate::console::console;
 use crate::events::Action;
 use crate::log::Ring;
@@ -145,6 +148,9 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         after: vec![],
         ready: Readiness::Started,
         tty: None,
+        confinement: Confinement::Root {
+            keep: CapabilitySet::empty(),
+        },
     });
     sup.tick(ring);
     std::thread::sleep(Duration::from_millis(200));
@@ -255,6 +261,9 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
             after: vec![],
             ready: Readiness::Started,
             tty: None,
+            confinement: Confinement::Root {
+                keep: CapabilitySet::empty(),
+            },
         });
     }
     // A maintenance shell on the second serial port, only when RUSHES-CFG carries the
@@ -272,6 +281,7 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
             after: vec![],
             ready: Readiness::Started,
             tty: Some(("/dev/ttyS1", "vt100")),
+            confinement: Confinement::Unconfined,
         });
     }
     sup.add(ServiceSpec {
@@ -287,6 +297,9 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         after: vec!["udevd".into()],
         ready: Readiness::TcpPort(2049),
         tty: None,
+        confinement: Confinement::Root {
+            keep: CapabilitySet::empty(),
+        },
     });
     // SMB: Samba's smbd, on the smb.conf rushesd writes from the shares before it
     // answers on 2049 (and tells smbd to reload when the shares change).
@@ -307,6 +320,9 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
             after: vec!["rushesd".into()],
             ready: Readiness::TcpPort(445),
             tty: None,
+            confinement: Confinement::Root {
+                keep: CapabilitySet::empty(),
+            },
         });
     }
     // Time: chronyd on the configuration rushesd writes from the settings' NTP servers
@@ -321,6 +337,10 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
             after: vec!["rushesd".into()],
             ready: Readiness::Started,
             tty: None,
+            confinement: Confinement::Root {
+                // It sets the clock; Debian builds it to run as _chrony, keeping only this.
+                keep: CapabilitySet::SYS_TIME,
+            },
         });
     }
     // The console on the screen and on the serial line, once rushesd answers.
@@ -339,6 +359,9 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
             after: vec!["rushesd".into()],
             ready: Readiness::Started,
             tty: Some((tty, term)),
+            // The console needs only its terminal (opened here) and the management socket,
+            // which rushesd opens to this account's group.
+            confinement: Confinement::User("rushes-console"),
         });
     }
 }

@@ -1220,8 +1220,21 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
+/// The account the appliance's console runs as (init starts it without root): its group
+/// may use the socket too. Where there is no such group (rushesd on a host), root alone.
+const CONSOLE_GROUP: &str = "rushes-console";
+
+/// The id of group `name` in group(5) text.
+fn group_id(groups: &str, name: &str) -> Option<u32> {
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
 /// Serve the API on `socket` until the future is dropped. The socket is made afresh and
-/// is reachable by root only.
+/// is reachable by root, and by the console's account where the machine has it.
 pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::os::unix::fs::PermissionsExt;
@@ -1232,6 +1245,13 @@ pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    if let Some(gid) = group_id(&groups, CONSOLE_GROUP) {
+        std::os::unix::fs::chown(socket, None, Some(gid)).with_context(|| {
+            format!("cannot give {} to group {CONSOLE_GROUP}", socket.display())
+        })?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+    }
     tracing::info!(socket = %socket.display(), "management API listening");
     let admin = Arc::clone(&daemon.admin);
     let audited = router(daemon).layer(axum::middleware::from_fn(
@@ -1265,6 +1285,15 @@ pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The console's group is found by name; a machine without it (a host) has none.
+    #[test]
+    fn the_console_group_is_read_from_etc_group() {
+        let groups = "root:x:0:\ntty:x:5:\nrushes-console:x:120:\nrushes-consoles:x:121:\n";
+        assert_eq!(group_id(groups, CONSOLE_GROUP), Some(120));
+        assert_eq!(group_id("root:x:0:\n", CONSOLE_GROUP), None);
+        assert_eq!(group_id("rushes-console:x:oops:\n", CONSOLE_GROUP), None);
+    }
 
     /// Every `$ref` in `v` names a schema of the document.
     fn dangling_refs(v: &serde_json::Value, schemas: &serde_json::Value, out: &mut Vec<String>) {

@@ -36,7 +36,7 @@ pub fn blank_document() -> OpenApi {
             title: "Rushes management API".into(),
             version: "1".into(),
             description: Some(
-                "HTTP + JSON on the Unix socket /run/rushes/api.sock (root only). rushesctl \
+                "HTTP + JSON on the Unix socket /run/rushes/api.sock (root and the console). rushesctl \
                  and the console use nothing else. Long operations answer 202 with a job to \
                  watch at /v1/jobs/{id}; every error has the body {\"error\": {\"code\", \
                  \"message\", \"hint\"}}."
