@@ -90,11 +90,13 @@ struct Process {
 fn processes(vm: &Vm) -> Vec<Process> {
     let (out, rc) = vm
         .run(
+            // Shell built-ins only: a program per process is minutes under TCG.
             "for p in /proc/[0-9]*; do [ -r $p/status ] || continue; \
              u=; n=; b=; while read k a e rest; do case $k in \
              Uid:) u=$e;; NoNewPrivs:) n=$a;; CapBnd:) b=$a;; esac; done < $p/status; \
-             echo \"proc ${p#/proc/} $(head -c 1 $p/cmdline | wc -c) $u $n $b $(cat $p/comm)\"; done",
-            Duration::from_secs(60),
+             x=; read -r x < $p/cmdline; c=; read -r c < $p/comm; \
+             echo \"proc ${p#/proc/} ${#x} $u $n $b $c\"; done",
+            Duration::from_secs(300),
         )
         .unwrap();
     assert_eq!(rc, 0, "{out}");
@@ -512,7 +514,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     const SYS_BOOT: u64 = 1 << 22;
     const SYS_TIME: u64 = 1 << 25;
     let procs = processes(&vm);
-    let shell_tools = ["sh", "cat", "head", "wc"];
+    let shell_tools = ["sh", "cat"];
     let services: Vec<&Process> = procs
         .iter()
         .filter(|p| !p.kernel && p.pid != 1 && !shell_tools.contains(&p.name.as_str()))
