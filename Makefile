@@ -69,7 +69,7 @@ RUSHES_MIN_VERSION ?= 0.1.0
 RUSHES_SIGNING_KEY ?= $(HOME)/.config/rushes/update-signing.key
 export RUSHES_SIGNING_KEY
 
-.PHONY: all deps build test lint run host image bundle bench clean fuzz
+.PHONY: all deps build test lint run host image bundle bench clean fuzz audit
 
 # Each parser's cargo-fuzz target runs this many seconds (`make fuzz FUZZ_SECONDS=3600`).
 FUZZ_SECONDS ?= 60
@@ -178,6 +178,19 @@ bench: deps image
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/copy-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/reconcile-bench
 	env RUSHESD_BIN=target/release/rushesd target/release/web-bench
+
+# The dependencies against deny.toml: licenses, sources (crates.io only) and wildcard
+# versions always; known vulnerabilities (RustSec) when its database can be fetched from
+# GitHub. Where it cannot (no network but the package registries), that check is
+# reported as not run, loudly, and the rest still must pass.
+audit:
+	@$(CARGO) deny --version >/dev/null 2>&1 || { echo "==> installing cargo-deny"; $(CARGO) install --locked cargo-deny; }
+	$(CARGO) deny check licenses bans sources
+	@if $(CARGO) deny fetch db >/dev/null 2>&1; then \
+		$(CARGO) deny check advisories; \
+	else \
+		echo "==> advisories NOT CHECKED: the RustSec database (github.com/rustsec/advisory-db) cannot be fetched from here"; \
+	fi
 
 clean:
 	$(CARGO) clean
