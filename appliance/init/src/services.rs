@@ -86,6 +86,10 @@ impl Supervisor {
 
     fn start(&mut self, i: usize, ring: &mut Ring) {
         let spec = self.services[i].spec.clone();
+        let plan = match spec.confinement.plan() {
+            Ok(plan) => plan,
+            Err(e) => return self.retry_later(i, ring, &e),
+        };
         let pipe = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
             Ok(p) => p,
             Err(e) => {
@@ -102,16 +106,6 @@ impl Supervisor {
                     "init",
                     &format!("{}: cannot duplicate a pipe: {e}", spec.name),
                 );
-                return;
-            }
-        };
-        let plan = match spec.confinement.plan() {
-            Ok(plan) => plan,
-            Err(e) => {
-                ring.push("init", &format!("{}: not started: {e}", spec.name));
-                let svc = &mut self.services[i];
-                svc.failures += 1;
-                svc.next_start = Some(Instant::now() + backoff(svc.failures));
                 return;
             }
         };
@@ -160,16 +154,23 @@ impl Supervisor {
                     ring.quiet_services();
                 }
             }
-            Err(e) => {
-                svc.failures += 1;
-                let delay = backoff(svc.failures);
-                svc.next_start = Some(Instant::now() + delay);
-                ring.push(
-                    "init",
-                    &format!("cannot start {}: {e}; retrying in {delay:?}", spec.name),
-                );
-            }
+            Err(e) => self.retry_later(i, ring, &e.to_string()),
         }
+    }
+
+    /// Service `i` could not be started: say why, and try again after its backoff.
+    fn retry_later(&mut self, i: usize, ring: &mut Ring, why: &str) {
+        let svc = &mut self.services[i];
+        svc.failures += 1;
+        let delay = backoff(svc.failures);
+        svc.next_start = Some(Instant::now() + delay);
+        ring.push(
+            "init",
+            &format!(
+                "cannot start {}: {why}; retrying in {delay:?}",
+                svc.spec.name
+            ),
+        );
     }
 
     /// Start what is due, and check readiness.

@@ -1224,15 +1224,6 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 /// may use the socket too. Where there is no such group (rushesd on a host), root alone.
 const CONSOLE_GROUP: &str = "rushes-console";
 
-/// The id of group `name` in group(5) text.
-fn group_id(groups: &str, name: &str) -> Option<u32> {
-    groups.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name).then_some(())?;
-        fields.nth(1)?.parse().ok()
-    })
-}
-
 /// Serve the API on `socket` until the future is dropped. The socket is made afresh and
 /// is reachable by root, and by the console's account where the machine has it.
 pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
@@ -1245,9 +1236,8 @@ pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    if let Some(gid) = group_id(&groups, CONSOLE_GROUP) {
-        std::os::unix::fs::chown(socket, None, Some(gid)).with_context(|| {
+    if let Ok(Some(group)) = nix::unistd::Group::from_name(CONSOLE_GROUP) {
+        std::os::unix::fs::chown(socket, None, Some(group.gid.as_raw())).with_context(|| {
             format!("cannot give {} to group {CONSOLE_GROUP}", socket.display())
         })?;
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
@@ -1285,15 +1275,6 @@ pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The console's group is found by name; a machine without it (a host) has none.
-    #[test]
-    fn the_console_group_is_read_from_etc_group() {
-        let groups = "root:x:0:\ntty:x:5:\nrushes-console:x:120:\nrushes-consoles:x:121:\n";
-        assert_eq!(group_id(groups, CONSOLE_GROUP), Some(120));
-        assert_eq!(group_id("root:x:0:\n", CONSOLE_GROUP), None);
-        assert_eq!(group_id("rushes-console:x:oops:\n", CONSOLE_GROUP), None);
-    }
 
     /// Every `$ref` in `v` names a schema of the document.
     fn dangling_refs(v: &serde_json::Value, schemas: &serde_json::Value, out: &mut Vec<String>) {
