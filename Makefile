@@ -69,6 +69,14 @@ RUSHES_MIN_VERSION ?= 0.1.0
 RUSHES_SIGNING_KEY ?= $(HOME)/.config/rushes/update-signing.key
 export RUSHES_SIGNING_KEY
 
+# The cargo profile the image's programs are built with: release for `make image`, `make
+# run` and `make bundle`; `make test` uses dev (see Cargo.toml's [profile.dev.package.*]).
+IMAGE_PROFILE ?= release
+IMAGE_BINS = target/$(if $(filter dev,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))
+# In dev, the very build `make build` made (the same features, so nothing is compiled again).
+IMAGE_CRATES = $(if $(filter dev,$(IMAGE_PROFILE)),--workspace --bins,-p rushes-init -p rushesd \
+	-p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage -p rushes-update)
+
 .PHONY: all deps build test lint run host image bundle bench clean fuzz audit
 
 # Each parser's cargo-fuzz target runs this many seconds (`make fuzz FUZZ_SECONDS=3600`).
@@ -120,19 +128,21 @@ lint: deps
 	$(CARGO) nextest run -p rushes-tests --test layout
 
 # The end-to-end tests start target/debug/rushesd and boot out/rushes.img, so both are
-# built first.
+# built first. The image they boot is built from the same dev-profile build as the tests
+# (IMAGE_PROFILE): a release build as well compiled every dependency a second time.
+test: IMAGE_PROFILE := dev
 test: deps lint build image
 	RUSHES_SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis RUSHES_MOTO=$(MOTO_VENV)/bin/moto_server \
 		RUSHES_AZURITE=$(AZURITE_DIR)/node_modules/.bin/azurite-blob \
 		$(CARGO) nextest run --workspace --no-fail-fast
 
 image: deps
-	$(CARGO) build --release -p rushes-init -p rushesd -p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage -p rushes-update
+	$(CARGO) build --profile $(IMAGE_PROFILE) $(IMAGE_CRATES)
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
-	[ -e $(RUSHES_SIGNING_KEY) ] || target/release/rushes-bundle keygen $(RUSHES_SIGNING_KEY)
-	target/release/mkimage --cache $(RUSHES_CACHE) --version $(RUSHES_VERSION) \
+	[ -e $(RUSHES_SIGNING_KEY) ] || $(IMAGE_BINS)/rushes-bundle keygen $(RUSHES_SIGNING_KEY)
+	$(IMAGE_BINS)/mkimage --cache $(RUSHES_CACHE) --version $(RUSHES_VERSION) --bins $(IMAGE_BINS) \
 		--trust $(basename $(RUSHES_SIGNING_KEY)).pub $(addprefix --with-extension ,$(RUSHES_EXTENSIONS))
-	target/release/mkimage --client --manifest image/client.toml --overlay image/client-overlay \
+	$(IMAGE_BINS)/mkimage --client --manifest image/client.toml --overlay image/client-overlay \
 		--cache $(RUSHES_CACHE)
 
 bundle: image

@@ -34,7 +34,8 @@ struct Args {
     /// Files copied into the root file system as they are.
     #[arg(long, default_value = "image/overlay")]
     overlay: PathBuf,
-    /// Folder holding the release builds of rushes-init, rushesd, rushesctl, rushes-console and rushes-card.
+    /// Folder holding the builds of rushes-init, rushesd, rushesctl, rushes-console and rushes-card
+    /// (target/release for `make image`, target/debug for `make test`).
     #[arg(long, default_value = "target/release")]
     bins: PathBuf,
     /// Download cache (packages and apt lists), kept between builds.

@@ -224,7 +224,7 @@ pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
         let to = root.join("usr/sbin").join(bin);
         std::fs::copy(&from, &to).with_context(|| {
             format!(
-                "cannot copy {} (build it first: cargo build --release)",
+                "cannot copy {} (build it first: make image)",
                 from.display()
             )
         })?;

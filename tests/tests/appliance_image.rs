@@ -127,9 +127,11 @@ fn inventory(vm: &Vm) -> (Vec<serde_json::Value>, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off() {
     let work = tempfile::tempdir().unwrap();
+    let mut steps = rushes_tests::vm::Steps::new("appliance_image");
     let image = copy_image(work.path()).unwrap();
     // The maintenance shell on ttyS1 lets the test act inside the guest.
     enable_debug_shell(&image).unwrap();
+    steps.done("image copied");
     // The image's own kernel and initramfs, for the update bundles below.
     let updates = work.path().join("updates");
     std::fs::create_dir_all(&updates).unwrap();
@@ -164,6 +166,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "the i6300esb watchdog was not picked up"
     );
 
+    steps.done("boot to ready, blessed");
     // A file written over NFS from the host reads back identical.
     let payload: Vec<u8> = (0..3 << 20)
         .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -181,6 +184,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         rss.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("?")
     );
 
+    steps.done("a file written over nfs from");
     // The inventory sees QEMU's disks with their serials and sizes, and marks the stick.
     let (disks, json) = inventory(&vm);
     let json = json.as_str();
@@ -215,6 +219,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
             .all(|d| d["size_bytes"] == 16u64 << 30 && d["boot"] == false),
         "{json}"
     );
+    steps.done("the inventory sees qemu's disks with");
     // SATA drives report SMART through smartctl (QEMU's ATA disks pass their
     // self-assessment), beside the NVMe drives' own health log.
     for d in sata.iter().chain(&nvme) {
@@ -239,6 +244,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "{json}"
     );
 
+    steps.done("sata drives report smart through smartctl");
     // Someone else's disks: a LUKS volume, a swap area and a bcache device, their headers
     // made by the real tools on the host, are each "has data, needs --wipe", named as
     // libblkid names them, in the inventory, rushesctl, and a refused pool.
@@ -295,6 +301,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "a pool over a LUKS volume must be refused, naming it:\n{out}\n{table}"
     );
 
+    steps.done("someone else's disks: a luks volume");
     // HTTPS copies to cloud targets have the system's roots to check certificates by.
     let roots = vm
         .shell(
@@ -336,6 +343,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     vm.wait_for("\x1b[?1049h", console_killed, Duration::from_secs(60))
         .unwrap();
 
+    steps.done("https copies to cloud targets have");
     // Settings changed before a reboot (ctrl-alt-del) are there, and applied, after it:
     // a host name, a time zone and a static address instead of DHCP.
     // The NTP server is a chronyd on the host's loopback (QEMU's 10.0.2.2).
@@ -348,6 +356,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     );
     let settings = settings.as_str();
     vm.shell(settings, Duration::from_secs(30)).unwrap();
+    steps.done("settings changed before a reboot ctrl-alt-del");
     // Something written to RUSHES-CFG before a reboot (ctrl-alt-del) is there after it.
     vm.shell(
         "echo keep-me-42 > /cfg/marker && sync",
@@ -384,6 +393,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         hostname.contains("edit-bay-nas"),
         "host name not applied: {hostname}"
     );
+    steps.done("something written to rushes-cfg before a");
     // The time zone: /etc/localtime points at tzdata's zone, and local time is JST.
     let zone = vm
         .shell("readlink /etc/localtime; date +%Z", Duration::from_secs(30))
@@ -394,6 +404,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     );
     nfs_roundtrip(vm.port, "static.bin", &payload[..1 << 16]).await;
 
+    steps.done("the time zone: etclocaltime points at");
     // Time from chronyd, which init runs on the configuration rushesd wrote from the
     // settings: it follows the host's server and the kernel marks its clock synchronised.
     let time = |vm: &Vm| -> serde_json::Value {
@@ -412,6 +423,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         std::thread::sleep(Duration::from_secs(3));
         t = time(&vm);
     }
+    steps.done("time from chronyd, which init runs");
     // The clock three seconds fast, and chronyd killed: init starts it again, and while
     // starting it steps the clock back (more than 128 ms off) instead of slewing.
     let count_steps = |vm: &Vm| -> usize {
@@ -463,6 +475,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         log(&vm)
     );
 
+    steps.done("the clock three seconds fast, and");
     // Only the services the README lists listen (NFS, SMB, the portmapper, metrics,
     // HTTPS and its redirect, mDNS), and nothing else, not even on loopback.
     let open = listening(&vm);
@@ -486,6 +499,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         !network.contains("unexpected"),
         "a port nobody listed is open to the network: {open:?}"
     );
+    steps.done("only the services the readme lists");
     // Exactly these (the README's list): one more is a service nobody reviewed, one
     // fewer a service that did not start.
     let expected: BTreeSet<&str> = [
@@ -506,6 +520,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "something listens on loopback only: {open:?}"
     );
 
+    steps.done("exactly these the readme's list: one");
     // Least privilege: every service init starts has no_new_privs and has lost the
     // capabilities none of them uses (rebooting, tracing, setting the clock but for
     // chronyd); the console and chronyd do not run as root at all. Only init, kernel
@@ -554,6 +569,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         }
     }
 
+    steps.done("least privilege: every service init starts");
     // Updates from the box: a signed bundle fetched from a URL goes into the idle slot
     // (B), boots, is blessed; then a rollback on purpose goes back to A.
     let bundle = |key: &rushes_update::SecretKey, name: &str, version: &str| {
@@ -642,6 +658,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     );
     drop(web);
 
+    steps.done("updates from the box: a signed");
     // The ACPI power button: services stop, logs are saved, the machine powers off and
     // RUSHES-CFG is consistent.
     vm.qmp(r#"{"execute":"system_powerdown"}"#).unwrap();
@@ -661,6 +678,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         logs.contains("boot-"),
         "the supervisor's log was not saved to RUSHES-CFG: {logs}"
     );
+    steps.done("the acpi power button: services stop");
 }
 
 /// The key `make image` made the image trust (`RUSHES_SIGNING_KEY`, as the Makefile sets).

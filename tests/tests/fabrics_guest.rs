@@ -65,6 +65,7 @@ async fn read_file(port: u16, name: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
+    let mut steps = rushes_tests::vm::Steps::new("fabrics_guest");
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
     enable_debug_shell(&image).unwrap();
@@ -78,6 +79,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
     .unwrap();
     vm.wait_for("rushes: ready", 0, BOOT).unwrap();
 
+    steps.done("boot to ready");
     // The host identity is made once and kept on RUSHES-CFG.
     let fabrics = ctl_json(&vm, "fabrics");
     let hostnqn = fabrics["hostnqn"].as_str().unwrap().to_string();
@@ -91,6 +93,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
 
     start_bays(&vm, &hostnqn);
 
+    steps.done("the host identity is made once");
     // Bad input is refused before it reaches the kernel's option string.
     let out = ctl(
         &vm,
@@ -102,6 +105,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
     let out = ctl(&vm, "fabric discover 127.0.0.1:4999", 1, SHORT);
     assert!(out.contains("no discovery controller answered"), "{out}");
 
+    steps.done("bad input is refused before it");
     // Discovery on port 4420 lists bay 1 and, through the referral, bay 2.
     let found = ctl_json(&vm, "fabric discover 127.0.0.1:4420");
     let subs = found["subsystems"].as_array().unwrap();
@@ -119,6 +123,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
         2,
         "two discovery controllers read: {found:#}"
     );
+    steps.done("discovery on port 4420 lists bay");
     // A bay that announces its discovery controller over mDNS is found without an
     // address.
     sh(
@@ -142,6 +147,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
         "the saved address is asked again: {table}"
     );
 
+    steps.done("a bay that announces its discovery");
     // Connect bay 1 on two paths (native multipath) and bay 2 on one.
     ctl(
         &vm,
@@ -189,10 +195,12 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
         .collect();
     assert_eq!(bay2_disks.len(), 1, "{fabrics:#}");
 
+    steps.done("connect bay 1 on two paths");
     // The namespaces are disks like any other, with their transport.
     let members: Vec<String> = bay1_disks.iter().chain(&bay2_disks).cloned().collect();
     assert_disks(&vm, &members, "nvme-tcp");
 
+    steps.done("the namespaces are disks like any");
     // A RAID-5 across both bays, with a share on it.
     ctl(
         &vm,
@@ -208,10 +216,12 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
     let first = payload(1, 3 << 20);
     write_file(port, "a.mov", &first).await;
 
+    steps.done("a raid-5 across both bays, with");
     // Disconnecting bay 2 would take a pool member away: refused.
     let out = ctl(&vm, &format!("fabric disconnect {BAY2}"), 1, SHORT);
     assert!(out.contains("in use"), "{out}");
 
+    steps.done("disconnecting bay 2 would take a");
     // One of bay 1's two paths goes down: a warning, and I/O goes on over the other.
     link(&vm, 2, BAY1, false);
     wait_json(&vm, "fabrics", SHORT, "path 4421 down", |f| {
@@ -241,6 +251,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
         path_state(f, BAY1, "4421") == "live"
     });
 
+    steps.done("one of bay 1's two paths");
     // Bay 2 drops off the network altogether while a write is under way: the kernel
     // holds the I/O, reconnects when the bay is back, and the write completes intact.
     link(&vm, 3, BAY2, false);
@@ -281,6 +292,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
     // The share is taken away first: rushesd holds its folder open, and the pool has to
     // be unmounted behind its back to take everything down.
     ctl(&vm, "share delete edit", 0, SHORT);
+    steps.done("bay 2 drops off the network");
     // The array's kernel name, as md gave it (not a guess at md127).
     let md = sh(&vm, "basename $(readlink -f /dev/md/flash)")
         .trim()
@@ -339,6 +351,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
         .unwrap_or_else(|| panic!("the pool was assembled after the paths came up:\n{log}"));
     assert!(connected < assembled);
 
+    steps.done("the array's kernel name, as md");
     // Taking the pool down frees the bays to be disconnected.
     ctl(&vm, "share delete edit", 0, SHORT);
     ctl(&vm, "pool destroy flash --confirm flash", 0, MD_WORK);
@@ -351,6 +364,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
         "{fabrics:#}"
     );
 
+    steps.done("taking the pool down frees the");
     // The card's own initiator against the same kernel target: its discovery reads
     // bay 1 and the referral, and it writes and reads back through both data paths
     // (in-capsule and R2T), with CRC32C digests and without.
@@ -386,6 +400,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
             "{probe:#}"
         );
     }
+    steps.done("the card's own initiator against the");
     // A host the bay does not allow is refused, with the reason.
     sh(&vm, "printf 'hostnqn=nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000000\nhostid=00000000-0000-4000-8000-000000000000\n' > /tmp/stranger");
     let (out, rc) = vm
@@ -398,6 +413,7 @@ async fn bays_are_discovered_connected_pooled_and_survive_link_loss() {
     assert!(out.contains("not allowed"), "{out}");
 
     emulated_card(&vm).await;
+    steps.done("a host the bay does not");
 }
 
 fn fio(vm: &Vm, device: &str, args: &str) -> String {

@@ -171,6 +171,7 @@ async fn create_share_in_browser(port: &str, password: &str, name: &str, pool: &
 #[tokio::test(flavor = "multi_thread")]
 async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let work = tempfile::tempdir().unwrap();
+    let mut steps = rushes_tests::vm::Steps::new("pools_guest");
     let image = copy_image(work.path()).unwrap();
     enable_debug_shell(&image).unwrap();
     let began = Instant::now();
@@ -187,6 +188,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     .unwrap();
     let ready = vm.wait_for("rushes: ready", 0, BOOT).unwrap();
 
+    steps.done("boot to ready");
     // The serial console's first-boot wizard, on a blank RUSHES-CFG.
     vm.wait_screen(&["Welcome to Rushes", "Press Enter to begin"], BOOT)
         .unwrap();
@@ -200,6 +202,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         .wait_screen(&["Step 2 of 4", "DHCP (the default)", "link up"], SHORT)
         .unwrap();
     assert!(network.contains("10.0.2.15/24"), "{network}");
+    steps.done("the serial console's first-boot wizard, on");
     // The NIC's speed as the kernel reports it (QEMU's virtio-net says 10 Gb/s).
     assert!(network.contains("link up 10 Gb/s"), "{network}");
     vm.type_keys(ENTER).unwrap();
@@ -216,6 +219,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     vm.wait_screen(&["Dashboard", "no pools yet"], SHORT)
         .unwrap();
 
+    steps.done("the nic's speed as the kernel");
     // The inventory through the API: sizes, transports, serials, and the stick protected.
     let disks = ctl_json(&vm, "disks");
     let disks = disks.as_array().unwrap();
@@ -252,6 +256,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     assert_eq!(stick["transport"], "usb");
     let stick = stick["name"].as_str().unwrap().to_string();
 
+    steps.done("the inventory through the api: sizes");
     // Refusals, each with a reason an admin can act on.
     let out = ctl(
         &vm,
@@ -268,6 +273,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     assert!(out.contains("needs at least 3 disks"), "{out}");
 
+    steps.done("refusals, each with a reason an");
     // RAID-5 over the four NVMe disks, made on the serial console's Disks screen. The
     // pool is usable while md's first sync runs.
     vm.type_keys("k").unwrap();
@@ -300,6 +306,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     assert!(out.contains("in use by pool media"), "{out}");
     let out = ctl(&vm, "share create ../escape --pool media", 1, SHORT);
     assert!(out.contains("not usable"), "{out}");
+    steps.done("raid-5 over the four nvme disks");
     // The share, from the console's Shares screen.
     vm.type_keys("s").unwrap();
     vm.wait_screen(&["C create a share"], SHORT).unwrap();
@@ -332,6 +339,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     assert_eq!(pool_state(&vm)["state"], "online");
 
+    steps.done("the share, from the console's shares");
     // Once whole and idle, the new pool is measured by itself: what playback
     // reservations are checked against. A reservation it cannot give is refused with
     // the figures; one it can is in force, and its client (this host) is served.
@@ -365,6 +373,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         )) && out.contains(&format!("media {measured:.0} MB/s")),
         "{out}"
     );
+    steps.done("once whole and idle, the new");
     // On a share, the share's pool is the limit.
     let out = ctl(
         &vm,
@@ -401,6 +410,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     ctl(&vm, "rate delete suite-3", 0, SHORT);
 
+    steps.done("on a share, the share's pool");
     // A second pool, on one SATA disk, for placement to move data to; and a share that
     // is served over NFS until SMB is turned on for it after its data moved.
     ctl(
@@ -409,6 +419,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         0,
         3 * SHORT,
     );
+    steps.done("a second pool, on one sata");
     // This share from the web console, in a real browser on the host.
     create_share_in_browser(&https_port, "cutting-room", "grading", "media").await;
     let grading = ctl_json(&vm, "share show grading");
@@ -424,6 +435,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         write_share_file(vm.port, "/grading", name, data).await;
     }
 
+    steps.done("this share from the web console");
     // Placement on the real pool: rules checked whole, explain of files written over
     // NFS, simulate over the share.
     let out = ctl(&vm, "placement", 0, SHORT);
@@ -474,9 +486,11 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         out.contains("media: ") && out.contains("(watermarks 90 % / 75 %)"),
         "{out}"
     );
+    steps.done("placement on the real pool: rules");
     // An SMB share's files are looked at too: Samba reads them through the view.
     assert!(!out.contains("served over SMB"), "{out}");
 
+    steps.done("an smb share's files are looked");
     // The run: both takes go to the archive, slowed so a client reads take-1 through
     // the handle it took before while its data moves.
     let mut reader = Nfs::mount(vm.port, "/grading", &User::new(1000, 1000))
@@ -565,6 +579,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "0",
         "no move left in the journal"
     );
+    steps.done("the run: both takes go to");
     // SMB turned on after the move: Samba serves the share through rushesd's FUSE view,
     // where the moved takes read as themselves (passed through to the archive's
     // objects), and a clip written over SMB lands in the share on the home pool.
@@ -611,6 +626,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "take-3 belongs to the account that wrote it"
     );
 
+    steps.done("smb turned on after the move");
     // A file open over SMB keeps its data where the open found it: a run leaves take-3
     // (placed on the archive by the rules) on the home pool while an editor's client
     // reads it, the reader sees the same bytes to the end, and the run after the close
@@ -653,6 +669,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "the SMB reader saw take-3's bytes to the end"
     );
     sh(&vm, "umount /mnt/g");
+    steps.done("a file open over smb keeps");
     // Closed: moved by the next run (Samba hears of the close a moment later).
     let deadline = Instant::now() + SHORT;
     loop {
@@ -704,6 +721,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     }
     sh(&vm, "umount /mnt/g");
 
+    steps.done("closed: moved by the next run");
     // Reboot from the console's Power screen (appliance_image presses ctrl-alt-del):
     // the pool is assembled from RUSHES-CFG and the files are intact.
     let before = vm.console().len();
@@ -716,6 +734,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     vm.type_keys("y").unwrap();
     let again = vm.wait_for("rushes: rebooting now", before, SHORT).unwrap();
     vm.wait_for("rushes: ready", again, BOOT).unwrap();
+    steps.done("reboot from the console's power screen");
     // Set up once, the console now starts locked; the admin password opens it.
     vm.wait_screen(&["This console is locked", "Reach this box at"], SHORT)
         .unwrap();
@@ -726,6 +745,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     vm.wait_screen(&["Dashboard", "media", "online"], SHORT)
         .unwrap();
     assert_eq!(pool_state(&vm)["state"], "online");
+    steps.done("set up once, the console now");
     // The rules came back with the config.
     let placement = ctl_json(&vm, "placement");
     assert_eq!(
@@ -733,6 +753,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         Some(4),
         "{placement}"
     );
+    steps.done("the rules came back with the");
     // Moved files read through the namespace as soon as the box is up.
     for (name, data) in &takes {
         assert!(
@@ -751,6 +772,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         assert!(sum.starts_with(&sha256(data)), "{name} on the pool: {sum}");
     }
 
+    steps.done("moved files read through the namespace");
     // Pull a member: the pool goes degraded with an alert and keeps serving.
     vm.pull("nvme1").unwrap();
     let alerts = wait_json(&vm, "alerts", SHORT, "a degraded alert", |v| {
@@ -793,6 +815,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let degraded_write = payload(7, 3 << 20);
     write_file(vm.port, "while-degraded.mov", &degraded_write).await;
 
+    steps.done("pull a member: the pool goes");
     // A new disk in a free slot replaces it; the rebuild completes and the alert clears.
     vm.hot_add_nvme("nvme4", "RUSHESNVME4", "1G", "hotplug0")
         .unwrap();
@@ -802,6 +825,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
             .iter()
             .any(|d| d["serial"] == "RUSHESNVME4")
     });
+    steps.done("a new disk in a free");
     // From the console's Pools screen, with md slowed so its progress bar is seen
     // part way.
     let md = pool_state(&vm)["device"]
@@ -831,6 +855,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "the degraded alert did not clear"
     );
 
+    steps.done("from the console's pools screen, with");
     // Grow by one disk while serving: reads and writes go on during the reshape.
     let size_before = pool["size_bytes"].as_u64().unwrap();
     vm.hot_add_nvme("nvme5", "RUSHESNVME5", "1G", "hotplug1")
@@ -877,6 +902,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "the file system did not grow: {size_before} -> {}",
         pool["size_bytes"]
     );
+    steps.done("grow by one disk while serving");
     // Narrow the share to QEMU's user network from the Shares screen; the host's
     // requests arrive from 10.0.2.2, so they are still served.
     vm.type_keys("s").unwrap();
@@ -910,6 +936,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         );
     }
 
+    steps.done("narrow the share to qemu's user");
     // A scrub on demand, from the Pools screen, finds nothing wrong.
     vm.type_keys("p").unwrap();
     vm.wait_screen(&["U scrub now", ">media"], SHORT).unwrap();
@@ -927,6 +954,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     ctl(&vm, &format!("jobs watch {scrub}"), 0, MD_WORK);
     assert_eq!(pool_state(&vm)["scrub_mismatches"], 0);
 
+    steps.done("a scrub on demand, from the");
     // A second scrub, slowed by md's speed limit so that it outlasts a crash of
     // rushesd: the jobs service kept it, the restarted daemon takes it up again (md
     // carried on meanwhile), and cancel stops md's check.
@@ -970,6 +998,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "check",
         "md went on checking while rushesd was down: {taken_up:#}"
     );
+    steps.done("a second scrub, slowed by md's");
     // The console's dashboard lists it among the running jobs, with a progress bar.
     vm.type_keys("d").unwrap();
     vm.wait_screen(
@@ -997,6 +1026,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     assert!(out.contains("ended already"), "{out}");
     md_speed_max(&vm, &md, "system");
 
+    steps.done("the console's dashboard lists it among");
     // A config backup, restored onto the same box made fresh (RUSHES-CFG's settings and
     // state removed, then a reboot): the pools are found again by the md UUIDs in the
     // restored rushes.toml, the shares are served, the files read the same.
@@ -1068,11 +1098,13 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
             "{name} changed across the restore"
         );
     }
+    steps.done("a config backup, restored onto the");
     // The console of a fresh box shows the wizard; started again, it knows the box is
     // set up (and locks, as after a reboot).
     sh(&vm, "kill $(pidof rushes-console)");
     vm.wait_screen(&["This console is locked"], SHORT).unwrap();
 
+    steps.done("the console of a fresh box");
     // Destroying needs the name repeated and the shares gone; the disks are free after.
     let out = ctl(&vm, "pool destroy media --confirm medai", 1, SHORT);
     assert!(out.contains("confirm"), "{out}");
@@ -1097,6 +1129,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "disks not freed: {nvme:#?}"
     );
 
+    steps.done("destroying needs the name repeated and");
     // Power off from the Power screen (appliance_image uses the ACPI button). The
     // console may have locked itself in the quiet minutes of md's work.
     unlock_if_locked(&mut vm);
@@ -1113,4 +1146,5 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     assert!(status.success(), "QEMU ended with {status}");
     let _ = ready;
     eprintln!("pools guest: {:.0?} in all under TCG", began.elapsed());
+    steps.done("power off from the power screen");
 }

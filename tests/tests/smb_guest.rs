@@ -142,6 +142,7 @@ async fn nfs_and_smb_locks_conflict(vm: &Vm, port: u16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
+    let mut steps = rushes_tests::vm::Steps::new("smb_guest");
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
     enable_debug_shell(&image).unwrap();
@@ -178,6 +179,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     vm.wait_for("smbd is ready", 0, SHORT).unwrap();
     let port = vm.port;
 
+    steps.done("boot to ready");
     // A pool, two accounts (the editor with the uid the suites use over NFS), a share
     // only the editor may use over SMB, and a Time Machine share for everyone.
     ctl(
@@ -229,6 +231,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     assert!(conf.contains("valid users = editor"), "{conf}");
     assert!(conf.contains("fruit:time machine = yes"), "{conf}");
 
+    steps.done("a pool, two accounts the editor");
     // What a Mac's Finder hears over mDNS: the SMB server, the Time Machine share and an
     // NFS export per share, all with the guest's address.
     let heard = wait_for_json(
@@ -282,6 +285,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "the editor's uid on disk, as NFS sees it"
     );
 
+    steps.done("what a mac's finder hears over");
     // NFS writes, SMB reads at once.
     write_share_file(port, "/projects", "from-nfs.txt", b"shot list: 1A 1B 2A\n").await;
     let (out, rc) = smbclient(
@@ -297,6 +301,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "shot list: 1A 1B 2A"
     );
 
+    steps.done("nfs writes, smb reads at once");
     // Released to a copy, the clip reads back whole over SMB: the FUSE view brings it
     // back when Samba opens it, with the same bytes, and it is resident again.
     sh(
@@ -329,11 +334,13 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let state = sh(&vm, "rushesctl copies projects final.mov");
     assert!(state.contains("premigrated"), "back on the box: {state}");
 
+    steps.done("released to a copy, the clip");
     // Byte-range locks are one: an NFS client's NLM lock (from the host, over UDP) keeps
     // an SMB client (the guest kernel's CIFS client, no lease so that its locks reach
     // Samba) out, and the other way round.
     nfs_and_smb_locks_conflict(&vm, port).await;
 
+    steps.done("byte-range locks are one: an nfs");
     // The guest kernel's CIFS client, SMB 3.1.1: it lists both files and writes one that
     // NFS reads back.
     let mount = format!(
@@ -350,6 +357,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "head -c 2000000 /dev/urandom > /mnt/cifs/grade.dpx && sync",
     );
     let cifs_sum = sh(&vm, "sha256sum /mnt/cifs/grade.dpx");
+    steps.done("the guest kernel's cifs client, smb");
     // A FIFO on the share (as an NFS client's mkfifo makes it): Samba lists it as an
     // empty file, refuses to write into it, and it stays a FIFO.
     sh(
@@ -412,6 +420,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     );
     assert_eq!(sh(&vm, "cat /tmp/notes.back").trim_end(), "scene 12 take 3");
 
+    steps.done("a fifo on the share as");
     // Refusals: an account the share does not list, and a wrong password. The intern
     // can use the share open to every account.
     let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_PW, "ls");
@@ -420,6 +429,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let (out, rc) = smbclient(&vm, "projects", "editor", "wrong", "ls");
     assert_ne!(rc, 0);
     assert!(out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
+    steps.done("refusals: an account the share does");
     // A password guesser: ten more wrong passwords from the same address, within the
     // minute, add no line to the log; the first one's line names who and from where.
     sh(
@@ -441,6 +451,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_PW, "ls");
     assert_eq!(rc, 0, "{out}");
 
+    steps.done("a password guesser: ten more wrong");
     // The intern's SMB password, changed from the console's Shares screen. With an
     // admin password set (from the maintenance shell) a console starts locked: the
     // serial one is killed, init starts it again, and the password opens it.
@@ -468,6 +479,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "the old password: {out}"
     );
 
+    steps.done("the intern's smb password, changed from");
     // One activity stream: both protocols, the editor by name, the bytes of each. The
     // hour window, since under a loaded CI machine the steps above take minutes.
     let by_protocol = wait_for_json(
@@ -481,6 +493,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         smb["bytes"].as_u64().unwrap() >= 5_000_000,
         "{by_protocol:#}"
     );
+    steps.done("one activity stream: both protocols, the");
     // Latency from smbd's profile: each client's mean per SMB2 command.
     let (p50, p99) = (smb["p50_us"].as_u64(), smb["p99_us"].as_u64());
     assert!(
@@ -512,6 +525,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "NFS from the host: {by_client:#}"
     );
 
+    steps.done("latency from smbd's profile: each client's");
     // The catalog hears of clips written over SMB: a ProRes clip that smbclient puts
     // is searchable soon after, timed inside the guest.
     let media = tempfile::tempdir().unwrap();
@@ -527,6 +541,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         .status()
         .expect("ffmpeg runs (make deps installs it)");
     assert!(status.success());
+    steps.done("the catalog hears of clips written");
     // Into the guest by way of the other share (NFS from the host), then over SMB.
     write_share_file(
         port,
@@ -559,6 +574,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         found["clips"][0]["media"]["timecode"]["start"], "09:00:00:00",
         "{found:#}"
     );
+    steps.done("into the guest by way of");
     // Its poster, by the ffmpeg the extension carries (the image has none), as the
     // clip's file owner: a JPEG 320 pixels wide.
     let poster = sh(
@@ -571,6 +587,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         poster.contains("poster saved") && poster.contains("ff d8 ff"),
         "a poster made by the extension's ffmpeg: {poster}"
     );
+    steps.done("its poster, by the ffmpeg the");
     // The stick and the extension's stick are the box's own, never offered for a pool.
     let disks = ctl_json(&vm, "disks");
     let usb: Vec<&Value> = disks
@@ -580,6 +597,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     assert_eq!(usb.len(), 2, "{disks:#}");
     assert!(usb.iter().all(|d| d["boot"] == true), "{disks:#}");
 
+    steps.done("the stick and the extension's stick");
     // The audit log, kept on the pool: the SMB rename, by whom and from where, and the
     // file NFS created, under the same account name.
     let renames = ctl_json(&vm, "audit --op rename --protocol smb --path clip.mov");
@@ -614,6 +632,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
                 .is_some_and(|a| a.iter().any(|r| r["protocol"] == "nfs3"))
         },
     );
+    steps.done("the audit log, kept on the");
     // The SMB client opened it too (to lock it), which the audit calls a create.
     let created = created
         .as_array()
@@ -637,6 +656,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let on_pool = sh(&vm, "cat /pools/media/.rushes-audit/*.jsonl");
     assert!(on_pool.contains("\"op\":\"RENAME\""), "{on_pool}");
 
+    steps.done("the smb client opened it too");
     // Prometheus sees both protocols.
     let metrics = sh(&vm, "busybox wget -qO- http://127.0.0.1:9100/metrics");
     assert!(
@@ -652,6 +672,7 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         "{metrics}"
     );
 
+    steps.done("prometheus sees both protocols");
     // A share's SMB options change after it is made: the projects share opens to every
     // account, and the backup share stops being a Time Machine destination.
     ctl(&vm, "share set-smb projects --all-users", 0, SHORT);
@@ -663,19 +684,23 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     let conf = sh(&vm, "cat /run/rushes/smb.conf");
     assert!(!conf.contains("time machine = yes"), "{conf}");
 
+    steps.done("a share's smb options change after");
     // A deleted share is gone from SMB at once (smbd reloads).
     ctl(&vm, "share delete backup", 0, SHORT);
     let (out, rc) = smbclient(&vm, "backup", "intern", INTERN_NEW_PW, "ls");
     assert_ne!(rc, 0);
     assert!(out.contains("NT_STATUS_BAD_NETWORK_NAME"), "{out}");
+    steps.done("a deleted share is gone from");
     // And an account removed cannot log in.
     ctl(&vm, "user remove intern", 0, SHORT);
     let (out, rc) = smbclient(&vm, "projects", "intern", INTERN_NEW_PW, "ls");
     assert_ne!(rc, 0, "{out}");
+    steps.done("and an account removed cannot log");
     // Refused at logon for want of the account, not for some other failure.
     assert!(out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
 
     linux_client_mounts_the_appliance(&vm, client_port, box_port, work.path());
+    steps.done("refused at logon for want of");
 }
 
 /// A real Linux NFS client (the client guest: the kernel's client, nfs-common's

@@ -1224,9 +1224,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 /// may use the socket too. Where there is no such group (rushesd on a host), root alone.
 const CONSOLE_GROUP: &str = "rushes-console";
 
-/// Serve the API on `socket` until the future is dropped. The socket is made afresh and
-/// is reachable by root, and by the console's account where the machine has it.
-pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
+/// Make the API's socket at `socket`, afresh, reachable by root and by the console's
+/// account where the machine has it. Done before the NFS port opens: init calls the box
+/// ready when port 2049 listens, and the console and rushesctl must find the API then.
+pub fn listen(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     use anyhow::Context;
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = socket.parent() {
@@ -1243,6 +1244,12 @@ pub async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
     }
     tracing::info!(socket = %socket.display(), "management API listening");
+    Ok(listener)
+}
+
+/// Serve the API on `listener` (from [`listen`]) until the future is dropped.
+pub async fn serve(listener: tokio::net::UnixListener, daemon: Arc<Daemon>) -> anyhow::Result<()> {
+    use anyhow::Context;
     let admin = Arc::clone(&daemon.admin);
     let audited = router(daemon).layer(axum::middleware::from_fn(
         move |mut req: Request, next: axum::middleware::Next| {

@@ -769,6 +769,10 @@ fn serve(opts: ServeOptions) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let api = match &daemon {
+            Some((socket, _)) => Some(api::listen(socket)?),
+            None => None,
+        };
         let mut server = NfsServer::bind(listen, service)
             .await
             .with_context(|| format!("cannot listen on {listen} (TCP and UDP)"))?
@@ -792,8 +796,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
             tracing::info!(share = %share.name, path = %share.path.display(), "exported as /{}", share.name);
         }
         tracing::info!(%addr, "serving NFSv3 (TCP), and MOUNT, NLM, NSM and portmap (TCP and UDP)");
-        match daemon {
-            Some((socket, daemon)) => {
+        match daemon.zip(api) {
+            Some(((socket, daemon), api)) => {
                 let scrape = {
                     let daemon = Arc::clone(&daemon);
                     async move {
@@ -823,7 +827,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
                 };
                 tokio::select! {
                     _ = server.run(shutdown_signal()) => {}
-                    r = api::serve(&socket, daemon) => r?,
+                    r = api::serve(api, daemon) => r?,
                     _ = scrape => {}
                     _ = plane => {}
                 }
