@@ -75,6 +75,9 @@ enum Route {
     },
 }
 
+/// The least time a change (any method but GET) is given before the client gives up.
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct Client {
     route: Route,
@@ -103,7 +106,10 @@ impl Client {
         }
     }
 
-    /// How long one request may take before it fails (default two minutes).
+    /// How long a read (GET) may take before it fails (default two minutes). A change
+    /// waits at least [`CHANGE_TIMEOUT`]: failing it early would report a failure for a
+    /// change that may well be made (a console refreshing every second wants short reads,
+    /// not a false "failed" on a password that a slow box took six seconds to set).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -133,6 +139,11 @@ impl Client {
         );
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
+        let timeout = if method == "GET" {
+            self.timeout
+        } else {
+            self.timeout.max(CHANGE_TIMEOUT)
+        };
         let raw = match &self.route {
             Route::Socket(socket) => {
                 let mut stream =
@@ -140,8 +151,8 @@ impl Client {
                         path: socket.clone(),
                         source,
                     })?;
-                stream.set_read_timeout(Some(self.timeout))?;
-                stream.set_write_timeout(Some(self.timeout))?;
+                stream.set_read_timeout(Some(timeout))?;
+                stream.set_write_timeout(Some(timeout))?;
                 exchange(&mut stream, &request)?
             }
             Route::Https { address, pin, .. } => {
@@ -150,7 +161,7 @@ impl Client {
                     source,
                 };
                 let mut stream =
-                    crate::tls::PinnedStream::connect(address, pin.as_deref(), self.timeout)
+                    crate::tls::PinnedStream::connect(address, pin.as_deref(), timeout)
                         .map_err(reach)?;
                 let result = exchange(&mut stream, &request);
                 match (result, stream.seen()) {
@@ -350,5 +361,31 @@ mod tests {
         assert_eq!(r.body, b"[1,2]");
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}").is_err());
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    /// A slow box: a read gives up after the client's timeout, a change waits for its
+    /// answer, so that a change the box makes is never reported as failed.
+    #[test]
+    fn reads_give_up_after_the_timeout_and_changes_wait_for_their_answer() {
+        let dir = std::env::temp_dir().join(format!("rushes-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("api.sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut head = [0u8; 1024];
+                let _ = conn.read(&mut head).unwrap();
+                std::thread::sleep(Duration::from_millis(1500));
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}");
+            }
+        });
+        let client = Client::new(&socket).with_timeout(Duration::from_millis(300));
+        assert!(client.raw("GET", "/v1/users", None).is_err());
+        let changed = client.raw("POST", "/v1/users", Some(b"{}")).unwrap();
+        assert_eq!((changed.status, changed.body.as_slice()), (200, &b"{}"[..]));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
