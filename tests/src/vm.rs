@@ -170,7 +170,6 @@ pub fn fsck_cfg(image: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// A running guest.
 /// Where a guest test's time goes: each step's duration and the total so far, on stderr
 /// (nextest shows it for a failed test, and for every guest test in CI's log).
 pub struct Steps {
@@ -202,6 +201,7 @@ impl Steps {
     }
 }
 
+/// A running guest.
 pub struct Vm {
     child: Option<Child>,
     pub dir: PathBuf,
@@ -359,7 +359,7 @@ impl Vm {
             if let Some(pos) = text.get(from..).and_then(|t| t.find(needle)) {
                 return Ok(from + pos + needle.len());
             }
-            if needle == "rushes: ready"
+            if needle.starts_with("rushes: ready")
                 && !was_reset
                 && text.get(from..).is_some_and(|t| t.contains(DEAD_TIMER))
             {

@@ -461,8 +461,10 @@ async fn a_capped_group_of_clients_is_slowed_to_its_cap_and_the_others_are_not()
         alone <= 40.0 * 1.15 + 2.0,
         "one-at-a-time reads passed the cap: {alone:.1} MB/s"
     );
+    // Well past anything the cap lets through (46 MB/s at most, above); not twice the
+    // cap, which a dev-build rushesd beside an emulated guest in CI did not reach (76 MB/s).
     assert!(
-        suite > 2.0 * 40.0,
+        suite > 1.5 * 40.0,
         "a client under no cap was held back: {suite:.1} MB/s"
     );
     assert!(server.server.log_text().contains("rate rule in force"));
