@@ -77,7 +77,7 @@ IMAGE_BINS = target/$(if $(filter dev,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))
 IMAGE_CRATES = $(if $(filter dev,$(IMAGE_PROFILE)),--workspace --bins,-p rushes-init -p rushesd \
 	-p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage -p rushes-update)
 
-.PHONY: all deps build test lint run host image bundle bench clean fuzz audit
+.PHONY: all deps build test lint run host image bundle bench clean fuzz audit soak
 
 # Each parser's cargo-fuzz target runs this many seconds (`make fuzz FUZZ_SECONDS=3600`).
 FUZZ_SECONDS ?= 60
@@ -188,6 +188,13 @@ bench: deps image
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/copy-bench
 	$(SUDO) env RUSHESD_BIN=target/release/rushesd target/release/reconcile-bench
 	env RUSHESD_BIN=target/release/rushesd target/release/web-bench
+
+# Mixed NFS and SMB load on the appliance in QEMU for SOAK_MINUTES, with throughput,
+# errors and rushesd's memory and descriptors every minute (`make soak SOAK_MINUTES=30`).
+SOAK_MINUTES ?= 120
+soak: deps image
+	$(CARGO) build --release -p rushes-tests --bin soak
+	target/release/soak --minutes $(SOAK_MINUTES)
 
 # The dependencies against deny.toml: licenses, sources (crates.io only) and wildcard
 # versions always; known vulnerabilities (RustSec) when its database can be fetched from
