@@ -72,9 +72,10 @@ export RUSHES_SIGNING_KEY
 # The cargo profile the image's programs are built with: release for `make image`, `make
 # run` and `make bundle`; `make test` uses dev (see Cargo.toml's [profile.dev.package.*]).
 IMAGE_PROFILE ?= release
-IMAGE_BINS = target/$(if $(filter dev,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))
+IMAGE_DEV = $(filter dev,$(IMAGE_PROFILE))
+IMAGE_BINS = target/$(if $(IMAGE_DEV),debug,$(IMAGE_PROFILE))
 # In dev, the very build `make build` made (the same features, so nothing is compiled again).
-IMAGE_CRATES = $(if $(filter dev,$(IMAGE_PROFILE)),--workspace --bins,-p rushes-init -p rushesd \
+IMAGE_CRATES = $(if $(IMAGE_DEV),--workspace --bins,-p rushes-init -p rushesd \
 	-p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage -p rushes-update)
 
 .PHONY: all deps build test lint run host image bundle bench clean fuzz audit soak

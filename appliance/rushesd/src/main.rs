@@ -769,8 +769,9 @@ fn serve(opts: ServeOptions) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let api = match &daemon {
-            Some((socket, _)) => Some(api::listen(socket)?),
+        // The API's socket first: init calls the box ready once port 2049 listens.
+        let daemon = match daemon {
+            Some((socket, daemon)) => Some((api::listen(&socket)?, socket, daemon)),
             None => None,
         };
         let mut server = NfsServer::bind(listen, service)
@@ -796,8 +797,8 @@ fn serve(opts: ServeOptions) -> Result<()> {
             tracing::info!(share = %share.name, path = %share.path.display(), "exported as /{}", share.name);
         }
         tracing::info!(%addr, "serving NFSv3 (TCP), and MOUNT, NLM, NSM and portmap (TCP and UDP)");
-        match daemon.zip(api) {
-            Some(((socket, daemon), api)) => {
+        match daemon {
+            Some((api, socket, daemon)) => {
                 let scrape = {
                     let daemon = Arc::clone(&daemon);
                     async move {
