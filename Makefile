@@ -78,7 +78,7 @@ IMAGE_BINS = target/$(if $(IMAGE_DEV),debug,$(IMAGE_PROFILE))
 IMAGE_CRATES = $(if $(IMAGE_DEV),--workspace --bins,-p rushes-init -p rushesd \
 	-p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage -p rushes-update)
 
-.PHONY: all deps build test lint run host image bundle bench clean fuzz audit soak
+.PHONY: all deps build test lint run host image bundle bench clean fuzz audit soak room
 
 # Each parser's cargo-fuzz target runs this many seconds (`make fuzz FUZZ_SECONDS=3600`).
 FUZZ_SECONDS ?= 60
@@ -128,11 +128,23 @@ lint: deps
 	# No import circles between the files of any crate (tests/tests/layout.rs).
 	$(CARGO) nextest run -p rushes-tests --test layout
 
+# A cold `make test` writes about 10 GiB (the build and the images) and each guest test
+# up to 4 GiB more while it runs, four at a time. A disk that fills half-way shows up as
+# I/O errors inside the guests; say so before the build instead.
+TEST_ROOM_GIB ?= 20
+room:
+	@free=$$(df -Pk . $${TMPDIR:-/tmp} | awk 'NR > 1 { f = int($$4 / 1048576); if (m == "" || f < m) m = f } END { print m }'); \
+	if [ "$$free" -lt $(TEST_ROOM_GIB) ]; then \
+		echo "make test: only $$free GiB free here or in $${TMPDIR:-/tmp}; a cold run needs about $(TEST_ROOM_GIB) GiB" >&2; \
+		echo "  (build, images, guests' disks). Free some space (cargo clean, old out/), or TEST_ROOM_GIB=0 to try anyway." >&2; \
+		exit 1; \
+	fi; echo "make test: $$free GiB free"
+
 # The end-to-end tests start target/debug/rushesd and boot out/rushes.img, so both are
 # built first. The image they boot is built from the same dev-profile build as the tests
 # (IMAGE_PROFILE): a release build as well compiled every dependency a second time.
 test: IMAGE_PROFILE := dev
-test: deps lint build image
+test: room deps lint build image
 	RUSHES_SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis RUSHES_MOTO=$(MOTO_VENV)/bin/moto_server \
 		RUSHES_AZURITE=$(AZURITE_DIR)/node_modules/.bin/azurite-blob \
 		$(CARGO) nextest run --workspace --no-fail-fast

@@ -230,6 +230,7 @@ impl Vm {
         env: &[(&str, &str)],
         qemu_args: &[&str],
     ) -> Result<Self> {
+        ensure_room(dir)?;
         let port = crate::free_tcp_port();
         let tools = test_tools_path()?;
         let child = Command::new(repo().join("image/qemu-run.sh"))
@@ -542,12 +543,53 @@ impl Drop for Vm {
                 "the guest's console, last lines:\n{}",
                 tail(&self.console())
             );
+            let qemu = std::fs::read_to_string(self.dir.join("qemu.err")).unwrap_or_default();
+            if !qemu.trim().is_empty() {
+                eprintln!("QEMU said:\n{}", tail(&qemu));
+            }
+            if let Some(free) = free_bytes(&self.dir) {
+                eprintln!(
+                    "free space where the guest's disks are ({}): {:.1} GiB",
+                    self.dir.display(),
+                    free as f64 / GIB as f64
+                );
+            }
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
+}
+
+const GIB: u64 = 1 << 30;
+
+/// What one guest may write on the host: its copy of the image, its NVMe and SATA disks
+/// as they fill (RAID sync, XFS, test clips) and its logs.
+const GUEST_ROOM: u64 = 4 * GIB;
+
+/// Bytes free to an unprivileged writer on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Refuse to boot a guest on a host disk too full for it. A full disk shows up inside
+/// the guest as I/O errors on its pools (NFS3ERR_IO, a console log that stops), far from
+/// the cause; this says what is wrong before anything starts.
+fn ensure_room(dir: &Path) -> Result<()> {
+    if let Some(free) = free_bytes(dir) {
+        anyhow::ensure!(
+            free >= GUEST_ROOM,
+            "only {:.1} GiB free on the file system of {}; a guest needs up to {} GiB for \
+             its disks: free some space (cargo clean, old out/ folders) or set TMPDIR to a \
+             roomier disk",
+            free as f64 / GIB as f64,
+            dir.display(),
+            GUEST_ROOM / GIB
+        );
+    }
+    Ok(())
 }
 
 fn tail(text: &str) -> String {
