@@ -28,6 +28,8 @@ pub fn wait_for_port(addr: SocketAddr) -> Result<()> {
 pub struct Browser {
     driver: Option<Child>,
     pub client: fantoccini::Client,
+    /// Where the browser saves files (a backup, a support bundle), without asking.
+    pub downloads: tempfile::TempDir,
 }
 
 impl Browser {
@@ -43,16 +45,18 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .context("chromedriver (make deps installs chromium-driver)")?;
-        let mut started = Self::connect(port, width, height).await;
+        let downloads = tempfile::tempdir()?;
+        let mut started = Self::connect(port, width, height, downloads.path()).await;
         if started.is_err() {
             // chromedriver may not listen yet.
             wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)))?;
-            started = Self::connect(port, width, height).await;
+            started = Self::connect(port, width, height, downloads.path()).await;
         }
         match started {
             Ok(client) => Ok(Self {
                 driver: Some(driver),
                 client,
+                downloads,
             }),
             Err(e) => {
                 stop(driver);
@@ -61,7 +65,12 @@ impl Browser {
         }
     }
 
-    async fn connect(port: u16, width: u32, height: u32) -> Result<fantoccini::Client> {
+    async fn connect(
+        port: u16,
+        width: u32,
+        height: u32,
+        downloads: &std::path::Path,
+    ) -> Result<fantoccini::Client> {
         let mut caps = serde_json::Map::new();
         caps.insert("acceptInsecureCerts".into(), json!(true));
         caps.insert(
@@ -70,6 +79,10 @@ impl Browser {
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          format!("--window-size={width},{height}")],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
             }),
         );
         fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -102,10 +115,50 @@ impl Browser {
         Ok(())
     }
 
+    /// The file the browser saved whose name starts with `prefix`, once it is whole
+    /// (chromium writes `NAME.crdownload` first), waiting up to `within`.
+    pub async fn downloaded(&self, prefix: &str, within: Duration) -> Result<std::path::PathBuf> {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = std::fs::read_dir(self.downloads.path())?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| {
+                    let name = p.file_name().unwrap_or_default().to_string_lossy();
+                    name.starts_with(prefix) && !name.ends_with(".crdownload")
+                });
+            if let Some(path) = found {
+                return Ok(path);
+            }
+            if Instant::now() > deadline {
+                bail!("the browser saved no {prefix}… within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// End the browser's session, then chromedriver.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
     }
+}
+
+/// In `scope` (a form, say), type `text` into the field at `css`, emptied first.
+pub async fn retype(scope: &fantoccini::elements::Element, css: &str, text: &str) -> Result<()> {
+    let field = scope.find(fantoccini::Locator::Css(css)).await?;
+    field.clear().await?;
+    field.send_keys(text).await?;
+    Ok(())
+}
+
+/// In `scope`, click what `css` finds.
+pub async fn press(scope: &fantoccini::elements::Element, css: &str) -> Result<()> {
+    scope
+        .find(fantoccini::Locator::Css(css))
+        .await?
+        .click()
+        .await?;
+    Ok(())
 }
 
 /// chromedriver and everything it started (chromium's processes share its group).

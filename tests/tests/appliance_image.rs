@@ -82,6 +82,8 @@ struct Process {
     no_new_privs: bool,
     /// CapBnd: what it and everything it runs could ever hold.
     bounding: u64,
+    /// Seccomp: 2 when a filter is installed.
+    seccomp_filtered: bool,
     /// A kernel thread (no command line).
     kernel: bool,
 }
@@ -92,10 +94,11 @@ fn processes(vm: &Vm) -> Vec<Process> {
         .run(
             // Shell built-ins only: a program per process is minutes under TCG.
             "for p in /proc/[0-9]*; do [ -r $p/status ] || continue; \
-             u=; n=; b=; while read k a e rest; do case $k in \
-             Uid:) u=$e;; NoNewPrivs:) n=$a;; CapBnd:) b=$a;; esac; done < $p/status; \
+             u=; n=; b=; s=; while read k a e rest; do case $k in \
+             Uid:) u=$e;; NoNewPrivs:) n=$a;; CapBnd:) b=$a;; Seccomp:) s=$a;; esac; \
+             done < $p/status; \
              x=; read -r x < $p/cmdline; c=; read -r c < $p/comm; \
-             echo \"proc ${p#/proc/} ${#x} $u $n $b $c\"; done",
+             echo \"proc ${p#/proc/} ${#x} $u $n $b $s $c\"; done",
             Duration::from_secs(300),
         )
         .unwrap();
@@ -109,7 +112,8 @@ fn processes(vm: &Vm) -> Vec<Process> {
                 euid: f.get(2)?.parse().ok()?,
                 no_new_privs: *f.get(3)? == "1",
                 bounding: u64::from_str_radix(f.get(4)?, 16).ok()?,
-                name: f.get(5..)?.join(" "),
+                seccomp_filtered: *f.get(5)? == "2",
+                name: f.get(6..)?.join(" "),
             })
         })
         .collect()
@@ -521,7 +525,8 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     );
 
     steps.done("exactly these the readme's list: one");
-    // Least privilege: every service init starts has no_new_privs and has lost the
+    // Least privilege: every service init starts has no_new_privs and a seccomp filter
+    // (init's confine.rs: the system calls none of them makes), and has lost the
     // capabilities none of them uses (rebooting, tracing, setting the clock but for
     // chronyd); the console and chronyd do not run as root at all. Only init, kernel
     // threads and the maintenance shell (with what this check runs in it) are exempt.
@@ -545,6 +550,11 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         assert!(
             p.no_new_privs,
             "{} runs without no_new_privs: {p:?}",
+            p.name
+        );
+        assert!(
+            p.seccomp_filtered,
+            "{} runs without its seccomp filter: {p:?}",
             p.name
         );
         assert_eq!(

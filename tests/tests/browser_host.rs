@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
-use rushes_tests::browser::{wait_for_port, Browser};
+use rushes_tests::browser::{press, retype, wait_for_port, Browser};
 use rushes_tests::{free_tcp_port, ServerProcess};
 use serde_json::{json, Value};
 
@@ -46,6 +46,18 @@ async fn click(c: &Client, css: &str) {
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"));
     el.click().await.unwrap_or_else(|e| panic!("{css}: {e}"));
+}
+
+/// The restore form's API call.
+const RESTORE: &str = "POST /v1/config/restore";
+
+/// Wait until the form sending `api` shows `words` in its `part` (`.error`, `.result`).
+async fn form_comes_to_say(c: &Client, api: &str, part: &str, words: &str) {
+    let css = format!("form[data-api='{api}'] {part}");
+    eventually(20, &format!("{css} to say {words:?}"), || async {
+        Ok(text_of(c, &css).await?.contains(words))
+    })
+    .await;
 }
 
 /// Run `script` in the page and wait for the callback it is given (the last argument).
@@ -214,6 +226,79 @@ async fn a_browser_logs_in_watches_activity_searches_and_is_kept_safe() {
         .find(Locator::Css("input[name='network.1.interface']"))
         .await
         .is_ok());
+
+    // Backup and support, from the same page: the browser saves the sealed config and a
+    // support bundle; a changed setting comes back when the browser sends the file back.
+    let backup_form = c
+        .find(Locator::Css("form[data-api='POST /v1/config/backup']"))
+        .await
+        .unwrap();
+    retype(&backup_form, "input[name=passphrase]", "vault-door-42")
+        .await
+        .unwrap();
+    press(&backup_form, "button").await.unwrap();
+    let saved = browser
+        .downloaded("rushes-config-", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let sealed = std::fs::read(&saved).unwrap();
+    assert!(sealed.starts_with(b"rushes-config-backup\n"), "{saved:?}");
+    assert!(
+        !sealed.windows(10).any(|w| w == b"Asia/Tokyo"),
+        "the backup's settings are not sealed"
+    );
+    let said = text_of(c, "form[data-api='POST /v1/config/backup'] .result")
+        .await
+        .unwrap();
+    assert!(said.starts_with("Saved rushes-config-"), "{said}");
+    click(c, "button[data-api='POST /v1/support-bundle']").await;
+    let bundle = browser
+        .downloaded("rushes-support-", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let bytes = std::fs::read(&bundle).unwrap();
+    assert!(
+        bundle.to_string_lossy().ends_with(".tar.zst")
+            && bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "{bundle:?}: not a zstd file"
+    );
+    let mut changed = api.get::<rushes_api::Settings>("/v1/settings").unwrap();
+    changed.timezone = Some("Europe/Paris".into());
+    api.send::<Value>("PUT", "/v1/settings", Some(&json!(changed)))
+        .unwrap();
+    let restore = |passphrase: &'static str| {
+        let saved = saved.clone();
+        async move {
+            let form = c
+                .find(Locator::Css(&format!("form[data-api='{RESTORE}']")))
+                .await
+                .unwrap();
+            // (A file field takes the path of the file to send.)
+            retype(&form, "input[name=content]", saved.to_str().unwrap())
+                .await
+                .unwrap();
+            retype(&form, "input[name=passphrase]", passphrase)
+                .await
+                .unwrap();
+            press(&form, "button").await.unwrap();
+            // The page asks before it replaces anything.
+            c.accept_alert().await.unwrap();
+        }
+    };
+    restore("not-the-passphrase").await;
+    form_comes_to_say(c, RESTORE, ".error", "passphrase is wrong").await;
+    let toml = state.path().join("rushes.toml");
+    assert!(std::fs::read_to_string(&toml)
+        .unwrap()
+        .contains("Europe/Paris"));
+    c.refresh().await.unwrap();
+    restore("vault-door-42").await;
+    form_comes_to_say(c, RESTORE, ".result", "restart rushesd").await;
+    let restored = std::fs::read_to_string(&toml).unwrap();
+    assert!(
+        restored.contains("Asia/Tokyo") && !restored.contains("Europe/Paris"),
+        "{restored}"
+    );
 
     // The activity chart moves while a client copies: its peak climbs from the few KiB
     // of the first file to the MiB a second of the copy, without a reload.
@@ -432,5 +517,8 @@ async fn a_browser_logs_in_watches_activity_searches_and_is_kept_safe() {
     wait_for_port(web).expect("rushesd's HTTPS after the restart");
     let got = in_page(c, &status("GET", "/v1/jobs", &expiring.secret)).await;
     assert_eq!(got, json!(401));
+    // And rushesd started on the restored settings.
+    let set: rushes_api::Settings = api.get("/v1/settings").unwrap();
+    assert_eq!(set.timezone.as_deref(), Some("Asia/Tokyo"));
     browser.close().await;
 }

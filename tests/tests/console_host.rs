@@ -428,6 +428,53 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "running from slot A",
         "U  apply a signed update",
     ]);
+    // The settings backed up into a share, from where a client takes the file off the
+    // box: a short passphrase is refused, and nothing is saved.
+    console.key("k");
+    console.wait_for(&["Back up the settings", "Into share", "Passphrase (8+)"]);
+    console.key("demo");
+    console.key(TAB);
+    console.key("short");
+    console.key(ENTER);
+    console.wait_for(&["passphrase is shorter than 8 characters"]);
+    let backups = || {
+        std::fs::read_dir(dir.path().join("demo"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".backup"))
+            .collect::<Vec<_>>()
+    };
+    assert!(backups().is_empty());
+    console.key("k");
+    console.wait_for(&["Into share"]);
+    console.key("demo");
+    console.key(TAB);
+    console.key("keep-it-apart-7");
+    console.key(ENTER);
+    let saved = console.wait_for(&["Saved rushes-config-", "in share demo"]);
+    assert!(!saved.contains("keep-it-apart-7"), "{saved}");
+    let [file] = backups()
+        .try_into()
+        .unwrap_or_else(|v| panic!("one backup: {v:?}"));
+    assert!(std::fs::read(&file)
+        .unwrap()
+        .starts_with(b"rushes-config-backup\n"));
+    // It restores (the passphrase opens it) through the API, as rushesctl would.
+    let restored: rushes_api::ConfigRestored = rushes_api::Client::new(&sock)
+        .post(
+            "/v1/config/restore",
+            &rushes_api::ConfigRestore {
+                content: rushes_tests::vm::base64(&std::fs::read(&file).unwrap()),
+                passphrase: "keep-it-apart-7".into(),
+            },
+        )
+        .unwrap();
+    assert!(
+        restored.files.contains(&"rushes.toml".to_string()),
+        "{restored:?}"
+    );
+
     console.key("u");
     console.wait_for(&["Bundle (path or URL)"]);
     console.key(dir.path().join("log.txt").to_str().unwrap());

@@ -867,6 +867,9 @@ pub struct HandedOutFile {
     pub bytes: u64,
     /// The file itself, base64 (standard alphabet, padded).
     pub content: String,
+    /// Where the box also saved it, when asked to (a backup into a share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_as: Option<String>,
 }
 
 /// `POST /v1/support-bundle`'s answer.
@@ -879,6 +882,11 @@ pub type ConfigBackupFile = HandedOutFile;
 #[serde(deny_unknown_fields)]
 pub struct ConfigBackup {
     pub passphrase: String,
+    /// Also save the file at the top of this share, for a client to take off the box
+    /// (the console's way, which has no browser to save it). It is sealed: anyone who
+    /// can read the share can take it, and it is as safe as its passphrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
 }
 
 /// Restore a backup (the file, base64) with its passphrase.

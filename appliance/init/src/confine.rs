@@ -1,6 +1,7 @@
 //! What each service may do once started: the account it runs as, the capabilities it
-//! and everything it runs can never hold, and no gaining of privileges through exec
-//! (`no_new_privs`: a set-user-ID program or file capabilities give nothing).
+//! and everything it runs can never hold, no gaining of privileges through exec
+//! (`no_new_privs`: a set-user-ID program or file capabilities give nothing), and the
+//! system calls it never makes, refused by a seccomp filter.
 
 use rustix::thread::{
     remove_capability_from_bounding_set, set_no_new_privs, set_thread_gid, set_thread_groups,
@@ -30,6 +31,99 @@ pub const NEVER: CapabilitySet = CapabilitySet::SYS_BOOT
     .union(CapabilitySet::CHECKPOINT_RESTORE)
     .union(CapabilitySet::LINUX_IMMUTABLE);
 
+/// System calls no service of the appliance, nor anything it runs, makes: rebooting and
+/// loading another kernel (init alone does that), swap and process accounting, tracing
+/// and reading other processes, and the kernel interfaces that have been the way in for
+/// privilege escalations without being of use here (userfaultfd, perf events, BPF
+/// programs, I/O ports). Refused with EPERM, whatever capabilities remain.
+#[cfg(target_arch = "x86_64")]
+const NEVER_CALLED: &[i64] = {
+    use nix::libc::*;
+    &[
+        SYS_kexec_load,
+        SYS_kexec_file_load,
+        SYS_reboot,
+        SYS_swapon,
+        SYS_swapoff,
+        SYS_acct,
+        SYS_ptrace,
+        SYS_process_vm_readv,
+        SYS_process_vm_writev,
+        SYS_userfaultfd,
+        SYS_perf_event_open,
+        SYS_bpf,
+        SYS_lookup_dcookie,
+        SYS_uselib,
+        SYS_iopl,
+        SYS_ioperm,
+    ]
+};
+
+/// What a service running as an account (the console) never calls besides: mounting,
+/// kernel modules, namespaces, the host name, quotas, the kernel's keyring and io_uring.
+#[cfg(target_arch = "x86_64")]
+const NEVER_CALLED_BY_ACCOUNTS: &[i64] = {
+    use nix::libc::*;
+    &[
+        SYS_mount,
+        SYS_umount2,
+        SYS_pivot_root,
+        SYS_chroot,
+        SYS_open_tree,
+        SYS_move_mount,
+        SYS_fsopen,
+        SYS_fsconfig,
+        SYS_fsmount,
+        SYS_fspick,
+        SYS_mount_setattr,
+        SYS_init_module,
+        SYS_finit_module,
+        SYS_delete_module,
+        SYS_unshare,
+        SYS_setns,
+        SYS_sethostname,
+        SYS_setdomainname,
+        SYS_quotactl,
+        SYS_add_key,
+        SYS_request_key,
+        SYS_keyctl,
+        SYS_io_uring_setup,
+        SYS_io_uring_enter,
+        SYS_io_uring_register,
+    ]
+};
+
+/// A seccomp program that refuses `calls` with EPERM and lets every other call through.
+#[cfg(target_arch = "x86_64")]
+fn refusing(calls: &[&[i64]]) -> Result<seccompiler::BpfProgram, String> {
+    use seccompiler::{SeccompAction, SeccompFilter, TargetArch};
+    let rules = calls
+        .iter()
+        .flat_map(|set| set.iter())
+        .map(|&call| (call, Vec::new()))
+        .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(nix::libc::EPERM as u32),
+        TargetArch::x86_64,
+    )
+    .map_err(|e| format!("cannot make the seccomp filter: {e}"))?;
+    filter
+        .try_into()
+        .map_err(|e| format!("cannot compile the seccomp filter: {e}"))
+}
+
+/// Elsewhere no filter is made: the lists above are x86-64's system calls.
+#[cfg(not(target_arch = "x86_64"))]
+fn refusing(_calls: &[&[i64]]) -> Result<seccompiler::BpfProgram, String> {
+    Ok(Vec::new())
+}
+#[cfg(not(target_arch = "x86_64"))]
+const NEVER_CALLED: &[i64] = &[];
+#[cfg(not(target_arch = "x86_64"))]
+const NEVER_CALLED_BY_ACCOUNTS: &[i64] = &[];
+
 /// How far a service is confined.
 #[derive(Debug, Clone, Copy)]
 pub enum Confinement {
@@ -45,13 +139,15 @@ pub enum Confinement {
 
 /// What the child applies before exec, worked out before the fork (the child must not
 /// allocate or read files).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Capabilities to remove from the bounding set.
     drop: CapabilitySet,
     no_new_privs: bool,
     /// (uid, gid) to become.
     ids: Option<(u32, u32)>,
+    /// The seccomp program installed last (empty: none).
+    seccomp: seccompiler::BpfProgram,
 }
 
 impl Confinement {
@@ -67,11 +163,13 @@ impl Confinement {
                 drop: CapabilitySet::empty(),
                 no_new_privs: false,
                 ids: None,
+                seccomp: Vec::new(),
             },
             Confinement::Root { keep } => Plan {
                 drop: NEVER.difference(keep),
                 no_new_privs: true,
                 ids: None,
+                seccomp: refusing(&[NEVER_CALLED])?,
             },
             Confinement::User(name) => Plan {
                 drop: CapabilitySet::all(),
@@ -79,6 +177,7 @@ impl Confinement {
                 ids: Some(account(passwd, name).ok_or_else(|| {
                     format!("there is no account {name:?} in /etc/passwd to run it as")
                 })?),
+                seccomp: refusing(&[NEVER_CALLED, NEVER_CALLED_BY_ACCOUNTS])?,
             },
         })
     }
@@ -103,6 +202,12 @@ impl Plan {
             set_thread_groups(&[])?;
             set_thread_gid(rustix::process::Gid::from_raw(gid))?;
             set_thread_uid(rustix::process::Uid::from_raw(uid))?;
+        }
+        if !self.seccomp.is_empty() {
+            // Last, so nothing above is refused; it needs no_new_privs (set above, or by
+            // the call itself). No allocation: the program was compiled before the fork.
+            seccompiler::apply_filter(&self.seccomp)
+                .map_err(|_| std::io::Error::last_os_error())?;
         }
         Ok(())
     }
@@ -171,5 +276,59 @@ mod tests {
         assert!(plan.no_new_privs && plan.ids.is_none());
         let open = Confinement::Unconfined.plan_with(PASSWD).unwrap();
         assert!(open.drop.is_empty() && !open.no_new_privs);
+    }
+
+    /// In a forked child: install `plan`'s seccomp program (nothing else of the plan),
+    /// make `call` with no arguments, and answer the errno it failed with (0: it ran).
+    fn errno_under(plan: &Plan, call: i64) -> i32 {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        use nix::unistd::{fork, ForkResult};
+        let seccomp = plan.seccomp.clone();
+        // SAFETY: the child makes only system calls (seccomp, the probe, _exit): nothing
+        // that could wait on a lock another thread of the test harness held at the fork.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => unsafe {
+                if !seccomp.is_empty() && seccompiler::apply_filter(&seccomp).is_err() {
+                    nix::libc::_exit(255);
+                }
+                let rc = nix::libc::syscall(call, 0, 0, 0, 0);
+                let errno = if rc < 0 {
+                    *nix::libc::__errno_location()
+                } else {
+                    0
+                };
+                nix::libc::_exit(errno.min(254));
+            },
+            ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
+                WaitStatus::Exited(_, code) => code,
+                other => panic!("the probe ended as {other:?}"),
+            },
+        }
+    }
+
+    #[test]
+    fn the_seccomp_filter_refuses_what_no_service_calls_and_nothing_else() {
+        use nix::libc::{SYS_getppid, SYS_ptrace, SYS_unshare, EPERM};
+        let open = Confinement::Unconfined.plan_with(PASSWD).unwrap();
+        let root = Confinement::Root {
+            keep: CapabilitySet::empty(),
+        }
+        .plan_with(PASSWD)
+        .unwrap();
+        let account = Confinement::User("rushes-console")
+            .plan_with(PASSWD)
+            .unwrap();
+        assert!(open.seccomp.is_empty() && !root.seccomp.is_empty());
+        // ptrace(PTRACE_TRACEME) and unshare(0) succeed for anyone unfiltered.
+        assert_eq!(errno_under(&open, SYS_ptrace), 0);
+        assert_eq!(errno_under(&open, SYS_unshare), 0);
+        assert_eq!(errno_under(&root, SYS_ptrace), EPERM);
+        // The root services' lists are short on purpose: what the tools they run (mdadm,
+        // mount helpers, Samba, udev) might call stays allowed.
+        assert_eq!(errno_under(&root, SYS_unshare), 0);
+        assert_eq!(errno_under(&account, SYS_ptrace), EPERM);
+        assert_eq!(errno_under(&account, SYS_unshare), EPERM);
+        // Everything else goes through.
+        assert_eq!(errno_under(&account, SYS_getppid), 0);
     }
 }

@@ -184,38 +184,33 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
     let _ = std::fs::create_dir_all(RAM_SHARE);
     let _ = rustix::fs::chmod(RAM_SHARE, rustix::fs::Mode::from_raw_mode(0o1777));
 
-    let settings = crate::settings::load(ring);
-    if let Some(name) = settings.hostname.as_deref() {
-        let valid = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if valid && rustix::system::sethostname(name.as_bytes()).is_ok() {
+    let settings = load_settings(ring);
+    match settings.checked_hostname() {
+        Some(Ok(name)) if rustix::system::sethostname(name.as_bytes()).is_ok() => {
             ring.push("init", &format!("host name {name}"));
-        } else {
-            ring.push(
-                "init",
-                &format!("host name {name:?} is not valid: keeping the default"),
-            );
         }
+        Some(Ok(name)) => ring.push("init", &format!("cannot set host name {name}")),
+        Some(Err(why)) => ring.push("init", &why),
+        None => {}
     }
-
-    if let Some(zone) = settings.timezone.as_deref() {
-        let file = Path::new("/usr/share/zoneinfo").join(zone);
-        let plain = !zone.contains("..") && !zone.starts_with('/');
-        if plain && file.is_file() {
-            let _ = std::fs::remove_file("/etc/localtime");
-            match std::os::unix::fs::symlink(&file, "/etc/localtime") {
-                Ok(()) => ring.push("init", &format!("time zone {zone}")),
-                Err(e) => ring.push("init", &format!("cannot set time zone {zone}: {e}")),
+    match settings.checked_timezone() {
+        Some(Ok(zone)) => {
+            let file = Path::new("/usr/share/zoneinfo").join(zone);
+            if file.is_file() {
+                let _ = std::fs::remove_file("/etc/localtime");
+                match std::os::unix::fs::symlink(&file, "/etc/localtime") {
+                    Ok(()) => ring.push("init", &format!("time zone {zone}")),
+                    Err(e) => ring.push("init", &format!("cannot set time zone {zone}: {e}")),
+                }
+            } else {
+                ring.push(
+                    "init",
+                    &format!("time zone {zone:?} is unknown: keeping UTC"),
+                );
             }
-        } else {
-            ring.push(
-                "init",
-                &format!("time zone {zone:?} is unknown: keeping UTC"),
-            );
         }
+        Some(Err(why)) => ring.push("init", &why),
+        None => {}
     }
 
     // Network: loopback, then each wired NIC, static when the settings give an address,
@@ -226,8 +221,12 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         Duration::from_secs(5),
     );
     for nic in wired_nics() {
-        let net = settings.network(&nic).cloned();
-        if let Some(mtu) = net.as_ref().and_then(|n| n.mtu) {
+        let (plan, problems) = settings.network(&nic).map(|n| n.plan()).unwrap_or_default();
+        for problem in problems {
+            let file = crate::settings::FILE;
+            ring.push("init", &format!("{nic}: {problem} (check {file})"));
+        }
+        if let Some(mtu) = plan.mtu {
             let mtu = mtu.to_string();
             run(
                 ring,
@@ -235,8 +234,8 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
                 Duration::from_secs(5),
             );
         }
-        if let Some((net, address)) = net.and_then(|n| n.address.clone().map(|a| (n, a))) {
-            static_address(ring, &nic, &address, &net);
+        if let crate::settings::Addressing::Static { .. } = plan.addressing {
+            static_address(ring, &nic, &plan.addressing);
             continue;
         }
         sup.add(ServiceSpec {
@@ -366,8 +365,14 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
     }
 }
 
-/// Configure `nic` from the settings instead of DHCP.
-fn static_address(ring: &mut Ring, nic: &str, address: &str, net: &crate::settings::Network) {
+/// Configure `nic` with a checked static address instead of DHCP.
+fn static_address(ring: &mut Ring, nic: &str, addressing: &crate::settings::Addressing) {
+    let crate::settings::Addressing::Static { gateway, dns, .. } = addressing else {
+        return;
+    };
+    let Some(address) = addressing.cidr() else {
+        return;
+    };
     run(
         ring,
         &["ip", "link", "set", "dev", nic, "up"],
@@ -375,7 +380,7 @@ fn static_address(ring: &mut Ring, nic: &str, address: &str, net: &crate::settin
     );
     if !run(
         ring,
-        &["ip", "addr", "replace", address, "dev", nic],
+        &["ip", "addr", "replace", &address, "dev", nic],
         Duration::from_secs(5),
     ) {
         let file = crate::settings::FILE;
@@ -385,21 +390,53 @@ fn static_address(ring: &mut Ring, nic: &str, address: &str, net: &crate::settin
         );
         return;
     }
-    if let Some(gw) = net.gateway.as_deref() {
-        let argv = ["ip", "route", "replace", "default", "via", gw, "dev", nic];
+    if let Some(gw) = gateway {
+        let gw = gw.to_string();
+        let argv = ["ip", "route", "replace", "default", "via", &gw, "dev", nic];
         run(ring, &argv, Duration::from_secs(5));
     }
-    if !net.dns.is_empty() {
-        let text: String = net
-            .dns
-            .iter()
-            .map(|d| format!("nameserver {d}\n"))
-            .collect();
+    if !dns.is_empty() {
+        let text: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
         let _ = std::fs::write("/run/resolv.conf", text);
     }
     let lease = format!("{nic} {address} (static)\n");
     let _ = std::fs::write(format!("/run/rushes/lease-{nic}"), lease);
     ring.push("init", &format!("{nic}: static address {address}"));
+}
+
+fn read_settings(path: &Path) -> Result<Option<crate::settings::Settings>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => crate::settings::Settings::parse(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Load the settings. A damaged file falls back to the previous generation, then to the
+/// defaults (DHCP everywhere), never to a box that cannot be reached.
+fn load_settings(ring: &mut Ring) -> crate::settings::Settings {
+    use crate::settings::{Settings, FILE, PREVIOUS};
+    match read_settings(Path::new(FILE)) {
+        Ok(Some(s)) => return s,
+        Ok(None) => return Settings::default(),
+        Err(e) => ring.push(
+            "init",
+            &format!("{FILE} is damaged ({e}); trying the previous generation"),
+        ),
+    }
+    match read_settings(Path::new(PREVIOUS)) {
+        Ok(Some(s)) => {
+            ring.push("init", &format!("using {PREVIOUS}"));
+            s
+        }
+        _ => {
+            ring.push(
+                "init",
+                "no usable settings: DHCP on every NIC, default host name",
+            );
+            Settings::default()
+        }
+    }
 }
 
 fn wired_nics() -> Vec<String> {

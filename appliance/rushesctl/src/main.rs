@@ -1100,8 +1100,13 @@ fn run(cli: &Cli, c: &Client) -> Res {
     match &cli.command {
         Cmd::Config(ConfigCmd::Backup { output }) => {
             let passphrase = password_from_stdin()?;
-            let b: api::ConfigBackupFile =
-                c.post("/v1/config/backup", &api::ConfigBackup { passphrase })?;
+            let b: api::ConfigBackupFile = c.post(
+                "/v1/config/backup",
+                &api::ConfigBackup {
+                    passphrase,
+                    share: None,
+                },
+            )?;
             let (path, bytes) = match save_handed_out("backup", &b.name, &b.content, output) {
                 Ok(saved) => saved,
                 Err(why) => return unreadable(why),

@@ -982,9 +982,9 @@ fn routes() -> ApiRouter<Arc<Daemon>> {
             "/v1/config/backup",
             post_with(
                 |State(m): Mgr, Body(req): Body<api::ConfigBackup>| async move {
-                    blocking(move || crate::backup::backup(&m.core, &m.system.status().hostname, req)).await.map(Json)
+                    blocking(move || crate::backup::backup(&m.core, &m.shares, &m.system.status().hostname, req)).await.map(Json)
                 },
-                says("Back up the settings, pools, shares, accounts (web and SMB passwords), rules, targets with their secrets, tokens and certificates into one file sealed under a passphrase (base64 in `content`)"),
+                says("Back up the settings, pools, shares, accounts (web and SMB passwords), rules, targets with their secrets, tokens and certificates into one file sealed under a passphrase (base64 in `content`; with `share`, saved at the top of that share too)"),
             ),
         )
         .api_route(

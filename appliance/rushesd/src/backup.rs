@@ -11,7 +11,7 @@
 //! by rename, and rushesd starts again on them.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use rushes_api as api;
@@ -183,9 +183,19 @@ fn seal(
     Ok(out)
 }
 
-pub fn backup(core: &Core, host: &str, req: api::ConfigBackup) -> ApiResult<api::ConfigBackupFile> {
+pub fn backup(
+    core: &Core,
+    shares: &crate::shares::Shares,
+    host: &str,
+    req: api::ConfigBackup,
+) -> ApiResult<api::ConfigBackupFile> {
     use base64::Engine;
     check_passphrase(&req.passphrase)?;
+    let folder = req
+        .share
+        .as_deref()
+        .map(|name| shares.served_folder(name))
+        .transpose()?;
     let files = gather(core)?;
     let now = crate::epoch::now();
     let out = seal(
@@ -196,13 +206,54 @@ pub fn backup(core: &Core, host: &str, req: api::ConfigBackup) -> ApiResult<api:
         &req.passphrase,
     )?;
     let stamp = crate::epoch::file_stamp(now);
-    tracing::info!(files = files.len(), bytes = out.len(), "config backup made");
+    let name = format!("rushes-config-{host}-{stamp}.backup");
+    let saved_as = match folder {
+        Some(folder) => {
+            let path = folder.join(&name);
+            save_sealed(&path, &out).map_err(|e| {
+                ApiErr::failed(format!("cannot save the backup as {}: {e}", path.display()))
+                    .hint("is the pool full or read-only? `rushesctl pools` says")
+            })?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    tracing::info!(
+        files = files.len(),
+        bytes = out.len(),
+        saved_as = saved_as.as_deref().unwrap_or(""),
+        "config backup made"
+    );
     Ok(api::ConfigBackupFile {
-        name: format!("rushes-config-{host}-{stamp}.backup"),
+        name,
         files: files.into_iter().map(|(n, _)| n).collect(),
         bytes: out.len() as u64,
         content: base64::engine::general_purpose::STANDARD.encode(&out),
+        saved_as,
     })
+}
+
+/// Write a sealed backup into a share, whole or not at all: a client that lists the
+/// folder never sees half of one. Readable by the share's clients (it is sealed),
+/// never replacing a file already there.
+fn save_sealed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written
 }
 
 /// Read a backup whole and check it; the files it would write.

@@ -47,6 +47,23 @@ fn check_network(n: &api::NetworkSetting) -> ApiResult<()> {
             return bad(format!("{ip:?} is not an IP address"));
         }
     }
+    // What init at boot would pass over, refused here with the reason instead.
+    if let (Some(addr), Some(gw)) = (&n.address, &n.gateway) {
+        let v4 = |s: &str| !s.contains(':');
+        if v4(addr) != v4(gw) {
+            return bad(format!("gateway {gw} is not of the same family as {addr}"));
+        }
+    }
+    if n.dns.len() > 3 {
+        return Err(ApiErr::new(
+            400,
+            "bad-setting",
+            format!(
+                "{} nameservers given; the system uses three at most",
+                n.dns.len()
+            ),
+        ));
+    }
     if let Some(mtu) = n.mtu {
         if !(576..=9216).contains(&mtu) {
             return Err(
@@ -495,6 +512,16 @@ mod tests {
             check_network(&n).unwrap_err().hint.as_deref(),
             Some("write it as 10.10.0.5/24")
         );
+        n.address = Some("10.10.0.5/24".into());
+        n.gateway = Some("2001:db8::1".into());
+        assert!(check_network(&n).is_err(), "a v6 gateway for a v4 address");
+        n.gateway = Some("10.10.0.1".into());
+        n.dns = ["10.10.0.1", "1.1.1.1", "8.8.8.8", "9.9.9.9"]
+            .map(String::from)
+            .into();
+        assert!(check_network(&n).is_err(), "a fourth nameserver");
+        n.dns.pop();
+        assert!(check_network(&n).is_ok());
         n.address = None;
         n.mtu = Some(100);
         assert!(check_network(&n).is_err());

@@ -121,6 +121,17 @@ impl Shares {
         shares.iter().map(|s| self.share_view(s)).collect()
     }
 
+    /// The folder of share `name` as it is served now.
+    pub fn served_folder(&self, name: &str) -> ApiResult<std::path::PathBuf> {
+        match self.nas.share_by_path(name) {
+            Some(share) => Ok(share.path.clone()),
+            None => Err(ApiErr::not_found(format!(
+                "share {name:?} is not served now (there is none, or its pool is offline)"
+            ))
+            .hint("`rushesctl shares` lists them and whether each is online")),
+        }
+    }
+
     pub fn share(&self, name: &str) -> ApiResult<api::Share> {
         let entry = self.share_entry(name)?;
         Ok(self.share_view(&entry))

@@ -152,6 +152,7 @@ pub fn bundle(d: &Daemon) -> ApiResult<api::SupportBundle> {
         files: files.into_iter().map(|(n, _)| n).collect(),
         bytes: packed.len() as u64,
         content: base64::engine::general_purpose::STANDARD.encode(&packed),
+        saved_as: None,
     })
 }
 

@@ -32,6 +32,7 @@ function fields(form) {
   for (const el of form.elements) {
     if (!el.name) continue;
     const kind = el.dataset.kind || "";
+    if (kind === "file") continue; // withFiles reads it
     let value;
     if (kind === "bool") value = el.checked;
     else if (kind === "number") value = el.value === "" ? undefined : Number(el.value);
@@ -57,6 +58,47 @@ function fields(form) {
   return out;
 }
 
+// The browser reads a chosen file (data-kind="file") into the JSON as base64; the
+// gate takes bodies of 1 MiB at most, so a bigger file is refused here, with the way
+// that takes it.
+const MAX_FILE = 3 * 256 * 1024 - 4096;
+
+function base64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+async function withFiles(form, out) {
+  for (const el of form.elements) {
+    if (el.dataset.kind !== "file" || !el.files || !el.files[0]) continue;
+    const file = el.files[0];
+    if (file.size > MAX_FILE) {
+      throw new Error(file.name + " is " + file.size + " bytes, more than the web console sends: use rushesctl on the box");
+    }
+    out[el.name] = base64(new Uint8Array(await file.arrayBuffer()));
+  }
+  return out;
+}
+
+// An answer that is a file (name, bytes, content in base64): saved by the browser.
+function saveFile(answer) {
+  const raw = atob(answer.content);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = answer.name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return "Saved " + answer.name + " (" + answer.bytes + " bytes).";
+}
+
 function say(where, text, isError) {
   const box = where && (isError ? where.querySelector(".error") : where.querySelector(".result"))
     || document.getElementById("page-error");
@@ -70,8 +112,12 @@ async function act(el, spec, body, where) {
   const [method, path] = spec.split(" ");
   try {
     const answer = await call(method, path, body);
-    if (el.dataset.show && answer) say(where, String(answer[el.dataset.show] ?? ""), false);
-    else if (el.dataset.done) { say(where, el.dataset.done, false); setTimeout(() => location.reload(), 600); }
+    if (el.dataset.download !== undefined && answer && answer.content) say(where, saveFile(answer), false);
+    else if (el.dataset.show && answer) say(where, String(answer[el.dataset.show] ?? ""), false);
+    // A restore on a box that does not start again by itself (rushesd on a workstation).
+    else if (answer && answer.restarting === false) say(where, "Restored " + answer.files.length + " files from " + answer.from_host + ": restart rushesd to use them.", false);
+    // A box that restarts its services gets a few seconds before the page asks it again.
+    else if (el.dataset.done) { say(where, el.dataset.done, false); setTimeout(() => location.reload(), answer && answer.restarting ? 8000 : 600); }
     else location.reload();
   } catch (e) {
     say(where, e.message, true);
@@ -89,7 +135,10 @@ document.addEventListener("submit", (ev) => {
   }
   if (!form.dataset.api) return;
   ev.preventDefault();
-  act(form, form.dataset.api, fields(form), form);
+  if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
+  withFiles(form, fields(form))
+    .then((body) => act(form, form.dataset.api, body, form))
+    .catch((e) => say(form, e.message, true));
 });
 
 document.addEventListener("click", (ev) => {

@@ -1,4 +1,5 @@
-//! Settings (admins): network, time, the certificate, and API tokens.
+//! Settings (admins): network, time, the certificate, API tokens, and the config's
+//! backup and restore and a support bundle, each a file the browser saves or sends.
 
 use maud::{html, Markup};
 use rushes_api as api;
@@ -86,6 +87,34 @@ pub async fn body(page: &Page) -> Markup {
                 label { "Private key (PEM) " textarea name="key_pem" rows="4" cols="64" required {} }
                 button { "Install" }
                 p.error hidden {}
+            }
+        }
+        section {
+            h2 { "Backup and support" }
+            p {
+                "One file with every setting, pool, share, account, rule, copy target and certificate, "
+                "its secrets sealed under the passphrase. Keep it off the box: a new boot stick finds "
+                "the pools by their labels, and this file brings back the rest."
+            }
+            form.inline data-api="POST /v1/config/backup" data-download="" {
+                label { "Passphrase " input type="password" name="passphrase" minlength="8" required autocomplete="new-password"; }
+                button { "Download the backup" }
+                p.error hidden {}
+                p.result hidden {}
+            }
+            form.inline data-api="POST /v1/config/restore" data-confirm="Replace this box's settings, shares and accounts with the backup's? rushesd starts again on them." data-done="Restored: the box starts its services again on the backup's settings." {
+                label { "Backup file " input type="file" name="content" data-kind="file" accept=".backup" required; }
+                label { "Passphrase " input type="password" name="passphrase" required autocomplete="off"; }
+                button { "Restore" }
+                p.error hidden {}
+                p.result hidden {}
+            }
+            p {
+                button type="button" data-api="POST /v1/support-bundle" data-download="" { "Download a support bundle" }
+                " logs, the config without its secrets, disks and SMART, alerts, jobs and versions: "
+                "for whoever helps, never a password, key or token."
+                span.error hidden {}
+                span.result hidden {}
             }
         }
         section {

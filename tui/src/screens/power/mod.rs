@@ -1,6 +1,6 @@
 //! Restart, power off, or reset the settings to the defaults, each asked again; the
 //! software running and its two boot slots, an update bundle applied (a path on the box
-//! or a URL), and going back to the other slot.
+//! or a URL), and going back to the other slot; the settings backed up into a share.
 
 use rushes_api as api;
 use tuirealm::ratatui::layout::Rect;
@@ -14,11 +14,21 @@ use crate::screens::wizard::Wizard;
 use crate::snapshot::{Fetch, Snapshot};
 use crate::widgets::form_box;
 
-/// `reboot`, `poweroff`, `reset` or `rollback`, waiting for Y; or the update form.
+/// `reboot`, `poweroff`, `reset` or `rollback`, waiting for Y; or the update form; or
+/// the backup form.
 #[derive(Default)]
 pub struct Power {
     confirm: Option<&'static str>,
     bundle: Option<Field>,
+    backup: Option<BackupForm>,
+}
+
+/// The share the sealed backup goes into, and its passphrase (`on_passphrase`: which
+/// field has the focus).
+struct BackupForm {
+    share: Field,
+    passphrase: Field,
+    on_passphrase: bool,
 }
 
 pub enum Msg {
@@ -27,6 +37,10 @@ pub enum Msg {
     No,
     /// Open the update form.
     Update,
+    /// Open the backup form.
+    Backup,
+    /// The backup form's other field.
+    Toggle,
     Type(char),
     Apply,
     Close,
@@ -36,8 +50,9 @@ impl Screen for Power {
     type Msg = Msg;
 
     fn message(&self, key: Input) -> Option<Msg> {
-        if self.bundle.is_some() {
+        if self.bundle.is_some() || self.backup.is_some() {
             return match key {
+                Input::Tab => Some(Msg::Toggle),
                 Input::Char(c) => Some(Msg::Type(c)),
                 Input::Backspace => Some(Msg::Type('\u{8}')),
                 Input::Enter => Some(Msg::Apply),
@@ -57,6 +72,7 @@ impl Screen for Power {
             Input::Char('f' | 'F') => Some(Msg::Ask("reset")),
             Input::Char('u' | 'U') => Some(Msg::Update),
             Input::Char('b' | 'B') => Some(Msg::Ask("rollback")),
+            Input::Char('k' | 'K') => Some(Msg::Backup),
             _ => None,
         }
     }
@@ -72,12 +88,55 @@ impl Screen for Power {
                 *ctx.message = None;
                 self.bundle = Some(Field::new("Bundle (path or URL)", ""));
             }
+            Msg::Backup => {
+                *ctx.message = None;
+                // The first share served now is the likely place.
+                let share = ctx
+                    .snap
+                    .shares
+                    .iter()
+                    .find(|s| s.online)
+                    .map_or("", |s| s.name.as_str());
+                self.backup = Some(BackupForm {
+                    share: Field::new("Into share", share),
+                    passphrase: Field::secret("Passphrase (8+)"),
+                    on_passphrase: !share.is_empty(),
+                });
+            }
+            Msg::Toggle => {
+                if let Some(form) = &mut self.backup {
+                    form.on_passphrase = !form.on_passphrase;
+                }
+            }
             Msg::Type(c) => {
                 if let Some(field) = &mut self.bundle {
                     field.edit(c);
                 }
+                if let Some(form) = &mut self.backup {
+                    if form.on_passphrase {
+                        form.passphrase.edit(c);
+                    } else {
+                        form.share.edit(c);
+                    }
+                }
             }
-            Msg::Close => self.bundle = None,
+            Msg::Close => {
+                self.bundle = None;
+                self.backup = None;
+            }
+            Msg::Apply if self.backup.is_some() => {
+                let form = self.backup.take()?;
+                let share = form.share.value.trim().to_string();
+                let req = api::ConfigBackup {
+                    passphrase: form.passphrase.value,
+                    share: Some(share.clone()),
+                };
+                ctx.say(
+                    ctx.client
+                        .post::<_, api::ConfigBackupFile>("/v1/config/backup", &req)
+                        .map(|b| format!("Saved {} in share {share} ({} bytes): copy it off the box; keep the passphrase apart.", b.name, b.bytes)),
+                );
+            }
             Msg::Apply => {
                 let source = self.bundle.take()?.value.trim().to_string();
                 let req = api::UpdateApply {
@@ -145,7 +204,7 @@ impl Screen for Power {
     }
 
     fn form_open(&self) -> bool {
-        self.confirm.is_some() || self.bundle.is_some()
+        self.confirm.is_some() || self.bundle.is_some() || self.backup.is_some()
     }
 
     fn fetch(&self) -> Fetch {
@@ -196,6 +255,9 @@ impl Screen for Power {
             "U  apply a signed update bundle into the other slot",
         ));
         lines.push(Line::from("B  go back to the other slot"));
+        lines.push(Line::from(
+            "K  back the settings up: one sealed file into a share",
+        ));
         f.render_widget(Paragraph::new(lines), area);
         if let Some(field) = &self.bundle {
             form_box(
@@ -211,6 +273,22 @@ impl Screen for Power {
                     ),
                     Line::from(field.shown(true)),
                     Line::from("Enter apply  Esc cancel"),
+                ],
+            );
+        }
+        if let Some(form) = &self.backup {
+            form_box(
+                f,
+                area,
+                "Back up the settings",
+                vec![
+                    Line::from(
+                        "Settings, pools, shares, accounts, rules, targets and certificates,",
+                    ),
+                    Line::from("sealed under the passphrase, saved at the top of the share."),
+                    Line::from(form.share.shown(!form.on_passphrase)),
+                    Line::from(form.passphrase.shown(form.on_passphrase)),
+                    Line::from("Tab next field  Enter save  Esc cancel"),
                 ],
             );
         }
