@@ -77,6 +77,9 @@ IMAGE_BINS = target/$(if $(IMAGE_DEV),debug,$(IMAGE_PROFILE))
 # In dev, the very build `make build` made (the same features, so nothing is compiled again).
 IMAGE_CRATES = $(if $(IMAGE_DEV),--workspace --bins,-p rushes-init -p rushesd \
 	-p rushesctl -p rushes-console -p rushes-firmware -p rushes-mkimage -p rushes-update)
+# zstd's level for the initramfs: 19 for the product (90 MiB, a minute and a half to pack
+# on 2 cores); 9 for the tests' image (101 MiB in 5 s, unpacked as fast).
+IMAGE_ZSTD = $(if $(IMAGE_DEV),9,19)
 
 .PHONY: all deps build test lint run host image bundle bench clean fuzz audit soak powercut room
 
@@ -154,6 +157,7 @@ image: deps
 	$(SUDO) mkdir -p $(RUSHES_CACHE)
 	[ -e $(RUSHES_SIGNING_KEY) ] || $(IMAGE_BINS)/rushes-bundle keygen $(RUSHES_SIGNING_KEY)
 	$(IMAGE_BINS)/mkimage --cache $(RUSHES_CACHE) --version $(RUSHES_VERSION) --bins $(IMAGE_BINS) \
+		--zstd-level $(IMAGE_ZSTD) \
 		--trust $(basename $(RUSHES_SIGNING_KEY)).pub $(addprefix --with-extension ,$(RUSHES_EXTENSIONS))
 	$(IMAGE_BINS)/mkimage --client --manifest image/client.toml --overlay image/client-overlay \
 		--cache $(RUSHES_CACHE)

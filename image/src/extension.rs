@@ -42,6 +42,47 @@ pub fn label(name: &str) -> Result<String> {
 /// Build extension `name` into `OUT/extensions/NAME.img`: the packages it names with
 /// their dependencies, less every package the image already has (`image_packages`),
 /// unpacked under `work` and trimmed as the image is.
+/// The source of the code that makes an extension: a change to it makes every cached
+/// extension stale. (Its text, not the program's bytes, which differ with the folder a
+/// checkout was built in.)
+const MAKERS: [&str; 5] = [
+    include_str!("extension.rs"),
+    include_str!("rootfs.rs"),
+    include_str!("apt.rs"),
+    include_str!("disk.rs"),
+    include_str!("manifest.rs"),
+];
+
+/// What an extension is built from, in words: the code that makes it, the extension's
+/// and the image's manifests and every package version. An extension built before from
+/// the same is taken from the cache: a minute of building under CI.
+fn recipe(
+    name: &str,
+    ext: &Extension,
+    manifest: &Manifest,
+    image_packages: &[Package],
+    packages: &[Package],
+) -> String {
+    use std::hash::Hasher;
+    let mut own = std::hash::DefaultHasher::new();
+    for text in MAKERS {
+        own.write(text.as_bytes());
+    }
+    let versions = |list: &[Package]| {
+        list.iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect::<Vec<_>>()
+    };
+    format!(
+        "mkimage {:016x}\nextension {name} {ext:?}\nimage trim {:?}\nimage packages {:?}\npackages {:?}\n",
+        own.finish(),
+        manifest.trim,
+        versions(image_packages),
+        versions(packages)
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     apt: &Apt,
     name: &str,
@@ -50,6 +91,7 @@ pub fn build(
     manifest: &Manifest,
     work: &Path,
     out: &Path,
+    cache: &Path,
 ) -> Result<Built> {
     let label = label(name)?;
     let in_image: HashSet<&str> = image_packages.iter().map(|p| p.name.as_str()).collect();
@@ -58,6 +100,28 @@ pub fn build(
         .into_iter()
         .filter(|p| !in_image.contains(p.name.as_str()))
         .collect();
+    let dir = out.join("extensions");
+    std::fs::create_dir_all(&dir)?;
+    let image = dir.join(format!("{name}.img"));
+    let recipe = recipe(name, ext, manifest, image_packages, &packages);
+    let cached = cache.join("extensions").join(format!("{name}.img"));
+    let cached_recipe = cache.join("extensions").join(format!("{name}.recipe"));
+    if let Ok(said) = std::fs::read_to_string(&cached_recipe) {
+        // The recipe, then the files' bytes on the last line.
+        if let Some((was, bytes)) = said.rsplit_once("bytes ") {
+            if was == recipe && cached.exists() {
+                std::fs::copy(&cached, &image)
+                    .with_context(|| format!("copying {}", cached.display()))?;
+                return Ok(Built {
+                    name: name.to_string(),
+                    label,
+                    image,
+                    packages,
+                    bytes: bytes.trim().parse().unwrap_or(0),
+                });
+            }
+        }
+    }
     let root = work.join(format!("ext-{name}"));
     rootfs::skeleton(&root)?;
     for pkg in &packages {
@@ -100,9 +164,6 @@ pub fn build(
     );
     std::fs::write(root.join(DESCRIPTION), description)?;
     let bytes = rootfs::du(&root);
-    let dir = out.join("extensions");
-    std::fs::create_dir_all(&dir)?;
-    let image = dir.join(format!("{name}.img"));
     // Read-only where it is used: no journal, no reserved blocks; room for its metadata.
     let mib = (bytes + bytes / 8) / (1 << 20) + 32;
     crate::disk::ext4(
@@ -112,6 +173,17 @@ pub fn build(
         mib,
         &["-O", "^has_journal", "-m", "0"],
     )?;
+    // Kept for the next build from the same recipe; a cache that cannot be written
+    // costs only that minute next time.
+    let keep = || -> std::io::Result<()> {
+        std::fs::create_dir_all(cache.join("extensions"))?;
+        let _ = std::fs::remove_file(&cached_recipe);
+        std::fs::copy(&image, &cached)?;
+        std::fs::write(&cached_recipe, format!("{recipe}bytes {bytes}\n"))
+    };
+    if let Err(e) = keep() {
+        eprintln!("      (extension {name} not cached: {e})");
+    }
     Ok(Built {
         name: name.to_string(),
         label,

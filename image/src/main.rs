@@ -60,6 +60,12 @@ struct Args {
     /// takes; give one per key. An image without one cannot be updated from the box.
     #[arg(long = "trust", value_name = "KEY.pub")]
     trust: Vec<PathBuf>,
+    /// zstd's level for the initramfs [default: 19 for the image, 9 for the client].
+    /// The product's is 19: a tenth smaller than 9 (what the boot loader reads from the
+    /// stick, what an update bundle carries) for a minute more of building, and no
+    /// slower to unpack. `make test` builds its image at a lower one, for speed.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    zstd_level: Option<i32>,
 }
 
 struct Progress {
@@ -157,11 +163,8 @@ fn main() -> Result<()> {
     let initrd = build.join("initrd.zst");
     {
         let file = std::fs::File::create(&initrd)?;
-        // The product's initramfs at zstd's level 19, on every core: a tenth smaller than
-        // level 9 (what the boot loader reads from the stick, what an update bundle
-        // carries) for a minute more of building, and no slower to unpack. The tests'
-        // client image is built for speed.
-        let level = if args.client { 9 } else { 19 };
+        // On every core; the level as --zstd-level says.
+        let level = args.zstd_level.unwrap_or(if args.client { 9 } else { 19 });
         let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), level)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         enc.multithread(u32::try_from(cores).unwrap_or(1))?;
@@ -196,7 +199,16 @@ fn main() -> Result<()> {
     }
     let mut extensions = Vec::new();
     for (name, ext) in &manifest.extensions {
-        let built = extension::build(&apt, name, ext, &packages, &manifest, &build, &args.out)?;
+        let built = extension::build(
+            &apt,
+            name,
+            ext,
+            &packages,
+            &manifest,
+            &build,
+            &args.out,
+            &args.cache,
+        )?;
         eprintln!(
             "      {name}: {} packages, {} of files, {}",
             built.packages.len(),
