@@ -45,7 +45,8 @@ pub fn label(name: &str) -> Result<String> {
 /// The source of the code that makes an extension: a change to it makes every cached
 /// extension stale. (Its text, not the program's bytes, which differ with the folder a
 /// checkout was built in.)
-const MAKERS: [&str; 5] = [
+const MAKERS: [&str; 6] = [
+    include_str!("main.rs"),
     include_str!("extension.rs"),
     include_str!("rootfs.rs"),
     include_str!("apt.rs"),

@@ -21,10 +21,14 @@ use crate::error::{ApiErr, ApiResult};
 use crate::targets::{hex, unhex};
 
 const MAGIC: &str = "rushes-config-backup";
-/// The newest backup format this build reads.
-const FORMAT: u32 = 1;
+/// The newest backup format this build reads and the one it writes: 2 compresses the
+/// tar with zstd before sealing it (Samba's databases are mostly empty pages, and the
+/// web console sends files of up to 760 KiB); 1 sealed the tar as it was.
+const FORMAT: u32 = 2;
 /// The largest backup taken (a restore holds it in memory).
 const MAX_BACKUP: usize = 64 << 20;
+/// The shortest passphrase of a backup saved into a share, where others can copy it.
+const SHARED_PASSPHRASE: usize = 12;
 /// The largest file in one.
 const MAX_FILE: u64 = 16 << 20;
 /// The state files a backup carries, relative to the state folder; and every file of
@@ -152,15 +156,32 @@ fn seal(
     now: u64,
     passphrase: &str,
 ) -> ApiResult<Vec<u8>> {
-    let mut plain = crate::state_file::tar_of(files, "", 0o600, now)
+    seal_as(FORMAT, files, version, host, now, passphrase)
+}
+
+fn seal_as(
+    format: u32,
+    files: &[(String, Vec<u8>)],
+    version: &str,
+    host: &str,
+    now: u64,
+    passphrase: &str,
+) -> ApiResult<Vec<u8>> {
+    let tar = crate::state_file::tar_of(files, "", 0o600, now)
         .map_err(|e| ApiErr::failed(format!("cannot pack the backup: {e}")))?;
+    let mut plain = if format >= 2 {
+        zstd::encode_all(&tar[..], 9)
+            .map_err(|e| ApiErr::failed(format!("cannot compress the backup: {e}")))?
+    } else {
+        tar
+    };
     let mut salt = [0u8; 16];
     let mut nonce = [0u8; NONCE_LEN];
     rustix::rand::getrandom(&mut salt, rustix::rand::GetRandomFlags::empty())
         .and_then(|_| rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty()))
         .map_err(|e| ApiErr::failed(format!("no random numbers: {e}")))?;
     let header = Header {
-        format: FORMAT,
+        format,
         version: version.into(),
         created: now,
         host: host.into(),
@@ -191,6 +212,12 @@ pub fn backup(
 ) -> ApiResult<api::ConfigBackupFile> {
     use base64::Engine;
     check_passphrase(&req.passphrase)?;
+    if req.share.is_some() && req.passphrase.chars().count() < SHARED_PASSPHRASE {
+        return Err(ApiErr::bad_request(format!(
+            "a backup left in a share needs a passphrase of {SHARED_PASSPHRASE} characters at least"
+        ))
+        .hint("the share's clients can copy the file and try passphrases on it at leisure"));
+    }
     let folder = req
         .share
         .as_deref()
@@ -211,8 +238,17 @@ pub fn backup(
         Some(folder) => {
             let path = folder.join(&name);
             save_sealed(&path, &out).map_err(|e| {
-                ApiErr::failed(format!("cannot save the backup as {}: {e}", path.display()))
-                    .hint("is the pool full or read-only? `rushesctl pools` says")
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    ApiErr::new(
+                        409,
+                        "backup-exists",
+                        format!("{} is there already", path.display()),
+                    )
+                    .hint("backups are named by the second: make it again in a moment")
+                } else {
+                    ApiErr::failed(format!("cannot save the backup as {}: {e}", path.display()))
+                        .hint("is the pool full or read-only? `rushesctl pools` says")
+                }
             })?;
             Some(path.display().to_string())
         }
@@ -239,18 +275,26 @@ pub fn backup(
 fn save_sealed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    // A name of this call's own: two backups at once never share (or remove) one.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".part");
+    tmp.push(format!(".{}-{call}.part", std::process::id()));
     let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)?;
     let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::hard_link(&tmp, path)
+        std::fs::hard_link(&tmp, path)?;
+        // The new name itself survives a power cut once the folder is synced.
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     let _ = std::fs::remove_file(&tmp);
     written
@@ -306,8 +350,26 @@ fn open(content: &str, passphrase: &str) -> ApiResult<(Header, Files)> {
             &mut sealed,
         )
         .map_err(|_| refused("the passphrase is wrong, or the backup was changed or damaged"))?;
+    let unpacked;
+    let tar: &[u8] = if header.format >= 2 {
+        // Bounded as the file was: a small file that unpacks to gigabytes is refused.
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::new(&plain[..])
+            .and_then(|d| d.take(MAX_BACKUP as u64 + 1).read_to_end(&mut out))
+            .map_err(|e| refused(format!("the backup's contents do not unpack: {e}")))?;
+        if out.len() > MAX_BACKUP {
+            return Err(refused(format!(
+                "the backup unpacks to more than {} MiB: it is not one this box made",
+                MAX_BACKUP >> 20
+            )));
+        }
+        unpacked = out;
+        &unpacked
+    } else {
+        plain
+    };
     let mut files = Vec::new();
-    let mut archive = tar::Archive::new(&plain[..]);
+    let mut archive = tar::Archive::new(tar);
     let entries = archive
         .entries()
         .map_err(|e| refused(format!("the backup's contents do not read: {e}")))?;
@@ -439,6 +501,28 @@ mod tests {
         assert!(
             msg(open("bm90IGEgYmFja3Vw", "correct horse")).contains("not a Rushes config backup")
         );
+    }
+
+    #[test]
+    fn backups_are_compressed_and_the_first_format_still_opens() {
+        use base64::Engine;
+        let config = "schema = 2\nhostname = \"edit-bay-nas\"\n";
+        // Samba's databases: a few records in pages of zeros.
+        let mut tdb = vec![0u8; 800 << 10];
+        tdb[..3].copy_from_slice(b"tdb");
+        let files = vec![
+            ("rushes.toml".to_string(), config.as_bytes().to_vec()),
+            ("samba/passdb.tdb".to_string(), tdb.clone()),
+        ];
+        let now = seal(&files, env!("CARGO_PKG_VERSION"), "nas", 1, "correct horse").unwrap();
+        assert!(now.len() < 64 << 10, "{} bytes", now.len());
+        let first = seal_as(1, &files, "0.1.0", "nas", 1, "correct horse").unwrap();
+        assert!(first.len() > 800 << 10);
+        for sealed in [now, first] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(sealed);
+            let (_, back) = open(&b64, "correct horse").unwrap();
+            assert_eq!(back[1], ("samba/passdb.tdb".to_string(), tdb.clone()));
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use rushes_tests::guest::{ctl, payload, sh};
+use rushes_tests::guest::{ctl, payload};
 use rushes_tests::nfs3_client::nfs3_types::nfs3 as t;
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
 use rushes_tests::{Nfs, User};
@@ -191,6 +191,17 @@ fn pool_state(vm: &Vm) -> Result<(String, String)> {
     Ok((state, work))
 }
 
+/// How many members the pool has, as `rushesctl pool show` says.
+fn ctl_members(vm: &Vm) -> String {
+    let (out, _) = vm
+        .run(&format!("rushesctl --json pool show {POOL}"), SHORT)
+        .unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(out.trim())
+        .ok()
+        .and_then(|v| v["members"].as_array().map(|m| m.len().to_string()))
+        .unwrap_or_else(|| "? (rushesctl pool show did not answer)".into())
+}
+
 /// The slot the box says it booted from (`rushes: ready (slot a) ...`).
 fn booted_slot(vm: &Vm) -> Option<char> {
     let console = vm.console();
@@ -210,6 +221,25 @@ fn boot(image: &std::path::Path, dir: &std::path::Path) -> Result<(Vm, Duration)
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The test client panics when its connection breaks, which every cut does to the
+    // writers (on the runtime's threads): one line each, not a backtrace. Any other
+    // panic is reported as usual.
+    let usual = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_runtime = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("tokio-"));
+        if !on_runtime {
+            return usual(info);
+        }
+        let what = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("?");
+        eprintln!("  (a writer stopped: {what})");
+    }));
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -330,11 +360,17 @@ fn main() -> Result<()> {
         for d in &differing {
             println!("        differs: {d}");
         }
-        lost.extend(missing.into_iter().chain(differing));
+        // Counted once: what was lost leaves the ledger.
+        let gone: Vec<String> = missing.iter().chain(&differing).cloned().collect();
+        ledger
+            .lock()
+            .expect("ledger")
+            .retain(|f| !gone.iter().any(|g| g.starts_with(&f.name)));
+        lost.extend(gone);
     }
     let acked = ledger.lock().expect("ledger").len();
     let (state, work_now) = pool_state(&vm).unwrap_or_else(|e| (format!("? {e}"), "?".into()));
-    let members = sh(&vm, "cat /proc/mdstat");
+    let members = ctl_members(&vm);
     println!();
     println!(
         "{} cuts in {:.0} min: {acked} files acknowledged, {} lost or differing; {bad_boots} \
@@ -343,13 +379,9 @@ fn main() -> Result<()> {
         began.elapsed().as_secs_f64() / 60.0,
         lost.len(),
         if grown {
-            if members.contains("[4/4]") {
-                ", grown onto its fourth disk"
-            } else {
-                ", still reshaping onto its fourth disk"
-            }
+            format!(", {members} members after the grow onto a fourth disk")
         } else {
-            ""
+            String::new()
         }
     );
     for p in &pool_faults {

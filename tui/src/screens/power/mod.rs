@@ -72,7 +72,7 @@ impl Screen for Power {
             Input::Char('f' | 'F') => Some(Msg::Ask("reset")),
             Input::Char('u' | 'U') => Some(Msg::Update),
             Input::Char('b' | 'B') => Some(Msg::Ask("rollback")),
-            Input::Char('k' | 'K') => Some(Msg::Backup),
+            Input::Char('e' | 'E') => Some(Msg::Backup),
             _ => None,
         }
     }
@@ -90,17 +90,11 @@ impl Screen for Power {
             }
             Msg::Backup => {
                 *ctx.message = None;
-                // The first share served now is the likely place.
-                let share = ctx
-                    .snap
-                    .shares
-                    .iter()
-                    .find(|s| s.online)
-                    .map_or("", |s| s.name.as_str());
+                // No share chosen for the admin: whoever may read it can copy the file.
                 self.backup = Some(BackupForm {
-                    share: Field::new("Into share", share),
-                    passphrase: Field::secret("Passphrase (8+)"),
-                    on_passphrase: !share.is_empty(),
+                    share: Field::new("Into share", ""),
+                    passphrase: Field::secret("Passphrase (12+)"),
+                    on_passphrase: false,
                 });
             }
             Msg::Toggle => {
@@ -256,7 +250,7 @@ impl Screen for Power {
         ));
         lines.push(Line::from("B  go back to the other slot"));
         lines.push(Line::from(
-            "K  back the settings up: one sealed file into a share",
+            "E  export the settings: one sealed backup file into a share",
         ));
         f.render_widget(Paragraph::new(lines), area);
         if let Some(field) = &self.bundle {
@@ -285,7 +279,8 @@ impl Screen for Power {
                     Line::from(
                         "Settings, pools, shares, accounts, rules, targets and certificates,",
                     ),
-                    Line::from("sealed under the passphrase, saved at the top of the share."),
+                    Line::from("sealed under the passphrase, saved at the top of the share:"),
+                    Line::from("its clients can copy it, so choose one only admins read."),
                     Line::from(form.share.shown(!form.on_passphrase)),
                     Line::from(form.passphrase.shown(form.on_passphrase)),
                     Line::from("Tab next field  Enter save  Esc cancel"),
