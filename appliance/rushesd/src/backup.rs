@@ -148,18 +148,9 @@ fn allowed(name: &str) -> bool {
         })
 }
 
-/// Seal `files` into a backup file under `passphrase`, its header saying `version`.
+/// Seal `files` into a backup file of `format` (FORMAT for every backup made; 1 only in
+/// tests) under `passphrase`, its header saying `version`.
 fn seal(
-    files: &[(String, Vec<u8>)],
-    version: &str,
-    host: &str,
-    now: u64,
-    passphrase: &str,
-) -> ApiResult<Vec<u8>> {
-    seal_as(FORMAT, files, version, host, now, passphrase)
-}
-
-fn seal_as(
     format: u32,
     files: &[(String, Vec<u8>)],
     version: &str,
@@ -226,6 +217,7 @@ pub fn backup(
     let files = gather(core)?;
     let now = crate::epoch::now();
     let out = seal(
+        FORMAT,
         &files,
         env!("CARGO_PKG_VERSION"),
         host,
@@ -467,6 +459,7 @@ mod tests {
             .map(|(n, b)| (n.to_string(), b.as_bytes().to_vec()))
             .collect();
         let out = seal(
+            FORMAT,
             &files,
             version,
             "edit-bay-nas",
@@ -514,9 +507,17 @@ mod tests {
             ("rushes.toml".to_string(), config.as_bytes().to_vec()),
             ("samba/passdb.tdb".to_string(), tdb.clone()),
         ];
-        let now = seal(&files, env!("CARGO_PKG_VERSION"), "nas", 1, "correct horse").unwrap();
+        let now = seal(
+            FORMAT,
+            &files,
+            env!("CARGO_PKG_VERSION"),
+            "nas",
+            1,
+            "correct horse",
+        )
+        .unwrap();
         assert!(now.len() < 64 << 10, "{} bytes", now.len());
-        let first = seal_as(1, &files, "0.1.0", "nas", 1, "correct horse").unwrap();
+        let first = seal(1, &files, "0.1.0", "nas", 1, "correct horse").unwrap();
         assert!(first.len() > 800 << 10);
         for sealed in [now, first] {
             let b64 = base64::engine::general_purpose::STANDARD.encode(sealed);
