@@ -16,6 +16,8 @@
 #   RUSHES_VM_MODE    interactive (serial console on this terminal) or test
 #   RUSHES_NVME_SIZE  size of each NVMe disk when first created (default 8G)
 #   RUSHES_HOTPLUG_PORTS  empty PCIe slots for hot-adding NVMe disks (default 2: hotplug0, hotplug1)
+#   RUSHES_VM_CPUS    the guest's CPUs (default 2; the tests boot theirs with 1, see
+#                     tests/src/vm.rs)
 #   extra arguments are passed to QEMU as they are.
 set -euo pipefail
 image=${RUSHES_IMAGE:-out/rushes.img}
@@ -69,7 +71,7 @@ if [ "$mode" = test ]; then
     console=(-display none -monitor none)   # the caller adds -serial and -qmp
 fi
 exec qemu-system-x86_64 \
-    -machine q35 -m 2048 -smp 2 \
+    -machine q35 -m 2048 -smp "${RUSHES_VM_CPUS:-2}" \
     -drive "if=pflash,format=raw,readonly=on,file=$code" \
     -drive "if=pflash,format=raw,file=$dir/OVMF_VARS.fd" \
     -device qemu-xhci,id=xhci \

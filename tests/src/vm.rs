@@ -201,6 +201,18 @@ impl Steps {
     }
 }
 
+/// The CPUs each test guest gets: 1 unless `RUSHES_TEST_VM_CPUS` says otherwise. CI's
+/// two cores run two guests at once under TCG; with two virtual CPUs each they are
+/// oversubscribed, and a guest kernel whose other CPU is not running waits on it (for
+/// a lock, or an IPI): two guests booted side by side were ready in 45 s with two CPUs
+/// each, 35 s with one (32 s and 37 s when each ran alone).
+fn vm_cpus() -> String {
+    std::env::var("RUSHES_TEST_VM_CPUS")
+        .ok()
+        .filter(|n| n.parse::<u8>().is_ok_and(|n| n > 0))
+        .unwrap_or_else(|| "1".into())
+}
+
 /// A running guest.
 pub struct Vm {
     child: Option<Child>,
@@ -240,6 +252,7 @@ impl Vm {
             // Tests run side by side: none takes the host's port 111.
             .env("RUSHES_PORTMAP_PORT", "")
             .env("RUSHES_VM_MODE", "test")
+            .env("RUSHES_VM_CPUS", vm_cpus())
             .envs(env.iter().copied())
             .arg("-serial")
             .arg(format!(

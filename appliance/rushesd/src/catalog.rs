@@ -34,6 +34,8 @@ const SETTLE: Duration = Duration::from_millis(150);
 const SCAN_LIMIT: usize = 5_000_000;
 /// Between scheduled scans.
 const SCAN_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How long a request for a thumbnail waits for ffmpeg before it is told to ask again.
+const THUMBNAIL_WAIT: Duration = Duration::from_secs(20);
 /// Clips waiting for their poster, at most; past that, posters are made when asked for.
 const POSTER_QUEUE: usize = 1024;
 
@@ -170,7 +172,7 @@ pub struct Catalog {
     posters: Option<SyncSender<Clip>>,
     /// What makes thumbnails: Debian's ffmpeg where it is installed, or the image
     /// extension's (looked for at start).
-    ffmpeg: Option<thumbnail::Ffmpeg>,
+    thumbnails: Option<Arc<thumbnail::Maker>>,
 }
 
 impl Catalog {
@@ -184,7 +186,7 @@ impl Catalog {
             nas,
             indexes: Mutex::new(HashMap::new()),
             posters: ffmpeg.is_some().then_some(posters),
-            ffmpeg: ffmpeg.clone(),
+            thumbnails: ffmpeg.clone().map(|f| Arc::new(thumbnail::Maker::new(f))),
         });
         if let Some(ffmpeg) = &ffmpeg {
             tracing::info!(ffmpeg = %ffmpeg.path.display(), "the catalog makes thumbnails");
@@ -194,7 +196,9 @@ impl Catalog {
                 .spawn(move || {
                     while let Ok(clip) = poster_rx.recv() {
                         let Some(me) = weak.upgrade() else { return };
-                        if let Err(e) = me.thumbnail_of(&clip, thumbnail::Kind::Poster) {
+                        // One at a time, each waited for whole.
+                        let wait = Duration::from_secs(600);
+                        if let Err(e) = me.thumbnail_of(&clip, thumbnail::Kind::Poster, wait) {
                             tracing::debug!(clip = %clip.id(), error = %e.message, "no poster");
                         }
                     }
@@ -280,6 +284,22 @@ impl Catalog {
         match (managed, root.parent()) {
             (true, Some(pool)) => pool.join(".rushes-catalog").join(share),
             _ => self.state_dir.join("catalog").join(share),
+        }
+    }
+
+    /// Where a share's thumbnails are kept: beside its index, not in it.
+    fn thumbnails_dir(&self, share: &str, root: &Path) -> PathBuf {
+        PathBuf::from(format!("{}.thumbs", self.index_dir(share, root).display()))
+    }
+
+    /// Take the record of `share`/`path` out of `index`, and its thumbnails with it.
+    fn drop_record(&self, index: &Index, share: &str, path: &str) {
+        index.remove(share, path);
+        if let Some(root) = self.root(share) {
+            thumbnail::removed(
+                &self.thumbnails_dir(share, &root),
+                &format!("{share}/{path}"),
+            );
         }
     }
 
@@ -403,7 +423,7 @@ impl Catalog {
                     index.put(&clip)
                 }
                 None => {
-                    index.remove(&share, &path);
+                    self.drop_record(&index, &share, &path);
                     Ok(())
                 }
             };
@@ -423,11 +443,18 @@ impl Catalog {
 
     fn renamed(&self, share: &str, from: &str, to: &str) -> Result<(), String> {
         let index = self.index(share)?;
+        let thumbs = self.root(share).map(|r| self.thumbnails_dir(share, &r));
         let mut moved = 0;
+        let follow = |from: &str, to: &str| {
+            if let Some(thumbs) = &thumbs {
+                thumbnail::renamed(thumbs, &format!("{share}/{from}"), &format!("{share}/{to}"));
+            }
+        };
         if let Some(mut clip) = index.get(share, from).map_err(|e| e.to_string())? {
             index.remove(share, from);
             clip.path = to.to_string();
             index.put(&clip).map_err(|e| e.to_string())?;
+            follow(from, to);
             moved += 1;
         }
         // A folder takes its files with it.
@@ -440,6 +467,7 @@ impl Catalog {
                 index.remove(share, &path);
                 clip.path = format!("{to}/{}", &path[prefix.len()..]);
                 index.put(&clip).map_err(|e| e.to_string())?;
+                follow(&path, &clip.path);
                 moved += 1;
             }
         }
@@ -451,12 +479,12 @@ impl Catalog {
 
     fn removed(&self, share: &str, path: &str) -> Result<(), String> {
         let index = self.index(share)?;
-        index.remove(share, path);
+        self.drop_record(&index, share, path);
         for under in index
             .paths_under(share, &format!("{path}/"))
             .map_err(|e| e.to_string())?
         {
-            index.remove(share, &under);
+            self.drop_record(&index, share, &under);
         }
         index.commit().map_err(|e| e.to_string())
     }
@@ -548,7 +576,7 @@ impl Catalog {
                 index
                     .each_path_under(&name, "", |path| {
                         if !found.contains(&path_hash(path)) {
-                            index.remove(&name, path);
+                            me.drop_record(&index, &name, path);
                             dropped += 1;
                         }
                     })
@@ -679,19 +707,20 @@ impl Catalog {
     /// A clip's thumbnail (JPEG), made now unless one newer than the clip is kept.
     pub fn thumbnail(&self, id: &str, kind: thumbnail::Kind) -> ApiResult<Vec<u8>> {
         let clip = self.clip(id)?;
-        self.thumbnail_of(&clip, kind)
+        self.thumbnail_of(&clip, kind, THUMBNAIL_WAIT)
     }
 
-    fn thumbnail_of(&self, clip: &Clip, kind: thumbnail::Kind) -> ApiResult<Vec<u8>> {
+    fn thumbnail_of(
+        &self,
+        clip: &Clip,
+        kind: thumbnail::Kind,
+        wait: Duration,
+    ) -> ApiResult<Vec<u8>> {
         let root = self
             .root(&clip.share)
             .ok_or_else(|| ApiErr::not_found(format!("there is no share {:?}", clip.share)))?;
-        // Beside the share's index, not in it.
-        let dir = PathBuf::from(format!(
-            "{}.thumbs",
-            self.index_dir(&clip.share, &root).display()
-        ));
-        let Some(ffmpeg) = &self.ffmpeg else {
+        let dir = self.thumbnails_dir(&clip.share, &root);
+        let Some(thumbnails) = &self.thumbnails else {
             return Err(ApiErr::new(409, "no-ffmpeg", "no ffmpeg here, so no thumbnails are made")
                 .hint("thumbnails need Debian's ffmpeg: on the appliance, the ffmpeg extension on the boot stick (make image RUSHES_EXTENSIONS=ffmpeg); for `rushesd host`, apt install ffmpeg"));
         };
@@ -699,13 +728,17 @@ impl Catalog {
         // which reads where the data is: ffmpeg runs as the file's owner, who may not
         // open placement's objects.
         let root = crate::smb::view_of_moved(&clip.share, &root.join(&clip.path)).unwrap_or(root);
-        thumbnail::get(ffmpeg, &dir, &root, clip, kind).map_err(|e| match e {
+        thumbnails.get(&dir, &root, clip, kind, wait).map_err(|e| match e {
             thumbnail::ThumbError::NoPicture(_) => ApiErr::new(404, "no-picture", e.to_string()),
             thumbnail::ThumbError::NoFfmpeg(_) => ApiErr::new(409, "no-ffmpeg", e.to_string())
                 .hint("thumbnails need Debian's ffmpeg: on the appliance, the ffmpeg extension on the boot stick (make image RUSHES_EXTENSIONS=ffmpeg); for `rushesd host`, apt install ffmpeg"),
             thumbnail::ThumbError::Failed { .. } => ApiErr::new(422, "thumbnail-failed", e.to_string())
                 .hint("the file's picture may be damaged; its other fields are still catalogued"),
             thumbnail::ThumbError::Store { .. } => ApiErr::failed(e.to_string()),
+            thumbnail::ThumbError::Pending(_) => ApiErr::new(503, "thumbnail-pending", e.to_string())
+                .hint("ffmpeg goes on making it at low priority: ask again in a few seconds"),
+            thumbnail::ThumbError::Busy(_) => ApiErr::new(503, "busy", e.to_string())
+                .hint("ask again once those are made"),
         })
     }
 

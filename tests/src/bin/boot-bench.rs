@@ -118,7 +118,8 @@ fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     let image = copy_image(work.path())?;
     let started = Instant::now();
-    let mut vm = Vm::boot(&image, work.path())?;
+    // Two CPUs, as `make run` gives it (the tests give their guests one).
+    let mut vm = Vm::boot_with(&image, work.path(), &[("RUSHES_VM_CPUS", "2")])?;
     let (first, mut from) = one_boot(&mut vm, 0, started)?;
     let mut boots = Vec::new();
     for i in 0..args.again {
