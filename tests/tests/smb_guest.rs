@@ -581,7 +581,13 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         &vm,
         "for i in $(seq 60); do \
            rushesctl clip projects/S001C001.mov --poster /tmp/S001C001.jpg >/tmp/poster.out 2>&1 && break; \
+           echo \"$(cut -d' ' -f1 /proc/uptime) s: $(tail -1 /tmp/poster.out)\" >>/tmp/poster.tries; \
            sleep 2; done; cat /tmp/poster.out; od -An -tx1 -N3 /tmp/S001C001.jpg",
+    );
+    // How long ffmpeg took, in words, for the log: each ask that was told to ask again.
+    eprintln!(
+        "poster asks before the one answered:\n{}",
+        sh(&vm, "cat /tmp/poster.tries 2>/dev/null; true")
     );
     assert!(
         poster.contains("poster saved") && poster.contains("ff d8 ff"),

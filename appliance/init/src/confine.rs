@@ -93,10 +93,37 @@ const NEVER_CALLED_BY_ACCOUNTS: &[i64] = {
     ]
 };
 
-/// A seccomp program that refuses `calls` with EPERM and lets every other call through.
+/// The bit that makes a system call number x32's: such calls pass the filter's check of
+/// the architecture (x32 is x86-64's), and reach the same kernel code by other numbers.
+/// No service is an x32 program, so every one of them is refused, and none of the calls
+/// above comes in that way.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// A seccomp program that refuses `calls` and every x32 call with EPERM, and lets every
+/// other call through.
 #[cfg(target_arch = "x86_64")]
 fn refusing(calls: &[&[i64]]) -> Result<seccompiler::BpfProgram, String> {
-    use seccompiler::{SeccompAction, SeccompFilter, TargetArch};
+    use nix::libc::{BPF_ABS, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    use seccompiler::{sock_filter, SeccompAction, SeccompFilter, TargetArch};
+    let op = |code: u32, k: u32, jt: u8, jf: u8| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    // First: the call's number (seccomp_data.nr, at offset 0); at or past the x32 bit,
+    // refused. The filter seccompiler compiles follows (its jumps are relative).
+    let mut program = vec![
+        op(BPF_LD | BPF_W | BPF_ABS, 0, 0, 0),
+        op(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
+        op(
+            BPF_RET | BPF_K,
+            nix::libc::SECCOMP_RET_ERRNO | nix::libc::EPERM as u32,
+            0,
+            0,
+        ),
+    ];
     let rules = calls
         .iter()
         .flat_map(|set| set.iter())
@@ -109,9 +136,11 @@ fn refusing(calls: &[&[i64]]) -> Result<seccompiler::BpfProgram, String> {
         TargetArch::x86_64,
     )
     .map_err(|e| format!("cannot make the seccomp filter: {e}"))?;
-    filter
+    let compiled: seccompiler::BpfProgram = filter
         .try_into()
-        .map_err(|e| format!("cannot compile the seccomp filter: {e}"))
+        .map_err(|e| format!("cannot compile the seccomp filter: {e}"))?;
+    program.extend(compiled);
+    Ok(program)
 }
 
 /// Elsewhere no filter is made: the lists above are x86-64's system calls.
@@ -335,7 +364,16 @@ mod tests {
         assert_eq!(errno_under(&root, SYS_unshare), unshare);
         assert_eq!(errno_under(&account, SYS_ptrace), EPERM);
         assert_eq!(errno_under(&account, SYS_unshare), EPERM);
+        // Nor by x32's numbers: x86-64's with the x32 bit (unshare), or x32's own
+        // (ptrace, 521), which the kernel turns down unfiltered (ENOSYS where x32 is off).
+        let x32 = i64::from(X32_SYSCALL_BIT);
+        for call in [x32 | SYS_unshare, x32 | 521, x32 | SYS_getppid] {
+            assert_ne!(errno_under(&open, call), EPERM, "{call:#x}");
+            assert_eq!(errno_under(&root, call), EPERM, "{call:#x}");
+            assert_eq!(errno_under(&account, call), EPERM, "{call:#x}");
+        }
         // Everything else goes through.
         assert_eq!(errno_under(&account, SYS_getppid), 0);
+        assert_eq!(errno_under(&root, SYS_getppid), 0);
     }
 }
