@@ -456,7 +456,7 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     console.key(TAB);
     console.key("keep-it-apart-7");
     console.key(ENTER);
-    let saved = console.wait_for(&["Saved rushes-config-", "in share demo"]);
+    let saved = console.wait_for(&["Saved in share demo as", "rushes-config-"]);
     assert!(!saved.contains("keep-it-apart-7"), "{saved}");
     let [file] = backups()
         .try_into()
@@ -464,20 +464,41 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     assert!(std::fs::read(&file)
         .unwrap()
         .starts_with(b"rushes-config-backup\n"));
-    // It restores (the passphrase opens it) through the API, as rushesctl would.
-    let restored: rushes_api::ConfigRestored = rushes_api::Client::new(&sock)
-        .post(
-            "/v1/config/restore",
-            &rushes_api::ConfigRestore {
-                content: rushes_tests::vm::base64(&std::fs::read(&file).unwrap()),
-                passphrase: "keep-it-apart-7".into(),
-            },
-        )
-        .unwrap();
-    assert!(
-        restored.files.contains(&"rushes.toml".to_string()),
-        "{restored:?}"
-    );
+    // Restored from the console: the box reads the backup itself, from a URL (a wrong
+    // passphrase: refused after the Y, nothing changed) and from its path on the box.
+    // A restore puts each file in place by rename: a new inode says it was written.
+    use std::os::unix::fs::MetadataExt;
+    let toml = dir.path().join("rushes.toml");
+    let inode = || std::fs::metadata(&toml).unwrap().ino();
+    let before = inode();
+    let web = rushes_tests::HttpFolder::serve(file.parent().unwrap());
+    let name = file.file_name().unwrap().to_str().unwrap();
+    console.key("i");
+    console.wait_for(&["Restore the settings", "Backup (path or URL)"]);
+    console.key(&web.url("127.0.0.1", name));
+    console.key(TAB);
+    console.key("not-the-passphrase");
+    console.key(ENTER);
+    console.wait_for(&["Replace every setting with the backup's?"]);
+    console.key("y");
+    console.wait_for(&["passphrase is wrong"]);
+    assert_eq!(inode(), before, "a refused restore wrote rushes.toml");
+    console.key("i");
+    console.wait_for(&["Backup (path or URL)"]);
+    console.key(file.to_str().unwrap());
+    console.key(TAB);
+    console.key("keep-it-apart-7");
+    console.key(ENTER);
+    console.wait_for(&["Replace every setting with the backup's?"]);
+    console.key("y");
+    let restored = console.wait_for(&[
+        "Restored the settings of ",
+        "(version 0.1.0, backed up ",
+        "restart rushesd to take them",
+    ]);
+    assert!(!restored.contains("keep-it-apart-7"), "{restored}");
+    assert_ne!(inode(), before, "the restore did not write rushes.toml");
+    drop(web);
 
     console.key("u");
     console.wait_for(&["Bundle (path or URL)"]);

@@ -302,8 +302,9 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     );
 
     steps.done("nfs writes, smb reads at once");
-    // Released to a copy, the clip reads back whole over SMB: the FUSE view brings it
-    // back when Samba opens it, with the same bytes, and it is resident again.
+    // Released to a copy, the clip reads back whole over SMB: Samba's open through the
+    // FUSE view answers at once, each range read comes from the recall queue while the
+    // rest comes back behind it, the bytes are the clip's, and it is resident again.
     sh(
         &vm,
         "mkdir -p /run/tape && rushesctl target set tape --folder /run/tape \
@@ -331,7 +332,12 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
         guest_sum.split_whitespace().next(),
         "the recalled clip is the clip"
     );
-    let state = sh(&vm, "rushesctl copies projects final.mov");
+    // The background recall ends (hashed, made resident) just after the last range.
+    let state = sh(
+        &vm,
+        "for i in $(seq 60); do rushesctl copies projects final.mov | grep -q premigrated \
+         && break; sleep 0.5; done; rushesctl copies projects final.mov",
+    );
     assert!(state.contains("premigrated"), "back on the box: {state}");
 
     steps.done("released to a copy, the clip");

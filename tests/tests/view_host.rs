@@ -441,3 +441,125 @@ fn the_view_tells_which_files_their_writers_closed() {
         ["reel1/A001C001.mov", "reel1/A001C002.mov"]
     );
 }
+
+/// Stands in for rushesd's recall queue (the real one, fetching from targets, is tried
+/// through the view in `smb_guest`): a range is answered at once from the bytes it
+/// keeps, as the queue fetches the range asked for first; the whole file comes back
+/// only once the test lets it.
+struct HeldRecall {
+    places: std::sync::Weak<DataPlaces>,
+    bytes: Vec<u8>,
+    ranges: std::sync::atomic::AtomicUsize,
+    let_back: (std::sync::Mutex<bool>, std::sync::Condvar),
+}
+
+impl rushes_placement::layout::Recaller for HeldRecall {
+    fn read(
+        &self,
+        _ns: std::os::fd::BorrowedFd<'_>,
+        _st: &rustix::fs::Stat,
+        offset: u64,
+        len: usize,
+        _wait: std::time::Duration,
+    ) -> Result<Vec<u8>, rushes_placement::layout::RecallError> {
+        self.ranges
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let start = (offset as usize).min(self.bytes.len());
+        let end = (start + len).min(self.bytes.len());
+        Ok(self.bytes[start..end].to_vec())
+    }
+
+    fn recall(
+        &self,
+        ns: std::os::fd::BorrowedFd<'_>,
+        _st: &rustix::fs::Stat,
+        wait: std::time::Duration,
+    ) -> Result<(), rushes_placement::layout::RecallError> {
+        use rushes_placement::layout::RecallError;
+        let (lock, cv) = &self.let_back;
+        let (back, _) = cv
+            .wait_timeout_while(lock.lock().unwrap(), wait, |back| !*back)
+            .unwrap();
+        if !*back {
+            return Err(RecallError::Later);
+        }
+        let places = self.places.upgrade().ok_or(RecallError::Later)?;
+        let lost = |e: &dyn std::fmt::Display| RecallError::Lost(e.to_string());
+        let filling = rushes_placement::stub::Filling::begin(&places, ns).map_err(|e| lost(&e))?;
+        filling.put(0, &self.bytes).map_err(|e| lost(&e))?;
+        filling.finish(&places).map_err(|e| lost(&e))
+    }
+}
+
+#[test]
+fn a_released_file_opens_at_once_for_reading_and_serves_ranges_while_it_comes_back() {
+    use rushes_placement::stub;
+    let b = Box::new();
+    let data = clip(24 << 20, 5);
+    std::fs::write(b.seen("A001C003.mov"), &data).unwrap();
+    let home = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.home("A001C003.mov"))
+        .unwrap();
+    let st = rustix::fs::fstat(&home).unwrap();
+    let hash = blake3::hash(&data).to_hex().to_string();
+    stub::release(
+        &b.places,
+        home.as_fd(),
+        data.len() as u64,
+        stub::mtime_ns(&st),
+        &hash,
+    )
+    .expect("release");
+    assert!(stub::is_released(home.as_fd()).unwrap());
+    // Its blocks given back (an xattr block may stay).
+    let blocks = std::fs::metadata(b.home("A001C003.mov")).unwrap().blocks();
+    assert!(blocks <= 16, "{blocks} blocks after the release");
+    let recall = Arc::new(HeldRecall {
+        places: Arc::downgrade(&b.places),
+        bytes: data.clone(),
+        ranges: Default::default(),
+        let_back: Default::default(),
+    });
+    b.places.set_recaller(Arc::clone(&recall) as _);
+
+    // Opened for reading at once, though the whole file is not coming back yet; a read
+    // at 20 MiB gets the clip's bytes there, still released on the pool.
+    let started = std::time::Instant::now();
+    let mut open = File::open(b.seen("A001C003.mov")).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "a reader waited {:?} for the open",
+        started.elapsed()
+    );
+    let mut part = vec![0u8; 1 << 20];
+    open.seek(SeekFrom::Start(20 << 20)).unwrap();
+    open.read_exact(&mut part).unwrap();
+    assert!(part == data[20 << 20..21 << 20], "other bytes at 20 MiB");
+    assert!(stub::is_released(home.as_fd()).unwrap());
+    assert!(recall.ranges.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+    // Back whole (a writer's open waits for that), the same open reads on in place.
+    *recall.let_back.0.lock().unwrap() = true;
+    recall.let_back.1.notify_all();
+    drop(
+        OpenOptions::new()
+            .write(true)
+            .open(b.seen("A001C003.mov"))
+            .expect("a writer's open brings the file back"),
+    );
+    assert!(!stub::is_released(home.as_fd()).unwrap());
+    let served = recall.ranges.load(std::sync::atomic::Ordering::SeqCst);
+    let mut all = Vec::new();
+    open.seek(SeekFrom::Start(0)).unwrap();
+    open.read_to_end(&mut all).unwrap();
+    assert!(all == data, "the clip read back whole differs");
+    assert_eq!(
+        recall.ranges.load(std::sync::atomic::Ordering::SeqCst),
+        served,
+        "a resident file's reads still went to the recaller"
+    );
+    drop(open);
+    assert_eq!(read(&b.seen("A001C003.mov")), data);
+}

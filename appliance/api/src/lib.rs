@@ -889,11 +889,18 @@ pub struct ConfigBackup {
     pub share: Option<String>,
 }
 
-/// Restore a backup (the file, base64) with its passphrase.
+/// Restore a backup with its passphrase: the file itself (`content`, base64), or where
+/// the box reads it (`source`: a path on the box or an http(s) URL); one of the two.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigRestore {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub content: String,
+    /// A path on the box (e.g. a backup saved into a share: /pools/POOL/SHARE/FILE) or
+    /// an http(s) URL the box fetches it from (the console's way, which has no file to
+    /// send).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub passphrase: String,
 }
 

@@ -323,7 +323,15 @@ enum ConfigCmd {
     /// Restore a backup onto this box (the passphrase from standard input). It is
     /// checked whole first; a wrong passphrase or a damaged or newer backup changes
     /// nothing. rushesd then starts again on it and finds the pools it names.
-    Restore { file: std::path::PathBuf },
+    Restore {
+        /// The backup file, here.
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        file: Option<std::path::PathBuf>,
+        /// Where the box reads it instead: a path on the box (a backup saved into a
+        /// share, /pools/POOL/SHARE/FILE) or an http(s) URL.
+        #[arg(long, value_name = "PATH_OR_URL")]
+        from: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1118,24 +1126,30 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 bytes.len()
             ));
         }
-        Cmd::Config(ConfigCmd::Restore { file }) => {
+        Cmd::Config(ConfigCmd::Restore { file, from }) => {
             use base64::Engine;
-            let bytes = match std::fs::read(file) {
-                Ok(bytes) => bytes,
-                Err(e) => return unreadable(format!("cannot read {}: {e}", file.display())),
+            // clap asks for one of the two; the box refuses a restore naming neither.
+            let (content, named) = match file {
+                Some(file) => match std::fs::read(file) {
+                    Ok(bytes) => (
+                        base64::engine::general_purpose::STANDARD.encode(&bytes),
+                        file.display().to_string(),
+                    ),
+                    Err(e) => return unreadable(format!("cannot read {}: {e}", file.display())),
+                },
+                None => (String::new(), from.clone().unwrap_or_default()),
             };
             let passphrase = password_from_stdin()?;
-            let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
             let r: api::ConfigRestored = c.post(
                 "/v1/config/restore",
                 &api::ConfigRestore {
                     content,
+                    source: from.clone().filter(|_| file.is_none()),
                     passphrase,
                 },
             )?;
             out(&format!(
-                "restored {} from {} (version {}): {}\n",
-                file.display(),
+                "restored {named} from {} (version {}): {}\n",
                 r.from_host,
                 r.from_version,
                 if r.restarting {

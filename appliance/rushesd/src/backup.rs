@@ -292,18 +292,51 @@ fn save_sealed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
-/// Read a backup whole and check it; the files it would write.
-fn open(content: &str, passphrase: &str) -> ApiResult<(Header, Files)> {
+fn too_large() -> ApiErr {
+    refused(format!(
+        "the backup is larger than {} MiB: it is not one this box made",
+        MAX_BACKUP >> 20
+    ))
+}
+
+/// The backup a restore names: sent whole (base64), or read by the box from a path or
+/// URL; at most [`MAX_BACKUP`] bytes either way, checked before they are held.
+fn backup_bytes(req: &api::ConfigRestore) -> ApiResult<Vec<u8>> {
     use base64::Engine;
-    if content.len() > MAX_BACKUP / 3 * 4 + 4 {
-        return Err(refused(format!(
-            "the backup is larger than {} MiB: it is not one this box made",
-            MAX_BACKUP >> 20
-        )));
+    match (req.content.is_empty(), req.source.as_deref()) {
+        (false, None) => {
+            if req.content.len() > MAX_BACKUP / 3 * 4 + 4 {
+                return Err(too_large());
+            }
+            base64::engine::general_purpose::STANDARD
+                .decode(&req.content)
+                .map_err(|e| refused(format!("the backup did not come whole: {e}")))
+        }
+        (true, Some(source)) => {
+            let mut raw = Vec::new();
+            crate::update::open_source(
+                source,
+                "backup",
+                "/pools/media/admin/rushes-config-edit-bay-20261205-093000.backup",
+            )?
+            .take(MAX_BACKUP as u64 + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| ApiErr::failed(format!("cannot read the backup at {source}: {e}")))?;
+            if raw.len() > MAX_BACKUP {
+                return Err(too_large());
+            }
+            Ok(raw)
+        }
+        (false, Some(_)) => Err(ApiErr::bad_request(
+            "a restore takes the backup's content or its source, not both",
+        )),
+        (true, None) => Err(ApiErr::bad_request("no backup given")
+            .hint("send the file as content (base64), or give its source: a path on the box or an http(s) URL")),
     }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(content)
-        .map_err(|e| refused(format!("the backup did not come whole: {e}")))?;
+}
+
+/// Check a backup whole; the files it would write.
+fn open(raw: &[u8], passphrase: &str) -> ApiResult<(Header, Files)> {
     let rest = raw
         .strip_prefix(format!("{MAGIC}\n").as_bytes())
         .ok_or_else(|| refused("this is not a Rushes config backup"))?;
@@ -405,7 +438,7 @@ fn open(content: &str, passphrase: &str) -> ApiResult<(Header, Files)> {
 /// Put a backup's files in place. Everything is checked first; each file is then
 /// written beside its place and renamed over it.
 pub fn restore(core: &Core, req: api::ConfigRestore) -> ApiResult<api::ConfigRestored> {
-    let (header, files) = open(&req.content, &req.passphrase)?;
+    let (header, files) = open(&backup_bytes(&req)?, &req.passphrase)?;
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (name, bytes) in &files {
         let path = place(core, name);
@@ -452,13 +485,12 @@ pub fn restore(core: &Core, req: api::ConfigRestore) -> ApiResult<api::ConfigRes
 mod tests {
     use super::*;
 
-    fn sealed(files: &[(&str, &str)], version: &str) -> String {
-        use base64::Engine;
+    fn sealed(files: &[(&str, &str)], version: &str) -> Vec<u8> {
         let files: Vec<(String, Vec<u8>)> = files
             .iter()
             .map(|(n, b)| (n.to_string(), b.as_bytes().to_vec()))
             .collect();
-        let out = seal(
+        seal(
             FORMAT,
             &files,
             version,
@@ -466,8 +498,7 @@ mod tests {
             1_796_000_000,
             "correct horse",
         )
-        .unwrap();
-        base64::engine::general_purpose::STANDARD.encode(out)
+        .unwrap()
     }
 
     #[test]
@@ -491,14 +522,59 @@ mod tests {
         assert!(msg(open(&escape, "correct horse")).contains("which no backup holds"));
         let bad_config = sealed(&[("rushes.toml", "schema = [")], env!("CARGO_PKG_VERSION"));
         assert!(msg(open(&bad_config, "correct horse")).contains("not valid"));
-        assert!(
-            msg(open("bm90IGEgYmFja3Vw", "correct horse")).contains("not a Rushes config backup")
+        assert!(msg(open(b"not a backup", "correct horse")).contains("not a Rushes config backup"));
+    }
+
+    #[test]
+    fn a_restore_takes_the_file_sent_or_one_the_box_reads_and_never_both() {
+        use base64::Engine;
+        let good = sealed(
+            &[("rushes.toml", "schema = 2\n")],
+            env!("CARGO_PKG_VERSION"),
         );
+        let req = |content: &[u8], source: Option<&std::path::Path>| api::ConfigRestore {
+            content: base64::engine::general_purpose::STANDARD.encode(content),
+            source: source.map(|p| p.display().to_string()),
+            passphrase: "correct horse".into(),
+        };
+        assert_eq!(backup_bytes(&req(&good, None)).unwrap(), good);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rushes-config-nas.backup");
+        std::fs::write(&file, &good).unwrap();
+        assert_eq!(backup_bytes(&req(b"", Some(&file))).unwrap(), good);
+        let msg = |r: ApiResult<Vec<u8>>| r.expect_err("refused").message;
+        assert!(msg(backup_bytes(&req(&good, Some(&file)))).contains("not both"));
+        assert!(msg(backup_bytes(&req(b"", None))).contains("no backup given"));
+        assert!(
+            msg(backup_bytes(&req(b"", Some(&dir.path().join("gone"))))).contains("cannot open")
+        );
+        let relative = api::ConfigRestore {
+            source: Some("rushes-config-nas.backup".into()),
+            ..req(b"", None)
+        };
+        assert!(msg(backup_bytes(&relative)).contains("neither an absolute path"));
+        // A FIFO is refused, not waited on.
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(msg(backup_bytes(&req(b"", Some(&fifo)))).contains("is not a file"));
+        // A file too large to be a backup is refused after MAX_BACKUP bytes, not held.
+        let huge = dir.path().join("huge");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_BACKUP as u64 + 1)
+            .unwrap();
+        assert!(msg(backup_bytes(&req(b"", Some(&huge)))).contains("larger than 64 MiB"));
     }
 
     #[test]
     fn backups_are_compressed_and_the_first_format_still_opens() {
-        use base64::Engine;
         let config = "schema = 2\nhostname = \"edit-bay-nas\"\n";
         // Samba's databases: a few records in pages of zeros.
         let mut tdb = vec![0u8; 800 << 10];
@@ -520,8 +596,7 @@ mod tests {
         let first = seal(1, &files, "0.1.0", "nas", 1, "correct horse").unwrap();
         assert!(first.len() > 800 << 10);
         for sealed in [now, first] {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(sealed);
-            let (_, back) = open(&b64, "correct horse").unwrap();
+            let (_, back) = open(&sealed, "correct horse").unwrap();
             assert_eq!(back[1], ("samba/passdb.tdb".to_string(), tdb.clone()));
         }
     }

@@ -5,6 +5,7 @@
 //! the new slot once the stack is ready.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -156,9 +157,11 @@ impl Read for HttpBody {
     }
 }
 
-type Source = Box<dyn Read + Send>;
+pub(crate) type Source = Box<dyn Read + Send>;
 
-fn open_source(source: &str) -> ApiResult<Source> {
+/// Open `source`, a path on the box or an http(s) URL, to read `what` (a bundle, a
+/// backup) from; the hints say where such a file is usually found.
+pub(crate) fn open_source(source: &str, what: &str, example: &str) -> ApiResult<Source> {
     if source.starts_with("http://") || source.starts_with("https://") {
         rushes_copies::install_tls();
         let runtime = tokio::runtime::Handle::try_current()
@@ -195,12 +198,23 @@ fn open_source(source: &str) -> ApiResult<Source> {
         return Err(ApiErr::bad_request(format!(
             "{source:?} is neither an absolute path on the box nor an http(s) URL"
         ))
-        .hint("copy the bundle onto a share and give its path under /pools, or give a URL"));
+        .hint(format!(
+            "copy the {what} onto a share and give its path under /pools, or give a URL"
+        )));
     }
-    let file = std::fs::File::open(path).map_err(|e| {
-        ApiErr::not_found(format!("cannot open {source}: {e}"))
-            .hint("give the path of the bundle as the box sees it, e.g. /pools/media/updates/rushes-0.2.0.bundle")
-    })?;
+    // Not blocking: a FIFO or a device named here is refused below, not waited on.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            ApiErr::not_found(format!("cannot open {source}: {e}")).hint(format!(
+                "give the path of the {what} as the box sees it, e.g. {example}"
+            ))
+        })?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(ApiErr::bad_request(format!("{source} is not a file")));
+    }
     Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
 }
 
@@ -376,7 +390,11 @@ impl Updates {
         let busy = self.take_busy()?;
         // The boot partition must be there before the source is opened.
         drop(self.mount()?);
-        let mut source = open_source(&req.source)?;
+        let mut source = open_source(
+            &req.source,
+            "bundle",
+            "/pools/media/updates/rushes-0.2.0.bundle",
+        )?;
         let checked = rushes_update::read_header(&mut source)
             .and_then(|raw| raw.check(&keys, &self.setup.version))
             .map_err(|e| {

@@ -45,6 +45,10 @@ struct OpenFile {
     /// has no passthrough.
     fd: Arc<OwnedFd>,
     writes: bool,
+    /// Opened for reading while released: the kernel asks us for every read (direct
+    /// I/O, no backing file), answered by the recaller, ranges first, until the file is
+    /// back.
+    released: bool,
     /// Lock owners that locked through this open: their locks go with its close (an
     /// OFD lock's owner is the open itself, which no flush names).
     owners: Vec<u64>,
@@ -544,11 +548,77 @@ impl View {
                 ino: st.st_ino,
                 fd: data,
                 writes,
+                released: false,
                 owners: Vec::new(),
                 _hold: hold,
             },
         );
         (fh, backing)
+    }
+
+    /// Record a read-only open of the released file `home` (stat `st`): no backing file
+    /// and no hold, so the recall can make it resident while it is open.
+    fn opened_released(&self, st: &Stat, home: OwnedFd) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.inodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(st.st_ino)
+            .or_insert_with(|| OpenInode {
+                opens: 0,
+                writers: 0,
+                backing: None,
+                elsewhere: None,
+            })
+            .opens += 1;
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            fh,
+            OpenFile {
+                ino: st.st_ino,
+                fd: Arc::new(home),
+                writes: false,
+                released: true,
+                owners: Vec::new(),
+                _hold: None,
+            },
+        );
+        fh
+    }
+
+    /// `size` bytes at `offset` of the file open at `home`, opened while it was
+    /// released: from the recaller while it still is (the range first, the rest follows
+    /// in the background), from where its data is once it is back.
+    fn read_released(&self, home: &OwnedFd, offset: u64, size: usize) -> Result<Vec<u8>, Errno> {
+        let mut st = rustix::fs::fstat(home).map_err(errno)?;
+        let ticket = self
+            .places
+            .enter(home.as_fd(), &mut st, false)
+            .map_err(errno)?;
+        let mut elsewhere = None;
+        if self.places.needs_lookup(&st) {
+            Self::as_root()?;
+            match self.places.resolve(home.as_fd(), &st, OFlags::RDONLY) {
+                Ok(Resolved::InPlace) => {}
+                Ok(Resolved::Elsewhere(fd, _)) => elsewhere = Some(fd),
+                Ok(Resolved::Released) => {
+                    // The recall's end needs the file without calls in flight.
+                    drop(ticket);
+                    let recaller = self.places.recaller().ok_or(Errno::EIO)?;
+                    return recaller
+                        .read(home.as_fd(), &st, offset, size, RECALL_WAIT)
+                        .map_err(|e| self.recall_errno(&st, e));
+                }
+                Err(e) => {
+                    tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
+                    return Err(Errno::EIO);
+                }
+            }
+        }
+        let fd = elsewhere.as_ref().map_or(home.as_fd(), |fd| fd.as_fd());
+        let mut buf = vec![0u8; size];
+        let n = rustix::io::pread(fd, &mut buf, offset).map_err(errno)?;
+        buf.truncate(n);
+        Ok(buf)
     }
 
     /// Open regular file `ino` with `flags`: where its data is, looked at under a ticket.
@@ -572,16 +642,21 @@ impl View {
         Self::as_root()?;
         recaller
             .recall(home.as_fd(), st, RECALL_WAIT)
-            .map_err(|e| match e {
-                RecallError::Later => {
-                    tracing::info!(share = %self.share, ino = st.st_ino, "a released file is still on its way back; the client is told to try again");
-                    Errno::EAGAIN
-                }
-                RecallError::Lost(why) => {
-                    tracing::warn!(share = %self.share, ino = st.st_ino, why = %why, "a released file cannot be read: no copy gives its bytes back");
-                    Errno::EIO
-                }
-            })
+            .map_err(|e| self.recall_errno(st, e))
+    }
+
+    /// What a call on a released file answers when its bytes are not given.
+    fn recall_errno(&self, st: &Stat, e: RecallError) -> Errno {
+        match e {
+            RecallError::Later => {
+                tracing::info!(share = %self.share, ino = st.st_ino, "a released file is still on its way back; the client is told to try again");
+                Errno::EAGAIN
+            }
+            RecallError::Lost(why) => {
+                tracing::warn!(share = %self.share, ino = st.st_ino, why = %why, "a released file cannot be read: no copy gives its bytes back");
+                Errno::EIO
+            }
+        }
     }
 
     fn open_found(&self, ino: INodeNo, flags: i32) -> Result<Found, Errno> {
@@ -1117,7 +1192,22 @@ impl Filesystem for View {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (st, data, elsewhere, writes, hold) = match self.open_data(ino, flags.0) {
+        // A released file opened for reading opens at once and is read range by range
+        // while it comes back (an editor scrubs a clip without waiting for all of it);
+        // one opened for writing comes back whole first.
+        let found = if flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
+            match self.open_found(ino, flags.0) {
+                Ok(Found::Released(home, st)) => {
+                    let fh = self.opened_released(&st, home);
+                    return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+                }
+                Ok(Found::Opened(opened)) => Ok(opened),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.open_data(ino, flags.0)
+        };
+        let (st, data, elsewhere, writes, hold) = match found {
             Ok(v) => v,
             Err(e) => return reply.error(e),
         };
@@ -1141,9 +1231,24 @@ impl Filesystem for View {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // Only without passthrough: the kernel reads the backing file itself otherwise.
+        // Only without passthrough (the kernel reads the backing file itself otherwise),
+        // or for an open of a released file.
+        let size = size.min(1 << 20) as usize;
+        let released = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .filter(|f| f.released)
+            .map(|f| Arc::clone(&f.fd));
+        if let Some(home) = released {
+            return match self.read_released(&home, offset, size) {
+                Ok(buf) => reply.data(&buf),
+                Err(e) => reply.error(e),
+            };
+        }
         let r = self.file(fh).and_then(|fd| {
-            let mut buf = vec![0u8; size.min(1 << 20) as usize];
+            let mut buf = vec![0u8; size];
             let n = rustix::io::pread(&*fd, &mut buf, offset).map_err(errno)?;
             buf.truncate(n);
             Ok(buf)

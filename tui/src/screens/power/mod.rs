@@ -1,6 +1,7 @@
 //! Restart, power off, or reset the settings to the defaults, each asked again; the
 //! software running and its two boot slots, an update bundle applied (a path on the box
-//! or a URL), and going back to the other slot; the settings backed up into a share.
+//! or a URL), and going back to the other slot; the settings backed up into a share, and
+//! restored from a backup the box reads (a path on it, or a URL), asked again first.
 
 use rushes_api as api;
 use tuirealm::ratatui::layout::Rect;
@@ -14,19 +15,23 @@ use crate::screens::wizard::Wizard;
 use crate::snapshot::{Fetch, Snapshot};
 use crate::widgets::form_box;
 
-/// `reboot`, `poweroff`, `reset` or `rollback`, waiting for Y; or the update form; or
-/// the backup form.
+/// `reboot`, `poweroff`, `reset`, `rollback` or `restore`, waiting for Y; or the update
+/// form; or the backup or restore form.
 #[derive(Default)]
 pub struct Power {
     confirm: Option<&'static str>,
     bundle: Option<Field>,
     backup: Option<BackupForm>,
+    /// The restore asked for, waiting for its Y.
+    restoring: Option<api::ConfigRestore>,
 }
 
-/// The share the sealed backup goes into, and its passphrase (`on_passphrase`: which
+/// A backup form: `place` is the share the sealed backup goes into or, restoring, where
+/// the box reads one (a path on it or a URL); and the passphrase (`on_passphrase`: which
 /// field has the focus).
 struct BackupForm {
-    share: Field,
+    restore: bool,
+    place: Field,
     passphrase: Field,
     on_passphrase: bool,
 }
@@ -39,6 +44,8 @@ pub enum Msg {
     Update,
     /// Open the backup form.
     Backup,
+    /// Open the restore form.
+    Restore,
     /// The backup form's other field.
     Toggle,
     Type(char),
@@ -73,6 +80,7 @@ impl Screen for Power {
             Input::Char('u' | 'U') => Some(Msg::Update),
             Input::Char('b' | 'B') => Some(Msg::Ask("rollback")),
             Input::Char('e' | 'E') => Some(Msg::Backup),
+            Input::Char('i' | 'I') => Some(Msg::Restore),
             _ => None,
         }
     }
@@ -83,7 +91,10 @@ impl Screen for Power {
                 *ctx.message = None;
                 self.confirm = Some(action);
             }
-            Msg::No => self.confirm = None,
+            Msg::No => {
+                self.confirm = None;
+                self.restoring = None;
+            }
             Msg::Update => {
                 *ctx.message = None;
                 self.bundle = Some(Field::new("Bundle (path or URL)", ""));
@@ -92,8 +103,18 @@ impl Screen for Power {
                 *ctx.message = None;
                 // No share chosen for the admin: whoever may read it can copy the file.
                 self.backup = Some(BackupForm {
-                    share: Field::new("Into share", ""),
+                    restore: false,
+                    place: Field::new("Into share", ""),
                     passphrase: Field::secret("Passphrase (12+)"),
+                    on_passphrase: false,
+                });
+            }
+            Msg::Restore => {
+                *ctx.message = None;
+                self.backup = Some(BackupForm {
+                    restore: true,
+                    place: Field::new("Backup (path or URL)", ""),
+                    passphrase: Field::secret("Passphrase"),
                     on_passphrase: false,
                 });
             }
@@ -110,7 +131,7 @@ impl Screen for Power {
                     if form.on_passphrase {
                         form.passphrase.edit(c);
                     } else {
-                        form.share.edit(c);
+                        form.place.edit(c);
                     }
                 }
             }
@@ -118,9 +139,19 @@ impl Screen for Power {
                 self.bundle = None;
                 self.backup = None;
             }
+            Msg::Apply if self.backup.as_ref().is_some_and(|f| f.restore) => {
+                let form = self.backup.take()?;
+                // Asked again first: a restore replaces every setting.
+                self.restoring = Some(api::ConfigRestore {
+                    content: String::new(),
+                    source: Some(form.place.value.trim().to_string()),
+                    passphrase: form.passphrase.value,
+                });
+                self.confirm = Some("restore");
+            }
             Msg::Apply if self.backup.is_some() => {
                 let form = self.backup.take()?;
-                let share = form.share.value.trim().to_string();
+                let share = form.place.value.trim().to_string();
                 let req = api::ConfigBackup {
                     passphrase: form.passphrase.value,
                     share: Some(share.clone()),
@@ -128,7 +159,7 @@ impl Screen for Power {
                 ctx.say(
                     ctx.client
                         .post::<_, api::ConfigBackupFile>("/v1/config/backup", &req)
-                        .map(|b| format!("Saved {} in share {share} ({} bytes): copy it off the box; keep the passphrase apart.", b.name, b.bytes)),
+                        .map(|b| format!("Saved in share {share} as {} ({} bytes): copy it off the box; keep the passphrase apart.", b.saved_as.unwrap_or(b.name), b.bytes)),
                 );
             }
             Msg::Apply => {
@@ -146,6 +177,29 @@ impl Screen for Power {
             }
             Msg::Yes => {
                 let action = self.confirm.take()?;
+                if action == "restore" {
+                    let req = self.restoring.take()?;
+                    let zone = ctx.snap.zone();
+                    ctx.refresh = true;
+                    ctx.say(
+                        ctx.client
+                            .post::<_, api::ConfigRestored>("/v1/config/restore", &req)
+                            .map(|r| {
+                                format!(
+                                    "Restored the settings of {} (version {}, backed up {}): {}",
+                                    r.from_host,
+                                    r.from_version,
+                                    api::calendar::local_time(r.created, &zone),
+                                    if r.restarting {
+                                        "rushesd starts again on them and finds their pools."
+                                    } else {
+                                        "restart rushesd to take them."
+                                    }
+                                )
+                            }),
+                    );
+                    return None;
+                }
                 if action == "rollback" {
                     let req = api::UpdateRollback {
                         confirm: true,
@@ -252,6 +306,9 @@ impl Screen for Power {
         lines.push(Line::from(
             "E  export the settings: one sealed backup file into a share",
         ));
+        lines.push(Line::from(
+            "I  import the settings from a backup (a path on the box or a URL)",
+        ));
         f.render_widget(Paragraph::new(lines), area);
         if let Some(field) = &self.bundle {
             form_box(
@@ -270,7 +327,7 @@ impl Screen for Power {
                 ],
             );
         }
-        if let Some(form) = &self.backup {
+        if let Some(form) = self.backup.as_ref().filter(|f| !f.restore) {
             form_box(
                 f,
                 area,
@@ -281,15 +338,34 @@ impl Screen for Power {
                     ),
                     Line::from("sealed under the passphrase, saved at the top of the share:"),
                     Line::from("its clients can copy it, so choose one only admins read."),
-                    Line::from(form.share.shown(!form.on_passphrase)),
+                    Line::from(form.place.shown(!form.on_passphrase)),
                     Line::from(form.passphrase.shown(form.on_passphrase)),
                     Line::from("Tab next field  Enter save  Esc cancel"),
+                ],
+            );
+        }
+        if let Some(form) = self.backup.as_ref().filter(|f| f.restore) {
+            form_box(
+                f,
+                area,
+                "Restore the settings",
+                vec![
+                    Line::from("A backup on the box (one saved into a share: /pools/POOL/SHARE/"),
+                    Line::from(
+                        "rushes-config-...backup) or an http(s) URL the box fetches it from.",
+                    ),
+                    Line::from("It is checked whole first; then it replaces every setting."),
+                    Line::from(form.place.shown(!form.on_passphrase)),
+                    Line::from(form.passphrase.shown(form.on_passphrase)),
+                    Line::from("Tab next field  Enter restore  Esc cancel"),
                 ],
             );
         }
         if let Some(action) = self.confirm {
             let question = if action == "reset" {
                 "Really reset every setting to the defaults? Y yes, any other key no".to_string()
+            } else if action == "restore" {
+                "Replace every setting with the backup's? Y yes, any other key no".to_string()
             } else if action == "rollback" {
                 "Make the other slot boot next? Y yes, any other key no".to_string()
             } else {
