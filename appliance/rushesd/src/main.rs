@@ -26,6 +26,7 @@ mod jobs;
 mod metrics;
 mod openapi;
 mod placement;
+mod pool_load;
 mod pools;
 mod rates;
 mod recall;

@@ -18,6 +18,7 @@ use crate::alerts::Raise;
 use crate::core::Core;
 use crate::error::{ApiErr, ApiResult};
 use crate::jobs::Work;
+use crate::pool_load::PoolLoad;
 use crate::pools::Pools;
 
 /// Moves listed in a plan unless the caller asks for another number.
@@ -39,14 +40,16 @@ const WATERMARK_PAUSE: Duration = Duration::from_secs(300);
 /// it down (no rule moves its files, or its target is full or refusing).
 const STAYS_FULL: Duration = Duration::from_secs(900);
 
-/// Clients moving more than this many bytes a second make the box busy...
+/// Others moving more than this many bytes a second on the pools a move involves make
+/// them busy...
 const BUSY_CLIENTS: u64 = 16 << 20;
 /// ...and a move then goes no faster than this, whatever the run's cap.
 const BUSY_PACE: u64 = 16 << 20;
 
-/// A move's pace: the run's cap, and no more than [`BUSY_PACE`] while clients move more
-/// than [`BUSY_CLIENTS`] bytes a second (over NFS and SMB, on any pool: the box's
-/// counters do not split by pool, so a move backs off for any busy client).
+/// A move's pace: the run's cap, and no more than [`BUSY_PACE`] while others move more
+/// than [`BUSY_CLIENTS`] bytes a second on its pools ([`PoolLoad`]: what their devices
+/// do apart from the move; where a pool has no device with counters, what clients do
+/// over NFS and SMB on the whole box).
 fn move_pace(cap: Option<u64>, clients: u64) -> Option<u64> {
     if clients <= BUSY_CLIENTS {
         return cap;
@@ -610,6 +613,10 @@ impl Placement {
         let started = Instant::now();
         let (mut moved, mut bytes_done, mut failed) = (0u64, 0u64, Vec::new());
         let mut open = 0u64;
+        // Each pair of pools' devices, read across the run's moves between them (a move
+        // of a small file is over before two readings make a rate).
+        let mut loads: std::collections::HashMap<(String, String), Option<PoolLoad>> =
+            std::collections::HashMap::new();
         for m in &plan.moves {
             if w.cancelled() {
                 return Err(format!(
@@ -629,9 +636,14 @@ impl Placement {
                 to: m.to.clone(),
             };
             let to_root = self.core.paths.mountpoint(&m.to);
+            let load = loads
+                .entry((m.from.clone(), m.to.clone()))
+                .or_insert_with(|| PoolLoad::of(&[&self.core.paths.mountpoint(&m.from), &to_root]));
             let mut watch = RunWatch {
                 w,
                 live: &self.live,
+                load: load.as_ref(),
+                moved: bytes_done,
                 what: format!(
                     "moving {}/{} to {}",
                     m.share,
@@ -715,6 +727,10 @@ impl Placement {
 struct RunWatch<'a> {
     w: &'a Work,
     live: &'a rushes_nas::activity::LiveCounters,
+    /// The devices under the move's two pools, when they have counters.
+    load: Option<&'a PoolLoad>,
+    /// Bytes the run has copied so far.
+    moved: u64,
     what: String,
     /// Bytes of the run's moves before this one.
     base: u64,
@@ -727,6 +743,7 @@ impl MoveWatch for RunWatch<'_> {
     fn progress(&mut self, done: u64, file_total: u64) {
         // The copy's bytes; the check reads each window back while the next is copied.
         let so_far = self.base + done.min(file_total);
+        self.moved = so_far;
         let secs = self.started.elapsed().as_secs_f64();
         let rate = (secs > 0.5).then(|| so_far as f64 / secs);
         self.w
@@ -738,13 +755,16 @@ impl MoveWatch for RunWatch<'_> {
     }
 
     fn pace(&self) -> Option<u64> {
-        // The last whole second's client bytes (the current one is still filling).
-        let clients = self
-            .live
-            .seconds(2)
-            .first()
-            .map_or(0, |s| s.read_bytes + s.write_bytes);
-        move_pace(self.rate, clients)
+        let others = match self.load {
+            Some(load) => load.others(self.moved),
+            // The last whole second's client bytes (the current one is still filling).
+            None => self
+                .live
+                .seconds(2)
+                .first()
+                .map_or(0, |s| s.read_bytes + s.write_bytes),
+        };
+        move_pace(self.rate, others)
     }
 }
 
