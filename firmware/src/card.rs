@@ -151,12 +151,61 @@ pub struct Request {
     pub params: serde_json::Value,
 }
 
+/// The longest line either end of the card socket reads. A request or an answer is a
+/// few hundred bytes (a stats answer with many bays a few KiB); a line that runs on
+/// without its newline is refused here, not held.
+pub const MAX_LINE: u64 = 1 << 20;
+
+/// The next line of the card socket (its newline cut), read within [`MAX_LINE`] bytes;
+/// `None` at the end of the stream. A longer line, or one that is not UTF-8, is an error
+/// and the connection is not read further.
+pub fn read_line(r: &mut impl BufRead) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = std::io::Read::take(&mut *r, MAX_LINE + 1).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if n as u64 > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line longer than {} KiB", MAX_LINE >> 10),
+        ));
+    }
+    String::from_utf8(buf).map(Some).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "a line that is not UTF-8")
+    })
+}
+
 /// `"id": null` is an id (null); only a missing `id` makes a notification.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(d).map(Some)
 }
 
 impl Request {
+    /// Read one line as a request, or the error answer the spec gives for it: -32700
+    /// for what is not JSON, -32600 for JSON that is not a valid request.
+    pub fn parse(line: &str) -> Result<Self, Response> {
+        let refused = |code: i64, message: String| Response {
+            jsonrpc: "2.0".into(),
+            id: serde_json::Value::Null,
+            result: None,
+            error: Some(RpcError { code, message }),
+        };
+        let req = match serde_json::from_str::<Request>(line) {
+            Ok(req) => req,
+            Err(e) if serde_json::from_str::<serde_json::Value>(line).is_err() => {
+                return Err(refused(-32700, format!("not JSON: {e}")))
+            }
+            Err(e) => return Err(refused(-32600, format!("not a JSON-RPC request: {e}"))),
+        };
+        match req.invalid() {
+            Some(why) => Err(refused(-32600, why)),
+            None => Ok(req),
+        }
+    }
+
     /// Why the spec refuses this request (-32600 Invalid Request), if it does.
     pub fn invalid(&self) -> Option<String> {
         if self.jsonrpc != "2.0" {
@@ -187,6 +236,16 @@ pub struct Response {
     pub result: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RpcError>,
+}
+
+impl Response {
+    /// Read one line as the card's answer.
+    pub fn parse(line: &str) -> Result<Self, String> {
+        serde_json::from_str(line).map_err(|e| {
+            let start: String = line.chars().take(200).collect();
+            format!("{e}: {start:?}")
+        })
+    }
 }
 
 /// A card that answers JSON-RPC on a Unix socket.
@@ -228,12 +287,10 @@ impl RpcCard {
         let mut line = serde_json::to_vec(&req).map_err(|e| protocol(e.to_string()))?;
         line.push(b'\n');
         stream.write_all(&line).map_err(unreachable)?;
-        let mut answer = String::new();
-        BufReader::new(stream)
-            .read_line(&mut answer)
-            .map_err(unreachable)?;
-        let resp: Response =
-            serde_json::from_str(&answer).map_err(|e| protocol(format!("{e}: {answer:?}")))?;
+        let answer = read_line(&mut BufReader::new(stream))
+            .map_err(unreachable)?
+            .unwrap_or_default();
+        let resp = Response::parse(&answer).map_err(protocol)?;
         if resp.id != 1 {
             return Err(protocol(format!(
                 "the answer is to request {}, not 1",
@@ -288,5 +345,44 @@ impl OffloadCard for RpcCard {
     }
     fn rollback_firmware(&self) -> Result<FirmwareState, CardError> {
         self.call("firmware_rollback", &serde_json::json!({}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_lines_are_read_within_their_bound() {
+        let mut r: &[u8] = b"{\"a\":1}\n\nlast without newline";
+        assert_eq!(read_line(&mut r).unwrap().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(read_line(&mut r).unwrap().as_deref(), Some(""));
+        assert_eq!(
+            read_line(&mut r).unwrap().as_deref(),
+            Some("last without newline")
+        );
+        assert_eq!(read_line(&mut r).unwrap(), None);
+        // A line that runs on past the bound is refused after MAX_LINE + 1 bytes.
+        let long = vec![b'x'; MAX_LINE as usize + 10];
+        let mut r: &[u8] = &long;
+        let e = read_line(&mut r).unwrap_err();
+        assert!(e.to_string().contains("longer than 1024 KiB"), "{e}");
+        assert_eq!(r.len(), 9, "read no further than the bound");
+        let mut r: &[u8] = b"\xff\xfe\n";
+        assert!(read_line(&mut r).is_err());
+    }
+
+    #[test]
+    fn a_request_line_parses_or_gets_the_specs_error() {
+        let ok = Request::parse(r#"{"jsonrpc":"2.0","id":7,"method":"card_get_info"}"#).unwrap();
+        assert_eq!(
+            (ok.method.as_str(), ok.id),
+            ("card_get_info", Some(7.into()))
+        );
+        let code = |line: &str| Request::parse(line).unwrap_err().error.unwrap().code;
+        assert_eq!(code("{not json"), -32700);
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1}"#), -32600);
+        assert_eq!(code(r#"{"jsonrpc":"1.0","id":1,"method":"m"}"#), -32600);
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":[1],"method":"m"}"#), -32600);
     }
 }

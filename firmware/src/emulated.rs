@@ -3,7 +3,7 @@
 //! initiator, presents their namespaces as ublk devices, and keeps the two firmware
 //! slots a real card has.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::ToSocketAddrs;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -375,22 +375,10 @@ impl EmulatedCard {
 
     /// The answer to one line of JSON-RPC, or none for a notification.
     pub fn answer(&self, line: &str) -> Option<Response> {
-        let refused = |code: i64, message: String| Response {
-            jsonrpc: "2.0".into(),
-            id: Value::Null,
-            result: None,
-            error: Some(RpcError { code, message }),
-        };
-        let req = match serde_json::from_str::<Request>(line) {
+        let req = match Request::parse(line) {
             Ok(req) => req,
-            Err(e) if serde_json::from_str::<Value>(line).is_err() => {
-                return Some(refused(-32700, format!("not JSON: {e}")))
-            }
-            Err(e) => return Some(refused(-32600, format!("not a JSON-RPC request: {e}"))),
+            Err(refused) => return Some(refused),
         };
-        if let Some(why) = req.invalid() {
-            return Some(refused(-32600, why));
-        }
         let notification = req.id.is_none();
         let resp = self.handle(req);
         (!notification).then_some(resp)
@@ -401,8 +389,16 @@ impl EmulatedCard {
             Ok(w) => w,
             Err(_) => return,
         };
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { return };
+        let mut reader = BufReader::new(stream);
+        loop {
+            let line = match crate::card::read_line(&mut reader) {
+                Ok(Some(line)) => line,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "card socket: a request is refused and its connection closed");
+                    return;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
