@@ -384,6 +384,7 @@ pub fn set_s3_target(api: &rushes_api::Client, name: &str, port: u16) -> anyhow:
                 endpoint: Some(format!("http://127.0.0.1:{port}")),
                 region: "us-east-1".into(),
                 access_key: "AK".into(),
+                fingerprint: None,
             },
             secret: Some("secret".into()),
         }),

@@ -1590,6 +1590,7 @@ fn s3_target_at(name: &str, bucket: &str, port: u16) -> rushes_copies::Target {
             endpoint: Some(format!("http://127.0.0.1:{port}")),
             region: "us-east-1".into(),
             access_key: "AK".into(),
+            fingerprint: None,
         },
         secret: Some(rushes_copies::Secret::new("secret")),
     }
@@ -1759,9 +1760,11 @@ fn a_copy_cut_by_kill_9_counts_for_nothing_and_is_made_whole_after_restart() {
 }
 
 /// One box keeps its copies on another over S3: box B serves a folder (host mode's
-/// `--s3-endpoint`) and makes a key for box A; A copies a clip there with it, and B's
-/// folder holds the bytes in A's bucket. A wrong secret is refused, the key reaches no
-/// other bucket, and once deleted on B it signs nothing.
+/// `--s3-endpoint`) over HTTPS with its own certificate and makes a key for box A; A
+/// pins that certificate by its fingerprint and copies a clip there with the key, and
+/// B's folder holds the bytes in A's bucket. Another certificate's fingerprint, plain
+/// HTTP, a wrong secret and another site's bucket are refused, and once deleted on B
+/// the key signs nothing.
 #[test]
 fn one_box_keeps_its_copies_on_another_over_s3() {
     let b_state = tempfile::tempdir().unwrap();
@@ -1780,6 +1783,9 @@ fn one_box_keeps_its_copies_on_another_over_s3() {
         ok && out.contains(&format!("serving S3 at 127.0.0.1:{port}")),
         "{out}"
     );
+    let shown: rushes_api::S3Service = rushes_api::Client::new(&b_sock).get("/v1/s3").unwrap();
+    let fingerprint = shown.fingerprint.expect("the certificate it serves with");
+    assert!(out.contains(&fingerprint), "{out}");
     assert!(
         !out.contains(&key.secret),
         "the secret is shown once only: {out}"
@@ -1793,22 +1799,28 @@ fn one_box_keeps_its_copies_on_another_over_s3() {
     let clip = rushes_tests::guest::payload(11, (12 << 20) + 5);
     std::fs::create_dir_all(a_state.path().join("demo/reel")).unwrap();
     std::fs::write(a_state.path().join("demo/reel/B002C004.mov"), &clip).unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let set = |name: &str, bucket: &str, secret: &str| {
-        let args = [
+    let url = format!("https://127.0.0.1:{port}");
+    let set_at = |name: &str, bucket: &str, secret: &str, url: &str, pin: Option<&str>| {
+        let mut args = vec![
             "target",
             "set",
             name,
             "--s3",
             bucket,
             "--endpoint",
-            &url,
+            url,
             "--access-key",
             &key.access_key,
             "--secret-stdin",
         ];
+        if let Some(pin) = pin {
+            args.extend(["--fingerprint", pin]);
+        }
         let (out, ok) = rushesctl_with_input(&a_sock, &args, &format!("{secret}\n"));
         assert!(ok, "{out}");
+    };
+    let set = |name: &str, bucket: &str, secret: &str| {
+        set_at(name, bucket, secret, &url, Some(&fingerprint))
     };
     let check = |name: &str| -> rushes_api::TargetCheck {
         a.post(&format!("/v1/targets/{name}/check"), &()).unwrap()
@@ -1832,6 +1844,44 @@ fn one_box_keeps_its_copies_on_another_over_s3() {
         std::fs::read(store.join("site-a/demo/reel/B002C004.mov")).unwrap() == clip,
         "box B holds the copy in box A's bucket"
     );
+    // Another certificate's fingerprint is refused before anything is sent; so is B's
+    // certificate with no fingerprint (it chains to no CA) and plain HTTP.
+    let other = "AB:".repeat(31) + "AB";
+    set_at("spoofed", "site-a", &key.secret, &url, Some(&other));
+    let spoofed = check("spoofed");
+    assert!(
+        !spoofed.ok
+            && spoofed
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains(&format!("certificate is {fingerprint}, not the pinned")),
+        "{spoofed:?}"
+    );
+    set_at("unpinned", "site-a", &key.secret, &url, None);
+    assert!(!check("unpinned").ok, "an unpinned self-signed certificate");
+    let plain = format!("http://127.0.0.1:{port}");
+    set_at("plain", "site-a", &key.secret, &plain, None);
+    assert!(!check("plain").ok, "plain HTTP to the HTTPS endpoint");
+    let (out, ok) = rushesctl_with_input(
+        &a_sock,
+        &[
+            "target",
+            "set",
+            "mispinned",
+            "--s3",
+            "site-a",
+            "--endpoint",
+            &plain,
+            "--access-key",
+            "AK",
+            "--fingerprint",
+            &fingerprint,
+            "--secret-stdin",
+        ],
+        "x\n",
+    );
+    assert!(!ok && out.contains("https endpoint"), "{out}");
     // A wrong secret, and another site's bucket, are refused.
     set("forged", "site-a", "not-the-secret");
     let forged = check("forged");

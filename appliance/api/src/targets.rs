@@ -18,6 +18,11 @@ pub enum TargetPlace {
         #[serde(default = "default_region")]
         region: String,
         access_key: String,
+        /// The endpoint's certificate, trusted by its SHA-256 fingerprint alone (another
+        /// Rushes box's own certificate, as its `rushesctl s3 show` prints it); without
+        /// one, an https endpoint's certificate must chain to a public CA.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
     },
     /// Google Cloud Storage.
     Gcs { bucket: String },
@@ -165,6 +170,10 @@ pub struct S3Service {
     pub serving: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The SHA-256 fingerprint of the certificate it serves HTTPS with (the box's own),
+    /// for the other boxes to pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     pub keys: Vec<S3KeyEntry>,
 }
 

@@ -110,6 +110,30 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A client configuration that trusts only the certificate `pin` names (none: nothing),
+/// and the verifier that notes the fingerprint it was shown.
+fn pinned(pin: Option<&str>) -> std::io::Result<(rustls::ClientConfig, Arc<Pinned>)> {
+    let provider = provider();
+    let verifier = Arc::new(Pinned {
+        pin: pin.map(str::to_string),
+        seen: Mutex::new(None),
+        provider: Arc::clone(&provider),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
+        .with_no_client_auth();
+    Ok((config, verifier))
+}
+
+/// A client configuration for HTTPS to another box: its certificate is trusted by the
+/// fingerprint `pin` alone, whatever names it carries (a box reached by its address).
+pub fn pinned_client_config(pin: &str) -> std::io::Result<rustls::ClientConfig> {
+    pinned(Some(pin)).map(|(config, _)| config)
+}
+
 /// A TLS connection to a box whose certificate must have the pinned fingerprint.
 pub struct PinnedStream {
     tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
@@ -132,18 +156,7 @@ impl PinnedStream {
         let tcp = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(15)))?;
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;
-        let provider = provider();
-        let verifier = Arc::new(Pinned {
-            pin: pin.map(str::to_string),
-            seen: Mutex::new(None),
-            provider: Arc::clone(&provider),
-        });
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(std::io::Error::other)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
-            .with_no_client_auth();
+        let (config, verifier) = pinned(pin)?;
         let name = ServerName::try_from(host.to_string()).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,

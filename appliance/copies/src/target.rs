@@ -63,6 +63,7 @@ impl Target {
                 endpoint,
                 region,
                 access_key,
+                fingerprint,
             } => {
                 let mut b = object_store::aws::AmazonS3Builder::new()
                     .with_client_options(client_options())
@@ -80,6 +81,9 @@ impl Target {
                         .with_endpoint(endpoint)
                         .with_allow_http(endpoint.starts_with("http://"))
                         .with_virtual_hosted_style_request(false);
+                }
+                if let Some(pin) = fingerprint {
+                    b = b.with_http_connector(PinnedConnector { pin: pin.clone() });
                 }
                 (Arc::new(b.build().map_err(bad)?), true)
             }
@@ -132,6 +136,34 @@ impl Target {
     }
 }
 
+/// HTTPS to another box, trusting its own certificate by fingerprint: object_store's
+/// client otherwise wants a certificate that chains to a CA and names the host.
+#[derive(Debug)]
+struct PinnedConnector {
+    pin: String,
+}
+
+impl object_store::client::HttpConnector for PinnedConnector {
+    fn connect(
+        &self,
+        _options: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let generic = |e: &dyn std::fmt::Display| object_store::Error::Generic {
+            store: "S3",
+            source: e.to_string().into(),
+        };
+        let tls = rushes_api::tls::pinned_client_config(&self.pin).map_err(|e| generic(&e))?;
+        // As client_options() says, and object_store's own timeout for a whole request.
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| generic(&e))?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
+}
+
 /// A store that does not answer is given up on in seconds, not minutes: a check from
 /// the API waits for it, and copies are tried again at the next reconcile anyway.
 fn client_options() -> object_store::ClientOptions {
@@ -170,6 +202,7 @@ mod tests {
                 endpoint: Some("https://s3.wasabisys.com".into()),
                 region: "us-east-1".into(),
                 access_key: "AK".into(),
+                fingerprint: None,
             },
             secret: Some(Secret::new("SK-very-secret")),
         };

@@ -45,6 +45,7 @@ fn s3_target(addr: SocketAddr, secret: &str) -> Target {
             endpoint: Some(format!("http://{addr}")),
             region: "us-east-1".into(),
             access_key: ACCESS.into(),
+            fingerprint: None,
         },
         secret: Some(Secret::new(secret)),
     }

@@ -872,6 +872,10 @@ enum TargetCmd {
         /// The S3 access key id.
         #[arg(long)]
         access_key: Option<String>,
+        /// Trust the https endpoint's certificate by this SHA-256 fingerprint alone:
+        /// another Rushes box's own, as its `rushesctl s3 show` prints it.
+        #[arg(long, value_name = "SHA256")]
+        fingerprint: Option<String>,
         /// Read the secret from standard input.
         #[arg(long)]
         secret_stdin: bool,
@@ -1771,7 +1775,10 @@ fn run(cli: &Cli, c: &Client) -> Res {
         Cmd::S3(cmd) => {
             let show = |s: &api::S3Service| {
                 let mut text = match (&s.endpoint, &s.serving) {
-                    (_, Some(at)) => format!("serving S3 at {at}\n"),
+                    (_, Some(at)) => format!(
+                        "serving S3 at {at}, HTTPS with the certificate {}\n",
+                        s.fingerprint.as_deref().unwrap_or("?")
+                    ),
                     (Some(e), None) => format!(
                         "set to serve pool {} at {}, but not serving: {}\n",
                         e.pool,
@@ -1813,9 +1820,16 @@ fn run(cli: &Cli, c: &Client) -> Res {
                     if cli.json {
                         json(&k);
                     } else {
+                        let s: api::S3Service = c.get("/v1/s3")?;
                         out(&format!(
-                            "key {} for bucket {}\n  access key: {}\n  secret:     {}\nThe secret is shown this once. On the other box:\n  rushesctl target set NAME --s3 {} --endpoint http://THIS-BOX:PORT --access-key {} --secret-stdin\n",
-                            k.name, k.bucket, k.access_key, k.secret, k.bucket, k.access_key
+                            "key {} for bucket {}\n  access key: {}\n  secret:     {}\nThe secret is shown this once. On the other box:\n  rushesctl target set NAME --s3 {} --endpoint https://THIS-BOX:PORT --fingerprint {} --access-key {} --secret-stdin\n",
+                            k.name,
+                            k.bucket,
+                            k.access_key,
+                            k.secret,
+                            k.bucket,
+                            s.fingerprint.as_deref().unwrap_or("FINGERPRINT"),
+                            k.access_key
                         ));
                     }
                 }
@@ -1896,6 +1910,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                 endpoint,
                 region,
                 access_key,
+                fingerprint,
                 secret_stdin,
                 retention,
                 price_gb_month,
@@ -1912,6 +1927,7 @@ fn run(cli: &Cli, c: &Client) -> Res {
                         access_key: access_key
                             .clone()
                             .ok_or_else(|| usage("an S3 target needs --access-key"))?,
+                        fingerprint: fingerprint.clone(),
                     }
                 } else if let Some(bucket) = gcs {
                     api::TargetPlace::Gcs {

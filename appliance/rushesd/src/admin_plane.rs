@@ -47,6 +47,21 @@ impl AdminPlane {
         })
     }
 
+    /// The box's certificate, for another listener that serves HTTPS with it (the S3
+    /// endpoint): the one the web console uses, opened (or made) now if it has not
+    /// started yet, so an installed certificate serves both.
+    pub fn tls(&self) -> Result<Arc<Tls>, String> {
+        if let Some(t) = self.tls.get() {
+            return Ok(Arc::clone(t));
+        }
+        let names = certificate_names(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let t = Arc::new(
+            Tls::open(&self.web_dir(), &names)
+                .map_err(|e| format!("the box's certificate: {e}"))?,
+        );
+        Ok(Arc::clone(self.tls.get_or_init(|| t)))
+    }
+
     pub fn set_audit(&self, activity: Arc<crate::activity::Activity>) {
         let _ = self.audit.set(activity);
     }

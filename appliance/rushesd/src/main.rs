@@ -708,7 +708,7 @@ fn serve(opts: ServeOptions) -> Result<()> {
         service
             .places
             .set_recaller(Arc::clone(&recalls) as Arc<dyn rushes_placement::stub::Recaller>);
-        let s3 = s3_endpoint::S3Endpoint::new(Arc::clone(&core), Arc::clone(&targets), s3_endpoint);
+
         let reconcile = reconcile::Reconcile::new(
             Arc::clone(&core),
             Arc::clone(&targets),
@@ -718,6 +718,12 @@ fn serve(opts: ServeOptions) -> Result<()> {
         let updates = update::Updates::new(Arc::clone(&core), update);
         let admin = admin_plane::AdminPlane::new(Arc::clone(&core));
         admin.set_audit(Arc::clone(&activity));
+        let s3 = s3_endpoint::S3Endpoint::new(
+            Arc::clone(&core),
+            Arc::clone(&targets),
+            Arc::clone(&admin),
+            s3_endpoint,
+        );
         // Every job kind has had its chance to be taken up again.
         core.jobs.give_up_the_rest();
         let daemon = Arc::new(daemon::Daemon {

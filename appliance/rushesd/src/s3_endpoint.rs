@@ -3,7 +3,8 @@
 //! key made here. A key reaches one bucket, named after it, so sites keep apart; its
 //! secret is sealed with the targets' and shown once. Set in rushes.toml
 //! (`[s3_endpoint]`, `[[s3_key]]`) and over the API; host mode serves a folder given on
-//! the command line instead of a pool.
+//! the command line instead of a pool. It speaks HTTPS only, with the box's own
+//! certificate (the web console's), which the other boxes pin by its fingerprint.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ struct Running {
 pub struct S3Endpoint {
     core: Arc<Core>,
     targets: Arc<Targets>,
+    /// Where the box's certificate comes from.
+    admin: Arc<crate::admin_plane::AdminPlane>,
     /// Host mode: this address and folder, whatever the config says.
     fixed: Option<(SocketAddr, PathBuf)>,
     running: Mutex<Option<Running>>,
@@ -84,6 +87,7 @@ impl S3Endpoint {
     pub fn new(
         core: Arc<Core>,
         targets: Arc<Targets>,
+        admin: Arc<crate::admin_plane::AdminPlane>,
         fixed: Option<(SocketAddr, PathBuf)>,
     ) -> Arc<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -96,6 +100,7 @@ impl S3Endpoint {
         Arc::new(Self {
             core,
             targets,
+            admin,
             fixed,
             running: Mutex::new(None),
             problem: Mutex::new(None),
@@ -178,6 +183,7 @@ impl S3Endpoint {
         b.set_auth(keys.clone());
         b.set_access(keys);
         let service = b.build();
+        let tls = self.admin.tls()?;
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -191,15 +197,31 @@ impl S3Endpoint {
             let http =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             loop {
-                let Ok((socket, _)) = listener.accept().await else {
+                let Ok((socket, peer)) = listener.accept().await else {
                     continue;
                 };
                 let _ = socket.set_nodelay(true);
-                let conn = http
-                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                    .into_owned();
+                // The certificate as it is now: one installed since serves new connections.
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                let http = http.clone();
+                let service = service.clone();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let stream = match tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(socket),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "S3 endpoint: TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
                 });
             }
         }))
@@ -213,6 +235,10 @@ impl S3Endpoint {
                 .as_ref()
                 .map(|r| format!("{} from {}", r.listen, r.root.display())),
             problem: lock(&self.problem).clone(),
+            fingerprint: running
+                .as_ref()
+                .and_then(|_| self.admin.tls().ok())
+                .map(|t| t.info().fingerprint),
             keys: self.core.with_config(|c| c.s3_keys.clone()),
         }
     }

@@ -186,6 +186,7 @@ fn check_place(place: &TargetPlace) -> ApiResult<()> {
             bucket,
             endpoint,
             access_key,
+            fingerprint,
             ..
         } => {
             if bucket.is_empty() {
@@ -198,6 +199,22 @@ fn check_place(place: &TargetPlace) -> ApiResult<()> {
                 if !(e.starts_with("http://") || e.starts_with("https://")) {
                     return Err(ApiErr::bad_request(format!("{e:?} is not an endpoint"))
                         .hint("give it as a URL: https://s3.example.com or http://10.0.0.5:9000"));
+                }
+            }
+            if let Some(fp) = fingerprint {
+                if !rushes_api::tls::same_fingerprint(fp, fp) {
+                    return Err(ApiErr::bad_request(format!(
+                        "{fp:?} is not a SHA-256 fingerprint"
+                    ))
+                    .hint("copy it from the other box's `rushesctl s3 show`: 32 bytes in hex, AB:CD:..."));
+                }
+                if !endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("https://"))
+                {
+                    return Err(ApiErr::bad_request(
+                        "a fingerprint pins an https endpoint's certificate: give --endpoint https://...",
+                    ));
                 }
             }
         }
@@ -523,6 +540,12 @@ impl Targets {
                 .block_on(store.remove(&proof.key))
                 .map_err(|e| e.to_string())
         })();
+        // A pinned certificate that does not match fails as "error sending request":
+        // say which certificate the endpoint showed instead.
+        let result = result.map_err(|e| match pin_mismatch(&target.place) {
+            Some(why) => format!("{why} ({e})"),
+            None => e,
+        });
         let took_ms = started.elapsed().as_millis() as u64;
         if let Err(e) = &result {
             tracing::warn!(target = name, error = %e, "copy target check failed");
@@ -543,6 +566,41 @@ impl Targets {
             error: result.err(),
         })
     }
+}
+
+/// For an S3 target that pins its endpoint's certificate: whether the endpoint shows
+/// another one, in words.
+fn pin_mismatch(place: &TargetPlace) -> Option<String> {
+    let TargetPlace::S3 {
+        endpoint: Some(endpoint),
+        fingerprint: Some(pin),
+        ..
+    } = place
+    else {
+        return None;
+    };
+    let rest = endpoint.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let address = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:443")
+    };
+    let mut stream = rushes_api::tls::PinnedStream::connect(
+        &address,
+        Some(pin),
+        std::time::Duration::from_secs(5),
+    )
+    .ok()?;
+    // The handshake runs at the first flush; refused, it has seen the certificate.
+    let _ = std::io::Write::flush(&mut stream);
+    let seen = stream.seen()?;
+    (!rushes_api::tls::same_fingerprint(&seen, pin)).then(|| {
+        format!("the endpoint's certificate is {seen}, not the pinned {pin}: check the fingerprint with `rushesctl s3 show` on that box")
+    })
 }
 
 impl Targets {
