@@ -2441,9 +2441,22 @@ fn a_config_backup_restores_onto_a_fresh_box() {
         "correct horse battery\n",
     );
     assert!(!ok && out.contains("changed or damaged"), "{out}");
+    // Read by the box itself (--from), the same checks: damaged, and a file that is
+    // no backup.
     let (out, ok) = rushesctl_with_input(
         &new_sock,
-        &["config", "restore", "/etc/hostname"],
+        &[
+            "config",
+            "restore",
+            "--from",
+            damaged_file.to_str().unwrap(),
+        ],
+        "correct horse battery\n",
+    );
+    assert!(!ok && out.contains("changed or damaged"), "{out}");
+    let (out, ok) = rushesctl_with_input(
+        &new_sock,
+        &["config", "restore", "--from", "/etc/hostname"],
         "correct horse battery\n",
     );
     assert!(!ok && out.contains("not a Rushes config backup"), "{out}");
