@@ -579,16 +579,11 @@ fn pin_mismatch(place: &TargetPlace) -> Option<String> {
     else {
         return None;
     };
-    let rest = endpoint.strip_prefix("https://")?;
-    let authority = rest.split('/').next()?;
-    let address = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:443")
-    };
+    let url = reqwest::Url::parse(endpoint).ok()?;
+    if url.scheme() != "https" {
+        return None;
+    }
+    let address = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
     let mut stream = rushes_api::tls::PinnedStream::connect(
         &address,
         Some(pin),

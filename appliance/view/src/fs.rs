@@ -73,6 +73,7 @@ impl Elsewhere {
 }
 
 /// A file with at least one open.
+#[derive(Default)]
 struct OpenInode {
     opens: u32,
     writers: u32,
@@ -564,12 +565,7 @@ impl View {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(st.st_ino)
-            .or_insert_with(|| OpenInode {
-                opens: 0,
-                writers: 0,
-                backing: None,
-                elsewhere: None,
-            })
+            .or_default()
             .opens += 1;
         self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
             fh,
@@ -595,23 +591,16 @@ impl View {
             .enter(home.as_fd(), &mut st, false)
             .map_err(errno)?;
         let mut elsewhere = None;
-        if self.places.needs_lookup(&st) {
-            Self::as_root()?;
-            match self.places.resolve(home.as_fd(), &st, OFlags::RDONLY) {
-                Ok(Resolved::InPlace) => {}
-                Ok(Resolved::Elsewhere(fd, _)) => elsewhere = Some(fd),
-                Ok(Resolved::Released) => {
-                    // The recall's end needs the file without calls in flight.
-                    drop(ticket);
-                    let recaller = self.places.recaller().ok_or(Errno::EIO)?;
-                    return recaller
-                        .read(home.as_fd(), &st, offset, size, RECALL_WAIT)
-                        .map_err(|e| self.recall_errno(&st, e));
-                }
-                Err(e) => {
-                    tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
-                    return Err(Errno::EIO);
-                }
+        match self.locate(home, &st, OFlags::RDONLY)? {
+            Resolved::InPlace => {}
+            Resolved::Elsewhere(fd, _) => elsewhere = Some(fd),
+            Resolved::Released => {
+                // The recall's end needs the file without calls in flight.
+                drop(ticket);
+                let recaller = self.places.recaller().ok_or(Errno::EIO)?;
+                return recaller
+                    .read(home.as_fd(), &st, offset, size, RECALL_WAIT)
+                    .map_err(|e| self.recall_errno(&st, e));
             }
         }
         let fd = elsewhere.as_ref().map_or(home.as_fd(), |fd| fd.as_fd());
@@ -674,27 +663,27 @@ impl View {
         // Under the ticket: a switch either sees the hold or ended before the look.
         let hold = Some(self.places.hold_open(&st));
         let access_flags = OFlags::from_bits_retain(access as u32);
-        if self.places.needs_lookup(&st) {
-            match self.places.resolve(home.as_fd(), &st, access_flags) {
-                Ok(Resolved::InPlace) => {}
-                Ok(Resolved::Elsewhere(fd, _)) => {
-                    return Ok(Found::Opened((
-                        st,
-                        Arc::new(fd),
-                        Some(Arc::new(home)),
-                        writes,
-                        hold,
-                    )))
-                }
-                // The ticket and the hold go: the recall's end needs the file to itself.
-                Ok(Resolved::Released) => return Ok(Found::Released(home, st)),
-                Err(e) => {
-                    tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
-                    return Err(Errno::EIO);
-                }
+        Ok(match self.locate(&home, &st, access_flags)? {
+            Resolved::InPlace => Found::Opened((st, Arc::new(home), None, writes, hold)),
+            Resolved::Elsewhere(fd, _) => {
+                Found::Opened((st, Arc::new(fd), Some(Arc::new(home)), writes, hold))
             }
+            // The ticket and the hold go: the recall's end needs the file to itself.
+            Resolved::Released => Found::Released(home, st),
+        })
+    }
+
+    /// Where the data of the file open at `home` (stat `st`, taken under its ticket) is:
+    /// in place without a look when its blocks say so, else as its location says.
+    fn locate(&self, home: &OwnedFd, st: &Stat, flags: OFlags) -> Result<Resolved, Errno> {
+        if !self.places.needs_lookup(st) {
+            return Ok(Resolved::InPlace);
         }
-        Ok(Found::Opened((st, Arc::new(home), None, writes, hold)))
+        Self::as_root()?;
+        self.places.resolve(home.as_fd(), st, flags).map_err(|e| {
+            tracing::warn!(share = %self.share, ino = st.st_ino, error = %e, "the file's data is on a pool that cannot be reached");
+            Errno::EIO
+        })
     }
 
     /// The last writer of a file whose data is elsewhere closed: its home file takes the
@@ -1234,25 +1223,25 @@ impl Filesystem for View {
         // Only without passthrough (the kernel reads the backing file itself otherwise),
         // or for an open of a released file.
         let size = size.min(1 << 20) as usize;
-        let released = self
+        let file = self
             .files
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&fh.0)
-            .filter(|f| f.released)
-            .map(|f| Arc::clone(&f.fd));
-        if let Some(home) = released {
-            return match self.read_released(&home, offset, size) {
-                Ok(buf) => reply.data(&buf),
-                Err(e) => reply.error(e),
-            };
-        }
-        let r = self.file(fh).and_then(|fd| {
-            let mut buf = vec![0u8; size];
-            let n = rustix::io::pread(&*fd, &mut buf, offset).map_err(errno)?;
-            buf.truncate(n);
-            Ok(buf)
-        });
+            .map(|f| (Arc::clone(&f.fd), f.released));
+        let r = match file {
+            None => Err(Errno::EBADF),
+            Some((home, true)) => self.read_released(&home, offset, size),
+            Some((fd, false)) => {
+                let mut buf = vec![0u8; size];
+                rustix::io::pread(&*fd, &mut buf, offset)
+                    .map(|n| {
+                        buf.truncate(n);
+                        buf
+                    })
+                    .map_err(errno)
+            }
+        };
         match r {
             Ok(buf) => reply.data(&buf),
             Err(e) => reply.error(e),
