@@ -38,7 +38,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # rclone is the peer copy-bench measures copies to an S3 store against.
 APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
-	libclang-dev util-linux cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr rclone curl openssl chromium chromium-driver
+	libclang-dev util-linux xfsprogs cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr rclone curl openssl chromium chromium-driver
 
 # schemathesis (PyPI) fuzzes the management API from its OpenAPI document
 # (tests/tests/openapi_host.rs); it lives in its own venv, outside the checkout.
@@ -186,7 +186,9 @@ host: deps build
 bench: deps image
 	$(CARGO) build --release --workspace --bins
 	target/release/boot-bench
-	$(SUDO) target/release/nfs-bench --rushesd target/release/rushesd --entries 5000 \
+	$(SUDO) tests/bench/on-ram-xfs.sh /var/tmp/rushes-bench-xfs \
+		target/release/nfs-bench --dir /var/tmp/rushes-bench-xfs/bench \
+		--rushesd target/release/rushesd --entries 5000 \
 		--latency-only --latency-client target/release/nfs-latency
 	$(SUDO) tests/bench/nfs-vs-ganesha.sh
 	$(SUDO) target/release/fair-bench --rushesd target/release/rushesd

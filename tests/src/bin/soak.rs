@@ -4,7 +4,10 @@
 //! small files created and removed, metadata (LOOKUP, GETATTR, ACCESS), NLM locks taken
 //! and given back, and large files put and got over SMB with Samba's smbclient. Every
 //! interval it prints a row: throughput and operations of each kind, errors, and
-//! rushesd's resident memory and open descriptors. At the end, the first and last
+//! rushesd's resident memory and open descriptors, and the slowest fsync on the host's
+//! disk and the slowest NLM NULL round trip to the guest (so that a minute in which
+//! everything slowed says where the stall was); after a row with new errors, the
+//! guest's last kernel and service messages. At the end, the first and last
 //! samples side by side. Exits non-zero when any operation failed or read back wrong.
 //! `make soak` runs it (default two hours); needs `make image` first.
 
@@ -56,6 +59,11 @@ struct Counters {
     metadata_ops: AtomicU64,
     locks: AtomicU64,
     errors: AtomicU64,
+    /// The slowest host-disk write+fsync and the slowest NLM NULL round trip to the
+    /// guest since the last row, in microseconds: a minute whose calls all slowed says
+    /// whether the host's disk or the guest stalled.
+    host_fsync_max_us: AtomicU64,
+    guest_null_max_us: AtomicU64,
     /// The first few errors, word for word.
     first_errors: Mutex<Vec<String>>,
 }
@@ -236,6 +244,65 @@ fn nlm_lock(port: u16, fh: &[u8], n: u64, c: &Counters) -> Result<()> {
     Ok(())
 }
 
+/// Once a second until `until`: a 4 KiB write and fsync in `work` (the host's disk,
+/// where the guest's disk images are) and an NLM NULL call over UDP to the guest (its
+/// kernel and rushesd answering), each timed; the slowest of each is kept for the row.
+fn stall_probe(port: u16, work: PathBuf, until: Instant, c: Arc<Counters>) {
+    const GIVE_UP: Duration = Duration::from_secs(60);
+    let to: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+    let sock = match UdpSocket::bind("127.0.0.1:0") {
+        Ok(s) => s,
+        Err(e) => return c.error("stall probe", e),
+    };
+    let _ = sock.set_read_timeout(Some(GIVE_UP));
+    let probe_file = work.join("stall-probe.bin");
+    let block = vec![0x5au8; 4096];
+    let mut xid = 0x5000_0000u32;
+    let mut buf = vec![0u8; 1024];
+    while Instant::now() < until {
+        let t = Instant::now();
+        let wrote = std::fs::File::create(&probe_file).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &block)?;
+            f.sync_all()
+        });
+        if wrote.is_ok() {
+            c.host_fsync_max_us
+                .fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        xid = xid.wrapping_add(1);
+        let record = rushes_tests::rpc_record(xid, 100021, 4, 0, None, &[]);
+        let t = Instant::now();
+        if sock.send_to(&record[4..], to).is_ok() {
+            // Until our answer (a late one to an earlier call is skipped) or GIVE_UP.
+            loop {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, _)) if n >= 4 && buf[..4] != xid.to_be_bytes() => continue,
+                    _ => break,
+                }
+            }
+            c.guest_null_max_us
+                .fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()));
+    }
+}
+
+/// What the guest's kernel and services said last, printed after a row with new errors.
+fn guest_logs(vm: &Vm) {
+    match vm.run(
+        "dmesg | tail -n 15; echo ---; tail -n 40 /run/rushes/log.txt",
+        SHORT,
+    ) {
+        Ok((out, _)) => {
+            println!("--- the guest's last kernel and service messages:");
+            for line in out.lines() {
+                println!("    {line}");
+            }
+        }
+        Err(e) => println!("--- the guest's logs could not be read: {e:#}"),
+    }
+}
+
 /// A large file put over SMB with smbclient, got back and compared.
 fn smb_large(smb_port: u16, work: &Path, n: u64, mib: usize, c: &Counters) -> Result<()> {
     let put = work.join("smb-put.bin");
@@ -356,9 +423,14 @@ fn main() -> Result<()> {
             tokio::join!(large, small, locks, smb);
         })
     };
+    let probe = {
+        let c = Arc::clone(&counters);
+        let dir = work.path().to_path_buf();
+        std::thread::spawn(move || stall_probe(port, dir, until, c))
+    };
 
     println!(
-        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7} {:>9} {:>5}",
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7} {:>9} {:>5} {:>10} {:>10}",
         "min",
         "NFS w MB/s",
         "NFS r MB/s",
@@ -368,7 +440,13 @@ fn main() -> Result<()> {
         "locks/s",
         "errors",
         "RSS MiB",
-        "fds"
+        "fds",
+        "host ms",
+        "guest ms"
+    );
+    println!(
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7} {:>9} {:>5} {:>10} {:>10}",
+        "", "", "", "", "", "", "", "", "", "", "(fsync)", "(NULL)"
     );
     let take = |c: &Counters| {
         [
@@ -404,7 +482,7 @@ fn main() -> Result<()> {
             end = (rss, fds);
         }
         println!(
-            "{:>6.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.1} {:>7} {:>9.1} {:>5}",
+            "{:>6.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.1} {:>7} {:>9.1} {:>5} {:>10.1} {:>10.1}",
             began.elapsed().as_secs_f64() / 60.0,
             per_s(0) / 1e6,
             per_s(1) / 1e6,
@@ -414,8 +492,13 @@ fn main() -> Result<()> {
             per_s(5),
             now[6],
             rss as f64 / 1024.0,
-            fds
+            fds,
+            counters.host_fsync_max_us.swap(0, Ordering::Relaxed) as f64 / 1e3,
+            counters.guest_null_max_us.swap(0, Ordering::Relaxed) as f64 / 1e3,
         );
+        if now[6] > last[6] {
+            guest_logs(&vm);
+        }
         last = now;
         if Instant::now() > until + Duration::from_secs(600) {
             counters.error(
@@ -425,6 +508,7 @@ fn main() -> Result<()> {
             break;
         }
     }
+    let _ = probe.join();
     let total = take(&counters);
     println!();
     println!(
