@@ -200,6 +200,13 @@ fn writes_and_truncates_reach_moved_data_and_removal_frees_it() {
         want,
         "size while the writer has it open"
     );
+    // An fsync gives the home file (what NFS clients see) its new size at once, and
+    // writes it to disk with the data, as NFS COMMIT does for moved data.
+    assert_eq!(
+        std::fs::metadata(b.home("grade.exr")).unwrap().len(),
+        want,
+        "the home file took the new size at the fsync"
+    );
     drop(f);
     assert_eq!(
         std::fs::metadata(b.home("grade.exr")).unwrap().len(),

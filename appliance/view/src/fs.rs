@@ -23,6 +23,15 @@ use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
 /// How long the kernel may trust a name or attributes before asking again. NFS clients
 /// change the same tree, so this stays short.
 const TTL: Duration = Duration::from_secs(1);
+
+/// How far an fsync through the view asks the disk to go.
+#[derive(Debug, Clone, Copy)]
+enum DiskSync {
+    /// fdatasync: the data and what is needed to read it back (a new size).
+    Data,
+    /// fsync: the data and every attribute.
+    All,
+}
 /// How long an open of a released file waits for its bytes: an SMB client gives up on
 /// a request after about a minute.
 const RECALL_WAIT: Duration = Duration::from_secs(45);
@@ -686,9 +695,18 @@ impl View {
         })
     }
 
-    /// The last writer of a file whose data is elsewhere closed: its home file takes the
-    /// object's size and modify time, as an NFS write's would.
-    fn settle_home(&self, ino: u64, (data, home): &(Arc<OwnedFd>, Arc<OwnedFd>)) {
+    /// The last writer of a file whose data is elsewhere closed (or a writer asked for
+    /// fsync): its home file takes the object's size and modify time, as an NFS write's
+    /// would. With `sync`, the home file is then written to disk too (`fdatasync` where
+    /// only the data was asked for, which still carries a new size): clients see the
+    /// home file's size, so an fsync that left it in memory could lose what it promised
+    /// at a power cut, as NFS COMMIT syncs both.
+    fn settle_home(
+        &self,
+        ino: u64,
+        (data, home): &(Arc<OwnedFd>, Arc<OwnedFd>),
+        sync: Option<DiskSync>,
+    ) -> Result<(), Errno> {
         let settle = || -> Result<(), Errno> {
             let dst = rustix::fs::fstat(&**data).map_err(errno)?;
             // The home file this open found, reopened through its own descriptor (also
@@ -718,20 +736,28 @@ impl View {
                     },
                 },
             )
-            .map_err(errno)
+            .map_err(errno)?;
+            match sync {
+                None => Ok(()),
+                Some(DiskSync::Data) => rustix::fs::fdatasync(&home).map_err(errno),
+                Some(DiskSync::All) => rustix::fs::fsync(&home).map_err(errno),
+            }
         };
-        if let Err(e) = settle() {
+        let settled = settle();
+        if let Err(e) = settled {
             tracing::warn!(share = %self.share, ino, error = %std::io::Error::from_raw_os_error(e.code()), "cannot give a moved file's new size to its namespace file");
         }
+        settled
     }
 
-    /// The open `fh` wrote to data kept elsewhere: give its size and time to the home file.
-    fn settle_written(&self, fh: FileHandle) {
+    /// The open `fh` wrote to data kept elsewhere: give its size and time to the home
+    /// file (and with `sync`, write it to disk).
+    fn settle_written(&self, fh: FileHandle, sync: Option<DiskSync>) -> Result<(), Errno> {
         let ino = {
             let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
             match files.get(&fh.0) {
                 Some(f) if f.writes => f.ino,
-                _ => return,
+                _ => return Ok(()),
             }
         };
         let data = {
@@ -740,8 +766,9 @@ impl View {
                 .get(&ino)
                 .and_then(|o| o.elsewhere.as_ref().map(Elsewhere::files))
         };
-        if let Some(data) = data {
-            self.settle_home(ino, &data);
+        match data {
+            Some(data) => self.settle_home(ino, &data, sync),
+            None => Ok(()),
         }
     }
 
@@ -1283,8 +1310,9 @@ impl Filesystem for View {
         reply: ReplyEmpty,
     ) {
         // close(2) waits for this, so a writer's close leaves the home file with the
-        // moved data's size and time before the closer (or an NFS client) looks.
-        self.settle_written(fh);
+        // moved data's size and time before the closer (or an NFS client) looks. A
+        // failure is logged there; close promises nothing about the disk.
+        let _ = self.settle_written(fh, None);
         // A close drops the closer's byte-range locks.
         self.locks
             .lock()
@@ -1301,14 +1329,19 @@ impl Filesystem for View {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.file(fh).and_then(|fd| {
-            if datasync {
-                rustix::fs::fdatasync(&*fd).map_err(errno)
-            } else {
-                rustix::fs::fsync(&*fd).map_err(errno)
-            }
-        });
-        self.settle_written(fh);
+        let sync = if datasync {
+            DiskSync::Data
+        } else {
+            DiskSync::All
+        };
+        // The data first, then the home file that gives it its size.
+        let r = self
+            .file(fh)
+            .and_then(|fd| match sync {
+                DiskSync::Data => rustix::fs::fdatasync(&*fd).map_err(errno),
+                DiskSync::All => rustix::fs::fsync(&*fd).map_err(errno),
+            })
+            .and_then(|()| self.settle_written(fh, Some(sync)));
         reply_empty(reply, r);
     }
 
@@ -1346,7 +1379,8 @@ impl Filesystem for View {
             }
         }
         if let Some(data) = settle {
-            self.settle_home(file.ino, &data);
+            // Logged there; a close promises nothing about the disk.
+            let _ = self.settle_home(file.ino, &data, None);
         }
         if file.writes {
             // The kernel wrote through this open without us: a copy that overlapped it
