@@ -156,6 +156,13 @@ fn main() -> Result<()> {
         );
         rootfs::copy_tree(&args.overlay, &root)?;
         rootfs::finish(&root, &args.bins, &manifest)?;
+        if manifest.stub_icu_data {
+            let saved = rootfs::stub_icu_data(&root, &build)?;
+            eprintln!(
+                "      ICU's data library replaced by an empty one: {} less",
+                mib(saved)
+            );
+        }
         rootfs::trust_keys(&root, &args.trust)?;
     }
 

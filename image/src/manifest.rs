@@ -21,6 +21,9 @@ pub struct Manifest {
     pub modules_keep: Vec<String>,
     pub trim: Vec<String>,
     pub busybox_applets: Vec<String>,
+    /// Replace ICU's data library with an empty one (see `icu_data_stub.c`).
+    #[serde(default)]
+    pub stub_icu_data: bool,
     /// Optional parts kept out of the image and shipped as file systems of their own
     /// (`[extensions.NAME]`), built beside it.
     #[serde(default)]

@@ -244,6 +244,58 @@ pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// Replace ICU's data library with one that holds no data (see `icu_data_stub.c` for
+/// why that is safe here), compiled with the C compiler for the packaged ICU's major
+/// version. Returns the bytes saved; nothing to do when the image has no ICU.
+pub fn stub_icu_data(root: &Path, work: &Path) -> Result<u64> {
+    let lib_dir = root.join("usr/lib/x86_64-linux-gnu");
+    let Some(real) = std::fs::read_dir(&lib_dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("libicudata.so.") && name.matches('.').count() == 3
+        })
+    else {
+        return Ok(0);
+    };
+    let name = real
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    // libicudata.so.72.1: soname libicudata.so.72, entry point icudt72_dat.
+    let major = name
+        .trim_start_matches("libicudata.so.")
+        .split('.')
+        .next()
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+        .with_context(|| format!("cannot tell ICU's major version from {name}"))?
+        .to_string();
+    let source = work.join("icu_data_stub.c");
+    std::fs::write(&source, include_str!("icu_data_stub.c"))?;
+    let stub = work.join(&name);
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-nostdlib", "-s"])
+        .arg(format!("-DICU_DATA_ENTRY=icudt{major}_dat"))
+        .arg(format!("-Wl,-soname,libicudata.so.{major}"))
+        .arg("-o")
+        .arg(&stub)
+        .arg(&source)
+        .status()
+        .context(
+            "cannot run cc to build ICU's empty data library (Debian package build-essential)",
+        )?;
+    if !status.success() {
+        bail!("cc failed to build ICU's empty data library ({status})");
+    }
+    let saved = std::fs::metadata(&real)?
+        .len()
+        .saturating_sub(std::fs::metadata(&stub)?.len());
+    std::fs::copy(&stub, &real).with_context(|| format!("replace {}", real.display()))?;
+    Ok(saved)
+}
+
 /// /etc/ssl/certs/ca-certificates.crt from the ca-certificates package's roots, as its
 /// maintainer script (update-ca-certificates) would make it: HTTPS clients (rustls,
 /// through the system's roots) read that file.

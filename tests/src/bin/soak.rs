@@ -287,10 +287,12 @@ fn stall_probe(port: u16, work: PathBuf, until: Instant, c: Arc<Counters>) {
     }
 }
 
-/// What the guest's kernel and services said last, printed after a row with new errors.
+/// The guest's dirty and in-flight page cache, its I/O and CPU pressure, and what its
+/// kernel and services said last: printed after a row with new errors.
 fn guest_logs(vm: &Vm) {
     match vm.run(
-        "dmesg | tail -n 15; echo ---; tail -n 40 /run/rushes/log.txt",
+        "grep -E '^(Dirty|Writeback):' /proc/meminfo; cat /proc/pressure/io /proc/pressure/cpu; \
+         echo ---; dmesg | tail -n 15; echo ---; tail -n 40 /run/rushes/log.txt",
         SHORT,
     ) {
         Ok((out, _)) => {
