@@ -216,13 +216,20 @@ soak: deps image
 	target/release/soak --minutes $(SOAK_MINUTES)
 
 # Power cuts: QEMU killed at random moments while NFS clients write (COMMIT, FILE_SYNC)
-# and, from the third cut, while the pool reshapes onto a fourth disk; after each, the
-# box boots again and every acknowledged write is read back (`make powercut
-# POWERCUT_CYCLES=5`). About two minutes a cycle under TCG.
+# and an SMB client uploads with FLUSH, and, from the third cut, while the pool reshapes
+# onto a fourth disk; after each, the box boots again and every acknowledged write is
+# read back (`make powercut POWERCUT_CYCLES=5`). About three minutes a cycle under TCG.
+# The SMB client is PyPI's smbprotocol (smbclient cannot send a FLUSH), in a venv.
 POWERCUT_CYCLES ?= 20
+SMBPROTOCOL_VENV ?= /var/cache/rushes-tools/smbprotocol
+SMBPROTOCOL_VERSION := 1.17.0
 powercut: deps image
+	@$(SMBPROTOCOL_VENV)/bin/pip show smbprotocol 2>/dev/null | grep -q '^Version: $(SMBPROTOCOL_VERSION)$$' || { \
+		echo "==> installing smbprotocol $(SMBPROTOCOL_VERSION) from PyPI into $(SMBPROTOCOL_VENV)"; \
+		$(SUDO) mkdir -p $(dir $(SMBPROTOCOL_VENV)) && $(SUDO) /usr/bin/python3 -m venv $(SMBPROTOCOL_VENV) && \
+		$(SUDO) $(SMBPROTOCOL_VENV)/bin/pip install -q 'smbprotocol==$(SMBPROTOCOL_VERSION)'; }
 	$(CARGO) build -p rushes-tests --bin powercut
-	target/debug/powercut --cycles $(POWERCUT_CYCLES)
+	target/debug/powercut --cycles $(POWERCUT_CYCLES) --smb-python $(SMBPROTOCOL_VENV)/bin/python3
 
 # The dependencies against deny.toml: licenses, sources (crates.io only) and wildcard
 # versions always; known vulnerabilities (RustSec) when its database can be fetched from

@@ -9,18 +9,25 @@
 //! for byte. What was written but not yet acknowledged may be lost; nothing else.
 //! `make powercut` runs it (default 20 cycles); needs `make image` first.
 //!
+//! An SMB client writes too (`tests/powercut/smb_writer.py`, PyPI's smbprotocol, which
+//! unlike smbclient can send SMB2 FLUSH): a file it uploads counts as acknowledged once
+//! the server answered its FLUSH, and is checked after the cut like the NFS writers'.
+//!
 //! The cut is the guest's: QEMU's disk images are files on the host, and what QEMU had
 //! already written to them stays in the host's page cache. A real power cut also loses
 //! what a disk's own cache held without a flush; this run does not model that.
 
 #![allow(clippy::print_stdout)] // a command-line report, not a daemon
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use rushes_tests::guest::{ctl, payload};
+use rushes_tests::guest::{ctl, payload, sh};
 use rushes_tests::nfs3_client::nfs3_types::nfs3 as t;
 use rushes_tests::vm::{copy_image, enable_debug_shell, Vm};
 use rushes_tests::{Nfs, User};
@@ -46,10 +53,23 @@ struct Args {
     /// moments again).
     #[arg(long)]
     seed: Option<u64>,
+    /// The Python that has PyPI's smbprotocol, for the SMB writer (`make powercut`
+    /// makes this venv).
+    #[arg(
+        long,
+        default_value = "/var/cache/rushes-tools/smbprotocol/bin/python3"
+    )]
+    smb_python: PathBuf,
+    /// No SMB writer: NFS clients only.
+    #[arg(long)]
+    no_smb: bool,
 }
 
 const POOL: &str = "media";
 const EXPORT: &str = "/media";
+/// The SMB writer's account (uid 1000, as the NFS writers).
+const EDITOR: &str = "editor";
+const EDITOR_PW: &str = "powercut-Editor-7";
 const WRITERS: usize = 3;
 const SHORT: Duration = Duration::from_secs(120);
 /// A boot under TCG, with md assembling and XFS replaying its log.
@@ -140,6 +160,79 @@ async fn writer(
     Ok(())
 }
 
+/// The SMB writer for one cycle: `smb_writer.py` started and logged in to the share
+/// (it says `ready` once it can list it), so that its writes start with the NFS ones.
+fn start_smb_writer(
+    python: &Path,
+    smb_port: u16,
+) -> Result<(Child, ChildStdin, BufReader<ChildStdout>)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("powercut/smb_writer.py");
+    let mut child = Command::new(python)
+        .arg(&script)
+        .args(["--port", &smb_port.to_string(), "--share", POOL])
+        .args(["--user", EDITOR, "--password", EDITOR_PW])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot run {} {} (make powercut installs smbprotocol; --no-smb runs without)",
+                python.display(),
+                script.display()
+            )
+        })?;
+    let stdin = child.stdin.take().context("the SMB writer's stdin")?;
+    let mut out = BufReader::new(child.stdout.take().context("the SMB writer's stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line.trim() != "ready" {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("the SMB writer could not reach the share (it said {line:?})");
+    }
+    Ok((child, stdin, out))
+}
+
+/// The SMB writer's files until the power goes: each made on the host in `dir`, handed
+/// to `smb_writer.py`, and put in the ledger once it says the server answered its
+/// FLUSH. Returns how many were acknowledged; ends when the writer does (at the cut).
+fn smb_writes(
+    mut to: ChildStdin,
+    mut from: BufReader<ChildStdout>,
+    dir: PathBuf,
+    cycle: u32,
+    mut sizes: Moments,
+    ledger: Arc<Mutex<Vec<Acked>>>,
+) -> usize {
+    let mut acked = 0;
+    let upload = dir.join(format!("smb-upload-{cycle}.bin"));
+    let mut line = String::new();
+    for i in 0u32.. {
+        let name = format!("c{cycle:02}-smb-{i:04}.bin");
+        let len = sizes.between(64 << 10, 4 << 20) as usize;
+        let seed = cycle.wrapping_mul(1_000_003) ^ 0xfu32 << 20 ^ i;
+        if std::fs::write(&upload, payload(seed, len)).is_err()
+            || writeln!(to, "{name} {}", upload.display()).is_err()
+            || to.flush().is_err()
+        {
+            break;
+        }
+        line.clear();
+        match from.read_line(&mut line) {
+            Ok(n) if n > 0 && line.trim() == format!("acked {name}") => {
+                ledger
+                    .lock()
+                    .expect("ledger")
+                    .push(Acked { name, seed, len });
+                acked += 1;
+            }
+            _ => break,
+        }
+    }
+    let _ = std::fs::remove_file(&upload);
+    acked
+}
+
 /// Mount the share and read every acknowledged file back: (checked, missing, differing).
 async fn verify(port: u16, ledger: &[Acked]) -> Result<(usize, Vec<String>, Vec<String>)> {
     let user = User::new(1000, 1000);
@@ -209,12 +302,17 @@ fn booted_slot(vm: &Vm) -> Option<char> {
     console[at + "rushes: ready (slot ".len()..].chars().next()
 }
 
-fn boot(image: &std::path::Path, dir: &std::path::Path) -> Result<(Vm, Duration)> {
+fn boot(image: &Path, dir: &Path, smb_port: u16) -> Result<(Vm, Duration)> {
     for sock in ["console.sock", "shell.sock", "qmp.sock"] {
         let _ = std::fs::remove_file(dir.join(sock));
     }
     let started = Instant::now();
-    let mut vm = Vm::boot_with(image, dir, &[("RUSHES_NVME_SIZE", "1G")])?;
+    let smb_port = smb_port.to_string();
+    let mut vm = Vm::boot_with(
+        image,
+        dir,
+        &[("RUSHES_NVME_SIZE", "1G"), ("RUSHES_SMB_PORT", &smb_port)],
+    )?;
     vm.wait_for("rushes: ready", 0, BOOT)?;
     Ok((vm, started.elapsed()))
 }
@@ -254,8 +352,9 @@ fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     let image = copy_image(work.path())?;
     enable_debug_shell(&image)?;
+    let smb_port = rushes_tests::free_tcp_port();
     println!("booting the appliance (under TCG this takes a minute or two)...");
-    let (mut vm, took) = boot(&image, work.path())?;
+    let (mut vm, took) = boot(&image, work.path(), smb_port)?;
     println!(
         "ready after {:.0} s; making a RAID-5 pool over three disks",
         took.as_secs_f64()
@@ -266,12 +365,16 @@ fn main() -> Result<()> {
         0,
         SHORT,
     );
+    sh(
+        &vm,
+        &format!("echo '{EDITOR_PW}' | rushesctl user add {EDITOR} --uid 1000"),
+    );
     // The share comes once the pool is made and mounted (its first resync goes on
     // beside, and the first cuts come during it).
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let online = matches!(pool_state(&vm), Ok((state, _)) if state == "online");
-        let share = format!("rushesctl share create {POOL} --pool {POOL}");
+        let share = format!("rushesctl share create {POOL} --pool {POOL} --users {EDITOR}");
         if online && vm.run(&share, SHORT)?.1 == 0 {
             break;
         }
@@ -287,7 +390,7 @@ fn main() -> Result<()> {
     let mut grown = false;
     let began = Instant::now();
     println!(
-        "{:>5} {:>8} {:>16} {:>7} {:>5} {:>10} {:>18} {:>8} {:>7} {:>6}",
+        "{:>5} {:>8} {:>16} {:>7} {:>5} {:>10} {:>18} {:>8} {:>7} {:>6} {:>7}",
         "cycle",
         "cut at s",
         "during",
@@ -297,8 +400,10 @@ fn main() -> Result<()> {
         "pool work",
         "checked",
         "missing",
-        "differ"
+        "differ",
+        "smb ack"
     );
+    let mut smb_acked = 0usize;
     for cycle in 1..=args.cycles {
         let during = if cycle == args.grow_at {
             ctl(&vm, &format!("pool grow {POOL} nvme3n1"), 0, SHORT);
@@ -313,6 +418,19 @@ fn main() -> Result<()> {
             }
         };
         let cut_after = Duration::from_secs(moments.between(2, args.max_seconds.max(2)));
+        let smb = if args.no_smb {
+            None
+        } else {
+            let (child, to, from) = start_smb_writer(&args.smb_python, smb_port)?;
+            let (dir, sizes, ledger) = (
+                work.path().to_path_buf(),
+                Moments(moments.next() | 1),
+                Arc::clone(&ledger),
+            );
+            let writes =
+                std::thread::spawn(move || smb_writes(to, from, dir, cycle, sizes, ledger));
+            Some((child, writes))
+        };
         let port = vm.port;
         let writers: Vec<_> = (0..WRITERS)
             .map(|k| {
@@ -326,8 +444,15 @@ fn main() -> Result<()> {
         for w in writers {
             w.abort();
         }
+        let mut smb_this_cycle = 0;
+        if let Some((mut child, writes)) = smb {
+            let _ = child.kill();
+            let _ = child.wait();
+            smb_this_cycle = writes.join().unwrap_or(0);
+            smb_acked += smb_this_cycle;
+        }
         let snapshot = ledger.lock().expect("ledger").clone();
-        let (next, took) = match boot(&image, work.path()) {
+        let (next, took) = match boot(&image, work.path(), smb_port) {
             Ok(b) => b,
             Err(e) => bail!("the box did not boot again after cut {cycle}: {e:#}"),
         };
@@ -342,7 +467,7 @@ fn main() -> Result<()> {
             pool_faults.push(format!("cycle {cycle}: pool {state}"));
         }
         println!(
-            "{:>5} {:>8.0} {:>16} {:>7.0} {:>5} {:>10} {:>18} {:>8} {:>7} {:>6}",
+            "{:>5} {:>8.0} {:>16} {:>7.0} {:>5} {:>10} {:>18} {:>8} {:>7} {:>6} {:>7}",
             cycle,
             cut_after.as_secs_f64(),
             during,
@@ -352,7 +477,8 @@ fn main() -> Result<()> {
             work_now,
             checked,
             missing.len(),
-            differing.len()
+            differing.len(),
+            smb_this_cycle
         );
         for m in &missing {
             println!("        missing: {m}");
@@ -373,8 +499,9 @@ fn main() -> Result<()> {
     let members = ctl_members(&vm);
     println!();
     println!(
-        "{} cuts in {:.0} min: {acked} files acknowledged, {} lost or differing; {bad_boots} \
-         boots failed or came up in the wrong slot; pool {state} ({work_now}){}",
+        "{} cuts in {:.0} min: {acked} files acknowledged ({smb_acked} of them over SMB), {} \
+         lost or differing; {bad_boots} boots failed or came up in the wrong slot; pool \
+         {state} ({work_now}){}",
         args.cycles,
         began.elapsed().as_secs_f64() / 60.0,
         lost.len(),
