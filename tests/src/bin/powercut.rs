@@ -9,6 +9,10 @@
 //! for byte. What was written but not yet acknowledged may be lost; nothing else.
 //! `make powercut` runs it (default 20 cycles); needs `make image` first.
 //!
+//! From the second cycle, every other cycle also cuts into a placement run that moves
+//! four clips between the RAID-5 pool and an archive pool on a SATA disk, away and home
+//! again in turn; the clips are checked after every cut like the writers' files.
+//!
 //! An SMB client writes too (`tests/powercut/smb_writer.py`, PyPI's smbprotocol, which
 //! unlike smbclient can send SMB2 FLUSH): a file it uploads counts as acknowledged once
 //! the server answered its FLUSH, and is checked after the cut like the NFS writers'.
@@ -63,10 +67,20 @@ struct Args {
     /// No SMB writer: NFS clients only.
     #[arg(long)]
     no_smb: bool,
+    /// From this cycle on, every other cycle's writes run beside a placement run that
+    /// moves the clips between the RAID-5 pool and an archive pool on a SATA disk
+    /// (slowed, so the cut comes during a copy). 0: no moves.
+    #[arg(long, default_value_t = 2)]
+    move_from: u32,
 }
 
 const POOL: &str = "media";
 const EXPORT: &str = "/media";
+/// The pool placement moves the clips to and from: one SATA disk.
+const ARCHIVE: &str = "archive";
+/// Clips that placement moves, written (FILE_SYNC) before the first cut.
+const CLIPS: u32 = 4;
+const CLIP_LEN: usize = 12 << 20;
 /// The SMB writer's account (uid 1000, as the NFS writers).
 const EDITOR: &str = "editor";
 const EDITOR_PW: &str = "powercut-Editor-7";
@@ -233,6 +247,33 @@ fn smb_writes(
     acked
 }
 
+/// Rules that place every clip (`.mov`) on `pool`, then a run of placement to do it,
+/// slowed to 4 MB/s so that a cut lands during a copy.
+fn start_move(vm: &Vm, pool: &str) -> Result<()> {
+    sh(
+        vm,
+        &format!(
+            "printf '[[rule]]\\nname = \"clips\"\\nextension = [\"mov\"]\\naction = \"place\"\\npool = \"{pool}\"\\n' > /tmp/rules.toml"
+        ),
+    );
+    let (out, rc) = vm.run("rushesctl placement set /tmp/rules.toml", SHORT)?;
+    if rc != 0 {
+        bail!("placement set exited {rc}: {out}");
+    }
+    // The run a cut interrupted goes on by itself after the boot; this one waits for it.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (out, rc) = vm.run("rushesctl placement run --rate 4M", SHORT)?;
+        if rc == 0 && out.contains("started job") {
+            return Ok(());
+        }
+        if !out.contains("still under way") || Instant::now() > deadline {
+            bail!("placement run exited {rc}: {out}");
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
 /// Mount the share and read every acknowledged file back: (checked, missing, differing).
 async fn verify(port: u16, ledger: &[Acked]) -> Result<(usize, Vec<String>, Vec<String>)> {
     let user = User::new(1000, 1000);
@@ -386,6 +427,40 @@ fn main() -> Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     let ledger: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    if args.move_from > 0 {
+        ctl(
+            &vm,
+            &format!("pool create {ARCHIVE} --level single sda --wait"),
+            0,
+            3 * SHORT,
+        );
+        let clips: Vec<Acked> = (0..CLIPS)
+            .map(|i| Acked {
+                name: format!("clip-{i}.mov"),
+                seed: 0x00c1_1900 + i,
+                len: CLIP_LEN,
+            })
+            .collect();
+        runtime.block_on(async {
+            let mut nfs = Nfs::mount(vm.port, EXPORT, &User::new(1000, 1000))
+                .await
+                .map_err(|e| anyhow::anyhow!("mount: {e:?}"))?;
+            for c in &clips {
+                nfs.put_file(&c.name, &payload(c.seed, c.len))
+                    .await
+                    .map_err(|s| status(&format!("write {}", c.name), s))?;
+            }
+            anyhow::Ok(())
+        })?;
+        ledger.lock().expect("ledger").extend(clips);
+        println!(
+            "{CLIPS} clips of {} MiB written; placement moves them between {POOL} and {ARCHIVE} \
+             from cycle {} on, every other cycle",
+            CLIP_LEN >> 20,
+            args.move_from
+        );
+    }
+    let mut moves = 0u32;
     let (mut lost, mut bad_boots, mut pool_faults) = (Vec::new(), 0u32, Vec::new());
     let mut grown = false;
     let began = Instant::now();
@@ -405,10 +480,29 @@ fn main() -> Result<()> {
     );
     let mut smb_acked = 0usize;
     for cycle in 1..=args.cycles {
+        let moving = args.move_from > 0
+            && cycle >= args.move_from
+            && (cycle - args.move_from).is_multiple_of(2);
+        if moving {
+            // Away to the archive, then home again, and so on.
+            let to = if moves.is_multiple_of(2) {
+                ARCHIVE
+            } else {
+                POOL
+            };
+            start_move(&vm, to)?;
+            moves += 1;
+        }
         let during = if cycle == args.grow_at {
             ctl(&vm, &format!("pool grow {POOL} nvme3n1"), 0, SHORT);
             grown = true;
-            "writes, grow".to_string()
+            if moving {
+                "writes, grow, move".to_string()
+            } else {
+                "writes, grow".to_string()
+            }
+        } else if moving {
+            "writes, move".to_string()
         } else {
             match pool_state(&vm) {
                 Ok((_, work)) if work != "idle" => {
@@ -466,6 +560,16 @@ fn main() -> Result<()> {
         if state != "online" && state != "degraded" {
             pool_faults.push(format!("cycle {cycle}: pool {state}"));
         }
+        if args.move_from > 0 {
+            let (out, _) = vm.run(&format!("rushesctl --json pool show {ARCHIVE}"), SHORT)?;
+            let archive = serde_json::from_str::<serde_json::Value>(out.trim())
+                .ok()
+                .and_then(|v| v["state"].as_str().map(String::from))
+                .unwrap_or_else(|| format!("? {out}"));
+            if archive != "online" {
+                pool_faults.push(format!("cycle {cycle}: pool {ARCHIVE} {archive}"));
+            }
+        }
         println!(
             "{:>5} {:>8.0} {:>16} {:>7.0} {:>5} {:>10} {:>18} {:>8} {:>7} {:>6} {:>7}",
             cycle,
@@ -500,8 +604,8 @@ fn main() -> Result<()> {
     println!();
     println!(
         "{} cuts in {:.0} min: {acked} files acknowledged ({smb_acked} of them over SMB), {} \
-         lost or differing; {bad_boots} boots failed or came up in the wrong slot; pool \
-         {state} ({work_now}){}",
+         lost or differing; {moves} placement runs cut into; {bad_boots} boots failed or came \
+         up in the wrong slot; pool {state} ({work_now}){}",
         args.cycles,
         began.elapsed().as_secs_f64() / 60.0,
         lost.len(),
