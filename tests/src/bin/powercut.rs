@@ -13,6 +13,10 @@
 //! four clips between the RAID-5 pool and an archive pool on a SATA disk, away and home
 //! again in turn; the clips are checked after every cut like the writers' files.
 //!
+//! The fifth cut lands while an update bundle is written into slot B; the box must come
+//! back in slot A with A booting next, or, if the bundle was written and chosen before
+//! the cut, in slot B, blessed.
+//!
 //! An SMB client writes too (`tests/powercut/smb_writer.py`, PyPI's smbprotocol, which
 //! unlike smbclient can send SMB2 FLUSH): a file it uploads counts as acknowledged once
 //! the server answered its FLUSH, and is checked after the cut like the NFS writers'.
@@ -72,6 +76,12 @@ struct Args {
     /// (slowed, so the cut comes during a copy). 0: no moves.
     #[arg(long, default_value_t = 2)]
     move_from: u32,
+    /// The cycle whose writes run beside an update being written into slot B (a
+    /// bundle of the image's own kernel and initramfs, signed with the key `make image`
+    /// made the image trust); the box must come back in slot A with A booting next, or
+    /// in B, blessed, if the bundle was written and chosen before the cut. 0: no update.
+    #[arg(long, default_value_t = 5)]
+    update_at: u32,
 }
 
 const POOL: &str = "media";
@@ -274,6 +284,48 @@ fn start_move(vm: &Vm, pool: &str) -> Result<()> {
     }
 }
 
+/// A bundle of the image's own kernel and initramfs (from slot A on its ESP), signed
+/// with the key `make image` made it trust, written into `dir` as `update.bundle`.
+fn make_bundle(image: &Path, dir: &Path) -> Result<()> {
+    let esp = dir.join("esp.img");
+    rushes_tests::vm::extract(image, "RUSHES-BOOT", &esp)?;
+    {
+        let file = std::fs::File::open(&esp)?;
+        let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new())?;
+        for name in rushes_update::PAYLOAD {
+            let mut from = fs.root_dir().open_file(&format!("rushes/a/{name}"))?;
+            let mut to = std::fs::File::create(dir.join(name))?;
+            std::io::copy(&mut from, &mut to)?;
+        }
+    }
+    std::fs::remove_file(&esp)?;
+    let key_path = std::env::var_os("RUSHES_SIGNING_KEY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".config/rushes/update-signing.key")
+        });
+    let key = std::fs::read_to_string(&key_path).with_context(|| {
+        format!(
+            "the image's signing key {} (`make image` makes it)",
+            key_path.display()
+        )
+    })?;
+    let key = rushes_update::SecretKey::parse(&key)
+        .with_context(|| format!("{} is no signing key", key_path.display()))?;
+    let mut out = std::fs::File::create(dir.join("update.bundle"))?;
+    rushes_update::make(
+        &mut out,
+        &key,
+        "0.1.1",
+        "0.1.0",
+        "2026-12-07T00:00:00Z",
+        &[&dir.join("vmlinuz"), &dir.join("initrd.zst")],
+    )
+    .map_err(|e| anyhow::anyhow!("cannot make the update bundle: {e}"))?;
+    Ok(())
+}
+
 /// Mount the share and read every acknowledged file back: (checked, missing, differing).
 async fn verify(port: u16, ledger: &[Acked]) -> Result<(usize, Vec<String>, Vec<String>)> {
     let user = User::new(1000, 1000);
@@ -461,6 +513,19 @@ fn main() -> Result<()> {
         );
     }
     let mut moves = 0u32;
+    // The update's bundle, served to the guest over its user network (10.0.2.2).
+    let updates = work.path().join("updates");
+    let web = if args.update_at > 0 {
+        std::fs::create_dir_all(&updates)?;
+        make_bundle(&image, &updates)?;
+        Some(rushes_tests::HttpFolder::serve(&updates))
+    } else {
+        None
+    };
+    let mut update_checked = false;
+    // The slot every boot must come up in: A, until an update the cut did not stop
+    // was booted and blessed.
+    let mut good_slot = 'a';
     let (mut lost, mut bad_boots, mut pool_faults) = (Vec::new(), 0u32, Vec::new());
     let mut grown = false;
     let began = Instant::now();
@@ -493,7 +558,21 @@ fn main() -> Result<()> {
             start_move(&vm, to)?;
             moves += 1;
         }
-        let during = if cycle == args.grow_at {
+        let updating = cycle == args.update_at;
+        if let Some(web) = web.as_ref().filter(|_| updating) {
+            // In the background: the cut comes while the bundle is written into slot B.
+            let url = web.url("10.0.2.2", "update.bundle");
+            let (out, rc) = vm.run(
+                &format!("(rushesctl update apply {url} >/tmp/update.out 2>&1 &)"),
+                SHORT,
+            )?;
+            if rc != 0 {
+                bail!("rushesctl update apply did not start: {out}");
+            }
+        }
+        let during = if updating {
+            "writes, update".to_string()
+        } else if cycle == args.grow_at {
             ctl(&vm, &format!("pool grow {POOL} nvme3n1"), 0, SHORT);
             grown = true;
             if moving {
@@ -552,13 +631,43 @@ fn main() -> Result<()> {
         };
         vm = next;
         let slot = booted_slot(&vm).unwrap_or('?');
-        if slot != 'a' {
+        if updating && slot == 'b' {
+            // The cut came after the update was written and set to boot next: the box
+            // booted it, and it must be blessed; B is the good slot from now on.
+            let blessed = vm
+                .wait_for("blessed: slot is good", 0, Duration::from_secs(120))
+                .is_ok();
+            if blessed {
+                good_slot = 'b';
+            }
+        }
+        if slot != good_slot {
             bad_boots += 1;
         }
         let (checked, missing, differing) = runtime.block_on(verify(vm.port, &snapshot))?;
         let (state, work_now) = pool_state(&vm).unwrap_or_else(|e| (format!("? {e}"), "?".into()));
         if state != "online" && state != "degraded" {
             pool_faults.push(format!("cycle {cycle}: pool {state}"));
+        }
+        if updating {
+            // Cut while B was written: A runs and boots next, whatever B holds. Cut after
+            // B was written and chosen: B runs, blessed, and boots next.
+            let (out, _) = vm.run("rushesctl update", SHORT)?;
+            let upper = good_slot.to_ascii_uppercase();
+            let runs = out.contains(&format!("running slot {upper}"));
+            let next = out
+                .lines()
+                .any(|l| l.contains(&format!("slot {upper}")) && l.contains("boots next"));
+            if !(runs && next) {
+                bad_boots += 1;
+            }
+            println!(
+                "        the update was cut into; the box runs slot {upper}; `rushesctl update` says:"
+            );
+            for line in out.lines() {
+                println!("          {line}");
+            }
+            update_checked = true;
         }
         if args.move_from > 0 {
             let (out, _) = vm.run(&format!("rushesctl --json pool show {ARCHIVE}"), SHORT)?;
@@ -604,11 +713,16 @@ fn main() -> Result<()> {
     println!();
     println!(
         "{} cuts in {:.0} min: {acked} files acknowledged ({smb_acked} of them over SMB), {} \
-         lost or differing; {moves} placement runs cut into; {bad_boots} boots failed or came \
-         up in the wrong slot; pool {state} ({work_now}){}",
+         lost or differing; {moves} placement runs cut into; {}; {bad_boots} boots failed or \
+         came up in the wrong slot; pool {state} ({work_now}){}",
         args.cycles,
         began.elapsed().as_secs_f64() / 60.0,
         lost.len(),
+        if update_checked {
+            "an update cut into"
+        } else {
+            "no update cut into"
+        },
         if grown {
             format!(", {members} members after the grow onto a fourth disk")
         } else {
