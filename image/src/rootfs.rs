@@ -398,3 +398,79 @@ pub fn trust_keys(root: &Path, keys: &[PathBuf]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The empty data library `stub_icu_data` builds stands in for the host's own
+    /// (Debian's ICU, which Samba pulls in) under what Samba asks of ICU: the "any-nfd"
+    /// transliterator, driven from Python's ctypes with the stub first on the library
+    /// path, must still decompose é.
+    #[test]
+    fn icu_with_the_empty_data_library_still_decomposes() {
+        let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu");
+        let real = std::fs::read_dir(lib)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("libicudata.so.") && n.matches('.').count() == 3)
+            .expect("Debian's libicu on this machine (make deps installs Samba, which needs it)");
+        let major = real
+            .trim_start_matches("libicudata.so.")
+            .split('.')
+            .next()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("icu-stub-test-{}", std::process::id()));
+        let root = dir.join("root");
+        let libs = root.join("usr/lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&libs).unwrap();
+        std::fs::write(libs.join(&real), vec![0u8; 1 << 20]).unwrap();
+
+        let saved = super::stub_icu_data(&root, &dir).unwrap();
+        let stub = std::fs::read(libs.join(&real)).unwrap();
+        assert!(stub.starts_with(b"\x7fELF"), "not an ELF object");
+        assert!(saved > 0 && stub.len() < 64 << 10, "{} bytes", stub.len());
+        // The soname the loader looks for, next to the stub.
+        std::fs::copy(
+            libs.join(&real),
+            libs.join(format!("libicudata.so.{major}")),
+        )
+        .unwrap();
+
+        let script = format!(
+            r#"
+import ctypes
+i18n = ctypes.CDLL("libicui18n.so.{major}")
+data = ctypes.CDLL("libicudata.so.{major}")
+assert data._name.endswith("libicudata.so.{major}")
+open_ = getattr(i18n, "utrans_openU_{major}")
+open_.restype = ctypes.c_void_p
+ident = "any-nfd".encode("utf-16-le")
+err = ctypes.c_int(0)
+t = open_(ctypes.create_string_buffer(ident + b"\0\0"), 7, 0, None, 0, ctypes.create_string_buffer(64), ctypes.byref(err))
+assert err.value <= 0 and t, ("utrans_openU", err.value)
+text = "é".encode("utf-16-le")
+buf = ctypes.create_string_buffer(text + bytes(60))
+length, limit = ctypes.c_int(1), ctypes.c_int(1)
+getattr(i18n, "utrans_transUChars_{major}")(ctypes.c_void_p(t), buf, ctypes.byref(length), 32, 0, ctypes.byref(limit), ctypes.byref(err))
+print(" ".join(hex(ord(c)) for c in buf.raw[: length.value * 2].decode("utf-16-le")))
+"#
+        );
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .env("LD_LIBRARY_PATH", &libs)
+            // Which data library the loader took, to be sure it was the stub.
+            .env("LD_DEBUG", "libs")
+            .output()
+            .expect("python3");
+        let said = String::from_utf8_lossy(&out.stdout);
+        let loaded = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}{loaded}");
+        assert_eq!(said.trim(), "0x65 0x301", "é decomposed into e and U+0301");
+        assert!(
+            loaded.contains(&format!("{}/libicudata.so.{major}", libs.display())),
+            "the stub was not the data library loaded:\n{loaded}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
