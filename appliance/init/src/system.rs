@@ -153,7 +153,15 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         },
     });
     sup.tick(ring);
-    std::thread::sleep(Duration::from_millis(200));
+    // Until udevd answers: events triggered before it listens would be lost. Should
+    // the ping fail, a pause as long as udevd's start usually takes.
+    if !run(
+        ring,
+        &["udevadm", "control", "--ping", "--timeout=10"],
+        Duration::from_secs(15),
+    ) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     run(
         ring,
         &["udevadm", "trigger", "--type=subsystems", "--action=add"],
@@ -169,16 +177,22 @@ pub fn boot_sequence(sup: &mut Supervisor, ring: &mut Ring, pid1: bool) {
         &["udevadm", "settle", "--timeout=60"],
         Duration::from_secs(70),
     );
-    for module in [
-        "evdev",
-        "button",
-        "ext4",
-        "vfat",
-        "nls_cp437",
-        "nls_iso8859_1",
-    ] {
-        run(ring, &["modprobe", "-q", module], Duration::from_secs(10));
-    }
+    // One modprobe for all (each program started costs a lot under emulation).
+    run(
+        ring,
+        &[
+            "modprobe",
+            "-q",
+            "-a",
+            "evdev",
+            "button",
+            "ext4",
+            "vfat",
+            "nls_cp437",
+            "nls_iso8859_1",
+        ],
+        Duration::from_secs(20),
+    );
 
     mount_cfg(ring);
     let _ = std::fs::create_dir_all(RAM_SHARE);

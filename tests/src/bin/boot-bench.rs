@@ -65,7 +65,9 @@ fn one_boot(vm: &mut Vm, from: usize, started: Instant) -> Result<(Boot, usize)>
         Duration::from_secs(600),
     )?;
     let console = vm.console();
-    let this = &console[from..end];
+    // From this boot's kernel on: the console may repeat an earlier boot's lines (the
+    // log ring shown again) before a reset.
+    let this = &console[kernel_seen..end];
     let at = |needle: &str| {
         kernel_time(this, needle).with_context(|| format!("no {needle:?} on the console"))
     };
