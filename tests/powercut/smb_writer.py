@@ -45,13 +45,17 @@ def main() -> int:
         with open(local, "rb") as src:
             data = src.read()
         path = rf"\\{args.server}\{args.share}\{name}"
-        with smbclient.open_file(path, mode="wb", port=args.port) as f:
-            f.write(data)
-            # The buffered file's flush only hands its buffer to the raw file; the raw
-            # file's flush is what sends SMB2 FLUSH.
-            f.flush()
-            f.raw.flush()
-            print(f"acked {name}", flush=True)
+        try:
+            with smbclient.open_file(path, mode="wb", port=args.port) as f:
+                f.write(data)
+                # The buffered file's flush only hands its buffer to the raw file; the
+                # raw file's flush is what sends SMB2 FLUSH.
+                f.flush()
+                f.raw.flush()
+                print(f"acked {name}", flush=True)
+        except Exception as e:  # noqa: BLE001 - a cut ends the writer; one line says how
+            print(f"smb_writer: {name} not acknowledged: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -693,6 +693,21 @@ fn main() -> Result<()> {
             differing.len(),
             smb_this_cycle
         );
+        if moving {
+            // Where the clips are after the cut: a run cut into moves them on after the
+            // boot, so this says how far the moves had got, or have got since.
+            let mut on_archive = 0;
+            for i in 0..CLIPS {
+                let (out, _) = vm.run(
+                    &format!("rushesctl placement explain {POOL}/clip-{i}.mov"),
+                    SHORT,
+                )?;
+                if out.contains(&format!("data on pool {ARCHIVE}")) {
+                    on_archive += 1;
+                }
+            }
+            println!("        after the boot, {on_archive} of {CLIPS} clips have their data on {ARCHIVE}");
+        }
         for m in &missing {
             println!("        missing: {m}");
         }
