@@ -248,33 +248,12 @@ pub fn finish(root: &Path, bins: &Path, manifest: &Manifest) -> Result<()> {
 /// why that is safe here), compiled with the C compiler for the packaged ICU's major
 /// version. Returns the bytes saved; nothing to do when the image has no ICU.
 pub fn stub_icu_data(root: &Path, work: &Path) -> Result<u64> {
-    let lib_dir = root.join("usr/lib/x86_64-linux-gnu");
-    let Some(real) = std::fs::read_dir(&lib_dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with("libicudata.so.") && name.matches('.').count() == 3
-        })
-    else {
+    let Some((real, major)) = icu_data_library(&root.join("usr/lib/x86_64-linux-gnu"))? else {
         return Ok(0);
     };
-    let name = real
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    // libicudata.so.72.1: soname libicudata.so.72, entry point icudt72_dat.
-    let major = name
-        .trim_start_matches("libicudata.so.")
-        .split('.')
-        .next()
-        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
-        .with_context(|| format!("cannot tell ICU's major version from {name}"))?
-        .to_string();
     let source = work.join("icu_data_stub.c");
     std::fs::write(&source, include_str!("icu_data_stub.c"))?;
-    let stub = work.join(&name);
+    let stub = work.join(real.file_name().unwrap_or_default());
     let status = Command::new("cc")
         .args(["-shared", "-fPIC", "-O2", "-nostdlib", "-s"])
         .arg(format!("-DICU_DATA_ENTRY=icudt{major}_dat"))
@@ -294,6 +273,30 @@ pub fn stub_icu_data(root: &Path, work: &Path) -> Result<u64> {
         .saturating_sub(std::fs::metadata(&stub)?.len());
     std::fs::copy(&stub, &real).with_context(|| format!("replace {}", real.display()))?;
     Ok(saved)
+}
+
+/// ICU's data library in `lib_dir` (`libicudata.so.72.1`) and its major version
+/// (`72`: soname `libicudata.so.72`, entry point `icudt72_dat`), if there is one.
+fn icu_data_library(lib_dir: &Path) -> Result<Option<(PathBuf, String)>> {
+    let Some(real) = std::fs::read_dir(lib_dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("libicudata.so.") && name.matches('.').count() == 3
+        })
+    else {
+        return Ok(None);
+    };
+    let name = real.file_name().unwrap_or_default().to_string_lossy();
+    let major = name
+        .trim_start_matches("libicudata.so.")
+        .split('.')
+        .next()
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+        .with_context(|| format!("cannot tell ICU's major version from {name}"))?
+        .to_string();
+    Ok(Some((real, major)))
 }
 
 /// /etc/ssl/certs/ca-certificates.crt from the ca-certificates package's roots, as its
@@ -407,18 +410,13 @@ mod tests {
     /// path, must still decompose é.
     #[test]
     fn icu_with_the_empty_data_library_still_decomposes() {
-        let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu");
-        let real = std::fs::read_dir(lib)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n.starts_with("libicudata.so.") && n.matches('.').count() == 3)
-            .expect("Debian's libicu on this machine (make deps installs Samba, which needs it)");
-        let major = real
-            .trim_start_matches("libicudata.so.")
-            .split('.')
-            .next()
-            .unwrap();
+        let (host_lib, major) =
+            super::icu_data_library(std::path::Path::new("/usr/lib/x86_64-linux-gnu"))
+                .unwrap()
+                .expect(
+                    "Debian's libicu on this machine (make deps installs Samba, which needs it)",
+                );
+        let real = host_lib.file_name().unwrap().to_string_lossy().into_owned();
         let dir = std::env::temp_dir().join(format!("icu-stub-test-{}", std::process::id()));
         let root = dir.join("root");
         let libs = root.join("usr/lib/x86_64-linux-gnu");

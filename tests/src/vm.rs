@@ -100,6 +100,46 @@ pub fn extract(image: &Path, name: &str, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The image's own kernel and initramfs (slot A's, on its ESP), copied into `dir` under
+/// their payload names: what an update bundle of the same build carries.
+pub fn slot_payload(image: &Path, dir: &Path) -> Result<()> {
+    let esp = dir.join("esp.img");
+    extract(image, "RUSHES-BOOT", &esp)?;
+    {
+        let file = std::fs::File::open(&esp)?;
+        let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new())?;
+        for name in rushes_update::PAYLOAD {
+            let mut from = fs.root_dir().open_file(&format!("rushes/a/{name}"))?;
+            let mut to = std::fs::File::create(dir.join(name))?;
+            std::io::copy(&mut from, &mut to)?;
+        }
+    }
+    std::fs::remove_file(&esp)?;
+    Ok(())
+}
+
+/// The key `make image` made the image trust (`RUSHES_SIGNING_KEY`, as the Makefile sets).
+pub fn signing_key() -> Result<rushes_update::SecretKey> {
+    let path = std::env::var_os("RUSHES_SIGNING_KEY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".config/rushes/update-signing.key")
+        });
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the image's signing key {}: `make image` makes it",
+            path.display()
+        )
+    })?;
+    rushes_update::SecretKey::parse(&text).with_context(|| {
+        format!(
+            "{} is no signing key from rushes-bundle keygen",
+            path.display()
+        )
+    })
+}
+
 /// Write a partition file back into the image.
 pub fn put_back(image: &Path, name: &str, from: &Path) -> Result<()> {
     let (offset, len) = partition(image, name)?;

@@ -139,21 +139,7 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
     // The image's own kernel and initramfs, for the update bundles below.
     let updates = work.path().join("updates");
     std::fs::create_dir_all(&updates).unwrap();
-    {
-        let esp = work.path().join("esp.img");
-        rushes_tests::vm::extract(&image, "RUSHES-BOOT", &esp).unwrap();
-        let file = std::fs::File::open(&esp).unwrap();
-        let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).unwrap();
-        for name in rushes_update::PAYLOAD {
-            let mut from = fs
-                .root_dir()
-                .open_file(&format!("rushes/a/{name}"))
-                .unwrap();
-            let mut to = std::fs::File::create(updates.join(name)).unwrap();
-            std::io::copy(&mut from, &mut to).unwrap();
-        }
-        std::fs::remove_file(&esp).unwrap();
-    }
+    rushes_tests::vm::slot_payload(&image, &updates).unwrap();
 
     let mut vm = Vm::boot(&image, work.path()).unwrap();
     let kernel_at = vm
@@ -594,7 +580,11 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         )
         .unwrap();
     };
-    bundle(&signing_key(), "good.bundle", "0.1.1");
+    bundle(
+        &rushes_tests::vm::signing_key().unwrap(),
+        "good.bundle",
+        "0.1.1",
+    );
     bundle(
         &rushes_update::SecretKey::generate().unwrap(),
         "stranger.bundle",
@@ -689,23 +679,6 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
         "the supervisor's log was not saved to RUSHES-CFG: {logs}"
     );
     steps.done("the acpi power button: services stop");
-}
-
-/// The key `make image` made the image trust (`RUSHES_SIGNING_KEY`, as the Makefile sets).
-fn signing_key() -> rushes_update::SecretKey {
-    let path = std::env::var_os("RUSHES_SIGNING_KEY")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".config/rushes/update-signing.key")
-        });
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the image's signing key {} ({e}): `make image` makes it",
-            path.display()
-        )
-    });
-    rushes_update::SecretKey::parse(&text).expect("a signing key from rushes-bundle keygen")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,6 +24,13 @@ use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
 /// change the same tree, so this stays short.
 const TTL: Duration = Duration::from_secs(1);
 
+/// How long an open of a released file waits for its bytes: an SMB client gives up on
+/// a request after about a minute.
+const RECALL_WAIT: Duration = Duration::from_secs(45);
+
+/// The layer's own xattrs: never shown, never set from outside.
+const OWN_XATTRS: &[u8] = b"trusted.rushes.";
+
 /// How far an fsync through the view asks the disk to go.
 #[derive(Debug, Clone, Copy)]
 enum DiskSync {
@@ -32,12 +39,16 @@ enum DiskSync {
     /// fsync: the data and every attribute.
     All,
 }
-/// How long an open of a released file waits for its bytes: an SMB client gives up on
-/// a request after about a minute.
-const RECALL_WAIT: Duration = Duration::from_secs(45);
 
-/// The layer's own xattrs: never shown, never set from outside.
-const OWN_XATTRS: &[u8] = b"trusted.rushes.";
+impl DiskSync {
+    /// Write `fd` to disk this far.
+    fn of(self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        match self {
+            Self::Data => rustix::fs::fdatasync(fd).map_err(errno),
+            Self::All => rustix::fs::fsync(fd).map_err(errno),
+        }
+    }
+}
 
 /// A known inode: how to reopen it, and how many lookups the kernel holds on it.
 struct Node {
@@ -737,11 +748,7 @@ impl View {
                 },
             )
             .map_err(errno)?;
-            match sync {
-                None => Ok(()),
-                Some(DiskSync::Data) => rustix::fs::fdatasync(&home).map_err(errno),
-                Some(DiskSync::All) => rustix::fs::fsync(&home).map_err(errno),
-            }
+            sync.map_or(Ok(()), |sync| sync.of(home.as_fd()))
         };
         let settled = settle();
         if let Err(e) = settled {
@@ -1337,10 +1344,7 @@ impl Filesystem for View {
         // The data first, then the home file that gives it its size.
         let r = self
             .file(fh)
-            .and_then(|fd| match sync {
-                DiskSync::Data => rustix::fs::fdatasync(&*fd).map_err(errno),
-                DiskSync::All => rustix::fs::fsync(&*fd).map_err(errno),
-            })
+            .and_then(|fd| sync.of(fd.as_fd()))
             .and_then(|()| self.settle_written(fh, Some(sync)));
         reply_empty(reply, r);
     }

@@ -284,45 +284,20 @@ fn start_move(vm: &Vm, pool: &str) -> Result<()> {
     }
 }
 
-/// A bundle of the image's own kernel and initramfs (from slot A on its ESP), signed
-/// with the key `make image` made it trust, written into `dir` as `update.bundle`.
+/// A bundle of the image's own kernel and initramfs, signed with the key `make image`
+/// made it trust, written into `dir` as `update.bundle`.
 fn make_bundle(image: &Path, dir: &Path) -> Result<()> {
-    let esp = dir.join("esp.img");
-    rushes_tests::vm::extract(image, "RUSHES-BOOT", &esp)?;
-    {
-        let file = std::fs::File::open(&esp)?;
-        let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new())?;
-        for name in rushes_update::PAYLOAD {
-            let mut from = fs.root_dir().open_file(&format!("rushes/a/{name}"))?;
-            let mut to = std::fs::File::create(dir.join(name))?;
-            std::io::copy(&mut from, &mut to)?;
-        }
-    }
-    std::fs::remove_file(&esp)?;
-    let key_path = std::env::var_os("RUSHES_SIGNING_KEY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".config/rushes/update-signing.key")
-        });
-    let key = std::fs::read_to_string(&key_path).with_context(|| {
-        format!(
-            "the image's signing key {} (`make image` makes it)",
-            key_path.display()
-        )
-    })?;
-    let key = rushes_update::SecretKey::parse(&key)
-        .with_context(|| format!("{} is no signing key", key_path.display()))?;
+    rushes_tests::vm::slot_payload(image, dir)?;
     let mut out = std::fs::File::create(dir.join("update.bundle"))?;
     rushes_update::make(
         &mut out,
-        &key,
+        &rushes_tests::vm::signing_key()?,
         "0.1.1",
         "0.1.0",
         "2026-12-07T00:00:00Z",
         &[&dir.join("vmlinuz"), &dir.join("initrd.zst")],
     )
-    .map_err(|e| anyhow::anyhow!("cannot make the update bundle: {e}"))?;
+    .context("cannot make the update bundle")?;
     Ok(())
 }
 
@@ -514,8 +489,8 @@ fn main() -> Result<()> {
     }
     let mut moves = 0u32;
     // The update's bundle, served to the guest over its user network (10.0.2.2).
-    let updates = work.path().join("updates");
     let web = if args.update_at > 0 {
+        let updates = work.path().join("updates");
         std::fs::create_dir_all(&updates)?;
         make_bundle(&image, &updates)?;
         Some(rushes_tests::HttpFolder::serve(&updates))
@@ -570,26 +545,25 @@ fn main() -> Result<()> {
                 bail!("rushesctl update apply did not start: {out}");
             }
         }
-        let during = if updating {
-            "writes, update".to_string()
-        } else if cycle == args.grow_at {
+        // What the cut comes during, beside the writes.
+        let mut during = vec!["writes".to_string()];
+        if cycle == args.grow_at {
             ctl(&vm, &format!("pool grow {POOL} nvme3n1"), 0, SHORT);
             grown = true;
-            if moving {
-                "writes, grow, move".to_string()
-            } else {
-                "writes, grow".to_string()
+            during.push("grow".into());
+        }
+        if moving {
+            during.push("move".into());
+        }
+        if updating {
+            during.push("update".into());
+        }
+        if during.len() == 1 {
+            if let Some((_, work)) = pool_state(&vm).ok().filter(|(_, work)| work != "idle") {
+                during.push(work.split(' ').next().unwrap_or("").to_string());
             }
-        } else if moving {
-            "writes, move".to_string()
-        } else {
-            match pool_state(&vm) {
-                Ok((_, work)) if work != "idle" => {
-                    format!("writes, {}", work.split(' ').next().unwrap_or(""))
-                }
-                _ => "writes".to_string(),
-            }
-        };
+        }
+        let during = during.join(", ");
         let cut_after = Duration::from_secs(moments.between(2, args.max_seconds.max(2)));
         let smb = if args.no_smb {
             None
