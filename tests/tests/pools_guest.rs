@@ -57,12 +57,12 @@ fn start_from_pools_screen(vm: &mut Vm, key: &str, serial: &str) -> u64 {
             .lines()
             .any(|l| l.contains("  Disk  < ") && l.contains(&format!(" {serial} ")))
     };
-    for _ in 0..8 {
-        if chosen(vm) {
-            break;
-        }
+    // The console learns of a new disk on its next snapshot (every 2 s, slower with
+    // three guests on two cores): step through the choices until it is there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !chosen(vm) && Instant::now() < deadline {
         vm.type_keys(RIGHT).unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(700));
     }
     assert!(chosen(vm), "{serial} is not offered:\n{}", vm.screen());
     vm.type_keys(ENTER).unwrap();
