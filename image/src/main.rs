@@ -22,6 +22,9 @@ use clap::Parser;
 
 use manifest::Manifest;
 
+/// The initramfs's zstd window: 2^27 bytes, the largest the kernel unpacks.
+const INITRAMFS_WINDOW_LOG: u32 = 27;
+
 #[derive(Parser)]
 #[command(
     name = "mkimage",
@@ -175,6 +178,15 @@ fn main() -> Result<()> {
         let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), level)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         enc.multithread(u32::try_from(cores).unwrap_or(1))?;
+        if !args.client {
+            // Matches as far back as 128 MiB, the most the kernel's decompressor takes
+            // (lib/decompress_unzstd.c): the programs share their Rust dependencies and
+            // Samba its libraries, which a level's own window (8 MiB at 19) cannot
+            // reach across. 3 MiB less at level 19; the kernel needs the window's
+            // 128 MiB of memory while it unpacks.
+            enc.long_distance_matching(true)?;
+            enc.window_log(INITRAMFS_WINDOW_LOG)?;
+        }
         cpio::write_tree(&root, &mut enc)?;
         enc.finish()?.flush()?;
     }

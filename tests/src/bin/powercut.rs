@@ -217,24 +217,44 @@ fn start_smb_writer(
     Ok((child, stdin, out))
 }
 
+/// What one cycle's SMB writer had acknowledged when the power went.
+#[derive(Default, Clone, Copy)]
+struct SmbAcked {
+    files: usize,
+    /// Of them, clips that placement moves, written again in place.
+    clip_rewrites: usize,
+}
+
 /// The SMB writer's files until the power goes: each made on the host in `dir`, handed
 /// to `smb_writer.py`, and put in the ledger once it says the server answered its
-/// FLUSH. Returns how many were acknowledged; ends when the writer does (at the cut).
+/// FLUSH. With `rewrite_clips`, every fourth file is one of the clips placement moves,
+/// written again whole (truncated, then written) wherever its data is, moved or being
+/// moved; while that write is unanswered the clip leaves the ledger, since what it
+/// holds after a cut then may be the old bytes, the new or a mix. Ends when the writer
+/// does (at the cut).
 fn smb_writes(
     mut to: ChildStdin,
     mut from: BufReader<ChildStdout>,
     dir: PathBuf,
     cycle: u32,
+    rewrite_clips: bool,
     mut sizes: Moments,
     ledger: Arc<Mutex<Vec<Acked>>>,
-) -> usize {
-    let mut acked = 0;
+) -> SmbAcked {
+    let mut acked = SmbAcked::default();
     let upload = dir.join(format!("smb-upload-{cycle}.bin"));
     let mut line = String::new();
     for i in 0u32.. {
-        let name = format!("c{cycle:02}-smb-{i:04}.bin");
-        let len = sizes.between(64 << 10, 4 << 20) as usize;
         let seed = cycle.wrapping_mul(1_000_003) ^ 0xfu32 << 20 ^ i;
+        let clip = rewrite_clips && i % 4 == 3;
+        let (name, len) = if clip {
+            let name = format!("clip-{}.mov", (i / 4) % CLIPS);
+            ledger.lock().expect("ledger").retain(|f| f.name != name);
+            (name, sizes.between(4 << 20, CLIP_LEN as u64) as usize)
+        } else {
+            let name = format!("c{cycle:02}-smb-{i:04}.bin");
+            (name, sizes.between(64 << 10, 4 << 20) as usize)
+        };
         if std::fs::write(&upload, payload(seed, len)).is_err()
             || writeln!(to, "{name} {}", upload.display()).is_err()
             || to.flush().is_err()
@@ -248,7 +268,8 @@ fn smb_writes(
                     .lock()
                     .expect("ledger")
                     .push(Acked { name, seed, len });
-                acked += 1;
+                acked.files += 1;
+                acked.clip_rewrites += usize::from(clip);
             }
             _ => break,
         }
@@ -518,7 +539,7 @@ fn main() -> Result<()> {
         "differ",
         "smb ack"
     );
-    let mut smb_acked = 0usize;
+    let mut smb_acked = SmbAcked::default();
     for cycle in 1..=args.cycles {
         let moving = args.move_from > 0
             && cycle >= args.move_from
@@ -574,8 +595,12 @@ fn main() -> Result<()> {
                 Moments(moments.next() | 1),
                 Arc::clone(&ledger),
             );
-            let writes =
-                std::thread::spawn(move || smb_writes(to, from, dir, cycle, sizes, ledger));
+            // From the first move on, the SMB writer also writes the clips again, wherever
+            // their data is (on the archive, or half-way there).
+            let rewrite_clips = args.move_from > 0 && cycle >= args.move_from;
+            let writes = std::thread::spawn(move || {
+                smb_writes(to, from, dir, cycle, rewrite_clips, sizes, ledger)
+            });
             Some((child, writes))
         };
         let port = vm.port;
@@ -591,12 +616,13 @@ fn main() -> Result<()> {
         for w in writers {
             w.abort();
         }
-        let mut smb_this_cycle = 0;
+        let mut smb_this_cycle = SmbAcked::default();
         if let Some((mut child, writes)) = smb {
             let _ = child.kill();
             let _ = child.wait();
-            smb_this_cycle = writes.join().unwrap_or(0);
-            smb_acked += smb_this_cycle;
+            smb_this_cycle = writes.join().unwrap_or_default();
+            smb_acked.files += smb_this_cycle.files;
+            smb_acked.clip_rewrites += smb_this_cycle.clip_rewrites;
         }
         let snapshot = ledger.lock().expect("ledger").clone();
         let (next, took) = match boot(&image, work.path(), smb_port) {
@@ -665,7 +691,7 @@ fn main() -> Result<()> {
             checked,
             missing.len(),
             differing.len(),
-            smb_this_cycle
+            smb_this_cycle.files
         );
         if moving {
             // Where the clips are after the cut: a run cut into moves them on after the
@@ -701,11 +727,14 @@ fn main() -> Result<()> {
     let members = ctl_members(&vm);
     println!();
     println!(
-        "{} cuts in {:.0} min: {acked} files acknowledged ({smb_acked} of them over SMB), {} \
-         lost or differing; {moves} placement runs cut into; {}; {bad_boots} boots failed or \
-         came up in the wrong slot; pool {state} ({work_now}){}",
+        "{} cuts in {:.0} min: {acked} files acknowledged ({} writes of them over SMB, {} of \
+         those clips written again in place), {} lost or differing; {moves} placement runs \
+         cut into; {}; {bad_boots} boots failed or came up in the wrong slot; pool {state} \
+         ({work_now}){}",
         args.cycles,
         began.elapsed().as_secs_f64() / 60.0,
+        smb_acked.files,
+        smb_acked.clip_rewrites,
         lost.len(),
         if update_checked {
             "an update cut into"
