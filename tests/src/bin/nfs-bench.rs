@@ -60,6 +60,10 @@ struct Args {
     /// Only the single-request latencies (with --latency-client).
     #[arg(long, requires = "latency_client")]
     latency_only: bool,
+    /// Time single requests with both servers running throughout (by default the one
+    /// not being timed is stopped, so each is timed alone, as a box runs one).
+    #[arg(long, requires = "latency_client")]
+    both_running: bool,
 }
 
 /// Run the latency client against both servers, the peer first; its table goes to
@@ -78,6 +82,11 @@ fn run_latency_client(command: &str, args: &Args, servers: &[Server; 2]) -> Resu
             server.nfs.port(),
             server.mount.port()
         ));
+    }
+    // Each server timed alone: the other is stopped during its turn.
+    for server in servers.iter().filter(|_| !args.both_running) {
+        cmd.arg("--pause")
+            .arg(format!("{}={}", server.name, server.child.id()));
     }
     cmd.arg("--entries").arg(args.entries.to_string());
     cmd.arg("--floor-dir").arg(args.dir.join("export"));

@@ -54,6 +54,13 @@ struct Args {
     /// turn with the servers.
     #[arg(long, value_name = "DIR")]
     floor_dir: Option<PathBuf>,
+    /// NAME=PID of a target's server process: while the other targets (and the floor)
+    /// take their turn it is stopped (SIGSTOP), and continued for its own, so that each
+    /// server is timed alone on the machine, as a box runs one. Without it both servers
+    /// run throughout, and each one's idle threads, or the other's file system events
+    /// (rushesd watches the whole file system), share the cores with the one timed.
+    #[arg(long, value_name = "NAME=PID")]
+    pause: Vec<String>,
 }
 
 /// Operations timed, in the order printed.
@@ -70,6 +77,64 @@ const OPS: [&str; 11] = [
     "COMMIT 1 MiB",
     "READ 1 MiB, one stream",
 ];
+
+/// The servers' processes stopped while others take their turn; every one is
+/// continued when this is dropped, however the run ends.
+struct Turns {
+    /// Per target, its server's process, when given.
+    pids: Vec<Option<rustix::process::Pid>>,
+}
+
+impl Turns {
+    fn new(targets: &[(String, String)], pause: &[String]) -> Result<Self> {
+        let mut pids = vec![None; targets.len()];
+        for p in pause {
+            let (name, pid) = p
+                .split_once('=')
+                .with_context(|| format!("--pause {p}: expected NAME=PID"))?;
+            let i = targets
+                .iter()
+                .position(|(n, _)| n == name)
+                .with_context(|| format!("--pause {p}: no --target is named {name}"))?;
+            let pid: i32 = pid
+                .parse()
+                .with_context(|| format!("--pause {p}: {pid} is not a process id"))?;
+            pids[i] = Some(
+                rustix::process::Pid::from_raw(pid)
+                    .with_context(|| format!("--pause {p}: {pid} is not a process id"))?,
+            );
+        }
+        Ok(Self { pids })
+    }
+
+    /// Slot `turn`'s server runs, every other given server is stopped (all of them for
+    /// the floor's turn, whose slot is past the targets).
+    fn take(&self, turn: usize) -> Result<()> {
+        use rustix::process::{kill_process, Signal};
+        for (i, pid) in self.pids.iter().enumerate() {
+            let Some(pid) = *pid else { continue };
+            let signal = if i == turn {
+                Signal::CONT
+            } else {
+                Signal::STOP
+            };
+            kill_process(pid, signal)
+                .with_context(|| format!("cannot signal process {}", pid.as_raw_nonzero()))?;
+        }
+        // A stopped process is off the cores once the signal is delivered; the one
+        // continued is running again at once.
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    }
+}
+
+impl Drop for Turns {
+    fn drop(&mut self) {
+        for pid in self.pids.iter().flatten() {
+            let _ = rustix::process::kill_process(*pid, rustix::process::Signal::CONT);
+        }
+    }
+}
 
 struct Samples {
     /// Microseconds, per operation index of [`OPS`].
@@ -362,6 +427,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let turns = Turns::new(&targets, &args.pause)?;
     let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::new()).collect();
     let mut floor = Samples::new();
     runtime.block_on(async {
@@ -381,6 +447,7 @@ fn main() -> Result<()> {
                 (0..slots).rev().collect()
             };
             for s in order {
+                turns.take(s)?;
                 match args.floor_dir.as_deref().filter(|_| s == targets.len()) {
                     Some(dir) => floor_round(dir, round, &args, &mut floor)?,
                     None => {
@@ -389,6 +456,7 @@ fn main() -> Result<()> {
                 }
             }
         }
+        drop(turns);
         for mount in &mounts {
             let _ = mount.umount().await;
         }
@@ -398,9 +466,17 @@ fn main() -> Result<()> {
     let (a, b) = (&samples[0], &samples[samples.len() - 1]);
     println!(
         "\nOne request in flight, crates.io nfs-rs {} as the client (one thread), {} rounds \
-         taking turns, {} calls of each small operation per round; READDIRPLUS lists a \
+         taking turns{}, {} calls of each small operation per round; READDIRPLUS lists a \
          {}-entry folder\n",
-        NFS_RS_VERSION, args.rounds, args.calls, args.entries
+        NFS_RS_VERSION,
+        args.rounds,
+        if args.pause.is_empty() {
+            ""
+        } else {
+            " (the server not timed stopped)"
+        },
+        args.calls,
+        args.entries
     );
     println!(
         "| operation | {peer} p50 | {peer} p99 | {ours} p50 | {ours} p99 | ratio p50 ({peer}/{ours}) | ratio p99 |"
