@@ -773,6 +773,79 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     }
 
     steps.done("moved files read through the namespace");
+    // A watermark run: media's high mark set just above its fill, then a file written
+    // past it. The monitor (it looks every 30 s) starts a run by itself that moves
+    // media's files to the archive, oldest access first, until media is back under its
+    // low mark; the pinned reel stays.
+    let media = pool_state(&vm);
+    let size = media["size_bytes"].as_u64().unwrap();
+    let pct = media["used_bytes"].as_u64().unwrap() * 100 / size;
+    let run_ids = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["kind"] == "placement-run")
+            .filter_map(|j| j["id"].as_u64())
+            .collect()
+    };
+    let runs_before = run_ids(&ctl_json(&vm, "jobs"));
+    sh(
+        &vm,
+        &format!(
+            "printf '[[pool]]\\nname = \"media\"\\nhigh = {}\\nlow = {pct}\\n\\n\
+             [[rule]]\\nname = \"keep-reel-0\"\\nfile = \"reel-0.mov\"\\naction = \"pin\"\\n\\n\
+             [[rule]]\\nname = \"spill\"\\ncurrent_pool = \"media\"\\non = [\"watermark\"]\\n\
+             action = \"place\"\\npool = \"archive\"\\n' > /tmp/rules.toml",
+            pct + 1
+        ),
+    );
+    let out = ctl(&vm, "placement set /tmp/rules.toml", 0, SHORT);
+    assert!(out.contains("2 rules in force"), "{out}");
+    let out = ctl(&vm, "placement explain projects/reel-1.mov", 0, SHORT);
+    assert!(
+        out.contains(&format!("under its high watermark {} %", pct + 1)),
+        "the watermark rule waits for the mark: {out}"
+    );
+    // 2 % of the pool and 8 MiB more: past the high mark whatever the rounding.
+    let filler = payload(21, (size / 50) as usize + (8 << 20));
+    write_file(vm.port, "filler.mov", &filler).await;
+    let done = wait_json(&vm, "jobs", 3 * SHORT, "a watermark run done", |v| {
+        v.as_array().unwrap().iter().any(|j| {
+            j["kind"] == "placement-run"
+                && j["state"] == "done"
+                && !runs_before.contains(&j["id"].as_u64().unwrap_or(0))
+        })
+    });
+    let started_by_itself = run_ids(&done)
+        .into_iter()
+        .filter(|id| !runs_before.contains(id))
+        .count();
+    assert_eq!(started_by_itself, 1, "{done:#}");
+    let out = ctl(&vm, "placement explain projects/filler.mov", 0, SHORT);
+    assert!(out.contains("data on pool archive"), "{out}");
+    let out = ctl(&vm, "placement explain projects/reel-0.mov", 0, SHORT);
+    assert!(
+        out.contains("data on pool media") && out.contains("rule keep-reel-0 pins it"),
+        "{out}"
+    );
+    assert!(read_file(vm.port, "filler.mov").await == filler);
+    // XFS gives freed blocks back in the background: media comes under its high mark.
+    wait_json(
+        &vm,
+        "pool show media",
+        SHORT,
+        "media under its high mark",
+        |v| v["used_bytes"].as_u64().unwrap_or(u64::MAX) * 100 / size <= pct + 1,
+    );
+    // No watermarks from here on: the steps below write to media and must not start
+    // runs.
+    sh(
+        &vm,
+        "printf '[[rule]]\\nname = \"keep-reel-0\"\\nfile = \"reel-0.mov\"\\naction = \"pin\"\\n' > /tmp/rules.toml",
+    );
+    ctl(&vm, "placement set /tmp/rules.toml", 0, SHORT);
+
+    steps.done("a watermark run: media's high mark");
     // Pull a member: the pool goes degraded with an alert and keeps serving.
     vm.pull("nvme1").unwrap();
     let alerts = wait_json(&vm, "alerts", SHORT, "a degraded alert", |v| {
