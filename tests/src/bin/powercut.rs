@@ -99,6 +99,31 @@ const SHORT: Duration = Duration::from_secs(120);
 /// A boot under TCG, with md assembling and XFS replaying its log.
 const BOOT: Duration = Duration::from_secs(900);
 
+/// Files written this many cycles back are removed once read back after the cut, so
+/// that twenty cycles of writes do not fill the pool: by then each was read back whole
+/// after every cut since it was written.
+const KEEP_CYCLES: u32 = 2;
+
+/// The cycle a writer's file was written in, from its name (`c07-w1-0003.bin`); none
+/// for the clips.
+fn written_in(name: &str) -> Option<u32> {
+    name.strip_prefix('c')?.get(..2)?.parse().ok()
+}
+
+/// Remove `names` from the share (already read back and found whole).
+async fn retire(port: u16, names: &[String]) -> Result<()> {
+    let mut nfs = Nfs::mount(port, EXPORT, &User::new(1000, 1000))
+        .await
+        .map_err(|e| anyhow::anyhow!("mount: {e:?}"))?;
+    let root = nfs.root.clone();
+    for name in names {
+        nfs.remove(&root, name)
+            .await
+            .map_err(|s| status(&format!("remove {name}"), s))?;
+    }
+    Ok(())
+}
+
 /// A file a client was told is on stable storage: its name and how it was made.
 #[derive(Clone)]
 struct Acked {
@@ -540,6 +565,8 @@ fn main() -> Result<()> {
         "smb ack"
     );
     let mut smb_acked = SmbAcked::default();
+    // Files read back after every cut since they were written, then removed.
+    let mut retired = 0usize;
     for cycle in 1..=args.cycles {
         let moving = args.move_from > 0
             && cycle >= args.move_from
@@ -721,16 +748,31 @@ fn main() -> Result<()> {
             .expect("ledger")
             .retain(|f| !gone.iter().any(|g| g.starts_with(&f.name)));
         lost.extend(gone);
+        // Old files, read back whole just now, make room for the next cycles' writes.
+        let old: Vec<String> = ledger
+            .lock()
+            .expect("ledger")
+            .iter()
+            .filter(|f| written_in(&f.name).is_some_and(|c| c + KEEP_CYCLES <= cycle))
+            .map(|f| f.name.clone())
+            .collect();
+        runtime.block_on(retire(vm.port, &old))?;
+        ledger
+            .lock()
+            .expect("ledger")
+            .retain(|f| !old.contains(&f.name));
+        retired += old.len();
     }
-    let acked = ledger.lock().expect("ledger").len();
+    let acked = ledger.lock().expect("ledger").len() + retired;
     let (state, work_now) = pool_state(&vm).unwrap_or_else(|e| (format!("? {e}"), "?".into()));
     let members = ctl_members(&vm);
     println!();
     println!(
-        "{} cuts in {:.0} min: {acked} files acknowledged ({} writes of them over SMB, {} of \
-         those clips written again in place), {} lost or differing; {moves} placement runs \
-         cut into; {}; {bad_boots} boots failed or came up in the wrong slot; pool {state} \
-         ({work_now}){}",
+        "{} cuts in {:.0} min: {acked} files acknowledged, each read back after every cut \
+         that followed ({retired} then removed after {KEEP_CYCLES} cycles to keep room); {} \
+         SMB writes acknowledged, {} of them clips written again in place; {} lost or \
+         differing; {moves} placement runs cut into; {}; {bad_boots} boots failed or came up \
+         in the wrong slot; pool {state} ({work_now}){}",
         args.cycles,
         began.elapsed().as_secs_f64() / 60.0,
         smb_acked.files,
