@@ -22,7 +22,7 @@ use clap::Parser;
 
 use manifest::Manifest;
 
-/// The initramfs's zstd window: 2^27 bytes, the largest the kernel unpacks.
+/// The initramfs's zstd window: 2^27 bytes, the largest zstd's decoder takes by default.
 const INITRAMFS_WINDOW_LOG: u32 = 27;
 
 #[derive(Parser)]
@@ -179,8 +179,8 @@ fn main() -> Result<()> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         enc.multithread(u32::try_from(cores).unwrap_or(1))?;
         if !args.client {
-            // Matches as far back as 128 MiB, the most the kernel's decompressor takes
-            // (lib/decompress_unzstd.c): the programs share their Rust dependencies and
+            // Matches as far back as 128 MiB, the largest window zstd's decoder takes by
+            // default, as the kernel's does for an initramfs: the programs share their Rust dependencies and
             // Samba its libraries, which a level's own window (8 MiB at 19) cannot
             // reach across. 3 MiB less at level 19; the kernel needs the window's
             // 128 MiB of memory while it unpacks.

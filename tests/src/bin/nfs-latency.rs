@@ -79,7 +79,8 @@ const OPS: [&str; 11] = [
 ];
 
 /// The servers' processes stopped while others take their turn; every one is
-/// continued when this is dropped, however the run ends.
+/// continued when this is dropped: at the end, on an error, or on ctrl-c or SIGTERM
+/// (`main` drops the run then). A SIGKILL of this program leaves them stopped.
 struct Turns {
     /// Per target, its server's process, when given.
     pids: Vec<Option<rustix::process::Pid>>,
@@ -431,36 +432,49 @@ fn main() -> Result<()> {
     let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::new()).collect();
     let mut floor = Samples::new();
     runtime.block_on(async {
-        let mut mounts = Vec::new();
-        for (name, url) in &targets {
-            let mount = nfs_rs::parse_url_and_mount(url)
-                .await
-                .with_context(|| format!("cannot mount {name} at {url}"))?;
-            mounts.push(mount);
-        }
-        // The servers, then the local floor (slot targets.len()), in alternating order.
-        let slots = targets.len() + usize::from(args.floor_dir.is_some());
-        for round in 0..args.rounds {
-            let order: Vec<usize> = if round % 2 == 0 {
-                (0..slots).collect()
-            } else {
-                (0..slots).rev().collect()
-            };
-            for s in order {
-                turns.take(s)?;
-                match args.floor_dir.as_deref().filter(|_| s == targets.len()) {
-                    Some(dir) => floor_round(dir, round, &args, &mut floor)?,
-                    None => {
-                        one_round(&*mounts[s], &targets[s].0, round, &args, &mut samples[s]).await?
+        // Interrupted (ctrl-c, or SIGTERM), the run ends here: dropping it drops `turns`,
+        // which continues the servers; a stopped server would keep its port and its
+        // mount busy, and the signal that should stop it pending.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let run = async {
+            let mut mounts = Vec::new();
+            for (name, url) in &targets {
+                let mount = nfs_rs::parse_url_and_mount(url)
+                    .await
+                    .with_context(|| format!("cannot mount {name} at {url}"))?;
+                mounts.push(mount);
+            }
+            // The servers, then the local floor (slot targets.len()), in alternating order.
+            let slots = targets.len() + usize::from(args.floor_dir.is_some());
+            for round in 0..args.rounds {
+                let order: Vec<usize> = if round % 2 == 0 {
+                    (0..slots).collect()
+                } else {
+                    (0..slots).rev().collect()
+                };
+                for s in order {
+                    turns.take(s)?;
+                    match args.floor_dir.as_deref().filter(|_| s == targets.len()) {
+                        Some(dir) => floor_round(dir, round, &args, &mut floor)?,
+                        None => {
+                            one_round(&*mounts[s], &targets[s].0, round, &args, &mut samples[s])
+                                .await?
+                        }
                     }
                 }
             }
+            drop(turns);
+            for mount in &mounts {
+                let _ = mount.umount().await;
+            }
+            anyhow::Ok(())
+        };
+        tokio::select! {
+            done = run => done,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted; the servers were continued"),
+            _ = terminate.recv() => bail!("terminated; the servers were continued"),
         }
-        drop(turns);
-        for mount in &mounts {
-            let _ = mount.umount().await;
-        }
-        anyhow::Ok(())
     })?;
     let (peer, ours) = (&targets[0].0, &targets[targets.len() - 1].0);
     let (a, b) = (&samples[0], &samples[samples.len() - 1]);

@@ -107,7 +107,7 @@ const KEEP_CYCLES: u32 = 2;
 /// The cycle a writer's file was written in, from its name (`c07-w1-0003.bin`); none
 /// for the clips.
 fn written_in(name: &str) -> Option<u32> {
-    name.strip_prefix('c')?.get(..2)?.parse().ok()
+    name.strip_prefix('c')?.split_once('-')?.0.parse().ok()
 }
 
 /// Remove `names` from the share (already read back and found whole).
