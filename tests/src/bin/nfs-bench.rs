@@ -84,9 +84,11 @@ fn run_latency_client(command: &str, args: &Args, servers: &[Server; 2]) -> Resu
         ));
     }
     // Each server timed alone: the other is stopped during its turn.
-    for server in servers.iter().filter(|_| !args.both_running) {
-        cmd.arg("--pause")
-            .arg(format!("{}={}", server.name, server.child.id()));
+    if !args.both_running {
+        for server in servers {
+            cmd.arg("--pause")
+                .arg(format!("{}={}", server.name, server.child.id()));
+        }
     }
     cmd.arg("--entries").arg(args.entries.to_string());
     cmd.arg("--floor-dir").arg(args.dir.join("export"));

@@ -97,13 +97,8 @@ impl Turns {
                 .iter()
                 .position(|(n, _)| n == name)
                 .with_context(|| format!("--pause {p}: no --target is named {name}"))?;
-            let pid: i32 = pid
-                .parse()
-                .with_context(|| format!("--pause {p}: {pid} is not a process id"))?;
-            pids[i] = Some(
-                rustix::process::Pid::from_raw(pid)
-                    .with_context(|| format!("--pause {p}: {pid} is not a process id"))?,
-            );
+            let pid = pid.parse().ok().and_then(rustix::process::Pid::from_raw);
+            pids[i] = Some(pid.with_context(|| format!("--pause {p}: not a process id"))?);
         }
         Ok(Self { pids })
     }
