@@ -36,7 +36,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # ffmpeg makes the catalog tests' media, and its ffprobe is what they are checked against;
 # openexr's exrheader is OpenEXR's own reader, for what ffprobe does not report of EXR.
 # rclone is the peer copy-bench measures copies to an S3 store against.
-APT_PACKAGES := build-essential pkg-config libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
+APT_PACKAGES := build-essential pkg-config squashfs-tools libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind nfs-common \
 	kmod e2fsprogs zstd debian-archive-keyring qemu-system-x86 qemu-utils ovmf chrony iperf3 \
 	libclang-dev util-linux xfsprogs cryptsetup-bin bcache-tools python3-venv samba samba-vfs-modules smbclient ffmpeg openexr rclone curl openssl chromium chromium-driver
 

@@ -1,4 +1,5 @@
-//! The disk image: a GPT with an EFI system partition (systemd-boot and the A/B slots),
+//! The disk image: a GPT with an EFI system partition (systemd-boot and the A/B slots,
+//! each a kernel, an initramfs and a root image),
 //! the RUSHES-CFG partition and any extensions asked for, written straight into a file.
 
 use std::fs::{File, OpenOptions};
@@ -17,8 +18,7 @@ pub const CFG_MIB: u64 = 64;
 pub fn esp(
     path: &Path,
     bootloader: &Path,
-    kernel: &Path,
-    initrd: &Path,
+    payload: &[&Path; rushes_update::PAYLOAD.len()],
     version: &str,
 ) -> Result<()> {
     let file = OpenOptions::new()
@@ -57,13 +57,16 @@ pub fn esp(
         b"timeout 0\nconsole-mode keep\neditor no\n",
     )?;
     root.create_dir("rushes")?;
-    let kernel_bytes = std::fs::read(kernel)?;
-    let initrd_bytes = std::fs::read(initrd)?;
+    let files = payload
+        .iter()
+        .map(std::fs::read)
+        .collect::<std::io::Result<Vec<_>>>()?;
     // A is written with the newer generation, so a fresh stick boots A first.
     for (slot, generation) in [('a', 2), ('b', 1)] {
         let dir = root.create_dir(&format!("rushes/{slot}"))?;
-        put(&dir, "vmlinuz", &kernel_bytes)?;
-        put(&dir, "initrd.zst", &initrd_bytes)?;
+        for (name, bytes) in rushes_update::PAYLOAD.iter().zip(&files) {
+            put(&dir, name, bytes)?;
+        }
         let entry = slots::entry_text(slot, generation, version);
         put(&loader, &slots::entry_name(slot), entry.as_bytes())?;
     }

@@ -3,8 +3,10 @@
 //!
 //! Steps: resolve and download packages with apt (cached), unpack them with dpkg-deb,
 //! keep only the kernel modules and firmware an appliance needs, add our binaries, pack
-//! the root file system as a zstd cpio initramfs, and write a GPT disk with an EFI system
-//! partition (systemd-boot, slots A and B with boot counting) and RUSHES-CFG.
+//! `/usr` as a squashfs root image and the rest, with what mounts it, as a zstd cpio
+//! initramfs, and write a GPT disk with an EFI system partition (systemd-boot, slots A
+//! and B with boot counting, each a kernel, an initramfs and a root image) and
+//! RUSHES-CFG.
 
 mod apt;
 mod cpio;
@@ -12,6 +14,7 @@ mod disk;
 mod extension;
 mod manifest;
 mod rootfs;
+mod split;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,8 +25,8 @@ use clap::Parser;
 
 use manifest::Manifest;
 
-/// The initramfs's zstd window: 2^27 bytes, the largest zstd's decoder takes by default.
-const INITRAMFS_WINDOW_LOG: u32 = 27;
+/// The root image's name, in the build folder, in out/ and in each slot.
+const ROOT_IMAGE: &str = "root.sqfs";
 
 #[derive(Parser)]
 #[command(
@@ -63,10 +66,10 @@ struct Args {
     /// takes; give one per key. An image without one cannot be updated from the box.
     #[arg(long = "trust", value_name = "KEY.pub")]
     trust: Vec<PathBuf>,
-    /// zstd's level for the initramfs [default: 19 for the image, 9 for the client].
-    /// The product's is 19: a tenth smaller than 9 (what the boot loader reads from the
-    /// stick, what an update bundle carries) for a minute more of building, and no
-    /// slower to unpack. `make test` builds its image at a lower one, for speed.
+    /// zstd's level for the root image and the initramfs [default: 19 for the image, 9
+    /// for the client]. The product's is 19: a tenth smaller than 9 (what the stick
+    /// holds, what an update bundle carries) for a minute more of building, and no
+    /// slower to read. `make test` builds its image at a lower one, for speed.
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
     zstd_level: Option<i32>,
 }
@@ -102,7 +105,7 @@ fn main() -> Result<()> {
     .with_context(|| format!("{} is not a valid manifest", args.manifest.display()))?;
     let mut p = Progress {
         step: 0,
-        total: if args.client { 6 } else { 10 },
+        total: if args.client { 6 } else { 11 },
         started: Instant::now(),
     };
     let build = args
@@ -169,25 +172,40 @@ fn main() -> Result<()> {
         rootfs::trust_keys(&root, &args.trust)?;
     }
 
+    // zstd's level for the root image and the initramfs.
+    let level = args.zstd_level.unwrap_or(if args.client { 9 } else { 19 });
+    // The product: /usr as a slot's root image, and an initramfs that mounts it. The
+    // client's initramfs holds its whole root file system.
+    let root_image = build.join(ROOT_IMAGE);
+    let initramfs_root = if args.client {
+        root.clone()
+    } else {
+        if manifest.boot_modules.is_empty() {
+            anyhow::bail!(
+                "{} lists no boot_modules: the initramfs could not reach the stick to mount the root image",
+                args.manifest.display()
+            );
+        }
+        p.next("packing /usr as the root image (squashfs, zstd)");
+        split::root_image(&root, &root_image, level)?;
+        let tree = build.join("initramfs");
+        let modules = split::initramfs_tree(&root, &kversion, &manifest.boot_modules, &tree)?;
+        eprintln!(
+            "      root image {}; the initramfs holds init and {modules} boot modules",
+            mib(std::fs::metadata(&root_image)?.len())
+        );
+        tree
+    };
+
     p.next("packing the initramfs (cpio, zstd)");
     let initrd = build.join("initrd.zst");
     {
         let file = std::fs::File::create(&initrd)?;
         // On every core; the level as --zstd-level says.
-        let level = args.zstd_level.unwrap_or(if args.client { 9 } else { 19 });
         let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), level)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         enc.multithread(u32::try_from(cores).unwrap_or(1))?;
-        if !args.client {
-            // Matches as far back as 128 MiB, the largest window zstd's decoder takes by
-            // default, as the kernel's does for an initramfs: the programs share their Rust dependencies and
-            // Samba its libraries, which a level's own window (8 MiB at 19) cannot
-            // reach across. 3 MiB less at level 19; the kernel needs the window's
-            // 128 MiB of memory while it unpacks.
-            enc.long_distance_matching(true)?;
-            enc.window_log(INITRAMFS_WINDOW_LOG)?;
-        }
-        cpio::write_tree(&root, &mut enc)?;
+        cpio::write_tree(&initramfs_root, &mut enc)?;
         enc.finish()?.flush()?;
     }
 
@@ -240,7 +258,12 @@ fn main() -> Result<()> {
     p.next("writing the EFI system partition");
     let bootloader = boot.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
     let esp = build.join("esp.img");
-    disk::esp(&esp, &bootloader, &vmlinuz, &initrd, &args.version)?;
+    disk::esp(
+        &esp,
+        &bootloader,
+        &[&vmlinuz, &initrd, &root_image],
+        &args.version,
+    )?;
 
     p.next("writing RUSHES-CFG");
     let seed = build.join("cfg-seed");
@@ -263,8 +286,10 @@ fn main() -> Result<()> {
         .map(|e| (e.label.as_str(), e.image.as_path()))
         .collect();
     disk::assemble(&image, &esp, &cfg, &on_stick)?;
-    let copies = [("vmlinuz", &vmlinuz), ("initrd.zst", &initrd)];
-    for (name, src) in copies {
+    for (name, src) in rushes_update::PAYLOAD
+        .iter()
+        .zip([&vmlinuz, &initrd, &root_image])
+    {
         std::fs::copy(src, args.out.join(name))?;
     }
 
@@ -279,6 +304,10 @@ fn main() -> Result<()> {
     report.push_str(&format!("version    {}\n", args.version));
     report.push_str(&format!("kernel     {kversion}  {}\n", mib(size(&vmlinuz))));
     report.push_str(&format!("initramfs  zstd cpio  {}\n", mib(size(&initrd))));
+    report.push_str(&format!(
+        "root image squashfs (/usr)  {}\n",
+        mib(size(&root_image))
+    ));
     for e in &extensions {
         report.push_str(&format!(
             "extension  {} ({})  {} packages, {} of files, {} image{}\n",

@@ -19,6 +19,10 @@ pub struct Manifest {
     pub firmware_packages: Vec<String>,
     pub firmware_keep: Vec<String>,
     pub modules_keep: Vec<String>,
+    /// Drivers the initramfs carries to reach the stick and mount the root image; none
+    /// means an initramfs with the whole root file system (the client's).
+    #[serde(default)]
+    pub boot_modules: Vec<String>,
     pub trim: Vec<String>,
     pub busybox_applets: Vec<String>,
     /// Replace ICU's data library with an empty one (see `icu_data_stub.c`).

@@ -1918,7 +1918,12 @@ impl Payload {
         .unwrap();
         std::fs::write(
             dir.path().join("initrd.zst"),
-            rushes_tests::guest::payload(1, 9 << 20),
+            rushes_tests::guest::payload(1, 2 << 20),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("root.sqfs"),
+            rushes_tests::guest::payload(2, 9 << 20),
         )
         .unwrap();
         Self { dir }
@@ -1944,6 +1949,7 @@ impl Payload {
             &[
                 &self.dir.path().join("vmlinuz"),
                 &self.dir.path().join("initrd.zst"),
+                &self.dir.path().join("root.sqfs"),
             ],
         )
         .unwrap();
@@ -1978,7 +1984,12 @@ fn tree(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 fn a_signed_bundle_goes_into_the_idle_slot_and_bad_ones_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let esp = dir.path().join("esp");
-    rushes_update::slots::Esp::create(&esp, "0.1.0", b"kernel 0.1.0", b"initrd 0.1.0").unwrap();
+    rushes_update::slots::Esp::create(
+        &esp,
+        "0.1.0",
+        [b"kernel 0.1.0", b"initrd 0.1.0", b"root 0.1.0"],
+    )
+    .unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let key = rushes_update::SecretKey::generate().unwrap();
@@ -2045,6 +2056,10 @@ fn a_signed_bundle_goes_into_the_idle_slot_and_bad_ones_change_nothing() {
     assert_eq!(
         std::fs::read(esp.join("rushes/b/initrd.zst")).unwrap(),
         std::fs::read(payload.dir.path().join("initrd.zst")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(esp.join("rushes/b/root.sqfs")).unwrap(),
+        std::fs::read(payload.dir.path().join("root.sqfs")).unwrap()
     );
     assert_eq!(
         std::fs::read(esp.join("rushes/a/initrd.zst")).unwrap(),

@@ -576,7 +576,11 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
             version,
             "0.1.0",
             "2026-12-06T00:00:00Z",
-            &[&updates.join("vmlinuz"), &updates.join("initrd.zst")],
+            &[
+                &updates.join("vmlinuz"),
+                &updates.join("initrd.zst"),
+                &updates.join("root.sqfs"),
+            ],
         )
         .unwrap();
     };
@@ -685,7 +689,8 @@ async fn the_image_boots_serves_restarts_rushesd_keeps_its_config_and_powers_off
 async fn a_broken_slot_falls_back_to_the_other_and_a_blank_cfg_is_formatted() {
     let work = tempfile::tempdir().unwrap();
     let image = copy_image(work.path()).unwrap();
-    // Break slot A's initramfs on the ESP.
+    // Break slot A's root image on the ESP: its kernel and initramfs start, and init
+    // cannot mount /usr.
     let esp = work.path().join("esp.img");
     rushes_tests::vm::extract(&image, "RUSHES-BOOT", &esp).unwrap();
     {
@@ -695,9 +700,9 @@ async fn a_broken_slot_falls_back_to_the_other_and_a_blank_cfg_is_formatted() {
             .open(&esp)
             .unwrap();
         let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).unwrap();
-        let mut initrd = fs.root_dir().create_file("rushes/a/initrd.zst").unwrap();
-        initrd.truncate().unwrap();
-        std::io::Write::write_all(&mut initrd, b"this is not an initramfs").unwrap();
+        let mut root = fs.root_dir().create_file("rushes/a/root.sqfs").unwrap();
+        root.truncate().unwrap();
+        std::io::Write::write_all(&mut root, b"this is not a squashfs image").unwrap();
     }
     rushes_tests::vm::put_back(&image, "RUSHES-BOOT", &esp).unwrap();
     // And blank RUSHES-CFG, as on a stick whose partition was never formatted.
@@ -714,7 +719,7 @@ async fn a_broken_slot_falls_back_to_the_other_and_a_blank_cfg_is_formatted() {
         vm.started.elapsed()
     );
     assert!(
-        vm.console()[..ready].contains("Kernel panic"),
+        vm.console()[..ready].contains("cannot mount the system from the boot stick"),
         "slot A should have failed first"
     );
     vm.wait_for("blessed", ready, Duration::from_secs(60))

@@ -114,13 +114,14 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
     // Boot slots in a folder, and a bundle signed with the key they trust, for the
     // Power screen's update.
     let esp = dir.path().join("esp");
-    rushes_update::slots::Esp::create(&esp, "0.1.0", b"kernel", b"initrd").unwrap();
+    rushes_update::slots::Esp::create(&esp, "0.1.0", [b"kernel", b"initrd", b"root"]).unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let key = rushes_update::SecretKey::generate().unwrap();
     std::fs::write(keys.join("maker.pub"), key.public().to_line()).unwrap();
     std::fs::write(dir.path().join("k"), b"a kernel of the next version").unwrap();
     std::fs::write(dir.path().join("i"), b"an initramfs of the next version").unwrap();
+    std::fs::write(dir.path().join("r"), b"a root image of the next version").unwrap();
     let bundle = dir.path().join("rushes-0.2.0.bundle");
     rushes_update::make(
         &mut std::fs::File::create(&bundle).unwrap(),
@@ -128,7 +129,11 @@ fn first_boot_wizard_screens_lock_and_a_lost_rushesd() {
         "0.2.0",
         "0.1.0",
         "",
-        &[&dir.path().join("k"), &dir.path().join("i")],
+        &[
+            &dir.path().join("k"),
+            &dir.path().join("i"),
+            &dir.path().join("r"),
+        ],
     )
     .unwrap();
     let (mut server, sock) = ServerProcess::start_with_api_and(

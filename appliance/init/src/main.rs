@@ -15,6 +15,7 @@ mod confine;
 mod console;
 mod events;
 mod log;
+mod root_image;
 mod services;
 mod settings;
 mod system;

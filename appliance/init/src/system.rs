@@ -48,6 +48,10 @@ pub fn early(ring: &mut Ring) {
     mount(ring, "tmpfs", "/dev/shm", "tmpfs", "mode=1777");
     mount(ring, "tmpfs", "/run", "tmpfs", "mode=0755");
     mount(ring, "tmpfs", "/tmp", "tmpfs", "mode=1777");
+    let _ = std::fs::create_dir_all("/run/rushes");
+    // /usr from the slot's root image, before anything runs from it (the efivarfs driver
+    // below is one of the boot modules it loads).
+    crate::root_image::mount_usr(ring);
     if Path::new("/sys/firmware/efi").exists() {
         mount(
             ring,
@@ -575,6 +579,7 @@ pub fn shutdown(sup: &mut Supervisor, ring: &mut Ring, action: Action, pid1: boo
             }
         }
     }
+    crate::root_image::release_usr();
     rustix::fs::sync();
     console(&format!(
         "rushes: {} now",

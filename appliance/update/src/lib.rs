@@ -34,8 +34,9 @@ const SIGNED_PREFIX: &[u8] = b"rushes-update\0";
 pub const MAX_MANIFEST: u32 = 64 * 1024;
 /// The largest payload file taken (the ESP holding both slots is 256 MiB).
 pub const MAX_FILE: u64 = 512 << 20;
-/// The files a slot is made of, in the order a bundle carries them.
-pub const PAYLOAD: [&str; 2] = ["vmlinuz", "initrd.zst"];
+/// The files a slot is made of, in the order a bundle carries them: the kernel, the
+/// initramfs, and the root image (`/usr`, squashfs) the initramfs mounts.
+pub const PAYLOAD: [&str; 3] = ["vmlinuz", "initrd.zst", "root.sqfs"];
 
 /// Why a bundle was refused. Nothing has been written when any of these but
 /// [`Refused::Payload`] and [`Refused::Io`] is returned.

@@ -1,5 +1,6 @@
-//! Slots A and B on the EFI system partition, as systemd-boot sees them: each is a kernel
-//! and an initramfs under `rushes/<slot>/` and a boot entry `loader/entries/rushes-<slot>…`.
+//! Slots A and B on the EFI system partition, as systemd-boot sees them: each is a kernel,
+//! an initramfs and a root image under `rushes/<slot>/` and a boot entry
+//! `loader/entries/rushes-<slot>…`.
 //!
 //! systemd-boot starts the first entry in its order: entries whose tries ran out
 //! (`+0-N`) last, the rest by `sort-key`. A slot's sort-key carries a generation that
@@ -243,21 +244,21 @@ impl Esp {
         sync_dir(&entries)
     }
 
-    /// Lay out both slots with the same kernel and initramfs, A first (as `mkimage`
-    /// writes the ESP), for host mode and tests.
+    /// Lay out both slots with the same payload (kernel, initramfs, root image), A first
+    /// (as `mkimage` writes the ESP), for host mode and tests.
     pub fn create(
         root: &Path,
         version: &str,
-        kernel: &[u8],
-        initrd: &[u8],
+        payload: [&[u8]; PAYLOAD.len()],
     ) -> std::io::Result<Self> {
         let esp = Self::new(root);
         std::fs::create_dir_all(esp.entries_dir())?;
         for (slot, generation) in [('a', 2), ('b', 1)] {
             let dir = esp.slot_dir(slot);
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join(PAYLOAD[0]), kernel)?;
-            std::fs::write(dir.join(PAYLOAD[1]), initrd)?;
+            for (name, bytes) in PAYLOAD.iter().zip(payload) {
+                std::fs::write(dir.join(name), bytes)?;
+            }
             std::fs::write(
                 esp.entries_dir().join(entry_name(slot)),
                 entry_text(slot, generation, version),
@@ -292,7 +293,7 @@ mod tests {
     #[test]
     fn the_newest_generation_boots_first_and_a_slot_out_of_tries_last() {
         let dir = tempfile::tempdir().unwrap();
-        let esp = Esp::create(dir.path(), "1.0.0", b"k", b"i").unwrap();
+        let esp = Esp::create(dir.path(), "1.0.0", [b"k", b"i", b"r"]).unwrap();
         let order =
             |esp: &Esp| -> Vec<char> { esp.slots().unwrap().iter().map(|s| s.name).collect() };
         assert_eq!(order(&esp), ['a', 'b'], "a fresh image boots A");

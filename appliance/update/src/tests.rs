@@ -6,6 +6,7 @@ struct Fixture {
     key: SecretKey,
     kernel: Vec<u8>,
     initrd: Vec<u8>,
+    root: Vec<u8>,
 }
 
 impl Fixture {
@@ -15,11 +16,14 @@ impl Fixture {
         let initrd: Vec<u8> = (0..2_500_000u32).map(|i| (i * 13 % 241) as u8).collect();
         std::fs::write(dir.path().join("vmlinuz"), &kernel).unwrap();
         std::fs::write(dir.path().join("initrd.zst"), &initrd).unwrap();
+        let root: Vec<u8> = (0..1_200_000u32).map(|i| (i * 5 % 239) as u8).collect();
+        std::fs::write(dir.path().join("root.sqfs"), &root).unwrap();
         Self {
             dir,
             key: SecretKey::generate().unwrap(),
             kernel,
             initrd,
+            root,
         }
     }
 
@@ -34,6 +38,7 @@ impl Fixture {
             &[
                 &self.dir.path().join("vmlinuz"),
                 &self.dir.path().join("initrd.zst"),
+                &self.dir.path().join("root.sqfs"),
             ],
         )
         .unwrap();
@@ -46,7 +51,12 @@ impl Fixture {
 
     fn esp(&self) -> (tempfile::TempDir, Esp) {
         let d = tempfile::tempdir().unwrap();
-        let esp = Esp::create(d.path(), "1.0.0", b"old kernel", b"old initrd").unwrap();
+        let esp = Esp::create(
+            d.path(),
+            "1.0.0",
+            [b"old kernel", b"old initrd", b"old root"],
+        )
+        .unwrap();
         (d, esp)
     }
 }
@@ -108,10 +118,14 @@ fn a_bundle_round_trips_into_the_idle_slot_which_then_boots_first() {
         fx.initrd
     );
     assert_eq!(
+        std::fs::read(d.path().join("rushes/b/root.sqfs")).unwrap(),
+        fx.root
+    );
+    assert_eq!(
         std::fs::read(d.path().join("rushes/a/vmlinuz")).unwrap(),
         b"old kernel"
     );
-    let total = (fx.kernel.len() + fx.initrd.len()) as u64;
+    let total = (fx.kernel.len() + fx.initrd.len() + fx.root.len()) as u64;
     assert_eq!(
         seen.last(),
         Some(&(total, total)),
@@ -175,7 +189,7 @@ fn bad_bundles_are_refused_with_their_reason_and_change_nothing() {
         5,
         14,
         100,
-        good.len() - fx.kernel.len() - fx.initrd.len() - 10,
+        good.len() - fx.kernel.len() - fx.initrd.len() - fx.root.len() - 10,
     ] {
         let e = refuse(&good[..cut], &fx.trusted(), "1.0.0");
         assert!(

@@ -1,8 +1,8 @@
 //! `boot-bench`: how long the image takes from the kernel's start to `rushes: ready`,
 //! booted in QEMU as `make run` does (UEFI, the image as a USB stick, under TCG when
 //! there is no KVM), and where the time goes: the firmware and boot loader before the
-//! kernel, the kernel unpacking the initramfs, the rest of the kernel's start, udev and
-//! the stick's RUSHES-CFG, rushesd, and the services after it. The first boot (which
+//! kernel, the kernel unpacking the initramfs, the rest of the kernel's start, init
+//! mounting /usr from the slot's root image, udev and the stick's RUSHES-CFG, rushesd, and the services after it. The first boot (which
 //! makes the box's keys and certificate) is reported apart from the boots after a reset,
 //! which are what a box in service does. Needs `make image` first.
 
@@ -32,6 +32,8 @@ struct Boot {
     unpack: f64,
     /// Kernel start to /init (unpacking included).
     kernel: f64,
+    /// /init loading the stick's drivers and mounting the slot's root image on /usr.
+    mount_usr: f64,
     /// /init to rushesd ready (udev, modules, RUSHES-CFG, rushesd's start).
     to_rushesd: f64,
     /// Kernel start to `rushes: ready`, as init reports it.
@@ -87,12 +89,26 @@ fn one_boot(vm: &mut Vm, from: usize, started: Instant) -> Result<(Boot, usize)>
             .with_context(|| format!("no time on {line:?}"))
     };
     let to_rushesd = wall("init: rushesd is ready")? - wall("init: rushes-init started")?;
+    // init: "/usr is slot a's root.sqfs on /dev/sda1 (/dev/loop0) in 1.2 s"
+    let mount_usr = this
+        .lines()
+        .find(|l| l.contains("init: /usr is slot"))
+        .and_then(|l| {
+            l.rsplit_once(" in ")?
+                .1
+                .strip_suffix(" s")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .context("init did not say when it mounted /usr")?;
     let total = ready_seconds(this).context("init's ready line gives no boot time")?;
     Ok((
         Boot {
             before_kernel,
             unpack,
             kernel,
+            mount_usr,
             to_rushesd,
             total,
         },
@@ -117,6 +133,9 @@ fn main() -> Result<()> {
     let size = std::fs::metadata(&initramfs)
         .with_context(|| format!("{}: make image writes it", initramfs.display()))?
         .len();
+    let root_image = std::fs::metadata(initramfs.with_file_name("root.sqfs"))
+        .context("out/root.sqfs: make image writes it")?
+        .len();
     let work = tempfile::tempdir()?;
     let image = copy_image(work.path())?;
     let started = Instant::now();
@@ -136,8 +155,9 @@ fn main() -> Result<()> {
     }
     // image/qemu-run.sh asks for no accelerator: QEMU emulates the CPU (TCG).
     println!(
-        "boot-bench: out/rushes.img, initramfs {:.1} MiB (zstd), QEMU under TCG",
+        "boot-bench: out/rushes.img, initramfs {:.1} MiB (zstd), root image {:.1} MiB (squashfs), QEMU under TCG",
         size as f64 / (1 << 20) as f64,
+        root_image as f64 / (1 << 20) as f64,
     );
     println!(
         "{:<34} {:>10} {:>16}",
@@ -145,10 +165,11 @@ fn main() -> Result<()> {
         "first boot",
         format!("again (median/{})", boots.len())
     );
-    let rows: [Row; 5] = [
+    let rows: [Row; 6] = [
         ("firmware and loader, to kernel", |b| b.before_kernel),
         ("kernel unpacks the initramfs", |b| b.unpack),
         ("kernel start to /init", |b| b.kernel),
+        ("/init mounts /usr from the stick", |b| b.mount_usr),
         ("/init to rushesd ready", |b| b.to_rushesd),
         ("kernel start to `rushes: ready`", |b| b.total),
     ];

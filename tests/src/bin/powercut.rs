@@ -341,7 +341,11 @@ fn make_bundle(image: &Path, dir: &Path) -> Result<()> {
         "0.1.1",
         "0.1.0",
         "2026-12-07T00:00:00Z",
-        &[&dir.join("vmlinuz"), &dir.join("initrd.zst")],
+        &[
+            &dir.join("vmlinuz"),
+            &dir.join("initrd.zst"),
+            &dir.join("root.sqfs"),
+        ],
     )
     .context("cannot make the update bundle")?;
     Ok(())

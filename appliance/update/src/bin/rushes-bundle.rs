@@ -1,5 +1,5 @@
 //! `rushes-bundle`: make signing keys, make signed update bundles from a built image's
-//! kernel and initramfs, and show what a bundle holds and whether a key trusts it.
+//! kernel, initramfs and root image, and show what a bundle holds and whether a key trusts it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,7 +23,8 @@ enum Command {
     /// Make a signing key (KEY, mode 0600) and its public half (KEY.pub), which images
     /// built with `mkimage --trust KEY.pub` accept bundles from. Refuses to overwrite.
     Keygen { key: PathBuf },
-    /// Sign a bundle of a kernel and an initramfs (as `mkimage` leaves them in out/build).
+    /// Sign a bundle of a kernel, an initramfs and a root image (as `mkimage` leaves
+    /// them in out/build).
     Make {
         /// The signing key (from `keygen`).
         #[arg(long)]
@@ -38,6 +39,9 @@ enum Command {
         kernel: PathBuf,
         #[arg(long, default_value = "out/build/initrd.zst")]
         initrd: PathBuf,
+        /// The root image (`/usr` as squashfs) the initramfs mounts.
+        #[arg(long, default_value = "out/build/root.sqfs")]
+        root_image: PathBuf,
         /// Where the bundle goes.
         #[arg(short, long)]
         output: PathBuf,
@@ -87,6 +91,7 @@ fn main() -> Result<()> {
             min_version,
             kernel,
             initrd,
+            root_image,
             output,
         } => {
             let text = std::fs::read_to_string(&key)
@@ -113,7 +118,7 @@ fn main() -> Result<()> {
                 &version,
                 &min_version,
                 &created,
-                &[&kernel, &initrd],
+                &[&kernel, &initrd, &root_image],
             )?;
             drop(out);
             std::fs::rename(&tmp, &output)?;
