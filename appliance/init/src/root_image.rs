@@ -44,7 +44,7 @@ pub fn mount_usr(ring: &mut Ring) {
         ),
         Err(why) => {
             let line = format!(
-                "rushes: cannot mount the system from the boot stick: {why}. This slot cannot start: rebooting in {} s; once its tries are used up the boot loader starts the other slot (if both fail, write the image to the stick again)",
+                "rushes: cannot mount the system from the boot stick: {why}. This slot cannot start: rebooting in {} s. A slot still counting its tries (new from the factory or an update) gives way to the other one when they run out; a slot blessed before is tried again each time, and then the image must be written to the stick again",
                 REBOOT_AFTER.as_secs()
             );
             console(&line);
@@ -88,25 +88,55 @@ fn load_module(path: &Path) -> std::io::Result<()> {
 }
 
 /// Find RUSHES-BOOT, attach the slot's image to a loop device and mount it on /usr.
+/// With more than one partition of that name (a second Rushes stick, an old image on a
+/// disk), the first whose image carries the running kernel's modules is the one.
 fn attach(ring: &mut Ring) -> Result<String, String> {
     let slot =
         crate::boot::slot().ok_or("the kernel command line names no slot (rushes.slot=a or b)")?;
-    let partition = wait_for_partition(ring, "RUSHES-BOOT")?;
+    let candidates = wait_for_partitions(ring, "RUSHES-BOOT")?;
+    let mut why = Vec::new();
+    for partition in &candidates {
+        match attach_from(partition, &slot) {
+            Ok(line) => {
+                if candidates.len() > 1 {
+                    ring.push(
+                        "init",
+                        &format!(
+                            "{} partitions are named RUSHES-BOOT; {} has this kernel's system: unplug the others so that updates and blessing find this one",
+                            candidates.len(),
+                            partition.display()
+                        ),
+                    );
+                }
+                return Ok(line);
+            }
+            Err(e) => why.push(e),
+        }
+    }
+    Err(why.join("; "))
+}
+
+/// Mount slot `slot`'s image from the RUSHES-BOOT at `partition` on /usr, and keep it
+/// only if it holds the modules of the kernel that is running.
+fn attach_from(partition: &Path, slot: &str) -> Result<String, String> {
     let _ = std::fs::create_dir_all(ESP);
     // Read-write like every other mount of it (updates and blessing write to it): a
     // second mount of a FAT file system must agree with the first on that.
     rustix::mount::mount(
-        &partition,
+        partition,
         ESP,
         "vfat",
         rustix::mount::MountFlags::NOATIME,
         None,
     )
     .map_err(|e| format!("cannot mount {} (RUSHES-BOOT): {e}", partition.display()))?;
-    let image = Path::new(ESP).join("rushes").join(&slot).join(IMAGE);
+    let image = Path::new(ESP).join("rushes").join(slot).join(IMAGE);
     let result = (|| {
         let file = std::fs::File::open(&image).map_err(|e| {
-            format!("cannot open {IMAGE} of slot {slot}: {e}: the slot is incomplete")
+            format!(
+                "cannot open {IMAGE} of slot {slot} on {}: {e}",
+                partition.display()
+            )
         })?;
         // Held open until the mount has it: the loop device lets go of the image when
         // its last user closes it.
@@ -119,30 +149,49 @@ fn attach(ring: &mut Ring) -> Result<String, String> {
             rustix::mount::MountFlags::RDONLY | rustix::mount::MountFlags::NODEV,
             None,
         )
-        .map_err(|e| format!("cannot mount {IMAGE} of slot {slot}: {e}: the file is damaged"))?;
+        .map_err(|e| {
+            format!(
+                "cannot mount {IMAGE} of slot {slot} on {}: {e} (an image cut short or damaged reads this way)",
+                partition.display()
+            )
+        })?;
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        if !Path::new("/usr/lib/modules").join(&release).is_dir() {
+            let _ = rustix::mount::unmount("/usr", rustix::mount::UnmountFlags::DETACH);
+            return Err(format!(
+                "{IMAGE} of slot {slot} on {} is not for the running kernel {release}",
+                partition.display()
+            ));
+        }
         Ok(format!(
             "/usr is slot {slot}'s {IMAGE} on {} ({})",
             partition.display(),
             device.display()
         ))
     })();
-    // The loop device holds the file open, which keeps the file system alive: the
-    // mount point itself is not needed, and leaving it would show the stick to services.
+    // The loop device holds the image open, and with it RUSHES-BOOT's file system, which
+    // stays mounted (read-write, unwritten) until shutdown: only its mount point goes,
+    // so that services do not see the stick.
     let _ = rustix::mount::unmount(ESP, rustix::mount::UnmountFlags::DETACH);
     result
 }
 
-/// The device node of the partition named `name`, once the kernel has found it.
-fn wait_for_partition(ring: &mut Ring, name: &str) -> Result<PathBuf, String> {
+/// The device nodes of the partitions named `name`, once the kernel has found one.
+fn wait_for_partitions(ring: &mut Ring, name: &str) -> Result<Vec<PathBuf>, String> {
     let deadline = Instant::now() + STICK_WAIT;
     let mut told = false;
     let started = Instant::now();
     loop {
-        if let Some(dev) = partition_named(Path::new("/sys/class/block"), name) {
-            let node = Path::new("/dev").join(dev);
-            if node.exists() {
-                return Ok(node);
-            }
+        let found: Vec<PathBuf> = partitions_named(Path::new("/sys/class/block"), name)
+            .into_iter()
+            .map(|dev| Path::new("/dev").join(dev))
+            .filter(|node| node.exists())
+            .collect();
+        if !found.is_empty() {
+            return Ok(found);
         }
         if Instant::now() >= deadline {
             return Err(format!(
@@ -160,11 +209,13 @@ fn wait_for_partition(ring: &mut Ring, name: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// The kernel name (`sda1`) of a partition whose GPT name is `name`, from the
-/// `PARTNAME=` line of its `uevent` under `class_block` (/sys/class/block).
-pub fn partition_named(class_block: &Path, name: &str) -> Option<String> {
-    let mut found: Vec<String> = std::fs::read_dir(class_block)
-        .ok()?
+/// The kernel names (`sda1`) of the partitions whose GPT name is `name`, sorted, from the
+/// `PARTNAME=` line of each `uevent` under `class_block` (/sys/class/block).
+pub fn partitions_named(class_block: &Path, name: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(class_block) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let text = std::fs::read_to_string(e.path().join("uevent")).ok()?;
@@ -174,7 +225,7 @@ pub fn partition_named(class_block: &Path, name: &str) -> Option<String> {
         })
         .collect();
     found.sort();
-    found.into_iter().next()
+    found
 }
 
 /// `LOOP_CTL_GET_FREE` on /dev/loop-control: the number of a free loop device. Unlike
@@ -262,20 +313,20 @@ mod tests {
             "sdb2",
             "MAJOR=8\nMINOR=18\nDEVNAME=sdb2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=RUSHES-CFG\n",
         );
-        assert_eq!(partition_named(dir.path(), "RUSHES-BOOT"), None);
+        assert!(partitions_named(dir.path(), "RUSHES-BOOT").is_empty());
         put(
             "sdb1",
             "MAJOR=8\nMINOR=17\nDEVNAME=sdb1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=RUSHES-BOOT\n",
         );
-        assert_eq!(
-            partition_named(dir.path(), "RUSHES-BOOT").as_deref(),
-            Some("sdb1")
-        );
+        assert_eq!(partitions_named(dir.path(), "RUSHES-BOOT"), ["sdb1"]);
         // A label that merely starts like it is another partition.
         put("sdc1", "PARTNAME=RUSHES-BOOTX\n");
+        assert_eq!(partitions_named(dir.path(), "RUSHES-BOOT"), ["sdb1"]);
+        // A second stick: both are candidates, in name order.
+        put("nvme0n1p1", "PARTNAME=RUSHES-BOOT\n");
         assert_eq!(
-            partition_named(dir.path(), "RUSHES-BOOT").as_deref(),
-            Some("sdb1")
+            partitions_named(dir.path(), "RUSHES-BOOT"),
+            ["nvme0n1p1", "sdb1"]
         );
     }
 }

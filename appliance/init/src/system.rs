@@ -595,4 +595,6 @@ pub fn shutdown(sup: &mut Supervisor, ring: &mut Ring, action: Action, pid1: boo
     };
     let Err(e) = nix::sys::reboot::reboot(how);
     ring.push("init", &format!("reboot(2) failed: {e}"));
+    // Still running: services need /usr again.
+    crate::root_image::mount_usr(ring);
 }

@@ -479,7 +479,7 @@ fn main() -> Result<()> {
     );
     ctl(
         &vm,
-        &format!("pool create {POOL} --level raid5 nvme0n1 nvme1n1 nvme2n1"),
+        &format!("pool create {POOL} --level raid5 RUSHESNVME0 RUSHESNVME1 RUSHESNVME2"),
         0,
         SHORT,
     );
@@ -600,7 +600,7 @@ fn main() -> Result<()> {
         // What the cut comes during, beside the writes.
         let mut during = vec!["writes".to_string()];
         if cycle == args.grow_at {
-            ctl(&vm, &format!("pool grow {POOL} nvme3n1"), 0, SHORT);
+            ctl(&vm, &format!("pool grow {POOL} RUSHESNVME3"), 0, SHORT);
             grown = true;
             during.push("grow".into());
         }
