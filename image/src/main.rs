@@ -258,12 +258,9 @@ fn main() -> Result<()> {
     p.next("writing the EFI system partition");
     let bootloader = boot.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
     let esp = build.join("esp.img");
-    disk::esp(
-        &esp,
-        &bootloader,
-        &[&vmlinuz, &initrd, &root_image],
-        &args.version,
-    )?;
+    // The slot's files, in rushes_update::PAYLOAD's order.
+    let payload = [vmlinuz.as_path(), initrd.as_path(), root_image.as_path()];
+    disk::esp(&esp, &bootloader, &payload, &args.version)?;
 
     p.next("writing RUSHES-CFG");
     let seed = build.join("cfg-seed");
@@ -286,10 +283,7 @@ fn main() -> Result<()> {
         .map(|e| (e.label.as_str(), e.image.as_path()))
         .collect();
     disk::assemble(&image, &esp, &cfg, &on_stick)?;
-    for (name, src) in rushes_update::PAYLOAD
-        .iter()
-        .zip([&vmlinuz, &initrd, &root_image])
-    {
+    for (name, src) in rushes_update::PAYLOAD.iter().zip(payload) {
         std::fs::copy(src, args.out.join(name))?;
     }
 

@@ -81,17 +81,21 @@ fn depmod(root: &Path, version: &str) -> Result<()> {
     Ok(())
 }
 
+/// `modules.dep` read: each module's path (under the modules folder) and the paths of
+/// every module it needs.
+pub fn modules_dep(text: &str) -> BTreeMap<&str, Vec<&str>> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(module, needs)| (module, needs.split_whitespace().collect()))
+        .collect()
+}
+
 /// Keep the modules `keep` names and everything they depend on; returns (kept, dropped).
 pub fn trim_modules(root: &Path, version: &str, keep: &[String]) -> Result<(usize, usize)> {
     depmod(root, version)?;
     let dir = root.join("usr/lib/modules").join(version);
     let deps_text = std::fs::read_to_string(dir.join("modules.dep"))?;
-    let mut deps: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for line in deps_text.lines() {
-        if let Some((module, rest)) = line.split_once(':') {
-            deps.insert(module, rest.split_whitespace().collect());
-        }
-    }
+    let deps = modules_dep(&deps_text);
     let mut wanted: BTreeSet<&str> = BTreeSet::new();
     let mut queue: Vec<&str> = deps
         .keys()

@@ -94,38 +94,28 @@ fn module_order(root: &Path, kversion: &str, names: &[String]) -> Result<Vec<Pat
         let file = path.rsplit('/').next().unwrap_or(path);
         file.split(".ko").next().unwrap_or(file).replace('-', "_")
     };
-    let mut deps: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    for line in dep_text.lines() {
-        if let Some((module, rest)) = line.split_once(':') {
-            let needs = rest.split_whitespace().map(str::to_string).collect();
-            deps.insert(name_of(module), (module.to_string(), needs));
-        }
-    }
+    let deps = crate::rootfs::modules_dep(&dep_text);
+    let by_name: BTreeMap<String, &str> = deps.keys().map(|p| (name_of(p), *p)).collect();
     let builtin: BTreeSet<String> = builtin.lines().map(name_of).collect();
-    let mut order = Vec::new();
-    let mut seen = BTreeSet::new();
     // Depth first, dependencies before the module that needs them.
-    fn visit(
-        path: &str,
-        deps: &BTreeMap<String, (String, Vec<String>)>,
-        name_of: &dyn Fn(&str) -> String,
-        seen: &mut BTreeSet<String>,
-        order: &mut Vec<String>,
+    fn visit<'a>(
+        path: &'a str,
+        deps: &BTreeMap<&'a str, Vec<&'a str>>,
+        seen: &mut BTreeSet<&'a str>,
+        order: &mut Vec<&'a str>,
     ) {
-        if !seen.insert(path.to_string()) {
-            return;
-        }
-        if let Some((_, needs)) = deps.get(&name_of(path)) {
-            for n in needs {
-                visit(n, deps, name_of, seen, order);
+        if seen.insert(path) {
+            for need in deps.get(path).into_iter().flatten() {
+                visit(need, deps, seen, order);
             }
+            order.push(path);
         }
-        order.push(path.to_string());
     }
+    let (mut seen, mut order) = (BTreeSet::new(), Vec::new());
     for name in names {
         let name = name.replace('-', "_");
-        match deps.get(&name) {
-            Some((path, _)) => visit(path, &deps, &name_of, &mut seen, &mut order),
+        match by_name.get(&name) {
+            Some(path) => visit(path, &deps, &mut seen, &mut order),
             None if builtin.contains(&name) => {}
             None => bail!(
                 "boot module {name} is neither among the kept modules nor built into kernel {kversion}: keep it in the manifest's modules_keep"

@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::log::Ring;
 
 const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
-const ESP_MOUNT: &str = "/run/rushes/esp";
+/// Where RUSHES-BOOT is mounted while init looks at or writes to it.
+pub const ESP_MOUNT: &str = "/run/rushes/esp";
 
 /// The slot on the kernel command line (`rushes.slot=a`).
 pub fn slot() -> Option<String> {

@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::boot::ESP_MOUNT;
 use crate::console::console;
 use crate::log::Ring;
 
@@ -19,8 +20,6 @@ use crate::log::Ring;
 pub const BOOT_MODULES: &str = "/etc/rushes/boot-modules";
 /// The root image's name in a slot's folder on RUSHES-BOOT.
 pub const IMAGE: &str = "root.sqfs";
-/// Where RUSHES-BOOT is mounted while the image is attached (detached right after).
-const ESP: &str = "/run/rushes/boot-stick";
 /// How long the stick may take to show up (USB enumeration under emulation is slow).
 const STICK_WAIT: Duration = Duration::from_secs(120);
 
@@ -119,18 +118,18 @@ fn attach(ring: &mut Ring) -> Result<String, String> {
 /// Mount slot `slot`'s image from the RUSHES-BOOT at `partition` on /usr, and keep it
 /// only if it holds the modules of the kernel that is running.
 fn attach_from(partition: &Path, slot: &str) -> Result<String, String> {
-    let _ = std::fs::create_dir_all(ESP);
+    let _ = std::fs::create_dir_all(ESP_MOUNT);
     // Read-write like every other mount of it (updates and blessing write to it): a
     // second mount of a FAT file system must agree with the first on that.
     rustix::mount::mount(
         partition,
-        ESP,
+        ESP_MOUNT,
         "vfat",
         rustix::mount::MountFlags::NOATIME,
         None,
     )
     .map_err(|e| format!("cannot mount {} (RUSHES-BOOT): {e}", partition.display()))?;
-    let image = Path::new(ESP).join("rushes").join(slot).join(IMAGE);
+    let image = Path::new(ESP_MOUNT).join("rushes").join(slot).join(IMAGE);
     let result = (|| {
         let file = std::fs::File::open(&image).map_err(|e| {
             format!(
@@ -175,7 +174,7 @@ fn attach_from(partition: &Path, slot: &str) -> Result<String, String> {
     // The loop device holds the image open, and with it RUSHES-BOOT's file system, which
     // stays mounted (read-write, unwritten) until shutdown: only its mount point goes,
     // so that services do not see the stick.
-    let _ = rustix::mount::unmount(ESP, rustix::mount::UnmountFlags::DETACH);
+    let _ = rustix::mount::unmount(ESP_MOUNT, rustix::mount::UnmountFlags::DETACH);
     result
 }
 

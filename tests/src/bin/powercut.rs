@@ -753,18 +753,15 @@ fn main() -> Result<()> {
             .retain(|f| !gone.iter().any(|g| g.starts_with(&f.name)));
         lost.extend(gone);
         // Old files, read back whole just now, make room for the next cycles' writes.
-        let old: Vec<String> = ledger
-            .lock()
-            .expect("ledger")
-            .iter()
-            .filter(|f| written_in(&f.name).is_some_and(|c| c + KEEP_CYCLES <= cycle))
-            .map(|f| f.name.clone())
-            .collect();
+        let old: Vec<String> = {
+            let mut ledger = ledger.lock().expect("ledger");
+            let (old, keep): (Vec<Acked>, Vec<Acked>) = ledger
+                .drain(..)
+                .partition(|f| written_in(&f.name).is_some_and(|c| c + KEEP_CYCLES <= cycle));
+            *ledger = keep;
+            old.into_iter().map(|f| f.name).collect()
+        };
         runtime.block_on(retire(vm.port, &old))?;
-        ledger
-            .lock()
-            .expect("ledger")
-            .retain(|f| !old.contains(&f.name));
         retired += old.len();
     }
     let acked = ledger.lock().expect("ledger").len() + retired;
