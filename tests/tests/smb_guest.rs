@@ -318,6 +318,18 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
     );
     let state = sh(&vm, "rushesctl copies projects final.mov");
     assert!(state.contains("migrated"), "{state}");
+    // Samba shows it offline (FILE_ATTRIBUTE_OFFLINE), so Explorer makes no thumbnail of
+    // it and draws it as such; asking its attributes recalls nothing.
+    let attrs = smb_attributes(&vm, "final.mov");
+    assert!(
+        attrs & 0x1000 != 0,
+        "a stub is offline over SMB: {attrs:#x}"
+    );
+    let state = sh(&vm, "rushesctl copies projects final.mov");
+    assert!(
+        state.contains("migrated") && !state.contains("premigrated"),
+        "{state}"
+    );
     let (out, rc) = smbclient(
         &vm,
         "projects",
@@ -339,6 +351,8 @@ async fn smb_and_nfs_share_files_accounts_and_one_activity_stream() {
          && break; sleep 0.5; done; rushesctl copies projects final.mov",
     );
     assert!(state.contains("premigrated"), "back on the box: {state}");
+    let attrs = smb_attributes(&vm, "final.mov");
+    assert!(attrs & 0x1000 == 0, "back on the box, online: {attrs:#x}");
 
     steps.done("released to a copy, the clip");
     // Byte-range locks are one: an NFS client's NLM lock (from the host, over UDP) keeps
@@ -914,4 +928,24 @@ start-avahi"#
         }),
         "the bay Avahi announced: {found:#}"
     );
+}
+
+/// The DOS attributes Samba gives `name` in the projects share (smbclient's `allinfo`).
+fn smb_attributes(vm: &Vm, name: &str) -> u32 {
+    let (out, rc) = smbclient(
+        vm,
+        "projects",
+        "editor",
+        EDITOR_PW,
+        &format!("allinfo {name}"),
+    );
+    assert_eq!(rc, 0, "{out}");
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("attributes:"))
+        .and_then(|l| {
+            l.rsplit_once('(')
+                .and_then(|(_, hex)| hex.strip_suffix(')'))
+        })
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .unwrap_or_else(|| panic!("no attributes in allinfo: {out}"))
 }

@@ -531,6 +531,33 @@ fn a_released_file_opens_at_once_for_reading_and_serves_ranges_while_it_comes_ba
     });
     b.places.set_recaller(Arc::clone(&recall) as _);
 
+    // Offline to SMB clients: Samba reads the DOS attributes it shows from
+    // user.DOSATTRIB, which the view gives the offline bit (0x1000) while it is released.
+    let seen = b.seen("A001C003.mov");
+    assert_eq!(
+        dos_attributes(&seen),
+        Some(0x1000),
+        "a stub with no attributes yet"
+    );
+    let names = xattr_names(&seen);
+    assert!(names.contains(&"user.DOSATTRIB".to_string()), "{names:?}");
+    // An SMB client makes it hidden (Samba writes back what it read, offline included):
+    // hidden and offline shown, hidden alone stored.
+    let hidden_offline = samba_dosattrib(0x1022);
+    rustix::fs::setxattr(
+        &seen,
+        "user.DOSATTRIB",
+        &hidden_offline,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(dos_attributes(&seen), Some(0x1022));
+    assert_eq!(
+        dos_attributes(&b.home("A001C003.mov")),
+        Some(0x22),
+        "stored without offline"
+    );
+
     // Opened for reading at once, though the whole file is not coming back yet; a read
     // at 20 MiB gets the clip's bytes there, still released on the pool.
     let started = std::time::Instant::now();
@@ -569,4 +596,35 @@ fn a_released_file_opens_at_once_for_reading_and_serves_ranges_while_it_comes_ba
     );
     drop(open);
     assert_eq!(read(&b.seen("A001C003.mov")), data);
+    assert_eq!(
+        dos_attributes(&seen),
+        Some(0x22),
+        "back on the box: online, still hidden"
+    );
+}
+
+/// Samba 4.17's user.DOSATTRIB (version 5) with attributes `attrib` and a creation time.
+fn samba_dosattrib(attrib: u32) -> Vec<u8> {
+    let mut v = vec![0u8, 0, 5, 0, 5, 0, 0, 0, 0x11, 0, 0, 0];
+    v.extend_from_slice(&attrib.to_le_bytes());
+    v.extend_from_slice(&0x01dd86a98e084d0fu64.to_le_bytes());
+    v
+}
+
+/// The DOS attributes in `path`'s user.DOSATTRIB (version 5, as Samba 4.17 writes it).
+fn dos_attributes(path: &Path) -> Option<u32> {
+    let mut buf = [0u8; 256];
+    let n = rustix::fs::getxattr(path, "user.DOSATTRIB", &mut buf).ok()?;
+    assert_eq!(&buf[..8], &[0, 0, 5, 0, 5, 0, 0, 0], "{:?}", &buf[..n]);
+    Some(u32::from_le_bytes(buf[12..16].try_into().unwrap()))
+}
+
+fn xattr_names(path: &Path) -> Vec<String> {
+    let mut buf = [0u8; 4096];
+    let n = rustix::fs::listxattr(path, &mut buf).unwrap();
+    buf[..n]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
 }

@@ -17,8 +17,10 @@ use fuser::{
 };
 use rushes_nas::sys::{self, KernelHandle, LockKind};
 use rushes_placement::layout::{self, DataPlaces, OpenHold, Resolved};
-use rushes_placement::stub::RecallError;
+use rushes_placement::stub::{self, RecallError};
 use rustix::fs::{AtFlags, Mode, OFlags, Stat, Timespec, Timestamps};
+
+use crate::dosattrib;
 
 /// How long the kernel may trust a name or attributes before asking again. NFS clients
 /// change the same tree, so this stays short.
@@ -1543,9 +1545,18 @@ impl Filesystem for View {
             reply,
             (|| {
                 let fd = self.xattr_fd(ino)?.ok_or(Errno::EPERM)?;
+                let name = cname(name)?;
+                // Offline is what a file is now, not what it keeps once recalled.
+                let kept;
+                let value = if name.as_bytes() == dosattrib::NAME {
+                    kept = dosattrib::stored(value);
+                    &kept[..]
+                } else {
+                    value
+                };
                 rustix::fs::fsetxattr(
                     &fd,
-                    cname(name)?.as_c_str(),
+                    name.as_c_str(),
                     value,
                     rustix::fs::XattrFlags::from_bits_retain(flags as u32),
                 )
@@ -1562,8 +1573,18 @@ impl Filesystem for View {
             let fd = self.xattr_fd(ino)?.ok_or(Errno::NO_XATTR)?;
             let name = cname(name)?;
             let mut buf = vec![0u8; 64 * 1024];
-            let n = rustix::fs::fgetxattr(&fd, name.as_c_str(), &mut buf).map_err(errno)?;
-            buf.truncate(n);
+            let got = rustix::fs::fgetxattr(&fd, name.as_c_str(), &mut buf);
+            // A released file is offline to SMB clients (Samba reads its attributes here).
+            if name.as_bytes() == dosattrib::NAME && stub::is_released(fd.as_fd()) == Ok(true) {
+                let stored = match got {
+                    Ok(n) => Some(&buf[..n]),
+                    Err(rustix::io::Errno::NODATA) => None,
+                    Err(e) => return Err(errno(e)),
+                };
+                let mode = rustix::fs::fstat(&fd).map_err(errno)?.st_mode;
+                return Ok(dosattrib::shown_offline(stored, mode));
+            }
+            buf.truncate(got.map_err(errno)?);
             Ok(buf)
         })();
         match r {
@@ -1581,12 +1602,19 @@ impl Filesystem for View {
             };
             let mut buf = vec![0u8; 64 * 1024];
             let n = rustix::fs::flistxattr(&fd, &mut buf).map_err(errno)?;
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(n + dosattrib::NAME.len() + 1);
+            let mut has_dosattrib = false;
             for name in buf[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
                 if !name.starts_with(OWN_XATTRS) {
+                    has_dosattrib |= name == dosattrib::NAME;
                     out.extend_from_slice(name);
                     out.push(0);
                 }
+            }
+            // A released file always has attributes to show (offline).
+            if !has_dosattrib && stub::is_released(fd.as_fd()) == Ok(true) {
+                out.extend_from_slice(dosattrib::NAME);
+                out.push(0);
             }
             Ok(out)
         })();

@@ -16,6 +16,7 @@
 //!   `default_permissions`; the view acts as root and gives the result its owner).
 //! - `trusted.rushes.*` is the layer's own: hidden from listings, refused to callers.
 
+mod dosattrib;
 mod fs;
 
 use std::path::{Path, PathBuf};
