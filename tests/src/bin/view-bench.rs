@@ -45,6 +45,10 @@ struct Args {
     /// smbd's TCP port (not 445, so a running Samba is left alone).
     #[arg(long, default_value_t = 4455)]
     port: u16,
+    /// Set up, warm, then serve `direct` and `view` until interrupted instead of timing
+    /// (for profiling a row by hand: strace or perf on smbd and this process).
+    #[arg(long)]
+    serve: bool,
 }
 
 const MIB: u64 = 1 << 20;
@@ -216,6 +220,16 @@ fn main() -> Result<()> {
         smbclient(port, share, &local, "get clip.mov /dev/null\ncd bin\nls\n")?;
     }
 
+    if args.serve {
+        println!(
+            "serving //127.0.0.1/direct and //127.0.0.1/view on port {port} (listed folder: bin); \
+             ctrl-c ends (then `umount -l {}`)",
+            view_at.display()
+        );
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     let read =
         |share: &str, _rep: usize| smbclient(port, share, &local, "get clip.mov /dev/null\n");
     let write = |share: &str, rep: usize| {
