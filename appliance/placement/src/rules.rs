@@ -41,6 +41,10 @@ pub struct PoolEntry {
     /// Which files leave first: `oldest-access` (default), `oldest-modify`, `largest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<String>,
+    /// How long the pool may stay past `high` before an alert says runs are not bringing
+    /// it down (`15m` if not set; a minute at least).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_after: Option<String>,
 }
 
 /// `[[rule]]`: conditions on a file (all must hold), and what should be true of it:
@@ -264,7 +268,14 @@ pub struct Watermark {
     pub high: u8,
     pub low: u8,
     pub weight: Weight,
+    /// Seconds past `high` before the pool-stays-full alert.
+    pub alert_after: u64,
 }
+
+/// How long a pool may stay past its high watermark before an alert, unless its
+/// `alert_after` says otherwise: runs are not bringing it down (no rule moves its
+/// files, or their target is full or refusing).
+pub const STAYS_FULL_SECS: u64 = 900;
 
 /// A checked rules file: what simulate, explain and the mover run on.
 #[derive(Debug, Clone, Default)]
@@ -488,11 +499,24 @@ fn check_pool(e: &PoolEntry, names: &Names) -> Result<Watermark, String> {
             ))
         }
     };
+    let alert_after = match e.alert_after.as_deref() {
+        None => STAYS_FULL_SECS,
+        Some(text) => match rushes_api::calendar::parse_span(text) {
+            Ok(secs) if secs >= 60 => secs,
+            Ok(_) => {
+                return Err(format!(
+                    "alert_after {text:?} is under a minute: a run needs longer than that to bring a pool down"
+                ))
+            }
+            Err(reason) => return Err(format!("alert_after: {reason}")),
+        },
+    };
     Ok(Watermark {
         pool: e.name.clone(),
         high: e.high,
         low: e.low,
         weight,
+        alert_after,
     })
 }
 

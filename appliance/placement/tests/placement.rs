@@ -90,6 +90,12 @@ share = "films"
 owner = "bob"
 xattr = "trusted.rushes.pool=fast"
 modified_older_than = "soon"
+
+[[pool]]
+name = "archive"
+high = 90
+low = 80
+alert_after = "20s"
 "#;
     let errors = RuleSet::parse(source, &names()).unwrap_err();
     let got = lines(&errors);
@@ -115,8 +121,19 @@ modified_older_than = "soon"
     expect_has(32, "owner \"bob\" is neither a known name nor a number");
     expect_has(32, "must be a user.* attribute");
     expect_has(32, "modified_older_than");
+    expect_has(40, "alert_after \"20s\" is under a minute");
     // Every refusal says which rule it is about, in its text.
-    assert!(errors[2].to_string().starts_with("line 8 (rule \"a\"): "));
+    let on_line_8 = errors.iter().find(|e| e.line == 8).unwrap();
+    assert!(on_line_8.to_string().starts_with("line 8 (rule \"a\"): "));
+}
+
+#[test]
+fn a_pool_alerts_after_fifteen_minutes_past_its_high_watermark_unless_it_says_otherwise() {
+    let source = "[[pool]]\nname = \"fast\"\nhigh = 80\nlow = 60\n\
+                  [[pool]]\nname = \"archive\"\nhigh = 95\nlow = 90\nalert_after = \"2h\"\n";
+    let set = RuleSet::parse(source, &names()).unwrap();
+    assert_eq!(set.watermark("fast").unwrap().alert_after, 15 * 60);
+    assert_eq!(set.watermark("archive").unwrap().alert_after, 2 * 3600);
 }
 
 #[test]

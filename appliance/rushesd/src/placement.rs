@@ -36,10 +36,6 @@ const AUTO_CHECK: Duration = Duration::from_secs(30);
 /// A pool past its high watermark starts a run at most this often.
 const WATERMARK_PAUSE: Duration = Duration::from_secs(300);
 
-/// A pool past its high watermark for this long raises an alert: runs are not bringing
-/// it down (no rule moves its files, or its target is full or refusing).
-const STAYS_FULL: Duration = Duration::from_secs(900);
-
 /// Others moving more than this many bytes a second on the pools a move involves make
 /// them busy...
 const BUSY_CLIENTS: u64 = 16 << 20;
@@ -482,11 +478,15 @@ fn due(
     None
 }
 
-/// Alerts for pools past their high watermark longer than [`STAYS_FULL`].
-fn full_alerts(over: &[(String, u64, u8, Duration)]) -> Vec<Raise> {
+/// A pool past its high watermark: its name, how full it is (%), its high watermark, for
+/// how long, and after how long that is an alert (its `alert_after`).
+type Over = (String, u64, u8, Duration, Duration);
+
+/// Alerts for pools past their high watermark longer than their `alert_after`.
+fn full_alerts(over: &[Over]) -> Vec<Raise> {
     over.iter()
-        .filter(|(_, _, _, since)| *since >= STAYS_FULL)
-        .map(|(pool, pct, high, since)| {
+        .filter(|(_, _, _, since, after)| since >= after)
+        .map(|(pool, pct, high, since, _)| {
             Raise::new(
                 format!("pool-stays-full:{pool}"),
                 Severity::Warning,
@@ -529,7 +529,13 @@ impl Placement {
                 .entry(p.name.clone())
                 .or_insert_with(Instant::now);
             let pct = rushes_placement::plan::percent(p.used, p.size);
-            over.push((p.name.clone(), pct, w.high, since.elapsed()));
+            over.push((
+                p.name.clone(),
+                pct,
+                w.high,
+                since.elapsed(),
+                Duration::from_secs(w.alert_after),
+            ));
         }
         self.core
             .alerts
@@ -654,6 +660,7 @@ impl Placement {
                 total,
                 started,
                 rate,
+                backing_off: Default::default(),
             };
             let mut tries = 0;
             let result = loop {
@@ -737,6 +744,8 @@ struct RunWatch<'a> {
     total: u64,
     started: Instant,
     rate: Option<u64>,
+    /// What others moved a second on the move's pools when it last backed off for them.
+    backing_off: std::cell::Cell<Option<u64>>,
 }
 
 impl MoveWatch for RunWatch<'_> {
@@ -746,8 +755,16 @@ impl MoveWatch for RunWatch<'_> {
         self.moved = so_far;
         let secs = self.started.elapsed().as_secs_f64();
         let rate = (secs > 0.5).then(|| so_far as f64 / secs);
-        self.w
-            .progress_at(&self.what, so_far, self.total, "bytes", rate);
+        // Says why the move is slow while it gives way to clients.
+        let step = match self.backing_off.get() {
+            Some(others) => format!(
+                "{}, backing off: clients move {}/s on its pools",
+                self.what,
+                rushes_placement::units::show_size(others)
+            ),
+            None => self.what.clone(),
+        };
+        self.w.progress_at(&step, so_far, self.total, "bytes", rate);
     }
 
     fn cancelled(&self) -> bool {
@@ -764,7 +781,9 @@ impl MoveWatch for RunWatch<'_> {
                 .first()
                 .map_or(0, |s| s.read_bytes + s.write_bytes),
         };
-        move_pace(self.rate, others)
+        let pace = move_pace(self.rate, others);
+        self.backing_off.set((pace != self.rate).then_some(others));
+        pace
     }
 }
 
@@ -866,12 +885,21 @@ mod tests {
 
     #[test]
     fn a_pool_past_its_high_watermark_alerts_only_once_it_stays_there() {
-        let over = |since: u64| vec![("fast".to_string(), 91, 85, Duration::from_secs(since))];
+        let after = Duration::from_secs(rushes_placement::rules::STAYS_FULL_SECS);
+        let over = |since: u64| {
+            vec![(
+                "fast".to_string(),
+                91,
+                85,
+                Duration::from_secs(since),
+                after,
+            )]
+        };
         assert!(
             full_alerts(&over(60)).is_empty(),
             "a run may still bring it down"
         );
-        let raised = full_alerts(&over(STAYS_FULL.as_secs()));
+        let raised = full_alerts(&over(after.as_secs()));
         assert_eq!(raised.len(), 1);
         assert_eq!(raised[0].id, "pool-stays-full:fast");
         assert!(
