@@ -97,6 +97,25 @@ fn wait_partial_bar(vm: &Vm, id: u64, kind: &str) -> String {
     }
 }
 
+/// The open alert `id` in `rushesctl --json alerts`' answer.
+fn open_alert<'a>(alerts: &'a Value, id: &str) -> Option<&'a Value> {
+    alerts
+        .as_array()
+        .expect("alerts are a list")
+        .iter()
+        .find(|a| a["id"] == id)
+}
+
+/// The rules that keep reel-0 where it is (a `printf` format).
+const PIN_REEL_0: &str =
+    "[[rule]]\\nname = \"keep-reel-0\"\\nfile = \"reel-0.mov\"\\naction = \"pin\"\\n";
+
+/// Put the rules `printf` makes of `format` in force; rushesctl's answer.
+fn set_rules(vm: &Vm, format: &str) -> String {
+    sh(vm, &format!("printf '{format}' > /tmp/rules.toml"));
+    ctl(vm, "placement set /tmp/rules.toml", 0, SHORT)
+}
+
 fn pool_state(vm: &Vm) -> Value {
     ctl_json(vm, "pool show media")
 }
@@ -842,11 +861,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     );
     // No watermarks from here on: the steps below write to media and must not start
     // runs.
-    sh(
-        &vm,
-        "printf '[[rule]]\\nname = \"keep-reel-0\"\\nfile = \"reel-0.mov\"\\naction = \"pin\"\\n' > /tmp/rules.toml",
-    );
-    ctl(&vm, "placement set /tmp/rules.toml", 0, SHORT);
+    set_rules(&vm, PIN_REEL_0);
 
     steps.done("a watermark run: media's high mark");
     // Moves give way to clients: with a reader busy on media's disks (O_DIRECT reads of
@@ -862,13 +877,12 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         &vm,
         "sha256sum < /pools/media/grading/busy.mov; sync; echo 3 > /proc/sys/vm/drop_caches",
     );
-    sh(
+    set_rules(
         &vm,
-        "printf '[[rule]]\\nname = \"keep-reel-0\"\\nfile = \"reel-0.mov\"\\naction = \"pin\"\\n\\n\
-         [[rule]]\\nname = \"off-media\"\\nfile = \"busy.mov\"\\naction = \"place\"\\npool = \"archive\"\\n' \
-         > /tmp/rules.toml",
+        &format!(
+            "{PIN_REEL_0}\\n[[rule]]\\nname = \"off-media\"\\nfile = \"busy.mov\"\\naction = \"place\"\\npool = \"archive\"\\n"
+        ),
     );
-    ctl(&vm, "placement set /tmp/rules.toml", 0, SHORT);
     let runs_before = run_ids(&ctl_json(&vm, "jobs"));
     let md = pool_state(&vm)["device"]
         .as_str()
@@ -936,15 +950,14 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let media = pool_state(&vm);
     let size = media["size_bytes"].as_u64().unwrap();
     let pct = media["used_bytes"].as_u64().unwrap() * 100 / size;
-    sh(
+    set_rules(
         &vm,
         &format!(
-            "printf '[[pool]]\\nname = \"media\"\\nhigh = {}\\nlow = {pct}\\nalert_after = \"1m\"\\n\\n\
-             [[rule]]\\nname = \"keep-all\"\\npath = \"**\"\\naction = \"pin\"\\n' > /tmp/rules.toml",
+            "[[pool]]\\nname = \"media\"\\nhigh = {}\\nlow = {pct}\\nalert_after = \"1m\"\\n\\n\
+             [[rule]]\\nname = \"keep-all\"\\npath = \"**\"\\naction = \"pin\"\\n",
             pct + 1
         ),
     );
-    ctl(&vm, "placement set /tmp/rules.toml", 0, SHORT);
     sh(
         &vm,
         &format!(
@@ -953,17 +966,9 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         ),
     );
     let alerts = wait_json(&vm, "alerts", 3 * SHORT, "the pool-stays-full alert", |v| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "pool-stays-full:media")
+        open_alert(v, "pool-stays-full:media").is_some()
     });
-    let alert = alerts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == "pool-stays-full:media")
-        .unwrap();
+    let alert = open_alert(&alerts, "pool-stays-full:media").unwrap();
     assert!(
         alert["message"]
             .as_str()
@@ -977,34 +982,17 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
         "alerts",
         3 * SHORT,
         "the alert gone with the filler",
-        |v| {
-            !v.as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["id"] == "pool-stays-full:media")
-        },
+        |v| open_alert(v, "pool-stays-full:media").is_none(),
     );
-    sh(
-        &vm,
-        "printf '[[rule]]\\nname = \"keep-reel-0\"\\nfile = \"reel-0.mov\"\\naction = \"pin\"\\n' > /tmp/rules.toml",
-    );
-    ctl(&vm, "placement set /tmp/rules.toml", 0, SHORT);
+    set_rules(&vm, PIN_REEL_0);
 
     steps.done("a pool that stays past its high watermark");
     // Pull a member: the pool goes degraded with an alert and keeps serving.
     vm.pull("nvme1").unwrap();
     let alerts = wait_json(&vm, "alerts", SHORT, "a degraded alert", |v| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "pool-degraded:media")
+        open_alert(v, "pool-degraded:media").is_some()
     });
-    let alert = alerts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == "pool-degraded:media")
-        .unwrap();
+    let alert = open_alert(&alerts, "pool-degraded:media").unwrap();
     assert_eq!(alert["severity"], "critical");
     assert!(
         alert["action"]
@@ -1065,11 +1053,7 @@ async fn a_raid5_pool_serves_survives_reboot_a_pulled_disk_and_grows() {
     let pool = pool_state(&vm);
     assert_eq!(pool["state"], "online", "{pool:#}");
     assert!(
-        !ctl_json(&vm, "alerts")
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "pool-degraded:media"),
+        open_alert(&ctl_json(&vm, "alerts"), "pool-degraded:media").is_none(),
         "the degraded alert did not clear"
     );
 

@@ -478,15 +478,23 @@ fn due(
     None
 }
 
-/// A pool past its high watermark: its name, how full it is (%), its high watermark, for
-/// how long, and after how long that is an alert (its `alert_after`).
-type Over = (String, u64, u8, Duration, Duration);
+/// A pool past its high watermark.
+struct Over {
+    pool: String,
+    /// How full it is, in percent.
+    pct: u64,
+    high: u8,
+    /// For how long it has been past `high`...
+    since: Duration,
+    /// ...and after how long that is an alert (its `alert_after`).
+    after: Duration,
+}
 
 /// Alerts for pools past their high watermark longer than their `alert_after`.
 fn full_alerts(over: &[Over]) -> Vec<Raise> {
     over.iter()
-        .filter(|(_, _, _, since, after)| since >= after)
-        .map(|(pool, pct, high, since, _)| {
+        .filter(|o| o.since >= o.after)
+        .map(|Over { pool, pct, high, since, .. }| {
             Raise::new(
                 format!("pool-stays-full:{pool}"),
                 Severity::Warning,
@@ -529,13 +537,13 @@ impl Placement {
                 .entry(p.name.clone())
                 .or_insert_with(Instant::now);
             let pct = rushes_placement::plan::percent(p.used, p.size);
-            over.push((
-                p.name.clone(),
+            over.push(Over {
+                pool: p.name.clone(),
                 pct,
-                w.high,
-                since.elapsed(),
-                Duration::from_secs(w.alert_after),
-            ));
+                high: w.high,
+                since: since.elapsed(),
+                after: Duration::from_secs(w.alert_after),
+            });
         }
         self.core
             .alerts
@@ -545,8 +553,8 @@ impl Placement {
         }
         let emptied: Vec<String> = over
             .iter()
-            .filter(|(pool, ..)| rules.empties(pool))
-            .map(|(pool, ..)| pool.clone())
+            .filter(|o| rules.empties(&o.pool))
+            .map(|o| o.pool.clone())
             .collect();
         let last_run = self
             .core
@@ -887,13 +895,13 @@ mod tests {
     fn a_pool_past_its_high_watermark_alerts_only_once_it_stays_there() {
         let after = Duration::from_secs(rushes_placement::rules::STAYS_FULL_SECS);
         let over = |since: u64| {
-            vec![(
-                "fast".to_string(),
-                91,
-                85,
-                Duration::from_secs(since),
+            vec![Over {
+                pool: "fast".to_string(),
+                pct: 91,
+                high: 85,
+                since: Duration::from_secs(since),
                 after,
-            )]
+            }]
         };
         assert!(
             full_alerts(&over(60)).is_empty(),

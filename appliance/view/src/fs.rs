@@ -1603,16 +1603,19 @@ impl Filesystem for View {
             let mut buf = vec![0u8; 64 * 1024];
             let n = rustix::fs::flistxattr(&fd, &mut buf).map_err(errno)?;
             let mut out = Vec::with_capacity(n + dosattrib::NAME.len() + 1);
-            let mut has_dosattrib = false;
+            let (mut has_dosattrib, mut placed) = (false, false);
             for name in buf[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-                if !name.starts_with(OWN_XATTRS) {
+                if name.starts_with(OWN_XATTRS) {
+                    placed |= name == layout::DATA_XATTR.as_bytes();
+                } else {
                     has_dosattrib |= name == dosattrib::NAME;
                     out.extend_from_slice(name);
                     out.push(0);
                 }
             }
-            // A released file always has attributes to show (offline).
-            if !has_dosattrib && stub::is_released(fd.as_fd()) == Ok(true) {
+            // A released file always has attributes to show (offline). Only a file with a
+            // data pointer can be one: the rest of a listing costs no second look.
+            if placed && !has_dosattrib && stub::is_released(fd.as_fd()) == Ok(true) {
                 out.extend_from_slice(dosattrib::NAME);
                 out.push(0);
             }
